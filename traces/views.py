@@ -1,0 +1,5 @@
+from django.http import HttpResponse
+
+
+def run_list(request):
+    return HttpResponse("tracer_site")
