@@ -117,6 +117,9 @@ class LogRecord:
     time: datetime | None = None
     step_key: str | None = None
     fields: Any = None
+    # A row that repeats what an earlier one says (workflow writes each event
+    # twice): kept, so nothing is lost, but hidden from the default log view.
+    duplicate: bool = False
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -155,6 +158,11 @@ class RunRecord:
     error: str = ""
     output_counters: dict[str, float] = field(default_factory=dict)
     progress_label: str = ""
+    # Run-level progress, where the source has one (e.g. workflow's step_count).
+    items_total: int | None = None
+    items_processed: int | None = None
+    items_succeeded: int | None = None
+    items_failed: int | None = None
     # The last time the source showed activity (file mtime, row updated_at):
     # a running run quiet for longer than TRACER_STALE_AFTER is shown stale.
     source_updated_at: datetime | None = None
