@@ -1,0 +1,56 @@
+from django.contrib import admin
+
+from .models import Call, EntityLink, LogEntry, Run, Step, TraceFile, TraceSource
+
+
+@admin.register(TraceFile)
+class TraceFileAdmin(admin.ModelAdmin):
+    list_display = ["display_name", "format", "status", "size", "checked_at"]
+    list_filter = ["status", "format", "uploaded"]
+    search_fields = ["path", "display_name", "error"]
+
+
+@admin.register(TraceSource)
+class TraceSourceAdmin(admin.ModelAdmin):
+    list_display = ["path", "enabled", "rescan_every", "last_scan_finished_at", "files_failed"]
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ["name", "format", "status", "started_at", "step_count", "steps_failed"]
+    list_filter = ["format", "status"]
+    search_fields = ["external_id", "name", "error"]
+    raw_id_fields = ["source_file"]
+    show_full_result_count = False
+
+
+@admin.register(Step)
+class StepAdmin(admin.ModelAdmin):
+    list_display = ["name", "type", "status", "run", "started_at"]
+    list_filter = ["status"]
+    search_fields = ["key", "name", "error"]
+    raw_id_fields = ["run", "parent"]
+    show_full_result_count = False
+
+
+@admin.register(Call)
+class CallAdmin(admin.ModelAdmin):
+    list_display = ["tool", "operation", "status", "step"]
+    raw_id_fields = ["run", "step"]
+    show_full_result_count = False
+
+
+@admin.register(EntityLink)
+class EntityLinkAdmin(admin.ModelAdmin):
+    list_display = ["link_type", "entity_type", "entity_id", "external_id", "step"]
+    search_fields = ["entity_id", "external_id"]
+    raw_id_fields = ["run", "step"]
+    show_full_result_count = False
+
+
+@admin.register(LogEntry)
+class LogEntryAdmin(admin.ModelAdmin):
+    list_display = ["run", "seq", "level", "message"]
+    list_filter = ["level"]
+    raw_id_fields = ["run", "step"]
+    show_full_result_count = False

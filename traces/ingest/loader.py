@@ -1,0 +1,463 @@
+"""Ingest files, directories and zip archives: the one entry point that the
+`ingest` command, the upload page, the API and the background tasks call.
+
+Each file is read in its own transaction: it is written whole or not at all,
+a bad file is recorded with a message naming it and the reason, and the rest
+of the batch goes on. A file whose size and mtime (or else content hash) are
+unchanged is not read again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import stat
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+
+from django.db import transaction
+from django.utils import timezone
+
+from traces.models import Run, TraceFile, TraceSource
+
+from . import FORMATS, detect, get_format
+from .common import read_head
+from .records import ParseError
+from .store import delete_runs, write_run
+
+log = logging.getLogger(__name__)
+
+# Never trace data: journals, temp files of writers caught mid-rename, our own WAL files.
+IGNORED_SUFFIXES = (".tmp", "-journal", "-wal", "-shm", ".part", ".swp")
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclass
+class Candidate:
+    """A file to ingest: where it is on disk now, and what it is known as."""
+
+    real_path: Path
+    logical_path: str
+    display_name: str
+    explicit: bool
+    error: str = ""
+
+
+@dataclass
+class FileResult:
+    path: str
+    display_name: str
+    outcome: str  # ingested | unchanged | failed | skipped
+    format: str = ""
+    error: str = ""
+    counts: Counter = field(default_factory=Counter)
+    runs_added: list[int] = field(default_factory=list)
+    runs_updated: list[int] = field(default_factory=list)
+    runs_unchanged: list[int] = field(default_factory=list)
+    file_id: int | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "path": self.display_name,
+            "outcome": self.outcome,
+            "format": self.format,
+            "error": self.error,
+            "runs_added": self.runs_added,
+            "runs_updated": self.runs_updated,
+            "runs_unchanged": self.runs_unchanged,
+            **{name: self.counts[name] for name in ("steps", "calls", "links", "logs")},
+        }
+
+
+@dataclass
+class IngestReport:
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [result for result in self.files if result.outcome == "failed"]
+
+    def summary(self) -> dict:
+        """The `ingest --json` document."""
+        outcomes = Counter(result.outcome for result in self.files)
+        totals: Counter = Counter()
+        for result in self.files:
+            totals.update(result.counts)
+        return {
+            "files": {
+                "ingested": outcomes["ingested"],
+                "unchanged": outcomes["unchanged"],
+                "failed": outcomes["failed"],
+                "skipped": outcomes["skipped"],
+            },
+            "runs": totals["runs"],
+            "steps": totals["steps"],
+            "calls": totals["calls"],
+            "links": totals["links"],
+            "logs": totals["logs"],
+            "errors": [{"path": r.display_name, "error": r.error} for r in self.failed],
+            "skipped": [
+                {"path": r.display_name, "reason": r.error}
+                for r in self.files
+                if r.outcome == "skipped"
+            ],
+        }
+
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+def ingest_paths(
+    paths: Iterable[str | Path],
+    *,
+    format: str | None = None,
+    source: TraceSource | None = None,
+    uploaded: bool = False,
+    display_names: dict[str, str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """Ingest files, directories (recursively) and zip archives."""
+    forced = get_format(format) if format else None
+    report = IngestReport()
+    with contextlib.ExitStack() as stack:
+        candidates = list(_collect(paths, stack, display_names or {}))
+        known = _known_files(candidate.logical_path for candidate in candidates)
+        by_real = {str(c.real_path.resolve()): c for c in candidates if not c.error}
+        done: set[str] = set()
+        for index, candidate in enumerate(candidates):
+            if progress:
+                progress(index, len(candidates), candidate.display_name)
+            if candidate.logical_path in done:
+                continue
+            done.add(candidate.logical_path)
+            context = _Context(forced, known, source, uploaded, done, by_real)
+            report.files.append(_ingest_candidate(candidate, context))
+        if progress:
+            progress(len(candidates), len(candidates), "")
+    return report
+
+
+# --- finding files ------------------------------------------------------------------------
+
+
+def _collect(
+    paths: Iterable[str | Path], stack: contextlib.ExitStack, display_names: dict[str, str]
+) -> Iterator[Candidate]:
+    for raw in paths:
+        path = Path(raw).expanduser()
+        name = display_names.get(str(raw), str(raw))
+        if not path.exists() and not path.is_symlink():
+            yield Candidate(path, str(path), name, True, error="no such file or directory")
+        elif path.is_dir():
+            yield from _walk(path)
+        elif _is_zip(path):
+            yield from _expand_zip(path, name, stack)
+        else:
+            yield Candidate(path, str(path.resolve()), name, True)
+
+
+def _walk(root: Path) -> Iterator[Candidate]:
+    """Every regular file below root, sorted, without following directory
+    symlinks (a link loop cannot trap us)."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for filename in sorted(filenames):
+            if filename.startswith(".") or filename.endswith(IGNORED_SUFFIXES):
+                continue
+            path = Path(dirpath) / filename
+            if _is_zip(path):
+                continue  # archives inside directories are not expanded; name them explicitly
+            yield Candidate(path, str(path.resolve()), str(path), explicit=False)
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        return path.is_file() and read_head(path, 4) == ZIP_MAGIC
+    except OSError:
+        return False
+
+
+def _expand_zip(path: Path, name: str, stack: contextlib.ExitStack) -> Iterator[Candidate]:
+    from .archives import ArchiveError, extract_zip
+
+    tmpdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tracer-zip-")))
+    archive_id = str(path.resolve())
+    try:
+        members = extract_zip(path, tmpdir)
+    except ArchiveError as exc:
+        yield Candidate(path, archive_id, name, True, error=str(exc))
+        return
+    for member in members:
+        if member.error:
+            yield Candidate(
+                path,
+                f"{archive_id}!/{member.name}",
+                f"{name}:{member.name}",
+                True,
+                error=member.error,
+            )
+            continue
+        if Path(member.name).name.endswith(IGNORED_SUFFIXES):
+            continue
+        yield Candidate(
+            member.path, f"{archive_id}!/{member.name}", f"{name}:{member.name}", explicit=False
+        )
+
+
+def _known_files(logical_paths: Iterable[str]) -> dict[str, TraceFile]:
+    paths = list(logical_paths)
+    known: dict[str, TraceFile] = {}
+    for start in range(0, len(paths), 500):
+        for trace_file in TraceFile.objects.filter(path__in=paths[start : start + 500]):
+            known[trace_file.path] = trace_file
+    return known
+
+
+# --- one file -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    """What every file of one batch shares."""
+
+    forced: ModuleType | None
+    known: dict[str, TraceFile]
+    source: TraceSource | None
+    uploaded: bool
+    done: set[str]
+    by_real: dict[str, Candidate]
+
+
+def _ingest_candidate(candidate: Candidate, ctx: _Context) -> FileResult:
+    result = FileResult(candidate.logical_path, candidate.display_name, "failed")
+    if candidate.error:
+        return _fail(result, candidate, ctx, candidate.error)
+    try:
+        info = candidate.real_path.stat()
+    except OSError as exc:
+        return _fail(result, candidate, ctx, f"cannot read: {exc.strerror}")
+    if not stat.S_ISREG(info.st_mode):
+        return _skip_or_fail(result, candidate, ctx, "not a regular file")
+    trace_file = ctx.known.get(candidate.logical_path)
+    if _unchanged_by_stat(trace_file, info, candidate):
+        result.outcome, result.format, result.file_id = (
+            "unchanged",
+            trace_file.format,
+            trace_file.pk,
+        )
+        return result
+    try:
+        module = ctx.forced or (detect(candidate.real_path) if info.st_size else None)
+    except ParseError as exc:
+        return _fail(result, candidate, ctx, str(exc))
+    except OSError as exc:
+        return _fail(result, candidate, ctx, f"cannot read: {exc}")
+    if module is None:
+        return _skip_or_fail(result, candidate, ctx, _unrecognised_reason(info))
+    result.format = module.NAME
+    main = getattr(module, "companion_of", lambda _path: None)(candidate.real_path)
+    if main is not None:
+        return _ingest_companion(candidate, module, Path(main), ctx, result)
+    return _ingest_file(candidate, module, info, trace_file, ctx, result)
+
+
+def _unrecognised_reason(info: os.stat_result) -> str:
+    if info.st_size == 0:
+        return (
+            "empty file (a trace can be caught empty while it is written; "
+            "it is read again when it changes)"
+        )
+    return "not a trace file in any known format (" + ", ".join(FORMATS) + ")"
+
+
+def _unchanged_by_stat(
+    trace_file: TraceFile | None, info: os.stat_result, candidate: Candidate
+) -> bool:
+    if trace_file is None or trace_file.status != TraceFile.FileStatus.OK:
+        return False
+    if trace_file.size != info.st_size or trace_file.mtime_ns != info.st_mtime_ns:
+        return False
+    if not trace_file.companions:
+        return True
+    return _companion_hashes(trace_file.format, candidate.real_path) == trace_file.companions
+
+
+def _ingest_file(candidate, module, info, trace_file, ctx: _Context, result) -> FileResult:
+    try:
+        digest = _sha256(candidate.real_path)
+        companions = _companion_hashes(module.NAME, candidate.real_path)
+    except OSError as exc:
+        return _fail(result, candidate, ctx, f"cannot read: {exc}", trace_file)
+    if (
+        trace_file is not None
+        and trace_file.status == TraceFile.FileStatus.OK
+        and trace_file.sha256 == digest
+        and trace_file.companions == companions
+    ):
+        _touch(trace_file, info)
+        result.outcome, result.file_id = "unchanged", trace_file.pk
+        return result
+    try:
+        with transaction.atomic():
+            trace_file = _save_file(
+                trace_file, candidate, module.NAME, info, digest, companions, ctx
+            )
+            _write_runs(module, candidate, trace_file, result)
+            trace_file.produced = {
+                name: result.counts[name] for name in ("runs", "steps", "calls", "links", "logs")
+            }
+            trace_file.save(update_fields=["produced"])
+    except ParseError as exc:
+        result.counts.clear()
+        return _fail(result, candidate, ctx, _retry_hint(str(exc), info), _reload(trace_file))
+    except Exception as exc:  # a bug or a database error must not stop the batch
+        log.exception("ingest of %s failed", candidate.display_name)
+        result.counts.clear()
+        message = f"internal error while ingesting ({type(exc).__name__}: {exc})"
+        return _fail(result, candidate, ctx, message, _reload(trace_file))
+    result.outcome, result.file_id = "ingested", trace_file.pk
+    return result
+
+
+def _write_runs(module, candidate: Candidate, trace_file: TraceFile, result: FileResult) -> None:
+    seen: set[int] = set()
+    for record in module.parse(candidate.real_path):
+        origin = candidate.logical_path if record.origin else ""
+        outcome = write_run(record, source_file=trace_file, origin=origin)
+        seen.add(outcome.run_id)
+        if outcome.action == "added":
+            result.runs_added.append(outcome.run_id)
+        elif outcome.action == "updated":
+            result.runs_updated.append(outcome.run_id)
+        else:
+            result.runs_unchanged.append(outcome.run_id)
+            continue
+        result.counts["runs"] += 1
+        result.counts.update(outcome.counts)
+    # Runs this file produced before and no longer contains are gone from the source.
+    gone = list(
+        Run.objects.filter(source_file=trace_file).exclude(pk__in=seen).values_list("pk", flat=True)
+    )
+    delete_runs(gone)
+
+
+def _save_file(trace_file, candidate, format_name, info, digest, companions, ctx) -> TraceFile:
+    now = timezone.now()
+    if trace_file is None:
+        trace_file = TraceFile(path=candidate.logical_path, first_seen_at=now)
+    trace_file.display_name = candidate.display_name[:500]
+    trace_file.format = format_name
+    _set_stat(trace_file, info)
+    trace_file.sha256 = digest
+    trace_file.companions = companions
+    trace_file.status = TraceFile.FileStatus.OK
+    trace_file.error = ""
+    trace_file.source = ctx.source or trace_file.source
+    trace_file.uploaded = ctx.uploaded or trace_file.uploaded
+    trace_file.ingested_at = now
+    trace_file.checked_at = now
+    trace_file.save()
+    return trace_file
+
+
+def _set_stat(trace_file: TraceFile, info: os.stat_result) -> None:
+    trace_file.size = info.st_size
+    trace_file.mtime = datetime.fromtimestamp(info.st_mtime, tz=UTC)
+    trace_file.mtime_ns = info.st_mtime_ns
+
+
+def _ingest_companion(candidate, module, main: Path, ctx: _Context, result) -> FileResult:
+    """A file read as part of another (events.db beside workflow.db): ingest the
+    main file, and record this one as read with it."""
+    main_real = str(main.resolve())
+    main_candidate = ctx.by_real.get(main_real) or Candidate(main, main_real, str(main), True)
+    if main_candidate.logical_path not in ctx.done:
+        ctx.done.add(main_candidate.logical_path)
+        main_result = _ingest_candidate(main_candidate, ctx)
+        if main_result.outcome == "failed":
+            return _fail(result, candidate, ctx, f"read with {main.name}, which failed")
+        result.counts = main_result.counts
+        result.runs_added, result.runs_updated = main_result.runs_added, main_result.runs_updated
+    info = candidate.real_path.stat()
+    digest = _sha256(candidate.real_path)
+    with transaction.atomic():
+        trace_file = _save_file(
+            ctx.known.get(candidate.logical_path), candidate, module.NAME, info, digest, {}, ctx
+        )
+        trace_file.produced = {"companion_of": main_candidate.display_name}
+        trace_file.save(update_fields=["produced"])
+    result.outcome, result.file_id = "ingested", trace_file.pk
+    return result
+
+
+def _companion_hashes(format_name: str, path: Path) -> dict:
+    finder = getattr(FORMATS.get(format_name), "companion_paths", None)
+    if finder is None:
+        return {}
+    return {str(Path(c).resolve()): _sha256(Path(c)) for c in finder(path)}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _touch(trace_file: TraceFile, info: os.stat_result) -> None:
+    _set_stat(trace_file, info)
+    trace_file.checked_at = timezone.now()
+    trace_file.save(update_fields=["size", "mtime", "mtime_ns", "checked_at"])
+
+
+def _reload(trace_file: TraceFile | None) -> TraceFile | None:
+    """After a rollback the row may be gone (it was new in that transaction)."""
+    if trace_file is None:
+        return None
+    return TraceFile.objects.filter(path=trace_file.path).first()
+
+
+def _retry_hint(message: str, info: os.stat_result) -> str:
+    age = timezone.now().timestamp() - info.st_mtime
+    if age < 60 and "written" not in message:
+        message += (
+            " (the file changed moments ago and may still be being written;"
+            " it is read again when it changes)"
+        )
+    return message
+
+
+def _skip_or_fail(result, candidate, ctx: _Context, reason: str) -> FileResult:
+    if candidate.explicit:
+        return _fail(result, candidate, ctx, reason)
+    result.outcome, result.error = "skipped", reason
+    return result
+
+
+def _fail(result, candidate, ctx: _Context, reason: str, trace_file=None) -> FileResult:
+    """Record a failed file; the runs it gave before, if any, stay as they were."""
+    message = f"{candidate.display_name}: {reason}"
+    trace_file = trace_file or ctx.known.get(candidate.logical_path)
+    now = timezone.now()
+    if trace_file is None:
+        trace_file = TraceFile(path=candidate.logical_path, first_seen_at=now)
+    trace_file.display_name = candidate.display_name[:500]
+    trace_file.format = trace_file.format or result.format
+    trace_file.status = TraceFile.FileStatus.ERROR
+    trace_file.error = message
+    trace_file.checked_at = now
+    trace_file.source = ctx.source or trace_file.source
+    trace_file.uploaded = ctx.uploaded or trace_file.uploaded
+    with contextlib.suppress(OSError):
+        _set_stat(trace_file, candidate.real_path.stat())
+    trace_file.save()
+    result.outcome, result.error, result.file_id = "failed", message, trace_file.pk
+    return result

@@ -1,0 +1,471 @@
+"""The only module that writes traces to the database.
+
+`write_run()` turns one `RunRecord` (and its lazy steps, calls, links and
+logs) into rows, in bulk: ids are allocated up front so a step's parent and a
+call's step are known without reading anything back, rows go out with
+`executemany` in batches, and the summaries the pages need (step counts by
+status, child counts, failed subtrees) are computed on the way. The caller
+holds the transaction: a run is written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from django.db import connection, models
+from django.utils import timezone
+
+from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
+
+from .records import CallRecord, LinkRecord, LogRecord, RunRecord, StepRecord
+
+BATCH_SIZE = 2000
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+_ESCAPED_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+@dataclass
+class RunOutcome:
+    """What happened to one run: added, updated, unchanged, or kept (the stored
+    copy is more complete than the one offered)."""
+
+    action: str
+    run_id: int
+    external_id: str
+    counts: Counter = field(default_factory=Counter)
+
+
+def write_run(record: RunRecord, *, source_file: TraceFile | None, origin: str) -> RunOutcome:
+    """Insert or replace one run. Call inside `transaction.atomic()`."""
+    existing = (
+        Run.objects.filter(format=record.format, origin=origin, external_id=record.external_id)
+        .only("id", "fingerprint", "completeness", "source_file_id")
+        .first()
+    )
+    if existing is not None:
+        if record.fingerprint and existing.fingerprint == record.fingerprint:
+            return RunOutcome("unchanged", existing.pk, record.external_id)
+        if _less_complete(record.completeness, existing.completeness):
+            return RunOutcome("kept", existing.pk, record.external_id)
+        delete_run_children([existing.pk])
+    run = _save_run_row(record, existing, source_file=source_file, origin=origin)
+    writer = _RunWriter(run)
+    writer.write(record)
+    action = "updated" if existing is not None else "added"
+    return RunOutcome(action, run.pk, record.external_id, writer.counts)
+
+
+def delete_run_children(run_ids: list[int]) -> None:
+    """Delete everything under these runs with plain SQL (Django's cascade
+    would load every row into Python first)."""
+    if not run_ids:
+        return
+    placeholders = ", ".join(["%s"] * len(run_ids))
+    with connection.cursor() as cursor:
+        for model in (LogEntry, EntityLink, Call, Step):
+            cursor.execute(
+                f"DELETE FROM {model._meta.db_table} WHERE run_id IN ({placeholders})", run_ids
+            )
+
+
+def delete_runs(run_ids: list[int]) -> None:
+    delete_run_children(run_ids)
+    Run.objects.filter(pk__in=run_ids)._raw_delete(Run.objects.db)
+
+
+def _less_complete(new: tuple | None, stored: list | None) -> bool:
+    if new is None or stored is None:
+        return False
+    try:
+        return tuple(new) < tuple(stored)
+    except TypeError:
+        return False
+
+
+RUN_FIELDS = (
+    "name", "type", "trigger", "actor", "status", "raw_status", "started_at", "finished_at",
+    "duration_ms", "input", "output", "error", "output_counters", "progress_label",
+    "items_total", "items_processed", "items_succeeded", "items_failed", "truncated",
+    "attributes", "source_updated_at", "fingerprint",
+)  # fmt: skip
+
+
+def _save_run_row(
+    record: RunRecord, existing: Run | None, *, source_file: TraceFile | None, origin: str
+) -> Run:
+    run = existing or Run(format=record.format, origin=origin, external_id=record.external_id)
+    values = {name: getattr(record, name) for name in RUN_FIELDS}
+    values["attributes"] = dict(values["attributes"])
+    for name, value in values.items():
+        setattr(run, name, _clean_value(Run._meta.get_field(name), value, values["attributes"]))
+    for name in ("input", "output", "output_counters", "attributes"):
+        value = getattr(run, name)
+        if value is not None:
+            setattr(run, name, orjson.loads(dump_json(value)))
+    run.completeness = list(record.completeness) if record.completeness is not None else None
+    run.source_file = source_file
+    run.ingested_at = timezone.now()
+    run.save()
+    return run
+
+
+class _RunWriter:
+    """Writes one run's children and keeps the summaries as they stream by."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.counts: Counter = Counter()
+        self.step_ids: dict[str, int] = {}
+        self.parent_of: dict[int, int | None] = {}
+        self.depth_of: dict[int, int] = {}
+        self.children: Counter = Counter()
+        self.calls_of: Counter = Counter()
+        self.links_of: Counter = Counter()
+        self.failed_subtree: set[int] = set()
+        self.by_status: Counter = Counter()
+        self.orphans: Counter = Counter()
+        self.ids = {model: _IdAllocator(model) for model in (Step, Call, EntityLink, LogEntry)}
+
+    def write(self, record: RunRecord) -> None:
+        self._write_rows(Step, record.steps, self._step_row)
+        self._write_rows(Call, record.calls, self._call_row)
+        self._write_rows(EntityLink, record.links, self._link_row)
+        self._write_rows(LogEntry, record.logs, self._log_row)
+        self._write_step_summaries()
+        self._write_run_summary()
+
+    def _write_rows(self, model, records, to_row) -> None:
+        inserter = _BulkInserter(model)
+        for item in records:
+            row = to_row(item)
+            if row is not None:
+                inserter.add(row)
+        inserter.flush()
+
+    def _step_row(self, step: StepRecord) -> dict | None:
+        if step.key in self.step_ids:
+            self.orphans["duplicate step keys"] += 1
+            return None
+        attributes = dict(step.attributes)
+        parent_id = self.step_ids.get(step.parent_key) if step.parent_key is not None else None
+        if step.parent_key is not None and parent_id is None:
+            attributes["missing_parent"] = step.parent_key
+        step_id = self.ids[Step].next()
+        self.step_ids[step.key] = step_id
+        self.parent_of[step_id] = parent_id
+        depth = 0 if parent_id is None else self.depth_of[parent_id] + 1
+        self.depth_of[step_id] = depth
+        position = self.children[parent_id]
+        self.children[parent_id] += 1
+        self.by_status[step.status] += 1
+        if step.status == "failed":
+            self._mark_failed_subtree(step_id)
+        self.counts["steps"] += 1
+        return _record_values(
+            Step,
+            step,
+            attributes,
+            id=step_id,
+            run_id=self.run.pk,
+            parent_id=parent_id,
+            seq=self.counts["steps"],
+            position=position,
+            depth=depth,
+        )
+
+    def _mark_failed_subtree(self, step_id: int | None) -> None:
+        while step_id is not None and step_id not in self.failed_subtree:
+            self.failed_subtree.add(step_id)
+            step_id = self.parent_of[step_id]
+
+    def _call_row(self, call: CallRecord) -> dict | None:
+        step_id = self.step_ids.get(call.step_key)
+        if step_id is None:
+            self.orphans["calls of unknown steps"] += 1
+            return None
+        position = self.calls_of[step_id]
+        self.calls_of[step_id] += 1
+        self.counts["calls"] += 1
+        return _record_values(
+            Call,
+            call,
+            dict(call.attributes),
+            id=self.ids[Call].next(),
+            run_id=self.run.pk,
+            step_id=step_id,
+            position=position,
+        )
+
+    def _link_row(self, link: LinkRecord) -> dict | None:
+        step_id = self.step_ids.get(link.step_key)
+        if step_id is None:
+            self.orphans["links of unknown steps"] += 1
+            return None
+        self.links_of[step_id] += 1
+        self.counts["links"] += 1
+        return _record_values(
+            EntityLink,
+            link,
+            dict(link.attributes),
+            id=self.ids[EntityLink].next(),
+            run_id=self.run.pk,
+            step_id=step_id,
+        )
+
+    def _log_row(self, log: LogRecord) -> dict:
+        attributes = dict(log.attributes)
+        step_id = self.step_ids.get(log.step_key) if log.step_key is not None else None
+        if log.step_key is not None and step_id is None:
+            attributes["unknown_step"] = log.step_key
+        self.counts["logs"] += 1
+        return _record_values(
+            LogEntry,
+            log,
+            attributes,
+            id=self.ids[LogEntry].next(),
+            run_id=self.run.pk,
+            step_id=step_id,
+        )
+
+    def _write_step_summaries(self) -> None:
+        touched = set(self.children) | set(self.calls_of) | set(self.links_of) | self.failed_subtree
+        touched.discard(None)
+        rows = [
+            (
+                self.children[step_id],
+                self.calls_of[step_id],
+                self.links_of[step_id],
+                step_id in self.failed_subtree,
+                step_id,
+            )
+            for step_id in sorted(touched)
+        ]
+        table = Step._meta.db_table
+        sql = (
+            f"UPDATE {table} SET child_count = %s, call_count = %s, link_count = %s, "
+            f"failed_subtree = %s WHERE id = %s"
+        )
+        with connection.cursor() as cursor:
+            for start in range(0, len(rows), BATCH_SIZE):
+                cursor.executemany(sql, rows[start : start + BATCH_SIZE])
+
+    def _write_run_summary(self) -> None:
+        summary = {f"steps_{status}": self.by_status[status] for status in _STEP_STATUSES}
+        attributes = self.run.attributes
+        if self.orphans:
+            attributes = {**attributes, "skipped_records": dict(self.orphans)}
+        Run.objects.filter(pk=self.run.pk).update(
+            step_count=self.counts["steps"],
+            call_count=self.counts["calls"],
+            link_count=self.counts["links"],
+            log_count=self.counts["logs"],
+            max_depth=max(self.depth_of.values(), default=0),
+            attributes=attributes,
+            **summary,
+        )
+
+
+_STEP_STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "cancelled")
+
+
+def _record_values(model, record, attributes: dict, **fixed) -> dict:
+    """Column values for a record: its same-named fields, cleaned for the column."""
+    values = dict(fixed)
+    for column in _columns(model):
+        name = column.attname
+        if name in values or name == "attributes":
+            continue
+        if hasattr(record, name):
+            values[name] = _clean_value(column, getattr(record, name), attributes)
+    values["attributes"] = attributes
+    return values
+
+
+_COLUMN_CACHE: dict[type, list[models.Field]] = {}
+
+
+def _columns(model) -> list[models.Field]:
+    if model not in _COLUMN_CACHE:
+        _COLUMN_CACHE[model] = list(model._meta.concrete_fields)
+    return _COLUMN_CACHE[model]
+
+
+def _clean_value(column: models.Field, value: Any, attributes: dict) -> Any:
+    """Fit a trace's value to its column, keeping what does not fit in attributes.
+
+    Traces come from anywhere: a name can be 100 kB, a counter 10**30, a
+    duration NaN. The database must never be the one to refuse them."""
+    name = column.attname
+    if value is None:
+        return None if column.null else _empty(column)
+    if isinstance(column, models.CharField | models.TextField):
+        text = value if isinstance(value, str) else str(value)
+        text = text.replace("\x00", "\ufffd")
+        limit = column.max_length
+        if limit and len(text) > limit:
+            attributes.setdefault("full_values", {})[name] = text
+            text = text[: limit - 1] + "…"
+        return text
+    if isinstance(column, models.BooleanField):
+        return bool(value)
+    if isinstance(column, models.IntegerField):
+        return _fit_int(column, value, attributes)
+    if isinstance(column, models.FloatField):
+        return _fit_float(column, value, attributes)
+    return value
+
+
+def _empty(column: models.Field) -> Any:
+    if column.has_default():
+        return column.get_default()
+    return "" if isinstance(column, models.CharField | models.TextField) else None
+
+
+def _fit_int(column: models.Field, value: Any, attributes: dict) -> int | None:
+    low, high = INT64 if isinstance(column, models.BigIntegerField) else INT32
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        attributes.setdefault("unusable_values", {})[column.attname] = repr(value)[:200]
+        return None if column.null else 0
+    if isinstance(value, float) and not math.isfinite(value):
+        attributes.setdefault("unusable_values", {})[column.attname] = repr(value)
+        return None if column.null else 0
+    if not low <= value <= high:
+        attributes.setdefault("unusable_values", {})[column.attname] = repr(value)[:200]
+        return None if column.null else 0
+    return int(value)
+
+
+def _fit_float(column: models.Field, value: Any, attributes: dict) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        attributes.setdefault("unusable_values", {})[column.attname] = repr(value)[:200]
+        return None
+    return float(value)
+
+
+class _IdAllocator:
+    """Hands out primary keys for rows we insert ourselves.
+
+    Valid inside the write transaction that the caller holds: on SQLite the
+    whole database is locked for writing from BEGIN IMMEDIATE, so max(id) + 1
+    onwards is ours; on PostgreSQL ids come from the table's own sequence."""
+
+    def __init__(self, model):
+        self.model = model
+        self.table = model._meta.db_table
+        self._next: int | None = None
+        self._pool: list[int] = []
+
+    def next(self) -> int:
+        if connection.vendor == "postgresql":
+            if not self._pool:
+                self._pool = self._reserve_postgres(BATCH_SIZE)
+            return self._pool.pop()
+        if self._next is None:
+            self._next = self._sqlite_start()
+        value = self._next
+        self._next += 1
+        return value
+
+    def _sqlite_start(self) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {self.table}")
+            highest = cursor.fetchone()[0]
+            cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [self.table])
+            row = cursor.fetchone()
+        return max(highest, row[0] if row else 0) + 1
+
+    def _reserve_postgres(self, count: int) -> list[int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [self.table, count],
+            )
+            return sorted((row[0] for row in cursor.fetchall()), reverse=True)
+
+
+class _BulkInserter:
+    """Buffers rows of one model and writes them with executemany."""
+
+    def __init__(self, model):
+        self.model = model
+        self.columns = _columns(model)
+        names = ", ".join(connection.ops.quote_name(c.column) for c in self.columns)
+        marks = ", ".join(["%s"] * len(self.columns))
+        self.sql = f"INSERT INTO {model._meta.db_table} ({names}) VALUES ({marks})"
+        self.adapters = [_adapter(column) for column in self.columns]
+        self.rows: list[tuple] = []
+
+    def add(self, values: dict) -> None:
+        row = tuple(
+            adapt(values.get(column.attname, _default(column)))
+            for column, adapt in zip(self.columns, self.adapters, strict=True)
+        )
+        self.rows.append(row)
+        if len(self.rows) >= BATCH_SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            with connection.cursor() as cursor:
+                cursor.executemany(self.sql, self.rows)
+            self.rows = []
+
+
+def _default(column: models.Field) -> Any:
+    return column.get_default() if column.has_default() else None
+
+
+def _adapter(column: models.Field):
+    if isinstance(column, models.JSONField):
+        return _adapt_json
+    if isinstance(column, models.DateTimeField):
+        return _adapt_datetime
+    return _identity
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _adapt_datetime(value: datetime | None) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _adapt_json(value: Any) -> Any:
+    if value is None:
+        return None
+    text = dump_json(value)
+    if connection.vendor == "postgresql":
+        from psycopg.types.json import Jsonb
+
+        return Jsonb(value, dumps=lambda _unused: text)
+    return text
+
+
+def dump_json(value: Any) -> str:
+    """JSON text any database accepts: no NUL characters (PostgreSQL refuses
+    them), no lone surrogates, NaN as null."""
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=_json_default)
+    except (TypeError, orjson.JSONEncodeError):
+        text = json.dumps(value, default=_json_default, ensure_ascii=False)
+        data = text.encode("utf-8", errors="replace")
+    if b"\\u0000" in data:
+        data = _ESCAPED_NUL.sub(rb"\1\\ufffd", data)
+    return data.decode("utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)

@@ -1,0 +1,345 @@
+"""The unified trace model: every format is ingested into these tables.
+
+TraceFile (what was read) → Run → Step (a tree) → Call; EntityLink ties a step
+to a business entity; LogEntry is a run's log, optionally on a step.
+Summaries the lists need (step counts by status, child counts, whether a
+subtree holds a failure) are computed at ingest, so no page aggregates a
+million rows per request.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class Format(models.TextChoices):
+    DUCKFLUX = "duckflux", "duckflux"
+    GREENTIC = "greentic", "greentic"
+    TRACEOS = "traceos", "traceos"
+    RUNS = "runs", "runs"
+    WORKFLOW = "workflow", "workflow"
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", "pending"
+    RUNNING = "running", "running"
+    SUCCEEDED = "succeeded", "succeeded"
+    FAILED = "failed", "failed"
+    SKIPPED = "skipped", "skipped"
+    CANCELLED = "cancelled", "cancelled"
+
+
+class TraceSource(models.Model):
+    """A directory or database on the server the site rescans (inside the allowed roots)."""
+
+    path = models.CharField(max_length=1000, unique=True)
+    label = models.CharField(max_length=200, blank=True)
+    enabled = models.BooleanField(default=True)
+    rescan_every = models.DurationField(
+        null=True, blank=True, help_text="Rescan on this schedule; empty = only on demand."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_scan_started_at = models.DateTimeField(null=True, blank=True)
+    last_scan_finished_at = models.DateTimeField(null=True, blank=True)
+    last_scan_report = models.JSONField(default=dict, blank=True)
+    files_found = models.PositiveIntegerField(default=0)
+    files_failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["path"]
+
+    def __str__(self) -> str:
+        return self.label or self.path
+
+    def get_absolute_url(self) -> str:
+        return reverse("traces:source-detail", args=[self.pk])
+
+
+class TraceFile(models.Model):
+    """Every file or database ingested, ok or not: failed files stay visible here."""
+
+    class FileStatus(models.TextChoices):
+        OK = "ok", "ok"
+        ERROR = "error", "error"
+
+    # The file's resolved path; an archive member is "<archive path>!/<member>".
+    path = models.CharField(max_length=2000, unique=True)
+    # What a user knows it as (the upload's name, the member's name).
+    display_name = models.CharField(max_length=500)
+    format = models.CharField(max_length=20, choices=Format.choices, blank=True)
+    size = models.BigIntegerField(default=0)
+    mtime = models.DateTimeField(null=True, blank=True)
+    # Exact, for the rescan fast path: same size and mtime_ns means unchanged, unread.
+    mtime_ns = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    # sha256 of the files read together with this one (workflow's events.db), by path.
+    companions = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=FileStatus.choices, default=FileStatus.OK)
+    error = models.TextField(blank=True)
+    # What the last ingest produced: {"runs": n, "steps": n, "calls": n, "links": n, "logs": n}.
+    produced = models.JSONField(default=dict, blank=True)
+    source = models.ForeignKey(
+        TraceSource, null=True, blank=True, on_delete=models.SET_NULL, related_name="files"
+    )
+    uploaded = models.BooleanField(default=False)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    ingested_at = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-checked_at"]
+        indexes = [
+            # /files/ filtered by status, newest first.
+            models.Index(fields=["status", "-checked_at"], name="tracefile_status_checked"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    def get_absolute_url(self) -> str:
+        return reverse("traces:file-detail", args=[self.pk])
+
+
+class Run(models.Model):
+    format = models.CharField(max_length=20, choices=Format.choices)
+    # "" when the source's ids are globally unique, else the database it came from.
+    origin = models.CharField(max_length=1000, blank=True, default="")
+    external_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=500, blank=True)
+    type = models.CharField(max_length=200, blank=True)
+    trigger = models.CharField(max_length=500, blank=True)
+    actor = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices)
+    raw_status = models.CharField(max_length=50, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    input = models.JSONField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    output_counters = models.JSONField(default=dict, blank=True)
+    progress_label = models.CharField(max_length=500, blank=True)
+    items_total = models.BigIntegerField(null=True, blank=True)
+    items_processed = models.BigIntegerField(null=True, blank=True)
+    items_succeeded = models.BigIntegerField(null=True, blank=True)
+    items_failed = models.BigIntegerField(null=True, blank=True)
+    truncated = models.BooleanField(default=False)
+    attributes = models.JSONField(default=dict, blank=True)
+
+    # Summaries filled at ingest.
+    step_count = models.IntegerField(default=0)
+    steps_pending = models.IntegerField(default=0)
+    steps_running = models.IntegerField(default=0)
+    steps_succeeded = models.IntegerField(default=0)
+    steps_failed = models.IntegerField(default=0)
+    steps_skipped = models.IntegerField(default=0)
+    steps_cancelled = models.IntegerField(default=0)
+    call_count = models.IntegerField(default=0)
+    link_count = models.IntegerField(default=0)
+    log_count = models.IntegerField(default=0)
+    max_depth = models.IntegerField(default=0)
+
+    # Bookkeeping for idempotent re-ingest.
+    source_file = models.ForeignKey(
+        TraceFile, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    source_updated_at = models.DateTimeField(null=True, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    completeness = models.JSONField(null=True, blank=True)
+    ingested_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["format", "origin", "external_id"], name="run_unique_per_format_origin"
+            ),
+        ]
+        indexes = [
+            # The runs list: newest first, optionally by status or format.
+            models.Index(fields=["-started_at", "-id"], name="run_started"),
+            models.Index(fields=["status", "-started_at", "-id"], name="run_status_started"),
+            models.Index(fields=["format", "-started_at", "-id"], name="run_format_started"),
+            models.Index(fields=["type", "-started_at", "-id"], name="run_type_started"),
+            # Retention (prune) and "recently ingested".
+            models.Index(fields=["ingested_at"], name="run_ingested"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.external_id
+
+    def get_absolute_url(self) -> str:
+        return reverse("traces:run-detail", args=[self.pk])
+
+    @property
+    def is_stale(self) -> bool:
+        """Says "running" but its source has not changed for a while."""
+        if self.status != Status.RUNNING or self.source_updated_at is None:
+            return False
+        return timezone.now() - self.source_updated_at > settings.TRACER_STALE_AFTER
+
+    @property
+    def has_progress(self) -> bool:
+        return self.items_total is not None or self.items_processed is not None
+
+
+class Step(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    # The source's step id (or seq): unique in the run and stable across re-ingests,
+    # so step URLs survive a running run being updated.
+    key = models.CharField(max_length=255)
+    seq = models.IntegerField(help_text="Order of the step in its run (parents first).")
+    position = models.IntegerField(help_text="Order among its siblings.")
+    depth = models.IntegerField(default=0)
+    name = models.CharField(max_length=500, blank=True)
+    type = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices)
+    raw_status = models.CharField(max_length=50, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    input = models.JSONField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    attempt = models.IntegerField(null=True, blank=True)
+    retries = models.IntegerField(null=True, blank=True)
+    retry_of = models.CharField(max_length=255, blank=True)
+    max_retries = models.IntegerField(null=True, blank=True)
+    loop_index = models.IntegerField(null=True, blank=True)
+    items_total = models.BigIntegerField(null=True, blank=True)
+    items_processed = models.BigIntegerField(null=True, blank=True)
+    items_succeeded = models.BigIntegerField(null=True, blank=True)
+    items_failed = models.BigIntegerField(null=True, blank=True)
+    entity_type = models.CharField(max_length=200, blank=True)
+    entity_id = models.CharField(max_length=500, blank=True)
+    truncated = models.BooleanField(default=False)
+    never_closed = models.BooleanField(default=False)
+    attributes = models.JSONField(default=dict, blank=True)
+
+    # Summaries filled at ingest.
+    child_count = models.IntegerField(default=0)
+    # This step or one below it failed: "failed only" keeps these as context.
+    failed_subtree = models.BooleanField(default=False)
+    call_count = models.IntegerField(default=0)
+    link_count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "key"], name="step_unique_key_per_run"),
+        ]
+        indexes = [
+            # A run's tree, one level at a time (parent NULL = roots), in order.
+            models.Index(fields=["run", "parent", "position"], name="step_tree"),
+            # A run's steps flat in order (timeline, API).
+            models.Index(fields=["run", "seq"], name="step_run_seq"),
+            # Children of an expanded step.
+            models.Index(fields=["parent", "position"], name="step_children"),
+            # Failed steps across runs, newest first (and other statuses).
+            models.Index(fields=["status", "-started_at", "-id"], name="step_status_started"),
+            # "Failed only" inside a run.
+            models.Index(fields=["run", "failed_subtree", "seq"], name="step_run_failed"),
+            # A step's own subject entity.
+            models.Index(fields=["entity_type", "entity_id"], name="step_entity"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.key
+
+    def get_absolute_url(self) -> str:
+        return reverse("traces:step-detail", args=[self.run_id, self.key])
+
+    @property
+    def has_progress(self) -> bool:
+        return self.items_total is not None or self.items_processed is not None
+
+
+class Call(models.Model):
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="calls")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="calls")
+    key = models.CharField(max_length=255)
+    position = models.IntegerField()
+    tool = models.CharField(max_length=200, blank=True)
+    operation = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices)
+    raw_status = models.CharField(max_length=50, blank=True)
+    attempt = models.IntegerField(null=True, blank=True)
+    retry_of = models.CharField(max_length=255, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    input = models.JSONField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [
+            # A step's calls in order.
+            models.Index(fields=["step", "position"], name="call_step"),
+            # Retention deletes by run.
+            models.Index(fields=["run"], name="call_run"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool}.{self.operation}"
+
+
+class EntityLink(models.Model):
+    class LinkType(models.TextChoices):
+        INPUT = "input", "input"
+        OUTPUT = "output", "output"
+        AFFECTED = "affected", "affected"
+
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="links")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="links")
+    link_type = models.CharField(max_length=50)
+    entity_type = models.CharField(max_length=200)
+    entity_id = models.CharField(max_length=500)
+    external_id = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [
+            # An entity's page: every step that touched it.
+            models.Index(fields=["entity_type", "entity_id"], name="link_entity"),
+            # A step's panel: its links.
+            models.Index(fields=["step"], name="link_step"),
+            # Retention deletes by run.
+            models.Index(fields=["run"], name="link_run"),
+            # Search by the source system's id.
+            models.Index(fields=["external_id"], name="link_external"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.link_type} {self.entity_type}:{self.entity_id}"
+
+
+class LogEntry(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="logs")
+    step = models.ForeignKey(
+        Step, null=True, blank=True, on_delete=models.CASCADE, related_name="logs"
+    )
+    seq = models.IntegerField()
+    time = models.DateTimeField(null=True, blank=True)
+    level = models.CharField(max_length=20, blank=True)
+    message = models.TextField(blank=True)
+    fields = models.JSONField(null=True, blank=True)
+    duplicate = models.BooleanField(default=False)
+    attributes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name_plural = "log entries"
+        indexes = [
+            # A run's logs in order (optionally one level).
+            models.Index(fields=["run", "seq"], name="log_run_seq"),
+            # A step's panel: its logs.
+            models.Index(fields=["step", "seq"], name="log_step_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.message[:80]}"
