@@ -23,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 
 from django.db import transaction
+from django.db.models import Count, Sum
 from django.utils import timezone
 
 from traces.models import Run, TraceFile, TraceSource
@@ -84,12 +85,19 @@ class IngestReport:
     def failed(self) -> list[FileResult]:
         return [result for result in self.files if result.outcome == "failed"]
 
+    def run_ids(self) -> list[int]:
+        """Runs this batch added or updated, each once."""
+        ids = dict.fromkeys(
+            run_id for result in self.files for run_id in result.runs_added + result.runs_updated
+        )
+        return list(ids)
+
     def summary(self) -> dict:
-        """The `ingest --json` document."""
+        """The `ingest --json` document. Counts are those of the runs written,
+        each counted once with its final content (a running snapshot replaced
+        by its finished file in the same batch is one run)."""
         outcomes = Counter(result.outcome for result in self.files)
-        totals: Counter = Counter()
-        for result in self.files:
-            totals.update(result.counts)
+        totals = _run_totals(self.run_ids())
         return {
             "files": {
                 "ingested": outcomes["ingested"],
@@ -97,11 +105,7 @@ class IngestReport:
                 "failed": outcomes["failed"],
                 "skipped": outcomes["skipped"],
             },
-            "runs": totals["runs"],
-            "steps": totals["steps"],
-            "calls": totals["calls"],
-            "links": totals["links"],
-            "logs": totals["logs"],
+            **totals,
             "errors": [{"path": r.display_name, "error": r.error} for r in self.failed],
             "skipped": [
                 {"path": r.display_name, "reason": r.error}
@@ -109,6 +113,20 @@ class IngestReport:
                 if r.outcome == "skipped"
             ],
         }
+
+
+def _run_totals(run_ids: list[int]) -> dict:
+    totals = Counter()
+    for start in range(0, len(run_ids), 5000):
+        chunk = Run.objects.filter(pk__in=run_ids[start : start + 5000]).aggregate(
+            runs=Count("id"),
+            steps=Sum("step_count"),
+            calls=Sum("call_count"),
+            links=Sum("link_count"),
+            logs=Sum("log_count"),
+        )
+        totals.update({name: value or 0 for name, value in chunk.items()})
+    return {name: totals[name] for name in ("runs", "steps", "calls", "links", "logs")}
 
 
 ProgressCallback = Callable[[int, int, str], None]

@@ -1,0 +1,248 @@
+"""The ingest path end to end: files, directories and archives into the database."""
+
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from traces.ingest import FORMATS, detect
+from traces.ingest.loader import ingest_paths
+from traces.models import Run, Step, TraceFile
+from traces.queries import trace_totals
+
+pytestmark = pytest.mark.django_db
+
+NOT_TRACES = {
+    "duckflux/manifest.json",
+    "duckflux/run-log.tsv",
+    "traceos/stats.json",
+    "traceos/guard-errors.json",
+    "runs/schema.sql",
+    "runs/run-summaries.json",
+} | {f"duckflux/workflows/0{n}" for n in range(1, 7)}
+
+
+def sample_files(samples: Path):
+    for path in sorted(samples.rglob("*")):
+        if path.is_file():
+            yield path, path.relative_to(samples)
+
+
+def expected_format(relative: Path) -> str | None:
+    text = str(relative)
+    if text in NOT_TRACES or text.startswith("duckflux/workflows/"):
+        return None
+    return relative.parts[0]
+
+
+def test_every_sample_is_recognised_by_exactly_its_own_format(samples):
+    for path, relative in sample_files(samples):
+        wanted = expected_format(relative)
+        accepted = [
+            name
+            for name, module in FORMATS.items()
+            if module.sniff(path, path.read_bytes()[:65536])
+        ]
+        assert accepted == ([wanted] if wanted else []), relative
+        module = detect(path)
+        assert (module.NAME if module else None) == wanted
+
+
+def duckflux_expectations(samples: Path) -> dict:
+    """Finished duckflux runs per the sample manifest (snapshots are older copies)."""
+    manifest = json.loads((samples / "duckflux/manifest.json").read_text())
+    runs = [entry for entry in manifest if not entry["file"].startswith("running-snapshot/")]
+    steps: dict[str, int] = {}
+    word = {"success": "succeeded", "failure": "failed", "skipped": "skipped"}
+    for entry in runs:
+        for status, count in entry["steps_by_status"].items():
+            steps[word[status]] = steps.get(word[status], 0) + count
+    return {"runs": len(runs), "steps": steps}
+
+
+def test_samples_reproduce_the_readme_counts(samples):
+    report = ingest_paths([samples])
+    assert report.failed == []
+    totals = trace_totals()
+    duck = duckflux_expectations(samples)
+    assert sum(totals["runs"]["duckflux"].values()) == duck["runs"] == 19
+    assert totals["steps"]["duckflux"] == duck["steps"]
+    assert totals["runs"]["greentic"] == {"succeeded": 2, "failed": 2}
+    assert sum(totals["steps"]["greentic"].values()) == 5 + 3 + 4 + 5
+    assert totals["runs"]["traceos"] == {"succeeded": 6, "failed": 2, "running": 1}
+    assert totals["steps"]["traceos"] == {"succeeded": 30, "failed": 3, "running": 1}
+    raw = trace_totals(raw=True)
+    tracked = Run.objects.filter(format="runs").exclude(attributes__standalone=True)
+    assert sorted(tracked.values_list("raw_status", flat=True)) == sorted(
+        ["completed"] * 3 + ["failed"] * 2 + ["pending", "running"]
+    )
+    assert Run.objects.filter(format="runs", attributes__standalone=True).count() == 1
+    assert raw["steps"]["runs"] == {"completed": 22, "failed": 4, "skipped": 3, "running": 2}
+    assert totals["calls"]["runs"] == 33
+    assert totals["links"]["runs"] == 37
+    assert raw["runs"]["workflow"] == {"completed": 3, "failed": 3, "running": 1}
+    assert raw["steps"]["workflow"] == {"completed": 45, "failed": 4, "running": 5}
+    assert totals["logs"]["workflow"] == 259
+    assert totals["files"]["error"] == 0
+
+
+def test_reingesting_changes_nothing(samples):
+    ingest_paths([samples])
+    before = list(Run.objects.order_by("pk").values_list("pk", "fingerprint", "ingested_at"))
+    steps_before = Step.objects.count()
+    report = ingest_paths([samples])
+    assert report.summary()["files"]["ingested"] == 0
+    assert report.summary()["runs"] == 0
+    assert (
+        list(Run.objects.order_by("pk").values_list("pk", "fingerprint", "ingested_at")) == before
+    )
+    assert Step.objects.count() == steps_before
+
+
+def test_reingesting_a_touched_but_identical_file_changes_nothing(samples, tmp_path):
+    copy = tmp_path / "trace.json"
+    shutil.copy(samples / "greentic/01-success-always/trace.json", copy)
+    ingest_paths([copy])
+    run = Run.objects.get()
+    os.utime(copy, (1, 1))
+    report = ingest_paths([copy])
+    assert report.files[0].outcome == "unchanged"
+    assert Run.objects.get().ingested_at == run.ingested_at
+
+
+def test_a_running_run_is_updated_in_place_when_its_file_finishes(samples, tmp_path):
+    trace = tmp_path / "f23d315d-8014-4e02-9a98-4d50d1014a8f.json"
+    shutil.copy(samples / "duckflux/running-snapshot" / trace.name, trace)
+    ingest_paths([trace])
+    run = Run.objects.get()
+    assert (run.status, run.step_count) == ("running", 2)
+    step_url = Step.objects.get(run=run, name="step_one").get_absolute_url()
+    shutil.copy(samples / "duckflux/json" / trace.name, trace)
+    report = ingest_paths([trace])
+    assert report.files[0].runs_updated == [run.pk]
+    run.refresh_from_db()
+    assert (run.status, run.step_count) == ("succeeded", 4)
+    assert Step.objects.get(run=run, name="step_one").get_absolute_url() == step_url
+    assert Step.objects.filter(run=run).count() == 4
+
+
+def test_an_old_running_copy_never_downgrades_a_finished_run(samples):
+    ingest_paths([samples / "duckflux/json/f23d315d-8014-4e02-9a98-4d50d1014a8f.json"])
+    report = ingest_paths(
+        [samples / "duckflux/running-snapshot/f23d315d-8014-4e02-9a98-4d50d1014a8f.json"]
+    )
+    assert report.failed == []
+    run = Run.objects.get()
+    assert (run.status, run.step_count) == ("succeeded", 4)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("empty.json", b"", "empty file"),
+        ("binary.json", bytes(range(256)) * 4, "not a trace file"),
+        ("wrong-shape.json", b'{"hello": "world"}', "not a trace file"),
+        ("truncated.json", None, "truncated"),
+    ],
+)
+def test_bad_files_are_named_and_leave_nothing_half_written(
+    samples, tmp_path, name, content, reason
+):
+    bad = tmp_path / name
+    if content is None:
+        content = (
+            samples / "duckflux/json/6b45129b-7616-488c-8763-e80b2b87d7a4.json"
+        ).read_bytes()[:700]
+    bad.write_bytes(content)
+    good = samples / "greentic/02-node-error/trace.json"
+    report = ingest_paths([bad, good])
+    outcomes = {Path(r.path).name: r for r in report.files}
+    assert outcomes[name].outcome == "failed"
+    assert name in outcomes[name].error and reason in outcomes[name].error.lower()
+    assert outcomes["trace.json"].outcome == "ingested"
+    assert Run.objects.count() == 1
+    failed = TraceFile.objects.get(status="error")
+    assert failed.error == outcomes[name].error
+
+
+def test_a_file_failing_half_way_writes_none_of_its_runs(samples, tmp_path):
+    lines = (samples / "traceos/traces.jsonl").read_text().splitlines()
+    broken = tmp_path / "dump.jsonl"
+    broken.write_text("\n".join([*lines[:40], "{not json", *lines[40:]]) + "\n")
+    report = ingest_paths([broken])
+    assert report.failed and "line 41" in report.failed[0].error
+    assert Run.objects.count() == 0 and Step.objects.count() == 0
+
+
+def test_a_failed_rewrite_keeps_the_earlier_runs(samples, tmp_path):
+    trace = tmp_path / "6b45129b-7616-488c-8763-e80b2b87d7a4.json"
+    shutil.copy(samples / "duckflux/json" / trace.name, trace)
+    ingest_paths([trace])
+    trace.write_text(trace.read_text()[:300])
+    report = ingest_paths([trace])
+    assert report.failed
+    assert Run.objects.get().step_count == 4
+    shutil.copy(samples / "duckflux/json" / trace.name, trace)
+    os.utime(trace, None)
+    assert ingest_paths([trace]).failed == []
+    assert TraceFile.objects.get().status == "ok"
+
+
+def test_runs_gone_from_a_changed_file_are_removed(samples, tmp_path):
+    dump = tmp_path / "dump.json"
+    records = json.loads((samples / "traceos/traces.json").read_text())
+    dump.write_text(json.dumps(records))
+    ingest_paths([dump])
+    assert Run.objects.count() == 9
+    first_trace = records[0]["trace_id"]
+    dump.write_text(json.dumps([r for r in records if r["trace_id"] == first_trace]))
+    ingest_paths([dump])
+    assert list(Run.objects.values_list("external_id", flat=True)) == [first_trace]
+
+
+def test_directory_walk_skips_files_that_are_not_traces(samples):
+    report = ingest_paths([samples / "traceos"])
+    summary = report.summary()
+    assert summary["files"]["failed"] == 0
+    assert {Path(s["path"]).name for s in summary["skipped"]} == {"stats.json", "guard-errors.json"}
+
+
+def test_an_unknown_file_named_explicitly_fails(samples):
+    report = ingest_paths([samples / "traceos/stats.json"])
+    assert "not a trace file" in report.failed[0].error
+
+
+def test_zip_archives_are_ingested_member_by_member(samples, tmp_path):
+    archive = tmp_path / "traces.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in (samples / "greentic").rglob("trace.json"):
+            zf.write(path, f"greentic/{path.parent.name}/trace.json")
+        zf.writestr("../escape.json", "{}")
+        zf.writestr("/etc/absolute.json", "{}")
+    report = ingest_paths([archive])
+    assert Run.objects.count() == 4
+    errors = sorted(r.error for r in report.failed)
+    assert len(errors) == 2 and all("refused archive member" in e for e in errors)
+    assert not (tmp_path.parent / "escape.json").exists()
+    again = ingest_paths([archive])
+    assert again.summary()["files"]["ingested"] == 0 and Run.objects.count() == 4
+
+
+def test_workflow_events_db_is_read_with_its_workflow_db(samples, tmp_path):
+    for name in ("workflow.db", "events.db"):
+        shutil.copy(samples / "workflow" / name, tmp_path / name)
+    report = ingest_paths([tmp_path / "events.db"])
+    assert report.failed == []
+    assert Run.objects.filter(format="workflow").count() == 7
+    again = ingest_paths([tmp_path])
+    assert again.summary()["files"]["ingested"] == 0
+    assert Run.objects.filter(format="workflow").count() == 7
+
+
+def test_summary_counts_each_run_once(samples):
+    summary = ingest_paths([samples / "duckflux"]).summary()
+    assert summary["runs"] == 19
+    assert summary["steps"] == sum(duckflux_expectations(samples)["steps"].values())
