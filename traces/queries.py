@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from django.db.models import Count, Sum
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet, Sum
+from django.utils import timezone
 
 from .models import Run, Step, TraceFile
 
@@ -33,3 +35,57 @@ def trace_totals(*, raw: bool = False) -> dict:
         "logs": {row["format"]: row["logs"] or 0 for row in sums},
         "files": {"ok": files.get("ok", 0), "error": files.get("error", 0)},
     }
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+def filter_runs(filters: dict) -> QuerySet:
+    """Runs matching the runs-list filters (cleaned data of RunFilterForm)."""
+    runs = Run.objects.all()
+    status = filters.get("status")
+    if status == "stale":
+        runs = runs.filter(status="running", source_updated_at__lt=stale_cutoff())
+    elif status:
+        runs = runs.filter(status=status)
+    if filters.get("format"):
+        runs = runs.filter(format=filters["format"])
+    if filters.get("type"):
+        runs = runs.filter(type=filters["type"])
+    if filters.get("since"):
+        runs = runs.filter(started_at__gte=filters["since"])
+    if filters.get("until"):
+        runs = runs.filter(started_at__lte=filters["until"])
+    if filters.get("q"):
+        text = filters["q"]
+        runs = runs.filter(
+            Q(name__icontains=text)
+            | Q(external_id__icontains=text)
+            | Q(error__icontains=text)
+            | Q(trigger__icontains=text)
+        )
+    return runs
+
+
+def run_list_columns(runs: QuerySet) -> QuerySet:
+    """Only what the runs table shows: never the big input/output/attributes."""
+    return runs.defer("input", "output", "attributes", "output_counters", "completeness")
+
+
+def stale_cutoff():
+    return timezone.now() - settings.TRACER_STALE_AFTER
+
+
+def run_status_summary(runs: QuerySet) -> dict:
+    counts = dict(runs.order_by().values_list("status").annotate(n=Count("id")))
+    return {"total": sum(counts.values()), **counts}
+
+
+def run_types() -> list[str]:
+    types = Run.objects.exclude(type="").order_by("type").values_list("type", flat=True)
+    return list(types.distinct()[:500])
+
+
+def file_status_counts() -> dict:
+    counts = dict(TraceFile.objects.order_by().values_list("status").annotate(n=Count("id")))
+    return {"ok": counts.get("ok", 0), "error": counts.get("error", 0)}

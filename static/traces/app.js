@@ -1,0 +1,128 @@
+// tracer_site: the little that htmx cannot do. No inline handlers (CSP): everything is wired here.
+(function () {
+  "use strict";
+
+  // Theme: follow the system unless the user chose; remember the choice.
+  const stored = localStorage.getItem("tracer-theme");
+  if (stored) document.documentElement.dataset.theme = stored;
+  document.addEventListener("click", function (event) {
+    const toggle = event.target.closest("[data-theme-toggle]");
+    if (!toggle) return;
+    const dark = window.matchMedia("(prefers-color-scheme: dark)").matches;
+    const current = document.documentElement.dataset.theme || (dark ? "dark" : "light");
+    const next = current === "dark" ? "light" : "dark";
+    document.documentElement.dataset.theme = next;
+    localStorage.setItem("tracer-theme", next);
+  });
+
+  // Copy buttons: copy the text of the element named by data-copy.
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("[data-copy]");
+    if (!button) return;
+    const source = document.getElementById(button.dataset.copy);
+    const text = source ? source.textContent : button.dataset.copyText || "";
+    const done = function () {
+      const label = button.textContent;
+      button.textContent = "copied";
+      setTimeout(function () { button.textContent = label; }, 1200);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done);
+    } else {
+      const area = document.createElement("textarea");
+      area.value = text;
+      document.body.appendChild(area);
+      area.select();
+      document.execCommand("copy");
+      area.remove();
+      done();
+    }
+  });
+
+  // Keyboard: "/" search, j/k move between rows, Enter opens, Esc closes the step panel.
+  function rows() {
+    return Array.from(document.querySelectorAll("[data-row]"));
+  }
+  function typing(target) {
+    return target.closest("input, textarea, select, [contenteditable]");
+  }
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "Escape") {
+      const close = document.querySelector("[data-panel-close]");
+      if (close) close.click();
+      if (typing(event.target)) event.target.blur();
+      return;
+    }
+    if (typing(event.target)) return;
+    if (event.key === "/") {
+      const search = document.querySelector("[data-shortcut='/']");
+      if (search) { event.preventDefault(); search.focus(); search.select(); }
+      return;
+    }
+    if (event.key === "j" || event.key === "k") {
+      const all = rows();
+      if (!all.length) return;
+      let index = all.indexOf(document.activeElement.closest("[data-row]"));
+      index = event.key === "j" ? Math.min(all.length - 1, index + 1) : Math.max(0, index - 1);
+      all[index].focus();
+      all[index].scrollIntoView({ block: "nearest" });
+      event.preventDefault();
+      return;
+    }
+    if (event.key === "Enter") {
+      const row = event.target.closest("[data-row]");
+      const link = row && row.querySelector("[data-row-link]");
+      if (link) { link.click(); event.preventDefault(); }
+    }
+  });
+
+  // Timeline hover: a tooltip with the step's name, status and times.
+  let tip = null;
+  document.addEventListener("mouseover", function (event) {
+    const bar = event.target.closest("[data-tip]");
+    if (!bar) { if (tip) tip.hidden = true; return; }
+    if (!tip) {
+      tip = document.createElement("div");
+      tip.className = "timeline-tip";
+      document.body.appendChild(tip);
+    }
+    tip.textContent = bar.dataset.tip;
+    tip.hidden = false;
+  });
+  document.addEventListener("mousemove", function (event) {
+    if (tip && !tip.hidden) {
+      tip.style.left = event.clientX + 12 + "px";
+      tip.style.top = event.clientY + 12 + "px";
+    }
+  });
+
+  // Upload: drag and drop onto the drop zone fills the file input.
+  document.addEventListener("dragover", function (event) {
+    const zone = event.target.closest("[data-dropzone]");
+    if (!zone) return;
+    event.preventDefault();
+    zone.classList.add("dragover");
+  });
+  document.addEventListener("dragleave", function (event) {
+    const zone = event.target.closest("[data-dropzone]");
+    if (zone) zone.classList.remove("dragover");
+  });
+  document.addEventListener("drop", function (event) {
+    const zone = event.target.closest("[data-dropzone]");
+    if (!zone) return;
+    event.preventDefault();
+    zone.classList.remove("dragover");
+    const input = zone.querySelector("input[type=file]");
+    if (input && event.dataTransfer.files.length) {
+      input.files = event.dataTransfer.files;
+      input.dispatchEvent(new Event("change", { bubbles: true }));
+    }
+  });
+  document.addEventListener("change", function (event) {
+    const input = event.target.closest("[data-dropzone] input[type=file]");
+    if (!input) return;
+    const list = input.closest("[data-dropzone]").querySelector("[data-file-names]");
+    if (list) list.textContent = Array.from(input.files).map(function (f) { return f.name; }).join(", ");
+  });
+})();

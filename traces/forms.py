@@ -1,0 +1,53 @@
+"""Filter forms: every filter is a query-string parameter, validated here, so a
+bad value is a 400 with a message and never a 500."""
+
+from __future__ import annotations
+
+from django import forms
+
+from .models import Format, Status
+
+STATUS_CHOICES = [("", "any status"), *Status.choices, ("stale", "stale")]
+FORMAT_CHOICES = [("", "any format"), *Format.choices]
+
+
+class DateTimeFilter(forms.DateTimeField):
+    input_formats = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local"})
+
+
+class RunFilterForm(forms.Form):
+    SORTS = {
+        "-started": ("started_at", True),
+        "started": ("started_at", False),
+        "-duration": ("duration_ms", True),
+        "duration": ("duration_ms", False),
+        "-failed": ("steps_failed", True),
+        "-steps": ("step_count", True),
+        "name": ("name", False),
+    }
+
+    status = forms.ChoiceField(choices=STATUS_CHOICES, required=False)
+    format = forms.ChoiceField(choices=FORMAT_CHOICES, required=False)
+    type = forms.CharField(required=False, max_length=200)
+    q = forms.CharField(required=False, max_length=500, label="Text")
+    since = DateTimeFilter(required=False, label="From")
+    until = DateTimeFilter(required=False, label="To")
+    sort = forms.ChoiceField(choices=[(key, key) for key in SORTS], required=False)
+    after = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
+    before = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
+
+    def sort_key(self) -> tuple[str, bool]:
+        return self.SORTS[self.cleaned_data.get("sort") or "-started"]
+
+
+class StepFilterForm(forms.Form):
+    status = forms.ChoiceField(choices=[("", "any status"), *Status.choices], required=False)
+    format = forms.ChoiceField(choices=FORMAT_CHOICES, required=False)
+    run_type = forms.CharField(required=False, max_length=200, label="Run type")
+    name = forms.CharField(required=False, max_length=500, label="Step name")
+    error = forms.CharField(required=False, max_length=500, label="Error text")
+    since = DateTimeFilter(required=False, label="From")
+    until = DateTimeFilter(required=False, label="To")
+    after = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
+    before = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)

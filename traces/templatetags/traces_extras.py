@@ -1,0 +1,125 @@
+"""Formatting for trace pages: durations, statuses, JSON values, progress."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from django import template
+from django.utils import timezone
+
+register = template.Library()
+
+STATUS_ICONS = {
+    "succeeded": "✓",
+    "failed": "✗",
+    "running": "◐",
+    "pending": "○",
+    "skipped": "⤼",
+    "cancelled": "⊘",
+    "stale": "⚠",
+    "ok": "✓",
+    "error": "✗",
+}
+
+
+@register.filter
+def human_duration(ms) -> str:
+    """850ms, 8.7s, 4m 12s, 2h 5m: the runs package's own formatting."""
+    if ms is None or ms == "":
+        return "—"
+    ms = float(ms)
+    if ms < 1:
+        return f"{ms:.2f}ms" if ms else "0ms"
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
+
+
+@register.filter
+def status_icon(status: str) -> str:
+    return STATUS_ICONS.get(status, "•")
+
+
+@register.filter
+def pretty_json(value) -> str:
+    """Indented JSON for display; strings are shown as they are."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+@register.filter
+def is_scalar(value) -> bool:
+    return not isinstance(value, dict | list)
+
+
+@register.filter
+def percent(part, whole) -> float:
+    try:
+        part, whole = float(part or 0), float(whole or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    if whole <= 0:
+        return 0.0
+    return max(0.0, min(100.0, 100.0 * part / whole))
+
+
+@register.filter
+def since(value: datetime | None) -> str:
+    """'3 min ago'-style, short."""
+    if value is None:
+        return "—"
+    seconds = (timezone.now() - value).total_seconds()
+    if seconds < 0:
+        return "in the future"
+    if seconds < 60:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return "just now"
+
+
+@register.simple_tag(takes_context=True)
+def querystring_without(context, *names) -> str:
+    """The current query string without the given parameters (for 'clear' links)."""
+    query = context["request"].GET.copy()
+    for name in names:
+        query.pop(name, None)
+    encoded = query.urlencode()
+    return f"?{encoded}" if encoded else "?"
+
+
+@register.inclusion_tag("traces/_progress.html")
+def progress_bar(total, succeeded=0, failed=0, running=0, wide=False, label=""):
+    """A stacked bar (SVG, so no inline style is needed) with its numbers beside it."""
+    total = int(total or 0)
+    succeeded, failed, running = int(succeeded or 0), int(failed or 0), int(running or 0)
+    scale = max(total, succeeded + failed + running, 1)
+    segments = []
+    offset = 0.0
+    for css, count in (("p-ok", succeeded), ("p-fail", failed), ("p-run", running)):
+        width = 100.0 * count / scale
+        if width > 0:
+            segments.append({"css": css, "x": f"{offset:.3f}", "width": f"{width:.3f}"})
+        offset += width
+    return {
+        "segments": segments,
+        "total": total,
+        "succeeded": succeeded,
+        "failed": failed,
+        "running": running,
+        "wide": wide,
+        "label": label,
+    }

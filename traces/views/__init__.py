@@ -1,0 +1,1 @@
+"""Page views, one module per area. Views know the model and queries.py, nothing of formats."""
