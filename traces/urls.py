@@ -1,12 +1,34 @@
 from django.urls import path
 
-from .views import files, runs
+from .views import entities, files, run_detail, runs, sources, steps, upload
 
 app_name = "traces"
 
 urlpatterns = [
+    # Runs list and one run (views/runs.py, views/run_detail.py).
     path("", runs.run_list, name="run-list"),
     path("runs/<int:run_id>/row/", runs.run_row, name="run-row"),
+    path("runs/<int:run_id>/", run_detail.run_detail, name="run-detail"),
+    path("runs/<int:run_id>/tree/", run_detail.run_tree, name="run-tree"),
+    path("runs/<int:run_id>/timeline/", run_detail.run_timeline, name="run-timeline"),
+    path("runs/<int:run_id>/logs/", run_detail.run_logs, name="run-logs"),
+    path(
+        "runs/<int:run_id>/steps/<path:key>/children/",
+        run_detail.step_children,
+        name="step-children",
+    ),
+    path("runs/<int:run_id>/steps/<path:key>/", run_detail.step_detail, name="step-detail"),
+    # Steps across runs (views/steps.py) and entities (views/entities.py).
+    path("steps/", steps.step_list, name="step-list"),
+    path("entities/", entities.entity_list, name="entity-list"),
+    path(
+        "entities/<str:entity_type>/<path:entity_id>/", entities.entity_detail, name="entity-detail"
+    ),
+    # Files, sources and upload (views/files.py, views/sources.py, views/upload.py).
     path("files/", files.file_list, name="file-list"),
     path("files/<int:file_id>/", files.file_detail, name="file-detail"),
+    path("sources/", sources.source_list, name="source-list"),
+    path("sources/<int:source_id>/", sources.source_detail, name="source-detail"),
+    path("sources/<int:source_id>/rescan/", sources.source_rescan, name="source-rescan"),
+    path("upload/", upload.upload, name="upload"),
 ]
