@@ -89,10 +89,10 @@ def _cursor_of(row: Model, field: str) -> str:
 
 
 def _ordering(field: str, *, descending: bool, nulls_last: bool):
-    column = F(field)
+    nulls = {"nulls_last": True} if nulls_last else {"nulls_first": True}
     if descending:
-        return [column.desc(nulls_last=nulls_last, nulls_first=not nulls_last), F("id").desc()]
-    return [column.asc(nulls_last=nulls_last, nulls_first=not nulls_last), F("id").asc()]
+        return [F(field).desc(**nulls), F("id").desc()]
+    return [F(field).asc(**nulls), F("id").asc()]
 
 
 def _beyond(field: str, value: Any, pk: int, *, descending: bool, nulls_last: bool) -> Q:

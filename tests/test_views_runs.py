@@ -1,0 +1,146 @@
+"""The runs list: filters, htmx fragments, keyset pages, live rows."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from tests.factories import make_runs
+from traces.ingest.loader import ingest_paths
+from traces.models import Run
+
+pytestmark = pytest.mark.django_db
+URL = reverse("traces:run-list")
+
+
+def test_lists_the_samples_with_counts(client, samples):
+    ingest_paths([samples / "greentic", samples / "runs"])
+    response = client.get(URL)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "weather_bot.main" in html and "sync_stripe" in html
+    assert f"{Run.objects.count()} runs" in html
+    assert "<html" in html
+
+
+def test_htmx_request_gets_only_the_rows(client):
+    make_runs(3)
+    response = client.get(URL, headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="run-rows"' in html and "<html" not in html and "run 2" in html
+    assert response["Vary"] == "HX-Request"
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"status": "failed"}, {"bad 0"}),
+        ({"format": "greentic"}, {"green 0"}),
+        ({"type": "hourly"}, {"green 0"}),
+        ({"q": "BAD"}, {"bad 0"}),
+        ({"q": "boom"}, {"bad 0"}),
+    ],
+)
+def test_filters_narrow_the_list(client, query, expected):
+    make_runs(2, name="good")
+    make_runs(1, status="failed", name="bad 0")
+    Run.objects.filter(status="failed").update(error="boom in step 3")
+    make_runs(1, format="greentic", name="green 0", type="hourly")
+    response = client.get(URL, query)
+    names = {run.name for run in response.context["page"].items}
+    assert names == expected
+
+
+def test_time_range_filter(client):
+    runs = make_runs(5)
+    since = runs[2].started_at.strftime("%Y-%m-%dT%H:%M")
+    response = client.get(URL, {"since": since, "sort": "started"})
+    assert [r.name for r in response.context["page"].items] == ["run 2", "run 3", "run 4"]
+
+
+@pytest.mark.parametrize(
+    "query", [{"status": "nope"}, {"format": "xml"}, {"since": "yesterday"}, {"after": "!!"}]
+)
+def test_bad_filters_are_a_400_with_a_message(client, query):
+    response = client.get(URL, query)
+    assert response.status_code == 400
+    assert "could not be answered" in response.content.decode()
+
+
+def test_stale_runs_are_labelled_and_filterable(client, settings):
+    make_runs(1, status="running", name="quiet")
+    Run.objects.update(source_updated_at=timezone.now() - timedelta(hours=3))
+    make_runs(1, status="running", name="busy")
+    Run.objects.filter(name="busy").update(source_updated_at=timezone.now())
+    page = client.get(URL).content.decode()
+    assert "stale" in page
+    stale = client.get(URL, {"status": "stale"}).context["page"].items
+    assert [run.name for run in stale] == ["quiet"]
+
+
+def test_live_running_rows_poll_and_finished_rows_do_not(client):
+    make_runs(1, status="running", name="live")
+    Run.objects.update(source_updated_at=timezone.now())
+    run = Run.objects.get()
+    html = client.get(URL).content.decode()
+    assert reverse("traces:run-row", args=[run.pk]) in html and "every 5s" in html
+    Run.objects.update(status="succeeded")
+    row = client.get(reverse("traces:run-row", args=[run.pk]), headers={"HX-Request": "true"})
+    assert row.status_code == 200 and "every 5s" not in row.content.decode()
+
+
+def test_keyset_pages_cover_every_run_once_in_order(client):
+    make_runs(120)
+    seen, query = [], {}
+    while True:
+        page = client.get(URL, query).context["page"]
+        seen += [run.name for run in page.items]
+        if not page.next_cursor:
+            break
+        query = {"after": page.next_cursor}
+    assert seen == [f"run {i}" for i in range(119, -1, -1)]
+    back = client.get(URL, {"before": page.prev_cursor}).context["page"]
+    assert [run.name for run in back.items] == [f"run {i}" for i in range(69, 19, -1)]
+
+
+def test_sorting_with_missing_values_keeps_every_run(client):
+    make_runs(60)
+    Run.objects.filter(name__in=["run 3", "run 40"]).update(duration_ms=None)
+    seen, query = [], {"sort": "-duration"}
+    while True:
+        page = client.get(URL, query).context["page"]
+        seen += [run.name for run in page.items]
+        if not page.next_cursor:
+            break
+        query = {"sort": "-duration", "after": page.next_cursor}
+    assert len(seen) == 60 == len(set(seen))
+    assert seen[-2:] == ["run 40", "run 3"]
+
+
+def test_query_count_does_not_grow_with_runs(client, django_assert_num_queries):
+    make_runs(3)
+    with django_assert_num_queries(3):
+        client.get(URL)
+    make_runs(300, name="more")
+    with django_assert_num_queries(3):
+        client.get(URL)
+
+
+def test_hostile_names_are_shown_as_text(client):
+    make_runs(1, name='<script>alert(1)</script>"><img src=x onerror=alert(1)>')
+    Run.objects.update(error="javascript:alert(1) \u202eevil", trigger="<b>t</b>")
+    html = client.get(URL).content.decode()
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>t</b>" not in html
+
+
+def test_no_inline_scripts_or_styles_and_a_strict_csp(client):
+    make_runs(2)
+    response = client.get(URL)
+    html = response.content.decode()
+    csp = response["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "<script>" not in html and " style=" not in html and " onclick=" not in html
