@@ -31,7 +31,7 @@ from traces.models import Run, TraceFile, TraceSource
 from . import FORMATS, detect, get_format
 from .common import read_head
 from .records import ParseError
-from .store import delete_runs, write_run
+from .store import RunIndex, delete_runs, write_run
 
 log = logging.getLogger(__name__)
 
@@ -346,9 +346,10 @@ def _ingest_file(candidate, module, info, trace_file, ctx: _Context, result) -> 
 
 def _write_runs(module, candidate: Candidate, trace_file: TraceFile, result: FileResult) -> None:
     seen: set[int] = set()
+    index = RunIndex()
     for record in module.parse(candidate.real_path):
         origin = candidate.logical_path if record.origin else ""
-        outcome = write_run(record, source_file=trace_file, origin=origin)
+        outcome = write_run(record, source_file=trace_file, origin=origin, index=index)
         seen.add(outcome.run_id)
         if outcome.action == "added":
             result.runs_added.append(outcome.run_id)

@@ -43,13 +43,33 @@ class RunOutcome:
     counts: Counter = field(default_factory=Counter)
 
 
-def write_run(record: RunRecord, *, source_file: TraceFile | None, origin: str) -> RunOutcome:
+class RunIndex:
+    """The stored runs a file may update, looked up once per database origin.
+
+    A database of 10,000 runs would otherwise cost 10,000 lookups on every
+    re-sync; files whose ids are global (origin "") hold few runs each."""
+
+    FIELDS = ("id", "format", "origin", "external_id", "fingerprint", "completeness")
+
+    def __init__(self):
+        self._by_origin: dict[tuple[str, str], dict[str, Run]] = {}
+
+    def get(self, format: str, origin: str, external_id: str) -> Run | None:
+        runs = Run.objects.only(*self.FIELDS)
+        if not origin:
+            return runs.filter(format=format, origin="", external_id=external_id).first()
+        key = (format, origin)
+        if key not in self._by_origin:
+            stored = runs.filter(format=format, origin=origin)
+            self._by_origin[key] = {run.external_id: run for run in stored.iterator()}
+        return self._by_origin[key].get(external_id)
+
+
+def write_run(
+    record: RunRecord, *, source_file: TraceFile | None, origin: str, index: RunIndex | None = None
+) -> RunOutcome:
     """Insert or replace one run. Call inside `transaction.atomic()`."""
-    existing = (
-        Run.objects.filter(format=record.format, origin=origin, external_id=record.external_id)
-        .only("id", "fingerprint", "completeness", "source_file_id")
-        .first()
-    )
+    existing = (index or RunIndex()).get(record.format, origin, record.external_id)
     if existing is not None:
         if record.fingerprint and existing.fingerprint == record.fingerprint:
             return RunOutcome("unchanged", existing.pk, record.external_id)
