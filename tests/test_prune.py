@@ -1,0 +1,39 @@
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from tests.factories import make_runs, make_steps
+from traces.models import Run, Step
+
+pytestmark = pytest.mark.django_db
+
+
+def test_prune_deletes_old_runs_with_everything_under_them_in_batches(capsys):
+    old = make_runs(7, name="old")
+    Run.objects.filter(pk__in=[r.pk for r in old]).update(
+        started_at=timezone.now() - timedelta(days=40)
+    )
+    for run in old:
+        make_steps(run, 3)
+    fresh = make_runs(2, name="fresh")
+    Run.objects.filter(pk__in=[r.pk for r in fresh]).update(started_at=timezone.now())
+    make_steps(fresh[0], 2)
+    call_command("prune", "--older-than", "30d", "--batch-size", "3")
+    assert set(Run.objects.values_list("name", flat=True)) == {"fresh"}
+    assert Step.objects.count() == 2
+    assert "deleted 7 runs" in capsys.readouterr().out
+
+
+def test_prune_dry_run_deletes_nothing(capsys):
+    make_runs(2)
+    Run.objects.update(started_at=timezone.now() - timedelta(days=3))
+    call_command("prune", "--older-than", "1d", "--dry-run")
+    assert Run.objects.count() == 2
+    assert "2 runs would be deleted" in capsys.readouterr().out
+
+
+def test_prune_rejects_an_unreadable_age():
+    with pytest.raises(CommandError, match="30 days"):
+        call_command("prune", "--older-than", "30 days")
