@@ -27,7 +27,6 @@ from .common import (
     loads_json_or_text,
     normalise_name,
     open_sqlite_snapshot,
-    sqlite_tables,
 )
 from .records import CallRecord, LinkRecord, ParseError, RunRecord, StepRecord
 from .sqlite_layout import (
@@ -38,6 +37,8 @@ from .sqlite_layout import (
     as_int,
     as_text,
     chunks,
+    column_set,
+    derive_status,
     ensure_index,
     extra_columns,
     find_table,
@@ -47,6 +48,7 @@ from .sqlite_layout import (
     normalise_status,
     placeholders,
     readonly_schema,
+    schema_tables,
     sqlite_guard,
 )
 
@@ -54,20 +56,20 @@ NAME = "runs"
 # Part of every fingerprint: bump it when the mapping changes so stored runs are re-read.
 _VERSION = 1
 
-_RUN_COLUMNS = frozenset(
+_RUN_COLUMNS = column_set(
     "id runtype trigger actortype actorid status currentstep startedat completedat durationms "
-    "input output error createdat updatedat".split()
+    "input output error createdat updatedat"
 )
-_STEP_COLUMNS = frozenset(
+_STEP_COLUMNS = column_set(
     "id runid parentstepid stepindex actortype actorid steptype status entitytype entityid "
     "context input output itemstotal itemsprocessed itemssucceeded itemsfailed attempt retryof "
-    "maxretries error startedat completedat durationms createdat updatedat".split()
+    "maxretries error startedat completedat durationms createdat updatedat"
 )
-_CALL_COLUMNS = frozenset(
+_CALL_COLUMNS = column_set(
     "id stepid tool operation input output status error attempt retryof durationms metadata "
-    "createdat".split()
+    "createdat"
 )
-_LINK_COLUMNS = frozenset("id stepid linktype entitytype entityid externalid createdat".split())
+_LINK_COLUMNS = column_set("id stepid linktype entitytype entityid externalid createdat")
 _CALL_STATUS = {"pending": "running"}
 
 
@@ -109,7 +111,7 @@ class _Layout:
 
 
 def _layout(conn: sqlite3.Connection) -> _Layout:
-    tables = sqlite_tables(conn)
+    tables = schema_tables(conn)
     return _Layout(
         runs=find_table(conn, tables, "runs", ("id", "status")),
         steps=find_table(conn, tables, "steps", ("id", "status")),
@@ -563,11 +565,7 @@ def _ghost_runs(snap: Snapshot, lay: _Layout, origin: str) -> Iterator[RunRecord
 
 def _ghost_status(conn: sqlite3.Connection, s: Table, run_id: Any) -> str:
     sql = f"SELECT DISTINCT {s.col('status')} FROM {s.sql} WHERE {s.col('run_id')} = ?"
-    statuses = {normalise_status(row[0]) for row in conn.execute(sql, (run_id,))}
-    for status in ("running", "pending", "failed"):
-        if status in statuses:
-            return status
-    return "succeeded"
+    return derive_status(normalise_status(row[0]) for row in conn.execute(sql, (run_id,)))
 
 
 # --- standalone steps -----------------------------------------------------------------------

@@ -1,11 +1,906 @@
-"""Placeholder until the workflow_sqlite parser lands."""
+"""GoCodeAlone/workflow databases (FORMATS.md §4): `workflow.db`, with the
+`events.db` beside it when there is one.
+
+One run per execution; its steps by `sequence_num` (compensation steps under
+one synthetic "compensation" step) and its log rows by `id`, merged with the
+events of `events.db`: an event that a log row already tells only enriches it
+(precise time, full I/O), an event no row tells becomes a log entry of its own.
+
+Both databases are read through private snapshots, the events copy attached
+to the workflow copy. A run's steps and logs are generators over them: consume
+them while iterating `parse()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import re
+import sqlite3
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .common import duration_between, fingerprint, is_sqlite, loads_json_or_text, normalise_name
+from .common import open_sqlite_snapshot as _snapshot
+from .records import LogRecord, ParseError, RunRecord, Status, StepRecord
+from .sqlite_layout import (
+    BATCH,
+    Snapshot,
+    Table,
+    as_float,
+    as_int,
+    as_text,
+    column_set,
+    derive_status,
+    ensure_index,
+    extra_columns,
+    find_table,
+    iter_rows,
+    jsonable,
+    lenient_time,
+    normalise_status,
+    readonly_schema,
+    schema_tables,
+    sqlite_guard,
+    sqlite_schema_or_none,
+)
 
 NAME = "workflow"
+# Part of every fingerprint: bump it when the mapping changes so stored runs are re-read.
+_VERSION = 1
+
+_WORKFLOW_TABLES = frozenset({"workflowexecutions", "executionsteps", "executionlogs"})
+_EVENTS_TABLE = "executionevents"
+_COMPENSATION = "compensation"
+_EVENTS_SCHEMA = "tracer_events"
+
+_EXECUTION_COLUMNS = column_set(
+    "id workflow_id trigger_type trigger_data status output_data error_message triggered_by "
+    "started_at completed_at duration_ms metadata"
+)
+_STEP_COLUMNS = column_set(
+    "id execution_id step_name step_type input_data output_data status error_message "
+    "started_at completed_at duration_ms sequence_num metadata tracer_input tracer_output"
+)
+_LOG_COLUMNS = column_set("id workflow_id execution_id level message module_name fields created_at")
+_METADATA_KEYS = ("config_version", "explicit_trace", "capture_io")
+_TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.SKIPPED)
 
 
-def sniff(path, head):
-    return False
+# --- recognising the two files --------------------------------------------------------------
 
 
-def parse(path):
-    return iter(())
+def sniff(path: Path, head: bytes) -> bool:
+    if not is_sqlite(head):
+        return False
+    try:
+        tables = set(readonly_schema(path))
+    except ParseError:
+        return False
+    return tables >= _WORKFLOW_TABLES or _EVENTS_TABLE in tables
+
+
+def companion_of(path: Path) -> Path | None:
+    """For an events.db, the workflow.db it belongs to (same directory)."""
+    path = Path(path)
+    if _kind(path) != "events":
+        return None
+    main = _beside(path.parent, "workflow", "workflow.db")
+    events = _events_of(main) if main is not None else None
+    return main if events is not None and events.resolve() == path.resolve() else None
+
+
+def companion_paths(path: Path) -> list[Path]:
+    """For a workflow.db, the events.db read with it."""
+    path = Path(path)
+    events = _events_of(path) if _kind(path) == "workflow" else None
+    return [events] if events is not None else []
+
+
+def _kind(path: Path) -> str | None:
+    tables = sqlite_schema_or_none(path)
+    if tables is None:
+        return None
+    if set(tables) >= _WORKFLOW_TABLES:
+        return "workflow"
+    return "events" if _EVENTS_TABLE in tables else None
+
+
+def _events_of(main: Path) -> Path | None:
+    return _beside(main.parent, "events", "events.db")
+
+
+def _beside(directory: Path, kind: str, preferred: str) -> Path | None:
+    """The file of that kind in `directory`: the usual name first, else the first by name."""
+    first = directory / preferred
+    if first.is_file() and _kind(first) == kind:
+        return first
+    with contextlib.suppress(OSError):
+        for candidate in sorted(directory.iterdir()):
+            if candidate != first and candidate.is_file() and _kind(candidate) == kind:
+                return candidate
+    return None
+
+
+# --- parse ----------------------------------------------------------------------------------
+
+
+def parse(path: Path) -> Iterator[RunRecord]:
+    path = Path(path)
+    if _kind(path) == "events":
+        main = companion_of(path)
+        if main is None:
+            raise ParseError(
+                f"{path.name} holds only execution events; put it beside its workflow.db"
+            )
+        path = main
+    yield from _parse(path, _events_of(path))
+
+
+@sqlite_guard
+def _parse(path: Path, events_path: Path | None) -> Iterator[RunRecord]:
+    origin = str(path.resolve())
+    with contextlib.ExitStack() as stack:
+        conn = stack.enter_context(_snapshot(path))
+        snap = Snapshot(conn)
+        stack.callback(setattr, snap, "closed", True)
+        events_error = _attach_events(stack, conn, events_path)
+        layout = _layout(conn, events_error)
+        _prepare(conn, layout)
+        for row, extra in _execution_rows(conn, layout):
+            yield _execution_record(snap, layout, origin, row, extra)
+
+
+def _attach_events(stack: contextlib.ExitStack, conn: sqlite3.Connection, path) -> str:
+    """Attach a snapshot of events.db to the workflow copy; a broken or locked
+    events.db only costs the precise times, so its error is returned, not raised."""
+    if path is None:
+        return ""
+    try:
+        events = stack.enter_context(_snapshot(path))
+    except ParseError as exc:
+        return f"{path.name}: {exc}"
+    copy = events.execute("PRAGMA database_list").fetchone()[2]
+    conn.execute(f"ATTACH DATABASE ? AS {_EVENTS_SCHEMA}", (copy,))
+    return ""
+
+
+# --- layout, indexes, aggregates ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Layout:
+    executions: Table
+    steps: Table
+    logs: Table
+    events: Table | None
+    events_error: str = ""
+
+
+def _layout(conn: sqlite3.Connection, events_error: str) -> _Layout:
+    tables = schema_tables(conn)
+    events, error = _events_table(conn, tables, events_error)
+    return _Layout(
+        executions=find_table(conn, tables, "workflow_executions", ("id", "status")),
+        steps=find_table(conn, tables, "execution_steps", ("id", "execution_id", "status")),
+        logs=find_table(conn, tables, "execution_logs", ("id", "execution_id")),
+        events=events,
+        events_error=error,
+    )
+
+
+def _events_table(conn: sqlite3.Connection, tables: dict, error: str) -> tuple[Table | None, str]:
+    """The events table: in workflow.db itself, else in the attached events copy."""
+    required = ("execution_id", "sequence_num", "event_type")
+    schema = "" if _EVENTS_TABLE in tables else _EVENTS_SCHEMA
+    attached = [row[1] for row in conn.execute("PRAGMA database_list")]
+    if schema and schema not in attached:
+        return None, error
+    try:
+        found = find_table(
+            conn, schema_tables(conn, schema), "execution_events", required, schema=schema
+        )
+    except ParseError as exc:
+        return None, f"events: {exc}"
+    return found, error
+
+
+def _prepare(conn: sqlite3.Connection, lay: _Layout) -> None:
+    # workflow.db has no index on execution_id; the copy is ours to index.
+    ensure_index(conn, lay.executions, ["id"])
+    ensure_index(conn, lay.steps, ["execution_id", "sequence_num"])
+    ensure_index(conn, lay.logs, ["execution_id", "id"])
+    if lay.events is not None:
+        ensure_index(conn, lay.events, ["execution_id", "sequence_num"])
+    for name, sql in _aggregate_sql(lay).items():
+        conn.execute(f"CREATE TEMP TABLE {name} AS {sql}")
+        conn.execute(f"CREATE INDEX temp.{name}_eid ON {name} (eid)")
+
+
+def _aggregate_sql(lay: _Layout) -> dict[str, str]:
+    s, g = lay.steps, lay.logs
+    status, kind = s.col("status"), s.col("step_type")
+    normal = f"{kind} IS NOT '{_COMPENSATION}'"
+    sql = {
+        "tracer_wf_steps": (
+            f"SELECT {s.col('execution_id')} AS eid, count(*) AS n, "
+            f"total({s.col('duration_ms')}) AS duration, max({s.col('completed_at')}) AS done, "
+            f"sum({status} = 'completed') AS completed, sum({status} = 'failed') AS failed, "
+            f"sum({status} = 'running') AS running, "
+            f"sum({normal} AND {status} = 'completed') AS ok, "
+            f"sum({normal} AND {status} = 'failed') AS bad, "
+            f"sum({normal} AND {status} NOT IN ('completed', 'failed')) AS open "
+            f"FROM {s.sql} GROUP BY 1"
+        ),
+        "tracer_wf_logs": (
+            f"SELECT {g.col('execution_id')} AS eid, count(*) AS n, max({g.col('id')}) AS last, "
+            f"max({g.col('created_at')}) AS at FROM {g.sql} GROUP BY 1"
+        ),
+    }
+    if lay.events is not None:
+        v = lay.events
+        sql["tracer_wf_events"] = (
+            f"SELECT {v.col('execution_id')} AS eid, count(*) AS n, "
+            f"max({v.col('sequence_num')}) AS last, max({v.col('created_at')}) AS at "
+            f"FROM {v.sql} GROUP BY 1"
+        )
+    return sql
+
+
+_EXTRA = [
+    *("s.n", "s.duration", "s.done", "s.completed", "s.failed", "s.running"),
+    *("s.ok", "s.bad", "s.open", "l.n", "l.last", "l.at", "v.n", "v.last", "v.at"),
+    *("started_fields", "event_start", "event_start_data", "event_end"),
+]
+
+
+def _execution_rows(conn: sqlite3.Connection, lay: _Layout) -> Iterator[tuple[dict, dict]]:
+    """Each execution row with its aggregates and start/end facts, in one query."""
+    e = lay.executions
+    eid = e.col("id", "e")
+    sql = (
+        f"SELECT e.*, {', '.join(_extra_columns(lay, eid))} FROM {e.sql} e "
+        f"LEFT JOIN temp.tracer_wf_steps s ON s.eid = {eid} "
+        f"LEFT JOIN temp.tracer_wf_logs l ON l.eid = {eid} "
+        + (f"LEFT JOIN temp.tracer_wf_events v ON v.eid = {eid} " if lay.events else "")
+        + f"ORDER BY {e.col('started_at', 'e')}, {eid}"
+    )
+    cursor = conn.execute(sql)
+    count = len(_EXTRA)
+    names = [normalise_name(d[0]) for d in cursor.description[:-count]]
+    while batch := cursor.fetchmany(BATCH):
+        for row in batch:
+            extra = dict(zip(_EXTRA, row[-count:], strict=True))
+            extra["row"] = [jsonable(v) for v in row[:-count]]
+            yield dict(zip(names, row[:-count], strict=True)), extra
+
+
+def _extra_columns(lay: _Layout, eid: str) -> list[str]:
+    g = lay.logs
+    message = g.col("message", "x")
+    started_log = (
+        f"(SELECT {g.col('fields')} FROM {g.sql} x WHERE {g.col('execution_id', 'x')} = {eid} "
+        f"AND ({message} = 'execution.started' OR {message} LIKE 'Execution started%') "
+        f"ORDER BY {g.col('id', 'x')} LIMIT 1)"
+    )
+    events = lay.events is not None
+    counts = _EXTRA[12:15] if events else ["NULL"] * 3
+    lookups = _event_lookups(lay.events, eid) if events else ["NULL"] * 3
+    return [*_EXTRA[:12], *counts, started_log, *lookups]
+
+
+def _event_lookups(v: Table, eid: str) -> list[str]:
+    def first(column: str, types: str, direction: str) -> str:
+        return (
+            f"(SELECT {v.col(column, 'y')} FROM {v.sql} y WHERE {v.col('execution_id', 'y')} = "
+            f"{eid} AND {v.col('event_type', 'y')} IN ({types}) "
+            f"ORDER BY {v.col('sequence_num', 'y')} {direction} LIMIT 1)"
+        )
+
+    started, ended = "'execution.started'", "'execution.completed', 'execution.failed'"
+    return [
+        first("created_at", started, "ASC"),
+        first("event_data", started, "ASC"),
+        first("created_at", ended, "DESC"),
+    ]
+
+
+# --- executions -----------------------------------------------------------------------------
+
+
+def _execution_record(
+    snap: Snapshot, lay: _Layout, origin: str, row: dict, extra: dict
+) -> RunRecord:
+    attrs = _execution_attributes(lay, row, extra)
+    status = normalise_status(row.get("status"))
+    pipeline = as_text(attrs.get("pipeline"))
+    execution_id = row.get("id")
+    started, finished, duration = _execution_timing(row, extra, status, attrs)
+    use_events = lay.events is not None and bool(extra["v.n"])
+    return RunRecord(
+        format=NAME,
+        external_id=as_text(execution_id),
+        origin=origin,
+        name=pipeline or as_text(row.get("triggertype")),
+        type=pipeline,
+        trigger=as_text(row.get("triggertype")),
+        actor=as_text(row.get("triggeredby")),
+        status=status,
+        raw_status=as_text(row.get("status")),
+        started_at=started,
+        finished_at=finished,
+        duration_ms=duration,
+        error=as_text(row.get("errormessage")),
+        **_progress(extra, attrs, status),
+        source_updated_at=_last_activity(row, extra),
+        attributes=attrs,
+        fingerprint=_execution_print(extra),
+        steps=_execution_steps(snap, lay, execution_id, status in _TERMINAL, use_events),
+        logs=_execution_logs(snap, lay, execution_id, use_events),
+    )
+
+
+def _execution_attributes(lay: _Layout, row: dict, extra: dict) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "workflow_id": jsonable(row.get("workflowid")),
+        "metadata": loads_json_or_text(row.get("metadata"))[0],
+        "trigger_data": loads_json_or_text(row.get("triggerdata"))[0],
+        "output_data": loads_json_or_text(row.get("outputdata"))[0],
+    }
+    if isinstance(attrs["metadata"], dict):
+        attrs.update({k: attrs["metadata"][k] for k in _METADATA_KEYS if k in attrs["metadata"]})
+    started = _started_fields(extra)
+    attrs["pipeline"] = started.get("pipeline")
+    attrs["step_count"] = started.get("step_count")
+    if lay.events_error:
+        attrs["events_error"] = lay.events_error
+    attrs.update(extra_columns(lay.executions, row, _EXECUTION_COLUMNS))
+    return attrs
+
+
+def _started_fields(extra: dict) -> dict:
+    for source in ("started_fields", "event_start_data"):
+        value, _ = loads_json_or_text(extra[source])
+        if isinstance(value, dict) and value.get("pipeline"):
+            return value
+    return {}
+
+
+def _execution_timing(row: dict, extra: dict, status: str, attrs: dict):
+    """Sub-second times from events.db when it has them. The end is the precise
+    start plus the exact duration: execution.failed is written before a saga
+    compensates, so its time is not the end."""
+    precise_start = lenient_time(extra["event_start"], attrs, "event_start")
+    started = precise_start or lenient_time(row.get("startedat"), attrs, "started_at")
+    if status not in _TERMINAL:
+        return started, None, None
+    duration = as_float(row.get("durationms"))
+    finished = lenient_time(row.get("completedat"), attrs, "completed_at")
+    if precise_start is not None and duration is not None:
+        finished = precise_start + timedelta(milliseconds=duration)
+    elif extra["event_end"]:
+        finished = lenient_time(extra["event_end"], attrs, "event_end") or finished
+    if duration is None:
+        duration = duration_between(started, finished)
+    return started, finished, duration
+
+
+def _progress(extra: dict, attrs: dict, status: str) -> dict[str, int | None]:
+    ok, bad, still_open = (as_int(extra[k]) or 0 for k in ("s.ok", "s.bad", "s.open"))
+    # In a finished execution every step left open is resolved (skipped, cancelled).
+    processed = ok + bad + (still_open if status in _TERMINAL else 0)
+    return {
+        "items_total": as_int(attrs.get("step_count")),
+        "items_processed": processed,
+        "items_succeeded": ok,
+        "items_failed": bad,
+    }
+
+
+def _last_activity(row: dict, extra: dict) -> datetime | None:
+    values = (row.get("completedat"), row.get("startedat"), extra["l.at"], extra["v.at"])
+    times = [t for t in (lenient_time(v, {}, "") for v in values) if t is not None]
+    return max(times, default=None)
+
+
+def _execution_print(extra: dict) -> str:
+    aggregates = [extra[name] for name in _EXTRA[:15]]
+    return fingerprint(_VERSION, extra["row"], aggregates)
+
+
+# --- steps ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Mark:
+    """What a step's events say about one run of it."""
+
+    started: str | None = None
+    ended: str | None = None
+    elapsed: str | None = None
+    skipped: bool = False
+    skip_reason: Any = None
+    skip_time: str | None = None
+    compensated_time: str | None = None
+
+    def apply(self, event_type: str, when: str | None, data: dict) -> None:
+        if event_type == "step.started":
+            self.started = when
+        elif event_type in ("step.completed", "step.failed"):
+            self.ended, self.elapsed = when, data.get("elapsed") or self.elapsed
+        elif event_type == "step.skipped":
+            self.skipped, self.skip_reason, self.skip_time = True, data.get("reason"), when
+            self.elapsed = self.elapsed or data.get("elapsed")
+        elif event_type == "step.compensated":
+            self.compensated_time = when
+
+
+_MARK_TYPES = ("step.started", "step.completed", "step.failed", "step.skipped", "step.compensated")
+
+
+class _StepMarks:
+    """Step events of one execution by step name, one `_Mark` per start; the
+    k-th step row of a name takes the k-th mark."""
+
+    def __init__(self, rows: Iterable[tuple[str, str | None, Any, Any]]):
+        self.by_name: dict[str, list[_Mark]] = defaultdict(list)
+        for event_type, fallback_name, when, raw in rows:
+            data, _ = loads_json_or_text(raw)
+            data = data if isinstance(data, dict) else {}
+            name = as_text(data.get("step_name") or fallback_name)
+            marks = self.by_name[name]
+            if event_type == "step.started" or not marks:
+                marks.append(_Mark())
+            marks[-1].apply(event_type, as_text(when) or None, data)
+        self.taken: Counter = Counter()
+
+    def take(self, name: str) -> _Mark:
+        index = self.taken[name]
+        self.taken[name] += 1
+        marks = self.by_name.get(name, [])
+        return marks[index] if index < len(marks) else _Mark()
+
+
+def _load_marks(conn: sqlite3.Connection, lay: _Layout, eid: Any, use_events: bool) -> _StepMarks:
+    types = ", ".join(f"'{t}'" for t in _MARK_TYPES)
+    if use_events:
+        v = lay.events
+        sql = (
+            f"SELECT {v.col('event_type')}, NULL, {v.col('created_at')}, {v.col('event_data')} "
+            f"FROM {v.sql} WHERE {v.col('execution_id')} = ? AND {v.col('event_type')} IN "
+            f"({types}) ORDER BY {v.col('sequence_num')}"
+        )
+    else:
+        g = lay.logs
+        sql = (
+            f"SELECT {g.col('message')}, {g.col('module_name')}, {g.col('created_at')}, "
+            f"{g.col('fields')} FROM {g.sql} WHERE {g.col('execution_id')} = ? "
+            f"AND {g.col('level')} = 'event' AND {g.col('message')} IN ({types}) "
+            f"ORDER BY {g.col('id')}"
+        )
+    return _StepMarks(conn.execute(sql, (eid,)))
+
+
+@sqlite_guard
+def _execution_steps(
+    snap: Snapshot, lay: _Layout, eid: Any, terminal: bool, use_events: bool
+) -> Iterator[StepRecord]:
+    conn = snap.check()
+    s = lay.steps
+    marks = _load_marks(conn, lay, eid, use_events)
+    sql = (
+        f"SELECT *, CAST({s.col('input_data')} AS BLOB) AS tracer_input, "
+        f"CAST({s.col('output_data')} AS BLOB) AS tracer_output FROM {s.sql} "
+        f"WHERE {s.col('execution_id')} = ? ORDER BY {s.col('sequence_num')}, {s.col('id')}"
+    )
+    compensation: list[StepRecord] = []
+    for row in iter_rows(conn.execute(sql, (eid,))):
+        record = _step_record(s, row, marks.take(as_text(row.get("stepname"))), terminal)
+        if record.type == _COMPENSATION:
+            compensation.append(record)  # few; held back to yield their parent first
+        else:
+            yield record
+    if compensation:
+        yield _compensation_parent(compensation)
+        for record in compensation:
+            record.parent_key = _COMPENSATION
+            yield record
+
+
+def _step_record(s: Table, row: dict, mark: _Mark, terminal: bool) -> StepRecord:
+    attrs: dict[str, Any] = {"sequence_num": jsonable(row.get("sequencenum"))}
+    metadata, _ = loads_json_or_text(row.get("metadata"))
+    if metadata is not None:
+        attrs["metadata"] = metadata
+    raw = as_text(row.get("status"))
+    step_type = as_text(row.get("steptype"))
+    status = normalise_status(raw)
+    never_closed = terminal and status in (Status.RUNNING, Status.PENDING)
+    if never_closed:
+        status = _resolve(step_type, mark, attrs)
+    if mark.skipped:
+        attrs["skip_reason"] = mark.skip_reason
+    input_, output, truncated = _step_io(row, attrs)
+    started, finished, duration = _step_timing(row, mark, status, never_closed, attrs)
+    return StepRecord(
+        key=as_text(row.get("id")),
+        name=as_text(row.get("stepname")),
+        type=step_type,
+        status=status,
+        raw_status=raw,
+        started_at=started,
+        finished_at=finished,
+        duration_ms=duration,
+        input=input_,
+        output=output,
+        error=as_text(row.get("errormessage")),
+        truncated=truncated,
+        never_closed=never_closed,
+        attributes={**attrs, **extra_columns(s, row, _STEP_COLUMNS)},
+    )
+
+
+def _resolve(step_type: str, mark: _Mark, attrs: dict) -> str:
+    """The tracker never closes guard-skipped or compensation steps: their events tell."""
+    if step_type == _COMPENSATION and mark.compensated_time:
+        attrs["resolved_by"] = "step.compensated"
+        return Status.SUCCEEDED
+    if mark.skipped:
+        attrs["resolved_by"] = "step.skipped"
+        return Status.SKIPPED
+    attrs["resolved_by"] = "execution ended with the step still running"
+    return Status.CANCELLED
+
+
+def _step_io(row: dict, attrs: dict) -> tuple[Any, Any, bool]:
+    """I/O read as bytes: a 10240-byte cut can split a UTF-8 character."""
+    values, cut = [], []
+    for label, column in (("input", "tracerinput"), ("output", "traceroutput")):
+        value, truncated = loads_json_or_text(row.get(column))
+        values.append(value)
+        if truncated:
+            cut.append(label)
+    if cut:
+        attrs["truncated_fields"] = cut
+    return values[0], values[1], bool(cut)
+
+
+def _step_timing(row: dict, mark: _Mark, status: str, never_closed: bool, attrs: dict):
+    started = lenient_time(mark.started, attrs, "event_started") or lenient_time(
+        row.get("startedat"), attrs, "started_at"
+    )
+    if status in (Status.RUNNING, Status.PENDING):
+        return started, None, None
+    ended = mark.ended
+    if never_closed:
+        ended = mark.skip_time if status == Status.SKIPPED else mark.compensated_time
+    finished = lenient_time(ended, attrs, "event_ended") or lenient_time(
+        row.get("completedat"), attrs, "completed_at"
+    )
+    duration = go_duration_ms(mark.elapsed)
+    if duration is None:
+        # A never-closed step's duration column is a 0 placeholder.
+        closed = as_float(row.get("durationms"))
+        duration = duration_between(started, finished) if never_closed else closed
+    return started, finished, duration
+
+
+def _compensation_parent(children: list[StepRecord]) -> StepRecord:
+    status = derive_status(child.status for child in children)
+    starts = [c.started_at for c in children if c.started_at is not None]
+    ends = [c.finished_at for c in children if c.finished_at is not None]
+    started = min(starts, default=None)
+    finished = max(ends, default=None) if status in _TERMINAL else None
+    return StepRecord(
+        key=_COMPENSATION,
+        name=_COMPENSATION,
+        type=_COMPENSATION,
+        status=status,
+        started_at=started,
+        finished_at=finished,
+        duration_ms=duration_between(started, finished),
+        attributes={"synthetic": True, "compensation_steps": len(children)},
+    )
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNIT_MS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "μs": 1e-3}
+_GO_UNIT_MS.update({"ms": 1, "s": 1e3, "m": 6e4, "h": 3.6e6})
+
+
+def go_duration_ms(text: Any) -> float | None:
+    """Go's Duration.String() (`1m30.000412s`, `152.341µs`, `0s`) in milliseconds."""
+    if not isinstance(text, str) or not text:
+        return None
+    body = text[1:] if text[0] in "+-" else text
+    parts = _GO_DURATION.findall(body)
+    if not parts or "".join(n + u for n, u in parts) != body:
+        return None
+    total = sum(float(number) * _GO_UNIT_MS[unit] for number, unit in parts)
+    return -total if text[0] == "-" else total
+
+
+# --- logs and events ------------------------------------------------------------------------
+
+# The first row of each pair says in words what its duplicate names by event type.
+_MESSAGE_TYPES = (
+    ("Execution started", "execution.started"),
+    ("Execution completed", "execution.completed"),
+    ("Step started", "step.started"),
+    ("Step completed", "step.completed"),
+    ("step.failed:", "step.failed"),
+    ("execution.failed:", "execution.failed"),
+)
+
+
+@dataclass
+class _Told:
+    """One thing the tracker logged: a row, or a row and its `event` duplicate."""
+
+    rows: list[dict]
+    event_type: str | None
+    step_name: str | None
+    fields: Any
+
+
+@dataclass
+class _Event:
+    ident: Any
+    sequence: Any
+    event_type: str
+    step_name: str | None
+    data: Any
+    when: str
+
+
+@sqlite_guard
+def _execution_logs(snap: Snapshot, lay: _Layout, eid: Any, use_events: bool) -> Iterator:
+    conn = snap.check()
+    keys = _StepKeys(conn, lay.steps, eid)
+    events = _EventQueue(_event_rows(conn, lay.events, eid)) if use_events else None
+    seq = itertools.count(1)
+    g = lay.logs
+    sql = f"SELECT * FROM {g.sql} WHERE {g.col('execution_id')} = ? ORDER BY {g.col('id')}"
+    for told in _told(iter_rows(conn.execute(sql, (eid,)))):
+        event, earlier = events.match(told) if events else (None, [])
+        for other in earlier:
+            yield _event_log(next(seq), other, keys)
+        key = keys.key_for(told.event_type, told.step_name)
+        for index, row in enumerate(told.rows):
+            yield _log_record(next(seq), g, row, key, index > 0, told, event)
+    for other in events.rest() if events else ():
+        yield _event_log(next(seq), other, keys)
+
+
+def _told(rows: Iterator[dict]) -> Iterator[_Told]:
+    pending: dict | None = None
+    for row in rows:
+        if pending is not None and _repeats(pending, row):
+            yield _make_told(pending, row)
+            pending = None
+            continue
+        if pending is not None:
+            yield _make_told(pending)
+        pending = row
+    if pending is not None:
+        yield _make_told(pending)
+
+
+def _repeats(first: dict, second: dict) -> bool:
+    """Whether `second` is the `event` duplicate the tracker writes after `first`."""
+    if as_text(first.get("level")) == "event" or as_text(second.get("level")) != "event":
+        return False
+    if first.get("fields") != second.get("fields"):
+        return False
+    if first.get("modulename") != second.get("modulename"):
+        return False
+    said = _message_type(as_text(first.get("message")))
+    return said is None or said == as_text(second.get("message"))
+
+
+def _message_type(message: str) -> str | None:
+    for prefix, event_type in _MESSAGE_TYPES:
+        if message.startswith(prefix):
+            return event_type
+    return None
+
+
+def _make_told(first: dict, second: dict | None = None) -> _Told:
+    message = as_text(first.get("message"))
+    if second is not None:
+        event_type = as_text(second.get("message"))
+    elif as_text(first.get("level")) == "event":
+        event_type = message
+    else:
+        event_type = _message_type(message)
+    fields, _ = loads_json_or_text(first.get("fields"))
+    name = fields.get("step_name") if isinstance(fields, dict) else None
+    step_name = as_text(name or first.get("modulename")) or None
+    return _Told([first] if second is None else [first, second], event_type, step_name, fields)
+
+
+def _log_record(
+    seq: int, g: Table, row: dict, key: str | None, duplicate: bool, told: _Told, event
+) -> LogRecord:
+    attrs: dict[str, Any] = {
+        "log_id": jsonable(row.get("id")),
+        "module_name": as_text(row.get("modulename")),
+        "created_at": jsonable(row.get("createdat")),
+        **extra_columns(g, row, _LOG_COLUMNS),
+    }
+    when = lenient_time(row.get("createdat"), attrs, "created_at")
+    if event is not None:
+        when = _enrich(attrs, event, told.fields, full=not duplicate) or when
+    fields = told.fields if not duplicate else loads_json_or_text(row.get("fields"))[0]
+    return LogRecord(
+        seq=seq,
+        message=as_text(row.get("message")),
+        level=as_text(row.get("level")) or "info",
+        time=when,
+        step_key=key,
+        fields=fields,
+        duplicate=duplicate,
+        attributes=attrs,
+    )
+
+
+def _enrich(attrs: dict, event: _Event, fields: Any, *, full: bool) -> datetime | None:
+    """Add an events.db event's facts to the log row that tells it; its time
+    is the same instant, to the nanosecond instead of the second."""
+    attrs.update(event_time=event.when, event_id=event.ident, event_sequence=event.sequence)
+    if full and event.data != fields:
+        attrs["event_data"] = redact(event.data)
+    return lenient_time(event.when, attrs, "event_time")
+
+
+def _event_log(seq: int, event: _Event, keys: _StepKeys) -> LogRecord:
+    attrs: dict[str, Any] = {
+        "source": "events.db",
+        "event_time": event.when,
+        "event_id": event.ident,
+        "event_sequence": event.sequence,
+    }
+    return LogRecord(
+        seq=seq,
+        message=event.event_type,
+        level="event",
+        time=lenient_time(event.when, attrs, "event_time"),
+        step_key=keys.key_for(event.event_type, event.step_name),
+        fields=redact(event.data),
+        attributes=attrs,
+    )
+
+
+def _event_rows(conn: sqlite3.Connection, v: Table, eid: Any) -> Iterator[_Event]:
+    sql = (
+        f"SELECT {v.col('id')}, {v.col('sequence_num')}, {v.col('event_type')}, "
+        f"{v.col('event_data')}, {v.col('created_at')} FROM {v.sql} "
+        f"WHERE {v.col('execution_id')} = ? ORDER BY {v.col('sequence_num')}"
+    )
+    cursor = conn.execute(sql, (eid,))
+    while batch := cursor.fetchmany(BATCH):
+        for ident, sequence, event_type, raw, when in batch:
+            data, _ = loads_json_or_text(raw)
+            name = data.get("step_name") if isinstance(data, dict) else None
+            yield _Event(
+                jsonable(ident),
+                jsonable(sequence),
+                as_text(event_type),
+                as_text(name) or None,
+                data,
+                as_text(when),
+            )
+
+
+@dataclass
+class _EventQueue:
+    """The events of one execution, matched in order to what the logs tell.
+
+    Events read past while looking for a match wait in `buffer`; those passed
+    over by a later match were told by no log row, and come out before it."""
+
+    rows: Iterator[_Event]
+    buffer: deque = field(default_factory=deque)
+    buffered: Counter = field(default_factory=Counter)
+
+    def match(self, told: _Told) -> tuple[_Event | None, list[_Event]]:
+        if told.event_type is None:
+            return None, []
+        wanted = (told.event_type, told.step_name)
+        if self.buffered[wanted]:
+            return self._from_buffer(wanted)
+        for event in self.rows:
+            if (event.event_type, event.step_name) == wanted:
+                earlier = list(self.buffer)
+                self.buffer.clear()
+                self.buffered.clear()
+                return event, earlier
+            self.buffer.append(event)
+            self.buffered[(event.event_type, event.step_name)] += 1
+        return None, []
+
+    def _from_buffer(self, wanted: tuple) -> tuple[_Event, list[_Event]]:
+        earlier = []
+        while True:
+            event = self.buffer.popleft()
+            self.buffered[(event.event_type, event.step_name)] -= 1
+            if (event.event_type, event.step_name) == wanted:
+                return event, earlier
+            earlier.append(event)
+
+    def rest(self) -> Iterator[_Event]:
+        yield from self.buffer
+        yield from self.rows
+
+
+class _StepKeys:
+    """Which step a log line is about: the step of that name, or when several
+    share the name, the latest one started before the line."""
+
+    def __init__(self, conn: sqlite3.Connection, s: Table, eid: Any):
+        self.by_name: dict[str, list[str]] = defaultdict(list)
+        self.started: Counter = Counter()
+        self.compensation = False
+        sql = (
+            f"SELECT {s.col('id')}, {s.col('step_name')}, {s.col('step_type')} FROM {s.sql} "
+            f"WHERE {s.col('execution_id')} = ? ORDER BY {s.col('sequence_num')}, {s.col('id')}"
+        )
+        for key, name, step_type in conn.execute(sql, (eid,)):
+            self.by_name[as_text(name)].append(as_text(key))
+            self.compensation = self.compensation or step_type == _COMPENSATION
+
+    def key_for(self, event_type: str | None, name: str | None) -> str | None:
+        if event_type and event_type.startswith("saga.") and self.compensation:
+            return _COMPENSATION
+        keys = self.by_name.get(name or "")
+        if not keys:
+            return None
+        if event_type == "step.started":
+            self.started[name] += 1
+        index = max(self.started[name], 1) - 1
+        return keys[min(index, len(keys) - 1)]
+
+
+# --- redaction ------------------------------------------------------------------------------
+
+# Mirrors module/step_output_redactor.go: workflow.db holds step output redacted,
+# events.db does not; what we add from events.db must not show more than workflow.db.
+_SENSITIVE = (
+    "secret",
+    "password",
+    "token",
+    "credential",
+    "api_key",
+    "apikey",
+    "private_key",
+    "access_key",
+    "backup_code",
+    "totp_secret",
+    "mfa_secret",
+)
+REDACTED = "[REDACTED]"
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if isinstance(k, str) and _sensitive(k) else redact(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+def _sensitive(name: str) -> bool:
+    lower = name.lower()
+    if lower.endswith("_display"):
+        return False
+    matched = [pattern for pattern in _SENSITIVE if pattern in lower]
+    if not matched:
+        return False
+    return not (lower.endswith("_ref") and all(m == "credential" for m in matched))

@@ -1,0 +1,320 @@
+"""SQLite helpers shared by the runs and workflow parsers. No Django here.
+
+Tables and columns are looked up by normalised name (`step_links` = `stepLinks`),
+a missing optional column reads as NULL, rows come out in batches as dicts keyed
+by normalised column name, and values are decoded leniently (epoch or ISO
+times, JSON or plain text) because the databases are written by other people's
+code.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    is_sqlite,
+    normalise_name,
+    parse_epoch_ms,
+    parse_iso,
+    read_head,
+)
+from .records import ParseError, Status
+
+BATCH = 500
+# Below this an epoch number is taken as seconds (1e11 s is the year 5138; 1e11 ms is 1973).
+_EPOCH_SECONDS_BELOW = 1e11
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table found in a database, with its columns by normalised name."""
+
+    name: str
+    columns: dict[str, str]
+    schema: str = ""  # an attached database's name, e.g. the events copy
+
+    @property
+    def sql(self) -> str:
+        prefix = f"{quote_ident(self.schema)}." if self.schema else ""
+        return prefix + quote_ident(self.name)
+
+    def has(self, column: str) -> bool:
+        return normalise_name(column) in self.columns
+
+    def col(self, column: str, alias: str = "") -> str:
+        """The column as an SQL expression, or NULL when the table lacks it."""
+        real = self.columns.get(normalise_name(column))
+        if real is None:
+            return "NULL"
+        return f"{alias}.{quote_ident(real)}" if alias else quote_ident(real)
+
+    def real_name(self, normalised: str) -> str:
+        return self.columns.get(normalised, normalised)
+
+
+def find_table(
+    conn: sqlite3.Connection,
+    tables: dict[str, str],
+    name: str,
+    required: Sequence[str] = (),
+    *,
+    optional: bool = False,
+    schema: str = "",
+) -> Table | None:
+    """The table `name` (any spelling) with its `required` columns checked.
+
+    `tables` is `schema_tables(conn, schema)`. A missing table is None when
+    `optional`, else a ParseError naming it."""
+    real = tables.get(normalise_name(name))
+    if real is None:
+        if optional:
+            return None
+        raise ParseError(f'database has no table "{name}"')
+    columns = table_columns(conn, real, schema)
+    for column in required:
+        if normalise_name(column) not in columns:
+            raise ParseError(f'table "{real}" has no column "{column}"')
+    return Table(real, columns, schema)
+
+
+def schema_tables(conn: sqlite3.Connection, schema: str = "") -> dict[str, str]:
+    """Normalised table name -> real name, in the main or an attached database."""
+    master = f"{quote_ident(schema)}.sqlite_master" if schema else "sqlite_master"
+    rows = conn.execute(f"SELECT name FROM {master} WHERE type='table'").fetchall()
+    return {normalise_name(row[0]): row[0] for row in rows}
+
+
+def table_columns(conn: sqlite3.Connection, table: str, schema: str = "") -> dict[str, str]:
+    pragma = f"PRAGMA {quote_ident(schema)}." if schema else "PRAGMA "
+    rows = conn.execute(f"{pragma}table_info({quote_ident(table)})").fetchall()
+    return {normalise_name(row[1]): row[1] for row in rows}
+
+
+def ensure_index(conn: sqlite3.Connection, table: Table, columns: Sequence[str]) -> None:
+    """Index `columns` on the private snapshot copy unless an index already starts with them."""
+    reals = [table.columns.get(normalise_name(c)) for c in columns]
+    if None in reals or _has_index(conn, table, reals):
+        return
+    prefix = f"{quote_ident(table.schema)}." if table.schema else ""
+    name = prefix + quote_ident("tracer_" + "_".join([table.name, *reals]))
+    cols = ", ".join(quote_ident(c) for c in reals)
+    conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {quote_ident(table.name)} ({cols})")
+
+
+def _has_index(conn: sqlite3.Connection, table: Table, columns: list[str]) -> bool:
+    pragma = f"PRAGMA {quote_ident(table.schema)}." if table.schema else "PRAGMA "
+    for index in conn.execute(f"{pragma}index_list({quote_ident(table.name)})").fetchall():
+        info = conn.execute(f"{pragma}index_info({quote_ident(index[1])})").fetchall()
+        leading = [row[2] for row in sorted(info)][: len(columns)]
+        if leading == columns:
+            return True
+    return False
+
+
+def iter_rows(cursor: sqlite3.Cursor, size: int = BATCH) -> Iterator[dict[str, Any]]:
+    """Rows as dicts keyed by normalised column name, fetched `size` at a time."""
+    names = [normalise_name(d[0]) for d in cursor.description]
+    while batch := cursor.fetchmany(size):
+        for row in batch:
+            yield dict(zip(names, row, strict=True))
+
+
+def chunks(items: Sequence, size: int = BATCH) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def sqlite_guard(func: Callable[..., Iterator]) -> Callable[..., Iterator]:
+    """Turn SQLite errors raised while a generator runs into ParseError: a
+    corrupt page is often met only when a run's children are read."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            yield from func(*args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise ParseError(f"corrupt or unreadable SQLite database: {exc}") from exc
+
+    return wrapper
+
+
+class Snapshot:
+    """The open snapshot connection, shared by a parse and its lazy children."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        conn.row_factory = None
+        self.conn = conn
+        self.closed = False
+
+    def check(self) -> sqlite3.Connection:
+        if self.closed:
+            raise ParseError(
+                "a run's steps, calls, links or logs were read after parse() finished; "
+                "consume them while iterating"
+            )
+        return self.conn
+
+
+# --- sniffing without a copy ---------------------------------------------------------------
+
+
+def readonly_schema(path: Path, tables: Iterable[str] = ()) -> dict[str, set[str]]:
+    """Normalised table names of a SQLite file, with the normalised columns of
+    the `tables` asked for (empty sets for the others). Read-only, no copy."""
+    wanted = {normalise_name(t) for t in tables}
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    for attempt in range(3):
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=1)
+            try:
+                return _schema(conn, wanted)
+            finally:
+                conn.close()
+        except sqlite3.OperationalError as exc:
+            if ("locked" in str(exc) or "busy" in str(exc)) and attempt < 2:
+                time.sleep(0.2)
+                continue
+            raise ParseError(f"cannot read SQLite database: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise ParseError(f"corrupt or unreadable SQLite database: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
+def _schema(conn: sqlite3.Connection, wanted: set[str]) -> dict[str, set[str]]:
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    schema: dict[str, set[str]] = {}
+    for real in names:
+        norm = normalise_name(real)
+        schema[norm] = set(table_columns(conn, real)) if norm in wanted else set()
+    return schema
+
+
+def sqlite_schema_or_none(path: Path, tables: Iterable[str] = ()) -> dict[str, set[str]] | None:
+    """The schema of a readable SQLite file, else None (not SQLite, unreadable, corrupt)."""
+    try:
+        if not is_sqlite(read_head(path, 16)):
+            return None
+        return readonly_schema(path, tables)
+    except (OSError, ParseError):
+        return None
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+def to_time(value: Any, where: str = "") -> datetime | None:
+    """ISO-8601 text or epoch seconds/milliseconds (number or numeric text) to aware UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bytes | memoryview):
+        value = bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, bool):
+        raise ParseError(f"{where}: {value!r} is not a timestamp")
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value)
+    if isinstance(value, int | float):
+        millis = value * 1000 if abs(value) < _EPOCH_SECONDS_BELOW else value
+        return parse_epoch_ms(millis, where)
+    return parse_iso(value, where)
+
+
+def lenient_time(value: Any, attributes: dict, label: str) -> datetime | None:
+    """`to_time`, but an unreadable value becomes None and is kept in attributes."""
+    try:
+        return to_time(value, label)
+    except ParseError:
+        attributes.setdefault("unreadable_times", {})[label] = jsonable(value)
+        return None
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", errors="replace")
+    return value
+
+
+def as_int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def as_float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return jsonable(value) if isinstance(value, bytes | memoryview) else str(value)
+
+
+_STATUS_WORDS = {
+    **dict.fromkeys(("pending", "queued", "created", "waiting"), Status.PENDING),
+    **dict.fromkeys(("running", "started", "inprogress", "retrying"), Status.RUNNING),
+    **dict.fromkeys(
+        ("completed", "complete", "succeeded", "success", "successful", "ok", "done"),
+        Status.SUCCEEDED,
+    ),
+    **dict.fromkeys(
+        ("failed", "failure", "error", "errored", "timeout", "timedout"), Status.FAILED
+    ),
+    **dict.fromkeys(("skipped",), Status.SKIPPED),
+    **dict.fromkeys(("cancelled", "canceled", "aborted"), Status.CANCELLED),
+}
+
+
+def normalise_status(word: Any, overrides: dict[str, str] | None = None) -> str:
+    """A source's status word as a `Status`. An unknown word counts as running:
+    it claims neither success nor failure, and a quiet running run turns stale."""
+    key = normalise_name(as_text(word)).replace("-", "").replace(" ", "")
+    if overrides and key in overrides:
+        return overrides[key]
+    return _STATUS_WORDS.get(key, Status.RUNNING)
+
+
+def derive_status(statuses: Iterable[str]) -> str:
+    """The status of something made of parts with these statuses: unfinished
+    while any part is, else failed if any failed, skipped if all were."""
+    seen = set(statuses)
+    for status in (Status.RUNNING, Status.PENDING, Status.FAILED, Status.CANCELLED):
+        if status in seen:
+            return status
+    return Status.SKIPPED if seen == {Status.SKIPPED} else Status.SUCCEEDED
+
+
+def column_set(names: str) -> frozenset[str]:
+    """Normalised column names from a space-separated list."""
+    return frozenset(normalise_name(name) for name in names.split())
+
+
+def extra_columns(table: Table, row: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """Columns the format does not define, by their real name, so nothing is lost."""
+    return {table.real_name(k): jsonable(v) for k, v in row.items() if k not in known}
