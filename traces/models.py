@@ -219,6 +219,8 @@ class Step(models.Model):
     entity_id = models.CharField(max_length=500, blank=True)
     truncated = models.BooleanField(default=False)
     never_closed = models.BooleanField(default=False)
+    # A grouping step the source does not have; not counted among the run's steps.
+    synthetic = models.BooleanField(default=False)
     attributes = models.JSONField(default=dict, blank=True)
 
     # Summaries filled at ingest.

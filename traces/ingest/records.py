@@ -71,6 +71,9 @@ class StepRecord:
     truncated: bool = False
     # True when the source never closed the step (left "running" in a finished run).
     never_closed: bool = False
+    # A grouping step the source does not have (e.g. workflow's compensation group):
+    # shown in the tree, not counted among the run's steps.
+    synthetic: bool = False
     attributes: dict[str, Any] = field(default_factory=dict)
 
 

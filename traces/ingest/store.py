@@ -152,6 +152,7 @@ class _RunWriter:
         self.failed_subtree: set[int] = set()
         self.by_status: Counter = Counter()
         self.orphans: Counter = Counter()
+        self.seq = 0
         self.ids = {model: _IdAllocator(model) for model in (Step, Call, EntityLink, LogEntry)}
 
     def write(self, record: RunRecord) -> None:
@@ -185,10 +186,12 @@ class _RunWriter:
         self.depth_of[step_id] = depth
         position = self.children[parent_id]
         self.children[parent_id] += 1
-        self.by_status[step.status] += 1
+        if not step.synthetic:
+            self.by_status[step.status] += 1
+            self.counts["steps"] += 1
         if step.status == "failed":
             self._mark_failed_subtree(step_id)
-        self.counts["steps"] += 1
+        self.seq += 1
         return _record_values(
             Step,
             step,
@@ -196,7 +199,7 @@ class _RunWriter:
             id=step_id,
             run_id=self.run.pk,
             parent_id=parent_id,
-            seq=self.counts["steps"],
+            seq=self.seq,
             position=position,
             depth=depth,
         )
