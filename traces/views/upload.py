@@ -1,7 +1,170 @@
-"""Work in progress: being written now."""
+"""Upload trace files (several at once, or a zip) and see what each one gave."""
 
-from django.http import HttpResponse
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django import forms
+from django.conf import settings
+from django.shortcuts import render
+from django.template.defaultfilters import filesizeformat
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_http_methods
+from django.views.decorators.vary import vary_on_headers
+
+from traces.ingest import FORMATS
+from traces.ingest.loader import FileResult, IngestReport
+from traces.models import Run, TraceFile
+from traces.uploads import UploadTooLarge, ingest_uploads, save_uploads
+
+# Run links listed per file; the file's page has them all.
+RUN_LINKS_PER_FILE = 20
+PAGE = "traces/upload.html"
+RESULTS = "traces/_ingest_results.html"
 
 
-def upload(request, *args, **kwargs):
-    return HttpResponse("not built yet", status=501)
+class MultipleFileInput(forms.FileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files under one name; an empty file is the loader's to report."""
+
+    widget = MultipleFileInput
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_empty_file=True, **kwargs)
+
+    def clean(self, data, initial=None):
+        files = data if isinstance(data, list | tuple) else [data] if data else []
+        if not files:
+            raise forms.ValidationError("Choose at least one file to upload.", code="required")
+        return [super(MultipleFileField, self).clean(item, initial) for item in files]
+
+
+class UploadForm(forms.Form):
+    files = MultipleFileField(label="Trace files or a .zip archive")
+
+
+@csrf_exempt  # the size limit is checked before anything reads the body; CSRF right after
+@require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request")
+def upload(request):
+    if request.method == "GET":
+        return render(request, PAGE, _page_context(UploadForm()))
+    length = _content_length(request)
+    if length > settings.TRACER_MAX_UPLOAD_BYTES:
+        return _too_large(request, length)
+    return _receive(request)
+
+
+@csrf_protect
+def _receive(request):
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _render_results(request, _page_context(form))
+    try:
+        saved = save_uploads(form.cleaned_data["files"])
+    except UploadTooLarge:
+        return _too_large(request, None)
+    report = ingest_uploads(saved)
+    return _render_results(request, _page_context(UploadForm(), report))
+
+
+def _render_results(request, context: dict, status: int = 200):
+    template = RESULTS if request.htmx else PAGE
+    return render(request, template, context, status=status)
+
+
+def _content_length(request) -> int:
+    # As Django reads it: a missing or malformed length is an empty body.
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def _too_large(request, length: int | None):
+    limit = settings.TRACER_MAX_UPLOAD_BYTES
+    size = f"This upload is {filesizeformat(length)}" if length else "This upload is too large"
+    message = (
+        f"{size}; the limit is {filesizeformat(limit)} per upload. Upload fewer files at once, "
+        "or ingest big files on the server (python manage.py ingest PATH, or a source)."
+    )
+    context = _page_context(UploadForm()) | {"too_large": message}
+    return _render_results(request, context, status=413)
+
+
+def _page_context(form: UploadForm, report: IngestReport | None = None) -> dict:
+    return {
+        "section": "upload",
+        "form": form,
+        "max_bytes": settings.TRACER_MAX_UPLOAD_BYTES,
+        "formats": list(FORMATS),
+        "results": _results(report) if report is not None else None,
+    }
+
+
+# --- what each file gave --------------------------------------------------------------------
+
+
+@dataclass
+class ResultRow:
+    result: FileResult
+    file: TraceFile | None
+    added: list[Run] = field(default_factory=list)
+    updated: list[Run] = field(default_factory=list)
+    unchanged: list[Run] = field(default_factory=list)
+
+    @property
+    def more_runs(self) -> int:
+        result = self.result
+        shown = len(self.added) + len(self.updated) + len(self.unchanged)
+        total = len(result.runs_added) + len(result.runs_updated) + len(result.runs_unchanged)
+        return total - shown
+
+
+@dataclass
+class Results:
+    rows: list[ResultRow]
+    outcomes: dict[str, int]
+    runs_added: int
+    runs_updated: int
+
+
+def _results(report: IngestReport) -> Results:
+    """The report with its runs and files loaded: two queries however many files."""
+    shown = {
+        id(result): _first_runs(result)
+        for result in report.files
+        if result.outcome in ("ingested", "unchanged")
+    }
+    run_ids = {pk for lists in shown.values() for ids in lists for pk in ids}
+    runs = Run.objects.only("pk", "name", "external_id", "status", "format").in_bulk(run_ids)
+    file_ids = {result.file_id for result in report.files if result.file_id}
+    files = TraceFile.objects.defer("companions").in_bulk(file_ids)
+
+    def loaded(ids: list[int]) -> list[Run]:
+        return [runs[pk] for pk in ids if pk in runs]
+
+    rows = []
+    for result in report.files:
+        added, updated, unchanged = shown.get(id(result), ([], [], []))
+        trace_file = files.get(result.file_id)
+        rows.append(
+            ResultRow(result, trace_file, loaded(added), loaded(updated), loaded(unchanged))
+        )
+    outcomes = dict.fromkeys(("ingested", "unchanged", "failed", "skipped"), 0)
+    for result in report.files:
+        outcomes[result.outcome] += 1
+    added = {pk for result in report.files for pk in result.runs_added}
+    updated = {pk for result in report.files for pk in result.runs_updated} - added
+    return Results(rows, outcomes, len(added), len(updated))
+
+
+def _first_runs(result: FileResult) -> tuple[list[int], list[int], list[int]]:
+    budget = RUN_LINKS_PER_FILE
+    added = result.runs_added[:budget]
+    updated = result.runs_updated[: budget - len(added)]
+    unchanged = result.runs_unchanged[: budget - len(added) - len(updated)]
+    return added, updated, unchanged

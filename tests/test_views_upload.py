@@ -1,0 +1,198 @@
+"""/upload/: several files or a zip at once, saved by content hash and ingested."""
+
+import io
+import zipfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+from traces.models import Run, TraceFile
+from traces.uploads import safe_basename
+
+pytestmark = pytest.mark.django_db
+URL = reverse("traces:upload")
+
+
+@pytest.fixture(autouse=True)
+def upload_dir(settings, tmp_path):
+    settings.TRACER_UPLOAD_DIR = tmp_path / "uploads"
+    return settings.TRACER_UPLOAD_DIR
+
+
+def upload_of(path, name=None):
+    return SimpleUploadedFile(name or path.name, path.read_bytes())
+
+
+def greentic_files(samples):
+    return sorted((samples / "greentic").glob("*/trace.json"))
+
+
+def test_page_has_a_dropzone_form_with_csrf(client):
+    response = client.get(URL)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "csrfmiddlewaretoken" in html
+    assert 'enctype="multipart/form-data"' in html
+    assert 'hx-encoding="multipart/form-data"' in html
+    assert "data-dropzone" in html and "data-file-names" in html
+    assert 'type="file" name="files"' in html and "multiple" in html
+    assert 'id="ingest-results"' in html
+
+
+def test_uploading_several_files_adds_their_runs_and_links_them(client, samples):
+    files = [upload_of(path) for path in greentic_files(samples)]
+    response = client.post(URL, {"files": files})
+    assert response.status_code == 200
+    assert Run.objects.filter(format="greentic").count() == 4
+    html = response.content.decode()
+    assert "4 files:" in html and "<b>4</b> runs added" in html
+    for run in Run.objects.all():
+        assert reverse("traces:run-detail", args=[run.pk]) in html
+    assert html.count("✓ ingested") == 4
+    trace_files = TraceFile.objects.all()
+    assert {f.display_name for f in trace_files} == {"trace.json"}
+    assert all(f.uploaded for f in trace_files)
+
+
+def test_files_are_saved_by_content_hash_under_a_safe_name(client, samples, upload_dir):
+    path = greentic_files(samples)[0]
+    client.post(URL, {"files": [upload_of(path, "../../etc/evil\x00name.json")]})
+    saved = [p for p in upload_dir.rglob("*") if p.is_file()]
+    assert len(saved) == 1
+    digest = saved[0].parent.name
+    assert saved[0].parent.parent.name == digest[:2]
+    assert saved[0].parent.parent.parent == upload_dir
+    assert saved[0].read_bytes() == path.read_bytes()
+    assert "/" not in saved[0].name and "\x00" not in saved[0].name
+    assert TraceFile.objects.get().path == str(saved[0].resolve())
+
+
+def test_safe_basename_strips_directories_nul_and_caps_length():
+    assert safe_basename("../../etc/passwd") == "passwd"
+    assert safe_basename("C:\\Users\\me\\trace.json") == "trace.json"
+    assert safe_basename("a\x00b\nc.json") == "abc.json"
+    assert safe_basename("..") == "upload"
+    assert safe_basename("") == "upload"
+    assert safe_basename(".hidden.json") == "hidden.json"
+    long = safe_basename("é" * 500 + ".sqlite")
+    assert long.endswith(".sqlite") and len(long.encode()) <= 200
+
+
+def test_the_htmx_request_gets_only_the_results_fragment(client, samples):
+    files = [upload_of(path) for path in greentic_files(samples)[:2]]
+    response = client.post(URL, {"files": files}, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.lstrip().startswith('<section id="ingest-results"')
+    assert "<html" not in html and "dropzone" not in html
+    assert "<b>2</b> runs added" in html
+    assert response["Vary"] and "HX-Request" in response["Vary"]
+
+
+def test_a_zip_of_the_greentic_samples_ingests_every_member(client, samples):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in greentic_files(samples):
+            archive.write(path, f"greentic/{path.parent.name}/trace.json")
+    upload = SimpleUploadedFile("greentic.zip", buffer.getvalue())
+    response = client.post(URL, {"files": [upload]})
+    assert response.status_code == 200
+    assert Run.objects.filter(format="greentic").count() == 4
+    html = response.content.decode()
+    assert "greentic.zip:greentic/02-node-error/trace.json" in html
+    assert "<b>4</b> runs added" in html
+
+
+def test_a_bad_file_beside_a_good_one_is_reported_and_recorded(client, samples):
+    good = upload_of(greentic_files(samples)[0])
+    bad = SimpleUploadedFile("broken.json", b'{"trace_id": "x", "steps": [')
+    response = client.post(URL, {"files": [good, bad]})
+    assert response.status_code == 200
+    assert Run.objects.count() == 1
+    html = response.content.decode()
+    assert "✗ failed" in html and "broken.json" in html
+    failed = TraceFile.objects.get(status="error")
+    assert failed.display_name == "broken.json"
+    assert failed.error and failed.uploaded
+    assert failed.error in html.replace("&quot;", '"').replace("&#x27;", "'")
+    files_page = client.get(reverse("traces:file-list") + "?status=error").content.decode()
+    assert "broken.json" in files_page
+
+
+def test_uploading_the_same_file_again_says_unchanged(client, samples):
+    path = greentic_files(samples)[0]
+    client.post(URL, {"files": [upload_of(path)]})
+    run = Run.objects.get()
+    response = client.post(URL, {"files": [upload_of(path)]})
+    html = response.content.decode()
+    assert "= unchanged" in html and "already ingested: 1 run," in html
+    assert "<b>0</b> runs added" in html
+    assert Run.objects.get().ingested_at == run.ingested_at
+    assert TraceFile.objects.count() == 1
+
+
+def test_hostile_names_and_errors_are_escaped(client):
+    # No slash in it: Django keeps only the part after the last one.
+    name = "<img src=x onerror=alert(1)>.json"
+    response = client.post(URL, {"files": [SimpleUploadedFile(name, b"<script>alert(1)</script>")]})
+    html = response.content.decode()
+    assert "<img src=x" not in html and "<script>alert(1)" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;.json" in html
+
+
+def test_an_empty_form_says_to_choose_a_file(client):
+    response = client.post(URL, {})
+    assert response.status_code == 200
+    assert "Choose at least one file to upload." in response.content.decode()
+
+
+def test_a_request_over_the_limit_is_refused_before_reading_with_413(client, settings, samples):
+    settings.TRACER_MAX_UPLOAD_BYTES = 1000
+    path = samples / "traceos/traces.json"
+    assert path.stat().st_size > 1000
+    response = client.post(URL, {"files": [upload_of(path)]})
+    assert response.status_code == 413
+    html = response.content.decode()
+    assert "the limit is 1000" in html and "per upload" in html
+    assert not TraceFile.objects.exists()
+
+
+def test_files_over_the_limit_in_total_are_refused_while_saving(settings, samples, upload_dir):
+    from traces.uploads import UploadTooLarge, save_uploads
+
+    paths = greentic_files(samples)[:2]
+    settings.TRACER_MAX_UPLOAD_BYTES = paths[0].stat().st_size + 10
+    with pytest.raises(UploadTooLarge):
+        save_uploads([upload_of(path) for path in paths])
+    assert [p for p in upload_dir.rglob("*") if p.is_file()] == []
+
+
+def test_the_413_is_a_fragment_for_htmx(client, settings, samples):
+    settings.TRACER_MAX_UPLOAD_BYTES = 100
+    path = greentic_files(samples)[0]
+    response = client.post(URL, {"files": [upload_of(path)]}, headers={"HX-Request": "true"})
+    assert response.status_code == 413
+    assert response.content.decode().lstrip().startswith('<section id="ingest-results"')
+
+
+def test_csrf_is_enforced(samples):
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(URL, {"files": [upload_of(greentic_files(samples)[0])]})
+    assert response.status_code == 403
+    assert not TraceFile.objects.exists()
+
+
+def test_csrf_token_from_the_page_is_accepted(samples):
+    client = Client(enforce_csrf_checks=True)
+    client.get(URL)
+    token = client.cookies["csrftoken"].value
+    upload = upload_of(greentic_files(samples)[0])
+    response = client.post(URL, {"files": [upload], "csrfmiddlewaretoken": token})
+    assert response.status_code == 200
+    assert Run.objects.count() == 1
+
+
+def test_other_methods_are_not_allowed(client):
+    assert client.put(URL).status_code == 405
