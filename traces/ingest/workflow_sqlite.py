@@ -603,7 +603,8 @@ def _compensation_parent(children: list[StepRecord]) -> StepRecord:
         started_at=started,
         finished_at=finished,
         duration_ms=duration_between(started, finished),
-        attributes={"synthetic": True, "compensation_steps": len(children)},
+        synthetic=True,
+        attributes={"compensation_steps": len(children)},
     )
 
 
