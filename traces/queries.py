@@ -18,7 +18,12 @@ def trace_totals(*, raw: bool = False) -> dict:
     for row in Run.objects.values("format", status_field).annotate(n=Count("id")).order_by():
         runs[row["format"]][row[status_field]] = row["n"]
     steps: dict = defaultdict(dict)
-    step_rows = Step.objects.values("run__format", status_field).annotate(n=Count("id")).order_by()
+    step_rows = (
+        Step.objects.filter(synthetic=False)
+        .values("run__format", status_field)
+        .annotate(n=Count("id"))
+        .order_by()
+    )
     for row in step_rows:
         steps[row["run__format"]][row[status_field]] = row["n"]
     sums = (
