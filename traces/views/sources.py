@@ -1,15 +1,204 @@
-"""Work in progress: being written now."""
+"""Trace sources: directories and databases on the server that the site rescans."""
 
-from django.http import HttpResponse
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django import forms
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from traces import sources as scans
+from traces.models import TraceFile, TraceSource
+from traces.pagination import BadCursor, keyset_page
+
+from .common import PAGE_SIZE, bad_request, fragment
+
+MAX_MINUTES = 60 * 24 * 31
 
 
-def source_list(request, *args, **kwargs):
-    return HttpResponse("not built yet", status=501)
+class ScheduleField(forms.IntegerField):
+    """Minutes between rescans; empty means on demand only."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            required=False,
+            min_value=1,
+            max_value=MAX_MINUTES,
+            label="Rescan every (minutes)",
+            help_text="Empty: only when you press Rescan now.",
+            **kwargs,
+        )
 
 
-def source_detail(request, *args, **kwargs):
-    return HttpResponse("not built yet", status=501)
+class SourceForm(forms.ModelForm):
+    every = ScheduleField()
+    scan_now = forms.BooleanField(required=False, initial=True, label="Scan it now")
+
+    class Meta:
+        model = TraceSource
+        fields = ["path", "label"]
+        error_messages = {"path": {"unique": "This path is already a source."}}
+        widgets = {"path": forms.TextInput(attrs={"placeholder": "/srv/traces/nightly"})}
+
+    def clean_path(self) -> str:
+        try:
+            return str(scans.confine(self.cleaned_data["path"]))
+        except scans.SourcePathError as exc:
+            raise forms.ValidationError(str(exc), code="refused") from None
+
+    def save(self, commit=True):
+        self.instance.rescan_every = _minutes(self.cleaned_data.get("every"))
+        return super().save(commit)
 
 
-def source_rescan(request, *args, **kwargs):
-    return HttpResponse("not built yet", status=501)
+class SourceSettingsForm(forms.ModelForm):
+    every = ScheduleField()
+
+    class Meta:
+        model = TraceSource
+        fields = ["label", "enabled"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        every = self.instance.rescan_every
+        self.fields["every"].initial = int(every.total_seconds() // 60) if every else None
+
+    def save(self, commit=True):
+        self.instance.rescan_every = _minutes(self.cleaned_data.get("every"))
+        return super().save(commit)
+
+
+def _minutes(value: int | None) -> timedelta | None:
+    return timedelta(minutes=value) if value else None
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def source_list(request):
+    form = SourceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        source = form.save()
+        if form.cleaned_data["scan_now"]:
+            scans.rescan(source)
+        return redirect(source)
+    sources = [_annotated(source) for source in TraceSource.objects.all()]
+    context = {"section": "sources", "sources": sources, "form": form, "roots": _roots()}
+    return render(request, "traces/source_list.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request")
+def source_detail(request, source_id: int):
+    source = get_object_or_404(TraceSource, pk=source_id)
+    settings_form = SourceSettingsForm(request.POST or None, instance=source)
+    if request.method == "POST" and settings_form.is_valid():
+        settings_form.save()
+        return redirect(source)
+    status = request.GET.get("status", "")
+    if status not in ("", "ok", "error"):
+        return bad_request(request, f"status must be ok or error, not {status!r}")
+    try:
+        page = _files_page(source, status, request.GET)
+    except BadCursor as exc:
+        return bad_request(request, str(exc))
+    context = {
+        "section": "sources",
+        "source": _annotated(source),
+        "report": source.last_scan_report or None,
+        "settings_form": settings_form,
+        "page": page,
+        "status": status,
+        "counts": _file_counts(source),
+    }
+    return render(request, fragment(request, "traces/source_detail.html", "source-files"), context)
+
+
+@require_POST
+def source_rescan(request, source_id: int):
+    source = get_object_or_404(TraceSource, pk=source_id)
+    busy = ""
+    try:
+        scans.rescan(source)
+    except scans.ScanInProgress as exc:
+        busy = str(exc)
+    if not request.htmx:
+        return redirect(source)
+    source.refresh_from_db()
+    context = {"source": _annotated(source), "just_scanned": not busy, "busy": busy}
+    return render(request, "traces/source_list.html#source-row", context)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _files_page(source: TraceSource, status: str, query):
+    files = TraceFile.objects.filter(source=source).defer("companions")
+    if status:
+        files = files.filter(status=status)
+    return keyset_page(
+        files,
+        "checked_at",
+        descending=True,
+        after=query.get("after") or None,
+        before=query.get("before") or None,
+        size=PAGE_SIZE,
+    )
+
+
+def _file_counts(source: TraceSource) -> dict:
+    rows = source.files.order_by().values_list("status")
+    counts = dict(rows.annotate(n=Count("id")))
+    return {"ok": counts.get("ok", 0), "error": counts.get("error", 0)}
+
+
+def _roots() -> list[str]:
+    return [str(root) for root in scans.source_roots()]
+
+
+def _annotated(source: TraceSource) -> TraceSource:
+    """The words the pages show about a source's schedule and state."""
+    report = source.last_scan_report or {}
+    source.schedule_text = _every_text(source.rescan_every)
+    source.next_text = _next_text(scans.next_scan_at(source), source)
+    source.scanning = _scanning(source)
+    source.refused = report.get("files", {}).get("refused", 0)
+    source.scan_error = report.get("error", "")
+    source.took_ms = report.get("duration_ms")
+    return source
+
+
+def _scanning(source: TraceSource) -> bool:
+    started, finished = source.last_scan_started_at, source.last_scan_finished_at
+    if started is None or (finished is not None and finished >= started):
+        return False
+    return timezone.now() - started < scans.SCAN_TIMEOUT
+
+
+def _every_text(every: timedelta | None) -> str:
+    if every is None:
+        return "on demand"
+    minutes = int(every.total_seconds() // 60)
+    for unit, size in (("d", 1440), ("h", 60)):
+        if minutes >= size and minutes % size == 0:
+            return f"every {minutes // size} {unit}"
+    return f"every {minutes} min"
+
+
+def _next_text(when: datetime | None, source: TraceSource) -> str:
+    if when is None:
+        return "disabled" if not source.enabled and source.rescan_every else ""
+    seconds = (when - timezone.now()).total_seconds()
+    if seconds <= 0:
+        return "due now"
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return "next in under a minute"
+    if minutes < 120:
+        return f"next in {minutes} min"
+    return f"next in {minutes // 60} h"

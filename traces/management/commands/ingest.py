@@ -1,11 +1,12 @@
 import json
 import sys
-import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from traces.ingest import FORMATS
-from traces.ingest.loader import ingest_paths
+from traces.ingest.loader import IngestReport, ingest_paths
+from traces.sources import watch_paths
 
 
 class Command(BaseCommand):
@@ -18,25 +19,42 @@ class Command(BaseCommand):
         parser.add_argument(
             "--watch",
             action="store_true",
-            help="keep rescanning the paths (Ctrl-C to stop); changed files are re-read",
+            help="keep rescanning the paths (Ctrl-C to stop); prints only when something changed",
         )
         parser.add_argument("--interval", type=float, default=2.0, help="seconds between scans")
+        parser.add_argument("--max-scans", type=int, help="with --watch: stop after N scans")
 
-    def handle(self, *paths, **options):
-        failed = False
-        while True:
+    def handle(self, *args, **options):
+        if options["watch"]:
+            report = self._watch(options)
+        else:
             report = ingest_paths(
                 options["paths"], format=options["format"], progress=self._progress_bar()
             )
             self._print(report, as_json=options["json"])
-            failed = bool(report.failed)
-            if not options["watch"]:
-                break
-            time.sleep(options["interval"])
-        if failed:
+        if report is not None and report.failed:
             raise CommandError(f"{len(report.failed)} file(s) failed", returncode=1)
 
-    def _print(self, report, *, as_json: bool) -> None:
+    def _watch(self, options) -> IngestReport | None:
+        def show(report: IngestReport, changed: bool) -> None:
+            if changed:
+                stamp = "" if options["json"] else f"[{timezone.localtime():%H:%M:%S}] "
+                self._print(report, as_json=options["json"], prefix=stamp)
+
+        result = watch_paths(
+            options["paths"],
+            interval=options["interval"],
+            max_scans=options["max_scans"],
+            format=options["format"],
+            on_scan=show,
+            progress=self._progress_bar(),
+        )
+        if result.interrupted:
+            failed = len(result.last.failed) if result.last else 0
+            self.stderr.write(f"stopped after {result.scans} scan(s); last: {failed} failed")
+        return result.last
+
+    def _print(self, report: IngestReport, *, as_json: bool, prefix: str = "") -> None:
         summary = report.summary()
         if as_json:
             summary.pop("skipped")
@@ -44,7 +62,7 @@ class Command(BaseCommand):
             return
         files = summary["files"]
         self.stdout.write(
-            f"files: {files['ingested']} ingested, {files['unchanged']} unchanged, "
+            f"{prefix}files: {files['ingested']} ingested, {files['unchanged']} unchanged, "
             f"{files['failed']} failed, {files['skipped']} skipped · runs {summary['runs']} · "
             f"steps {summary['steps']} · calls {summary['calls']} · links {summary['links']} · "
             f"logs {summary['logs']}"

@@ -1,0 +1,294 @@
+"""Management commands: ingest (incl. --json, --format, --watch), tracestats, rescan_sources."""
+
+import io
+import json
+import shutil
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from traces import sources as scans
+from traces.models import Run, TraceFile, TraceSource
+
+pytestmark = pytest.mark.django_db
+BROKEN_GREENTIC = '{"trace_version": 1, "flow": {"id": "x"}, "steps": ['
+
+
+def run(*args) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command(*args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+# --- ingest ---------------------------------------------------------------------------------
+
+
+def test_ingest_json_counts_the_greentic_and_traceos_samples(samples):
+    out, _ = run("ingest", str(samples / "greentic"), str(samples / "traceos"), "--json")
+    assert json.loads(out) == {
+        "files": {"ingested": 9, "unchanged": 0, "failed": 0, "skipped": 2},
+        "runs": 13,
+        "steps": 51,
+        "calls": 0,
+        "links": 0,
+        "logs": 1,
+        "errors": [],
+    }
+
+
+def test_ingest_again_finds_everything_unchanged(samples):
+    run("ingest", str(samples / "greentic"))
+    out, _ = run("ingest", str(samples / "greentic"), "--json")
+    assert json.loads(out)["files"] == {"ingested": 0, "unchanged": 4, "failed": 0, "skipped": 0}
+
+
+def test_ingest_prints_a_summary_line(samples):
+    out, _ = run("ingest", str(samples / "greentic"))
+    assert out.strip() == (
+        "files: 4 ingested, 0 unchanged, 0 failed, 0 skipped · runs 4 · steps 17 · calls 0 · "
+        "links 0 · logs 1"
+    )
+
+
+def test_ingest_exits_1_when_a_file_fails_and_still_ingests_the_rest(samples, tmp_path):
+    shutil.copy(samples / "greentic/01-success-always/trace.json", tmp_path / "good.json")
+    (tmp_path / "bad.json").write_text(BROKEN_GREENTIC)
+    out = io.StringIO()
+    err = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("ingest", str(tmp_path), "--json", stdout=out, stderr=err)
+    assert raised.value.returncode == 1
+    summary = json.loads(out.getvalue())
+    assert summary["files"]["failed"] == 1 and summary["files"]["ingested"] == 1
+    assert "bad.json" in summary["errors"][0]["path"]
+    assert Run.objects.count() == 1
+    assert TraceFile.objects.get(status="error").error
+
+
+def test_ingest_exits_0_when_nothing_fails(samples):
+    call_command("ingest", str(samples / "greentic"), stdout=io.StringIO())
+
+
+def test_format_forces_the_parser_past_the_sniffer(samples, tmp_path):
+    # The greentic sniffer ignores .tmp files (writes in progress); --format reads it anyway.
+    trace = tmp_path / "trace.json.tmp"
+    shutil.copy(samples / "greentic/01-success-always/trace.json", trace)
+    with pytest.raises(CommandError):
+        run("ingest", str(trace))
+    assert not Run.objects.exists()
+    run("ingest", str(trace), "--format", "greentic")
+    assert Run.objects.get().format == "greentic"
+
+
+def test_an_unknown_format_is_refused(samples):
+    with pytest.raises(CommandError):
+        run("ingest", str(samples / "greentic"), "--format", "nope")
+
+
+def test_watch_picks_up_a_file_added_between_scans(samples, tmp_path, monkeypatch):
+    shutil.copy(samples / "greentic/01-success-always/trace.json", tmp_path / "a.json")
+
+    def add_a_file(seconds):
+        assert seconds == 0
+        shutil.copy(samples / "greentic/02-node-error/trace.json", tmp_path / "b.json")
+
+    monkeypatch.setattr(scans, "_sleep", add_a_file)
+    out, _ = run("ingest", str(tmp_path), "--watch", "--max-scans", "2", "--interval", "0")
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    assert "files: 1 ingested, 0 unchanged" in lines[0]
+    assert "files: 1 ingested, 1 unchanged" in lines[1]
+    assert Run.objects.count() == 2
+
+
+def test_watch_prints_only_when_something_changed(samples, tmp_path, monkeypatch):
+    shutil.copy(samples / "greentic/01-success-always/trace.json", tmp_path / "a.json")
+    monkeypatch.setattr(scans, "_sleep", lambda seconds: None)
+    out, _ = run("ingest", str(tmp_path), "--watch", "--max-scans", "4", "--interval", "0")
+    assert len(out.strip().splitlines()) == 1
+
+
+def test_watch_json_prints_one_document_per_change(samples, tmp_path, monkeypatch):
+    shutil.copy(samples / "greentic/01-success-always/trace.json", tmp_path / "a.json")
+
+    def break_it(seconds):
+        (tmp_path / "bad.json").write_text(BROKEN_GREENTIC)
+
+    monkeypatch.setattr(scans, "_sleep", break_it)
+    out = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command(
+            "ingest", str(tmp_path), "--watch", "--json", "--max-scans", "3", "--interval", "0",
+            stdout=out, stderr=io.StringIO(),
+        )  # fmt: skip
+    assert raised.value.returncode == 1
+    documents = [json.loads(line) for line in out.getvalue().splitlines()]
+    # Scan 1: a.json; scan 2: bad.json fails (a change); scan 3: the same failure, silent.
+    assert [doc["files"]["failed"] for doc in documents] == [0, 1]
+
+
+def test_watch_stops_cleanly_on_ctrl_c_with_the_last_status(samples, tmp_path, monkeypatch):
+    shutil.copy(samples / "greentic/01-success-always/trace.json", tmp_path / "a.json")
+
+    def interrupt(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scans, "_sleep", interrupt)
+    out, err = run("ingest", str(tmp_path), "--watch", "--interval", "5")
+    assert "files: 1 ingested" in out
+    assert "stopped after 1 scan(s); last: 0 failed" in err
+
+
+def test_watch_paths_reports_changes_to_its_callback(samples, tmp_path, monkeypatch):
+    shutil.copy(samples / "greentic/01-success-always/trace.json", tmp_path / "a.json")
+    monkeypatch.setattr(scans, "_sleep", lambda seconds: None)
+    seen = []
+    result = scans.watch_paths(
+        [str(tmp_path)],
+        interval=0,
+        max_scans=3,
+        on_scan=lambda report, changed: seen.append(changed),
+    )
+    assert seen == [True, False, False]
+    assert result.scans == 3 and not result.interrupted
+
+
+# --- tracestats -----------------------------------------------------------------------------
+
+
+def test_tracestats_json_has_exactly_the_documented_shape(samples):
+    run("ingest", str(samples / "greentic"), str(samples / "traceos"))
+    out, _ = run("tracestats", "--json")
+    assert json.loads(out) == {
+        "runs": {
+            "greentic": {"failed": 2, "succeeded": 2},
+            "traceos": {"failed": 2, "running": 1, "succeeded": 6},
+        },
+        "steps": {
+            "greentic": {"failed": 2, "succeeded": 15},
+            "traceos": {"failed": 3, "running": 1, "succeeded": 30},
+        },
+        "calls": {"greentic": 0, "traceos": 0},
+        "links": {"greentic": 0, "traceos": 0},
+        "logs": {"greentic": 1, "traceos": 0},
+        "files": {"ok": 9, "error": 0},
+    }
+
+
+def test_tracestats_raw_counts_by_the_sources_own_status_words(samples):
+    run("ingest", str(samples / "greentic"), str(samples / "traceos"))
+    out, _ = run("tracestats", "--json", "--raw")
+    totals = json.loads(out)
+    assert totals["runs"]["greentic"] == {"": 2, "flow_error": 1, "node_error": 1}
+    assert totals["steps"]["traceos"] == {"enter": 2, "error": 2, "exit": 30}
+
+
+def test_tracestats_on_all_samples_counts_every_format(samples):
+    run("ingest", str(samples))
+    totals = json.loads(run("tracestats", "--json")[0])
+    assert set(totals) == {"runs", "steps", "calls", "links", "logs", "files"}
+    formats = {"duckflux", "greentic", "traceos", "runs", "workflow"}
+    for key in ("runs", "steps"):
+        assert set(totals[key]) == formats
+        assert all(isinstance(n, int) for by in totals[key].values() for n in by.values())
+    for key in ("calls", "links", "logs"):
+        assert set(totals[key]) == formats
+    assert totals["calls"]["runs"] == 33 and totals["logs"]["workflow"] == 259
+    assert totals["files"]["error"] == 0
+
+
+def test_tracestats_table(samples):
+    run("ingest", str(samples / "greentic"))
+    out, _ = run("tracestats")
+    assert "greentic" in out and "runs by status" in out and "files: 4 ok, 0 with errors" in out
+
+
+# --- rescan_sources -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def roots(settings, tmp_path, samples):
+    settings.TRACER_SOURCE_ROOTS = [tmp_path]
+    for name in ("01-success-always", "02-node-error", "03-flow-error-unknown"):
+        (tmp_path / name).mkdir()
+        shutil.copy(samples / "greentic" / name / "trace.json", tmp_path / name / "trace.json")
+    return tmp_path
+
+
+def source(path, **fields):
+    return TraceSource.objects.create(path=str(path), **fields)
+
+
+def test_only_enabled_sources_whose_schedule_has_elapsed_are_due(roots):
+    now = timezone.now()
+    every = timedelta(minutes=10)
+    never_scanned = source(roots / "01-success-always", rescan_every=every)
+    overdue = source(
+        roots / "02-node-error", rescan_every=every, last_scan_started_at=now - every * 2
+    )
+    source(roots / "03-flow-error-unknown", rescan_every=every, last_scan_started_at=now)
+    source(roots / "x", rescan_every=None)  # on demand only
+    source(roots / "y", rescan_every=every, enabled=False)
+    assert scans.sources_to_scan(now=now) == [never_scanned, overdue]
+    assert len(scans.sources_to_scan(everything=True, now=now)) == 4
+    assert scans.is_due(overdue, now + every)
+    assert scans.next_scan_at(overdue) == now - every
+
+
+def test_rescan_sources_scans_the_due_ones_one_line_each(roots):
+    every = timedelta(minutes=10)
+    source(roots / "01-success-always", rescan_every=every)
+    source(roots / "02-node-error", rescan_every=every)
+    source(roots / "03-flow-error-unknown")
+    out, _ = run("rescan_sources")
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{roots / '01-success-always'}: 1 ingested, 0 unchanged")
+    assert Run.objects.count() == 2
+    out, _ = run("rescan_sources")
+    assert out.strip() == "no source is due"
+    out, _ = run("rescan_sources", "--all")
+    assert len(out.strip().splitlines()) == 3 and Run.objects.count() == 3
+
+
+def test_rescan_sources_exits_1_when_a_source_has_failures(roots):
+    (roots / "01-success-always/bad.json").write_text(BROKEN_GREENTIC)
+    source(roots / "01-success-always")
+    with pytest.raises(CommandError) as raised:
+        run("rescan_sources", "--all")
+    assert raised.value.returncode == 1
+
+
+def test_rescan_sources_reports_a_source_that_left_the_roots(roots, settings, tmp_path):
+    source(roots / "01-success-always")
+    settings.TRACER_SOURCE_ROOTS = [tmp_path / "elsewhere"]
+    with pytest.raises(CommandError):
+        run("rescan_sources", "--all")
+
+
+def test_rescan_sources_loop_keeps_going_until_interrupted(roots, monkeypatch):
+    source(roots / "01-success-always", rescan_every=timedelta(minutes=10))
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            raise KeyboardInterrupt
+        # the schedule comes round again
+        TraceSource.objects.update(last_scan_started_at=timezone.now() - timedelta(hours=1))
+
+    monkeypatch.setattr(scans, "_sleep", sleep)
+    out, err = run("rescan_sources", "--loop", "--interval", "7")
+    assert sleeps == [7, 7]
+    assert len(out.strip().splitlines()) == 2
+    assert "1 ingested" in out and "1 unchanged" in out
+    assert "stopped after 2 round(s)" in err
+
+
+def test_rescan_sources_loop_max_rounds(roots, monkeypatch):
+    source(roots / "01-success-always", rescan_every=timedelta(minutes=10))
+    monkeypatch.setattr(scans, "_sleep", lambda seconds: None)
+    out, _ = run("rescan_sources", "--loop", "--max-rounds", "3", "--interval", "0")
+    assert len(out.strip().splitlines()) == 1  # due once; then not again for ten minutes

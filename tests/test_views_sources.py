@@ -1,0 +1,372 @@
+"""/sources/: directories on the server, confined to the allowed roots, rescanned."""
+
+import os
+import shutil
+import socket
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from traces import sources as scans
+from traces.models import Run, TraceFile, TraceSource
+
+pytestmark = pytest.mark.django_db
+LIST = reverse("traces:source-list")
+# Claims to be greentic (its sniffer accepts it) but is cut short: a parse error.
+BROKEN = '{"trace_version": 1, "flow": {"id": "x"}, "steps": ['
+
+
+@pytest.fixture
+def root(settings, tmp_path):
+    """The one allowed root, with a copy of the greentic samples in it."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    settings.TRACER_SOURCE_ROOTS = [allowed]
+    return allowed
+
+
+@pytest.fixture
+def greentic(root, samples):
+    target = root / "greentic"
+    shutil.copytree(samples / "greentic", target)
+    return target
+
+
+def add(client, path, **extra):
+    data = {"path": str(path), "label": "", "every": "", **extra}
+    return client.post(LIST, data)
+
+
+def form_error(response) -> str:
+    assert response.status_code == 200
+    return " ".join(response.context["form"].errors.get("path", []))
+
+
+# --- adding ---------------------------------------------------------------------------------
+
+
+def test_adding_a_directory_inside_the_roots_scans_it(client, greentic):
+    response = add(client, greentic, label="Greentic", every="15", scan_now="on")
+    source = TraceSource.objects.get()
+    assert response.status_code == 302 and response["Location"] == source.get_absolute_url()
+    assert source.path == str(greentic.resolve())
+    assert source.label == "Greentic"
+    assert source.rescan_every == timedelta(minutes=15)
+    assert source.files_found == 4 and source.files_failed == 0
+    assert source.last_scan_report["files"]["ingested"] == 4
+    assert Run.objects.count() == 4
+    assert TraceFile.objects.filter(source=source).count() == 4
+
+
+def test_adding_without_scan_now_only_records_the_source(client, greentic):
+    add(client, greentic)
+    source = TraceSource.objects.get()
+    assert source.rescan_every is None and source.last_scan_started_at is None
+    assert not Run.objects.exists()
+
+
+def test_a_path_outside_the_roots_is_refused(client, root, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    assert "outside the allowed roots" in form_error(add(client, outside))
+    assert not TraceSource.objects.exists()
+
+
+def test_dot_dot_out_of_the_roots_is_refused(client, root, tmp_path):
+    (tmp_path / "outside").mkdir()
+    assert "outside the allowed roots" in form_error(add(client, f"{root}/../outside"))
+
+
+def test_a_symlink_leading_out_of_the_roots_is_refused(client, root, tmp_path):
+    (tmp_path / "outside").mkdir()
+    (root / "escape").symlink_to(tmp_path / "outside")
+    error = form_error(add(client, root / "escape"))
+    assert "leads outside the allowed roots" in error
+
+
+def test_dev_null_is_refused(client, root):
+    assert "outside the allowed roots" in form_error(add(client, "/dev/null"))
+
+
+def test_a_device_file_is_refused_even_inside_a_root(client, settings):
+    settings.TRACER_SOURCE_ROOTS = ["/dev"]
+    assert "is a character device, not a directory or a file" in form_error(
+        add(client, "/dev/null")
+    )
+
+
+def test_a_fifo_and_a_socket_are_refused(client, root):
+    os.mkfifo(root / "pipe")
+    assert "FIFO" in form_error(add(client, root / "pipe"))
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(root / "sock"))
+        assert "is a socket" in form_error(add(client, root / "sock"))
+
+
+def test_a_missing_path_is_refused(client, root):
+    assert "does not exist" in form_error(add(client, root / "nope"))
+
+
+def test_a_relative_path_is_refused(client, root):
+    assert "absolute path" in form_error(add(client, "samples/greentic"))
+
+
+def test_the_same_path_twice_is_refused(client, greentic):
+    add(client, greentic)
+    assert "already a source" in form_error(add(client, f"{greentic}/../greentic"))
+
+
+def test_a_bad_schedule_is_a_form_error(client, greentic):
+    response = add(client, greentic, every="0")
+    assert response.status_code == 200 and response.context["form"].errors["every"]
+    assert not TraceSource.objects.exists()
+
+
+def test_adding_needs_csrf(greentic):
+    response = Client(enforce_csrf_checks=True).post(LIST, {"path": str(greentic)})
+    assert response.status_code == 403
+
+
+# --- the list -------------------------------------------------------------------------------
+
+
+def make_source(path, **fields) -> TraceSource:
+    return TraceSource.objects.create(path=str(path), **fields)
+
+
+def test_list_shows_each_source_with_schedule_scan_and_failures(client, greentic):
+    source = make_source(greentic, label="Nightly", rescan_every=timedelta(hours=2))
+    scans.rescan(source)
+    (greentic / "broken.json").write_text(BROKEN)
+    scans.rescan(source)
+    html = client.get(LIST).content.decode()
+    assert "Nightly" in html and str(greentic) in html
+    assert "every 2 h" in html and "next in" in html
+    assert "✓ enabled" in html
+    assert f"{source.get_absolute_url()}?status=error#files" in html
+    assert reverse("traces:source-rescan", args=[source.pk]) in html
+    assert 'hx-target="closest tr"' in html
+
+
+def test_list_query_count_does_not_grow_with_sources(client, root, django_assert_num_queries):
+    for index in range(3):
+        (root / f"d{index}").mkdir()
+        make_source(root / f"d{index}")
+    with django_assert_num_queries(1):
+        assert client.get(LIST).status_code == 200
+    for index in range(3, 30):
+        (root / f"d{index}").mkdir()
+        make_source(root / f"d{index}", rescan_every=timedelta(minutes=5))
+    with django_assert_num_queries(1):
+        assert client.get(LIST).status_code == 200
+
+
+def test_hostile_labels_and_paths_are_escaped(client, root):
+    odd = root / "<img src=x onerror=alert(1)>"
+    odd.mkdir()
+    make_source(odd, label="<script>alert(1)</script>")
+    html = client.get(LIST).content.decode()
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+# --- rescanning -----------------------------------------------------------------------------
+
+
+def test_rescan_records_the_report_on_the_source(greentic):
+    source = make_source(greentic)
+    summary = scans.rescan(source)
+    source.refresh_from_db()
+    assert summary["files"] == {
+        "ingested": 4,
+        "unchanged": 0,
+        "failed": 0,
+        "skipped": 0,
+        "refused": 0,
+    }
+    assert source.last_scan_report == summary
+    assert source.last_scan_started_at <= source.last_scan_finished_at
+    assert source.files_found == 4
+    again = scans.rescan(source)
+    assert again["files"]["unchanged"] == 4 and again["files"]["ingested"] == 0
+
+
+def test_rescan_button_posts_and_redirects_to_the_report(client, greentic):
+    source = make_source(greentic)
+    response = client.post(reverse("traces:source-rescan", args=[source.pk]))
+    assert response.status_code == 302 and response["Location"] == source.get_absolute_url()
+    source.refresh_from_db()
+    assert source.files_found == 4
+
+
+def test_rescan_with_htmx_returns_the_updated_row(client, greentic):
+    source = make_source(greentic)
+    url = reverse("traces:source-rescan", args=[source.pk])
+    response = client.post(url, headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith(f'<tr data-row tabindex="-1" id="source-{source.pk}"')
+    assert "scanned just now: 4 ingested" in html
+
+
+def test_rescan_needs_post_and_csrf(greentic):
+    source = make_source(greentic)
+    url = reverse("traces:source-rescan", args=[source.pk])
+    assert Client().get(url).status_code == 405
+    assert Client(enforce_csrf_checks=True).post(url).status_code == 403
+    source.refresh_from_db()
+    assert source.last_scan_started_at is None
+
+
+def test_a_second_scan_while_one_runs_is_refused(greentic):
+    source = make_source(greentic, last_scan_started_at=timezone.now())
+    with pytest.raises(scans.ScanInProgress):
+        scans.rescan(source)
+    stuck = timezone.now() - scans.SCAN_TIMEOUT - timedelta(minutes=1)
+    TraceSource.objects.filter(pk=source.pk).update(last_scan_started_at=stuck)
+    source.refresh_from_db()
+    assert scans.rescan(source)["files"]["ingested"] == 4
+
+
+def test_a_symlink_inside_a_source_pointing_out_is_refused_and_not_read(
+    greentic, tmp_path, samples
+):
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    shutil.copy(samples / "greentic/01-success-always/trace.json", outside / "trace.json")
+    (greentic / "leak.json").symlink_to(outside / "trace.json")
+    (greentic / "leakdir").symlink_to(outside)
+    source = make_source(greentic)
+    summary = scans.rescan(source)
+    refused = {item["path"]: item["reason"] for item in summary["refused"]}
+    assert set(refused) == {str(greentic / "leak.json"), str(greentic / "leakdir")}
+    assert all("outside the allowed roots" in reason for reason in refused.values())
+    assert summary["files"]["refused"] == 2 and summary["files"]["ingested"] == 4
+    assert not TraceFile.objects.filter(path__startswith=str(outside)).exists()
+
+
+def test_a_symlink_to_a_file_inside_the_roots_is_read(root, samples):
+    (root / "real").mkdir()
+    shutil.copy(samples / "greentic/02-node-error/trace.json", root / "real/trace.json")
+    (root / "links").mkdir()
+    (root / "links/alias.json").symlink_to(root / "real/trace.json")
+    summary = scans.rescan(make_source(root / "links"))
+    assert summary["files"]["ingested"] == 1 and summary["refused"] == []
+
+
+def test_non_traces_are_skipped_and_broken_traces_fail(greentic, samples):
+    (greentic / "README.md").write_text("notes")
+    (greentic / "empty.json").write_text("")
+    (greentic / "broken.json").write_text(BROKEN)
+    os.mkfifo(greentic / "pipe")
+    source = make_source(greentic)
+    summary = scans.rescan(source)
+    skipped = {os.path.basename(item["path"]): item["reason"] for item in summary["skipped"]}
+    assert "not a trace file" in skipped["README.md"]
+    assert "empty file" in skipped["empty.json"]
+    assert "FIFO" in skipped["pipe"]
+    source.refresh_from_db()
+    failed = TraceFile.objects.filter(source=source, status="error")
+    assert summary["files"]["failed"] == source.files_failed == failed.count()
+    assert failed.get().display_name == str(greentic / "broken.json")
+    assert "broken.json" in failed.get().error
+    assert source.files_found == 4 + 3 + 1
+
+
+def test_a_source_whose_path_now_leaves_the_roots_reports_why(settings, greentic, tmp_path):
+    source = make_source(greentic)
+    settings.TRACER_SOURCE_ROOTS = [tmp_path / "elsewhere"]
+    summary = scans.rescan(source)
+    source.refresh_from_db()
+    assert "outside the allowed roots" in summary["error"]
+    assert source.last_scan_report["error"] == summary["error"]
+    assert not Run.objects.exists()
+
+
+def test_a_database_file_can_be_a_source(root, samples):
+    shutil.copy(samples / "runs/runs.sqlite", root / "runs.sqlite")
+    summary = scans.rescan(make_source(scans.confine(root / "runs.sqlite")))
+    assert summary["files"]["ingested"] == 1 and summary["runs"] > 0
+
+
+# --- the detail page ------------------------------------------------------------------------
+
+
+def test_detail_shows_the_last_report_and_the_files(client, greentic):
+    (greentic / "notes.txt").write_text("hello")
+    (greentic / "leak.json").symlink_to("/etc/hostname")
+    source = make_source(greentic, label="G")
+    scans.rescan(source)
+    response = client.get(source.get_absolute_url())
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "✓ ingested" in html and "⚠ refused" in html
+    assert "leak.json" in html and "outside the allowed roots" in html
+    assert "notes.txt" in html
+    assert html.count("greentic") >= 4
+    for trace_file in TraceFile.objects.filter(source=source):
+        assert trace_file.get_absolute_url() in html
+
+
+def test_detail_files_filter_by_status_and_reject_bad_status(client, greentic):
+    (greentic / "broken.json").write_text(BROKEN)
+    source = make_source(greentic)
+    scans.rescan(source)
+    response = client.get(source.get_absolute_url() + "?status=error")
+    rows = response.context["page"].items
+    assert rows and all(row.status == "error" for row in rows)
+    assert client.get(source.get_absolute_url() + "?status=nope").status_code == 400
+    assert client.get(source.get_absolute_url() + "?after=garbage").status_code == 400
+
+
+def test_detail_files_htmx_gets_only_the_rows(client, greentic):
+    source = make_source(greentic)
+    scans.rescan(source)
+    response = client.get(source.get_absolute_url(), headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="source-files">')
+    assert "<html" not in html
+
+
+def test_detail_query_count_does_not_grow_with_files(
+    client, root, samples, django_assert_num_queries
+):
+    source = make_source(root)
+    shutil.copy(samples / "greentic/01-success-always/trace.json", root / "a.json")
+    scans.rescan(source)
+    with django_assert_num_queries(3):
+        client.get(source.get_absolute_url())
+    for index in range(20):
+        (root / f"bad{index}.json").write_text(BROKEN)
+    scans.rescan(source)
+    with django_assert_num_queries(3):
+        client.get(source.get_absolute_url())
+
+
+def test_settings_form_changes_schedule_label_and_enabled(client, greentic):
+    source = make_source(greentic, rescan_every=timedelta(minutes=5))
+    response = client.post(source.get_absolute_url(), {"label": "New", "every": "120"})
+    assert response.status_code == 302
+    source.refresh_from_db()
+    assert source.label == "New" and not source.enabled
+    assert source.rescan_every == timedelta(hours=2)
+    page = client.get(source.get_absolute_url()).content.decode()
+    assert 'value="120"' in page and "⊘ disabled" in page
+
+
+def test_unknown_source_is_404(client):
+    assert client.get(reverse("traces:source-detail", args=[999])).status_code == 404
+    assert client.post(reverse("traces:source-rescan", args=[999])).status_code == 404
+
+
+def test_files_found_counts_files_on_disk_even_when_read_together(root, samples):
+    shutil.copytree(samples / "workflow", root / "workflow")
+    source = make_source(root / "workflow")
+    scans.rescan(source)
+    source.refresh_from_db()
+    assert source.files_found == 2  # workflow.db and the events.db read with it
+    assert source.files_failed == 0 and Run.objects.filter(format="workflow").exists()

@@ -1,0 +1,434 @@
+"""Trace sources: directories and databases on the server that the site reads
+and rescans, confined to `settings.TRACER_SOURCE_ROOTS`.
+
+A path typed into /sources/ is untrusted: it is resolved (symlinks and `..`
+included) and refused unless the result is inside a root and is a directory
+or a regular file. A rescan checks again, and walks the directory itself so
+that a symlink inside it pointing out of the roots is refused, never read.
+The files that pass go to the loader, the same `ingest_paths()` as everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from traces.ingest import FORMATS, ParseError, detect
+from traces.ingest.loader import IGNORED_SUFFIXES, ZIP_MAGIC, IngestReport, ingest_paths
+from traces.models import TraceFile, TraceSource
+
+log = logging.getLogger(__name__)
+
+# A scan that started this long ago without finishing is taken to have died.
+SCAN_TIMEOUT = timedelta(hours=1)
+# Entries of each list kept in a source's last report; the rest are counted.
+REPORT_LIST_LIMIT = 200
+
+
+class SourcePathError(ValueError):
+    """Why a path cannot be a source (a message for the user)."""
+
+
+class ScanInProgress(Exception):
+    pass
+
+
+# --- confinement ----------------------------------------------------------------------------
+
+
+def source_roots() -> list[Path]:
+    return [Path(root).resolve() for root in settings.TRACER_SOURCE_ROOTS]
+
+
+def is_inside(path: Path, roots: Iterable[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def confine(raw: str | Path) -> Path:
+    """The resolved path, if it may be a source; else SourcePathError saying why."""
+    text = str(raw).strip()
+    if not text:
+        raise SourcePathError("Give the path of a directory or a database file.")
+    if "\x00" in text:
+        raise SourcePathError("The path contains a NUL byte.")
+    path = Path(text)
+    if not path.is_absolute():
+        raise SourcePathError(f"Give an absolute path, inside {_roots_text()}.")
+    roots = source_roots()
+    # Refuse by name first, so that paths outside the roots are never even looked at.
+    written = Path(os.path.normpath(path))
+    if not is_inside(written, roots + [Path(os.path.normpath(r)) for r in _raw_roots()]):
+        raise SourcePathError(f"{text} is outside the allowed roots ({_roots_text()}).")
+    resolved = _resolve(path, text)
+    if not is_inside(resolved, roots):
+        raise SourcePathError(
+            f"{text} leads outside the allowed roots ({_roots_text()}) once its symbolic "
+            "links and '..' are followed."
+        )
+    info = resolved.stat()
+    if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
+        raise SourcePathError(f"{text} is {file_kind(info.st_mode)}, not a directory or a file.")
+    wanted = os.R_OK | (os.X_OK if stat.S_ISDIR(info.st_mode) else 0)
+    if not os.access(resolved, wanted):
+        raise SourcePathError(f"{text} cannot be read by the server (permission denied).")
+    return resolved
+
+
+def _resolve(path: Path, text: str) -> Path:
+    try:
+        return path.resolve(strict=True)
+    except FileNotFoundError:
+        raise SourcePathError(f"{text} does not exist.") from None
+    except PermissionError:
+        raise SourcePathError(f"{text} cannot be reached (permission denied).") from None
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise SourcePathError(f"{text} cannot be resolved ({exc}).") from None
+
+
+def _raw_roots() -> list[str]:
+    return [str(root) for root in settings.TRACER_SOURCE_ROOTS]
+
+
+def _roots_text() -> str:
+    return ", ".join(_raw_roots()) or "no root is configured: set TRACER_SOURCE_ROOTS"
+
+
+def file_kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+# --- what a rescan reads --------------------------------------------------------------------
+
+
+@dataclass
+class ScanPlan:
+    """The files to hand to the loader, and those refused or skipped before it."""
+
+    paths: list[str] = field(default_factory=list)
+    display_names: dict[str, str] = field(default_factory=dict)
+    refused: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+    def refuse(self, path: Path, reason: str) -> None:
+        self.refused.append({"path": str(path), "reason": reason})
+
+    def skip(self, path: Path, reason: str) -> None:
+        self.skipped.append({"path": str(path), "reason": reason})
+
+
+def plan_scan(top: Path, roots: list[Path]) -> ScanPlan:
+    """Walk `top` (already confined) without following directory links, and keep
+    each file whose real path stays inside the roots.
+
+    Files are handed to the loader one by one, so it treats each as named
+    explicitly and would fail one that is not a trace at all; here those are
+    skipped first, as the loader's own directory walk would."""
+    plan = ScanPlan()
+    if top.is_file():  # named by the user: the loader judges it, whatever it is
+        module = _sniff(top)
+        _keep(plan, top, top, module if isinstance(module, ModuleType) else None, roots)
+        return plan
+    found = list(_confined_files(top, roots, plan))
+    known = _known_unchanged(found)
+    for path, real, _info in found:
+        module = known.get(str(real)) or _recognise(path, real, plan)
+        if module is not False:
+            _keep(plan, path, real, module, roots)
+    return plan
+
+
+def _keep(plan: ScanPlan, path: Path, real: Path, module, roots: list[Path]) -> None:
+    if module is not None and not _companions_inside(real, module, roots):
+        plan.refuse(path, "is read together with a file outside the allowed roots; not read")
+        return
+    plan.paths.append(str(real))
+    plan.display_names[str(real)] = str(path)
+
+
+def _confined_files(top: Path, roots: list[Path], plan: ScanPlan) -> Iterator[tuple]:
+    """(path as walked, real path, stat) of each regular file inside the roots."""
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        here = Path(dirpath)
+        kept = []
+        for name in sorted(dirnames):
+            if name.startswith("."):
+                continue
+            if (here / name).is_symlink():
+                _note_directory_link(here / name, roots, plan)
+            else:
+                kept.append(name)
+        dirnames[:] = kept
+        for name in sorted(filenames):
+            if name.startswith(".") or name.endswith(IGNORED_SUFFIXES):
+                continue
+            found = _confined_file(here / name, roots, plan)
+            if found is not None:
+                yield (here / name, *found)
+
+
+def _note_directory_link(path: Path, roots: list[Path], plan: ScanPlan) -> None:
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        plan.skip(path, "a broken symbolic link")
+        return
+    if is_inside(target, roots):
+        plan.skip(path, "a symbolic link to a directory: not followed (add it as its own source)")
+    else:
+        plan.refuse(path, "is a symbolic link leading outside the allowed roots; not read")
+
+
+def _confined_file(path: Path, roots: list[Path], plan: ScanPlan):
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        plan.skip(path, "a broken symbolic link" if path.is_symlink() else "cannot be read")
+        return None
+    if not is_inside(real, roots):
+        plan.refuse(path, "is a symbolic link leading outside the allowed roots; not read")
+        return None
+    try:
+        info = real.stat()
+    except OSError as exc:
+        plan.skip(path, f"cannot be read ({exc.strerror})")
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        plan.skip(path, f"{file_kind(info.st_mode)}, not a regular file")
+        return None
+    if info.st_size == 0:
+        plan.skip(path, "empty file (it is read again when it changes)")
+        return None
+    return real, info
+
+
+def _known_unchanged(found: list[tuple]) -> dict[str, ModuleType]:
+    """Files read before and unchanged since: their format is known, so they are
+    not sniffed again (the loader will find them unchanged without reading)."""
+    stats = {str(real): (info.st_size, info.st_mtime_ns) for _path, real, info in found}
+    paths = list(stats)
+    known: dict[str, ModuleType] = {}
+    for start in range(0, len(paths), 500):
+        rows = TraceFile.objects.filter(
+            path__in=paths[start : start + 500], status=TraceFile.FileStatus.OK
+        ).values_list("path", "format", "size", "mtime_ns")
+        for path, format_name, size, mtime_ns in rows:
+            if stats[path] == (size, mtime_ns) and format_name in FORMATS:
+                known[path] = FORMATS[format_name]
+    return known
+
+
+def _sniff(real: Path) -> ModuleType | str | None:
+    """The file's format module; "zip" for an archive; None when no format
+    recognises it; "broken" when it cannot be read or claims a format and is
+    broken (the loader then reports it, with the reason)."""
+    try:
+        with open(real, "rb") as handle:
+            head = handle.read(65536)
+        if head.startswith(ZIP_MAGIC):
+            return "zip"
+        return detect(real, head)
+    except (OSError, ParseError):
+        return "broken"
+
+
+def _recognise(path: Path, real: Path, plan: ScanPlan):
+    """The format module; None to let the loader judge (and report) the file;
+    False when it is skipped here, as the loader's walk would skip it."""
+    module = _sniff(real)
+    if module == "zip":
+        plan.skip(path, "a zip archive: archives in a source are not expanded")
+        return False
+    if module is None:
+        plan.skip(path, "not a trace file in any known format (" + ", ".join(FORMATS) + ")")
+        return False
+    return module if isinstance(module, ModuleType) else None
+
+
+def _companions_inside(real: Path, module: ModuleType, roots: list[Path]) -> bool:
+    """A file read with another (workflow's events.db) must be inside the roots too."""
+    others: list[Path] = []
+    try:
+        main = getattr(module, "companion_of", lambda _path: None)(real)
+        others.extend([main] if main is not None else [])
+        others.extend(getattr(module, "companion_paths", lambda _path: [])(real))
+        return all(is_inside(Path(other).resolve(strict=True), roots) for other in others)
+    except (OSError, RuntimeError, ParseError):
+        return False
+
+
+# --- rescanning -----------------------------------------------------------------------------
+
+
+def rescan(source: TraceSource) -> dict:
+    """Scan a source now and record the report on it. ScanInProgress if another
+    scan of it is running."""
+    if not _claim(source):
+        raise ScanInProgress(f"a scan of {source} is already running")
+    started = time.monotonic()
+    try:
+        summary = _scan(source)
+    except Exception as exc:  # the scheduler must go on with the other sources
+        log.exception("rescan of source %s failed", source.path)
+        summary = empty_report(f"internal error while scanning ({type(exc).__name__}: {exc})")
+    summary["duration_ms"] = round((time.monotonic() - started) * 1000)
+    _record(source, summary)
+    return summary
+
+
+def _scan(source: TraceSource) -> dict:
+    try:
+        top = confine(source.path)
+    except SourcePathError as exc:
+        return empty_report(str(exc))
+    plan = plan_scan(top, source_roots())
+    report = ingest_paths(plan.paths, source=source, display_names=plan.display_names)
+    return merge_report(report, plan)
+
+
+def empty_report(error: str = "") -> dict:
+    files = dict.fromkeys(("ingested", "unchanged", "failed", "skipped", "refused"), 0)
+    totals = dict.fromkeys(("runs", "steps", "calls", "links", "logs"), 0)
+    lists = {"errors": [], "skipped": [], "refused": []}
+    return {"files": files, **totals, **lists, "files_found": 0, "error": error}
+
+
+def merge_report(report: IngestReport, plan: ScanPlan) -> dict:
+    """The loader's summary, plus what the scan refused or skipped before it."""
+    summary = report.summary()
+    skipped = plan.skipped + summary["skipped"]
+    summary["files"]["skipped"] = len(skipped)
+    summary["files"]["refused"] = len(plan.refused)
+    summary["skipped"] = skipped[:REPORT_LIST_LIMIT]
+    summary["refused"] = plan.refused[:REPORT_LIST_LIMIT]
+    summary["errors"] = summary["errors"][:REPORT_LIST_LIMIT]
+    summary["error"] = ""
+    # Counted on disk: the loader reports a file read with another (events.db) only once.
+    summary["files_found"] = len(plan.paths) + len(plan.skipped) + len(plan.refused)
+    return summary
+
+
+def _claim(source: TraceSource) -> bool:
+    """Mark the scan started, unless one is running: one UPDATE, so two
+    schedulers (or a button and a scheduler) cannot scan the same source at once."""
+    now = timezone.now()
+    idle = (
+        Q(last_scan_started_at__isnull=True)
+        | Q(last_scan_finished_at__gte=F("last_scan_started_at"))
+        | Q(last_scan_started_at__lt=now - SCAN_TIMEOUT)
+    )
+    claimed = TraceSource.objects.filter(idle, pk=source.pk).update(last_scan_started_at=now)
+    if claimed:
+        source.last_scan_started_at = now
+    return claimed == 1
+
+
+def _record(source: TraceSource, summary: dict) -> None:
+    files = summary["files"]
+    source.last_scan_finished_at = timezone.now()
+    source.last_scan_report = summary
+    source.files_found = summary.get("files_found", 0)
+    source.files_failed = files["failed"]
+    source.save(
+        update_fields=[
+            "last_scan_finished_at",
+            "last_scan_report",
+            "files_found",
+            "files_failed",
+        ]
+    )
+
+
+def next_scan_at(source: TraceSource) -> datetime | None:
+    """When the schedule next wants this source scanned (None: on demand only)."""
+    if not source.enabled or source.rescan_every is None:
+        return None
+    if source.last_scan_started_at is None:
+        return source.created_at
+    return source.last_scan_started_at + source.rescan_every
+
+
+def is_due(source: TraceSource, now: datetime | None = None) -> bool:
+    due = next_scan_at(source)
+    if due is None:
+        return False
+    return source.last_scan_started_at is None or due <= (now or timezone.now())
+
+
+def sources_to_scan(*, everything: bool = False, now: datetime | None = None) -> list:
+    """Enabled sources whose schedule has come round (or all enabled ones)."""
+    enabled = list(TraceSource.objects.filter(enabled=True).order_by("path"))
+    return enabled if everything else [s for s in enabled if is_due(s, now)]
+
+
+def report_line(source: TraceSource, summary: dict) -> str:
+    """One line for the terminal: what a scan of a source found."""
+    if summary.get("error"):
+        return f"{source.path}: error: {summary['error']}"
+    files = summary["files"]
+    return (
+        f"{source.path}: {files['ingested']} ingested, {files['unchanged']} unchanged, "
+        f"{files['failed']} failed, {files['skipped']} skipped, {files['refused']} refused"
+        f" · runs {summary['runs']} · {summary.get('duration_ms', 0) / 1000:.1f}s"
+    )
+
+
+# --- watching paths (ingest --watch) --------------------------------------------------------
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@dataclass
+class WatchResult:
+    last: IngestReport | None
+    scans: int
+    interrupted: bool
+
+
+def watch_paths(
+    paths: list[str],
+    *,
+    interval: float,
+    on_scan: Callable[[IngestReport, bool], None],
+    max_scans: int | None = None,
+    format: str | None = None,
+    progress=None,
+) -> WatchResult:
+    """Ingest `paths` again every `interval` seconds until interrupted (or
+    `max_scans`). `on_scan(report, changed)`: changed when a file was ingested
+    or the set of failures differs from the previous scan's (always on the first)."""
+    result = WatchResult(None, 0, False)
+    failures: set | None = None
+    try:
+        while max_scans is None or result.scans < max_scans:
+            if result.scans:
+                _sleep(interval)
+            report = ingest_paths(paths, format=format, progress=progress)
+            progress = None  # a progress bar for the first scan only
+            result.last, result.scans = report, result.scans + 1
+            now_failing = {(r.display_name, r.error) for r in report.failed}
+            ingested = any(r.outcome == "ingested" for r in report.files)
+            on_scan(report, ingested or now_failing != failures)
+            failures = now_failing
+    except KeyboardInterrupt:
+        result.interrupted = True
+    return result
