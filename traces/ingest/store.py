@@ -15,7 +15,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC
 from typing import Any
 
 import orjson
@@ -168,10 +168,10 @@ class _RunWriter:
         for item in records:
             row = to_row(item)
             if row is not None:
-                inserter.add(row)
+                inserter.add(item, *row)
         inserter.flush()
 
-    def _step_row(self, step: StepRecord) -> dict | None:
+    def _step_row(self, step: StepRecord) -> tuple[dict, dict] | None:
         if step.key in self.step_ids:
             self.orphans["duplicate step keys"] += 1
             return None
@@ -192,24 +192,21 @@ class _RunWriter:
         if step.status == "failed":
             self._mark_failed_subtree(step_id)
         self.seq += 1
-        return _record_values(
-            Step,
-            step,
-            attributes,
-            id=step_id,
-            run_id=self.run.pk,
-            parent_id=parent_id,
-            seq=self.seq,
-            position=position,
-            depth=depth,
-        )
+        return attributes, {
+            "id": step_id,
+            "run_id": self.run.pk,
+            "parent_id": parent_id,
+            "seq": self.seq,
+            "position": position,
+            "depth": depth,
+        }
 
     def _mark_failed_subtree(self, step_id: int | None) -> None:
         while step_id is not None and step_id not in self.failed_subtree:
             self.failed_subtree.add(step_id)
             step_id = self.parent_of[step_id]
 
-    def _call_row(self, call: CallRecord) -> dict | None:
+    def _call_row(self, call: CallRecord) -> tuple[dict, dict] | None:
         step_id = self.step_ids.get(call.step_key)
         if step_id is None:
             self.orphans["calls of unknown steps"] += 1
@@ -217,46 +214,37 @@ class _RunWriter:
         position = self.calls_of[step_id]
         self.calls_of[step_id] += 1
         self.counts["calls"] += 1
-        return _record_values(
-            Call,
-            call,
-            dict(call.attributes),
-            id=self.ids[Call].next(),
-            run_id=self.run.pk,
-            step_id=step_id,
-            position=position,
-        )
+        return dict(call.attributes), {
+            "id": self.ids[Call].next(),
+            "run_id": self.run.pk,
+            "step_id": step_id,
+            "position": position,
+        }
 
-    def _link_row(self, link: LinkRecord) -> dict | None:
+    def _link_row(self, link: LinkRecord) -> tuple[dict, dict] | None:
         step_id = self.step_ids.get(link.step_key)
         if step_id is None:
             self.orphans["links of unknown steps"] += 1
             return None
         self.links_of[step_id] += 1
         self.counts["links"] += 1
-        return _record_values(
-            EntityLink,
-            link,
-            dict(link.attributes),
-            id=self.ids[EntityLink].next(),
-            run_id=self.run.pk,
-            step_id=step_id,
-        )
+        return dict(link.attributes), {
+            "id": self.ids[EntityLink].next(),
+            "run_id": self.run.pk,
+            "step_id": step_id,
+        }
 
-    def _log_row(self, log: LogRecord) -> dict:
+    def _log_row(self, log: LogRecord) -> tuple[dict, dict]:
         attributes = dict(log.attributes)
         step_id = self.step_ids.get(log.step_key) if log.step_key is not None else None
         if log.step_key is not None and step_id is None:
             attributes["unknown_step"] = log.step_key
         self.counts["logs"] += 1
-        return _record_values(
-            LogEntry,
-            log,
-            attributes,
-            id=self.ids[LogEntry].next(),
-            run_id=self.run.pk,
-            step_id=step_id,
-        )
+        return attributes, {
+            "id": self.ids[LogEntry].next(),
+            "run_id": self.run.pk,
+            "step_id": step_id,
+        }
 
     def _write_step_summaries(self) -> None:
         touched = set(self.children) | set(self.calls_of) | set(self.links_of) | self.failed_subtree
@@ -297,19 +285,6 @@ class _RunWriter:
 
 
 _STEP_STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "cancelled")
-
-
-def _record_values(model, record, attributes: dict, **fixed) -> dict:
-    """Column values for a record: its same-named fields, cleaned for the column."""
-    values = dict(fixed)
-    for column in _columns(model):
-        name = column.attname
-        if name in values or name == "attributes":
-            continue
-        if hasattr(record, name):
-            values[name] = _clean_value(column, getattr(record, name), attributes)
-    values["attributes"] = attributes
-    return values
 
 
 _COLUMN_CACHE: dict[type, list[models.Field]] = {}
@@ -385,17 +360,19 @@ class _IdAllocator:
         self.table = model._meta.db_table
         self._next: int | None = None
         self._pool: list[int] = []
+        self.postgres = connection.vendor == "postgresql"
 
     def next(self) -> int:
-        if connection.vendor == "postgresql":
+        if self._next is not None:
+            value = self._next
+            self._next += 1
+            return value
+        if self.postgres:
             if not self._pool:
                 self._pool = self._reserve_postgres(BATCH_SIZE)
             return self._pool.pop()
-        if self._next is None:
-            self._next = self._sqlite_start()
-        value = self._next
-        self._next += 1
-        return value
+        self._next = self._sqlite_start() + 1
+        return self._next - 1
 
     def _sqlite_start(self) -> int:
         with connection.cursor() as cursor:
@@ -415,22 +392,37 @@ class _IdAllocator:
 
 
 class _BulkInserter:
-    """Buffers rows of one model and writes them with executemany."""
+    """Buffers rows of one model and writes them with executemany.
+
+    Each column gets one small function, chosen once, that fits a record's
+    value to it (see `_clean_value`) and adapts it for the database; this is
+    the hot loop of every ingest."""
 
     def __init__(self, model):
-        self.model = model
-        self.columns = _columns(model)
-        names = ", ".join(connection.ops.quote_name(c.column) for c in self.columns)
-        marks = ", ".join(["%s"] * len(self.columns))
+        columns = _columns(model)
+        names = ", ".join(connection.ops.quote_name(c.column) for c in columns)
+        marks = ", ".join(["%s"] * len(columns))
         self.sql = f"INSERT INTO {model._meta.db_table} ({names}) VALUES ({marks})"
-        self.adapters = [_adapter(column) for column in self.columns]
-        self.rows: list[tuple] = []
+        self.names = [column.attname for column in columns]
+        self.cleaners = [_cleaner(column) for column in columns]
+        self.defaults = [_empty(column) for column in columns]
+        self.json_at = [i for i, c in enumerate(columns) if isinstance(c, models.JSONField)]
+        self.adapt_json = _json_adapter()
+        self.rows: list[list] = []
 
-    def add(self, values: dict) -> None:
-        row = tuple(
-            adapt(values.get(column.attname, _default(column)))
-            for column, adapt in zip(self.columns, self.adapters, strict=True)
-        )
+    def add(self, record, attributes: dict, fixed: dict) -> None:
+        row = []
+        for name, clean, default in zip(self.names, self.cleaners, self.defaults, strict=True):
+            if name in fixed:
+                row.append(fixed[name])
+            elif name == "attributes":
+                row.append(attributes)
+            else:
+                value = getattr(record, name, _MISSING)
+                row.append(default if value is _MISSING else clean(value, attributes))
+        # Cleaners may have added to attributes, so JSON is dumped last.
+        for index in self.json_at:
+            row[index] = self.adapt_json(row[index])
         self.rows.append(row)
         if len(self.rows) >= BATCH_SIZE:
             self.flush()
@@ -442,35 +434,75 @@ class _BulkInserter:
             self.rows = []
 
 
-def _default(column: models.Field) -> Any:
-    return column.get_default() if column.has_default() else None
+_MISSING = object()
 
 
-def _adapter(column: models.Field):
+def _cleaner(column: models.Field):
     if isinstance(column, models.JSONField):
-        return _adapt_json
+        return _keep
     if isinstance(column, models.DateTimeField):
-        return _adapt_datetime
-    return _identity
+        return _datetime_adapter()
+    if isinstance(column, models.CharField | models.TextField):
+        return _text_cleaner(column)
+
+    def clean(value, attributes):
+        return _clean_value(column, value, attributes)
+
+    return clean
 
 
-def _identity(value: Any) -> Any:
+def _keep(value, attributes):
     return value
 
 
-def _adapt_datetime(value: datetime | None) -> Any:
-    return connection.ops.adapt_datetimefield_value(value)
+def _text_cleaner(column: models.Field):
+    name, limit, null = column.attname, column.max_length, column.null
+
+    def clean(value, attributes):
+        if value is None:
+            return None if null else ""
+        if type(value) is not str:
+            value = str(value)
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        if limit and len(value) > limit:
+            attributes.setdefault("full_values", {})[name] = value
+            value = value[: limit - 1] + "…"
+        return value
+
+    return clean
 
 
-def _adapt_json(value: Any) -> Any:
-    if value is None:
-        return None
-    text = dump_json(value)
+def _datetime_adapter():
+    if connection.vendor == "sqlite":
+        # What Django's SQLite backend stores: naive UTC text.
+        def adapt(value, attributes):
+            if value is None:
+                return None
+            if value.tzinfo is not None:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            return value.isoformat(" ")
+
+        return adapt
+    return _keep
+
+
+def _json_adapter():
     if connection.vendor == "postgresql":
         from psycopg.types.json import Jsonb
 
-        return Jsonb(value, dumps=lambda _unused: text)
-    return text
+        def adapt(value):
+            if value is None:
+                return None
+            text = dump_json(value)
+            return Jsonb(value, dumps=lambda _unused: text)
+
+        return adapt
+
+    def adapt_text(value):
+        return None if value is None else dump_json(value)
+
+    return adapt_text
 
 
 def dump_json(value: Any) -> str:
