@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 
 from django.conf import settings
+from django.db import close_old_connections, connection
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -397,6 +398,13 @@ def _sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def refresh_connection() -> None:
+    """Between rounds of a long-lived process: drop a connection the database
+    server may have closed meanwhile (never inside a transaction, as in tests)."""
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
 @dataclass
 class WatchResult:
     last: IngestReport | None
@@ -422,6 +430,7 @@ def watch_paths(
         while max_scans is None or result.scans < max_scans:
             if result.scans:
                 _sleep(interval)
+                refresh_connection()
             report = ingest_paths(paths, format=format, progress=progress)
             progress = None  # a progress bar for the first scan only
             result.last, result.scans = report, result.scans + 1

@@ -27,6 +27,7 @@ class Command(BaseCommand):
             while options["max_rounds"] is None or rounds < options["max_rounds"]:
                 if rounds:
                     scans._sleep(options["interval"])
+                    scans.refresh_connection()
                 self._round(everything=options["all"], quiet=True)
                 rounds += 1
         except KeyboardInterrupt:
