@@ -1,11 +1,86 @@
-"""Work in progress: being written now."""
+"""Entities: every business object a step read, wrote or affected, and one
+entity's page with every step that touched it, across runs."""
 
-from django.http import HttpResponse
+from __future__ import annotations
+
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+from traces import step_queries
+from traces.pagination import BadCursor
+from traces.step_forms import EntityDetailForm, EntityListForm
+
+from .common import PAGE_SIZE, bad_request
+from .steps import target_part
+
+LIST_TEMPLATE = "traces/entity_list.html"
+LIST_PARTS = ("entity-page", "entity-rows")
+DETAIL_TEMPLATE = "traces/entity_detail.html"
+DETAIL_PARTS = ("entity-links", "entity-subjects")
 
 
-def entity_list(request, *args, **kwargs):
-    return HttpResponse("not built yet", status=501)
+@require_GET
+@vary_on_headers("HX-Request", "HX-Target")
+def entity_list(request):
+    form = EntityListForm(request.GET)
+    if not form.is_valid():
+        return bad_request(request, "Some filters are not valid.", form)
+    data = form.cleaned_data
+    part = target_part(request, LIST_PARTS)
+    try:
+        page = step_queries.entity_page(
+            entity_type=data["type"],
+            q=data["q"],
+            after=data["after"] or None,
+            before=data["before"] or None,
+            size=PAGE_SIZE,
+        )
+    except BadCursor as exc:
+        return bad_request(request, str(exc), form)
+    types = step_queries.entity_type_counts() if part != "entity-rows" else []
+    context = {
+        "section": "entities",
+        "form": form,
+        "page": page,
+        "types": types,
+        "selected_type": data["type"],
+        "references": sum(entry["total"] for entry in types),
+    }
+    template = f"{LIST_TEMPLATE}#{part}" if part else LIST_TEMPLATE
+    return render(request, template, context)
 
 
-def entity_detail(request, *args, **kwargs):
-    return HttpResponse("not built yet", status=501)
+@require_GET
+@vary_on_headers("HX-Request", "HX-Target")
+def entity_detail(request, entity_type: str, entity_id: str):
+    form = EntityDetailForm(request.GET)
+    if not form.is_valid():
+        return bad_request(request, "Some page cursors are not valid.", form)
+    data = form.cleaned_data
+    part = target_part(request, DETAIL_PARTS)
+    context = {"section": "entities", "entity_type": entity_type, "entity_id": entity_id}
+    if part is None:
+        summary = step_queries.entity_summary(entity_type, entity_id)
+        if not summary.exists:
+            return render(request, DETAIL_TEMPLATE, {**context, "missing": True}, status=404)
+        context["summary"] = summary
+    try:
+        if part in (None, "entity-links"):
+            context["links"] = step_queries.newest_by_when(
+                step_queries.entity_links(entity_type, entity_id),
+                after=data["after"] or None,
+                before=data["before"] or None,
+                size=PAGE_SIZE,
+            )
+        if part == "entity-subjects" or (part is None and context["summary"].subjects):
+            context["subjects"] = step_queries.newest_by_when(
+                step_queries.subject_step_rows(entity_type, entity_id),
+                after=data["subject_after"] or None,
+                before=data["subject_before"] or None,
+                size=PAGE_SIZE,
+            )
+    except BadCursor as exc:
+        return bad_request(request, str(exc), form)
+    template = f"{DETAIL_TEMPLATE}#{part}" if part else DETAIL_TEMPLATE
+    return render(request, template, context)

@@ -1,7 +1,108 @@
-"""Work in progress: being written now."""
+"""Steps across runs: the failed-steps page, with failures grouped by cause."""
 
-from django.http import HttpResponse
+from __future__ import annotations
+
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+from traces import queries, step_queries
+from traces.models import Format, Run, Status
+from traces.pagination import BadCursor
+from traces.step_forms import StepListForm
+
+from .common import PAGE_SIZE, bad_request
+
+TEMPLATE = "traces/step_list.html"
+# The page's swappable parts, outermost first: links that change a hidden filter
+# (an error group, a run) swap the whole page part with its form; the form swaps
+# the results (groups and rows); the pager swaps only the rows.
+PARTS = ("step-page", "step-results", "step-rows")
 
 
-def step_list(request, *args, **kwargs):
-    return HttpResponse("not built yet", status=501)
+def target_part(request, parts: tuple[str, ...]) -> str | None:
+    """The part an htmx request targets (by its HX-Target), or None for the page.
+
+    A history-restore request wants the whole page, whatever it targeted."""
+    htmx = request.htmx
+    if not htmx or htmx.boosted or htmx.history_restore_request:
+        return None
+    return htmx.target if htmx.target in parts else parts[0]
+
+
+@require_GET
+@vary_on_headers("HX-Request", "HX-Target")
+def step_list(request):
+    form = StepListForm(request.GET)
+    if not form.is_valid():
+        return bad_request(request, "Some filters are not valid.", form)
+    filters = form.cleaned_data
+    part = target_part(request, PARTS)
+    groups, selected_group, raw_errors = None, None, None
+    if form.shows_error_groups:
+        failed = step_queries.filter_steps({**filters, "status": Status.FAILED})
+        groups = step_queries.error_groups(failed)
+        if filters["error_group"]:
+            selected_group = groups.find(filters["error_group"])
+            raw_errors = selected_group.raw_errors if selected_group else []
+        if part != "step-rows":
+            step_queries.add_sparklines(groups, failed)
+    steps = step_queries.filter_steps(filters, raw_errors=raw_errors)
+    try:
+        page = step_queries.newest_steps_page(
+            step_queries.step_list_columns(steps),
+            status=filters["status"],
+            after=filters["after"] or None,
+            before=filters["before"] or None,
+            size=PAGE_SIZE,
+        )
+    except BadCursor as exc:
+        return bad_request(request, str(exc), form)
+    count, more = step_queries.capped_count(steps)
+    context = {
+        "section": "steps",
+        "form": form,
+        "page": page,
+        "count": count,
+        "count_capped": more,
+        "groups": groups,
+        "spark_rows": _spark_rows(groups) if groups else [],
+        "selected_group": selected_group,
+        "error_group": filters["error_group"],
+        "selected_run": _selected_run(filters["run"]) if part in (None, "step-page") else None,
+        "run_types": queries.run_types() if part in (None, "step-page") else [],
+        "formats": Format.choices,
+        "statuses": Status.choices,
+    }
+    template = f"{TEMPLATE}#{part}" if part else TEMPLATE
+    return render(request, template, context)
+
+
+def _selected_run(run_id: int | None) -> Run | None:
+    if not run_id:
+        return None
+    return Run.objects.only("id", "name", "external_id").filter(pk=run_id).first()
+
+
+SPARK_HEIGHT = 16
+
+
+def _spark_rows(groups) -> list[dict]:
+    """The top groups with their sparkline bars as SVG geometry (no style=, CSP)."""
+    rows = []
+    for group in groups.top:
+        peak = max((bucket["n"] for bucket in group.spark), default=0) or 1
+        bars = []
+        for index, bucket in enumerate(group.spark):
+            height = SPARK_HEIGHT * bucket["n"] / peak if bucket["n"] else 0
+            bars.append(
+                {
+                    "x": index,
+                    "y": f"{SPARK_HEIGHT - height:.2f}",
+                    "height": f"{height:.2f}",
+                    "at": bucket["at"],
+                    "n": bucket["n"],
+                }
+            )
+        rows.append({"group": group, "bars": bars, "width": max(len(bars), 1)})
+    return rows

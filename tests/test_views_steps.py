@@ -1,0 +1,410 @@
+"""Steps across runs (/steps/): filters, failures grouped by cause, htmx parts,
+keyset pages, query counts that do not grow with rows, hostile content."""
+
+from datetime import timedelta
+
+import pytest
+from django.db.models import Sum
+from django.urls import reverse
+
+from tests.factories import BASE_TIME, make_runs, make_steps
+from traces import step_queries
+from traces.ingest.loader import ingest_paths
+from traces.models import Format, Run, Step
+from traces.step_queries import NO_MESSAGE, normalise_error
+
+URL = reverse("traces:step-list")
+
+
+# --- the normaliser (a pure function) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            "insufficient stock for sku SKU-1042: requested 3, available 1",
+            "insufficient stock for sku <id>: requested <n>, available <n>",
+        ),
+        (
+            'step "reserve-stock" failed: insufficient stock for sku SKU-7731',
+            'step "reserve-stock" failed: insufficient stock for sku <id>',
+        ),
+        ("503 Service Unavailable", "<n> Service Unavailable"),
+        ('ERROR: relation "facts" does not exist', 'ERROR: relation "facts" does not exist'),
+        (
+            "job 3f2a9c1e-1b2c-4d5e-8f90-0123456789ab timed out after 1m30s",
+            "job <id> timed out after <duration>",
+        ),
+        ("object 01ARZ3NDEKTSV4RRFFQ69G5FAV gone", "object <id> gone"),
+        ("commit 9f86d081884c7d65 not found at 0x7ffe12", "commit <id> not found at <id>"),
+        ("charge ch_eyja0FMLMWplQR3JYqrpoAe4 failed", "charge <id> failed"),
+        ("user bob@example.com is locked", "user <email> is locked"),
+        ("failed at 2026-03-02T08:10:50.123Z", "failed at <time>"),
+        (
+            '{"error":"upstream timeout after 3000ms"}',
+            '{"error":"upstream timeout after <duration>"}',
+        ),
+        ("retry in 5 seconds", "retry in <duration>"),
+        ("smtp: 421 4.7.0 Try again later", "smtp: <n> <n> Try again later"),
+        ("connect 10.0.0.12:5432 refused", "connect <n> refused"),
+        ("keeps v2, E11000 and x86 as words", "keeps v2, E11000 and x86 as words"),
+        ("'utf-8' codec, sha-256 and x86_64", "'utf-<n>' codec, sha-<n> and x86_<n>"),
+        ("page_1 and SKU-7 are ids", "<id> and <id> are ids"),
+        ('invalid value "' + "lorem ipsum " * 8 + '" for note', 'invalid value "<value>" for note'),
+        ("  lots   of\tspace  \nsecond line", "lots of space"),
+        ("\n\nfirst non-empty line\nsecond", "first non-empty line"),
+        (
+            "Traceback (most recent call last):\n  File \"x.py\", line 3\nKeyError: 'customer_id'",
+            "KeyError: 'customer_id'",
+        ),
+        ("", ""),
+    ],
+)
+def test_normalise_error_collapses_particulars_into_placeholders(message, expected):
+    assert normalise_error(message) == expected
+
+
+def test_normalise_error_is_at_most_300_characters():
+    assert len(normalise_error("x" * 5000)) == 300
+    assert normalise_error("x" * 5000).endswith("…")
+
+
+def test_normalise_error_groups_the_same_cause_together():
+    first = normalise_error("insufficient stock for sku SKU-1042: requested 3, available 1")
+    second = normalise_error("insufficient stock for sku SKU-77: requested 12, available 0")
+    assert first == second
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def failed_steps(run, count, *, error="boom", start=0, **fields):
+    steps = make_steps(run, count, status="failed", start=start)
+    Step.objects.filter(pk__in=[s.pk for s in steps]).update(error=error, **fields)
+    return steps
+
+
+def names(response):
+    return [step.name for step in response.context["page"].items]
+
+
+# --- the page and its htmx parts -----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_full_page_lists_steps_newest_first(client):
+    run = make_runs(1)[0]
+    make_steps(run, 3)
+    response = client.get(URL)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<html" in html and 'id="step-rows"' in html
+    assert names(response) == ["step 2", "step 1", "step 0"]
+    assert reverse("traces:step-detail", args=[run.pk, "s.2"]) in html
+    assert reverse("traces:run-detail", args=[run.pk]) in html
+
+
+@pytest.mark.django_db
+def test_failed_steps_page_shows_causes_above_the_rows(client):
+    run = make_runs(1, status="failed")[0]
+    failed_steps(run, 2, error="disk full on /dev/sda1")
+    html = client.get(URL, {"status": "failed"}).content.decode()
+    assert "Failure causes" in html and "Failed steps" in html
+    assert "disk full on /dev/sda1" in html
+
+
+@pytest.mark.parametrize(
+    ("target", "part", "has_groups"),
+    [
+        (None, "step-page", True),
+        ("step-page", "step-page", True),
+        ("step-results", "step-results", True),
+        ("step-rows", "step-rows", False),
+    ],
+)
+@pytest.mark.django_db
+def test_htmx_request_gets_only_the_part_it_targets(client, target, part, has_groups):
+    run = make_runs(1, status="failed")[0]
+    failed_steps(run, 2)
+    headers = {"HX-Request": "true"}
+    if target:
+        headers["HX-Target"] = target
+    response = client.get(URL, {"status": "failed"}, headers=headers)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<html" not in html
+    assert html.lstrip().startswith(f'<div id="{part}">')
+    assert ("Failure causes" in html) is has_groups
+    assert "step 1" in html
+    assert response["Vary"] == "HX-Request, HX-Target"
+
+
+@pytest.mark.django_db
+def test_history_restore_gets_the_whole_page(client):
+    make_steps(make_runs(1)[0], 1)
+    headers = {"HX-Request": "true", "HX-History-Restore-Request": "true", "HX-Target": "step-rows"}
+    assert "<html" in client.get(URL, headers=headers).content.decode()
+
+
+# --- the samples ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_failed_steps_count_is_the_sum_over_formats(client, samples):
+    ingest_paths([samples])
+    total = client.get(URL, {"status": "failed"}).context["count"]
+    per_format = {
+        fmt: client.get(URL, {"status": "failed", "format": fmt}).context["count"]
+        for fmt in Format.values
+    }
+    assert total == sum(per_format.values())
+    assert total == Run.objects.aggregate(n=Sum("steps_failed"))["n"]
+    assert all(per_format.values()), per_format  # every format has failures in the samples
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"format": "runs"}, ["upsert_batch", "process_charges", "build_view", "build_view"]),
+        ({"run_type": "materialize_view"}, ["build_view", "build_view"]),
+        ({"name": "build_view", "name_match": "exact"}, ["build_view", "build_view"]),
+        ({"name": "BUILD", "format": "runs"}, ["build_view", "build_view"]),
+        ({"name": "build", "name_match": "exact"}, []),
+        ({"error": "STATEMENT TIMEOUT"}, ["build_view", "build_view"]),
+        ({"error": "unique constraint"}, ["upsert_batch"]),
+        (
+            {"since": "2026-03-02T07:39:30", "until": "2026-03-02T08:10:30"},
+            ["process_charges", "build_view"],
+        ),
+    ],
+)
+@pytest.mark.django_db
+def test_filters_narrow_the_failed_steps(client, samples, query, expected):
+    ingest_paths([samples / "runs"])
+    response = client.get(URL, {"status": "failed", **query})
+    assert names(response) == expected
+
+
+@pytest.mark.django_db
+def test_run_filter_keeps_one_runs_steps_and_names_the_run(client, samples):
+    ingest_paths([samples / "runs"])
+    run = Run.objects.filter(name="materialize_view").order_by("pk").first()
+    response = client.get(URL, {"run": run.pk})
+    assert {step.run_id for step in response.context["page"].items} == {run.pk}
+    assert response.context["count"] == run.step_count
+    assert "run: <a href" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_errors_of_workflow_and_runs_samples_group_by_cause(client, samples):
+    ingest_paths([samples / "workflow", samples / "runs"])
+    groups = client.get(URL, {"status": "failed"}).context["groups"]
+    by_text = {group.text: group for group in groups.groups}
+    timeout = by_text["canceling statement due to statement timeout"]
+    assert timeout.count == 2  # the two build_view failures of the runs sample
+    assert groups.groups[0] is timeout  # most frequent first
+    assert "insufficient stock for sku <id>: requested <n>, available <n>" in by_text
+    assert timeout.first_seen < timeout.last_seen
+    assert (
+        sum(group.count for group in groups.groups)
+        == Run.objects.aggregate(n=Sum("steps_failed"))["n"]
+    )
+    assert not groups.capped
+
+
+@pytest.mark.django_db
+def test_clicking_a_cause_lists_only_its_steps(client, samples):
+    ingest_paths([samples / "workflow", samples / "runs"])
+    cause = "canceling statement due to statement timeout"
+    response = client.get(URL, {"status": "failed", "error_group": cause})
+    assert names(response) == ["build_view", "build_view"]
+    assert response.context["count"] == 2
+    html = response.content.decode()
+    assert 'class="selected" aria-current="true"' in html
+    assert "Show every cause" in html
+
+
+@pytest.mark.django_db
+def test_cause_links_filter_the_list_and_keep_other_filters(client, samples):
+    ingest_paths([samples / "runs"])
+    html = client.get(URL, {"status": "failed", "format": "runs"}).content.decode()
+    assert (
+        "format=runs" in html and "error_group=canceling+statement+due+to+statement+timeout" in html
+    )
+
+
+# --- grouping at scale ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_messages_differing_by_ids_make_one_group(client):
+    run = make_runs(1, status="failed")[0]
+    steps = make_steps(run, 300, status="failed")
+    for step in steps:
+        step.error = f"insufficient stock for sku SKU-{1000 + step.position}: requested 3"
+    Step.objects.bulk_update(steps, ["error"])
+    groups = client.get(URL, {"status": "failed"}).context["groups"]
+    assert [(g.text, g.count) for g in groups.groups] == [
+        ("insufficient stock for sku <id>: requested <n>", 300)
+    ]
+    assert len(groups.groups[0].raw_errors) == 300
+
+
+@pytest.mark.django_db
+def test_grouping_says_when_the_distinct_messages_cap_was_hit(client, monkeypatch):
+    monkeypatch.setattr(step_queries, "ERROR_GROUP_CAP", 5)
+    run = make_runs(1, status="failed")[0]
+    steps = make_steps(run, 8, status="failed")
+    for step in steps:
+        step.error = f"broken thing number {step.position}" + " " * step.position
+    Step.objects.bulk_update(steps, ["error"])
+    response = client.get(URL, {"status": "failed"})
+    assert response.context["groups"].capped
+    assert response.context["groups"].steps_read == 5
+    assert "more than 5 distinct error messages" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_failures_without_a_message_form_their_own_group(client):
+    run = make_runs(1, status="failed")[0]
+    failed_steps(run, 2, error="")
+    groups = client.get(URL, {"status": "failed"}).context["groups"]
+    assert [(g.text, g.count) for g in groups.groups] == [(NO_MESSAGE, 2)]
+    listed = client.get(URL, {"status": "failed", "error_group": NO_MESSAGE})
+    assert len(listed.context["page"].items) == 2
+
+
+@pytest.mark.django_db
+def test_sparkline_counts_failures_over_time(client):
+    run = make_runs(1, status="failed")[0]
+    failed_steps(run, 3, error="flaky")
+    Step.objects.filter(position=2).update(started_at=BASE_TIME + timedelta(hours=5))
+    groups = client.get(URL, {"status": "failed"}).context["groups"]
+    spark = groups.groups[0].spark
+    assert groups.spark_unit == "hour"
+    assert [bucket["n"] for bucket in spark] == [2, 0, 0, 0, 0, 1]
+    assert client.get(URL, {"status": "failed"}).content.decode().count("<rect") == 2
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+
+def walk(client, query, direction="after"):
+    seen, cursor = [], None
+    for _ in range(20):
+        params = dict(query, **({direction: cursor} if cursor else {}))
+        page = client.get(URL, params).context["page"]
+        seen.extend(page.items)
+        cursor = page.next_cursor if direction == "after" else page.prev_cursor
+        if not cursor:
+            return seen
+    raise AssertionError("too many pages")
+
+
+@pytest.mark.parametrize("query", [{"status": "failed"}, {}])
+@pytest.mark.django_db
+def test_pages_walk_every_step_once_newest_first(client, query):
+    runs = make_runs(2, status="failed")
+    make_steps(runs[0], 60, status="failed")
+    make_steps(runs[1], 40, status="succeeded", start=30)
+    make_steps(runs[1], 25, status="skipped", start=70)
+    Step.objects.filter(pk__in=Step.objects.order_by("id").values("pk")[:5]).update(started_at=None)
+    expected = list(Step.objects.filter(**query))
+    expected.sort(key=lambda s: (s.started_at is not None, s.started_at or BASE_TIME, s.pk))
+    expected.reverse()
+    seen = walk(client, query)
+    assert [s.pk for s in seen] == [s.pk for s in expected]
+    # and back from the last page
+    last = client.get(URL, dict(query, after=client.get(URL, query).context["page"].next_cursor))
+    back = client.get(URL, dict(query, before=last.context["page"].prev_cursor)).context["page"]
+    assert [s.pk for s in back.items] == [s.pk for s in expected[:50]]
+
+
+@pytest.mark.django_db
+def test_counts_above_the_cap_are_shown_with_a_plus(client, monkeypatch):
+    monkeypatch.setattr(step_queries, "COUNT_CAP", 10)
+    make_steps(make_runs(1)[0], 12)
+    response = client.get(URL)
+    assert response.context["count"] == 10 and response.context["count_capped"]
+    assert "10+ steps" in response.content.decode()
+
+
+# --- query counts --------------------------------------------------------------------------
+
+
+def populate(runs: int, steps_per_run: int):
+    for run in make_runs(runs, status="failed"):
+        steps = make_steps(run, steps_per_run, status="failed")
+        for step in steps:
+            step.error = f"timeout after {step.position}ms on shard {run.pk}"
+        Step.objects.bulk_update(steps, ["error"])
+        make_steps(run, steps_per_run, start=steps_per_run)
+
+
+@pytest.mark.parametrize("size", [(1, 3), (8, 40)])
+@pytest.mark.django_db
+def test_failed_steps_page_query_count_does_not_grow(client, django_assert_num_queries, size):
+    populate(*size)
+    # groups, sparkline, rows, count, run types
+    with django_assert_num_queries(5):
+        client.get(URL, {"status": "failed"})
+    with django_assert_num_queries(3):  # groups (for the cause's messages), rows, count
+        client.get(
+            URL,
+            {"status": "failed", "error_group": "timeout after <duration> on shard <n>"},
+            headers={"HX-Request": "true", "HX-Target": "step-rows"},
+        )
+
+
+@pytest.mark.parametrize("size", [(1, 3), (8, 40)])
+@pytest.mark.django_db
+def test_all_steps_page_query_count_does_not_grow(client, django_assert_num_queries, size):
+    populate(*size)
+    # one index walk per status (6), count, run types
+    with django_assert_num_queries(8):
+        client.get(URL)
+
+
+# --- bad input and hostile content ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"status": "nope"},
+        {"format": "xml"},
+        {"since": "yesterday"},
+        {"since": "2026-03-02", "until": "2026-03-01"},
+        {"after": "!!"},
+        {"before": "bm90IGpzb24"},
+        {"run": "abc"},
+        {"run": "-1"},
+        {"name_match": "regex"},
+        {"group": "run"},
+        {"error_group": "x" * 400},
+    ],
+)
+@pytest.mark.django_db
+def test_bad_filters_are_a_400_with_a_message(client, query):
+    response = client.get(URL, query)
+    assert response.status_code == 400
+    assert "could not be answered" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_hostile_names_and_errors_are_shown_as_text(client):
+    run = make_runs(1, status="failed", name="<script>alert(1)</script>")[0]
+    Run.objects.filter(pk=run.pk).update(type="javascript:alert(1)")
+    steps = failed_steps(run, 1, error="<img src=x onerror=alert(1)> \u202etxt.exe")
+    Step.objects.filter(pk=steps[0].pk).update(name="javascript:alert(1)", type="<b>x</b>")
+    response = client.get(URL, {"status": "failed"})
+    html = response.content.decode()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<b>x</b>" not in html
+    assert 'href="javascript:' not in html
+    assert "javascript:alert(1)" in html  # shown, as text
+    assert "\u202etxt.exe" in html  # the override is kept as text, inside an isolating <bdi>
+    assert "<bdi>&lt;img src=x onerror=alert(1)&gt; \u202etxt.exe</bdi>" in html

@@ -1,0 +1,61 @@
+"""Query-string forms of the steps-across-runs and entity pages: a bad value is a
+400 with a message, never a 500."""
+
+from __future__ import annotations
+
+from django import forms
+
+from .forms import StepFilterForm
+from .step_queries import NORMALISED_MAX
+
+CURSOR = {"required": False, "max_length": 1000, "widget": forms.HiddenInput}
+
+
+class StepListForm(StepFilterForm):
+    """The steps page: StepFilterForm plus how to match the name, one run, one
+    error group, and whether to group by error."""
+
+    name_match = forms.ChoiceField(
+        choices=[("contains", "contains"), ("exact", "is exactly")],
+        required=False,
+        label="Name match",
+    )
+    run = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    error_group = forms.CharField(
+        required=False, max_length=NORMALISED_MAX, strip=False, widget=forms.HiddenInput
+    )
+    group = forms.ChoiceField(choices=[("", "no grouping"), ("error", "by error")], required=False)
+
+    def clean(self):
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            raise forms.ValidationError("“From” is after “To”.")
+        if data.get("after") and data.get("before"):
+            raise forms.ValidationError("Give one page cursor, not both.")
+        return data
+
+    @property
+    def shows_error_groups(self) -> bool:
+        data = self.cleaned_data
+        return (
+            data.get("status") == "failed"
+            or data.get("group") == "error"
+            or bool(data.get("error_group"))
+        )
+
+
+class EntityListForm(forms.Form):
+    q = forms.CharField(required=False, max_length=500, label="Search")
+    type = forms.CharField(required=False, max_length=200, label="Type")
+    after = forms.CharField(**CURSOR)
+    before = forms.CharField(**CURSOR)
+
+
+class EntityDetailForm(forms.Form):
+    """Two lists on one page, each with its own cursors."""
+
+    after = forms.CharField(**CURSOR)
+    before = forms.CharField(**CURSOR)
+    subject_after = forms.CharField(**CURSOR)
+    subject_before = forms.CharField(**CURSOR)
