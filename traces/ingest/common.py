@@ -195,15 +195,31 @@ def sqlite_columns(conn: sqlite3.Connection, table: str) -> dict[str, str]:
     return {normalise_name(row[1]): row[1] for row in rows}
 
 
+def query_readonly(path: Path, read, *, retries: int = 40, wait: float = 0.25):
+    """Run `read(conn)` on a read-only connection to a SQLite file, retrying
+    while its writer holds the lock. For sniffing: no copy is made."""
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    for attempt in range(retries + 1):
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=wait)
+            try:
+                return read(conn)
+            finally:
+                conn.close()
+        except sqlite3.OperationalError as exc:
+            if ("locked" in str(exc) or "busy" in str(exc)) and attempt < retries:
+                time.sleep(wait)
+                continue
+            raise ParseError(f"cannot read SQLite database: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise ParseError(f"corrupt or unreadable SQLite database: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
 def sqlite_table_names_readonly(path: Path) -> set[str]:
     """Normalised table names of a SQLite file, for sniffing, without copying it."""
-    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, timeout=2)
-        try:
-            rows = conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise ParseError(f"corrupt or unreadable SQLite database: {exc}") from exc
+    rows = query_readonly(
+        path,
+        lambda conn: conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall(),
+    )
     return {normalise_name(row[0]) for row in rows}

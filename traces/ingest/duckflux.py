@@ -43,6 +43,7 @@ from .common import (
     normalise_name,
     open_sqlite_snapshot,
     parse_iso,
+    query_readonly,
     read_head,
     sqlite_columns,
     sqlite_table_names_readonly,
@@ -134,21 +135,17 @@ def _sniff_sqlite(path: Path) -> bool:
 
 def _sqlite_columns_readonly(path: Path, tables: Iterable[str]) -> dict[str, set[str]]:
     """Normalised column names of `tables`, read without copying the database."""
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, timeout=2)
-        try:
-            return {
-                table: {
-                    normalise_name(row[1])
-                    for row in conn.execute(f'PRAGMA table_info("{table}")').fetchall()
-                }
-                for table in tables
+
+    def read(conn: sqlite3.Connection) -> dict[str, set[str]]:
+        return {
+            table: {
+                normalise_name(row[1])
+                for row in conn.execute(f'PRAGMA table_info("{table}")').fetchall()
             }
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise ParseError(f"corrupt or unreadable SQLite database: {exc}") from exc
+            for table in tables
+        }
+
+    return query_readonly(path, read)
 
 
 def _sniff_reordered_json(path: Path, head: bytes) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +23,7 @@ from .common import (
     normalise_name,
     parse_epoch_ms,
     parse_iso,
+    query_readonly,
     read_head,
 )
 from .records import ParseError, Status
@@ -179,22 +179,7 @@ def readonly_schema(path: Path, tables: Iterable[str] = ()) -> dict[str, set[str
     """Normalised table names of a SQLite file, with the normalised columns of
     the `tables` asked for (empty sets for the others). Read-only, no copy."""
     wanted = {normalise_name(t) for t in tables}
-    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-    for attempt in range(3):
-        try:
-            conn = sqlite3.connect(uri, uri=True, timeout=1)
-            try:
-                return _schema(conn, wanted)
-            finally:
-                conn.close()
-        except sqlite3.OperationalError as exc:
-            if ("locked" in str(exc) or "busy" in str(exc)) and attempt < 2:
-                time.sleep(0.2)
-                continue
-            raise ParseError(f"cannot read SQLite database: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise ParseError(f"corrupt or unreadable SQLite database: {exc}") from exc
-    raise AssertionError("unreachable")
+    return query_readonly(path, lambda conn: _schema(conn, wanted))
 
 
 def _schema(conn: sqlite3.Connection, wanted: set[str]) -> dict[str, set[str]]:

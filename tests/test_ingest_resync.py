@@ -1,0 +1,163 @@
+"""Writers' SQLite databases through the whole ingest path: incremental re-sync,
+reading a database another program holds, and bad databases."""
+
+import hashlib
+import shutil
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from traces.ingest.loader import ingest_paths
+from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def runs_db(samples, tmp_path):
+    path = tmp_path / "runs.sqlite"
+    shutil.copy(samples / "runs/runs.sqlite", path)
+    path.chmod(0o644)
+    return path
+
+
+def test_runs_sample_counts_progress_and_output_counters(runs_db):
+    summary = ingest_paths([runs_db]).summary()
+    counts = tuple(summary[name] for name in ("runs", "steps", "calls", "links"))
+    assert counts == (8, 31, 33, 37)
+    charges = Step.objects.get(name="process_charges", run__status="succeeded")
+    assert charges.items_total and charges.items_processed is not None
+    assert charges.child_count > 0
+    sync = Run.objects.filter(name="sync_stripe", status="succeeded").get()
+    assert sync.output_counters and all(
+        isinstance(v, int | float) for v in sync.output_counters.values()
+    )
+    assert Step.objects.filter(run__format="runs", parent__isnull=False).count() == 11
+    assert EntityLink.objects.filter(link_type="output", entity_type="transaction").count() == 27
+
+
+def test_workflow_sample_counts(samples):
+    summary = ingest_paths([samples / "workflow"]).summary()
+    assert (summary["runs"], summary["steps"], summary["logs"]) == (7, 54, 259)
+    assert LogEntry.objects.filter(duplicate=False).count() == 143
+    assert Step.objects.filter(run__format="workflow", never_closed=True).count() == 4
+    running = Step.objects.filter(run__format="workflow", status="running", synthetic=False)
+    assert running.count() == 1
+
+
+def test_resync_rewrites_only_the_runs_that_changed(runs_db):
+    ingest_paths([runs_db])
+    before = dict(Run.objects.values_list("external_id", "ingested_at"))
+    running = Run.objects.get(status="running")
+    conn = sqlite3.connect(runs_db)
+    conn.execute(
+        "UPDATE runs SET status = 'completed', completed_at = '2026-03-02T09:00:00.000Z', "
+        "duration_ms = 1000, updated_at = '2026-03-02T09:00:00.000Z' WHERE id = ?",
+        (running.external_id,),
+    )
+    conn.execute(
+        "UPDATE steps SET status = 'completed', updated_at = '2026-03-02T09:00:00.000Z' "
+        "WHERE run_id = ? AND status = 'running'",
+        (running.external_id,),
+    )
+    conn.execute("UPDATE calls SET status = 'success', duration_ms = 5 WHERE status = 'running'")
+    conn.commit()
+    conn.close()
+    report = ingest_paths([runs_db])
+    assert report.run_ids() == [running.pk]
+    running.refresh_from_db()
+    assert running.status == "succeeded" and running.steps_running == 0
+    after = dict(Run.objects.values_list("external_id", "ingested_at"))
+    changed = {key for key in after if after[key] != before[key]}
+    assert changed == {running.external_id}
+    assert Call.objects.filter(run__format="runs").count() == 33
+
+
+def test_resync_picks_up_added_rows(runs_db):
+    ingest_paths([runs_db])
+    conn = sqlite3.connect(runs_db)
+    conn.execute(
+        "INSERT INTO runs (id, run_type, trigger, actor_type, status, created_at, updated_at) "
+        "VALUES ('01NEW', 'export_csv', 'manual', 'user', 'pending', "
+        "'2026-03-03T00:00:00.000Z', '2026-03-03T00:00:00.000Z')"
+    )
+    conn.commit()
+    conn.close()
+    report = ingest_paths([runs_db])
+    assert len(report.files[0].runs_added) == 1 and report.files[0].runs_updated == []
+    assert Run.objects.filter(format="runs").count() == 9
+
+
+def test_reading_never_writes_to_the_source(runs_db):
+    digest = hashlib.sha256(runs_db.read_bytes()).hexdigest()
+    runs_db.chmod(0o444)
+    assert ingest_paths([runs_db]).failed == []
+    assert hashlib.sha256(runs_db.read_bytes()).hexdigest() == digest
+    assert sorted(p.name for p in runs_db.parent.iterdir()) == ["runs.sqlite"]
+
+
+def test_a_database_locked_by_its_writer_is_read_once_the_lock_is_gone(runs_db):
+    writer = sqlite3.connect(runs_db, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN EXCLUSIVE")
+    writer.execute("UPDATE runs SET updated_at = updated_at")
+
+    def release():
+        time.sleep(1.0)
+        writer.execute("COMMIT")
+        writer.close()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    report = ingest_paths([runs_db])
+    thread.join()
+    assert report.failed == []
+    assert Run.objects.filter(format="runs").count() == 8
+
+
+def _broken(path, sql: str):
+    conn = sqlite3.connect(path)
+    conn.executescript(sql)
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("missing steps table", '"steps"'),
+        ("missing status column", '"status"'),
+        ("corrupt", "corrupt"),
+    ],
+)
+def test_broken_databases_give_a_named_error_and_write_nothing(runs_db, case, reason):
+    if case == "missing steps table":
+        _broken(runs_db, "PRAGMA foreign_keys=OFF; DROP TABLE steps;")
+        # With no steps table, it is no longer recognisable as a runs database.
+        report = ingest_paths([runs_db], format="runs")
+    elif case == "missing status column":
+        _broken(runs_db, "ALTER TABLE steps DROP COLUMN status;")
+        report = ingest_paths([runs_db])
+    else:
+        data = bytearray(runs_db.read_bytes())
+        data[4096:12288] = b"\xff" * 8192
+        runs_db.write_bytes(bytes(data))
+        report = ingest_paths([runs_db], format="runs")
+    assert len(report.failed) == 1
+    error = report.failed[0].error
+    assert "runs.sqlite" in error and reason in error.lower()
+    assert Run.objects.count() == Step.objects.count() == Call.objects.count() == 0
+    assert TraceFile.objects.get().status == "error"
+
+
+def test_empty_database_and_text_file_named_db_are_named_errors(tmp_path):
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    text = tmp_path / "notes.db"
+    text.write_text("these are not the tables you are looking for\n")
+    report = ingest_paths([empty, text])
+    errors = {r.display_name.rsplit("/", 1)[-1]: r.error for r in report.failed}
+    assert set(errors) == {"empty.db", "notes.db"}
+    assert all("not a trace file" in e or "empty" in e for e in errors.values())
+    assert Run.objects.count() == 0
