@@ -144,3 +144,11 @@ def test_no_inline_scripts_or_styles_and_a_strict_csp(client):
     csp = response["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert "<script>" not in html and " style=" not in html and " onclick=" not in html
+
+
+def test_a_bad_filter_over_htmx_shows_its_message_in_the_flash_area(client):
+    response = client.get(URL, {"status": "nope"}, headers={"HX-Request": "true"})
+    assert response.status_code == 400
+    assert response["HX-Retarget"] == "#flash" and response["HX-Reswap"] == "innerHTML"
+    html = response.content.decode()
+    assert "<html" not in html and "nope" in html

@@ -2,6 +2,12 @@
 (function () {
   "use strict";
 
+  // A successful swap clears an earlier error shown in the flash area.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    const flash = document.getElementById("flash");
+    if (flash && event.detail.target !== flash && event.detail.xhr.status < 400) flash.replaceChildren();
+  });
+
   // Theme: follow the system unless the user chose; remember the choice.
   const stored = localStorage.getItem("tracer-theme");
   if (stored) document.documentElement.dataset.theme = stored;
