@@ -53,10 +53,11 @@ def machine() -> str:
 def report(title: str, rows: list[tuple[str, float, float | None, str]]) -> None:
     """rows: (what, ours seconds, baseline seconds or None, baseline name)."""
     print(f"\n## {title}\n{machine()}\n")
-    print(f"| measure | ours | baseline | ratio (ours / baseline) |")
+    print("| measure | ours | baseline | ratio (ours / baseline) |")
     print("| --- | ---: | ---: | ---: |")
     for what, ours, base, base_name in rows:
         if base:
-            print(f"| {what} | {ours * 1000:.1f} ms | {base * 1000:.1f} ms ({base_name}) | {ours / base:.2f}x |")
+            base_text = f"{base * 1000:.1f} ms ({base_name})"
+            print(f"| {what} | {ours * 1000:.1f} ms | {base_text} | {ours / base:.2f}x |")
         else:
             print(f"| {what} | {ours * 1000:.1f} ms | — | — |")

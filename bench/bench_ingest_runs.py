@@ -12,7 +12,7 @@ import argparse
 import sqlite3
 import time
 
-import _setup  # noqa: F401  (Django on a fresh database)
+import _setup
 from generate_runs_db import DDL, generate_runs_db
 
 from traces.ingest.loader import ingest_paths
@@ -48,7 +48,7 @@ def change_some_runs(path, count: int) -> None:
             "WHERE id = (SELECT id FROM steps WHERE run_id = ? LIMIT 1)",
             (run_id,),
         )
-        conn.execute("UPDATE runs SET updated_at = '2030-01-01T00:00:00.000Z' WHERE id = ?", (run_id,))
+        conn.execute("UPDATE runs SET updated_at = '2030-01-01' WHERE id = ?", (run_id,))
     conn.commit()
     conn.close()
 
