@@ -1,6 +1,6 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from .models import Call, EntityLink, LogEntry, Run, Step, TraceFile, TraceSource
+from .models import ApiToken, Call, EntityLink, LogEntry, Run, Step, TraceFile, TraceSource
 
 
 @admin.register(TraceFile)
@@ -54,3 +54,30 @@ class LogEntryAdmin(admin.ModelAdmin):
     list_filter = ["level"]
     raw_id_fields = ["run", "step"]
     show_full_result_count = False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Adding a token shows it once, in the confirmation message; only its hash is kept."""
+
+    list_display = ["name", "user", "created", "last_used"]
+    list_filter = ["user"]
+    search_fields = ["name", "user__username"]
+    fields = ["user", "name", "created", "last_used"]
+    readonly_fields = ["created", "last_used"]
+    raw_id_fields = ["user"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A token belongs to one user for life: move it by making a new one.
+        return [*self.readonly_fields, "user"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            token = ApiToken.generate()
+            obj.token_hash = ApiToken.hash(token)
+            messages.warning(
+                request,
+                f"The new token is {token} — copy it now: it is not stored and cannot be "
+                "shown again.",
+            )
+        super().save_model(request, obj, form, change)

@@ -9,6 +9,9 @@ million rows per request.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
@@ -345,3 +348,39 @@ class LogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.message[:80]}"
+
+
+class ApiToken(models.Model):
+    """A secret for the JSON API (`Authorization: Bearer <token>`). Only its SHA-256
+    is stored: the token itself is shown once, when it is made."""
+
+    PREFIX = "trc_"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=200, blank=True, help_text="What it is for, e.g. CI.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'token'} ({self.user})"
+
+    @staticmethod
+    def hash(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def generate(cls) -> str:
+        return cls.PREFIX + secrets.token_urlsafe(32)
+
+    @classmethod
+    def issue(cls, user, name: str = "") -> tuple[ApiToken, str]:
+        """A new token for `user`: the row, and the token to show once."""
+        token = cls.generate()
+        return cls.objects.create(user=user, name=name, token_hash=cls.hash(token)), token
