@@ -132,3 +132,40 @@
     if (list) list.textContent = Array.from(input.files).map(function (f) { return f.name; }).join(", ");
   });
 })();
+
+// === run page (run_detail.html): tree rows and the step panel ============================
+(function () {
+  "use strict";
+
+  // Rows inside a collapsed tree node cannot take focus: take them out of the j/k
+  // order (data-row) while hidden, so moving never gets stuck on one.
+  function syncRows(root) {
+    root.querySelectorAll("[data-row], [data-row-hidden]").forEach(function (row) {
+      const visible = row.checkVisibility ? row.checkVisibility() : row.offsetParent !== null;
+      row.toggleAttribute("data-row", visible);
+      row.toggleAttribute("data-row-hidden", !visible);
+    });
+  }
+  // "toggle" does not bubble; a capturing listener still sees it.
+  document.addEventListener("toggle", function (event) {
+    const node = event.target;
+    if (!(node instanceof HTMLDetailsElement) || !node.classList.contains("tree-node")) return;
+    const children = node.querySelector(":scope > .tree-children");
+    if (children) syncRows(children);
+  }, true);
+
+  // Mark the row whose step is open in the panel; clear it when the panel closes.
+  function clearSelection() {
+    document.querySelectorAll(".tree-row.selected, .timeline-row.selected").forEach(function (row) {
+      row.classList.remove("selected");
+    });
+  }
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-panel-close]")) { clearSelection(); return; }
+    const link = event.target.closest("a[hx-target='#step-panel']");
+    const row = link && link.closest(".tree-row, .timeline-row");
+    if (!row) return;
+    clearSelection();
+    row.classList.add("selected");
+  });
+})();
