@@ -605,14 +605,7 @@ def _panel_context(request, step: Step, chain: list[Step], form) -> dict:
     full = set(form.cleaned_data["full"])
     calls = run_queries.step_calls(step) if step.call_count else []
     for call in calls:
-        call.values = [
-            block
-            for block in (
-                _value_block(request, f"call-{call.pk}-in", call.input, "input", full, "calls"),
-                _value_block(request, f"call-{call.pk}-out", call.output, "output", full, "calls"),
-            )
-            if block["present"]
-        ]
+        call.values = _call_values(request, call, full)
     links = run_queries.step_links(step) if step.link_count else []
     for link in links:
         link.url = _entity_url(link.entity_type, link.entity_id)
@@ -650,6 +643,20 @@ def _panel_context(request, step: Step, chain: list[Step], form) -> dict:
         "logs_url": f"{reverse('traces:run-logs', args=[run_id])}?{urlencode({'step': step.key})}",
         "logs_limited": len(logs) >= run_queries.PANEL_LIMIT,
     }
+
+
+def _call_values(request, call, full: set) -> list[dict]:
+    """A call's input, output and attributes, each cut like a step's ("show all" = calls)."""
+    named = (
+        ("in", call.input, "input"),
+        ("out", call.output, "output"),
+        ("attr", call.attributes or None, "attributes"),
+    )
+    blocks = [
+        _value_block(request, f"call-{call.pk}-{suffix}", value, label, full, "calls")
+        for suffix, value, label in named
+    ]
+    return [block for block in blocks if block["present"]]
 
 
 def _attribute(request, index: int, name: str, value, full: set) -> dict:
