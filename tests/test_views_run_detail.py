@@ -351,6 +351,15 @@ def test_tree_row_flags(client):
     assert "4/10" in text
 
 
+def test_failed_rows_show_the_head_of_their_error(client):
+    run = make_run(status="failed")
+    step = add_steps(run, 1, status="failed")[0]
+    Step.objects.filter(pk=step.pk).update(error="timeout talking to db " + "E" * 50_000)
+    html = page(client, run_url(run))
+    assert "timeout talking to db EEE" in html
+    assert "E" * 200 not in html  # the row never carries the whole error
+
+
 def test_step_keys_with_slashes_work(client):
     run = make_run()
     parent = add_steps(run, 1)[0]
@@ -396,9 +405,9 @@ def test_timeline_is_windowed_by_seq(client):
     next_url = re.search(r'<a href="([^"]+)"[^>]*>next steps', html).group(1).replace("&amp;", "&")
     second = fragment(client, next_url)
     assert second.count('class="timeline-row') == 300
-    assert "Steps 301\u2013600" in second and "previous steps" in second
+    assert "Steps #301\u2013#600" in second and "previous steps" in second
     prev_url = re.search(r'<a href="([^"]+)"[^>]*>\S previous', second).group(1)
-    assert "Steps 1\u2013300" in fragment(client, prev_url.replace("&amp;", "&"))
+    assert "Steps #1\u2013#300" in fragment(client, prev_url.replace("&amp;", "&"))
 
 
 def test_timeline_rows_open_the_step_panel(client, runs_sample):

@@ -9,6 +9,7 @@ plain dicts and know nothing of HTTP, so the API can reuse them.
 from __future__ import annotations
 
 from django.db.models import Max, Min, Q, QuerySet, Sum
+from django.db.models.functions import Substr
 
 from .models import Call, EntityLink, LogEntry, Run, Step
 from .pagination import Page, keyset_page
@@ -18,6 +19,7 @@ TIMELINE_WINDOW = 300
 LOG_WINDOW = 200
 PANEL_LIMIT = 200
 MAX_ANCESTORS = 64
+ERROR_HEAD = 200
 
 # A tree or timeline row never needs the big values (input, output, attributes, error).
 STEP_ROW_FIELDS = (
@@ -43,7 +45,8 @@ def run_for_page(run_id: int, *, with_values: bool = False) -> Run:
 
 
 def step_rows(queryset: QuerySet) -> QuerySet:
-    return queryset.only(*STEP_ROW_FIELDS)
+    """Row columns, plus the head of the error (never the whole of a long one)."""
+    return queryset.only(*STEP_ROW_FIELDS).annotate(error_head=Substr("error", 1, ERROR_HEAD))
 
 
 def only_failed_subtrees(steps: QuerySet) -> QuerySet:

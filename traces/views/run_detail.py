@@ -249,10 +249,12 @@ def _tab_links(run: Run, form) -> list[dict]:
         "attributes": "Attributes",
     }
     keep = {"failed": "1"} if form.failed_only else {}
+    titles = {"logs": f"{run.log_count:,} log lines, repeated ones included"}
     links = []
     for name, label in labels.items():
         query = {"tab": name, **(keep if name in ("tree", "timeline") else {})}
-        links.append({"name": name, "label": label, "url": f"{base}?{urlencode(query)}"})
+        url = f"{base}?{urlencode(query)}"
+        links.append({"name": name, "label": label, "url": url, "title": titles.get(name, "")})
     return links
 
 
