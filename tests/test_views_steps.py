@@ -287,6 +287,31 @@ def test_sparkline_counts_failures_over_time(client):
     assert client.get(URL, {"status": "failed"}).content.decode().count("<rect") == 2
 
 
+@pytest.mark.parametrize(
+    ("spread", "unit"),
+    [
+        (timedelta(hours=30), "hour"),
+        (timedelta(days=20), "day"),
+        (timedelta(days=200), "week"),
+        (timedelta(days=900), "month"),
+        (timedelta(days=9000), "year"),
+    ],
+)
+@pytest.mark.django_db
+def test_sparkline_buckets_hold_every_failure(client, spread, unit):
+    run = make_runs(1, status="failed")[0]
+    steps = failed_steps(run, 40, error="flaky")
+    for index, step in enumerate(steps):
+        step.started_at = BASE_TIME + spread * index / 39
+    Step.objects.bulk_update(steps, ["started_at"])
+    groups = client.get(URL, {"status": "failed"}).context["groups"]
+    assert groups.spark_unit == unit
+    spark = groups.groups[0].spark
+    assert sum(bucket["n"] for bucket in spark) == 40
+    assert spark[0]["n"] and spark[-1]["n"]
+    assert len(spark) <= step_queries.SPARK_MAX
+
+
 # --- pages ---------------------------------------------------------------------------------
 
 
@@ -349,7 +374,7 @@ def test_failed_steps_page_query_count_does_not_grow(client, django_assert_num_q
     # groups, sparkline, rows, count, run types
     with django_assert_num_queries(5):
         client.get(URL, {"status": "failed"})
-    with django_assert_num_queries(3):  # groups (for the cause's messages), rows, count
+    with django_assert_num_queries(2):  # groups (the cause's messages and count), rows
         client.get(
             URL,
             {"status": "failed", "error_group": "timeout after <duration> on shard <n>"},

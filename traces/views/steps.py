@@ -39,7 +39,8 @@ def step_list(request):
     filters = form.cleaned_data
     part = target_part(request, PARTS)
     groups, selected_group, raw_errors = None, None, None
-    if form.shows_error_groups:
+    # Paging through the rows needs the groups only to know a chosen cause's messages.
+    if form.shows_error_groups and (part != "step-rows" or filters["error_group"]):
         failed = step_queries.filter_steps({**filters, "status": Status.FAILED})
         groups = step_queries.error_groups(failed)
         if filters["error_group"]:
@@ -58,7 +59,10 @@ def step_list(request):
         )
     except BadCursor as exc:
         return bad_request(request, str(exc), form)
-    count, more = step_queries.capped_count(steps)
+    if selected_group and filters["status"] == Status.FAILED:
+        count, more = selected_group.count, False  # grouped over these very filters
+    else:
+        count, more = step_queries.capped_count(steps)
     context = {
         "section": "steps",
         "form": form,
@@ -69,7 +73,7 @@ def step_list(request):
         "spark_rows": _spark_rows(groups) if groups else [],
         "selected_group": selected_group,
         "error_group": filters["error_group"],
-        "selected_run": _selected_run(filters["run"]) if part in (None, "step-page") else None,
+        "selected_run": _selected_run(filters["run"]) if part != "step-rows" else None,
         "run_types": queries.run_types() if part in (None, "step-page") else [],
         "formats": Format.choices,
         "statuses": Status.choices,
@@ -104,5 +108,6 @@ def _spark_rows(groups) -> list[dict]:
                     "n": bucket["n"],
                 }
             )
-        rows.append({"group": group, "bars": bars, "width": max(len(bars), 1)})
+        # One bucket is no line: the page says "within one hour" instead.
+        rows.append({"group": group, "bars": bars if len(bars) > 1 else [], "width": len(bars)})
     return rows
