@@ -14,10 +14,14 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e ".[dev]"
 	touch $@
 
-## Start the site on http://127.0.0.1:8000/ with the sample traces ingested.
+## Start the site on http://127.0.0.1:8000/ with the sample traces ingested, with a
+## background ingest worker and the source rescan scheduler beside it.
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ingest samples || true
+	@$(PY) manage.py db_worker --queue-name "*" & worker=$$!; \
+	$(PY) manage.py rescan_sources --loop --interval 30 & scheduler=$$!; \
+	trap 'kill $$worker $$scheduler 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 ## Every test: lint and format check, the suite on SQLite, then again on PostgreSQL.

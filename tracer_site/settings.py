@@ -53,6 +53,7 @@ def env_paths(name: str, default: list[Path]) -> list[Path]:
 
 DEBUG = env_bool("TRACER_DEBUG", True)
 DATA_DIR = Path(env_str("TRACER_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 SECRET_KEY = os.environ.get("TRACER_SECRET_KEY", "")
 if not SECRET_KEY:
@@ -74,6 +75,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    "django_tasks",
+    "django_tasks_db",
     "traces",
 ]
 
@@ -118,6 +121,8 @@ def _database() -> dict:
         # WAL lets pages read while an ingest writes; IMMEDIATE takes the write
         # lock at BEGIN so two writers queue instead of failing half-way.
         config["CONN_MAX_AGE"] = 0
+        # A file, not memory, so a worker process started by a test sees the test data.
+        config["TEST"] = {"NAME": str(DATA_DIR / "test-tracer.sqlite3")}
         config["OPTIONS"] = {
             "timeout": env_int("TRACER_SQLITE_TIMEOUT", 30),
             "transaction_mode": "IMMEDIATE",
@@ -190,6 +195,21 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Background ingestion (uploads, rescans) through Django's task API: queued in the
+# database, run by `python manage.py db_worker` (any number of workers, on any
+# machine sharing the database). TRACER_INGEST_IN_BACKGROUND=0 runs them inline.
+TRACER_INGEST_IN_BACKGROUND = env_bool("TRACER_INGEST_IN_BACKGROUND", True)
+TASKS = {
+    "default": {
+        "BACKEND": (
+            "django_tasks_db.DatabaseBackend"
+            if TRACER_INGEST_IN_BACKGROUND
+            else "django_tasks.backends.immediate.ImmediateBackend"
+        ),
+        "QUEUES": ["default", "ingest"],
+    }
+}
 
 # --- tracer_site's own settings -------------------------------------------------------
 

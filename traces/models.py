@@ -384,3 +384,52 @@ class ApiToken(models.Model):
         """A new token for `user`: the row, and the token to show once."""
         token = cls.generate()
         return cls.objects.create(user=user, name=name, token_hash=cls.hash(token)), token
+
+
+class IngestJob(models.Model):
+    """An ingest that runs in a background worker (an upload, a source rescan):
+    the request that starts it returns at once and the page follows its progress."""
+
+    class Kind(models.TextChoices):
+        UPLOAD = "upload", "upload"
+        RESCAN = "rescan", "rescan"
+        PATHS = "paths", "paths"
+
+    class JobStatus(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    paths = models.JSONField(default=list)
+    display_names = models.JSONField(default=dict, blank=True)
+    source = models.ForeignKey(
+        TraceSource, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
+    )
+    uploaded = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    files_total = models.IntegerField(default=0)
+    files_done = models.IntegerField(default=0)
+    current = models.CharField(max_length=500, blank=True)
+    # IngestReport.summary() and the per-file results, once done.
+    summary = models.JSONField(default=dict, blank=True)
+    results = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.pk} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("traces:job-detail", args=[self.pk])
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.JobStatus.DONE, self.JobStatus.FAILED)

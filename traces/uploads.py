@@ -113,7 +113,20 @@ def _place(temp: Path, destination: Path) -> bool:
 
 
 def ingest_uploads(saved: list[SavedUpload]) -> IngestReport:
-    """Ingest saved uploads, each known by the name it was uploaded as."""
-    paths = list(dict.fromkeys(str(upload.path) for upload in saved))
-    names = {str(upload.path): upload.original_name for upload in saved}
+    """Ingest saved uploads now, each known by the name it was uploaded as."""
+    paths, names = _paths_and_names(saved)
     return ingest_paths(paths, uploaded=True, display_names=names)
+
+
+def enqueue_upload(saved: list[SavedUpload]):
+    """Ingest saved uploads in a background job (inline when background
+    ingestion is off); returns the IngestJob."""
+    from traces.tasks import enqueue_ingest
+
+    paths, names = _paths_and_names(saved)
+    return enqueue_ingest(paths, kind="upload", uploaded=True, display_names=names)
+
+
+def _paths_and_names(saved: list[SavedUpload]) -> tuple[list[str], dict[str, str]]:
+    paths = list(dict.fromkeys(str(upload.path) for upload in saved))
+    return paths, {str(upload.path): upload.original_name for upload in saved}

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import entities, files, run_detail, runs, sources, steps, upload
+from .views import entities, files, jobs, run_detail, runs, sources, steps, upload
 
 app_name = "traces"
 
@@ -31,4 +31,5 @@ urlpatterns = [
     path("sources/<int:source_id>/", sources.source_detail, name="source-detail"),
     path("sources/<int:source_id>/rescan/", sources.source_rescan, name="source-rescan"),
     path("upload/", upload.upload, name="upload"),
+    path("jobs/<int:job_id>/", jobs.job_detail, name="job-detail"),
 ]

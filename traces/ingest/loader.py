@@ -67,14 +67,35 @@ class FileResult:
     def as_dict(self) -> dict:
         return {
             "path": self.display_name,
+            "logical_path": self.path,
+            "file_id": self.file_id,
             "outcome": self.outcome,
             "format": self.format,
             "error": self.error,
             "runs_added": self.runs_added,
             "runs_updated": self.runs_updated,
             "runs_unchanged": self.runs_unchanged,
-            **{name: self.counts[name] for name in ("steps", "calls", "links", "logs")},
+            **{name: self.counts[name] for name in ("runs", "steps", "calls", "links", "logs")},
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FileResult:
+        """Back from `as_dict()` (a background job keeps its results as JSON)."""
+        counts = Counter(
+            {name: data.get(name, 0) for name in ("runs", "steps", "calls", "links", "logs")}
+        )
+        return cls(
+            path=data.get("logical_path", data["path"]),
+            display_name=data["path"],
+            outcome=data["outcome"],
+            format=data.get("format", ""),
+            error=data.get("error", ""),
+            counts=counts,
+            runs_added=list(data.get("runs_added", [])),
+            runs_updated=list(data.get("runs_updated", [])),
+            runs_unchanged=list(data.get("runs_unchanged", [])),
+            file_id=data.get("file_id"),
+        )
 
 
 @dataclass

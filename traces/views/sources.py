@@ -14,6 +14,7 @@ from django.views.decorators.vary import vary_on_headers
 from traces import sources as scans
 from traces.models import TraceFile, TraceSource
 from traces.pagination import BadCursor, keyset_page
+from traces.tasks import enqueue_ingest
 
 from .common import PAGE_SIZE, bad_request, fragment
 
@@ -85,7 +86,7 @@ def source_list(request):
     if request.method == "POST" and form.is_valid():
         source = form.save()
         if form.cleaned_data["scan_now"]:
-            scans.rescan(source)
+            enqueue_ingest([source.path], kind="rescan", source=source)
         return redirect(source)
     sources = [_annotated(source) for source in TraceSource.objects.all()]
     context = {"section": "sources", "sources": sources, "form": form, "roots": _roots()}
@@ -122,15 +123,17 @@ def source_detail(request, source_id: int):
 @require_POST
 def source_rescan(request, source_id: int):
     source = get_object_or_404(TraceSource, pk=source_id)
-    busy = ""
-    try:
-        scans.rescan(source)
-    except scans.ScanInProgress as exc:
-        busy = str(exc)
+    job = enqueue_ingest([source.path], kind="rescan", source=source)
+    busy = job.summary.get("busy", "") if job.finished else ""
     if not request.htmx:
-        return redirect(source)
+        return redirect(source if job.finished else job)
     source.refresh_from_db()
-    context = {"source": _annotated(source), "just_scanned": not busy, "busy": busy}
+    context = {
+        "source": _annotated(source),
+        "just_scanned": job.finished and not busy,
+        "busy": busy,
+        "queued_job": None if job.finished else job,
+    }
     return render(request, "traces/source_list.html#source-row", context)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from django import forms
 from django.conf import settings
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
@@ -15,7 +15,8 @@ from django.views.decorators.vary import vary_on_headers
 from traces.ingest import FORMATS
 from traces.ingest.loader import FileResult, IngestReport
 from traces.models import Run, TraceFile
-from traces.uploads import UploadTooLarge, ingest_uploads, save_uploads
+from traces.tasks import job_report
+from traces.uploads import UploadTooLarge, enqueue_upload, save_uploads
 
 # Run links listed per file; the file's page has them all.
 RUN_LINKS_PER_FILE = 20
@@ -67,8 +68,12 @@ def _receive(request):
         saved = save_uploads(form.cleaned_data["files"])
     except UploadTooLarge:
         return _too_large(request, None)
-    report = ingest_uploads(saved)
-    return _render_results(request, _page_context(UploadForm(), report))
+    job = enqueue_upload(saved)
+    if job.finished:
+        return _render_results(request, _page_context(UploadForm(), job_report(job)))
+    if not request.htmx:
+        return redirect(job)
+    return render(request, "traces/job_detail.html#job-status", {"job": job}, status=202)
 
 
 def _render_results(request, context: dict, status: int = 200):

@@ -1,0 +1,117 @@
+"""Background ingestion: uploads and source rescans run as tasks (Django's task
+API via django-tasks, database backend), so the request that starts one
+returns at once and the page follows the job's progress."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_tasks import task
+
+from .ingest.loader import FileResult, IngestReport, ingest_paths
+from .models import IngestJob, TraceSource
+
+log = logging.getLogger(__name__)
+PROGRESS_EVERY_SECONDS = 0.5
+
+
+def enqueue_ingest(
+    paths: list[str],
+    *,
+    kind: str,
+    source: TraceSource | None = None,
+    uploaded: bool = False,
+    display_names: dict[str, str] | None = None,
+) -> IngestJob:
+    """Record a job and queue it once the current transaction commits (a worker
+    must never pick up a job whose row it cannot see yet)."""
+    job = IngestJob.objects.create(
+        kind=kind,
+        paths=[str(path) for path in paths],
+        display_names=display_names or {},
+        source=source,
+        uploaded=uploaded,
+    )
+    if settings.TRACER_INGEST_IN_BACKGROUND:
+        transaction.on_commit(lambda: _enqueue(job))
+    else:
+        _enqueue(job)
+        job.refresh_from_db()
+    return job
+
+
+def _enqueue(job: IngestJob) -> None:
+    result = run_ingest_job.enqueue(job.pk)
+    IngestJob.objects.filter(pk=job.pk).update(task_id=str(result.id))
+
+
+@task(queue_name="ingest")
+def run_ingest_job(job_id: int) -> dict:
+    job = IngestJob.objects.get(pk=job_id)
+    if job.finished:
+        return job.summary
+    IngestJob.objects.filter(pk=job.pk).update(status="running", started_at=timezone.now())
+    try:
+        if job.kind == IngestJob.Kind.RESCAN and job.source_id:
+            summary, results = _rescan(job)
+        else:
+            summary, results = _ingest(job)
+    except Exception as exc:  # the job must end in a state the page can show
+        log.exception("ingest job %s failed", job.pk)
+        IngestJob.objects.filter(pk=job.pk).update(
+            status="failed", finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}"
+        )
+        raise
+    IngestJob.objects.filter(pk=job.pk).update(
+        status="done",
+        finished_at=timezone.now(),
+        summary=summary,
+        results=results,
+        files_done=len(results) or job.files_total,
+        current="",
+    )
+    return summary
+
+
+def _ingest(job: IngestJob) -> tuple[dict, list]:
+    report = ingest_paths(
+        job.paths,
+        uploaded=job.uploaded,
+        display_names=job.display_names,
+        progress=_progress_recorder(job.pk),
+    )
+    return report.summary(), [result.as_dict() for result in report.files]
+
+
+def _rescan(job: IngestJob) -> tuple[dict, list]:
+    from .sources import ScanInProgress, rescan
+
+    try:
+        return rescan(job.source), []
+    except ScanInProgress as exc:
+        return {"busy": str(exc)}, []
+
+
+def job_report(job: IngestJob) -> IngestReport:
+    """A finished job's results as the loader's report."""
+    return IngestReport(files=[FileResult.from_dict(item) for item in job.results])
+
+
+def _progress_recorder(job_id: int):
+    """Write progress to the job row at most twice a second."""
+    last = [0.0]
+
+    def record(done: int, total: int, name: str) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < PROGRESS_EVERY_SECONDS:
+            return
+        last[0] = now
+        IngestJob.objects.filter(pk=job_id).update(
+            files_done=done, files_total=total, current=name[-500:]
+        )
+
+    return record

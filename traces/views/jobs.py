@@ -1,0 +1,22 @@
+"""Background ingest jobs: queued, running (with progress), done (with results)."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+from traces.models import IngestJob
+from traces.tasks import job_report
+
+from .common import fragment
+from .upload import _results
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def job_detail(request, job_id: int):
+    job = get_object_or_404(IngestJob.objects.select_related("source"), pk=job_id)
+    results = _results(job_report(job)) if job.status == "done" and job.results else None
+    context = {"section": "upload", "job": job, "results": results}
+    return render(request, fragment(request, "traces/job_detail.html", "job-status"), context)
