@@ -10,7 +10,7 @@ page makes do not grow with the number of steps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django import forms
@@ -36,7 +36,6 @@ VALUE_LIMIT = 20_000
 MAX_EXPAND = 32
 MAX_KEY = 255
 FULL_CHOICES = [(name, name) for name in ("input", "output", "error", "attributes", "calls")]
-TERMINAL = {Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED}
 HEADER_POLL_SECONDS = 5
 
 
@@ -145,8 +144,8 @@ def step_detail(request, run_id: int, key: str):
     if _htmx(request):
         return render(request, "traces/_step_panel.html", {"panel": panel, "run": step.run})
     expand = [*form.cleaned_data["expand"], *_keys(chain)]
-    return _run_page(request, run_id, tab=form.cleaned_data["tab"] or "tree", expand=expand,
-                     panel=panel, run=step.run)  # fmt: skip
+    tab = form.cleaned_data["tab"] or "tree"
+    return _run_page(request, run_id, tab=tab, expand=expand, panel=panel, run=step.run)
 
 
 # --- the page -----------------------------------------------------------------------------
@@ -181,9 +180,7 @@ def _run_page(
         return render(request, "traces/run_detail.html#empty-panel", {"run": run})
     try:
         context = _page_context(request, run, form, tab, focus=focus, expand=expand)
-    except BadCursor as exc:
-        return bad_request(request, str(exc), form)
-    except BadFilter as exc:
+    except (BadCursor, BadFilter) as exc:
         return bad_request(request, str(exc), form)
     context["panel"] = panel
     context["selected_key"] = panel["step"].key if panel else None
@@ -211,7 +208,6 @@ def _page_context(request, run: Run, form, tab: str, *, focus=None, expand=None)
         "tabs": _tab_links(run, form),
         "failed_only": form.failed_only,
         "pills": _pill_links(run, tab) if tab in ("tree", "timeline") else None,
-        "run_url": reverse("traces:run-detail", args=[run.pk]),
         "share_url": request.build_absolute_uri(run.get_absolute_url()),
         "header": _header_context(run),
     }
@@ -282,16 +278,11 @@ def _header_context(run: Run) -> dict:
     return {
         "live": running,
         "elapsed_ms": elapsed,
+        # Numbers as the source wrote them; anything else is shown as text.
         "counters": [
-            {"name": name, "value": value}
+            {"name": name, "value": value if _is_number(value) else pretty_json(value)}
             for name, value in (run.output_counters or {}).items()
-            if isinstance(value, int | float) and not isinstance(value, bool)
         ],
-        "other_counters": {
-            name: value
-            for name, value in (run.output_counters or {}).items()
-            if not isinstance(value, int | float) or isinstance(value, bool)
-        },
         "poll_seconds": HEADER_POLL_SECONDS,
     }
 
@@ -323,7 +314,6 @@ class TreeLevel:
     more_url: str = ""
     parallel: bool = False
     grouped: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def _tree_context(request, run: Run, form, *, focus=None, expand=None) -> dict:
@@ -346,7 +336,7 @@ def _tree_context(request, run: Run, form, *, focus=None, expand=None) -> dict:
                     request, run.pk, step, form, after=after, expand=expand_keys
                 )
                 pending.append(step.children_level)
-    return {"roots": roots, "expanded": expand_keys, "focus": focus}
+    return {"roots": roots}
 
 
 def _tree_level(
@@ -516,7 +506,8 @@ def _lay_out_by_time(run: Run, rows: list[Step]) -> float:
 
 
 def _lay_out_end_to_end(run: Run, rows: list[Step], failed_only: bool) -> float:
-    """No timestamps (greentic): bars laid end to end in order, by duration."""
+    """A format that records durations but no timestamps: bars laid end to end
+    in order, by duration."""
     sums = run_queries.duration_sums(run.pk, before_seq=rows[0].seq, failed_only=failed_only)
     span_ms = max(sums["total"], 1.0)
     offset = sums["before"]
@@ -714,6 +705,10 @@ def _value_block(request, dom_id: str, value, label: str, full: set, full_key: s
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _htmx(request) -> bool:
