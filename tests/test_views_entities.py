@@ -56,6 +56,16 @@ def test_list_shows_the_runs_samples_entity_types_with_counts(client, samples):
     assert "<bdi>transaction</bdi> <b>27</b>" in html and "<bdi>stripe_page</bdi> <b>9</b>" in html
 
 
+def test_list_rows_add_up_to_the_links_of_each_type(client, samples):
+    ingest_paths([samples / "runs"])
+    for entity_type, verb, total in [("transaction", "written", 27), ("stripe_page", "read", 9)]:
+        rows = client.get(LIST, {"type": entity_type}).context["page"].items
+        assert sum(getattr(row, verb) for row in rows) == total
+        assert sum(row.links for row in rows) == total
+    (table,) = client.get(LIST, {"type": "table"}).context["page"].items
+    assert (table.entity_id, table.written, table.links) == ("mv_daily_revenue__new", 1, 1)
+
+
 def test_list_rows_count_links_by_type_and_runs(client, samples):
     ingest_paths([samples / "runs"])
     rows = {
