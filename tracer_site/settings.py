@@ -122,7 +122,8 @@ def _database() -> dict:
         # lock at BEGIN so two writers queue instead of failing half-way.
         config["CONN_MAX_AGE"] = 0
         # A file, not memory, so a worker process started by a test sees the test data.
-        config["TEST"] = {"NAME": str(DATA_DIR / "test-tracer.sqlite3")}
+        # One per test run (pid), so two runs at once never share it.
+        config["TEST"] = {"NAME": str(DATA_DIR / f"test-tracer-{os.getpid()}.sqlite3")}
         config["OPTIONS"] = {
             "timeout": env_int("TRACER_SQLITE_TIMEOUT", 30),
             "transaction_mode": "IMMEDIATE",

@@ -13,7 +13,8 @@ urlpatterns = [
     path("runs/<int:run_id>/timeline/", run_detail.run_timeline, name="run-timeline"),
     path("runs/<int:run_id>/logs/", run_detail.run_logs, name="run-logs"),
     path(
-        "runs/<int:run_id>/steps/<path:key>/children/",
+        # "children" before the key, so no step key (keys may hold "/") can collide.
+        "runs/<int:run_id>/children/<path:key>/",
         run_detail.step_children,
         name="step-children",
     ),
