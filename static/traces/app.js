@@ -2,10 +2,25 @@
 (function () {
   "use strict";
 
+  // Filter forms (data-drop-empty) leave their empty fields out of the request, so
+  // the pushed URL says only what is filtered: /?status=failed, not /?status=failed&q=&...
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (!event.detail.elt.closest("[data-drop-empty]")) return;
+    const params = event.detail.parameters;
+    const names = params instanceof FormData ? Array.from(params.keys()) : Object.keys(params);
+    names.forEach(function (name) {
+      const value = params instanceof FormData ? params.get(name) : params[name];
+      if (value === "" || value === null) {
+        if (params instanceof FormData) params.delete(name); else delete params[name];
+      }
+    });
+  });
+
   // A successful swap clears an earlier error shown in the flash area.
   document.addEventListener("htmx:afterSwap", function (event) {
     const flash = document.getElementById("flash");
-    if (flash && event.detail.target !== flash && event.detail.xhr.status < 400) flash.replaceChildren();
+    const xhr = event.detail.xhr;
+    if (flash && event.detail.target !== flash && (!xhr || xhr.status < 400)) flash.replaceChildren();
   });
 
   // Theme: follow the system unless the user chose; remember the choice.

@@ -1,0 +1,59 @@
+"""The runs list in a real browser: filters swap the rows and keep the URL,
+pages move without reloading, and the back button restores the view."""
+
+from traces.models import Run
+
+
+def run_names(page) -> list[str]:
+    return page.locator("#run-rows td.name > a").all_text_contents()
+
+
+def test_filters_swap_rows_and_push_the_url(page, loaded_samples):
+    page.goto("/")
+    page.evaluate("window.__samePage = true")
+    total = Run.objects.count()
+    assert f"{total} runs" in page.locator(".summary-line").text_content()
+
+    page.select_option("select[name=status]", "failed")
+    page.wait_for_url("**status=failed**")
+    failed = Run.objects.filter(status="failed").count()
+    page.locator(".summary-line", has_text=f"{failed} run").wait_for()
+    assert len(run_names(page)) == failed
+    badges = page.locator("#run-rows tbody .badge").all_text_contents()
+    assert badges and all("failed" in badge for badge in badges)
+
+    page.select_option("select[name=format]", "greentic")
+    page.wait_for_url("**format=greentic**")
+    expected = Run.objects.filter(status="failed", format="greentic").count()
+    page.locator(".summary-line", has_text=f"{expected} run").wait_for()
+    assert len(run_names(page)) == expected
+    assert page.evaluate("window.__samePage") is True  # swapped, never reloaded
+
+    page.go_back()
+    page.wait_for_url("**status=failed")
+    page.locator(".summary-line", has_text=f"{failed} run").wait_for()
+
+
+def test_text_search_narrows_after_typing(page, loaded_samples):
+    page.goto("/")
+    page.fill("#run-rows ~ * input[name=q], form.filters input[name=q]", "sync_stripe")
+    page.wait_for_url("**q=sync_stripe**")
+    expected = Run.objects.filter(name__icontains="sync_stripe").count()
+    page.locator(".summary-line", has_text=f"{expected} run").wait_for()
+    assert set(run_names(page)) == {"sync_stripe"}
+
+
+def test_the_keyboard_moves_through_rows_and_opens_one(page, loaded_samples):
+    page.goto("/?format=runs&sort=name")
+    page.keyboard.press("j")
+    first = page.locator("#run-rows tbody tr").first
+    assert first.evaluate("row => row === document.activeElement")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/runs/*/")
+    assert page.locator("h1").first.text_content().strip()
+
+
+def test_slash_focuses_search(page, loaded_samples):
+    page.goto("/")
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "global-search"
