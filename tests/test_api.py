@@ -209,8 +209,10 @@ def test_run_steps_failed_only_keeps_the_path_to_failures(client):
     run = make_runs(1)[0]
     make_steps(run, 2)
     failed = make_steps(run, 1, status="failed", start=2)
+    Step.objects.filter(pk=failed[0].pk).update(error="boom " * 100)
     body = get(client, f"/api/runs/{run.pk}/steps", {"failed": "1"}).json()
     assert [item["id"] for item in body["items"]] == [failed[0].pk]
+    assert body["items"][0]["error"] == ("boom " * 100)[:200]
     assert get(client, f"/api/runs/{run.pk}/steps", {"failed": "yes"}).status_code == 400
 
 

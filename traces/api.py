@@ -309,6 +309,7 @@ def step_row(step: Step, parent_key: str | None) -> dict:
         "id": step.pk,
         "parent_key": parent_key,
         "progress": progress(step),
+        "error": step.error_head or "",
         "url": step_url(step.run_id, step.key),
     }
 

@@ -203,6 +203,7 @@ class StepRow(Schema):
     failed_subtree: bool
     call_count: int
     link_count: int
+    error: str = Field(description="The error's first 200 characters (all of it: /api/steps/{id}).")
     url: str | None
 
 

@@ -1,0 +1,27 @@
+"""/api/docs in a real browser: Swagger UI from files the site serves itself (no
+network, no inline script under the CSP), and a request tried from it."""
+
+import re
+
+
+def test_docs_list_every_operation_and_try_one_offline(page, loaded_samples):
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto("/api/docs")
+    operations = page.locator(".opblock")
+    operations.first.wait_for()
+    assert operations.count() == 15
+    assert page.get_by_text("/api/entities/{entity_type}/{entity_id}/steps").count() == 1
+
+    runs = page.locator("#operations-runs-traces_api_list_runs")
+    runs.locator(".opblock-summary").click()
+    runs.get_by_role("button", name="Try it out").click()
+    runs.locator("select").first.select_option("failed")
+    runs.get_by_role("button", name="Execute").click()
+    answer = runs.locator(".live-responses-table tbody .response")
+    answer.wait_for()
+    assert answer.locator(".response-col_status").text_content().strip() == "200"
+    assert re.search(r'"count": \d+', answer.text_content())
+
+    base = page.url.split("/api/")[0]
+    assert all(url.startswith(base) for url in requested), requested  # nothing from outside
