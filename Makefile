@@ -15,7 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 ## Start the site on http://127.0.0.1:8000/ with the sample traces ingested, with a
-## background ingest worker and the source rescan scheduler beside it.
+## background ingest worker and the source rescan scheduler beside it. Local use:
+## anyone reaching it may upload, add sources and delete (TRACER_OPEN_WRITES=0 to close).
+run: export TRACER_OPEN_WRITES ?= 1
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ingest samples || true

@@ -21,3 +21,10 @@ def _ingest_inline(settings):
             "QUEUES": ["default", "ingest"],
         }
     }
+
+
+@pytest.fixture(autouse=True)
+def _open_writes(settings):
+    """Uploads, sources and deletions need a permission unless TRACER_OPEN_WRITES is on:
+    on in tests, as in local use; tests/test_access.py turns it off."""
+    settings.TRACER_OPEN_WRITES = True

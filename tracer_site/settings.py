@@ -106,6 +106,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
+                "traces.access.abilities",
             ],
         },
     },
@@ -224,8 +225,18 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # Directories (and databases) the site may be pointed at from /sources/.
 TRACER_SOURCE_ROOTS = env_paths("TRACER_SOURCE_ROOTS", [BASE_DIR / "samples", DATA_DIR / "traces"])
-# Read access: open to anyone who can reach the site (local use), or login required.
+# Read access: open to anyone who can reach the site (local use), or login required
+# (deployment): then every page but the admin's login sends anonymous visitors to it.
+# The JSON API under /api/ keeps its own rules (traces/access.py exempts it).
 TRACER_LOGIN_REQUIRED = env_bool("TRACER_LOGIN_REQUIRED", False)
+if TRACER_LOGIN_REQUIRED:
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+        "traces.access.LoginRequiredMiddleware",
+    )
+# Writes (upload, sources, deleting runs) need a model permission unless this is on
+# (local use: `make run` sets it). Off by default: a deployment is closed unless opened.
+TRACER_OPEN_WRITES = env_bool("TRACER_OPEN_WRITES", False)
 
 LOGGING = {
     "version": 1,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import entities, files, jobs, run_detail, runs, sources, steps, upload
+from .views import delete, entities, files, jobs, run_detail, runs, sources, steps, upload
 
 app_name = "traces"
 
@@ -9,6 +9,7 @@ urlpatterns = [
     path("", runs.run_list, name="run-list"),
     path("runs/<int:run_id>/row/", runs.run_row, name="run-row"),
     path("runs/<int:run_id>/", run_detail.run_detail, name="run-detail"),
+    path("runs/<int:run_id>/delete/", delete.run_delete, name="run-delete"),
     path("runs/<int:run_id>/tree/", run_detail.run_tree, name="run-tree"),
     path("runs/<int:run_id>/timeline/", run_detail.run_timeline, name="run-timeline"),
     path("runs/<int:run_id>/logs/", run_detail.run_logs, name="run-logs"),
@@ -31,6 +32,7 @@ urlpatterns = [
     path("sources/", sources.source_list, name="source-list"),
     path("sources/<int:source_id>/", sources.source_detail, name="source-detail"),
     path("sources/<int:source_id>/rescan/", sources.source_rescan, name="source-rescan"),
+    path("sources/<int:source_id>/delete/", sources.source_delete, name="source-delete"),
     path("upload/", upload.upload, name="upload"),
     path("jobs/<int:job_id>/", jobs.job_detail, name="job-detail"),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django import forms
+from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -12,7 +13,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from traces import sources as scans
-from traces.models import TraceFile, TraceSource
+from traces.access import ADD_SOURCE, CHANGE_SOURCE, DELETE_SOURCE, permission_required, refusal
+from traces.ingest.store import delete_runs
+from traces.models import Run, TraceFile, TraceSource
 from traces.pagination import BadCursor, keyset_page
 from traces.tasks import enqueue_ingest
 
@@ -82,6 +85,8 @@ def _minutes(value: int | None) -> timedelta | None:
 
 @require_http_methods(["GET", "POST"])
 def source_list(request):
+    if request.method == "POST" and (refused := refusal(request, ADD_SOURCE)):
+        return refused
     form = SourceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         source = form.save()
@@ -96,6 +101,8 @@ def source_list(request):
 @require_http_methods(["GET", "POST"])
 @vary_on_headers("HX-Request")
 def source_detail(request, source_id: int):
+    if request.method == "POST" and (refused := refusal(request, CHANGE_SOURCE)):
+        return refused
     source = get_object_or_404(TraceSource, pk=source_id)
     settings_form = SourceSettingsForm(request.POST or None, instance=source)
     if request.method == "POST" and settings_form.is_valid():
@@ -121,6 +128,7 @@ def source_detail(request, source_id: int):
 
 
 @require_POST
+@permission_required(CHANGE_SOURCE)
 def source_rescan(request, source_id: int):
     source = get_object_or_404(TraceSource, pk=source_id)
     job = enqueue_ingest([source.path], kind="rescan", source=source)
@@ -135,6 +143,43 @@ def source_rescan(request, source_id: int):
         "queued_job": None if job.finished else job,
     }
     return render(request, "traces/source_list.html#source-row", context)
+
+
+class SourceDeleteForm(forms.Form):
+    delete_runs = forms.BooleanField(
+        required=False, label="Also delete the runs read from it, and forget its files"
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required(DELETE_SOURCE)
+def source_delete(request, source_id: int):
+    """GET: what deleting would do, and the button; POST: delete. The source's files
+    and runs stay unless asked (they are then also gone from Files and Runs)."""
+    source = get_object_or_404(TraceSource, pk=source_id)
+    form = SourceDeleteForm(request.POST if request.method == "POST" else None)
+    if form.is_bound and form.is_valid():
+        with transaction.atomic():
+            if form.cleaned_data["delete_runs"]:
+                _delete_runs_and_files(source)
+            source.delete()
+        return redirect("traces:source-list")
+    context = {
+        "section": "sources",
+        "source": source,
+        "form": form,
+        "run_count": Run.objects.filter(source_file__source=source).count(),
+        "file_count": source.files.count(),
+    }
+    return render(request, "traces/source_delete.html", context)
+
+
+def _delete_runs_and_files(source: TraceSource, batch: int = 500) -> None:
+    """Forget the files too, so that adding the directory again reads them anew."""
+    run_ids = list(Run.objects.filter(source_file__source=source).values_list("pk", flat=True))
+    for start in range(0, len(run_ids), batch):
+        delete_runs(run_ids[start : start + batch])
+    source.files.all()._raw_delete(TraceFile.objects.db)
 
 
 # --- helpers --------------------------------------------------------------------------------

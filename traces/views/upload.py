@@ -12,6 +12,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
+from traces.access import UPLOAD, permission_required
 from traces.ingest import FORMATS
 from traces.ingest.loader import FileResult, IngestReport
 from traces.models import Run, TraceFile
@@ -48,6 +49,7 @@ class UploadForm(forms.Form):
 
 
 @csrf_exempt  # the size limit is checked before anything reads the body; CSRF right after
+@permission_required(UPLOAD)  # reads no body either
 @require_http_methods(["GET", "POST"])
 @vary_on_headers("HX-Request")
 def upload(request):
