@@ -523,7 +523,7 @@ def test_a_file_that_is_not_a_trace_is_422_with_the_reason(client, uploader):
     body = response.json()
     result = body["results"][0]
     assert result["outcome"] == "failed" and result["error"]
-    assert result["error"] in body["detail"] and "notes.txt" in body["detail"]
+    assert result["error"] in body["detail"] and body["detail"].count("notes.txt") == 1
     assert body["errors"] == [{"path": "notes.txt", "error": result["error"]}]
     assert TraceFile.objects.get().status == "error"
 
@@ -710,6 +710,15 @@ def test_openapi_document_lists_every_operation(client):
     params = {p["name"]: p["schema"] for p in runs["parameters"]}
     assert "stale" in params["status"]["enum"] and "-duration" in params["sort"]["enum"]
     assert {"BearerToken", "SessionCookie"} <= set(schema["components"]["securitySchemes"])
+    # Open reads are documented as needing no credentials; writes always need them.
+    assert {} in runs["security"]
+    assert {} not in schema["paths"]["/api/uploads"]["post"]["security"]
+
+
+def test_openapi_document_says_reads_need_credentials_when_login_is_required(client, settings):
+    settings.TRACER_LOGIN_REQUIRED = True
+    schema = get(client, "/api/openapi.json").json()
+    assert {} not in schema["paths"]["/api/runs"]["get"]["security"]
 
 
 def test_docs_page_works_offline_without_inline_script(client):

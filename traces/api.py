@@ -884,9 +884,14 @@ def upload_result(report: IngestReport) -> dict:
     counts = summary["files"]
     detail = ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n) or "no files"
     if not any(counts[name] for name in ("ingested", "unchanged")):
-        reasons = "; ".join(f"{r.display_name}: {r.error}" for r in report.files if r.error)
+        reasons = "; ".join(_named(r.display_name, r.error) for r in report.files if r.error)
         detail = f"No trace was read ({detail})" + (f": {reasons}" if reasons else ".")
     return {**summary, "detail": detail, "results": results}
+
+
+def _named(name: str, error: str) -> str:
+    """The loader's messages usually start with the file's name already."""
+    return error if error.startswith(name) else f"{name}: {error}"
 
 
 @router.get("/sources", response={200: SourceList, **READ}, tags=["sources"], summary="Sources")
