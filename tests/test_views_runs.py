@@ -1,6 +1,7 @@
 """The runs list: filters, htmx fragments, keyset pages, live rows."""
 
 from datetime import timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.urls import reverse
@@ -152,3 +153,21 @@ def test_a_bad_filter_over_htmx_shows_its_message_in_the_flash_area(client):
     assert response["HX-Retarget"] == "#flash" and response["HX-Reswap"] == "innerHTML"
     html = response.content.decode()
     assert "<html" not in html and "nope" in html
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"since": "0001-01-01T00:00:00+23:59"}, {"until": "9999-12-31T23:59:00-23:59"}],
+)
+def test_times_past_the_calendar_edges_are_a_400_not_a_crash(client, query):
+    response = client.get(URL, query)
+    assert response.status_code == 400
+    assert "years 1 to 9999" in response.content.decode()
+
+
+def test_time_filters_with_offsets_are_compared_in_utc(client):
+    runs = make_runs(3)
+    since = runs[1].started_at.astimezone(dt_timezone(timedelta(hours=2))).isoformat()
+    assert since.endswith("+02:00")
+    response = client.get(URL, {"since": since, "sort": "started"})
+    assert [r.name for r in response.context["page"].items] == ["run 1", "run 2"]

@@ -433,3 +433,9 @@ def test_hostile_names_and_errors_are_shown_as_text(client):
     assert "javascript:alert(1)" in html  # shown, as text
     assert "\u202etxt.exe" in html  # the override is kept as text, inside an isolating <bdi>
     assert "<bdi>&lt;img src=x onerror=alert(1)&gt; \u202etxt.exe</bdi>" in html
+
+
+@pytest.mark.django_db
+def test_a_run_id_past_64_bits_is_a_400_not_a_crash(client):
+    response = client.get("/steps/", {"run": "99999999999999999999"})
+    assert response.status_code == 400

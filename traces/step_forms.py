@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django import forms
 
-from .forms import StepFilterForm
+from .forms import MAX_ID, StepFilterForm
 from .step_queries import NORMALISED_MAX
 
 CURSOR = {"required": False, "max_length": 1000, "widget": forms.HiddenInput}
@@ -20,7 +20,9 @@ class StepListForm(StepFilterForm):
         required=False,
         label="Name match",
     )
-    run = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    run = forms.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, widget=forms.HiddenInput
+    )
     error_group = forms.CharField(
         required=False, max_length=NORMALISED_MAX, strip=False, widget=forms.HiddenInput
     )
