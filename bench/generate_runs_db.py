@@ -76,6 +76,23 @@ class _Ids:
 
 
 @dataclass(slots=True)
+class Options:
+    """Opt-in realism for benchmarks; the defaults give the same database as before.
+
+    step_failure_rate: extra steps failed at random in any run (the run keeps its status);
+    error: None = one fixed message, else a function (rng) -> message for failed steps;
+    entity_pool: half of the links go to `customer` entities drawn from this many ids,
+    log-uniformly, so a few customers have thousands of links (hot entity pages)."""
+
+    step_failure_rate: float = 0.0
+    error: object = None
+    entity_pool: int | None = None
+
+
+_DEFAULT = Options()
+
+
+@dataclass(slots=True)
 class _Step:
     id: str
     run_id: str
@@ -92,8 +109,11 @@ def generate_runs_db(
     calls: int = 100_000,
     links: int | None = None,
     seed: int = 0,
+    options: Options | None = None,
+    start_ms: int | None = None,
 ) -> dict[str, int]:
     """Write the database at `path` (replacing it) and return the row counts."""
+    options = options or _DEFAULT
     path = Path(path)
     path.unlink(missing_ok=True)
     rng = random.Random(seed)
@@ -101,10 +121,12 @@ def generate_runs_db(
     conn = sqlite3.connect(path)
     try:
         conn.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + DDL)
-        made = _write_runs_and_steps(conn, rng, ids, runs, steps)
+        made = _write_runs_and_steps(conn, rng, ids, runs, steps, options, start_ms or BASE_MS)
         callable_steps = [s for s in made if s.start is not None]
         n_calls = _write_calls(conn, rng, ids, callable_steps, calls)
-        n_links = _write_links(conn, rng, ids, callable_steps, steps if links is None else links)
+        n_links = _write_links(
+            conn, rng, ids, callable_steps, steps if links is None else links, options
+        )
         conn.commit()
     finally:
         conn.close()
@@ -121,14 +143,14 @@ def _run_statuses(rng: random.Random, runs: int) -> list[str]:
     return statuses
 
 
-def _write_runs_and_steps(conn, rng, ids, runs: int, steps: int) -> list[_Step]:
+def _write_runs_and_steps(conn, rng, ids, runs: int, steps: int, options, base: int) -> list[_Step]:
     made: list[_Step] = []
     run_rows, step_rows = [], []
     for index, status in enumerate(_run_statuses(rng, runs)):
         count = steps // runs + (1 if index < steps % runs else 0)
-        start = BASE_MS + index * 90_000
+        start = base + index * 90_000
         run_id = ids(start)
-        rows, infos, end = _run_steps(rng, ids, run_id, status, start, count)
+        rows, infos, end = _run_steps(rng, ids, run_id, status, start, count, options)
         step_rows.extend(rows)
         made.extend(infos)
         run_rows.append(_run_row(rng, run_id, status, start, end, rows))
@@ -163,7 +185,7 @@ def _run_row(rng, run_id: str, status: str, start: int, end: int, step_rows: lis
     )
 
 
-def _run_steps(rng, ids, run_id: str, status: str, start: int, count: int):
+def _run_steps(rng, ids, run_id: str, status: str, start: int, count: int, options=_DEFAULT):
     """Rows and summaries of one run's steps, created one after the other."""
     fail_at = rng.randrange(count // 2, count) if status == "failed" and count else -1
     rows, infos, depth, children = [], [], {}, {}
@@ -175,11 +197,14 @@ def _run_steps(rng, ids, run_id: str, status: str, start: int, count: int):
         index = children.get(parent, 0)
         children[parent] = index + 1
         kind = _step_status(status, position, count, fail_at)
+        if options.step_failure_rate and kind == "completed":
+            kind = "failed" if rng.random() < options.step_failure_rate else kind
         took = rng.randint(20, 3000)
         info = _Step(step_id, run_id, None if kind == "skipped" else clock, None, kind)
         if kind in ("completed", "failed"):
             info.end = clock + took
-        rows.append(_step_row(rng, info, parent, index, clock, took, STEP_TYPES[depth[step_id]]))
+        kind_name = STEP_TYPES[depth[step_id]]
+        rows.append(_step_row(rng, info, parent, index, clock, took, kind_name, options))
         infos.append(info)
         clock += took + rng.randint(0, 50)
     return rows, infos, clock
@@ -200,7 +225,9 @@ def _step_status(run_status: str, position: int, count: int, fail_at: int) -> st
     return "completed"
 
 
-def _step_row(rng, info: _Step, parent, index: int, clock: int, took: int, kind: str) -> tuple:
+def _step_row(
+    rng, info: _Step, parent, index: int, clock: int, took: int, kind: str, options=_DEFAULT
+) -> tuple:
     total = rng.randint(50, 500) if parent is None else None
     processed = total if total is not None and info.status == "completed" else None
     if total is not None and processed is None:
@@ -230,13 +257,19 @@ def _step_row(rng, info: _Step, parent, index: int, clock: int, took: int, kind:
         1,
         None,
         3 if parent is None else None,
-        "duplicate key value violates unique constraint" if info.status == "failed" else None,
+        _error(rng, options) if info.status == "failed" else None,
         None if skipped else iso(clock),
         iso(info.end) if info.end is not None else (iso(clock) if skipped else None),
         took if info.end is not None else None,
         iso(clock),
         iso(info.end or clock),
     )
+
+
+def _error(rng, options: Options) -> str:
+    if options.error is None:
+        return "duplicate key value violates unique constraint"
+    return options.error(rng)
 
 
 # --- calls and links ------------------------------------------------------------------------
@@ -288,16 +321,25 @@ def _call_status(rng: random.Random) -> str:
     return "error" if rng.random() < 0.08 else "success"
 
 
-def _write_links(conn, rng, ids, targets: list[_Step], links: int) -> int:
-    rows = _link_rows(rng, ids, targets, _spread(rng, links, len(targets)))
+def _write_links(conn, rng, ids, targets: list[_Step], links: int, options=_DEFAULT) -> int:
+    rows = _link_rows(rng, ids, targets, _spread(rng, links, len(targets)), options)
     cursor = conn.executemany(f"INSERT INTO step_links VALUES ({_marks(7)})", rows)
     return cursor.rowcount
 
 
-def _link_rows(rng, ids, targets: list[_Step], counts: list[int]) -> Iterator[tuple]:
+def _link_rows(
+    rng, ids, targets: list[_Step], counts: list[int], options=_DEFAULT
+) -> Iterator[tuple]:
+    pool = options.entity_pool
     for step, count in zip(targets, counts, strict=True):
         when = iso(step.end or step.start)
         for _ in range(count):
+            if pool and rng.random() < 0.5:
+                number = int(pool ** rng.random()) - 1
+                verb = rng.choice(("input", "output", "affected"))
+                entity = (verb, "customer", f"cus_{number:06d}", f"stripe_cus_{number}")
+                yield (ids(step.start), step.id, *entity, when)
+                continue
             code = "".join(rng.choices(string.hexdigits.lower(), k=12))
             if rng.random() < 0.75:
                 entity = ("output", "transaction", f"tx_{code}", f"ch_{code}")

@@ -1,0 +1,132 @@
+"""Peak RSS of ingesting the ~500 MB duckflux JSON file, in a fresh process.
+
+    nice .venv/bin/python bench/bench_memory.py [--quick] [--repeat 3]
+
+Each measurement is a new child process (`os.wait4` gives its own rusage, so
+`ru_maxrss` is that child's peak resident set, not the parent's):
+
+- **ingest**: Django set up on a fresh database (bench/_setup.py), then
+  `ingest_paths([file])`;
+- **baseline, idle Django**: the same set-up (Django imported, migrations run)
+  and nothing else: the floor every ingest process pays;
+- **context, orjson.loads**: the file read and parsed whole in memory, which is
+  what a non-streaming parser would cost.
+
+Target: the ingest stays under 300 MB RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TARGET_MB = 300
+
+
+def child(mode: str, path: str) -> None:
+    if mode == "orjson":
+        import orjson
+
+        with open(path, "rb") as handle:
+            document = orjson.loads(handle.read())
+        print(len(document["steps"]))
+        return
+    import _setup  # noqa: F401  (Django on a fresh database)
+
+    if mode == "ingest":
+        from traces.ingest.loader import ingest_paths
+
+        report = ingest_paths([path])
+        summary = report.summary()
+        assert not summary["errors"], summary["errors"]
+        print(summary["steps"])
+
+
+def measure(mode: str, path: Path) -> tuple[float, float, str]:
+    """(peak RSS in MB, seconds, child's output) of one child."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--child", mode, str(path)],
+        cwd=HERE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out = process.stdout.read()
+    err = process.stderr.read()
+    _pid, status, usage = os.wait4(process.pid, 0)
+    took = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"child {mode} failed:\n{err.decode()}")
+    return usage.ru_maxrss / 1024, took, out.decode().strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a 50 MB file instead")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    sys.path.insert(0, str(HERE))
+    from _data import dataset
+    from _measure import machine_lines, median, table
+
+    path, made = dataset("duckflux-big", args.quick, log=lambda m: print(m, file=sys.stderr))
+    size_mb = path.stat().st_size / 1e6
+    under, _ = dataset("duckflux-under-threshold", log=lambda m: print(m, file=sys.stderr))
+    results: dict[str, list[tuple[float, float]]] = {
+        "idle": [], "ingest": [], "orjson": [], "ingest-under": []
+    }  # fmt: skip
+    for attempt in range(args.repeat):
+        for mode in results:
+            if mode == "ingest-under":
+                rss, took, out = measure("ingest", under)
+            else:
+                rss, took, out = measure(mode, path)
+            results[mode].append((rss, took))
+            print(
+                f"#{attempt + 1} {mode}: {rss:.0f} MB peak RSS, {took:.1f} s ({out})",
+                file=sys.stderr,
+            )
+
+    def peak(mode):
+        return median([rss for rss, _ in results[mode]])
+
+    def wall(mode):
+        return median([took for _, took in results[mode]])
+
+    ingest, idle = peak("ingest"), peak("idle")
+    print("\n## Peak memory of ingesting the big duckflux JSON file\n")
+    print("\n".join(machine_lines()))
+    print(
+        f"- command: `nice .venv/bin/python bench/bench_memory.py"
+        f"{' --quick' if args.quick else ''} --repeat {args.repeat}`; medians of {args.repeat}"
+        f" fresh processes each\n- file: {size_mb:,.0f} MB, {made['steps']:,} steps with"
+        f" {made['spec']['payload']:,}-character string outputs\n"
+    )
+    rows = [
+        ["ingest (`ingest_paths([file])`)", f"{ingest:,.0f} MB", f"{wall('ingest'):.1f} s"],
+        ["baseline: idle Django process (set-up only)", f"{idle:,.0f} MB", f"{wall('idle'):.1f} s"],
+        ["context: `orjson.loads` of the whole file", f"{peak('orjson'):,.0f} MB",
+         f"{wall('orjson'):.1f} s"],
+        [f"context: ingest of a {under.stat().st_size / 1e6:,.0f} MB file (under the 64 MiB"
+         " streaming threshold: parsed in memory)", f"{peak('ingest-under'):,.0f} MB",
+         f"{wall('ingest-under'):.1f} s"],
+    ]  # fmt: skip
+    print(table(["process", "peak RSS (ru_maxrss)", "wall time"], rows))
+    verdict = "met" if ingest < TARGET_MB else f"missed by {ingest - TARGET_MB:,.0f} MB"
+    print(
+        f"\ningest minus idle: {ingest - idle:,.0f} MB for a {size_mb:,.0f} MB file"
+        f" (ratio ingest / idle {ingest / idle:.2f}x); target < {TARGET_MB} MB: {verdict}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,605 @@
+"""Server time of every page, fragment and API endpoint at 1,000,000 steps, each
+beside the bare SQL that the page needs.
+
+    nice .venv/bin/python bench/bench_pages.py [--quick] [-n 20] [--only NAME,...]
+         [--profile NAME] [--rebuild] [--analyze]
+    .venv/bin/python scripts/with_postgres.py .venv/bin/python bench/bench_pages.py
+
+**The database** is built through our own ingest (`ingest_paths`), so every
+summary (run step counts, child_count, failed_subtree, call/link counts, seq,
+position, depth) is what the store computes. It holds the bench/_data.py mix:
+
+- runs SQLite database: 2,000 runs, 460,000 nested steps (3 % failed with varied
+  errors), 460,000 calls, 230,000 links (half to 100,000 `customer` entities drawn
+  log-uniformly: `cus_000000` has thousands of links); every root step has the
+  subject `account:acc_main`;
+- one runs database holding a single run of 100,000 steps (the newest run);
+- workflow.db + events.db: 10,000 executions, ~96,000 steps, ~423,000 log rows;
+- traceos JSONL: 20,000 traces, ~196,000 steps;
+- 10,000 duckflux JSON files (~95,000 steps) and 5,000 greentic files (~56,000 steps).
+
+On SQLite the database is kept in $TRACER_BENCH_DATA/pages-db-*/ and reused by the
+next run (`--rebuild` to build it again); on PostgreSQL (DATABASE_URL set) it is
+built every time. The site runs with production settings (DEBUG off, manifest
+static files).
+
+**Server time** is the time Django's test `Client` takes to return the response
+(in-process: URL resolving, middleware, view, queries, template rendering), the
+median of N requests after 2 warm-ups. Beside it: the time spent in the database
+driver during those requests and the number of queries; and the median of the
+**bare SQL**, hand-written queries for the data the page shows (same rows, same
+columns, same order and limits; see `cases()` or `--list`), run through the same
+connection with `cursor.execute` + `fetchall`; and "its queries alone": the SELECTs
+the request ran, recorded once and replayed the same way (the SQL part of its server
+time; `--explain NAME` prints them with their plans). The three alternate, so they
+share the load.
+
+Targets: ≤ 50 ms median and ≤ 2x the bare SQL; the 100,000-step run's page ≤ 200 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _data import PAGES_MIX, dataset, pages_environment  # noqa: E402
+
+ON_POSTGRES = bool(os.environ.get("DATABASE_URL", "").startswith("postgres"))
+
+
+def _early_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="100,000 steps instead")
+    parser.add_argument("-n", type=int, default=20, help="requests per page (median)")
+    parser.add_argument("--only", default="", help="comma-separated case names")
+    parser.add_argument("--profile", default="", help="profile one request of these cases")
+    parser.add_argument("--profile-sort", default="tottime", help="cumulative or tottime")
+    parser.add_argument("--rebuild", action="store_true", help="build the SQLite database again")
+    parser.add_argument("--analyze", action="store_true", help="run ANALYZE first (SQLite)")
+    parser.add_argument("--list", action="store_true", help="list the cases and their SQL")
+    parser.add_argument("--explain", default="", help="time and EXPLAIN each query these cases ran")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    ARGS = _early_args()
+    HOME = pages_environment(ARGS.quick)
+    if HOME is not None and ARGS.rebuild:
+        for leftover in HOME.glob("tracer.sqlite3*"):
+            leftover.unlink()
+        (HOME / ".built").unlink(missing_ok=True)
+    if HOME is not None and not (HOME / ".built").exists():
+        for leftover in HOME.glob("tracer.sqlite3*"):
+            leftover.unlink()
+
+import _setup  # noqa: E402, F401  (Django, migrated)
+from _measure import machine_lines, median, profile_text, table  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from traces.ingest.loader import ingest_paths  # noqa: E402
+from traces.models import Call, EntityLink, LogEntry, Run, Step  # noqa: E402
+
+PAGE_TARGET_S = 0.050
+BIG_RUN_TARGET_S = 0.200
+RATIO_TARGET = 2.0
+
+
+# --- the database ---------------------------------------------------------------------------
+
+
+def build(quick: bool, home: Path | None) -> dict:
+    import json
+
+    marker = home / ".built" if home else None
+    if marker and marker.exists():
+        return json.loads(marker.read_text())
+    built = {"ingest_seconds": {}}
+    for name in PAGES_MIX:
+        path, _made = dataset(name, quick, log=lambda m: print(m, file=sys.stderr))
+        start = time.perf_counter()
+        report = ingest_paths([path])
+        took = time.perf_counter() - start
+        summary = report.summary()
+        assert not summary["errors"], summary["errors"][:3]
+        built["ingest_seconds"][name] = round(took, 1)
+        print(f"ingested {name}: {summary['steps']:,} steps in {took:.0f} s", file=sys.stderr)
+    built.update(counts())
+    if marker:
+        marker.write_text(json.dumps(built))
+    return built
+
+
+def counts() -> dict:
+    return {
+        "runs": Run.objects.count(),
+        "steps": Step.objects.count(),
+        "failed_steps": Step.objects.filter(status="failed").count(),
+        "calls": Call.objects.count(),
+        "links": EntityLink.objects.count(),
+        "logs": LogEntry.objects.count(),
+    }
+
+
+# --- what to request ------------------------------------------------------------------------
+
+
+def _one(sql: str, params=()) -> tuple:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+@dataclass
+class Targets:
+    big_run: int
+    typical_run: int
+    wf_run: int
+    expand_key: str
+    expand_id: int
+    panel_key: str
+    panel_id: int
+    hot_customer: str
+    one_link_entity: tuple[str, str]
+    failed_cursor: str
+
+
+def find_targets(client: Client) -> Targets:
+    big_run = _one("SELECT id FROM traces_run ORDER BY step_count DESC, id LIMIT 1")[0]
+    typical_run = _one(
+        "SELECT id FROM traces_run WHERE format = 'runs' AND step_count < 1000 "
+        "ORDER BY started_at DESC, id DESC LIMIT 1"
+    )[0]
+    wf_run = _one(
+        "SELECT id FROM traces_run WHERE format = 'workflow' "
+        "ORDER BY log_count DESC, started_at DESC, id DESC LIMIT 1"
+    )[0]
+    expand_id, expand_key = _one(
+        "SELECT id, key FROM traces_step WHERE run_id = %s AND parent_id IS NULL "
+        "ORDER BY child_count DESC, id LIMIT 1",
+        [big_run],
+    )
+    panel_id, panel_key = _one(
+        "SELECT id, key FROM traces_step WHERE run_id = %s AND depth >= 2 AND link_count > 0 "
+        "ORDER BY call_count DESC, id LIMIT 1",
+        [big_run],
+    )
+    hot = _one(
+        "SELECT entity_id FROM traces_entitylink WHERE entity_type = 'customer' "
+        "GROUP BY entity_id ORDER BY COUNT(*) DESC, entity_id LIMIT 1"
+    )[0]
+    one = _one(
+        "SELECT entity_type, entity_id FROM traces_entitylink WHERE entity_type = 'transaction' "
+        "ORDER BY id DESC LIMIT 1"
+    )
+    first = client.get("/api/steps", {"status": "failed"}).json()
+    return Targets(
+        big_run, typical_run, wf_run, expand_key, expand_id, panel_key, panel_id, hot, one,
+        first["next"],
+    )  # fmt: skip
+
+
+# The columns each page reads (it never reads the big JSON values of lists).
+def _cols(model, prefix: str = "", exclude=()) -> str:
+    names = [f.column for f in model._meta.concrete_fields if f.column not in exclude]
+    return ", ".join(f"{prefix}{name}" for name in names)
+
+
+RUN_VALUES = ("input", "output", "attributes", "output_counters", "completeness")
+STEP_ROW = (
+    "id, run_id, parent_id, key, seq, position, depth, name, type, status, raw_status, "
+    "started_at, finished_at, duration_ms, attempt, retries, retry_of, loop_index, "
+    "items_total, items_processed, items_succeeded, items_failed, truncated, never_closed, "
+    "synthetic, child_count, failed_subtree, call_count, link_count"
+)
+STEP_LIST = (
+    "s.id, s.run_id, s.key, s.name, s.type, s.status, s.started_at, s.duration_ms, "
+    "s.entity_type, s.entity_id, r.id, r.name, r.external_id, r.format, r.type, r.status, "
+    "r.started_at, substr(s.error, 1, 2000), length(s.error)"
+)
+
+
+def _bucket(expression: str) -> str:
+    if ON_POSTGRES:
+        return f"date_trunc('day', {expression})"
+    return f"strftime('%%Y-%%m-%%d 00:00:00', {expression})"
+
+
+@dataclass
+class Case:
+    name: str
+    label: str
+    url: str
+    sql: list[tuple[str, list]]
+    params: dict = field(default_factory=dict)
+    htmx_target: str | None = None  # None: a full page; "": htmx without a target
+    api: bool = False
+    target_s: float = PAGE_TARGET_S
+
+
+def cases(t: Targets) -> list[Case]:
+    run_cols = _cols(Run, "r.", RUN_VALUES)
+    run_all = _cols(Run, "r.")
+    file_cols = "f.id, f.path, f.display_name, f.format, f.size, f.mtime, f.status"
+    run_row = (
+        f"SELECT {run_cols}, {file_cols} FROM traces_run r "
+        "LEFT JOIN traces_tracefile f ON f.id = r.source_file_id WHERE r.id = %s"
+    )
+    runs_page = (
+        f"SELECT {_cols(Run, '', RUN_VALUES)} FROM traces_run "
+        "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 51"
+    )
+    runs_failed_page = (
+        f"SELECT {_cols(Run, '', RUN_VALUES)} FROM traces_run WHERE status = 'failed' "
+        "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 51"
+    )
+    status_counts = "SELECT status, COUNT(*) FROM traces_run GROUP BY status"
+    failed_status_count = (
+        "SELECT status, COUNT(*) FROM traces_run WHERE status = 'failed' GROUP BY status"
+    )
+    run_types = "SELECT DISTINCT type FROM traces_run WHERE type <> '' ORDER BY type LIMIT 500"
+    roots = (
+        f"SELECT {STEP_ROW}, substr(error, 1, 200) FROM traces_step "
+        "WHERE run_id = %s AND parent_id IS NULL ORDER BY position, id LIMIT 201"
+    )
+    step_by_key = f"SELECT {STEP_ROW} FROM traces_step WHERE run_id = %s AND key = %s"
+    children = (
+        f"SELECT {STEP_ROW}, substr(error, 1, 200) FROM traces_step "
+        "WHERE run_id = %s AND parent_id = %s ORDER BY position, id LIMIT 201"
+    )
+    flat = (
+        f"SELECT {STEP_ROW}, substr(error, 1, 200) FROM traces_step "
+        "WHERE run_id = %s ORDER BY seq, id LIMIT 301"
+    )
+    flat_with_parent_keys = (
+        "SELECT s.id, s.key, s.seq, s.depth, s.name, s.type, s.status, s.started_at, "
+        "s.finished_at, s.duration_ms, s.child_count, s.call_count, s.link_count, p.key "
+        "FROM traces_step s LEFT JOIN traces_step p ON p.id = s.parent_id "
+        "WHERE s.run_id = %s ORDER BY s.seq, s.id LIMIT 301"
+    )
+    time_bounds = "SELECT MIN(started_at), MAX(finished_at) FROM traces_step WHERE run_id = %s"
+    panel_step = (
+        f"SELECT s.*, {run_cols}, {file_cols} FROM traces_step s "
+        "JOIN traces_run r ON r.id = s.run_id "
+        "LEFT JOIN traces_tracefile f ON f.id = r.source_file_id "
+        "WHERE s.run_id = %s AND s.key = %s"
+    )
+    ancestors = (
+        "WITH RECURSIVE chain(id, parent_id, key, name, status, depth) AS ("
+        " SELECT p.id, p.parent_id, p.key, p.name, p.status, p.depth FROM traces_step s"
+        " JOIN traces_step p ON p.id = s.parent_id WHERE s.id = %s"
+        " UNION ALL SELECT p.id, p.parent_id, p.key, p.name, p.status, p.depth"
+        " FROM traces_step p JOIN chain c ON p.id = c.parent_id"
+        ") SELECT * FROM chain"
+    )
+    calls = "SELECT * FROM traces_call WHERE step_id = %s ORDER BY position, id LIMIT 200"
+    links = (
+        "SELECT * FROM traces_entitylink WHERE step_id = %s "
+        "ORDER BY link_type, entity_type, entity_id, id LIMIT 200"
+    )
+    step_logs = (
+        "SELECT * FROM traces_logentry WHERE step_id = %s AND duplicate = false "
+        "ORDER BY seq, id LIMIT 200"
+    )
+    panel = [
+        (panel_step, [t.big_run, t.panel_key]),
+        (ancestors, [t.panel_id]),
+        (calls, [t.panel_id]),
+        (links, [t.panel_id]),
+        (step_logs, [t.panel_id]),
+    ]
+    failed_where = "s.synthetic = false AND s.status = 'failed'"
+    failed_rows = (
+        f"SELECT {STEP_LIST} FROM traces_step s JOIN traces_run r ON r.id = s.run_id "
+        f"WHERE {failed_where} ORDER BY s.started_at DESC NULLS LAST, s.id DESC LIMIT 51"
+    )
+    failed_rows_after = (
+        f"SELECT {STEP_LIST} FROM traces_step s JOIN traces_run r ON r.id = s.run_id "
+        f"WHERE {failed_where} AND (s.started_at < %s OR (s.started_at = %s AND s.id < %s) "
+        "OR s.started_at IS NULL) ORDER BY s.started_at DESC NULLS LAST, s.id DESC LIMIT 51"
+    )
+    failed_count = (
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM traces_step s WHERE {failed_where} LIMIT 10001) t"
+    )
+    when = "COALESCE(s.started_at, r.started_at)"
+    groups = (
+        f"SELECT s.error, COUNT(*), MIN({when}), MAX({when}) FROM traces_step s "
+        f"JOIN traces_run r ON r.id = s.run_id WHERE {failed_where} "
+        "GROUP BY s.error ORDER BY COUNT(*) DESC, s.error LIMIT 1001"
+    )
+    spark = (
+        f"SELECT s.error, {_bucket(when)}, COUNT(*) FROM traces_step s "
+        f"JOIN traces_run r ON r.id = s.run_id WHERE {failed_where} GROUP BY 1, 2"
+    )
+    cursor_row = _one(
+        "SELECT started_at, id FROM traces_step s WHERE s.synthetic = false "
+        "AND s.status = 'failed' ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 1 OFFSET 49"
+    )
+    after = [cursor_row[0], cursor_row[0], cursor_row[1]]
+
+    def entity_sql(entity_type: str, entity_id: str, with_subjects: bool) -> list:
+        key = [entity_type, entity_id]
+        summary = (
+            "SELECT COUNT(*), "
+            "COUNT(DISTINCT CASE WHEN link_type = 'input' THEN step_id END), "
+            "COUNT(DISTINCT CASE WHEN link_type = 'output' THEN step_id END), "
+            "COUNT(DISTINCT CASE WHEN link_type = 'affected' THEN step_id END), "
+            "COUNT(DISTINCT CASE WHEN link_type NOT IN ('input', 'output', 'affected') "
+            "THEN step_id END) FROM traces_entitylink WHERE entity_type = %s AND entity_id = %s"
+        )
+        external = (
+            "SELECT DISTINCT external_id FROM traces_entitylink WHERE entity_type = %s "
+            "AND entity_id = %s AND external_id <> '' ORDER BY external_id LIMIT 5"
+        )
+        subjects = "SELECT COUNT(*) FROM traces_step WHERE entity_type = %s AND entity_id = %s"
+        runs = (
+            "SELECT COUNT(DISTINCT run_id) FROM ("
+            "SELECT run_id FROM traces_entitylink WHERE entity_type = %s AND entity_id = %s "
+            "UNION ALL SELECT run_id FROM traces_step WHERE entity_type = %s AND entity_id = %s"
+            ") t"
+        )
+        link_when = "COALESCE(l.created_at, s.started_at, r.started_at)"
+        link_page = (
+            "SELECT l.id, l.link_type, l.external_id, l.created_at, s.id, s.run_id, s.key, "
+            "s.name, s.status, s.started_at, s.duration_ms, r.id, r.name, r.external_id, "
+            f"r.status, r.format, r.started_at, {link_when} AS w FROM traces_entitylink l "
+            "JOIN traces_step s ON s.id = l.step_id JOIN traces_run r ON r.id = l.run_id "
+            "WHERE l.entity_type = %s AND l.entity_id = %s "
+            "ORDER BY w DESC NULLS LAST, l.id DESC LIMIT 51"
+        )
+        subject_page = (
+            f"SELECT {STEP_LIST}, {when} AS w FROM traces_step s "
+            "JOIN traces_run r ON r.id = s.run_id WHERE s.entity_type = %s AND s.entity_id = %s "
+            "ORDER BY w DESC NULLS LAST, s.id DESC LIMIT 51"
+        )
+        queries = [(summary, key), (external, key), (subjects, key), (runs, key + key)]
+        queries.append((link_page, key))
+        if with_subjects:
+            queries.append((subject_page, key))
+        return queries
+
+    logs_page = (
+        "SELECT l.id, l.run_id, l.step_id, l.seq, l.time, l.level, l.message, l.fields, "
+        "l.duplicate, s.id, s.key, s.name FROM traces_logentry l "
+        "LEFT JOIN traces_step s ON s.id = l.step_id "
+        "WHERE l.run_id = %s AND l.duplicate = false ORDER BY l.seq, l.id LIMIT 201"
+    )
+    levels = "SELECT DISTINCT level FROM traces_logentry WHERE run_id = %s LIMIT 50"
+    cus = ("customer", t.hot_customer)
+    acc = ("account", "acc_main")
+    big, wf = t.big_run, t.wf_run
+    return [
+        # --- pages and fragments ---
+        Case("runs", "runs list", "/", [(runs_page, []), (status_counts, []), (run_types, [])]),
+        Case("runs_failed", "runs list, status=failed", "/",
+             [(runs_failed_page, []), (failed_status_count, []), (run_types, [])],
+             params={"status": "failed"}),
+        Case("run_typical", f"run page (runs run {t.typical_run}, tree)",
+             f"/runs/{t.typical_run}/", [(run_row, [t.typical_run]), (roots, [t.typical_run])]),
+        Case("run_big", "run page, the 100,000-step run (tree)", f"/runs/{big}/",
+             [(run_row, [big]), (roots, [big])], target_s=BIG_RUN_TARGET_S),
+        Case("expand", "tree expand (htmx: a step's children)",
+             f"/runs/{big}/children/{t.expand_key}/",
+             [(step_by_key, [big, t.expand_key]), (children, [big, t.expand_id])],
+             htmx_target=""),
+        Case("timeline", "timeline tab, 100,000-step run", f"/runs/{big}/timeline/",
+             [(run_row, [big]), (flat, [big]), (time_bounds, [big])]),
+        Case("panel", "step panel (htmx)", f"/runs/{big}/steps/{t.panel_key}/", panel,
+             htmx_target="step-panel"),
+        Case("failed", "failed steps page (rows + error groups)", "/steps/",
+             [(failed_rows, []), (failed_count, []), (groups, []), (spark, [])],
+             params={"status": "failed"}),
+        Case("failed_rows", "failed steps, page 2 (htmx rows)", "/steps/",
+             [(failed_rows_after, after), (failed_count, [])],
+             params={"status": "failed", "after": t.failed_cursor}, htmx_target="step-rows"),
+        Case("entity_hot", f"entity page, customer {t.hot_customer} (most links)",
+             f"/entities/customer/{t.hot_customer}/", entity_sql(*cus, False)),
+        Case("entity_one", "entity page, a transaction (1 link)",
+             f"/entities/{t.one_link_entity[0]}/{t.one_link_entity[1]}/",
+             entity_sql(*t.one_link_entity, False)),
+        Case("entity_subject", "entity page, account acc_main (subject of every root step)",
+             "/entities/account/acc_main/", entity_sql(*acc, True)),
+        Case("logs", f"logs tab (workflow run {wf})", f"/runs/{wf}/logs/",
+             [(run_row, [wf]), (logs_page, [wf]), (levels, [wf])]),
+        # --- API ---
+        Case("api_runs", "GET /api/runs", "/api/runs", [(runs_page, []), (status_counts, [])],
+             api=True),
+        Case("api_run", "GET /api/runs/{big}", f"/api/runs/{big}",
+             [(f"SELECT {run_all}, {file_cols} FROM traces_run r LEFT JOIN traces_tracefile f "
+               "ON f.id = r.source_file_id WHERE r.id = %s", [big])], api=True),
+        Case("api_steps", "GET /api/runs/{big}/steps (flat)", f"/api/runs/{big}/steps",
+             [(flat_with_parent_keys, [big])], api=True),
+        Case("api_children", "GET /api/runs/{big}/steps?parent=KEY",
+             f"/api/runs/{big}/steps", [(step_by_key, [big, t.expand_key]),
+                                        (children, [big, t.expand_id])],
+             params={"parent": t.expand_key}, api=True),
+        Case("api_timeline", "GET /api/runs/{big}/timeline", f"/api/runs/{big}/timeline",
+             [(run_row, [big]), (flat, [big]), (time_bounds, [big])], api=True),
+        Case("api_step", "GET /api/steps/{id} (step panel)", f"/api/steps/{t.panel_id}",
+             panel, api=True),
+        Case("api_failed", "GET /api/steps?status=failed", "/api/steps",
+             [(failed_rows, []), (failed_count, [])], params={"status": "failed"}, api=True),
+        Case("api_errors", "GET /api/steps/errors (grouped)", "/api/steps/errors",
+             [(groups, []), (spark, [])], api=True),
+        Case("api_entity", "GET /api/entities/customer/{hot}/steps",
+             f"/api/entities/customer/{t.hot_customer}/steps", entity_sql(*cus, True), api=True),
+        Case("api_logs", "GET /api/runs/{wf}/logs", f"/api/runs/{wf}/logs",
+             [(logs_page, [wf]), (levels, [wf])], api=True),
+    ]  # fmt: skip
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+def request(client: Client, case: Case):
+    headers = {}
+    if case.htmx_target is not None:
+        headers["HTTP_HX_REQUEST"] = "true"
+        if case.htmx_target:
+            headers["HTTP_HX_TARGET"] = case.htmx_target
+    response = client.get(case.url, case.params, **headers)
+    if response.status_code != 200:
+        raise SystemExit(f"{case.name}: {case.url} answered {response.status_code}")
+    return response
+
+
+def bare(queries: list[tuple[str, list]]) -> int:
+    rows = 0
+    with connection.cursor() as cursor:
+        for sql, params in queries:
+            cursor.execute(sql, params)
+            rows += len(cursor.fetchall())
+    return rows
+
+
+class Recorder:
+    """The SELECTs a request runs, with their parameters, to replay them alone."""
+
+    def __init__(self):
+        self.queries: list[tuple[str, list]] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        if not many and sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            self.queries.append((sql, list(params or ())))
+        return execute(sql, params, many, context)
+
+
+@dataclass
+class Result:
+    case: Case
+    page: float
+    page_sql: float  # the page's own queries replayed: execute + fetchall
+    queries: int
+    bare: float
+    size: int
+    recorded: list = field(default_factory=list)
+
+
+def measure(client: Client, case: Case, n: int) -> Result:
+    """Median server time of `case`, of its own queries replayed without Django
+    (the SQL part of the page: the driver's execute + fetchall, as the bare SQL is
+    timed), and of the bare SQL; the three interleaved so they share the load."""
+    recorder = Recorder()
+    with connection.execute_wrapper(recorder):
+        response = request(client, case)
+    request(client, case)
+    bare(case.sql)
+    pages, bares, replays = [], [], []
+    for _ in range(n):
+        start = time.perf_counter()
+        request(client, case)
+        pages.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        bare(case.sql)
+        bares.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        bare(recorder.queries)
+        replays.append(time.perf_counter() - start)
+    return Result(case, median(pages), median(replays), len(recorder.queries), median(bares),
+                  len(response.content), recorder.queries)  # fmt: skip
+
+
+def explain(sql: str, params: list) -> str:
+    """One query: its median time (execute + fetchall, 5 runs), rows, plan and text."""
+    times = []
+    with connection.cursor() as cursor:
+        for _ in range(5):
+            start = time.perf_counter()
+            cursor.execute(sql, params)
+            rows = len(cursor.fetchall())
+            times.append(time.perf_counter() - start)
+        prefix = "EXPLAIN " if ON_POSTGRES else "EXPLAIN QUERY PLAN "
+        cursor.execute(prefix + sql, params)
+        plan = [str(row[-1] if not ON_POSTGRES else row[0]) for row in cursor.fetchall()]
+    text = sql if len(sql) < 400 else sql[:200] + " … " + sql[-180:]
+    lines = [f"{median(times) * 1000:8.2f} ms {rows:6} rows  {text}  {params[:6]}"]
+    return "\n".join(lines + [f"{'':>26}plan: {line}" for line in plan])
+
+
+def verdict(result: Result) -> str:
+    case = result.case
+    misses = []
+    if result.page > case.target_s:
+        misses.append(f"{result.page / case.target_s:.1f}x the {case.target_s * 1000:.0f} ms")
+    if result.page > RATIO_TARGET * result.bare:
+        misses.append(f"{result.page / result.bare:.1f}x bare SQL")
+    return "yes" if not misses else "no: " + ", ".join(misses)
+
+
+def main() -> None:
+    args = ARGS
+    started = time.perf_counter()
+    built = build(args.quick, HOME)
+    if args.analyze or ON_POSTGRES:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    call_command("collectstatic", interactive=False, verbosity=0)
+    client = Client()
+    targets = find_targets(client)
+    chosen = [c for c in cases(targets) if not args.only or c.name in args.only.split(",")]
+    if args.list:
+        for case in chosen:
+            print(f"\n{case.name}: {case.url} {case.params}")
+            for sql, params in case.sql:
+                print(f"  {sql}  -- {params}")
+        return
+    results = []
+    for case in chosen:
+        result = measure(client, case, args.n)
+        results.append(result)
+        print(
+            f"{case.name}: {result.page * 1000:.1f} ms (SQL {result.page_sql * 1000:.1f} ms, "
+            f"{result.queries} queries), bare {result.bare * 1000:.1f} ms",
+            file=sys.stderr,
+        )
+    data = built if "steps" in built else counts()
+    print(f"\n## Pages and API at {data['steps']:,} steps ({connection.vendor})\n")
+    print("\n".join(machine_lines(connection.vendor)))
+    print(
+        f"- command: `nice .venv/bin/python bench/bench_pages.py{' --quick' if args.quick else ''}"
+        f" -n {args.n}`{' (via scripts/with_postgres.py)' if ON_POSTGRES else ''};"
+        f" medians of {args.n} requests\n"
+        f"- database: {data['runs']:,} runs, {data['steps']:,} steps"
+        f" ({data['failed_steps']:,} failed), {data['calls']:,} calls, {data['links']:,} links,"
+        f" {data['logs']:,} log rows; built by our ingest"
+        + (f" in {sum(built['ingest_seconds'].values()):,.0f} s {built['ingest_seconds']}"
+           if "ingest_seconds" in built else "")
+        + (", ANALYZEd" if args.analyze or ON_POSTGRES
+           else ", not ANALYZEd (as the site leaves it)")
+        + "\n"
+    )  # fmt: skip
+    headers = ["page / endpoint", "server time", "its queries alone", "queries", "bare SQL",
+               "ratio", "target met"]  # fmt: skip
+    rows = [
+        [r.case.label, f"{r.page * 1000:.1f} ms", f"{r.page_sql * 1000:.1f} ms",
+         str(r.queries), f"{r.bare * 1000:.2f} ms", f"{r.page / r.bare:.1f}x", verdict(r)]
+        for r in results
+    ]  # fmt: skip
+    print(table(headers, rows, "lrrrrrl"))
+    met = sum(1 for r in results if verdict(r) == "yes")
+    print(
+        f"\n{met} of {len(results)} meet every target; took {time.perf_counter() - started:.0f} s"
+    )
+    by_name = {r.case.name: r for r in results}
+    for name in filter(None, args.explain.split(",")):
+        print(f"\n### queries of: {by_name[name].case.label}\n\n```")
+        for sql, params in by_name[name].recorded:
+            print(explain(sql, params))
+        print("```")
+    for name in filter(None, args.profile.split(",")):
+        case = next(c for c in cases(targets) if c.name == name)
+        text = profile_text(lambda c=case: request(client, c), top=25, sort=args.profile_sort)
+        print(
+            f"\n### profile: {case.label} (one request, by {args.profile_sort})\n\n```\n{text}\n```"
+        )
+
+
+if __name__ == "__main__":
+    main()
