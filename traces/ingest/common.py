@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -25,6 +27,13 @@ TRUNCATED_SUFFIXES = ("...[truncated]", "[truncated]")
 # Python's datetime covers years 1..9999; a trace may claim anything.
 _MIN_EPOCH_MS = -62135596800000
 _MAX_EPOCH_MS = 253402300799000
+_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
+
+
+def brief(value: Any, limit: int = 60) -> str:
+    """A value for an error message: its repr, cut short (a field can hold 100 MB)."""
+    text = repr(value) if isinstance(value, str) else json_text(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_iso(value: Any, where: str = "") -> datetime | None:
@@ -48,12 +57,15 @@ def parse_iso(value: Any, where: str = "") -> datetime | None:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        if text.lstrip("-").replace(".", "", 1).isdigit():
+        if _DECIMAL.fullmatch(text):
             return parse_epoch_ms(float(text), where)
-        raise ParseError(f"{where}: {value!r} is not a timestamp") from None
+        raise ParseError(f"{where}: {brief(value)} is not a timestamp") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past year 9999 in UTC
+        raise ParseError(f"{where}: timestamp {brief(value)} is out of range") from None
 
 
 def parse_epoch_ms(value: Any, where: str = "") -> datetime | None:
@@ -63,8 +75,11 @@ def parse_epoch_ms(value: Any, where: str = "") -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ParseError(f"{where}: expected epoch milliseconds, got {type(value).__name__}")
     if math.isnan(value) or not (_MIN_EPOCH_MS <= value <= _MAX_EPOCH_MS):
-        raise ParseError(f"{where}: timestamp {value!r} is out of range")
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
+        raise ParseError(f"{where}: timestamp {brief(value)} is out of range")
+    try:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        raise ParseError(f"{where}: timestamp {brief(value)} is out of range") from None
 
 
 def duration_between(start: datetime | None, end: datetime | None) -> float | None:
@@ -101,15 +116,69 @@ def fingerprint(*parts: Any) -> str:
     """A stable hash of JSON-able parts (dict keys sorted)."""
     digest = hashlib.sha256()
     for part in parts:
-        digest.update(
-            orjson.dumps(
-                part,
-                option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
-                default=str,
-            )
-        )
+        digest.update(json_text(part, sort_keys=True).encode())
         digest.update(b"\x1e")
     return digest.hexdigest()
+
+
+def json_text(value: Any, *, sort_keys: bool = False, ascii_only: bool = True) -> str:
+    """Compact JSON text of a parsed value, for hashes and messages; never raises.
+
+    orjson when it can. It refuses integers past 64 bits, nesting past 254
+    levels and lone surrogates, which hostile traces have: those values go
+    through a slower writer that uses no recursion. With `ascii_only` that
+    writer escapes everything non-ASCII (so a lone surrogate stays text). What
+    is not JSON becomes its str()."""
+    option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_SORT_KEYS if sort_keys else 0)
+    try:
+        return orjson.dumps(value, option=option, default=str).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return _iterative_json(value, sort_keys, ascii_only)
+
+
+def _iterative_json(value: Any, sort_keys: bool, ascii_only: bool) -> str:
+    out: list[str] = []
+    # (True, text) is written as is; (False, value) is a value still to write.
+    stack: list[tuple[bool, Any]] = [(False, value)]
+
+    def scalar(item: Any) -> str:
+        if item is None or isinstance(item, bool | str):
+            return json.dumps(item, ensure_ascii=ascii_only)
+        if isinstance(item, int):
+            try:
+                return str(item)
+            except ValueError:  # past Python's 4300 digits
+                return json.dumps(f"<an integer of about {item.bit_length() * 3 // 10} digits>")
+        if isinstance(item, float):
+            return repr(item) if math.isfinite(item) else "null"
+        return json.dumps(str(item), ensure_ascii=ascii_only)
+
+    while stack:
+        is_text, item = stack.pop()
+        if is_text:
+            out.append(item)
+        elif isinstance(item, dict):
+            keys = list(item)
+            if sort_keys:
+                keys.sort(key=str)
+            out.append("{")
+            stack.append((True, "}"))
+            for index in range(len(keys) - 1, -1, -1):
+                key = keys[index]
+                stack.append((False, item[key]))
+                name = key if isinstance(key, str) else str(key)
+                comma = "," if index else ""
+                stack.append((True, comma + json.dumps(name, ensure_ascii=ascii_only) + ":"))
+        elif isinstance(item, list | tuple):
+            out.append("[")
+            stack.append((True, "]"))
+            for index in range(len(item) - 1, -1, -1):
+                stack.append((False, item[index]))
+                if index:
+                    stack.append((True, ","))
+        else:
+            out.append(scalar(item))
+    return "".join(out)
 
 
 def read_head(path: Path, size: int = 65536) -> bytes:
@@ -161,6 +230,8 @@ def _backup_with_retry(path: Path, copy_path: str, *, retries: int, wait: float)
             try:
                 target = sqlite3.connect(copy_path)
                 try:
+                    # A private temporary copy: nothing to make durable (saves an fsync).
+                    target.execute("PRAGMA synchronous = OFF")
                     source.backup(target, pages=-1)
                 finally:
                     target.close()
