@@ -22,6 +22,7 @@ SQLite snapshot and the spill file of a streamed JSON live until then.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import sqlite3
@@ -35,10 +36,12 @@ import ijson
 import orjson
 
 from .common import (
+    brief,
     duration_between,
     fingerprint,
     is_sqlite,
     is_truncated,
+    json_text,
     loads_json_or_text,
     normalise_name,
     open_sqlite_snapshot,
@@ -56,6 +59,9 @@ NAME = "duckflux"
 # JSON files up to this size are parsed in one go; larger ones are streamed,
 # with memory bounded by one step. Tests lower it to exercise the streaming path.
 STREAM_THRESHOLD_BYTES = 64 * 1024 * 1024
+# ijson's reads. yajl copies a token that spans reads once per read, so a long
+# string costs (its size / the read size) times its size: reads grow with the file.
+STREAM_READ_BYTES = (4 * 1024 * 1024, 64 * 1024 * 1024)
 
 # duckflux truncates and rewrites JSON files and appends to TXT files while it
 # runs, so a reader can catch a file half-written.
@@ -508,7 +514,9 @@ def _scan_json_stream(
 ) -> tuple[Any, dict[str, Any]]:
     """One streaming pass: returns (execution, other top-level fields) and hands
     every item of `steps` to `on_step` as it is read."""
-    events = ijson.parse(handle, use_float=True)
+    size = os.fstat(handle.fileno()).st_size
+    low, high = STREAM_READ_BYTES
+    events = ijson.parse(handle, use_float=True, buf_size=min(max(size // 32, low), high))
     try:
         execution, extras, has_steps = _walk_top_level(events, on_step)
         for _event in events:  # only whitespace may follow; ijson raises on anything else
@@ -781,7 +789,9 @@ def _convert_txt_scalars(raw: dict[str, Any], locate: Locate) -> None:
             try:
                 raw[key] = int(raw[key])
             except ValueError:
-                raise ParseError(f"{locate(key)}: expected an integer, got {raw[key]!r}") from None
+                raise ParseError(
+                    f"{locate(key)}: expected an integer, got {brief(raw[key])}"
+                ) from None
 
 
 def _txt_execution(
@@ -829,9 +839,12 @@ def _txt_number(text: str, where: str) -> int | float:
     except ValueError:
         pass
     try:
-        return float(body)
+        value = float(body)
     except ValueError:
-        raise ParseError(f"{where}: expected a duration in ms, got {text!r}") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise ParseError(f"{where}: expected a duration in ms, got {brief(text)}")
+    return value
 
 
 def _is_json_or_none(text: str) -> bool:
@@ -852,6 +865,17 @@ def _line_locator(line_of: dict[str, int], default: int) -> Locate:
 
 
 def _parse_sqlite(path: Path) -> Iterator[RunRecord]:
+    try:
+        yield from _read_sqlite(path)
+    except sqlite3.DatabaseError as exc:  # a corrupt page met while reading rows
+        raise _corrupt(exc) from exc
+
+
+def _corrupt(exc: sqlite3.DatabaseError) -> ParseError:
+    return ParseError(f"corrupt or unreadable SQLite database: {exc}")
+
+
+def _read_sqlite(path: Path) -> Iterator[RunRecord]:
     with open_sqlite_snapshot(path) as conn:
         tables = sqlite_tables(conn)
         for table in ("executions", "steps"):
@@ -872,7 +896,7 @@ def _sqlite_run(
     path: Path, conn: sqlite3.Connection, row: sqlite3.Row, steps: str, id_column: str
 ) -> RunRecord:
     execution = _sqlite_model(row, _EXECUTION_COLUMNS)
-    locate = _json_locator(f"executions row {execution.get('id')!r}")
+    locate = _json_locator(f"executions row {brief(execution.get('id'))}")
     run_id = _required_str(execution, "id", locate)
     query = f'SELECT rowid AS "_duckflux_rowid", * FROM "{steps}"'
     collector = _StepCollector()
@@ -883,7 +907,10 @@ def _sqlite_run(
         collector.add(_sqlite_step(step_row), _json_locator(f"steps row {rowids[-1]}"))
 
     def load_step(index: int) -> StepRecord:
-        step_row = conn.execute(f"{query} WHERE rowid = ?", (rowids[index],)).fetchone()
+        try:
+            step_row = conn.execute(f"{query} WHERE rowid = ?", (rowids[index],)).fetchone()
+        except sqlite3.DatabaseError as exc:  # read lazily, outside _parse_sqlite
+            raise _corrupt(exc) from exc
         locate = _json_locator(f"steps row {rowids[index]}")
         return _step_record(_sqlite_step(step_row), index, locate)
 
@@ -929,7 +956,7 @@ def _decode_text_value(text: Any) -> Any:
 
 
 def _canonical_json(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    return json_text(value, sort_keys=True).encode()
 
 
 def _describe(value: Any) -> str:
@@ -937,7 +964,7 @@ def _describe(value: Any) -> str:
         return "an object"
     if isinstance(value, list):
         return "a list"
-    text = orjson.dumps(value, default=str).decode()
+    text = json_text(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -946,7 +973,7 @@ def _map_status(word: str, table: dict[str, str], where: str) -> str:
         return table[word]
     except KeyError:
         known = ", ".join(table)
-        raise ParseError(f"{where}: unknown status {word!r} (expected {known})") from None
+        raise ParseError(f"{where}: unknown status {brief(word)} (expected {known})") from None
 
 
 def _required_str(raw: dict[str, Any], key: str, locate: Locate) -> str:
@@ -985,6 +1012,8 @@ def _optional_number(raw: dict[str, Any], key: str, locate: Locate) -> int | flo
     value = raw.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
         raise ParseError(f"{locate(key)}: expected a number, got {_describe(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParseError(f"{locate(key)}: expected a finite number, got {value}")
     return value
 
 
@@ -997,4 +1026,4 @@ def _duration(
 def _error_text(value: Any) -> str:
     if value is None:
         return ""
-    return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return value if isinstance(value, str) else json_text(value, ascii_only=False)
