@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from .common import json_text
 from .records import LogRecord, ParseError, RunRecord, Status, StepRecord
 
 NAME = "greentic"
@@ -54,7 +55,9 @@ def parse(path: Path) -> Iterator[RunRecord]:
     data = path.read_bytes()
     mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
     envelope = _load(data, path)
-    yield _run(envelope, hashlib.sha256(data).hexdigest(), mtime)
+    digest = hashlib.sha256(data).hexdigest()
+    del data  # not held while the store writes the run: a trace can be 100 MB
+    yield _run(envelope, digest, mtime)
 
 
 def _load(data: bytes, path: Path) -> dict[str, Any]:
@@ -87,6 +90,8 @@ def _run(envelope: dict[str, Any], digest: str, mtime: datetime) -> RunRecord:
     total_ms = sum(step.duration_ms or 0 for step in steps)
     failed = [step for step in steps if step.status == Status.FAILED]
     truncated = len(steps) >= BUFFER_SIZE
+    attributes = _run_attributes(envelope, flow, truncated)
+    started = _start(mtime, total_ms, attributes)
     return RunRecord(
         format=NAME,
         external_id=digest,
@@ -94,18 +99,27 @@ def _run(envelope: dict[str, Any], digest: str, mtime: datetime) -> RunRecord:
         type=flow_id,
         status=Status.FAILED if failed else Status.SUCCEEDED,
         raw_status=failed[-1].raw_status if failed else "",
-        started_at=mtime - timedelta(milliseconds=total_ms),
+        started_at=started,
         finished_at=mtime,
         duration_ms=total_ms,
         error=_run_error(failed[-1]) if failed else "",
         source_updated_at=mtime,
         truncated=truncated,
-        attributes=_run_attributes(envelope, flow, truncated),
+        attributes=attributes,
         fingerprint=digest,
         completeness=None,
         steps=steps,
         logs=_issue_logs(steps),
     )
+
+
+def _start(mtime: datetime, total_ms: int, attributes: dict[str, Any]) -> datetime | None:
+    """The file's mtime less the steps' durations, when that is a date at all."""
+    try:
+        return mtime - timedelta(milliseconds=total_ms)
+    except OverflowError:
+        attributes["start_unknown"] = f"the steps' durations ({total_ms} ms) end before year 1"
+        return None
 
 
 def _run_attributes(envelope: dict[str, Any], flow: dict[str, Any], truncated: bool) -> dict:
@@ -230,7 +244,7 @@ def _text(value: Any, where: str) -> str:
 
 
 def _show(value: Any) -> str:
-    text = orjson.dumps(value).decode()
+    text = json_text(value)
     return text if len(text) <= 40 else f"{_kind(value)} {text[:37]}..."
 
 
