@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from .common import duration_between, fingerprint, parse_epoch_ms
+from .common import brief, duration_between, fingerprint, json_text, parse_epoch_ms
 from .records import LogRecord, ParseError, RunRecord, Status, StepRecord
 
 NAME = "traceos"
@@ -40,29 +40,46 @@ _ABSENT = object()
 # --- sniffing -------------------------------------------------------------------
 
 
+# A dump is recognised by one of its first records: the very first may be damaged.
+_SNIFF_RECORDS = 5
+
+
 def sniff(path: Path, head: bytes) -> bool:
     text = head.lstrip(_WHITESPACE).decode("utf-8", errors="replace")
     if text.startswith("["):
-        first = _first_value(text[1:].lstrip())
+        values = _first_values(text[1:])
     elif text.startswith("{"):
-        newline = text.find("\n")
-        if newline >= 0:
-            # A whole first line that is not one record: pretty JSON or not JSON lines.
-            return _looks_like_record(_first_value(text[:newline]))
-        first = _first_value(text)
+        if "\n" in text:
+            lines = [line for line in text.split("\n")[:-1] if line.strip()]
+            values = [_first_value(line) for line in lines[:_SNIFF_RECORDS]]
+            # A first line that is not a whole object: pretty JSON, not JSON lines.
+            return isinstance(values[0], dict) and any(map(_looks_like_record, values))
+        values = [_first_value(text)]
     else:
         return False
-    if first is _ABSENT:
+    if values[0] is _ABSENT:
         # The first record is longer than the head: judge by its keys alone.
         return len(head) >= _HEAD_SIZE and bool(_TYPE_RE.search(text) and _TRACE_ID_RE.search(text))
-    return _looks_like_record(first)
+    return any(map(_looks_like_record, values))
 
 
 def _first_value(text: str) -> Any:
-    try:
-        return json.JSONDecoder().raw_decode(text)[0]
-    except ValueError:
-        return _ABSENT
+    values = _first_values(text, 1)
+    return values[0] if values else _ABSENT
+
+
+def _first_values(text: str, count: int = _SNIFF_RECORDS) -> list[Any]:
+    """Up to `count` comma-separated JSON values at the start of `text` (the
+    inside of an array); `[_ABSENT]` when not even the first is complete."""
+    decoder, values, index = json.JSONDecoder(), [], 0
+    while len(values) < count:
+        index = len(text) - len(text[index:].lstrip(" \t\r\n,"))
+        try:
+            value, index = decoder.raw_decode(text, index)
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
+            break
+        values.append(value)
+    return values or [_ABSENT]
 
 
 def _looks_like_record(value: Any) -> bool:
@@ -157,7 +174,7 @@ def _dedup_key(record: dict[str, Any]) -> tuple:
     if kind == "step" and _is_int(record.get("step_id")):
         return ("step", record["step_id"])
     # Unknown types and step records without a usable step_id: unique by content.
-    return ("other", orjson.dumps(record, option=orjson.OPT_SORT_KEYS).decode())
+    return ("other", json_text(record, sort_keys=True))
 
 
 def _group(dump: _Dump) -> dict[str, _Trace]:
@@ -219,7 +236,7 @@ class _Walk:
     def _enter(self, record: dict[str, Any], at: datetime) -> None:
         node = record["node"]
         if any(step.name == node for step in self.open):
-            self.flag(f"step {record['step_id']}: node {node!r} entered again while open", at)
+            self.flag(f"step {record['step_id']}: node {brief(node)} entered again while open", at)
         step = StepRecord(
             key=str(record["step_id"]),
             name=node,
@@ -247,7 +264,8 @@ class _Walk:
 
     def _orphan(self, record: dict[str, Any], at: datetime) -> StepRecord:
         key = str(record["step_id"])
-        self.flag(f"step {key}: node {record['node']!r} {record['status']}s without enter", at, key)
+        node, status = brief(record["node"]), record["status"]
+        self.flag(f"step {key}: node {node} {status}s without enter", at, key)
         step = StepRecord(
             key=key,
             name=record["node"],
@@ -302,7 +320,7 @@ def _error_text(meta: Any) -> str:
         return ""
     if isinstance(meta, str):
         return meta
-    return orjson.dumps(meta).decode()
+    return json_text(meta, ascii_only=False)
 
 
 # --- building runs --------------------------------------------------------------
@@ -356,7 +374,8 @@ def _valid_steps(
             walk.flag(f"{where}: step_id out of sequence, expected {expected}, got {step_id}", at)
         expected = step_id + 1
         if env_id is not None and record.get("env_id") != env_id:
-            walk.flag(f"{where}: env_id {record.get('env_id')!r} is not the trace's {env_id!r}", at)
+            theirs, ours = brief(record.get("env_id")), brief(env_id)
+            walk.flag(f"{where}: env_id {theirs} is not the trace's {ours}", at)
         problem = _step_problem(record, at)
         if problem:
             walk.flag(f"{where}: {problem}; record ignored", at)
@@ -468,5 +487,5 @@ def _key_text(key: list) -> str:
 
 
 def _show(value: Any) -> str:
-    text = orjson.dumps(value, default=str).decode()
+    text = json_text(value)
     return text if len(text) <= 40 else text[:37] + "..."
