@@ -8,8 +8,10 @@ ones are extracted.
 
 from __future__ import annotations
 
+import contextlib
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -45,7 +47,11 @@ def extract_zip(archive: Path, target: Path) -> list[Member]:
             ]
     except zipfile.BadZipFile as exc:
         raise ArchiveError(f"not a readable zip archive: {exc}") from exc
-    except OSError as exc:
+    except UnicodeDecodeError as exc:
+        raise ArchiveError(
+            "not a readable zip archive: a member name is flagged UTF-8 but is not"
+        ) from exc
+    except (OSError, ValueError, EOFError) as exc:
         raise ArchiveError(f"cannot read archive: {exc}") from exc
 
 
@@ -55,16 +61,26 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, bu
     if problem:
         return Member(name, error=f"refused archive member: {problem}")
     destination = target.joinpath(*PurePosixPath(name).parts)
-    destination.parent.mkdir(parents=True, exist_ok=True)
     try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
         _copy_bounded(zf, info, destination, budget)
     except _TooBig as exc:
-        destination.unlink(missing_ok=True)
+        _remove(destination)
         return Member(name, error=f"refused archive member: {exc}")
-    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:
-        destination.unlink(missing_ok=True)
+    except OSError as exc:  # a name too long, a file where a directory must go
+        _remove(destination)
+        return Member(name, error=f"cannot extract archive member: {exc.strerror or exc}")
+    # zlib.error: corrupt deflate data; RuntimeError: encrypted; NotImplementedError:
+    # a compression method zipfile lacks.
+    except (zipfile.BadZipFile, zlib.error, RuntimeError, EOFError, NotImplementedError) as exc:
+        _remove(destination)
         return Member(name, error=f"corrupt archive member: {exc}")
     return Member(name, path=destination)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def _unsafe_name(name: str) -> str:
@@ -101,5 +117,12 @@ def _copy_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path,
             if written > limit:
                 raise _TooBig(f"{info.filename!r} expands more than {MAX_RATIO}x (a zip bomb?)")
             if budget[0] < 0:
-                raise _TooBig(f"archive expands past {MAX_TOTAL_BYTES // 1024**3} GiB")
+                raise _TooBig(f"archive expands past {_size(MAX_TOTAL_BYTES)}")
             sink.write(chunk)
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= scale:
+            return f"{count / scale:g} {unit}"
+    return f"{count} bytes"
