@@ -10,6 +10,7 @@ holds the transaction: a run is written whole or not at all.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -24,6 +25,7 @@ from django.utils import timezone
 
 from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
 
+from .common import json_text
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, StepRecord
 
 BATCH_SIZE = 2000
@@ -64,12 +66,22 @@ class RunIndex:
             self._by_origin[key] = {run.external_id: run for run in stored.iterator()}
         return self._by_origin[key].get(external_id)
 
+    def remember(self, run: Run) -> None:
+        """A run just written: a file that gives the same run twice (duplicate
+        rows in a database) updates it instead of inserting it again."""
+        runs = self._by_origin.get((run.format, run.origin))
+        if runs is not None:
+            runs[run.external_id] = run
+
 
 def write_run(
     record: RunRecord, *, source_file: TraceFile | None, origin: str, index: RunIndex | None = None
 ) -> RunOutcome:
     """Insert or replace one run. Call inside `transaction.atomic()`."""
-    existing = (index or RunIndex()).get(record.format, origin, record.external_id)
+    index = index or RunIndex()
+    origin = fit_key(origin, Run._meta.get_field("origin").max_length)
+    external_id = fit_key(record.external_id)
+    existing = index.get(record.format, origin, external_id)
     if existing is not None:
         if record.fingerprint and existing.fingerprint == record.fingerprint:
             return RunOutcome("unchanged", existing.pk, record.external_id)
@@ -77,10 +89,26 @@ def write_run(
             return RunOutcome("kept", existing.pk, record.external_id)
         delete_run_children([existing.pk])
     run = _save_run_row(record, existing, source_file=source_file, origin=origin)
+    index.remember(run)
     writer = _RunWriter(run)
     writer.write(record)
     action = "updated" if existing is not None else "added"
     return RunOutcome(action, run.pk, record.external_id, writer.counts)
+
+
+KEY_LENGTH = 255
+
+
+def fit_key(text: str, length: int = KEY_LENGTH) -> str:
+    """An id as its column can hold it, still telling ids apart: NUL replaced, and
+    an id past `length` cut and ended with a hash of the whole (cutting alone
+    would make two ids that share their start one)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if len(text) <= length:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return f"{text[: length - 25]}~{digest}"
 
 
 def delete_run_children(run_ids: list[int]) -> None:
@@ -121,9 +149,12 @@ RUN_FIELDS = (
 def _save_run_row(
     record: RunRecord, existing: Run | None, *, source_file: TraceFile | None, origin: str
 ) -> Run:
-    run = existing or Run(format=record.format, origin=origin, external_id=record.external_id)
+    external_id = fit_key(record.external_id)
+    run = existing or Run(format=record.format, origin=origin, external_id=external_id)
     values = {name: getattr(record, name) for name in RUN_FIELDS}
     values["attributes"] = dict(values["attributes"])
+    if external_id != record.external_id:
+        values["attributes"].setdefault("full_values", {})["external_id"] = record.external_id
     for name, value in values.items():
         setattr(run, name, _clean_value(Run._meta.get_field(name), value, values["attributes"]))
     for name in ("input", "output", "output_counters", "attributes"):
@@ -438,6 +469,8 @@ _MISSING = object()
 
 
 def _cleaner(column: models.Field):
+    if column.attname == "key":
+        return _key_cleaner(column)
     if isinstance(column, models.JSONField):
         return _keep
     if isinstance(column, models.DateTimeField):
@@ -453,6 +486,20 @@ def _cleaner(column: models.Field):
 
 def _keep(value, attributes):
     return value
+
+
+def _key_cleaner(column: models.Field):
+    """A step's or call's key: unique in its run, so cut with `fit_key`, never `…`."""
+    length = column.max_length
+
+    def clean(value, attributes):
+        text = value if type(value) is str else str(value)
+        fitted = fit_key(text, length)
+        if fitted != text:
+            attributes.setdefault("full_values", {})["key"] = text
+        return fitted
+
+    return clean
 
 
 def _text_cleaner(column: models.Field):
@@ -510,8 +557,15 @@ def dump_json(value: Any) -> str:
     them), no lone surrogates, NaN as null."""
     try:
         data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=_json_default)
-    except (TypeError, orjson.JSONEncodeError):
-        text = json.dumps(value, default=_json_default, ensure_ascii=False)
+    except (TypeError, orjson.JSONEncodeError) as exc:  # big integers, lone surrogates, depth
+        try:
+            if "Recursion" in str(exc):
+                raise RecursionError from exc
+            text = json.dumps(value, default=_json_default, ensure_ascii=False)
+        except RecursionError:
+            # Nested deeper than JSON readers go (orjson: 254 levels, Python's json
+            # about 1000): kept as its JSON text, a string every reader can load.
+            text = json.dumps(json_text(value, ascii_only=False), ensure_ascii=False)
         data = text.encode("utf-8", errors="replace")
     if b"\\u0000" in data:
         data = _ESCAPED_NUL.sub(rb"\1\\ufffd", data)
