@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 # Never trace data: journals, temp files of writers caught mid-rename, our own WAL files.
 IGNORED_SUFFIXES = (".tmp", "-journal", "-wal", "-shm", ".part", ".swp")
 ZIP_MAGIC = b"PK\x03\x04"
+# TraceFile.path's length; an error message is cut at MAX_ERROR characters.
+MAX_PATH = 2000
+MAX_ERROR = 4000
 
 
 @dataclass
@@ -168,7 +171,7 @@ def ingest_paths(
     with contextlib.ExitStack() as stack:
         candidates = list(_collect(paths, stack, display_names or {}))
         known = _known_files(candidate.logical_path for candidate in candidates)
-        by_real = {str(c.real_path.resolve()): c for c in candidates if not c.error}
+        by_real = {_resolved(c.real_path): c for c in candidates if not c.error}
         done: set[str] = set()
         for index, candidate in enumerate(candidates):
             if progress:
@@ -191,15 +194,15 @@ def _collect(
 ) -> Iterator[Candidate]:
     for raw in paths:
         path = Path(raw).expanduser()
-        name = display_names.get(str(raw), str(raw))
+        name = storable(display_names.get(str(raw), str(raw)))
         if not path.exists() and not path.is_symlink():
-            yield Candidate(path, str(path), name, True, error="no such file or directory")
+            yield Candidate(path, _logical(path), name, True, error="no such file or directory")
         elif path.is_dir():
             yield from _walk(path)
         elif _is_zip(path):
             yield from _expand_zip(path, name, stack)
         else:
-            yield Candidate(path, str(path.resolve()), name, True)
+            yield Candidate(path, _logical(_resolved(path)), name, True)
 
 
 def _walk(root: Path) -> Iterator[Candidate]:
@@ -213,7 +216,38 @@ def _walk(root: Path) -> Iterator[Candidate]:
             path = Path(dirpath) / filename
             if _is_zip(path):
                 continue  # archives inside directories are not expanded; name them explicitly
-            yield Candidate(path, str(path.resolve()), str(path), explicit=False)
+            yield Candidate(path, _logical(_resolved(path)), storable(str(path)), explicit=False)
+
+
+def _resolved(path: Path) -> str:
+    """The absolute path with symlinks resolved, or without when they loop."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
+        return os.path.abspath(path)
+
+
+def storable(text: str) -> str:
+    """`text` as the database can store it: a file name with bytes that are not
+    UTF-8 (decoded by Python as lone surrogates) gets them as `\\xff` escapes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _logical(path: str) -> str:
+    """A file's identity in TraceFile.path: storable, and at most MAX_PATH long
+    (a zip member's path can be as long as the archive likes)."""
+    text = storable(str(path))
+    if len(text) > MAX_PATH:
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        text = f"{text[: MAX_PATH - 80]}...{digest}"
+    return text
 
 
 def _is_zip(path: Path) -> bool:
@@ -227,27 +261,26 @@ def _expand_zip(path: Path, name: str, stack: contextlib.ExitStack) -> Iterator[
     from .archives import ArchiveError, extract_zip
 
     tmpdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tracer-zip-")))
-    archive_id = str(path.resolve())
+    archive_id = _resolved(path)
     try:
         members = extract_zip(path, tmpdir)
     except ArchiveError as exc:
-        yield Candidate(path, archive_id, name, True, error=str(exc))
+        yield Candidate(path, _logical(archive_id), name, True, error=str(exc))
         return
+    if not members:
+        yield Candidate(path, _logical(archive_id), name, True, error="the archive holds no files")
     for member in members:
+        logical, display = _logical(f"{archive_id}!/{member.name}"), f"{name}:{member.name}"
         if member.error:
-            yield Candidate(
-                path,
-                f"{archive_id}!/{member.name}",
-                f"{name}:{member.name}",
-                True,
-                error=member.error,
-            )
+            yield Candidate(path, logical, display, True, error=member.error)
             continue
         if Path(member.name).name.endswith(IGNORED_SUFFIXES):
             continue
-        yield Candidate(
-            member.path, f"{archive_id}!/{member.name}", f"{name}:{member.name}", explicit=False
-        )
+        if _is_zip(member.path):
+            error = "an archive inside the archive is not expanded; upload it on its own"
+            yield Candidate(member.path, logical, display, True, error=error)
+            continue
+        yield Candidate(member.path, logical, display, explicit=False)
 
 
 def _known_files(logical_paths: Iterable[str]) -> dict[str, TraceFile]:
@@ -368,19 +401,29 @@ def _ingest_file(candidate, module, info, trace_file, ctx: _Context, result) -> 
 def _write_runs(module, candidate: Candidate, trace_file: TraceFile, result: FileResult) -> None:
     seen: set[int] = set()
     index = RunIndex()
+    # A run the file gives twice (duplicate rows) is counted once, as last written.
+    written: dict[int, Counter] = {}
     for record in module.parse(candidate.real_path):
         origin = candidate.logical_path if record.origin else ""
         outcome = write_run(record, source_file=trace_file, origin=origin, index=index)
+        again = outcome.run_id in seen
         seen.add(outcome.run_id)
         if outcome.action == "added":
             result.runs_added.append(outcome.run_id)
         elif outcome.action == "updated":
-            result.runs_updated.append(outcome.run_id)
+            if not again:
+                result.runs_updated.append(outcome.run_id)
+            elif outcome.run_id in result.runs_unchanged:  # rare: only for a repeated run
+                result.runs_unchanged.remove(outcome.run_id)
+                result.runs_updated.append(outcome.run_id)
         else:
-            result.runs_unchanged.append(outcome.run_id)
+            if not again:
+                result.runs_unchanged.append(outcome.run_id)
             continue
+        written[outcome.run_id] = outcome.counts
+    for counts in written.values():
         result.counts["runs"] += 1
-        result.counts.update(outcome.counts)
+        result.counts.update(counts)
     # Runs this file produced before and no longer contains are gone from the source.
     gone = list(
         Run.objects.filter(source_file=trace_file).exclude(pk__in=seen).values_list("pk", flat=True)
@@ -416,8 +459,10 @@ def _set_stat(trace_file: TraceFile, info: os.stat_result) -> None:
 def _ingest_companion(candidate, module, main: Path, ctx: _Context, result) -> FileResult:
     """A file read as part of another (events.db beside workflow.db): ingest the
     main file, and record this one as read with it."""
-    main_real = str(main.resolve())
-    main_candidate = ctx.by_real.get(main_real) or Candidate(main, main_real, str(main), True)
+    main_real = _resolved(main)
+    main_candidate = ctx.by_real.get(main_real) or Candidate(
+        main, _logical(main_real), storable(str(main)), True
+    )
     if main_candidate.logical_path not in ctx.done:
         ctx.done.add(main_candidate.logical_path)
         main_result = _ingest_candidate(main_candidate, ctx)
@@ -441,7 +486,7 @@ def _companion_hashes(format_name: str, path: Path) -> dict:
     finder = getattr(FORMATS.get(format_name), "companion_paths", None)
     if finder is None:
         return {}
-    return {str(Path(c).resolve()): _sha256(Path(c)) for c in finder(path)}
+    return {_resolved(Path(c)): _sha256(Path(c)) for c in finder(path)}
 
 
 def _sha256(path: Path) -> str:
@@ -484,7 +529,9 @@ def _skip_or_fail(result, candidate, ctx: _Context, reason: str) -> FileResult:
 
 def _fail(result, candidate, ctx: _Context, reason: str, trace_file=None) -> FileResult:
     """Record a failed file; the runs it gave before, if any, stay as they were."""
-    message = f"{candidate.display_name}: {reason}"
+    message = storable(f"{candidate.display_name}: {reason}").replace("\x00", "\\x00")
+    if len(message) > MAX_ERROR:
+        message = message[: MAX_ERROR - 1] + "…"
     trace_file = trace_file or ctx.known.get(candidate.logical_path)
     now = timezone.now()
     if trace_file is None:
