@@ -211,6 +211,7 @@ def _table_runs(snap: Snapshot, lay: _Layout, origin: str) -> Iterator[RunRecord
     r = lay.runs
     columns, joins = _agg_joins(lay, r.col("id", "r"))
     order = f"{r.col('created_at', 'r')}, {r.col('id', 'r')}"
+    shared = _shared_ids(snap.conn, r)
     cursor = snap.conn.execute(f"SELECT r.*, {columns} FROM {r.sql} r {joins} ORDER BY {order}")
     names = [normalise_name(d[0]) for d in cursor.description[:-3]]
     while batch := cursor.fetchmany(BATCH):
@@ -218,7 +219,18 @@ def _table_runs(snap: Snapshot, lay: _Layout, origin: str) -> Iterator[RunRecord
             values = dict(zip(names, row[:-3], strict=True))
             aggs = [_agg_parts(agg) for agg in row[-3:]]
             print_ = fingerprint(_VERSION, [jsonable(v) for v in row[:-3]], *aggs)
-            yield _run_record(snap, lay, origin, values, print_)
+            record = _run_record(snap, lay, origin, values, print_)
+            if record.external_id in shared:
+                # Rows sharing an id are one run to the store: the last one read stays.
+                record.attributes["rows_with_this_id"] = shared[record.external_id]
+            yield record
+
+
+def _shared_ids(conn: sqlite3.Connection, r: Table) -> dict[str, int]:
+    """Run ids that more than one runs row has (a table without its primary key)."""
+    key = f"COALESCE(CAST({r.col('id')} AS TEXT), '')"
+    sql = f"SELECT {key}, count(*) FROM {r.sql} GROUP BY 1 HAVING count(*) > 1"
+    return {as_text(key): count for key, count in conn.execute(sql)}
 
 
 def _run_record(snap: Snapshot, lay: _Layout, origin: str, row: dict, print_: str) -> RunRecord:
@@ -579,13 +591,31 @@ def _standalone_runs(snap: Snapshot, lay: _Layout, origin: str) -> Iterator[RunR
     if not groups:
         return
     prints = _StandalonePrints(conn, lay)
+    taken = _run_ids(conn, lay)
     for chunk in chunks(groups):
         roots = [group[0] for group in chunk]
         rows = {r.key: r for r in _step_records(conn, s, roots)}
         for group in chunk:
             root = rows.get(group[0].key)
             if root is not None:
-                yield _standalone_record(snap, lay, origin, root, group, prints.of(group))
+                record = _standalone_record(snap, lay, origin, root, group, prints.of(group))
+                if record.external_id in taken:
+                    # A run with this id exists: the step's run must not replace it.
+                    record.external_id = f"standalone-step:{root.key}"
+                    record.attributes["run_id_taken"] = root.key
+                yield record
+
+
+def _run_ids(conn: sqlite3.Connection, lay: _Layout) -> set[str]:
+    """The ids of the runs table and of the runs that steps name, as text."""
+    r, s = lay.runs, lay.steps
+    sql = f"SELECT DISTINCT COALESCE(CAST({r.col('id')} AS TEXT), '') FROM {r.sql}"
+    if s.has("run_id"):
+        sql += (
+            f" UNION SELECT DISTINCT CAST({s.col('run_id')} AS TEXT) FROM {s.sql} "
+            f"WHERE {s.col('run_id')} IS NOT NULL"
+        )
+    return {as_text(row[0]) for row in conn.execute(sql)}
 
 
 def _standalone_record(
