@@ -151,8 +151,20 @@ def _parse(path: Path, events_path: Path | None) -> Iterator[RunRecord]:
         events_error = _attach_events(stack, conn, events_path)
         layout = _layout(conn, events_error)
         _prepare(conn, layout)
+        shared = _shared_ids(conn, layout.executions)
         for row, extra in _execution_rows(conn, layout):
-            yield _execution_record(snap, layout, origin, row, extra)
+            record = _execution_record(snap, layout, origin, row, extra)
+            if record.external_id in shared:
+                # Rows sharing an id are one run to the store: the last one read stays.
+                record.attributes["rows_with_this_id"] = shared[record.external_id]
+            yield record
+
+
+def _shared_ids(conn: sqlite3.Connection, e: Table) -> dict[str, int]:
+    """Execution ids that more than one row has (a table without its primary key)."""
+    key = f"COALESCE(CAST({e.col('id')} AS TEXT), '')"
+    sql = f"SELECT {key}, count(*) FROM {e.sql} GROUP BY 1 HAVING count(*) > 1"
+    return {as_text(key): count for key, count in conn.execute(sql)}
 
 
 def _attach_events(stack: contextlib.ExitStack, conn: sqlite3.Connection, path) -> str:
@@ -498,8 +510,10 @@ def _execution_steps(
         f"WHERE {s.col('execution_id')} = ? ORDER BY {s.col('sequence_num')}, {s.col('id')}"
     )
     compensation: list[StepRecord] = []
+    used: set[str] = set()
     for row in iter_rows(conn.execute(sql, (eid,))):
         record = _step_record(s, row, marks.take(as_text(row.get("stepname"))), terminal)
+        _make_key_unique(record, used)
         if record.type == _COMPENSATION:
             compensation.append(record)  # few; held back to yield their parent first
         else:
@@ -509,6 +523,19 @@ def _execution_steps(
         for record in compensation:
             record.parent_key = _COMPENSATION
             yield record
+
+
+def _make_key_unique(record: StepRecord, used: set[str]) -> None:
+    """Step ids repeat in a table without its primary key, and one could be the
+    synthetic group's key: such a step gets `<id>#<n>`, its id kept in attributes."""
+    key = record.key
+    if key in used or key == _COMPENSATION:
+        number = 2
+        while f"{key}#{number}" in used:
+            number += 1
+        record.attributes["id_not_unique"] = key
+        record.key = f"{key}#{number}"
+    used.add(record.key)
 
 
 def _step_record(s: Table, row: dict, mark: _Mark, terminal: bool) -> StepRecord:
@@ -887,14 +914,28 @@ REDACTED = "[REDACTED]"
 
 
 def redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            k: REDACTED if isinstance(k, str) and _sensitive(k) else redact(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(item) for item in value]
-    return value
+    """A copy of `value` with the values under secret-like keys replaced, at any
+    depth (without recursion: event data can be nested a thousand levels)."""
+    if not isinstance(value, dict | list):
+        return value
+    root: Any = {} if isinstance(value, dict) else []
+    stack = [(value, root)]
+    while stack:
+        source, target = stack.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, item in items:
+            if isinstance(source, dict) and isinstance(key, str) and _sensitive(key):
+                copied: Any = REDACTED
+            elif isinstance(item, dict | list):
+                copied = {} if isinstance(item, dict) else []
+                stack.append((item, copied))
+            else:
+                copied = item
+            if isinstance(target, dict):
+                target[key] = copied
+            else:
+                target.append(copied)
+    return root
 
 
 def _sensitive(name: str) -> bool:
