@@ -28,3 +28,87 @@ def _open_writes(settings):
     """Uploads, sources and deletions need a permission unless TRACER_OPEN_WRITES is on:
     on in tests, as in local use; tests/test_access.py turns it off."""
     settings.TRACER_OPEN_WRITES = True
+
+
+# --- the "Load and faults" table of docs/RELIABILITY.md -------------------------------------
+
+FAULT_SCENARIOS = ("read-load", "duckflux-rewrites", "runs-db-writer", "sigkill")
+RELIABILITY_HEADING = "## Load and faults"
+
+
+class ReliabilityRows:
+    """Rows added by tests/test_faults.py and tests/browser/test_hostile.py; written
+    to docs/RELIABILITY.md (only its own section) once every fault scenario ran."""
+
+    def __init__(self):
+        self.rows: dict[str, tuple] = {}
+
+    def add(self, key, scenario, volume, *, errors=0, lost=0, duplicated=0, scripts=0, notes=""):
+        self.rows[key] = (scenario, volume, errors, lost, duplicated, scripts, notes)
+
+    def section(self, vendor: str) -> str:
+        import os
+        from datetime import date
+
+        lines = [
+            RELIABILITY_HEADING,
+            "",
+            "Written by `tests/test_faults.py` (and `tests/browser/test_hostile.py`) at the",
+            f"end of a run that includes them (database: {vendor}; {os.cpu_count()} cores;",
+            f"{date.today()}). Every loop is bounded and on loopback. Regenerate with",
+            "`.venv/bin/pytest tests/test_faults.py tests/browser/test_hostile.py",
+            "-p no:cacheprovider`; a minute of read load, on demand:",
+            "`.venv/bin/python bench/load_test.py`.",
+            "",
+            "| scenario | runs / requests | errors | lost runs | duplicated runs | scripts run "
+            "| notes |",
+            "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+        ]
+        order = [*FAULT_SCENARIOS, "hostile"]
+        for key in sorted(self.rows, key=lambda k: order.index(k) if k in order else len(order)):
+            scenario, volume, *counts, notes = self.rows[key]
+            cells = [scenario, volume, *(str(n) for n in counts), notes]
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        lines += [
+            "",
+            '- *errors*: answers other than 200 or saying "database is locked"; runs whose',
+            "  final state differs from the source's. *scripts run*: pages on which a script",
+            "  from a trace ran, a dialog opened or the Content-Security-Policy had to block",
+            "  one. All must be 0.",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def write(self, vendor: str) -> None:
+        root = Path(__file__).resolve().parent.parent
+        target = (
+            root / "docs" / "RELIABILITY.md"
+            if vendor == "sqlite"
+            else root / "var" / f"RELIABILITY-{vendor}.md"
+        )
+        target.parent.mkdir(exist_ok=True)
+        old = target.read_text() if target.exists() else "# Reliability\n"
+        new = replace_section(old, RELIABILITY_HEADING, self.section(vendor))
+        if new != old:
+            target.write_text(new)
+
+
+def replace_section(text: str, heading: str, section: str) -> str:
+    """`text` with the level-2 section under `heading` replaced (or appended)."""
+    lines = text.splitlines()
+    if heading not in lines:
+        return text.rstrip("\n") + "\n\n" + section
+    start = lines.index(heading)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    after = "\n".join(lines[end:])
+    return "\n".join(lines[:start]) + "\n" + section + ("\n" + after + "\n" if after else "")
+
+
+@pytest.fixture(scope="session")
+def reliability_rows():
+    rows = ReliabilityRows()
+    yield rows
+    if all(key in rows.rows for key in FAULT_SCENARIOS):
+        from django.db import connection
+
+        rows.write(connection.vendor)

@@ -1,0 +1,278 @@
+"""Load and faults, each bounded and on loopback; each test adds its row to the
+"Load and faults" table of docs/RELIABILITY.md (the `reliability_rows` fixture).
+
+- pages under read load (a real gunicorn server) while a large ingest runs in
+  another process: every answer a 200, no "database is locked" (~10 s; a minute of
+  it on demand: bench/load_test.py);
+- a duckflux JSON rewritten hundreds of times (truncate + write) while
+  `manage.py ingest --watch` reads it: one run, in its final state;
+- a runs database written by another process while it is re-synced again and
+  again: every run as the source says, once the writer stops;
+- an ingest killed with SIGKILL midway, then run again: exact counts, nothing
+  duplicated, nothing missing.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db.models import Count
+
+from traces.ingest.loader import ingest_paths
+from traces.models import Call, EntityLink, Run, Step, TraceFile
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from fault_writers import rewrite_duckflux  # noqa: E402
+from generate_runs_db import generate_runs_db  # noqa: E402
+from load_test import manage, read_load_during_ingest, site_env  # noqa: E402
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RUNS_STATUS = {"completed": "succeeded", "failed": "failed", "running": "running"}
+DUCKFLUX_STATUS = {"success": "succeeded", "failure": "failed", "running": "running"}
+REWRITES = 200
+# 21 steps, loops included.
+DUCKFLUX_SAMPLE = "duckflux/json/b2c0c4d4-ed5c-4e88-83ca-a371f130295a.json"
+
+
+def duplicated(runs) -> int:
+    return (
+        runs.values("format", "origin", "external_id")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+        .count()
+    )
+
+
+def wait_for(condition, seconds: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()
+
+
+# --- pages under read load during a large ingest --------------------------------------------
+
+
+def test_pages_answer_under_read_load_while_a_large_ingest_runs(
+    tmp_path, samples, reliability_rows
+):
+    result = read_load_during_ingest(
+        tmp_path,
+        samples,
+        seconds=6,
+        threads=8,
+        workers=2,
+        size={"runs": 100, "steps": 4000, "calls": 6000},
+    )
+    load = result.load
+    reliability_rows.add(
+        "read-load",
+        "read load (gunicorn, 2 workers, 8 clients) during a large ingest in another process",
+        f"{load.requests} requests in {load.seconds:.0f} s ({load.rate:.0f}/s, "
+        f"p95 {load.percentile(0.95):.0f} ms); {result.source_runs} runs ingested meanwhile",
+        errors=load.errors + load.locked + len(result.writes.failures),
+        lost=result.source_runs - result.stored_runs,
+        duplicated=result.duplicated_runs,
+        notes=f'"database is locked" shown {load.locked} times; the ingest took '
+        f"{result.ingest_seconds:.1f} s (one transaction per file): "
+        f"{result.writes.summary()}",
+    )
+    assert load.requests >= 50, load.summary()
+    assert load.errors == 0 and load.locked == 0, load.summary() + result.server_errors
+    assert result.writes.failures == []
+    assert result.stored_runs == result.source_runs and result.duplicated_runs == 0
+
+
+# --- duckflux rewritten while watched -------------------------------------------------------
+
+
+def test_a_duckflux_file_rewritten_hundreds_of_times_while_watched_ends_as_one_final_run(
+    tmp_path, samples, reliability_rows
+):
+    final = json.loads((samples / DUCKFLUX_SAMPLE).read_text())
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    trace = watched / Path(DUCKFLUX_SAMPLE).name
+    opening = {"execution": dict(final["execution"], status="running"), "steps": []}
+    trace.write_text(json.dumps(opening))
+    env = site_env(tmp_path / "site")
+    (tmp_path / "site").mkdir()
+    watcher = manage(env, "ingest", str(watched), "--watch", "--interval", "0.05", "--json")
+    try:
+        assert wait_for(lambda: Run.objects.exists(), 20), "the watcher never ingested the file"
+        writes = rewrite_duckflux(
+            trace, final, rewrites=REWRITES, pause=0.008, rng=random.Random(1)
+        )
+        expected_status = DUCKFLUX_STATUS[final["execution"]["status"]]
+
+        def settled() -> bool:
+            run = Run.objects.first()
+            ok = TraceFile.objects.filter(path=str(trace.resolve()), status="ok").exists()
+            return ok and run is not None and run.status == expected_status
+
+        assert wait_for(settled, 20), "the final state was never ingested"
+        time.sleep(0.3)  # a few more scans: nothing may change any more
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        out, errors = watcher.communicate(timeout=20)
+    scans = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    half_written = sum(1 for scan in scans if scan["files"]["failed"])
+    runs = Run.objects.all()
+    run = runs.get()
+    exact = run.fingerprint == _final_fingerprint(samples)
+    reliability_rows.add(
+        "duckflux-rewrites",
+        "a duckflux JSON rewritten whole (truncate + write) while `ingest --watch` reads it",
+        f"1 run, {writes} rewrites, {len(scans)} ingests that changed something",
+        errors=int(run.status != expected_status) + int(not exact),
+        lost=0 if runs.exists() else 1,
+        duplicated=runs.count() - 1,
+        notes=f"caught empty or half-written {half_written} times (read again at the next scan)",
+    )
+    assert runs.count() == 1 and run.status == expected_status
+    assert exact and run.step_count == len(final["steps"]) and run.finished_at is not None
+    assert watcher.returncode in (0, 1), errors  # 1: the last scan listed a failure
+
+
+def _final_fingerprint(samples: Path) -> str:
+    """The fingerprint of the final file read on its own (it changes with any content)."""
+    from traces.ingest import duckflux
+
+    (record,) = duckflux.parse(samples / DUCKFLUX_SAMPLE)
+    return record.fingerprint
+
+
+# --- a runs database written by another process during re-sync ------------------------------
+
+
+def test_a_runs_database_written_during_resyncs_ends_consistent_with_its_source(
+    tmp_path, reliability_rows
+):
+    source = tmp_path / "live" / "runs.sqlite"
+    source.parent.mkdir()
+    writer = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench/fault_writers.py"), "runs-db", str(source),
+         "--seconds", "2.5", "--pause", "0.01"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    ingests, failed = 0, []
+    try:
+        wait_for(source.exists, 10)
+        deadline = time.monotonic() + 30
+        while writer.poll() is None and time.monotonic() < deadline:
+            report = ingest_paths([source])
+            ingests += 1
+            failed += [result.error for result in report.failed]
+    finally:
+        out, errors = writer.communicate(timeout=30)
+    assert writer.returncode == 0, errors
+    written = json.loads(out)
+    final = ingest_paths([source])
+    assert final.failed == []
+    expected = _runs_in_source(source)
+    stored = {
+        run.external_id: (run.status, run.step_count) for run in Run.objects.filter(format="runs")
+    }
+    wrong = {key for key in expected.keys() & stored.keys() if expected[key] != stored[key]}
+    runs = Run.objects.filter(format="runs")
+    reliability_rows.add(
+        "runs-db-writer",
+        "a runs database written by another process while re-synced again and again",
+        f"{len(expected)} runs from {written['changes']} writer transactions, {ingests} re-syncs",
+        errors=len(wrong),
+        lost=len(expected.keys() - stored.keys()),
+        duplicated=duplicated(runs) + len(stored.keys() - expected.keys()),
+        notes=f"re-syncs that found the writer holding the lock and said so: {len(failed)}",
+    )
+    assert ingests >= 3
+    assert stored == expected
+
+
+def _runs_in_source(path: Path) -> dict[str, tuple[str, int]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    rows = conn.execute(
+        "SELECT r.id, r.status, (SELECT COUNT(*) FROM steps s WHERE s.run_id = r.id) FROM runs r"
+    ).fetchall()
+    conn.close()
+    return {run_id: (RUNS_STATUS[status], steps) for run_id, status, steps in rows}
+
+
+# --- an ingest killed midway ----------------------------------------------------------------
+
+
+DATABASES = 3
+
+
+def test_an_ingest_killed_midway_then_run_again_has_exact_counts(tmp_path, reliability_rows):
+    """A directory of runs databases: each is ingested in its own transaction, so a
+    kill lands with some committed and one half-written (rolled back)."""
+    big = tmp_path / "big"
+    big.mkdir()
+    counts = {"runs": 0, "steps": 0, "calls": 0, "links": 0}
+    for seed in range(DATABASES):
+        made = generate_runs_db(
+            big / f"runs-{seed}.sqlite", runs=30, steps=1500, calls=2000, links=800, seed=seed
+        )
+        counts = {key: counts[key] + made[key] for key in counts}
+    env = site_env(tmp_path / "site")
+    (tmp_path / "site").mkdir()
+    first = manage(env, "ingest", str(big))
+    # Once the first database is in, kill it in the middle of the next one.
+    wait_for(lambda: Run.objects.exists() or first.poll() is not None, 30, step=0.02)
+    time.sleep(0.3)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=10)
+    assert first.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
+    runs_before = Run.objects.count()
+
+    again = manage(env, "ingest", str(big))
+    _out, errors = again.communicate(timeout=120)
+    assert again.returncode == 0, errors
+    stored = {
+        "runs": Run.objects.count(),
+        "steps": Step.objects.count(),
+        "calls": Call.objects.count(),
+        "links": EntityLink.objects.count(),
+    }
+    per_run = {}
+    for database in sorted(big.glob("*.sqlite")):
+        per_run |= _steps_per_run_in_source(database)
+    mismatched = [
+        run.external_id
+        for run in Run.objects.annotate(rows=Count("steps"))
+        if per_run.get(run.external_id) != run.rows or run.step_count != run.rows
+    ]
+    reliability_rows.add(
+        "sigkill",
+        "an ingest killed with SIGKILL midway, then run again",
+        f"{counts['runs']} runs, {counts['steps']} steps, {counts['calls']} calls in {DATABASES} "
+        f"databases; killed with {runs_before} runs committed",
+        errors=len(mismatched) + sum(stored[key] != counts[key] for key in stored),
+        lost=max(0, counts["runs"] - stored["runs"]),
+        duplicated=duplicated(Run.objects.all()) + max(0, stored["runs"] - counts["runs"]),
+        notes=f"after the second ingest: {stored['runs']} runs, {stored['steps']} steps, "
+        f"{stored['calls']} calls, {stored['links']} links",
+    )
+    assert 0 < runs_before < counts["runs"], "not killed midway"
+    assert stored == counts
+    assert mismatched == []
+
+
+def _steps_per_run_in_source(path: Path) -> dict[str, int]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    rows = conn.execute("SELECT run_id, COUNT(*) FROM steps GROUP BY run_id").fetchall()
+    conn.close()
+    return dict(rows)
