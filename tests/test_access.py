@@ -511,3 +511,13 @@ def test_production_settings_secure_cookies_and_headers(tmp_path):
     assert "unsafe-inline" not in out
     cookie = values["cookie"]
     assert "Secure" in cookie and "SameSite=Lax" in cookie
+
+
+@pytest.mark.django_db
+def test_source_page_hides_write_forms_from_users_who_cannot_use_them(client, settings):
+    settings.TRACER_OPEN_WRITES = False
+    html = client.get(reverse("traces:source-list")).content.decode()
+    assert 'id="add-source"' not in html
+    settings.TRACER_OPEN_WRITES = True
+    html = client.get(reverse("traces:source-list")).content.decode()
+    assert 'id="add-source"' in html

@@ -18,6 +18,8 @@ def run_manage(tmp_path, *args):
         TRACER_ALLOWED_HOSTS="traces.example.com",
     )
     env.pop("DATABASE_URL", None)
+    # The browser tests' async-unsafe switch must not reach a production check.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
     )

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
-from traces import run_queries
+from traces import run_queries, step_queries
 from traces.models import Run, Status, Step
 from traces.pagination import BadCursor
 from traces.templatetags.traces_extras import human_duration, pretty_json
@@ -758,7 +758,8 @@ def _expand_url(children_url: str, expand: list[str], failed_only: bool) -> str:
 
 
 def _entity_url(entity_type: str, entity_id: str) -> str:
-    if not entity_type or not entity_id:
+    # A type holding "/" would be read back from its URL as another type and id.
+    if not step_queries.has_page(entity_type, entity_id):
         return ""
     try:
         return reverse("traces:entity-detail", args=[entity_type, entity_id])
