@@ -22,6 +22,9 @@ import orjson
 from .records import ParseError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+# What reading a damaged SQLite file raises: Python's sqlite3 decodes column
+# names and SQLite's error messages (which quote the schema) strictly as UTF-8.
+SQLITE_ERRORS = (sqlite3.DatabaseError, UnicodeDecodeError)
 TRUNCATED_SUFFIXES = ("...[truncated]", "[truncated]")
 
 # Python's datetime covers years 1..9999; a trace may claim anything.
@@ -213,13 +216,29 @@ def open_sqlite_snapshot(
         _backup_with_retry(path, copy_path, retries=retries, wait=wait)
         conn = sqlite3.connect(copy_path)
         conn.row_factory = sqlite3.Row
-        conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
+        conn.text_factory = lenient_text
         try:
             yield conn
         finally:
             conn.close()
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def sqlite_reason(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "its schema holds a name that is not UTF-8"
+    return str(exc)
+
+
+def corrupt_sqlite(exc: Exception) -> ParseError:
+    """The ParseError for one of SQLITE_ERRORS."""
+    return ParseError(f"corrupt or unreadable SQLite database: {sqlite_reason(exc)}")
+
+
+def lenient_text(raw: bytes) -> str:
+    """SQLite TEXT as str: a writer's bytes need not be UTF-8."""
+    return raw.decode("utf-8", errors="replace")
 
 
 def _backup_with_retry(path: Path, copy_path: str, *, retries: int, wait: float) -> None:
@@ -247,16 +266,16 @@ def _backup_with_retry(path: Path, copy_path: str, *, retries: int, wait: float)
                     f"database stayed locked by its writer for {retries * wait:.0f} s; try again"
                 ) from exc
             raise ParseError(f"cannot read SQLite database: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise ParseError(f"corrupt or unreadable SQLite database: {exc}") from exc
+        except SQLITE_ERRORS as exc:
+            raise corrupt_sqlite(exc) from exc
 
 
 def sqlite_tables(conn: sqlite3.Connection) -> dict[str, str]:
     """Normalised table name -> real table name."""
     try:
         rows = conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise ParseError(f"corrupt SQLite database: {exc}") from exc
+    except SQLITE_ERRORS as exc:
+        raise ParseError(f"corrupt SQLite database: {sqlite_reason(exc)}") from exc
     return {normalise_name(row[0]): row[0] for row in rows}
 
 
@@ -273,6 +292,8 @@ def query_readonly(path: Path, read, *, retries: int = 40, wait: float = 0.25):
     for attempt in range(retries + 1):
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=wait)
+            # Table and column names are text the writer chose: not always UTF-8.
+            conn.text_factory = lenient_text
             try:
                 return read(conn)
             finally:
@@ -282,8 +303,8 @@ def query_readonly(path: Path, read, *, retries: int = 40, wait: float = 0.25):
                 time.sleep(wait)
                 continue
             raise ParseError(f"cannot read SQLite database: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise ParseError(f"corrupt or unreadable SQLite database: {exc}") from exc
+        except SQLITE_ERRORS as exc:
+            raise corrupt_sqlite(exc) from exc
     raise AssertionError("unreachable")
 
 

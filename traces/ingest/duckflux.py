@@ -36,7 +36,9 @@ import ijson
 import orjson
 
 from .common import (
+    SQLITE_ERRORS,
     brief,
+    corrupt_sqlite,
     duration_between,
     fingerprint,
     is_sqlite,
@@ -867,12 +869,8 @@ def _line_locator(line_of: dict[str, int], default: int) -> Locate:
 def _parse_sqlite(path: Path) -> Iterator[RunRecord]:
     try:
         yield from _read_sqlite(path)
-    except sqlite3.DatabaseError as exc:  # a corrupt page met while reading rows
-        raise _corrupt(exc) from exc
-
-
-def _corrupt(exc: sqlite3.DatabaseError) -> ParseError:
-    return ParseError(f"corrupt or unreadable SQLite database: {exc}")
+    except SQLITE_ERRORS as exc:  # a corrupt page met while reading rows
+        raise corrupt_sqlite(exc) from exc
 
 
 def _read_sqlite(path: Path) -> Iterator[RunRecord]:
@@ -909,8 +907,10 @@ def _sqlite_run(
     def load_step(index: int) -> StepRecord:
         try:
             step_row = conn.execute(f"{query} WHERE rowid = ?", (rowids[index],)).fetchone()
-        except sqlite3.DatabaseError as exc:  # read lazily, outside _parse_sqlite
-            raise _corrupt(exc) from exc
+        except SQLITE_ERRORS as exc:  # read lazily, outside _parse_sqlite
+            raise corrupt_sqlite(exc) from exc
+        if step_row is None:  # found by the scan, not by its rowid: a damaged index
+            raise ParseError(f"corrupt SQLite database: steps row {rowids[index]} is unreadable")
         locate = _json_locator(f"steps row {rowids[index]}")
         return _step_record(_sqlite_step(step_row), index, locate)
 

@@ -10,6 +10,7 @@ code.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    SQLITE_ERRORS,
+    corrupt_sqlite,
     is_sqlite,
     normalise_name,
     parse_epoch_ms,
@@ -149,8 +152,8 @@ def sqlite_guard(func: Callable[..., Iterator]) -> Callable[..., Iterator]:
     def wrapper(*args, **kwargs):
         try:
             yield from func(*args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            raise ParseError(f"corrupt or unreadable SQLite database: {exc}") from exc
+        except SQLITE_ERRORS as exc:
+            raise corrupt_sqlite(exc) from exc
 
     return wrapper
 
@@ -247,12 +250,14 @@ def as_int(value: Any) -> int | None:
 
 
 def as_float(value: Any) -> float | None:
+    """A finite number, or None (text such as 'INF' or 'NaN' reads as a float)."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def as_text(value: Any) -> str:
