@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import re
 import sqlite3
 from collections import Counter, defaultdict, deque
@@ -393,7 +394,10 @@ def _execution_timing(row: dict, extra: dict, status: str, attrs: dict):
     duration = as_float(row.get("durationms"))
     finished = lenient_time(row.get("completedat"), attrs, "completed_at")
     if precise_start is not None and duration is not None:
-        finished = precise_start + timedelta(milliseconds=duration)
+        try:
+            finished = precise_start + timedelta(milliseconds=duration)
+        except OverflowError:  # a duration that ends past year 9999
+            attrs.setdefault("unreadable_times", {})["finished"] = "start + duration_ms"
     elif extra["event_end"]:
         finished = lenient_time(extra["event_end"], attrs, "event_end") or finished
     if duration is None:
@@ -649,6 +653,8 @@ def go_duration_ms(text: Any) -> float | None:
     if not parts or "".join(n + u for n, u in parts) != body:
         return None
     total = sum(float(number) * _GO_UNIT_MS[unit] for number, unit in parts)
+    if not math.isfinite(total):  # a few hundred digits
+        return None
     return -total if text[0] == "-" else total
 
 
