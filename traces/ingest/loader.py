@@ -486,7 +486,7 @@ def _companion_hashes(format_name: str, path: Path) -> dict:
     finder = getattr(FORMATS.get(format_name), "companion_paths", None)
     if finder is None:
         return {}
-    return {_resolved(Path(c)): _sha256(Path(c)) for c in finder(path)}
+    return {storable(_resolved(Path(c))): _sha256(Path(c)) for c in finder(path)}
 
 
 def _sha256(path: Path) -> str:
