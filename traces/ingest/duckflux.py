@@ -43,6 +43,7 @@ from .common import (
     fingerprint,
     is_sqlite,
     is_truncated,
+    json_bytes,
     json_text,
     loads_json_or_text,
     normalise_name,
@@ -235,7 +236,8 @@ class _StepCollector:
                 completion_index,
             )
         )
-        self._digest.update(_canonical_json(raw) + b"\x1e")
+        self._digest.update(_canonical_json(raw))
+        self._digest.update(b"\x1e")  # not `+`: that would copy a 100 MB step once more
         return record
 
     def hexdigest(self) -> str:
@@ -956,7 +958,7 @@ def _decode_text_value(text: Any) -> Any:
 
 
 def _canonical_json(value: Any) -> bytes:
-    return json_text(value, sort_keys=True).encode()
+    return json_bytes(value, sort_keys=True)
 
 
 def _describe(value: Any) -> str:
