@@ -143,9 +143,17 @@ def _run_attributes(envelope: dict[str, Any], flow: dict[str, Any], truncated: b
     return attributes
 
 
+# The run's error repeats its failing step's: past this length it is cut there
+# (the step keeps all of it), so a huge message is not held and stored twice.
+RUN_ERROR_CHARS = 65536
+
+
 def _run_error(step: StepRecord) -> str:
     code = step.attributes.get("error_code")
-    return f"{code}: {step.error}" if code else step.error
+    message = step.error
+    if len(message) > RUN_ERROR_CHARS:
+        message = message[:RUN_ERROR_CHARS] + "… (cut: the failing step has the whole message)"
+    return f"{code}: {message}" if code else message
 
 
 def _step(index: int, raw: Any) -> StepRecord:
