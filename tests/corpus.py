@@ -385,14 +385,8 @@ def nan_cases(samples: Path, corpus: Corpus) -> None:
                 corpus.add("nan-infinity", sample, f"{_path_text(general)}={literal}", data, EITHER)
     for sample in _sqlite_representatives(samples):
         for table, column in _numeric_columns(sample):
-            for label, sql_value in (("inf", "9e999"), ("-inf", "-9e999"), ("nan-text", "'NaN'")):
-                corpus.add_sqlite(
-                    "nan-infinity",
-                    sample,
-                    f"{table}.{column}={label}",
-                    _set_first_row(table, column, sql_value),
-                    EITHER,
-                )
+            values = {"inf": "9e999", "-inf": "-9e999", "nan-text": "'NaN'"}
+            _column_cases(corpus, "nan-infinity", sample, table, column, values)
     # duckflux TXT writes numbers as text.
     for sample in trace_samples(samples):
         if sample.kind == "txt":
@@ -418,9 +412,10 @@ _ESCAPES = {"escaped-nul": b"\\u0000", "escaped-lone-surrogate": b"\\ud800"}
 
 
 def utf8_nul_cases(samples: Path, corpus: Corpus) -> None:
-    """Invalid UTF-8 and NUL bytes inserted into every text sample: at the start,
-    inside a string value near the middle, and at the end; JSON escapes of NUL and
-    of a lone surrogate inside string values."""
+    """Invalid UTF-8 and NUL bytes inserted into every text sample: inside a string
+    value near the middle (every kind), at the start and at the end (two kinds
+    each); JSON escapes of NUL and of a lone surrogate inside string values; in
+    SQLite, blobs that are not UTF-8 and text with NUL in every text column."""
     for sample in trace_samples(samples):
         if sample.kind not in ("json", "jsonl", "txt"):
             continue
@@ -428,7 +423,13 @@ def utf8_nul_cases(samples: Path, corpus: Corpus) -> None:
         middle = _string_interior(data, len(data) // 2)
         first = _string_interior(data, 0)
         for name, raw in _RAW_BYTES.items():
-            for where, offset in (("start", 0), ("mid-string", middle), ("end", len(data))):
+            places = [("mid-string", middle)]
+            # At the edges a byte only makes the file unreadable: two kinds suffice there.
+            if name in ("ff", "nul"):
+                places.append(("start", 0))
+            if name in ("cut-sequence", "nul"):
+                places.append(("end", len(data)))
+            for where, offset in places:
                 corpus.add(
                     "utf8-nul",
                     sample,
@@ -449,17 +450,11 @@ def utf8_nul_cases(samples: Path, corpus: Corpus) -> None:
                 )
     for sample in _sqlite_representatives(samples):
         for table, column in _text_columns(sample):
-            for label, sql_value in (
-                ("invalid-utf8-blob", "X'61FF00FE62'"),
-                ("nul-text", "'a' || char(0) || 'b'"),
-            ):
-                corpus.add_sqlite(
-                    "utf8-nul",
-                    sample,
-                    f"{table}.{column}={label}",
-                    _set_first_row(table, column, sql_value),
-                    EITHER,
-                )
+            values = {
+                "invalid-utf8-blob": "X'61FF00FE62'",
+                "nul-text": "'a' || char(0) || 'b'",
+            }
+            _column_cases(corpus, "utf8-nul", sample, table, column, values)
 
 
 def _string_interior(data: bytes, start: int) -> int:
@@ -689,14 +684,7 @@ def timestamp_cases(samples: Path, corpus: Corpus) -> None:
                 values = {k: _sql_literal(v) for k, v in BAD_DURATIONS.items()}
             else:
                 continue
-            for label, sql_value in values.items():
-                corpus.add_sqlite(
-                    "timestamps",
-                    sample,
-                    f"{table}.{column}={label}",
-                    _set_first_row(table, column, sql_value),
-                    EITHER,
-                )
+            _column_cases(corpus, "timestamps", sample, table, column, values)
 
 
 def _sql_literal(value: Any) -> str:
@@ -774,6 +762,42 @@ def _numeric_columns(sample: Sample) -> list[tuple[str, str]]:
 def _text_columns(sample: Sample) -> list[tuple[str, str]]:
     types = _column_types(sample)
     return [key for key, declared in types.items() if "INT" not in declared]
+
+
+def _column_cases(
+    corpus: Corpus, family: str, sample: Sample, table: str, column: str, values: dict[str, str]
+) -> None:
+    """Bad values in a column: one case with each in its own row where the parser
+    reads rows leniently (runs, workflow: a bad value in one row cannot hide the
+    next) and the table has rows enough; else a case per value."""
+    if sample.format != "duckflux" and _row_count(sample, table) >= len(values):
+        detail = f"{table}.{column}={','.join(values)}"
+        corpus.add_sqlite(family, sample, detail, _set_rows(table, column, values), EITHER)
+        return
+    for label, sql_value in values.items():
+        mutate = _set_first_row(table, column, sql_value)
+        corpus.add_sqlite(family, sample, f"{table}.{column}={label}", mutate, EITHER)
+
+
+def _row_count(sample: Sample, table: str) -> int:
+    conn = sqlite3.connect(f"{sample.path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _set_rows(
+    table: str, column: str, values: dict[str, str]
+) -> Callable[[sqlite3.Connection], None]:
+    """Row k (in rowid order) gets the k-th value."""
+
+    def mutate(conn: sqlite3.Connection) -> None:
+        rowids = [row[0] for row in conn.execute(f'SELECT rowid FROM "{table}" ORDER BY rowid')]
+        for rowid, sql_value in zip(rowids, values.values(), strict=False):
+            conn.execute(f'UPDATE "{table}" SET "{column}" = {sql_value} WHERE rowid = ?', (rowid,))
+
+    return mutate
 
 
 def _set_first_row(table: str, column: str, sql_value: str) -> Callable[[sqlite3.Connection], None]:
