@@ -97,8 +97,15 @@ class Datasette:
         raise SystemExit(f"datasette did not start: {self.process.stderr.read().decode()}")
 
     def get(self, path: str) -> tuple[int, bytes]:
-        self.conn.request("GET", path)
-        response = self.conn.getresponse()
+        try:
+            self.conn.request("GET", path)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):
+            # The server closes idle keep-alive connections (uvicorn: after 5 s).
+            self.conn.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            self.conn.request("GET", path)
+            response = self.conn.getresponse()
         body = response.read()
         if response.status != 200:
             raise RuntimeError(f"datasette {path}: {response.status} {body[:300]!r}")

@@ -312,6 +312,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated: " + ", ".join(FORMATS))
     parser.add_argument("--profile", action="store_true", help="also profile one ingest each")
+    parser.add_argument("--profile-sort", default="cumulative", help="cumulative or tottime")
     args = parser.parse_args()
     chosen = [f for f in FORMATS if not args.only or f in args.only.split(",")]
     scratch = Path(tempfile.mkdtemp(prefix="tracer-bench-baseline-", dir=_setup.WORKDIR))
@@ -336,7 +337,9 @@ def main() -> None:
             )
         if args.profile:
             clear_store()
-            profiles[name] = profile_text(lambda p=path: ingest_paths([p]))
+            profiles[name] = profile_text(
+                lambda p=path: ingest_paths([p]), top=30, sort=args.profile_sort
+            )
         ours_s, base_s = median(our_times), median(base_times)
         size = made.get("bytes") or _size(path)
         results.append(
@@ -372,7 +375,7 @@ def main() -> None:
     ]
     print(table(headers, results, "llrrrrrrl"))
     for name, text in profiles.items():
-        print(f"\n### profile: {name} (top by own time)\n\n```\n{text}\n```")
+        print(f"\n### profile: {name} (by {args.profile_sort})\n\n```\n{text}\n```")
 
 
 def _size(path: Path) -> int:

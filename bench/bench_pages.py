@@ -377,6 +377,10 @@ def cases(t: Targets) -> list[Case]:
     big, wf = t.big_run, t.wf_run
     return [
         # --- pages and fragments ---
+        Case("run_row", "floor: one runs-list row (htmx poll of a running run)",
+             f"/runs/{t.typical_run}/row/",
+             [(f"SELECT {_cols(Run, '', RUN_VALUES)} FROM traces_run WHERE id = %s",
+               [t.typical_run])], htmx_target=""),
         Case("runs", "runs list", "/", [(runs_page, []), (status_counts, []), (run_types, [])]),
         Case("runs_failed", "runs list, status=failed", "/",
              [(runs_failed_page, []), (failed_status_count, []), (run_types, [])],
@@ -519,7 +523,9 @@ def explain(sql: str, params: list) -> str:
         cursor.execute(prefix + sql, params)
         plan = [str(row[-1] if not ON_POSTGRES else row[0]) for row in cursor.fetchall()]
     text = sql if len(sql) < 400 else sql[:200] + " … " + sql[-180:]
-    lines = [f"{median(times) * 1000:8.2f} ms {rows:6} rows  {text}  {params[:6]}"]
+    shown = [p if len(str(p)) < 60 else str(p)[:57] + "…" for p in params[:6]]
+    lines = [f"{median(times) * 1000:8.2f} ms {rows:6} rows  {text}  {shown}"]
+    plan = [line if len(line) < 160 else line[:150] + " …" for line in plan]
     return "\n".join(lines + [f"{'':>26}plan: {line}" for line in plan])
 
 
