@@ -25,7 +25,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .common import duration_between, fingerprint, is_sqlite, loads_json_or_text, normalise_name
+from .common import (
+    SQLITE_ERRORS,
+    corrupt_sqlite,
+    duration_between,
+    fingerprint,
+    is_sqlite,
+    loads_json_or_text,
+    normalise_name,
+)
 from .common import open_sqlite_snapshot as _snapshot
 from .records import LogRecord, ParseError, RunRecord, Status, StepRecord
 from .sqlite_layout import (
@@ -175,8 +183,15 @@ def _attach_events(stack: contextlib.ExitStack, conn: sqlite3.Connection, path) 
         return ""
     try:
         events = stack.enter_context(_snapshot(path))
+        # Damage met later, while a run's logs are read, would fail the whole
+        # workflow.db: the copy is checked now (a few ms) and left out if damaged.
+        problems = [row[0] for row in events.execute("PRAGMA quick_check(3)")]
     except ParseError as exc:
         return f"{path.name}: {exc}"
+    except SQLITE_ERRORS as exc:
+        return f"{path.name}: {corrupt_sqlite(exc)}"
+    if problems != ["ok"]:
+        return f"{path.name}: corrupt SQLite database: {'; '.join(map(str, problems))}"
     copy = events.execute("PRAGMA database_list").fetchone()[2]
     conn.execute(f"ATTACH DATABASE ? AS {_EVENTS_SCHEMA}", (copy,))
     return ""
