@@ -37,7 +37,7 @@ test-sqlite: $(VENV)/.installed
 	$(VENV)/bin/pytest -p no:cacheprovider
 
 test-postgres: $(VENV)/.installed
-	$(PY) scripts/with_postgres.py $(VENV)/bin/pytest -p no:cacheprovider -m "not browser"
+	$(PY) scripts/with_postgres.py $(VENV)/bin/pytest -p no:cacheprovider -m "not browser" -n 2
 
 ## Debian's chromium for the Playwright browser tests (never `playwright install`).
 browser-deps:

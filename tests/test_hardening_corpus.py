@@ -44,8 +44,9 @@ REPO = SAMPLES.parent
 GOOD = SAMPLES / "greentic" / "01-success-always" / "trace.json"
 # For cases made from greentic files: the good file must not share a run id with the case.
 GOOD_ALT = SAMPLES / "duckflux" / "json" / "42462fed-a9ef-4b4a-89d5-3755b1f42178.json"
-CASE_SECONDS = 30
-HUGE_SECONDS = 60
+# Generous: a case that needs this long on a loaded CI machine is still no hang.
+CASE_SECONDS = 90
+HUGE_SECONDS = 120
 # Peak memory the 100 MB string may cost, in multiples of its size. Measured on
 # SQLite: duckflux 5.6, greentic 4.6, traceos 7.6. Of that, the parser holds 3-4
 # copies at its peak (the file's bytes, orjson's buffer, the str); storing a str

@@ -391,6 +391,9 @@ class _IdAllocator:
         self.table = model._meta.db_table
         self._next: int | None = None
         self._pool: list[int] = []
+        # PostgreSQL reservations start small and double, so a file of many
+        # small runs does not reserve (and burn) thousands of ids per run.
+        self._chunk = 16
         self.postgres = connection.vendor == "postgresql"
 
     def next(self) -> int:
@@ -400,7 +403,8 @@ class _IdAllocator:
             return value
         if self.postgres:
             if not self._pool:
-                self._pool = self._reserve_postgres(BATCH_SIZE)
+                self._pool = self._reserve_postgres(self._chunk)
+                self._chunk = min(self._chunk * 2, BATCH_SIZE)
             return self._pool.pop()
         self._next = self._sqlite_start() + 1
         return self._next - 1
