@@ -42,6 +42,7 @@ run "$PY" bench/bench_pages.py "${QUICK[@]}" --profile run_big,failed
 run "$PY" bench/bench_datasette.py "${QUICK[@]}"
 
 if [[ $POSTGRES -eq 1 ]]; then
+  run "$PY" scripts/with_postgres.py "$PY" bench/bench_pg_insert.py
   run "$PY" scripts/with_postgres.py "$PY" bench/bench_ingest.py "${QUICK[@]}" --repeat 1
   run "$PY" scripts/with_postgres.py "$PY" bench/bench_pages.py "${QUICK[@]}"
 fi
