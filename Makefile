@@ -45,8 +45,9 @@ browser-deps:
 		echo "installing Debian's chromium for the browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+## Benchmarks, on demand (bench/RESULTS.md): `make bench BENCH_ARGS=--quick` for a tenth of the sizes.
 bench: $(VENV)/.installed
-	$(VENV)/bin/pytest -p no:cacheprovider -m slow bench
+	bench/run_all.sh $(BENCH_ARGS)
 
 screenshots: $(VENV)/.installed browser-deps
 	$(PY) scripts/screenshots.py
