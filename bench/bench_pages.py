@@ -140,6 +140,7 @@ def _one(sql: str, params=()) -> tuple:
 @dataclass
 class Targets:
     big_run: int
+    big_steps: int
     typical_run: int
     wf_run: int
     expand_key: str
@@ -152,7 +153,9 @@ class Targets:
 
 
 def find_targets(client: Client) -> Targets:
-    big_run = _one("SELECT id FROM traces_run ORDER BY step_count DESC, id LIMIT 1")[0]
+    big_run, big_steps = _one(
+        "SELECT id, step_count FROM traces_run ORDER BY step_count DESC, id LIMIT 1"
+    )
     typical_run = _one(
         "SELECT id FROM traces_run WHERE format = 'runs' AND step_count < 1000 "
         "ORDER BY started_at DESC, id DESC LIMIT 1"
@@ -181,8 +184,8 @@ def find_targets(client: Client) -> Targets:
     )
     first = client.get("/api/steps", {"status": "failed"}).json()
     return Targets(
-        big_run, typical_run, wf_run, expand_key, expand_id, panel_key, panel_id, hot, one,
-        first["next"],
+        big_run, big_steps, typical_run, wf_run, expand_key, expand_id, panel_key, panel_id,
+        hot, one, first["next"],
     )  # fmt: skip
 
 
@@ -387,13 +390,13 @@ def cases(t: Targets) -> list[Case]:
              params={"status": "failed"}),
         Case("run_typical", f"run page (runs run {t.typical_run}, tree)",
              f"/runs/{t.typical_run}/", [(run_row, [t.typical_run]), (roots, [t.typical_run])]),
-        Case("run_big", "run page, the 100,000-step run (tree)", f"/runs/{big}/",
+        Case("run_big", f"run page, the {t.big_steps:,}-step run (tree)", f"/runs/{big}/",
              [(run_row, [big]), (roots, [big])], target_s=BIG_RUN_TARGET_S),
         Case("expand", "tree expand (htmx: a step's children)",
              f"/runs/{big}/children/{t.expand_key}/",
              [(step_by_key, [big, t.expand_key]), (children, [big, t.expand_id])],
              htmx_target=""),
-        Case("timeline", "timeline tab, 100,000-step run", f"/runs/{big}/timeline/",
+        Case("timeline", f"timeline tab, the {t.big_steps:,}-step run", f"/runs/{big}/timeline/",
              [(run_row, [big]), (flat, [big]), (time_bounds, [big])]),
         Case("panel", "step panel (htmx)", f"/runs/{big}/steps/{t.panel_key}/", panel,
              htmx_target="step-panel"),
