@@ -49,6 +49,7 @@ from .sqlite_layout import (
     placeholders,
     readonly_schema,
     schema_tables,
+    shared_ids,
     sqlite_guard,
 )
 
@@ -211,7 +212,7 @@ def _table_runs(snap: Snapshot, lay: _Layout, origin: str) -> Iterator[RunRecord
     r = lay.runs
     columns, joins = _agg_joins(lay, r.col("id", "r"))
     order = f"{r.col('created_at', 'r')}, {r.col('id', 'r')}"
-    shared = _shared_ids(snap.conn, r)
+    shared = shared_ids(snap.conn, r)
     cursor = snap.conn.execute(f"SELECT r.*, {columns} FROM {r.sql} r {joins} ORDER BY {order}")
     names = [normalise_name(d[0]) for d in cursor.description[:-3]]
     while batch := cursor.fetchmany(BATCH):
@@ -224,13 +225,6 @@ def _table_runs(snap: Snapshot, lay: _Layout, origin: str) -> Iterator[RunRecord
                 # Rows sharing an id are one run to the store: the last one read stays.
                 record.attributes["rows_with_this_id"] = shared[record.external_id]
             yield record
-
-
-def _shared_ids(conn: sqlite3.Connection, r: Table) -> dict[str, int]:
-    """Run ids that more than one runs row has (a table without its primary key)."""
-    key = f"COALESCE(CAST({r.col('id')} AS TEXT), '')"
-    sql = f"SELECT {key}, count(*) FROM {r.sql} GROUP BY 1 HAVING count(*) > 1"
-    return {as_text(key): count for key, count in conn.execute(sql)}
 
 
 def _run_record(snap: Snapshot, lay: _Layout, origin: str, row: dict, print_: str) -> RunRecord:

@@ -260,6 +260,14 @@ def as_float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def shared_ids(conn: sqlite3.Connection, table: Table) -> dict[str, int]:
+    """Ids that more than one row of `table` has (a table without its primary
+    key): rows sharing an id are one run to the store, the last one read stays."""
+    key = f"COALESCE(CAST({table.col('id')} AS TEXT), '')"
+    sql = f"SELECT {key}, count(*) FROM {table.sql} GROUP BY 1 HAVING count(*) > 1"
+    return {as_text(key): count for key, count in conn.execute(sql)}
+
+
 def as_text(value: Any) -> str:
     if value is None:
         return ""

@@ -54,6 +54,7 @@ from .sqlite_layout import (
     normalise_status,
     readonly_schema,
     schema_tables,
+    shared_ids,
     sqlite_guard,
     sqlite_schema_or_none,
 )
@@ -160,20 +161,13 @@ def _parse(path: Path, events_path: Path | None) -> Iterator[RunRecord]:
         events_error = _attach_events(stack, conn, events_path)
         layout = _layout(conn, events_error)
         _prepare(conn, layout)
-        shared = _shared_ids(conn, layout.executions)
+        shared = shared_ids(conn, layout.executions)
         for row, extra in _execution_rows(conn, layout):
             record = _execution_record(snap, layout, origin, row, extra)
             if record.external_id in shared:
                 # Rows sharing an id are one run to the store: the last one read stays.
                 record.attributes["rows_with_this_id"] = shared[record.external_id]
             yield record
-
-
-def _shared_ids(conn: sqlite3.Connection, e: Table) -> dict[str, int]:
-    """Execution ids that more than one row has (a table without its primary key)."""
-    key = f"COALESCE(CAST({e.col('id')} AS TEXT), '')"
-    sql = f"SELECT {key}, count(*) FROM {e.sql} GROUP BY 1 HAVING count(*) > 1"
-    return {as_text(key): count for key, count in conn.execute(sql)}
 
 
 def _attach_events(stack: contextlib.ExitStack, conn: sqlite3.Connection, path) -> str:
