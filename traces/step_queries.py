@@ -47,6 +47,7 @@ LINK_ROW_FIELDS = (
     "step__id", "step__run_id", "step__key", "step__name", "step__status",
     "step__started_at", "step__duration_ms",
     "run__id", "run__name", "run__external_id", "run__status", "run__format", "run__started_at",
+    "run__type",
 )  # fmt: skip
 
 
