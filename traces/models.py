@@ -50,6 +50,12 @@ class TraceSource(models.Model):
     last_scan_report = models.JSONField(default=dict, blank=True)
     files_found = models.PositiveIntegerField(default=0)
     files_failed = models.PositiveIntegerField(default=0)
+    # Off (the default): a run its source no longer holds is kept and marked as having
+    # left it; the dashboard is the history. On: such runs are deleted, as the source did.
+    mirror_deletions = models.BooleanField(
+        default=False,
+        help_text="Delete runs that the source no longer holds (default: keep them, marked).",
+    )
 
     class Meta:
         ordering = ["path"]
@@ -130,7 +136,12 @@ class Run(models.Model):
     items_succeeded = models.BigIntegerField(null=True, blank=True)
     items_failed = models.BigIntegerField(null=True, blank=True)
     truncated = models.BooleanField(default=False)
+    # Times derived from something else than the trace (greentic: the file's mtime).
+    times_estimated = models.BooleanField(default=False)
     attributes = models.JSONField(default=dict, blank=True)
+    # When a re-read of its source no longer held this run (a file overwritten by the
+    # next invocation, rows deleted by the writer's retention); the run is kept.
+    left_source_at = models.DateTimeField(null=True, blank=True)
 
     # Summaries filled at ingest.
     step_count = models.IntegerField(default=0)

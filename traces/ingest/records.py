@@ -170,6 +170,8 @@ class RunRecord:
     # a running run quiet for longer than TRACER_STALE_AFTER is shown stale.
     source_updated_at: datetime | None = None
     truncated: bool = False
+    # True when started/finished are estimates (greentic: from the file's mtime).
+    times_estimated: bool = False
     attributes: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
     completeness: tuple | None = None

@@ -142,7 +142,7 @@ RUN_FIELDS = (
     "name", "type", "trigger", "actor", "status", "raw_status", "started_at", "finished_at",
     "duration_ms", "input", "output", "error", "output_counters", "progress_label",
     "items_total", "items_processed", "items_succeeded", "items_failed", "truncated",
-    "attributes", "source_updated_at", "fingerprint",
+    "times_estimated", "attributes", "source_updated_at", "fingerprint",
 )  # fmt: skip
 
 
@@ -163,6 +163,7 @@ def _save_run_row(
             setattr(run, name, orjson.loads(dump_json(value)))
     run.completeness = list(record.completeness) if record.completeness is not None else None
     run.source_file = source_file
+    run.left_source_at = None  # written again by its source: back in it
     run.ingested_at = timezone.now()
     run.save()
     return run
