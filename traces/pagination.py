@@ -9,16 +9,37 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import F, Model, Q, QuerySet
+from django.db.models import (
+    CharField,
+    DateTimeField,
+    F,
+    Field,
+    FloatField,
+    IntegerField,
+    Model,
+    Q,
+    QuerySet,
+    TextField,
+)
 from django.utils.dateparse import parse_datetime
+
+# What any database column compares an integer with: 64 bits.
+INT64 = range(-(2**63), 2**63)
+
+
+START_AGAIN = "the page cursor is not valid; start again from the first page"
 
 
 class BadCursor(ValueError):
-    pass
+    """A cursor no page of the list wrote: edited, cut short, or from another sort."""
+
+    def __init__(self, message: str = START_AGAIN):
+        super().__init__(message)
 
 
 @dataclass
@@ -35,19 +56,55 @@ def encode_cursor(value: Any, pk: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[Any, int]:
+def decode_cursor(cursor: str, field: Field) -> tuple[Any, int]:
+    """The (sort value, id) a cursor holds, checked against the field the list is
+    sorted by: a cursor no page of this list could have written (edited, or from
+    another sort) is a BadCursor here rather than an error in the query."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value, pk = json.loads(raw)
     except (ValueError, TypeError) as exc:
-        raise BadCursor("the page cursor is not valid; start again from the first page") from exc
-    if not isinstance(pk, int):
-        raise BadCursor("the page cursor is not valid; start again from the first page")
-    if isinstance(value, dict) and "dt" in value:
-        value = parse_datetime(str(value["dt"]))
-        if value is None:
-            raise BadCursor("the page cursor is not valid; start again from the first page")
-    return value, pk
+        raise BadCursor() from exc
+    if not _is_int64(pk):
+        raise BadCursor()
+    return _sort_value(value, field), pk
+
+
+def _sort_value(value: Any, field: Field) -> Any:
+    if value is None:
+        if field.null:
+            return None
+    elif isinstance(field, DateTimeField):
+        return _moment(value)
+    elif isinstance(field, FloatField):
+        if _is_int64(value) or (isinstance(value, float) and math.isfinite(value)):
+            return float(value)
+    elif isinstance(field, IntegerField):
+        if _is_int64(value):
+            return value
+    elif isinstance(field, (CharField, TextField)):
+        if isinstance(value, str) and "\x00" not in value:  # PostgreSQL refuses NUL in text
+            return value
+    else:
+        raise TypeError(f"no cursor check for a {type(field).__name__}: add one here")
+    raise BadCursor()
+
+
+def _moment(value: Any) -> datetime:
+    # encode_cursor writes {"dt": isoformat} of an aware datetime.
+    if isinstance(value, dict) and value.keys() == {"dt"} and isinstance(value["dt"], str):
+        try:
+            moment = parse_datetime(value["dt"])
+            if moment is not None and moment.tzinfo is not None:
+                # In UTC, as the database compares it: out of range is an error now, not there.
+                return moment.astimezone(UTC)
+        except (ValueError, OverflowError):
+            pass
+    raise BadCursor()
+
+
+def _is_int64(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value in INT64
 
 
 def keyset_page(
@@ -65,7 +122,7 @@ def keyset_page(
     # Walking backwards is walking forwards in the reversed order.
     forward_desc = descending != backwards
     if cursor:
-        value, pk = decode_cursor(cursor)
+        value, pk = decode_cursor(cursor, _sort_field(queryset, field))
         queryset = queryset.filter(
             _beyond(field, value, pk, descending=forward_desc, nulls_last=not backwards)
         )
@@ -82,6 +139,13 @@ def keyset_page(
         next_cursor=_cursor_of(rows[-1], field) if rows and has_next else None,
         prev_cursor=_cursor_of(rows[0], field) if rows and has_prev else None,
     )
+
+
+def _sort_field(queryset: QuerySet, name: str) -> Field:
+    annotation = queryset.query.annotations.get(name)
+    if annotation is not None:
+        return annotation.output_field
+    return queryset.model._meta.get_field(name)
 
 
 def _cursor_of(row: Model, field: str) -> str:

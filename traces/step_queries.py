@@ -405,9 +405,9 @@ def decode_entity_cursor(cursor: str) -> tuple[str, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         entity_type, entity_id = json.loads(raw)
     except (ValueError, TypeError) as exc:
-        raise BadCursor("the page cursor is not valid; start again from the first page") from exc
-    if not isinstance(entity_type, str) or not isinstance(entity_id, str):
-        raise BadCursor("the page cursor is not valid; start again from the first page")
+        raise BadCursor() from exc
+    if not all(isinstance(key, str) and "\x00" not in key for key in (entity_type, entity_id)):
+        raise BadCursor()  # PostgreSQL refuses NUL in text
     return entity_type, entity_id
 
 
