@@ -3,12 +3,14 @@
 import json
 import os
 import shutil
+import sqlite3
 import zipfile
 from pathlib import Path
 
 import pytest
+from django.db import OperationalError
 
-from traces.ingest import FORMATS, detect
+from traces.ingest import FORMATS, detect, loader
 from traces.ingest.loader import ingest_paths
 from traces.models import Run, Step, TraceFile
 from traces.queries import trace_totals
@@ -239,6 +241,83 @@ def test_workflow_events_db_is_read_with_its_workflow_db(samples, tmp_path):
     again = ingest_paths([tmp_path])
     assert again.summary()["files"]["ingested"] == 0
     assert Run.objects.filter(format="workflow").count() == 7
+
+
+@pytest.fixture
+def workflow_dir(samples, tmp_path) -> Path:
+    """workflow.db and events.db, and a greentic trace that a walk reads after events.db."""
+    for name in ("workflow.db", "events.db"):
+        shutil.copy(samples / "workflow" / name, tmp_path / name)
+    shutil.copy(samples / "greentic/01-success-always/trace.json", tmp_path / "trace.json")
+    return tmp_path
+
+
+def by_name(report) -> dict:
+    return {Path(result.path).name: result for result in report.files}
+
+
+def test_an_events_db_gone_once_its_workflow_db_is_read_fails_alone(
+    client, workflow_dir, monkeypatch
+):
+    ingest = loader._ingest_candidate
+
+    def then_remove_events_db(candidate, ctx):
+        result = ingest(candidate, ctx)
+        if candidate.real_path.name == "workflow.db":
+            (workflow_dir / "events.db").unlink()
+        return result
+
+    monkeypatch.setattr(loader, "_ingest_candidate", then_remove_events_db)
+    report = ingest_paths([workflow_dir])
+    results = by_name(report)
+    assert results["trace.json"].outcome == "ingested"
+    events = results["events.db"]
+    assert events.outcome == "failed"
+    assert events.error.endswith("events.db: cannot read: No such file or directory")
+    assert TraceFile.objects.get(path=events.path).status == TraceFile.FileStatus.ERROR
+    assert events.error in client.get("/files/", {"status": "error"}).content.decode()
+    # workflow.db was read whole, in its own transaction, before events.db went;
+    # its runs count in the batch (on the events.db row: workflow.db has none).
+    assert Run.objects.filter(format="workflow").count() == 7
+    assert report.summary()["runs"] == 7 + 1 and len(events.runs_added) == 7
+
+
+def test_a_database_error_recording_an_events_db_fails_it_alone(workflow_dir, monkeypatch):
+    save = loader._save_file
+
+    def locked_for_events_db(trace_file, candidate, *args):
+        if candidate.real_path.name == "events.db":
+            raise OperationalError("database is locked")
+        return save(trace_file, candidate, *args)
+
+    monkeypatch.setattr(loader, "_save_file", locked_for_events_db)
+    results = by_name(ingest_paths([workflow_dir]))
+    assert results["trace.json"].outcome == "ingested"
+    events = results["events.db"]
+    assert events.outcome == "failed"
+    reason = "internal error while ingesting (OperationalError: database is locked)"
+    assert events.error.endswith(f"events.db: {reason}")
+    assert TraceFile.objects.get(path=events.path).status == TraceFile.FileStatus.ERROR
+
+
+@pytest.mark.parametrize("order", ["walked", "workflow.db named first"])
+def test_an_events_db_whose_workflow_db_failed_fails_with_the_reason(workflow_dir, order):
+    conn = sqlite3.connect(workflow_dir / "workflow.db")
+    conn.execute("ALTER TABLE execution_steps DROP COLUMN status")
+    conn.commit()
+    conn.close()
+    names = ("workflow.db", "events.db", "trace.json")
+    paths = [workflow_dir] if order == "walked" else [workflow_dir / name for name in names]
+    results = by_name(ingest_paths(paths))
+    assert results["trace.json"].outcome == "ingested"
+    events = results["events.db"]
+    assert events.outcome == "failed"
+    reason = 'table "execution_steps" has no column "status"'
+    assert f"events.db: read with workflow.db, which failed: {reason}" in events.error
+    files = {Path(f.path).name: f for f in TraceFile.objects.all()}
+    assert files["events.db"].status == files["workflow.db"].status == TraceFile.FileStatus.ERROR
+    assert files["events.db"].error == events.error
+    assert not Run.objects.filter(format="workflow").exists()
 
 
 def test_summary_counts_each_run_once(samples):

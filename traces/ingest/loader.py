@@ -173,13 +173,13 @@ def ingest_paths(
         known = _known_files(candidate.logical_path for candidate in candidates)
         by_real = {_resolved(c.real_path): c for c in candidates if not c.error}
         done: set[str] = set()
+        context = _Context(forced, known, source, uploaded, done, by_real)
         for index, candidate in enumerate(candidates):
             if progress:
                 progress(index, len(candidates), candidate.display_name)
             if candidate.logical_path in done:
                 continue
             done.add(candidate.logical_path)
-            context = _Context(forced, known, source, uploaded, done, by_real)
             report.files.append(_ingest_candidate(candidate, context))
         if progress:
             progress(len(candidates), len(candidates), "")
@@ -305,6 +305,8 @@ class _Context:
     uploaded: bool
     done: set[str]
     by_real: dict[str, Candidate]
+    # Why each file of the batch that failed did: a companion read with it fails too.
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def _ingest_candidate(candidate: Candidate, ctx: _Context) -> FileResult:
@@ -458,26 +460,40 @@ def _set_stat(trace_file: TraceFile, info: os.stat_result) -> None:
 
 def _ingest_companion(candidate, module, main: Path, ctx: _Context, result) -> FileResult:
     """A file read as part of another (events.db beside workflow.db): ingest the
-    main file, and record this one as read with it."""
+    main file, and record this one as read with it, or as failed with it.
+
+    The main file's runs stay counted in this result even when recording this file
+    fails: they were written, and the main file has no result of its own."""
     main_real = _resolved(main)
     main_candidate = ctx.by_real.get(main_real) or Candidate(
         main, _logical(main_real), storable(str(main)), True
     )
+    main_result = None
     if main_candidate.logical_path not in ctx.done:
         ctx.done.add(main_candidate.logical_path)
         main_result = _ingest_candidate(main_candidate, ctx)
-        if main_result.outcome == "failed":
-            return _fail(result, candidate, ctx, f"read with {main.name}, which failed")
+    # Read just now, or earlier in the batch (named before this file, or first by name).
+    main_error = ctx.failed.get(main_candidate.logical_path)
+    if main_error is not None:
+        return _fail(result, candidate, ctx, f"read with {main.name}, which failed: {main_error}")
+    if main_result is not None:
         result.counts = main_result.counts
         result.runs_added, result.runs_updated = main_result.runs_added, main_result.runs_updated
-    info = candidate.real_path.stat()
-    digest = _sha256(candidate.real_path)
-    with transaction.atomic():
-        trace_file = _save_file(
-            ctx.known.get(candidate.logical_path), candidate, module.NAME, info, digest, {}, ctx
-        )
-        trace_file.produced = {"companion_of": main_candidate.display_name}
-        trace_file.save(update_fields=["produced"])
+    try:
+        info = candidate.real_path.stat()
+        digest = _sha256(candidate.real_path)
+    except OSError as exc:  # gone or unreadable since the batch listed it
+        return _fail(result, candidate, ctx, f"cannot read: {exc.strerror}")
+    trace_file = ctx.known.get(candidate.logical_path)
+    try:
+        with transaction.atomic():
+            trace_file = _save_file(trace_file, candidate, module.NAME, info, digest, {}, ctx)
+            trace_file.produced = {"companion_of": main_candidate.display_name}
+            trace_file.save(update_fields=["produced"])
+    except Exception as exc:  # a database error (a lock timeout) must not stop the batch
+        log.exception("recording %s failed", candidate.display_name)
+        message = f"internal error while ingesting ({type(exc).__name__}: {exc})"
+        return _fail(result, candidate, ctx, message, _reload(trace_file))
     result.outcome, result.file_id = "ingested", trace_file.pk
     return result
 
@@ -529,6 +545,7 @@ def _skip_or_fail(result, candidate, ctx: _Context, reason: str) -> FileResult:
 
 def _fail(result, candidate, ctx: _Context, reason: str, trace_file=None) -> FileResult:
     """Record a failed file; the runs it gave before, if any, stay as they were."""
+    ctx.failed[candidate.logical_path] = reason
     message = storable(f"{candidate.display_name}: {reason}").replace("\x00", "\\x00")
     if len(message) > MAX_ERROR:
         message = message[: MAX_ERROR - 1] + "…"
