@@ -577,6 +577,7 @@ def test_sources_add_scan_and_rescan(client, samples, django_user_model):
     assert response.status_code == 201
     created = response.json()
     assert created["source"]["rescan_every_minutes"] == 30
+    assert created["source"]["mirror_deletions"] is False
     assert created["scan"]["files"]["ingested"] == 4
     assert Run.objects.filter(format="greentic").count() == 4
     listed = get(client, "/api/sources").json()
@@ -587,6 +588,19 @@ def test_sources_add_scan_and_rescan(client, samples, django_user_model):
     assert rescanned.status_code == 200
     assert rescanned.json()["scan"]["files"]["unchanged"] == 4
     assert client.post("/api/sources/424242/rescan", headers=headers).status_code == 404
+
+
+def test_a_source_can_be_added_mirroring_deletions(client, samples, django_user_model):
+    headers = bearer(user_with(django_user_model, "add_tracesource"))
+    body = {"path": str(samples / "greentic"), "mirror_deletions": True, "scan_now": False}
+    response = client.post("/api/sources", body, content_type="application/json", headers=headers)
+    assert response.status_code == 201 and response.json()["source"]["mirror_deletions"] is True
+    assert TraceSource.objects.get().mirror_deletions
+    listed = get(client, "/api/sources").json()["items"]
+    assert [item["mirror_deletions"] for item in listed] == [True]
+    body = {"path": str(samples / "runs"), "mirror_deletions": [1]}
+    refused = client.post("/api/sources", body, content_type="application/json", headers=headers)
+    assert refused.status_code == 422 and TraceSource.objects.count() == 1
 
 
 def test_a_source_outside_the_roots_is_422(client, django_user_model):

@@ -555,6 +555,9 @@ class SourceOut(Schema):
     path: str
     label: str
     enabled: bool
+    mirror_deletions: bool = Field(
+        description="Runs the source no longer holds are deleted (false: kept, marked left)."
+    )
     rescan_every_minutes: int | None
     created_at: datetime
     last_scan_started_at: datetime | None
@@ -574,6 +577,11 @@ class SourceIn(Schema):
     path: str = Field(description="Absolute path of a directory or database inside a root.")
     label: str = ""
     every: int | None = Field(None, description="Rescan every N minutes; null: on demand only.")
+    mirror_deletions: bool = Field(
+        False,
+        description="Delete runs the source no longer holds (an overwritten file's earlier "
+        "runs, rows its writer deleted). False: keep them, marked with `left_source_at`.",
+    )
     scan_now: bool = True
 
 
