@@ -4,7 +4,7 @@ the auth matrix, uploads, sources, and errors that are always JSON."""
 import io
 import json
 import zipfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -115,6 +115,25 @@ def test_stale_runs_are_marked_and_filterable(client, settings):
     Run.objects.filter(name="quiet").update(source_updated_at=now - timedelta(hours=1))
     body = get(client, "/api/runs", {"status": "stale"}).json()
     assert [(item["name"], item["stale"]) for item in body["items"]] == [("quiet", True)]
+
+
+def test_runs_no_longer_in_their_source_carry_the_time_and_are_filterable(client):
+    make_runs(2, name="current")
+    history = make_runs(1, name="history")[0]
+    left = timezone.now().replace(microsecond=0) - timedelta(days=2)
+    Run.objects.filter(pk=history.pk).update(left_source_at=left)
+    items = {item["name"]: item for item in get(client, "/api/runs").json()["items"]}
+    assert items["current"]["left_source_at"] is None
+    assert datetime.fromisoformat(items["history"]["left_source_at"]) == left
+    body = get(client, "/api/runs", {"in_source": "no"}).json()
+    assert body["count"] == 1 and [item["id"] for item in body["items"]] == [history.pk]
+    page = client.get(reverse("traces:run-list"), {"in_source": "no"})
+    assert [run.pk for run in page.context["page"].items] == [history.pk]
+    assert get(client, "/api/runs", {"in_source": "yes"}).json()["count"] == 2
+    detail = get(client, f"/api/runs/{history.pk}").json()
+    assert datetime.fromisoformat(detail["left_source_at"]) == left
+    refused = get(client, "/api/runs", {"in_source": "left"})
+    assert refused.status_code == 400 and "in_source" in refused.json()["errors"]
 
 
 def test_runs_are_paged_with_the_pages_cursors_in_every_sort(client):

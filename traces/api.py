@@ -261,6 +261,7 @@ def run_item(run: Run) -> dict:
         "max_depth": run.max_depth,
         "progress": progress(run),
         "truncated": run.truncated,
+        "left_source_at": run.left_source_at,
         "url": run.get_absolute_url(),
     }
 

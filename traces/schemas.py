@@ -131,6 +131,10 @@ class RunItem(Schema):
     max_depth: int
     progress: Progress | None
     truncated: bool
+    left_source_at: datetime | None = Field(
+        description="Since when its source no longer holds it (a file overwritten, rows "
+        "deleted): kept as history. Null while the source holds it."
+    )
     url: str = Field(description="The run's page.")
 
 
