@@ -4,7 +4,7 @@ the auth matrix, uploads, sources, and errors that are always JSON."""
 import io
 import json
 import zipfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -115,6 +115,25 @@ def test_stale_runs_are_marked_and_filterable(client, settings):
     Run.objects.filter(name="quiet").update(source_updated_at=now - timedelta(hours=1))
     body = get(client, "/api/runs", {"status": "stale"}).json()
     assert [(item["name"], item["stale"]) for item in body["items"]] == [("quiet", True)]
+
+
+def test_runs_no_longer_in_their_source_carry_the_time_and_are_filterable(client):
+    make_runs(2, name="current")
+    history = make_runs(1, name="history")[0]
+    left = timezone.now().replace(microsecond=0) - timedelta(days=2)
+    Run.objects.filter(pk=history.pk).update(left_source_at=left)
+    items = {item["name"]: item for item in get(client, "/api/runs").json()["items"]}
+    assert items["current"]["left_source_at"] is None
+    assert datetime.fromisoformat(items["history"]["left_source_at"]) == left
+    body = get(client, "/api/runs", {"in_source": "no"}).json()
+    assert body["count"] == 1 and [item["id"] for item in body["items"]] == [history.pk]
+    page = client.get(reverse("traces:run-list"), {"in_source": "no"})
+    assert [run.pk for run in page.context["page"].items] == [history.pk]
+    assert get(client, "/api/runs", {"in_source": "yes"}).json()["count"] == 2
+    detail = get(client, f"/api/runs/{history.pk}").json()
+    assert datetime.fromisoformat(detail["left_source_at"]) == left
+    refused = get(client, "/api/runs", {"in_source": "left"})
+    assert refused.status_code == 400 and "in_source" in refused.json()["errors"]
 
 
 def test_runs_are_paged_with_the_pages_cursors_in_every_sort(client):
@@ -577,6 +596,7 @@ def test_sources_add_scan_and_rescan(client, samples, django_user_model):
     assert response.status_code == 201
     created = response.json()
     assert created["source"]["rescan_every_minutes"] == 30
+    assert created["source"]["mirror_deletions"] is False
     assert created["scan"]["files"]["ingested"] == 4
     assert Run.objects.filter(format="greentic").count() == 4
     listed = get(client, "/api/sources").json()
@@ -587,6 +607,19 @@ def test_sources_add_scan_and_rescan(client, samples, django_user_model):
     assert rescanned.status_code == 200
     assert rescanned.json()["scan"]["files"]["unchanged"] == 4
     assert client.post("/api/sources/424242/rescan", headers=headers).status_code == 404
+
+
+def test_a_source_can_be_added_mirroring_deletions(client, samples, django_user_model):
+    headers = bearer(user_with(django_user_model, "add_tracesource"))
+    body = {"path": str(samples / "greentic"), "mirror_deletions": True, "scan_now": False}
+    response = client.post("/api/sources", body, content_type="application/json", headers=headers)
+    assert response.status_code == 201 and response.json()["source"]["mirror_deletions"] is True
+    assert TraceSource.objects.get().mirror_deletions
+    listed = get(client, "/api/sources").json()["items"]
+    assert [item["mirror_deletions"] for item in listed] == [True]
+    body = {"path": str(samples / "runs"), "mirror_deletions": [1]}
+    refused = client.post("/api/sources", body, content_type="application/json", headers=headers)
+    assert refused.status_code == 422 and TraceSource.objects.count() == 1
 
 
 def test_a_source_outside_the_roots_is_422(client, django_user_model):

@@ -1,6 +1,7 @@
 """Writers' SQLite databases through the whole ingest path: incremental re-sync,
 reading a database another program holds, and bad databases."""
 
+import contextlib
 import hashlib
 import shutil
 import sqlite3
@@ -8,9 +9,12 @@ import threading
 import time
 
 import pytest
+from django.db import connection
+from django.utils import timezone
 
+from traces.ingest import loader
 from traces.ingest.loader import ingest_paths
-from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
+from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile, TraceSource
 
 pytestmark = pytest.mark.django_db
 
@@ -88,6 +92,95 @@ def test_resync_picks_up_added_rows(runs_db):
     report = ingest_paths([runs_db])
     assert len(report.files[0].runs_added) == 1 and report.files[0].runs_updated == []
     assert Run.objects.filter(format="runs").count() == 9
+
+
+def delete_source_runs(path, run_ids: list[str]) -> None:
+    """What a writer's retention does: its runs go with their steps, calls and links."""
+    marks = ", ".join("?" * len(run_ids))
+    steps = f"SELECT id FROM steps WHERE run_id IN ({marks})"
+    conn = sqlite3.connect(path)
+    conn.execute(f"DELETE FROM step_links WHERE step_id IN ({steps})", run_ids)
+    conn.execute(f"DELETE FROM calls WHERE step_id IN ({steps})", run_ids)
+    conn.execute(f"DELETE FROM steps WHERE run_id IN ({marks})", run_ids)
+    conn.execute(f"DELETE FROM runs WHERE id IN ({marks})", run_ids)
+    conn.commit()
+    conn.close()
+
+
+def oldest_runs(count: int) -> list[Run]:
+    return list(Run.objects.filter(format="runs", step_count__gt=0).order_by("started_at")[:count])
+
+
+def test_runs_deleted_by_the_writer_are_kept_marked_and_unchanged(runs_db):
+    ingest_paths([runs_db])
+    old = oldest_runs(2)
+    before = {run.pk: (run.ingested_at, run.step_count, run.call_count) for run in old}
+    steps_before = Step.objects.filter(run__in=old).count()
+    delete_source_runs(runs_db, [run.external_id for run in old])
+    start = timezone.now()
+    report = ingest_paths([runs_db])
+    assert report.failed == [] and report.run_ids() == []
+    assert Run.objects.filter(format="runs").count() == 8
+    left = Run.objects.filter(left_source_at__isnull=False)
+    assert {run.pk for run in left} == set(before)
+    assert all(start <= run.left_source_at <= timezone.now() for run in left)
+    after = {run.pk: (run.ingested_at, run.step_count, run.call_count) for run in left}
+    assert after == before
+    assert Step.objects.filter(run__in=old).count() == steps_before > 0
+
+
+def test_a_source_that_mirrors_deletions_deletes_the_runs_its_writer_deleted(runs_db):
+    source = TraceSource.objects.create(path=str(runs_db.parent), mirror_deletions=True)
+    ingest_paths([runs_db], source=source)
+    old = oldest_runs(2)
+    delete_source_runs(runs_db, [run.external_id for run in old])
+    # Read again without naming the source (`manage.py ingest`): the file still belongs to it.
+    report = ingest_paths([runs_db])
+    assert report.failed == []
+    assert Run.objects.filter(format="runs").count() == 6
+    assert not Run.objects.filter(pk__in=[run.pk for run in old]).exists()
+    assert not Step.objects.filter(run_id__in=[run.pk for run in old]).exists()
+    assert not Run.objects.filter(left_source_at__isnull=False).exists()
+
+
+@contextlib.contextmanager
+def sql_parameter_limit(limit: int):
+    """SQLite builds differ in how many parameters one statement may have (32,766
+    upstream, 250,000 in Debian's): lowered here, a statement naming every run of a
+    database of a few hundred runs fails as one of 33,000 runs does upstream."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    before = raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+    try:
+        yield
+    finally:
+        raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, before)
+
+
+def test_a_database_of_more_runs_than_one_statement_may_name_is_resynced_in_chunks(
+    runs_db, monkeypatch
+):
+    conn = sqlite3.connect(runs_db)
+    conn.executemany(
+        "INSERT INTO runs (id, run_type, trigger, actor_type, status, created_at, updated_at) "
+        "VALUES (?, 'export_csv', 'manual', 'user', 'pending', "
+        "'2026-03-03T00:00:00.000Z', '2026-03-03T00:00:00.000Z')",
+        [(f"01BULK{n:04}",) for n in range(240)],
+    )
+    conn.commit()
+    conn.close()
+    monkeypatch.setattr(loader, "ID_CHUNK", 50)
+    with sql_parameter_limit(100):
+        first = ingest_paths([runs_db])
+        delete_source_runs(runs_db, ["01BULK0007", "01BULK0100", "01BULK0200"])
+        again = ingest_paths([runs_db])
+    assert first.failed == [] and again.failed == []
+    assert Run.objects.filter(format="runs").count() == 248
+    left = Run.objects.filter(left_source_at__isnull=False).values_list("external_id", flat=True)
+    assert sorted(left) == ["01BULK0007", "01BULK0100", "01BULK0200"]
 
 
 def test_reading_never_writes_to_the_source(runs_db):

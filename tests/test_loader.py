@@ -12,7 +12,7 @@ from django.db import OperationalError
 
 from traces.ingest import FORMATS, detect, loader
 from traces.ingest.loader import ingest_paths
-from traces.models import Run, Step, TraceFile
+from traces.models import Run, Step, TraceFile, TraceSource
 from traces.queries import trace_totals
 
 pytestmark = pytest.mark.django_db
@@ -192,16 +192,120 @@ def test_a_failed_rewrite_keeps_the_earlier_runs(samples, tmp_path):
     assert TraceFile.objects.get().status == "ok"
 
 
-def test_runs_gone_from_a_changed_file_are_removed(samples, tmp_path):
+# --- history: a changed file adds and updates runs, and never deletes them ----------------
+
+
+def traces_of(records: list[dict]) -> list[str]:
+    return list(dict.fromkeys(record["trace_id"] for record in records))
+
+
+def left_source() -> set[str]:
+    runs = Run.objects.filter(left_source_at__isnull=False)
+    return set(runs.values_list("external_id", flat=True))
+
+
+def rewrite(path: Path, data: str, minute: int) -> None:
+    """The next write of a file, with an mtime of its own (a rewrite within the same
+    clock tick and size would pass as unchanged)."""
+    path.write_text(data)
+    when = 1_795_000_000 + 60 * minute
+    os.utime(path, (when, when))
+
+
+def test_a_traceos_dump_replaced_by_other_traces_keeps_the_old_ones_marked(samples, tmp_path):
     dump = tmp_path / "dump.json"
     records = json.loads((samples / "traceos/traces.json").read_text())
-    dump.write_text(json.dumps(records))
+    ids = traces_of(records)
+    first, later = set(ids[:4]), set(ids[4:])
+    rewrite(dump, json.dumps([r for r in records if r["trace_id"] in first]), 0)
     ingest_paths([dump])
-    assert Run.objects.count() == 9
-    first_trace = records[0]["trace_id"]
-    dump.write_text(json.dumps([r for r in records if r["trace_id"] == first_trace]))
-    ingest_paths([dump])
-    assert list(Run.objects.values_list("external_id", flat=True)) == [first_trace]
+    # The process restarted: its next dump, to the same path, holds only its new traces.
+    rewrite(dump, json.dumps([r for r in records if r["trace_id"] in later]), 1)
+    report = ingest_paths([dump])
+    assert report.failed == [] and Run.objects.count() == 9
+    assert left_source() == first
+    marked = dict(Run.objects.values_list("external_id", "left_source_at"))
+    assert all(marked[trace] is None for trace in later)
+    # Read again (other bytes, same traces): they left once, and keep that time.
+    rewrite(dump, json.dumps([r for r in reversed(records) if r["trace_id"] in later]), 2)
+    assert ingest_paths([dump]).files[0].outcome == "ingested"
+    assert dict(Run.objects.values_list("external_id", "left_source_at")) == marked
+    # A dump holding them again, as they were (unchanged) or shorter (kept, a shorter copy
+    # never replaces a longer one): back in it.
+    shorter = [r for r in records if r["trace_id"] in first][:-1]
+    rewrite(dump, json.dumps(shorter + [r for r in records if r["trace_id"] in later]), 3)
+    report = ingest_paths([dump])
+    assert report.run_ids() == [] and Run.objects.count() == 9 and left_source() == set()
+
+
+def greentic_invocation(samples: Path, number: int) -> str:
+    """One invocation's trace.json as the runner writes it (pretty, no final newline):
+    the sample with a flow and a number of steps of its own."""
+    envelope = json.loads((samples / "greentic/01-success-always/trace.json").read_text())
+    envelope["flow"]["id"] = f"weather_bot.flow{number}"
+    envelope["steps"] = envelope["steps"][: 1 + number % len(envelope["steps"])]
+    return json.dumps(envelope, indent=2)
+
+
+def test_two_greentic_invocations_through_one_path_are_two_runs(samples, tmp_path):
+    trace = tmp_path / "trace.json"
+    rewrite(trace, greentic_invocation(samples, 1), 0)
+    ingest_paths([trace])
+    first = Run.objects.get()
+    rewrite(trace, greentic_invocation(samples, 2), 1)
+    report = ingest_paths([trace])
+    assert len(report.files[0].runs_added) == 1
+    first.refresh_from_db()
+    second = Run.objects.exclude(pk=first.pk).get()
+    assert first.left_source_at is not None and first.step_count == 2
+    assert second.left_source_at is None and second.name == "weather_bot.flow2"
+    assert first.source_file_id == second.source_file_id
+
+
+def test_ten_greentic_overwrites_leave_ten_runs_and_the_first_content_comes_back(samples, tmp_path):
+    trace = tmp_path / "trace.json"
+    for number in range(10):
+        rewrite(trace, greentic_invocation(samples, number), number)
+        assert ingest_paths([trace]).failed == []
+    runs = Run.objects.order_by("finished_at")
+    assert [run.name for run in runs] == [f"weather_bot.flow{n}" for n in range(10)]
+    assert [run.left_source_at is not None for run in runs] == [True] * 9 + [False]
+    # The same invocation again (same bytes, a later mtime): the same run, no duplicate.
+    os.utime(trace, (1_795_000_000 + 6000, 1_795_000_000 + 6000))
+    assert ingest_paths([trace]).files[0].outcome == "unchanged"
+    # An invocation identical to the first: that run is back in the file, not a new one.
+    first = runs.first()
+    rewrite(trace, greentic_invocation(samples, 0), 100)
+    report = ingest_paths([trace])
+    assert report.files[0].runs_unchanged == [first.pk] and report.run_ids() == []
+    assert Run.objects.count() == 10
+    assert left_source() == {run.external_id for run in runs if run.name != "weather_bot.flow0"}
+
+
+def test_an_earlier_invocation_written_to_another_path_is_back_in_that_file(samples, tmp_path):
+    one, other = tmp_path / "one" / "trace.json", tmp_path / "other" / "trace.json"
+    one.parent.mkdir()
+    other.parent.mkdir()
+    rewrite(one, greentic_invocation(samples, 0), 0)
+    ingest_paths([one])
+    rewrite(one, greentic_invocation(samples, 1), 1)
+    ingest_paths([one])
+    rewrite(other, greentic_invocation(samples, 0), 2)
+    ingest_paths([other])
+    first = Run.objects.select_related("source_file").get(name="weather_bot.flow0")
+    assert first.left_source_at is None and first.source_file.path == str(other.resolve())
+    assert Run.objects.count() == 2 and left_source() == set()
+
+
+def test_a_source_that_mirrors_deletions_keeps_only_what_the_file_holds(samples, tmp_path):
+    source = TraceSource.objects.create(path=str(tmp_path), mirror_deletions=True)
+    trace = tmp_path / "trace.json"
+    for number in range(3):
+        rewrite(trace, greentic_invocation(samples, number), number)
+        ingest_paths([tmp_path], source=source)
+    run = Run.objects.get()
+    assert run.name == "weather_bot.flow2" and run.left_source_at is None
+    assert Step.objects.exclude(run=run).count() == 0
 
 
 def test_directory_walk_skips_files_that_are_not_traces(samples):

@@ -134,6 +134,22 @@ def test_run_page_shows_header_counters_and_roots(client, runs_sample):
     assert "?format=json" in html and "copy link" in html
 
 
+def test_a_run_no_longer_in_its_source_says_since_when_and_links_the_file(client, runs_sample):
+    assert "No longer in its source" not in page(client, run_url(runs_sample))
+    Run.objects.filter(pk=runs_sample.pk).update(left_source_at=T0)
+    html = page(client, run_url(runs_sample))
+    text = text_of(html)
+    assert "No longer in its source since 2026-11-01 12:00:00" in text
+    assert "kept here as history" in text and "prune --older-than" in text
+    banner = html[html.index("No longer in its source") :]
+    banner = banner[: banner.index("</p>")]
+    assert f'href="{runs_sample.source_file.get_absolute_url()}"' in banner
+    header = client.get(run_url(runs_sample), headers={**HX, "HX-Target": "run-header"})
+    assert "No longer in its source" in header.content.decode()
+    data = json.loads(client.get(run_url(runs_sample), {"format": "json"}).content)
+    assert datetime.fromisoformat(data["left_source_at"]) == T0
+
+
 def test_process_charges_shows_its_progress_and_its_batches_on_expand(client, runs_sample):
     html = page(client, run_url(runs_sample))
     assert "150/250" in html  # items processed / total on the row

@@ -62,7 +62,14 @@ def test_time_range_filter(client):
 
 
 @pytest.mark.parametrize(
-    "query", [{"status": "nope"}, {"format": "xml"}, {"since": "yesterday"}, {"after": "!!"}]
+    "query",
+    [
+        {"status": "nope"},
+        {"format": "xml"},
+        {"since": "yesterday"},
+        {"after": "!!"},
+        {"in_source": "left"},
+    ],
 )
 def test_bad_filters_are_a_400_with_a_message(client, query):
     response = client.get(URL, query)
@@ -79,6 +86,21 @@ def test_stale_runs_are_labelled_and_filterable(client, settings):
     assert "stale" in page
     stale = client.get(URL, {"status": "stale"}).context["page"].items
     assert [run.name for run in stale] == ["quiet"]
+
+
+def test_runs_no_longer_in_their_source_are_tagged_and_filterable(client):
+    make_runs(2, name="current")
+    make_runs(1, name="history")
+    Run.objects.filter(name="history").update(left_source_at=timezone.now())
+    html = client.get(URL).content.decode()
+    assert html.count(">left source</span>") == 1
+    assert 'name="in_source"' in html and "no longer in its source" in html
+    left = client.get(URL, {"in_source": "no"})
+    assert [run.name for run in left.context["page"].items] == ["history"]
+    assert ">left source</span>" in left.content.decode()
+    assert left.context["summary"]["total"] == 1
+    held = client.get(URL, {"in_source": "yes"}).context["page"].items
+    assert {run.name for run in held} == {"current"} and len(held) == 2
 
 
 def test_live_running_rows_poll_and_finished_rows_do_not(client):

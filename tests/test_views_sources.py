@@ -1,5 +1,6 @@
 """/sources/: directories on the server, confined to the allowed roots, rescanned."""
 
+import json
 import os
 import shutil
 import socket
@@ -356,6 +357,49 @@ def test_settings_form_changes_schedule_label_and_enabled(client, greentic):
     assert source.rescan_every == timedelta(hours=2)
     page = client.get(source.get_absolute_url()).content.decode()
     assert 'value="120"' in page and "⊘ disabled" in page
+
+
+def write_invocation(path, samples, flow: str, minute: int) -> None:
+    """greentic's runner writing its next invocation over the same trace.json."""
+    envelope = json.loads((samples / "greentic/01-success-always/trace.json").read_text())
+    envelope["flow"]["id"] = flow
+    path.write_text(json.dumps(envelope, indent=2))
+    os.utime(path, (1_795_000_000 + 60 * minute,) * 2)
+
+
+def test_a_source_keeps_runs_by_default_and_can_be_added_mirroring_deletions(client, root):
+    page = client.get(LIST).content.decode()
+    assert "Delete runs the source no longer holds" in page
+    assert 'name="mirror_deletions"' in page and 'id="id_mirror_deletions" checked' not in page
+    (root / "kept").mkdir()
+    (root / "mirrored").mkdir()
+    add(client, root / "kept", scan_now="on")
+    add(client, root / "mirrored", mirror_deletions="on", scan_now="on")
+    sources = dict(TraceSource.objects.values_list("path", "mirror_deletions"))
+    assert sources == {str(root / "kept"): False, str(root / "mirrored"): True}
+
+
+def test_settings_turn_mirror_deletions_on_and_the_next_scan_deletes(client, root, samples):
+    source = make_source(root)
+    trace = root / "trace.json"
+    for minute, flow in enumerate(["first", "second"]):
+        write_invocation(trace, samples, flow, minute)
+        scans.rescan(source)
+    left = {run.name: run.left_source_at is not None for run in Run.objects.all()}
+    assert left == {"first": True, "second": False}
+    page = client.get(source.get_absolute_url()).content.decode()
+    assert "kept, marked “no longer in its source”" in page
+    response = client.post(
+        source.get_absolute_url(), {"label": "", "enabled": "on", "mirror_deletions": "on"}
+    )
+    assert response.status_code == 302
+    source.refresh_from_db()
+    assert source.mirror_deletions and source.enabled
+    page = client.get(source.get_absolute_url()).content.decode()
+    assert 'id="id_mirror_deletions" checked' in page
+    write_invocation(trace, samples, "third", 2)
+    scans.rescan(source)
+    assert list(Run.objects.values_list("name", flat=True)) == ["third"]
 
 
 def test_unknown_source_is_404(client):

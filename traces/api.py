@@ -261,6 +261,7 @@ def run_item(run: Run) -> dict:
         "max_depth": run.max_depth,
         "progress": progress(run),
         "truncated": run.truncated,
+        "left_source_at": run.left_source_at,
         "url": run.get_absolute_url(),
     }
 
@@ -918,6 +919,7 @@ def add_source(request, body: SourceIn):
             "path": body.path,
             "label": body.label,
             "every": "" if body.every is None else body.every,
+            "mirror_deletions": body.mirror_deletions,
             "scan_now": body.scan_now,
         }
     )
@@ -952,7 +954,7 @@ def rescan_source(request, source_id: SourceId):
 
 def _source(source: TraceSource) -> dict:
     fields = (
-        "path", "label", "enabled", "created_at", "last_scan_started_at",
+        "path", "label", "enabled", "mirror_deletions", "created_at", "last_scan_started_at",
         "last_scan_finished_at", "files_found", "files_failed",
     )  # fmt: skip
     every = source.rescan_every

@@ -11,6 +11,12 @@ from .models import Format, Status
 
 STATUS_CHOICES = [("", "any status"), *Status.choices, ("stale", "stale")]
 FORMAT_CHOICES = [("", "any format"), *Format.choices]
+# Runs whose source no longer holds them (a file overwritten, rows deleted) are kept.
+IN_SOURCE_CHOICES = [
+    ("", "in its source or not"),
+    ("yes", "still in its source"),
+    ("no", "no longer in its source"),
+]
 
 
 class DateTimeFilter(forms.DateTimeField):
@@ -50,6 +56,12 @@ class RunFilterForm(forms.Form):
     status = forms.ChoiceField(choices=STATUS_CHOICES, required=False)
     format = forms.ChoiceField(choices=FORMAT_CHOICES, required=False)
     type = forms.CharField(required=False, max_length=200)
+    in_source = forms.ChoiceField(
+        choices=IN_SOURCE_CHOICES,
+        required=False,
+        label="Source",
+        help_text="no: runs kept as history after their source stopped holding them",
+    )
     q = forms.CharField(required=False, max_length=500, label="Text")
     since = DateTimeFilter(required=False, label="From")
     until = DateTimeFilter(required=False, label="To")

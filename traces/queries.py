@@ -57,6 +57,8 @@ def filter_runs(filters: dict) -> QuerySet:
         runs = runs.filter(format=filters["format"])
     if filters.get("type"):
         runs = runs.filter(type=filters["type"])
+    if filters.get("in_source"):
+        runs = runs.filter(left_source_at__isnull=filters["in_source"] == "yes")
     if filters.get("since"):
         runs = runs.filter(started_at__gte=filters["since"])
     if filters.get("until"):

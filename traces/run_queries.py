@@ -183,7 +183,8 @@ RUN_JSON_FIELDS = (
     "progress_label", "items_total", "items_processed", "items_succeeded", "items_failed",
     "truncated", "step_count", "steps_pending", "steps_running", "steps_succeeded",
     "steps_failed", "steps_skipped", "steps_cancelled", "call_count", "link_count", "log_count",
-    "max_depth", "source_updated_at", "ingested_at", "input", "output", "attributes",
+    "max_depth", "source_updated_at", "left_source_at", "ingested_at", "input", "output",
+    "attributes",
 )  # fmt: skip
 
 

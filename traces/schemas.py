@@ -131,6 +131,10 @@ class RunItem(Schema):
     max_depth: int
     progress: Progress | None
     truncated: bool
+    left_source_at: datetime | None = Field(
+        description="Since when its source no longer holds it (a file overwritten, rows "
+        "deleted): kept as history. Null while the source holds it."
+    )
     url: str = Field(description="The run's page.")
 
 
@@ -555,6 +559,9 @@ class SourceOut(Schema):
     path: str
     label: str
     enabled: bool
+    mirror_deletions: bool = Field(
+        description="Runs the source no longer holds are deleted (false: kept, marked left)."
+    )
     rescan_every_minutes: int | None
     created_at: datetime
     last_scan_started_at: datetime | None
@@ -574,6 +581,11 @@ class SourceIn(Schema):
     path: str = Field(description="Absolute path of a directory or database inside a root.")
     label: str = ""
     every: int | None = Field(None, description="Rescan every N minutes; null: on demand only.")
+    mirror_deletions: bool = Field(
+        False,
+        description="Delete runs the source no longer holds (an overwritten file's earlier "
+        "runs, rows its writer deleted). False: keep them, marked with `left_source_at`.",
+    )
     scan_now: bool = True
 
 

@@ -426,11 +426,43 @@ def _write_runs(module, candidate: Candidate, trace_file: TraceFile, result: Fil
     for counts in written.values():
         result.counts["runs"] += 1
         result.counts.update(counts)
-    # Runs this file produced before and no longer contains are gone from the source.
-    gone = list(
-        Run.objects.filter(source_file=trace_file).exclude(pk__in=seen).values_list("pk", flat=True)
-    )
-    delete_runs(gone)
+    _settle_runs_not_seen(trace_file, seen)
+
+
+def _settle_runs_not_seen(trace_file: TraceFile, seen: set[int]) -> None:
+    """Runs this file gave before and no longer holds (greentic's trace.json replaced by
+    the next invocation, rows removed by a database's retention) are the history: kept,
+    marked as having left their source, unless the source mirrors deletions. Runs it
+    holds again are back in it, also those the store did not rewrite (unchanged, kept).
+
+    The diff is made in Python and written in chunks: an `IN` list of every run of a
+    big database would pass SQLite's limit of 32,766 parameters."""
+    own = dict(Run.objects.filter(source_file=trace_file).values_list("pk", "left_source_at"))
+    gone = [pk for pk in own if pk not in seen]
+    if trace_file.source_id and trace_file.source.mirror_deletions:
+        for chunk in _chunks(gone):
+            delete_runs(chunk)
+    else:
+        now = timezone.now()
+        newly_gone = [pk for pk in gone if own[pk] is None]  # the first time it left stays
+        for chunk in _chunks(newly_gone):
+            Run.objects.filter(pk__in=chunk).update(left_source_at=now)
+    # A run seen here whose row names another file (the same greentic bytes written to
+    # another path) or left: this file holds it now.
+    back = [pk for pk in seen if pk not in own or own[pk] is not None]
+    for chunk in _chunks(back):
+        Run.objects.filter(pk__in=chunk, left_source_at__isnull=False).update(
+            left_source_at=None, source_file=trace_file
+        )
+
+
+# Ids per statement when updating or deleting runs by id (SQLite allows 32,766 parameters).
+ID_CHUNK = 500
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), ID_CHUNK):
+        yield ids[start : start + ID_CHUNK]
 
 
 def _save_file(trace_file, candidate, format_name, info, digest, companions, ctx) -> TraceFile:

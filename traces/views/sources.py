@@ -38,13 +38,23 @@ class ScheduleField(forms.IntegerField):
         )
 
 
+MIRROR_LABEL = "Delete runs the source no longer holds"
+MIRROR_HELP = (
+    "Off: a run whose file was overwritten (greentic's trace.json, a new traceos dump) or "
+    "whose rows its writer deleted is kept, marked “no longer in its source”. "
+    "On: it is deleted, as the source did."
+)
+
+
 class SourceForm(forms.ModelForm):
     every = ScheduleField()
     scan_now = forms.BooleanField(required=False, initial=True, label="Scan it now")
 
     class Meta:
         model = TraceSource
-        fields = ["path", "label"]
+        fields = ["path", "label", "mirror_deletions"]
+        labels = {"mirror_deletions": MIRROR_LABEL}
+        help_texts = {"mirror_deletions": MIRROR_HELP}
         error_messages = {"path": {"unique": "This path is already a source."}}
         widgets = {"path": forms.TextInput(attrs={"placeholder": "/srv/traces/nightly"})}
 
@@ -64,7 +74,9 @@ class SourceSettingsForm(forms.ModelForm):
 
     class Meta:
         model = TraceSource
-        fields = ["label", "enabled"]
+        fields = ["label", "enabled", "mirror_deletions"]
+        labels = {"mirror_deletions": MIRROR_LABEL}
+        help_texts = {"mirror_deletions": MIRROR_HELP}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
