@@ -117,6 +117,19 @@ def test_stale_runs_are_marked_and_filterable(client, settings):
     assert [(item["name"], item["stale"]) for item in body["items"]] == [("quiet", True)]
 
 
+def test_runs_say_whether_their_times_are_estimated(client, samples):
+    ingest_paths([samples / "greentic"])
+    make_runs(1, name="recorded")
+    items = get(client, "/api/runs").json()["items"]
+    assert {(item["format"], item["times_estimated"]) for item in items} == {
+        ("greentic", True),
+        ("runs", False),
+    }
+    for run in Run.objects.all():
+        detail = get(client, f"/api/runs/{run.pk}").json()
+        assert detail["times_estimated"] is (run.format == "greentic")
+
+
 def test_runs_are_paged_with_the_pages_cursors_in_every_sort(client):
     make_runs(120)
     for sort in ("-started", "duration", "name"):

@@ -268,6 +268,7 @@ def test_zip_members_keep_their_modified_time(samples, tmp_path):
     dated = runs["01-success-always"]
     assert dated.finished_at == dated.source_updated_at == datetime(2026, 3, 1, 12, tzinfo=UTC)
     assert dated.started_at == dated.finished_at - timedelta(milliseconds=dated.duration_ms)
+    assert dated.times_estimated
     assert runs["02-node-error"].finished_at == exact
     assert runs["03-flow-error-unknown"].finished_at >= before
     member = TraceFile.objects.get(display_name__endswith="01-success-always/trace.json")

@@ -14,6 +14,7 @@ from django.utils.html import escape
 
 from traces.ingest.loader import ingest_paths
 from traces.models import Call, EntityLink, LogEntry, Run, Step
+from traces.templatetags.traces_extras import ESTIMATED_TITLE
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -395,6 +396,25 @@ def test_greentic_timeline_shows_order_and_durations(client, samples):
     html = page(client, run_url(run), tab="timeline")
     assert "order and durations; this format records no timestamps" in html.lower()
     assert html.count("<rect ") == Step.objects.filter(run=run).count()
+
+
+def test_estimated_times_are_marked_in_the_header_and_on_the_timeline(
+    client, samples, django_assert_num_queries
+):
+    ingest_paths([samples / "greentic"])
+    run = Run.objects.filter(name="weather_bot.main").first()
+    mark = f'<span class="estimated" title="{escape(ESTIMATED_TITLE)}">≈</span>'
+    with django_assert_num_queries(2):  # the run, one window of roots
+        html = page(client, run_url(run))
+    header = html[html.index('id="run-header"') : html.index("</section>")]
+    assert header.count(mark) == 3  # started, finished, duration
+    timeline = fragment(client, run_url(run, "traces:run-timeline"))
+    axis = re.search(r'<div class="timeline-axis".*?</div>', timeline).group()
+    assert axis.count(mark) == 4  # every tick but 0
+    recorded = make_run()
+    add_steps(recorded, 2)
+    assert "≈" not in page(client, run_url(recorded))
+    assert "≈" not in fragment(client, run_url(recorded, "traces:run-timeline"))
 
 
 def test_timeline_is_windowed_by_seq(client):

@@ -261,6 +261,7 @@ def run_item(run: Run) -> dict:
         "max_depth": run.max_depth,
         "progress": progress(run),
         "truncated": run.truncated,
+        "times_estimated": run.times_estimated,
         "url": run.get_absolute_url(),
     }
 

@@ -184,6 +184,7 @@ RUN_JSON_FIELDS = (
     "truncated", "step_count", "steps_pending", "steps_running", "steps_succeeded",
     "steps_failed", "steps_skipped", "steps_cancelled", "call_count", "link_count", "log_count",
     "max_depth", "source_updated_at", "ingested_at", "input", "output", "attributes",
+    "times_estimated",
 )  # fmt: skip
 
 

@@ -131,6 +131,10 @@ class RunItem(Schema):
     max_depth: int
     progress: Progress | None
     truncated: bool
+    times_estimated: bool = Field(
+        description="started_at, finished_at and duration_ms are estimates, not recorded "
+        "(greentic: from the file's modified time; the format records no time)."
+    )
     url: str = Field(description="The run's page.")
 
 
