@@ -136,6 +136,35 @@ def test_runs_no_longer_in_their_source_carry_the_time_and_are_filterable(client
     assert refused.status_code == 400 and "in_source" in refused.json()["errors"]
 
 
+def test_runs_say_whether_their_times_are_estimated(client, samples):
+    ingest_paths([samples / "greentic"])
+    make_runs(1, name="recorded")
+    items = get(client, "/api/runs").json()["items"]
+    assert {(item["format"], item["times_estimated"]) for item in items} == {
+        ("greentic", True),
+        ("runs", False),
+    }
+    for run in Run.objects.all():
+        detail = get(client, f"/api/runs/{run.pk}").json()
+        assert detail["times_estimated"] is (run.format == "greentic")
+
+
+@pytest.mark.parametrize("stale", [True, False], ids=["stale", "live"])
+def test_a_stale_runs_timeline_stops_at_its_last_write(client, settings, stale):
+    settings.TRACER_STALE_AFTER = timedelta(seconds=600)
+    now = timezone.now()
+    written = now - timedelta(hours=1) if stale else now
+    (run,) = make_runs(1, status="running")
+    Run.objects.filter(pk=run.pk).update(
+        started_at=now - timedelta(hours=2), duration_ms=None, source_updated_at=written
+    )
+    (step,) = make_steps(run, 1, status="running")
+    Step.objects.filter(pk=step.pk).update(started_at=now - timedelta(minutes=90), duration_ms=None)
+    body = get(client, f"/api/runs/{run.pk}/timeline").json()
+    assert abs(body["span_ms"] - (1 if stale else 2) * 3_600_000) < 5000
+    assert abs(body["items"][0]["duration_ms"] - (30 if stale else 90) * 60_000) < 5000
+
+
 def test_runs_are_paged_with_the_pages_cursors_in_every_sort(client):
     make_runs(120)
     for sort in ("-started", "duration", "name"):

@@ -154,6 +154,7 @@ def test_dated_by_mtime(tmp_path, samples):
     assert run.finished_at == run.source_updated_at == mtime
     assert run.started_at == mtime - timedelta(milliseconds=total)
     assert run.duration_ms == total == 2788
+    assert run.times_estimated is True
 
 
 def test_twenty_steps_are_truncated(tmp_path):

@@ -183,6 +183,64 @@ def test_a_database_of_more_runs_than_one_statement_may_name_is_resynced_in_chun
     assert sorted(left) == ["01BULK0007", "01BULK0100", "01BULK0200"]
 
 
+PROCESS_CHARGES = "01KJPJ3Q1JR9Q2VTNRTF33QMPZ"
+FETCH_CHARGES = "01KJPJ3MTQ6J1H399TYRR7SCWR"
+UPSERT_BATCH = "01KJPJ3Q1J9KVJYDR8YMZ68TZ2"
+
+
+def in_place_changes():
+    """(SQL changing one row and no timestamp, what the stored run then holds)."""
+    step = lambda: Step.objects.get(key=PROCESS_CHARGES)  # noqa: E731
+    return {
+        "items": (
+            f"UPDATE steps SET items_failed = 7 WHERE id = '{PROCESS_CHARGES}'",
+            lambda: step().items_failed == 7,
+        ),
+        "error": (
+            f"UPDATE steps SET error = 'rate limited' WHERE id = '{PROCESS_CHARGES}'",
+            lambda: step().error == "rate limited",
+        ),
+        # The same length as before: only the content tells.
+        "output": (
+            "UPDATE steps SET output = replace(output, '198', '199') "
+            f"WHERE id = '{PROCESS_CHARGES}'",
+            lambda: step().output["succeeded"] == 199,
+        ),
+        "call": (
+            "UPDATE calls SET output = '{\"pages\": 9}' WHERE rowid = "
+            f"(SELECT min(rowid) FROM calls WHERE step_id = '{FETCH_CHARGES}')",
+            lambda: (
+                {"pages": 9} in [c.output for c in Call.objects.filter(step__key=FETCH_CHARGES)]
+            ),
+        ),
+        "link": (
+            "UPDATE step_links SET entity_id = 'tx_moved' WHERE rowid = "
+            f"(SELECT min(rowid) FROM step_links WHERE step_id = '{UPSERT_BATCH}')",
+            lambda: EntityLink.objects.filter(entity_id="tx_moved").exists(),
+        ),
+    }
+
+
+@pytest.mark.parametrize("change", sorted(in_place_changes()))
+def test_without_steps_updated_at_a_row_changed_in_place_is_resynced(runs_db, change):
+    """The format lets steps lack updated_at: then the rows' content must tell."""
+    conn = sqlite3.connect(runs_db)
+    conn.execute("ALTER TABLE steps DROP COLUMN updated_at")
+    conn.commit()
+    ingest_paths([runs_db])
+    run = Run.objects.get(steps__key=PROCESS_CHARGES)
+    before = dict(Run.objects.values_list("pk", "ingested_at"))
+    assert ingest_paths([runs_db]).run_ids() == []  # unchanged: nothing written
+    statement, holds = in_place_changes()[change]
+    conn.execute(statement)
+    conn.commit()
+    conn.close()
+    assert ingest_paths([runs_db]).run_ids() == [run.pk]
+    assert holds()
+    after = dict(Run.objects.values_list("pk", "ingested_at"))
+    assert {pk for pk in after if after[pk] != before[pk]} == {run.pk}
+
+
 def test_reading_never_writes_to_the_source(runs_db):
     digest = hashlib.sha256(runs_db.read_bytes()).hexdigest()
     runs_db.chmod(0o444)

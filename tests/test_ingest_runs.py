@@ -466,6 +466,35 @@ def test_fingerprint_of_a_standalone_run_follows_its_calls(copy: Path):
     assert [key for key in before if before[key] != after[key]] == [STANDALONE]
 
 
+def prints(path: Path) -> dict:
+    return {r.external_id: r.fingerprint for r in runs_sqlite.parse(path)}
+
+
+def changed_runs(before: dict, after: dict) -> list:
+    return [key for key in before if before[key] != after[key]]
+
+
+def test_without_updated_at_a_standalone_run_follows_its_rows(copy: Path):
+    rebuild(copy, "steps", drop=("updated_at",))
+    before = prints(copy)
+    assert prints(copy) == before
+    execute(copy, f"UPDATE steps SET error = 'disk full' WHERE id = '{STANDALONE}'")
+    after = prints(copy)
+    assert changed_runs(before, after) == [STANDALONE]
+    execute(copy, "UPDATE calls SET output = '{}' WHERE tool = 'opensearch'")
+    assert changed_runs(after, prints(copy)) == [STANDALONE]
+
+
+def test_without_updated_at_wide_rows_and_text_that_is_not_utf8_are_hashed(copy: Path):
+    wide = {f"extra_{n}": n for n in range(150)}
+    rebuild(copy, "steps", drop=("updated_at",), add=wide)
+    execute(copy, f"UPDATE steps SET error = CAST(x'ff41' AS TEXT) WHERE id = '{PROCESS_CHARGES}'")
+    before = prints(copy)
+    assert prints(copy) == before
+    execute(copy, f"UPDATE steps SET extra_140 = 0 WHERE id = '{PROCESS_CHARGES}'")
+    assert changed_runs(before, prints(copy)) == [FIRST_SYNC]
+
+
 def test_unchanged_runs_can_be_skipped_without_reading_children(sample: Path):
     # The store skips a run by fingerprint without touching its generators.
     assert len([run.fingerprint for run in runs_sqlite.parse(sample)]) == 8

@@ -1,4 +1,6 @@
+import os
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -6,7 +8,9 @@ import pytest
 
 from traces.ingest import traceos
 from traces.ingest.common import read_head
+from traces.ingest.loader import ingest_paths
 from traces.ingest.records import ParseError, Status
+from traces.models import Run
 
 FAILING_HTTP = "tr_1795288829069_ncsj99dodce"
 IN_FLIGHT_CRON = "tr_1795288829082_pa6pysi0og"
@@ -134,6 +138,68 @@ def test_in_flight_cron_is_running(jsonl_runs):
     assert run.status == Status.RUNNING
     assert run.finished_at is None and run.duration_ms is None
     assert run.source_updated_at is not None
+
+
+# A day before the tests started: one value, so that each dump holds the same records.
+DAY_AGO_MS = int((datetime.now(UTC) - timedelta(days=1)).timestamp() * 1000)
+
+
+def in_flight_dump(folder: Path, *, written_ago: timedelta, extra=()) -> Path:
+    """A dump holding a trace opened a day ago whose `handler` never exited,
+    written `written_ago`."""
+    records = [env(ts=DAY_AGO_MS), step(1, "handler", "enter", at=DAY_AGO_MS + 5), *extra]
+    folder.mkdir(exist_ok=True)
+    path = write_jsonl(folder, records)
+    written = (datetime.now(UTC) - written_ago).timestamp()
+    os.utime(path, (written, written))
+    return path
+
+
+@pytest.mark.parametrize("written_ago", [timedelta(0), timedelta(hours=1)], ids=["now", "old"])
+def test_an_in_flight_trace_was_last_active_when_its_dump_was_written(tmp_path, written_ago):
+    (run,) = parse_all(in_flight_dump(tmp_path, written_ago=written_ago))
+    assert run.status == Status.RUNNING
+    expected = datetime.now(UTC) - written_ago
+    assert abs(run.source_updated_at - expected) < timedelta(seconds=5)
+
+
+def test_a_finished_trace_was_last_active_at_its_last_record(tmp_path):
+    path = write_jsonl(tmp_path, [env(), step(1, "a", "enter"), step(2, "a", "exit")])
+    (run,) = parse_all(path)
+    assert (
+        run.source_updated_at == run.finished_at == datetime.fromtimestamp(1795288829.002, tz=UTC)
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("written_ago", "stale"),
+    [(timedelta(0), False), (timedelta(hours=1), True)],
+    ids=["now", "old"],
+)
+def test_an_in_flight_trace_is_stale_by_its_dumps_age(tmp_path, settings, written_ago, stale):
+    settings.TRACER_STALE_AFTER = timedelta(seconds=600)
+    ingest_paths([in_flight_dump(tmp_path, written_ago=written_ago)])
+    assert Run.objects.get().is_stale is stale
+
+
+@pytest.mark.django_db
+def test_a_rewritten_dump_keeps_its_unchanged_in_flight_trace_live(tmp_path, settings):
+    settings.TRACER_STALE_AFTER = timedelta(seconds=600)
+    ingest_paths([in_flight_dump(tmp_path, written_ago=timedelta(hours=1))])
+    run = Run.objects.get()
+    assert run.is_stale
+    # The process dumps again: another trace now, the first one as it was.
+    other = [env(trace_id="tr_2"), step(1, "b", "enter", trace_id="tr_2")]
+    path = in_flight_dump(tmp_path, written_ago=timedelta(0), extra=other)
+    report = ingest_paths([path])
+    assert report.files[0].runs_unchanged == [run.pk]
+    run.refresh_from_db()
+    assert not run.is_stale
+    # An older copy of the dump read afterwards does not make it stale again.
+    ingest_paths([in_flight_dump(tmp_path / "copy", written_ago=timedelta(hours=2))])
+    run.refresh_from_db()
+    assert not run.is_stale
 
 
 def test_nested_persist_db_insert(jsonl_runs):

@@ -1,16 +1,22 @@
 """The ingest path end to end: files, directories and archives into the database."""
 
+import io
 import json
 import os
 import shutil
 import sqlite3
+import struct
 import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.db import OperationalError
+from django.utils import timezone
 
 from traces.ingest import FORMATS, detect, loader
+from traces.ingest.archives import member_mtime
 from traces.ingest.loader import ingest_paths
 from traces.models import Run, Step, TraceFile, TraceSource
 from traces.queries import trace_totals
@@ -334,6 +340,79 @@ def test_zip_archives_are_ingested_member_by_member(samples, tmp_path):
     assert not (tmp_path.parent / "escape.json").exists()
     again = ingest_paths([archive])
     assert again.summary()["files"]["ingested"] == 0 and Run.objects.count() == 4
+
+
+def greentic_member(samples: Path, name: str, date_time=(2026, 3, 1, 12, 0, 0), extra=b""):
+    info = zipfile.ZipInfo(f"greentic/{name}/trace.json", date_time=date_time)
+    info.extra = extra
+    return info, (samples / "greentic" / name / "trace.json").read_bytes()
+
+
+def ut_extra(moment: datetime) -> bytes:
+    """An Info-ZIP extended timestamp field holding only the mtime."""
+    return struct.pack("<HHBi", 0x5455, 5, 1, int(moment.timestamp()))
+
+
+def ntfs_extra(moment: datetime) -> bytes:
+    ticks = int((moment - datetime(1601, 1, 1, tzinfo=UTC)).total_seconds()) * 10_000_000
+    return struct.pack("<HHIHHQQQ", 0x000A, 32, 0, 1, 24, ticks, ticks, ticks)
+
+
+def test_zip_members_keep_their_modified_time(samples, tmp_path):
+    """`ingest x.zip`: a greentic run is dated by its member's time, not the extraction's."""
+    archive = tmp_path / "traces.zip"
+    exact = datetime(2026, 2, 14, 8, 30, 5, tzinfo=UTC)
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(*greentic_member(samples, "01-success-always"))
+        # The UT field's exact UTC time wins over the zone-less header date.
+        zf.writestr(*greentic_member(samples, "02-node-error", extra=ut_extra(exact)))
+        # 1980-01-01 is what tools write for "no date": not believed.
+        zf.writestr(*greentic_member(samples, "03-flow-error-unknown", (1980, 1, 1, 0, 0, 0)))
+    before = timezone.now() - timedelta(seconds=5)
+    call_command("ingest", str(archive), stdout=io.StringIO(), stderr=io.StringIO())
+    runs = {run.source_file.display_name.split("/")[-2]: run for run in Run.objects.all()}
+    dated = runs["01-success-always"]
+    assert dated.finished_at == dated.source_updated_at == datetime(2026, 3, 1, 12, tzinfo=UTC)
+    assert dated.started_at == dated.finished_at - timedelta(milliseconds=dated.duration_ms)
+    assert dated.times_estimated
+    assert runs["02-node-error"].finished_at == exact
+    assert runs["03-flow-error-unknown"].finished_at >= before
+    member = TraceFile.objects.get(display_name__endswith="01-success-always/trace.json")
+    assert member.mtime == datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("date_time", "extra", "expected"),
+    [
+        ((2026, 3, 1, 12, 0, 0), b"", datetime(2026, 3, 1, 12, tzinfo=UTC)),
+        ((2026, 3, 1, 12, 0, 0), ntfs_extra(datetime(2025, 7, 4, 1, 2, 3, tzinfo=UTC)),
+         datetime(2025, 7, 4, 1, 2, 3, tzinfo=UTC)),
+        ((1980, 1, 1, 0, 0, 0), b"", None),
+        ((2107, 12, 31, 0, 0, 0), b"", None),
+        ((2026, 2, 30, 0, 0, 0), b"", None),
+        # A broken extra field falls back to the header's date.
+        ((2026, 3, 1, 12, 0, 0), b"\x55\x54\x09\x00\x01", datetime(2026, 3, 1, 12, tzinfo=UTC)),
+    ],
+    ids=["header-as-utc", "ntfs-field", "dos-minimum", "far-future", "no-such-day", "bad-extra"],
+)  # fmt: skip
+def test_member_mtime_is_believed_only_within_bounds(date_time, extra, expected):
+    info = zipfile.ZipInfo("trace.json")
+    info.date_time, info.extra = date_time, extra
+    assert member_mtime(info) == expected
+
+
+def test_a_rezipped_member_with_the_same_size_and_time_is_read_again(samples, tmp_path):
+    """A member's time is only as fine as the zip's: its content decides."""
+    archive = tmp_path / "traces.zip"
+    data = (samples / "greentic/01-success-always/trace.json").read_bytes()
+    member = zipfile.ZipInfo("trace.json", (2026, 3, 1, 12, 0, 0))
+    for content in (data, data.replace(b"0.4", b"0.5")):  # the same size
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr(member, content)
+        report = ingest_paths([archive])
+    assert report.summary()["files"]["ingested"] == 1
+    assert Run.objects.count() == 1  # the member's earlier run left the file
+    assert Run.objects.get().attributes["runner_version"] == "0.5.59"
 
 
 def test_workflow_events_db_is_read_with_its_workflow_db(samples, tmp_path):

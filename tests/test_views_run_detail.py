@@ -14,6 +14,7 @@ from django.utils.html import escape
 
 from traces.ingest.loader import ingest_paths
 from traces.models import Call, EntityLink, LogEntry, Run, Step
+from traces.templatetags.traces_extras import ESTIMATED_TITLE
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -413,6 +414,25 @@ def test_greentic_timeline_shows_order_and_durations(client, samples):
     assert html.count("<rect ") == Step.objects.filter(run=run).count()
 
 
+def test_estimated_times_are_marked_in_the_header_and_on_the_timeline(
+    client, samples, django_assert_num_queries
+):
+    ingest_paths([samples / "greentic"])
+    run = Run.objects.filter(name="weather_bot.main").first()
+    mark = f'<span class="estimated" title="{escape(ESTIMATED_TITLE)}">≈</span>'
+    with django_assert_num_queries(2):  # the run, one window of roots
+        html = page(client, run_url(run))
+    header = html[html.index('id="run-header"') : html.index("</section>")]
+    assert header.count(mark) == 3  # started, finished, duration
+    timeline = fragment(client, run_url(run, "traces:run-timeline"))
+    axis = re.search(r'<div class="timeline-axis".*?</div>', timeline).group()
+    assert axis.count(mark) == 4  # every tick but 0
+    recorded = make_run()
+    add_steps(recorded, 2)
+    assert "≈" not in page(client, run_url(recorded))
+    assert "≈" not in fragment(client, run_url(recorded, "traces:run-timeline"))
+
+
 def test_timeline_is_windowed_by_seq(client):
     run = make_run()
     add_steps(run, 700)
@@ -592,6 +612,53 @@ def test_stale_run_does_not_poll(client):
     Run.objects.filter(pk=run.pk).update(source_updated_at=timezone.now() - timedelta(hours=3))
     html = page(client, run_url(run))
     assert 'hx-trigger="every' not in html and "stale" in html
+
+
+def running_run_written(ago: timedelta, settings) -> Run:
+    """A run started two hours ago, still "running", last written `ago`; one step
+    done, one started 90 minutes ago and still running."""
+    settings.TRACER_STALE_AFTER = timedelta(seconds=600)
+    now = timezone.now()
+    run = make_run(
+        status="running",
+        started_at=now - timedelta(hours=2),
+        finished_at=None,
+        duration_ms=None,
+        source_updated_at=now - ago,
+    )
+    done, open_ = add_steps(run, 2)
+    Step.objects.filter(pk=done.pk).update(started_at=now - timedelta(hours=2))
+    Step.objects.filter(pk=open_.pk).update(
+        started_at=now - timedelta(minutes=90), status="running", duration_ms=None
+    )
+    return run
+
+
+@pytest.mark.parametrize(
+    ("written", "stale", "elapsed"),
+    [
+        (timedelta(hours=1), True, "1h 0m until its last write"),
+        (timedelta(0), False, "2h 0m so far"),
+    ],
+    ids=["stale", "live"],
+)
+def test_a_stale_runs_clock_stops_at_its_last_write(client, settings, written, stale, elapsed):
+    run = running_run_written(written, settings)
+    assert run.is_stale is stale
+    assert abs(run.live_until - (timezone.now() - written)) < timedelta(seconds=5)
+    header = text_of(page(client, run_url(run)))
+    assert f"Duration {elapsed}" in header
+    response = client.get(run_url(run, "traces:run-timeline"), headers=HX)
+    timeline = response.context["timeline"]
+    axis_hours = (2 if not stale else 1) * 3_600_000
+    assert abs(timeline["span_ms"] - axis_hours) < 5000
+    running_step = timeline["rows"][1]
+    step_ms = (30 if stale else 90) * 60_000
+    assert abs(running_step.bar["duration_ms"] - step_ms) < 5000
+
+
+def test_live_until_is_none_for_a_run_that_is_not_running():
+    assert make_run().live_until is None
 
 
 # --- cost: the queries do not grow with the run --------------------------------------------

@@ -6,10 +6,12 @@ from datetime import timezone as dt_timezone
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from tests.factories import make_runs
 from traces.ingest.loader import ingest_paths
 from traces.models import Run
+from traces.templatetags.traces_extras import ESTIMATED_TITLE
 
 pytestmark = pytest.mark.django_db
 URL = reverse("traces:run-list")
@@ -149,6 +151,24 @@ def test_query_count_does_not_grow_with_runs(client, django_assert_num_queries):
     make_runs(300, name="more")
     with django_assert_num_queries(3):
         client.get(URL)
+
+
+def row_of(html: str, run: Run) -> str:
+    start = html.index(f'id="run-{run.pk}"')
+    return html[start : html.index("</tr>", start)]
+
+
+def test_estimated_times_are_marked_with_their_reason(client, samples, django_assert_num_queries):
+    ingest_paths([samples / "greentic"])
+    make_runs(1, name="recorded")
+    with django_assert_num_queries(3):
+        html = client.get(URL).content.decode()
+    mark = f'<span class="estimated" title="{escape(ESTIMATED_TITLE)}">≈</span>'
+    for run in Run.objects.all():
+        row = row_of(html, run)
+        # Greentic: the start and the duration are both estimates.
+        assert row.count(mark) == (2 if run.format == "greentic" else 0)
+        assert ("≈" in row) == run.times_estimated
 
 
 def test_hostile_names_are_shown_as_text(client):

@@ -2,6 +2,7 @@
 
 import io
 import zipfile
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -103,6 +104,17 @@ def test_a_zip_of_the_greentic_samples_ingests_every_member(client, samples):
     html = response.content.decode()
     assert "greentic.zip:greentic/02-node-error/trace.json" in html
     assert "<b>4</b> runs added" in html
+
+
+def test_a_zip_member_dates_its_greentic_run_by_the_member_time(client, samples):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        member = zipfile.ZipInfo("trace.json", date_time=(2026, 3, 1, 12, 0, 0))
+        archive.writestr(member, greentic_files(samples)[0].read_bytes())
+    client.post(URL, {"files": [SimpleUploadedFile("greentic.zip", buffer.getvalue())]})
+    run = Run.objects.get()
+    assert run.finished_at == datetime(2026, 3, 1, 12, tzinfo=UTC)
+    assert run.started_at == run.finished_at - timedelta(milliseconds=run.duration_ms)
 
 
 def test_a_bad_file_beside_a_good_one_is_reported_and_recorded(client, samples):

@@ -262,6 +262,7 @@ def run_item(run: Run) -> dict:
         "progress": progress(run),
         "truncated": run.truncated,
         "left_source_at": run.left_source_at,
+        "times_estimated": run.times_estimated,
         "url": run.get_absolute_url(),
     }
 
@@ -482,7 +483,8 @@ def run_timeline(request, run_id: RunId, filters: Query[TimelineQuery]):
 def _lay_out(run: Run, rows: list[Step], failed_only: bool) -> dict:
     if any(step.started_at for step in rows):
         start, span_ms = _time_axis(run)
-        placed = [(step, _ms(start, step.started_at), _duration(step)) for step in rows]
+        until = run.live_until or timezone.now()
+        placed = [(step, _ms(start, step.started_at), _duration(step, until)) for step in rows]
         return {"timed": True, "start": start, "span_ms": span_ms, "items": _rows(placed)}
     if not rows:
         return {"timed": False, "start": None, "span_ms": 0.0, "items": []}
@@ -495,26 +497,19 @@ def _lay_out(run: Run, rows: list[Step], failed_only: bool) -> dict:
 
 
 def _time_axis(run: Run) -> tuple[datetime, float]:
-    """The run's start and length; from its steps' times when it records none; a
-    running run's axis reaches now."""
-    start, end = run.started_at, run.finished_at
-    if start is None or end is None:
-        bounds = run_queries.step_time_bounds(run.pk)
-        start = start or bounds["first_start"]
-        end = end or bounds["last_finish"]
-    if run.status == StepStatus.RUNNING:
-        end = max(end or timezone.now(), timezone.now())
-    end = end or start
+    """The run's start and length (run_queries.time_axis)."""
+    start, end = run_queries.time_axis(run)
     return start, max(_ms(start, end) or 0.0, 0.0)
 
 
-def _duration(step: Step) -> float | None:
+def _duration(step: Step, until: datetime) -> float | None:
+    """A running step lasts until its run's live_until (now, or a stale run's last write)."""
     if step.duration_ms is not None:
         return step.duration_ms
     if step.started_at and step.finished_at:
         return _ms(step.started_at, step.finished_at)
     if step.started_at and step.status == StepStatus.RUNNING:
-        return _ms(step.started_at, timezone.now())
+        return max(_ms(step.started_at, until), 0.0)
     return None
 
 

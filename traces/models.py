@@ -195,6 +195,15 @@ class Run(models.Model):
         return timezone.now() - self.source_updated_at > settings.TRACER_STALE_AFTER
 
     @property
+    def live_until(self):
+        """Where the open times of a running run end (its "so far" duration, its
+        time axis, its running steps): now while it is live; its last write once
+        it is stale, for a run that died stopped there. None when not running."""
+        if self.status != Status.RUNNING:
+            return None
+        return self.source_updated_at if self.is_stale else timezone.now()
+
+    @property
     def has_progress(self) -> bool:
         return self.items_total is not None or self.items_processed is not None
 

@@ -126,6 +126,21 @@ def step_time_bounds(run_id: int) -> dict:
     )
 
 
+def time_axis(run: Run) -> tuple:
+    """(start, end) of the run's time axis: its own times, else its steps' (one
+    aggregate); a running run's axis reaches its live_until (now, or the last
+    write of a stale run)."""
+    start, end = run.started_at, run.finished_at
+    if start is None or end is None:
+        bounds = step_time_bounds(run.pk)
+        start = start or bounds["first_start"]
+        end = end or bounds["last_finish"]
+    until = run.live_until
+    if until is not None:
+        end = max(end or until, until)
+    return start, end or start
+
+
 def duration_sums(run_id: int, *, before_seq: int, failed_only: bool = False) -> dict:
     """For runs without step timestamps: the summed durations of all steps and of
     those before `before_seq`, to lay steps end to end. One aggregate."""
@@ -184,7 +199,7 @@ RUN_JSON_FIELDS = (
     "truncated", "step_count", "steps_pending", "steps_running", "steps_succeeded",
     "steps_failed", "steps_skipped", "steps_cancelled", "call_count", "link_count", "log_count",
     "max_depth", "source_updated_at", "left_source_at", "ingested_at", "input", "output",
-    "attributes",
+    "attributes", "times_estimated",
 )  # fmt: skip
 
 

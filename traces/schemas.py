@@ -135,6 +135,10 @@ class RunItem(Schema):
         description="Since when its source no longer holds it (a file overwritten, rows "
         "deleted): kept as history. Null while the source holds it."
     )
+    times_estimated: bool = Field(
+        description="started_at, finished_at and duration_ms are estimates, not recorded "
+        "(greentic: from the file's modified time; the format records no time)."
+    )
     url: str = Field(description="The run's page.")
 
 

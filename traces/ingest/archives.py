@@ -4,15 +4,27 @@ An archive is hostile until proven otherwise: members may try to escape the
 target directory (`../x`, `/etc/x`), be symlinks, or decompress to far more
 than they claim (zip bombs). Each bad member is reported by name; the good
 ones are extracted.
+
+Each extracted file keeps the member's modified time, which dates a greentic
+run and tells a quiet duckflux run from a live one. The exact UTC time of an
+Info-ZIP ("UT") or NTFS extra field is used when the member has one; else the
+zip header's date and time, which carry no zone, are read as UTC (the zone of
+whoever made the archive is unknown here; Python's zipfile and most tools
+write local time, so such a member can be off by its maker's UTC offset).
+A date before 1980-01-02 (the zip minimum, which tools write for "no date") or
+more than a day ahead is not believed: that member is dated when extracted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import stat
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 MAX_MEMBERS = 10_000
@@ -22,6 +34,9 @@ MAX_TOTAL_BYTES = 4 * 1024**3
 MAX_RATIO = 1000
 BOMB_FLOOR = 64 * 1024**2
 CHUNK = 1024 * 1024
+# Member dates outside these bounds are not believed (see the module docstring).
+EARLIEST_DATE = datetime(1980, 1, 2, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
 
 
 class ArchiveError(Exception):
@@ -64,6 +79,7 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, bu
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
         _copy_bounded(zf, info, destination, budget)
+        _set_mtime(destination, info)
     except _TooBig as exc:
         _remove(destination)
         return Member(name, error=f"refused archive member: {exc}")
@@ -76,6 +92,52 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, bu
         _remove(destination)
         return Member(name, error=f"corrupt archive member: {exc}")
     return Member(name, path=destination)
+
+
+def _set_mtime(destination: Path, info: zipfile.ZipInfo) -> None:
+    moment = member_mtime(info)
+    if moment is not None:
+        with contextlib.suppress(OSError):  # then it is dated when extracted, as before
+            os.utime(destination, (moment.timestamp(), moment.timestamp()))
+
+
+def member_mtime(info: zipfile.ZipInfo) -> datetime | None:
+    """The member's modified time (UTC), or None when it has none worth believing."""
+    moment = _extra_mtime(info.extra)
+    if moment is None:
+        try:
+            moment = datetime(*info.date_time, tzinfo=UTC)
+        except (TypeError, ValueError):  # month 0, day 31 of February, ...
+            return None
+    if moment < EARLIEST_DATE or moment > datetime.now(UTC) + FUTURE_SLACK:
+        return None
+    return moment
+
+
+def _extra_mtime(extra: bytes) -> datetime | None:
+    """The UTC mtime of an Info-ZIP extended timestamp (0x5455) or NTFS (0x000a)
+    extra field; None without one or when it is malformed."""
+    try:
+        while len(extra) >= 4:
+            kind, size = struct.unpack("<HH", extra[:4])
+            data = extra[4 : 4 + size]
+            if kind == 0x5455 and len(data) >= 5 and data[0] & 1:
+                return datetime.fromtimestamp(struct.unpack("<i", data[1:5])[0], tz=UTC)
+            if kind == 0x000A:
+                # 4 reserved bytes, then tagged attributes; tag 1 = mtime, atime, ctime.
+                at = 4
+                while at + 4 <= len(data):
+                    tag, length = struct.unpack("<HH", data[at : at + 4])
+                    if tag == 1 and length >= 8 and at + 12 <= len(data):
+                        ticks = struct.unpack("<Q", data[at + 4 : at + 12])[0]
+                        return datetime(1601, 1, 1, tzinfo=UTC) + timedelta(
+                            microseconds=ticks // 10
+                        )
+                    at += 4 + length
+            extra = extra[4 + size :]
+    except (struct.error, ValueError, OverflowError, OSError):
+        return None
+    return None
 
 
 def _remove(path: Path) -> None:

@@ -105,6 +105,7 @@ def _run(envelope: dict[str, Any], digest: str, mtime: datetime) -> RunRecord:
         error=_run_error(failed[-1]) if failed else "",
         source_updated_at=mtime,
         truncated=truncated,
+        times_estimated=True,
         attributes=attributes,
         fingerprint=digest,
         completeness=None,

@@ -52,6 +52,8 @@ class Candidate:
     display_name: str
     explicit: bool
     error: str = ""
+    # A zip member: its mtime is the archive's (to 1-2 s), too coarse to trust alone.
+    archived: bool = False
 
 
 @dataclass
@@ -280,7 +282,7 @@ def _expand_zip(path: Path, name: str, stack: contextlib.ExitStack) -> Iterator[
             error = "an archive inside the archive is not expanded; upload it on its own"
             yield Candidate(member.path, logical, display, True, error=error)
             continue
-        yield Candidate(member.path, logical, display, explicit=False)
+        yield Candidate(member.path, logical, display, explicit=False, archived=True)
 
 
 def _known_files(logical_paths: Iterable[str]) -> dict[str, TraceFile]:
@@ -354,7 +356,7 @@ def _unrecognised_reason(info: os.stat_result) -> str:
 def _unchanged_by_stat(
     trace_file: TraceFile | None, info: os.stat_result, candidate: Candidate
 ) -> bool:
-    if trace_file is None or trace_file.status != TraceFile.FileStatus.OK:
+    if trace_file is None or trace_file.status != TraceFile.FileStatus.OK or candidate.archived:
         return False
     if trace_file.size != info.st_size or trace_file.mtime_ns != info.st_mtime_ns:
         return False

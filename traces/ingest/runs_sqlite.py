@@ -14,6 +14,7 @@ and links of steps that do not exist belong to no run and are skipped.
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from .sqlite_layout import (
     lenient_time,
     normalise_status,
     placeholders,
+    quote_ident,
     readonly_schema,
     schema_tables,
     shared_ids,
@@ -136,6 +138,7 @@ def _prepare(conn: sqlite3.Connection, lay: _Layout) -> None:
     for table in (lay.calls, lay.links):
         if table is not None:
             ensure_index(conn, table, ["step_id"])
+    conn.create_function(_ROW_HASH, -1, _row_hash, deterministic=True)
     for name, sql in _aggregate_sql(lay).items():
         conn.execute(f"CREATE TEMP TABLE {name} AS {sql}")
         conn.execute(f"CREATE INDEX temp.{name}_rid ON {name} (rid)")
@@ -143,15 +146,19 @@ def _prepare(conn: sqlite3.Connection, lay: _Layout) -> None:
 
 def _aggregate_sql(lay: _Layout) -> dict[str, str]:
     """One GROUP BY per child table. Calls have no updated_at: a finishing call
-    changes its status and duration, which the per-status parts catch."""
+    changes its status and duration, which the per-status parts catch. Without
+    steps.updated_at nothing says which rows changed, so each row of steps,
+    calls and links adds a hash of all its columns."""
     s = lay.steps
     rid = s.col("run_id", "s")
+    hashed = _hashes_rows(lay)
     sql = {
         "tracer_step_agg": _per_status(
             rid,
             s.col("status", "s"),
             f"count(*) || ',' || quote(max({s.col('updated_at', 's')})) || ',' || "
-            f"total({s.col('duration_ms', 's')}) || ',' || total({s.col('items_processed', 's')})",
+            f"total({s.col('duration_ms', 's')}) || ',' || total({s.col('items_processed', 's')})"
+            + _row_hash_part(s, "s", hashed),
             f"{s.sql} s",
         )
     }
@@ -162,17 +169,61 @@ def _aggregate_sql(lay: _Layout) -> dict[str, str]:
             rid,
             c.col("status", "c"),
             f"count(*) || ',' || total({c.col('duration_ms', 'c')}) || ',' || "
-            f"quote(max({c.col('created_at', 'c')}))",
+            f"quote(max({c.col('created_at', 'c')}))" + _row_hash_part(c, "c", hashed),
             f"{c.sql} c {join}{c.col('step_id', 'c')}",
         )
     if lay.links is not None:
         link = lay.links
         sql["tracer_link_agg"] = (
             f"SELECT {rid} AS rid, count(*) || ',' || quote(max({link.col('created_at', 'l')})) "
+            f"{_row_hash_part(link, 'l', hashed)} "
             f"AS agg FROM {link.sql} l {join}{link.col('step_id', 'l')} "
             f"WHERE {rid} IS NOT NULL GROUP BY {rid}"
         )
     return sql
+
+
+_ROW_HASH = "tracer_row_hash"
+# SQLite's default limit on a function's arguments is 127: wider rows are hashed in parts.
+_HASH_ARGS = 100
+
+
+def _hashes_rows(lay: _Layout) -> bool:
+    return not lay.steps.has("updated_at")
+
+
+def _row_hash(*values: Any) -> int:
+    """CRC-32 of a row's values (bytes, or a nested hash), each with its length,
+    so that moving bytes from one column to the next changes it."""
+    crc = 0
+    for value in values:
+        if value is None:
+            crc = zlib.crc32(b"\x00", crc)
+            continue
+        if not isinstance(value, bytes):
+            value = str(value).encode()
+        crc = zlib.crc32(len(value).to_bytes(8, "little"), crc)
+        crc = zlib.crc32(value, crc)
+    return crc
+
+
+def _row_hash_sql(table: Table, alias: str = "") -> str:
+    """The hash of every column of a row. Values go in as blobs: a text value
+    that is not UTF-8 cannot become a Python str."""
+    prefix = f"{alias}." if alias else ""
+    columns = [f"CAST({prefix}{quote_ident(real)} AS BLOB)" for real in table.columns.values()]
+    expression = f"{_ROW_HASH}({', '.join(columns[:_HASH_ARGS])})"
+    for start in range(_HASH_ARGS, len(columns), _HASH_ARGS - 1):
+        expression = (
+            f"{_ROW_HASH}({expression}, {', '.join(columns[start : start + _HASH_ARGS - 1])})"
+        )
+    return expression
+
+
+def _row_hash_part(table: Table, alias: str, hashed: bool) -> str:
+    """`|| ',' || <sum of the rows' hashes>` when rows are hashed, else nothing.
+    A sum, so that the rows' order does not matter; CRC-32s cannot overflow it."""
+    return f" || ',' || sum({_row_hash_sql(table, alias)})" if hashed else ""
 
 
 def _per_status(rid: str, status: str, parts: str, source: str) -> str:
@@ -671,24 +722,29 @@ class _StandalonePrints:
     def __init__(self, conn: sqlite3.Connection, lay: _Layout):
         s = lay.steps
         standalone = f"SELECT {s.col('id')} FROM {s.sql} WHERE {s.col('run_id')} IS NULL"
+        hashed = _hashes_rows(lay)
         self.steps = self._read(
             conn,
             f"SELECT {s.col('id')}, quote({s.col('status')}) || ',' || "
             f"quote({s.col('updated_at')}) || ',' || quote({s.col('duration_ms')}) || ',' || "
-            f"quote({s.col('items_processed')}) FROM {s.sql} WHERE {s.col('run_id')} IS NULL",
+            f"quote({s.col('items_processed')})"
+            + (f" || ',' || {_row_hash_sql(s)}" if hashed else "")
+            + f" FROM {s.sql} WHERE {s.col('run_id')} IS NULL",
         )
-        self.calls = self._children(conn, lay.calls, standalone, "status", "duration_ms")
-        self.links = self._children(conn, lay.links, standalone, "link_type", "created_at")
+        self.calls = self._children(conn, lay.calls, standalone, hashed, "status", "duration_ms")
+        self.links = self._children(conn, lay.links, standalone, hashed, "link_type", "created_at")
 
     @staticmethod
     def _read(conn: sqlite3.Connection, sql: str) -> dict[str, str]:
         return {as_text(key): value for key, value in conn.execute(sql)}
 
-    def _children(self, conn, table: Table | None, standalone: str, *cols: str) -> dict:
+    def _children(self, conn, table: Table | None, standalone: str, hashed: bool, *cols) -> dict:
         if table is None:
             return {}
         step_id = table.col("step_id")
         parts = " || ',' || ".join(f"quote({table.col(c)})" for c in cols)
+        if hashed:
+            parts += f" || ',' || {_row_hash_sql(table)}"
         return self._read(
             conn,
             f"SELECT {step_id}, group_concat({parts}, ';') FROM {table.sql} "

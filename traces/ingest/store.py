@@ -26,7 +26,7 @@ from django.utils import timezone
 from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
 
 from .common import json_text
-from .records import CallRecord, LinkRecord, LogRecord, RunRecord, StepRecord
+from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
 
 BATCH_SIZE = 2000
 INT32 = (-(2**31), 2**31 - 1)
@@ -51,7 +51,10 @@ class RunIndex:
     A database of 10,000 runs would otherwise cost 10,000 lookups on every
     re-sync; files whose ids are global (origin "") hold few runs each."""
 
-    FIELDS = ("id", "format", "origin", "external_id", "fingerprint", "completeness")
+    FIELDS = (
+        "id", "format", "origin", "external_id", "fingerprint", "completeness", "status",
+        "source_updated_at",
+    )  # fmt: skip
 
     def __init__(self):
         self._by_origin: dict[tuple[str, str], dict[str, Run]] = {}
@@ -84,6 +87,7 @@ def write_run(
     existing = index.get(record.format, origin, external_id)
     if existing is not None:
         if record.fingerprint and existing.fingerprint == record.fingerprint:
+            _note_activity(existing, record.source_updated_at)
             return RunOutcome("unchanged", existing.pk, record.external_id)
         if _less_complete(record.completeness, existing.completeness):
             return RunOutcome("kept", existing.pk, record.external_id)
@@ -94,6 +98,16 @@ def write_run(
     writer.write(record)
     action = "updated" if existing is not None else "added"
     return RunOutcome(action, run.pk, record.external_id, writer.counts)
+
+
+def _note_activity(run: Run, seen_at) -> None:
+    """A running run unchanged, but in a newer write of its source (a traceos dump
+    rewritten while the trace is in flight): it was alive then, so it is not stale."""
+    if run.status != Status.RUNNING or seen_at is None:
+        return
+    if run.source_updated_at is None or seen_at > run.source_updated_at:
+        Run.objects.filter(pk=run.pk).update(source_updated_at=seen_at)
+        run.source_updated_at = seen_at
 
 
 KEY_LENGTH = 255

@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,8 @@ class _Dump:
     notes: list[str] = field(default_factory=list)
     # Items that belong to no trace; noted on every run and logged as warnings.
     skipped: list[str] = field(default_factory=list)
+    # When the dump was written (its file's mtime): a trace in it was in memory then.
+    written: datetime | None = None
 
 
 def _read(data: bytes) -> _Dump:
@@ -327,7 +329,9 @@ def _error_text(meta: Any) -> str:
 
 
 def parse(path: Path) -> Iterator[RunRecord]:
-    dump = _read(Path(path).read_bytes())
+    path = Path(path)
+    dump = _read(path.read_bytes())
+    dump.written = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
     for trace in _group(dump).values():
         yield _run(trace, dump)
 
@@ -423,13 +427,23 @@ def _run_record(
         duration_ms=duration_between(started, finished),
         input=env.get("payload"),
         error=f"{walk.error.name}: {walk.error.error}" if walk.error else "",
-        source_updated_at=walk.last_at or started,
+        source_updated_at=_last_activity(status, walk.last_at or started, dump.written),
         attributes=_attributes(trace, env, walk, dump.notes + dump.skipped),
         fingerprint=fingerprint(*(trace.records[key][1] for key in sorted(trace.records))),
         completeness=(step_count,),
         steps=walk.steps,
         logs=_logs(walk, dump.skipped),
     )
+
+
+def _last_activity(status: str, last_record: datetime | None, written: datetime | None):
+    """An in-flight trace was alive when the dump holding it was written, however
+    old its last record (a long step records nothing until it exits): it is
+    judged stale from the dump's mtime. A trace that ended was last active at
+    its last record."""
+    if status != Status.RUNNING or written is None:
+        return last_record
+    return max(written, last_record) if last_record else written
 
 
 def _run_status(walk: _Walk) -> str:

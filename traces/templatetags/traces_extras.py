@@ -7,6 +7,7 @@ from datetime import datetime
 
 from django import template
 from django.utils import timezone
+from django.utils.html import format_html
 
 register = template.Library()
 
@@ -44,6 +45,18 @@ def human_duration(ms) -> str:
         return f"{hours}h {minutes}m"
     days, hours = divmod(hours, 24)
     return f"{days}d {hours}h"
+
+
+ESTIMATED_TITLE = "estimated from the file's modified time; the format records no time"
+
+
+@register.simple_tag
+def estimated_mark(run) -> str:
+    """A "≈" with its explanation, put before a run's time or duration that is an
+    estimate (Run.times_estimated); nothing for a run whose times are recorded."""
+    if not run.times_estimated:
+        return ""
+    return format_html('<span class="estimated" title="{}">≈</span> ', ESTIMATED_TITLE)
 
 
 @register.filter

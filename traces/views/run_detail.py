@@ -270,14 +270,15 @@ def _pill_links(run: Run, tab: str) -> list[dict]:
 
 
 def _header_context(run: Run) -> dict:
-    now = timezone.now()
+    until = run.live_until
     running = run.status == Status.RUNNING and not run.is_stale
     elapsed = None
-    if run.status == Status.RUNNING and run.started_at:
-        elapsed = (now - run.started_at).total_seconds() * 1000
+    if until is not None and run.started_at:
+        elapsed = max((until - run.started_at).total_seconds() * 1000, 0.0)
     return {
         "live": running,
         "elapsed_ms": elapsed,
+        "elapsed_note": "so far" if running else "until its last write",
         # Numbers as the source wrote them; anything else is shown as text.
         "counters": [
             {"name": name, "value": value if _is_number(value) else pretty_json(value)}
@@ -476,15 +477,8 @@ def _timeline_context(run: Run, form) -> dict:
 
 def _lay_out_by_time(run: Run, rows: list[Step]) -> float:
     """x and width of each bar as % of the run's span; a tooltip with the numbers."""
-    start, end = run.started_at, run.finished_at
-    if start is None or end is None:
-        bounds = run_queries.step_time_bounds(run.pk)
-        start = start or bounds["first_start"]
-        end = end or bounds["last_finish"]
-    now = timezone.now()
-    if run.status == Status.RUNNING:
-        end = max(end or now, now)
-    end = end or start
+    start, end = run_queries.time_axis(run)
+    open_end = run.live_until or timezone.now()  # where a step still running ends
     span_ms = max((end - start).total_seconds() * 1000, 1.0)
     for step in rows:
         step.bar = None
@@ -496,7 +490,7 @@ def _lay_out_by_time(run: Run, rows: list[Step]) -> float:
         if duration is None and step.finished_at:
             duration = (step.finished_at - step.started_at).total_seconds() * 1000
         if duration is None and step.status == Status.RUNNING:
-            duration = (now - step.started_at).total_seconds() * 1000
+            duration = max((open_end - step.started_at).total_seconds() * 1000, 0.0)
         step.bar = _bar(offset, duration or 0.0, span_ms)
         step.tip = (
             f"{step.name or step.key} · {step.status} · starts +{human_duration(offset)}"
