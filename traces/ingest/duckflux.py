@@ -21,6 +21,7 @@ SQLite snapshot and the spill file of a streamed JSON live until then.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import os
@@ -629,19 +630,31 @@ def _parse_txt(path: Path) -> RunRecord:
     lines = text[:-1].split("\n")
     header, header_lines, inputs_text, steps_line = _txt_header(lines)
     starts = _txt_block_starts(lines, steps_line + 1)
-    output_line = _txt_output_line(lines, (starts or [steps_line])[-1] + 1, header)
-    steps_end = len(lines) if output_line is None else output_line
+    # Finalize appends the output section, then writes the final status: while
+    # the header says running there is no section (after a crash between the
+    # two, the section is read as part of the last step's output).
+    finished = header.get("status") in ("success", "failure")
+    output_line = _txt_output_line(lines, starts, steps_line) if finished else None
+    # The output section ends the block before it; blocks whose write was late
+    # follow it (FORMATS.md §1, "Finalize race").
+    bounds = starts if output_line is None else sorted([*starts, output_line])
     # Blocks follow `# steps` directly: anything else there is a broken block.
-    if (starts[0] if starts else steps_end) > steps_line + 1:
-        hint = "" if starts or output_line is not None else f" ({RETRY_HINT})"
+    if (bounds[0] if bounds else len(lines)) > steps_line + 1:
+        hint = "" if bounds else f" ({RETRY_HINT})"
         raise ParseError(f"line {steps_line + 2}: expected a step block '## [<seq>] ...'{hint}")
-    ends = [*starts[1:], steps_end]
+    end_of = dict(zip(bounds, [*bounds[1:], len(lines)], strict=True))
     collector = _StepCollector()
     records = [
-        collector.add(*_txt_step(lines, start, end, at_eof=end == len(lines)))
-        for start, end in zip(starts, ends, strict=True)
+        collector.add(*_txt_step(lines, start, end_of[start], at_eof=end_of[start] == len(lines)))
+        for start in starts
     ]
-    output = None if output_line is None else _txt_value("\n".join(lines[output_line + 1 :]))
+    extras: dict[str, Any] = {"workflowLabel": header.get("workflow", "")}
+    output = None
+    if output_line is not None:
+        output = _txt_value("\n".join(lines[output_line + 1 : end_of[output_line]]))
+    elif finished:
+        # Finished without the section: the output is unknown, which null would hide.
+        extras["output_missing"] = True
     execution = _txt_execution(header, header_lines, inputs_text, output)
     return _build_run(
         path,
@@ -650,7 +663,7 @@ def _parse_txt(path: Path) -> RunRecord:
         _line_locator(header_lines, 0),
         collector,
         records.__getitem__,
-        {"workflowLabel": header.get("workflow", "")},
+        extras,
     )
 
 
@@ -696,25 +709,53 @@ def _txt_block_starts(lines: list[str], start: int) -> list[int]:
     ]
 
 
-def _txt_output_line(lines: list[str], search_from: int, header: dict[str, str]) -> int | None:
-    """The index of the final `# output` line, written only when the run ended.
+def _txt_output_line(lines: list[str], starts: list[int], steps_line: int) -> int | None:
+    """The index of the `# output` line of a finished file, None when it has none.
 
-    Values can contain `# output` lines too. A candidate followed by JSON (or
-    `none`) to the end of the file is certainly the section, since JSON text
-    has no such line; a string output is taken from the last candidate. While
-    the header says running there is no section (a crash between appending it
-    and rewriting the status is read as part of the last step's output).
+    Finalize appends the section after the blocks written so far, and blocks
+    still being written land after it (FORMATS.md §1, "Finalize race"). Values
+    can hold `# output` lines too. Without the race the section is after the
+    last block, where the last such line is taken (a string output can hold
+    one as well). A line before the last block is taken instead only when it
+    leaves more values JSON: the section's own and the output of the block it
+    ends. JSON text has no `# output` line, while a wrong split leaves one
+    inside a value.
     """
-    if header.get("status") not in ("success", "failure"):
-        return None
-    candidates = [i for i in range(search_from, len(lines)) if lines[i] == "# output"]
-    if not candidates:
-        status = header.get("status")
-        raise ParseError(f"status is {status!r} but there is no '# output' section ({RETRY_HINT})")
-    for index in candidates:
-        if _is_json_or_none("\n".join(lines[index + 1 :])):
-            return index
-    return candidates[-1]
+    candidates = [i for i in range(steps_line + 1, len(lines)) if lines[i] == "# output"]
+    last_start = starts[-1] if starts else steps_line
+    before = [i for i in candidates if i < last_start]
+    if not before:
+        return candidates[-1] if candidates else None
+    options = [candidates[-1]] if candidates[-1] > last_start else []
+    # Between two blocks only the first line can leave the block's output JSON,
+    # and only the last one the section's value. On a tie the later line wins.
+    by_block: dict[int, list[int]] = {}
+    for index in before:
+        by_block.setdefault(bisect.bisect(starts, index), []).append(index)
+    for group in reversed(by_block.values()):
+        options += [group[-1]] if len(group) == 1 else [group[-1], group[0]]
+    scores = {index: _txt_output_score(lines, starts, steps_line, index) for index in options}
+    best = max(options, key=scores.__getitem__)
+    # Lines before the last block that cannot be the section are inside values.
+    return None if scores[best] < 0 and best < last_start else best
+
+
+def _txt_output_score(lines: list[str], starts: list[int], steps_line: int, index: int) -> int:
+    """How many of the two values an output section at `index` would end read
+    as JSON or `none` (its own; the output of the block before it); -1 when the
+    section cannot be there."""
+    block = bisect.bisect(starts, index)
+    end = starts[block] if block < len(starts) else len(lines)
+    if end == index + 1:  # the section has at least one line of value
+        return -1
+    own = _is_json_or_none("\n".join(lines[index + 1 : end]))
+    if block == 0:  # right after `# steps`: every block came late
+        return 1 + own if index == steps_line + 1 else -1
+    try:
+        raw, _locate = _txt_step(lines, starts[block - 1], index, at_eof=False)
+    except ParseError:
+        return -1
+    return (not isinstance(raw["output"], str)) + own
 
 
 def _txt_step(
