@@ -130,7 +130,10 @@ def txt_trace(document: dict[str, Any], late: int = 0) -> str:
     the output section (FORMATS.md §1, "Finalize race")."""
     execution = document["execution"]
     version = execution.get("workflowVersion")
-    label = execution.get("workflowName") or execution.get("workflowId") or "unnamed"
+    label = next(
+        (execution[k] for k in ("workflowName", "workflowId") if execution.get(k) is not None),
+        "unnamed",
+    )
     label += f" (v{version})" if version is not None else ""
     header = [
         "# execution",
@@ -309,8 +312,7 @@ def test_sample_matches_manifest(samples, entry):
 )
 def test_run_names_from_json_and_sqlite(samples, entry):
     run = parse_one(samples / "duckflux" / entry["file"])
-    assert run.name == entry["workflow_name"]
-    assert run.type == entry["workflow_id"]
+    assert run.name == run.type == entry["workflow_name"]
     assert run.attributes["workflowId"] == entry["workflow_id"]
     assert run.attributes.get("workflowVersion") == entry["workflow_version"]
 
@@ -325,9 +327,49 @@ def test_run_names_from_txt_label(samples, entry):
     label = entry["workflow_label"]
     version = run.attributes.get("workflowVersion")
     assert label == (run.name if version is None else f"{run.name} (v{version})")
-    # TXT has no workflow id: the name stands in for the type.
     assert run.type == run.name
     assert run.attributes["workflowLabel"] == label
+
+
+def sample_workflow(entry: dict[str, Any]) -> str:
+    """The workflow of a manifest entry; a running snapshot's is its finished twin's."""
+    if entry["workflow"]:
+        return entry["workflow"]
+    folder = entry["file"].rsplit(".", 1)[1]
+    twin = f"{folder}/{entry['file'].split('/')[1]}"
+    return next(e["workflow"] for e in MANIFEST if e["file"] == twin)
+
+
+@pytest.mark.parametrize("workflow", sorted({e["workflow"] for e in MANIFEST if e["workflow"]}))
+def test_one_workflow_gets_one_run_type_in_every_encoding(samples, workflow):
+    # TXT keeps only `workflowName ?? workflowId`: the JSON and SQLite runs use it too.
+    entries = [e for e in MANIFEST if sample_workflow(e) == workflow]
+    assert {e["format"] for e in entries} == {"json", "txt", "sqlite"}
+    names = {e["workflow_name"] for e in entries if "workflow_name" in e}
+    runs = [parse_one(samples / "duckflux" / e["file"]) for e in entries]
+    assert {(run.name, run.type) for run in runs} == {(name, name) for name in names}
+    assert len(names) == 1
+
+
+@pytest.mark.parametrize(
+    ("workflow", "expected"),
+    [
+        ({"workflowId": "nightly", "workflowName": "Nightly (EU)"}, "Nightly (EU)"),
+        ({"workflowId": "nightly"}, "nightly"),
+        ({}, "unnamed"),
+    ],
+)
+def test_run_type_falls_back_like_the_txt_label(tmp_path, workflow, expected):
+    document = trace([step(1, "exec", 1, 2)], workflowVersion="3")
+    del document["execution"]["workflowId"], document["execution"]["workflowName"]
+    document["execution"].update(workflow)
+    json_path = write_json(tmp_path / "w.json", document)
+    sqlite_path = write_sqlite(tmp_path / "w.sqlite", document)
+    txt_path = tmp_path / "w.txt"
+    txt_path.write_text(txt_trace(document))
+    for path in (json_path, txt_path, sqlite_path):
+        run = parse_one(path)
+        assert (run.name, run.type) == (expected, expected), path.suffix
 
 
 def test_readme_counts(samples):

@@ -74,7 +74,7 @@ RETRY_HINT = "the file may still be being written; it will be read again when it
 CONTAINER_TYPES = frozenset({"loop", "parallel", "if"})
 
 # Part of every fingerprint: bump it when parsing changes, so stored runs are re-read.
-_PARSER_VERSION = 1
+_PARSER_VERSION = 2
 
 _RUN_STATUSES = {"success": Status.SUCCEEDED, "failure": Status.FAILED, "running": Status.RUNNING}
 _STEP_STATUSES = {"success": Status.SUCCEEDED, "failure": Status.FAILED, "skipped": Status.SKIPPED}
@@ -263,8 +263,7 @@ def _build_run(
     started = parse_iso(execution.get("startedAt"), locate("startedAt"))
     finished = parse_iso(execution.get("finishedAt"), locate("finishedAt"))
     duration = _optional_number(execution, "duration", locate)
-    workflow_id = _optional_str(execution, "workflowId", locate)
-    name = _optional_str(execution, "workflowName", locate) or workflow_id
+    name = _workflow_label(execution, locate)
     attributes: dict[str, Any] = {"encoding": encoding}
     attributes.update({k: v for k, v in execution.items() if k not in _EXECUTION_FIELDS})
     attributes.update(
@@ -276,7 +275,7 @@ def _build_run(
         format=NAME,
         external_id=_required_str(execution, "id", locate),
         name=name,
-        type=workflow_id or name,
+        type=name,
         status=status,
         raw_status=raw_status,
         started_at=started,
@@ -294,6 +293,19 @@ def _build_run(
         completeness=(1 if status in Status.TERMINAL else 0, len(skeletons)),
         steps=_steps_in_seq_order(skeletons, load_step),
     )
+
+
+def _workflow_label(execution: dict[str, Any], locate: Locate) -> str:
+    """`workflowName ?? workflowId ?? "unnamed"`: all the TXT writer keeps, so
+    it names the run (and its type) in every encoding, and one workflow gets
+    one run type whichever encoding wrote it."""
+    name = _optional_str(execution, "workflowName", locate)
+    workflow_id = _optional_str(execution, "workflowId", locate)
+    if execution.get("workflowName") is not None:
+        return name
+    if execution.get("workflowId") is not None:
+        return workflow_id
+    return "unnamed"
 
 
 def _step_record(raw: Any, completion_index: int, locate: Locate) -> StepRecord:
