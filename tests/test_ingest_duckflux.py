@@ -331,6 +331,34 @@ def test_run_names_from_txt_label(samples, entry):
     assert run.attributes["workflowLabel"] == label
 
 
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [
+        ("Release", "beta"),
+        ("Release", "rc-1"),
+        ("Release", "2024.06-hotfix"),
+        ("Nightly ETL (fails at load)", 7),
+        ("Sync (eu-west)", "beta"),
+        ("Sync (eu-west)", None),
+        ("Report (v2 draft)", None),
+        ("(v1)", None),
+        ("Two\nlines (x)", "1.0"),
+    ],
+)
+def test_txt_label_splits_into_name_and_version(tmp_path, name, version):
+    document = trace([step(1, "exec", 1, 2)], workflowName=name)
+    if version is not None:
+        document["execution"]["workflowVersion"] = version
+    path = tmp_path / "label.txt"
+    path.write_text(txt_trace(document))
+    run = parse_one(path)
+    assert (run.name, run.type) == (name, name)
+    assert run.attributes.get("workflowVersion") == (None if version is None else str(version))
+    # The name and type match the JSON run of the same workflow.
+    json_run = parse_one(write_json(tmp_path / "label.json", document))
+    assert (json_run.name, json_run.type) == (run.name, run.type)
+
+
 def sample_workflow(entry: dict[str, Any]) -> str:
     """The workflow of a manifest entry; a running snapshot's is its finished twin's."""
     if entry["workflow"]:

@@ -118,8 +118,11 @@ _TXT_HEADER_KEYS = ("id", "workflow", "startedAt", "status", "finishedAt", "dura
 _TXT_STEP_HEADER_RE = re.compile(r"## \[(\d+)\] (.*) \(([^()]*)\)")
 # The single-line keys of a step block, after `startedAt`, in the order written.
 _TXT_BLOCK_KEYS = ("finishedAt", "duration", "status", "loopIndex", "retries")
-# `workflow: <name ?? id ?? "unnamed">[ (v<version>)]`
-_TXT_WORKFLOW_RE = re.compile(r"(.*) \(v(\d[^()\s]*)\)")
+# `workflow: <name ?? id ?? "unnamed">[ (v<version>)]`. Versions are any YAML
+# scalar ("1.2", 7, "beta", "rc-1"); the name may hold parentheses itself, so
+# only a last group without spaces or parentheses is the version (a name like
+# "Report (verified)" without a version cannot be told from one).
+_TXT_WORKFLOW_RE = re.compile(r"(.*) \(v([^()\s]+)\)", re.DOTALL)
 
 Locate = Callable[[str], str]
 
