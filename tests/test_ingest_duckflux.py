@@ -228,6 +228,17 @@ def write_sqlite(path: Path, document: dict[str, Any]) -> Path:
     return path
 
 
+def three_encodings(directory: Path, document: dict[str, Any]) -> list[Path]:
+    """`document` (the JSON model) written as JSON, TXT and SQLite."""
+    txt = directory / "trace.txt"
+    txt.write_text(txt_trace(document))
+    return [
+        write_json(directory / "trace.json", document),
+        txt,
+        write_sqlite(directory / "trace.sqlite", document),
+    ]
+
+
 BASE_TIME = datetime(2026, 11, 21, 19, 0, 0, tzinfo=UTC)
 
 
@@ -391,13 +402,58 @@ def test_run_type_falls_back_like_the_txt_label(tmp_path, workflow, expected):
     document = trace([step(1, "exec", 1, 2)], workflowVersion="3")
     del document["execution"]["workflowId"], document["execution"]["workflowName"]
     document["execution"].update(workflow)
-    json_path = write_json(tmp_path / "w.json", document)
-    sqlite_path = write_sqlite(tmp_path / "w.sqlite", document)
-    txt_path = tmp_path / "w.txt"
-    txt_path.write_text(txt_trace(document))
-    for path in (json_path, txt_path, sqlite_path):
+    for path in three_encodings(tmp_path, document):
         run = parse_one(path)
         assert (run.name, run.type) == (expected, expected), path.suffix
+
+
+# The error of each sample workflow's failed step, by seq; 05's skipped step with
+# an error (onError: skip) does not count.
+FAILED_STEP_ERRORS = {
+    "02-failing-step.flow.yaml": (3, 'ERROR: relation "facts" does not exist'),
+    "05-skip-retry-fallback.flow.yaml": (4, "503 Service Unavailable"),
+}
+
+
+@pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
+def test_failed_run_error_is_its_failed_step_error(samples, entry):
+    run = parse_one(samples / "duckflux" / entry["file"])
+    failed = entry["status_in_file"] == "failure"
+    seq, error = FAILED_STEP_ERRORS.get(entry["workflow"], (None, "")) if failed else (None, "")
+    assert (run.error, run.attributes.get("error_from_step")) == (error, seq)
+    if seq is not None:
+        [step] = [s for s in run.steps if s.key == str(seq)]
+        assert (step.status, step.error) == (Status.FAILED, error)
+
+
+@pytest.mark.parametrize(
+    ("status", "failed_steps", "expected"),
+    [
+        # seq 3 failed first, seq 2 later; seq 1 failed without an error.
+        ("failure", {1: None, 3: "three", 2: "two"}, (2, "two")),
+        # Aborted before any step failed: no error to give.
+        ("failure", {}, (None, "")),
+        # A finished run with a failed step (e.g. a fallback) is not failed.
+        ("success", {2: "two"}, (None, "")),
+    ],
+)
+def test_failed_run_error_in_every_encoding(tmp_path, status, failed_steps, expected):
+    steps = [
+        step(seq, "exec", seq, seq + 1, status="failure", **({"error": e} if e else {}))
+        for seq, e in failed_steps.items()
+    ]
+    document = trace([*steps, step(9, "exec", 9, 10, name="ok")], status=status)
+    for path in three_encodings(tmp_path, document):
+        run = parse_one(path)
+        assert (run.attributes.get("error_from_step"), run.error) == expected, path.suffix
+
+
+def test_an_error_the_file_gives_the_run_is_kept(tmp_path):
+    # Not duckflux's model, but a tool re-saving the trace may add one.
+    steps = [step(1, "exec", 1, 2, status="failure", error="exit code 3")]
+    document = trace(steps, status="failure", error="aborted by the operator")
+    run = parse_one(write_json(tmp_path / "e.json", document))
+    assert (run.error, "error_from_step" in run.attributes) == ("aborted by the operator", False)
 
 
 def test_readme_counts(samples):

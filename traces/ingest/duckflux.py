@@ -220,6 +220,8 @@ class _StepCollector:
 
     def __init__(self) -> None:
         self.skeletons: list[_Skeleton] = []
+        # (seq, error) of the first failed step (by seq) that has an error.
+        self.first_failure: tuple[int, str] | None = None
         self._seqs: set[int] = set()
         self._digest = hashlib.sha256()
 
@@ -230,6 +232,9 @@ class _StepCollector:
         if seq in self._seqs:
             raise ParseError(f"{locate('seq')}: seq {seq} appears twice")
         self._seqs.add(seq)
+        failed = record.status == Status.FAILED and record.error
+        if failed and (self.first_failure is None or seq < self.first_failure[0]):
+            self.first_failure = (seq, record.error)
         self.skeletons.append(
             _Skeleton(
                 seq,
@@ -273,6 +278,11 @@ def _build_run(
         {k: execution[k] for k in ("workflowId", "workflowVersion") if k in execution}
     )
     attributes.update(extra_attributes or {})
+    # duckflux's execution has no error (a tool may have added one): a failed
+    # run's error is then its first failed step's, by seq.
+    error = execution.get("error") if isinstance(execution.get("error"), str) else ""
+    if not error and status == Status.FAILED and collector.first_failure is not None:
+        attributes["error_from_step"], error = collector.first_failure  # (seq, error)
     skeletons = collector.skeletons
     return RunRecord(
         format=NAME,
@@ -287,6 +297,7 @@ def _build_run(
         duration_ms=None if status == Status.RUNNING else _duration(duration, started, finished),
         input=execution.get("inputs"),
         output=execution.get("output"),
+        error=error,
         source_updated_at=datetime.fromtimestamp(path.stat().st_mtime, tz=UTC),
         attributes=attributes,
         fingerprint=fingerprint(
