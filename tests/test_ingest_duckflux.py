@@ -1139,6 +1139,16 @@ def test_finished_txt_without_its_output_section(samples, tmp_path, late):
     assert run.completeness == (1, 7)
 
 
+@pytest.mark.parametrize("status", ["success", "running"])
+def test_txt_without_steps(tmp_path, status):
+    document = trace([], status=status, finishedAt="" if status == "running" else at(5))
+    path = tmp_path / "empty-steps.txt"
+    path.write_text(re.sub(r"(?s)# output\n.*", "", txt_trace(document)))
+    run = parse_one(path)
+    assert (run.raw_status, run.steps, run.output) == (status, [], None)
+    assert run.attributes.get("output_missing") == (True if status == "success" else None)
+
+
 def test_running_txt_has_no_output_section(tmp_path):
     # Look-alike lines in a value of a running file stay in the value.
     lookalike = "report\n# output\nnone\n## [9] fake_step (exec)\n"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -668,7 +669,7 @@ def _parse_txt(path: Path) -> RunRecord:
     if (bounds[0] if bounds else len(lines)) > steps_line + 1:
         hint = "" if bounds else f" ({RETRY_HINT})"
         raise ParseError(f"line {steps_line + 2}: expected a step block '## [<seq>] ...'{hint}")
-    end_of = dict(zip(bounds, [*bounds[1:], len(lines)], strict=True))
+    end_of = dict(itertools.pairwise([*bounds, len(lines)]))
     collector = _StepCollector()
     records = [
         collector.add(*_txt_step(lines, start, end_of[start], at_eof=end_of[start] == len(lines)))
