@@ -1173,9 +1173,13 @@ def test_running_txt_has_no_output_section(tmp_path):
 
 @pytest.mark.parametrize(
     ("late", "output"),
-    [(1, "final\n"), (2, "final\n"), (3, {"done": True}), (4, None)],
+    [(1, "final\n"), (1, {"done": True}), (4, None), (4, "final\n")],
 )
 def test_hostile_txt_values_with_late_blocks(tmp_path, late, output):
+    # The section after step 3's JSON output (late=1) or right after `# steps`
+    # (late=4) is certain. After step 1 or 2 (whose output and error are text)
+    # it is not: step 4's `# output` line is read as the section, as without
+    # the race.
     document = hostile_document(output)
     expected = parse_one(write_json(tmp_path / "hostile.json", document))
     path = tmp_path / "hostile.txt"
@@ -1183,6 +1187,23 @@ def test_hostile_txt_values_with_late_blocks(tmp_path, late, output):
     run = parse_one(path)
     assert run.output == output
     assert [step_view(s) for s in run.steps] == [step_view(s) for s in expected.steps]
+
+
+def test_output_line_and_json_in_an_earlier_step_output(tmp_path):
+    # Without the race, a `# output` line before the last block is in a value,
+    # even when JSON follows it.
+    document = trace(
+        [
+            step(1, "exec", 1, 2, name="log", output="x\n# output\n{}\n"),
+            step(2, "exec", 2, 3, name="last", output="plain\n"),
+        ],
+        output="done\n",
+    )
+    path = tmp_path / "x.txt"
+    path.write_text(txt_trace(document))
+    run = parse_one(path)
+    assert run.output == "done\n"
+    assert [s.output for s in run.steps] == ["x\n# output\n{}\n", "plain\n"]
 
 
 def test_late_block_whose_input_holds_an_output_line(tmp_path):

@@ -743,10 +743,10 @@ def _txt_output_line(lines: list[str], starts: list[int], steps_line: int) -> in
     still being written land after it (FORMATS.md §1, "Finalize race"). Values
     can hold `# output` lines too. Without the race the section is after the
     last block, where the last such line is taken (a string output can hold
-    one as well). A line before the last block is taken instead only when it
-    leaves more values JSON: the section's own and the output of the block it
-    ends. JSON text has no `# output` line, while a wrong split leaves one
-    inside a value.
+    one as well). A line before the last block is taken when no line after it
+    can end that block, or when it ends a block whose output reads as JSON or
+    `none`: the writer puts the section right after such an output, while a
+    string is just as likely to hold the line as to be cut there.
     """
     candidates = [i for i in range(steps_line + 1, len(lines)) if lines[i] == "# output"]
     last_start = starts[-1] if starts else steps_line
@@ -754,35 +754,35 @@ def _txt_output_line(lines: list[str], starts: list[int], steps_line: int) -> in
     if not before:
         return candidates[-1] if candidates else None
     options = [candidates[-1]] if candidates[-1] > last_start else []
-    # Between two blocks only the first line can leave the block's output JSON,
-    # and only the last one the section's value. On a tie the later line wins.
+    # Between two blocks only the first line can end the block's output as
+    # JSON; else the last one is taken, as after the last block.
     by_block: dict[int, list[int]] = {}
     for index in before:
         by_block.setdefault(bisect.bisect(starts, index), []).append(index)
     for group in reversed(by_block.values()):
         options += [group[-1]] if len(group) == 1 else [group[-1], group[0]]
     scores = {index: _txt_output_score(lines, starts, steps_line, index) for index in options}
-    best = max(options, key=scores.__getitem__)
+    best = max(options, key=scores.__getitem__)  # on a tie, the first option
     # Lines before the last block that cannot be the section are inside values.
     return None if scores[best] < 0 and best < last_start else best
 
 
 def _txt_output_score(lines: list[str], starts: list[int], steps_line: int, index: int) -> int:
-    """How many of the two values an output section at `index` would end read
-    as JSON or `none` (its own; the output of the block before it); -1 when the
-    section cannot be there."""
+    """1 when an output section at `index` would end a block whose output reads
+    as JSON or `none` (or follow `# steps`), 0 when it would cut a string, -1
+    when the section cannot be there."""
     block = bisect.bisect(starts, index)
     end = starts[block] if block < len(starts) else len(lines)
     if end == index + 1:  # the section has at least one line of value
         return -1
-    own = _is_json_or_none("\n".join(lines[index + 1 : end]))
     if block == 0:  # right after `# steps`: every block came late
-        return 1 + own if index == steps_line + 1 else -1
+        return 1 if index == steps_line + 1 else -1
     try:
         raw, _locate = _txt_step(lines, starts[block - 1], index, at_eof=False)
     except ParseError:
         return -1
-    return (not isinstance(raw["output"], str)) + own
+    # An error is text: the section would cut it, wherever it stands.
+    return int("error" not in raw and not isinstance(raw["output"], str))
 
 
 def _txt_step(
