@@ -124,11 +124,16 @@ def txt_block(step: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def txt_trace(document: dict[str, Any]) -> str:
-    """`document` (the JSON model) as duckflux's TXT writer writes it."""
+def txt_trace(document: dict[str, Any], late: int = 0) -> str:
+    """`document` (the JSON model) as duckflux's TXT writer writes it. With
+    `late`, the last `late` step blocks lose the finalize race and land after
+    the output section (FORMATS.md §1, "Finalize race")."""
     execution = document["execution"]
     version = execution.get("workflowVersion")
-    label = execution.get("workflowName") or execution.get("workflowId") or "unnamed"
+    label = next(
+        (execution[k] for k in ("workflowName", "workflowId") if execution.get(k) is not None),
+        "unnamed",
+    )
     label += f" (v{version})" if version is not None else ""
     header = [
         "# execution",
@@ -143,15 +148,29 @@ def txt_trace(document: dict[str, Any]) -> str:
         "# steps",
         "",
     ]
-    text = "\n".join(header) + "".join(txt_block(step) for step in document["steps"])
+    blocks = [txt_block(step) for step in document["steps"]]
+    on_time, behind = blocks[: len(blocks) - late], blocks[len(blocks) - late :]
+    text = "\n".join(header) + "".join(on_time)
     if execution["status"] == "running":
-        return text
-    text += "\n".join(["# output", txt_value(execution.get("output")), ""])
+        return text + "".join(behind)
+    text += "\n".join(["# output", txt_value(execution.get("output")), ""]) + "".join(behind)
     final = (
         f"status: {execution['status']}\nfinishedAt: {execution['finishedAt']}\n"
         f"duration: {execution['duration']}ms"
     )
     return re.sub(r"^status: running$", lambda _m: final, text, count=1, flags=re.MULTILINE)
+
+
+TXT_BLOCK_START = re.compile(r"^## \[\d+\] .* \([a-z]+\)\nstartedAt: ", re.MULTILINE)
+
+
+def lose_the_race(text: str, late: int) -> str:
+    """A finished TXT file (without look-alike lines in values) as the writer
+    leaves it when its last `late` step blocks are appended after `# output`."""
+    section = text.rindex("\n# output\n") + 1
+    starts = [m.start() for m in TXT_BLOCK_START.finditer(text, 0, section)]
+    cut = starts[-late]
+    return text[:cut] + text[section:] + text[cut:section]
 
 
 def sql_value(value: Any) -> Any:
@@ -207,6 +226,17 @@ def write_sqlite(path: Path, document: dict[str, Any]) -> Path:
     conn.commit()
     conn.close()
     return path
+
+
+def three_encodings(directory: Path, document: dict[str, Any]) -> list[Path]:
+    """`document` (the JSON model) written as JSON, TXT and SQLite."""
+    txt = directory / "trace.txt"
+    txt.write_text(txt_trace(document))
+    return [
+        write_json(directory / "trace.json", document),
+        txt,
+        write_sqlite(directory / "trace.sqlite", document),
+    ]
 
 
 BASE_TIME = datetime(2026, 11, 21, 19, 0, 0, tzinfo=UTC)
@@ -293,8 +323,7 @@ def test_sample_matches_manifest(samples, entry):
 )
 def test_run_names_from_json_and_sqlite(samples, entry):
     run = parse_one(samples / "duckflux" / entry["file"])
-    assert run.name == entry["workflow_name"]
-    assert run.type == entry["workflow_id"]
+    assert run.name == run.type == entry["workflow_name"]
     assert run.attributes["workflowId"] == entry["workflow_id"]
     assert run.attributes.get("workflowVersion") == entry["workflow_version"]
 
@@ -309,9 +338,122 @@ def test_run_names_from_txt_label(samples, entry):
     label = entry["workflow_label"]
     version = run.attributes.get("workflowVersion")
     assert label == (run.name if version is None else f"{run.name} (v{version})")
-    # TXT has no workflow id: the name stands in for the type.
     assert run.type == run.name
     assert run.attributes["workflowLabel"] == label
+
+
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [
+        ("Release", "beta"),
+        ("Release", "rc-1"),
+        ("Release", "2024.06-hotfix"),
+        ("Nightly ETL (fails at load)", 7),
+        ("Sync (eu-west)", "beta"),
+        ("Sync (eu-west)", None),
+        ("Report (v2 draft)", None),
+        ("(v1)", None),
+        ("Two\nlines (x)", "1.0"),
+    ],
+)
+def test_txt_label_splits_into_name_and_version(tmp_path, name, version):
+    document = trace([step(1, "exec", 1, 2)], workflowName=name)
+    if version is not None:
+        document["execution"]["workflowVersion"] = version
+    path = tmp_path / "label.txt"
+    path.write_text(txt_trace(document))
+    run = parse_one(path)
+    assert (run.name, run.type) == (name, name)
+    assert run.attributes.get("workflowVersion") == (None if version is None else str(version))
+    # The name and type match the JSON run of the same workflow.
+    json_run = parse_one(write_json(tmp_path / "label.json", document))
+    assert (json_run.name, json_run.type) == (run.name, run.type)
+
+
+def sample_workflow(entry: dict[str, Any]) -> str:
+    """The workflow of a manifest entry; a running snapshot's is its finished twin's."""
+    if entry["workflow"]:
+        return entry["workflow"]
+    folder = entry["file"].rsplit(".", 1)[1]
+    twin = f"{folder}/{entry['file'].split('/')[1]}"
+    return next(e["workflow"] for e in MANIFEST if e["file"] == twin)
+
+
+@pytest.mark.parametrize("workflow", sorted({e["workflow"] for e in MANIFEST if e["workflow"]}))
+def test_one_workflow_gets_one_run_type_in_every_encoding(samples, workflow):
+    # TXT keeps only `workflowName ?? workflowId`: the JSON and SQLite runs use it too.
+    entries = [e for e in MANIFEST if sample_workflow(e) == workflow]
+    assert {e["format"] for e in entries} == {"json", "txt", "sqlite"}
+    names = {e["workflow_name"] for e in entries if "workflow_name" in e}
+    runs = [parse_one(samples / "duckflux" / e["file"]) for e in entries]
+    assert {(run.name, run.type) for run in runs} == {(name, name) for name in names}
+    assert len(names) == 1
+
+
+@pytest.mark.parametrize(
+    ("workflow", "expected"),
+    [
+        ({"workflowId": "nightly", "workflowName": "Nightly (EU)"}, "Nightly (EU)"),
+        ({"workflowId": "nightly"}, "nightly"),
+        ({}, "unnamed"),
+    ],
+)
+def test_run_type_falls_back_like_the_txt_label(tmp_path, workflow, expected):
+    document = trace([step(1, "exec", 1, 2)], workflowVersion="3")
+    del document["execution"]["workflowId"], document["execution"]["workflowName"]
+    document["execution"].update(workflow)
+    for path in three_encodings(tmp_path, document):
+        run = parse_one(path)
+        assert (run.name, run.type) == (expected, expected), path.suffix
+
+
+# The error of each sample workflow's failed step, by seq; 05's skipped step with
+# an error (onError: skip) does not count.
+FAILED_STEP_ERRORS = {
+    "02-failing-step.flow.yaml": (3, 'ERROR: relation "facts" does not exist'),
+    "05-skip-retry-fallback.flow.yaml": (4, "503 Service Unavailable"),
+}
+
+
+@pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
+def test_failed_run_error_is_its_failed_step_error(samples, entry):
+    run = parse_one(samples / "duckflux" / entry["file"])
+    failed = entry["status_in_file"] == "failure"
+    seq, error = FAILED_STEP_ERRORS.get(entry["workflow"], (None, "")) if failed else (None, "")
+    assert (run.error, run.attributes.get("error_from_step")) == (error, seq)
+    if seq is not None:
+        [step] = [s for s in run.steps if s.key == str(seq)]
+        assert (step.status, step.error) == (Status.FAILED, error)
+
+
+@pytest.mark.parametrize(
+    ("status", "failed_steps", "expected"),
+    [
+        # seq 3 failed first, seq 2 later; seq 1 failed without an error.
+        ("failure", {1: None, 3: "three", 2: "two"}, (2, "two")),
+        # Aborted before any step failed: no error to give.
+        ("failure", {}, (None, "")),
+        # A finished run with a failed step (e.g. a fallback) is not failed.
+        ("success", {2: "two"}, (None, "")),
+    ],
+)
+def test_failed_run_error_in_every_encoding(tmp_path, status, failed_steps, expected):
+    steps = [
+        step(seq, "exec", seq, seq + 1, status="failure", **({"error": e} if e else {}))
+        for seq, e in failed_steps.items()
+    ]
+    document = trace([*steps, step(9, "exec", 9, 10, name="ok")], status=status)
+    for path in three_encodings(tmp_path, document):
+        run = parse_one(path)
+        assert (run.attributes.get("error_from_step"), run.error) == expected, path.suffix
+
+
+def test_an_error_the_file_gives_the_run_is_kept(tmp_path):
+    # Not duckflux's model, but a tool re-saving the trace may add one.
+    steps = [step(1, "exec", 1, 2, status="failure", error="exit code 3")]
+    document = trace(steps, status="failure", error="aborted by the operator")
+    run = parse_one(write_json(tmp_path / "e.json", document))
+    assert (run.error, "error_from_step" in run.attributes) == ("aborted by the operator", False)
 
 
 def test_readme_counts(samples):
@@ -793,19 +935,25 @@ HOSTILE = (
 )
 
 
-def test_hostile_txt_values(tmp_path):
-    boom = "boom\nerror: second line\n## [98] nope (exec)"
-    document = trace(
+BOOM = "boom\nerror: second line\n## [98] nope (exec)"
+
+
+def hostile_document(output: Any = "final\n") -> dict[str, Any]:
+    return trace(
         [
             step(1, "exec", 1, 2, name="first", input={"n": 1}, output=HOSTILE),
-            step(2, "exec", 2, 3, name="second", input=HOSTILE, status="failure", error=boom),
+            step(2, "exec", 2, 3, name="second", input=HOSTILE, status="failure", error=BOOM),
             step(3, "exec", 3, 4, name="third", input=HOSTILE, output={"ok": True}),
             step(4, "exec", 4, 5, name="fourth", input=None, output="tail\n# output\n"),
         ],
         inputs={"who": "## [97] x (exec)\nstatus: running"},
-        output="final\n",
+        output=output,
         status="failure",
     )
+
+
+def test_hostile_txt_values(tmp_path):
+    document = hostile_document()
     path = tmp_path / "hostile.txt"
     path.write_text(txt_trace(document))
     # Only the header's `status: running` line is rewritten at the end.
@@ -820,7 +968,7 @@ def test_hostile_txt_values(tmp_path):
     assert [s.name for s in run.steps] == ["first", "second", "third", "fourth"]
     first, second, third, fourth = run.steps
     assert (first.input, first.output, first.error) == ({"n": 1}, HOSTILE, "")
-    assert (second.input, second.output, second.error) == (HOSTILE, None, boom)
+    assert (second.input, second.output, second.error) == (HOSTILE, None, BOOM)
     assert (third.input, third.output, third.error) == (HOSTILE, {"ok": True}, "")
     assert (fourth.input, fourth.output) == (None, "tail\n# output\n")
 
@@ -868,13 +1016,213 @@ def test_half_written_txt(samples, tmp_path, cut_after, message):
     assert duckflux.RETRY_HINT in str(caught.value)
 
 
-def test_finished_txt_without_its_output_section(samples, tmp_path):
-    text = (samples / "duckflux" / "txt/07d54e79-4831-417b-90b6-b439565fe9bd.txt").read_text()
-    path = tmp_path / "cut.txt"
-    path.write_text(text[: text.index("# output\n")])
-    with pytest.raises(ParseError, match="no '# output' section") as caught:
-        parse_one(path)
-    assert duckflux.RETRY_HINT in str(caught.value)
+# --------------------------------------------------------------------------- TXT: finalize race
+
+
+TXT_FILES = [e["file"] for e in MANIFEST if e["file"].startswith("txt/")]
+FINISHED_JSON_FILES = [
+    e["file"] for e in MANIFEST if e["format"] == "json" and e["status_in_file"] != "running"
+]
+
+
+def without_source_time(run: RunRecord) -> dict[str, Any]:
+    return {k: v for k, v in run_fields(run).items() if k != "source_updated_at"}
+
+
+@pytest.mark.parametrize("late", [1, 2, 3, "all"])
+@pytest.mark.parametrize("name", TXT_FILES)
+def test_txt_blocks_after_the_output_section_read_like_the_original(samples, tmp_path, name, late):
+    # 03's last blocks are poll_status [21] and the `until` loop [18] that holds
+    # it; 04's are the parallel [2] and merge [7]: containers closing last.
+    source = samples / "duckflux" / name
+    original = parse_one(source)
+    text = source.read_text()
+    late_blocks = len(original.steps) if late == "all" else late
+    raced = lose_the_race(text, late_blocks)
+    # The same lines, some moved.
+    assert raced != text and sorted(raced.split("\n")) == sorted(text.split("\n"))
+    path = tmp_path / source.name
+    path.write_text(raced)
+
+    run = parse_one(path)
+    # Same status, output, steps, nesting (parent_key) and completion order.
+    assert without_source_time(run) == without_source_time(original)
+    assert run.steps == original.steps
+    assert "output_missing" not in run.attributes
+
+
+@pytest.mark.parametrize("late", [1, 2, 3, "all"])
+@pytest.mark.parametrize("name", FINISHED_JSON_FILES)
+def test_txt_with_late_blocks_parses_like_the_json(samples, tmp_path, name, late):
+    source = samples / "duckflux" / name
+    document = load_json(source)
+    expected = parse_one(source)
+    path = tmp_path / f"{source.stem}.txt"
+    path.write_text(txt_trace(document, late=len(document["steps"]) if late == "all" else late))
+    assert path.read_text().index("\n# output\n") < path.read_text().rindex("\n## [")
+
+    run = parse_one(path)
+    assert [step_view(s) for s in run.steps] == [step_view(s) for s in expected.steps]
+    assert parents(run) == parents(expected)
+    assert (run.status, run.raw_status, run.finished_at, run.input, run.output) == (
+        expected.status,
+        expected.raw_status,
+        expected.finished_at,
+        expected.input,
+        expected.output,
+    )
+    assert run.completeness == expected.completeness
+
+
+def test_txt_race_example_from_the_format_notes(tmp_path):
+    path = tmp_path / "race.txt"
+    path.write_text(
+        "# execution\n"
+        "id: 5b1f0c3e-0000-4000-8000-000000000002\n"
+        "workflow: Deliver report (v3)\n"
+        "startedAt: 2026-11-21T19:19:50.012Z\n"
+        "status: failure\n"
+        "finishedAt: 2026-11-21T19:19:51.130Z\n"
+        "duration: 1118.25ms\n"
+        "\n"
+        "# inputs\n"
+        "{}\n"
+        "\n"
+        "# steps\n"
+        "## [1] fetch (http)\n"
+        "startedAt: 2026-11-21T19:19:50.014Z\n"
+        "finishedAt: 2026-11-21T19:19:51.090Z\n"
+        "duration: 1076ms\n"
+        "status: failure\n"
+        "input: none\n"
+        "output: none\n"
+        "error: HTTP 502 from upstream\n"
+        "# output\n"
+        "none\n"
+        "## [2] deliver (exec)\n"
+        "startedAt: 2026-11-21T19:19:51.091Z\n"
+        "finishedAt: 2026-11-21T19:19:51.120Z\n"
+        "duration: 29ms\n"
+        "status: success\n"
+        "input: none\n"
+        "output: delivered\n"
+        "\n"
+    )
+    run = parse_one(path)
+    assert (run.status, run.output, run.completeness) == (Status.FAILED, None, (1, 2))
+    assert "output_missing" not in run.attributes
+    fetch, deliver = run.steps
+    assert (fetch.name, fetch.status, fetch.output) == ("fetch", Status.FAILED, None)
+    assert fetch.error == "HTTP 502 from upstream"
+    assert (deliver.name, deliver.status, deliver.output) == (
+        "deliver",
+        Status.SUCCEEDED,
+        "delivered\n",
+    )
+    assert [s.attributes["completion_index"] for s in run.steps] == [0, 1]
+
+
+@pytest.mark.parametrize("late", [0, 2])
+def test_finished_txt_without_its_output_section(samples, tmp_path, late):
+    source = samples / "duckflux" / "txt/07d54e79-4831-417b-90b6-b439565fe9bd.txt"
+    original = parse_one(source)
+    text = lose_the_race(source.read_text(), late) if late else source.read_text()
+    path = tmp_path / "no-output.txt"
+    path.write_text(re.sub(r"(?m)^# output\nmerged\n\n", "", text))
+    assert "# output" not in path.read_text()
+
+    run = parse_one(path)
+    # Finished all the same; its output is unknown, not null.
+    assert (run.status, run.finished_at) == (Status.SUCCEEDED, original.finished_at)
+    assert (run.output, run.attributes["output_missing"]) == (None, True)
+    assert run.steps == original.steps
+    assert run.completeness == (1, 7)
+
+
+@pytest.mark.parametrize("status", ["success", "running"])
+def test_txt_without_steps(tmp_path, status):
+    document = trace([], status=status, finishedAt="" if status == "running" else at(5))
+    path = tmp_path / "empty-steps.txt"
+    path.write_text(re.sub(r"(?s)# output\n.*", "", txt_trace(document)))
+    run = parse_one(path)
+    assert (run.raw_status, run.steps, run.output) == (status, [], None)
+    assert run.attributes.get("output_missing") == (True if status == "success" else None)
+
+
+def test_running_txt_has_no_output_section(tmp_path):
+    # Look-alike lines in a value of a running file stay in the value.
+    lookalike = "report\n# output\nnone\n## [9] fake_step (exec)\n"
+    document = trace(
+        [
+            step(1, "exec", 1, 2, name="first", output=lookalike),
+            step(2, "exec", 3, 4, name="second", input=lookalike, output={"n": 2}),
+        ],
+        status="running",
+        finishedAt="",
+        duration=0,
+    )
+    path = tmp_path / "running.txt"
+    path.write_text(txt_trace(document))
+    run = parse_one(path)
+    assert (run.status, run.raw_status, run.finished_at) == (Status.RUNNING, "running", None)
+    assert (run.output, run.duration_ms, run.completeness) == (None, None, (0, 2))
+    assert "output_missing" not in run.attributes
+    first, second = run.steps
+    assert (first.output, second.input, second.output) == (lookalike, lookalike, {"n": 2})
+
+
+@pytest.mark.parametrize(
+    ("late", "output"),
+    [(1, "final\n"), (1, {"done": True}), (4, None), (4, "final\n")],
+)
+def test_hostile_txt_values_with_late_blocks(tmp_path, late, output):
+    # The section after step 3's JSON output (late=1) or right after `# steps`
+    # (late=4) is certain. After step 1 or 2 (whose output and error are text)
+    # it is not: step 4's `# output` line is read as the section, as without
+    # the race.
+    document = hostile_document(output)
+    expected = parse_one(write_json(tmp_path / "hostile.json", document))
+    path = tmp_path / "hostile.txt"
+    path.write_text(txt_trace(document, late=late))
+    run = parse_one(path)
+    assert run.output == output
+    assert [step_view(s) for s in run.steps] == [step_view(s) for s in expected.steps]
+
+
+def test_output_line_and_json_in_an_earlier_step_output(tmp_path):
+    # Without the race, a `# output` line before the last block is in a value,
+    # even when JSON follows it.
+    document = trace(
+        [
+            step(1, "exec", 1, 2, name="log", output="x\n# output\n{}\n"),
+            step(2, "exec", 2, 3, name="last", output="plain\n"),
+        ],
+        output="done\n",
+    )
+    path = tmp_path / "x.txt"
+    path.write_text(txt_trace(document))
+    run = parse_one(path)
+    assert run.output == "done\n"
+    assert [s.output for s in run.steps] == ["x\n# output\n{}\n", "plain\n"]
+
+
+def test_late_block_whose_input_holds_an_output_line(tmp_path):
+    # A step printed a markdown heading; the chain hands it to the next step,
+    # whose block came late: the `# output` line in its input is not the section.
+    report = "report\n# output\nbody\n"
+    document = trace(
+        [
+            step(1, "exec", 1, 2, name="render", output=report),
+            step(2, "exec", 2, 3, name="publish", input=report, output={"ok": True}),
+        ],
+        output={"ok": True},
+    )
+    path = tmp_path / "late.txt"
+    path.write_text(txt_trace(document, late=1))
+    run = parse_one(path)
+    assert run.output == {"ok": True}
+    render, publish = run.steps
+    assert (render.output, publish.input, publish.output) == (report, report, {"ok": True})
 
 
 def test_txt_bad_scalar_names_its_line(samples, tmp_path):

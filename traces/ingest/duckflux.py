@@ -21,7 +21,9 @@ SQLite snapshot and the spill file of a streamed JSON live until then.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -73,7 +75,7 @@ RETRY_HINT = "the file may still be being written; it will be read again when it
 CONTAINER_TYPES = frozenset({"loop", "parallel", "if"})
 
 # Part of every fingerprint: bump it when parsing changes, so stored runs are re-read.
-_PARSER_VERSION = 1
+_PARSER_VERSION = 2
 
 _RUN_STATUSES = {"success": Status.SUCCEEDED, "failure": Status.FAILED, "running": Status.RUNNING}
 _STEP_STATUSES = {"success": Status.SUCCEEDED, "failure": Status.FAILED, "skipped": Status.SKIPPED}
@@ -117,8 +119,11 @@ _TXT_HEADER_KEYS = ("id", "workflow", "startedAt", "status", "finishedAt", "dura
 _TXT_STEP_HEADER_RE = re.compile(r"## \[(\d+)\] (.*) \(([^()]*)\)")
 # The single-line keys of a step block, after `startedAt`, in the order written.
 _TXT_BLOCK_KEYS = ("finishedAt", "duration", "status", "loopIndex", "retries")
-# `workflow: <name ?? id ?? "unnamed">[ (v<version>)]`
-_TXT_WORKFLOW_RE = re.compile(r"(.*) \(v(\d[^()\s]*)\)")
+# `workflow: <name ?? id ?? "unnamed">[ (v<version>)]`. Versions are any YAML
+# scalar ("1.2", 7, "beta", "rc-1"); the name may hold parentheses itself, so
+# only a last group without spaces or parentheses is the version (a name like
+# "Report (verified)" without a version cannot be told from one).
+_TXT_WORKFLOW_RE = re.compile(r"(.*) \(v([^()\s]+)\)", re.DOTALL)
 
 Locate = Callable[[str], str]
 
@@ -216,6 +221,8 @@ class _StepCollector:
 
     def __init__(self) -> None:
         self.skeletons: list[_Skeleton] = []
+        # (seq, error) of the first failed step (by seq) that has an error.
+        self.first_failure: tuple[int, str] | None = None
         self._seqs: set[int] = set()
         self._digest = hashlib.sha256()
 
@@ -226,6 +233,9 @@ class _StepCollector:
         if seq in self._seqs:
             raise ParseError(f"{locate('seq')}: seq {seq} appears twice")
         self._seqs.add(seq)
+        failed = record.status == Status.FAILED and record.error
+        if failed and (self.first_failure is None or seq < self.first_failure[0]):
+            self.first_failure = (seq, record.error)
         self.skeletons.append(
             _Skeleton(
                 seq,
@@ -262,20 +272,24 @@ def _build_run(
     started = parse_iso(execution.get("startedAt"), locate("startedAt"))
     finished = parse_iso(execution.get("finishedAt"), locate("finishedAt"))
     duration = _optional_number(execution, "duration", locate)
-    workflow_id = _optional_str(execution, "workflowId", locate)
-    name = _optional_str(execution, "workflowName", locate) or workflow_id
+    name = _workflow_label(execution, locate)
     attributes: dict[str, Any] = {"encoding": encoding}
     attributes.update({k: v for k, v in execution.items() if k not in _EXECUTION_FIELDS})
     attributes.update(
         {k: execution[k] for k in ("workflowId", "workflowVersion") if k in execution}
     )
     attributes.update(extra_attributes or {})
+    # duckflux's execution has no error (a tool may have added one): a failed
+    # run's error is then its first failed step's, by seq.
+    error = execution.get("error") if isinstance(execution.get("error"), str) else ""
+    if not error and status == Status.FAILED and collector.first_failure is not None:
+        attributes["error_from_step"], error = collector.first_failure  # (seq, error)
     skeletons = collector.skeletons
     return RunRecord(
         format=NAME,
         external_id=_required_str(execution, "id", locate),
         name=name,
-        type=workflow_id or name,
+        type=name,
         status=status,
         raw_status=raw_status,
         started_at=started,
@@ -284,6 +298,7 @@ def _build_run(
         duration_ms=None if status == Status.RUNNING else _duration(duration, started, finished),
         input=execution.get("inputs"),
         output=execution.get("output"),
+        error=error,
         source_updated_at=datetime.fromtimestamp(path.stat().st_mtime, tz=UTC),
         attributes=attributes,
         fingerprint=fingerprint(
@@ -293,6 +308,19 @@ def _build_run(
         completeness=(1 if status in Status.TERMINAL else 0, len(skeletons)),
         steps=_steps_in_seq_order(skeletons, load_step),
     )
+
+
+def _workflow_label(execution: dict[str, Any], locate: Locate) -> str:
+    """`workflowName ?? workflowId ?? "unnamed"`: all the TXT writer keeps, so
+    it names the run (and its type) in every encoding, and one workflow gets
+    one run type whichever encoding wrote it."""
+    name = _optional_str(execution, "workflowName", locate)
+    workflow_id = _optional_str(execution, "workflowId", locate)
+    if execution.get("workflowName") is not None:
+        return name
+    if execution.get("workflowId") is not None:
+        return workflow_id
+    return "unnamed"
 
 
 def _step_record(raw: Any, completion_index: int, locate: Locate) -> StepRecord:
@@ -629,19 +657,31 @@ def _parse_txt(path: Path) -> RunRecord:
     lines = text[:-1].split("\n")
     header, header_lines, inputs_text, steps_line = _txt_header(lines)
     starts = _txt_block_starts(lines, steps_line + 1)
-    output_line = _txt_output_line(lines, (starts or [steps_line])[-1] + 1, header)
-    steps_end = len(lines) if output_line is None else output_line
+    # Finalize appends the output section, then writes the final status: while
+    # the header says running there is no section (after a crash between the
+    # two, the section is read as part of the last step's output).
+    finished = header.get("status") in ("success", "failure")
+    output_line = _txt_output_line(lines, starts, steps_line) if finished else None
+    # The output section ends the block before it; blocks whose write was late
+    # follow it (FORMATS.md §1, "Finalize race").
+    bounds = starts if output_line is None else sorted([*starts, output_line])
     # Blocks follow `# steps` directly: anything else there is a broken block.
-    if (starts[0] if starts else steps_end) > steps_line + 1:
-        hint = "" if starts or output_line is not None else f" ({RETRY_HINT})"
+    if (bounds[0] if bounds else len(lines)) > steps_line + 1:
+        hint = "" if bounds else f" ({RETRY_HINT})"
         raise ParseError(f"line {steps_line + 2}: expected a step block '## [<seq>] ...'{hint}")
-    ends = [*starts[1:], steps_end]
+    end_of = dict(itertools.pairwise([*bounds, len(lines)]))
     collector = _StepCollector()
     records = [
-        collector.add(*_txt_step(lines, start, end, at_eof=end == len(lines)))
-        for start, end in zip(starts, ends, strict=True)
+        collector.add(*_txt_step(lines, start, end_of[start], at_eof=end_of[start] == len(lines)))
+        for start in starts
     ]
-    output = None if output_line is None else _txt_value("\n".join(lines[output_line + 1 :]))
+    extras: dict[str, Any] = {"workflowLabel": header.get("workflow", "")}
+    output = None
+    if output_line is not None:
+        output = _txt_value("\n".join(lines[output_line + 1 : end_of[output_line]]))
+    elif finished:
+        # Finished without the section: the output is unknown, which null would hide.
+        extras["output_missing"] = True
     execution = _txt_execution(header, header_lines, inputs_text, output)
     return _build_run(
         path,
@@ -650,7 +690,7 @@ def _parse_txt(path: Path) -> RunRecord:
         _line_locator(header_lines, 0),
         collector,
         records.__getitem__,
-        {"workflowLabel": header.get("workflow", "")},
+        extras,
     )
 
 
@@ -696,25 +736,53 @@ def _txt_block_starts(lines: list[str], start: int) -> list[int]:
     ]
 
 
-def _txt_output_line(lines: list[str], search_from: int, header: dict[str, str]) -> int | None:
-    """The index of the final `# output` line, written only when the run ended.
+def _txt_output_line(lines: list[str], starts: list[int], steps_line: int) -> int | None:
+    """The index of the `# output` line of a finished file, None when it has none.
 
-    Values can contain `# output` lines too. A candidate followed by JSON (or
-    `none`) to the end of the file is certainly the section, since JSON text
-    has no such line; a string output is taken from the last candidate. While
-    the header says running there is no section (a crash between appending it
-    and rewriting the status is read as part of the last step's output).
+    Finalize appends the section after the blocks written so far, and blocks
+    still being written land after it (FORMATS.md §1, "Finalize race"). Values
+    can hold `# output` lines too. Without the race the section is after the
+    last block, where the last such line is taken (a string output can hold
+    one as well). A line before the last block is taken when no line after it
+    can end that block, or when it ends a block whose output reads as JSON or
+    `none`: the writer puts the section right after such an output, while a
+    string is just as likely to hold the line as to be cut there.
     """
-    if header.get("status") not in ("success", "failure"):
-        return None
-    candidates = [i for i in range(search_from, len(lines)) if lines[i] == "# output"]
-    if not candidates:
-        status = header.get("status")
-        raise ParseError(f"status is {status!r} but there is no '# output' section ({RETRY_HINT})")
-    for index in candidates:
-        if _is_json_or_none("\n".join(lines[index + 1 :])):
-            return index
-    return candidates[-1]
+    candidates = [i for i in range(steps_line + 1, len(lines)) if lines[i] == "# output"]
+    last_start = starts[-1] if starts else steps_line
+    before = [i for i in candidates if i < last_start]
+    if not before:
+        return candidates[-1] if candidates else None
+    options = [candidates[-1]] if candidates[-1] > last_start else []
+    # Between two blocks only the first line can end the block's output as
+    # JSON; else the last one is taken, as after the last block.
+    by_block: dict[int, list[int]] = {}
+    for index in before:
+        by_block.setdefault(bisect.bisect(starts, index), []).append(index)
+    for group in reversed(by_block.values()):
+        options += [group[-1]] if len(group) == 1 else [group[-1], group[0]]
+    scores = {index: _txt_output_score(lines, starts, steps_line, index) for index in options}
+    best = max(options, key=scores.__getitem__)  # on a tie, the first option
+    # Lines before the last block that cannot be the section are inside values.
+    return None if scores[best] < 0 and best < last_start else best
+
+
+def _txt_output_score(lines: list[str], starts: list[int], steps_line: int, index: int) -> int:
+    """1 when an output section at `index` would end a block whose output reads
+    as JSON or `none` (or follow `# steps`), 0 when it would cut a string, -1
+    when the section cannot be there."""
+    block = bisect.bisect(starts, index)
+    end = starts[block] if block < len(starts) else len(lines)
+    if end == index + 1:  # the section has at least one line of value
+        return -1
+    if block == 0:  # right after `# steps`: every block came late
+        return 1 if index == steps_line + 1 else -1
+    try:
+        raw, _locate = _txt_step(lines, starts[block - 1], index, at_eof=False)
+    except ParseError:
+        return -1
+    # An error is text: the section would cut it, wherever it stands.
+    return int("error" not in raw and not isinstance(raw["output"], str))
 
 
 def _txt_step(
