@@ -206,6 +206,17 @@ def test_run_progress(parsed: dict):
     assert progress(RUNNING) == (10, 4, 4, 0)
 
 
+def test_run_progress_classifies_statuses_as_the_steps_are(copies: Path):
+    # Another writer's spelling: the steps read as succeeded/failed, so must the counts.
+    execute(copies, "UPDATE execution_steps SET status = upper(status)")
+    runs = collect(copies)
+    notify = runs[NOTIFY]
+    assert Counter(s.status for s in notify.steps) == {"succeeded": 5, "failed": 1, "skipped": 2}
+    progress = (notify.items_processed, notify.items_succeeded, notify.items_failed)
+    assert progress == (8, 5, 1)
+    assert (runs[ORDERS_QUERY].items_succeeded, runs[STOPPED].items_failed) == (10, 1)
+
+
 # --- steps -------------------------------------------------------------------------------------
 
 

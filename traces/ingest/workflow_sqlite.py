@@ -61,7 +61,7 @@ from .sqlite_layout import (
 
 NAME = "workflow"
 # Part of every fingerprint: bump it when the mapping changes so stored runs are re-read.
-_VERSION = 1
+_VERSION = 2
 
 _WORKFLOW_TABLES = frozenset({"workflowexecutions", "executionsteps", "executionlogs"})
 _EVENTS_TABLE = "executionevents"
@@ -79,6 +79,9 @@ _STEP_COLUMNS = column_set(
 _LOG_COLUMNS = column_set("id workflow_id execution_id level message module_name fields created_at")
 _METADATA_KEYS = ("config_version", "explicit_trace", "capture_io")
 _TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.SKIPPED)
+# Step statuses as SQL lists: left open (running, pending), ended neither well nor badly.
+_OPEN = f"('{Status.RUNNING}', '{Status.PENDING}')"
+_ENDED = f"('{Status.SKIPPED}', '{Status.CANCELLED}')"
 
 
 # --- recognising the two files --------------------------------------------------------------
@@ -238,25 +241,50 @@ def _prepare(conn: sqlite3.Connection, lay: _Layout) -> None:
     ensure_index(conn, lay.logs, ["execution_id", "id"])
     if lay.events is not None:
         ensure_index(conn, lay.events, ["execution_id", "sequence_num"])
+    _status_words(conn, lay.steps)
     for name, sql in _aggregate_sql(lay).items():
         conn.execute(f"CREATE TEMP TABLE {name} AS {sql}")
         conn.execute(f"CREATE INDEX temp.{name}_eid ON {name} (eid)")
 
 
+def _status_words(conn: sqlite3.Connection, s: Table) -> None:
+    """Each status word of the steps as `normalise_status` reads it, so that the
+    counts made in SQL classify steps as their records do (`COMPLETED` succeeded).
+    Words go in and are matched as SQL has them, not as Python decodes them."""
+    conn.execute("CREATE TEMP TABLE tracer_wf_status (word TEXT PRIMARY KEY, status TEXT)")
+    conn.execute(
+        f"INSERT INTO temp.tracer_wf_status (word) SELECT DISTINCT {_as_word(s)} FROM {s.sql}"
+    )
+    words = conn.execute("SELECT rowid, word FROM temp.tracer_wf_status").fetchall()
+    conn.executemany(
+        "UPDATE temp.tracer_wf_status SET status = ? WHERE rowid = ?",
+        [(normalise_status(word), rowid) for rowid, word in words],
+    )
+
+
+def _as_word(s: Table, alias: str = "") -> str:
+    return f"CAST({s.col('status', alias)} AS TEXT)"
+
+
 def _aggregate_sql(lay: _Layout) -> dict[str, str]:
     s, g = lay.steps, lay.logs
-    status, kind = s.col("status"), s.col("step_type")
+    status, kind = s.col("status", "s"), s.col("step_type", "s")
     normal = f"{kind} IS NOT '{_COMPENSATION}'"
     sql = {
+        # completed/failed/running count the source's words (a changed word is a
+        # changed run); ok/bad/open/ended count the steps as they are read.
         "tracer_wf_steps": (
-            f"SELECT {s.col('execution_id')} AS eid, count(*) AS n, "
-            f"total({s.col('duration_ms')}) AS duration, max({s.col('completed_at')}) AS done, "
+            f"SELECT {s.col('execution_id', 's')} AS eid, count(*) AS n, "
+            f"total({s.col('duration_ms', 's')}) AS duration, "
+            f"max({s.col('completed_at', 's')}) AS done, "
             f"sum({status} = 'completed') AS completed, sum({status} = 'failed') AS failed, "
             f"sum({status} = 'running') AS running, "
-            f"sum({normal} AND {status} = 'completed') AS ok, "
-            f"sum({normal} AND {status} = 'failed') AS bad, "
-            f"sum({normal} AND {status} NOT IN ('completed', 'failed')) AS open "
-            f"FROM {s.sql} GROUP BY 1"
+            f"sum({normal} AND w.status = '{Status.SUCCEEDED}') AS ok, "
+            f"sum({normal} AND w.status = '{Status.FAILED}') AS bad, "
+            f"sum({normal} AND w.status IN {_OPEN}) AS open, "
+            f"sum({normal} AND w.status IN {_ENDED}) AS ended "
+            f"FROM {s.sql} s LEFT JOIN temp.tracer_wf_status w ON w.word IS {_as_word(s, 's')} "
+            "GROUP BY 1"
         ),
         "tracer_wf_logs": (
             f"SELECT {g.col('execution_id')} AS eid, count(*) AS n, max({g.col('id')}) AS last, "
@@ -273,11 +301,12 @@ def _aggregate_sql(lay: _Layout) -> dict[str, str]:
     return sql
 
 
-_EXTRA = [
+# The aggregates (all part of the fingerprint), then what is looked up per execution.
+_AGGREGATES = [
     *("s.n", "s.duration", "s.done", "s.completed", "s.failed", "s.running"),
-    *("s.ok", "s.bad", "s.open", "l.n", "l.last", "l.at", "v.n", "v.last", "v.at"),
-    *("started_fields", "event_start", "event_start_data", "event_end"),
+    *("s.ok", "s.bad", "s.open", "s.ended", "l.n", "l.last", "l.at", "v.n", "v.last", "v.at"),
 ]
+_EXTRA = [*_AGGREGATES, "started_fields", "event_start", "event_start_data", "event_end"]
 
 
 def _execution_rows(conn: sqlite3.Connection, lay: _Layout) -> Iterator[tuple[dict, dict]]:
@@ -310,9 +339,9 @@ def _extra_columns(lay: _Layout, eid: str) -> list[str]:
         f"ORDER BY {g.col('id', 'x')} LIMIT 1)"
     )
     events = lay.events is not None
-    counts = _EXTRA[12:15] if events else ["NULL"] * 3
+    aggregates = [name if events or name[:2] != "v." else "NULL" for name in _AGGREGATES]
     lookups = _event_lookups(lay.events, eid) if events else ["NULL"] * 3
-    return [*_EXTRA[:12], *counts, started_log, *lookups]
+    return [*aggregates, started_log, *lookups]
 
 
 def _event_lookups(v: Table, eid: str) -> list[str]:
@@ -415,9 +444,11 @@ def _execution_timing(row: dict, extra: dict, status: str, attrs: dict):
 
 
 def _progress(extra: dict, attrs: dict, status: str) -> dict[str, int | None]:
-    ok, bad, still_open = (as_int(extra[k]) or 0 for k in ("s.ok", "s.bad", "s.open"))
+    ok, bad, still_open, ended = (
+        as_int(extra[k]) or 0 for k in ("s.ok", "s.bad", "s.open", "s.ended")
+    )
     # In a finished execution every step left open is resolved (skipped, cancelled).
-    processed = ok + bad + (still_open if status in _TERMINAL else 0)
+    processed = ok + bad + ended + (still_open if status in _TERMINAL else 0)
     return {
         "items_total": as_int(attrs.get("step_count")),
         "items_processed": processed,
@@ -433,7 +464,7 @@ def _last_activity(row: dict, extra: dict) -> datetime | None:
 
 
 def _execution_print(extra: dict) -> str:
-    aggregates = [extra[name] for name in _EXTRA[:15]]
+    aggregates = [extra[name] for name in _AGGREGATES]
     return fingerprint(_VERSION, extra["row"], aggregates)
 
 
