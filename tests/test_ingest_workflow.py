@@ -246,6 +246,69 @@ def test_guard_skipped_steps(parsed: dict):
     assert email.attributes["skip_reason"].startswith("smtp: 421")
 
 
+def still_running(path: Path, execution_id: str, last_event: str) -> None:
+    """The execution as a copy taken before `last_event`: open, without that event's rows."""
+    execute(
+        path,
+        "UPDATE workflow_executions SET status = 'running', completed_at = NULL, "
+        f"duration_ms = 0 WHERE id = '{execution_id}'",
+        f"DELETE FROM execution_logs WHERE execution_id = '{execution_id}' "
+        f"AND (message = '{last_event}' OR message LIKE 'Execution completed%')",
+    )
+    execute(
+        path.with_name("events.db"),
+        f"DELETE FROM execution_events WHERE execution_id = '{execution_id}' "
+        f"AND event_type = '{last_event}'",
+    )
+
+
+@pytest.mark.parametrize("with_events", [True, False])
+def test_guard_skipped_steps_are_resolved_while_the_execution_runs(copies: Path, with_events):
+    still_running(copies, NOTIFY, "execution.completed")
+    if not with_events:
+        copies.with_name("events.db").unlink()
+    run = collect(copies)[NOTIFY]
+    assert run.status == Status.RUNNING and run.finished_at is None
+    steps = {s.name: s for s in run.steps}
+    for name in ("send-sms", "send-push"):
+        step = steps[name]
+        assert (step.status, step.never_closed) == (Status.SKIPPED, True)
+        assert step.attributes["resolved_by"] == "step.skipped"
+        assert step.finished_at is not None
+    # They are done: counted as processed, as once the execution has ended.
+    assert (run.items_total, run.items_processed, run.items_succeeded) == (8, 8, 5)
+
+
+def test_compensated_steps_are_resolved_while_the_execution_runs(copies: Path):
+    still_running(copies, CHECKOUT, "saga.compensated")
+    run = collect(copies)[CHECKOUT]
+    assert run.status == Status.RUNNING
+    steps = run.steps
+    for child in steps[-2:]:
+        assert (child.status, child.never_closed) == (Status.SUCCEEDED, True)
+        assert child.attributes["resolved_by"] == "step.compensated"
+    assert steps[-3].status == Status.SUCCEEDED  # the synthetic group
+
+
+def test_a_step_nothing_resolves_stays_running_while_the_execution_runs(copies: Path):
+    still_running(copies, NOTIFY, "execution.completed")
+    execute(
+        copies,
+        f"DELETE FROM execution_logs WHERE execution_id = '{NOTIFY}' AND module_name = 'send-sms' "
+        "AND message = 'step.skipped'",
+    )
+    execute(
+        copies.with_name("events.db"),
+        f"DELETE FROM execution_events WHERE execution_id = '{NOTIFY}' "
+        "AND event_type = 'step.skipped' AND event_data LIKE '%send-sms%'",
+    )
+    run = collect(copies)[NOTIFY]
+    sms = next(s for s in run.steps if s.name == "send-sms")
+    assert (sms.status, sms.never_closed, sms.finished_at) == (Status.RUNNING, False, None)
+    assert "resolved_by" not in sms.attributes
+    assert run.items_processed == 7
+
+
 def test_compensation_steps_under_one_synthetic_parent(parsed: dict):
     steps = parsed[CHECKOUT].steps
     names = [s.name for s in steps]

@@ -372,6 +372,9 @@ def _execution_record(
     execution_id = row.get("id")
     started, finished, duration = _execution_timing(row, extra, status, attrs)
     use_events = lay.events is not None and bool(extra["v.n"])
+    skipped = 0
+    if status not in _TERMINAL:
+        skipped = _skipped_while_open(snap, lay, execution_id, extra, use_events)
     return RunRecord(
         format=NAME,
         external_id=as_text(execution_id),
@@ -386,7 +389,7 @@ def _execution_record(
         finished_at=finished,
         duration_ms=duration,
         error=as_text(row.get("errormessage")),
-        **_progress(extra, attrs, status),
+        **_progress(extra, attrs, status, skipped),
         source_updated_at=_last_activity(row, extra),
         attributes=attrs,
         fingerprint=_execution_print(extra),
@@ -443,18 +446,45 @@ def _execution_timing(row: dict, extra: dict, status: str, attrs: dict):
     return started, finished, duration
 
 
-def _progress(extra: dict, attrs: dict, status: str) -> dict[str, int | None]:
+def _progress(extra: dict, attrs: dict, status: str, skipped: int) -> dict[str, int | None]:
     ok, bad, still_open, ended = (
         as_int(extra[k]) or 0 for k in ("s.ok", "s.bad", "s.open", "s.ended")
     )
-    # In a finished execution every step left open is resolved (skipped, cancelled).
-    processed = ok + bad + ended + (still_open if status in _TERMINAL else 0)
+    # In a finished execution every step left open is resolved (skipped, cancelled);
+    # in a running one, those its events already tell skipped.
+    processed = ok + bad + ended + (still_open if status in _TERMINAL else skipped)
     return {
         "items_total": as_int(attrs.get("step_count")),
         "items_processed": processed,
         "items_succeeded": ok,
         "items_failed": bad,
     }
+
+
+def _skipped_while_open(
+    snap: Snapshot, lay: _Layout, eid: Any, extra: dict, use_events: bool
+) -> int:
+    """Steps of a running execution left open but told skipped: their records say
+    skipped, so they count as processed. Matched as `_execution_steps` matches, and
+    only read when the execution has a skip at all (a running one is re-read often)."""
+    if not as_int(extra["s.open"]):
+        return 0
+    conn, s = snap.check(), lay.steps
+    if not _step_events(conn, lay, eid, use_events, ("step.skipped",)).fetchone():
+        return 0
+    marks = _StepMarks(_step_events(conn, lay, eid, use_events, _MARK_TYPES))
+    sql = (
+        f"SELECT {s.col('step_name', 's')}, {s.col('step_type', 's')}, w.status "
+        f"FROM {s.sql} s LEFT JOIN temp.tracer_wf_status w ON w.word IS {_as_word(s, 's')} "
+        f"WHERE {s.col('execution_id', 's')} = ? "
+        f"ORDER BY {s.col('sequence_num', 's')}, {s.col('id', 's')}"
+    )
+    skipped = 0
+    for name, step_type, status in conn.execute(sql, (eid,)):
+        mark = marks.take(as_text(name))
+        normal = as_text(step_type) != _COMPENSATION
+        skipped += normal and status in (Status.RUNNING, Status.PENDING) and mark.skipped
+    return skipped
 
 
 def _last_activity(row: dict, extra: dict) -> datetime | None:
@@ -521,8 +551,12 @@ class _StepMarks:
         return marks[index] if index < len(marks) else _Mark()
 
 
-def _load_marks(conn: sqlite3.Connection, lay: _Layout, eid: Any, use_events: bool) -> _StepMarks:
-    types = ", ".join(f"'{t}'" for t in _MARK_TYPES)
+def _step_events(
+    conn: sqlite3.Connection, lay: _Layout, eid: Any, use_events: bool, wanted: Iterable[str]
+) -> sqlite3.Cursor:
+    """The execution's events of these types, in order: from events.db, else
+    from the `event` log rows (the one of each pair that names its type)."""
+    types = ", ".join(f"'{t}'" for t in wanted)
     if use_events:
         v = lay.events
         sql = (
@@ -538,7 +572,7 @@ def _load_marks(conn: sqlite3.Connection, lay: _Layout, eid: Any, use_events: bo
             f"AND {g.col('level')} = 'event' AND {g.col('message')} IN ({types}) "
             f"ORDER BY {g.col('id')}"
         )
-    return _StepMarks(conn.execute(sql, (eid,)))
+    return conn.execute(sql, (eid,))
 
 
 @sqlite_guard
@@ -547,7 +581,7 @@ def _execution_steps(
 ) -> Iterator[StepRecord]:
     conn = snap.check()
     s = lay.steps
-    marks = _load_marks(conn, lay, eid, use_events)
+    marks = _StepMarks(_step_events(conn, lay, eid, use_events, _MARK_TYPES))
     sql = (
         f"SELECT *, CAST({s.col('input_data')} AS BLOB) AS tracer_input, "
         f"CAST({s.col('output_data')} AS BLOB) AS tracer_output FROM {s.sql} "
@@ -590,7 +624,10 @@ def _step_record(s: Table, row: dict, mark: _Mark, terminal: bool) -> StepRecord
     raw = as_text(row.get("status"))
     step_type = as_text(row.get("steptype"))
     status = normalise_status(raw)
-    never_closed = terminal and status in (Status.RUNNING, Status.PENDING)
+    # The tracker never closes guard-skipped and compensation steps: their events
+    # tell, running or not; once the execution ended, any step left open is resolved.
+    told = mark.skipped or (step_type == _COMPENSATION and mark.compensated_time)
+    never_closed = status in (Status.RUNNING, Status.PENDING) and (terminal or bool(told))
     if never_closed:
         status = _resolve(step_type, mark, attrs)
     if mark.skipped:
