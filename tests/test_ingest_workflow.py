@@ -592,11 +592,19 @@ def test_redaction_mirrors_the_server():
         "password": "p",
         "nested": {"api_key": "k", "token_display": "shown", "credentials_ref": "mod"},
         "list": [{"bearer_token_ref": "t"}],
+        "headers": {"Authorization": "Bearer x", "Cookie": "s=1", "X-Api-Key": "k"},
+        "raw_body": "{}",
         "plain": 1,
     }
     assert workflow_sqlite.redact(data) == {
         "password": "[REDACTED]",
         "nested": {"api_key": "[REDACTED]", "token_display": "shown", "credentials_ref": "mod"},
         "list": [{"bearer_token_ref": "[REDACTED]"}],
+        "headers": {
+            "Authorization": "[REDACTED]",
+            "Cookie": "[REDACTED]",
+            "X-Api-Key": "[REDACTED]",
+        },
+        "raw_body": "[REDACTED]",
         "plain": 1,
     }

@@ -978,20 +978,14 @@ class _StepKeys:
 
 # --- redaction ------------------------------------------------------------------------------
 
-# Mirrors module/step_output_redactor.go: workflow.db holds step output redacted,
-# events.db does not; what we add from events.db must not show more than workflow.db.
+# Mirrors module/step_output_redactor.go (at the commit FORMATS.md §4 cites):
+# workflow.db holds step output redacted, events.db does not; what we add from
+# events.db must not show more than workflow.db.
 _SENSITIVE = (
-    "secret",
-    "password",
-    "token",
-    "credential",
-    "api_key",
-    "apikey",
-    "private_key",
-    "access_key",
-    "backup_code",
-    "totp_secret",
-    "mfa_secret",
+    *("secret", "password", "token", "credential", "authorization", "cookie", "signature"),
+    *("request_body", "raw_body", "artifact_content", "content_b64", "transmission_sig"),
+    *("api_key", "api-key", "apikey", "private_key", "access_key", "backup_code"),
+    *("totp_secret", "mfa_secret"),
 )
 REDACTED = "[REDACTED]"
 
