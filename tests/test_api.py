@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.factories import make_runs, make_steps
+from tests.workflow_pair import PAIR_ID, write_pair
 from traces import queries
 from traces.ingest.loader import ingest_paths
 from traces.models import (
@@ -319,6 +320,18 @@ def test_step_detail_has_calls_links_and_logs(client, loaded):
         logged.logs.filter(duplicate=False).order_by("seq").values_list("pk", flat=True)
     )
     assert get(client, "/api/steps/424242").status_code == 404
+
+
+def test_workflow_step_detail_has_the_whole_io_events_db_kept(client, tmp_path):
+    value = {"note": "€" * 4000, "tail": "the last words"}
+    output = {"api_key": "k-123", "rows": ["x" * 10_300]}
+    write_pair(tmp_path, [{"name": "load", "input": value, "output": output}])
+    assert ingest_paths([tmp_path]).failed == []
+    step = Step.objects.get(run__external_id=PAIR_ID, name="load")
+    body = get(client, f"/api/steps/{step.pk}").json()
+    assert body["input"] == value and body["truncated"] is False
+    assert body["output"] == {"api_key": "[REDACTED]", "rows": ["x" * 10_300]}
+    assert body["attributes"]["io_from_events"] == ["input", "output"]
 
 
 def test_step_detail_names_its_ancestors(client):

@@ -7,6 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.workflow_pair import PAIR_ID, write_pair
 from traces.ingest import detect, workflow_sqlite
 from traces.ingest.common import read_head
 from traces.ingest.records import ParseError, Status
@@ -338,7 +339,10 @@ def test_step_order_and_precise_times(parsed: dict):
     assert first.duration_ms == pytest.approx(0.098245)
 
 
-def test_truncated_io_is_flagged_and_kept_as_text(parsed: dict):
+def test_truncated_io_is_flagged_and_kept_as_text(main: Path, tmp_path: Path):
+    alone = tmp_path / "workflow.db"  # the README's counts are workflow.db's own
+    shutil.copyfile(main, alone)
+    parsed = collect(alone)
     truncated = [s for s in real_steps(parsed) if s.truncated]
     fields = Counter(f for s in truncated for f in s.attributes["truncated_fields"])
     assert fields == {"input": 6, "output": 1}
@@ -351,7 +355,42 @@ def test_truncated_io_is_flagged_and_kept_as_text(parsed: dict):
     assert isinstance(catalog.input, dict) and isinstance(catalog.output, str)
 
 
+BIG_INPUT = {"note": "€" * 4000, "user": {"password": "hunter2", "name": "Ana"}}
+BIG_OUTPUT = {"authorization": "Bearer abc", "rows": ["x" * 10300]}
+
+
+def test_events_db_gives_the_whole_io_that_workflow_db_cut(tmp_path: Path):
+    main = write_pair(tmp_path, [{"name": "load", "input": BIG_INPUT, "output": BIG_OUTPUT}])
+    cut = sqlite3.connect(main).execute("SELECT CAST(input_data AS BLOB) FROM execution_steps")
+    assert cut.fetchone()[0].endswith(b"\xe2\x82[truncated]")  # a split "€"
+    (step,) = collect(main)[PAIR_ID].steps
+    # Whole, and redacted as everything taken from events.db (the server redacts output).
+    assert step.input == {"note": "€" * 4000, "user": {"password": "[REDACTED]", "name": "Ana"}}
+    assert step.output == {"authorization": "[REDACTED]", "rows": ["x" * 10300]}
+    assert step.truncated is False and "truncated_fields" not in step.attributes
+    assert step.attributes["io_from_events"] == ["input", "output"]
+
+
+def test_without_events_db_the_cut_io_is_kept_and_flagged(tmp_path: Path):
+    main = write_pair(tmp_path, [{"name": "load", "input": BIG_INPUT, "output": {"ok": True}}])
+    main.with_name("events.db").unlink()
+    (step,) = collect(main)[PAIR_ID].steps
+    assert isinstance(step.input, str) and step.input.endswith("\ufffd[truncated]")
+    assert step.output == {"ok": True}
+    assert step.truncated is True and step.attributes["truncated_fields"] == ["input"]
+    assert "io_from_events" not in step.attributes
+
+
+def test_sample_steps_show_their_whole_io_from_events_db(parsed: dict):
+    assert not any(s.truncated for s in real_steps(parsed))
+    steps = {s.name: s for s in parsed[EXPLICIT].steps}
+    assert all(s.attributes["io_from_events"] == ["input", "output"] for s in steps.values())
+    assert len(steps["load-catalog"].output["catalog"]) > 50
+    assert steps["respond"].input["payment_token"] == "[REDACTED]"  # raw in events.db
+
+
 def test_split_utf8_character_is_replaced_not_fatal(copies: Path):
+    copies.with_name("events.db").unlink()  # it would give the whole value
     execute(
         copies,
         "UPDATE execution_steps SET output_data = CAST(X'7B2261223A22C3' || "
@@ -369,6 +408,8 @@ def test_redacted_token_stays_redacted(parsed: dict):
     # events.db holds the raw token: what we take from it is redacted the same way.
     text = orjson.dumps([(log.fields, log.attributes) for log in parsed[EXPLICIT].logs])
     assert TOKEN.encode() not in text
+    steps = [(s.input, s.output, s.attributes) for s in parsed[EXPLICIT].steps]
+    assert TOKEN.encode() not in orjson.dumps(steps)
     recorded = next(
         log
         for log in parsed[EXPLICIT].logs

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
+from tests.workflow_pair import PAIR_ID, write_pair
 from traces.ingest.loader import ingest_paths
 from traces.models import Call, EntityLink, LogEntry, Run, Step
 
@@ -536,6 +537,18 @@ def test_truncated_step_names_its_fields(client):
     text = text_of(fragment(client, step_url(step)))
     assert "cut these values short: input" in text
     assert "input_hash" in text
+
+
+def test_workflow_step_shows_the_whole_io_events_db_kept(client, tmp_path):
+    # workflow.db cuts the input at 10,240 bytes (in a "€"); events.db has it whole.
+    value = {"note": "€" * 4000, "tail": "the last words"}
+    write_pair(tmp_path, [{"name": "load", "input": value, "output": {"ok": True}}])
+    assert ingest_paths([tmp_path]).failed == []
+    step = Step.objects.get(run__external_id=PAIR_ID, name="load")
+    assert (step.input, step.truncated) == (value, False)
+    html = fragment(client, step_url(step))
+    assert "€" * 4000 in html and "the last words" in html
+    assert "[truncated]" not in html and "cut these values short" not in text_of(html)
 
 
 def test_step_panel_lists_its_logs_without_repeats(client):

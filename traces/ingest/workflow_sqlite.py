@@ -512,8 +512,10 @@ class _Mark:
     skip_reason: Any = None
     skip_time: str | None = None
     compensated_time: str | None = None
+    # "input"/"output" -> sequence_num of the events.db event that holds it whole.
+    recorded: dict[str, Any] = field(default_factory=dict)
 
-    def apply(self, event_type: str, when: str | None, data: dict) -> None:
+    def apply(self, event_type: str, when: str | None, data: dict, sequence: Any) -> None:
         if event_type == "step.started":
             self.started = when
         elif event_type in ("step.completed", "step.failed"):
@@ -523,25 +525,28 @@ class _Mark:
             self.elapsed = self.elapsed or data.get("elapsed")
         elif event_type == "step.compensated":
             self.compensated_time = when
+        elif event_type in _IO_TYPES and _IO_TYPES[event_type] in data and sequence is not None:
+            self.recorded[_IO_TYPES[event_type]] = sequence
 
 
 _MARK_TYPES = ("step.started", "step.completed", "step.failed", "step.skipped", "step.compensated")
+_IO_TYPES = {"step.input_recorded": "input", "step.output_recorded": "output"}
 
 
 class _StepMarks:
     """Step events of one execution by step name, one `_Mark` per start; the
     k-th step row of a name takes the k-th mark."""
 
-    def __init__(self, rows: Iterable[tuple[str, str | None, Any, Any]]):
+    def __init__(self, rows: Iterable[tuple[str, str | None, Any, Any, Any]]):
         self.by_name: dict[str, list[_Mark]] = defaultdict(list)
-        for event_type, fallback_name, when, raw in rows:
+        for event_type, fallback_name, when, raw, sequence in rows:
             data, _ = loads_json_or_text(raw)
             data = data if isinstance(data, dict) else {}
             name = as_text(data.get("step_name") or fallback_name)
             marks = self.by_name[name]
             if event_type == "step.started" or not marks:
                 marks.append(_Mark())
-            marks[-1].apply(event_type, as_text(when) or None, data)
+            marks[-1].apply(event_type, as_text(when) or None, data, sequence)
         self.taken: Counter = Counter()
 
     def take(self, name: str) -> _Mark:
@@ -554,21 +559,22 @@ class _StepMarks:
 def _step_events(
     conn: sqlite3.Connection, lay: _Layout, eid: Any, use_events: bool, wanted: Iterable[str]
 ) -> sqlite3.Cursor:
-    """The execution's events of these types, in order: from events.db, else
-    from the `event` log rows (the one of each pair that names its type)."""
+    """The execution's events of these types, in order, as (type, step name when
+    the data has none, time, data, events.db sequence): from events.db, else from
+    the `event` log rows (the one of each pair that names its type)."""
     types = ", ".join(f"'{t}'" for t in wanted)
     if use_events:
         v = lay.events
         sql = (
-            f"SELECT {v.col('event_type')}, NULL, {v.col('created_at')}, {v.col('event_data')} "
-            f"FROM {v.sql} WHERE {v.col('execution_id')} = ? AND {v.col('event_type')} IN "
-            f"({types}) ORDER BY {v.col('sequence_num')}"
+            f"SELECT {v.col('event_type')}, NULL, {v.col('created_at')}, {v.col('event_data')}, "
+            f"{v.col('sequence_num')} FROM {v.sql} WHERE {v.col('execution_id')} = ? "
+            f"AND {v.col('event_type')} IN ({types}) ORDER BY {v.col('sequence_num')}"
         )
     else:
         g = lay.logs
         sql = (
             f"SELECT {g.col('message')}, {g.col('module_name')}, {g.col('created_at')}, "
-            f"{g.col('fields')} FROM {g.sql} WHERE {g.col('execution_id')} = ? "
+            f"{g.col('fields')}, NULL FROM {g.sql} WHERE {g.col('execution_id')} = ? "
             f"AND {g.col('level')} = 'event' AND {g.col('message')} IN ({types}) "
             f"ORDER BY {g.col('id')}"
         )
@@ -581,7 +587,9 @@ def _execution_steps(
 ) -> Iterator[StepRecord]:
     conn = snap.check()
     s = lay.steps
-    marks = _StepMarks(_step_events(conn, lay, eid, use_events, _MARK_TYPES))
+    # Only events.db holds I/O (the log rows of I/O events name the step alone).
+    types = (*_MARK_TYPES, *_IO_TYPES) if use_events else _MARK_TYPES
+    marks = _StepMarks(_step_events(conn, lay, eid, use_events, types))
     sql = (
         f"SELECT *, CAST({s.col('input_data')} AS BLOB) AS tracer_input, "
         f"CAST({s.col('output_data')} AS BLOB) AS tracer_output FROM {s.sql} "
@@ -590,7 +598,9 @@ def _execution_steps(
     compensation: list[StepRecord] = []
     used: set[str] = set()
     for row in iter_rows(conn.execute(sql, (eid,))):
-        record = _step_record(s, row, marks.take(as_text(row.get("stepname"))), terminal)
+        mark = marks.take(as_text(row.get("stepname")))
+        recorded = _recorded_io(conn, lay.events, eid, mark) if mark.recorded else {}
+        record = _step_record(s, row, mark, terminal, recorded)
         _make_key_unique(record, used)
         if record.type == _COMPENSATION:
             compensation.append(record)  # few; held back to yield their parent first
@@ -601,6 +611,22 @@ def _execution_steps(
         for record in compensation:
             record.parent_key = _COMPENSATION
             yield record
+
+
+def _recorded_io(conn: sqlite3.Connection, v: Table, eid: Any, mark: _Mark) -> dict[str, Any]:
+    """The step's input/output as events.db recorded them: whole, where workflow.db
+    cuts at 10240 bytes. Read a step at a time: an execution's I/O can be large."""
+    sql = (
+        f"SELECT {v.col('event_data')} FROM {v.sql} "
+        f"WHERE {v.col('execution_id')} = ? AND {v.col('sequence_num')} = ?"
+    )
+    values = {}
+    for label, sequence in mark.recorded.items():
+        row = conn.execute(sql, (eid, sequence)).fetchone()
+        data = loads_json_or_text(row[0])[0] if row else None
+        if isinstance(data, dict) and label in data:
+            values[label] = data[label]
+    return values
 
 
 def _make_key_unique(record: StepRecord, used: set[str]) -> None:
@@ -616,7 +642,7 @@ def _make_key_unique(record: StepRecord, used: set[str]) -> None:
     used.add(record.key)
 
 
-def _step_record(s: Table, row: dict, mark: _Mark, terminal: bool) -> StepRecord:
+def _step_record(s: Table, row: dict, mark: _Mark, terminal: bool, recorded: dict) -> StepRecord:
     attrs: dict[str, Any] = {"sequence_num": jsonable(row.get("sequencenum"))}
     metadata, _ = loads_json_or_text(row.get("metadata"))
     if metadata is not None:
@@ -632,7 +658,7 @@ def _step_record(s: Table, row: dict, mark: _Mark, terminal: bool) -> StepRecord
         status = _resolve(step_type, mark, attrs)
     if mark.skipped:
         attrs["skip_reason"] = mark.skip_reason
-    input_, output, truncated = _step_io(row, attrs)
+    input_, output, truncated = _step_io(row, attrs, recorded)
     started, finished, duration = _step_timing(row, mark, status, never_closed, attrs)
     return StepRecord(
         key=as_text(row.get("id")),
@@ -664,16 +690,25 @@ def _resolve(step_type: str, mark: _Mark, attrs: dict) -> str:
     return Status.CANCELLED
 
 
-def _step_io(row: dict, attrs: dict) -> tuple[Any, Any, bool]:
-    """I/O read as bytes: a 10240-byte cut can split a UTF-8 character."""
-    values, cut = [], []
+def _step_io(row: dict, attrs: dict, recorded: dict) -> tuple[Any, Any, bool]:
+    """I/O read as bytes: a 10240-byte cut can split a UTF-8 character. What
+    events.db recorded is taken instead, whole; redacted like all that comes from
+    there (the server redacts output, not input: an earlier step's secret output
+    is in every later step's input)."""
+    values, cut, whole = [], [], []
     for label, column in (("input", "tracerinput"), ("output", "traceroutput")):
+        if label in recorded:
+            values.append(redact(recorded[label]))
+            whole.append(label)
+            continue
         value, truncated = loads_json_or_text(row.get(column))
         values.append(value)
         if truncated:
             cut.append(label)
     if cut:
         attrs["truncated_fields"] = cut
+    if whole:
+        attrs["io_from_events"] = whole
     return values[0], values[1], bool(cut)
 
 
