@@ -389,6 +389,31 @@ def test_sample_steps_show_their_whole_io_from_events_db(parsed: dict):
     assert steps["respond"].input["payment_token"] == "[REDACTED]"  # raw in events.db
 
 
+def test_io_not_captured_is_none_and_flagged_not_an_empty_object(parsed: dict):
+    # Only requests with X-Workflow-Trace: true capture I/O; the others keep the
+    # columns' '{}' default, which is no value.
+    plain = real_steps({k: r for k, r in parsed.items() if k != EXPLICIT})
+    assert len(plain) == 44
+    assert all((s.input, s.output) == (None, None) for s in plain)
+    assert all(s.attributes["io_captured"] is False for s in plain)
+    assert not any("io_captured" in s.attributes for s in parsed[EXPLICIT].steps)
+
+
+def test_captured_empty_objects_are_values(tmp_path: Path):
+    main = write_pair(tmp_path, [{"name": "noop", "input": {}, "output": {}}])
+    (step,) = collect(main)[PAIR_ID].steps
+    assert (step.input, step.output) == ({}, {}) and "io_captured" not in step.attributes
+    main.with_name("events.db").unlink()
+    (step,) = collect(main)[PAIR_ID].steps
+    assert (step.input, step.output) == ({}, {}) and "io_captured" not in step.attributes
+
+
+def test_uncaptured_pair_has_no_io(tmp_path: Path):
+    main = write_pair(tmp_path, [{"name": "noop", "input": {"a": 1}, "output": {}}], metadata="{}")
+    (step,) = collect(main)[PAIR_ID].steps
+    assert (step.input, step.output, step.attributes["io_captured"]) == (None, None, False)
+
+
 def test_split_utf8_character_is_replaced_not_fatal(copies: Path):
     copies.with_name("events.db").unlink()  # it would give the whole value
     execute(

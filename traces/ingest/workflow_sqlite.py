@@ -393,7 +393,14 @@ def _execution_record(
         source_updated_at=_last_activity(row, extra),
         attributes=attrs,
         fingerprint=_execution_print(extra),
-        steps=_execution_steps(snap, lay, execution_id, status in _TERMINAL, use_events),
+        steps=_execution_steps(
+            snap,
+            lay,
+            execution_id,
+            status in _TERMINAL,
+            use_events,
+            attrs.get("capture_io") is True,
+        ),
         logs=_execution_logs(snap, lay, execution_id, use_events),
     )
 
@@ -583,7 +590,7 @@ def _step_events(
 
 @sqlite_guard
 def _execution_steps(
-    snap: Snapshot, lay: _Layout, eid: Any, terminal: bool, use_events: bool
+    snap: Snapshot, lay: _Layout, eid: Any, terminal: bool, use_events: bool, captured: bool
 ) -> Iterator[StepRecord]:
     conn = snap.check()
     s = lay.steps
@@ -600,7 +607,7 @@ def _execution_steps(
     for row in iter_rows(conn.execute(sql, (eid,))):
         mark = marks.take(as_text(row.get("stepname")))
         recorded = _recorded_io(conn, lay.events, eid, mark) if mark.recorded else {}
-        record = _step_record(s, row, mark, terminal, recorded)
+        record = _step_record(s, row, mark, terminal, recorded, captured)
         _make_key_unique(record, used)
         if record.type == _COMPENSATION:
             compensation.append(record)  # few; held back to yield their parent first
@@ -642,7 +649,9 @@ def _make_key_unique(record: StepRecord, used: set[str]) -> None:
     used.add(record.key)
 
 
-def _step_record(s: Table, row: dict, mark: _Mark, terminal: bool, recorded: dict) -> StepRecord:
+def _step_record(
+    s: Table, row: dict, mark: _Mark, terminal: bool, recorded: dict, captured: bool
+) -> StepRecord:
     attrs: dict[str, Any] = {"sequence_num": jsonable(row.get("sequencenum"))}
     metadata, _ = loads_json_or_text(row.get("metadata"))
     if metadata is not None:
@@ -658,7 +667,7 @@ def _step_record(s: Table, row: dict, mark: _Mark, terminal: bool, recorded: dic
         status = _resolve(step_type, mark, attrs)
     if mark.skipped:
         attrs["skip_reason"] = mark.skip_reason
-    input_, output, truncated = _step_io(row, attrs, recorded)
+    input_, output, truncated = _step_io(row, attrs, recorded, captured)
     started, finished, duration = _step_timing(row, mark, status, never_closed, attrs)
     return StepRecord(
         key=as_text(row.get("id")),
@@ -690,11 +699,12 @@ def _resolve(step_type: str, mark: _Mark, attrs: dict) -> str:
     return Status.CANCELLED
 
 
-def _step_io(row: dict, attrs: dict, recorded: dict) -> tuple[Any, Any, bool]:
+def _step_io(row: dict, attrs: dict, recorded: dict, captured: bool) -> tuple[Any, Any, bool]:
     """I/O read as bytes: a 10240-byte cut can split a UTF-8 character. What
     events.db recorded is taken instead, whole; redacted like all that comes from
     there (the server redacts output, not input: an earlier step's secret output
-    is in every later step's input)."""
+    is in every later step's input). An execution that did not capture I/O (no
+    X-Workflow-Trace: true) leaves the columns' '{}' default: no value, flagged."""
     values, cut, whole = [], [], []
     for label, column in (("input", "tracerinput"), ("output", "traceroutput")):
         if label in recorded:
@@ -702,6 +712,9 @@ def _step_io(row: dict, attrs: dict, recorded: dict) -> tuple[Any, Any, bool]:
             whole.append(label)
             continue
         value, truncated = loads_json_or_text(row.get(column))
+        if not captured and value in ({}, None):
+            value = None
+            attrs["io_captured"] = False
         values.append(value)
         if truncated:
             cut.append(label)
