@@ -334,6 +334,14 @@ def test_workflow_step_detail_has_the_whole_io_events_db_kept(client, tmp_path):
     assert body["attributes"]["io_from_events"] == ["input", "output"]
 
 
+def test_workflow_step_detail_without_captured_io_is_null_and_flagged(client, samples):
+    ingest_paths([samples / "workflow"])
+    step = Step.objects.get(run__name="orders-queries:{id}", name="parse-request")
+    body = get(client, f"/api/steps/{step.pk}").json()
+    assert (body["input"], body["output"]) == (None, None)
+    assert body["attributes"]["io_captured"] is False
+
+
 def test_step_detail_names_its_ancestors(client):
     run = make_runs(1)[0]
     root = make_steps(run, 1)[0]

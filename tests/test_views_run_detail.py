@@ -551,6 +551,19 @@ def test_workflow_step_shows_the_whole_io_events_db_kept(client, tmp_path):
     assert "[truncated]" not in html and "cut these values short" not in text_of(html)
 
 
+def test_workflow_step_without_captured_io_says_so_instead_of_empty_objects(client, samples):
+    ingest_paths([samples / "workflow"])
+    step = Step.objects.get(run__name="orders-queries:{id}", name="parse-request")
+    assert (step.input, step.output, step.attributes["io_captured"]) == (None, None, False)
+    html = fragment(client, step_url(step))
+    assert html.count('<p class="muted none">not captured</p>') == 2
+    assert "no X-Workflow-Trace: true header" in text_of(html)
+    assert "<pre" not in html.split('class="values"')[1].split("</div>")[0]  # no "{}"
+    traced = Step.objects.get(run__actor="bob@acme.io", name="parse-request")
+    html = fragment(client, step_url(traced))
+    assert "not captured" not in html and "X-Workflow-Trace" not in html
+
+
 def test_step_panel_lists_its_logs_without_repeats(client):
     run = make_run()
     step = add_steps(run, 1)[0]

@@ -36,6 +36,11 @@ VALUE_LIMIT = 20_000
 MAX_EXPAND = 32
 MAX_KEY = 255
 FULL_CHOICES = [(name, name) for name in ("input", "output", "error", "attributes", "calls")]
+# Why a step flagged `io_captured: false` has no input/output, by format.
+NOT_CAPTURED = {
+    "workflow": "The request had no X-Workflow-Trace: true header, so the server did not "
+    "record its steps' input and output.",
+}
 HEADER_POLL_SECONDS = 5
 
 
@@ -607,6 +612,16 @@ def _panel_context(request, step: Step, chain: list[Step], form) -> dict:
         entry.level_class = LEVEL_CLASSES.get(entry.level.lower(), "flag")
     attributes = dict(step.attributes or {})
     truncated_fields = attributes.get("truncated_fields") or []
+    values = [
+        _value_block(request, "step-input", step.input, "Input", full, "input"),
+        _value_block(request, "step-output", step.output, "Output", full, "output"),
+    ]
+    not_captured = ""
+    if attributes.get("io_captured") is False:
+        not_captured = NOT_CAPTURED.get(step.run.format, "The source did not record them.")
+        for block in values:
+            if not block["present"]:
+                block["absent"] = "not captured"
     return {
         "step": step,
         "ancestors": [(a, _step_url(run_id, a.key)) for a in chain],
@@ -617,16 +632,14 @@ def _panel_context(request, step: Step, chain: list[Step], form) -> dict:
         "entity_url": _entity_url(step.entity_type, step.entity_id),
         "progress": _progress(step),
         "offset_ms": _offset_ms(step.run.started_at, step.started_at),
-        "values": [
-            _value_block(request, "step-input", step.input, "Input", full, "input"),
-            _value_block(request, "step-output", step.output, "Output", full, "output"),
-        ],
+        "values": values,
+        "not_captured": not_captured,
         "error": _value_block(request, "step-error", step.error or None, "Error", full, "error"),
         "truncated_fields": truncated_fields if isinstance(truncated_fields, list) else [],
         "attributes": [
             _attribute(request, index, name, value, full)
             for index, (name, value) in enumerate(attributes.items())
-            if name != "truncated_fields"
+            if name not in ("truncated_fields", "io_captured")  # said above the attributes
         ],
         "calls": calls,
         "calls_more": max(step.call_count - len(calls), 0),
