@@ -266,6 +266,24 @@ def test_logs_follow_the_logs_tab_filters(client, samples):
     assert get(client, "/api/runs/424242/logs").status_code == 404
 
 
+def test_log_items_carry_their_attributes(client, samples):
+    ingest_paths([samples / "workflow"])
+    run = Run.objects.get(actor="bob@acme.io")
+    items = get(client, f"/api/runs/{run.pk}/logs").json()["items"]
+    assert all("event_time" in item["attributes"] for item in items)
+    recorded = [item for item in items if item["message"] == "step.output_recorded"]
+    assert len(recorded) == 10
+    save = next(item for item in recorded if item["step_name"] == "save-order")
+    assert save["fields"] == {"step_name": "save-order"}
+    assert save["attributes"]["event_data"]["output"] == {
+        "order_id": "ord_2034958",
+        "payment_token": "[REDACTED]",
+    }
+    step = Step.objects.get(run=run, name="save-order")
+    logs = get(client, f"/api/steps/{step.pk}").json()["logs"]
+    assert any("event_data" in entry["attributes"] for entry in logs)
+
+
 # --- steps across runs ------------------------------------------------------------------------
 
 

@@ -469,6 +469,32 @@ def test_log_rows_link_to_their_step(client):
     assert f'href="{step_url(step)}"' in html
 
 
+def test_log_rows_show_their_fields_and_attributes(client, django_assert_num_queries):
+    run = make_run()
+    add_logs(run, 3)
+    LogEntry.objects.filter(run=run, seq=1).update(
+        fields={"step_name": "load"}, attributes={"event_data": {"html": "<b>x</b>"}}
+    )
+    LogEntry.objects.filter(run=run, seq=2).update(attributes={"event_data": {"blob": "x" * 5000}})
+    url = run_url(run, "traces:run-logs")
+    with django_assert_num_queries(3):  # the run, one window of lines, the levels
+        html = fragment(client, url)
+    assert html.count('<details class="log-fields">') == 2
+    assert "<summary>fields · attributes</summary>" in html
+    assert "&quot;html&quot;: &quot;&lt;b&gt;x&lt;/b&gt;&quot;" in html and "<b>x</b>" not in html
+    # Long data is cut, never silently: ?full=logs shows it whole.
+    assert "Showing the first 2,000 of 5,0" in html and "x" * 2100 not in html
+    assert "x" * 5000 in fragment(client, url, full="logs")
+
+
+def test_workflow_log_rows_show_the_event_data(client, samples):
+    ingest_paths([samples / "workflow"])
+    run = Run.objects.get(actor="bob@acme.io")
+    text = text_of(page(client, run_url(run, "traces:run-logs")))
+    assert "event_data" in text and "event_time" in text
+    assert "ord_2034958" in text and "tok_" not in text
+
+
 # --- step panel ---------------------------------------------------------------------------
 
 

@@ -33,9 +33,13 @@ from .common import bad_request
 TABS = ("tree", "timeline", "logs", "io", "attributes")
 # Longer values are cut here, with a "show all" link (?full=<name>): never silently.
 VALUE_LIMIT = 20_000
+# A log row's fields and attributes: a window shows 200 rows.
+LOG_VALUE_LIMIT = 2_000
 MAX_EXPAND = 32
 MAX_KEY = 255
-FULL_CHOICES = [(name, name) for name in ("input", "output", "error", "attributes", "calls")]
+FULL_CHOICES = [
+    (name, name) for name in ("input", "output", "error", "attributes", "calls", "logs")
+]
 # Why a step flagged `io_captured: false` has no input/output, by format.
 NOT_CAPTURED = {
     "workflow": "The request had no X-Workflow-Trace: true header, so the server did not "
@@ -223,7 +227,7 @@ def _page_context(request, run: Run, form, tab: str, *, focus=None, expand=None)
     elif tab == "timeline":
         context["timeline"] = _timeline_context(run, form)
     elif tab == "logs":
-        context["logs"] = _logs_context(run, form)
+        context["logs"] = _logs_context(request, run, form)
     elif tab == "io":
         full = set(options["full"])
         context["values"] = [
@@ -546,8 +550,9 @@ LEVEL_CLASSES = {
 }  # fmt: skip
 
 
-def _logs_context(run: Run, form) -> dict:
+def _logs_context(request, run: Run, form) -> dict:
     options = form.cleaned_data
+    full = set(options["full"])
     step = None
     if options["step"]:
         step = Step.objects.filter(run_id=run.pk, key=options["step"]).only("id", "key", "name")
@@ -566,6 +571,7 @@ def _logs_context(run: Run, form) -> dict:
     for entry in page.items:
         entry.level_class = LEVEL_CLASSES.get(entry.level.lower(), "flag")
         entry.step_url = _step_url(run.pk, entry.step.key) if entry.step_id else ""
+        entry.data = _log_data(request, entry, full)
     base = reverse("traces:run-logs", args=[run.pk])
     keep = {
         name: value
@@ -593,6 +599,19 @@ def _logs_context(run: Run, form) -> dict:
         else "",
         "toggle_url": f"{base}?{urlencode({k: v for k, v in toggle.items() if v})}",
     }
+
+
+def _log_data(request, entry, full: set) -> list[dict]:
+    """A log row's fields and attributes (where e.g. workflow keeps the event's
+    data and precise time), each cut at LOG_VALUE_LIMIT ("show all" = logs)."""
+    named = (("fields", entry.fields), ("attributes", entry.attributes or None))
+    blocks = [
+        _value_block(
+            request, f"log-{entry.pk}-{label}", value, label, full, "logs", LOG_VALUE_LIMIT
+        )
+        for label, value in named
+    ]
+    return [block for block in blocks if block["present"]]
 
 
 # --- step panel ---------------------------------------------------------------------------
@@ -696,23 +715,25 @@ def _progress(step: Step) -> dict | None:
 # --- values -------------------------------------------------------------------------------
 
 
-def _value_block(request, dom_id: str, value, label: str, full: set, full_key: str) -> dict:
-    """A JSON value pretty-printed; past VALUE_LIMIT characters cut, with a link
+def _value_block(
+    request, dom_id: str, value, label: str, full: set, full_key: str, limit: int = VALUE_LIMIT
+) -> dict:
+    """A JSON value pretty-printed; past `limit` characters cut, with a link
     that shows it all (`?full=<full_key>`)."""
     if value is None:
         return {"present": False, "label": label, "id": dom_id}
     text = pretty_json(value)
-    cut = full_key not in full and len(text) > VALUE_LIMIT
+    cut = full_key not in full and len(text) > limit
     query = request.GET.copy()
     query.setlist("full", sorted({*query.getlist("full"), full_key}))
     return {
         "present": True,
         "id": dom_id,
         "label": label,
-        "text": text[:VALUE_LIMIT] if cut else text,
+        "text": text[:limit] if cut else text,
         "size": len(text),
         "cut": cut,
-        "limit": VALUE_LIMIT,
+        "limit": limit,
         "full_url": f"{request.path}?{query.urlencode()}",
     }
 
