@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.factories import make_runs, make_steps
+from tests.workflow_pair import PAIR_ID, write_pair
 from traces import queries
 from traces.ingest.loader import ingest_paths
 from traces.models import (
@@ -313,6 +314,24 @@ def test_logs_follow_the_logs_tab_filters(client, samples):
     assert get(client, "/api/runs/424242/logs").status_code == 404
 
 
+def test_log_items_carry_their_attributes(client, samples):
+    ingest_paths([samples / "workflow"])
+    run = Run.objects.get(actor="bob@acme.io")
+    items = get(client, f"/api/runs/{run.pk}/logs").json()["items"]
+    assert all("event_time" in item["attributes"] for item in items)
+    recorded = [item for item in items if item["message"] == "step.output_recorded"]
+    assert len(recorded) == 10
+    save = next(item for item in recorded if item["step_name"] == "save-order")
+    assert save["fields"] == {"step_name": "save-order"}
+    assert save["attributes"]["event_data"]["output"] == {
+        "order_id": "ord_2034958",
+        "payment_token": "[REDACTED]",
+    }
+    step = Step.objects.get(run=run, name="save-order")
+    logs = get(client, f"/api/steps/{step.pk}").json()["logs"]
+    assert any("event_data" in entry["attributes"] for entry in logs)
+
+
 # --- steps across runs ------------------------------------------------------------------------
 
 
@@ -367,6 +386,26 @@ def test_step_detail_has_calls_links_and_logs(client, loaded):
         logged.logs.filter(duplicate=False).order_by("seq").values_list("pk", flat=True)
     )
     assert get(client, "/api/steps/424242").status_code == 404
+
+
+def test_workflow_step_detail_has_the_whole_io_events_db_kept(client, tmp_path):
+    value = {"note": "€" * 4000, "tail": "the last words"}
+    output = {"api_key": "k-123", "rows": ["x" * 10_300]}
+    write_pair(tmp_path, [{"name": "load", "input": value, "output": output}])
+    assert ingest_paths([tmp_path]).failed == []
+    step = Step.objects.get(run__external_id=PAIR_ID, name="load")
+    body = get(client, f"/api/steps/{step.pk}").json()
+    assert body["input"] == value and body["truncated"] is False
+    assert body["output"] == {"api_key": "[REDACTED]", "rows": ["x" * 10_300]}
+    assert body["attributes"]["io_from_events"] == ["input", "output"]
+
+
+def test_workflow_step_detail_without_captured_io_is_null_and_flagged(client, samples):
+    ingest_paths([samples / "workflow"])
+    step = Step.objects.get(run__name="orders-queries:{id}", name="parse-request")
+    body = get(client, f"/api/steps/{step.pk}").json()
+    assert (body["input"], body["output"]) == (None, None)
+    assert body["attributes"]["io_captured"] is False
 
 
 def test_step_detail_names_its_ancestors(client):

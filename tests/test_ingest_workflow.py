@@ -7,6 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.workflow_pair import PAIR_ID, write_pair
 from traces.ingest import detect, workflow_sqlite
 from traces.ingest.common import read_head
 from traces.ingest.records import ParseError, Status
@@ -206,6 +207,17 @@ def test_run_progress(parsed: dict):
     assert progress(RUNNING) == (10, 4, 4, 0)
 
 
+def test_run_progress_classifies_statuses_as_the_steps_are(copies: Path):
+    # Another writer's spelling: the steps read as succeeded/failed, so must the counts.
+    execute(copies, "UPDATE execution_steps SET status = upper(status)")
+    runs = collect(copies)
+    notify = runs[NOTIFY]
+    assert Counter(s.status for s in notify.steps) == {"succeeded": 5, "failed": 1, "skipped": 2}
+    progress = (notify.items_processed, notify.items_succeeded, notify.items_failed)
+    assert progress == (8, 5, 1)
+    assert (runs[ORDERS_QUERY].items_succeeded, runs[STOPPED].items_failed) == (10, 1)
+
+
 # --- steps -------------------------------------------------------------------------------------
 
 
@@ -233,6 +245,69 @@ def test_guard_skipped_steps(parsed: dict):
     email = steps["send-email"]
     assert (email.status, email.never_closed) == (Status.FAILED, False)
     assert email.attributes["skip_reason"].startswith("smtp: 421")
+
+
+def still_running(path: Path, execution_id: str, last_event: str) -> None:
+    """The execution as a copy taken before `last_event`: open, without that event's rows."""
+    execute(
+        path,
+        "UPDATE workflow_executions SET status = 'running', completed_at = NULL, "
+        f"duration_ms = 0 WHERE id = '{execution_id}'",
+        f"DELETE FROM execution_logs WHERE execution_id = '{execution_id}' "
+        f"AND (message = '{last_event}' OR message LIKE 'Execution completed%')",
+    )
+    execute(
+        path.with_name("events.db"),
+        f"DELETE FROM execution_events WHERE execution_id = '{execution_id}' "
+        f"AND event_type = '{last_event}'",
+    )
+
+
+@pytest.mark.parametrize("with_events", [True, False])
+def test_guard_skipped_steps_are_resolved_while_the_execution_runs(copies: Path, with_events):
+    still_running(copies, NOTIFY, "execution.completed")
+    if not with_events:
+        copies.with_name("events.db").unlink()
+    run = collect(copies)[NOTIFY]
+    assert run.status == Status.RUNNING and run.finished_at is None
+    steps = {s.name: s for s in run.steps}
+    for name in ("send-sms", "send-push"):
+        step = steps[name]
+        assert (step.status, step.never_closed) == (Status.SKIPPED, True)
+        assert step.attributes["resolved_by"] == "step.skipped"
+        assert step.finished_at is not None
+    # They are done: counted as processed, as once the execution has ended.
+    assert (run.items_total, run.items_processed, run.items_succeeded) == (8, 8, 5)
+
+
+def test_compensated_steps_are_resolved_while_the_execution_runs(copies: Path):
+    still_running(copies, CHECKOUT, "saga.compensated")
+    run = collect(copies)[CHECKOUT]
+    assert run.status == Status.RUNNING
+    steps = run.steps
+    for child in steps[-2:]:
+        assert (child.status, child.never_closed) == (Status.SUCCEEDED, True)
+        assert child.attributes["resolved_by"] == "step.compensated"
+    assert steps[-3].status == Status.SUCCEEDED  # the synthetic group
+
+
+def test_a_step_nothing_resolves_stays_running_while_the_execution_runs(copies: Path):
+    still_running(copies, NOTIFY, "execution.completed")
+    execute(
+        copies,
+        f"DELETE FROM execution_logs WHERE execution_id = '{NOTIFY}' AND module_name = 'send-sms' "
+        "AND message = 'step.skipped'",
+    )
+    execute(
+        copies.with_name("events.db"),
+        f"DELETE FROM execution_events WHERE execution_id = '{NOTIFY}' "
+        "AND event_type = 'step.skipped' AND event_data LIKE '%send-sms%'",
+    )
+    run = collect(copies)[NOTIFY]
+    sms = next(s for s in run.steps if s.name == "send-sms")
+    assert (sms.status, sms.never_closed, sms.finished_at) == (Status.RUNNING, False, None)
+    assert "resolved_by" not in sms.attributes
+    assert run.items_processed == 7
 
 
 def test_compensation_steps_under_one_synthetic_parent(parsed: dict):
@@ -264,7 +339,10 @@ def test_step_order_and_precise_times(parsed: dict):
     assert first.duration_ms == pytest.approx(0.098245)
 
 
-def test_truncated_io_is_flagged_and_kept_as_text(parsed: dict):
+def test_truncated_io_is_flagged_and_kept_as_text(main: Path, tmp_path: Path):
+    alone = tmp_path / "workflow.db"  # the README's counts are workflow.db's own
+    shutil.copyfile(main, alone)
+    parsed = collect(alone)
     truncated = [s for s in real_steps(parsed) if s.truncated]
     fields = Counter(f for s in truncated for f in s.attributes["truncated_fields"])
     assert fields == {"input": 6, "output": 1}
@@ -277,7 +355,67 @@ def test_truncated_io_is_flagged_and_kept_as_text(parsed: dict):
     assert isinstance(catalog.input, dict) and isinstance(catalog.output, str)
 
 
+BIG_INPUT = {"note": "€" * 4000, "user": {"password": "hunter2", "name": "Ana"}}
+BIG_OUTPUT = {"authorization": "Bearer abc", "rows": ["x" * 10300]}
+
+
+def test_events_db_gives_the_whole_io_that_workflow_db_cut(tmp_path: Path):
+    main = write_pair(tmp_path, [{"name": "load", "input": BIG_INPUT, "output": BIG_OUTPUT}])
+    cut = sqlite3.connect(main).execute("SELECT CAST(input_data AS BLOB) FROM execution_steps")
+    assert cut.fetchone()[0].endswith(b"\xe2\x82[truncated]")  # a split "€"
+    (step,) = collect(main)[PAIR_ID].steps
+    # Whole, and redacted as everything taken from events.db (the server redacts output).
+    assert step.input == {"note": "€" * 4000, "user": {"password": "[REDACTED]", "name": "Ana"}}
+    assert step.output == {"authorization": "[REDACTED]", "rows": ["x" * 10300]}
+    assert step.truncated is False and "truncated_fields" not in step.attributes
+    assert step.attributes["io_from_events"] == ["input", "output"]
+
+
+def test_without_events_db_the_cut_io_is_kept_and_flagged(tmp_path: Path):
+    main = write_pair(tmp_path, [{"name": "load", "input": BIG_INPUT, "output": {"ok": True}}])
+    main.with_name("events.db").unlink()
+    (step,) = collect(main)[PAIR_ID].steps
+    assert isinstance(step.input, str) and step.input.endswith("\ufffd[truncated]")
+    assert step.output == {"ok": True}
+    assert step.truncated is True and step.attributes["truncated_fields"] == ["input"]
+    assert "io_from_events" not in step.attributes
+
+
+def test_sample_steps_show_their_whole_io_from_events_db(parsed: dict):
+    assert not any(s.truncated for s in real_steps(parsed))
+    steps = {s.name: s for s in parsed[EXPLICIT].steps}
+    assert all(s.attributes["io_from_events"] == ["input", "output"] for s in steps.values())
+    assert len(steps["load-catalog"].output["catalog"]) > 50
+    assert steps["respond"].input["payment_token"] == "[REDACTED]"  # raw in events.db
+
+
+def test_io_not_captured_is_none_and_flagged_not_an_empty_object(parsed: dict):
+    # Only requests with X-Workflow-Trace: true capture I/O; the others keep the
+    # columns' '{}' default, which is no value.
+    plain = real_steps({k: r for k, r in parsed.items() if k != EXPLICIT})
+    assert len(plain) == 44
+    assert all((s.input, s.output) == (None, None) for s in plain)
+    assert all(s.attributes["io_captured"] is False for s in plain)
+    assert not any("io_captured" in s.attributes for s in parsed[EXPLICIT].steps)
+
+
+def test_captured_empty_objects_are_values(tmp_path: Path):
+    main = write_pair(tmp_path, [{"name": "noop", "input": {}, "output": {}}])
+    (step,) = collect(main)[PAIR_ID].steps
+    assert (step.input, step.output) == ({}, {}) and "io_captured" not in step.attributes
+    main.with_name("events.db").unlink()
+    (step,) = collect(main)[PAIR_ID].steps
+    assert (step.input, step.output) == ({}, {}) and "io_captured" not in step.attributes
+
+
+def test_uncaptured_pair_has_no_io(tmp_path: Path):
+    main = write_pair(tmp_path, [{"name": "noop", "input": {"a": 1}, "output": {}}], metadata="{}")
+    (step,) = collect(main)[PAIR_ID].steps
+    assert (step.input, step.output, step.attributes["io_captured"]) == (None, None, False)
+
+
 def test_split_utf8_character_is_replaced_not_fatal(copies: Path):
+    copies.with_name("events.db").unlink()  # it would give the whole value
     execute(
         copies,
         "UPDATE execution_steps SET output_data = CAST(X'7B2261223A22C3' || "
@@ -295,6 +433,8 @@ def test_redacted_token_stays_redacted(parsed: dict):
     # events.db holds the raw token: what we take from it is redacted the same way.
     text = orjson.dumps([(log.fields, log.attributes) for log in parsed[EXPLICIT].logs])
     assert TOKEN.encode() not in text
+    steps = [(s.input, s.output, s.attributes) for s in parsed[EXPLICIT].steps]
+    assert TOKEN.encode() not in orjson.dumps(steps)
     recorded = next(
         log
         for log in parsed[EXPLICIT].logs
@@ -518,11 +658,19 @@ def test_redaction_mirrors_the_server():
         "password": "p",
         "nested": {"api_key": "k", "token_display": "shown", "credentials_ref": "mod"},
         "list": [{"bearer_token_ref": "t"}],
+        "headers": {"Authorization": "Bearer x", "Cookie": "s=1", "X-Api-Key": "k"},
+        "raw_body": "{}",
         "plain": 1,
     }
     assert workflow_sqlite.redact(data) == {
         "password": "[REDACTED]",
         "nested": {"api_key": "[REDACTED]", "token_display": "shown", "credentials_ref": "mod"},
         "list": [{"bearer_token_ref": "[REDACTED]"}],
+        "headers": {
+            "Authorization": "[REDACTED]",
+            "Cookie": "[REDACTED]",
+            "X-Api-Key": "[REDACTED]",
+        },
+        "raw_body": "[REDACTED]",
         "plain": 1,
     }

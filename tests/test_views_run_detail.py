@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
+from tests.workflow_pair import PAIR_ID, write_pair
 from traces.ingest.loader import ingest_paths
 from traces.models import Call, EntityLink, LogEntry, Run, Step
 from traces.templatetags.traces_extras import ESTIMATED_TITLE
@@ -504,6 +505,32 @@ def test_log_rows_link_to_their_step(client):
     assert f'href="{step_url(step)}"' in html
 
 
+def test_log_rows_show_their_fields_and_attributes(client, django_assert_num_queries):
+    run = make_run()
+    add_logs(run, 3)
+    LogEntry.objects.filter(run=run, seq=1).update(
+        fields={"step_name": "load"}, attributes={"event_data": {"html": "<b>x</b>"}}
+    )
+    LogEntry.objects.filter(run=run, seq=2).update(attributes={"event_data": {"blob": "x" * 5000}})
+    url = run_url(run, "traces:run-logs")
+    with django_assert_num_queries(3):  # the run, one window of lines, the levels
+        html = fragment(client, url)
+    assert html.count('<details class="log-fields">') == 2
+    assert "<summary>fields · attributes</summary>" in html
+    assert "&quot;html&quot;: &quot;&lt;b&gt;x&lt;/b&gt;&quot;" in html and "<b>x</b>" not in html
+    # Long data is cut, never silently: ?full=logs shows it whole.
+    assert "Showing the first 2,000 of 5,0" in html and "x" * 2100 not in html
+    assert "x" * 5000 in fragment(client, url, full="logs")
+
+
+def test_workflow_log_rows_show_the_event_data(client, samples):
+    ingest_paths([samples / "workflow"])
+    run = Run.objects.get(actor="bob@acme.io")
+    text = text_of(page(client, run_url(run, "traces:run-logs")))
+    assert "event_data" in text and "event_time" in text
+    assert "ord_2034958" in text and "tok_" not in text
+
+
 # --- step panel ---------------------------------------------------------------------------
 
 
@@ -572,6 +599,31 @@ def test_truncated_step_names_its_fields(client):
     text = text_of(fragment(client, step_url(step)))
     assert "cut these values short: input" in text
     assert "input_hash" in text
+
+
+def test_workflow_step_shows_the_whole_io_events_db_kept(client, tmp_path):
+    # workflow.db cuts the input at 10,240 bytes (in a "€"); events.db has it whole.
+    value = {"note": "€" * 4000, "tail": "the last words"}
+    write_pair(tmp_path, [{"name": "load", "input": value, "output": {"ok": True}}])
+    assert ingest_paths([tmp_path]).failed == []
+    step = Step.objects.get(run__external_id=PAIR_ID, name="load")
+    assert (step.input, step.truncated) == (value, False)
+    html = fragment(client, step_url(step))
+    assert "€" * 4000 in html and "the last words" in html
+    assert "[truncated]" not in html and "cut these values short" not in text_of(html)
+
+
+def test_workflow_step_without_captured_io_says_so_instead_of_empty_objects(client, samples):
+    ingest_paths([samples / "workflow"])
+    step = Step.objects.get(run__name="orders-queries:{id}", name="parse-request")
+    assert (step.input, step.output, step.attributes["io_captured"]) == (None, None, False)
+    html = fragment(client, step_url(step))
+    assert html.count('<p class="muted none">not captured</p>') == 2
+    assert "no X-Workflow-Trace: true header" in text_of(html)
+    assert "<pre" not in html.split('class="values"')[1].split("</div>")[0]  # no "{}"
+    traced = Step.objects.get(run__actor="bob@acme.io", name="parse-request")
+    html = fragment(client, step_url(traced))
+    assert "not captured" not in html and "X-Workflow-Trace" not in html
 
 
 def test_step_panel_lists_its_logs_without_repeats(client):

@@ -343,6 +343,7 @@ def log_row(entry) -> dict:
         "level": entry.level,
         "message": entry.message,
         "fields": entry.fields,
+        "attributes": entry.attributes or {},
         "duplicate": entry.duplicate,
         "step_id": entry.step_id,
         "step_key": entry.step.key if entry.step_id else None,

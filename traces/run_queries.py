@@ -32,7 +32,7 @@ STEP_ROW_FIELDS = (
 RUN_VALUE_FIELDS = ("input", "output", "attributes", "completeness")
 LOG_ROW_FIELDS = (
     "id", "run_id", "step_id", "seq", "time", "level", "message", "fields", "duplicate",
-    "step__id", "step__key", "step__name",
+    "attributes", "step__id", "step__key", "step__name",
 )  # fmt: skip
 
 

@@ -260,6 +260,10 @@ class LogRow(Schema):
     level: str
     message: str
     fields: Any = None
+    attributes: dict[str, Any] = Field(
+        description="What else the source says of the line (workflow: the event's data and "
+        "precise time)."
+    )
     duplicate: bool
     step_id: int | None
     step_key: str | None

@@ -61,7 +61,7 @@ from .sqlite_layout import (
 
 NAME = "workflow"
 # Part of every fingerprint: bump it when the mapping changes so stored runs are re-read.
-_VERSION = 1
+_VERSION = 2
 
 _WORKFLOW_TABLES = frozenset({"workflowexecutions", "executionsteps", "executionlogs"})
 _EVENTS_TABLE = "executionevents"
@@ -79,6 +79,9 @@ _STEP_COLUMNS = column_set(
 _LOG_COLUMNS = column_set("id workflow_id execution_id level message module_name fields created_at")
 _METADATA_KEYS = ("config_version", "explicit_trace", "capture_io")
 _TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.SKIPPED)
+# Step statuses as SQL lists: left open (running, pending), ended neither well nor badly.
+_OPEN = f"('{Status.RUNNING}', '{Status.PENDING}')"
+_ENDED = f"('{Status.SKIPPED}', '{Status.CANCELLED}')"
 
 
 # --- recognising the two files --------------------------------------------------------------
@@ -238,25 +241,50 @@ def _prepare(conn: sqlite3.Connection, lay: _Layout) -> None:
     ensure_index(conn, lay.logs, ["execution_id", "id"])
     if lay.events is not None:
         ensure_index(conn, lay.events, ["execution_id", "sequence_num"])
+    _status_words(conn, lay.steps)
     for name, sql in _aggregate_sql(lay).items():
         conn.execute(f"CREATE TEMP TABLE {name} AS {sql}")
         conn.execute(f"CREATE INDEX temp.{name}_eid ON {name} (eid)")
 
 
+def _status_words(conn: sqlite3.Connection, s: Table) -> None:
+    """Each status word of the steps as `normalise_status` reads it, so that the
+    counts made in SQL classify steps as their records do (`COMPLETED` succeeded).
+    Words go in and are matched as SQL has them, not as Python decodes them."""
+    conn.execute("CREATE TEMP TABLE tracer_wf_status (word TEXT PRIMARY KEY, status TEXT)")
+    conn.execute(
+        f"INSERT INTO temp.tracer_wf_status (word) SELECT DISTINCT {_as_word(s)} FROM {s.sql}"
+    )
+    words = conn.execute("SELECT rowid, word FROM temp.tracer_wf_status").fetchall()
+    conn.executemany(
+        "UPDATE temp.tracer_wf_status SET status = ? WHERE rowid = ?",
+        [(normalise_status(word), rowid) for rowid, word in words],
+    )
+
+
+def _as_word(s: Table, alias: str = "") -> str:
+    return f"CAST({s.col('status', alias)} AS TEXT)"
+
+
 def _aggregate_sql(lay: _Layout) -> dict[str, str]:
     s, g = lay.steps, lay.logs
-    status, kind = s.col("status"), s.col("step_type")
+    status, kind = s.col("status", "s"), s.col("step_type", "s")
     normal = f"{kind} IS NOT '{_COMPENSATION}'"
     sql = {
+        # completed/failed/running count the source's words (a changed word is a
+        # changed run); ok/bad/open/ended count the steps as they are read.
         "tracer_wf_steps": (
-            f"SELECT {s.col('execution_id')} AS eid, count(*) AS n, "
-            f"total({s.col('duration_ms')}) AS duration, max({s.col('completed_at')}) AS done, "
+            f"SELECT {s.col('execution_id', 's')} AS eid, count(*) AS n, "
+            f"total({s.col('duration_ms', 's')}) AS duration, "
+            f"max({s.col('completed_at', 's')}) AS done, "
             f"sum({status} = 'completed') AS completed, sum({status} = 'failed') AS failed, "
             f"sum({status} = 'running') AS running, "
-            f"sum({normal} AND {status} = 'completed') AS ok, "
-            f"sum({normal} AND {status} = 'failed') AS bad, "
-            f"sum({normal} AND {status} NOT IN ('completed', 'failed')) AS open "
-            f"FROM {s.sql} GROUP BY 1"
+            f"sum({normal} AND w.status = '{Status.SUCCEEDED}') AS ok, "
+            f"sum({normal} AND w.status = '{Status.FAILED}') AS bad, "
+            f"sum({normal} AND w.status IN {_OPEN}) AS open, "
+            f"sum({normal} AND w.status IN {_ENDED}) AS ended "
+            f"FROM {s.sql} s LEFT JOIN temp.tracer_wf_status w ON w.word IS {_as_word(s, 's')} "
+            "GROUP BY 1"
         ),
         "tracer_wf_logs": (
             f"SELECT {g.col('execution_id')} AS eid, count(*) AS n, max({g.col('id')}) AS last, "
@@ -273,11 +301,12 @@ def _aggregate_sql(lay: _Layout) -> dict[str, str]:
     return sql
 
 
-_EXTRA = [
+# The aggregates (all part of the fingerprint), then what is looked up per execution.
+_AGGREGATES = [
     *("s.n", "s.duration", "s.done", "s.completed", "s.failed", "s.running"),
-    *("s.ok", "s.bad", "s.open", "l.n", "l.last", "l.at", "v.n", "v.last", "v.at"),
-    *("started_fields", "event_start", "event_start_data", "event_end"),
+    *("s.ok", "s.bad", "s.open", "s.ended", "l.n", "l.last", "l.at", "v.n", "v.last", "v.at"),
 ]
+_EXTRA = [*_AGGREGATES, "started_fields", "event_start", "event_start_data", "event_end"]
 
 
 def _execution_rows(conn: sqlite3.Connection, lay: _Layout) -> Iterator[tuple[dict, dict]]:
@@ -310,9 +339,9 @@ def _extra_columns(lay: _Layout, eid: str) -> list[str]:
         f"ORDER BY {g.col('id', 'x')} LIMIT 1)"
     )
     events = lay.events is not None
-    counts = _EXTRA[12:15] if events else ["NULL"] * 3
+    aggregates = [name if events or name[:2] != "v." else "NULL" for name in _AGGREGATES]
     lookups = _event_lookups(lay.events, eid) if events else ["NULL"] * 3
-    return [*_EXTRA[:12], *counts, started_log, *lookups]
+    return [*aggregates, started_log, *lookups]
 
 
 def _event_lookups(v: Table, eid: str) -> list[str]:
@@ -343,6 +372,9 @@ def _execution_record(
     execution_id = row.get("id")
     started, finished, duration = _execution_timing(row, extra, status, attrs)
     use_events = lay.events is not None and bool(extra["v.n"])
+    skipped = 0
+    if status not in _TERMINAL:
+        skipped = _skipped_while_open(snap, lay, execution_id, extra, use_events)
     return RunRecord(
         format=NAME,
         external_id=as_text(execution_id),
@@ -357,11 +389,18 @@ def _execution_record(
         finished_at=finished,
         duration_ms=duration,
         error=as_text(row.get("errormessage")),
-        **_progress(extra, attrs, status),
+        **_progress(extra, attrs, status, skipped),
         source_updated_at=_last_activity(row, extra),
         attributes=attrs,
         fingerprint=_execution_print(extra),
-        steps=_execution_steps(snap, lay, execution_id, status in _TERMINAL, use_events),
+        steps=_execution_steps(
+            snap,
+            lay,
+            execution_id,
+            status in _TERMINAL,
+            use_events,
+            attrs.get("capture_io") is True,
+        ),
         logs=_execution_logs(snap, lay, execution_id, use_events),
     )
 
@@ -414,16 +453,45 @@ def _execution_timing(row: dict, extra: dict, status: str, attrs: dict):
     return started, finished, duration
 
 
-def _progress(extra: dict, attrs: dict, status: str) -> dict[str, int | None]:
-    ok, bad, still_open = (as_int(extra[k]) or 0 for k in ("s.ok", "s.bad", "s.open"))
-    # In a finished execution every step left open is resolved (skipped, cancelled).
-    processed = ok + bad + (still_open if status in _TERMINAL else 0)
+def _progress(extra: dict, attrs: dict, status: str, skipped: int) -> dict[str, int | None]:
+    ok, bad, still_open, ended = (
+        as_int(extra[k]) or 0 for k in ("s.ok", "s.bad", "s.open", "s.ended")
+    )
+    # In a finished execution every step left open is resolved (skipped, cancelled);
+    # in a running one, those its events already tell skipped.
+    processed = ok + bad + ended + (still_open if status in _TERMINAL else skipped)
     return {
         "items_total": as_int(attrs.get("step_count")),
         "items_processed": processed,
         "items_succeeded": ok,
         "items_failed": bad,
     }
+
+
+def _skipped_while_open(
+    snap: Snapshot, lay: _Layout, eid: Any, extra: dict, use_events: bool
+) -> int:
+    """Steps of a running execution left open but told skipped: their records say
+    skipped, so they count as processed. Matched as `_execution_steps` matches, and
+    only read when the execution has a skip at all (a running one is re-read often)."""
+    if not as_int(extra["s.open"]):
+        return 0
+    conn, s = snap.check(), lay.steps
+    if not _step_events(conn, lay, eid, use_events, ("step.skipped",)).fetchone():
+        return 0
+    marks = _StepMarks(_step_events(conn, lay, eid, use_events, _MARK_TYPES))
+    sql = (
+        f"SELECT {s.col('step_name', 's')}, {s.col('step_type', 's')}, w.status "
+        f"FROM {s.sql} s LEFT JOIN temp.tracer_wf_status w ON w.word IS {_as_word(s, 's')} "
+        f"WHERE {s.col('execution_id', 's')} = ? "
+        f"ORDER BY {s.col('sequence_num', 's')}, {s.col('id', 's')}"
+    )
+    skipped = 0
+    for name, step_type, status in conn.execute(sql, (eid,)):
+        mark = marks.take(as_text(name))
+        normal = as_text(step_type) != _COMPENSATION
+        skipped += normal and status in (Status.RUNNING, Status.PENDING) and mark.skipped
+    return skipped
 
 
 def _last_activity(row: dict, extra: dict) -> datetime | None:
@@ -433,7 +501,7 @@ def _last_activity(row: dict, extra: dict) -> datetime | None:
 
 
 def _execution_print(extra: dict) -> str:
-    aggregates = [extra[name] for name in _EXTRA[:15]]
+    aggregates = [extra[name] for name in _AGGREGATES]
     return fingerprint(_VERSION, extra["row"], aggregates)
 
 
@@ -451,8 +519,10 @@ class _Mark:
     skip_reason: Any = None
     skip_time: str | None = None
     compensated_time: str | None = None
+    # "input"/"output" -> sequence_num of the events.db event that holds it whole.
+    recorded: dict[str, Any] = field(default_factory=dict)
 
-    def apply(self, event_type: str, when: str | None, data: dict) -> None:
+    def apply(self, event_type: str, when: str | None, data: dict, sequence: Any) -> None:
         if event_type == "step.started":
             self.started = when
         elif event_type in ("step.completed", "step.failed"):
@@ -462,25 +532,28 @@ class _Mark:
             self.elapsed = self.elapsed or data.get("elapsed")
         elif event_type == "step.compensated":
             self.compensated_time = when
+        elif event_type in _IO_TYPES and _IO_TYPES[event_type] in data and sequence is not None:
+            self.recorded[_IO_TYPES[event_type]] = sequence
 
 
 _MARK_TYPES = ("step.started", "step.completed", "step.failed", "step.skipped", "step.compensated")
+_IO_TYPES = {"step.input_recorded": "input", "step.output_recorded": "output"}
 
 
 class _StepMarks:
     """Step events of one execution by step name, one `_Mark` per start; the
     k-th step row of a name takes the k-th mark."""
 
-    def __init__(self, rows: Iterable[tuple[str, str | None, Any, Any]]):
+    def __init__(self, rows: Iterable[tuple[str, str | None, Any, Any, Any]]):
         self.by_name: dict[str, list[_Mark]] = defaultdict(list)
-        for event_type, fallback_name, when, raw in rows:
+        for event_type, fallback_name, when, raw, sequence in rows:
             data, _ = loads_json_or_text(raw)
             data = data if isinstance(data, dict) else {}
             name = as_text(data.get("step_name") or fallback_name)
             marks = self.by_name[name]
             if event_type == "step.started" or not marks:
                 marks.append(_Mark())
-            marks[-1].apply(event_type, as_text(when) or None, data)
+            marks[-1].apply(event_type, as_text(when) or None, data, sequence)
         self.taken: Counter = Counter()
 
     def take(self, name: str) -> _Mark:
@@ -490,33 +563,40 @@ class _StepMarks:
         return marks[index] if index < len(marks) else _Mark()
 
 
-def _load_marks(conn: sqlite3.Connection, lay: _Layout, eid: Any, use_events: bool) -> _StepMarks:
-    types = ", ".join(f"'{t}'" for t in _MARK_TYPES)
+def _step_events(
+    conn: sqlite3.Connection, lay: _Layout, eid: Any, use_events: bool, wanted: Iterable[str]
+) -> sqlite3.Cursor:
+    """The execution's events of these types, in order, as (type, step name when
+    the data has none, time, data, events.db sequence): from events.db, else from
+    the `event` log rows (the one of each pair that names its type)."""
+    types = ", ".join(f"'{t}'" for t in wanted)
     if use_events:
         v = lay.events
         sql = (
-            f"SELECT {v.col('event_type')}, NULL, {v.col('created_at')}, {v.col('event_data')} "
-            f"FROM {v.sql} WHERE {v.col('execution_id')} = ? AND {v.col('event_type')} IN "
-            f"({types}) ORDER BY {v.col('sequence_num')}"
+            f"SELECT {v.col('event_type')}, NULL, {v.col('created_at')}, {v.col('event_data')}, "
+            f"{v.col('sequence_num')} FROM {v.sql} WHERE {v.col('execution_id')} = ? "
+            f"AND {v.col('event_type')} IN ({types}) ORDER BY {v.col('sequence_num')}"
         )
     else:
         g = lay.logs
         sql = (
             f"SELECT {g.col('message')}, {g.col('module_name')}, {g.col('created_at')}, "
-            f"{g.col('fields')} FROM {g.sql} WHERE {g.col('execution_id')} = ? "
+            f"{g.col('fields')}, NULL FROM {g.sql} WHERE {g.col('execution_id')} = ? "
             f"AND {g.col('level')} = 'event' AND {g.col('message')} IN ({types}) "
             f"ORDER BY {g.col('id')}"
         )
-    return _StepMarks(conn.execute(sql, (eid,)))
+    return conn.execute(sql, (eid,))
 
 
 @sqlite_guard
 def _execution_steps(
-    snap: Snapshot, lay: _Layout, eid: Any, terminal: bool, use_events: bool
+    snap: Snapshot, lay: _Layout, eid: Any, terminal: bool, use_events: bool, captured: bool
 ) -> Iterator[StepRecord]:
     conn = snap.check()
     s = lay.steps
-    marks = _load_marks(conn, lay, eid, use_events)
+    # Only events.db holds I/O (the log rows of I/O events name the step alone).
+    types = (*_MARK_TYPES, *_IO_TYPES) if use_events else _MARK_TYPES
+    marks = _StepMarks(_step_events(conn, lay, eid, use_events, types))
     sql = (
         f"SELECT *, CAST({s.col('input_data')} AS BLOB) AS tracer_input, "
         f"CAST({s.col('output_data')} AS BLOB) AS tracer_output FROM {s.sql} "
@@ -525,7 +605,9 @@ def _execution_steps(
     compensation: list[StepRecord] = []
     used: set[str] = set()
     for row in iter_rows(conn.execute(sql, (eid,))):
-        record = _step_record(s, row, marks.take(as_text(row.get("stepname"))), terminal)
+        mark = marks.take(as_text(row.get("stepname")))
+        recorded = _recorded_io(conn, lay.events, eid, mark) if mark.recorded else {}
+        record = _step_record(s, row, mark, terminal, recorded, captured)
         _make_key_unique(record, used)
         if record.type == _COMPENSATION:
             compensation.append(record)  # few; held back to yield their parent first
@@ -536,6 +618,22 @@ def _execution_steps(
         for record in compensation:
             record.parent_key = _COMPENSATION
             yield record
+
+
+def _recorded_io(conn: sqlite3.Connection, v: Table, eid: Any, mark: _Mark) -> dict[str, Any]:
+    """The step's input/output as events.db recorded them: whole, where workflow.db
+    cuts at 10240 bytes. Read a step at a time: an execution's I/O can be large."""
+    sql = (
+        f"SELECT {v.col('event_data')} FROM {v.sql} "
+        f"WHERE {v.col('execution_id')} = ? AND {v.col('sequence_num')} = ?"
+    )
+    values = {}
+    for label, sequence in mark.recorded.items():
+        row = conn.execute(sql, (eid, sequence)).fetchone()
+        data = loads_json_or_text(row[0])[0] if row else None
+        if isinstance(data, dict) and label in data:
+            values[label] = data[label]
+    return values
 
 
 def _make_key_unique(record: StepRecord, used: set[str]) -> None:
@@ -551,7 +649,9 @@ def _make_key_unique(record: StepRecord, used: set[str]) -> None:
     used.add(record.key)
 
 
-def _step_record(s: Table, row: dict, mark: _Mark, terminal: bool) -> StepRecord:
+def _step_record(
+    s: Table, row: dict, mark: _Mark, terminal: bool, recorded: dict, captured: bool
+) -> StepRecord:
     attrs: dict[str, Any] = {"sequence_num": jsonable(row.get("sequencenum"))}
     metadata, _ = loads_json_or_text(row.get("metadata"))
     if metadata is not None:
@@ -559,12 +659,15 @@ def _step_record(s: Table, row: dict, mark: _Mark, terminal: bool) -> StepRecord
     raw = as_text(row.get("status"))
     step_type = as_text(row.get("steptype"))
     status = normalise_status(raw)
-    never_closed = terminal and status in (Status.RUNNING, Status.PENDING)
+    # The tracker never closes guard-skipped and compensation steps: their events
+    # tell, running or not; once the execution ended, any step left open is resolved.
+    told = mark.skipped or (step_type == _COMPENSATION and mark.compensated_time)
+    never_closed = status in (Status.RUNNING, Status.PENDING) and (terminal or bool(told))
     if never_closed:
         status = _resolve(step_type, mark, attrs)
     if mark.skipped:
         attrs["skip_reason"] = mark.skip_reason
-    input_, output, truncated = _step_io(row, attrs)
+    input_, output, truncated = _step_io(row, attrs, recorded, captured)
     started, finished, duration = _step_timing(row, mark, status, never_closed, attrs)
     return StepRecord(
         key=as_text(row.get("id")),
@@ -596,16 +699,29 @@ def _resolve(step_type: str, mark: _Mark, attrs: dict) -> str:
     return Status.CANCELLED
 
 
-def _step_io(row: dict, attrs: dict) -> tuple[Any, Any, bool]:
-    """I/O read as bytes: a 10240-byte cut can split a UTF-8 character."""
-    values, cut = [], []
+def _step_io(row: dict, attrs: dict, recorded: dict, captured: bool) -> tuple[Any, Any, bool]:
+    """I/O read as bytes: a 10240-byte cut can split a UTF-8 character. What
+    events.db recorded is taken instead, whole; redacted like all that comes from
+    there (the server redacts output, not input: an earlier step's secret output
+    is in every later step's input). An execution that did not capture I/O (no
+    X-Workflow-Trace: true) leaves the columns' '{}' default: no value, flagged."""
+    values, cut, whole = [], [], []
     for label, column in (("input", "tracerinput"), ("output", "traceroutput")):
+        if label in recorded:
+            values.append(redact(recorded[label]))
+            whole.append(label)
+            continue
         value, truncated = loads_json_or_text(row.get(column))
+        if not captured and value in ({}, None):
+            value = None
+            attrs["io_captured"] = False
         values.append(value)
         if truncated:
             cut.append(label)
     if cut:
         attrs["truncated_fields"] = cut
+    if whole:
+        attrs["io_from_events"] = whole
     return values[0], values[1], bool(cut)
 
 
@@ -910,20 +1026,14 @@ class _StepKeys:
 
 # --- redaction ------------------------------------------------------------------------------
 
-# Mirrors module/step_output_redactor.go: workflow.db holds step output redacted,
-# events.db does not; what we add from events.db must not show more than workflow.db.
+# Mirrors module/step_output_redactor.go (at the commit FORMATS.md §4 cites):
+# workflow.db holds step output redacted, events.db does not; what we add from
+# events.db must not show more than workflow.db.
 _SENSITIVE = (
-    "secret",
-    "password",
-    "token",
-    "credential",
-    "api_key",
-    "apikey",
-    "private_key",
-    "access_key",
-    "backup_code",
-    "totp_secret",
-    "mfa_secret",
+    *("secret", "password", "token", "credential", "authorization", "cookie", "signature"),
+    *("request_body", "raw_body", "artifact_content", "content_b64", "transmission_sig"),
+    *("api_key", "api-key", "apikey", "private_key", "access_key", "backup_code"),
+    *("totp_secret", "mfa_secret"),
 )
 REDACTED = "[REDACTED]"
 

@@ -33,9 +33,18 @@ from .common import bad_request
 TABS = ("tree", "timeline", "logs", "io", "attributes")
 # Longer values are cut here, with a "show all" link (?full=<name>): never silently.
 VALUE_LIMIT = 20_000
+# A log row's fields and attributes: a window shows 200 rows.
+LOG_VALUE_LIMIT = 2_000
 MAX_EXPAND = 32
 MAX_KEY = 255
-FULL_CHOICES = [(name, name) for name in ("input", "output", "error", "attributes", "calls")]
+FULL_CHOICES = [
+    (name, name) for name in ("input", "output", "error", "attributes", "calls", "logs")
+]
+# Why a step flagged `io_captured: false` has no input/output, by format.
+NOT_CAPTURED = {
+    "workflow": "The request had no X-Workflow-Trace: true header, so the server did not "
+    "record its steps' input and output.",
+}
 HEADER_POLL_SECONDS = 5
 
 
@@ -218,7 +227,7 @@ def _page_context(request, run: Run, form, tab: str, *, focus=None, expand=None)
     elif tab == "timeline":
         context["timeline"] = _timeline_context(run, form)
     elif tab == "logs":
-        context["logs"] = _logs_context(run, form)
+        context["logs"] = _logs_context(request, run, form)
     elif tab == "io":
         full = set(options["full"])
         context["values"] = [
@@ -535,8 +544,9 @@ LEVEL_CLASSES = {
 }  # fmt: skip
 
 
-def _logs_context(run: Run, form) -> dict:
+def _logs_context(request, run: Run, form) -> dict:
     options = form.cleaned_data
+    full = set(options["full"])
     step = None
     if options["step"]:
         step = Step.objects.filter(run_id=run.pk, key=options["step"]).only("id", "key", "name")
@@ -555,6 +565,7 @@ def _logs_context(run: Run, form) -> dict:
     for entry in page.items:
         entry.level_class = LEVEL_CLASSES.get(entry.level.lower(), "flag")
         entry.step_url = _step_url(run.pk, entry.step.key) if entry.step_id else ""
+        entry.data = _log_data(request, entry, full)
     base = reverse("traces:run-logs", args=[run.pk])
     keep = {
         name: value
@@ -584,6 +595,19 @@ def _logs_context(run: Run, form) -> dict:
     }
 
 
+def _log_data(request, entry, full: set) -> list[dict]:
+    """A log row's fields and attributes (where e.g. workflow keeps the event's
+    data and precise time), each cut at LOG_VALUE_LIMIT ("show all" = logs)."""
+    named = (("fields", entry.fields), ("attributes", entry.attributes or None))
+    blocks = [
+        _value_block(
+            request, f"log-{entry.pk}-{label}", value, label, full, "logs", LOG_VALUE_LIMIT
+        )
+        for label, value in named
+    ]
+    return [block for block in blocks if block["present"]]
+
+
 # --- step panel ---------------------------------------------------------------------------
 
 
@@ -601,6 +625,16 @@ def _panel_context(request, step: Step, chain: list[Step], form) -> dict:
         entry.level_class = LEVEL_CLASSES.get(entry.level.lower(), "flag")
     attributes = dict(step.attributes or {})
     truncated_fields = attributes.get("truncated_fields") or []
+    values = [
+        _value_block(request, "step-input", step.input, "Input", full, "input"),
+        _value_block(request, "step-output", step.output, "Output", full, "output"),
+    ]
+    not_captured = ""
+    if attributes.get("io_captured") is False:
+        not_captured = NOT_CAPTURED.get(step.run.format, "The source did not record them.")
+        for block in values:
+            if not block["present"]:
+                block["absent"] = "not captured"
     return {
         "step": step,
         "ancestors": [(a, _step_url(run_id, a.key)) for a in chain],
@@ -611,16 +645,14 @@ def _panel_context(request, step: Step, chain: list[Step], form) -> dict:
         "entity_url": _entity_url(step.entity_type, step.entity_id),
         "progress": _progress(step),
         "offset_ms": _offset_ms(step.run.started_at, step.started_at),
-        "values": [
-            _value_block(request, "step-input", step.input, "Input", full, "input"),
-            _value_block(request, "step-output", step.output, "Output", full, "output"),
-        ],
+        "values": values,
+        "not_captured": not_captured,
         "error": _value_block(request, "step-error", step.error or None, "Error", full, "error"),
         "truncated_fields": truncated_fields if isinstance(truncated_fields, list) else [],
         "attributes": [
             _attribute(request, index, name, value, full)
             for index, (name, value) in enumerate(attributes.items())
-            if name != "truncated_fields"
+            if name not in ("truncated_fields", "io_captured")  # said above the attributes
         ],
         "calls": calls,
         "calls_more": max(step.call_count - len(calls), 0),
@@ -677,23 +709,25 @@ def _progress(step: Step) -> dict | None:
 # --- values -------------------------------------------------------------------------------
 
 
-def _value_block(request, dom_id: str, value, label: str, full: set, full_key: str) -> dict:
-    """A JSON value pretty-printed; past VALUE_LIMIT characters cut, with a link
+def _value_block(
+    request, dom_id: str, value, label: str, full: set, full_key: str, limit: int = VALUE_LIMIT
+) -> dict:
+    """A JSON value pretty-printed; past `limit` characters cut, with a link
     that shows it all (`?full=<full_key>`)."""
     if value is None:
         return {"present": False, "label": label, "id": dom_id}
     text = pretty_json(value)
-    cut = full_key not in full and len(text) > VALUE_LIMIT
+    cut = full_key not in full and len(text) > limit
     query = request.GET.copy()
     query.setlist("full", sorted({*query.getlist("full"), full_key}))
     return {
         "present": True,
         "id": dom_id,
         "label": label,
-        "text": text[:VALUE_LIMIT] if cut else text,
+        "text": text[:limit] if cut else text,
         "size": len(text),
         "cut": cut,
-        "limit": VALUE_LIMIT,
+        "limit": limit,
         "full_url": f"{request.path}?{query.urlencode()}",
     }
 
