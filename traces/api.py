@@ -1,5 +1,5 @@
-"""The JSON API's endpoints, mounted at /api/ by tracer_site/api.py (which also
-decides who may call them and turns every error into JSON).
+"""The JSON API's endpoints, mounted at /api/ by tracer_site/api.py; who may call
+them is api_auth.py's to decide, and api_errors.py turns every error into JSON.
 
 Each endpoint is the twin of a page: it validates the query string with the
 page's own Django form and reads through the same query functions (queries.py,
