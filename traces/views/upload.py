@@ -13,8 +13,7 @@ from django.views.decorators.http import require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
 from traces.access import UPLOAD, permission_required
-from traces.ingest import FORMATS
-from traces.ingest.loader import FileResult, IngestReport
+from traces.ingest.loader import FileResult, IngestReport, format_names
 from traces.models import Run, TraceFile
 from traces.tasks import job_report
 from traces.uploads import UploadTooLarge, enqueue_upload, save_uploads
@@ -107,7 +106,7 @@ def _page_context(form: UploadForm, report: IngestReport | None = None) -> dict:
         "section": "upload",
         "form": form,
         "max_bytes": settings.TRACER_MAX_UPLOAD_BYTES,
-        "formats": list(FORMATS),
+        "formats": format_names(),
         "results": _results(report) if report is not None else None,
     }
 
