@@ -24,7 +24,7 @@ from ninja.errors import HttpError
 
 from traces import queries, run_queries, step_queries
 from traces import sources as scans
-from traces.forms import RunFilterForm
+from traces.forms import FileFilterForm, RunFilterForm, SourceForm
 from traces.ingest.loader import IngestReport
 from traces.models import Run, Step, TraceFile, TraceSource
 from traces.models import Status as StepStatus
@@ -52,7 +52,6 @@ from traces.step_forms import EntityDetailForm, EntityListForm, StepListForm
 from traces.uploads import ingest_uploads, save_uploads
 from traces.views.common import PAGE_SIZE
 from traces.views.run_detail import RunPageForm
-from traces.views.sources import SourceForm
 
 router = Router()
 
@@ -86,16 +85,6 @@ READ_ONE = errors(400, 401, 404)
 
 class RunStepsForm(RunPageForm):
     parent = forms.CharField(required=False, max_length=255, strip=False)
-
-
-class FileFilterForm(forms.Form):
-    """The files page's parameters."""
-
-    status = forms.ChoiceField(
-        choices=[("", "any status"), *TraceFile.FileStatus.choices], required=False
-    )
-    after = forms.CharField(required=False, max_length=500)
-    before = forms.CharField(required=False, max_length=500)
 
 
 RunQuery = form_query("RunQuery", RunFilterForm)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django import forms
 from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,71 +13,13 @@ from django.views.decorators.vary import vary_on_headers
 
 from traces import sources as scans
 from traces.access import ADD_SOURCE, CHANGE_SOURCE, DELETE_SOURCE, permission_required, refusal
+from traces.forms import SourceDeleteForm, SourceForm, SourceSettingsForm
 from traces.ingest.store import delete_runs
 from traces.models import Run, TraceFile, TraceSource
 from traces.pagination import BadCursor, keyset_page
 from traces.tasks import enqueue_ingest
 
 from .common import PAGE_SIZE, bad_request, fragment
-
-MAX_MINUTES = 60 * 24 * 31
-
-
-class ScheduleField(forms.IntegerField):
-    """Minutes between rescans; empty means on demand only."""
-
-    def __init__(self, **kwargs):
-        super().__init__(
-            required=False,
-            min_value=1,
-            max_value=MAX_MINUTES,
-            label="Rescan every (minutes)",
-            help_text="Empty: only when you press Rescan now.",
-            **kwargs,
-        )
-
-
-class SourceForm(forms.ModelForm):
-    every = ScheduleField()
-    scan_now = forms.BooleanField(required=False, initial=True, label="Scan it now")
-
-    class Meta:
-        model = TraceSource
-        fields = ["path", "label"]
-        error_messages = {"path": {"unique": "This path is already a source."}}
-        widgets = {"path": forms.TextInput(attrs={"placeholder": "/srv/traces/nightly"})}
-
-    def clean_path(self) -> str:
-        try:
-            return str(scans.confine(self.cleaned_data["path"]))
-        except scans.SourcePathError as exc:
-            raise forms.ValidationError(str(exc), code="refused") from None
-
-    def save(self, commit=True):
-        self.instance.rescan_every = _minutes(self.cleaned_data.get("every"))
-        return super().save(commit)
-
-
-class SourceSettingsForm(forms.ModelForm):
-    every = ScheduleField()
-
-    class Meta:
-        model = TraceSource
-        fields = ["label", "enabled"]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        every = self.instance.rescan_every
-        self.fields["every"].initial = int(every.total_seconds() // 60) if every else None
-
-    def save(self, commit=True):
-        self.instance.rescan_every = _minutes(self.cleaned_data.get("every"))
-        return super().save(commit)
-
-
-def _minutes(value: int | None) -> timedelta | None:
-    return timedelta(minutes=value) if value else None
-
 
 # --- pages ----------------------------------------------------------------------------------
 
@@ -143,12 +84,6 @@ def source_rescan(request, source_id: int):
         "queued_job": None if job.finished else job,
     }
     return render(request, "traces/source_list.html#source-row", context)
-
-
-class SourceDeleteForm(forms.Form):
-    delete_runs = forms.BooleanField(
-        required=False, label="Also delete the runs read from it, and forget its files"
-    )
 
 
 @require_http_methods(["GET", "POST"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django import forms
 from django.conf import settings
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
@@ -13,6 +12,7 @@ from django.views.decorators.http import require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
 from traces.access import UPLOAD, permission_required
+from traces.forms import UploadForm
 from traces.ingest.loader import FileResult, IngestReport, format_names
 from traces.models import Run, TraceFile
 from traces.tasks import job_report
@@ -22,29 +22,6 @@ from traces.uploads import UploadTooLarge, enqueue_upload, save_uploads
 RUN_LINKS_PER_FILE = 20
 PAGE = "traces/upload.html"
 RESULTS = "traces/_ingest_results.html"
-
-
-class MultipleFileInput(forms.FileInput):
-    allow_multiple_selected = True
-
-
-class MultipleFileField(forms.FileField):
-    """Several files under one name; an empty file is the loader's to report."""
-
-    widget = MultipleFileInput
-
-    def __init__(self, **kwargs):
-        super().__init__(allow_empty_file=True, **kwargs)
-
-    def clean(self, data, initial=None):
-        files = data if isinstance(data, list | tuple) else [data] if data else []
-        if not files:
-            raise forms.ValidationError("Choose at least one file to upload.", code="required")
-        return [super(MultipleFileField, self).clean(item, initial) for item in files]
-
-
-class UploadForm(forms.Form):
-    files = MultipleFileField(label="Trace files or a .zip archive")
 
 
 @csrf_exempt  # the size limit is checked before anything reads the body; CSRF right after
