@@ -795,11 +795,8 @@ def _entity_link(link) -> dict:
 def list_files(request, filters: Query[FileQuery]):
     """Every ingested file, ok or failed with its error, most recently checked first."""
     data = valid(FileFilterForm, request.GET).cleaned_data
-    files = TraceFile.objects.defer("companions")
-    if data["status"]:
-        files = files.filter(status=data["status"])
     page = keyset_page(
-        files,
+        queries.filter_files(data),
         "checked_at",
         descending=True,
         after=data["after"] or None,

@@ -11,9 +11,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from traces import queries
 from traces import sources as scans
 from traces.access import ADD_SOURCE, CHANGE_SOURCE, DELETE_SOURCE, permission_required, refusal
-from traces.forms import SourceDeleteForm, SourceForm, SourceSettingsForm
+from traces.forms import FileFilterForm, SourceDeleteForm, SourceForm, SourceSettingsForm
 from traces.ingest.store import delete_runs
 from traces.models import Run, TraceFile, TraceSource
 from traces.pagination import BadCursor, keyset_page
@@ -49,20 +50,21 @@ def source_detail(request, source_id: int):
     if request.method == "POST" and settings_form.is_valid():
         settings_form.save()
         return redirect(source)
-    status = request.GET.get("status", "")
-    if status not in ("", "ok", "error"):
-        return bad_request(request, f"status must be ok or error, not {status!r}")
+    files_form = FileFilterForm(request.GET)
+    if not files_form.is_valid():
+        return bad_request(request, "Some filters are not valid.", files_form)
+    filters = files_form.cleaned_data
     try:
-        page = _files_page(source, status, request.GET)
+        page = _files_page(source, filters)
     except BadCursor as exc:
-        return bad_request(request, str(exc))
+        return bad_request(request, str(exc), files_form)
     context = {
         "section": "sources",
         "source": _annotated(source),
         "report": source.last_scan_report or None,
         "settings_form": settings_form,
         "page": page,
-        "status": status,
+        "status": filters["status"],
         "counts": _file_counts(source),
     }
     return render(request, fragment(request, "traces/source_detail.html", "source-files"), context)
@@ -120,16 +122,13 @@ def _delete_runs_and_files(source: TraceSource, batch: int = 500) -> None:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _files_page(source: TraceSource, status: str, query):
-    files = TraceFile.objects.filter(source=source).defer("companions")
-    if status:
-        files = files.filter(status=status)
+def _files_page(source: TraceSource, filters: dict):
     return keyset_page(
-        files,
+        queries.filter_files(filters).filter(source=source),
         "checked_at",
         descending=True,
-        after=query.get("after") or None,
-        before=query.get("before") or None,
+        after=filters["after"] or None,
+        before=filters["before"] or None,
         size=PAGE_SIZE,
     )
 
