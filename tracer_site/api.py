@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import wraps
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 from django.urls import re_path
 from ninja import NinjaAPI
 
@@ -66,7 +67,7 @@ def _json_method_errors(view):
     return wrapped
 
 
-def unknown_endpoint(request, rest: str = ""):
+def unknown_endpoint(request: HttpRequest, rest: str = "") -> HttpResponse:
     return error_response(api, request, 404, f"No API endpoint at /api/{rest}; see /api/docs.")
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_htmx.http import reswap, retarget
 
 PAGE_SIZE = 50
 
 
-def htmx_part(request, *parts: str) -> str | None:
+def htmx_part(request: HttpRequest, *parts: str) -> str | None:
     """The partial an htmx request swaps: the one of `parts` its HX-Target names, else
     the first. None for the whole page: no htmx, a boosted link, or a history restore
     (which wants the whole page, whatever it targeted)."""
@@ -18,13 +19,13 @@ def htmx_part(request, *parts: str) -> str | None:
     return htmx.target if htmx.target in parts else parts[0]
 
 
-def fragment(request, template: str, *parts: str) -> str:
+def fragment(request: HttpRequest, template: str, *parts: str) -> str:
     """The whole page's template, or its partial that an htmx request swaps."""
     part = htmx_part(request, *parts)
     return f"{template}#{part}" if part else template
 
 
-def bad_request(request, message: str, form=None):
+def bad_request(request: HttpRequest, message: str, form=None) -> HttpResponse:
     """A 400 page; for an htmx request, the message alone, shown in the page's
     flash area (whatever the request meant to swap stays as it was)."""
     context = {"message": message, "form": form}

@@ -3,6 +3,7 @@ entity's page with every step that touched it, across runs."""
 
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
@@ -21,7 +22,7 @@ DETAIL_PARTS = ("entity-links", "entity-subjects")
 
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
-def entity_list(request):
+def entity_list(request: HttpRequest) -> HttpResponse:
     form = EntityListForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some filters are not valid.", form)
@@ -51,7 +52,7 @@ def entity_list(request):
 
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
-def entity_detail(request, entity_type: str, entity_id: str):
+def entity_detail(request: HttpRequest, entity_type: str, entity_id: str) -> HttpResponse:
     form = EntityDetailForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some page cursors are not valid.", form)

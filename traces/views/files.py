@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
@@ -16,7 +17,7 @@ from .common import PAGE_SIZE, bad_request, fragment
 
 @require_GET
 @vary_on_headers("HX-Request")
-def file_list(request):
+def file_list(request: HttpRequest) -> HttpResponse:
     form = FileFilterForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some filters are not valid.", form)
@@ -42,7 +43,7 @@ def file_list(request):
 
 
 @require_GET
-def file_detail(request, file_id: int):
+def file_detail(request: HttpRequest, file_id: int) -> HttpResponse:
     trace_file = get_object_or_404(TraceFile, pk=file_id)
     runs = queries.run_list_columns(trace_file.runs.order_by("-started_at", "-id"))[:200]
     return render(

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
@@ -26,7 +27,7 @@ from .common import PAGE_SIZE, bad_request, fragment
 
 
 @require_http_methods(["GET", "POST"])
-def source_list(request):
+def source_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and (refused := refusal(request, ADD_SOURCE)):
         return refused
     form = SourceForm(request.POST or None)
@@ -42,7 +43,7 @@ def source_list(request):
 
 @require_http_methods(["GET", "POST"])
 @vary_on_headers("HX-Request")
-def source_detail(request, source_id: int):
+def source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
     if request.method == "POST" and (refused := refusal(request, CHANGE_SOURCE)):
         return refused
     source = get_object_or_404(TraceSource, pk=source_id)
@@ -72,7 +73,7 @@ def source_detail(request, source_id: int):
 
 @require_POST
 @permission_required(CHANGE_SOURCE)
-def source_rescan(request, source_id: int):
+def source_rescan(request: HttpRequest, source_id: int) -> HttpResponse:
     source = get_object_or_404(TraceSource, pk=source_id)
     job = enqueue_ingest([source.path], kind="rescan", source=source)
     busy = job.summary.get("busy", "") if job.finished else ""
@@ -90,7 +91,7 @@ def source_rescan(request, source_id: int):
 
 @require_http_methods(["GET", "POST"])
 @permission_required(DELETE_SOURCE)
-def source_delete(request, source_id: int):
+def source_delete(request: HttpRequest, source_id: int) -> HttpResponse:
     """GET: what deleting would do, and the button; POST: delete. The source's files
     and runs stay unless asked (they are then also gone from Files and Runs)."""
     source = get_object_or_404(TraceSource, pk=source_id)

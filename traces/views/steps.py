@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
@@ -22,7 +23,7 @@ PARTS = ("step-page", "step-results", "step-rows")
 
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
-def step_list(request):
+def step_list(request: HttpRequest) -> HttpResponse:
     form = StepListForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some filters are not valid.", form)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -28,7 +29,7 @@ RESULTS = "traces/_ingest_results.html"
 @permission_required(UPLOAD)  # reads no body either
 @require_http_methods(["GET", "POST"])
 @vary_on_headers("HX-Request")
-def upload(request):
+def upload(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, PAGE, _page_context(UploadForm()))
     length = _content_length(request)
@@ -38,7 +39,7 @@ def upload(request):
 
 
 @csrf_protect
-def _receive(request):
+def _receive(request: HttpRequest) -> HttpResponse:
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
         return _render_results(request, _page_context(form))
@@ -54,12 +55,12 @@ def _receive(request):
     return render(request, "traces/job_detail.html#job-status", {"job": job}, status=202)
 
 
-def _render_results(request, context: dict, status: int = 200):
+def _render_results(request: HttpRequest, context: dict, status: int = 200) -> HttpResponse:
     template = RESULTS if request.htmx else PAGE
     return render(request, template, context, status=status)
 
 
-def _content_length(request) -> int:
+def _content_length(request: HttpRequest) -> int:
     # As Django reads it: a missing or malformed length is an empty body.
     try:
         return int(request.META.get("CONTENT_LENGTH") or 0)
@@ -67,7 +68,7 @@ def _content_length(request) -> int:
         return 0
 
 
-def _too_large(request, length: int | None):
+def _too_large(request: HttpRequest, length: int | None) -> HttpResponse:
     limit = settings.TRACER_MAX_UPLOAD_BYTES
     size = f"This upload is {filesizeformat(length)}" if length else "This upload is too large"
     message = (
