@@ -37,6 +37,7 @@ def test_static_files_are_collected_compressed_with_a_manifest(tmp_path):
     static = tmp_path / "staticfiles"
     assert (static / "staticfiles.json").exists()
     assert list(static.glob("vendor/htmx.min.*.js.gz"))
+    assert list(static.glob("ninja/swagger-ui-bundle.*.js.gz"))  # the API docs' files
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):

@@ -331,6 +331,9 @@ def test_detail_files_htmx_gets_only_the_rows(client, greentic):
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="source-files">')
     assert "<html" not in html
+    # Back to a page htmx no longer has in its history cache: the whole page.
+    restore = {"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    assert "<html" in client.get(source.get_absolute_url(), headers=restore).content.decode()
 
 
 def test_detail_query_count_does_not_grow_with_files(

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_tasks",
     "django_tasks_db",
+    "ninja",
     "traces",
 ]
 

@@ -1,5 +1,5 @@
-"""The JSON API's endpoints, mounted at /api/ by tracer_site/api.py (which also
-decides who may call them and turns every error into JSON).
+"""The JSON API's endpoints, mounted at /api/ by tracer_site/api.py; who may call
+them is api_auth.py's to decide, and api_errors.py turns every error into JSON.
 
 Each endpoint is the twin of a page: it validates the query string with the
 page's own Django form and reads through the same query functions (queries.py,
@@ -24,7 +24,7 @@ from ninja.errors import HttpError
 
 from traces import queries, run_queries, step_queries
 from traces import sources as scans
-from traces.forms import RunFilterForm
+from traces.forms import FileFilterForm, RunFilterForm, SourceForm
 from traces.ingest.loader import IngestReport
 from traces.models import Run, Step, TraceFile, TraceSource
 from traces.models import Status as StepStatus
@@ -52,7 +52,6 @@ from traces.step_forms import EntityDetailForm, EntityListForm, StepListForm
 from traces.uploads import ingest_uploads, save_uploads
 from traces.views.common import PAGE_SIZE
 from traces.views.run_detail import RunPageForm
-from traces.views.sources import SourceForm
 
 router = Router()
 
@@ -86,16 +85,6 @@ READ_ONE = errors(400, 401, 404)
 
 class RunStepsForm(RunPageForm):
     parent = forms.CharField(required=False, max_length=255, strip=False)
-
-
-class FileFilterForm(forms.Form):
-    """The files page's parameters."""
-
-    status = forms.ChoiceField(
-        choices=[("", "any status"), *TraceFile.FileStatus.choices], required=False
-    )
-    after = forms.CharField(required=False, max_length=500)
-    before = forms.CharField(required=False, max_length=500)
 
 
 RunQuery = form_query("RunQuery", RunFilterForm)
@@ -803,11 +792,8 @@ def _entity_link(link) -> dict:
 def list_files(request, filters: Query[FileQuery]):
     """Every ingested file, ok or failed with its error, most recently checked first."""
     data = valid(FileFilterForm, request.GET).cleaned_data
-    files = TraceFile.objects.defer("companions")
-    if data["status"]:
-        files = files.filter(status=data["status"])
     page = keyset_page(
-        files,
+        queries.filter_files(data),
         "checked_at",
         descending=True,
         after=data["after"] or None,

@@ -413,7 +413,6 @@ class IngestJob(models.Model):
     class Kind(models.TextChoices):
         UPLOAD = "upload", "upload"
         RESCAN = "rescan", "rescan"
-        PATHS = "paths", "paths"
 
     class JobStatus(models.TextChoices):
         QUEUED = "queued", "queued"

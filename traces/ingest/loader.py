@@ -188,6 +188,11 @@ def ingest_paths(
     return report
 
 
+def format_names() -> list[str]:
+    """The names of the formats the loader reads, for the pages that list them."""
+    return list(FORMATS)
+
+
 # --- finding files ------------------------------------------------------------------------
 
 

@@ -73,11 +73,6 @@ def pretty_json(value) -> str:
 
 
 @register.filter
-def is_scalar(value) -> bool:
-    return not isinstance(value, dict | list)
-
-
-@register.filter
 def percent(part, whole) -> float:
     try:
         part, whole = float(part or 0), float(whole or 0)
@@ -102,16 +97,6 @@ def since(value: datetime | None) -> str:
         if seconds >= size:
             return f"{int(seconds // size)} {unit} ago"
     return "just now"
-
-
-@register.simple_tag(takes_context=True)
-def querystring_without(context, *names) -> str:
-    """The current query string without the given parameters (for 'clear' links)."""
-    query = context["request"].GET.copy()
-    for name in names:
-        query.pop(name, None)
-    encoded = query.urlencode()
-    return f"?{encoded}" if encoded else "?"
 
 
 @register.inclusion_tag("traces/_progress.html")

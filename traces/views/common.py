@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_htmx.http import reswap, retarget
 
 PAGE_SIZE = 50
 
 
-def fragment(request, template: str, partial: str) -> str:
-    """The whole page, or only the named partial for an htmx swap."""
-    if request.htmx and not request.htmx.boosted:
-        return f"{template}#{partial}"
-    return template
+def htmx_part(request: HttpRequest, *parts: str) -> str | None:
+    """The partial an htmx request swaps: the one of `parts` its HX-Target names, else
+    the first. None for the whole page: no htmx, a boosted link, or a history restore
+    (which wants the whole page, whatever it targeted)."""
+    htmx = request.htmx
+    if not htmx or htmx.boosted or htmx.history_restore_request:
+        return None
+    return htmx.target if htmx.target in parts else parts[0]
 
 
-def bad_request(request, message: str, form=None):
+def fragment(request: HttpRequest, template: str, *parts: str) -> str:
+    """The whole page's template, or its partial that an htmx request swaps."""
+    part = htmx_part(request, *parts)
+    return f"{template}#{part}" if part else template
+
+
+def bad_request(request: HttpRequest, message: str, form=None) -> HttpResponse:
     """A 400 page; for an htmx request, the message alone, shown in the page's
     flash area (whatever the request meant to swap stays as it was)."""
     context = {"message": message, "form": form}

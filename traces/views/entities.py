@@ -3,6 +3,7 @@ entity's page with every step that touched it, across runs."""
 
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
@@ -11,8 +12,7 @@ from traces import step_queries
 from traces.pagination import BadCursor
 from traces.step_forms import EntityDetailForm, EntityListForm
 
-from .common import PAGE_SIZE, bad_request
-from .steps import target_part
+from .common import PAGE_SIZE, bad_request, fragment, htmx_part
 
 LIST_TEMPLATE = "traces/entity_list.html"
 LIST_PARTS = ("entity-page", "entity-rows")
@@ -22,12 +22,12 @@ DETAIL_PARTS = ("entity-links", "entity-subjects")
 
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
-def entity_list(request):
+def entity_list(request: HttpRequest) -> HttpResponse:
     form = EntityListForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some filters are not valid.", form)
     data = form.cleaned_data
-    part = target_part(request, LIST_PARTS)
+    part = htmx_part(request, *LIST_PARTS)
     try:
         page = step_queries.entity_page(
             entity_type=data["type"],
@@ -47,18 +47,17 @@ def entity_list(request):
         "selected_type": data["type"],
         "references": sum(entry["total"] for entry in types),
     }
-    template = f"{LIST_TEMPLATE}#{part}" if part else LIST_TEMPLATE
-    return render(request, template, context)
+    return render(request, fragment(request, LIST_TEMPLATE, *LIST_PARTS), context)
 
 
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
-def entity_detail(request, entity_type: str, entity_id: str):
+def entity_detail(request: HttpRequest, entity_type: str, entity_id: str) -> HttpResponse:
     form = EntityDetailForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some page cursors are not valid.", form)
     data = form.cleaned_data
-    part = target_part(request, DETAIL_PARTS)
+    part = htmx_part(request, *DETAIL_PARTS)
     context = {"section": "entities", "entity_type": entity_type, "entity_id": entity_id}
     if part is None:
         summary = step_queries.entity_summary(entity_type, entity_id)
@@ -82,5 +81,4 @@ def entity_detail(request, entity_type: str, entity_id: str):
             )
     except BadCursor as exc:
         return bad_request(request, str(exc), form)
-    template = f"{DETAIL_TEMPLATE}#{part}" if part else DETAIL_TEMPLATE
-    return render(request, template, context)
+    return render(request, fragment(request, DETAIL_TEMPLATE, *DETAIL_PARTS), context)

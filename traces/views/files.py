@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from traces import queries
+from traces.forms import FileFilterForm
 from traces.models import TraceFile
 from traces.pagination import BadCursor, keyset_page
 
@@ -15,35 +17,33 @@ from .common import PAGE_SIZE, bad_request, fragment
 
 @require_GET
 @vary_on_headers("HX-Request")
-def file_list(request):
-    status = request.GET.get("status", "")
-    if status not in ("", "ok", "error"):
-        return bad_request(request, f"status must be ok or error, not {status!r}")
-    files = TraceFile.objects.select_related("source").order_by("-checked_at", "-id")
-    if status:
-        files = files.filter(status=status)
+def file_list(request: HttpRequest) -> HttpResponse:
+    form = FileFilterForm(request.GET)
+    if not form.is_valid():
+        return bad_request(request, "Some filters are not valid.", form)
+    filters = form.cleaned_data
     try:
         page = keyset_page(
-            files,
+            queries.filter_files(filters),
             "checked_at",
             descending=True,
-            after=request.GET.get("after") or None,
-            before=request.GET.get("before") or None,
+            after=filters["after"] or None,
+            before=filters["before"] or None,
             size=PAGE_SIZE,
         )
     except BadCursor as exc:
-        return bad_request(request, str(exc))
+        return bad_request(request, str(exc), form)
     context = {
         "section": "files",
         "page": page,
-        "status": status,
+        "status": filters["status"],
         "counts": queries.file_status_counts(),
     }
     return render(request, fragment(request, "traces/file_list.html", "file-rows"), context)
 
 
 @require_GET
-def file_detail(request, file_id: int):
+def file_detail(request: HttpRequest, file_id: int) -> HttpResponse:
     trace_file = get_object_or_404(TraceFile, pk=file_id)
     runs = queries.run_list_columns(trace_file.runs.order_by("-started_at", "-id"))[:200]
     return render(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
@@ -16,7 +17,7 @@ from .common import PAGE_SIZE, bad_request, fragment
 
 @require_GET
 @vary_on_headers("HX-Request")
-def run_list(request):
+def run_list(request: HttpRequest) -> HttpResponse:
     form = RunFilterForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some filters are not valid.", form)
@@ -47,7 +48,7 @@ def run_list(request):
 
 
 @require_GET
-def run_row(request, run_id: int):
+def run_row(request: HttpRequest, run_id: int) -> HttpResponse:
     """One row of the runs table: a running run's row polls this until it ends."""
     run = get_object_or_404(queries.run_list_columns(Run.objects.all()), pk=run_id)
     return render(request, "traces/run_list.html#run-row", {"run": run})

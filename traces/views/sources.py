@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django import forms
 from django.db import transaction
 from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from traces import queries
 from traces import sources as scans
 from traces.access import ADD_SOURCE, CHANGE_SOURCE, DELETE_SOURCE, permission_required, refusal
+from traces.forms import FileFilterForm, SourceDeleteForm, SourceForm, SourceSettingsForm
 from traces.ingest.store import delete_runs
 from traces.models import Run, TraceFile, TraceSource
 from traces.pagination import BadCursor, keyset_page
@@ -21,82 +23,11 @@ from traces.tasks import enqueue_ingest
 
 from .common import PAGE_SIZE, bad_request, fragment
 
-MAX_MINUTES = 60 * 24 * 31
-
-
-class ScheduleField(forms.IntegerField):
-    """Minutes between rescans; empty means on demand only."""
-
-    def __init__(self, **kwargs):
-        super().__init__(
-            required=False,
-            min_value=1,
-            max_value=MAX_MINUTES,
-            label="Rescan every (minutes)",
-            help_text="Empty: only when you press Rescan now.",
-            **kwargs,
-        )
-
-
-MIRROR_LABEL = "Delete runs the source no longer holds"
-MIRROR_HELP = (
-    "Off: a run whose file was overwritten (greentic's trace.json, a new traceos dump) or "
-    "whose rows its writer deleted is kept, marked “no longer in its source”. "
-    "On: it is deleted, as the source did."
-)
-
-
-class SourceForm(forms.ModelForm):
-    every = ScheduleField()
-    scan_now = forms.BooleanField(required=False, initial=True, label="Scan it now")
-
-    class Meta:
-        model = TraceSource
-        fields = ["path", "label", "mirror_deletions"]
-        labels = {"mirror_deletions": MIRROR_LABEL}
-        help_texts = {"mirror_deletions": MIRROR_HELP}
-        error_messages = {"path": {"unique": "This path is already a source."}}
-        widgets = {"path": forms.TextInput(attrs={"placeholder": "/srv/traces/nightly"})}
-
-    def clean_path(self) -> str:
-        try:
-            return str(scans.confine(self.cleaned_data["path"]))
-        except scans.SourcePathError as exc:
-            raise forms.ValidationError(str(exc), code="refused") from None
-
-    def save(self, commit=True):
-        self.instance.rescan_every = _minutes(self.cleaned_data.get("every"))
-        return super().save(commit)
-
-
-class SourceSettingsForm(forms.ModelForm):
-    every = ScheduleField()
-
-    class Meta:
-        model = TraceSource
-        fields = ["label", "enabled", "mirror_deletions"]
-        labels = {"mirror_deletions": MIRROR_LABEL}
-        help_texts = {"mirror_deletions": MIRROR_HELP}
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        every = self.instance.rescan_every
-        self.fields["every"].initial = int(every.total_seconds() // 60) if every else None
-
-    def save(self, commit=True):
-        self.instance.rescan_every = _minutes(self.cleaned_data.get("every"))
-        return super().save(commit)
-
-
-def _minutes(value: int | None) -> timedelta | None:
-    return timedelta(minutes=value) if value else None
-
-
 # --- pages ----------------------------------------------------------------------------------
 
 
 @require_http_methods(["GET", "POST"])
-def source_list(request):
+def source_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and (refused := refusal(request, ADD_SOURCE)):
         return refused
     form = SourceForm(request.POST or None)
@@ -112,7 +43,7 @@ def source_list(request):
 
 @require_http_methods(["GET", "POST"])
 @vary_on_headers("HX-Request")
-def source_detail(request, source_id: int):
+def source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
     if request.method == "POST" and (refused := refusal(request, CHANGE_SOURCE)):
         return refused
     source = get_object_or_404(TraceSource, pk=source_id)
@@ -120,20 +51,21 @@ def source_detail(request, source_id: int):
     if request.method == "POST" and settings_form.is_valid():
         settings_form.save()
         return redirect(source)
-    status = request.GET.get("status", "")
-    if status not in ("", "ok", "error"):
-        return bad_request(request, f"status must be ok or error, not {status!r}")
+    files_form = FileFilterForm(request.GET)
+    if not files_form.is_valid():
+        return bad_request(request, "Some filters are not valid.", files_form)
+    filters = files_form.cleaned_data
     try:
-        page = _files_page(source, status, request.GET)
+        page = _files_page(source, filters)
     except BadCursor as exc:
-        return bad_request(request, str(exc))
+        return bad_request(request, str(exc), files_form)
     context = {
         "section": "sources",
         "source": _annotated(source),
         "report": source.last_scan_report or None,
         "settings_form": settings_form,
         "page": page,
-        "status": status,
+        "status": filters["status"],
         "counts": _file_counts(source),
     }
     return render(request, fragment(request, "traces/source_detail.html", "source-files"), context)
@@ -141,7 +73,7 @@ def source_detail(request, source_id: int):
 
 @require_POST
 @permission_required(CHANGE_SOURCE)
-def source_rescan(request, source_id: int):
+def source_rescan(request: HttpRequest, source_id: int) -> HttpResponse:
     source = get_object_or_404(TraceSource, pk=source_id)
     job = enqueue_ingest([source.path], kind="rescan", source=source)
     busy = job.summary.get("busy", "") if job.finished else ""
@@ -157,15 +89,9 @@ def source_rescan(request, source_id: int):
     return render(request, "traces/source_list.html#source-row", context)
 
 
-class SourceDeleteForm(forms.Form):
-    delete_runs = forms.BooleanField(
-        required=False, label="Also delete the runs read from it, and forget its files"
-    )
-
-
 @require_http_methods(["GET", "POST"])
 @permission_required(DELETE_SOURCE)
-def source_delete(request, source_id: int):
+def source_delete(request: HttpRequest, source_id: int) -> HttpResponse:
     """GET: what deleting would do, and the button; POST: delete. The source's files
     and runs stay unless asked (they are then also gone from Files and Runs)."""
     source = get_object_or_404(TraceSource, pk=source_id)
@@ -197,16 +123,13 @@ def _delete_runs_and_files(source: TraceSource, batch: int = 500) -> None:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _files_page(source: TraceSource, status: str, query):
-    files = TraceFile.objects.filter(source=source).defer("companions")
-    if status:
-        files = files.filter(status=status)
+def _files_page(source: TraceSource, filters: dict):
     return keyset_page(
-        files,
+        queries.filter_files(filters).filter(source=source),
         "checked_at",
         descending=True,
-        after=query.get("after") or None,
-        before=query.get("before") or None,
+        after=filters["after"] or None,
+        before=filters["before"] or None,
         size=PAGE_SIZE,
     )
 

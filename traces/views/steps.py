@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
@@ -11,7 +12,7 @@ from traces.models import Format, Run, Status
 from traces.pagination import BadCursor
 from traces.step_forms import StepListForm
 
-from .common import PAGE_SIZE, bad_request
+from .common import PAGE_SIZE, bad_request, fragment, htmx_part
 
 TEMPLATE = "traces/step_list.html"
 # The page's swappable parts, outermost first: links that change a hidden filter
@@ -20,24 +21,14 @@ TEMPLATE = "traces/step_list.html"
 PARTS = ("step-page", "step-results", "step-rows")
 
 
-def target_part(request, parts: tuple[str, ...]) -> str | None:
-    """The part an htmx request targets (by its HX-Target), or None for the page.
-
-    A history-restore request wants the whole page, whatever it targeted."""
-    htmx = request.htmx
-    if not htmx or htmx.boosted or htmx.history_restore_request:
-        return None
-    return htmx.target if htmx.target in parts else parts[0]
-
-
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
-def step_list(request):
+def step_list(request: HttpRequest) -> HttpResponse:
     form = StepListForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some filters are not valid.", form)
     filters = form.cleaned_data
-    part = target_part(request, PARTS)
+    part = htmx_part(request, *PARTS)
     groups, selected_group, raw_errors = None, None, None
     # Paging through the rows needs the groups only to know a chosen cause's messages.
     if form.shows_error_groups and (part != "step-rows" or filters["error_group"]):
@@ -78,8 +69,7 @@ def step_list(request):
         "formats": Format.choices,
         "statuses": Status.choices,
     }
-    template = f"{TEMPLATE}#{part}" if part else TEMPLATE
-    return render(request, template, context)
+    return render(request, fragment(request, TEMPLATE, *PARTS), context)
 
 
 def _selected_run(run_id: int | None) -> Run | None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django import forms
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -13,8 +13,8 @@ from django.views.decorators.http import require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
 from traces.access import UPLOAD, permission_required
-from traces.ingest import FORMATS
-from traces.ingest.loader import FileResult, IngestReport
+from traces.forms import UploadForm
+from traces.ingest.loader import FileResult, IngestReport, format_names
 from traces.models import Run, TraceFile
 from traces.tasks import job_report
 from traces.uploads import UploadTooLarge, enqueue_upload, save_uploads
@@ -25,34 +25,11 @@ PAGE = "traces/upload.html"
 RESULTS = "traces/_ingest_results.html"
 
 
-class MultipleFileInput(forms.FileInput):
-    allow_multiple_selected = True
-
-
-class MultipleFileField(forms.FileField):
-    """Several files under one name; an empty file is the loader's to report."""
-
-    widget = MultipleFileInput
-
-    def __init__(self, **kwargs):
-        super().__init__(allow_empty_file=True, **kwargs)
-
-    def clean(self, data, initial=None):
-        files = data if isinstance(data, list | tuple) else [data] if data else []
-        if not files:
-            raise forms.ValidationError("Choose at least one file to upload.", code="required")
-        return [super(MultipleFileField, self).clean(item, initial) for item in files]
-
-
-class UploadForm(forms.Form):
-    files = MultipleFileField(label="Trace files or a .zip archive")
-
-
 @csrf_exempt  # the size limit is checked before anything reads the body; CSRF right after
 @permission_required(UPLOAD)  # reads no body either
 @require_http_methods(["GET", "POST"])
 @vary_on_headers("HX-Request")
-def upload(request):
+def upload(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, PAGE, _page_context(UploadForm()))
     length = _content_length(request)
@@ -62,7 +39,7 @@ def upload(request):
 
 
 @csrf_protect
-def _receive(request):
+def _receive(request: HttpRequest) -> HttpResponse:
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
         return _render_results(request, _page_context(form))
@@ -78,12 +55,12 @@ def _receive(request):
     return render(request, "traces/job_detail.html#job-status", {"job": job}, status=202)
 
 
-def _render_results(request, context: dict, status: int = 200):
+def _render_results(request: HttpRequest, context: dict, status: int = 200) -> HttpResponse:
     template = RESULTS if request.htmx else PAGE
     return render(request, template, context, status=status)
 
 
-def _content_length(request) -> int:
+def _content_length(request: HttpRequest) -> int:
     # As Django reads it: a missing or malformed length is an empty body.
     try:
         return int(request.META.get("CONTENT_LENGTH") or 0)
@@ -91,7 +68,7 @@ def _content_length(request) -> int:
         return 0
 
 
-def _too_large(request, length: int | None):
+def _too_large(request: HttpRequest, length: int | None) -> HttpResponse:
     limit = settings.TRACER_MAX_UPLOAD_BYTES
     size = f"This upload is {filesizeformat(length)}" if length else "This upload is too large"
     message = (
@@ -107,7 +84,7 @@ def _page_context(form: UploadForm, report: IngestReport | None = None) -> dict:
         "section": "upload",
         "form": form,
         "max_bytes": settings.TRACER_MAX_UPLOAD_BYTES,
-        "formats": list(FORMATS),
+        "formats": format_names(),
         "results": _results(report) if report is not None else None,
     }
 
