@@ -411,8 +411,10 @@ def test_a_rezipped_member_with_the_same_size_and_time_is_read_again(samples, tm
             zf.writestr(member, content)
         report = ingest_paths([archive])
     assert report.summary()["files"]["ingested"] == 1
-    assert Run.objects.count() == 1  # the member's earlier run left the file
-    assert Run.objects.get().attributes["runner_version"] == "0.5.59"
+    # The member's earlier run is kept as history, marked as having left the file.
+    current = Run.objects.get(left_source_at__isnull=True)
+    assert current.attributes["runner_version"] == "0.5.59"
+    assert Run.objects.get(left_source_at__isnull=False).attributes["runner_version"] == "0.4.59"
 
 
 def test_workflow_events_db_is_read_with_its_workflow_db(samples, tmp_path):
