@@ -709,6 +709,15 @@ def test_a_stale_runs_clock_stops_at_its_last_write(client, settings, written, s
     assert abs(running_step.bar["duration_ms"] - step_ms) < 5000
 
 
+def test_a_stale_runs_step_rate_is_measured_until_its_last_write(client, settings):
+    run = running_run_written(timedelta(hours=1), settings)
+    step = run.steps.get(status="running")  # started 90 minutes ago, 30 of them before the write
+    Step.objects.filter(pk=step.pk).update(items_total=100, items_processed=18)
+    panel = client.get(step_url(step), headers=HX).context["panel"]["progress"]
+    assert abs(panel["rate"] - 18 / 1800) < 0.0002  # not 18 / 5400 (measured until now)
+    assert panel["eta_ms"] is None  # a stale run has no time left to estimate
+
+
 def test_live_until_is_none_for_a_run_that_is_not_running():
     assert make_run().live_until is None
 

@@ -643,7 +643,7 @@ def _panel_context(request, step: Step, chain: list[Step], form) -> dict:
         + (f"?tab={form.cleaned_data['tab']}" if form.cleaned_data["tab"] else ""),
         "retry_of_url": _step_url(run_id, step.retry_of) if step.retry_of else "",
         "entity_url": _entity_url(step.entity_type, step.entity_id),
-        "progress": _progress(step),
+        "progress": _progress(step, step.run),
         "offset_ms": _offset_ms(step.run.started_at, step.started_at),
         "values": values,
         "not_captured": not_captured,
@@ -692,16 +692,19 @@ def _offset_ms(start, moment) -> float | None:
     return (moment - start).total_seconds() * 1000
 
 
-def _progress(step: Step) -> dict | None:
+def _progress(step: Step, run: Run) -> dict | None:
     if not step.has_progress:
         return None
     processed = step.items_processed or 0
     info = {"processed": processed, "total": step.items_total, "rate": None, "eta_ms": None}
-    if step.status == Status.RUNNING and step.started_at and processed:
-        elapsed_s = (timezone.now() - step.started_at).total_seconds()
+    # A stale run's clock stopped at its last write: its rate is measured until then,
+    # and it has no time left to estimate.
+    until = run.live_until
+    if step.status == Status.RUNNING and step.started_at and processed and until:
+        elapsed_s = (until - step.started_at).total_seconds()
         if elapsed_s > 0:
             info["rate"] = processed / elapsed_s
-            if step.items_total and step.items_total > processed:
+            if step.items_total and step.items_total > processed and not run.is_stale:
                 info["eta_ms"] = (step.items_total - processed) / info["rate"] * 1000
     return info
 
