@@ -244,6 +244,25 @@ def test_a_traceos_dump_replaced_by_other_traces_keeps_the_old_ones_marked(sampl
     assert report.run_ids() == [] and Run.objects.count() == 9 and left_source() == set()
 
 
+def test_a_trace_also_in_another_dump_has_not_left_when_one_dump_is_replaced(samples, tmp_path):
+    """Two processes' cumulative dumps (or a copy of one) hold the same traces: the
+    file read last holds them, and replacing the other does not take them out."""
+    records = json.loads((samples / "traceos/traces.json").read_text())
+    ids = traces_of(records)
+    shared, newer = set(ids[:4]), set(ids[4:])
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    for dump in (first, second):
+        rewrite(dump, json.dumps([r for r in records if r["trace_id"] in shared]), 0)
+        ingest_paths([dump])
+    rewrite(first, json.dumps([r for r in records if r["trace_id"] in newer]), 1)
+    assert ingest_paths([first]).failed == []
+    assert left_source() == set() and Run.objects.count() == 9
+    # Now the second dump is replaced too: the shared traces are held nowhere.
+    rewrite(second, json.dumps([r for r in records if r["trace_id"] in newer]), 2)
+    ingest_paths([second])
+    assert left_source() == shared
+
+
 def greentic_invocation(samples: Path, number: int) -> str:
     """One invocation's trace.json as the runner writes it (pretty, no final newline):
     the sample with a flow and a number of steps of its own."""

@@ -247,6 +247,11 @@ def storable(text: str) -> str:
     return text
 
 
+def logical_path(path: Path) -> str:
+    """How a file on disk is known in TraceFile.path."""
+    return _logical(_resolved(path))
+
+
 def _logical(path: str) -> str:
     """A file's identity in TraceFile.path: storable, and at most MAX_PATH long
     (a zip member's path can be as long as the archive likes)."""
@@ -445,22 +450,44 @@ def _settle_runs_not_seen(trace_file: TraceFile, seen: set[int]) -> None:
     The diff is made in Python and written in chunks: an `IN` list of every run of a
     big database would pass SQLite's limit of 32,766 parameters."""
     own = dict(Run.objects.filter(source_file=trace_file).values_list("pk", "left_source_at"))
-    gone = [pk for pk in own if pk not in seen]
-    if trace_file.source_id and trace_file.source.mirror_deletions:
-        for chunk in _chunks(gone):
-            delete_runs(chunk)
-    else:
-        now = timezone.now()
-        newly_gone = [pk for pk in gone if own[pk] is None]  # the first time it left stays
-        for chunk in _chunks(newly_gone):
-            Run.objects.filter(pk__in=chunk).update(left_source_at=now)
-    # A run seen here whose row names another file (the same greentic bytes written to
-    # another path) or left: this file holds it now.
+    _settle_left([pk for pk in own if pk not in seen], trace_file.source, own)
+    # A run seen here whose row names another file (the same greentic bytes at another
+    # path, a traceos trace in two cumulative dumps) or that had left: this file holds
+    # it now, so the other file's next version no longer speaks for it.
     back = [pk for pk in seen if pk not in own or own[pk] is not None]
     for chunk in _chunks(back):
-        Run.objects.filter(pk__in=chunk, left_source_at__isnull=False).update(
-            left_source_at=None, source_file=trace_file
-        )
+        Run.objects.filter(pk__in=chunk).update(left_source_at=None, source_file=trace_file)
+
+
+def _settle_left(gone: list[int], source: TraceSource | None, left_at: dict) -> None:
+    """Runs no longer in their source: deleted if the source mirrors deletions, else
+    marked (the first time they left stays)."""
+    if source is not None and source.mirror_deletions:
+        for chunk in _chunks(gone):
+            delete_runs(chunk)
+        return
+    now = timezone.now()
+    newly_gone = [pk for pk in gone if left_at.get(pk) is None]
+    for chunk in _chunks(newly_gone):
+        Run.objects.filter(pk__in=chunk).update(left_source_at=now)
+
+
+def settle_vanished_files(source: TraceSource, scanned_paths: set[str]) -> int:
+    """After a scan: the source's files that are no longer there (a trace dir cleaned
+    up, a rotated dump) took their runs out of the source. Returns how many runs that
+    newly concerned."""
+    files = TraceFile.objects.filter(source=source, status=TraceFile.FileStatus.OK)
+    vanished = [pk for pk, path in files.values_list("pk", "path") if path not in scanned_paths]
+    settled = 0
+    for chunk in _chunks(vanished):
+        runs = Run.objects.filter(source_file_id__in=chunk)
+        if not source.mirror_deletions:
+            runs = runs.filter(left_source_at__isnull=True)
+        gone = list(runs.values_list("pk", flat=True))
+        with transaction.atomic():
+            _settle_left(gone, source, {})
+        settled += len(gone)
+    return settled
 
 
 # Ids per statement when updating or deleting runs by id (SQLite allows 32,766 parameters).
