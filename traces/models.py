@@ -177,6 +177,12 @@ class Run(models.Model):
             models.Index(fields=["status", "-started_at", "-id"], name="run_status_started"),
             models.Index(fields=["format", "-started_at", "-id"], name="run_format_started"),
             models.Index(fields=["type", "-started_at", "-id"], name="run_type_started"),
+            # The runs list's "no longer in its source" filter (few rows: a partial index).
+            models.Index(
+                fields=["-started_at", "-id"],
+                condition=models.Q(left_source_at__isnull=False),
+                name="run_left_source_started",
+            ),
             # Retention (prune) and "recently ingested".
             models.Index(fields=["ingested_at"], name="run_ingested"),
         ]
