@@ -528,3 +528,16 @@ def test_summary_counts_each_run_once(samples):
     summary = ingest_paths([samples / "duckflux"]).summary()
     assert summary["runs"] == 19
     assert summary["steps"] == sum(duckflux_expectations(samples)["steps"].values())
+
+
+def test_a_file_read_by_an_older_parser_is_read_again(samples, tmp_path, monkeypatch):
+    """Raising a format's PARSER_VERSION re-reads its unchanged files once."""
+    trace = tmp_path / "trace.json"
+    shutil.copy(samples / "greentic/01-success-always/trace.json", trace)
+    assert ingest_paths([trace]).files[0].outcome == "ingested"
+    assert ingest_paths([trace]).files[0].outcome == "unchanged"
+    monkeypatch.setattr(FORMATS["greentic"], "PARSER_VERSION", 7, raising=False)
+    assert ingest_paths([trace]).files[0].outcome == "ingested"
+    assert TraceFile.objects.get().produced["parser_version"] == 7
+    assert ingest_paths([trace]).files[0].outcome == "unchanged"
+    assert Run.objects.count() == 1

@@ -370,9 +370,22 @@ def _unchanged_by_stat(
         return False
     if trace_file.size != info.st_size or trace_file.mtime_ns != info.st_mtime_ns:
         return False
+    if not _read_by_current_parser(trace_file):
+        return False
     if not trace_file.companions:
         return True
     return _companion_hashes(trace_file.format, candidate.real_path) == trace_file.companions
+
+
+def parser_version(format_name: str) -> int:
+    """A format module's `PARSER_VERSION`, raised when it reads files differently: a
+    file read by an older parser is read again even though it did not change."""
+    return getattr(FORMATS.get(format_name), "PARSER_VERSION", 1)
+
+
+def _read_by_current_parser(trace_file: TraceFile) -> bool:
+    produced = trace_file.produced or {}
+    return produced.get("parser_version", 1) == parser_version(trace_file.format)
 
 
 def _ingest_file(candidate, module, info, trace_file, ctx: _Context, result) -> FileResult:
@@ -386,6 +399,7 @@ def _ingest_file(candidate, module, info, trace_file, ctx: _Context, result) -> 
         and trace_file.status == TraceFile.FileStatus.OK
         and trace_file.sha256 == digest
         and trace_file.companions == companions
+        and _read_by_current_parser(trace_file)
     ):
         _touch(trace_file, info)
         result.outcome, result.file_id = "unchanged", trace_file.pk
@@ -397,7 +411,11 @@ def _ingest_file(candidate, module, info, trace_file, ctx: _Context, result) -> 
             )
             _write_runs(module, candidate, trace_file, result)
             trace_file.produced = {
-                name: result.counts[name] for name in ("runs", "steps", "calls", "links", "logs")
+                **{
+                    name: result.counts[name]
+                    for name in ("runs", "steps", "calls", "links", "logs")
+                },
+                "parser_version": parser_version(module.NAME),
             }
             trace_file.save(update_fields=["produced"])
     except ParseError as exc:
@@ -554,7 +572,10 @@ def _ingest_companion(candidate, module, main: Path, ctx: _Context, result) -> F
     try:
         with transaction.atomic():
             trace_file = _save_file(trace_file, candidate, module.NAME, info, digest, {}, ctx)
-            trace_file.produced = {"companion_of": main_candidate.display_name}
+            trace_file.produced = {
+                "companion_of": main_candidate.display_name,
+                "parser_version": parser_version(module.NAME),
+            }
             trace_file.save(update_fields=["produced"])
     except Exception as exc:  # a database error (a lock timeout) must not stop the batch
         log.exception("recording %s failed", candidate.display_name)
