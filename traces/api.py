@@ -5,6 +5,8 @@ Each endpoint is the twin of a page: it validates the query string with the
 page's own Django form and reads through the same query functions (queries.py,
 step_queries.py, run_queries.py), so a filter means the same thing and gives the
 same numbers on both. Lists are keyset-paginated with the pages' cursors.
+Endpoints return model instances (and the queries' rows); the response Schemas in
+schemas.py read them, one shape per object wherever it appears.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.conf import settings
 from django.http import JsonResponse
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 from ninja import File, Path, Query, Router, Status, UploadedFile
 from ninja.decorators import decorate_view
@@ -26,7 +28,7 @@ from traces import queries, run_queries, step_queries
 from traces import sources as scans
 from traces.forms import FileFilterForm, RunFilterForm, SourceForm
 from traces.ingest.loader import IngestReport
-from traces.models import Run, Step, TraceFile, TraceSource
+from traces.models import Run, Step, TraceSource
 from traces.models import Status as StepStatus
 from traces.pagination import Page, keyset_page
 from traces.schemas import (
@@ -47,6 +49,7 @@ from traces.schemas import (
     Timeline,
     UploadResult,
     form_query,
+    step_url,
 )
 from traces.step_forms import EntityDetailForm, EntityListForm, StepListForm
 from traces.uploads import ingest_uploads, save_uploads
@@ -176,168 +179,11 @@ def cursors(page: Page) -> dict:
     return {"next": page.next_cursor, "prev": page.prev_cursor}
 
 
-def _or_none(*args) -> str | None:
-    """A page URL, or None when a key cannot be carried by one."""
-    try:
-        return reverse(*args[:1], args=list(args[1:]))
-    except NoReverseMatch:
-        return None
-
-
-def step_url(run_id: int, key: str) -> str | None:
-    return _or_none("traces:step-detail", run_id, key)
-
-
-# --- shapes -----------------------------------------------------------------------------------
-
-
-# Step fields copied as they are: a tree/timeline row (run_queries.STEP_ROW_FIELDS only)
-# and the step's own page.
-STEP_ROW_NAMES = (
-    "key", "parent_id", "seq", "position", "depth", "name", "type", "status", "raw_status",
-    "started_at", "finished_at", "duration_ms", "attempt", "retries", "retry_of", "loop_index",
-    "truncated", "never_closed", "synthetic", "child_count", "failed_subtree", "call_count",
-    "link_count",
-)  # fmt: skip
-STEP_DETAIL_NAMES = (
-    "key", "seq", "position", "depth", "name", "type", "status", "raw_status", "started_at",
-    "finished_at", "duration_ms", "attempt", "retries", "max_retries", "retry_of", "loop_index",
-    "entity_type", "entity_id", "truncated", "never_closed", "synthetic", "child_count",
-    "failed_subtree", "input", "output", "error",
-)  # fmt: skip
-
-
-def progress(item) -> dict | None:
-    if not item.has_progress:
-        return None
-    return {
-        "label": getattr(item, "progress_label", ""),
-        "total": item.items_total,
-        "processed": item.items_processed,
-        "succeeded": item.items_succeeded,
-        "failed": item.items_failed,
-    }
-
-
-def step_counts(run: Run) -> dict:
-    return {
-        "total": run.step_count,
-        **{status: getattr(run, f"steps_{status}") for status in StepStatus.values},
-    }
-
-
-def run_item(run: Run) -> dict:
-    """A runs-list row: only the columns queries.run_list_columns loads."""
-    return {
-        "id": run.pk,
-        "format": run.format,
-        "external_id": run.external_id,
-        "name": run.name,
-        "type": run.type,
-        "trigger": run.trigger,
-        "actor": run.actor,
-        "status": run.status,
-        "raw_status": run.raw_status,
-        "stale": run.is_stale,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "duration_ms": run.duration_ms,
-        "error": run.error,
-        "steps": step_counts(run),
-        "calls": run.call_count,
-        "links": run.link_count,
-        "logs": run.log_count,
-        "max_depth": run.max_depth,
-        "progress": progress(run),
-        "truncated": run.truncated,
-        "left_source_at": run.left_source_at,
-        "times_estimated": run.times_estimated,
-        "url": run.get_absolute_url(),
-    }
-
-
-def run_detail(run: Run) -> dict:
-    source = run.source_file if run.source_file_id else None
-    return {
-        **run_item(run),
-        "origin": run.origin,
-        "output_counters": run.output_counters or {},
-        "input": run.input,
-        "output": run.output,
-        "attributes": run.attributes or {},
-        "completeness": run.completeness,
-        "source_file": source
-        and {
-            "id": source.pk,
-            "path": source.path,
-            "display_name": source.display_name,
-            "format": source.format,
-            "status": source.status,
-            "url": source.get_absolute_url(),
-        },
-        "source_updated_at": run.source_updated_at,
-        "ingested_at": run.ingested_at,
-    }
-
-
-def run_ref(run: Run) -> dict:
-    return {
-        "id": run.pk,
-        "name": run.name,
-        "external_id": run.external_id,
-        "format": run.format,
-        "type": run.type,
-        "status": run.status,
-        "started_at": run.started_at,
-        "url": run.get_absolute_url(),
-    }
-
-
-def step_row(step: Step, parent_key: str | None) -> dict:
-    """A tree or timeline row: only run_queries.STEP_ROW_FIELDS (no deferred loads)."""
-    return {
-        **{name: getattr(step, name) for name in STEP_ROW_NAMES},
-        "id": step.pk,
-        "parent_key": parent_key,
-        "progress": progress(step),
-        "error": step.error_head or "",
-        "url": step_url(step.run_id, step.key),
-    }
-
-
-def step_item(step: Step) -> dict:
-    """A steps-across-runs row: only step_queries.STEP_ROW_FIELDS and the error head."""
-    return {
-        "id": step.pk,
-        "key": step.key,
-        "name": step.name,
-        "type": step.type,
-        "status": step.status,
-        "started_at": step.started_at,
-        "duration_ms": step.duration_ms,
-        "entity_type": step.entity_type,
-        "entity_id": step.entity_id,
-        "error": step.error_head or "",
-        "error_truncated": (step.error_length or 0) > len(step.error_head or ""),
-        "run": run_ref(step.run),
-        "url": step_url(step.run_id, step.key),
-    }
-
-
-def log_row(entry) -> dict:
-    return {
-        "id": entry.pk,
-        "seq": entry.seq,
-        "time": entry.time,
-        "level": entry.level,
-        "message": entry.message,
-        "fields": entry.fields,
-        "attributes": entry.attributes or {},
-        "duplicate": entry.duplicate,
-        "step_id": entry.step_id,
-        "step_key": entry.step.key if entry.step_id else None,
-        "step_name": entry.step.name if entry.step_id else None,
-    }
+def in_run(steps: list[Step], run: Run) -> list[Step]:
+    """A run's own steps, given their run (a StepItem names it) without a query each."""
+    for step in steps:
+        step.run = run
+    return steps
 
 
 def get_run(run_id: int, *, with_values: bool = False) -> Run:
@@ -384,7 +230,7 @@ def list_runs(request, filters: Query[RunQuery]):
     return {
         "count": summary["total"],
         "summary": summary,
-        "items": [run_item(run) for run in page.items],
+        "items": page.items,
         **cursors(page),
     }
 
@@ -397,7 +243,7 @@ def list_runs(request, filters: Query[RunQuery]):
 )
 def run(request, run_id: RunId):
     """One run with its counters, progress, error, values and source file."""
-    return run_detail(get_run(run_id, with_values=True))
+    return get_run(run_id, with_values=True)
 
 
 @router.get(
@@ -412,38 +258,31 @@ def run_steps(request, run_id: RunId, filters: Query[RunStepsQuery]):
     paged forward with `after`. `failed=1` keeps failed steps and their ancestors."""
     form = valid(RunStepsForm, request.GET)
     data = form.cleaned_data
-    ensure_run(run_id)
+    run = get_run(run_id)
     if "parent" in request.GET:
-        return _tree_level(run_id, data, form.failed_only)
+        return _tree_level(run, data, form.failed_only)
     page = run_queries.timeline_window(
         run_id,
         failed_only=form.failed_only,
         after=data["after"] or None,
         before=data["before"] or None,
     )
-    parent_ids = {step.parent_id for step in page.items if step.parent_id}
-    keys = dict(Step.objects.filter(pk__in=parent_ids).values_list("id", "key"))
-    return {
-        "run_id": run_id,
-        "parent": None,
-        "items": [step_row(step, keys.get(step.parent_id)) for step in page.items],
-        **cursors(page),
-    }
+    return {"run_id": run_id, "parent": None, "items": in_run(page.items, run), **cursors(page)}
 
 
-def _tree_level(run_id: int, data: dict, failed_only: bool) -> dict:
+def _tree_level(run: Run, data: dict, failed_only: bool) -> dict:
     if data["before"]:
         message = "one level pages forward only: use `after` with `parent`"
         raise ApiBadRequest(f"before: {message}", {"before": [message]})
     key = data["parent"]
-    parent = step_in_run(run_id, key, "parent") if key else None
+    parent = step_in_run(run.pk, key, "parent") if key else None
     page = run_queries.tree_level(
-        run_id, parent.pk if parent else None, failed_only=failed_only, after=data["after"] or None
+        run.pk, parent.pk if parent else None, failed_only=failed_only, after=data["after"] or None
     )
     return {
-        "run_id": run_id,
+        "run_id": run.pk,
         "parent": key or None,
-        "items": [step_row(step, key or None) for step in page.items],
+        "items": in_run(page.items, run),
         **cursors(page),
     }
 
@@ -551,7 +390,7 @@ def run_logs(request, run_id: RunId, filters: Query[LogsQuery]):
     return {
         "run_id": run_id,
         "levels": run_queries.log_levels(run_id),
-        "items": [log_row(entry) for entry in page.items],
+        "items": page.items,
         **cursors(page),
     }
 
@@ -588,7 +427,7 @@ def list_steps(request, filters: Query[StepQuery]):
     return {
         "count": count,
         "count_capped": capped,
-        "items": [step_item(step) for step in page.items],
+        "items": page.items,
         **cursors(page),
     }
 
@@ -643,52 +482,20 @@ def step(request, step_id: StepId):
     found = Step.objects.filter(pk=step_id).values_list("run_id", "key").first()
     if found is None:
         raise HttpError(404, f"No step with id {step_id}.")
-    step = run_queries.step_by_key(*found)
-    chain = run_queries.ancestors(step)
-    calls = run_queries.step_calls(step) if step.call_count else []
-    links = run_queries.step_links(step) if step.link_count else []
-    logs = run_queries.step_logs(step)
-    return {
-        **{name: getattr(step, name) for name in STEP_DETAIL_NAMES},
-        "id": step.pk,
-        "run": run_ref(step.run),
-        "parent_key": chain[-1].key if chain else None,
-        "ancestors": [
-            {"id": a.pk, "key": a.key, "name": a.name, "url": step_url(a.run_id, a.key)}
-            for a in chain
-        ],
-        "offset_ms": _ms(step.run.started_at, step.started_at),
-        "progress": progress(step),
-        "attributes": step.attributes or {},
-        "calls": [_call(call) for call in calls],
-        "calls_more": max(step.call_count - len(calls), 0),
-        "links": [_link(link) for link in links],
-        "links_more": max(step.link_count - len(links), 0),
-        "logs": [log_row(entry) for entry in logs],
-        "logs_limited": len(logs) >= run_queries.PANEL_LIMIT,
-        "url": step_url(step.run_id, step.key),
-    }
+    return with_panel(run_queries.step_by_key(*found))
 
 
-def _call(call) -> dict:
-    fields = (
-        "key", "position", "tool", "operation", "status", "raw_status", "attempt", "retry_of",
-        "started_at", "duration_ms", "input", "output", "error",
-    )  # fmt: skip
-    return {
-        "id": call.pk,
-        **{name: getattr(call, name) for name in fields},
-        "attributes": call.attributes or {},
-    }
-
-
-def _link(link) -> dict:
-    fields = ("link_type", "entity_type", "entity_id", "external_id", "created_at")
-    return {
-        "id": link.pk,
-        **{name: getattr(link, name) for name in fields},
-        "attributes": link.attributes or {},
-    }
+def with_panel(step: Step) -> Step:
+    """The step with what its panel lists (StepDetail reads them): its ancestors and
+    its first calls, entity links and log rows."""
+    step.ancestors = run_queries.ancestors(step)
+    step.panel_calls = run_queries.step_calls(step) if step.call_count else []
+    step.panel_links = run_queries.step_links(step) if step.link_count else []
+    for link in step.panel_links:
+        link.run = step.run  # the step's own run: no query per link
+    step.panel_logs = run_queries.step_logs(step)
+    step.logs_limited = len(step.panel_logs) >= run_queries.PANEL_LIMIT
+    return step
 
 
 # --- entities ---------------------------------------------------------------------------------
@@ -714,21 +521,10 @@ def list_entities(request, filters: Query[EntityQuery]):
     )
     return {
         "types": step_queries.entity_type_counts(),
-        "items": [_entity(row) for row in page.items],
+        "items": page.items,
         "next": page.next_cursor,
         "prev": page.prev_cursor,
     }
-
-
-def _entity(row: step_queries.EntityRow) -> dict:
-    fields = (
-        "entity_type", "entity_id", "external_id", "links", "read", "written", "affected",
-        "other", "subjects", "runs", "last_seen",
-    )  # fmt: skip
-    steps = None
-    if row.linkable:
-        steps = _or_none("api:entity_steps", row.entity_type, row.entity_id)
-    return {**{name: getattr(row, name) for name in fields}, "steps": steps}
 
 
 @router.get(
@@ -760,28 +556,9 @@ def entity_steps(request, entity_type: str, entity_id: str, filters: Query[Entit
         size=PAGE_SIZE,
     )
     return {
-        "entity": vars(summary),
-        "links": {"items": [_entity_link(link) for link in links.items], **cursors(links)},
-        "subjects": {"items": [step_item(s) for s in subjects.items], **cursors(subjects)},
-    }
-
-
-def _entity_link(link) -> dict:
-    step = link.step
-    return {
-        "id": link.pk,
-        "link_type": link.link_type,
-        "verb": step_queries.LINK_VERBS.get(link.link_type, link.link_type),
-        "external_id": link.external_id,
-        "when": link.when,
-        "step": {
-            "id": step.pk,
-            "key": step.key,
-            "name": step.name,
-            "url": step_url(step.run_id, step.key),
-        },
-        "step_status": step.status,
-        "run": run_ref(link.run),
+        "entity": summary,
+        "links": {"items": links.items, **cursors(links)},
+        "subjects": {"items": subjects.items, **cursors(subjects)},
     }
 
 
@@ -802,21 +579,8 @@ def list_files(request, filters: Query[FileQuery]):
     )
     return {
         "counts": queries.file_status_counts(),
-        "items": [_file(trace_file) for trace_file in page.items],
+        "items": page.items,
         **cursors(page),
-    }
-
-
-def _file(trace_file: TraceFile) -> dict:
-    fields = (
-        "path", "display_name", "format", "size", "status", "error", "uploaded", "source_id",
-        "first_seen_at", "ingested_at", "checked_at",
-    )  # fmt: skip
-    return {
-        "id": trace_file.pk,
-        **{name: getattr(trace_file, name) for name in fields},
-        "produced": trace_file.produced or {},
-        "url": trace_file.get_absolute_url(),
     }
 
 
@@ -882,7 +646,7 @@ def list_sources(request):
     """Directories and databases on the server that the site rescans."""
     return {
         "roots": [str(root) for root in scans.source_roots()],
-        "items": [_source(source) for source in TraceSource.objects.all()],
+        "items": TraceSource.objects.all(),
     }
 
 
@@ -910,7 +674,7 @@ def add_source(request, body: SourceIn):
     source = form.save()
     scan = scans.rescan(source) if form.cleaned_data["scan_now"] else None
     source.refresh_from_db()
-    return Status(201, {"source": _source(source), "scan": scan})
+    return Status(201, {"source": source, "scan": scan})
 
 
 @router.post(
@@ -931,19 +695,4 @@ def rescan_source(request, source_id: SourceId):
     except scans.ScanInProgress as exc:
         raise HttpError(409, str(exc)) from None
     source.refresh_from_db()
-    return {"source": _source(source), "scan": scan}
-
-
-def _source(source: TraceSource) -> dict:
-    fields = (
-        "path", "label", "enabled", "mirror_deletions", "created_at", "last_scan_started_at",
-        "last_scan_finished_at", "files_found", "files_failed",
-    )  # fmt: skip
-    every = source.rescan_every
-    return {
-        "id": source.pk,
-        **{name: getattr(source, name) for name in fields},
-        "rescan_every_minutes": int(every.total_seconds() // 60) if every else None,
-        "last_scan_report": source.last_scan_report or {},
-        "url": source.get_absolute_url(),
-    }
+    return {"source": source, "scan": scan}
