@@ -921,6 +921,9 @@ def test_openapi_document_lists_every_operation(client):
     runs = schema["paths"]["/api/runs"]["get"]
     params = {p["name"]: p["schema"] for p in runs["parameters"]}
     assert "stale" in params["status"]["enum"] and "-duration" in params["sort"]["enum"]
+    # Operation ids name the view, whichever module of traces/api/ holds it.
+    assert runs["operationId"] == "traces_api_list_runs"
+    assert schema["paths"]["/api/uploads"]["post"]["operationId"] == "traces_api_upload"
     assert {"BearerToken", "SessionCookie"} <= set(schema["components"]["securitySchemes"])
     # Open reads are documented as needing no credentials; writes always need them.
     assert {} in runs["security"]
