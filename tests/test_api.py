@@ -753,7 +753,7 @@ def test_an_upload_over_the_limit_is_413_before_anything_is_read(client, setting
 def test_files_going_over_the_limit_while_saved_are_413(client, samples, uploader, monkeypatch):
     # Content-Length counts the multipart envelope, so save_uploads checks the bytes
     # themselves too (a body without a length): that refusal is a 413 as well.
-    from traces import api as endpoints
+    from traces.api import sources as endpoints
     from traces.uploads import UploadTooLarge
 
     def too_large(files):

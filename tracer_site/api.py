@@ -1,6 +1,6 @@
 """The JSON API under /api/: the NinjaAPI and its URLs.
 
-The endpoints are in traces/api.py, who may call them in traces/api_auth.py, and
+The endpoints are in traces/api/, who may call them in traces/api_auth.py, and
 errors as JSON in traces/api_errors.py. The docs at /api/docs are ninja's own
 Swagger page, from the files ninja ships (it is in INSTALLED_APPS): no CDN, and
 no inline script under the site's CSP.

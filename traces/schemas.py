@@ -350,7 +350,7 @@ class StepItem(StepRef):
 
     # The row queries (run_queries.step_rows, step_queries.step_list_columns) load these
     # columns and annotate parent_key, error_head and error_length; a list's own run
-    # is given to its steps (api.in_run).
+    # is given to its steps (api.runs.in_run).
     run: RunRef
     parent_id: int | None
     parent_key: str | None
@@ -400,7 +400,7 @@ class StepDetail(StepItem):
     """One step: StepItem, with its values, its ancestors and its first calls, links
     and log rows."""
 
-    # The lists and ancestors are given to the step by api.with_panel.
+    # The lists and ancestors are given to the step by api.steps.with_panel.
     ancestors: list[StepRef] = Field(description="Root first.")
     offset_ms: float | None = Field(description="Start, in ms after the run's start.")
     max_retries: int | None
