@@ -39,22 +39,22 @@ def valid(form_class: type[forms.Form], data) -> forms.Form:
     """The page's form, bound to the query string; ApiBadRequest (400) if not valid."""
     form = form_class(data)
     if not form.is_valid():
-        raise ApiBadRequest(_form_message(form), _form_errors(form))
+        raise ApiBadRequest(form_message(form), form_errors(form))
     problems = _out_of_range(form.cleaned_data)
     if problems:
         raise ApiBadRequest(_join(problems), problems)
     return form
 
 
-def _form_errors(form: forms.Form) -> dict[str, list[str]]:
+def form_errors(form: forms.Form) -> dict[str, list[str]]:
     return {
         name: [error["message"] for error in messages]
         for name, messages in form.errors.get_json_data().items()
     }
 
 
-def _form_message(form: forms.Form) -> str:
-    return _join(_form_errors(form))
+def form_message(form: forms.Form) -> str:
+    return _join(form_errors(form))
 
 
 def _join(problems: dict[str, list[str]]) -> str:

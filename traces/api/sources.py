@@ -18,7 +18,7 @@ from traces.models import TraceSource
 from traces.schemas import ErrorOut, SourceIn, SourceList, SourceScan, UploadResult
 from traces.uploads import ingest_uploads, save_uploads
 
-from .common import MAX_ID, READ, ApiUnprocessable, _form_errors, _form_message, errors, require
+from .common import MAX_ID, READ, ApiUnprocessable, errors, form_errors, form_message, require
 
 router = Router()
 
@@ -111,7 +111,7 @@ def add_source(request, body: SourceIn):
         }
     )
     if not form.is_valid():
-        raise ApiUnprocessable(_form_message(form), _form_errors(form))
+        raise ApiUnprocessable(form_message(form), form_errors(form))
     source = form.save()
     scan = scans.rescan(source) if form.cleaned_data["scan_now"] else None
     source.refresh_from_db()
