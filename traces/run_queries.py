@@ -8,8 +8,8 @@ plain dicts and know nothing of HTTP, so the API can reuse them.
 
 from __future__ import annotations
 
-from django.db.models import Max, Min, Q, QuerySet, Sum
-from django.db.models.functions import Substr
+from django.db.models import F, Max, Min, Q, QuerySet, Sum
+from django.db.models.functions import Length, Substr
 
 from .models import Call, EntityLink, LogEntry, Run, Step
 from .pagination import Page, keyset_page
@@ -27,7 +27,7 @@ STEP_ROW_FIELDS = (
     "raw_status", "started_at", "finished_at", "duration_ms", "attempt", "retries", "retry_of",
     "loop_index", "items_total", "items_processed", "items_succeeded", "items_failed",
     "truncated", "never_closed", "synthetic", "child_count", "failed_subtree", "call_count",
-    "link_count",
+    "link_count", "entity_type", "entity_id",
 )  # fmt: skip
 RUN_VALUE_FIELDS = ("input", "output", "attributes", "completeness")
 LOG_ROW_FIELDS = (
@@ -45,8 +45,13 @@ def run_for_page(run_id: int, *, with_values: bool = False) -> Run:
 
 
 def step_rows(queryset: QuerySet) -> QuerySet:
-    """Row columns, plus the head of the error (never the whole of a long one)."""
-    return queryset.only(*STEP_ROW_FIELDS).annotate(error_head=Substr("error", 1, ERROR_HEAD))
+    """Row columns, the parent's key, and the head of the error (never the whole of a
+    long one) with its length."""
+    return queryset.only(*STEP_ROW_FIELDS).annotate(
+        parent_key=F("parent__key"),
+        error_head=Substr("error", 1, ERROR_HEAD),
+        error_length=Length("error"),
+    )
 
 
 def only_failed_subtrees(steps: QuerySet) -> QuerySet:

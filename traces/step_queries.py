@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
-from django.db.models import Count, DateTimeField, Func, Max, Min, Q, QuerySet, Value
+from django.db.models import Count, DateTimeField, F, Func, Max, Min, Q, QuerySet, Value
 from django.db.models.functions import Coalesce, Length, Substr, Trunc
 
+from . import run_queries
 from .models import EntityLink, Status, Step
 from .pagination import BadCursor, Page, encode_cursor, keyset_page
 
@@ -34,10 +35,10 @@ NORMALISED_MAX = 300
 # The group of failed steps that carry no message at all.
 NO_MESSAGE = "<no message>"
 
-# The step table never needs the big values (input, output, attributes).
+# The step table never needs the big values (input, output, attributes): a step's row
+# as in a run's tree, and what the row shows of its run.
 STEP_ROW_FIELDS = (
-    "id", "run_id", "key", "name", "type", "status", "started_at", "duration_ms",
-    "entity_type", "entity_id",
+    *run_queries.STEP_ROW_FIELDS,
     "run__id", "run__name", "run__external_id", "run__format", "run__type", "run__status",
     "run__started_at",
 )  # fmt: skip
@@ -45,7 +46,7 @@ STEP_ROW_FIELDS = (
 LINK_ROW_FIELDS = (
     "id", "link_type", "external_id", "created_at", "step_id", "run_id",
     "step__id", "step__run_id", "step__key", "step__name", "step__status",
-    "step__started_at", "step__duration_ms",
+    "step__started_at", "step__duration_ms", "entity_type", "entity_id", "attributes",
     "run__id", "run__name", "run__external_id", "run__status", "run__format", "run__started_at",
     "run__type",
 )  # fmt: skip
@@ -150,11 +151,16 @@ def filter_steps(filters: dict, *, raw_errors: list[str] | None = None) -> Query
 
 
 def step_list_columns(steps: QuerySet) -> QuerySet:
-    """What the steps table shows: the step, its run, and the head of its error."""
+    """What the steps table shows: the step, its parent's key, its run, and the head of
+    its error."""
     return (
         steps.select_related("run")
         .only(*STEP_ROW_FIELDS)
-        .annotate(error_head=Substr("error", 1, ERROR_HEAD_CHARS), error_length=Length("error"))
+        .annotate(
+            parent_key=F("parent__key"),
+            error_head=Substr("error", 1, ERROR_HEAD_CHARS),
+            error_length=Length("error"),
+        )
     )
 
 
@@ -618,6 +624,8 @@ class EntitySummary:
     other: int
     subjects: int
     runs: int
+    external_id: str  # the greatest, as an entities-list row has it
+    last_seen: datetime | None
 
     @property
     def exists(self) -> bool:
@@ -634,6 +642,8 @@ def entity_summary(entity_type: str, entity_id: str) -> EntitySummary:
         written=Count("step", distinct=True, filter=Q(link_type=EntityLink.LinkType.OUTPUT)),
         affected=Count("step", distinct=True, filter=Q(link_type=EntityLink.LinkType.AFFECTED)),
         other=Count("step", distinct=True, filter=~Q(link_type__in=types)),
+        external_id=Max("external_id"),
+        last_seen=Max(Coalesce("created_at", "step__started_at", "run__started_at")),
     )
     external_ids = list(
         links.exclude(external_id="")
@@ -641,10 +651,12 @@ def entity_summary(entity_type: str, entity_id: str) -> EntitySummary:
         .values_list("external_id", flat=True)
         .distinct()[:5]
     )
-    subjects = subject_steps(entity_type, entity_id).count()
+    subjects = subject_steps(entity_type, entity_id).aggregate(n=Count("id"), last=Max(_when()))
     runs = _run_counts([(entity_type, entity_id)]).get((entity_type, entity_id), 0)
+    figures["external_id"] = figures["external_id"] or ""
+    figures["last_seen"] = _latest(figures["last_seen"], subjects["last"])
     return EntitySummary(
-        entity_type, entity_id, external_ids, subjects=subjects, runs=runs, **figures
+        entity_type, entity_id, external_ids, subjects=subjects["n"], runs=runs, **figures
     )
 
 
