@@ -88,7 +88,8 @@ class TraceFile(models.Model):
     companions = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=FileStatus.choices, default=FileStatus.OK)
     error = models.TextField(blank=True)
-    # What the last ingest produced: {"runs": n, "steps": n, "calls": n, "links": n, "logs": n}.
+    # What the file holds, as last read: {"runs": n, "steps": n, "calls": n, "links": n,
+    # "logs": n, "parser_version": n}. A run held by several files belongs to the one read last.
     produced = models.JSONField(default=dict, blank=True)
     source = models.ForeignKey(
         TraceSource, null=True, blank=True, on_delete=models.SET_NULL, related_name="files"

@@ -68,6 +68,8 @@ class FileResult:
     runs_updated: list[int] = field(default_factory=list)
     runs_unchanged: list[int] = field(default_factory=list)
     file_id: int | None = None
+    # What the file holds (also the runs it gave unchanged): its `produced`.
+    held: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict:
         return {
@@ -411,10 +413,7 @@ def _ingest_file(candidate, module, info, trace_file, ctx: _Context, result) -> 
             )
             _write_runs(module, candidate, trace_file, result)
             trace_file.produced = {
-                **{
-                    name: result.counts[name]
-                    for name in ("runs", "steps", "calls", "links", "logs")
-                },
+                **{name: result.held[name] for name in ("runs", "steps", "calls", "links", "logs")},
                 "parser_version": parser_version(module.NAME),
             }
             trace_file.save(update_fields=["produced"])
@@ -435,11 +434,13 @@ def _write_runs(module, candidate: Candidate, trace_file: TraceFile, result: Fil
     index = RunIndex()
     # A run the file gives twice (duplicate rows) is counted once, as last written.
     written: dict[int, Counter] = {}
+    held: dict[int, Counter] = {}
     for record in module.parse(candidate.real_path):
         origin = candidate.logical_path if record.origin else ""
         outcome = write_run(record, source_file=trace_file, origin=origin, index=index)
         again = outcome.run_id in seen
         seen.add(outcome.run_id)
+        held[outcome.run_id] = outcome.counts
         if outcome.action == "added":
             result.runs_added.append(outcome.run_id)
         elif outcome.action == "updated":
@@ -456,6 +457,9 @@ def _write_runs(module, candidate: Candidate, trace_file: TraceFile, result: Fil
     for counts in written.values():
         result.counts["runs"] += 1
         result.counts.update(counts)
+    result.held["runs"] = len(held)
+    for counts in held.values():
+        result.held.update(counts)
     _settle_runs_not_seen(trace_file, seen)
 
 
