@@ -1,4 +1,4 @@
-"""The duckflux parser (`traces/ingest/duckflux.py`) on the samples and on files
+"""The duckflux parser (`traces/ingest/duckflux/`) on the samples and on files
 built here. No database needed.
 
 The TXT and SQLite builders below follow duckflux's own writers

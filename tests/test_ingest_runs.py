@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench.generate_runs_db import generate_runs_db
-from traces.ingest import detect, runs_sqlite
+from traces.ingest import detect
+from traces.ingest import runs as runs_sqlite
 from traces.ingest.common import read_head
 from traces.ingest.records import ParseError, Status
 

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .common import (
+from ..common import (
     SQLITE_ERRORS,
     corrupt_sqlite,
     duration_between,
@@ -34,9 +34,9 @@ from .common import (
     loads_json_or_text,
     normalise_name,
 )
-from .common import open_sqlite_snapshot as _snapshot
-from .records import LogRecord, ParseError, RunRecord, Status, StepRecord
-from .sqlite_layout import (
+from ..common import open_sqlite_snapshot as _snapshot
+from ..records import LogRecord, ParseError, RunRecord, Status, StepRecord
+from ..sqlite_layout import (
     BATCH,
     Snapshot,
     Table,

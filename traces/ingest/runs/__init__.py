@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import (
+from ..common import (
     duration_between,
     fingerprint,
     is_sqlite,
@@ -29,8 +29,8 @@ from .common import (
     normalise_name,
     open_sqlite_snapshot,
 )
-from .records import CallRecord, LinkRecord, ParseError, RunRecord, StepRecord
-from .sqlite_layout import (
+from ..records import CallRecord, LinkRecord, ParseError, RunRecord, StepRecord
+from ..sqlite_layout import (
     BATCH,
     Snapshot,
     Table,

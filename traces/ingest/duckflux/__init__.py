@@ -37,7 +37,7 @@ from typing import IO, Any, NamedTuple
 import ijson
 import orjson
 
-from .common import (
+from ..common import (
     SQLITE_ERRORS,
     brief,
     corrupt_sqlite,
@@ -57,7 +57,7 @@ from .common import (
     sqlite_table_names_readonly,
     sqlite_tables,
 )
-from .records import ParseError, RunRecord, Status, StepRecord
+from ..records import ParseError, RunRecord, Status, StepRecord
 
 NAME = "duckflux"
 
