@@ -22,6 +22,7 @@ import pytest
 
 from traces.ingest import duckflux
 from traces.ingest.common import parse_iso, read_head
+from traces.ingest.duckflux import json_file
 from traces.ingest.records import ParseError, RunRecord, Status, StepRecord
 
 DUCKFLUX = Path(__file__).resolve().parent.parent / "samples" / "duckflux"
@@ -683,7 +684,7 @@ def test_json_cut_inside_a_multibyte_character(tmp_path):
 
 @pytest.mark.parametrize("cut", [1, 100, 1000, -1])
 def test_truncated_json_on_the_streaming_path(samples, tmp_path, monkeypatch, cut):
-    monkeypatch.setattr(duckflux, "STREAM_THRESHOLD_BYTES", 0)
+    monkeypatch.setattr(json_file, "STREAM_THRESHOLD_BYTES", 0)
     data = (samples / "duckflux" / "json/b2c0c4d4-ed5c-4e88-83ca-a371f130295a.json").read_bytes()
     path = tmp_path / "cut.json"
     path.write_bytes(data[:cut])
@@ -765,7 +766,7 @@ WRONG_SHAPES = [
 @pytest.mark.parametrize(("change", "message"), WRONG_SHAPES, ids=[m for _c, m in WRONG_SHAPES])
 def test_wrong_shapes(samples, tmp_path, monkeypatch, streaming, change, message):
     if streaming:
-        monkeypatch.setattr(duckflux, "STREAM_THRESHOLD_BYTES", 0)
+        monkeypatch.setattr(json_file, "STREAM_THRESHOLD_BYTES", 0)
     source = samples / "duckflux" / "json/6b45129b-7616-488c-8763-e80b2b87d7a4.json"
     path = write_json(tmp_path / "shape.json", change(load_json(source)))
     with pytest.raises(ParseError) as caught:
@@ -779,10 +780,10 @@ def test_wrong_shapes(samples, tmp_path, monkeypatch, streaming, change, message
 def _parse_both_ways(path: Path, monkeypatch) -> tuple[RunRecord, RunRecord]:
     in_memory = parse_one(path)
     streamed_calls = []
-    scan = duckflux._scan_json_stream
-    monkeypatch.setattr(duckflux, "STREAM_THRESHOLD_BYTES", 0)
+    scan = json_file._scan_json_stream
+    monkeypatch.setattr(json_file, "STREAM_THRESHOLD_BYTES", 0)
     monkeypatch.setattr(
-        duckflux, "_scan_json_stream", lambda *a: streamed_calls.append(1) or scan(*a)
+        json_file, "_scan_json_stream", lambda *a: streamed_calls.append(1) or scan(*a)
     )
     streamed = parse_one(path)
     assert streamed_calls == [1]
