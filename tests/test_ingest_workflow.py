@@ -11,6 +11,8 @@ from tests.workflow_pair import PAIR_ID, write_pair
 from traces.ingest import detect, workflow
 from traces.ingest.common import read_head
 from traces.ingest.records import ParseError, Status
+from traces.ingest.workflow.redaction import redact
+from traces.ingest.workflow.steps import go_duration_ms
 
 ORDERS_QUERY = "5a702cfa-93ea-4c4e-98f3-3418f3d4e711"
 EXPLICIT = "4bcb6b22-63db-41fc-aa7c-314bf01dbf29"
@@ -644,9 +646,7 @@ def test_fingerprint_changes_only_for_the_modified_execution(copies: Path):
     ],
 )
 def test_go_duration(text, expected):
-    assert workflow.go_duration_ms(text) == (
-        pytest.approx(expected) if expected is not None else None
-    )
+    assert go_duration_ms(text) == (pytest.approx(expected) if expected is not None else None)
 
 
 def test_redaction_mirrors_the_server():
@@ -658,7 +658,7 @@ def test_redaction_mirrors_the_server():
         "raw_body": "{}",
         "plain": 1,
     }
-    assert workflow.redact(data) == {
+    assert redact(data) == {
         "password": "[REDACTED]",
         "nested": {"api_key": "[REDACTED]", "token_display": "shown", "credentials_ref": "mod"},
         "list": [{"bearer_token_ref": "[REDACTED]"}],
