@@ -24,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..common import is_sqlite, read_head
+from ..common import read_head
 from ..records import ParseError, RunRecord
+from ..sqlite_layout import is_sqlite
 from . import json_file, sqlite_file, txt_file
 from .model import NAME, RETRY_HINT
 

@@ -7,18 +7,20 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..common import (
+from ..common import brief
+from ..records import ParseError, RunRecord, StepRecord
+from ..sqlite_layout import (
     SQLITE_ERRORS,
-    brief,
     corrupt_sqlite,
+    jsonable,
     normalise_name,
     open_sqlite_snapshot,
-    query_readonly,
-    sqlite_columns,
-    sqlite_table_names_readonly,
-    sqlite_tables,
+    quote_ident,
+    readonly_schema,
+    schema_tables,
+    sqlite_guard,
+    table_columns,
 )
-from ..records import ParseError, RunRecord, StepRecord
 from .model import (
     EXECUTION_COLUMNS,
     RETRY_HINT,
@@ -36,46 +38,24 @@ _SQLITE_VALUE_FIELDS = frozenset({"inputs", "input", "output"})
 
 
 def sniff(path: Path) -> bool:
-    tables = sqlite_table_names_readonly(path)
-    if not {"executions", "steps"} <= tables:
+    schema = readonly_schema(path, ("executions", "steps"))
+    if not {"executions", "steps"} <= schema.keys():
         return False
-    columns = _sqlite_columns_readonly(path, ("executions", "steps"))
-    return "workflowid" in columns["executions"] and {"executionid", "seq"} <= columns["steps"]
+    return "workflowid" in schema["executions"] and {"executionid", "seq"} <= schema["steps"]
 
 
-def _sqlite_columns_readonly(path: Path, tables: Iterable[str]) -> dict[str, set[str]]:
-    """Normalised column names of `tables`, read without copying the database."""
-
-    def read(conn: sqlite3.Connection) -> dict[str, set[str]]:
-        return {
-            table: {
-                normalise_name(row[1])
-                for row in conn.execute(f'PRAGMA table_info("{table}")').fetchall()
-            }
-            for table in tables
-        }
-
-    return query_readonly(path, read)
-
-
+@sqlite_guard  # a corrupt page can be met while reading rows
 def parse(path: Path) -> Iterator[RunRecord]:
-    try:
-        yield from _read_sqlite(path)
-    except SQLITE_ERRORS as exc:  # a corrupt page met while reading rows
-        raise corrupt_sqlite(exc) from exc
-
-
-def _read_sqlite(path: Path) -> Iterator[RunRecord]:
     with open_sqlite_snapshot(path) as conn:
-        tables = sqlite_tables(conn)
+        tables = schema_tables(conn)
         for table in ("executions", "steps"):
             if table not in tables:
                 raise ParseError(f"table '{table}' is missing")
         executions, steps = tables["executions"], tables["steps"]
-        rows = conn.execute(f'SELECT * FROM "{executions}" ORDER BY rowid').fetchall()
+        rows = conn.execute(f"SELECT * FROM {quote_ident(executions)} ORDER BY rowid").fetchall()
         if not rows:
             raise ParseError(f"no execution row in table '{executions}' ({RETRY_HINT})")
-        execution_id_column = sqlite_columns(conn, steps).get("executionid")
+        execution_id_column = table_columns(conn, steps).get("executionid")
         if execution_id_column is None:
             raise ParseError(f"table '{steps}' has no execution_id column")
         for row in rows:
@@ -88,11 +68,12 @@ def _sqlite_run(
     execution = _sqlite_model(row, EXECUTION_COLUMNS)
     locate = dotted_locator(f"executions row {brief(execution.get('id'))}")
     run_id = required_str(execution, "id", locate)
-    query = f'SELECT rowid AS "_duckflux_rowid", * FROM "{steps}"'
+    query = f'SELECT rowid AS "_duckflux_rowid", * FROM {quote_ident(steps)}'
     collector = StepCollector()
     rowids: list[int] = []
     # steps.id is the completion order: the writer inserts a step when it ends.
-    for step_row in conn.execute(f'{query} WHERE "{id_column}" = ? ORDER BY rowid', (run_id,)):
+    in_order = f"WHERE {quote_ident(id_column)} = ? ORDER BY rowid"
+    for step_row in conn.execute(f"{query} {in_order}", (run_id,)):
         rowids.append(step_row["_duckflux_rowid"])
         collector.add(_sqlite_step(step_row), dotted_locator(f"steps row {rowids[-1]}"))
 
@@ -127,8 +108,6 @@ def _sqlite_model(
         if normalised in skip or column in skip:
             continue
         field = fields.get(normalised, column)
-        value = row[column]
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", errors="replace")
+        value = jsonable(row[column])
         model[field] = decode_text_value(value) if field in _SQLITE_VALUE_FIELDS else value
     return model

@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..common import is_sqlite, open_sqlite_snapshot
 from ..records import ParseError, RunRecord
-from ..sqlite_layout import Snapshot, readonly_schema, sqlite_guard
+from ..sqlite_layout import Snapshot, is_sqlite, open_sqlite_snapshot, readonly_schema, sqlite_guard
 from .layout import NAME, find_layout, prepare
 from .run_rows import ghost_runs, table_runs
 from .standalone import standalone_runs

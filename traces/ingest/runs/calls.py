@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..common import (
-    loads_json_or_text,
-)
+from ..common import loads_json_or_text
 from ..records import CallRecord, LinkRecord
 from ..sqlite_layout import (
     Snapshot,

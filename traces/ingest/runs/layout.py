@@ -8,13 +8,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..sqlite_layout import (
-    Table,
-    ensure_index,
-    find_table,
-    quote_ident,
-    schema_tables,
-)
+from ..sqlite_layout import Table, ensure_index, find_table, quote_ident, schema_tables
 
 NAME = "runs"
 # Part of every fingerprint: bump it when the mapping changes so stored runs are re-read.

@@ -6,11 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from ..common import (
-    fingerprint,
-    loads_json_or_text,
-    normalise_name,
-)
+from ..common import fingerprint, loads_json_or_text
 from ..records import RunRecord
 from ..sqlite_layout import (
     BATCH,
@@ -22,6 +18,7 @@ from ..sqlite_layout import (
     extra_columns,
     jsonable,
     lenient_time,
+    normalise_name,
     normalise_status,
     shared_ids,
 )

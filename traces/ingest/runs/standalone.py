@@ -5,17 +5,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 
-from ..common import (
-    fingerprint,
-)
+from ..common import fingerprint
 from ..records import RunRecord, StepRecord
-from ..sqlite_layout import (
-    Snapshot,
-    Table,
-    as_text,
-    chunks,
-    lenient_time,
-)
+from ..sqlite_layout import Snapshot, Table, as_text, chunks, lenient_time
 from .calls import call_record, group_children, link_record
 from .layout import NAME, VERSION, Layout, agg_parts, hashes_rows, row_hash_sql
 from .run_rows import counters_of

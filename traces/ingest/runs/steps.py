@@ -8,10 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..common import (
-    duration_between,
-    loads_json_or_text,
-)
+from ..common import duration_between, loads_json_or_text
 from ..records import StepRecord
 from ..sqlite_layout import (
     BATCH,

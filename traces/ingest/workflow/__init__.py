@@ -18,11 +18,13 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..common import SQLITE_ERRORS, corrupt_sqlite, is_sqlite
-from ..common import open_sqlite_snapshot as _snapshot
 from ..records import ParseError, RunRecord
 from ..sqlite_layout import (
+    SQLITE_ERRORS,
     Snapshot,
+    corrupt_sqlite,
+    is_sqlite,
+    open_sqlite_snapshot,
     readonly_schema,
     shared_ids,
     sqlite_guard,
@@ -102,7 +104,7 @@ def parse(path: Path) -> Iterator[RunRecord]:
 def _parse(path: Path, events_path: Path | None) -> Iterator[RunRecord]:
     origin = str(path.resolve())
     with contextlib.ExitStack() as stack:
-        conn = stack.enter_context(_snapshot(path))
+        conn = stack.enter_context(open_sqlite_snapshot(path))
         snap = Snapshot(conn)
         stack.callback(setattr, snap, "closed", True)
         events_error = _attach_events(stack, conn, events_path)
@@ -123,7 +125,7 @@ def _attach_events(stack: contextlib.ExitStack, conn: sqlite3.Connection, path) 
     if path is None:
         return ""
     try:
-        events = stack.enter_context(_snapshot(path))
+        events = stack.enter_context(open_sqlite_snapshot(path))
         # Damage met later, while a run's logs are read, would fail the whole
         # workflow.db: the copy is checked now (a few ms) and left out if damaged.
         problems = [row[0] for row in events.execute("PRAGMA quick_check(3)")]

@@ -5,11 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..common import (
-    duration_between,
-    fingerprint,
-    loads_json_or_text,
-)
+from ..common import duration_between, fingerprint, loads_json_or_text
 from ..records import RunRecord, Status
 from ..sqlite_layout import (
     Snapshot,

@@ -7,9 +7,6 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..common import (
-    normalise_name,
-)
 from ..records import ParseError, Status
 from ..sqlite_layout import (
     BATCH,
@@ -17,6 +14,7 @@ from ..sqlite_layout import (
     ensure_index,
     find_table,
     jsonable,
+    normalise_name,
     normalise_status,
     schema_tables,
 )

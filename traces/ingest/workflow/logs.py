@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..common import (
-    loads_json_or_text,
-)
+from ..common import loads_json_or_text
 from ..records import LogRecord
 from ..sqlite_layout import (
     BATCH,

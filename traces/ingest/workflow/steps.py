@@ -10,10 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..common import (
-    duration_between,
-    loads_json_or_text,
-)
+from ..common import duration_between, loads_json_or_text
 from ..records import Status, StepRecord
 from ..sqlite_layout import (
     Snapshot,
