@@ -8,7 +8,7 @@ import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -22,10 +22,34 @@ _MAX_EPOCH_MS = 253402300799000
 _DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 
 
-def brief(value: Any, limit: int = 60) -> str:
-    """A value for an error message: its repr, cut short (a field can hold 100 MB)."""
-    text = repr(value) if isinstance(value, str) else json_text(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+
+
+def brief(value: Any, limit: int = 60, *, style: Literal["repr", "json", "typed"] = "repr") -> str:
+    """A value for a message, cut to `limit` characters (a field can hold 100 MB).
+
+    - "repr": a string as its repr ('noon'), anything else as compact JSON;
+    - "json": everything as compact JSON ("noon"), as the file wrote it;
+    - "typed", for "expected X, got Y": an object or a list by its kind (a list),
+      anything else as JSON, preceded by its kind when cut (a string "abc...").
+    """
+    typed = style == "typed"
+    if typed and isinstance(value, dict | list):
+        return _kind(value)
+    text = repr(value) if style == "repr" and isinstance(value, str) else json_text(value)
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3] + "..."
+    return f"{_kind(value)} {cut}" if typed else cut
+
+
+def wrong_type(where: str, expected: str, value: Any, limit: int = 60) -> ParseError:
+    """The error for a value of the wrong type: `steps[3].seq: expected an integer, got "x"`."""
+    return ParseError(f"{where}: expected {expected}, got {brief(value, limit, style='typed')}")
+
+
+def _kind(value: Any) -> str:
+    return _KINDS.get(type(value), "null" if value is None else "a number")
 
 
 def parse_iso(value: Any, where: str = "") -> datetime | None:
@@ -37,7 +61,7 @@ def parse_iso(value: Any, where: str = "") -> datetime | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return parse_epoch_ms(value, where)
     if not isinstance(value, str):
-        raise ParseError(f"{where}: expected a timestamp, got {type(value).__name__}")
+        raise wrong_type(where, "a timestamp", value)
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -65,7 +89,7 @@ def parse_epoch_ms(value: Any, where: str = "") -> datetime | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ParseError(f"{where}: expected epoch milliseconds, got {type(value).__name__}")
+        raise wrong_type(where, "epoch milliseconds", value)
     if math.isnan(value) or not (_MIN_EPOCH_MS <= value <= _MAX_EPOCH_MS):
         raise ParseError(f"{where}: timestamp {brief(value)} is out of range")
     try:

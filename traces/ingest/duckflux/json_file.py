@@ -16,8 +16,9 @@ from typing import IO, Any
 import ijson
 import orjson
 
+from ..common import brief, wrong_type
 from ..records import ParseError, RunRecord, StepRecord
-from .model import RETRY_HINT, StepCollector, build_run, describe, dotted_locator, step_record
+from .model import RETRY_HINT, StepCollector, build_run, dotted_locator, step_record
 
 # JSON files up to this size are parsed in one go; larger ones are streamed,
 # with memory bounded by one step. Tests lower it to exercise the streaming path.
@@ -60,14 +61,14 @@ def parse(path: Path) -> Iterator[RunRecord]:
 def _parse_json_in_memory(path: Path) -> RunRecord:
     document = _load_json(path.read_bytes())
     if not isinstance(document, dict):
-        raise ParseError(f"top level: expected an object, got {describe(document)}")
+        raise wrong_type("top level", "an object", document)
     if "execution" not in document:
         raise ParseError("not a duckflux trace: no 'execution' key")
     if "steps" not in document:
         raise ParseError("steps: missing")
     steps = document["steps"]
     if not isinstance(steps, list):
-        raise ParseError(f"steps: expected a list, got {describe(steps)}")
+        raise wrong_type("steps", "a list", steps)
     collector = StepCollector()
     records = [collector.add(raw, dotted_locator(f"steps[{i}]")) for i, raw in enumerate(steps)]
     return build_run(
@@ -249,7 +250,7 @@ def _next_event(events: Iterator[tuple[str, str, Any]]) -> tuple[str, str, Any]:
 
 def _event_kind(event: str, value: Any) -> str:
     kinds = {"start_map": "an object", "start_array": "a list"}
-    return kinds.get(event) or describe(value)
+    return kinds.get(event) or brief(value, style="typed")
 
 
 def _stream_error(exc: Exception, handle: IO[bytes]) -> ParseError:

@@ -24,6 +24,7 @@ from ..common import (
     json_text,
     loads_json_or_text,
     parse_iso,
+    wrong_type,
 )
 from ..records import ParseError, RunRecord, Status, StepRecord
 from .nesting import Skeleton, steps_in_seq_order
@@ -124,7 +125,7 @@ def build_run(
     """The run of `execution` (model dict) whose steps `collector` has seen;
     `load_step(completion_index)` reads a step again for the lazy second pass."""
     if not isinstance(execution, dict):
-        raise ParseError(f"{locate('')}: expected an object, got {describe(execution)}")
+        raise wrong_type(locate(""), "an object", execution)
     raw_status = required_str(execution, "status", locate)
     status = _map_status(raw_status, _RUN_STATUSES, locate("status"))
     started = parse_iso(execution.get("startedAt"), locate("startedAt"))
@@ -183,7 +184,7 @@ def _workflow_label(execution: dict[str, Any], locate: Locate) -> str:
 
 def step_record(raw: Any, completion_index: int, locate: Locate) -> StepRecord:
     if not isinstance(raw, dict):
-        raise ParseError(f"{locate('')}: expected an object, got {describe(raw)}")
+        raise wrong_type(locate(""), "an object", raw)
     seq = _required_int(raw, "seq", locate)
     raw_status = required_str(raw, "status", locate)
     started = parse_iso(raw.get("startedAt"), locate("startedAt"))
@@ -232,15 +233,6 @@ def _canonical_json(value: Any) -> bytes:
     return json_bytes(value, sort_keys=True)
 
 
-def describe(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    text = json_text(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _map_status(word: str, table: dict[str, str], where: str) -> str:
     try:
         return table[word]
@@ -254,7 +246,7 @@ def required_str(raw: dict[str, Any], key: str, locate: Locate) -> str:
     if value is None:
         raise ParseError(f"{locate(key)}: missing")
     if not isinstance(value, str):
-        raise ParseError(f"{locate(key)}: expected a string, got {describe(value)}")
+        raise wrong_type(locate(key), "a string", value)
     return value
 
 
@@ -263,7 +255,7 @@ def _optional_str(raw: dict[str, Any], key: str, locate: Locate) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise ParseError(f"{locate(key)}: expected a string, got {describe(value)}")
+        raise wrong_type(locate(key), "a string", value)
     return value
 
 
@@ -277,14 +269,14 @@ def _required_int(raw: dict[str, Any], key: str, locate: Locate) -> int:
 def _optional_int(raw: dict[str, Any], key: str, locate: Locate) -> int | None:
     value = raw.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ParseError(f"{locate(key)}: expected an integer, got {describe(value)}")
+        raise wrong_type(locate(key), "an integer", value)
     return value
 
 
 def _optional_number(raw: dict[str, Any], key: str, locate: Locate) -> int | float | None:
     value = raw.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-        raise ParseError(f"{locate(key)}: expected a number, got {describe(value)}")
+        raise wrong_type(locate(key), "a number", value)
     if isinstance(value, float) and not math.isfinite(value):
         raise ParseError(f"{locate(key)}: expected a finite number, got {value}")
     return value
