@@ -224,6 +224,19 @@ def iter_rows(cursor: sqlite3.Cursor, size: int = BATCH) -> Iterator[dict[str, A
             yield dict(zip(names, row, strict=True))
 
 
+def iter_rows_and_extras(
+    cursor: sqlite3.Cursor, extra: int, size: int = BATCH
+) -> Iterator[tuple[dict[str, Any], tuple, tuple]]:
+    """For `SELECT t.*, <extra computed columns> ...`: each row as `iter_rows` gives
+    it, the values of its own columns in order (for a fingerprint), and the `extra`
+    computed values."""
+    names = [normalise_name(d[0]) for d in cursor.description[:-extra]]
+    while batch := cursor.fetchmany(size):
+        for row in batch:
+            own = row[:-extra]
+            yield dict(zip(names, own, strict=True)), own, row[-extra:]
+
+
 def chunks(items: Sequence, size: int = BATCH) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -262,6 +275,17 @@ class Snapshot:
                 "consume them while iterating"
             )
         return self.conn
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, path: Path) -> Iterator[Snapshot]:
+        """A private snapshot of `path` (`open_sqlite_snapshot`), marked closed on exit."""
+        with open_sqlite_snapshot(path) as conn:
+            snap = cls(conn)
+            try:
+                yield snap
+            finally:
+                snap.closed = True
 
 
 # --- sniffing without a copy ---------------------------------------------------------------

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..records import ParseError, RunRecord
-from ..sqlite_layout import Snapshot, is_sqlite, open_sqlite_snapshot, readonly_schema, sqlite_guard
+from ..sqlite_layout import Snapshot, is_sqlite, readonly_schema, sqlite_guard
 from .layout import NAME, find_layout, prepare
 from .run_rows import ghost_runs, table_runs
 from .standalone import standalone_runs
@@ -37,16 +37,12 @@ def sniff(path: Path, head: bytes) -> bool:
 def parse(path: Path) -> Iterator[RunRecord]:
     path = Path(path)
     origin = str(path.resolve())
-    with open_sqlite_snapshot(path) as conn:
-        snap = Snapshot(conn)
-        try:
-            layout = find_layout(conn)
-            prepare(conn, layout)
-            yield from table_runs(snap, layout, origin)
-            yield from ghost_runs(snap, layout, origin)
-            yield from standalone_runs(snap, layout, origin)
-        finally:
-            snap.closed = True
+    with Snapshot.open(path) as snap:
+        layout = find_layout(snap.conn)
+        prepare(snap.conn, layout)
+        yield from table_runs(snap, layout, origin)
+        yield from ghost_runs(snap, layout, origin)
+        yield from standalone_runs(snap, layout, origin)
 
 
 __all__ = ["NAME", "parse", "sniff"]

@@ -9,16 +9,15 @@ from typing import Any
 from ..common import fingerprint, loads_json_or_text
 from ..records import RunRecord
 from ..sqlite_layout import (
-    BATCH,
     Snapshot,
     Table,
     as_text,
     column_set,
     derive_status,
     extra_columns,
+    iter_rows_and_extras,
     jsonable,
     lenient_time,
-    normalise_name,
     normalise_status,
     shared_ids,
 )
@@ -38,17 +37,14 @@ def table_runs(snap: Snapshot, lay: Layout, origin: str) -> Iterator[RunRecord]:
     order = f"{r.col('created_at', 'r')}, {r.col('id', 'r')}"
     shared = shared_ids(snap.conn, r)
     cursor = snap.conn.execute(f"SELECT r.*, {columns} FROM {r.sql} r {joins} ORDER BY {order}")
-    names = [normalise_name(d[0]) for d in cursor.description[:-3]]
-    while batch := cursor.fetchmany(BATCH):
-        for row in batch:
-            values = dict(zip(names, row[:-3], strict=True))
-            aggs = [agg_parts(agg) for agg in row[-3:]]
-            print_ = fingerprint(VERSION, [jsonable(v) for v in row[:-3]], *aggs)
-            record = _run_record(snap, lay, origin, values, print_)
-            if record.external_id in shared:
-                # Rows sharing an id are one run to the store: the last one read stays.
-                record.attributes["rows_with_this_id"] = shared[record.external_id]
-            yield record
+    for values, own, tail in iter_rows_and_extras(cursor, 3):
+        aggs = [agg_parts(agg) for agg in tail]
+        print_ = fingerprint(VERSION, [jsonable(v) for v in own], *aggs)
+        record = _run_record(snap, lay, origin, values, print_)
+        if record.external_id in shared:
+            # Rows sharing an id are one run to the store: the last one read stays.
+            record.attributes["rows_with_this_id"] = shared[record.external_id]
+        yield record
 
 
 def _run_record(snap: Snapshot, lay: Layout, origin: str, row: dict, print_: str) -> RunRecord:

@@ -104,9 +104,8 @@ def parse(path: Path) -> Iterator[RunRecord]:
 def _parse(path: Path, events_path: Path | None) -> Iterator[RunRecord]:
     origin = str(path.resolve())
     with contextlib.ExitStack() as stack:
-        conn = stack.enter_context(open_sqlite_snapshot(path))
-        snap = Snapshot(conn)
-        stack.callback(setattr, snap, "closed", True)
+        snap = stack.enter_context(Snapshot.open(path))
+        conn = snap.conn
         events_error = _attach_events(stack, conn, events_path)
         layout = find_layout(conn, events_error)
         prepare(conn, layout)

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 
 from ..records import ParseError, Status
 from ..sqlite_layout import (
-    BATCH,
     Table,
     ensure_index,
     find_table,
+    iter_rows_and_extras,
     jsonable,
-    normalise_name,
     normalise_status,
     schema_tables,
 )
@@ -152,14 +151,10 @@ def execution_rows(conn: sqlite3.Connection, lay: Layout) -> Iterator[tuple[dict
         + (f"LEFT JOIN temp.tracer_wf_events v ON v.eid = {eid} " if lay.events else "")
         + f"ORDER BY {e.col('started_at', 'e')}, {eid}"
     )
-    cursor = conn.execute(sql)
-    count = len(_EXTRA)
-    names = [normalise_name(d[0]) for d in cursor.description[:-count]]
-    while batch := cursor.fetchmany(BATCH):
-        for row in batch:
-            extra = dict(zip(_EXTRA, row[-count:], strict=True))
-            extra["row"] = [jsonable(v) for v in row[:-count]]
-            yield dict(zip(names, row[:-count], strict=True)), extra
+    for row, own, tail in iter_rows_and_extras(conn.execute(sql), len(_EXTRA)):
+        extra = dict(zip(_EXTRA, tail, strict=True))
+        extra["row"] = [jsonable(v) for v in own]
+        yield row, extra
 
 
 def _extra_columns(lay: Layout, eid: str) -> list[str]:
