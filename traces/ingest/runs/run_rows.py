@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from ..common import fingerprint, loads_json_or_text
+from ..common import fingerprint
 from ..records import RunRecord
 from ..sqlite_layout import (
     Snapshot,
@@ -23,7 +23,7 @@ from ..sqlite_layout import (
 )
 from .calls import call_record, link_record, run_children
 from .layout import NAME, VERSION, Layout, agg_joins, agg_parts
-from .steps import actor_of, duration_of, run_steps
+from .steps import actor_of, outcome_fields, run_steps
 
 _RUN_COLUMNS = column_set(
     "id runtype trigger actortype actorid status currentstep startedat completedat durationms "
@@ -55,10 +55,7 @@ def _run_record(snap: Snapshot, lay: Layout, origin: str, row: dict, print_: str
         "actor_id": jsonable(row.get("actorid")),
         **extra_columns(lay.runs, row, _RUN_COLUMNS),
     }
-    started = lenient_time(row.get("startedat"), attrs, "started_at")
-    finished = lenient_time(row.get("completedat"), attrs, "completed_at")
-    input_, input_cut = loads_json_or_text(row.get("input"))
-    output, output_cut = loads_json_or_text(row.get("output"))
+    outcome = outcome_fields(row, attrs)
     run_id = row.get("id")
     return RunRecord(
         format=NAME,
@@ -68,18 +65,10 @@ def _run_record(snap: Snapshot, lay: Layout, origin: str, row: dict, print_: str
         type=as_text(row.get("runtype")),
         trigger=as_text(row.get("trigger")),
         actor=actor_of(row),
-        status=normalise_status(row.get("status")),
-        raw_status=as_text(row.get("status")),
-        started_at=started,
-        finished_at=finished,
-        duration_ms=duration_of(row, started, finished),
-        input=input_,
-        output=output,
-        error=as_text(row.get("error")),
-        output_counters=counters_of(output),
+        **outcome,
+        output_counters=counters_of(outcome["output"]),
         progress_label=as_text(row.get("currentstep")),
         source_updated_at=lenient_time(row.get("updatedat"), attrs, "updated_at"),
-        truncated=input_cut or output_cut,
         attributes=attrs,
         fingerprint=print_,
         steps=run_steps(snap, lay, run_id),

@@ -174,24 +174,13 @@ def step_records(conn: sqlite3.Connection, s: Table, placed: list[Placed]) -> It
 
 def _step_record(s: Table, row: dict, placed: Placed) -> StepRecord:
     attrs = _step_attributes(s, row, placed)
-    started = lenient_time(row.get("startedat"), attrs, "started_at")
-    finished = lenient_time(row.get("completedat"), attrs, "completed_at")
-    input_, input_cut = loads_json_or_text(row.get("input"))
-    output, output_cut = loads_json_or_text(row.get("output"))
     step_type = as_text(row.get("steptype"))
     return StepRecord(
         key=placed.key,
         name=step_type,
         type=step_type,
-        status=normalise_status(row.get("status")),
-        raw_status=as_text(row.get("status")),
         parent_key=placed.parent_key,
-        started_at=started,
-        finished_at=finished,
-        duration_ms=duration_of(row, started, finished),
-        input=input_,
-        output=output,
-        error=as_text(row.get("error")),
+        **outcome_fields(row, attrs),
         attempt=as_int(row.get("attempt")),
         retry_of=as_text(row.get("retryof")),
         max_retries=as_int(row.get("maxretries")),
@@ -201,7 +190,6 @@ def _step_record(s: Table, row: dict, placed: Placed) -> StepRecord:
         items_failed=as_int(row.get("itemsfailed")),
         entity_type=as_text(row.get("entitytype")),
         entity_id=as_text(row.get("entityid")),
-        truncated=input_cut or output_cut,
         attributes=attrs,
     )
 
@@ -230,9 +218,25 @@ def actor_of(row: dict) -> str:
     return f"{kind}:{ident}" if kind and ident else kind or ident
 
 
-def duration_of(row: dict, started, finished) -> float | None:
-    value = as_float(row.get("durationms"))
-    return value if value is not None else duration_between(started, finished)
+def outcome_fields(row: dict, attrs: dict) -> dict[str, Any]:
+    """What a runs row and a steps row both tell (status, times, I/O, error),
+    as record fields; unreadable times go to `attrs`."""
+    started = lenient_time(row.get("startedat"), attrs, "started_at")
+    finished = lenient_time(row.get("completedat"), attrs, "completed_at")
+    duration = as_float(row.get("durationms"))
+    input_, input_cut = loads_json_or_text(row.get("input"))
+    output, output_cut = loads_json_or_text(row.get("output"))
+    return {
+        "status": normalise_status(row.get("status")),
+        "raw_status": as_text(row.get("status")),
+        "started_at": started,
+        "finished_at": finished,
+        "duration_ms": duration if duration is not None else duration_between(started, finished),
+        "input": input_,
+        "output": output,
+        "error": as_text(row.get("error")),
+        "truncated": input_cut or output_cut,
+    }
 
 
 @sqlite_guard
