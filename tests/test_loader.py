@@ -541,3 +541,14 @@ def test_a_file_read_by_an_older_parser_is_read_again(samples, tmp_path, monkeyp
     assert TraceFile.objects.get().produced["parser_version"] == 7
     assert ingest_paths([trace]).files[0].outcome == "unchanged"
     assert Run.objects.count() == 1
+
+
+def test_formats_whose_reading_changed_say_so(samples, tmp_path):
+    """duckflux and workflow files stored by the first parsers are read again."""
+    assert FORMATS["duckflux"].PARSER_VERSION >= 2 and FORMATS["workflow"].PARSER_VERSION >= 2
+    ingest_paths([samples / "workflow"])
+    workflow_db = TraceFile.objects.get(path__endswith="workflow.db")
+    TraceFile.objects.filter(pk=workflow_db.pk).update(produced={"runs": 7})  # as stored before
+    again = {Path(r.path).name: r.outcome for r in ingest_paths([samples / "workflow"]).files}
+    assert again["workflow.db"] == "ingested"
+    assert ingest_paths([samples / "workflow"]).files[0].outcome == "unchanged"

@@ -28,7 +28,7 @@ from ..common import read_head
 from ..records import ParseError, RunRecord
 from ..sqlite_layout import is_sqlite
 from . import json_file, sqlite_file, txt_file
-from .model import NAME, RETRY_HINT
+from .model import NAME, PARSER_VERSION, RETRY_HINT
 
 
 def sniff(path: Path, head: bytes) -> bool:
@@ -55,4 +55,4 @@ def parse(path: Path) -> Iterator[RunRecord]:
         )
 
 
-__all__ = ["NAME", "RETRY_HINT", "parse", "sniff"]
+__all__ = ["NAME", "PARSER_VERSION", "RETRY_HINT", "parse", "sniff"]

@@ -34,8 +34,9 @@ NAME = "duckflux"
 # runs, so a reader can catch a file half-written.
 RETRY_HINT = "the file may still be being written; it will be read again when it changes"
 
-# Part of every fingerprint: bump it when parsing changes, so stored runs are re-read.
-_PARSER_VERSION = 2
+# Bump it when parsing changes: the loader reads unchanged files again, and, as part
+# of every fingerprint, their stored runs are rewritten.
+PARSER_VERSION = 2
 
 _RUN_STATUSES = {"success": Status.SUCCEEDED, "failure": Status.FAILED, "running": Status.RUNNING}
 _STEP_STATUSES = {"success": Status.SUCCEEDED, "failure": Status.FAILED, "skipped": Status.SKIPPED}
@@ -161,7 +162,7 @@ def build_run(
         source_updated_at=datetime.fromtimestamp(path.stat().st_mtime, tz=UTC),
         attributes=attributes,
         fingerprint=fingerprint(
-            _PARSER_VERSION, encoding, execution, collector.hexdigest(), extra_attributes
+            PARSER_VERSION, encoding, execution, collector.hexdigest(), extra_attributes
         ),
         # An old "running" snapshot must never replace the finished run.
         completeness=(1 if status in Status.TERMINAL else 0, len(skeletons)),

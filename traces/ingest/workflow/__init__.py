@@ -30,7 +30,7 @@ from ..sqlite_layout import (
     sqlite_guard,
     sqlite_schema_or_none,
 )
-from .executions import NAME, execution_record
+from .executions import NAME, PARSER_VERSION, execution_record
 from .layout import EVENTS_SCHEMA, EVENTS_TABLE, execution_rows, find_layout, prepare
 
 _WORKFLOW_TABLES = frozenset({"workflowexecutions", "executionsteps", "executionlogs"})
@@ -139,4 +139,4 @@ def _attach_events(stack: contextlib.ExitStack, conn: sqlite3.Connection, path) 
     return ""
 
 
-__all__ = ["NAME", "companion_of", "companion_paths", "parse", "sniff"]
+__all__ = ["NAME", "PARSER_VERSION", "companion_of", "companion_paths", "parse", "sniff"]

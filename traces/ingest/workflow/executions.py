@@ -23,8 +23,9 @@ from .logs import execution_logs
 from .steps import MARK_TYPES, StepMarks, execution_steps, step_events
 
 NAME = "workflow"
-# Part of every fingerprint: bump it when the mapping changes so stored runs are re-read.
-_VERSION = 2
+# Bump it when the mapping changes: the loader reads unchanged files again, and, as part
+# of every fingerprint, their stored runs are rewritten.
+PARSER_VERSION = 2
 
 _EXECUTION_COLUMNS = column_set(
     "id workflow_id trigger_type trigger_data status output_data error_message triggered_by "
@@ -171,4 +172,4 @@ def _last_activity(row: dict, extra: dict) -> datetime | None:
 
 def _execution_print(extra: dict) -> str:
     aggregates = [extra[name] for name in AGGREGATES]
-    return fingerprint(_VERSION, extra["row"], aggregates)
+    return fingerprint(PARSER_VERSION, extra["row"], aggregates)
