@@ -440,7 +440,8 @@ def _write_runs(module, candidate: Candidate, trace_file: TraceFile, result: Fil
         outcome = write_run(record, source_file=trace_file, origin=origin, index=index)
         again = outcome.run_id in seen
         seen.add(outcome.run_id)
-        held[outcome.run_id] = outcome.counts
+        if outcome.action in ("added", "updated") or not again:
+            held[outcome.run_id] = outcome.counts  # a repeat left as written keeps its counts
         if outcome.action == "added":
             result.runs_added.append(outcome.run_id)
         elif outcome.action == "updated":

@@ -25,7 +25,7 @@ from .steps import MARK_TYPES, StepMarks, execution_steps, step_events
 NAME = "workflow"
 # Bump it when the mapping changes: the loader reads unchanged files again, and, as part
 # of every fingerprint, their stored runs are rewritten.
-PARSER_VERSION = 2
+PARSER_VERSION = 3
 
 _EXECUTION_COLUMNS = column_set(
     "id workflow_id trigger_type trigger_data status output_data error_message triggered_by "

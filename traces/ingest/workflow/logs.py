@@ -26,6 +26,7 @@ from ..sqlite_layout import (
 )
 from .layout import COMPENSATION, Layout
 from .redaction import redact
+from .steps import IO_TYPES
 
 _LOG_COLUMNS = column_set("id workflow_id execution_id level message module_name fields created_at")
 
@@ -137,7 +138,9 @@ def _log_record(
     }
     when = lenient_time(row.get("createdat"), attrs, "created_at")
     if event is not None:
-        when = _enrich(attrs, event, told.fields, full=not duplicate) or when
+        when = (
+            _enrich(attrs, event, told.fields, full=not duplicate, on_step=key is not None) or when
+        )
     fields = told.fields if not duplicate else loads_json_or_text(row.get("fields"))[0]
     return LogRecord(
         seq=seq,
@@ -151,12 +154,14 @@ def _log_record(
     )
 
 
-def _enrich(attrs: dict, event: _Event, fields: Any, *, full: bool) -> datetime | None:
+def _enrich(
+    attrs: dict, event: _Event, fields: Any, *, full: bool, on_step: bool
+) -> datetime | None:
     """Add an events.db event's facts to the log row that tells it; its time
     is the same instant, to the nanosecond instead of the second."""
     attrs.update(event_time=event.when, event_id=event.ident, event_sequence=event.sequence)
     if full and event.data != fields:
-        attrs["event_data"] = redact(event.data)
+        attrs["event_data"] = _event_data(event, on_step=on_step)
     return lenient_time(event.when, attrs, "event_time")
 
 
@@ -167,15 +172,30 @@ def _event_log(seq: int, event: _Event, keys: _StepKeys) -> LogRecord:
         "event_id": event.ident,
         "event_sequence": event.sequence,
     }
+    step_key = keys.key_for(event.event_type, event.step_name)
     return LogRecord(
         seq=seq,
         message=event.event_type,
         level="event",
         time=lenient_time(event.when, attrs, "event_time"),
-        step_key=keys.key_for(event.event_type, event.step_name),
-        fields=redact(event.data),
+        step_key=step_key,
+        fields=_event_data(event, on_step=step_key is not None),
         attributes=attrs,
     )
+
+
+ON_THE_STEP = "[the whole value is the step's {}]"
+
+
+def _event_data(event: _Event, *, on_step: bool) -> Any:
+    """An event's data, redacted. An I/O event's value is its step's input or output
+    (events.db holds it whole): kept there once, not again in every log row that
+    tells the event, which would load megabytes with a page of the log."""
+    data = redact(event.data)
+    which = IO_TYPES.get(event.event_type)
+    if on_step and which and isinstance(data, dict) and which in data:
+        data = {**data, which: ON_THE_STEP.format(which)}
+    return data
 
 
 def _event_rows(conn: sqlite3.Connection, v: Table, eid: Any) -> Iterator[_Event]:

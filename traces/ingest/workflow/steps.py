@@ -59,12 +59,12 @@ class _Mark:
             self.elapsed = self.elapsed or data.get("elapsed")
         elif event_type == "step.compensated":
             self.compensated_time = when
-        elif event_type in _IO_TYPES and _IO_TYPES[event_type] in data and sequence is not None:
-            self.recorded[_IO_TYPES[event_type]] = sequence
+        elif event_type in IO_TYPES and IO_TYPES[event_type] in data and sequence is not None:
+            self.recorded[IO_TYPES[event_type]] = sequence
 
 
 MARK_TYPES = ("step.started", "step.completed", "step.failed", "step.skipped", "step.compensated")
-_IO_TYPES = {"step.input_recorded": "input", "step.output_recorded": "output"}
+IO_TYPES = {"step.input_recorded": "input", "step.output_recorded": "output"}
 
 
 class StepMarks:
@@ -122,7 +122,7 @@ def execution_steps(
     conn = snap.check()
     s = lay.steps
     # Only events.db holds I/O (the log rows of I/O events name the step alone).
-    types = (*MARK_TYPES, *_IO_TYPES) if use_events else MARK_TYPES
+    types = (*MARK_TYPES, *IO_TYPES) if use_events else MARK_TYPES
     marks = StepMarks(step_events(conn, lay, eid, use_events, types))
     sql = (
         f"SELECT *, CAST({s.col('input_data')} AS BLOB) AS tracer_input, "
