@@ -459,7 +459,7 @@ def test_files_list_with_status_filter(client, samples):
     assert [(f["display_name"], f["error"]) for f in body["items"]] == [
         ("broken.json", "line 3: not JSON")
     ]
-    assert body["counts"] == queries.file_status_counts() == {"ok": 4, "error": 1}
+    assert body["counts"] == queries.runs.file_status_counts() == {"ok": 4, "error": 1}
     page = client.get(reverse("traces:file-list"))
     assert [f["id"] for f in get(client, "/api/files").json()["items"]] == [
         f.pk for f in page.context["page"].items
@@ -737,7 +737,7 @@ def test_an_unexpected_exception_is_a_json_500(client, settings, monkeypatch, de
     def explode(filters):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(queries, "filter_runs", explode)
+    monkeypatch.setattr(queries.runs, "filter_runs", explode)
     response = client.get("/api/runs")
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal error: it has been logged."}

@@ -8,10 +8,10 @@ from django.db.models import Sum
 from django.urls import reverse
 
 from tests.factories import BASE_TIME, make_runs, make_steps
-from traces import step_queries
 from traces.ingest.loader import ingest_paths
 from traces.models import Format, Run, Step
-from traces.step_queries import NO_MESSAGE, normalise_error
+from traces.queries import entities as step_queries
+from traces.queries.entities import NO_MESSAGE, normalise_error
 
 URL = reverse("traces:step-list")
 

@@ -3,7 +3,7 @@ them is api_auth.py's to decide, and api_errors.py turns every error into JSON.
 
 Each endpoint is the twin of a page: it validates the query string with the
 page's own Django form and reads through the same query functions (queries.py,
-step_queries.py, run_queries.py), so a filter means the same thing and gives the
+queries.entities.py, queries.steps.py), so a filter means the same thing and gives the
 same numbers on both. Lists are keyset-paginated with the pages' cursors.
 """
 
@@ -22,7 +22,7 @@ from ninja import File, Path, Query, Router, Status, UploadedFile
 from ninja.decorators import decorate_view
 from ninja.errors import HttpError
 
-from traces import queries, run_queries, step_queries
+from traces import queries
 from traces import sources as scans
 from traces.forms import FileFilterForm, RunFilterForm, SourceForm
 from traces.ingest.loader import IngestReport
@@ -191,7 +191,7 @@ def step_url(run_id: int, key: str) -> str | None:
 # --- shapes -----------------------------------------------------------------------------------
 
 
-# Step fields copied as they are: a tree/timeline row (run_queries.STEP_ROW_FIELDS only)
+# Step fields copied as they are: a tree/timeline row (queries.steps.STEP_ROW_FIELDS only)
 # and the step's own page.
 STEP_ROW_NAMES = (
     "key", "parent_id", "seq", "position", "depth", "name", "type", "status", "raw_status",
@@ -227,7 +227,7 @@ def step_counts(run: Run) -> dict:
 
 
 def run_item(run: Run) -> dict:
-    """A runs-list row: only the columns queries.run_list_columns loads."""
+    """A runs-list row: only the columns queries.runs.run_list_columns loads."""
     return {
         "id": run.pk,
         "format": run.format,
@@ -294,7 +294,7 @@ def run_ref(run: Run) -> dict:
 
 
 def step_row(step: Step, parent_key: str | None) -> dict:
-    """A tree or timeline row: only run_queries.STEP_ROW_FIELDS (no deferred loads)."""
+    """A tree or timeline row: only queries.steps.STEP_ROW_FIELDS (no deferred loads)."""
     return {
         **{name: getattr(step, name) for name in STEP_ROW_NAMES},
         "id": step.pk,
@@ -306,7 +306,7 @@ def step_row(step: Step, parent_key: str | None) -> dict:
 
 
 def step_item(step: Step) -> dict:
-    """A steps-across-runs row: only step_queries.STEP_ROW_FIELDS and the error head."""
+    """A steps-across-runs row: only queries.entities.STEP_ROW_FIELDS and the error head."""
     return {
         "id": step.pk,
         "key": step.key,
@@ -342,7 +342,7 @@ def log_row(entry) -> dict:
 
 def get_run(run_id: int, *, with_values: bool = False) -> Run:
     try:
-        return run_queries.run_for_page(run_id, with_values=with_values)
+        return queries.steps.run_for_page(run_id, with_values=with_values)
     except Run.DoesNotExist:
         raise HttpError(404, f"No run with id {run_id}.") from None
 
@@ -355,7 +355,7 @@ def ensure_run(run_id: int) -> None:
 def step_in_run(run_id: int, key: str, parameter: str) -> Step:
     """A step named by a query parameter: a bad key is a bad filter (400), as on the page."""
     try:
-        return run_queries.step_by_key(run_id, key, rows_only=True)
+        return queries.steps.step_by_key(run_id, key, rows_only=True)
     except Step.DoesNotExist:
         message = f"this run has no step with key {key!r}"
         raise ApiBadRequest(f"{parameter}: {message}", {parameter: [message]}) from None
@@ -370,17 +370,17 @@ def step_in_run(run_id: int, key: str, parameter: str) -> Step:
 def list_runs(request, filters: Query[RunQuery]):
     """Runs, newest first by default: the runs page's filters and sort keys."""
     form = valid(RunFilterForm, request.GET)
-    runs = queries.filter_runs(form.cleaned_data)
+    runs = queries.runs.filter_runs(form.cleaned_data)
     field, descending = form.sort_key()
     page = keyset_page(
-        queries.run_list_columns(runs),
+        queries.runs.run_list_columns(runs),
         field,
         descending=descending,
         after=form.cleaned_data["after"] or None,
         before=form.cleaned_data["before"] or None,
         size=PAGE_SIZE,
     )
-    summary = queries.run_status_summary(runs)
+    summary = queries.runs.run_status_summary(runs)
     return {
         "count": summary["total"],
         "summary": summary,
@@ -415,7 +415,7 @@ def run_steps(request, run_id: RunId, filters: Query[RunStepsQuery]):
     ensure_run(run_id)
     if "parent" in request.GET:
         return _tree_level(run_id, data, form.failed_only)
-    page = run_queries.timeline_window(
+    page = queries.steps.timeline_window(
         run_id,
         failed_only=form.failed_only,
         after=data["after"] or None,
@@ -437,7 +437,7 @@ def _tree_level(run_id: int, data: dict, failed_only: bool) -> dict:
         raise ApiBadRequest(f"before: {message}", {"before": [message]})
     key = data["parent"]
     parent = step_in_run(run_id, key, "parent") if key else None
-    page = run_queries.tree_level(
+    page = queries.steps.tree_level(
         run_id, parent.pk if parent else None, failed_only=failed_only, after=data["after"] or None
     )
     return {
@@ -461,7 +461,7 @@ def run_timeline(request, run_id: RunId, filters: Query[TimelineQuery]):
     form = valid(RunPageForm, request.GET)
     data = form.cleaned_data
     run = get_run(run_id)
-    page = run_queries.timeline_window(
+    page = queries.steps.timeline_window(
         run_id,
         failed_only=form.failed_only,
         after=data["after"] or None,
@@ -478,7 +478,7 @@ def _lay_out(run: Run, rows: list[Step], failed_only: bool) -> dict:
         return {"timed": True, "start": start, "span_ms": span_ms, "items": _rows(placed)}
     if not rows:
         return {"timed": False, "start": None, "span_ms": 0.0, "items": []}
-    sums = run_queries.duration_sums(run.pk, before_seq=rows[0].seq, failed_only=failed_only)
+    sums = queries.steps.duration_sums(run.pk, before_seq=rows[0].seq, failed_only=failed_only)
     offset, placed = sums["before"], []
     for step in rows:
         placed.append((step, offset, step.duration_ms))
@@ -487,8 +487,8 @@ def _lay_out(run: Run, rows: list[Step], failed_only: bool) -> dict:
 
 
 def _time_axis(run: Run) -> tuple[datetime, float]:
-    """The run's start and length (run_queries.time_axis)."""
-    start, end = run_queries.time_axis(run)
+    """The run's start and length (queries.steps.time_axis)."""
+    start, end = queries.steps.time_axis(run)
     return start, max(_ms(start, end) or 0.0, 0.0)
 
 
@@ -540,7 +540,7 @@ def run_logs(request, run_id: RunId, filters: Query[LogsQuery]):
     data = form.cleaned_data
     ensure_run(run_id)
     step = step_in_run(run_id, data["step"], "step") if data["step"] else None
-    page = run_queries.run_logs(
+    page = queries.steps.run_logs(
         run_id,
         level=data["level"],
         step_id=step.pk if step else None,
@@ -550,7 +550,7 @@ def run_logs(request, run_id: RunId, filters: Query[LogsQuery]):
     )
     return {
         "run_id": run_id,
-        "levels": run_queries.log_levels(run_id),
+        "levels": queries.steps.log_levels(run_id),
         "items": [log_row(entry) for entry in page.items],
         **cursors(page),
     }
@@ -573,18 +573,18 @@ def list_steps(request, filters: Query[StepQuery]):
     data = form.cleaned_data
     raw_errors = None
     if data["error_group"]:
-        failed = step_queries.filter_steps({**data, "status": StepStatus.FAILED})
-        group = step_queries.error_groups(failed).find(data["error_group"])
+        failed = queries.entities.filter_steps({**data, "status": StepStatus.FAILED})
+        group = queries.entities.error_groups(failed).find(data["error_group"])
         raw_errors = group.raw_errors if group else []
-    steps = step_queries.filter_steps(data, raw_errors=raw_errors)
-    page = step_queries.newest_steps_page(
-        step_queries.step_list_columns(steps),
+    steps = queries.entities.filter_steps(data, raw_errors=raw_errors)
+    page = queries.entities.newest_steps_page(
+        queries.entities.step_list_columns(steps),
         status=data["status"],
         after=data["after"] or None,
         before=data["before"] or None,
         size=PAGE_SIZE,
     )
-    count, capped = step_queries.capped_count(steps)
+    count, capped = queries.entities.capped_count(steps)
     return {
         "count": count,
         "count_capped": capped,
@@ -604,9 +604,9 @@ def step_errors(request, filters: Query[ErrorsQuery]):
     groups, with the same filters."""
     form = valid(StepListForm, request.GET)
     data = form.cleaned_data
-    failed = step_queries.filter_steps({**data, "status": StepStatus.FAILED})
-    result = step_queries.error_groups(failed)
-    step_queries.add_sparklines(result, failed)
+    failed = queries.entities.filter_steps({**data, "status": StepStatus.FAILED})
+    result = queries.entities.error_groups(failed)
+    queries.entities.add_sparklines(result, failed)
     keep = {name: request.GET[name] for name in ERROR_PARAMS if request.GET.get(name)}
     return {
         "groups": [_error_group(group, keep) for group in result.groups],
@@ -617,7 +617,7 @@ def step_errors(request, filters: Query[ErrorsQuery]):
     }
 
 
-def _error_group(group: step_queries.ErrorGroup, keep: dict) -> dict:
+def _error_group(group: queries.entities.ErrorGroup, keep: dict) -> dict:
     query = urlencode({**keep, "status": StepStatus.FAILED, "error_group": group.text})
     return {
         "text": group.text,
@@ -643,11 +643,11 @@ def step(request, step_id: StepId):
     found = Step.objects.filter(pk=step_id).values_list("run_id", "key").first()
     if found is None:
         raise HttpError(404, f"No step with id {step_id}.")
-    step = run_queries.step_by_key(*found)
-    chain = run_queries.ancestors(step)
-    calls = run_queries.step_calls(step) if step.call_count else []
-    links = run_queries.step_links(step) if step.link_count else []
-    logs = run_queries.step_logs(step)
+    step = queries.steps.step_by_key(*found)
+    chain = queries.steps.ancestors(step)
+    calls = queries.steps.step_calls(step) if step.call_count else []
+    links = queries.steps.step_links(step) if step.link_count else []
+    logs = queries.steps.step_logs(step)
     return {
         **{name: getattr(step, name) for name in STEP_DETAIL_NAMES},
         "id": step.pk,
@@ -665,7 +665,7 @@ def step(request, step_id: StepId):
         "links": [_link(link) for link in links],
         "links_more": max(step.link_count - len(links), 0),
         "logs": [log_row(entry) for entry in logs],
-        "logs_limited": len(logs) >= run_queries.PANEL_LIMIT,
+        "logs_limited": len(logs) >= queries.steps.PANEL_LIMIT,
         "url": step_url(step.run_id, step.key),
     }
 
@@ -705,7 +705,7 @@ def list_entities(request, filters: Query[EntityQuery]):
     one type, `q` searches ids and external ids."""
     form = valid(EntityListForm, request.GET)
     data = form.cleaned_data
-    page = step_queries.entity_page(
+    page = queries.entities.entity_page(
         entity_type=data["type"],
         q=data["q"],
         after=data["after"] or None,
@@ -713,14 +713,14 @@ def list_entities(request, filters: Query[EntityQuery]):
         size=PAGE_SIZE,
     )
     return {
-        "types": step_queries.entity_type_counts(),
+        "types": queries.entities.entity_type_counts(),
         "items": [_entity(row) for row in page.items],
         "next": page.next_cursor,
         "prev": page.prev_cursor,
     }
 
 
-def _entity(row: step_queries.EntityRow) -> dict:
+def _entity(row: queries.entities.EntityRow) -> dict:
     fields = (
         "entity_type", "entity_id", "external_id", "links", "read", "written", "affected",
         "other", "subjects", "runs", "last_seen",
@@ -744,17 +744,17 @@ def entity_steps(request, entity_type: str, entity_id: str, filters: Query[Entit
     entity_type = text_param("entity_type", entity_type)
     entity_id = text_param("entity_id", entity_id)
     data = valid(EntityDetailForm, request.GET).cleaned_data
-    summary = step_queries.entity_summary(entity_type, entity_id)
+    summary = queries.entities.entity_summary(entity_type, entity_id)
     if not summary.exists:
         raise HttpError(404, f"No step touched {entity_type} {entity_id}.")
-    links = step_queries.newest_by_when(
-        step_queries.entity_links(entity_type, entity_id),
+    links = queries.entities.newest_by_when(
+        queries.entities.entity_links(entity_type, entity_id),
         after=data["after"] or None,
         before=data["before"] or None,
         size=PAGE_SIZE,
     )
-    subjects = step_queries.newest_by_when(
-        step_queries.subject_step_rows(entity_type, entity_id),
+    subjects = queries.entities.newest_by_when(
+        queries.entities.subject_step_rows(entity_type, entity_id),
         after=data["subject_after"] or None,
         before=data["subject_before"] or None,
         size=PAGE_SIZE,
@@ -771,7 +771,7 @@ def _entity_link(link) -> dict:
     return {
         "id": link.pk,
         "link_type": link.link_type,
-        "verb": step_queries.LINK_VERBS.get(link.link_type, link.link_type),
+        "verb": queries.entities.LINK_VERBS.get(link.link_type, link.link_type),
         "external_id": link.external_id,
         "when": link.when,
         "step": {
@@ -793,7 +793,7 @@ def list_files(request, filters: Query[FileQuery]):
     """Every ingested file, ok or failed with its error, most recently checked first."""
     data = valid(FileFilterForm, request.GET).cleaned_data
     page = keyset_page(
-        queries.filter_files(data),
+        queries.runs.filter_files(data),
         "checked_at",
         descending=True,
         after=data["after"] or None,
@@ -801,7 +801,7 @@ def list_files(request, filters: Query[FileQuery]):
         size=PAGE_SIZE,
     )
     return {
-        "counts": queries.file_status_counts(),
+        "counts": queries.runs.file_status_counts(),
         "items": [_file(trace_file) for trace_file in page.items],
         **cursors(page),
     }

@@ -24,7 +24,7 @@ def file_list(request: HttpRequest) -> HttpResponse:
     filters = form.cleaned_data
     try:
         page = keyset_page(
-            queries.filter_files(filters),
+            queries.runs.filter_files(filters),
             "checked_at",
             descending=True,
             after=filters["after"] or None,
@@ -37,7 +37,7 @@ def file_list(request: HttpRequest) -> HttpResponse:
         "section": "files",
         "page": page,
         "status": filters["status"],
-        "counts": queries.file_status_counts(),
+        "counts": queries.runs.file_status_counts(),
     }
     return render(request, fragment(request, "traces/file_list.html", "file-rows"), context)
 
@@ -45,7 +45,7 @@ def file_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def file_detail(request: HttpRequest, file_id: int) -> HttpResponse:
     trace_file = get_object_or_404(TraceFile, pk=file_id)
-    runs = queries.run_list_columns(trace_file.runs.order_by("-started_at", "-id"))[:200]
+    runs = queries.runs.run_list_columns(trace_file.runs.order_by("-started_at", "-id"))[:200]
     return render(
         request,
         "traces/file_detail.html",

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
-from traces import run_queries, step_queries
+from traces import queries
 from traces.models import Run, Status, Step
 from traces.pagination import BadCursor
 from traces.templatetags.traces_extras import human_duration, pretty_json
@@ -129,7 +129,7 @@ def step_children(request, run_id: int, key: str):
         return bad_request(request, "Some parameters are not valid.", form)
     parent = _get_step(run_id, key, rows_only=True)
     if not _htmx(request):
-        expand = [*form.cleaned_data["expand"], *_keys(run_queries.ancestors(parent)), key]
+        expand = [*form.cleaned_data["expand"], *_keys(queries.steps.ancestors(parent)), key]
         return _run_page(request, run_id, tab="tree", focus=parent, expand=expand)
     try:
         level = _tree_level(request, run_id, parent, form, after=form.cleaned_data["after"])
@@ -148,7 +148,7 @@ def step_detail(request, run_id: int, key: str):
     if not form.is_valid():
         return bad_request(request, "Some parameters are not valid.", form)
     step = _get_step(run_id, key)
-    chain = run_queries.ancestors(step)
+    chain = queries.steps.ancestors(step)
     panel = _panel_context(request, step, chain, form)
     if _htmx(request):
         return render(request, "traces/_step_panel.html", {"panel": panel, "run": step.run})
@@ -181,7 +181,7 @@ def _run_page(
     if run is None or needs_values:
         run = _get_run(run_id, with_values=needs_values)
     if want_json:
-        return JsonResponse(run_queries.run_as_dict(run), json_dumps_params={"indent": 2})
+        return JsonResponse(queries.steps.run_as_dict(run), json_dumps_params={"indent": 2})
     target = request.htmx.target if _htmx(request) else None
     if target == "run-header":
         return _header_response(request, run)
@@ -353,7 +353,7 @@ def _tree_level(
     request, run_id: int, parent: Step | None, form, *, after: str = "", expand=()
 ) -> TreeLevel:
     failed_only = form.failed_only
-    page = run_queries.tree_level(
+    page = queries.steps.tree_level(
         run_id, parent.pk if parent else None, failed_only=failed_only, after=after or None
     )
     rows = page.items
@@ -447,7 +447,7 @@ def _mark_iterations(rows: list[Step], parent: Step | None, previous: int | None
 
 def _timeline_context(run: Run, form) -> dict:
     options = form.cleaned_data
-    page = run_queries.timeline_window(
+    page = queries.steps.timeline_window(
         run.pk,
         failed_only=form.failed_only,
         after=options["after"] or None,
@@ -486,7 +486,7 @@ def _timeline_context(run: Run, form) -> dict:
 
 def _lay_out_by_time(run: Run, rows: list[Step]) -> float:
     """x and width of each bar as % of the run's span; a tooltip with the numbers."""
-    start, end = run_queries.time_axis(run)
+    start, end = queries.steps.time_axis(run)
     open_end = run.live_until or timezone.now()  # where a step still running ends
     span_ms = max((end - start).total_seconds() * 1000, 1.0)
     for step in rows:
@@ -511,7 +511,7 @@ def _lay_out_by_time(run: Run, rows: list[Step]) -> float:
 def _lay_out_end_to_end(run: Run, rows: list[Step], failed_only: bool) -> float:
     """A format that records durations but no timestamps: bars laid end to end
     in order, by duration."""
-    sums = run_queries.duration_sums(run.pk, before_seq=rows[0].seq, failed_only=failed_only)
+    sums = queries.steps.duration_sums(run.pk, before_seq=rows[0].seq, failed_only=failed_only)
     span_ms = max(sums["total"], 1.0)
     offset = sums["before"]
     for step in rows:
@@ -554,7 +554,7 @@ def _logs_context(request, run: Run, form) -> dict:
         if step is None:
             raise BadFilter(f"this run has no step with key {options['step']!r}")
     duplicates = options["duplicates"] == "1"
-    page = run_queries.run_logs(
+    page = queries.steps.run_logs(
         run.pk,
         level=options["level"],
         step_id=step.pk if step else None,
@@ -579,7 +579,7 @@ def _logs_context(request, run: Run, form) -> dict:
     toggle = {**keep, "duplicates": "" if duplicates else "1"}
     return {
         "page": page,
-        "levels": run_queries.log_levels(run.pk),
+        "levels": queries.steps.log_levels(run.pk),
         "level": options["level"],
         "step": step,
         "step_key": options["step"],
@@ -614,13 +614,13 @@ def _log_data(request, entry, full: set) -> list[dict]:
 def _panel_context(request, step: Step, chain: list[Step], form) -> dict:
     run_id = step.run_id
     full = set(form.cleaned_data["full"])
-    calls = run_queries.step_calls(step) if step.call_count else []
+    calls = queries.steps.step_calls(step) if step.call_count else []
     for call in calls:
         call.values = _call_values(request, call, full)
-    links = run_queries.step_links(step) if step.link_count else []
+    links = queries.steps.step_links(step) if step.link_count else []
     for link in links:
         link.url = _entity_url(link.entity_type, link.entity_id)
-    logs = run_queries.step_logs(step)
+    logs = queries.steps.step_logs(step)
     for entry in logs:
         entry.level_class = LEVEL_CLASSES.get(entry.level.lower(), "flag")
     attributes = dict(step.attributes or {})
@@ -660,7 +660,7 @@ def _panel_context(request, step: Step, chain: list[Step], form) -> dict:
         "links_more": max(step.link_count - len(links), 0),
         "logs": logs,
         "logs_url": f"{reverse('traces:run-logs', args=[run_id])}?{urlencode({'step': step.key})}",
-        "logs_limited": len(logs) >= run_queries.PANEL_LIMIT,
+        "logs_limited": len(logs) >= queries.steps.PANEL_LIMIT,
     }
 
 
@@ -748,14 +748,14 @@ def _htmx(request) -> bool:
 
 def _get_run(run_id: int, *, with_values: bool = False) -> Run:
     try:
-        return run_queries.run_for_page(run_id, with_values=with_values)
+        return queries.steps.run_for_page(run_id, with_values=with_values)
     except Run.DoesNotExist:
         raise Http404("No run with this id.") from None
 
 
 def _get_step(run_id: int, key: str, *, rows_only: bool = False) -> Step:
     try:
-        return run_queries.step_by_key(run_id, key, rows_only=rows_only)
+        return queries.steps.step_by_key(run_id, key, rows_only=rows_only)
     except Step.DoesNotExist:
         raise Http404("No step with this key in this run.") from None
 
@@ -790,7 +790,7 @@ def _expand_url(children_url: str, expand: list[str], failed_only: bool) -> str:
 
 def _entity_url(entity_type: str, entity_id: str) -> str:
     # A type holding "/" would be read back from its URL as another type and id.
-    if not step_queries.has_page(entity_type, entity_id):
+    if not queries.entities.has_page(entity_type, entity_id):
         return ""
     try:
         return reverse("traces:entity-detail", args=[entity_type, entity_id])

@@ -21,11 +21,11 @@ def run_list(request: HttpRequest) -> HttpResponse:
     form = RunFilterForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some filters are not valid.", form)
-    runs = queries.filter_runs(form.cleaned_data)
+    runs = queries.runs.filter_runs(form.cleaned_data)
     field, descending = form.sort_key()
     try:
         page = keyset_page(
-            queries.run_list_columns(runs),
+            queries.runs.run_list_columns(runs),
             field,
             descending=descending,
             after=form.cleaned_data["after"] or None,
@@ -38,11 +38,11 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "section": "runs",
         "form": form,
         "page": page,
-        "summary": queries.run_status_summary(runs),
+        "summary": queries.runs.run_status_summary(runs),
         "sort": form.cleaned_data.get("sort") or "-started",
         "formats": Format.choices,
         "statuses": Status.choices,
-        "run_types": queries.run_types(),
+        "run_types": queries.runs.run_types(),
     }
     return render(request, fragment(request, "traces/run_list.html", "run-rows"), context)
 
@@ -50,5 +50,5 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def run_row(request: HttpRequest, run_id: int) -> HttpResponse:
     """One row of the runs table: a running run's row polls this until it ends."""
-    run = get_object_or_404(queries.run_list_columns(Run.objects.all()), pk=run_id)
+    run = get_object_or_404(queries.runs.run_list_columns(Run.objects.all()), pk=run_id)
     return render(request, "traces/run_list.html#run-row", {"run": run})

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
-from .models import Run, Step, TraceFile
+from traces.models import Run, Step, TraceFile
 
 
 def trace_totals(*, raw: bool = False) -> dict:

@@ -18,8 +18,8 @@ from django.db import connection
 from django.db.models import Count, DateTimeField, Func, Max, Min, Q, QuerySet, Value
 from django.db.models.functions import Coalesce, Length, Substr, Trunc
 
-from .models import EntityLink, Status, Step
-from .pagination import BadCursor, Page, encode_cursor, keyset_page
+from traces.models import EntityLink, Status, Step
+from traces.pagination import BadCursor, Page, encode_cursor, keyset_page
 
 # Distinct raw error messages one grouping reads (most frequent first): bounds the
 # work and the memory whatever the number of failed steps.

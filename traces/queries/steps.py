@@ -11,8 +11,8 @@ from __future__ import annotations
 from django.db.models import Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Substr
 
-from .models import Call, EntityLink, LogEntry, Run, Step
-from .pagination import Page, keyset_page
+from traces.models import Call, EntityLink, LogEntry, Run, Step
+from traces.pagination import Page, keyset_page
 
 TREE_WINDOW = 200
 TIMELINE_WINDOW = 300
