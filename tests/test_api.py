@@ -459,7 +459,7 @@ def test_files_list_with_status_filter(client, samples):
     assert [(f["display_name"], f["error"]) for f in body["items"]] == [
         ("broken.json", "line 3: not JSON")
     ]
-    assert body["counts"] == queries.runs.file_status_counts() == {"ok": 4, "error": 1}
+    assert body["counts"] == queries.files.file_status_counts() == {"ok": 4, "error": 1}
     page = client.get(reverse("traces:file-list"))
     assert [f["id"] for f in get(client, "/api/files").json()["items"]] == [
         f.pk for f in page.context["page"].items

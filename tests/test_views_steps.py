@@ -8,10 +8,10 @@ from django.db.models import Sum
 from django.urls import reverse
 
 from tests.factories import BASE_TIME, make_runs, make_steps
+from traces import queries
 from traces.ingest.loader import ingest_paths
 from traces.models import Format, Run, Step
-from traces.queries import entities as step_queries
-from traces.queries.entities import NO_MESSAGE, normalise_error
+from traces.queries.errors import NO_MESSAGE, normalise_error
 
 URL = reverse("traces:step-list")
 
@@ -253,7 +253,7 @@ def test_messages_differing_by_ids_make_one_group(client):
 
 @pytest.mark.django_db
 def test_grouping_says_when_the_distinct_messages_cap_was_hit(client, monkeypatch):
-    monkeypatch.setattr(step_queries, "ERROR_GROUP_CAP", 5)
+    monkeypatch.setattr(queries.errors, "ERROR_GROUP_CAP", 5)
     run = make_runs(1, status="failed")[0]
     steps = make_steps(run, 8, status="failed")
     for step in steps:
@@ -309,7 +309,7 @@ def test_sparkline_buckets_hold_every_failure(client, spread, unit):
     spark = groups.groups[0].spark
     assert sum(bucket["n"] for bucket in spark) == 40
     assert spark[0]["n"] and spark[-1]["n"]
-    assert len(spark) <= step_queries.SPARK_MAX
+    assert len(spark) <= queries.errors.SPARK_MAX
 
 
 # --- pages ---------------------------------------------------------------------------------
@@ -348,7 +348,7 @@ def test_pages_walk_every_step_once_newest_first(client, query):
 
 @pytest.mark.django_db
 def test_counts_above_the_cap_are_shown_with_a_plus(client, monkeypatch):
-    monkeypatch.setattr(step_queries, "COUNT_CAP", 10)
+    monkeypatch.setattr(queries.steps, "COUNT_CAP", 10)
     make_steps(make_runs(1)[0], 12)
     response = client.get(URL)
     assert response.context["count"] == 10 and response.context["count_capped"]

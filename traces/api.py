@@ -2,8 +2,8 @@
 them is api_auth.py's to decide, and api_errors.py turns every error into JSON.
 
 Each endpoint is the twin of a page: it validates the query string with the
-page's own Django form and reads through the same query functions (queries.py,
-queries.entities.py, queries.steps.py), so a filter means the same thing and gives the
+page's own Django form and reads through the same query functions
+(traces/queries/), so a filter means the same thing and gives the
 same numbers on both. Lists are keyset-paginated with the pages' cursors.
 """
 
@@ -306,7 +306,7 @@ def step_row(step: Step, parent_key: str | None) -> dict:
 
 
 def step_item(step: Step) -> dict:
-    """A steps-across-runs row: only queries.entities.STEP_ROW_FIELDS and the error head."""
+    """A steps-across-runs row: only queries.steps.STEP_LIST_FIELDS and the error head."""
     return {
         "id": step.pk,
         "key": step.key,
@@ -342,7 +342,7 @@ def log_row(entry) -> dict:
 
 def get_run(run_id: int, *, with_values: bool = False) -> Run:
     try:
-        return queries.steps.run_for_page(run_id, with_values=with_values)
+        return queries.runs.run_for_page(run_id, with_values=with_values)
     except Run.DoesNotExist:
         raise HttpError(404, f"No run with id {run_id}.") from None
 
@@ -415,7 +415,7 @@ def run_steps(request, run_id: RunId, filters: Query[RunStepsQuery]):
     ensure_run(run_id)
     if "parent" in request.GET:
         return _tree_level(run_id, data, form.failed_only)
-    page = queries.steps.timeline_window(
+    page = queries.timeline.timeline_window(
         run_id,
         failed_only=form.failed_only,
         after=data["after"] or None,
@@ -461,7 +461,7 @@ def run_timeline(request, run_id: RunId, filters: Query[TimelineQuery]):
     form = valid(RunPageForm, request.GET)
     data = form.cleaned_data
     run = get_run(run_id)
-    page = queries.steps.timeline_window(
+    page = queries.timeline.timeline_window(
         run_id,
         failed_only=form.failed_only,
         after=data["after"] or None,
@@ -478,7 +478,7 @@ def _lay_out(run: Run, rows: list[Step], failed_only: bool) -> dict:
         return {"timed": True, "start": start, "span_ms": span_ms, "items": _rows(placed)}
     if not rows:
         return {"timed": False, "start": None, "span_ms": 0.0, "items": []}
-    sums = queries.steps.duration_sums(run.pk, before_seq=rows[0].seq, failed_only=failed_only)
+    sums = queries.timeline.duration_sums(run.pk, before_seq=rows[0].seq, failed_only=failed_only)
     offset, placed = sums["before"], []
     for step in rows:
         placed.append((step, offset, step.duration_ms))
@@ -487,8 +487,8 @@ def _lay_out(run: Run, rows: list[Step], failed_only: bool) -> dict:
 
 
 def _time_axis(run: Run) -> tuple[datetime, float]:
-    """The run's start and length (queries.steps.time_axis)."""
-    start, end = queries.steps.time_axis(run)
+    """The run's start and length (queries.timeline.time_axis)."""
+    start, end = queries.timeline.time_axis(run)
     return start, max(_ms(start, end) or 0.0, 0.0)
 
 
@@ -540,7 +540,7 @@ def run_logs(request, run_id: RunId, filters: Query[LogsQuery]):
     data = form.cleaned_data
     ensure_run(run_id)
     step = step_in_run(run_id, data["step"], "step") if data["step"] else None
-    page = queries.steps.run_logs(
+    page = queries.logs.run_logs(
         run_id,
         level=data["level"],
         step_id=step.pk if step else None,
@@ -550,7 +550,7 @@ def run_logs(request, run_id: RunId, filters: Query[LogsQuery]):
     )
     return {
         "run_id": run_id,
-        "levels": queries.steps.log_levels(run_id),
+        "levels": queries.logs.log_levels(run_id),
         "items": [log_row(entry) for entry in page.items],
         **cursors(page),
     }
@@ -573,18 +573,18 @@ def list_steps(request, filters: Query[StepQuery]):
     data = form.cleaned_data
     raw_errors = None
     if data["error_group"]:
-        failed = queries.entities.filter_steps({**data, "status": StepStatus.FAILED})
-        group = queries.entities.error_groups(failed).find(data["error_group"])
+        failed = queries.steps.filter_steps({**data, "status": StepStatus.FAILED})
+        group = queries.errors.error_groups(failed).find(data["error_group"])
         raw_errors = group.raw_errors if group else []
-    steps = queries.entities.filter_steps(data, raw_errors=raw_errors)
-    page = queries.entities.newest_steps_page(
-        queries.entities.step_list_columns(steps),
+    steps = queries.steps.filter_steps(data, raw_errors=raw_errors)
+    page = queries.steps.newest_steps_page(
+        queries.steps.step_list_columns(steps),
         status=data["status"],
         after=data["after"] or None,
         before=data["before"] or None,
         size=PAGE_SIZE,
     )
-    count, capped = queries.entities.capped_count(steps)
+    count, capped = queries.steps.capped_count(steps)
     return {
         "count": count,
         "count_capped": capped,
@@ -604,9 +604,9 @@ def step_errors(request, filters: Query[ErrorsQuery]):
     groups, with the same filters."""
     form = valid(StepListForm, request.GET)
     data = form.cleaned_data
-    failed = queries.entities.filter_steps({**data, "status": StepStatus.FAILED})
-    result = queries.entities.error_groups(failed)
-    queries.entities.add_sparklines(result, failed)
+    failed = queries.steps.filter_steps({**data, "status": StepStatus.FAILED})
+    result = queries.errors.error_groups(failed)
+    queries.errors.add_sparklines(result, failed)
     keep = {name: request.GET[name] for name in ERROR_PARAMS if request.GET.get(name)}
     return {
         "groups": [_error_group(group, keep) for group in result.groups],
@@ -617,7 +617,7 @@ def step_errors(request, filters: Query[ErrorsQuery]):
     }
 
 
-def _error_group(group: queries.entities.ErrorGroup, keep: dict) -> dict:
+def _error_group(group: queries.errors.ErrorGroup, keep: dict) -> dict:
     query = urlencode({**keep, "status": StepStatus.FAILED, "error_group": group.text})
     return {
         "text": group.text,
@@ -793,7 +793,7 @@ def list_files(request, filters: Query[FileQuery]):
     """Every ingested file, ok or failed with its error, most recently checked first."""
     data = valid(FileFilterForm, request.GET).cleaned_data
     page = keyset_page(
-        queries.runs.filter_files(data),
+        queries.files.filter_files(data),
         "checked_at",
         descending=True,
         after=data["after"] or None,
@@ -801,7 +801,7 @@ def list_files(request, filters: Query[FileQuery]):
         size=PAGE_SIZE,
     )
     return {
-        "counts": queries.runs.file_status_counts(),
+        "counts": queries.files.file_status_counts(),
         "items": [_file(trace_file) for trace_file in page.items],
         **cursors(page),
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import forms
 
 from .forms import MAX_ID, StepFilterForm
-from .queries.entities import NORMALISED_MAX
+from .queries.errors import NORMALISED_MAX
 
 CURSOR = {"required": False, "max_length": 1000, "widget": forms.HiddenInput}
 

@@ -1,48 +1,14 @@
-"""Read queries shared by the pages, the API and the commands."""
+"""Runs: the runs list's filters, columns and summaries, and one run for its page."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from traces.models import Run, Step, TraceFile
+from traces.models import Run
 
-
-def trace_totals(*, raw: bool = False) -> dict:
-    """Everything in the database, counted by format (and status)."""
-    status_field = "raw_status" if raw else "status"
-    runs: dict = defaultdict(dict)
-    for row in Run.objects.values("format", status_field).annotate(n=Count("id")).order_by():
-        runs[row["format"]][row[status_field]] = row["n"]
-    steps: dict = defaultdict(dict)
-    step_rows = (
-        Step.objects.filter(synthetic=False)
-        .values("run__format", status_field)
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    for row in step_rows:
-        steps[row["run__format"]][row[status_field]] = row["n"]
-    sums = (
-        Run.objects.values("format")
-        .annotate(calls=Sum("call_count"), links=Sum("link_count"), logs=Sum("log_count"))
-        .order_by()
-    )
-    files = dict(TraceFile.objects.values_list("status").annotate(n=Count("id")).order_by())
-    return {
-        "runs": dict(runs),
-        "steps": dict(steps),
-        "calls": {row["format"]: row["calls"] or 0 for row in sums},
-        "links": {row["format"]: row["links"] or 0 for row in sums},
-        "logs": {row["format"]: row["logs"] or 0 for row in sums},
-        "files": {"ok": files.get("ok", 0), "error": files.get("error", 0)},
-    }
-
-
-# --- runs ---------------------------------------------------------------------------------
+RUN_VALUE_FIELDS = ("input", "output", "attributes", "completeness")
 
 
 def filter_runs(filters: dict) -> QuerySet:
@@ -93,18 +59,31 @@ def run_types() -> list[str]:
     return list(types.distinct()[:500])
 
 
-# --- files --------------------------------------------------------------------------------
+def run_for_page(run_id: int, *, with_values: bool = False) -> Run:
+    """The run with its summaries; its input/output/attributes only when asked."""
+    runs = Run.objects.select_related("source_file")
+    if not with_values:
+        runs = runs.defer(*RUN_VALUE_FIELDS)
+    return runs.get(pk=run_id)
 
 
-def filter_files(filters: dict) -> QuerySet:
-    """Files matching the files-list filters (cleaned data of FileFilterForm), without
-    their companions' hashes, which no list shows."""
-    files = TraceFile.objects.defer("companions")
-    if filters.get("status"):
-        files = files.filter(status=filters["status"])
-    return files
+RUN_JSON_FIELDS = (
+    "id", "format", "origin", "external_id", "name", "type", "trigger", "actor", "status",
+    "raw_status", "started_at", "finished_at", "duration_ms", "error", "output_counters",
+    "progress_label", "items_total", "items_processed", "items_succeeded", "items_failed",
+    "truncated", "step_count", "steps_pending", "steps_running", "steps_succeeded",
+    "steps_failed", "steps_skipped", "steps_cancelled", "call_count", "link_count", "log_count",
+    "max_depth", "source_updated_at", "left_source_at", "ingested_at", "input", "output",
+    "attributes", "times_estimated",
+)  # fmt: skip
 
 
-def file_status_counts() -> dict:
-    counts = dict(TraceFile.objects.order_by().values_list("status").annotate(n=Count("id")))
-    return {"ok": counts.get("ok", 0), "error": counts.get("error", 0)}
+def run_as_dict(run: Run) -> dict:
+    """The run's own fields (no steps) as JSON-ready values."""
+    data = {}
+    for name in RUN_JSON_FIELDS:
+        value = getattr(run, name)
+        data[name] = value.isoformat() if hasattr(value, "isoformat") else value
+    data["is_stale"] = run.is_stale
+    data["source_file"] = run.source_file.path if run.source_file_id else None
+    return data

@@ -1,25 +1,31 @@
-"""Read queries of one run's page: its tree one level at a time, its timeline and
-logs in windows, one step with what hangs off it.
+"""Steps: one run's tree a level at a time, one step by key with its ancestors and
+what hangs off it (calls, links, log), and steps across runs (the steps page).
 
 Every function reads a bounded window through an index, so a run of 100,000
-steps costs what a run of 100 costs. They return model instances, querysets or
-plain dicts and know nothing of HTTP, so the API can reuse them.
+steps, or a database of 1,000,000, costs what 100 cost.
 """
 
 from __future__ import annotations
 
-from django.db.models import Max, Min, Q, QuerySet, Sum
-from django.db.models.functions import Substr
+from datetime import datetime
 
-from traces.models import Call, EntityLink, LogEntry, Run, Step
-from traces.pagination import Page, keyset_page
+from django.db.models import QuerySet
+from django.db.models.functions import Coalesce, Length, Substr
+
+from traces.models import Call, EntityLink, LogEntry, Status, Step
+from traces.pagination import Page, encode_cursor, keyset_page
+
+from .runs import RUN_VALUE_FIELDS
 
 TREE_WINDOW = 200
-TIMELINE_WINDOW = 300
-LOG_WINDOW = 200
 PANEL_LIMIT = 200
 MAX_ANCESTORS = 64
 ERROR_HEAD = 200
+# Counts above this are shown as "10,000+": an exact count of a million rows is a
+# full scan for a number nobody reads digit by digit.
+COUNT_CAP = 10_000
+# What the table shows of an error; the step panel shows all of it.
+ERROR_HEAD_CHARS = 2000
 
 # A tree or timeline row never needs the big values (input, output, attributes, error).
 STEP_ROW_FIELDS = (
@@ -29,19 +35,16 @@ STEP_ROW_FIELDS = (
     "truncated", "never_closed", "synthetic", "child_count", "failed_subtree", "call_count",
     "link_count",
 )  # fmt: skip
-RUN_VALUE_FIELDS = ("input", "output", "attributes", "completeness")
-LOG_ROW_FIELDS = (
-    "id", "run_id", "step_id", "seq", "time", "level", "message", "fields", "duplicate",
-    "attributes", "step__id", "step__key", "step__name",
+# The steps-across-runs table never needs the big values (input, output, attributes).
+STEP_LIST_FIELDS = (
+    "id", "run_id", "key", "name", "type", "status", "started_at", "duration_ms",
+    "entity_type", "entity_id",
+    "run__id", "run__name", "run__external_id", "run__format", "run__type", "run__status",
+    "run__started_at",
 )  # fmt: skip
 
 
-def run_for_page(run_id: int, *, with_values: bool = False) -> Run:
-    """The run with its summaries; its input/output/attributes only when asked."""
-    runs = Run.objects.select_related("source_file")
-    if not with_values:
-        runs = runs.defer(*RUN_VALUE_FIELDS)
-    return runs.get(pk=run_id)
+# --- one run's tree ----------------------------------------------------------------------
 
 
 def step_rows(queryset: QuerySet) -> QuerySet:
@@ -101,58 +104,6 @@ def ancestors(step: Step) -> list[Step]:
     return chain
 
 
-def timeline_window(
-    run_id: int,
-    *,
-    failed_only: bool = False,
-    after: str | None = None,
-    before: str | None = None,
-    size: int = TIMELINE_WINDOW,
-) -> Page:
-    """One window of the run's steps in seq order (parents before children)."""
-    steps = Step.objects.filter(run_id=run_id)
-    if failed_only:
-        steps = only_failed_subtrees(steps)
-    return keyset_page(
-        step_rows(steps), "seq", descending=False, after=after, before=before, size=size
-    )
-
-
-def step_time_bounds(run_id: int) -> dict:
-    """Earliest start and latest finish among the run's steps (for runs that record
-    no times of their own). One aggregate over the run's steps."""
-    return Step.objects.filter(run_id=run_id).aggregate(
-        first_start=Min("started_at"), last_finish=Max("finished_at")
-    )
-
-
-def time_axis(run: Run) -> tuple:
-    """(start, end) of the run's time axis: its own times, else its steps' (one
-    aggregate); a running run's axis reaches its live_until (now, or the last
-    write of a stale run)."""
-    start, end = run.started_at, run.finished_at
-    if start is None or end is None:
-        bounds = step_time_bounds(run.pk)
-        start = start or bounds["first_start"]
-        end = end or bounds["last_finish"]
-    until = run.live_until
-    if until is not None:
-        end = max(end or until, until)
-    return start, end or start
-
-
-def duration_sums(run_id: int, *, before_seq: int, failed_only: bool = False) -> dict:
-    """For runs without step timestamps: the summed durations of all steps and of
-    those before `before_seq`, to lay steps end to end. One aggregate."""
-    steps = Step.objects.filter(run_id=run_id)
-    if failed_only:
-        steps = only_failed_subtrees(steps)
-    sums = steps.aggregate(
-        total=Sum("duration_ms"), before=Sum("duration_ms", filter=Q(seq__lt=before_seq))
-    )
-    return {"total": sums["total"] or 0.0, "before": sums["before"] or 0.0}
-
-
 def step_calls(step: Step, limit: int = PANEL_LIMIT) -> list[Call]:
     return list(step.calls.order_by("position", "id")[:limit])
 
@@ -165,50 +116,103 @@ def step_logs(step: Step, limit: int = PANEL_LIMIT) -> list[LogEntry]:
     return list(step.logs.filter(duplicate=False).order_by("seq", "id")[:limit])
 
 
-def run_logs(
-    run_id: int,
-    *,
-    level: str = "",
-    step_id: int | None = None,
-    duplicates: bool = False,
-    after: str | None = None,
-    before: str | None = None,
-    size: int = LOG_WINDOW,
+# --- steps across runs -----------------------------------------------------------------
+
+
+def filter_steps(filters: dict, *, raw_errors: list[str] | None = None) -> QuerySet:
+    """Steps matching the steps-page filters (cleaned data of StepListForm).
+
+    `raw_errors` narrows to the exact messages of one error group (see error_groups).
+    Synthetic grouping steps are left out: the source never had them.
+    """
+    steps = Step.objects.filter(synthetic=False)
+    if filters.get("status"):
+        steps = steps.filter(status=filters["status"])
+    if filters.get("format"):
+        steps = steps.filter(run__format=filters["format"])
+    if filters.get("run_type"):
+        steps = steps.filter(run__type=filters["run_type"])
+    if filters.get("run"):
+        steps = steps.filter(run_id=filters["run"])
+    if filters.get("name"):
+        lookup = "name" if filters.get("name_match") == "exact" else "name__icontains"
+        steps = steps.filter(**{lookup: filters["name"]})
+    if filters.get("error"):
+        steps = steps.filter(error__icontains=filters["error"])
+    if filters.get("since"):
+        steps = steps.filter(started_at__gte=filters["since"])
+    if filters.get("until"):
+        steps = steps.filter(started_at__lte=filters["until"])
+    if raw_errors is not None:
+        steps = steps.filter(error__in=raw_errors)
+    return steps
+
+
+def step_list_columns(steps: QuerySet) -> QuerySet:
+    """What the steps table shows: the step, its run, and the head of its error."""
+    return (
+        steps.select_related("run")
+        .only(*STEP_LIST_FIELDS)
+        .annotate(error_head=Substr("error", 1, ERROR_HEAD_CHARS), error_length=Length("error"))
+    )
+
+
+def newest_steps_page(
+    steps: QuerySet, *, status: str = "", after=None, before=None, size: int = 50
 ) -> Page:
-    """One window of the run's log in seq order; repeated rows only when asked."""
-    logs = LogEntry.objects.filter(run_id=run_id).select_related("step").only(*LOG_ROW_FIELDS)
-    if not duplicates:
-        logs = logs.filter(duplicate=False)
-    if level:
-        logs = logs.filter(level=level)
-    if step_id is not None:
-        logs = logs.filter(step_id=step_id)
-    return keyset_page(logs, "seq", descending=False, after=after, before=before, size=size)
+    """A page of steps newest first (started_at, then id), read from the
+    (status, -started_at, -id) index.
+
+    Without a status filter, one index walk per status, merged: still a few rows
+    read per status instead of sorting every step in the database.
+    """
+    if status:
+        return keyset_page(
+            steps, "started_at", descending=True, after=after, before=before, size=size
+        )
+    pages = [
+        keyset_page(
+            steps.filter(status=value), "started_at", descending=True,
+            after=after, before=before, size=size,
+        )
+        for value in Status.values
+    ]  # fmt: skip
+    return _merge_pages(pages, size=size, backwards=before is not None, had_cursor=bool(after))
 
 
-def log_levels(run_id: int) -> list[str]:
-    """The levels present in the run's log, for the level filter."""
-    levels = LogEntry.objects.filter(run_id=run_id).order_by().values_list("level", flat=True)
-    return sorted(set(levels.distinct()[:50]))
+def _newest_first(step) -> tuple:
+    # NULL start times come last, as in the index walk.
+    return (step.started_at is not None, step.started_at or datetime.min, step.pk)
 
 
-RUN_JSON_FIELDS = (
-    "id", "format", "origin", "external_id", "name", "type", "trigger", "actor", "status",
-    "raw_status", "started_at", "finished_at", "duration_ms", "error", "output_counters",
-    "progress_label", "items_total", "items_processed", "items_succeeded", "items_failed",
-    "truncated", "step_count", "steps_pending", "steps_running", "steps_succeeded",
-    "steps_failed", "steps_skipped", "steps_cancelled", "call_count", "link_count", "log_count",
-    "max_depth", "source_updated_at", "left_source_at", "ingested_at", "input", "output",
-    "attributes", "times_estimated",
-)  # fmt: skip
+def _merge_pages(pages: list[Page], *, size: int, backwards: bool, had_cursor: bool) -> Page:
+    rows = sorted((row for page in pages for row in page.items), key=_newest_first, reverse=True)
+    if backwards:
+        more = len(rows) > size or any(page.prev_cursor for page in pages)
+        rows = rows[-size:]
+        has_prev, has_next = more, True
+    else:
+        more = len(rows) > size or any(page.next_cursor for page in pages)
+        rows = rows[:size]
+        has_prev, has_next = had_cursor, more
+    return Page(
+        items=rows,
+        next_cursor=_step_cursor(rows[-1]) if rows and has_next else None,
+        prev_cursor=_step_cursor(rows[0]) if rows and has_prev else None,
+    )
 
 
-def run_as_dict(run: Run) -> dict:
-    """The run's own fields (no steps) as JSON-ready values."""
-    data = {}
-    for name in RUN_JSON_FIELDS:
-        value = getattr(run, name)
-        data[name] = value.isoformat() if hasattr(value, "isoformat") else value
-    data["is_stale"] = run.is_stale
-    data["source_file"] = run.source_file.path if run.source_file_id else None
-    return data
+def _step_cursor(step) -> str:
+    return encode_cursor(step.started_at, step.pk)
+
+
+def capped_count(queryset: QuerySet, cap: int | None = None) -> tuple[int, bool]:
+    """How many rows, counting at most `cap` (and whether there are more)."""
+    cap = cap or COUNT_CAP
+    count = queryset.order_by().values("pk")[: cap + 1].count()
+    return min(count, cap), count > cap
+
+
+def step_time():
+    """A step's time, or its run's when the source gives the step none."""
+    return Coalesce("started_at", "run__started_at")

@@ -24,7 +24,7 @@ def file_list(request: HttpRequest) -> HttpResponse:
     filters = form.cleaned_data
     try:
         page = keyset_page(
-            queries.runs.filter_files(filters),
+            queries.files.filter_files(filters),
             "checked_at",
             descending=True,
             after=filters["after"] or None,
@@ -37,7 +37,7 @@ def file_list(request: HttpRequest) -> HttpResponse:
         "section": "files",
         "page": page,
         "status": filters["status"],
-        "counts": queries.runs.file_status_counts(),
+        "counts": queries.files.file_status_counts(),
     }
     return render(request, fragment(request, "traces/file_list.html", "file-rows"), context)
 

@@ -181,7 +181,7 @@ def _run_page(
     if run is None or needs_values:
         run = _get_run(run_id, with_values=needs_values)
     if want_json:
-        return JsonResponse(queries.steps.run_as_dict(run), json_dumps_params={"indent": 2})
+        return JsonResponse(queries.runs.run_as_dict(run), json_dumps_params={"indent": 2})
     target = request.htmx.target if _htmx(request) else None
     if target == "run-header":
         return _header_response(request, run)
@@ -447,7 +447,7 @@ def _mark_iterations(rows: list[Step], parent: Step | None, previous: int | None
 
 def _timeline_context(run: Run, form) -> dict:
     options = form.cleaned_data
-    page = queries.steps.timeline_window(
+    page = queries.timeline.timeline_window(
         run.pk,
         failed_only=form.failed_only,
         after=options["after"] or None,
@@ -486,7 +486,7 @@ def _timeline_context(run: Run, form) -> dict:
 
 def _lay_out_by_time(run: Run, rows: list[Step]) -> float:
     """x and width of each bar as % of the run's span; a tooltip with the numbers."""
-    start, end = queries.steps.time_axis(run)
+    start, end = queries.timeline.time_axis(run)
     open_end = run.live_until or timezone.now()  # where a step still running ends
     span_ms = max((end - start).total_seconds() * 1000, 1.0)
     for step in rows:
@@ -511,7 +511,7 @@ def _lay_out_by_time(run: Run, rows: list[Step]) -> float:
 def _lay_out_end_to_end(run: Run, rows: list[Step], failed_only: bool) -> float:
     """A format that records durations but no timestamps: bars laid end to end
     in order, by duration."""
-    sums = queries.steps.duration_sums(run.pk, before_seq=rows[0].seq, failed_only=failed_only)
+    sums = queries.timeline.duration_sums(run.pk, before_seq=rows[0].seq, failed_only=failed_only)
     span_ms = max(sums["total"], 1.0)
     offset = sums["before"]
     for step in rows:
@@ -554,7 +554,7 @@ def _logs_context(request, run: Run, form) -> dict:
         if step is None:
             raise BadFilter(f"this run has no step with key {options['step']!r}")
     duplicates = options["duplicates"] == "1"
-    page = queries.steps.run_logs(
+    page = queries.logs.run_logs(
         run.pk,
         level=options["level"],
         step_id=step.pk if step else None,
@@ -579,7 +579,7 @@ def _logs_context(request, run: Run, form) -> dict:
     toggle = {**keep, "duplicates": "" if duplicates else "1"}
     return {
         "page": page,
-        "levels": queries.steps.log_levels(run.pk),
+        "levels": queries.logs.log_levels(run.pk),
         "level": options["level"],
         "step": step,
         "step_key": options["step"],
@@ -748,7 +748,7 @@ def _htmx(request) -> bool:
 
 def _get_run(run_id: int, *, with_values: bool = False) -> Run:
     try:
-        return queries.steps.run_for_page(run_id, with_values=with_values)
+        return queries.runs.run_for_page(run_id, with_values=with_values)
     except Run.DoesNotExist:
         raise Http404("No run with this id.") from None
 

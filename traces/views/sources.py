@@ -125,7 +125,7 @@ def _delete_runs_and_files(source: TraceSource, batch: int = 500) -> None:
 
 def _files_page(source: TraceSource, filters: dict):
     return keyset_page(
-        queries.runs.filter_files(filters).filter(source=source),
+        queries.files.filter_files(filters).filter(source=source),
         "checked_at",
         descending=True,
         after=filters["after"] or None,

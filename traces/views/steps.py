@@ -32,17 +32,17 @@ def step_list(request: HttpRequest) -> HttpResponse:
     groups, selected_group, raw_errors = None, None, None
     # Paging through the rows needs the groups only to know a chosen cause's messages.
     if form.shows_error_groups and (part != "step-rows" or filters["error_group"]):
-        failed = queries.entities.filter_steps({**filters, "status": Status.FAILED})
-        groups = queries.entities.error_groups(failed)
+        failed = queries.steps.filter_steps({**filters, "status": Status.FAILED})
+        groups = queries.errors.error_groups(failed)
         if filters["error_group"]:
             selected_group = groups.find(filters["error_group"])
             raw_errors = selected_group.raw_errors if selected_group else []
         if part != "step-rows":
-            queries.entities.add_sparklines(groups, failed)
-    steps = queries.entities.filter_steps(filters, raw_errors=raw_errors)
+            queries.errors.add_sparklines(groups, failed)
+    steps = queries.steps.filter_steps(filters, raw_errors=raw_errors)
     try:
-        page = queries.entities.newest_steps_page(
-            queries.entities.step_list_columns(steps),
+        page = queries.steps.newest_steps_page(
+            queries.steps.step_list_columns(steps),
             status=filters["status"],
             after=filters["after"] or None,
             before=filters["before"] or None,
@@ -53,7 +53,7 @@ def step_list(request: HttpRequest) -> HttpResponse:
     if selected_group and filters["status"] == Status.FAILED:
         count, more = selected_group.count, False  # grouped over these very filters
     else:
-        count, more = queries.entities.capped_count(steps)
+        count, more = queries.steps.capped_count(steps)
     context = {
         "section": "steps",
         "form": form,
