@@ -306,7 +306,7 @@ def step_row(step: Step, parent_key: str | None) -> dict:
 
 
 def step_item(step: Step) -> dict:
-    """A steps-across-runs row: only queries.steps.STEP_LIST_FIELDS and the error head."""
+    """A steps-across-runs row: only queries.steps.step_list_columns and the error head."""
     return {
         "id": step.pk,
         "key": step.key,

@@ -17,14 +17,14 @@ from django.db.models.functions import Coalesce
 from traces.models import EntityLink, Step
 from traces.pagination import BadCursor, Page, keyset_page
 
+from .runs import RUN_REF_FIELDS
 from .steps import step_list_columns, step_time
 
 LINK_ROW_FIELDS = (
     "id", "link_type", "external_id", "created_at", "step_id", "run_id",
     "step__id", "step__run_id", "step__key", "step__name", "step__status",
     "step__started_at", "step__duration_ms",
-    "run__id", "run__name", "run__external_id", "run__status", "run__format", "run__started_at",
-    "run__type",
+    *(f"run__{name}" for name in RUN_REF_FIELDS),
 )  # fmt: skip
 
 

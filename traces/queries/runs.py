@@ -9,6 +9,8 @@ from django.utils import timezone
 from traces.models import Run
 
 RUN_VALUE_FIELDS = ("input", "output", "attributes", "completeness")
+# What a row of steps or links across runs shows of its run.
+RUN_REF_FIELDS = ("id", "name", "external_id", "format", "type", "status", "started_at")
 
 
 def filter_runs(filters: dict) -> QuerySet:

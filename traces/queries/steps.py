@@ -15,32 +15,27 @@ from django.db.models.functions import Coalesce, Length, Substr
 from traces.models import Call, EntityLink, LogEntry, Status, Step
 from traces.pagination import Page, encode_cursor, keyset_page
 
-from .runs import RUN_VALUE_FIELDS
+from .runs import RUN_REF_FIELDS, RUN_VALUE_FIELDS
 
 TREE_WINDOW = 200
 PANEL_LIMIT = 200
 MAX_ANCESTORS = 64
+# What a tree or timeline row shows of an error.
 ERROR_HEAD = 200
 # Counts above this are shown as "10,000+": an exact count of a million rows is a
 # full scan for a number nobody reads digit by digit.
 COUNT_CAP = 10_000
-# What the table shows of an error; the step panel shows all of it.
+# What the steps table shows of an error; the step panel shows all of it.
 ERROR_HEAD_CHARS = 2000
 
-# A tree or timeline row never needs the big values (input, output, attributes, error).
+# A step's row in every list (a tree level, the timeline, the steps across runs, an
+# entity's subjects) never needs the big values (input, output, attributes, error).
 STEP_ROW_FIELDS = (
     "id", "run_id", "parent_id", "key", "seq", "position", "depth", "name", "type", "status",
     "raw_status", "started_at", "finished_at", "duration_ms", "attempt", "retries", "retry_of",
     "loop_index", "items_total", "items_processed", "items_succeeded", "items_failed",
     "truncated", "never_closed", "synthetic", "child_count", "failed_subtree", "call_count",
-    "link_count",
-)  # fmt: skip
-# The steps-across-runs table never needs the big values (input, output, attributes).
-STEP_LIST_FIELDS = (
-    "id", "run_id", "key", "name", "type", "status", "started_at", "duration_ms",
-    "entity_type", "entity_id",
-    "run__id", "run__name", "run__external_id", "run__format", "run__type", "run__status",
-    "run__started_at",
+    "link_count", "entity_type", "entity_id",
 )  # fmt: skip
 
 
@@ -152,7 +147,7 @@ def step_list_columns(steps: QuerySet) -> QuerySet:
     """What the steps table shows: the step, its run, and the head of its error."""
     return (
         steps.select_related("run")
-        .only(*STEP_LIST_FIELDS)
+        .only(*STEP_ROW_FIELDS, *(f"run__{name}" for name in RUN_REF_FIELDS))
         .annotate(error_head=Substr("error", 1, ERROR_HEAD_CHARS), error_length=Length("error"))
     )
 
