@@ -573,8 +573,7 @@ def list_steps(request, filters: Query[StepQuery]):
     data = form.cleaned_data
     raw_errors = None
     if data["error_group"]:
-        failed = queries.steps.filter_steps({**data, "status": StepStatus.FAILED})
-        group = queries.errors.error_groups(failed).find(data["error_group"])
+        group = queries.errors.failure_groups(data, sparklines=False).find(data["error_group"])
         raw_errors = group.raw_errors if group else []
     steps = queries.steps.filter_steps(data, raw_errors=raw_errors)
     page = queries.steps.newest_steps_page(
@@ -604,9 +603,7 @@ def step_errors(request, filters: Query[ErrorsQuery]):
     groups, with the same filters."""
     form = valid(StepListForm, request.GET)
     data = form.cleaned_data
-    failed = queries.steps.filter_steps({**data, "status": StepStatus.FAILED})
-    result = queries.errors.error_groups(failed)
-    queries.errors.add_sparklines(result, failed)
+    result = queries.errors.failure_groups(data)
     keep = {name: request.GET[name] for name in ERROR_PARAMS if request.GET.get(name)}
     return {
         "groups": [_error_group(group, keep) for group in result.groups],

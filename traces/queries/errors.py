@@ -13,7 +13,9 @@ from django.db import connection
 from django.db.models import Count, DateTimeField, Func, Max, Min, QuerySet, Value
 from django.db.models.functions import Trunc
 
-from .steps import step_time
+from traces.models import Status
+
+from .steps import filter_steps, step_time
 
 # Distinct raw error messages one grouping reads (most frequent first): bounds the
 # work and the memory whatever the number of failed steps.
@@ -124,6 +126,17 @@ class ErrorGroups:
 
     def find(self, text: str) -> ErrorGroup | None:
         return next((group for group in self.groups if group.text == text), None)
+
+
+def failure_groups(filters: dict, *, sparklines: bool = True) -> ErrorGroups:
+    """The failed steps matching the steps-page filters (cleaned data of StepListForm;
+    its `status` is ignored), grouped by normalised error; the top groups with their
+    sparklines unless `sparklines` is false (paging needs only a group's messages)."""
+    failed = filter_steps({**filters, "status": Status.FAILED})
+    result = error_groups(failed)
+    if sparklines:
+        add_sparklines(result, failed)
+    return result
 
 
 def error_groups(failed_steps: QuerySet, *, cap: int | None = None) -> ErrorGroups:

@@ -32,13 +32,10 @@ def step_list(request: HttpRequest) -> HttpResponse:
     groups, selected_group, raw_errors = None, None, None
     # Paging through the rows needs the groups only to know a chosen cause's messages.
     if form.shows_error_groups and (part != "step-rows" or filters["error_group"]):
-        failed = queries.steps.filter_steps({**filters, "status": Status.FAILED})
-        groups = queries.errors.error_groups(failed)
+        groups = queries.errors.failure_groups(filters, sparklines=part != "step-rows")
         if filters["error_group"]:
             selected_group = groups.find(filters["error_group"])
             raw_errors = selected_group.raw_errors if selected_group else []
-        if part != "step-rows":
-            queries.errors.add_sparklines(groups, failed)
     steps = queries.steps.filter_steps(filters, raw_errors=raw_errors)
     try:
         page = queries.steps.newest_steps_page(
