@@ -294,6 +294,53 @@ def test_timeline_without_timestamps_lays_steps_end_to_end(client, samples):
     assert body["span_ms"] == offset
 
 
+def timeline_run(kind: str) -> Run:
+    """timed: 3 steps on a 5 s axis, one of them instant, one with no start time;
+    end to end: no timestamps, durations 100, 0, 300, 100 ms; sub-millisecond: a run
+    and its one step that took 0.5 ms."""
+    (run,) = make_runs(1)
+    start = run.started_at
+    if kind == "sub-millisecond":
+        Run.objects.filter(pk=run.pk).update(finished_at=start + timedelta(microseconds=500))
+        (step,) = make_steps(run, 1)
+        Step.objects.filter(pk=step.pk).update(duration_ms=0.5)
+    elif kind == "timed":
+        Run.objects.filter(pk=run.pk).update(finished_at=start + timedelta(seconds=5))
+        steps = make_steps(run, 4)
+        Step.objects.filter(pk=steps[1].pk).update(duration_ms=0.0)
+        Step.objects.filter(pk=steps[3].pk).update(started_at=None)
+    else:
+        steps = make_steps(run, 4)
+        for step, duration in zip(steps, (100.0, 0.0, 300.0, 100.0), strict=True):
+            Step.objects.filter(pk=step.pk).update(started_at=None, duration_ms=duration)
+    return Run.objects.get(pk=run.pk)
+
+
+@pytest.mark.parametrize(
+    ("kind", "span_ms"), [("timed", 5000.0), ("end to end", 500.0), ("sub-millisecond", 0.5)]
+)
+def test_the_timeline_page_draws_the_apis_layout(client, kind, span_ms):
+    """One layout: the page's bars are the API's milliseconds as % of the same span.
+    The span is the run's own, however short; only the page's bars have a minimum width."""
+    run = timeline_run(kind)
+    body = get(client, f"/api/runs/{run.pk}/timeline").json()
+    url = reverse("traces:run-timeline", args=[run.pk])
+    timeline = client.get(url, headers={"HX-Request": "true"}).context["timeline"]
+    assert body["span_ms"] == timeline["span_ms"] == span_ms
+    assert body["timed"] is timeline["timed"] is (kind != "end to end")
+    bars = {step.key: step.bar for step in timeline["rows"]}
+    assert list(bars) == [item["key"] for item in body["items"]]
+    for item in body["items"]:
+        bar = bars[item["key"]]
+        if item["offset_ms"] is None:
+            assert bar is None
+            continue
+        x = 100 * item["offset_ms"] / span_ms
+        width = max(100 * item["duration_ms"] / span_ms, 0.25)
+        assert float(bar["x"]) == pytest.approx(x, abs=0.001)
+        assert float(bar["width"]) == pytest.approx(width, abs=0.001)
+
+
 def test_logs_follow_the_logs_tab_filters(client, samples):
     ingest_paths([samples / "workflow"])
     run = Run.objects.filter(logs__duplicate=True).distinct().first()

@@ -17,7 +17,6 @@ from django import forms
 from django.conf import settings
 from django.http import JsonResponse
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 from ninja import File, Path, Query, Router, Status, UploadedFile
 from ninja.decorators import decorate_view
 from ninja.errors import HttpError
@@ -471,42 +470,13 @@ def run_timeline(request, run_id: RunId, filters: Query[TimelineQuery]):
 
 
 def _lay_out(run: Run, rows: list[Step], failed_only: bool) -> dict:
-    if any(step.started_at for step in rows):
-        start, span_ms = _time_axis(run)
-        until = run.live_until or timezone.now()
-        placed = [(step, _ms(start, step.started_at), _duration(step, until)) for step in rows]
-        return {"timed": True, "start": start, "span_ms": span_ms, "items": _rows(placed)}
-    if not rows:
-        return {"timed": False, "start": None, "span_ms": 0.0, "items": []}
-    sums = queries.timeline.duration_sums(run.pk, before_seq=rows[0].seq, failed_only=failed_only)
-    offset, placed = sums["before"], []
-    for step in rows:
-        placed.append((step, offset, step.duration_ms))
-        offset += step.duration_ms or 0.0
-    return {"timed": False, "start": None, "span_ms": sums["total"], "items": _rows(placed)}
-
-
-def _time_axis(run: Run) -> tuple[datetime, float]:
-    """The run's start and length (queries.timeline.time_axis)."""
-    start, end = queries.timeline.time_axis(run)
-    return start, max(_ms(start, end) or 0.0, 0.0)
-
-
-def _duration(step: Step, until: datetime) -> float | None:
-    """A running step lasts until its run's live_until (now, or a stale run's last write)."""
-    if step.duration_ms is not None:
-        return step.duration_ms
-    if step.started_at and step.finished_at:
-        return _ms(step.started_at, step.finished_at)
-    if step.started_at and step.status == StepStatus.RUNNING:
-        return max(_ms(step.started_at, until), 0.0)
-    return None
-
-
-def _ms(start: datetime | None, moment: datetime | None) -> float | None:
-    if start is None or moment is None:
-        return None
-    return (moment - start).total_seconds() * 1000
+    layout = queries.timeline.lay_out(run, rows, failed_only=failed_only)
+    return {
+        "timed": layout.timed,
+        "start": layout.start,
+        "span_ms": layout.span_ms,
+        "items": _rows(layout.items),
+    }
 
 
 def _rows(placed: list[tuple[Step, float | None, float | None]]) -> list[dict]:
@@ -654,7 +624,7 @@ def step(request, step_id: StepId):
             {"id": a.pk, "key": a.key, "name": a.name, "url": step_url(a.run_id, a.key)}
             for a in chain
         ],
-        "offset_ms": _ms(step.run.started_at, step.started_at),
+        "offset_ms": queries.timeline.ms_between(step.run.started_at, step.started_at),
         "progress": progress(step),
         "attributes": step.attributes or {},
         "calls": [_call(call) for call in calls],

@@ -17,7 +17,6 @@ from django import forms
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
@@ -46,6 +45,8 @@ NOT_CAPTURED = {
     "record its steps' input and output.",
 }
 HEADER_POLL_SECONDS = 5
+# The narrowest timeline bar, in % of the axis.
+MIN_BAR = 0.25
 
 
 class KeyListField(forms.Field):
@@ -454,21 +455,18 @@ def _timeline_context(run: Run, form) -> dict:
         before=options["before"] or None,
     )
     rows = page.items
-    timed = any(step.started_at for step in rows)
-    if timed:
-        span_ms = _lay_out_by_time(run, rows)
-    elif rows:
-        span_ms = _lay_out_end_to_end(run, rows, form.failed_only)
-    else:
-        span_ms = 0.0
-    for step in rows:
+    layout = queries.timeline.lay_out(run, rows, failed_only=form.failed_only)
+    span_ms = layout.span_ms
+    for step, offset_ms, duration_ms in layout.items:
+        step.bar = None if offset_ms is None else _bar(offset_ms, duration_ms or 0.0, span_ms)
+        step.tip = _tip(step, offset_ms, duration_ms, layout.timed)
         step.url = _step_url(run.pk, step.key)
         step.depth_class = f"depth-{min(step.depth, 12)}"
     base = reverse("traces:run-timeline", args=[run.pk])
     keep = {"failed": "1"} if form.failed_only else {}
     return {
         "rows": rows,
-        "timed": timed,
+        "timed": layout.timed,
         "span_ms": span_ms,
         "ticks": [
             {"label": human_duration(span_ms * frac / 4) if frac else "0"} for frac in range(5)
@@ -484,54 +482,24 @@ def _timeline_context(run: Run, form) -> dict:
     }
 
 
-def _lay_out_by_time(run: Run, rows: list[Step]) -> float:
-    """x and width of each bar as % of the run's span; a tooltip with the numbers."""
-    start, end = queries.timeline.time_axis(run)
-    open_end = run.live_until or timezone.now()  # where a step still running ends
-    span_ms = max((end - start).total_seconds() * 1000, 1.0)
-    for step in rows:
-        step.bar = None
-        if step.started_at is None:
-            step.tip = f"{step.name or step.key} · {step.status} · no start time recorded"
-            continue
-        offset = (step.started_at - start).total_seconds() * 1000
-        duration = step.duration_ms
-        if duration is None and step.finished_at:
-            duration = (step.finished_at - step.started_at).total_seconds() * 1000
-        if duration is None and step.status == Status.RUNNING:
-            duration = max((open_end - step.started_at).total_seconds() * 1000, 0.0)
-        step.bar = _bar(offset, duration or 0.0, span_ms)
-        step.tip = (
-            f"{step.name or step.key} · {step.status} · starts +{human_duration(offset)}"
-            f" · {human_duration(duration)}"
-        )
-    return span_ms
-
-
-def _lay_out_end_to_end(run: Run, rows: list[Step], failed_only: bool) -> float:
-    """A format that records durations but no timestamps: bars laid end to end
-    in order, by duration."""
-    sums = queries.timeline.duration_sums(run.pk, before_seq=rows[0].seq, failed_only=failed_only)
-    span_ms = max(sums["total"], 1.0)
-    offset = sums["before"]
-    for step in rows:
-        duration = step.duration_ms or 0.0
-        step.bar = _bar(offset, duration, span_ms)
-        step.tip = (
-            f"{step.name or step.key} · {step.status} · #{step.seq} · {human_duration(duration)}"
-            if step.duration_ms is not None
-            else f"{step.name or step.key} · {step.status} · #{step.seq} · no duration"
-        )
-        offset += duration
-    return span_ms
-
-
 def _bar(offset_ms: float, duration_ms: float, span_ms: float) -> dict:
-    x = min(max(100.0 * offset_ms / span_ms, 0.0), 100.0)
-    # A zero-length step is still a visible tick.
-    width = min(max(100.0 * duration_ms / span_ms, 0.25), max(100.0 - x, 0.25))
+    """x and width of a bar as % of the span. The one place a minimum applies: a
+    zero-length step, or any step of a run that took no time, is still a visible tick."""
+    scale = 100.0 / span_ms if span_ms > 0 else 0.0
+    x = min(max(offset_ms * scale, 0.0), 100.0)
+    width = min(max(duration_ms * scale, MIN_BAR), max(100.0 - x, MIN_BAR))
     x = min(x, 100.0 - width)
     return {"x": f"{x:.3f}", "width": f"{width:.3f}", "duration_ms": duration_ms}
+
+
+def _tip(step: Step, offset_ms: float | None, duration_ms: float | None, timed: bool) -> str:
+    name = f"{step.name or step.key} · {step.status}"
+    if not timed:
+        took = human_duration(duration_ms) if duration_ms is not None else "no duration"
+        return f"{name} · #{step.seq} · {took}"
+    if offset_ms is None:
+        return f"{name} · no start time recorded"
+    return f"{name} · starts +{human_duration(offset_ms)} · {human_duration(duration_ms)}"
 
 
 # --- logs ---------------------------------------------------------------------------------
@@ -644,7 +612,7 @@ def _panel_context(request, step: Step, chain: list[Step], form) -> dict:
         "retry_of_url": _step_url(run_id, step.retry_of) if step.retry_of else "",
         "entity_url": _entity_url(step.entity_type, step.entity_id),
         "progress": _progress(step, step.run),
-        "offset_ms": _offset_ms(step.run.started_at, step.started_at),
+        "offset_ms": queries.timeline.ms_between(step.run.started_at, step.started_at),
         "values": values,
         "not_captured": not_captured,
         "error": _value_block(request, "step-error", step.error or None, "Error", full, "error"),
@@ -684,12 +652,6 @@ def _attribute(request, index: int, name: str, value, full: set) -> dict:
         block = _value_block(request, dom_id, value, name, full, "attributes")
         return {"name": name, "block": block}
     return {"name": name, "text": "" if value is None else str(value)}
-
-
-def _offset_ms(start, moment) -> float | None:
-    if start is None or moment is None:
-        return None
-    return (moment - start).total_seconds() * 1000
 
 
 def _progress(step: Step, run: Run) -> dict | None:
