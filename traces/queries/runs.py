@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db.models import Count, Q, QuerySet
-from django.utils import timezone
 
 from traces.models import Run
 
@@ -18,7 +16,7 @@ def filter_runs(filters: dict) -> QuerySet:
     runs = Run.objects.all()
     status = filters.get("status")
     if status == "stale":
-        runs = runs.filter(status="running", source_updated_at__lt=stale_cutoff())
+        runs = runs.stale()
     elif status:
         runs = runs.filter(status=status)
     if filters.get("format"):
@@ -45,10 +43,6 @@ def filter_runs(filters: dict) -> QuerySet:
 def run_list_columns(runs: QuerySet) -> QuerySet:
     """Only what the runs table shows: never the big input/output/attributes."""
     return runs.defer("input", "output", "attributes", "output_counters", "completeness")
-
-
-def stale_cutoff():
-    return timezone.now() - settings.TRACER_STALE_AFTER
 
 
 def run_status_summary(runs: QuerySet) -> dict:
