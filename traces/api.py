@@ -24,6 +24,7 @@ from ninja.errors import HttpError
 from traces import queries
 from traces import sources as scans
 from traces.forms import FileFilterForm, RunFilterForm, SourceForm
+from traces.forms.steps import EntityDetailForm, EntityListForm, StepListForm
 from traces.ingest.loader import IngestReport
 from traces.models import Run, Step, TraceFile, TraceSource
 from traces.models import Status as StepStatus
@@ -47,7 +48,6 @@ from traces.schemas import (
     UploadResult,
     form_query,
 )
-from traces.step_forms import EntityDetailForm, EntityListForm, StepListForm
 from traces.uploads import ingest_uploads, save_uploads
 from traces.views.common import PAGE_SIZE
 from traces.views.run_detail import RunPageForm

@@ -9,8 +9,8 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from traces import queries
+from traces.forms.steps import EntityDetailForm, EntityListForm
 from traces.pagination import BadCursor
-from traces.step_forms import EntityDetailForm, EntityListForm
 
 from .common import PAGE_SIZE, bad_request, fragment, htmx_part
 

@@ -8,9 +8,9 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from traces import queries
+from traces.forms.steps import StepListForm
 from traces.models import Format, Run, Status
 from traces.pagination import BadCursor
-from traces.step_forms import StepListForm
 
 from .common import PAGE_SIZE, bad_request, fragment, htmx_part
 

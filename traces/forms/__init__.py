@@ -10,8 +10,8 @@ from datetime import UTC, timedelta
 
 from django import forms
 
-from . import sources as scans
-from .models import Format, Status, TraceFile, TraceSource
+from traces import sources as scans
+from traces.models import Format, Status, TraceFile, TraceSource
 
 STATUS_CHOICES = [("", "any status"), *Status.choices, ("stale", "stale")]
 FORMAT_CHOICES = [("", "any format"), *Format.choices]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from django import forms
 
-from .forms import MAX_ID, StepFilterForm
-from .queries.errors import NORMALISED_MAX
+from traces.forms import MAX_ID, StepFilterForm
+from traces.queries.errors import NORMALISED_MAX
 
 CURSOR = {"required": False, "max_length": 1000, "widget": forms.HiddenInput}
 
