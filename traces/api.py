@@ -23,12 +23,20 @@ from ninja.errors import HttpError
 
 from traces import queries
 from traces import sources as scans
-from traces.forms import FileFilterForm, RunFilterForm, SourceForm
-from traces.forms.steps import EntityDetailForm, EntityListForm, StepListForm
+from traces.forms import (
+    EntityDetailForm,
+    EntityListForm,
+    FileFilterForm,
+    RunFilterForm,
+    RunPageForm,
+    RunStepsForm,
+    SourceForm,
+    StepListForm,
+)
 from traces.ingest.loader import IngestReport
 from traces.models import Run, Step, TraceFile, TraceSource
 from traces.models import Status as StepStatus
-from traces.pagination import Page, keyset_page
+from traces.pagination import PAGE_SIZE, Page, keyset_page
 from traces.schemas import (
     EntityList,
     EntitySteps,
@@ -49,8 +57,6 @@ from traces.schemas import (
     form_query,
 )
 from traces.uploads import ingest_uploads, save_uploads
-from traces.views.common import PAGE_SIZE
-from traces.views.run_detail import RunPageForm
 
 router = Router()
 
@@ -80,10 +86,6 @@ READ_ONE = errors(400, 401, 404)
 
 
 # --- parameters ------------------------------------------------------------------------------
-
-
-class RunStepsForm(RunPageForm):
-    parent = forms.CharField(required=False, max_length=255, strip=False)
 
 
 RunQuery = form_query("RunQuery", RunFilterForm)

@@ -28,6 +28,8 @@ from django.db.models import (
 )
 from django.utils.dateparse import parse_datetime
 
+# Rows in a page of a list, on the pages and in the API alike.
+PAGE_SIZE = 50
 # What any database column compares an integer with: 64 bits.
 INT64 = range(-(2**63), 2**63)
 

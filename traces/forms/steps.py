@@ -1,14 +1,25 @@
-"""Query-string forms of the steps-across-runs and entity pages: a bad value is a
-400 with a message, never a 500."""
+"""The steps-across-runs page's filters: a bad value is a 400 with a message, never a 500."""
 
 from __future__ import annotations
 
 from django import forms
 
-from traces.forms import MAX_ID, StepFilterForm
+from traces.models import Status
 from traces.queries.errors import NORMALISED_MAX
 
-CURSOR = {"required": False, "max_length": 1000, "widget": forms.HiddenInput}
+from .common import FORMAT_CHOICES, MAX_ID, DateTimeFilter
+
+
+class StepFilterForm(forms.Form):
+    status = forms.ChoiceField(choices=[("", "any status"), *Status.choices], required=False)
+    format = forms.ChoiceField(choices=FORMAT_CHOICES, required=False)
+    run_type = forms.CharField(required=False, max_length=200, label="Run type")
+    name = forms.CharField(required=False, max_length=500, label="Step name")
+    error = forms.CharField(required=False, max_length=500, label="Error text")
+    since = DateTimeFilter(required=False, label="From")
+    until = DateTimeFilter(required=False, label="To")
+    after = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
+    before = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
 
 
 class StepListForm(StepFilterForm):
@@ -45,19 +56,3 @@ class StepListForm(StepFilterForm):
             or data.get("group") == "error"
             or bool(data.get("error_group"))
         )
-
-
-class EntityListForm(forms.Form):
-    q = forms.CharField(required=False, max_length=500, label="Search")
-    type = forms.CharField(required=False, max_length=200, label="Type")
-    after = forms.CharField(**CURSOR)
-    before = forms.CharField(**CURSOR)
-
-
-class EntityDetailForm(forms.Form):
-    """Two lists on one page, each with its own cursors."""
-
-    after = forms.CharField(**CURSOR)
-    before = forms.CharField(**CURSOR)
-    subject_after = forms.CharField(**CURSOR)
-    subject_before = forms.CharField(**CURSOR)

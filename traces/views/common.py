@@ -6,8 +6,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django_htmx.http import reswap, retarget
 
-PAGE_SIZE = 50
-
 
 def htmx_part(request: HttpRequest, *parts: str) -> str | None:
     """The partial an htmx request swaps: the one of `parts` its HX-Target names, else

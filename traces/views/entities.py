@@ -9,10 +9,10 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from traces import queries
-from traces.forms.steps import EntityDetailForm, EntityListForm
-from traces.pagination import BadCursor
+from traces.forms import EntityDetailForm, EntityListForm
+from traces.pagination import PAGE_SIZE, BadCursor
 
-from .common import PAGE_SIZE, bad_request, fragment, htmx_part
+from .common import bad_request, fragment, htmx_part
 
 LIST_TEMPLATE = "traces/entity_list.html"
 LIST_PARTS = ("entity-page", "entity-rows")

@@ -10,9 +10,9 @@ from django.views.decorators.vary import vary_on_headers
 from traces import queries
 from traces.forms import FileFilterForm
 from traces.models import TraceFile
-from traces.pagination import BadCursor, keyset_page
+from traces.pagination import PAGE_SIZE, BadCursor, keyset_page
 
-from .common import PAGE_SIZE, bad_request, fragment
+from .common import bad_request, fragment
 
 
 @require_GET

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from django import forms
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
@@ -23,22 +22,18 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from traces import queries
+from traces.forms import RunPageForm
+from traces.forms.runs import MAX_EXPAND
 from traces.models import Run, Status, Step
 from traces.pagination import BadCursor
 from traces.templatetags.traces_extras import human_duration, pretty_json
 
 from .common import bad_request
 
-TABS = ("tree", "timeline", "logs", "io", "attributes")
 # Longer values are cut here, with a "show all" link (?full=<name>): never silently.
 VALUE_LIMIT = 20_000
 # A log row's fields and attributes: a window shows 200 rows.
 LOG_VALUE_LIMIT = 2_000
-MAX_EXPAND = 32
-MAX_KEY = 255
-FULL_CHOICES = [
-    (name, name) for name in ("input", "output", "error", "attributes", "calls", "logs")
-]
 # Why a step flagged `io_captured: false` has no input/output, by format.
 NOT_CAPTURED = {
     "workflow": "The request had no X-Workflow-Trace: true header, so the server did not "
@@ -47,45 +42,6 @@ NOT_CAPTURED = {
 HEADER_POLL_SECONDS = 5
 # The narrowest timeline bar, in % of the axis.
 MIN_BAR = 0.25
-
-
-class KeyListField(forms.Field):
-    """A repeated query parameter (`?expand=a&expand=b`): step keys."""
-
-    widget = forms.MultipleHiddenInput
-
-    def to_python(self, value):
-        return [str(item) for item in value or []]
-
-    def validate(self, value):
-        super().validate(value)
-        if len(value) > MAX_EXPAND:
-            raise forms.ValidationError(f"at most {MAX_EXPAND} expanded steps")
-        if any(not key or len(key) > MAX_KEY for key in value):
-            raise forms.ValidationError("a step key is empty or too long")
-
-
-class RunPageForm(forms.Form):
-    """Every query parameter of the run page and its fragments."""
-
-    tab = forms.ChoiceField(choices=[(tab, tab) for tab in TABS], required=False)
-    failed = forms.ChoiceField(choices=[("", "all"), ("0", "all"), ("1", "failed")], required=False)
-    expand = KeyListField(required=False)
-    after = forms.CharField(required=False, max_length=500)
-    before = forms.CharField(required=False, max_length=500)
-    # The loop index of the row before a "show more" window, so iteration headings continue.
-    loop = forms.IntegerField(required=False)
-    level = forms.RegexField(regex=r"^[\w.:-]*$", required=False, max_length=20)
-    step = forms.CharField(required=False, max_length=MAX_KEY)
-    duplicates = forms.ChoiceField(choices=[("", "no"), ("0", "no"), ("1", "yes")], required=False)
-    full = forms.MultipleChoiceField(choices=FULL_CHOICES, required=False)
-    format = forms.ChoiceField(
-        choices=[("", "html"), ("html", "html"), ("json", "json")], required=False
-    )
-
-    @property
-    def failed_only(self) -> bool:
-        return self.cleaned_data.get("failed") == "1"
 
 
 class BadFilter(ValueError):

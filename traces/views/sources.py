@@ -18,10 +18,10 @@ from traces.access import ADD_SOURCE, CHANGE_SOURCE, DELETE_SOURCE, permission_r
 from traces.forms import FileFilterForm, SourceDeleteForm, SourceForm, SourceSettingsForm
 from traces.ingest.store import delete_runs
 from traces.models import Run, TraceFile, TraceSource
-from traces.pagination import BadCursor, keyset_page
+from traces.pagination import PAGE_SIZE, BadCursor, keyset_page
 from traces.tasks import enqueue_ingest
 
-from .common import PAGE_SIZE, bad_request, fragment
+from .common import bad_request, fragment
 
 # --- pages ----------------------------------------------------------------------------------
 

@@ -8,11 +8,11 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from traces import queries
-from traces.forms.steps import StepListForm
+from traces.forms import StepListForm
 from traces.models import Format, Run, Status
-from traces.pagination import BadCursor
+from traces.pagination import PAGE_SIZE, BadCursor
 
-from .common import PAGE_SIZE, bad_request, fragment, htmx_part
+from .common import bad_request, fragment, htmx_part
 
 TEMPLATE = "traces/step_list.html"
 # The page's swappable parts, outermost first: links that change a hidden filter
