@@ -29,6 +29,7 @@ from traces.models import (
     TraceFile,
     TraceSource,
 )
+from traces.pagination import encode_cursor
 
 pytestmark = pytest.mark.django_db
 
@@ -196,6 +197,14 @@ def test_runs_time_range_and_bad_filters(client):
         response = get(client, "/api/runs", query)
         assert response.status_code == 400, query
         assert name in response.json()["errors"] and response.json()["detail"]
+    cursor = encode_cursor(runs[0].started_at, runs[0].pk)
+    for query, message in [
+        ({"since": "2026-03-02", "until": "2026-03-01"}, "“From” is after “To”."),
+        ({"after": cursor, "before": cursor}, "Give one page cursor, not both."),
+    ]:
+        response = get(client, "/api/runs", query)
+        assert response.status_code == 400, query
+        assert response.json()["errors"] == {"__all__": [message]}
 
 
 def test_run_detail_has_counters_progress_values_and_source(client, loaded):

@@ -32,3 +32,18 @@ class DateTimeFilter(forms.DateTimeField):
 
 # The largest id a database row can have (64-bit).
 MAX_ID = 2**63 - 1
+
+
+class FilterForm(forms.Form):
+    """A list's filters with a time range (`since`, `until`) and page cursors
+    (`after`, `before`): the range must not run backwards, and a page is after one
+    row or before one, not both."""
+
+    def clean(self):
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            raise forms.ValidationError("“From” is after “To”.")
+        if data.get("after") and data.get("before"):
+            raise forms.ValidationError("Give one page cursor, not both.")
+        return data

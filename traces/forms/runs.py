@@ -7,7 +7,7 @@ from django import forms
 
 from traces.models import Status
 
-from .common import FORMAT_CHOICES, DateTimeFilter
+from .common import FORMAT_CHOICES, DateTimeFilter, FilterForm
 
 STATUS_CHOICES = [("", "any status"), *Status.choices, ("stale", "stale")]
 # Runs whose source no longer holds them (a file overwritten, rows deleted) are kept.
@@ -18,7 +18,7 @@ IN_SOURCE_CHOICES = [
 ]
 
 
-class RunFilterForm(forms.Form):
+class RunFilterForm(FilterForm):
     SORTS = {
         "-started": ("started_at", True),
         "started": ("started_at", False),

@@ -7,10 +7,10 @@ from django import forms
 from traces.models import Status
 from traces.queries.errors import NORMALISED_MAX
 
-from .common import FORMAT_CHOICES, MAX_ID, DateTimeFilter
+from .common import FORMAT_CHOICES, MAX_ID, DateTimeFilter, FilterForm
 
 
-class StepFilterForm(forms.Form):
+class StepFilterForm(FilterForm):
     status = forms.ChoiceField(choices=[("", "any status"), *Status.choices], required=False)
     format = forms.ChoiceField(choices=FORMAT_CHOICES, required=False)
     run_type = forms.CharField(required=False, max_length=200, label="Run type")
@@ -38,15 +38,6 @@ class StepListForm(StepFilterForm):
         required=False, max_length=NORMALISED_MAX, strip=False, widget=forms.HiddenInput
     )
     group = forms.ChoiceField(choices=[("", "no grouping"), ("error", "by error")], required=False)
-
-    def clean(self):
-        data = super().clean()
-        since, until = data.get("since"), data.get("until")
-        if since and until and since > until:
-            raise forms.ValidationError("“From” is after “To”.")
-        if data.get("after") and data.get("before"):
-            raise forms.ValidationError("Give one page cursor, not both.")
-        return data
 
     @property
     def shows_error_groups(self) -> bool:
