@@ -172,6 +172,19 @@ def test_each_tab_is_a_full_page_and_an_htmx_fragment(client, runs_sample, tab):
     assert 'id="run-header"' not in part
 
 
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [("traces:run-detail", "run-tabs"), ("traces:run-logs", "log-rows"), ("traces:run-tree", "")],
+)
+def test_history_restore_gets_the_whole_page(client, runs_sample, name, target):
+    headers = {**HX, "HX-History-Restore-Request": "true", "HX-Target": target}
+    html = client.get(run_url(runs_sample, name), headers=headers).content.decode()
+    assert "<html" in html and 'id="run-header"' in html
+    step = Step.objects.filter(run=runs_sample).first()
+    panel = client.get(step_url(step), headers={**headers, "HX-Target": "step-panel"})
+    assert "<html" in panel.content.decode()
+
+
 def test_tab_links_push_their_own_url(client, runs_sample):
     html = page(client, run_url(runs_sample))
     for tab in ("tree", "timeline", "logs", "io", "attributes"):

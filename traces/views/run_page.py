@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
@@ -26,7 +26,7 @@ from traces.models import Run, Status, Step
 from traces.pagination import BadCursor
 from traces.templatetags.traces_extras import pretty_json
 
-from .common import bad_request
+from .common import bad_request, htmx_part
 from .run_tabs import BadFilter, logs_context, timeline_context, tree_context, tree_level
 from .step_panel import panel_context, value_block
 
@@ -35,42 +35,50 @@ HEADER_POLL_SECONDS = 5
 
 # --- views --------------------------------------------------------------------------------
 
+PAGE = "traces/run_detail.html"
+# The page's parts an htmx request may target (the first unless it names another): the
+# tab area (tabs, pills, the timeline's pages), the polled header, the emptied panel.
+PARTS = ("run-tabs", "run-header", "step-panel")
+# The windows a tab's own URL serves before its parts: the next roots of the tree, the
+# log's rows (its filters and pages).
+WINDOWS = {"tree-rows": "traces/_run_tree_rows.html", "log-rows": "traces/_run_logs.html#log-rows"}
+
 
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
-def run_detail(request, run_id: int):
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     return _run_page(request, run_id)
 
 
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
-def run_tree(request, run_id: int):
+def run_tree(request: HttpRequest, run_id: int) -> HttpResponse:
     """The tree tab; with `after`, an htmx request gets the next window of roots."""
-    return _run_page(request, run_id, tab="tree", window_fragment=True)
+    return _run_page(request, run_id, tab="tree", window="tree-rows")
 
 
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
-def run_timeline(request, run_id: int):
+def run_timeline(request: HttpRequest, run_id: int) -> HttpResponse:
     return _run_page(request, run_id, tab="timeline")
 
 
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
-def run_logs(request, run_id: int):
+def run_logs(request: HttpRequest, run_id: int) -> HttpResponse:
     """The logs tab; an htmx request gets only the rows (filters and pages swap them)."""
-    return _run_page(request, run_id, tab="logs", window_fragment=True)
+    return _run_page(request, run_id, tab="logs", window="log-rows")
 
 
 @require_GET
 @vary_on_headers("HX-Request")
-def step_children(request, run_id: int, key: str):
+def step_children(request: HttpRequest, run_id: int, key: str) -> HttpResponse:
     """A step's children, one window. Without htmx: the run page with this step open."""
     form = RunPageForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some parameters are not valid.", form)
     parent = _get_step(run_id, key, rows_only=True)
-    if not _htmx(request):
+    if htmx_part(request, "tree-level") is None:
         expand = [*form.cleaned_data["expand"], *_keys(queries.steps.ancestors(parent)), key]
         return _run_page(request, run_id, tab="tree", focus=parent, expand=expand)
     try:
@@ -84,7 +92,7 @@ def step_children(request, run_id: int, key: str):
 
 @require_GET
 @vary_on_headers("HX-Request")
-def step_detail(request, run_id: int, key: str):
+def step_detail(request: HttpRequest, run_id: int, key: str) -> HttpResponse:
     """The step panel: alone for htmx (into #step-panel), else the run page around it."""
     form = RunPageForm(request.GET)
     if not form.is_valid():
@@ -92,7 +100,7 @@ def step_detail(request, run_id: int, key: str):
     step = _get_step(run_id, key)
     chain = queries.steps.ancestors(step)
     panel = panel_context(request, step, chain, form)
-    if _htmx(request):
+    if htmx_part(request, "step-panel"):
         return render(request, "traces/_step_panel.html", {"panel": panel, "run": step.run})
     expand = [*form.cleaned_data["expand"], *_keys(chain)]
     tab = form.cleaned_data["tab"] or "tree"
@@ -103,53 +111,49 @@ def step_detail(request, run_id: int, key: str):
 
 
 def _run_page(
-    request,
+    request: HttpRequest,
     run_id: int,
     *,
     tab: str | None = None,
-    window_fragment: bool = False,
+    window: str | None = None,
     focus: Step | None = None,
     expand: list[str] | None = None,
     panel: dict | None = None,
     run: Run | None = None,
-):
+) -> HttpResponse:
+    """The run page, or the part of it an htmx request swaps: `window` (a key of
+    WINDOWS) is the part the calling URL serves by default."""
     form = RunPageForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some parameters are not valid.", form)
     options = form.cleaned_data
     tab = tab or options["tab"] or "tree"
     want_json = options["format"] == "json"
+    if window == "tree-rows" and not options["after"]:
+        window = None  # the first window of roots is the whole tab
+    part = htmx_part(request, *([window] if window else []), *PARTS)
     needs_values = want_json or tab in ("io", "attributes")
     if run is None or needs_values:
         run = _get_run(run_id, with_values=needs_values)
     if want_json:
         return JsonResponse(queries.runs.run_as_dict(run), json_dumps_params={"indent": 2})
-    target = request.htmx.target if _htmx(request) else None
-    if target == "run-header":
+    if part == "run-header":
         return _header_response(request, run)
-    if target == "step-panel":
-        return render(request, "traces/run_detail.html#empty-panel", {"run": run})
+    if part == "step-panel":
+        return render(request, f"{PAGE}#empty-panel", {"run": run})
     try:
         context = _page_context(request, run, form, tab, focus=focus, expand=expand)
     except (BadCursor, BadFilter) as exc:
         return bad_request(request, str(exc), form)
     context["panel"] = panel
     context["selected_key"] = panel["step"].key if panel else None
-    return render(request, _template(request, tab, options, window_fragment), context)
+    template = WINDOWS.get(part) or (f"{PAGE}#{part}" if part else PAGE)
+    return render(request, template, context)
 
 
-def _template(request, tab: str, options: dict, window_fragment: bool) -> str:
-    page = "traces/run_detail.html"
-    if not _htmx(request):
-        return page
-    if window_fragment and tab == "tree" and options["after"]:
-        return "traces/_run_tree_rows.html"
-    if window_fragment and tab == "logs":
-        return "traces/_run_logs.html#log-rows"
-    return f"{page}#run-tabs"
-
-
-def _page_context(request, run: Run, form, tab: str, *, focus=None, expand=None) -> dict:
+def _page_context(
+    request: HttpRequest, run: Run, form, tab: str, *, focus=None, expand=None
+) -> dict:
     options = form.cleaned_data
     context = {
         "section": "runs",
@@ -237,7 +241,7 @@ def _header_context(run: Run) -> dict:
     }
 
 
-def _header_response(request, run: Run):
+def _header_response(request: HttpRequest, run: Run) -> HttpResponse:
     """The polled header; once the run has ended, the last swap stops the polling."""
     context = {
         "run": run,
@@ -246,7 +250,7 @@ def _header_response(request, run: Run):
         "ended_while_watching": request.GET.get("was") == "running"
         and run.status != Status.RUNNING,
     }
-    response = render(request, "traces/run_detail.html#run-header", context)
+    response = render(request, f"{PAGE}#run-header", context)
     if not context["header"]["live"]:
         stop = HttpResponseStopPolling(response.content)
         stop["Content-Type"] = response["Content-Type"]
@@ -259,10 +263,6 @@ def _header_response(request, run: Run):
 
 def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _htmx(request) -> bool:
-    return bool(request.htmx) and not request.htmx.boosted
 
 
 def _get_run(run_id: int, *, with_values: bool = False) -> Run:

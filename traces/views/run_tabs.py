@@ -8,11 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 
 from traces import queries
 from traces.forms.runs import MAX_EXPAND
 from traces.models import Run, Step
+from traces.pagination import Page
 from traces.templatetags.traces_extras import human_duration
 
 from .common import LEVEL_CLASSES, step_url
@@ -40,7 +42,7 @@ class TreeLevel:
     grouped: bool = False
 
 
-def tree_context(request, run: Run, form, *, focus=None, expand=None) -> dict:
+def tree_context(request: HttpRequest, run: Run, form, *, focus=None, expand=None) -> dict:
     """The roots, and below each expanded step (`?expand=key`, repeatable) its
     children: one query per expanded step, never one per step."""
     options = form.cleaned_data
@@ -64,7 +66,7 @@ def tree_context(request, run: Run, form, *, focus=None, expand=None) -> dict:
 
 
 def tree_level(
-    request, run_id: int, parent: Step | None, form, *, after: str = "", expand=()
+    request: HttpRequest, run_id: int, parent: Step | None, form, *, after: str = "", expand=()
 ) -> TreeLevel:
     failed_only = form.failed_only
     page = queries.steps.tree_level(
@@ -200,14 +202,21 @@ def timeline_context(run: Run, form) -> dict:
         "ticks": [
             {"label": human_duration(span_ms * frac / 4) if frac else "0"} for frac in range(5)
         ],
+        **_window_urls(base, keep, page),
+        "first_seq": rows[0].seq if rows else None,
+        "last_seq": rows[-1].seq if rows else None,
+    }
+
+
+def _window_urls(base: str, keep: dict, page: Page) -> dict:
+    """Links to the windows after and before this one, with the tab's filters."""
+    return {
         "next_url": f"{base}?{urlencode({**keep, 'after': page.next_cursor})}"
         if page.next_cursor
         else "",
         "prev_url": f"{base}?{urlencode({**keep, 'before': page.prev_cursor})}"
         if page.prev_cursor
         else "",
-        "first_seq": rows[0].seq if rows else None,
-        "last_seq": rows[-1].seq if rows else None,
     }
 
 
@@ -234,7 +243,7 @@ def _tip(step: Step, offset_ms: float | None, duration_ms: float | None, timed: 
 # --- logs ---------------------------------------------------------------------------------
 
 
-def logs_context(request, run: Run, form) -> dict:
+def logs_context(request: HttpRequest, run: Run, form) -> dict:
     options = form.cleaned_data
     full = set(options["full"])
     step = None
@@ -275,17 +284,12 @@ def logs_context(request, run: Run, form) -> dict:
         "step_key": options["step"],
         "duplicates": duplicates,
         "url": base,
-        "next_url": f"{base}?{urlencode({**keep, 'after': page.next_cursor})}"
-        if page.next_cursor
-        else "",
-        "prev_url": f"{base}?{urlencode({**keep, 'before': page.prev_cursor})}"
-        if page.prev_cursor
-        else "",
+        **_window_urls(base, keep, page),
         "toggle_url": f"{base}?{urlencode({k: v for k, v in toggle.items() if v})}",
     }
 
 
-def _log_data(request, entry, full: set) -> list[dict]:
+def _log_data(request: HttpRequest, entry, full: set) -> list[dict]:
     """A log row's fields and attributes (where e.g. workflow keeps the event's
     data and precise time), each cut at LOG_VALUE_LIMIT ("show all" = logs)."""
     named = (("fields", entry.fields), ("attributes", entry.attributes or None))

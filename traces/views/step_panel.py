@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.text import slugify
 
@@ -24,7 +25,7 @@ NOT_CAPTURED = {
 }
 
 
-def panel_context(request, step: Step, chain: list[Step], form) -> dict:
+def panel_context(request: HttpRequest, step: Step, chain: list[Step], form) -> dict:
     run_id = step.run_id
     full = set(form.cleaned_data["full"])
     calls = queries.steps.step_calls(step) if step.call_count else []
@@ -77,7 +78,7 @@ def panel_context(request, step: Step, chain: list[Step], form) -> dict:
     }
 
 
-def _call_values(request, call, full: set) -> list[dict]:
+def _call_values(request: HttpRequest, call, full: set) -> list[dict]:
     """A call's input, output and attributes, each cut like a step's ("show all" = calls)."""
     named = (
         ("in", call.input, "input"),
@@ -91,7 +92,7 @@ def _call_values(request, call, full: set) -> list[dict]:
     return [block for block in blocks if block["present"]]
 
 
-def _attribute(request, index: int, name: str, value, full: set) -> dict:
+def _attribute(request: HttpRequest, index: int, name: str, value, full: set) -> dict:
     if isinstance(value, dict | list):
         dom_id = f"step-attr-{index}-{slugify(name)}"
         block = value_block(request, dom_id, value, name, full, "attributes")
@@ -120,7 +121,13 @@ def _progress(step: Step, run: Run) -> dict | None:
 
 
 def value_block(
-    request, dom_id: str, value, label: str, full: set, full_key: str, limit: int = VALUE_LIMIT
+    request: HttpRequest,
+    dom_id: str,
+    value,
+    label: str,
+    full: set,
+    full_key: str,
+    limit: int = VALUE_LIMIT,
 ) -> dict:
     """A JSON value pretty-printed; past `limit` characters cut, with a link
     that shows it all (`?full=<full_key>`)."""
