@@ -61,25 +61,3 @@ def run_for_page(run_id: int, *, with_values: bool = False) -> Run:
     if not with_values:
         runs = runs.defer(*RUN_VALUE_FIELDS)
     return runs.get(pk=run_id)
-
-
-RUN_JSON_FIELDS = (
-    "id", "format", "origin", "external_id", "name", "type", "trigger", "actor", "status",
-    "raw_status", "started_at", "finished_at", "duration_ms", "error", "output_counters",
-    "progress_label", "items_total", "items_processed", "items_succeeded", "items_failed",
-    "truncated", "step_count", "steps_pending", "steps_running", "steps_succeeded",
-    "steps_failed", "steps_skipped", "steps_cancelled", "call_count", "link_count", "log_count",
-    "max_depth", "source_updated_at", "left_source_at", "ingested_at", "input", "output",
-    "attributes", "times_estimated",
-)  # fmt: skip
-
-
-def run_as_dict(run: Run) -> dict:
-    """The run's own fields (no steps) as JSON-ready values."""
-    data = {}
-    for name in RUN_JSON_FIELDS:
-        value = getattr(run, name)
-        data[name] = value.isoformat() if hasattr(value, "isoformat") else value
-    data["is_stale"] = run.is_stale
-    data["source_file"] = run.source_file.path if run.source_file_id else None
-    return data

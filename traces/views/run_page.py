@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
@@ -122,21 +122,21 @@ def _run_page(
     run: Run | None = None,
 ) -> HttpResponse:
     """The run page, or the part of it an htmx request swaps: `window` (a key of
-    WINDOWS) is the part the calling URL serves by default."""
+    WINDOWS) is the part the calling URL serves by default. `?format=json`, from
+    the page's former JSON export, is sent on to the API's run."""
     form = RunPageForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some parameters are not valid.", form)
     options = form.cleaned_data
+    if options["format"] == "json":
+        return redirect("api:run", run_id)
     tab = tab or options["tab"] or "tree"
-    want_json = options["format"] == "json"
     if window == "tree-rows" and not options["after"]:
         window = None  # the first window of roots is the whole tab
     part = htmx_part(request, *([window] if window else []), *PARTS)
-    needs_values = want_json or tab in ("io", "attributes")
+    needs_values = tab in ("io", "attributes")
     if run is None or needs_values:
         run = _get_run(run_id, with_values=needs_values)
-    if want_json:
-        return JsonResponse(queries.runs.run_as_dict(run), json_dumps_params={"indent": 2})
     if part == "run-header":
         return _header_response(request, run)
     if part == "step-panel":
