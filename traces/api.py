@@ -36,7 +36,7 @@ from traces.forms import (
 from traces.ingest.loader import IngestReport
 from traces.models import Run, Step, TraceFile, TraceSource
 from traces.models import Status as StepStatus
-from traces.pagination import PAGE_SIZE, Page, keyset_page
+from traces.pagination import Page
 from traces.schemas import (
     EntityList,
     EntitySteps,
@@ -372,15 +372,7 @@ def list_runs(request, filters: Query[RunQuery]):
     """Runs, newest first by default: the runs page's filters and sort keys."""
     form = valid(RunFilterForm, request.GET)
     runs = queries.runs.filter_runs(form.cleaned_data)
-    field, descending = form.sort_key()
-    page = keyset_page(
-        queries.runs.run_list_columns(runs),
-        field,
-        descending=descending,
-        after=form.cleaned_data["after"] or None,
-        before=form.cleaned_data["before"] or None,
-        size=PAGE_SIZE,
-    )
+    page = queries.runs.runs_page(runs, form.cleaned_data, form.sort_key())
     summary = queries.runs.run_status_summary(runs)
     return {
         "count": summary["total"],
@@ -548,13 +540,7 @@ def list_steps(request, filters: Query[StepQuery]):
         group = queries.errors.failure_groups(data, sparklines=False).find(data["error_group"])
         raw_errors = group.raw_errors if group else []
     steps = queries.steps.filter_steps(data, raw_errors=raw_errors)
-    page = queries.steps.newest_steps_page(
-        queries.steps.step_list_columns(steps),
-        status=data["status"],
-        after=data["after"] or None,
-        before=data["before"] or None,
-        size=PAGE_SIZE,
-    )
+    page = queries.steps.steps_page(steps, data)
     count, capped = queries.steps.capped_count(steps)
     return {
         "count": count,
@@ -674,13 +660,7 @@ def list_entities(request, filters: Query[EntityQuery]):
     one type, `q` searches ids and external ids."""
     form = valid(EntityListForm, request.GET)
     data = form.cleaned_data
-    page = queries.entities.entity_page(
-        entity_type=data["type"],
-        q=data["q"],
-        after=data["after"] or None,
-        before=data["before"] or None,
-        size=PAGE_SIZE,
-    )
+    page = queries.entities.entity_page(data)
     return {
         "types": queries.entities.entity_type_counts(),
         "items": [_entity(row) for row in page.items],
@@ -716,18 +696,8 @@ def entity_steps(request, entity_type: str, entity_id: str, filters: Query[Entit
     summary = queries.entities.entity_summary(entity_type, entity_id)
     if not summary.exists:
         raise HttpError(404, f"No step touched {entity_type} {entity_id}.")
-    links = queries.entities.newest_by_when(
-        queries.entities.entity_links(entity_type, entity_id),
-        after=data["after"] or None,
-        before=data["before"] or None,
-        size=PAGE_SIZE,
-    )
-    subjects = queries.entities.newest_by_when(
-        queries.entities.subject_step_rows(entity_type, entity_id),
-        after=data["subject_after"] or None,
-        before=data["subject_before"] or None,
-        size=PAGE_SIZE,
-    )
+    links = queries.entities.links_page(entity_type, entity_id, data)
+    subjects = queries.entities.subjects_page(entity_type, entity_id, data)
     return {
         "entity": vars(summary),
         "links": {"items": [_entity_link(link) for link in links.items], **cursors(links)},
@@ -761,14 +731,7 @@ def _entity_link(link) -> dict:
 def list_files(request, filters: Query[FileQuery]):
     """Every ingested file, ok or failed with its error, most recently checked first."""
     data = valid(FileFilterForm, request.GET).cleaned_data
-    page = keyset_page(
-        queries.files.filter_files(data),
-        "checked_at",
-        descending=True,
-        after=data["after"] or None,
-        before=data["before"] or None,
-        size=PAGE_SIZE,
-    )
+    page = queries.files.files_page(data)
     return {
         "counts": queries.files.file_status_counts(),
         "items": [_file(trace_file) for trace_file in page.items],

@@ -109,6 +109,15 @@ def _is_int64(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value in INT64
 
 
+def cursors_of(data: dict, prefix: str = "") -> dict:
+    """A form's `after` and `before` (or `<prefix>after`...) as keyset_page takes them:
+    a blank cursor is none."""
+    return {
+        "after": data.get(f"{prefix}after") or None,
+        "before": data.get(f"{prefix}before") or None,
+    }
+
+
 def keyset_page(
     queryset: QuerySet,
     field: str,

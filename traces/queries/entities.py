@@ -15,7 +15,7 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.db.models.functions import Coalesce
 
 from traces.models import EntityLink, Step
-from traces.pagination import BadCursor, Page, keyset_page
+from traces.pagination import PAGE_SIZE, BadCursor, Page, cursors_of, keyset_page
 
 from .runs import RUN_REF_FIELDS
 from .steps import step_list_columns, step_time
@@ -112,12 +112,13 @@ class EntityPage:
     prev_cursor: str | None
 
 
-def entity_page(
-    *, entity_type: str = "", q: str = "", after=None, before=None, size: int = 50
-) -> EntityPage:
+def entity_page(filters: dict, size: int = PAGE_SIZE) -> EntityPage:
     """Entities (from links and from steps' own subjects) in (type, id) order, a page
-    at a time: the keys come from index walks, the figures from GROUP BYs over the
-    page's keys only."""
+    at a time (cleaned data of EntityListForm: `type`, `q`, cursors): the keys come
+    from index walks, the figures from GROUP BYs over the page's keys only."""
+    entity_type, q = filters.get("type") or "", filters.get("q") or ""
+    cursors = cursors_of(filters)
+    after, before = cursors["after"], cursors["before"]
     backwards = before is not None
     cursor = decode_entity_cursor(before if backwards else after) if (after or before) else None
     link_keys = _entity_keys(_link_sources(entity_type, q), cursor, backwards, size)
@@ -316,5 +317,15 @@ def subject_step_rows(entity_type: str, entity_id: str) -> QuerySet:
     return step_list_columns(subject_steps(entity_type, entity_id)).annotate(when=step_time())
 
 
-def newest_by_when(rows: QuerySet, *, after=None, before=None, size: int = 50) -> Page:
-    return keyset_page(rows, "when", descending=True, after=after, before=before, size=size)
+def links_page(entity_type: str, entity_id: str, filters: dict) -> Page:
+    """A page of the entity's links, newest first (EntityDetailForm's `after`/`before`)."""
+    rows = entity_links(entity_type, entity_id)
+    return keyset_page(rows, "when", descending=True, **cursors_of(filters), size=PAGE_SIZE)
+
+
+def subjects_page(entity_type: str, entity_id: str, filters: dict) -> Page:
+    """A page of the steps whose subject the entity is, newest first (EntityDetailForm's
+    `subject_after`/`subject_before`)."""
+    rows = subject_step_rows(entity_type, entity_id)
+    cursors = cursors_of(filters, "subject_")
+    return keyset_page(rows, "when", descending=True, **cursors, size=PAGE_SIZE)

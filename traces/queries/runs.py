@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import Count, Q, QuerySet
 
 from traces.models import Run
+from traces.pagination import PAGE_SIZE, Page, cursors_of, keyset_page
 
 RUN_VALUE_FIELDS = ("input", "output", "attributes", "completeness")
 # What a row of steps or links across runs shows of its run.
@@ -43,6 +44,19 @@ def filter_runs(filters: dict) -> QuerySet:
 def run_list_columns(runs: QuerySet) -> QuerySet:
     """Only what the runs table shows: never the big input/output/attributes."""
     return runs.defer("input", "output", "attributes", "output_counters", "completeness")
+
+
+def runs_page(runs: QuerySet, filters: dict, sort: tuple[str, bool]) -> Page:
+    """A page of the runs table: `runs` (from filter_runs) in `sort` order
+    (RunFilterForm.sort_key), from the filters' cursor. Raises BadCursor."""
+    field, descending = sort
+    return keyset_page(
+        run_list_columns(runs),
+        field,
+        descending=descending,
+        **cursors_of(filters),
+        size=PAGE_SIZE,
+    )
 
 
 def run_status_summary(runs: QuerySet) -> dict:

@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.db.models.functions import Coalesce, Length, Substr
 
 from traces.models import Call, EntityLink, LogEntry, Status, Step
-from traces.pagination import Page, encode_cursor, keyset_page
+from traces.pagination import PAGE_SIZE, Page, cursors_of, encode_cursor, keyset_page
 
 from .runs import RUN_REF_FIELDS, RUN_VALUE_FIELDS
 
@@ -149,6 +149,17 @@ def step_list_columns(steps: QuerySet) -> QuerySet:
         steps.select_related("run")
         .only(*STEP_ROW_FIELDS, *(f"run__{name}" for name in RUN_REF_FIELDS))
         .annotate(error_head=Substr("error", 1, ERROR_HEAD_CHARS), error_length=Length("error"))
+    )
+
+
+def steps_page(steps: QuerySet, filters: dict) -> Page:
+    """A page of the steps table: `steps` (from filter_steps) newest first, from the
+    filters' cursor. Raises BadCursor."""
+    return newest_steps_page(
+        step_list_columns(steps),
+        status=filters.get("status") or "",
+        **cursors_of(filters),
+        size=PAGE_SIZE,
     )
 
 

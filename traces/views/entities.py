@@ -10,7 +10,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from traces import queries
 from traces.forms import EntityDetailForm, EntityListForm
-from traces.pagination import PAGE_SIZE, BadCursor
+from traces.pagination import BadCursor
 
 from .common import bad_request, fragment, htmx_part
 
@@ -29,13 +29,7 @@ def entity_list(request: HttpRequest) -> HttpResponse:
     data = form.cleaned_data
     part = htmx_part(request, *LIST_PARTS)
     try:
-        page = queries.entities.entity_page(
-            entity_type=data["type"],
-            q=data["q"],
-            after=data["after"] or None,
-            before=data["before"] or None,
-            size=PAGE_SIZE,
-        )
+        page = queries.entities.entity_page(data)
     except BadCursor as exc:
         return bad_request(request, str(exc), form)
     types = queries.entities.entity_type_counts() if part != "entity-rows" else []
@@ -66,19 +60,9 @@ def entity_detail(request: HttpRequest, entity_type: str, entity_id: str) -> Htt
         context["summary"] = summary
     try:
         if part in (None, "entity-links"):
-            context["links"] = queries.entities.newest_by_when(
-                queries.entities.entity_links(entity_type, entity_id),
-                after=data["after"] or None,
-                before=data["before"] or None,
-                size=PAGE_SIZE,
-            )
+            context["links"] = queries.entities.links_page(entity_type, entity_id, data)
         if part == "entity-subjects" or (part is None and context["summary"].subjects):
-            context["subjects"] = queries.entities.newest_by_when(
-                queries.entities.subject_step_rows(entity_type, entity_id),
-                after=data["subject_after"] or None,
-                before=data["subject_before"] or None,
-                size=PAGE_SIZE,
-            )
+            context["subjects"] = queries.entities.subjects_page(entity_type, entity_id, data)
     except BadCursor as exc:
         return bad_request(request, str(exc), form)
     return render(request, fragment(request, DETAIL_TEMPLATE, *DETAIL_PARTS), context)

@@ -10,7 +10,7 @@ from django.views.decorators.vary import vary_on_headers
 from traces import queries
 from traces.forms import FileFilterForm
 from traces.models import TraceFile
-from traces.pagination import PAGE_SIZE, BadCursor, keyset_page
+from traces.pagination import BadCursor
 
 from .common import bad_request, fragment
 
@@ -23,14 +23,7 @@ def file_list(request: HttpRequest) -> HttpResponse:
         return bad_request(request, "Some filters are not valid.", form)
     filters = form.cleaned_data
     try:
-        page = keyset_page(
-            queries.files.filter_files(filters),
-            "checked_at",
-            descending=True,
-            after=filters["after"] or None,
-            before=filters["before"] or None,
-            size=PAGE_SIZE,
-        )
+        page = queries.files.files_page(filters)
     except BadCursor as exc:
         return bad_request(request, str(exc), form)
     context = {

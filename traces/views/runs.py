@@ -10,7 +10,7 @@ from django.views.decorators.vary import vary_on_headers
 from traces import queries
 from traces.forms import RunFilterForm
 from traces.models import Format, Run, Status
-from traces.pagination import PAGE_SIZE, BadCursor, keyset_page
+from traces.pagination import BadCursor
 
 from .common import bad_request, fragment
 
@@ -22,16 +22,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return bad_request(request, "Some filters are not valid.", form)
     runs = queries.runs.filter_runs(form.cleaned_data)
-    field, descending = form.sort_key()
     try:
-        page = keyset_page(
-            queries.runs.run_list_columns(runs),
-            field,
-            descending=descending,
-            after=form.cleaned_data["after"] or None,
-            before=form.cleaned_data["before"] or None,
-            size=PAGE_SIZE,
-        )
+        page = queries.runs.runs_page(runs, form.cleaned_data, form.sort_key())
     except BadCursor as exc:
         return bad_request(request, str(exc), form)
     context = {

@@ -10,7 +10,7 @@ from django.views.decorators.vary import vary_on_headers
 from traces import queries
 from traces.forms import StepListForm
 from traces.models import Format, Run, Status
-from traces.pagination import PAGE_SIZE, BadCursor
+from traces.pagination import BadCursor
 
 from .common import bad_request, fragment, htmx_part
 
@@ -38,13 +38,7 @@ def step_list(request: HttpRequest) -> HttpResponse:
             raw_errors = selected_group.raw_errors if selected_group else []
     steps = queries.steps.filter_steps(filters, raw_errors=raw_errors)
     try:
-        page = queries.steps.newest_steps_page(
-            queries.steps.step_list_columns(steps),
-            status=filters["status"],
-            after=filters["after"] or None,
-            before=filters["before"] or None,
-            size=PAGE_SIZE,
-        )
+        page = queries.steps.steps_page(steps, filters)
     except BadCursor as exc:
         return bad_request(request, str(exc), form)
     if selected_group and filters["status"] == Status.FAILED:
