@@ -117,7 +117,7 @@ def step_logs(step: Step, limit: int = PANEL_LIMIT) -> list[LogEntry]:
 def filter_steps(filters: dict, *, raw_errors: list[str] | None = None) -> QuerySet:
     """Steps matching the steps-page filters (cleaned data of StepListForm).
 
-    `raw_errors` narrows to the exact messages of one error group (see error_groups).
+    `raw_errors` narrows to the exact messages of one error group (see errors.failure_groups).
     Synthetic grouping steps are left out: the source never had them.
     """
     steps = Step.objects.filter(synthetic=False)
