@@ -523,6 +523,115 @@ def test_files_list_with_status_filter(client, samples):
     assert get(client, "/api/files", {"status": "meh"}).status_code == 400
 
 
+# --- one shape per object ---------------------------------------------------------------------
+
+
+def shared(small: dict, big: dict, *, but: tuple = ()) -> bool:
+    """Every field of `small` (but those named) is in `big`, with the same value."""
+    return all(big[name] == value for name, value in small.items() if name not in but)
+
+
+def test_a_step_has_one_shape_in_every_list_and_its_detail_adds_to_it(client):
+    run = make_runs(1)[0]
+    root = make_steps(run, 1)[0]
+    step = make_steps(run, 1, parent=root, start=5, status="failed")[0]
+    error = "boom " * 1000
+    Step.objects.filter(pk=step.pk).update(error=error, entity_type="order", entity_id="o-1")
+    window = get(client, f"/api/runs/{run.pk}/steps").json()["items"][1]
+    level = get(client, f"/api/runs/{run.pk}/steps", {"parent": root.key}).json()["items"][0]
+    across = get(client, "/api/steps", {"status": "failed"}).json()["items"][0]
+    subject = get(client, "/api/entities/order/o-1/steps").json()["subjects"]["items"][0]
+    detail = get(client, f"/api/steps/{step.pk}").json()
+    for item in (level, across, subject):
+        assert item.keys() == window.keys()
+        assert shared(item, window, but=("error",))
+    assert detail.keys() > window.keys()
+    assert shared(window, detail, but=("error", "error_truncated"))
+    assert window["parent_key"] == root.key and window["run"]["id"] == run.pk
+    # The error's head in lists (200 characters in a run, 2,000 across runs), all of it alone.
+    assert (window["error"], across["error"], detail["error"]) == (error[:200], error[:2000], error)
+    assert window["error_truncated"] and across["error_truncated"]
+    assert not detail["error_truncated"]
+
+
+def test_a_link_has_one_shape_on_its_step_and_on_its_entity(client, loaded):
+    items = get(client, "/api/entities").json()["items"]
+    entity = next(item for item in items if item["steps"] and item["links"])
+    on_entity = get(client, entity["steps"]).json()["links"]["items"][0]
+    on_step = get(client, f"/api/steps/{on_entity['step']['id']}").json()["links"]
+    assert on_entity in on_step
+    assert (on_entity["entity_type"], on_entity["entity_id"]) == (
+        entity["entity_type"],
+        entity["entity_id"],
+    )
+
+
+def test_a_log_row_has_one_shape_in_its_runs_log_and_on_its_step(client, samples):
+    ingest_paths([samples / "workflow"])
+    entry = LogEntry.objects.filter(duplicate=False).exclude(step=None).first()
+    on_step = get(client, f"/api/steps/{entry.step_id}").json()["logs"]
+    in_run = [
+        item for page in walk(client, f"/api/runs/{entry.run_id}/logs") for item in page["items"]
+    ]
+    row = next(item for item in in_run if item["id"] == entry.pk)
+    assert row in on_step
+
+
+def test_a_run_has_one_shape_named_listed_and_alone(client, loaded):
+    step = Step.objects.exclude(run__source_file=None).select_related("run").first()
+    run = step.run
+    named = get(client, f"/api/steps/{step.pk}").json()["run"]
+    listed = next(
+        item for page in walk(client, "/api/runs") for item in page["items"] if item["id"] == run.pk
+    )
+    alone = get(client, f"/api/runs/{run.pk}").json()
+    assert named.keys() < listed.keys() < alone.keys()
+    assert shared(named, listed) and shared(listed, alone)
+    files = [item for page in walk(client, "/api/files") for item in page["items"]]
+    assert alone["source_file"] == next(f for f in files if f["id"] == run.source_file_id)
+
+
+def test_an_entity_has_one_shape_listed_and_alone(client):
+    run = make_runs(1)[0]
+    steps = make_steps(run, 2)
+    for step, link_type in zip(steps, ("input", "output"), strict=True):
+        EntityLink.objects.create(step=step, run=run, link_type=link_type, entity_type="order",
+                                  entity_id="o-1", external_id=f"ext-{step.pk}")  # fmt: skip
+    listed = get(client, "/api/entities").json()["items"][0]
+    alone = get(client, listed["steps"]).json()["entity"]
+    assert alone.keys() == listed.keys() | {"external_ids"}
+    assert shared(listed, alone)
+    assert alone["external_ids"] == [f"ext-{steps[0].pk}", f"ext-{steps[1].pk}"]
+    assert alone["last_seen"] == listed["last_seen"] is not None
+
+
+def test_step_and_entity_answers_do_not_grow_with_what_hangs_off_a_step(
+    client, django_assert_max_num_queries
+):
+    run = make_runs(1)[0]
+    step = make_steps(run, 1)[0]
+
+    def hang(n):
+        EntityLink.objects.bulk_create(
+            EntityLink(step=step, run=run, link_type="input", entity_type="order", entity_id="o-1")
+            for _ in range(n)
+        )
+        LogEntry.objects.bulk_create(LogEntry(run=run, step=step, seq=i) for i in range(n))
+        Step.objects.filter(pk=step.pk).update(link_count=EntityLink.objects.count())
+
+    urls = (f"/api/steps/{step.pk}", "/api/entities/order/o-1/steps", f"/api/runs/{run.pk}/logs")
+    hang(1)
+    counts = {}
+    for url in urls:
+        with django_assert_max_num_queries(10) as few:
+            assert get(client, url).status_code == 200
+        counts[url] = len(few.captured_queries)
+    hang(40)
+    for url in urls:
+        with django_assert_max_num_queries(counts[url]):
+            assert get(client, url).status_code == 200
+
+
 # --- access -----------------------------------------------------------------------------------
 
 
@@ -700,7 +809,7 @@ def test_an_upload_over_the_limit_is_413_before_anything_is_read(client, setting
 def test_files_going_over_the_limit_while_saved_are_413(client, samples, uploader, monkeypatch):
     # Content-Length counts the multipart envelope, so save_uploads checks the bytes
     # themselves too (a body without a length): that refusal is a 413 as well.
-    from traces import api as endpoints
+    from traces.api import sources as endpoints
     from traces.uploads import UploadTooLarge
 
     def too_large(files):
@@ -868,6 +977,9 @@ def test_openapi_document_lists_every_operation(client):
     runs = schema["paths"]["/api/runs"]["get"]
     params = {p["name"]: p["schema"] for p in runs["parameters"]}
     assert "stale" in params["status"]["enum"] and "-duration" in params["sort"]["enum"]
+    # Operation ids name the view, whichever module of traces/api/ holds it.
+    assert runs["operationId"] == "traces_api_list_runs"
+    assert schema["paths"]["/api/uploads"]["post"]["operationId"] == "traces_api_upload"
     assert {"BearerToken", "SessionCookie"} <= set(schema["components"]["securitySchemes"])
     # Open reads are documented as needing no credentials; writes always need them.
     assert {} in runs["security"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench.generate_runs_db import generate_runs_db
-from traces.ingest import detect, runs_sqlite
+from traces.ingest import detect
+from traces.ingest import runs as runs_format
 from traces.ingest.common import read_head
 from traces.ingest.records import ParseError, Status
 
@@ -23,7 +24,7 @@ PROCESS_CHARGES = "01KJPJ3Q1JR9Q2VTNRTF33QMPZ"
 def collect(path: Path) -> dict:
     """Every run by external id, children read while iterating (as the store does)."""
     runs = {}
-    for run in runs_sqlite.parse(path):
+    for run in runs_format.parse(path):
         run.steps, run.calls, run.links = list(run.steps), list(run.calls), list(run.links)
         runs[run.external_id] = run
     return runs
@@ -83,30 +84,30 @@ def test_sniff_only_the_runs_database_under_samples(samples: Path):
     claimed = [
         path.relative_to(samples).as_posix()
         for path in sorted(samples.rglob("*"))
-        if path.is_file() and runs_sqlite.sniff(path, read_head(path))
+        if path.is_file() and runs_format.sniff(path, read_head(path))
     ]
     assert claimed == ["runs/runs.sqlite"]
 
 
 def test_detect_picks_runs(sample: Path):
-    assert detect(sample) is runs_sqlite
+    assert detect(sample) is runs_format
 
 
 def test_sniff_rejects_an_empty_database_and_a_text_file(tmp_path: Path):
     empty = tmp_path / "empty.db"
     sqlite3.connect(empty).execute("PRAGMA user_version = 1").connection.close()
     assert read_head(empty).startswith(b"SQLite format 3\x00")
-    assert runs_sqlite.sniff(empty, read_head(empty)) is False
+    assert runs_format.sniff(empty, read_head(empty)) is False
     with pytest.raises(ParseError, match='no table "runs"'):
         collect(empty)
     text = tmp_path / "notes.db"
     text.write_text("runs and steps, but not a database\n")
-    assert runs_sqlite.sniff(text, read_head(text)) is False
+    assert runs_format.sniff(text, read_head(text)) is False
 
 
 def test_sniff_needs_the_step_tree_columns(copy: Path):
     rebuild(copy, "steps", drop=("parent_step_id",))
-    assert runs_sqlite.sniff(copy, read_head(copy)) is False
+    assert runs_format.sniff(copy, read_head(copy)) is False
 
 
 # --- the sample -------------------------------------------------------------------------------
@@ -288,7 +289,7 @@ def test_parse_reads_a_snapshot_and_never_writes_the_source(sample: Path):
 
 
 def test_children_read_after_parse_finished_are_refused(sample: Path):
-    runs = list(runs_sqlite.parse(sample))
+    runs = list(runs_format.parse(sample))
     with pytest.raises(ParseError, match="after parse"):
         list(runs[0].steps)
 
@@ -315,7 +316,7 @@ def test_camel_case_copy_gives_the_same_counts(sample: Path, tmp_path: Path):
     conn.commit()
     conn.close()
     source.close()
-    assert runs_sqlite.sniff(target, read_head(target))
+    assert runs_format.sniff(target, read_head(target))
     camel_runs, snake_runs = collect(target), collect(sample)
     assert camel_runs.keys() == snake_runs.keys()
     for name in ("steps", "calls", "links"):
@@ -448,26 +449,26 @@ def test_corrupt_file_is_a_parse_error(copy: Path):
 
 def test_fingerprints_are_stable_and_change_only_for_the_changed_run(copy: Path):
     first = {key: run.fingerprint for key, run in collect(copy).items()}
-    again = {r.external_id: r.fingerprint for r in runs_sqlite.parse(copy)}
+    again = {r.external_id: r.fingerprint for r in runs_format.parse(copy)}
     assert first == again and len(set(first.values())) == len(first)
     # The running call finishes: a call has no updated_at, its status and duration tell.
     execute(
         copy,
         "UPDATE calls SET status = 'success', duration_ms = 300 WHERE status = 'running'",
     )
-    changed = {r.external_id: r.fingerprint for r in runs_sqlite.parse(copy)}
+    changed = {r.external_id: r.fingerprint for r in runs_format.parse(copy)}
     assert [key for key in first if first[key] != changed[key]] == [RUNNING_SYNC]
 
 
 def test_fingerprint_of_a_standalone_run_follows_its_calls(copy: Path):
-    before = {r.external_id: r.fingerprint for r in runs_sqlite.parse(copy)}
+    before = {r.external_id: r.fingerprint for r in runs_format.parse(copy)}
     execute(copy, "UPDATE calls SET duration_ms = 1 WHERE tool = 'opensearch'")
-    after = {r.external_id: r.fingerprint for r in runs_sqlite.parse(copy)}
+    after = {r.external_id: r.fingerprint for r in runs_format.parse(copy)}
     assert [key for key in before if before[key] != after[key]] == [STANDALONE]
 
 
 def prints(path: Path) -> dict:
-    return {r.external_id: r.fingerprint for r in runs_sqlite.parse(path)}
+    return {r.external_id: r.fingerprint for r in runs_format.parse(path)}
 
 
 def changed_runs(before: dict, after: dict) -> list:
@@ -497,7 +498,7 @@ def test_without_updated_at_wide_rows_and_text_that_is_not_utf8_are_hashed(copy:
 
 def test_unchanged_runs_can_be_skipped_without_reading_children(sample: Path):
     # The store skips a run by fingerprint without touching its generators.
-    assert len([run.fingerprint for run in runs_sqlite.parse(sample)]) == 8
+    assert len([run.fingerprint for run in runs_format.parse(sample)]) == 8
 
 
 # --- the generator ------------------------------------------------------------------------------
@@ -507,7 +508,7 @@ def test_generated_database_parses_to_its_counts(tmp_path: Path):
     path = tmp_path / "generated.sqlite"
     counts = generate_runs_db(path, runs=12, steps=400, calls=700, links=150, seed=3)
     assert counts == {"runs": 12, "steps": 400, "calls": 700, "links": 150}
-    assert runs_sqlite.sniff(path, read_head(path))
+    assert runs_format.sniff(path, read_head(path))
     runs = collect(path)
     assert len(runs) == 12
     steps = all_of(runs, "steps")
@@ -529,5 +530,5 @@ def test_generator_is_reproducible(tmp_path: Path):
     one, two = tmp_path / "one.sqlite", tmp_path / "two.sqlite"
     generate_runs_db(one, runs=3, steps=30, calls=40, seed=7)
     generate_runs_db(two, runs=3, steps=30, calls=40, seed=7)
-    prints = [[r.fingerprint for r in runs_sqlite.parse(p)] for p in (one, two)]
+    prints = [[r.fingerprint for r in runs_format.parse(p)] for p in (one, two)]
     assert prints[0] == prints[1]

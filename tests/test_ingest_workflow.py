@@ -8,9 +8,11 @@ import orjson
 import pytest
 
 from tests.workflow_pair import PAIR_ID, write_pair
-from traces.ingest import detect, workflow_sqlite
+from traces.ingest import detect, workflow
 from traces.ingest.common import read_head
 from traces.ingest.records import ParseError, Status
+from traces.ingest.workflow.redaction import redact
+from traces.ingest.workflow.steps import go_duration_ms
 
 ORDERS_QUERY = "5a702cfa-93ea-4c4e-98f3-3418f3d4e711"
 EXPLICIT = "4bcb6b22-63db-41fc-aa7c-314bf01dbf29"
@@ -25,7 +27,7 @@ TOKEN = "tok_efc782e4d461b699"
 def collect(path: Path) -> dict:
     """Every run by external id, children read while iterating (as the store does)."""
     runs = {}
-    for run in workflow_sqlite.parse(path):
+    for run in workflow.parse(path):
         run.steps, run.logs = list(run.steps), list(run.logs)
         runs[run.external_id] = run
     return runs
@@ -87,7 +89,7 @@ def drop_column(path: Path, table: str, column: str) -> None:
 
 
 def prints(path: Path) -> dict:
-    return {run.external_id: run.fingerprint for run in workflow_sqlite.parse(path)}
+    return {run.external_id: run.fingerprint for run in workflow.parse(path)}
 
 
 # --- recognising and companions ---------------------------------------------------------------
@@ -97,25 +99,25 @@ def test_sniff_claims_the_two_databases_and_nothing_else(samples: Path):
     claimed = [
         path.relative_to(samples).as_posix()
         for path in sorted(samples.rglob("*"))
-        if path.is_file() and workflow_sqlite.sniff(path, read_head(path))
+        if path.is_file() and workflow.sniff(path, read_head(path))
     ]
     assert claimed == ["workflow/events.db", "workflow/workflow.db"]
-    assert detect(samples / "workflow" / "events.db") is workflow_sqlite
+    assert detect(samples / "workflow" / "events.db") is workflow
 
 
 def test_companions(folder: Path, main: Path):
     events = folder / "events.db"
-    assert workflow_sqlite.companion_of(events) == main
-    assert workflow_sqlite.companion_of(main) is None
-    assert workflow_sqlite.companion_paths(main) == [events]
-    assert workflow_sqlite.companion_paths(events) == []
+    assert workflow.companion_of(events) == main
+    assert workflow.companion_of(main) is None
+    assert workflow.companion_paths(main) == [events]
+    assert workflow.companion_paths(events) == []
 
 
 def test_events_db_alone_is_an_error(folder: Path, tmp_path: Path):
     alone = tmp_path / "events.db"
     shutil.copyfile(folder / "events.db", alone)
-    assert workflow_sqlite.sniff(alone, read_head(alone))
-    assert workflow_sqlite.companion_of(alone) is None
+    assert workflow.sniff(alone, read_head(alone))
+    assert workflow.companion_of(alone) is None
     with pytest.raises(ParseError, match="holds only execution events; put it beside"):
         collect(alone)
 
@@ -129,12 +131,8 @@ def test_events_db_beside_its_workflow_db_parses_as_the_workflow_db(folder: Path
 def test_companion_found_under_another_name(folder: Path, tmp_path: Path):
     shutil.copyfile(folder / "workflow.db", tmp_path / "data.sqlite")
     shutil.copyfile(folder / "events.db", tmp_path / "event-store.sqlite")
-    assert workflow_sqlite.companion_of(tmp_path / "event-store.sqlite") == (
-        tmp_path / "data.sqlite"
-    )
-    assert workflow_sqlite.companion_paths(tmp_path / "data.sqlite") == [
-        tmp_path / "event-store.sqlite"
-    ]
+    assert workflow.companion_of(tmp_path / "event-store.sqlite") == (tmp_path / "data.sqlite")
+    assert workflow.companion_paths(tmp_path / "data.sqlite") == [tmp_path / "event-store.sqlite"]
 
 
 # --- executions --------------------------------------------------------------------------------
@@ -524,7 +522,7 @@ def test_an_event_type_never_logged_is_added_in_order(copies: Path):
 def test_without_events_db(main: Path, tmp_path: Path):
     alone = tmp_path / "workflow.db"
     shutil.copyfile(main, alone)
-    assert workflow_sqlite.companion_paths(alone) == []
+    assert workflow.companion_paths(alone) == []
     runs = collect(alone)
     assert len(all_logs(runs)) == 259
     assert not any("event_time" in log.attributes for log in all_logs(runs))
@@ -592,7 +590,7 @@ def test_unusable_events_db_only_costs_the_events(copies: Path):
 
 def test_unreadable_events_db_is_no_companion(copies: Path):
     copies.with_name("events.db").write_bytes(b"SQLite format 3\x00" + b"\x00" * 200)
-    assert workflow_sqlite.companion_paths(copies) == []
+    assert workflow.companion_paths(copies) == []
     assert len(collect(copies)) == 7
 
 
@@ -648,9 +646,7 @@ def test_fingerprint_changes_only_for_the_modified_execution(copies: Path):
     ],
 )
 def test_go_duration(text, expected):
-    assert workflow_sqlite.go_duration_ms(text) == (
-        pytest.approx(expected) if expected is not None else None
-    )
+    assert go_duration_ms(text) == (pytest.approx(expected) if expected is not None else None)
 
 
 def test_redaction_mirrors_the_server():
@@ -662,7 +658,7 @@ def test_redaction_mirrors_the_server():
         "raw_body": "{}",
         "plain": 1,
     }
-    assert workflow_sqlite.redact(data) == {
+    assert redact(data) == {
         "password": "[REDACTED]",
         "nested": {"api_key": "[REDACTED]", "token_display": "shown", "credentials_ref": "mod"},
         "list": [{"bearer_token_ref": "[REDACTED]"}],

@@ -244,6 +244,25 @@ def test_a_traceos_dump_replaced_by_other_traces_keeps_the_old_ones_marked(sampl
     assert report.run_ids() == [] and Run.objects.count() == 9 and left_source() == set()
 
 
+def test_a_trace_also_in_another_dump_has_not_left_when_one_dump_is_replaced(samples, tmp_path):
+    """Two processes' cumulative dumps (or a copy of one) hold the same traces: the
+    file read last holds them, and replacing the other does not take them out."""
+    records = json.loads((samples / "traceos/traces.json").read_text())
+    ids = traces_of(records)
+    shared, newer = set(ids[:4]), set(ids[4:])
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    for dump in (first, second):
+        rewrite(dump, json.dumps([r for r in records if r["trace_id"] in shared]), 0)
+        ingest_paths([dump])
+    rewrite(first, json.dumps([r for r in records if r["trace_id"] in newer]), 1)
+    assert ingest_paths([first]).failed == []
+    assert left_source() == set() and Run.objects.count() == 9
+    # Now the second dump is replaced too: the shared traces are held nowhere.
+    rewrite(second, json.dumps([r for r in records if r["trace_id"] in newer]), 2)
+    ingest_paths([second])
+    assert left_source() == shared
+
+
 def greentic_invocation(samples: Path, number: int) -> str:
     """One invocation's trace.json as the runner writes it (pretty, no final newline):
     the sample with a flow and a number of steps of its own."""
@@ -509,3 +528,27 @@ def test_summary_counts_each_run_once(samples):
     summary = ingest_paths([samples / "duckflux"]).summary()
     assert summary["runs"] == 19
     assert summary["steps"] == sum(duckflux_expectations(samples)["steps"].values())
+
+
+def test_a_file_read_by_an_older_parser_is_read_again(samples, tmp_path, monkeypatch):
+    """Raising a format's PARSER_VERSION re-reads its unchanged files once."""
+    trace = tmp_path / "trace.json"
+    shutil.copy(samples / "greentic/01-success-always/trace.json", trace)
+    assert ingest_paths([trace]).files[0].outcome == "ingested"
+    assert ingest_paths([trace]).files[0].outcome == "unchanged"
+    monkeypatch.setattr(FORMATS["greentic"], "PARSER_VERSION", 7, raising=False)
+    assert ingest_paths([trace]).files[0].outcome == "ingested"
+    assert TraceFile.objects.get().produced["parser_version"] == 7
+    assert ingest_paths([trace]).files[0].outcome == "unchanged"
+    assert Run.objects.count() == 1
+
+
+def test_formats_whose_reading_changed_say_so(samples, tmp_path):
+    """duckflux and workflow files stored by the first parsers are read again."""
+    assert FORMATS["duckflux"].PARSER_VERSION >= 2 and FORMATS["workflow"].PARSER_VERSION >= 2
+    ingest_paths([samples / "workflow"])
+    workflow_db = TraceFile.objects.get(path__endswith="workflow.db")
+    TraceFile.objects.filter(pk=workflow_db.pk).update(produced={"runs": 7})  # as stored before
+    again = {Path(r.path).name: r.outcome for r in ingest_paths([samples / "workflow"]).files}
+    assert again["workflow.db"] == "ingested"
+    assert ingest_paths([samples / "workflow"]).files[0].outcome == "unchanged"

@@ -31,7 +31,6 @@ from hypothesis.errors import InvalidArgument
 
 from tests.corpus import trace_samples
 from traces.ingest import FORMATS
-from traces.ingest.common import SQLITE_MAGIC
 from traces.ingest.records import (
     CallRecord,
     LinkRecord,
@@ -41,6 +40,7 @@ from traces.ingest.records import (
     Status,
     StepRecord,
 )
+from traces.ingest.sqlite_layout import SQLITE_MAGIC
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SECONDS = 10  # per parse; the largest sample takes a tenth of a second

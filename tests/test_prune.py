@@ -37,3 +37,23 @@ def test_prune_dry_run_deletes_nothing(capsys):
 def test_prune_rejects_an_unreadable_age():
     with pytest.raises(CommandError, match="30 days"):
         call_command("prune", "--older-than", "30 days")
+
+
+def test_prune_left_source_deletes_only_the_history_of_overwritten_sources(capsys):
+    now = timezone.now()
+    current, recent, long_gone = make_runs(3)
+    Run.objects.update(started_at=now - timedelta(days=90))  # all old: age alone is not it
+    Run.objects.filter(pk=recent.pk).update(left_source_at=now - timedelta(days=1))
+    Run.objects.filter(pk=long_gone.pk).update(left_source_at=now - timedelta(days=40))
+    make_steps(long_gone, 2)
+    call_command("prune", "--left-source", "--older-than", "30d")
+    assert set(Run.objects.values_list("pk", flat=True)) == {current.pk, recent.pk}
+    assert not Step.objects.filter(run_id=long_gone.pk).exists()
+    assert "deleted 1 runs (no longer in their source before" in capsys.readouterr().out
+    call_command("prune", "--left-source")
+    assert list(Run.objects.values_list("pk", flat=True)) == [current.pk]
+
+
+def test_prune_needs_to_be_told_what_to_delete():
+    with pytest.raises(CommandError, match="--left-source"):
+        call_command("prune")

@@ -196,6 +196,38 @@ def test_rescan_records_the_report_on_the_source(greentic):
     assert again["files"]["unchanged"] == 4 and again["files"]["ingested"] == 0
 
 
+@pytest.mark.parametrize("mirror", [False, True], ids=["keep", "mirror"])
+def test_a_file_gone_from_the_source_takes_its_runs_out_of_it(greentic, mirror):
+    source = make_source(greentic, mirror_deletions=mirror)
+    scans.rescan(source)
+    removed = greentic / "02-node-error"
+    shutil.rmtree(removed)
+    gone = Run.objects.filter(source_file__path__startswith=str(removed.resolve()))
+    gone_ids = set(gone.values_list("pk", flat=True))
+    assert len(gone_ids) == 1
+    summary = scans.rescan(source)
+    assert summary["runs_left_source"] == 1
+    if mirror:
+        assert not Run.objects.filter(pk__in=gone_ids).exists()
+    else:
+        assert (
+            set(Run.objects.filter(left_source_at__isnull=False).values_list("pk", flat=True))
+            == gone_ids
+        )
+    assert Run.objects.filter(left_source_at__isnull=True).count() == 3
+    assert scans.rescan(source)["runs_left_source"] == 0  # settled once
+
+
+def test_a_scan_that_finds_nothing_settles_nothing(greentic):
+    """An unmounted disk looks like an empty directory: its runs have not left."""
+    source = make_source(greentic, mirror_deletions=True)
+    scans.rescan(source)
+    for child in greentic.iterdir():
+        shutil.rmtree(child)
+    assert scans.rescan(source)["runs_left_source"] == 0
+    assert Run.objects.filter(left_source_at__isnull=True).count() == 4
+
+
 def test_rescan_button_posts_and_redirects_to_the_report(client, greentic):
     source = make_source(greentic)
     response = client.post(reverse("traces:source-rescan", args=[source.pk]))

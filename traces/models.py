@@ -88,7 +88,8 @@ class TraceFile(models.Model):
     companions = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=FileStatus.choices, default=FileStatus.OK)
     error = models.TextField(blank=True)
-    # What the last ingest produced: {"runs": n, "steps": n, "calls": n, "links": n, "logs": n}.
+    # What the file holds, as last read: {"runs": n, "steps": n, "calls": n, "links": n,
+    # "logs": n, "parser_version": n}. A run held by several files belongs to the one read last.
     produced = models.JSONField(default=dict, blank=True)
     source = models.ForeignKey(
         TraceSource, null=True, blank=True, on_delete=models.SET_NULL, related_name="files"
@@ -190,6 +191,12 @@ class Run(models.Model):
             models.Index(fields=["status", "-started_at", "-id"], name="run_status_started"),
             models.Index(fields=["format", "-started_at", "-id"], name="run_format_started"),
             models.Index(fields=["type", "-started_at", "-id"], name="run_type_started"),
+            # The runs list's "no longer in its source" filter (few rows: a partial index).
+            models.Index(
+                fields=["-started_at", "-id"],
+                condition=models.Q(left_source_at__isnull=False),
+                name="run_left_source_started",
+            ),
             # Retention (prune) and "recently ingested".
             models.Index(fields=["ingested_at"], name="run_ingested"),
         ]

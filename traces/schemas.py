@@ -1,5 +1,13 @@
 """What the JSON API answers (ninja Schemas) and the query parameters it documents.
 
+Each object has one JSON shape, read from the model instance (or the query's row)
+by the Schema itself: a run, a step, a call, a link, a log row, a file, a source,
+an entity. A reference (RunRef, StepRef) is the first fields of its object's shape,
+and a detail (RunDetail, StepDetail, EntityDetail) adds to its list shape, so a
+field is defined once and means the same wherever it appears. The queries load
+every column a shape reads (`only()`, `select_related()`, annotations), so reading
+one never costs a query per row.
+
 The query parameters are made from the pages' Django forms (`form_query`), and the
 API validates `request.GET` with those same forms: a page and its API twin accept
 exactly the same parameters, and the OpenAPI document says which.
@@ -8,11 +16,15 @@ exactly the same parameters, and the OpenAPI document says which.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from django import forms
+from django.urls import NoReverseMatch, reverse
 from ninja import Schema
-from pydantic import Field, create_model
+from pydantic import BeforeValidator, Field, create_model
+
+from traces.queries.entities import LINK_VERBS, has_page
+from traces.queries.timeline import ms_between
 
 # --- query parameters from Django forms -------------------------------------------------
 
@@ -70,6 +82,30 @@ def _field_schema(name: str, field: forms.Field) -> dict:
 # --- common ------------------------------------------------------------------------------
 
 
+def _or_empty(value):
+    return value or {}
+
+
+# A JSON object column that may hold null: always an object in the answer.
+JsonObject = Annotated[dict[str, Any], BeforeValidator(_or_empty)]
+
+
+def page_url(name: str, *args) -> str | None:
+    """A page's URL, or None when a key cannot be carried by one."""
+    try:
+        return reverse(name, args=list(args))
+    except NoReverseMatch:
+        return None
+
+
+def step_url(run_id: int, key: str) -> str | None:
+    return page_url("traces:step-detail", run_id, key)
+
+
+def _progress(item):
+    return item if item.has_progress else None
+
+
 class ErrorOut(Schema):
     detail: str = Field(description="What went wrong, for a person to read.")
     errors: dict[str, list[str]] | None = Field(
@@ -78,56 +114,100 @@ class ErrorOut(Schema):
 
 
 class Progress(Schema):
-    label: str = ""
-    total: int | None
-    processed: int | None
-    succeeded: int | None
-    failed: int | None
+    """Items processed, for a run or a step that counts them."""
+
+    label: str = Field("", alias="progress_label")
+    total: int | None = Field(alias="items_total")
+    processed: int | None = Field(alias="items_processed")
+    succeeded: int | None = Field(alias="items_succeeded")
+    failed: int | None = Field(alias="items_failed")
 
 
 class StepCounts(Schema):
-    total: int = Field(description="Steps of the run (synthetic grouping steps not counted).")
-    pending: int
-    running: int
-    succeeded: int
-    failed: int
-    skipped: int
-    cancelled: int
+    """The run's steps by status (counted at ingest)."""
+
+    total: int = Field(
+        alias="step_count", description="Steps of the run (synthetic grouping steps not counted)."
+    )
+    pending: int = Field(alias="steps_pending")
+    running: int = Field(alias="steps_running")
+    succeeded: int = Field(alias="steps_succeeded")
+    failed: int = Field(alias="steps_failed")
+    skipped: int = Field(alias="steps_skipped")
+    cancelled: int = Field(alias="steps_cancelled")
 
 
-# --- runs --------------------------------------------------------------------------------
+# --- references: the first fields of a run's and a step's shape ----------------------------
 
 
 class RunRef(Schema):
+    """A run as another object names it: the first fields of RunItem."""
+
     id: int
     name: str
     external_id: str
     format: str
-    type: str = ""
+    type: str
     status: str
     started_at: datetime | None
-    url: str
+    url: str = Field(alias="get_absolute_url", description="The run's page.")
 
 
-class RunItem(Schema):
+class StepRef(Schema):
+    """A step as another object names it: the first fields of StepItem."""
+
     id: int
-    format: str
-    external_id: str
+    key: str = Field(description="Stable across re-ingests; the step's page uses it.")
     name: str
-    type: str
+    url: str | None = Field(description="The step's page.")
+
+    @staticmethod
+    def resolve_url(step) -> str | None:
+        return step_url(step.run_id, step.key)
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+class FileItem(Schema):
+    """An ingested file: in /api/files, and as a run's `source_file`."""
+
+    id: int
+    path: str
+    display_name: str
+    format: str
+    size: int
+    status: str
+    error: str
+    produced: JsonObject
+    uploaded: bool
+    source_id: int | None
+    first_seen_at: datetime
+    ingested_at: datetime | None
+    checked_at: datetime
+    url: str = Field(alias="get_absolute_url")
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+class RunItem(RunRef):
+    """A run as the runs list shows it; /api/runs/{id} adds to it (RunDetail)."""
+
+    # Only what queries.runs.run_list_columns loads: never the run's values.
     trigger: str
     actor: str
-    status: str
     raw_status: str
-    stale: bool = Field(description="Says running, but its source has been quiet too long.")
-    started_at: datetime | None
+    stale: bool = Field(
+        alias="is_stale", description="Says running, but its source has been quiet too long."
+    )
     finished_at: datetime | None
     duration_ms: float | None
     error: str
     steps: StepCounts
-    calls: int
-    links: int
-    logs: int
+    calls: int = Field(alias="call_count")
+    links: int = Field(alias="link_count")
+    logs: int = Field(alias="log_count")
     max_depth: int
     progress: Progress | None
     truncated: bool
@@ -139,26 +219,24 @@ class RunItem(Schema):
         description="started_at, finished_at and duration_ms are estimates, not recorded "
         "(greentic: from the file's modified time; the format records no time)."
     )
-    url: str = Field(description="The run's page.")
 
+    resolve_progress = staticmethod(_progress)
 
-class SourceFileRef(Schema):
-    id: int
-    path: str
-    display_name: str
-    format: str
-    status: str
-    url: str
+    @staticmethod
+    def resolve_steps(run):
+        return run
 
 
 class RunDetail(RunItem):
+    """One run: RunItem, with its values and its source file."""
+
     origin: str
-    output_counters: dict[str, Any]
+    output_counters: JsonObject
     input: Any = None
     output: Any = None
-    attributes: dict[str, Any]
+    attributes: JsonObject
     completeness: Any = None
-    source_file: SourceFileRef | None
+    source_file: FileItem | None
     source_updated_at: datetime | None
     ingested_at: datetime
 
@@ -181,18 +259,99 @@ class RunList(Schema):
     prev: str | None = Field(description="Cursor for `?before=`: the previous page.")
 
 
-# --- one run's steps, timeline, logs ------------------------------------------------------
+# --- what hangs off a step: calls, links, log rows ------------------------------------------
 
 
-class StepRow(Schema):
+class CallOut(Schema):
     id: int
-    key: str = Field(description="Stable across re-ingests; the step's page uses it.")
+    key: str
+    position: int
+    tool: str
+    operation: str
+    status: str
+    raw_status: str
+    attempt: int | None
+    retry_of: str
+    started_at: datetime | None
+    duration_ms: float | None
+    input: Any = None
+    output: Any = None
+    error: str
+    attributes: JsonObject
+
+
+class LinkOut(Schema):
+    """A link between a step and an entity: in a step's answer and an entity's."""
+
+    id: int
+    link_type: str
+    verb: str = Field(description="read, written, affected, or the link type itself.")
+    entity_type: str
+    entity_id: str
+    external_id: str
+    created_at: datetime | None
+    when: datetime | None = Field(description="Its created_at, else its step's or run's start.")
+    attributes: JsonObject
+    step: StepRef
+    step_status: str
+    run: RunRef
+
+    @staticmethod
+    def resolve_verb(link) -> str:
+        return LINK_VERBS.get(link.link_type, link.link_type)
+
+    @staticmethod
+    def resolve_when(link) -> datetime | None:
+        return link.created_at or link.step.started_at or link.run.started_at
+
+    @staticmethod
+    def resolve_step_status(link) -> str:
+        return link.step.status
+
+
+class LogRow(Schema):
+    """A line of a run's log: in the run's log and in its step's answer."""
+
+    id: int
+    seq: int
+    time: datetime | None
+    level: str
+    message: str
+    fields: Any = None
+    attributes: JsonObject = Field(
+        description="What else the source says of the line (workflow: the event's data and "
+        "precise time)."
+    )
+    duplicate: bool
+    step_id: int | None
+    step_key: str | None
+    step_name: str | None
+
+    @staticmethod
+    def resolve_step_key(entry) -> str | None:
+        return entry.step.key if entry.step_id else None
+
+    @staticmethod
+    def resolve_step_name(entry) -> str | None:
+        return entry.step.name if entry.step_id else None
+
+
+# --- steps ---------------------------------------------------------------------------------
+
+
+class StepItem(StepRef):
+    """A step in every list: a run's steps, steps across runs, an entity's subject
+    steps; /api/steps/{id} adds to it (StepDetail)."""
+
+    # The row queries (queries.steps.step_rows and step_list_columns) load these
+    # columns and annotate parent_key, error_head and error_length; a list's own run
+    # is given to its steps (api.runs.in_run).
+    run: RunRef
     parent_id: int | None
     parent_key: str | None
     seq: int
     position: int
     depth: int
-    name: str
     type: str
     status: str
     raw_status: str
@@ -204,6 +363,8 @@ class StepRow(Schema):
     retry_of: str
     loop_index: int | None
     progress: Progress | None
+    entity_type: str
+    entity_id: str
     truncated: bool
     never_closed: bool
     synthetic: bool
@@ -211,8 +372,60 @@ class StepRow(Schema):
     failed_subtree: bool
     call_count: int
     link_count: int
-    error: str = Field(description="The error's first 200 characters (all of it: /api/steps/{id}).")
-    url: str | None
+    error: str = Field(
+        description="The error's head in a list: its first 200 characters in a run's steps, "
+        "2,000 across runs; all of it in /api/steps/{id}."
+    )
+    error_truncated: bool = Field(description="`error` is the head of a longer message.")
+
+    resolve_progress = staticmethod(_progress)
+
+    @staticmethod
+    def resolve_error(step) -> str:
+        head = getattr(step, "error_head", None)
+        return step.error if head is None else head
+
+    @staticmethod
+    def resolve_error_truncated(step) -> bool:
+        head = getattr(step, "error_head", None)
+        return head is not None and step.error_length > len(head)
+
+
+class StepDetail(StepItem):
+    """One step: StepItem, with its values, its ancestors and its first calls, links
+    and log rows."""
+
+    # The lists and ancestors are given to the step by api.steps.with_panel.
+    ancestors: list[StepRef] = Field(description="Root first.")
+    offset_ms: float | None = Field(description="Start, in ms after the run's start.")
+    max_retries: int | None
+    input: Any = None
+    output: Any = None
+    attributes: JsonObject
+    calls: list[CallOut] = Field(alias="panel_calls")
+    calls_more: int = Field(description="Calls not listed (the list stops at 200).")
+    links: list[LinkOut] = Field(alias="panel_links")
+    links_more: int
+    logs: list[LogRow] = Field(
+        alias="panel_logs", description="The step's log (no repeated rows), at most 200."
+    )
+    logs_limited: bool
+
+    @staticmethod
+    def resolve_parent_key(step) -> str | None:
+        return step.ancestors[-1].key if step.ancestors else None
+
+    @staticmethod
+    def resolve_offset_ms(step) -> float | None:
+        return ms_between(step.run.started_at, step.started_at)
+
+    @staticmethod
+    def resolve_calls_more(step) -> int:
+        return max(step.call_count - len(step.panel_calls), 0)
+
+    @staticmethod
+    def resolve_links_more(step) -> int:
+        return max(step.link_count - len(step.panel_links), 0)
 
 
 class RunSteps(Schema):
@@ -220,7 +433,7 @@ class RunSteps(Schema):
     parent: str | None = Field(
         description="The parent key when listing one level (`?parent=`), else null."
     )
-    items: list[StepRow]
+    items: list[StepItem]
     next: str | None
     prev: str | None
 
@@ -253,23 +466,6 @@ class Timeline(Schema):
     prev: str | None
 
 
-class LogRow(Schema):
-    id: int
-    seq: int
-    time: datetime | None
-    level: str
-    message: str
-    fields: Any = None
-    attributes: dict[str, Any] = Field(
-        description="What else the source says of the line (workflow: the event's data and "
-        "precise time)."
-    )
-    duplicate: bool
-    step_id: int | None
-    step_key: str | None
-    step_name: str | None
-
-
 class RunLogs(Schema):
     run_id: int
     levels: list[str] = Field(description="Levels present in the run's log.")
@@ -278,109 +474,12 @@ class RunLogs(Schema):
     prev: str | None
 
 
-# --- steps across runs ---------------------------------------------------------------------
-
-
-class StepItem(Schema):
-    id: int
-    key: str
-    name: str
-    type: str
-    status: str
-    started_at: datetime | None
-    duration_ms: float | None
-    entity_type: str
-    entity_id: str
-    error: str = Field(description="The error's first 2,000 characters.")
-    error_truncated: bool
-    run: RunRef
-    url: str | None
-
-
 class StepList(Schema):
     count: int = Field(description="Matching steps, counted up to 10,000.")
     count_capped: bool = Field(description="There are more than `count`.")
     items: list[StepItem]
     next: str | None
     prev: str | None
-
-
-class CallOut(Schema):
-    id: int
-    key: str
-    position: int
-    tool: str
-    operation: str
-    status: str
-    raw_status: str
-    attempt: int | None
-    retry_of: str
-    started_at: datetime | None
-    duration_ms: float | None
-    input: Any = None
-    output: Any = None
-    error: str
-    attributes: dict[str, Any]
-
-
-class LinkOut(Schema):
-    id: int
-    link_type: str
-    entity_type: str
-    entity_id: str
-    external_id: str
-    created_at: datetime | None
-    attributes: dict[str, Any]
-
-
-class StepRef(Schema):
-    id: int
-    key: str
-    name: str
-    url: str | None
-
-
-class StepDetail(Schema):
-    id: int
-    key: str
-    run: RunRef
-    parent_key: str | None
-    ancestors: list[StepRef] = Field(description="Root first.")
-    seq: int
-    position: int
-    depth: int
-    name: str
-    type: str
-    status: str
-    raw_status: str
-    started_at: datetime | None
-    finished_at: datetime | None
-    duration_ms: float | None
-    offset_ms: float | None = Field(description="Start, in ms after the run's start.")
-    attempt: int | None
-    retries: int | None
-    max_retries: int | None
-    retry_of: str
-    loop_index: int | None
-    progress: Progress | None
-    entity_type: str
-    entity_id: str
-    truncated: bool
-    never_closed: bool
-    synthetic: bool
-    child_count: int
-    failed_subtree: bool
-    input: Any = None
-    output: Any = None
-    error: str
-    attributes: dict[str, Any]
-    calls: list[CallOut]
-    calls_more: int = Field(description="Calls not listed (the list stops at 200).")
-    links: list[LinkOut]
-    links_more: int
-    logs: list[LogRow] = Field(description="The step's log (no repeated rows), at most 200.")
-    logs_limited: bool
-    url: str | None
 
 
 class SparkPoint(Schema):
@@ -419,11 +518,17 @@ class EntityType(Schema):
 
 
 class EntityItem(Schema):
+    """An entity (what steps read, write or act on), as the entities list shows it."""
+
+    # From queries.entities.EntityRow (the list) and EntitySummary (EntityDetail).
     entity_type: str
     entity_id: str
     external_id: str
     links: int
-    read: int
+    read: int = Field(
+        description="Links that read it (in an entity's own answer: distinct steps); written, "
+        "affected and other likewise."
+    )
     written: int
     affected: int
     other: int
@@ -431,6 +536,18 @@ class EntityItem(Schema):
     runs: int
     last_seen: datetime | None
     steps: str | None = Field(description="The API URL of the steps that touched it.")
+
+    @staticmethod
+    def resolve_steps(entity) -> str | None:
+        if not has_page(entity.entity_type, entity.entity_id):
+            return None
+        return page_url("api:entity_steps", entity.entity_type, entity.entity_id)
+
+
+class EntityDetail(EntityItem):
+    """One entity: EntityItem, with some of its external ids."""
+
+    external_ids: list[str]
 
 
 class EntityList(Schema):
@@ -440,32 +557,8 @@ class EntityList(Schema):
     prev: str | None
 
 
-class EntitySummaryOut(Schema):
-    entity_type: str
-    entity_id: str
-    external_ids: list[str]
-    links: int
-    read: int
-    written: int
-    affected: int
-    other: int
-    subjects: int
-    runs: int
-
-
-class EntityLinkItem(Schema):
-    id: int
-    link_type: str
-    verb: str = Field(description="read, written, affected, or the link type itself.")
-    external_id: str
-    when: datetime | None
-    step: StepRef
-    step_status: str
-    run: RunRef
-
-
 class EntityLinkPage(Schema):
-    items: list[EntityLinkItem]
+    items: list[LinkOut]
     next: str | None = Field(description="Cursor for `?after=`.")
     prev: str | None = Field(description="Cursor for `?before=`.")
 
@@ -477,29 +570,12 @@ class EntitySubjectPage(Schema):
 
 
 class EntitySteps(Schema):
-    entity: EntitySummaryOut
+    entity: EntityDetail
     links: EntityLinkPage = Field(description="Steps linked to it (read, wrote, affected).")
     subjects: EntitySubjectPage = Field(description="Steps whose own subject it is.")
 
 
 # --- files, uploads, sources ---------------------------------------------------------------
-
-
-class FileItem(Schema):
-    id: int
-    path: str
-    display_name: str
-    format: str
-    size: int
-    status: str
-    error: str
-    produced: dict[str, Any]
-    uploaded: bool
-    source_id: int | None
-    first_seen_at: datetime
-    ingested_at: datetime | None
-    checked_at: datetime
-    url: str
 
 
 class FileCounts(Schema):
@@ -576,8 +652,13 @@ class SourceOut(Schema):
     last_scan_finished_at: datetime | None
     files_found: int
     files_failed: int
-    last_scan_report: dict[str, Any]
-    url: str
+    last_scan_report: JsonObject
+    url: str = Field(alias="get_absolute_url")
+
+    @staticmethod
+    def resolve_rescan_every_minutes(source) -> int | None:
+        every = source.rescan_every
+        return int(every.total_seconds() // 60) if every else None
 
 
 class SourceList(Schema):

@@ -26,7 +26,14 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from traces.ingest import FORMATS, ParseError, detect
-from traces.ingest.loader import IGNORED_SUFFIXES, ZIP_MAGIC, IngestReport, ingest_paths
+from traces.ingest.loader import (
+    IGNORED_SUFFIXES,
+    ZIP_MAGIC,
+    IngestReport,
+    ingest_paths,
+    logical_path,
+    settle_vanished_files,
+)
 from traces.models import TraceFile, TraceSource
 
 log = logging.getLogger(__name__)
@@ -301,14 +308,27 @@ def _scan(source: TraceSource) -> dict:
         return empty_report(str(exc))
     plan = plan_scan(top, source_roots())
     report = ingest_paths(plan.paths, source=source, display_names=plan.display_names)
-    return merge_report(report, plan)
+    scanned = {result.path for result in report.files}
+    scanned.update(logical_path(Path(path)) for path in plan.paths)  # companions read with another
+    summary = merge_report(report, plan)
+    # A scan that finds nothing settles nothing: an unmounted disk looks like an empty
+    # directory, and its runs have not left.
+    summary["runs_left_source"] = settle_vanished_files(source, scanned) if scanned else 0
+    return summary
 
 
 def empty_report(error: str = "") -> dict:
     files = dict.fromkeys(("ingested", "unchanged", "failed", "skipped", "refused"), 0)
     totals = dict.fromkeys(("runs", "steps", "calls", "links", "logs"), 0)
     lists = {"errors": [], "skipped": [], "refused": []}
-    return {"files": files, **totals, **lists, "files_found": 0, "error": error}
+    return {
+        "files": files,
+        **totals,
+        **lists,
+        "files_found": 0,
+        "runs_left_source": 0,
+        "error": error,
+    }
 
 
 def merge_report(report: IngestReport, plan: ScanPlan) -> dict:

@@ -22,12 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from . import duckflux, greentic, runs_sqlite, traceos, workflow_sqlite
+from . import duckflux, greentic, runs, traceos, workflow
 from .common import read_head
 from .records import ParseError
 
 FORMATS: dict[str, ModuleType] = {
-    module.NAME: module for module in (duckflux, greentic, traceos, runs_sqlite, workflow_sqlite)
+    module.NAME: module for module in (duckflux, greentic, traceos, runs, workflow)
 }
 
 

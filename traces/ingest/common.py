@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
 import re
-import shutil
-import sqlite3
-import tempfile
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from .records import ParseError
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
-# What reading a damaged SQLite file raises: Python's sqlite3 decodes column
-# names and SQLite's error messages (which quote the schema) strictly as UTF-8.
-SQLITE_ERRORS = (sqlite3.DatabaseError, UnicodeDecodeError)
 TRUNCATED_SUFFIXES = ("...[truncated]", "[truncated]")
 
 # Python's datetime covers years 1..9999; a trace may claim anything.
@@ -33,10 +22,34 @@ _MAX_EPOCH_MS = 253402300799000
 _DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 
 
-def brief(value: Any, limit: int = 60) -> str:
-    """A value for an error message: its repr, cut short (a field can hold 100 MB)."""
-    text = repr(value) if isinstance(value, str) else json_text(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+
+
+def brief(value: Any, limit: int = 60, *, style: Literal["repr", "json", "typed"] = "repr") -> str:
+    """A value for a message, cut to `limit` characters (a field can hold 100 MB).
+
+    - "repr": a string as its repr ('noon'), anything else as compact JSON;
+    - "json": everything as compact JSON ("noon"), as the file wrote it;
+    - "typed", for "expected X, got Y": an object or a list by its kind (a list),
+      anything else as JSON, preceded by its kind when cut (a string "abc...").
+    """
+    typed = style == "typed"
+    if typed and isinstance(value, dict | list):
+        return _kind(value)
+    text = repr(value) if style == "repr" and isinstance(value, str) else json_text(value)
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3] + "..."
+    return f"{_kind(value)} {cut}" if typed else cut
+
+
+def wrong_type(where: str, expected: str, value: Any, limit: int = 60) -> ParseError:
+    """The error for a value of the wrong type: `steps[3].seq: expected an integer, got "x"`."""
+    return ParseError(f"{where}: expected {expected}, got {brief(value, limit, style='typed')}")
+
+
+def _kind(value: Any) -> str:
+    return _KINDS.get(type(value), "null" if value is None else "a number")
 
 
 def parse_iso(value: Any, where: str = "") -> datetime | None:
@@ -48,7 +61,7 @@ def parse_iso(value: Any, where: str = "") -> datetime | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return parse_epoch_ms(value, where)
     if not isinstance(value, str):
-        raise ParseError(f"{where}: expected a timestamp, got {type(value).__name__}")
+        raise wrong_type(where, "a timestamp", value)
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -76,7 +89,7 @@ def parse_epoch_ms(value: Any, where: str = "") -> datetime | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ParseError(f"{where}: expected epoch milliseconds, got {type(value).__name__}")
+        raise wrong_type(where, "epoch milliseconds", value)
     if math.isnan(value) or not (_MIN_EPOCH_MS <= value <= _MAX_EPOCH_MS):
         raise ParseError(f"{where}: timestamp {brief(value)} is out of range")
     try:
@@ -101,7 +114,7 @@ def loads_json_or_text(value: Any) -> tuple[Any, bool]:
     if value is None:
         return None, False
     if isinstance(value, bytes | bytearray | memoryview):
-        value = bytes(value).decode("utf-8", errors="replace")
+        value = lenient_text(bytes(value))
     if not isinstance(value, str):
         return value, False
     truncated = value.endswith(TRUNCATED_SUFFIXES)
@@ -199,129 +212,6 @@ def read_head(path: Path, size: int = 65536) -> bytes:
         return handle.read(size)
 
 
-def is_sqlite(head: bytes) -> bool:
-    return head.startswith(SQLITE_MAGIC)
-
-
-def normalise_name(name: str) -> str:
-    """`step_links`, `stepLinks` and `StepLinks` all become `steplinks`."""
-    return name.replace("_", "").lower()
-
-
-@contextlib.contextmanager
-def open_sqlite_snapshot(
-    path: Path, *, retries: int = 40, wait: float = 0.25
-) -> Iterator[sqlite3.Connection]:
-    """A consistent, private copy of a SQLite database another program may be writing.
-
-    The source is opened read-only (no journal is ever created beside it) and
-    copied with SQLite's online backup in one step, under one read lock, so a
-    writer changing the database cannot give us half a run. "database is
-    locked" is retried. The copy lives in a temporary file, so memory does not
-    grow with the database; it is deleted on exit.
-    """
-    tmpdir = tempfile.mkdtemp(prefix="tracer-snapshot-")
-    copy_path = os.path.join(tmpdir, "snapshot.sqlite")
-    try:
-        _backup_with_retry(path, copy_path, retries=retries, wait=wait)
-        conn = sqlite3.connect(copy_path)
-        conn.row_factory = sqlite3.Row
-        conn.text_factory = lenient_text
-        try:
-            yield conn
-        finally:
-            conn.close()
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-
-
-def sqlite_reason(exc: Exception) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        return "its schema holds a name that is not UTF-8"
-    return str(exc)
-
-
-def corrupt_sqlite(exc: Exception) -> ParseError:
-    """The ParseError for one of SQLITE_ERRORS."""
-    return ParseError(f"corrupt or unreadable SQLite database: {sqlite_reason(exc)}")
-
-
 def lenient_text(raw: bytes) -> str:
-    """SQLite TEXT as str: a writer's bytes need not be UTF-8."""
+    """Bytes as str: a writer's bytes need not be UTF-8 (a byte cut can split a character)."""
     return raw.decode("utf-8", errors="replace")
-
-
-def _backup_with_retry(path: Path, copy_path: str, *, retries: int, wait: float) -> None:
-    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-    for attempt in range(retries + 1):
-        try:
-            source = sqlite3.connect(uri, uri=True, timeout=wait)
-            try:
-                target = sqlite3.connect(copy_path)
-                try:
-                    # A private temporary copy: nothing to make durable (saves an fsync).
-                    target.execute("PRAGMA synchronous = OFF")
-                    source.backup(target, pages=-1)
-                finally:
-                    target.close()
-            finally:
-                source.close()
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                if attempt < retries:
-                    time.sleep(wait)
-                    continue
-                raise ParseError(
-                    f"database stayed locked by its writer for {retries * wait:.0f} s; try again"
-                ) from exc
-            raise ParseError(f"cannot read SQLite database: {exc}") from exc
-        except SQLITE_ERRORS as exc:
-            raise corrupt_sqlite(exc) from exc
-
-
-def sqlite_tables(conn: sqlite3.Connection) -> dict[str, str]:
-    """Normalised table name -> real table name."""
-    try:
-        rows = conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
-    except SQLITE_ERRORS as exc:
-        raise ParseError(f"corrupt SQLite database: {sqlite_reason(exc)}") from exc
-    return {normalise_name(row[0]): row[0] for row in rows}
-
-
-def sqlite_columns(conn: sqlite3.Connection, table: str) -> dict[str, str]:
-    """Normalised column name -> real column name of `table`."""
-    rows = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
-    return {normalise_name(row[1]): row[1] for row in rows}
-
-
-def query_readonly(path: Path, read, *, retries: int = 40, wait: float = 0.25):
-    """Run `read(conn)` on a read-only connection to a SQLite file, retrying
-    while its writer holds the lock. For sniffing: no copy is made."""
-    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-    for attempt in range(retries + 1):
-        try:
-            conn = sqlite3.connect(uri, uri=True, timeout=wait)
-            # Table and column names are text the writer chose: not always UTF-8.
-            conn.text_factory = lenient_text
-            try:
-                return read(conn)
-            finally:
-                conn.close()
-        except sqlite3.OperationalError as exc:
-            if ("locked" in str(exc) or "busy" in str(exc)) and attempt < retries:
-                time.sleep(wait)
-                continue
-            raise ParseError(f"cannot read SQLite database: {exc}") from exc
-        except SQLITE_ERRORS as exc:
-            raise corrupt_sqlite(exc) from exc
-    raise AssertionError("unreachable")
-
-
-def sqlite_table_names_readonly(path: Path) -> set[str]:
-    """Normalised table names of a SQLite file, for sniffing, without copying it."""
-    rows = query_readonly(
-        path,
-        lambda conn: conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall(),
-    )
-    return {normalise_name(row[0]) for row in rows}

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from .common import json_text
+from .common import brief, wrong_type
 from .records import LogRecord, ParseError, RunRecord, Status, StepRecord
 
 NAME = "greentic"
@@ -73,7 +73,7 @@ def _load(data: bytes, path: Path) -> dict[str, Any]:
         where = "empty file" if not data.strip() else f"line {exc.lineno}, column {exc.colno}"
         raise ParseError(f"invalid JSON at {where}: {exc.msg} ({hint})") from None
     if not isinstance(envelope, dict):
-        raise ParseError(f"expected a JSON object, got {_kind(envelope)}")
+        raise ParseError(f"expected a JSON object, got {brief(envelope, 40, style='typed')}")
     for key in ("trace_version", "flow"):
         if key not in envelope:
             raise ParseError(f"not a greentic trace: no {key!r} key")
@@ -85,7 +85,7 @@ def _run(envelope: dict[str, Any], digest: str, mtime: datetime) -> RunRecord:
     flow_id = _text(flow.get("id"), "flow.id")
     raw_steps = envelope.get("steps", [])
     if not isinstance(raw_steps, list):
-        raise ParseError(f"steps: expected a list, got {_kind(raw_steps)}")
+        raise wrong_type("steps", "a list", raw_steps, 40)
     steps = [_step(index, raw) for index, raw in enumerate(raw_steps)]
     total_ms = sum(step.duration_ms or 0 for step in steps)
     failed = [step for step in steps if step.status == Status.FAILED]
@@ -211,7 +211,7 @@ def _error(raw: Any, where: str, attributes: dict[str, Any]) -> str | None:
 
 def _issues(raw: Any, where: str) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
-        raise ParseError(f"{where}.validation_issues: expected a list, got {_kind(raw)}")
+        raise wrong_type(f"{where}.validation_issues", "a list", raw, 40)
     return [_object(issue, f"{where}.validation_issues[{i}]") for i, issue in enumerate(raw)]
 
 
@@ -236,28 +236,17 @@ def _issue_logs(steps: list[StepRecord]) -> list[LogRecord]:
 
 def _duration(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ParseError(f"{where}: expected a non-negative integer, got {_show(value)}")
+        raise wrong_type(where, "a non-negative integer", value, 40)
     return value
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ParseError(f"{where}: expected an object, got {_show(value)}")
+        raise wrong_type(where, "an object", value, 40)
     return value
 
 
 def _text(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise ParseError(f"{where}: expected a string, got {_show(value)}")
+        raise wrong_type(where, "a string", value, 40)
     return value
-
-
-def _show(value: Any) -> str:
-    text = json_text(value)
-    return text if len(text) <= 40 else f"{_kind(value)} {text[:37]}..."
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "null" if value is None else "a number"
-    )

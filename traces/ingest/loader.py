@@ -68,6 +68,8 @@ class FileResult:
     runs_updated: list[int] = field(default_factory=list)
     runs_unchanged: list[int] = field(default_factory=list)
     file_id: int | None = None
+    # What the file holds (also the runs it gave unchanged): its `produced`.
+    held: Counter = field(default_factory=Counter)
 
     def as_dict(self) -> dict:
         return {
@@ -247,6 +249,11 @@ def storable(text: str) -> str:
     return text
 
 
+def logical_path(path: Path) -> str:
+    """How a file on disk is known in TraceFile.path."""
+    return _logical(_resolved(path))
+
+
 def _logical(path: str) -> str:
     """A file's identity in TraceFile.path: storable, and at most MAX_PATH long
     (a zip member's path can be as long as the archive likes)."""
@@ -365,9 +372,22 @@ def _unchanged_by_stat(
         return False
     if trace_file.size != info.st_size or trace_file.mtime_ns != info.st_mtime_ns:
         return False
+    if not _read_by_current_parser(trace_file):
+        return False
     if not trace_file.companions:
         return True
     return _companion_hashes(trace_file.format, candidate.real_path) == trace_file.companions
+
+
+def parser_version(format_name: str) -> int:
+    """A format module's `PARSER_VERSION`, raised when it reads files differently: a
+    file read by an older parser is read again even though it did not change."""
+    return getattr(FORMATS.get(format_name), "PARSER_VERSION", 1)
+
+
+def _read_by_current_parser(trace_file: TraceFile) -> bool:
+    produced = trace_file.produced or {}
+    return produced.get("parser_version", 1) == parser_version(trace_file.format)
 
 
 def _ingest_file(candidate, module, info, trace_file, ctx: _Context, result) -> FileResult:
@@ -381,6 +401,7 @@ def _ingest_file(candidate, module, info, trace_file, ctx: _Context, result) -> 
         and trace_file.status == TraceFile.FileStatus.OK
         and trace_file.sha256 == digest
         and trace_file.companions == companions
+        and _read_by_current_parser(trace_file)
     ):
         _touch(trace_file, info)
         result.outcome, result.file_id = "unchanged", trace_file.pk
@@ -392,7 +413,8 @@ def _ingest_file(candidate, module, info, trace_file, ctx: _Context, result) -> 
             )
             _write_runs(module, candidate, trace_file, result)
             trace_file.produced = {
-                name: result.counts[name] for name in ("runs", "steps", "calls", "links", "logs")
+                **{name: result.held[name] for name in ("runs", "steps", "calls", "links", "logs")},
+                "parser_version": parser_version(module.NAME),
             }
             trace_file.save(update_fields=["produced"])
     except ParseError as exc:
@@ -412,11 +434,13 @@ def _write_runs(module, candidate: Candidate, trace_file: TraceFile, result: Fil
     index = RunIndex()
     # A run the file gives twice (duplicate rows) is counted once, as last written.
     written: dict[int, Counter] = {}
+    held: dict[int, Counter] = {}
     for record in module.parse(candidate.real_path):
         origin = candidate.logical_path if record.origin else ""
         outcome = write_run(record, source_file=trace_file, origin=origin, index=index)
         again = outcome.run_id in seen
         seen.add(outcome.run_id)
+        held[outcome.run_id] = outcome.counts
         if outcome.action == "added":
             result.runs_added.append(outcome.run_id)
         elif outcome.action == "updated":
@@ -433,6 +457,9 @@ def _write_runs(module, candidate: Candidate, trace_file: TraceFile, result: Fil
     for counts in written.values():
         result.counts["runs"] += 1
         result.counts.update(counts)
+    result.held["runs"] = len(held)
+    for counts in held.values():
+        result.held.update(counts)
     _settle_runs_not_seen(trace_file, seen)
 
 
@@ -445,22 +472,44 @@ def _settle_runs_not_seen(trace_file: TraceFile, seen: set[int]) -> None:
     The diff is made in Python and written in chunks: an `IN` list of every run of a
     big database would pass SQLite's limit of 32,766 parameters."""
     own = dict(Run.objects.filter(source_file=trace_file).values_list("pk", "left_source_at"))
-    gone = [pk for pk in own if pk not in seen]
-    if trace_file.source_id and trace_file.source.mirror_deletions:
-        for chunk in _chunks(gone):
-            delete_runs(chunk)
-    else:
-        now = timezone.now()
-        newly_gone = [pk for pk in gone if own[pk] is None]  # the first time it left stays
-        for chunk in _chunks(newly_gone):
-            Run.objects.filter(pk__in=chunk).update(left_source_at=now)
-    # A run seen here whose row names another file (the same greentic bytes written to
-    # another path) or left: this file holds it now.
+    _settle_left([pk for pk in own if pk not in seen], trace_file.source, own)
+    # A run seen here whose row names another file (the same greentic bytes at another
+    # path, a traceos trace in two cumulative dumps) or that had left: this file holds
+    # it now, so the other file's next version no longer speaks for it.
     back = [pk for pk in seen if pk not in own or own[pk] is not None]
     for chunk in _chunks(back):
-        Run.objects.filter(pk__in=chunk, left_source_at__isnull=False).update(
-            left_source_at=None, source_file=trace_file
-        )
+        Run.objects.filter(pk__in=chunk).update(left_source_at=None, source_file=trace_file)
+
+
+def _settle_left(gone: list[int], source: TraceSource | None, left_at: dict) -> None:
+    """Runs no longer in their source: deleted if the source mirrors deletions, else
+    marked (the first time they left stays)."""
+    if source is not None and source.mirror_deletions:
+        for chunk in _chunks(gone):
+            delete_runs(chunk)
+        return
+    now = timezone.now()
+    newly_gone = [pk for pk in gone if left_at.get(pk) is None]
+    for chunk in _chunks(newly_gone):
+        Run.objects.filter(pk__in=chunk).update(left_source_at=now)
+
+
+def settle_vanished_files(source: TraceSource, scanned_paths: set[str]) -> int:
+    """After a scan: the source's files that are no longer there (a trace dir cleaned
+    up, a rotated dump) took their runs out of the source. Returns how many runs that
+    newly concerned."""
+    files = TraceFile.objects.filter(source=source, status=TraceFile.FileStatus.OK)
+    vanished = [pk for pk, path in files.values_list("pk", "path") if path not in scanned_paths]
+    settled = 0
+    for chunk in _chunks(vanished):
+        runs = Run.objects.filter(source_file_id__in=chunk)
+        if not source.mirror_deletions:
+            runs = runs.filter(left_source_at__isnull=True)
+        gone = list(runs.values_list("pk", flat=True))
+        with transaction.atomic():
+            _settle_left(gone, source, {})
+        settled += len(gone)
+    return settled
 
 
 # Ids per statement when updating or deleting runs by id (SQLite allows 32,766 parameters).
@@ -527,7 +576,10 @@ def _ingest_companion(candidate, module, main: Path, ctx: _Context, result) -> F
     try:
         with transaction.atomic():
             trace_file = _save_file(trace_file, candidate, module.NAME, info, digest, {}, ctx)
-            trace_file.produced = {"companion_of": main_candidate.display_name}
+            trace_file.produced = {
+                "companion_of": main_candidate.display_name,
+                "parser_version": parser_version(module.NAME),
+            }
             trace_file.save(update_fields=["produced"])
     except Exception as exc:  # a database error (a lock timeout) must not stop the batch
         log.exception("recording %s failed", candidate.display_name)

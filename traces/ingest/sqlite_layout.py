@@ -1,40 +1,129 @@
-"""SQLite helpers shared by the runs and workflow parsers. No Django here.
+"""SQLite helpers shared by the duckflux, runs and workflow parsers. No Django here.
 
-Tables and columns are looked up by normalised name (`step_links` = `stepLinks`),
-a missing optional column reads as NULL, rows come out in batches as dicts keyed
-by normalised column name, and values are decoded leniently (epoch or ISO
-times, JSON or plain text) because the databases are written by other people's
-code.
+Databases are read from a private snapshot (`open_sqlite_snapshot`), or for
+sniffing read-only without a copy (`query_readonly`, `readonly_schema`), both
+retried while the writer holds its lock. Tables and columns are looked up by
+normalised name (`step_links` = `stepLinks`), a missing optional column reads
+as NULL, rows come out in batches as dicts keyed by normalised column name,
+and values are decoded leniently (epoch or ISO times, JSON or plain text)
+because the databases are written by other people's code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import os
 import re
+import shutil
 import sqlite3
+import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .common import (
-    SQLITE_ERRORS,
-    corrupt_sqlite,
-    is_sqlite,
-    normalise_name,
-    parse_epoch_ms,
-    parse_iso,
-    query_readonly,
-    read_head,
-)
+from .common import lenient_text, parse_epoch_ms, parse_iso, read_head
 from .records import ParseError, Status
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+# What reading a damaged SQLite file raises: Python's sqlite3 decodes column
+# names and SQLite's error messages (which quote the schema) strictly as UTF-8.
+SQLITE_ERRORS = (sqlite3.DatabaseError, UnicodeDecodeError)
 BATCH = 500
 # Below this an epoch number is taken as seconds (1e11 s is the year 5138; 1e11 ms is 1973).
 _EPOCH_SECONDS_BELOW = 1e11
 _NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+
+
+def is_sqlite(head: bytes) -> bool:
+    return head.startswith(SQLITE_MAGIC)
+
+
+def normalise_name(name: str) -> str:
+    """`step_links`, `stepLinks` and `StepLinks` all become `steplinks`."""
+    return name.replace("_", "").lower()
+
+
+# --- opening: a private snapshot, or read-only without a copy -------------------------------
+
+
+@contextlib.contextmanager
+def open_sqlite_snapshot(
+    path: Path, *, retries: int = 40, wait: float = 0.25
+) -> Iterator[sqlite3.Connection]:
+    """A consistent, private copy of a SQLite database another program may be writing.
+
+    The source is opened read-only (no journal is ever created beside it) and
+    copied with SQLite's online backup in one step, under one read lock, so a
+    writer changing the database cannot give us half a run. "database is
+    locked" is retried. The copy lives in a temporary file, so memory does not
+    grow with the database; it is deleted on exit.
+    """
+    tmpdir = tempfile.mkdtemp(prefix="tracer-snapshot-")
+    copy_path = os.path.join(tmpdir, "snapshot.sqlite")
+    try:
+        query_readonly(path, lambda source: _backup(source, copy_path), retries=retries, wait=wait)
+        conn = sqlite3.connect(copy_path)
+        conn.row_factory = sqlite3.Row
+        conn.text_factory = lenient_text
+        try:
+            yield conn
+        finally:
+            conn.close()
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _backup(source: sqlite3.Connection, copy_path: str) -> None:
+    target = sqlite3.connect(copy_path)
+    try:
+        # A private temporary copy: nothing to make durable (saves an fsync).
+        target.execute("PRAGMA synchronous = OFF")
+        source.backup(target, pages=-1)
+    finally:
+        target.close()
+
+
+def query_readonly(path: Path, read, *, retries: int = 40, wait: float = 0.25):
+    """Run `read(conn)` on a read-only connection to a SQLite file, retrying
+    while its writer holds the lock. For sniffing: no copy is made."""
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    for attempt in range(retries + 1):
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=wait)
+            # Table and column names are text the writer chose: not always UTF-8.
+            conn.text_factory = lenient_text
+            try:
+                return read(conn)
+            finally:
+                conn.close()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise ParseError(f"cannot read SQLite database: {exc}") from exc
+            if attempt == retries:
+                raise ParseError(
+                    f"database stayed locked by its writer for {retries * wait:.0f} s; try again"
+                ) from exc
+            time.sleep(wait)
+        except SQLITE_ERRORS as exc:
+            raise corrupt_sqlite(exc) from exc
+    raise AssertionError("unreachable")
+
+
+def corrupt_sqlite(exc: Exception) -> ParseError:
+    """The ParseError for one of SQLITE_ERRORS."""
+    if isinstance(exc, UnicodeDecodeError):
+        reason = "its schema holds a name that is not UTF-8"
+    else:
+        reason = str(exc)
+    return ParseError(f"corrupt or unreadable SQLite database: {reason}")
+
+
+# --- tables and columns ----------------------------------------------------------------------
 
 
 def quote_ident(name: str) -> str:
@@ -135,6 +224,19 @@ def iter_rows(cursor: sqlite3.Cursor, size: int = BATCH) -> Iterator[dict[str, A
             yield dict(zip(names, row, strict=True))
 
 
+def iter_rows_and_extras(
+    cursor: sqlite3.Cursor, extra: int, size: int = BATCH
+) -> Iterator[tuple[dict[str, Any], tuple, tuple]]:
+    """For `SELECT t.*, <extra computed columns> ...`: each row as `iter_rows` gives
+    it, the values of its own columns in order (for a fingerprint), and the `extra`
+    computed values."""
+    names = [normalise_name(d[0]) for d in cursor.description[:-extra]]
+    while batch := cursor.fetchmany(size):
+        for row in batch:
+            own = row[:-extra]
+            yield dict(zip(names, own, strict=True)), own, row[-extra:]
+
+
 def chunks(items: Sequence, size: int = BATCH) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -174,6 +276,17 @@ class Snapshot:
             )
         return self.conn
 
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, path: Path) -> Iterator[Snapshot]:
+        """A private snapshot of `path` (`open_sqlite_snapshot`), marked closed on exit."""
+        with open_sqlite_snapshot(path) as conn:
+            snap = cls(conn)
+            try:
+                yield snap
+            finally:
+                snap.closed = True
+
 
 # --- sniffing without a copy ---------------------------------------------------------------
 
@@ -186,12 +299,10 @@ def readonly_schema(path: Path, tables: Iterable[str] = ()) -> dict[str, set[str
 
 
 def _schema(conn: sqlite3.Connection, wanted: set[str]) -> dict[str, set[str]]:
-    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-    schema: dict[str, set[str]] = {}
-    for real in names:
-        norm = normalise_name(real)
-        schema[norm] = set(table_columns(conn, real)) if norm in wanted else set()
-    return schema
+    return {
+        norm: set(table_columns(conn, real)) if norm in wanted else set()
+        for norm, real in schema_tables(conn).items()
+    }
 
 
 def sqlite_schema_or_none(path: Path, tables: Iterable[str] = ()) -> dict[str, set[str]] | None:
@@ -212,7 +323,7 @@ def to_time(value: Any, where: str = "") -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, bytes | memoryview):
-        value = bytes(value).decode("utf-8", errors="replace")
+        value = jsonable(value)
     if isinstance(value, bool):
         raise ParseError(f"{where}: {value!r} is not a timestamp")
     if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
@@ -234,7 +345,7 @@ def lenient_time(value: Any, attributes: dict, label: str) -> datetime | None:
 
 def jsonable(value: Any) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("utf-8", errors="replace")
+        return lenient_text(bytes(value))
     return value
 
 

@@ -37,7 +37,7 @@ _ESCAPED_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 @dataclass
 class RunOutcome:
     """What happened to one run: added, updated, unchanged, or kept (the stored
-    copy is more complete than the one offered)."""
+    copy is more complete than the one offered), with what the run now holds."""
 
     action: str
     run_id: int
@@ -53,7 +53,7 @@ class RunIndex:
 
     FIELDS = (
         "id", "format", "origin", "external_id", "fingerprint", "completeness", "status",
-        "source_updated_at",
+        "source_updated_at", "step_count", "call_count", "link_count", "log_count",
     )  # fmt: skip
 
     def __init__(self):
@@ -88,9 +88,9 @@ def write_run(
     if existing is not None:
         if record.fingerprint and existing.fingerprint == record.fingerprint:
             _note_activity(existing, record.source_updated_at)
-            return RunOutcome("unchanged", existing.pk, record.external_id)
+            return RunOutcome("unchanged", existing.pk, record.external_id, _stored(existing))
         if _less_complete(record.completeness, existing.completeness):
-            return RunOutcome("kept", existing.pk, record.external_id)
+            return RunOutcome("kept", existing.pk, record.external_id, _stored(existing))
         delete_run_children([existing.pk])
     run = _save_run_row(record, existing, source_file=source_file, origin=origin)
     index.remember(run)
@@ -108,6 +108,13 @@ def _note_activity(run: Run, seen_at) -> None:
     if run.source_updated_at is None or seen_at > run.source_updated_at:
         Run.objects.filter(pk=run.pk).update(source_updated_at=seen_at)
         run.source_updated_at = seen_at
+
+
+def _stored(run: Run) -> Counter:
+    """What a run not rewritten holds, counted as a written run is."""
+    return Counter(
+        steps=run.step_count, calls=run.call_count, links=run.link_count, logs=run.log_count
+    )
 
 
 KEY_LENGTH = 255

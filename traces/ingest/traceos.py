@@ -184,7 +184,8 @@ def _group(dump: _Dump) -> dict[str, _Trace]:
     skipped = dump.skipped
     for where, value in dump.items:
         if not isinstance(value, dict):
-            skipped.append(f"{where}: skipped, expected an object, got {_show(value)}")
+            shown = brief(value, 40, style="json")
+            skipped.append(f"{where}: skipped, expected an object, got {shown}")
             continue
         trace_id = value.get("trace_id")
         if not isinstance(trace_id, str) or not trace_id:
@@ -393,7 +394,7 @@ def _step_problem(record: dict[str, Any], at: datetime | None) -> str:
     if not isinstance(record.get("node"), str):
         return "step record has no 'node'"
     if record.get("status") not in _STEP_STATUSES:
-        return f"unknown step status {_show(record.get('status'))}"
+        return f"unknown step status {brief(record.get('status'), 40, style='json')}"
     return ""
 
 
@@ -405,8 +406,9 @@ def _others(trace: _Trace) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def _other_reason(record: dict[str, Any]) -> str:
     if record.get("type") == "step":
-        return f"step record without an integer step_id ({_show(record.get('step_id'))}); ignored"
-    return f"record of unknown type {_show(record.get('type'))}; ignored"
+        step_id = brief(record.get("step_id"), 40, style="json")
+        return f"step record without an integer step_id ({step_id}); ignored"
+    return f"record of unknown type {brief(record.get('type'), 40, style='json')}; ignored"
 
 
 def _run_record(
@@ -454,7 +456,7 @@ def _run_status(walk: _Walk) -> str:
 
 def _source(env: dict[str, Any]) -> str:
     source = env.get("source", "")
-    return source if isinstance(source, str) else _show(source)
+    return source if isinstance(source, str) else brief(source, 40, style="json")
 
 
 def _attributes(
@@ -498,8 +500,3 @@ def _is_int(value: Any) -> bool:
 
 def _key_text(key: list) -> str:
     return "env record" if key[0] == "env" else f"step_id {key[1]}"
-
-
-def _show(value: Any) -> str:
-    text = json_text(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -23,7 +23,7 @@ from .steps import step_list_columns, step_time
 LINK_ROW_FIELDS = (
     "id", "link_type", "external_id", "created_at", "step_id", "run_id",
     "step__id", "step__run_id", "step__key", "step__name", "step__status",
-    "step__started_at", "step__duration_ms",
+    "step__started_at", "step__duration_ms", "entity_type", "entity_id", "attributes",
     *(f"run__{name}" for name in RUN_REF_FIELDS),
 )  # fmt: skip
 
@@ -211,10 +211,14 @@ def _entity_rows(keys: list[tuple[str, str]]) -> list[EntityRow]:
     for entity_type, entity_id, n, last in subjects:
         row = rows[(entity_type, entity_id)]
         row.subjects = n
-        row.last_seen = max((t for t in (row.last_seen, last) if t is not None), default=None)
+        row.last_seen = _latest(row.last_seen, last)
     for key, runs in _run_counts(keys).items():
         rows[key].runs = runs
     return [rows[key] for key in keys]
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return max((moment for moment in (a, b) if moment is not None), default=None)
 
 
 def _link_stats(links: QuerySet):
@@ -267,6 +271,8 @@ class EntitySummary:
     other: int
     subjects: int
     runs: int
+    external_id: str  # the greatest, as an entities-list row has it
+    last_seen: datetime | None
 
     @property
     def exists(self) -> bool:
@@ -283,6 +289,8 @@ def entity_summary(entity_type: str, entity_id: str) -> EntitySummary:
         written=Count("step", distinct=True, filter=Q(link_type=EntityLink.LinkType.OUTPUT)),
         affected=Count("step", distinct=True, filter=Q(link_type=EntityLink.LinkType.AFFECTED)),
         other=Count("step", distinct=True, filter=~Q(link_type__in=types)),
+        external_id=Max("external_id"),
+        last_seen=Max(Coalesce("created_at", "step__started_at", "run__started_at")),
     )
     external_ids = list(
         links.exclude(external_id="")
@@ -290,10 +298,12 @@ def entity_summary(entity_type: str, entity_id: str) -> EntitySummary:
         .values_list("external_id", flat=True)
         .distinct()[:5]
     )
-    subjects = subject_steps(entity_type, entity_id).count()
+    subjects = subject_steps(entity_type, entity_id).aggregate(n=Count("id"), last=Max(step_time()))
     runs = _run_counts([(entity_type, entity_id)]).get((entity_type, entity_id), 0)
+    figures["external_id"] = figures["external_id"] or ""
+    figures["last_seen"] = _latest(figures["last_seen"], subjects["last"])
     return EntitySummary(
-        entity_type, entity_id, external_ids, subjects=subjects, runs=runs, **figures
+        entity_type, entity_id, external_ids, subjects=subjects["n"], runs=runs, **figures
     )
 
 

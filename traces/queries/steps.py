@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce, Length, Substr
 
 from traces.models import Call, EntityLink, LogEntry, Status, Step
@@ -43,8 +43,13 @@ STEP_ROW_FIELDS = (
 
 
 def step_rows(queryset: QuerySet) -> QuerySet:
-    """Row columns, plus the head of the error (never the whole of a long one)."""
-    return queryset.only(*STEP_ROW_FIELDS).annotate(error_head=Substr("error", 1, ERROR_HEAD))
+    """Row columns, the parent's key, and the head of the error (never the whole of a
+    long one) with its length."""
+    return queryset.only(*STEP_ROW_FIELDS).annotate(
+        parent_key=F("parent__key"),
+        error_head=Substr("error", 1, ERROR_HEAD),
+        error_length=Length("error"),
+    )
 
 
 def only_failed_subtrees(steps: QuerySet) -> QuerySet:
@@ -144,11 +149,16 @@ def filter_steps(filters: dict, *, raw_errors: list[str] | None = None) -> Query
 
 
 def step_list_columns(steps: QuerySet) -> QuerySet:
-    """What the steps table shows: the step, its run, and the head of its error."""
+    """What the steps table shows: the step, its parent's key, its run, and the head of
+    its error."""
     return (
         steps.select_related("run")
         .only(*STEP_ROW_FIELDS, *(f"run__{name}" for name in RUN_REF_FIELDS))
-        .annotate(error_head=Substr("error", 1, ERROR_HEAD_CHARS), error_length=Length("error"))
+        .annotate(
+            parent_key=F("parent__key"),
+            error_head=Substr("error", 1, ERROR_HEAD_CHARS),
+            error_length=Length("error"),
+        )
     )
 
 

@@ -20,23 +20,32 @@ def parse_age(text: str) -> timedelta:
 
 
 class Command(BaseCommand):
-    help = "Delete runs (with their steps, calls, links and logs) older than an age, in batches."
+    help = (
+        "Delete runs (with their steps, calls, links and logs) older than an age, or only "
+        "those no longer in their source (--left-source), in batches."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--older-than", required=True, type=parse_age, metavar="AGE")
+        parser.add_argument(
+            "--older-than",
+            type=parse_age,
+            metavar="AGE",
+            help="runs started this long ago; with --left-source: that left their source then",
+        )
+        parser.add_argument(
+            "--left-source",
+            action="store_true",
+            help="only runs their source no longer holds (the history of overwritten files)",
+        )
         parser.add_argument("--batch-size", type=int, default=500)
         parser.add_argument("--dry-run", action="store_true", help="only count what would go")
 
-    def handle(self, *args, older_than, batch_size, dry_run, **options):
-        cutoff = timezone.now() - older_than
-        # A run's age is its start, or when it was ingested if it never started.
-        old = Run.objects.filter(
-            Q(started_at__lt=cutoff) | Q(started_at__isnull=True, ingested_at__lt=cutoff)
-        )
+    def handle(self, *args, older_than, left_source, batch_size, dry_run, **options):
+        if older_than is None and not left_source:
+            raise CommandError("Say what to delete: --older-than AGE, --left-source, or both.")
+        old, what = self._selection(older_than, left_source)
         if dry_run:
-            self.stdout.write(
-                f"{old.count()} runs would be deleted (older than {cutoff:%Y-%m-%d %H:%M})"
-            )
+            self.stdout.write(f"{old.count()} runs would be deleted ({what})")
             return
         deleted = 0
         while True:
@@ -46,4 +55,21 @@ class Command(BaseCommand):
             with transaction.atomic():
                 delete_runs(batch)
             deleted += len(batch)
-        self.stdout.write(f"deleted {deleted} runs older than {cutoff:%Y-%m-%d %H:%M}")
+        self.stdout.write(f"deleted {deleted} runs ({what})")
+
+    @staticmethod
+    def _selection(older_than, left_source):
+        cutoff = timezone.now() - older_than if older_than is not None else None
+        if left_source:
+            runs = Run.objects.filter(left_source_at__isnull=False)
+            if cutoff is None:
+                return runs, "no longer in their source"
+            when = f"{cutoff:%Y-%m-%d %H:%M}"
+            return runs.filter(
+                left_source_at__lt=cutoff
+            ), f"no longer in their source before {when}"
+        # A run's age is its start, or when it was ingested if it never started.
+        old = Run.objects.filter(
+            Q(started_at__lt=cutoff) | Q(started_at__isnull=True, ingested_at__lt=cutoff)
+        )
+        return old, f"older than {cutoff:%Y-%m-%d %H:%M}"

@@ -1,0 +1,24 @@
+"""The JSON API's endpoints, mounted at /api/ by tracer_site/api.py; who may call
+them is api_auth.py's to decide, and api_errors.py turns every error into JSON.
+
+Each endpoint is the twin of a page: it validates the query string with the
+page's own Django form and reads through the same query functions
+(traces/queries/), so a filter means the same thing and gives the
+same numbers on both. Lists are keyset-paginated with the pages' cursors.
+Endpoints return model instances (and the queries' rows); the response Schemas in
+schemas.py read them, one shape per object wherever it appears.
+
+One module per subject: runs, steps, entities, files, sources (uploads and
+sources); common.py holds what they share.
+"""
+
+from ninja import Router
+
+from . import entities, files, runs, sources, steps
+from .common import ApiBadRequest, ApiUnprocessable
+
+__all__ = ["ApiBadRequest", "ApiUnprocessable", "router"]
+
+router = Router()
+for module in (runs, steps, entities, files, sources):
+    router.add_router("", module.router)
