@@ -164,7 +164,7 @@ def page_urls() -> list[tuple[str, bool]]:
     ]
     for run in Run.objects.order_by("-step_count")[:6]:
         page = run.get_absolute_url()
-        urls += [(page, False), (page + "?format=json", False)]
+        urls += [(page, False), (reverse("api:run", args=[run.pk]), False)]
         urls += [(f"{page}?tab={tab}", False) for tab in ("timeline", "logs", "io")]
         urls.append((reverse("traces:run-tree", args=[run.pk]), True))
         step = run.steps.order_by("-status", "seq").first()

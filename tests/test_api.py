@@ -29,6 +29,7 @@ from traces.models import (
     TraceFile,
     TraceSource,
 )
+from traces.pagination import encode_cursor
 
 pytestmark = pytest.mark.django_db
 
@@ -196,6 +197,14 @@ def test_runs_time_range_and_bad_filters(client):
         response = get(client, "/api/runs", query)
         assert response.status_code == 400, query
         assert name in response.json()["errors"] and response.json()["detail"]
+    cursor = encode_cursor(runs[0].started_at, runs[0].pk)
+    for query, message in [
+        ({"since": "2026-03-02", "until": "2026-03-01"}, "“From” is after “To”."),
+        ({"after": cursor, "before": cursor}, "Give one page cursor, not both."),
+    ]:
+        response = get(client, "/api/runs", query)
+        assert response.status_code == 400, query
+        assert response.json()["errors"] == {"__all__": [message]}
 
 
 def test_run_detail_has_counters_progress_values_and_source(client, loaded):
@@ -292,6 +301,53 @@ def test_timeline_without_timestamps_lays_steps_end_to_end(client, samples):
         offset += step.duration_ms or 0.0
     assert [item["offset_ms"] for item in body["items"]] == expected
     assert body["span_ms"] == offset
+
+
+def timeline_run(kind: str) -> Run:
+    """timed: 3 steps on a 5 s axis, one of them instant, one with no start time;
+    end to end: no timestamps, durations 100, 0, 300, 100 ms; sub-millisecond: a run
+    and its one step that took 0.5 ms."""
+    (run,) = make_runs(1)
+    start = run.started_at
+    if kind == "sub-millisecond":
+        Run.objects.filter(pk=run.pk).update(finished_at=start + timedelta(microseconds=500))
+        (step,) = make_steps(run, 1)
+        Step.objects.filter(pk=step.pk).update(duration_ms=0.5)
+    elif kind == "timed":
+        Run.objects.filter(pk=run.pk).update(finished_at=start + timedelta(seconds=5))
+        steps = make_steps(run, 4)
+        Step.objects.filter(pk=steps[1].pk).update(duration_ms=0.0)
+        Step.objects.filter(pk=steps[3].pk).update(started_at=None)
+    else:
+        steps = make_steps(run, 4)
+        for step, duration in zip(steps, (100.0, 0.0, 300.0, 100.0), strict=True):
+            Step.objects.filter(pk=step.pk).update(started_at=None, duration_ms=duration)
+    return Run.objects.get(pk=run.pk)
+
+
+@pytest.mark.parametrize(
+    ("kind", "span_ms"), [("timed", 5000.0), ("end to end", 500.0), ("sub-millisecond", 0.5)]
+)
+def test_the_timeline_page_draws_the_apis_layout(client, kind, span_ms):
+    """One layout: the page's bars are the API's milliseconds as % of the same span.
+    The span is the run's own, however short; only the page's bars have a minimum width."""
+    run = timeline_run(kind)
+    body = get(client, f"/api/runs/{run.pk}/timeline").json()
+    url = reverse("traces:run-timeline", args=[run.pk])
+    timeline = client.get(url, headers={"HX-Request": "true"}).context["timeline"]
+    assert body["span_ms"] == timeline["span_ms"] == span_ms
+    assert body["timed"] is timeline["timed"] is (kind != "end to end")
+    bars = {step.key: step.bar for step in timeline["rows"]}
+    assert list(bars) == [item["key"] for item in body["items"]]
+    for item in body["items"]:
+        bar = bars[item["key"]]
+        if item["offset_ms"] is None:
+            assert bar is None
+            continue
+        x = 100 * item["offset_ms"] / span_ms
+        width = max(100 * item["duration_ms"] / span_ms, 0.25)
+        assert float(bar["x"]) == pytest.approx(x, abs=0.001)
+        assert float(bar["width"]) == pytest.approx(width, abs=0.001)
 
 
 def test_logs_follow_the_logs_tab_filters(client, samples):
@@ -459,7 +515,7 @@ def test_files_list_with_status_filter(client, samples):
     assert [(f["display_name"], f["error"]) for f in body["items"]] == [
         ("broken.json", "line 3: not JSON")
     ]
-    assert body["counts"] == queries.file_status_counts() == {"ok": 4, "error": 1}
+    assert body["counts"] == queries.files.file_status_counts() == {"ok": 4, "error": 1}
     page = client.get(reverse("traces:file-list"))
     assert [f["id"] for f in get(client, "/api/files").json()["items"]] == [
         f.pk for f in page.context["page"].items
@@ -846,7 +902,7 @@ def test_an_unexpected_exception_is_a_json_500(client, settings, monkeypatch, de
     def explode(filters):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(queries, "filter_runs", explode)
+    monkeypatch.setattr(queries.runs, "filter_runs", explode)
     response = client.get("/api/runs")
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal error: it has been logged."}

@@ -19,7 +19,7 @@ from traces.ingest import FORMATS, detect, loader
 from traces.ingest.archives import member_mtime
 from traces.ingest.loader import ingest_paths
 from traces.models import Run, Step, TraceFile, TraceSource
-from traces.queries import trace_totals
+from traces.queries.totals import trace_totals
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,6 @@ input/output, attributes and the step panel."""
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -133,7 +132,7 @@ def test_run_page_shows_header_counters_and_roots(client, runs_sample):
     assert "upsert_batch" not in text
     assert escape(runs_sample.error) in html
     assert 'href="/files/' in html
-    assert "?format=json" in html and "copy link" in html
+    assert f'href="/api/runs/{runs_sample.pk}"' in html and "copy link" in html
 
 
 def test_a_run_no_longer_in_its_source_says_since_when_and_links_the_file(client, runs_sample):
@@ -148,7 +147,7 @@ def test_a_run_no_longer_in_its_source_says_since_when_and_links_the_file(client
     assert f'href="{runs_sample.source_file.get_absolute_url()}"' in banner
     header = client.get(run_url(runs_sample), headers={**HX, "HX-Target": "run-header"})
     assert "No longer in its source" in header.content.decode()
-    data = json.loads(client.get(run_url(runs_sample), {"format": "json"}).content)
+    data = client.get(run_url(runs_sample), {"format": "json"}, follow=True).json()
     assert datetime.fromisoformat(data["left_source_at"]) == T0
 
 
@@ -172,6 +171,19 @@ def test_each_tab_is_a_full_page_and_an_htmx_fragment(client, runs_sample, tab):
     assert 'id="run-header"' not in part
 
 
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [("traces:run-detail", "run-tabs"), ("traces:run-logs", "log-rows"), ("traces:run-tree", "")],
+)
+def test_history_restore_gets_the_whole_page(client, runs_sample, name, target):
+    headers = {**HX, "HX-History-Restore-Request": "true", "HX-Target": target}
+    html = client.get(run_url(runs_sample, name), headers=headers).content.decode()
+    assert "<html" in html and 'id="run-header"' in html
+    step = Step.objects.filter(run=runs_sample).first()
+    panel = client.get(step_url(step), headers={**headers, "HX-Target": "step-panel"})
+    assert "<html" in panel.content.decode()
+
+
 def test_tab_links_push_their_own_url(client, runs_sample):
     html = page(client, run_url(runs_sample))
     for tab in ("tree", "timeline", "logs", "io", "attributes"):
@@ -188,10 +200,13 @@ def test_input_output_and_attributes_tabs_pretty_print(client):
     assert "&quot;v&quot;: [" in attributes and "<details" in attributes
 
 
-def test_run_as_json(client, runs_sample):
+def test_an_old_json_link_is_sent_on_to_the_api(client, runs_sample):
     response = client.get(run_url(runs_sample), {"format": "json"})
-    assert response["Content-Type"] == "application/json"
-    data = json.loads(response.content)
+    assert response.status_code == 302
+    assert response["Location"] == f"/api/runs/{runs_sample.pk}"
+    response = client.get(response["Location"])
+    assert response["Content-Type"].startswith("application/json")
+    data = response.json()
     assert data["name"] == "sync_stripe" and data["status"] == "failed"
     assert data["output_counters"]["fetched"] == 141
 
@@ -855,5 +870,5 @@ def test_hostile_content_in_the_step_panel_and_children(client):
 
 def test_hostile_json_export_is_json(client):
     run, _ = hostile_run()
-    data = json.loads(client.get(run_url(run), {"format": "json"}).content)
+    data = client.get(run_url(run), {"format": "json"}, follow=True).json()
     assert data["name"] == HOSTILE[0]

@@ -11,6 +11,7 @@ from django.utils.html import escape
 from tests.factories import make_runs
 from traces.ingest.loader import ingest_paths
 from traces.models import Run
+from traces.pagination import encode_cursor
 from traces.templatetags.traces_extras import ESTIMATED_TITLE
 
 pytestmark = pytest.mark.django_db
@@ -71,12 +72,24 @@ def test_time_range_filter(client):
         {"since": "yesterday"},
         {"after": "!!"},
         {"in_source": "left"},
+        {"since": "2026-03-02", "until": "2026-03-01"},
+        {"after": "bm90IGpzb24", "before": "bm90IGpzb24"},
     ],
 )
 def test_bad_filters_are_a_400_with_a_message(client, query):
     response = client.get(URL, query)
     assert response.status_code == 400
     assert "could not be answered" in response.content.decode()
+
+
+def test_a_backwards_time_range_or_two_cursors_say_why(client):
+    backwards = client.get(URL, {"since": "2026-03-02", "until": "2026-03-01"})
+    assert "“From” is after “To”." in backwards.content.decode()
+    (run,) = make_runs(1)
+    cursor = encode_cursor(run.started_at, run.pk)
+    both = client.get(URL, {"after": cursor, "before": cursor})
+    assert both.status_code == 400
+    assert "Give one page cursor, not both." in both.content.decode()
 
 
 def test_stale_runs_are_labelled_and_filterable(client, settings):

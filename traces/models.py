@@ -113,6 +113,17 @@ class TraceFile(models.Model):
         return reverse("traces:file-detail", args=[self.pk])
 
 
+def stale_cutoff():
+    """A running run whose source was last written before this is stale."""
+    return timezone.now() - settings.TRACER_STALE_AFTER
+
+
+class RunQuerySet(models.QuerySet):
+    def stale(self) -> RunQuerySet:
+        """Runs that say "running" but whose source has been quiet too long (is_stale)."""
+        return self.filter(status=Status.RUNNING, source_updated_at__lt=stale_cutoff())
+
+
 class Run(models.Model):
     format = models.CharField(max_length=20, choices=Format.choices)
     # "" when the source's ids are globally unique, else the database it came from.
@@ -166,6 +177,8 @@ class Run(models.Model):
     completeness = models.JSONField(null=True, blank=True)
     ingested_at = models.DateTimeField(default=timezone.now)
 
+    objects = RunQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(
@@ -196,10 +209,10 @@ class Run(models.Model):
 
     @property
     def is_stale(self) -> bool:
-        """Says "running" but its source has not changed for a while."""
+        """Says "running" but its source has not changed for a while (Run.objects.stale())."""
         if self.status != Status.RUNNING or self.source_updated_at is None:
             return False
-        return timezone.now() - self.source_updated_at > settings.TRACER_STALE_AFTER
+        return self.source_updated_at < stale_cutoff()
 
     @property
     def live_until(self):

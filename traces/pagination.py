@@ -28,6 +28,8 @@ from django.db.models import (
 )
 from django.utils.dateparse import parse_datetime
 
+# Rows in a page of a list, on the pages and in the API alike.
+PAGE_SIZE = 50
 # What any database column compares an integer with: 64 bits.
 INT64 = range(-(2**63), 2**63)
 
@@ -105,6 +107,15 @@ def _moment(value: Any) -> datetime:
 
 def _is_int64(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value in INT64
+
+
+def cursors_of(data: dict, prefix: str = "") -> dict:
+    """A form's `after` and `before` (or `<prefix>after`...) as keyset_page takes them:
+    a blank cursor is none."""
+    return {
+        "after": data.get(f"{prefix}after") or None,
+        "before": data.get(f"{prefix}before") or None,
+    }
 
 
 def keyset_page(

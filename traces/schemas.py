@@ -23,7 +23,8 @@ from django.urls import NoReverseMatch, reverse
 from ninja import Schema
 from pydantic import BeforeValidator, Field, create_model
 
-from traces.step_queries import LINK_VERBS, has_page
+from traces.queries.entities import LINK_VERBS, has_page
+from traces.queries.timeline import ms_between
 
 # --- query parameters from Django forms -------------------------------------------------
 
@@ -103,12 +104,6 @@ def step_url(run_id: int, key: str) -> str | None:
 
 def _progress(item):
     return item if item.has_progress else None
-
-
-def _ms_after(start: datetime | None, moment: datetime | None) -> float | None:
-    if start is None or moment is None:
-        return None
-    return (moment - start).total_seconds() * 1000
 
 
 class ErrorOut(Schema):
@@ -199,7 +194,7 @@ class FileItem(Schema):
 class RunItem(RunRef):
     """A run as the runs list shows it; /api/runs/{id} adds to it (RunDetail)."""
 
-    # Only what queries.run_list_columns loads: never the run's values.
+    # Only what queries.runs.run_list_columns loads: never the run's values.
     trigger: str
     actor: str
     raw_status: str
@@ -348,7 +343,7 @@ class StepItem(StepRef):
     """A step in every list: a run's steps, steps across runs, an entity's subject
     steps; /api/steps/{id} adds to it (StepDetail)."""
 
-    # The row queries (run_queries.step_rows, step_queries.step_list_columns) load these
+    # The row queries (queries.steps.step_rows and step_list_columns) load these
     # columns and annotate parent_key, error_head and error_length; a list's own run
     # is given to its steps (api.runs.in_run).
     run: RunRef
@@ -422,7 +417,7 @@ class StepDetail(StepItem):
 
     @staticmethod
     def resolve_offset_ms(step) -> float | None:
-        return _ms_after(step.run.started_at, step.started_at)
+        return ms_between(step.run.started_at, step.started_at)
 
     @staticmethod
     def resolve_calls_more(step) -> int:
@@ -525,7 +520,7 @@ class EntityType(Schema):
 class EntityItem(Schema):
     """An entity (what steps read, write or act on), as the entities list shows it."""
 
-    # From step_queries.EntityRow (the list) and EntitySummary (EntityDetail).
+    # From queries.entities.EntityRow (the list) and EntitySummary (EntityDetail).
     entity_type: str
     entity_id: str
     external_id: str

@@ -1,25 +1,25 @@
 from django.urls import path
 
-from .views import delete, entities, files, jobs, run_detail, runs, sources, steps, upload
+from .views import delete, entities, files, jobs, run_page, runs, sources, steps, upload
 
 app_name = "traces"
 
 urlpatterns = [
-    # Runs list and one run (views/runs.py, views/run_detail.py).
+    # Runs list and one run (views/runs.py, views/run_page.py).
     path("", runs.run_list, name="run-list"),
     path("runs/<int:run_id>/row/", runs.run_row, name="run-row"),
-    path("runs/<int:run_id>/", run_detail.run_detail, name="run-detail"),
+    path("runs/<int:run_id>/", run_page.run_detail, name="run-detail"),
     path("runs/<int:run_id>/delete/", delete.run_delete, name="run-delete"),
-    path("runs/<int:run_id>/tree/", run_detail.run_tree, name="run-tree"),
-    path("runs/<int:run_id>/timeline/", run_detail.run_timeline, name="run-timeline"),
-    path("runs/<int:run_id>/logs/", run_detail.run_logs, name="run-logs"),
+    path("runs/<int:run_id>/tree/", run_page.run_tree, name="run-tree"),
+    path("runs/<int:run_id>/timeline/", run_page.run_timeline, name="run-timeline"),
+    path("runs/<int:run_id>/logs/", run_page.run_logs, name="run-logs"),
     path(
         # "children" before the key, so no step key (keys may hold "/") can collide.
         "runs/<int:run_id>/children/<path:key>/",
-        run_detail.step_children,
+        run_page.step_children,
         name="step-children",
     ),
-    path("runs/<int:run_id>/steps/<path:key>/", run_detail.step_detail, name="step-detail"),
+    path("runs/<int:run_id>/steps/<path:key>/", run_page.step_detail, name="step-detail"),
     # Steps across runs (views/steps.py) and entities (views/entities.py).
     path("steps/", steps.step_list, name="step-list"),
     path("entities/", entities.entity_list, name="entity-list"),

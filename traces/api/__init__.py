@@ -2,8 +2,8 @@
 them is api_auth.py's to decide, and api_errors.py turns every error into JSON.
 
 Each endpoint is the twin of a page: it validates the query string with the
-page's own Django form and reads through the same query functions (queries.py,
-step_queries.py, run_queries.py), so a filter means the same thing and gives the
+page's own Django form and reads through the same query functions
+(traces/queries/), so a filter means the same thing and gives the
 same numbers on both. Lists are keyset-paginated with the pages' cursors.
 Endpoints return model instances (and the queries' rows); the response Schemas in
 schemas.py read them, one shape per object wherever it appears.

@@ -5,10 +5,9 @@ from __future__ import annotations
 from ninja import Query, Router
 from ninja.errors import HttpError
 
-from traces import step_queries
+from traces import queries
+from traces.forms import EntityDetailForm, EntityListForm
 from traces.schemas import EntityList, EntitySteps, form_query
-from traces.step_forms import EntityDetailForm, EntityListForm
-from traces.views.common import PAGE_SIZE
 
 from .common import READ, READ_ONE, cursors, text_param, valid
 
@@ -29,15 +28,9 @@ def list_entities(request, filters: Query[EntityQuery]):
     one type, `q` searches ids and external ids."""
     form = valid(EntityListForm, request.GET)
     data = form.cleaned_data
-    page = step_queries.entity_page(
-        entity_type=data["type"],
-        q=data["q"],
-        after=data["after"] or None,
-        before=data["before"] or None,
-        size=PAGE_SIZE,
-    )
+    page = queries.entities.entity_page(data)
     return {
-        "types": step_queries.entity_type_counts(),
+        "types": queries.entities.entity_type_counts(),
         "items": page.items,
         "next": page.next_cursor,
         "prev": page.prev_cursor,
@@ -57,21 +50,11 @@ def entity_steps(request, entity_type: str, entity_id: str, filters: Query[Entit
     entity_type = text_param("entity_type", entity_type)
     entity_id = text_param("entity_id", entity_id)
     data = valid(EntityDetailForm, request.GET).cleaned_data
-    summary = step_queries.entity_summary(entity_type, entity_id)
+    summary = queries.entities.entity_summary(entity_type, entity_id)
     if not summary.exists:
         raise HttpError(404, f"No step touched {entity_type} {entity_id}.")
-    links = step_queries.newest_by_when(
-        step_queries.entity_links(entity_type, entity_id),
-        after=data["after"] or None,
-        before=data["before"] or None,
-        size=PAGE_SIZE,
-    )
-    subjects = step_queries.newest_by_when(
-        step_queries.subject_step_rows(entity_type, entity_id),
-        after=data["subject_after"] or None,
-        before=data["subject_before"] or None,
-        size=PAGE_SIZE,
-    )
+    links = queries.entities.links_page(entity_type, entity_id, data)
+    subjects = queries.entities.subjects_page(entity_type, entity_id, data)
     return {
         "entity": summary,
         "links": {"items": links.items, **cursors(links)},

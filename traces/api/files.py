@@ -6,9 +6,7 @@ from ninja import Query, Router
 
 from traces import queries
 from traces.forms import FileFilterForm
-from traces.pagination import keyset_page
 from traces.schemas import FileList, form_query
-from traces.views.common import PAGE_SIZE
 
 from .common import READ, cursors, valid
 
@@ -21,16 +19,9 @@ FileQuery = form_query("FileQuery", FileFilterForm)
 def list_files(request, filters: Query[FileQuery]):
     """Every ingested file, ok or failed with its error, most recently checked first."""
     data = valid(FileFilterForm, request.GET).cleaned_data
-    page = keyset_page(
-        queries.filter_files(data),
-        "checked_at",
-        descending=True,
-        after=data["after"] or None,
-        before=data["before"] or None,
-        size=PAGE_SIZE,
-    )
+    page = queries.files.files_page(data)
     return {
-        "counts": queries.file_status_counts(),
+        "counts": queries.files.file_status_counts(),
         "items": page.items,
         **cursors(page),
     }

@@ -3,29 +3,17 @@ and log."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from django import forms
-from django.utils import timezone
 from ninja import Path, Query, Router
 from ninja.errors import HttpError
 
-from traces import queries, run_queries
-from traces.forms import RunFilterForm
+from traces import queries
+from traces.forms import RunFilterForm, RunPageForm, RunStepsForm
 from traces.models import Run, Step
-from traces.models import Status as StepStatus
-from traces.pagination import keyset_page
 from traces.schemas import RunDetail, RunList, RunLogs, RunSteps, Timeline, form_query, step_url
-from traces.views.common import PAGE_SIZE
-from traces.views.run_detail import RunPageForm
 
 from .common import MAX_ID, READ, READ_ONE, ApiBadRequest, cursors, valid
 
 router = Router()
-
-
-class RunStepsForm(RunPageForm):
-    parent = forms.CharField(required=False, max_length=255, strip=False)
 
 
 RunQuery = form_query("RunQuery", RunFilterForm)
@@ -51,7 +39,7 @@ def in_run(steps: list[Step], run: Run) -> list[Step]:
 
 def get_run(run_id: int, *, with_values: bool = False) -> Run:
     try:
-        return run_queries.run_for_page(run_id, with_values=with_values)
+        return queries.runs.run_for_page(run_id, with_values=with_values)
     except Run.DoesNotExist:
         raise HttpError(404, f"No run with id {run_id}.") from None
 
@@ -64,7 +52,7 @@ def ensure_run(run_id: int) -> None:
 def step_in_run(run_id: int, key: str, parameter: str) -> Step:
     """A step named by a query parameter: a bad key is a bad filter (400), as on the page."""
     try:
-        return run_queries.step_by_key(run_id, key, rows_only=True)
+        return queries.steps.step_by_key(run_id, key, rows_only=True)
     except Step.DoesNotExist:
         message = f"this run has no step with key {key!r}"
         raise ApiBadRequest(f"{parameter}: {message}", {parameter: [message]}) from None
@@ -76,17 +64,9 @@ def step_in_run(run_id: int, key: str, parameter: str) -> Step:
 def list_runs(request, filters: Query[RunQuery]):
     """Runs, newest first by default: the runs page's filters and sort keys."""
     form = valid(RunFilterForm, request.GET)
-    runs = queries.filter_runs(form.cleaned_data)
-    field, descending = form.sort_key()
-    page = keyset_page(
-        queries.run_list_columns(runs),
-        field,
-        descending=descending,
-        after=form.cleaned_data["after"] or None,
-        before=form.cleaned_data["before"] or None,
-        size=PAGE_SIZE,
-    )
-    summary = queries.run_status_summary(runs)
+    runs = queries.runs.filter_runs(form.cleaned_data)
+    page = queries.runs.runs_page(runs, form.cleaned_data, form.sort_key())
+    summary = queries.runs.run_status_summary(runs)
     return {
         "count": summary["total"],
         "summary": summary,
@@ -121,7 +101,7 @@ def run_steps(request, run_id: RunId, filters: Query[RunStepsQuery]):
     run = get_run(run_id)
     if "parent" in request.GET:
         return _tree_level(run, data, form.failed_only)
-    page = run_queries.timeline_window(
+    page = queries.timeline.timeline_window(
         run_id,
         failed_only=form.failed_only,
         after=data["after"] or None,
@@ -136,7 +116,7 @@ def _tree_level(run: Run, data: dict, failed_only: bool) -> dict:
         raise ApiBadRequest(f"before: {message}", {"before": [message]})
     key = data["parent"]
     parent = step_in_run(run.pk, key, "parent") if key else None
-    page = run_queries.tree_level(
+    page = queries.steps.tree_level(
         run.pk, parent.pk if parent else None, failed_only=failed_only, after=data["after"] or None
     )
     return {
@@ -160,7 +140,7 @@ def run_timeline(request, run_id: RunId, filters: Query[TimelineQuery]):
     form = valid(RunPageForm, request.GET)
     data = form.cleaned_data
     run = get_run(run_id)
-    page = run_queries.timeline_window(
+    page = queries.timeline.timeline_window(
         run_id,
         failed_only=form.failed_only,
         after=data["after"] or None,
@@ -170,42 +150,13 @@ def run_timeline(request, run_id: RunId, filters: Query[TimelineQuery]):
 
 
 def _lay_out(run: Run, rows: list[Step], failed_only: bool) -> dict:
-    if any(step.started_at for step in rows):
-        start, span_ms = _time_axis(run)
-        until = run.live_until or timezone.now()
-        placed = [(step, _ms(start, step.started_at), _duration(step, until)) for step in rows]
-        return {"timed": True, "start": start, "span_ms": span_ms, "items": _rows(placed)}
-    if not rows:
-        return {"timed": False, "start": None, "span_ms": 0.0, "items": []}
-    sums = run_queries.duration_sums(run.pk, before_seq=rows[0].seq, failed_only=failed_only)
-    offset, placed = sums["before"], []
-    for step in rows:
-        placed.append((step, offset, step.duration_ms))
-        offset += step.duration_ms or 0.0
-    return {"timed": False, "start": None, "span_ms": sums["total"], "items": _rows(placed)}
-
-
-def _time_axis(run: Run) -> tuple[datetime, float]:
-    """The run's start and length (run_queries.time_axis)."""
-    start, end = run_queries.time_axis(run)
-    return start, max(_ms(start, end) or 0.0, 0.0)
-
-
-def _duration(step: Step, until: datetime) -> float | None:
-    """A running step lasts until its run's live_until (now, or a stale run's last write)."""
-    if step.duration_ms is not None:
-        return step.duration_ms
-    if step.started_at and step.finished_at:
-        return _ms(step.started_at, step.finished_at)
-    if step.started_at and step.status == StepStatus.RUNNING:
-        return max(_ms(step.started_at, until), 0.0)
-    return None
-
-
-def _ms(start: datetime | None, moment: datetime | None) -> float | None:
-    if start is None or moment is None:
-        return None
-    return (moment - start).total_seconds() * 1000
+    layout = queries.timeline.lay_out(run, rows, failed_only=failed_only)
+    return {
+        "timed": layout.timed,
+        "start": layout.start,
+        "span_ms": layout.span_ms,
+        "items": _rows(layout.items),
+    }
 
 
 def _rows(placed: list[tuple[Step, float | None, float | None]]) -> list[dict]:
@@ -239,7 +190,7 @@ def run_logs(request, run_id: RunId, filters: Query[LogsQuery]):
     data = form.cleaned_data
     ensure_run(run_id)
     step = step_in_run(run_id, data["step"], "step") if data["step"] else None
-    page = run_queries.run_logs(
+    page = queries.logs.run_logs(
         run_id,
         level=data["level"],
         step_id=step.pk if step else None,
@@ -249,7 +200,7 @@ def run_logs(request, run_id: RunId, filters: Query[LogsQuery]):
     )
     return {
         "run_id": run_id,
-        "levels": run_queries.log_levels(run_id),
+        "levels": queries.logs.log_levels(run_id),
         "items": page.items,
         **cursors(page),
     }

@@ -9,12 +9,11 @@ from django.urls import reverse
 from ninja import Path, Query, Router
 from ninja.errors import HttpError
 
-from traces import run_queries, step_queries
+from traces import queries
+from traces.forms import StepListForm
 from traces.models import Status as StepStatus
 from traces.models import Step
 from traces.schemas import ErrorGroupsOut, StepDetail, StepList, form_query
-from traces.step_forms import StepListForm
-from traces.views.common import PAGE_SIZE
 
 from .common import MAX_ID, READ, READ_ONE, cursors, valid
 
@@ -47,18 +46,11 @@ def list_steps(request, filters: Query[StepQuery]):
     data = form.cleaned_data
     raw_errors = None
     if data["error_group"]:
-        failed = step_queries.filter_steps({**data, "status": StepStatus.FAILED})
-        group = step_queries.error_groups(failed).find(data["error_group"])
+        group = queries.errors.failure_groups(data, sparklines=False).find(data["error_group"])
         raw_errors = group.raw_errors if group else []
-    steps = step_queries.filter_steps(data, raw_errors=raw_errors)
-    page = step_queries.newest_steps_page(
-        step_queries.step_list_columns(steps),
-        status=data["status"],
-        after=data["after"] or None,
-        before=data["before"] or None,
-        size=PAGE_SIZE,
-    )
-    count, capped = step_queries.capped_count(steps)
+    steps = queries.steps.filter_steps(data, raw_errors=raw_errors)
+    page = queries.steps.steps_page(steps, data)
+    count, capped = queries.steps.capped_count(steps)
     return {
         "count": count,
         "count_capped": capped,
@@ -78,9 +70,7 @@ def step_errors(request, filters: Query[ErrorsQuery]):
     groups, with the same filters."""
     form = valid(StepListForm, request.GET)
     data = form.cleaned_data
-    failed = step_queries.filter_steps({**data, "status": StepStatus.FAILED})
-    result = step_queries.error_groups(failed)
-    step_queries.add_sparklines(result, failed)
+    result = queries.errors.failure_groups(data)
     keep = {name: request.GET[name] for name in ERROR_PARAMS if request.GET.get(name)}
     return {
         "groups": [_error_group(group, keep) for group in result.groups],
@@ -91,7 +81,7 @@ def step_errors(request, filters: Query[ErrorsQuery]):
     }
 
 
-def _error_group(group: step_queries.ErrorGroup, keep: dict) -> dict:
+def _error_group(group: queries.errors.ErrorGroup, keep: dict) -> dict:
     query = urlencode({**keep, "status": StepStatus.FAILED, "error_group": group.text})
     return {
         "text": group.text,
@@ -117,17 +107,17 @@ def step(request, step_id: StepId):
     found = Step.objects.filter(pk=step_id).values_list("run_id", "key").first()
     if found is None:
         raise HttpError(404, f"No step with id {step_id}.")
-    return with_panel(run_queries.step_by_key(*found))
+    return with_panel(queries.steps.step_by_key(*found))
 
 
 def with_panel(step: Step) -> Step:
     """The step with what its panel lists (StepDetail reads them): its ancestors and
     its first calls, entity links and log rows."""
-    step.ancestors = run_queries.ancestors(step)
-    step.panel_calls = run_queries.step_calls(step) if step.call_count else []
-    step.panel_links = run_queries.step_links(step) if step.link_count else []
+    step.ancestors = queries.steps.ancestors(step)
+    step.panel_calls = queries.steps.step_calls(step) if step.call_count else []
+    step.panel_links = queries.steps.step_links(step) if step.link_count else []
     for link in step.panel_links:
         link.run = step.run  # the step's own run: no query per link
-    step.panel_logs = run_queries.step_logs(step)
-    step.logs_limited = len(step.panel_logs) >= run_queries.PANEL_LIMIT
+    step.panel_logs = queries.steps.step_logs(step)
+    step.logs_limited = len(step.panel_logs) >= queries.steps.PANEL_LIMIT
     return step

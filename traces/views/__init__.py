@@ -1,1 +1,2 @@
-"""Page views, one module per area. Views know the model and queries.py, nothing of formats."""
+"""Page views, one module per page. They read through traces/queries/ and validate with
+traces/forms/; they know nothing of formats."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
 from django_htmx.http import reswap, retarget
 
-PAGE_SIZE = 50
+from traces import queries
 
 
 def htmx_part(request: HttpRequest, *parts: str) -> str | None:
@@ -33,3 +34,30 @@ def bad_request(request: HttpRequest, message: str, form=None) -> HttpResponse:
         response = render(request, "traces/bad_request.html#message", context, status=400)
         return reswap(retarget(response, "#flash"), "innerHTML")
     return render(request, "traces/bad_request.html", context, status=400)
+
+
+# A log line's level, as the status colour its badge takes.
+LEVEL_CLASSES = {
+    "error": "failed", "fatal": "failed", "critical": "failed", "err": "failed",
+    "warning": "running", "warn": "running",
+    "info": "pending", "notice": "pending",
+    "debug": "skipped", "trace": "skipped",
+}  # fmt: skip
+
+
+def step_url(run_id: int, key: str) -> str:
+    """Keys may hold `/` (the URL takes a path); a key no URL can carry gets no link."""
+    try:
+        return reverse("traces:step-detail", args=[run_id, key])
+    except NoReverseMatch:
+        return ""
+
+
+def entity_url(entity_type: str, entity_id: str) -> str:
+    # A type holding "/" would be read back from its URL as another type and id.
+    if not queries.entities.has_page(entity_type, entity_id):
+        return ""
+    try:
+        return reverse("traces:entity-detail", args=[entity_type, entity_id])
+    except NoReverseMatch:
+        return ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
@@ -15,7 +16,7 @@ from traces.models import Run
 
 @require_http_methods(["GET", "POST"])
 @permission_required(DELETE_RUN)
-def run_delete(request, run_id: int):
+def run_delete(request: HttpRequest, run_id: int) -> HttpResponse:
     """The run and everything under it go in one transaction: a reader sees the
     run whole or not at all. Its source file stays, so the run comes back only
     when that file changes and is ingested again."""

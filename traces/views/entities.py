@@ -8,11 +8,11 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from traces import step_queries
+from traces import queries
+from traces.forms import EntityDetailForm, EntityListForm
 from traces.pagination import BadCursor
-from traces.step_forms import EntityDetailForm, EntityListForm
 
-from .common import PAGE_SIZE, bad_request, fragment, htmx_part
+from .common import bad_request, fragment, htmx_part
 
 LIST_TEMPLATE = "traces/entity_list.html"
 LIST_PARTS = ("entity-page", "entity-rows")
@@ -29,16 +29,10 @@ def entity_list(request: HttpRequest) -> HttpResponse:
     data = form.cleaned_data
     part = htmx_part(request, *LIST_PARTS)
     try:
-        page = step_queries.entity_page(
-            entity_type=data["type"],
-            q=data["q"],
-            after=data["after"] or None,
-            before=data["before"] or None,
-            size=PAGE_SIZE,
-        )
+        page = queries.entities.entity_page(data)
     except BadCursor as exc:
         return bad_request(request, str(exc), form)
-    types = step_queries.entity_type_counts() if part != "entity-rows" else []
+    types = queries.entities.entity_type_counts() if part != "entity-rows" else []
     context = {
         "section": "entities",
         "form": form,
@@ -60,25 +54,15 @@ def entity_detail(request: HttpRequest, entity_type: str, entity_id: str) -> Htt
     part = htmx_part(request, *DETAIL_PARTS)
     context = {"section": "entities", "entity_type": entity_type, "entity_id": entity_id}
     if part is None:
-        summary = step_queries.entity_summary(entity_type, entity_id)
+        summary = queries.entities.entity_summary(entity_type, entity_id)
         if not summary.exists:
             return render(request, DETAIL_TEMPLATE, {**context, "missing": True}, status=404)
         context["summary"] = summary
     try:
         if part in (None, "entity-links"):
-            context["links"] = step_queries.newest_by_when(
-                step_queries.entity_links(entity_type, entity_id),
-                after=data["after"] or None,
-                before=data["before"] or None,
-                size=PAGE_SIZE,
-            )
+            context["links"] = queries.entities.links_page(entity_type, entity_id, data)
         if part == "entity-subjects" or (part is None and context["summary"].subjects):
-            context["subjects"] = step_queries.newest_by_when(
-                step_queries.subject_step_rows(entity_type, entity_id),
-                after=data["subject_after"] or None,
-                before=data["subject_before"] or None,
-                size=PAGE_SIZE,
-            )
+            context["subjects"] = queries.entities.subjects_page(entity_type, entity_id, data)
     except BadCursor as exc:
         return bad_request(request, str(exc), form)
     return render(request, fragment(request, DETAIL_TEMPLATE, *DETAIL_PARTS), context)

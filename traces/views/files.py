@@ -10,9 +10,9 @@ from django.views.decorators.vary import vary_on_headers
 from traces import queries
 from traces.forms import FileFilterForm
 from traces.models import TraceFile
-from traces.pagination import BadCursor, keyset_page
+from traces.pagination import BadCursor
 
-from .common import PAGE_SIZE, bad_request, fragment
+from .common import bad_request, fragment
 
 
 @require_GET
@@ -23,21 +23,14 @@ def file_list(request: HttpRequest) -> HttpResponse:
         return bad_request(request, "Some filters are not valid.", form)
     filters = form.cleaned_data
     try:
-        page = keyset_page(
-            queries.filter_files(filters),
-            "checked_at",
-            descending=True,
-            after=filters["after"] or None,
-            before=filters["before"] or None,
-            size=PAGE_SIZE,
-        )
+        page = queries.files.files_page(filters)
     except BadCursor as exc:
         return bad_request(request, str(exc), form)
     context = {
         "section": "files",
         "page": page,
         "status": filters["status"],
-        "counts": queries.file_status_counts(),
+        "counts": queries.files.file_status_counts(),
     }
     return render(request, fragment(request, "traces/file_list.html", "file-rows"), context)
 
@@ -45,7 +38,7 @@ def file_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def file_detail(request: HttpRequest, file_id: int) -> HttpResponse:
     trace_file = get_object_or_404(TraceFile, pk=file_id)
-    runs = queries.run_list_columns(trace_file.runs.order_by("-started_at", "-id"))[:200]
+    runs = queries.runs.run_list_columns(trace_file.runs.order_by("-started_at", "-id"))[:200]
     return render(
         request,
         "traces/file_detail.html",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
@@ -15,7 +16,7 @@ from .upload import _results
 
 @require_GET
 @vary_on_headers("HX-Request")
-def job_detail(request, job_id: int):
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(IngestJob.objects.select_related("source"), pk=job_id)
     results = _results(job_report(job)) if job.status == "done" and job.results else None
     context = {"section": "upload", "job": job, "results": results}

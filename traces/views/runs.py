@@ -10,9 +10,9 @@ from django.views.decorators.vary import vary_on_headers
 from traces import queries
 from traces.forms import RunFilterForm
 from traces.models import Format, Run, Status
-from traces.pagination import BadCursor, keyset_page
+from traces.pagination import BadCursor
 
-from .common import PAGE_SIZE, bad_request, fragment
+from .common import bad_request, fragment
 
 
 @require_GET
@@ -21,28 +21,20 @@ def run_list(request: HttpRequest) -> HttpResponse:
     form = RunFilterForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some filters are not valid.", form)
-    runs = queries.filter_runs(form.cleaned_data)
-    field, descending = form.sort_key()
+    runs = queries.runs.filter_runs(form.cleaned_data)
     try:
-        page = keyset_page(
-            queries.run_list_columns(runs),
-            field,
-            descending=descending,
-            after=form.cleaned_data["after"] or None,
-            before=form.cleaned_data["before"] or None,
-            size=PAGE_SIZE,
-        )
+        page = queries.runs.runs_page(runs, form.cleaned_data, form.sort_key())
     except BadCursor as exc:
         return bad_request(request, str(exc), form)
     context = {
         "section": "runs",
         "form": form,
         "page": page,
-        "summary": queries.run_status_summary(runs),
+        "summary": queries.runs.run_status_summary(runs),
         "sort": form.cleaned_data.get("sort") or "-started",
         "formats": Format.choices,
         "statuses": Status.choices,
-        "run_types": queries.run_types(),
+        "run_types": queries.runs.run_types(),
     }
     return render(request, fragment(request, "traces/run_list.html", "run-rows"), context)
 
@@ -50,5 +42,5 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def run_row(request: HttpRequest, run_id: int) -> HttpResponse:
     """One row of the runs table: a running run's row polls this until it ends."""
-    run = get_object_or_404(queries.run_list_columns(Run.objects.all()), pk=run_id)
+    run = get_object_or_404(queries.runs.run_list_columns(Run.objects.all()), pk=run_id)
     return render(request, "traces/run_list.html#run-row", {"run": run})

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -18,10 +17,10 @@ from traces.access import ADD_SOURCE, CHANGE_SOURCE, DELETE_SOURCE, permission_r
 from traces.forms import FileFilterForm, SourceDeleteForm, SourceForm, SourceSettingsForm
 from traces.ingest.store import delete_runs
 from traces.models import Run, TraceFile, TraceSource
-from traces.pagination import BadCursor, keyset_page
+from traces.pagination import BadCursor
 from traces.tasks import enqueue_ingest
 
-from .common import PAGE_SIZE, bad_request, fragment
+from .common import bad_request, fragment
 
 # --- pages ----------------------------------------------------------------------------------
 
@@ -56,7 +55,7 @@ def source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
         return bad_request(request, "Some filters are not valid.", files_form)
     filters = files_form.cleaned_data
     try:
-        page = _files_page(source, filters)
+        page = queries.files.files_page(filters, source=source)
     except BadCursor as exc:
         return bad_request(request, str(exc), files_form)
     context = {
@@ -66,7 +65,7 @@ def source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
         "settings_form": settings_form,
         "page": page,
         "status": filters["status"],
-        "counts": _file_counts(source),
+        "counts": queries.files.file_status_counts(source=source),
     }
     return render(request, fragment(request, "traces/source_detail.html", "source-files"), context)
 
@@ -121,23 +120,6 @@ def _delete_runs_and_files(source: TraceSource, batch: int = 500) -> None:
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def _files_page(source: TraceSource, filters: dict):
-    return keyset_page(
-        queries.filter_files(filters).filter(source=source),
-        "checked_at",
-        descending=True,
-        after=filters["after"] or None,
-        before=filters["before"] or None,
-        size=PAGE_SIZE,
-    )
-
-
-def _file_counts(source: TraceSource) -> dict:
-    rows = source.files.order_by().values_list("status")
-    counts = dict(rows.annotate(n=Count("id")))
-    return {"ok": counts.get("ok", 0), "error": counts.get("error", 0)}
 
 
 def _roots() -> list[str]:

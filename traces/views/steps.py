@@ -7,12 +7,12 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from traces import queries, step_queries
+from traces import queries
+from traces.forms import StepListForm
 from traces.models import Format, Run, Status
 from traces.pagination import BadCursor
-from traces.step_forms import StepListForm
 
-from .common import PAGE_SIZE, bad_request, fragment, htmx_part
+from .common import bad_request, fragment, htmx_part
 
 TEMPLATE = "traces/step_list.html"
 # The page's swappable parts, outermost first: links that change a hidden filter
@@ -32,28 +32,19 @@ def step_list(request: HttpRequest) -> HttpResponse:
     groups, selected_group, raw_errors = None, None, None
     # Paging through the rows needs the groups only to know a chosen cause's messages.
     if form.shows_error_groups and (part != "step-rows" or filters["error_group"]):
-        failed = step_queries.filter_steps({**filters, "status": Status.FAILED})
-        groups = step_queries.error_groups(failed)
+        groups = queries.errors.failure_groups(filters, sparklines=part != "step-rows")
         if filters["error_group"]:
             selected_group = groups.find(filters["error_group"])
             raw_errors = selected_group.raw_errors if selected_group else []
-        if part != "step-rows":
-            step_queries.add_sparklines(groups, failed)
-    steps = step_queries.filter_steps(filters, raw_errors=raw_errors)
+    steps = queries.steps.filter_steps(filters, raw_errors=raw_errors)
     try:
-        page = step_queries.newest_steps_page(
-            step_queries.step_list_columns(steps),
-            status=filters["status"],
-            after=filters["after"] or None,
-            before=filters["before"] or None,
-            size=PAGE_SIZE,
-        )
+        page = queries.steps.steps_page(steps, filters)
     except BadCursor as exc:
         return bad_request(request, str(exc), form)
     if selected_group and filters["status"] == Status.FAILED:
         count, more = selected_group.count, False  # grouped over these very filters
     else:
-        count, more = step_queries.capped_count(steps)
+        count, more = queries.steps.capped_count(steps)
     context = {
         "section": "steps",
         "form": form,
@@ -65,7 +56,7 @@ def step_list(request: HttpRequest) -> HttpResponse:
         "selected_group": selected_group,
         "error_group": filters["error_group"],
         "selected_run": _selected_run(filters["run"]) if part != "step-rows" else None,
-        "run_types": queries.run_types() if part in (None, "step-page") else [],
+        "run_types": queries.runs.run_types() if part in (None, "step-page") else [],
         "formats": Format.choices,
         "statuses": Status.choices,
     }

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from traces.queries import trace_totals
+from traces.queries.totals import trace_totals
 
 
 class Command(BaseCommand):

@@ -1,0 +1,27 @@
+"""The site's forms, used by the pages and the API alike, one module per subject.
+
+Filter forms: every filter is a query-string parameter, validated here, so a bad
+value is a 400 with a message and never a 500. Then the forms that add and change
+trace sources, and the upload form."""
+
+from .entities import EntityDetailForm, EntityListForm
+from .files import FileFilterForm
+from .runs import RunFilterForm, RunPageForm, RunStepsForm
+from .sources import SourceDeleteForm, SourceForm, SourceSettingsForm
+from .steps import StepFilterForm, StepListForm
+from .upload import UploadForm
+
+__all__ = [
+    "EntityDetailForm",
+    "EntityListForm",
+    "FileFilterForm",
+    "RunFilterForm",
+    "RunPageForm",
+    "RunStepsForm",
+    "SourceDeleteForm",
+    "SourceForm",
+    "SourceSettingsForm",
+    "StepFilterForm",
+    "StepListForm",
+    "UploadForm",
+]

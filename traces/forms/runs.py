@@ -1,0 +1,104 @@
+"""The runs list's filters, and every query parameter of one run's page (and of its
+API twins: its steps, timeline and log)."""
+
+from __future__ import annotations
+
+from django import forms
+
+from traces.models import Status
+
+from .common import FORMAT_CHOICES, DateTimeFilter, FilterForm
+
+STATUS_CHOICES = [("", "any status"), *Status.choices, ("stale", "stale")]
+# Runs whose source no longer holds them (a file overwritten, rows deleted) are kept.
+IN_SOURCE_CHOICES = [
+    ("", "in its source or not"),
+    ("yes", "still in its source"),
+    ("no", "no longer in its source"),
+]
+
+
+class RunFilterForm(FilterForm):
+    SORTS = {
+        "-started": ("started_at", True),
+        "started": ("started_at", False),
+        "-duration": ("duration_ms", True),
+        "duration": ("duration_ms", False),
+        "-failed": ("steps_failed", True),
+        "-steps": ("step_count", True),
+        "name": ("name", False),
+    }
+
+    status = forms.ChoiceField(choices=STATUS_CHOICES, required=False)
+    format = forms.ChoiceField(choices=FORMAT_CHOICES, required=False)
+    type = forms.CharField(required=False, max_length=200)
+    in_source = forms.ChoiceField(
+        choices=IN_SOURCE_CHOICES,
+        required=False,
+        label="Source",
+        help_text="no: runs kept as history after their source stopped holding them",
+    )
+    q = forms.CharField(required=False, max_length=500, label="Text")
+    since = DateTimeFilter(required=False, label="From")
+    until = DateTimeFilter(required=False, label="To")
+    sort = forms.ChoiceField(choices=[(key, key) for key in SORTS], required=False)
+    after = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
+    before = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
+
+    def sort_key(self) -> tuple[str, bool]:
+        return self.SORTS[self.cleaned_data.get("sort") or "-started"]
+
+
+# --- one run's page ----------------------------------------------------------------------
+
+TABS = ("tree", "timeline", "logs", "io", "attributes")
+MAX_EXPAND = 32
+MAX_KEY = 255
+FULL_CHOICES = [
+    (name, name) for name in ("input", "output", "error", "attributes", "calls", "logs")
+]
+
+
+class KeyListField(forms.Field):
+    """A repeated query parameter (`?expand=a&expand=b`): step keys."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value):
+        return [str(item) for item in value or []]
+
+    def validate(self, value):
+        super().validate(value)
+        if len(value) > MAX_EXPAND:
+            raise forms.ValidationError(f"at most {MAX_EXPAND} expanded steps")
+        if any(not key or len(key) > MAX_KEY for key in value):
+            raise forms.ValidationError("a step key is empty or too long")
+
+
+class RunPageForm(forms.Form):
+    """Every query parameter of the run page and its fragments."""
+
+    tab = forms.ChoiceField(choices=[(tab, tab) for tab in TABS], required=False)
+    failed = forms.ChoiceField(choices=[("", "all"), ("0", "all"), ("1", "failed")], required=False)
+    expand = KeyListField(required=False)
+    after = forms.CharField(required=False, max_length=500)
+    before = forms.CharField(required=False, max_length=500)
+    # The loop index of the row before a "show more" window, so iteration headings continue.
+    loop = forms.IntegerField(required=False)
+    level = forms.RegexField(regex=r"^[\w.:-]*$", required=False, max_length=20)
+    step = forms.CharField(required=False, max_length=MAX_KEY)
+    duplicates = forms.ChoiceField(choices=[("", "no"), ("0", "no"), ("1", "yes")], required=False)
+    full = forms.MultipleChoiceField(choices=FULL_CHOICES, required=False)
+    format = forms.ChoiceField(
+        choices=[("", "html"), ("html", "html"), ("json", "json")], required=False
+    )
+
+    @property
+    def failed_only(self) -> bool:
+        return self.cleaned_data.get("failed") == "1"
+
+
+class RunStepsForm(RunPageForm):
+    """GET /api/runs/{id}/steps: the run page's parameters, and `parent` for one tree level."""
+
+    parent = forms.CharField(required=False, max_length=255, strip=False)

@@ -1,0 +1,77 @@
+"""Runs: the runs list's filters, columns and summaries, and one run for its page."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q, QuerySet
+
+from traces.models import Run
+from traces.pagination import PAGE_SIZE, Page, cursors_of, keyset_page
+
+RUN_VALUE_FIELDS = ("input", "output", "attributes", "completeness")
+# What a row of steps or links across runs shows of its run.
+RUN_REF_FIELDS = ("id", "name", "external_id", "format", "type", "status", "started_at")
+
+
+def filter_runs(filters: dict) -> QuerySet:
+    """Runs matching the runs-list filters (cleaned data of RunFilterForm)."""
+    runs = Run.objects.all()
+    status = filters.get("status")
+    if status == "stale":
+        runs = runs.stale()
+    elif status:
+        runs = runs.filter(status=status)
+    if filters.get("format"):
+        runs = runs.filter(format=filters["format"])
+    if filters.get("type"):
+        runs = runs.filter(type=filters["type"])
+    if filters.get("in_source"):
+        runs = runs.filter(left_source_at__isnull=filters["in_source"] == "yes")
+    if filters.get("since"):
+        runs = runs.filter(started_at__gte=filters["since"])
+    if filters.get("until"):
+        runs = runs.filter(started_at__lte=filters["until"])
+    if filters.get("q"):
+        text = filters["q"]
+        runs = runs.filter(
+            Q(name__icontains=text)
+            | Q(external_id__icontains=text)
+            | Q(error__icontains=text)
+            | Q(trigger__icontains=text)
+        )
+    return runs
+
+
+def run_list_columns(runs: QuerySet) -> QuerySet:
+    """Only what the runs table shows: never the big input/output/attributes."""
+    return runs.defer("input", "output", "attributes", "output_counters", "completeness")
+
+
+def runs_page(runs: QuerySet, filters: dict, sort: tuple[str, bool]) -> Page:
+    """A page of the runs table: `runs` (from filter_runs) in `sort` order
+    (RunFilterForm.sort_key), from the filters' cursor. Raises BadCursor."""
+    field, descending = sort
+    return keyset_page(
+        run_list_columns(runs),
+        field,
+        descending=descending,
+        **cursors_of(filters),
+        size=PAGE_SIZE,
+    )
+
+
+def run_status_summary(runs: QuerySet) -> dict:
+    counts = dict(runs.order_by().values_list("status").annotate(n=Count("id")))
+    return {"total": sum(counts.values()), **counts}
+
+
+def run_types() -> list[str]:
+    types = Run.objects.exclude(type="").order_by("type").values_list("type", flat=True)
+    return list(types.distinct()[:500])
+
+
+def run_for_page(run_id: int, *, with_values: bool = False) -> Run:
+    """The run with its summaries; its input/output/attributes only when asked."""
+    runs = Run.objects.select_related("source_file")
+    if not with_values:
+        runs = runs.defer(*RUN_VALUE_FIELDS)
+    return runs.get(pk=run_id)

@@ -1,0 +1,300 @@
+"""What the run page's tabs show: the tree a level at a time, the timeline, the log.
+
+Each is a context for its template, read a keyset window at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+
+from traces import queries
+from traces.forms.runs import MAX_EXPAND
+from traces.models import Run, Step
+from traces.pagination import Page
+from traces.templatetags.traces_extras import human_duration
+
+from .common import LEVEL_CLASSES, step_url
+from .step_panel import value_block
+
+# A log row's fields and attributes: a window shows 200 rows.
+LOG_VALUE_LIMIT = 2_000
+# The narrowest timeline bar, in % of the axis.
+MIN_BAR = 0.25
+
+
+class BadFilter(ValueError):
+    """A well-formed filter naming something the run does not have."""
+
+
+# --- tree ---------------------------------------------------------------------------------
+
+
+@dataclass
+class TreeLevel:
+    parent: Step | None
+    rows: list[Step]
+    more_url: str = ""
+    parallel: bool = False
+    grouped: bool = False
+
+
+def tree_context(request: HttpRequest, run: Run, form, *, focus=None, expand=None) -> dict:
+    """The roots, and below each expanded step (`?expand=key`, repeatable) its
+    children: one query per expanded step, never one per step."""
+    options = form.cleaned_data
+    expand_keys = list(dict.fromkeys(expand if expand is not None else options["expand"]))
+    wanted = set(expand_keys[:MAX_EXPAND])
+    roots_after = options["after"] if focus is None else ""
+    roots = tree_level(request, run.pk, None, form, after=roots_after, expand=expand_keys)
+    budget = MAX_EXPAND
+    pending = [roots]
+    while pending:
+        level = pending.pop(0)
+        for step in level.rows:
+            if step.key in wanted and step.child_count and budget > 0:
+                budget -= 1
+                after = options["after"] if focus is not None and step.pk == focus.pk else ""
+                step.children_level = tree_level(
+                    request, run.pk, step, form, after=after, expand=expand_keys
+                )
+                pending.append(step.children_level)
+    return {"roots": roots}
+
+
+def tree_level(
+    request: HttpRequest, run_id: int, parent: Step | None, form, *, after: str = "", expand=()
+) -> TreeLevel:
+    failed_only = form.failed_only
+    page = queries.steps.tree_level(
+        run_id, parent.pk if parent else None, failed_only=failed_only, after=after or None
+    )
+    rows = page.items
+    grouped = _mark_iterations(rows, parent, form.cleaned_data["loop"] if after else None)
+    expand = list(expand)
+    for step in rows:
+        step.url = step_url(run_id, step.key)
+        step.children_url = _children_url(run_id, step.key) if step.child_count else ""
+        step.expand_url = _expand_url(step.children_url, expand, failed_only)
+        step.load_url = (
+            f"{step.children_url}?failed=1"
+            if failed_only and step.children_url
+            else step.children_url
+        )
+        step.children_level = None
+        step.flags = _row_flags(step)
+        step.notes = _row_notes(step)
+        step.time_title = (
+            f"started {step.started_at.isoformat(sep=' ')}"
+            if step.started_at
+            else "no start time recorded"
+        )
+    level = TreeLevel(
+        parent=parent,
+        rows=rows,
+        parallel=bool(parent and parent.type.lower() == "parallel"),
+        grouped=grouped,
+    )
+    if page.next_cursor:
+        query = {"after": page.next_cursor}
+        if failed_only:
+            query["failed"] = "1"
+        if grouped and rows[-1].loop_index is not None:
+            query["loop"] = rows[-1].loop_index
+        base = (
+            _children_url(run_id, parent.key)
+            if parent
+            else reverse("traces:run-tree", args=[run_id])
+        )
+        level.more_url = f"{base}?{urlencode(query)}"
+    return level
+
+
+def _row_flags(step: Step) -> list[tuple[str, str]]:
+    flags = []
+    if step.never_closed:
+        flags.append(("never closed", "the source never recorded this step's end"))
+    if step.truncated:
+        flags.append(("truncated", "the source cut some of this step's values short"))
+    if step.synthetic:
+        flags.append(("group", "a grouping step added to show the source's nesting"))
+    return flags
+
+
+def _row_notes(step: Step) -> list[tuple[str, str]]:
+    """The small facts on the right of a tree row, as (text, explanation)."""
+    notes = []
+    if step.loop_index is not None:
+        notes.append((f"↻ {step.loop_index}", "loop iteration"))
+    if step.attempt and step.attempt > 1:
+        notes.append((f"attempt {step.attempt}", ""))
+    if step.retries:
+        notes.append((f"{step.retries} retr{'y' if step.retries == 1 else 'ies'}", ""))
+    if step.child_count:
+        notes.append((_count(step.child_count, "step"), "steps directly inside this one"))
+    if step.call_count:
+        notes.append((_count(step.call_count, "call"), ""))
+    if step.link_count:
+        notes.append((_count(step.link_count, "link"), "entity links"))
+    return notes
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _mark_iterations(rows: list[Step], parent: Step | None, previous: int | None) -> bool:
+    """Loop iterations get an "iteration n" heading where the index changes. Not
+    when every child merely inherits its parent's index (a step inside one iteration)."""
+    indexed = [step.loop_index for step in rows if step.loop_index is not None]
+    inherited = parent is not None and all(i == parent.loop_index for i in indexed)
+    grouped = bool(indexed) and not inherited
+    for step in rows:
+        step.group_start = grouped and step.loop_index is not None and step.loop_index != previous
+        previous = step.loop_index
+    return grouped
+
+
+def _children_url(run_id: int, key: str) -> str:
+    try:
+        return reverse("traces:step-children", args=[run_id, key])
+    except NoReverseMatch:
+        return ""
+
+
+def _expand_url(children_url: str, expand: list[str], failed_only: bool) -> str:
+    if not children_url:
+        return ""
+    query = [("expand", key) for key in expand[: MAX_EXPAND - 1]]
+    if failed_only:
+        query.append(("failed", "1"))
+    return f"{children_url}?{urlencode(query)}" if query else children_url
+
+
+# --- timeline -----------------------------------------------------------------------------
+
+
+def timeline_context(run: Run, form) -> dict:
+    options = form.cleaned_data
+    page = queries.timeline.timeline_window(
+        run.pk,
+        failed_only=form.failed_only,
+        after=options["after"] or None,
+        before=options["before"] or None,
+    )
+    rows = page.items
+    layout = queries.timeline.lay_out(run, rows, failed_only=form.failed_only)
+    span_ms = layout.span_ms
+    for step, offset_ms, duration_ms in layout.items:
+        step.bar = None if offset_ms is None else _bar(offset_ms, duration_ms or 0.0, span_ms)
+        step.tip = _tip(step, offset_ms, duration_ms, layout.timed)
+        step.url = step_url(run.pk, step.key)
+        step.depth_class = f"depth-{min(step.depth, 12)}"
+    base = reverse("traces:run-timeline", args=[run.pk])
+    keep = {"failed": "1"} if form.failed_only else {}
+    return {
+        "rows": rows,
+        "timed": layout.timed,
+        "span_ms": span_ms,
+        "ticks": [
+            {"label": human_duration(span_ms * frac / 4) if frac else "0"} for frac in range(5)
+        ],
+        **_window_urls(base, keep, page),
+        "first_seq": rows[0].seq if rows else None,
+        "last_seq": rows[-1].seq if rows else None,
+    }
+
+
+def _window_urls(base: str, keep: dict, page: Page) -> dict:
+    """Links to the windows after and before this one, with the tab's filters."""
+    return {
+        "next_url": f"{base}?{urlencode({**keep, 'after': page.next_cursor})}"
+        if page.next_cursor
+        else "",
+        "prev_url": f"{base}?{urlencode({**keep, 'before': page.prev_cursor})}"
+        if page.prev_cursor
+        else "",
+    }
+
+
+def _bar(offset_ms: float, duration_ms: float, span_ms: float) -> dict:
+    """x and width of a bar as % of the span. The one place a minimum applies: a
+    zero-length step, or any step of a run that took no time, is still a visible tick."""
+    scale = 100.0 / span_ms if span_ms > 0 else 0.0
+    x = min(max(offset_ms * scale, 0.0), 100.0)
+    width = min(max(duration_ms * scale, MIN_BAR), max(100.0 - x, MIN_BAR))
+    x = min(x, 100.0 - width)
+    return {"x": f"{x:.3f}", "width": f"{width:.3f}", "duration_ms": duration_ms}
+
+
+def _tip(step: Step, offset_ms: float | None, duration_ms: float | None, timed: bool) -> str:
+    name = f"{step.name or step.key} · {step.status}"
+    if not timed:
+        took = human_duration(duration_ms) if duration_ms is not None else "no duration"
+        return f"{name} · #{step.seq} · {took}"
+    if offset_ms is None:
+        return f"{name} · no start time recorded"
+    return f"{name} · starts +{human_duration(offset_ms)} · {human_duration(duration_ms)}"
+
+
+# --- logs ---------------------------------------------------------------------------------
+
+
+def logs_context(request: HttpRequest, run: Run, form) -> dict:
+    options = form.cleaned_data
+    full = set(options["full"])
+    step = None
+    if options["step"]:
+        step = Step.objects.filter(run_id=run.pk, key=options["step"]).only("id", "key", "name")
+        step = step.first()
+        if step is None:
+            raise BadFilter(f"this run has no step with key {options['step']!r}")
+    duplicates = options["duplicates"] == "1"
+    page = queries.logs.run_logs(
+        run.pk,
+        level=options["level"],
+        step_id=step.pk if step else None,
+        duplicates=duplicates,
+        after=options["after"] or None,
+        before=options["before"] or None,
+    )
+    for entry in page.items:
+        entry.level_class = LEVEL_CLASSES.get(entry.level.lower(), "flag")
+        entry.step_url = step_url(run.pk, entry.step.key) if entry.step_id else ""
+        entry.data = _log_data(request, entry, full)
+    base = reverse("traces:run-logs", args=[run.pk])
+    keep = {
+        name: value
+        for name, value in (
+            ("level", options["level"]),
+            ("step", options["step"]),
+            ("duplicates", "1" if duplicates else ""),
+        )
+        if value
+    }
+    toggle = {**keep, "duplicates": "" if duplicates else "1"}
+    return {
+        "page": page,
+        "levels": queries.logs.log_levels(run.pk),
+        "level": options["level"],
+        "step": step,
+        "step_key": options["step"],
+        "duplicates": duplicates,
+        "url": base,
+        **_window_urls(base, keep, page),
+        "toggle_url": f"{base}?{urlencode({k: v for k, v in toggle.items() if v})}",
+    }
+
+
+def _log_data(request: HttpRequest, entry, full: set) -> list[dict]:
+    """A log row's fields and attributes (where e.g. workflow keeps the event's
+    data and precise time), each cut at LOG_VALUE_LIMIT ("show all" = logs)."""
+    named = (("fields", entry.fields), ("attributes", entry.attributes or None))
+    blocks = [
+        value_block(request, f"log-{entry.pk}-{label}", value, label, full, "logs", LOG_VALUE_LIMIT)
+        for label, value in named
+    ]
+    return [block for block in blocks if block["present"]]
