@@ -336,3 +336,20 @@ def test_txt_bad_scalar_names_its_line(samples, tmp_path):
     path.write_text(text.replace("duration: 5ms", "duration: fast", 1))
     with pytest.raises(ParseError, match=r"^line 16 \(duration\): expected a duration in ms"):
         parse_one(path)
+
+
+def test_a_value_that_repeats_a_whole_block_is_value_text(tmp_path):
+    """A step whose output is a trace's text repeats a real header (`## [1] ...` then
+    `startedAt:`): a seq is written once, so the repeat is read as the value."""
+    inner = txt_trace(trace([step(1, "exec", 1, 2, name="fetch")]))
+    document = trace(
+        [step(1, "exec", 1, 2, name="fetch"), step(2, "exec", 3, 4, name="dump", output=inner)]
+    )
+    path = tmp_path / "repeat.txt"
+    path.write_text(txt_trace(document))
+    run = parse_one(path)
+    assert [(s.name, s.status) for s in run.steps] == [
+        ("fetch", "succeeded"),
+        ("dump", "succeeded"),
+    ]
+    assert "## [1] fetch (exec)" in run.steps[1].output

@@ -36,7 +36,7 @@ RETRY_HINT = "the file may still be being written; it will be read again when it
 
 # Bump it when parsing changes: the loader reads unchanged files again, and, as part
 # of every fingerprint, their stored runs are rewritten.
-PARSER_VERSION = 2
+PARSER_VERSION = 3
 
 _RUN_STATUSES = {"success": Status.SUCCEEDED, "failure": Status.FAILED, "running": Status.RUNNING}
 _STEP_STATUSES = {"success": Status.SUCCEEDED, "failure": Status.FAILED, "skipped": Status.SKIPPED}

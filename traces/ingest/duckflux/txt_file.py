@@ -25,9 +25,23 @@ _TXT_STEP_HEADER_RE = re.compile(r"## \[(\d+)\] (.*) \(([^()]*)\)")
 _TXT_BLOCK_KEYS = ("finishedAt", "duration", "status", "loopIndex", "retries")
 # `workflow: <name ?? id ?? "unnamed">[ (v<version>)]`. Versions are any YAML
 # scalar ("1.2", 7, "beta", "rc-1"); the name may hold parentheses itself, so
-# only a last group without spaces or parentheses is the version (a name like
-# "Report (verified)" without a version cannot be told from one).
+# only a last group without spaces or parentheses is the version, and only when it
+# looks like one: it has a digit or is a pre-release word, so "Report (verified)"
+# stays a name.
 _TXT_WORKFLOW_RE = re.compile(r"(.*) \(v([^()\s]+)\)", re.DOTALL)
+_VERSION_WORD_RE = re.compile(
+    r"(alpha|beta|rc|dev|pre|preview|nightly|snapshot|canary|next|latest|stable|edge|draft)"
+    r"([-._+]\w*)*",
+    re.IGNORECASE,
+)
+
+
+def _workflow_label(label: str) -> tuple[str, str | None]:
+    """(name, version) of a TXT `workflow:` line."""
+    match = _TXT_WORKFLOW_RE.fullmatch(label)
+    if match and (re.search(r"\d", match[2]) or _VERSION_WORD_RE.fullmatch(match[2])):
+        return match[1], match[2]
+    return label, None
 
 
 def sniff(head: bytes) -> bool:
@@ -120,12 +134,18 @@ def _txt_header(lines: list[str]) -> tuple[dict[str, str], dict[str, int], str, 
 
 def _txt_block_starts(lines: list[str], start: int) -> list[int]:
     # A value can contain a line like `## [99] fake_step (exec)`; a real block
-    # header is always followed by its `startedAt:` line.
-    return [
-        i
-        for i in range(start, len(lines) - 1)
-        if lines[i + 1].startswith("startedAt: ") and _TXT_STEP_HEADER_RE.fullmatch(lines[i])
-    ]
+    # header is always followed by its `startedAt:` line. A value that holds a
+    # whole block (a trace's text as an output) can repeat a real header: a seq is
+    # written once, so its later header is value text, not a reason to lose the run.
+    starts, seen = [], set()
+    for i in range(start, len(lines) - 1):
+        if not lines[i + 1].startswith("startedAt: "):
+            continue
+        header = _TXT_STEP_HEADER_RE.fullmatch(lines[i])
+        if header and header[1] not in seen:
+            seen.add(header[1])
+            starts.append(i)
+    return starts
 
 
 def _txt_output_line(lines: list[str], starts: list[int], steps_line: int) -> int | None:
@@ -262,11 +282,10 @@ def _txt_execution(
     header: dict[str, str], header_lines: dict[str, int], inputs_text: str, output: Any
 ) -> dict[str, Any]:
     locate = _line_locator(header_lines, 0)
-    label = header.get("workflow", "")
-    match = _TXT_WORKFLOW_RE.fullmatch(label)
+    name, version = _workflow_label(header.get("workflow", ""))
     execution: dict[str, Any] = {
         "id": header["id"],
-        "workflowName": match[1] if match else label,
+        "workflowName": name,
         "startedAt": header.get("startedAt"),
         "finishedAt": header.get("finishedAt"),
         "duration": None,
@@ -274,8 +293,8 @@ def _txt_execution(
         "inputs": _txt_value(inputs_text),
         "output": output,
     }
-    if match:
-        execution["workflowVersion"] = match[2]
+    if version is not None:
+        execution["workflowVersion"] = version
     if "duration" in header:
         execution["duration"] = _txt_number(header["duration"], locate("duration"))
     return execution
