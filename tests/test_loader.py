@@ -552,3 +552,21 @@ def test_formats_whose_reading_changed_say_so(samples, tmp_path):
     again = {Path(r.path).name: r.outcome for r in ingest_paths([samples / "workflow"]).files}
     assert again["workflow.db"] == "ingested"
     assert ingest_paths([samples / "workflow"]).files[0].outcome == "unchanged"
+
+
+def test_a_directory_of_finished_txt_files_that_lost_the_race_loses_no_run(samples, tmp_path):
+    """The runner appends the last blocks after `# output` in about one file in six:
+    every such file is a run, with every step, not an error read again forever."""
+    from tests.duckflux_files import lose_the_race
+
+    originals = sorted((samples / "duckflux/txt").glob("*.txt"))
+    for late, path in enumerate(originals, start=1):
+        text = path.read_text()
+        blocks = text[: text.rindex("\n# output\n")].count("\nstartedAt: ") - 1
+        (tmp_path / path.name).write_text(lose_the_race(text, min(late, blocks)))
+    report = ingest_paths([tmp_path])
+    assert report.failed == [] and report.summary()["files"]["ingested"] == len(originals)
+    raced = {run.external_id: run.step_count for run in Run.objects.all()}
+    Run.objects.all().delete()
+    ingest_paths(originals)
+    assert {run.external_id: run.step_count for run in Run.objects.all()} == raced
