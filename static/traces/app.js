@@ -177,7 +177,8 @@
   }
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-panel-close]")) { clearSelection(); return; }
-    const link = event.target.closest("a[hx-target='#step-panel']");
+    // A tree or timeline row's name link opens its step in the panel.
+    const link = event.target.closest("a[data-row-link]");
     const row = link && link.closest(".tree-row, .timeline-row");
     if (!row) return;
     clearSelection();
