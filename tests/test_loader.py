@@ -570,3 +570,15 @@ def test_a_directory_of_finished_txt_files_that_lost_the_race_loses_no_run(sampl
     Run.objects.all().delete()
     ingest_paths(originals)
     assert {run.external_id: run.step_count for run in Run.objects.all()} == raced
+
+
+def test_the_file_page_marks_the_runs_it_no_longer_holds(client, samples, tmp_path):
+    trace = tmp_path / "trace.json"
+    for number in range(3):
+        rewrite(trace, greentic_invocation(samples, number), number)
+        ingest_paths([trace])
+    trace_file = TraceFile.objects.get()
+    assert trace_file.produced["runs"] == 1  # what the file holds now
+    html = client.get(trace_file.get_absolute_url()).content.decode()
+    assert html.count(">left source</span>") == 2
+    assert html.count('class="estimated"') == 6  # greentic: start and duration estimated
