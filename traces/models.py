@@ -118,21 +118,9 @@ def stale_cutoff():
     return timezone.now() - settings.TRACER_STALE_AFTER
 
 
-class RunQuerySet(models.QuerySet):
-    def stale(self) -> RunQuerySet:
-        """Runs that say "running" but whose source has been quiet too long (is_stale)."""
-        return self.filter(status=Status.RUNNING, source_updated_at__lt=stale_cutoff())
+class Outcome(models.Model):
+    """How a run or a step went: the fields both have, in the source's words too."""
 
-
-class Run(models.Model):
-    format = models.CharField(max_length=20, choices=Format.choices)
-    # "" when the source's ids are globally unique, else the database it came from.
-    origin = models.CharField(max_length=1000, blank=True, default="")
-    external_id = models.CharField(max_length=255)
-    name = models.CharField(max_length=500, blank=True)
-    type = models.CharField(max_length=200, blank=True)
-    trigger = models.CharField(max_length=500, blank=True)
-    actor = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices)
     raw_status = models.CharField(max_length=50, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -141,12 +129,44 @@ class Run(models.Model):
     input = models.JSONField(null=True, blank=True)
     output = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
-    output_counters = models.JSONField(default=dict, blank=True)
-    progress_label = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class ItemProgress(models.Model):
+    """Progress counters over items (the runs format's items_*), on a run or a step."""
+
     items_total = models.BigIntegerField(null=True, blank=True)
     items_processed = models.BigIntegerField(null=True, blank=True)
     items_succeeded = models.BigIntegerField(null=True, blank=True)
     items_failed = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def has_progress(self) -> bool:
+        return self.items_total is not None or self.items_processed is not None
+
+
+class RunQuerySet(models.QuerySet):
+    def stale(self) -> RunQuerySet:
+        """Runs that say "running" but whose source has been quiet too long (is_stale)."""
+        return self.filter(status=Status.RUNNING, source_updated_at__lt=stale_cutoff())
+
+
+class Run(Outcome, ItemProgress):
+    format = models.CharField(max_length=20, choices=Format.choices)
+    # "" when the source's ids are globally unique, else the database it came from.
+    origin = models.CharField(max_length=1000, blank=True, default="")
+    external_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=500, blank=True)
+    type = models.CharField(max_length=200, blank=True)
+    trigger = models.CharField(max_length=500, blank=True)
+    actor = models.CharField(max_length=255, blank=True)
+    output_counters = models.JSONField(default=dict, blank=True)
+    progress_label = models.CharField(max_length=500, blank=True)
     truncated = models.BooleanField(default=False)
     # Times derived from something else than the trace (greentic: the file's mtime).
     times_estimated = models.BooleanField(default=False)
@@ -223,12 +243,8 @@ class Run(models.Model):
             return None
         return self.source_updated_at if self.is_stale else timezone.now()
 
-    @property
-    def has_progress(self) -> bool:
-        return self.items_total is not None or self.items_processed is not None
 
-
-class Step(models.Model):
+class Step(Outcome, ItemProgress):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
@@ -241,23 +257,11 @@ class Step(models.Model):
     depth = models.IntegerField(default=0)
     name = models.CharField(max_length=500, blank=True)
     type = models.CharField(max_length=200, blank=True)
-    status = models.CharField(max_length=12, choices=Status.choices)
-    raw_status = models.CharField(max_length=50, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    duration_ms = models.FloatField(null=True, blank=True)
-    input = models.JSONField(null=True, blank=True)
-    output = models.JSONField(null=True, blank=True)
-    error = models.TextField(blank=True)
     attempt = models.IntegerField(null=True, blank=True)
     retries = models.IntegerField(null=True, blank=True)
     retry_of = models.CharField(max_length=255, blank=True)
     max_retries = models.IntegerField(null=True, blank=True)
     loop_index = models.IntegerField(null=True, blank=True)
-    items_total = models.BigIntegerField(null=True, blank=True)
-    items_processed = models.BigIntegerField(null=True, blank=True)
-    items_succeeded = models.BigIntegerField(null=True, blank=True)
-    items_failed = models.BigIntegerField(null=True, blank=True)
     entity_type = models.CharField(max_length=200, blank=True)
     entity_id = models.CharField(max_length=500, blank=True)
     truncated = models.BooleanField(default=False)
@@ -297,10 +301,6 @@ class Step(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("traces:step-detail", args=[self.run_id, self.key])
-
-    @property
-    def has_progress(self) -> bool:
-        return self.items_total is not None or self.items_processed is not None
 
 
 class Call(models.Model):
