@@ -36,7 +36,8 @@ from django.db.models import F
 
 from tests.corpus import ERROR, PARTIAL, Case, build_corpus, huge_string_case
 from traces.ingest import FORMATS, archives
-from traces.ingest.loader import IngestReport, ingest_paths
+from traces.ingest.loader import ingest_paths
+from traces.ingest.report import IngestReport
 from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

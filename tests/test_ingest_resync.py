@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from traces.ingest import loader
+from traces.ingest import history
 from traces.ingest.loader import ingest_paths
 from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile, TraceSource
 
@@ -172,7 +172,7 @@ def test_a_database_of_more_runs_than_one_statement_may_name_is_resynced_in_chun
     )
     conn.commit()
     conn.close()
-    monkeypatch.setattr(loader, "ID_CHUNK", 50)
+    monkeypatch.setattr(history, "ID_CHUNK", 50)
     with sql_parameter_limit(100):
         first = ingest_paths([runs_db])
         delete_source_runs(runs_db, ["01BULK0007", "01BULK0100", "01BULK0200"])

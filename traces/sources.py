@@ -26,14 +26,10 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from traces.ingest import FORMATS, ParseError, detect
-from traces.ingest.loader import (
-    IGNORED_SUFFIXES,
-    ZIP_MAGIC,
-    IngestReport,
-    ingest_paths,
-    logical_path,
-    settle_vanished_files,
-)
+from traces.ingest.candidates import IGNORED_SUFFIXES, ZIP_MAGIC, logical_path
+from traces.ingest.history import settle_vanished_files
+from traces.ingest.loader import ingest_paths
+from traces.ingest.report import IngestReport
 from traces.models import TraceFile, TraceSource
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ from django.db import transaction
 from django.utils import timezone
 from django_tasks import task
 
-from .ingest.loader import FileResult, IngestReport, ingest_paths
+from .ingest.loader import ingest_paths
+from .ingest.report import FileResult, IngestReport
 from .models import IngestJob, TraceSource
 
 log = logging.getLogger(__name__)

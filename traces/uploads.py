@@ -19,7 +19,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
-from traces.ingest.loader import IngestReport, ingest_paths
+from traces.ingest.loader import ingest_paths
+from traces.ingest.report import IngestReport
 
 # Well under the usual 255-byte limit of a file name, leaving room for the suffix.
 MAX_NAME_BYTES = 200

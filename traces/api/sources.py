@@ -13,7 +13,7 @@ from ninja.errors import HttpError
 
 from traces import sources as scans
 from traces.forms import SourceForm
-from traces.ingest.loader import IngestReport
+from traces.ingest.report import IngestReport
 from traces.models import TraceSource
 from traces.schemas import ErrorOut, SourceIn, SourceList, SourceScan, UploadResult
 from traces.uploads import ingest_uploads, save_uploads

@@ -14,147 +14,29 @@ import hashlib
 import logging
 import os
 import stat
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
 from django.db import transaction
-from django.db.models import Count, Sum
 from django.utils import timezone
 
-from traces.models import Run, TraceFile, TraceSource
+from traces.models import TraceFile, TraceSource
 
 from . import FORMATS, detect, get_format
-from .common import read_head
+from .candidates import Candidate, _collect, _known_files, _logical, _resolved, storable
+from .history import _settle_runs_not_seen
 from .records import ParseError
-from .store import RunIndex, delete_runs, write_run
+from .report import FileResult, IngestReport
+from .store import RunIndex, write_run
 
 log = logging.getLogger(__name__)
 
-# Never trace data: journals, temp files of writers caught mid-rename, our own WAL files.
-IGNORED_SUFFIXES = (".tmp", "-journal", "-wal", "-shm", ".part", ".swp")
-ZIP_MAGIC = b"PK\x03\x04"
-# TraceFile.path's length; an error message is cut at MAX_ERROR characters.
-MAX_PATH = 2000
+# An error message is cut at MAX_ERROR characters.
 MAX_ERROR = 4000
-
-
-@dataclass
-class Candidate:
-    """A file to ingest: where it is on disk now, and what it is known as."""
-
-    real_path: Path
-    logical_path: str
-    display_name: str
-    explicit: bool
-    error: str = ""
-    # A zip member: its mtime is the archive's (to 1-2 s), too coarse to trust alone.
-    archived: bool = False
-
-
-@dataclass
-class FileResult:
-    path: str
-    display_name: str
-    outcome: str  # ingested | unchanged | failed | skipped
-    format: str = ""
-    error: str = ""
-    counts: Counter = field(default_factory=Counter)
-    runs_added: list[int] = field(default_factory=list)
-    runs_updated: list[int] = field(default_factory=list)
-    runs_unchanged: list[int] = field(default_factory=list)
-    file_id: int | None = None
-    # What the file holds (also the runs it gave unchanged): its `produced`.
-    held: Counter = field(default_factory=Counter)
-
-    def as_dict(self) -> dict:
-        return {
-            "path": self.display_name,
-            "logical_path": self.path,
-            "file_id": self.file_id,
-            "outcome": self.outcome,
-            "format": self.format,
-            "error": self.error,
-            "runs_added": self.runs_added,
-            "runs_updated": self.runs_updated,
-            "runs_unchanged": self.runs_unchanged,
-            **{name: self.counts[name] for name in ("runs", "steps", "calls", "links", "logs")},
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FileResult:
-        """Back from `as_dict()` (a background job keeps its results as JSON)."""
-        counts = Counter(
-            {name: data.get(name, 0) for name in ("runs", "steps", "calls", "links", "logs")}
-        )
-        return cls(
-            path=data.get("logical_path", data["path"]),
-            display_name=data["path"],
-            outcome=data["outcome"],
-            format=data.get("format", ""),
-            error=data.get("error", ""),
-            counts=counts,
-            runs_added=list(data.get("runs_added", [])),
-            runs_updated=list(data.get("runs_updated", [])),
-            runs_unchanged=list(data.get("runs_unchanged", [])),
-            file_id=data.get("file_id"),
-        )
-
-
-@dataclass
-class IngestReport:
-    files: list[FileResult] = field(default_factory=list)
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return [result for result in self.files if result.outcome == "failed"]
-
-    def run_ids(self) -> list[int]:
-        """Runs this batch added or updated, each once."""
-        ids = dict.fromkeys(
-            run_id for result in self.files for run_id in result.runs_added + result.runs_updated
-        )
-        return list(ids)
-
-    def summary(self) -> dict:
-        """The `ingest --json` document. Counts are those of the runs written,
-        each counted once with its final content (a running snapshot replaced
-        by its finished file in the same batch is one run)."""
-        outcomes = Counter(result.outcome for result in self.files)
-        totals = _run_totals(self.run_ids())
-        return {
-            "files": {
-                "ingested": outcomes["ingested"],
-                "unchanged": outcomes["unchanged"],
-                "failed": outcomes["failed"],
-                "skipped": outcomes["skipped"],
-            },
-            **totals,
-            "errors": [{"path": r.display_name, "error": r.error} for r in self.failed],
-            "skipped": [
-                {"path": r.display_name, "reason": r.error}
-                for r in self.files
-                if r.outcome == "skipped"
-            ],
-        }
-
-
-def _run_totals(run_ids: list[int]) -> dict:
-    totals = Counter()
-    for start in range(0, len(run_ids), 5000):
-        chunk = Run.objects.filter(pk__in=run_ids[start : start + 5000]).aggregate(
-            runs=Count("id"),
-            steps=Sum("step_count"),
-            calls=Sum("call_count"),
-            links=Sum("link_count"),
-            logs=Sum("log_count"),
-        )
-        totals.update({name: value or 0 for name, value in chunk.items()})
-    return {name: totals[name] for name in ("runs", "steps", "calls", "links", "logs")}
 
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -193,117 +75,6 @@ def ingest_paths(
 def format_names() -> list[str]:
     """The names of the formats the loader reads, for the pages that list them."""
     return list(FORMATS)
-
-
-# --- finding files ------------------------------------------------------------------------
-
-
-def _collect(
-    paths: Iterable[str | Path], stack: contextlib.ExitStack, display_names: dict[str, str]
-) -> Iterator[Candidate]:
-    for raw in paths:
-        path = Path(raw).expanduser()
-        name = storable(display_names.get(str(raw), str(raw)))
-        if not path.exists() and not path.is_symlink():
-            yield Candidate(path, _logical(path), name, True, error="no such file or directory")
-        elif path.is_dir():
-            yield from _walk(path)
-        elif _is_zip(path):
-            yield from _expand_zip(path, name, stack)
-        else:
-            yield Candidate(path, _logical(_resolved(path)), name, True)
-
-
-def _walk(root: Path) -> Iterator[Candidate]:
-    """Every regular file below root, sorted, without following directory
-    symlinks (a link loop cannot trap us)."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for filename in sorted(filenames):
-            if filename.startswith(".") or filename.endswith(IGNORED_SUFFIXES):
-                continue
-            path = Path(dirpath) / filename
-            if _is_zip(path):
-                continue  # archives inside directories are not expanded; name them explicitly
-            yield Candidate(path, _logical(_resolved(path)), storable(str(path)), explicit=False)
-
-
-def _resolved(path: Path) -> str:
-    """The absolute path with symlinks resolved, or without when they loop."""
-    try:
-        return str(path.resolve())
-    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
-        return os.path.abspath(path)
-
-
-def storable(text: str) -> str:
-    """`text` as the database can store it: a file name with bytes that are not
-    UTF-8 (decoded by Python as lone surrogates) gets them as `\\xff` escapes."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        try:
-            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:
-            return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
-
-
-def logical_path(path: Path) -> str:
-    """How a file on disk is known in TraceFile.path."""
-    return _logical(_resolved(path))
-
-
-def _logical(path: str) -> str:
-    """A file's identity in TraceFile.path: storable, and at most MAX_PATH long
-    (a zip member's path can be as long as the archive likes)."""
-    text = storable(str(path))
-    if len(text) > MAX_PATH:
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        text = f"{text[: MAX_PATH - 80]}...{digest}"
-    return text
-
-
-def _is_zip(path: Path) -> bool:
-    try:
-        return path.is_file() and read_head(path, 4) == ZIP_MAGIC
-    except OSError:
-        return False
-
-
-def _expand_zip(path: Path, name: str, stack: contextlib.ExitStack) -> Iterator[Candidate]:
-    from .archives import ArchiveError, extract_zip
-
-    tmpdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tracer-zip-")))
-    archive_id = _resolved(path)
-    try:
-        members = extract_zip(path, tmpdir)
-    except ArchiveError as exc:
-        yield Candidate(path, _logical(archive_id), name, True, error=str(exc))
-        return
-    if not members:
-        yield Candidate(path, _logical(archive_id), name, True, error="the archive holds no files")
-    for member in members:
-        logical, display = _logical(f"{archive_id}!/{member.name}"), f"{name}:{member.name}"
-        if member.error:
-            yield Candidate(path, logical, display, True, error=member.error)
-            continue
-        if Path(member.name).name.endswith(IGNORED_SUFFIXES):
-            continue
-        if _is_zip(member.path):
-            error = "an archive inside the archive is not expanded; upload it on its own"
-            yield Candidate(member.path, logical, display, True, error=error)
-            continue
-        yield Candidate(member.path, logical, display, explicit=False, archived=True)
-
-
-def _known_files(logical_paths: Iterable[str]) -> dict[str, TraceFile]:
-    paths = list(logical_paths)
-    known: dict[str, TraceFile] = {}
-    for start in range(0, len(paths), 500):
-        for trace_file in TraceFile.objects.filter(path__in=paths[start : start + 500]):
-            known[trace_file.path] = trace_file
-    return known
 
 
 # --- one file -----------------------------------------------------------------------------
@@ -462,64 +233,6 @@ def _write_runs(module, candidate: Candidate, trace_file: TraceFile, result: Fil
     for counts in held.values():
         result.held.update(counts)
     _settle_runs_not_seen(trace_file, seen)
-
-
-def _settle_runs_not_seen(trace_file: TraceFile, seen: set[int]) -> None:
-    """Runs this file gave before and no longer holds (greentic's trace.json replaced by
-    the next invocation, rows removed by a database's retention) are the history: kept,
-    marked as having left their source, unless the source mirrors deletions. Runs it
-    holds again are back in it, also those the store did not rewrite (unchanged, kept).
-
-    The diff is made in Python and written in chunks: an `IN` list of every run of a
-    big database would pass SQLite's limit of 32,766 parameters."""
-    own = dict(Run.objects.filter(source_file=trace_file).values_list("pk", "left_source_at"))
-    _settle_left([pk for pk in own if pk not in seen], trace_file.source, own)
-    # A run seen here whose row names another file (the same greentic bytes at another
-    # path, a traceos trace in two cumulative dumps) or that had left: this file holds
-    # it now, so the other file's next version no longer speaks for it.
-    back = [pk for pk in seen if pk not in own or own[pk] is not None]
-    for chunk in _chunks(back):
-        Run.objects.filter(pk__in=chunk).update(left_source_at=None, source_file=trace_file)
-
-
-def _settle_left(gone: list[int], source: TraceSource | None, left_at: dict) -> None:
-    """Runs no longer in their source: deleted if the source mirrors deletions, else
-    marked (the first time they left stays)."""
-    if source is not None and source.mirror_deletions:
-        for chunk in _chunks(gone):
-            delete_runs(chunk)
-        return
-    now = timezone.now()
-    newly_gone = [pk for pk in gone if left_at.get(pk) is None]
-    for chunk in _chunks(newly_gone):
-        Run.objects.filter(pk__in=chunk).update(left_source_at=now)
-
-
-def settle_vanished_files(source: TraceSource, scanned_paths: set[str]) -> int:
-    """After a scan: the source's files that are no longer there (a trace dir cleaned
-    up, a rotated dump) took their runs out of the source. Returns how many runs that
-    newly concerned."""
-    files = TraceFile.objects.filter(source=source, status=TraceFile.FileStatus.OK)
-    vanished = [pk for pk, path in files.values_list("pk", "path") if path not in scanned_paths]
-    settled = 0
-    for chunk in _chunks(vanished):
-        runs = Run.objects.filter(source_file_id__in=chunk)
-        if not source.mirror_deletions:
-            runs = runs.filter(left_source_at__isnull=True)
-        gone = list(runs.values_list("pk", flat=True))
-        with transaction.atomic():
-            _settle_left(gone, source, {})
-        settled += len(gone)
-    return settled
-
-
-# Ids per statement when updating or deleting runs by id (SQLite allows 32,766 parameters).
-ID_CHUNK = 500
-
-
-def _chunks(ids: list[int]) -> Iterator[list[int]]:
-    for start in range(0, len(ids), ID_CHUNK):
-        yield ids[start : start + ID_CHUNK]
 
 
 def _save_file(trace_file, candidate, format_name, info, digest, companions, ctx) -> TraceFile:

@@ -14,7 +14,8 @@ from django.views.decorators.vary import vary_on_headers
 
 from traces.access import UPLOAD, permission_required
 from traces.forms import UploadForm
-from traces.ingest.loader import FileResult, IngestReport, format_names
+from traces.ingest.loader import format_names
+from traces.ingest.report import FileResult, IngestReport
 from traces.models import Run, TraceFile
 from traces.tasks import job_report
 from traces.uploads import UploadTooLarge, enqueue_upload, save_uploads

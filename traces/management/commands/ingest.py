@@ -5,7 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from traces.ingest import FORMATS
-from traces.ingest.loader import IngestReport, ingest_paths
+from traces.ingest.loader import ingest_paths
+from traces.ingest.report import IngestReport
 from traces.sources import watch_paths
 
 

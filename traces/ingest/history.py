@@ -1,0 +1,71 @@
+"""Runs that left their source: runs a re-read file no longer holds, and runs of
+files a scan no longer finds, are kept as history (marked) or deleted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.db import transaction
+from django.utils import timezone
+
+from traces.models import Run, TraceFile, TraceSource
+
+from .store import delete_runs
+
+
+def _settle_runs_not_seen(trace_file: TraceFile, seen: set[int]) -> None:
+    """Runs this file gave before and no longer holds (greentic's trace.json replaced by
+    the next invocation, rows removed by a database's retention) are the history: kept,
+    marked as having left their source, unless the source mirrors deletions. Runs it
+    holds again are back in it, also those the store did not rewrite (unchanged, kept).
+
+    The diff is made in Python and written in chunks: an `IN` list of every run of a
+    big database would pass SQLite's limit of 32,766 parameters."""
+    own = dict(Run.objects.filter(source_file=trace_file).values_list("pk", "left_source_at"))
+    _settle_left([pk for pk in own if pk not in seen], trace_file.source, own)
+    # A run seen here whose row names another file (the same greentic bytes at another
+    # path, a traceos trace in two cumulative dumps) or that had left: this file holds
+    # it now, so the other file's next version no longer speaks for it.
+    back = [pk for pk in seen if pk not in own or own[pk] is not None]
+    for chunk in _chunks(back):
+        Run.objects.filter(pk__in=chunk).update(left_source_at=None, source_file=trace_file)
+
+
+def _settle_left(gone: list[int], source: TraceSource | None, left_at: dict) -> None:
+    """Runs no longer in their source: deleted if the source mirrors deletions, else
+    marked (the first time they left stays)."""
+    if source is not None and source.mirror_deletions:
+        for chunk in _chunks(gone):
+            delete_runs(chunk)
+        return
+    now = timezone.now()
+    newly_gone = [pk for pk in gone if left_at.get(pk) is None]
+    for chunk in _chunks(newly_gone):
+        Run.objects.filter(pk__in=chunk).update(left_source_at=now)
+
+
+def settle_vanished_files(source: TraceSource, scanned_paths: set[str]) -> int:
+    """After a scan: the source's files that are no longer there (a trace dir cleaned
+    up, a rotated dump) took their runs out of the source. Returns how many runs that
+    newly concerned."""
+    files = TraceFile.objects.filter(source=source, status=TraceFile.FileStatus.OK)
+    vanished = [pk for pk, path in files.values_list("pk", "path") if path not in scanned_paths]
+    settled = 0
+    for chunk in _chunks(vanished):
+        runs = Run.objects.filter(source_file_id__in=chunk)
+        if not source.mirror_deletions:
+            runs = runs.filter(left_source_at__isnull=True)
+        gone = list(runs.values_list("pk", flat=True))
+        with transaction.atomic():
+            _settle_left(gone, source, {})
+        settled += len(gone)
+    return settled
+
+
+# Ids per statement when updating or deleting runs by id (SQLite allows 32,766 parameters).
+ID_CHUNK = 500
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), ID_CHUNK):
+        yield ids[start : start + ID_CHUNK]
