@@ -96,10 +96,16 @@ def test_collapsed_rows_leave_the_keyboard_order(page, failed_sync):
     toggle.click()
     page.locator(f"#kids-{process.pk} .tree-item").first.wait_for()
     toggle.click()  # collapse again
+    page.locator(f"{node(process)} > details:not([open])").wait_for(state="attached")
     page.locator(f"{node(process)} .tree-row").first.focus()
     page.keyboard.press("j")
-    focused = page.evaluate("document.activeElement.textContent")
-    assert "reconcile_balances" in focused
+    # The next row in the keyboard order is the next sibling, not a hidden child
+    # (polled: the key handler runs after the press returns).
+    page.wait_for_function(
+        "() => (document.activeElement?.textContent || '').includes('reconcile_balances')",
+        timeout=5000,
+    )
+    assert "reconcile_balances" in page.evaluate("document.activeElement.textContent")
 
 
 def test_a_running_run_header_is_live(page, loaded_samples):
