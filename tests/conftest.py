@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,15 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 @pytest.fixture
 def samples() -> Path:
     return SAMPLES
+
+
+@pytest.fixture
+def runs_db(samples, tmp_path) -> Path:
+    """A copy of the runs sample database, for tests that change it as its writer would."""
+    path = tmp_path / "runs.sqlite"
+    shutil.copy(samples / "runs/runs.sqlite", path)
+    path.chmod(0o644)
+    return path
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,6 @@ reading a database another program holds, and bad databases."""
 
 import contextlib
 import hashlib
-import shutil
 import sqlite3
 import threading
 import time
@@ -17,14 +16,6 @@ from traces.ingest.loader import ingest_paths
 from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile, TraceSource
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def runs_db(samples, tmp_path):
-    path = tmp_path / "runs.sqlite"
-    shutil.copy(samples / "runs/runs.sqlite", path)
-    path.chmod(0o644)
-    return path
 
 
 def test_runs_sample_counts_progress_and_output_counters(runs_db):

@@ -17,6 +17,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from traces.causes import NORMALISED_MAX
+
 
 class Format(models.TextChoices):
     DUCKFLUX = "duckflux", "duckflux"
@@ -269,6 +271,9 @@ class Step(Outcome, ItemProgress):
     # A grouping step the source does not have; not counted among the run's steps.
     synthetic = models.BooleanField(default=False)
     attributes = models.JSONField(default=dict, blank=True)
+    # A failed step's error without its particulars (queries.errors.normalise_error),
+    # its failure cause; blank for the other steps. Written once, at ingest.
+    error_cause = models.CharField(max_length=NORMALISED_MAX, blank=True)
 
     # Summaries filled at ingest.
     child_count = models.IntegerField(default=0)
@@ -294,6 +299,12 @@ class Step(Outcome, ItemProgress):
             models.Index(fields=["run", "failed_subtree", "seq"], name="step_run_failed"),
             # A step's own subject entity.
             models.Index(fields=["entity_type", "entity_id"], name="step_entity"),
+            # The failed steps of one cause, newest first.
+            models.Index(
+                fields=["error_cause", "-started_at", "-id"],
+                condition=~models.Q(error_cause=""),
+                name="step_cause_started",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -472,3 +483,33 @@ class IngestJob(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in (self.JobStatus.DONE, self.JobStatus.FAILED)
+
+
+class FailureCause(models.Model):
+    """A read model of failed steps: how many failed of one cause on one UTC day, in
+    runs of one format and type. The store keeps it in step with the Step rows, in
+    the same transaction (queries.causes reads it; its tests recount it)."""
+
+    cause = models.CharField(max_length=NORMALISED_MAX)
+    # The UTC day of the step's time (its start, else its run's); NO_DAY without one.
+    day = models.DateField()
+    format = models.CharField(max_length=20, choices=Format.choices)
+    run_type = models.CharField(max_length=200, blank=True)
+    count = models.IntegerField(default=0)
+    first_seen = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # The store's upserts (ON CONFLICT) go by this key.
+            models.UniqueConstraint(
+                fields=["cause", "day", "format", "run_type"], name="failurecause_key"
+            ),
+        ]
+        indexes = [
+            # The causes box over a range of days.
+            models.Index(fields=["day"], name="failurecause_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cause} ({self.day}: {self.count})"

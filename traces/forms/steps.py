@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
+from traces.causes import NORMALISED_MAX
 from traces.models import Status
-from traces.queries.errors import NORMALISED_MAX
 
 from .common import FORMAT_CHOICES, MAX_ID, DateTimeFilter, FilterForm
 

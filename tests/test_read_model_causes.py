@@ -1,0 +1,184 @@
+"""The failure causes read model (FailureCause) against a recount of the Step table,
+after every way the store writes or deletes steps: ingest, re-sync, the delete
+button, prune and a source that mirrors its writer's deletions."""
+
+import sqlite3
+from datetime import UTC
+
+import pytest
+from django.core.management import call_command
+from django.db.models import Count, Max, Min
+from django.db.models.functions import Coalesce, TruncDate
+from django.urls import reverse
+
+from traces.causes import NO_DAY, NO_MESSAGE, error_cause, failure_day
+from traces.ingest import store
+from traces.ingest.loader import ingest_paths
+from traces.models import FailureCause, Run, Step, TraceSource
+
+pytestmark = pytest.mark.django_db
+
+
+def recount() -> dict:
+    """FailureCause as it should be: the failed steps (not synthetic: as the steps page
+    counts them) grouped by cause, UTC day of their time, run format and run type."""
+    time = Coalesce("started_at", "run__started_at")
+    rows = (
+        Step.objects.filter(status="failed", synthetic=False)
+        .values("error_cause", "run__format", "run__type", day=TruncDate(time, tzinfo=UTC))
+        .annotate(n=Count("id"), first=Min(time), last=Max(time))
+    )
+    return {
+        (r["error_cause"], r["day"] or NO_DAY, r["run__format"], r["run__type"]): (
+            r["n"],
+            r["first"],
+            r["last"],
+        )
+        for r in rows
+    }
+
+
+def stored() -> dict:
+    return {
+        (c.cause, c.day, c.format, c.run_type): (c.count, c.first_seen, c.last_seen)
+        for c in FailureCause.objects.all()
+    }
+
+
+def assert_read_model_is_the_recount():
+    assert stored() == recount()
+    assert not FailureCause.objects.filter(count__lte=0).exists()
+    # Every failed step has its cause, and no other step has one.
+    for step in Step.objects.only("status", "error", "error_cause"):
+        expected = error_cause(step.error) if step.status == "failed" else ""
+        assert step.error_cause == expected, step.pk
+
+
+def change_source(path, *statements) -> None:
+    conn = sqlite3.connect(path)
+    for statement, params in statements:
+        conn.execute(statement, params)
+    conn.commit()
+    conn.close()
+
+
+def delete_source_runs(path, run_ids: list[str]) -> None:
+    marks = ", ".join("?" * len(run_ids))
+    steps = f"SELECT id FROM steps WHERE run_id IN ({marks})"
+    change_source(
+        path,
+        (f"DELETE FROM step_links WHERE step_id IN ({steps})", run_ids),
+        (f"DELETE FROM calls WHERE step_id IN ({steps})", run_ids),
+        (f"DELETE FROM steps WHERE run_id IN ({marks})", run_ids),
+        (f"DELETE FROM runs WHERE id IN ({marks})", run_ids),
+    )
+
+
+def runs_with_failures(format: str = "runs") -> list[Run]:
+    return list(Run.objects.filter(format=format, steps_failed__gt=0).order_by("started_at"))
+
+
+def test_ingest_of_the_samples_counts_every_failure(samples):
+    assert ingest_paths([samples]).failed == []
+    assert_read_model_is_the_recount()
+    counted = sum(count for count, _first, _last in stored().values())
+    assert counted == Step.objects.filter(status="failed", synthetic=False).count() > 10
+
+
+def test_ingesting_the_same_files_again_changes_nothing(samples):
+    ingest_paths([samples])
+    before = stored()
+    ingest_paths([samples])
+    assert stored() == before
+
+
+def test_a_resync_of_a_run_with_a_new_failure_moves_its_counts(runs_db):
+    ingest_paths([runs_db])
+    step_id, run_id = (
+        sqlite3.connect(runs_db)
+        .execute("SELECT id, run_id FROM steps WHERE status = 'completed' ORDER BY id LIMIT 1")
+        .fetchone()
+    )
+    change_source(
+        runs_db,
+        (
+            "UPDATE steps SET status = 'failed', error = 'quota exceeded for tenant 42', "
+            "updated_at = '2026-03-04T09:00:00.000Z' WHERE id = ?",
+            (step_id,),
+        ),
+        ("UPDATE runs SET updated_at = '2026-03-04T09:00:00.000Z' WHERE id = ?", (run_id,)),
+    )
+    report = ingest_paths([runs_db])
+    assert report.failed == [] and len(report.run_ids()) == 1
+    assert Step.objects.get(key=step_id).error_cause == "quota exceeded for tenant <n>"
+    assert_read_model_is_the_recount()
+    assert "quota exceeded for tenant <n>" in {key[0] for key in stored()}
+
+
+def test_a_resync_that_clears_a_failure_takes_it_off(runs_db):
+    ingest_paths([runs_db])
+    run = runs_with_failures()[0]
+    change_source(
+        runs_db,
+        (
+            "UPDATE steps SET status = 'completed', error = NULL, "
+            "updated_at = '2026-03-04T09:00:00.000Z' WHERE run_id = ? AND status = 'failed'",
+            (run.external_id,),
+        ),
+        (
+            "UPDATE runs SET updated_at = '2026-03-04T09:00:00.000Z' WHERE id = ?",
+            (run.external_id,),
+        ),
+    )
+    assert ingest_paths([runs_db]).run_ids() == [run.pk]
+    assert_read_model_is_the_recount()
+
+
+def test_the_delete_button_takes_the_runs_failures_off(client, samples):
+    ingest_paths([samples])
+    run = runs_with_failures("duckflux")[0]
+    response = client.post(reverse("traces:run-delete", args=[run.pk]))
+    assert response.status_code in (302, 303)
+    assert not Run.objects.filter(pk=run.pk).exists()
+    assert_read_model_is_the_recount()
+
+
+def test_deleting_every_run_empties_the_read_model(samples):
+    ingest_paths([samples])
+    store.delete_runs(list(Run.objects.values_list("pk", flat=True)))
+    assert not FailureCause.objects.exists()
+
+
+def test_deleting_one_of_two_failures_of_a_day_keeps_the_others_bounds(samples):
+    ingest_paths([samples])
+    for run in Run.objects.filter(steps_failed__gt=0).order_by("pk")[::2]:
+        store.delete_runs([run.pk])
+        assert_read_model_is_the_recount()
+
+
+def test_prune_takes_the_pruned_runs_failures_off(runs_db):
+    ingest_paths([runs_db])
+    gone = runs_with_failures()[:2]
+    delete_source_runs(runs_db, [run.external_id for run in gone])
+    ingest_paths([runs_db])  # kept, marked as having left their source
+    assert_read_model_is_the_recount()
+    call_command("prune", "--left-source")
+    assert not Run.objects.filter(pk__in=[run.pk for run in gone]).exists()
+    assert_read_model_is_the_recount()
+
+
+def test_a_source_that_mirrors_deletions_takes_their_failures_off(runs_db):
+    source = TraceSource.objects.create(path=str(runs_db.parent), mirror_deletions=True)
+    ingest_paths([runs_db], source=source)
+    gone = runs_with_failures()[:2]
+    before = sum(count for count, _first, _last in stored().values())
+    delete_source_runs(runs_db, [run.external_id for run in gone])
+    ingest_paths([runs_db], source=source)
+    assert not Run.objects.filter(pk__in=[run.pk for run in gone]).exists()
+    assert_read_model_is_the_recount()
+    assert sum(count for count, _first, _last in stored().values()) < before
+
+
+def test_a_failure_without_a_message_or_a_time_is_counted_on_no_day():
+    assert error_cause("") == NO_MESSAGE
+    assert failure_day(None) == NO_DAY
