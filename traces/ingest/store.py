@@ -10,29 +10,19 @@ holds the transaction: a run is written whole or not at all.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
 import orjson
-from django.db import connection, models
+from django.db import connection
 from django.utils import timezone
 
 from traces.causes import as_utc, error_cause, failure_day
-from traces.models import Call, EntityLink, FailureCause, LogEntry, Run, Step, TraceFile
+from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
 
-from .common import json_text
+from .failure_counts import add_failure_causes, failure_causes_of, subtract_failure_causes
+from .inserters import BATCH_SIZE, BulkInserter, IdAllocator, clean_value, dump_json, fit_key
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
-
-BATCH_SIZE = 2000
-INT32 = (-(2**31), 2**31 - 1)
-INT64 = (-(2**63), 2**63 - 1)
-_ESCAPED_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 @dataclass
@@ -118,34 +108,19 @@ def _stored(run: Run) -> Counter:
     )
 
 
-KEY_LENGTH = 255
-
-
-def fit_key(text: str, length: int = KEY_LENGTH) -> str:
-    """An id as its column can hold it, still telling ids apart: NUL replaced, and
-    an id past `length` cut and ended with a hash of the whole (cutting alone
-    would make two ids that share their start one)."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
-    if len(text) <= length:
-        return text
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-    return f"{text[: length - 25]}~{digest}"
-
-
 def delete_run_children(run_ids: list[int]) -> None:
     """Delete everything under these runs with plain SQL (Django's cascade
     would load every row into Python first)."""
     if not run_ids:
         return
     placeholders = ", ".join(["%s"] * len(run_ids))
-    removed = _failure_causes_of(run_ids)
+    removed = failure_causes_of(run_ids)
     with connection.cursor() as cursor:
         for model in (LogEntry, EntityLink, Call, Step):
             cursor.execute(
                 f"DELETE FROM {model._meta.db_table} WHERE run_id IN ({placeholders})", run_ids
             )
-    _subtract_failure_causes(removed)
+    subtract_failure_causes(removed)
 
 
 def delete_runs(run_ids: list[int]) -> None:
@@ -180,7 +155,7 @@ def _save_run_row(
     if external_id != record.external_id:
         values["attributes"].setdefault("full_values", {})["external_id"] = record.external_id
     for name, value in values.items():
-        setattr(run, name, _clean_value(Run._meta.get_field(name), value, values["attributes"]))
+        setattr(run, name, clean_value(Run._meta.get_field(name), value, values["attributes"]))
     for name in ("input", "output", "output_counters", "attributes"):
         value = getattr(run, name)
         if value is not None:
@@ -209,7 +184,7 @@ class _RunWriter:
         self.by_status: Counter = Counter()
         self.orphans: Counter = Counter()
         self.seq = 0
-        self.ids = {model: _IdAllocator(model) for model in (Step, Call, EntityLink, LogEntry)}
+        self.ids = {model: IdAllocator(model) for model in (Step, Call, EntityLink, LogEntry)}
         # (cause, day) -> [count, first seen, last seen] of this run's failed steps.
         self.causes: dict[tuple, list] = {}
 
@@ -220,10 +195,10 @@ class _RunWriter:
         self._write_rows(LogEntry, record.logs, self._log_row)
         self._write_step_summaries()
         self._write_run_summary()
-        _add_failure_causes(self.run, self.causes)
+        add_failure_causes(self.run, self.causes)
 
     def _write_rows(self, model, records, to_row) -> None:
-        inserter = _BulkInserter(model)
+        inserter = BulkInserter(model)
         for item in records:
             row = to_row(item)
             if row is not None:
@@ -362,392 +337,3 @@ class _RunWriter:
 
 
 _STEP_STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "cancelled")
-
-
-# --- the failure causes read model (FailureCause), kept with the steps ------------------
-
-_CAUSES = FailureCause._meta.db_table
-_CAUSE_KEY = "cause = %s AND day = %s AND format = %s AND run_type = %s"
-
-
-def _add_failure_causes(run: Run, causes: dict[tuple, list]) -> None:
-    """Add one run's failed steps, counted by cause and day, to FailureCause."""
-    if not causes:
-        return
-    ops = connection.ops
-    if connection.vendor == "postgresql":
-        earliest, latest = (
-            "LEAST(t.first_seen, excluded.first_seen)",
-            "GREATEST(t.last_seen, excluded.last_seen)",
-        )
-    else:  # SQLite's min() and max() of two values are NULL if either is
-        earliest = "COALESCE(min(t.first_seen, excluded.first_seen), excluded.first_seen)"
-        latest = "COALESCE(max(t.last_seen, excluded.last_seen), excluded.last_seen)"
-    sql = (
-        f"INSERT INTO {_CAUSES} AS t (cause, day, format, run_type, count, first_seen, last_seen) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (cause, day, format, run_type) DO UPDATE SET "
-        f"count = t.count + excluded.count, first_seen = {earliest}, last_seen = {latest}"
-    )
-    rows = [
-        (
-            cause,
-            ops.adapt_datefield_value(day),
-            run.format,
-            run.type,
-            count,
-            ops.adapt_datetimefield_value(first),
-            ops.adapt_datetimefield_value(last),
-        )
-        for (cause, day), (count, first, last) in sorted(causes.items(), key=_by_key)
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
-
-
-def _by_key(item):
-    (cause, day), _counts = item
-    return cause, day
-
-
-def _cause_day_sql(time: str) -> str:
-    """The SQL of causes.failure_day: the UTC day of a time, NO_DAY without one."""
-    if connection.vendor == "postgresql":
-        return f"COALESCE(({time} AT TIME ZONE 'UTC')::date, DATE '0001-01-01')"
-    return f"COALESCE(date({time}), '0001-01-01')"
-
-
-def _failed_steps_sql(where: str) -> str:
-    """Failed steps (as the causes box counts them) with their cause's key and time."""
-    time = "COALESCE(s.started_at, r.started_at)"
-    return (
-        f"SELECT s.error_cause, {_cause_day_sql(time)} AS day, r.format, r.type, "
-        f"COUNT(*), MIN({time}), MAX({time}) "
-        f"FROM {Step._meta.db_table} s JOIN {Run._meta.db_table} r ON r.id = s.run_id "
-        f"WHERE s.status = 'failed' AND s.synthetic = %s AND s.error_cause <> '' AND {where} "
-        "GROUP BY s.error_cause, day, r.format, r.type"
-    )
-
-
-def _failure_causes_of(run_ids: list[int]) -> list[tuple]:
-    """What these runs' failed steps add to FailureCause: (cause, day, format,
-    run_type, count, first, last) in the database's own types."""
-    placeholders = ", ".join(["%s"] * len(run_ids))
-    with connection.cursor() as cursor:
-        cursor.execute(_failed_steps_sql(f"s.run_id IN ({placeholders})"), [False, *run_ids])
-        return cursor.fetchall()
-
-
-def _subtract_failure_causes(removed: list[tuple]) -> None:
-    """Take deleted failed steps off FailureCause (their steps already deleted): a
-    count that reaches 0 removes its row; a row that lost its first or last
-    failure gets its bounds again from the steps left."""
-    if not removed:
-        return
-    keys = [row[:4] for row in removed]
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {_CAUSES} SET count = count - %s WHERE {_CAUSE_KEY}",
-            [(row[4], *row[:4]) for row in removed],
-        )
-        cursor.executemany(f"DELETE FROM {_CAUSES} WHERE count <= 0 AND {_CAUSE_KEY}", keys)
-        for cause, day, format, run_type, _count, first, last in removed:
-            cursor.execute(
-                f"SELECT first_seen, last_seen FROM {_CAUSES} WHERE {_CAUSE_KEY}",
-                [cause, day, format, run_type],
-            )
-            kept = cursor.fetchone()
-            if kept is None or not _may_bound(first, last, *kept):
-                continue
-            where = (
-                f"s.error_cause = %s AND r.format = %s AND r.type = %s "
-                f"AND {_cause_day_sql('COALESCE(s.started_at, r.started_at)')} = %s"
-            )
-            cursor.execute(_failed_steps_sql(where), [False, cause, format, run_type, day])
-            recount = cursor.fetchone()
-            cursor.execute(
-                f"UPDATE {_CAUSES} SET first_seen = %s, last_seen = %s WHERE {_CAUSE_KEY}",
-                [recount[5], recount[6], cause, day, format, run_type]
-                if recount
-                else [None, None, cause, day, format, run_type],
-            )
-
-
-def _may_bound(first, last, kept_first, kept_last) -> bool:
-    """Whether deleted failures held a kept row's first or last time (then its
-    bounds are read again). Times compare as the database returned them."""
-    if first is None or kept_first is None:
-        return False
-    first, last, kept_first, kept_last = map(_moment, (first, last, kept_first, kept_last))
-    return first <= kept_first or last >= kept_last
-
-
-def _moment(value) -> datetime:
-    # SQLite gives computed times (MIN of a COALESCE) as text, columns as datetimes.
-    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
-
-
-_COLUMN_CACHE: dict[type, list[models.Field]] = {}
-
-
-def _columns(model) -> list[models.Field]:
-    if model not in _COLUMN_CACHE:
-        _COLUMN_CACHE[model] = list(model._meta.concrete_fields)
-    return _COLUMN_CACHE[model]
-
-
-def _clean_value(column: models.Field, value: Any, attributes: dict) -> Any:
-    """Fit a trace's value to its column, keeping what does not fit in attributes.
-
-    Traces come from anywhere: a name can be 100 kB, a counter 10**30, a
-    duration NaN. The database must never be the one to refuse them."""
-    name = column.attname
-    if value is None:
-        return None if column.null else _empty(column)
-    if isinstance(column, models.CharField | models.TextField):
-        text = value if isinstance(value, str) else str(value)
-        text = text.replace("\x00", "\ufffd")
-        limit = column.max_length
-        if limit and len(text) > limit:
-            attributes.setdefault("full_values", {})[name] = text
-            text = text[: limit - 1] + "…"
-        return text
-    if isinstance(column, models.BooleanField):
-        return bool(value)
-    if isinstance(column, models.IntegerField):
-        return _fit_int(column, value, attributes)
-    if isinstance(column, models.FloatField):
-        return _fit_float(column, value, attributes)
-    return value
-
-
-def _empty(column: models.Field) -> Any:
-    if column.has_default():
-        return column.get_default()
-    return "" if isinstance(column, models.CharField | models.TextField) else None
-
-
-def _fit_int(column: models.Field, value: Any, attributes: dict) -> int | None:
-    low, high = INT64 if isinstance(column, models.BigIntegerField) else INT32
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        attributes.setdefault("unusable_values", {})[column.attname] = repr(value)[:200]
-        return None if column.null else 0
-    if isinstance(value, float) and not math.isfinite(value):
-        attributes.setdefault("unusable_values", {})[column.attname] = repr(value)
-        return None if column.null else 0
-    if not low <= value <= high:
-        attributes.setdefault("unusable_values", {})[column.attname] = repr(value)[:200]
-        return None if column.null else 0
-    return int(value)
-
-
-def _fit_float(column: models.Field, value: Any, attributes: dict) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        attributes.setdefault("unusable_values", {})[column.attname] = repr(value)[:200]
-        return None
-    return float(value)
-
-
-class _IdAllocator:
-    """Hands out primary keys for rows we insert ourselves.
-
-    Valid inside the write transaction that the caller holds: on SQLite the
-    whole database is locked for writing from BEGIN IMMEDIATE, so max(id) + 1
-    onwards is ours; on PostgreSQL ids come from the table's own sequence."""
-
-    def __init__(self, model):
-        self.model = model
-        self.table = model._meta.db_table
-        self._next: int | None = None
-        self._pool: list[int] = []
-        # PostgreSQL reservations start small and double, so a file of many
-        # small runs does not reserve (and burn) thousands of ids per run.
-        self._chunk = 16
-        self.postgres = connection.vendor == "postgresql"
-
-    def next(self) -> int:
-        if self._next is not None:
-            value = self._next
-            self._next += 1
-            return value
-        if self.postgres:
-            if not self._pool:
-                self._pool = self._reserve_postgres(self._chunk)
-                self._chunk = min(self._chunk * 2, BATCH_SIZE)
-            return self._pool.pop()
-        self._next = self._sqlite_start() + 1
-        return self._next - 1
-
-    def _sqlite_start(self) -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {self.table}")
-            highest = cursor.fetchone()[0]
-            cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [self.table])
-            row = cursor.fetchone()
-        return max(highest, row[0] if row else 0) + 1
-
-    def _reserve_postgres(self, count: int) -> list[int]:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                [self.table, count],
-            )
-            return sorted((row[0] for row in cursor.fetchall()), reverse=True)
-
-
-class _BulkInserter:
-    """Buffers rows of one model and writes them with executemany.
-
-    Each column gets one small function, chosen once, that fits a record's
-    value to it (see `_clean_value`) and adapts it for the database; this is
-    the hot loop of every ingest."""
-
-    def __init__(self, model):
-        columns = _columns(model)
-        names = ", ".join(connection.ops.quote_name(c.column) for c in columns)
-        marks = ", ".join(["%s"] * len(columns))
-        self.sql = f"INSERT INTO {model._meta.db_table} ({names}) VALUES ({marks})"
-        self.names = [column.attname for column in columns]
-        self.cleaners = [_cleaner(column) for column in columns]
-        self.defaults = [_empty(column) for column in columns]
-        self.json_at = [i for i, c in enumerate(columns) if isinstance(c, models.JSONField)]
-        self.adapt_json = _json_adapter()
-        self.rows: list[list] = []
-
-    def add(self, record, attributes: dict, fixed: dict) -> None:
-        row = []
-        for name, clean, default in zip(self.names, self.cleaners, self.defaults, strict=True):
-            if name in fixed:
-                row.append(fixed[name])
-            elif name == "attributes":
-                row.append(attributes)
-            else:
-                value = getattr(record, name, _MISSING)
-                row.append(default if value is _MISSING else clean(value, attributes))
-        # Cleaners may have added to attributes, so JSON is dumped last.
-        for index in self.json_at:
-            row[index] = self.adapt_json(row[index])
-        self.rows.append(row)
-        if len(self.rows) >= BATCH_SIZE:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.rows:
-            with connection.cursor() as cursor:
-                cursor.executemany(self.sql, self.rows)
-            self.rows = []
-
-
-_MISSING = object()
-
-
-def _cleaner(column: models.Field):
-    if column.attname == "key":
-        return _key_cleaner(column)
-    if isinstance(column, models.JSONField):
-        return _keep
-    if isinstance(column, models.DateTimeField):
-        return _datetime_adapter()
-    if isinstance(column, models.CharField | models.TextField):
-        return _text_cleaner(column)
-
-    def clean(value, attributes):
-        return _clean_value(column, value, attributes)
-
-    return clean
-
-
-def _keep(value, attributes):
-    return value
-
-
-def _key_cleaner(column: models.Field):
-    """A step's or call's key: unique in its run, so cut with `fit_key`, never `…`."""
-    length = column.max_length
-
-    def clean(value, attributes):
-        text = value if type(value) is str else str(value)
-        fitted = fit_key(text, length)
-        if fitted != text:
-            attributes.setdefault("full_values", {})["key"] = text
-        return fitted
-
-    return clean
-
-
-def _text_cleaner(column: models.Field):
-    name, limit, null = column.attname, column.max_length, column.null
-
-    def clean(value, attributes):
-        if value is None:
-            return None if null else ""
-        if type(value) is not str:
-            value = str(value)
-        if "\x00" in value:
-            value = value.replace("\x00", "\ufffd")
-        if limit and len(value) > limit:
-            attributes.setdefault("full_values", {})[name] = value
-            value = value[: limit - 1] + "…"
-        return value
-
-    return clean
-
-
-def _datetime_adapter():
-    if connection.vendor == "sqlite":
-        # What Django's SQLite backend stores: naive UTC text.
-        def adapt(value, attributes):
-            if value is None:
-                return None
-            if value.tzinfo is not None:
-                value = value.astimezone(UTC).replace(tzinfo=None)
-            return value.isoformat(" ")
-
-        return adapt
-    return _keep
-
-
-def _json_adapter():
-    if connection.vendor == "postgresql":
-        from psycopg.types.json import Jsonb
-
-        def adapt(value):
-            if value is None:
-                return None
-            text = dump_json(value)
-            return Jsonb(value, dumps=lambda _unused: text)
-
-        return adapt
-
-    def adapt_text(value):
-        return None if value is None else dump_json(value)
-
-    return adapt_text
-
-
-def dump_json(value: Any) -> str:
-    """JSON text any database accepts: no NUL characters (PostgreSQL refuses
-    them), no lone surrogates, NaN as null."""
-    try:
-        data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=_json_default)
-    except (TypeError, orjson.JSONEncodeError) as exc:  # big integers, lone surrogates, depth
-        try:
-            if "Recursion" in str(exc):
-                raise RecursionError from exc
-            text = json.dumps(value, default=_json_default, ensure_ascii=False)
-        except RecursionError:
-            # Nested deeper than JSON readers go (orjson: 254 levels, Python's json
-            # about 1000): kept as its JSON text, a string every reader can load.
-            text = json.dumps(json_text(value, ascii_only=False), ensure_ascii=False)
-        data = text.encode("utf-8", errors="replace")
-    if b"\\u0000" in data:
-        data = _ESCAPED_NUL.sub(rb"\1\\ufffd", data)
-    return data.decode("utf-8")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", errors="replace")
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    return str(value)

@@ -1,0 +1,301 @@
+"""Rows to the database in bulk: ids allocated up front, values fitted to their
+columns (what does not fit kept in attributes), executemany in batches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from datetime import UTC
+from typing import Any
+
+import orjson
+from django.db import connection, models
+
+from .common import json_text
+
+BATCH_SIZE = 2000
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+_ESCAPED_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+KEY_LENGTH = 255
+
+
+def fit_key(text: str, length: int = KEY_LENGTH) -> str:
+    """An id as its column can hold it, still telling ids apart: NUL replaced, and
+    an id past `length` cut and ended with a hash of the whole (cutting alone
+    would make two ids that share their start one)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if len(text) <= length:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return f"{text[: length - 25]}~{digest}"
+
+
+_COLUMN_CACHE: dict[type, list[models.Field]] = {}
+
+
+def _columns(model) -> list[models.Field]:
+    if model not in _COLUMN_CACHE:
+        _COLUMN_CACHE[model] = list(model._meta.concrete_fields)
+    return _COLUMN_CACHE[model]
+
+
+def clean_value(column: models.Field, value: Any, attributes: dict) -> Any:
+    """Fit a trace's value to its column, keeping what does not fit in attributes.
+
+    Traces come from anywhere: a name can be 100 kB, a counter 10**30, a
+    duration NaN. The database must never be the one to refuse them."""
+    name = column.attname
+    if value is None:
+        return None if column.null else _empty(column)
+    if isinstance(column, models.CharField | models.TextField):
+        text = value if isinstance(value, str) else str(value)
+        text = text.replace("\x00", "\ufffd")
+        limit = column.max_length
+        if limit and len(text) > limit:
+            attributes.setdefault("full_values", {})[name] = text
+            text = text[: limit - 1] + "…"
+        return text
+    if isinstance(column, models.BooleanField):
+        return bool(value)
+    if isinstance(column, models.IntegerField):
+        return _fit_int(column, value, attributes)
+    if isinstance(column, models.FloatField):
+        return _fit_float(column, value, attributes)
+    return value
+
+
+def _empty(column: models.Field) -> Any:
+    if column.has_default():
+        return column.get_default()
+    return "" if isinstance(column, models.CharField | models.TextField) else None
+
+
+def _fit_int(column: models.Field, value: Any, attributes: dict) -> int | None:
+    low, high = INT64 if isinstance(column, models.BigIntegerField) else INT32
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        attributes.setdefault("unusable_values", {})[column.attname] = repr(value)[:200]
+        return None if column.null else 0
+    if isinstance(value, float) and not math.isfinite(value):
+        attributes.setdefault("unusable_values", {})[column.attname] = repr(value)
+        return None if column.null else 0
+    if not low <= value <= high:
+        attributes.setdefault("unusable_values", {})[column.attname] = repr(value)[:200]
+        return None if column.null else 0
+    return int(value)
+
+
+def _fit_float(column: models.Field, value: Any, attributes: dict) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        attributes.setdefault("unusable_values", {})[column.attname] = repr(value)[:200]
+        return None
+    return float(value)
+
+
+class IdAllocator:
+    """Hands out primary keys for rows we insert ourselves.
+
+    Valid inside the write transaction that the caller holds: on SQLite the
+    whole database is locked for writing from BEGIN IMMEDIATE, so max(id) + 1
+    onwards is ours; on PostgreSQL ids come from the table's own sequence."""
+
+    def __init__(self, model):
+        self.model = model
+        self.table = model._meta.db_table
+        self._next: int | None = None
+        self._pool: list[int] = []
+        # PostgreSQL reservations start small and double, so a file of many
+        # small runs does not reserve (and burn) thousands of ids per run.
+        self._chunk = 16
+        self.postgres = connection.vendor == "postgresql"
+
+    def next(self) -> int:
+        if self._next is not None:
+            value = self._next
+            self._next += 1
+            return value
+        if self.postgres:
+            if not self._pool:
+                self._pool = self._reserve_postgres(self._chunk)
+                self._chunk = min(self._chunk * 2, BATCH_SIZE)
+            return self._pool.pop()
+        self._next = self._sqlite_start() + 1
+        return self._next - 1
+
+    def _sqlite_start(self) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {self.table}")
+            highest = cursor.fetchone()[0]
+            cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [self.table])
+            row = cursor.fetchone()
+        return max(highest, row[0] if row else 0) + 1
+
+    def _reserve_postgres(self, count: int) -> list[int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [self.table, count],
+            )
+            return sorted((row[0] for row in cursor.fetchall()), reverse=True)
+
+
+class BulkInserter:
+    """Buffers rows of one model and writes them with executemany.
+
+    Each column gets one small function, chosen once, that fits a record's
+    value to it (see `clean_value`) and adapts it for the database; this is
+    the hot loop of every ingest."""
+
+    def __init__(self, model):
+        columns = _columns(model)
+        names = ", ".join(connection.ops.quote_name(c.column) for c in columns)
+        marks = ", ".join(["%s"] * len(columns))
+        self.sql = f"INSERT INTO {model._meta.db_table} ({names}) VALUES ({marks})"
+        self.names = [column.attname for column in columns]
+        self.cleaners = [_cleaner(column) for column in columns]
+        self.defaults = [_empty(column) for column in columns]
+        self.json_at = [i for i, c in enumerate(columns) if isinstance(c, models.JSONField)]
+        self.adapt_json = _json_adapter()
+        self.rows: list[list] = []
+
+    def add(self, record, attributes: dict, fixed: dict) -> None:
+        row = []
+        for name, clean, default in zip(self.names, self.cleaners, self.defaults, strict=True):
+            if name in fixed:
+                row.append(fixed[name])
+            elif name == "attributes":
+                row.append(attributes)
+            else:
+                value = getattr(record, name, _MISSING)
+                row.append(default if value is _MISSING else clean(value, attributes))
+        # Cleaners may have added to attributes, so JSON is dumped last.
+        for index in self.json_at:
+            row[index] = self.adapt_json(row[index])
+        self.rows.append(row)
+        if len(self.rows) >= BATCH_SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            with connection.cursor() as cursor:
+                cursor.executemany(self.sql, self.rows)
+            self.rows = []
+
+
+_MISSING = object()
+
+
+def _cleaner(column: models.Field):
+    if column.attname == "key":
+        return _key_cleaner(column)
+    if isinstance(column, models.JSONField):
+        return _keep
+    if isinstance(column, models.DateTimeField):
+        return _datetime_adapter()
+    if isinstance(column, models.CharField | models.TextField):
+        return _text_cleaner(column)
+
+    def clean(value, attributes):
+        return clean_value(column, value, attributes)
+
+    return clean
+
+
+def _keep(value, attributes):
+    return value
+
+
+def _key_cleaner(column: models.Field):
+    """A step's or call's key: unique in its run, so cut with `fit_key`, never `…`."""
+    length = column.max_length
+
+    def clean(value, attributes):
+        text = value if type(value) is str else str(value)
+        fitted = fit_key(text, length)
+        if fitted != text:
+            attributes.setdefault("full_values", {})["key"] = text
+        return fitted
+
+    return clean
+
+
+def _text_cleaner(column: models.Field):
+    name, limit, null = column.attname, column.max_length, column.null
+
+    def clean(value, attributes):
+        if value is None:
+            return None if null else ""
+        if type(value) is not str:
+            value = str(value)
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        if limit and len(value) > limit:
+            attributes.setdefault("full_values", {})[name] = value
+            value = value[: limit - 1] + "…"
+        return value
+
+    return clean
+
+
+def _datetime_adapter():
+    if connection.vendor == "sqlite":
+        # What Django's SQLite backend stores: naive UTC text.
+        def adapt(value, attributes):
+            if value is None:
+                return None
+            if value.tzinfo is not None:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            return value.isoformat(" ")
+
+        return adapt
+    return _keep
+
+
+def _json_adapter():
+    if connection.vendor == "postgresql":
+        from psycopg.types.json import Jsonb
+
+        def adapt(value):
+            if value is None:
+                return None
+            text = dump_json(value)
+            return Jsonb(value, dumps=lambda _unused: text)
+
+        return adapt
+
+    def adapt_text(value):
+        return None if value is None else dump_json(value)
+
+    return adapt_text
+
+
+def dump_json(value: Any) -> str:
+    """JSON text any database accepts: no NUL characters (PostgreSQL refuses
+    them), no lone surrogates, NaN as null."""
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=_json_default)
+    except (TypeError, orjson.JSONEncodeError) as exc:  # big integers, lone surrogates, depth
+        try:
+            if "Recursion" in str(exc):
+                raise RecursionError from exc
+            text = json.dumps(value, default=_json_default, ensure_ascii=False)
+        except RecursionError:
+            # Nested deeper than JSON readers go (orjson: 254 levels, Python's json
+            # about 1000): kept as its JSON text, a string every reader can load.
+            text = json.dumps(json_text(value, ascii_only=False), ensure_ascii=False)
+        data = text.encode("utf-8", errors="replace")
+    if b"\\u0000" in data:
+        data = _ESCAPED_NUL.sub(rb"\1\\ufffd", data)
+    return data.decode("utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
