@@ -135,8 +135,6 @@ def _run_attributes(envelope: dict[str, Any], flow: dict[str, Any], truncated: b
     extra.update({f"flow.{k}": v for k, v in flow.items() if k not in ("id", "version")})
     if extra:
         attributes["extra"] = extra
-    # No timestamps in the format: dated from the file's mtime and the step durations.
-    attributes["times_approximate"] = True
     if truncated:
         attributes["truncated_reason"] = (
             f"the runner keeps only the last {BUFFER_SIZE} steps; earlier steps may be missing"
