@@ -120,3 +120,11 @@ def test_a_running_run_header_is_live(page, loaded_samples):
     Run.objects.filter(pk=run.pk).update(status="succeeded")
     page.locator("#run-header", has_text="The run has ended").wait_for(timeout=12_000)
     assert page.locator("#run-header[hx-trigger]").count() == 0
+
+
+def test_a_tree_row_reached_by_the_keyboard_shows_a_focus_ring(page, failed_sync):
+    page.goto(failed_sync.get_absolute_url())
+    page.keyboard.press("j")
+    page.wait_for_function("document.activeElement?.matches('.tree-row')", timeout=5000)
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"  # the tint alone is 1.2:1 against the page

@@ -57,3 +57,21 @@ def test_slash_focuses_search(page, loaded_samples):
     page.goto("/")
     page.keyboard.press("/")
     assert page.evaluate("document.activeElement.id") == "global-search"
+
+
+def test_the_theme_toggle_says_whether_dark_is_on(page, loaded_samples):
+    page.emulate_media(color_scheme="light")
+    page.goto("/")
+    toggle = page.get_by_role("button", name="Dark theme")
+    assert toggle.get_attribute("aria-pressed") == "false"
+    toggle.click()
+    assert toggle.get_attribute("aria-pressed") == "true"
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    page.reload()
+    assert page.get_by_role("button", name="Dark theme").get_attribute("aria-pressed") == "true"
+
+
+def test_the_footer_links_to_the_api_docs(page, loaded_samples):
+    page.goto("/")
+    page.locator("footer").get_by_role("link", name="API docs").click()
+    page.wait_for_url("**/api/docs")
