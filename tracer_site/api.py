@@ -3,7 +3,8 @@
 The endpoints are in traces/api/, who may call them in traces/api_auth.py, and
 errors as JSON in traces/api_errors.py. The docs at /api/docs are ninja's own
 Swagger page, from the files ninja ships (it is in INSTALLED_APPS): no CDN, and
-no inline script under the site's CSP.
+no inline script under the site's CSP; templates/ninja/swagger.html adds the
+site's header link and theme.
 """
 
 from __future__ import annotations

@@ -25,3 +25,18 @@ def test_docs_list_every_operation_and_try_one_offline(page, loaded_samples):
 
     base = page.url.split("/api/")[0]
     assert all(url.startswith(base) for url in requested), requested  # nothing from outside
+
+
+def test_docs_link_back_to_the_site_and_follow_its_theme(page, loaded_samples):
+    page.emulate_media(color_scheme="light")
+    page.goto("/")
+    page.get_by_role("button", name="Dark theme").click()
+    page.goto("/api/docs")
+    page.locator(".opblock").first.wait_for()
+    assert page.get_by_role("button", name="Dark theme").get_attribute("aria-pressed") == "true"
+    assert "invert" in page.evaluate("getComputedStyle(document.body).filter")
+    page.get_by_role("button", name="Dark theme").click()
+    assert page.evaluate("getComputedStyle(document.body).filter") == "none"
+    page.get_by_role("link", name="← tracer_site").click()
+    page.wait_for_url(lambda url: url.rstrip("/").count("/") == 2)
+    assert page.evaluate("document.documentElement.dataset.theme") == "light"
