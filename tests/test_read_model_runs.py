@@ -193,14 +193,25 @@ def test_runs_list_queries_do_not_grow_with_runs_or_types(client, django_assert_
     assert "143 runs" in html and "100 failed" in html and "type 19" in html
 
 
-def test_the_timeline_of_a_running_run_reads_no_bounds_from_its_steps(client, runs_db):
+@pytest.mark.parametrize(
+    "url, headers",
+    [
+        ("/runs/{}/timeline/", {"HX-Request": "true"}),  # the tab, as its pages swap it
+        ("/runs/{}/timeline/", {}),  # the whole page on the timeline tab
+        ("/runs/{}/", {"HX-Request": "true", "HX-Target": "run-header"}),  # the header's poll
+        ("/api/runs/{}/timeline", {}),
+    ],
+)
+def test_a_running_runs_page_and_its_polls_read_no_bounds_from_its_steps(
+    client, runs_db, url, headers
+):
     ingest_paths([runs_db])
     run = running_run()
     assert run.finished_at is None and run.steps_started_at is not None
-    url = reverse("traces:run-timeline", args=[run.pk])
+    Run.objects.filter(pk=run.pk).update(source_updated_at=timezone.now())  # live: it polls
     with CaptureQueriesContext(connection) as captured:
-        response = client.get(url, headers={"HX-Request": "true"})
-    assert response.status_code == 200 and "timeline-row" in response.content.decode()
+        response = client.get(url.format(run.pk), headers=headers)
+    assert response.status_code == 200
     sql = " ".join(query["sql"].upper() for query in captured)
     assert "MIN(" not in sql and "MAX(" not in sql
 
