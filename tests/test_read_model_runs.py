@@ -16,6 +16,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.factories import BASE_TIME, make_runs
+from tests.test_read_model_causes import (
+    assert_read_model_is_the_recount as assert_causes_are_the_recount,
+)
 from tests.test_read_model_causes import change_source, delete_source_runs
 from traces import queries
 from traces.ingest import store
@@ -110,6 +113,24 @@ def test_the_delete_button_takes_the_run_off(client, samples):
     assert response.status_code in (302, 303)
     assert stored().get(("duckflux", run.type, run.status), 0) == before - 1
     assert_read_models_are_the_recount()
+
+
+def test_the_admin_shows_runs_and_deletes_them_through_the_store(admin_client, samples):
+    ingest_paths([samples])
+    run, other = Run.objects.filter(steps_failed__gt=0).order_by("pk")[:2]
+    assert admin_client.get(reverse("admin:traces_run_add")).status_code == 403
+    change = admin_client.post(reverse("admin:traces_run_change", args=[run.pk]), {"status": "x"})
+    assert change.status_code == 403
+    response = admin_client.post(reverse("admin:traces_run_delete", args=[run.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    response = admin_client.post(
+        reverse("admin:traces_run_changelist"),
+        {"action": "delete_selected", "_selected_action": [other.pk], "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert not Run.objects.filter(pk__in=[run.pk, other.pk]).exists()
+    assert_read_models_are_the_recount()
+    assert_causes_are_the_recount()
 
 
 def test_deleting_every_run_empties_the_counters(samples):
