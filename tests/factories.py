@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from django.db.models import Max, Min
 
-from traces.ingest.run_counts import add_run_counts, run_key
+from traces.ingest.run_counts import apply_run_counts, run_key
 from traces.models import Run, Step
 
 BASE_TIME = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -31,7 +32,7 @@ def make_runs(count: int, *, format: str = "runs", status: str = "succeeded", **
         for index in range(count)
     ]
     # Counted as the store counts the runs it writes.
-    add_run_counts([(*run_key(run), 1) for run in runs])
+    apply_run_counts(Counter(run_key(run) for run in runs))
     return Run.objects.bulk_create(runs)
 
 

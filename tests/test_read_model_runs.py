@@ -105,6 +105,17 @@ def test_a_resync_of_a_run_that_failed_moves_its_count_and_bounds(runs_db):
     assert "sync_stripe_v2" in queries.runs.run_types()
 
 
+def test_a_files_runs_are_counted_in_one_statement_before_it_commits(samples):
+    """Concurrent ingests hold a counter row only for the end of their transaction."""
+    with CaptureQueriesContext(connection) as captured:
+        assert ingest_paths([samples / "runs/runs.sqlite"]).failed == []
+    statements = [query["sql"] for query in captured]
+    upserts = [i for i, sql in enumerate(statements) if "INSERT INTO traces_runcount" in sql]
+    assert len(upserts) == 1 and Run.objects.count() == 8
+    assert not any("INSERT INTO traces_step" in sql for sql in statements[upserts[0] :])
+    assert_read_models_are_the_recount()
+
+
 def test_the_delete_button_takes_the_run_off(client, samples):
     ingest_paths([samples])
     run = Run.objects.filter(format="duckflux").first()

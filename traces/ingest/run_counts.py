@@ -1,8 +1,15 @@
 """The runs read model (RunCount), kept by the store in the same transaction as
 the Run rows it counts: a run written, rewritten with another status or type,
-or deleted moves its count."""
+or deleted moves its count.
+
+A file's runs are counted as they are written and the counts applied once, at
+the end of its transaction, in key order: concurrent ingests (several workers on
+PostgreSQL) then hold a counter row only for the moment before they commit, and
+take the rows they share in the same order, so they never deadlock on them."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 from django.db import connection
 
@@ -17,27 +24,34 @@ def run_key(run: Run) -> tuple[str, str, str]:
     return run.format, run.type, run.status
 
 
-def move_run_count(old: tuple | None, new: tuple) -> None:
+def move_run_count(counts: Counter, old: tuple | None, new: tuple) -> None:
     """A run written: counted under `new`, no longer under `old` (None: a new run)."""
-    if old == new:
-        return
     if old is not None:
-        subtract_run_counts([(*old, 1)])
-    add_run_counts([(*new, 1)])
+        counts[old] -= 1
+    counts[new] += 1
 
 
-def add_run_counts(rows: list[tuple]) -> None:
-    """Add (format, run_type, status, count) rows to RunCount."""
-    sql = (
-        f"INSERT INTO {_COUNTS} AS t (format, run_type, status, count) VALUES (%s, %s, %s, %s) "
-        "ON CONFLICT (format, run_type, status) DO UPDATE SET count = t.count + excluded.count"
-    )
+def apply_run_counts(counts: Counter) -> None:
+    """Add signed counts by (format, run_type, status) to RunCount, in key order;
+    a count that reaches 0 removes its row (the type choices list the rows left)."""
+    rows = sorted((*key, n) for key, n in counts.items() if n)
+    if not rows:
+        return
     with connection.cursor() as cursor:
-        cursor.executemany(sql, sorted(rows))
+        cursor.executemany(
+            f"INSERT INTO {_COUNTS} AS t (format, run_type, status, count) "
+            "VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (format, run_type, status) DO UPDATE SET count = t.count + excluded.count",
+            rows,
+        )
+        cursor.executemany(
+            f"DELETE FROM {_COUNTS} WHERE count <= 0 AND {_COUNT_KEY}",
+            [row[:3] for row in rows if row[3] < 0],
+        )
 
 
-def run_counts_of(run_ids: list[int]) -> list[tuple]:
-    """What these runs add to RunCount: (format, run_type, status, count) rows."""
+def run_counts_of(run_ids: list[int]) -> Counter:
+    """What these runs add to RunCount, by (format, run_type, status)."""
     placeholders = ", ".join(["%s"] * len(run_ids))
     with connection.cursor() as cursor:
         cursor.execute(
@@ -45,20 +59,4 @@ def run_counts_of(run_ids: list[int]) -> list[tuple]:
             f"WHERE id IN ({placeholders}) GROUP BY format, type, status",
             run_ids,
         )
-        return cursor.fetchall()
-
-
-def subtract_run_counts(rows: list[tuple]) -> None:
-    """Take (format, run_type, status, count) rows off RunCount; a count that
-    reaches 0 removes its row (the type choices list the rows left)."""
-    if not rows:
-        return
-    rows = sorted(rows)
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {_COUNTS} SET count = count - %s WHERE {_COUNT_KEY}",
-            [(count, *key) for *key, count in rows],
-        )
-        cursor.executemany(
-            f"DELETE FROM {_COUNTS} WHERE count <= 0 AND {_COUNT_KEY}", [row[:3] for row in rows]
-        )
+        return Counter({(format, run_type, status): n for format, run_type, status, n in cursor})

@@ -23,7 +23,7 @@ from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
 from .failure_counts import add_failure_causes, failure_causes_of, subtract_failure_causes
 from .inserters import BATCH_SIZE, BulkInserter, IdAllocator, clean_value, dump_json, fit_key
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
-from .run_counts import move_run_count, run_counts_of, run_key, subtract_run_counts
+from .run_counts import apply_run_counts, move_run_count, run_counts_of, run_key
 
 
 @dataclass
@@ -50,6 +50,8 @@ class RunIndex:
 
     def __init__(self):
         self._by_origin: dict[tuple[str, str], dict[str, Run]] = {}
+        # RunCount's changes by the runs written through this index, for settle().
+        self.run_counts: Counter = Counter()
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         runs = Run.objects.only(*self.FIELDS)
@@ -68,12 +70,23 @@ class RunIndex:
         if runs is not None:
             runs[run.external_id] = run
 
+    def settle(self) -> None:
+        """Apply the written runs' counts to RunCount: once, at the end of the
+        file's transaction (see run_counts)."""
+        apply_run_counts(self.run_counts)
+        self.run_counts.clear()
+
 
 def write_run(
     record: RunRecord, *, source_file: TraceFile | None, origin: str, index: RunIndex | None = None
 ) -> RunOutcome:
-    """Insert or replace one run. Call inside `transaction.atomic()`."""
-    index = index or RunIndex()
+    """Insert or replace one run. Call inside `transaction.atomic()`, and with an
+    `index` call its settle() before the transaction ends."""
+    if index is None:
+        index = RunIndex()
+        outcome = write_run(record, source_file=source_file, origin=origin, index=index)
+        index.settle()
+        return outcome
     origin = fit_key(origin, Run._meta.get_field("origin").max_length)
     external_id = fit_key(record.external_id)
     existing = index.get(record.format, origin, external_id)
@@ -86,7 +99,7 @@ def write_run(
         delete_run_children([existing.pk])
     counted_as = run_key(existing) if existing is not None else None
     run = _save_run_row(record, existing, source_file=source_file, origin=origin)
-    move_run_count(counted_as, run_key(run))
+    move_run_count(index.run_counts, counted_as, run_key(run))
     index.remember(run)
     writer = _RunWriter(run)
     writer.write(record)
@@ -128,9 +141,9 @@ def delete_run_children(run_ids: list[int]) -> None:
 
 def delete_runs(run_ids: list[int]) -> None:
     delete_run_children(run_ids)
-    counted = run_counts_of(run_ids) if run_ids else []
+    counted = run_counts_of(run_ids) if run_ids else Counter()
     Run.objects.filter(pk__in=run_ids)._raw_delete(Run.objects.db)
-    subtract_run_counts(counted)
+    apply_run_counts(Counter({key: -n for key, n in counted.items()}))
 
 
 def _less_complete(new: tuple | None, stored: list | None) -> bool:
