@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from django.db.models import Max, Min
+
+from traces.ingest.run_counts import apply_run_counts, run_key
 from traces.models import Run, Step
 
 BASE_TIME = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -27,6 +31,8 @@ def make_runs(count: int, *, format: str = "runs", status: str = "succeeded", **
         )
         for index in range(count)
     ]
+    # Counted as the store counts the runs it writes.
+    apply_run_counts(Counter(run_key(run) for run in runs))
     return Run.objects.bulk_create(runs)
 
 
@@ -51,4 +57,12 @@ def make_steps(
         )
         for index in range(count)
     ]
-    return Step.objects.bulk_create(steps)
+    steps = Step.objects.bulk_create(steps)
+    # The run's step time bounds, as the store keeps them.
+    bounds = Step.objects.filter(run=run).aggregate(
+        first=Min("started_at"), last=Max("finished_at")
+    )
+    Run.objects.filter(pk=run.pk).update(
+        steps_started_at=bounds["first"], steps_finished_at=bounds["last"]
+    )
+    return steps

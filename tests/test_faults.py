@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from django.db.models import Count
 
+from tests.test_read_model_runs import assert_read_models_are_the_recount
 from traces.ingest.loader import ingest_paths
 from traces.models import Call, EntityLink, Run, Step, TraceFile
 
@@ -199,6 +200,7 @@ def test_a_runs_database_written_during_resyncs_ends_consistent_with_its_source(
     )
     assert ingests >= 3
     assert stored == expected
+    assert_read_models_are_the_recount()
 
 
 def _runs_in_source(path: Path) -> dict[str, tuple[str, int]]:
@@ -237,6 +239,7 @@ def test_an_ingest_killed_midway_then_run_again_has_exact_counts(tmp_path, relia
     first.communicate(timeout=10)
     assert first.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
     runs_before = Run.objects.count()
+    assert_read_models_are_the_recount()  # the half-written run rolled back with its counts
 
     again = manage(env, "ingest", str(big))
     _out, errors = again.communicate(timeout=120)
@@ -269,6 +272,7 @@ def test_an_ingest_killed_midway_then_run_again_has_exact_counts(tmp_path, relia
     assert 0 < runs_before < counts["runs"], "not killed midway"
     assert stored == counts
     assert mismatched == []
+    assert_read_models_are_the_recount()
 
 
 def _steps_per_run_in_source(path: Path) -> dict[str, int]:

@@ -1,5 +1,7 @@
 from django.contrib import admin, messages
+from django.db import transaction
 
+from .ingest.store import delete_runs
 from .models import ApiToken, Call, EntityLink, LogEntry, Run, Step, TraceFile, TraceSource
 
 
@@ -22,6 +24,21 @@ class RunAdmin(admin.ModelAdmin):
     search_fields = ["external_id", "name", "error"]
     raw_id_fields = ["source_file"]
     show_full_result_count = False
+
+    # Runs are written by the store alone, which keeps their summaries and the read
+    # models (RunCount, FailureCause) with them: here they are seen, or deleted through it.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, Run.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            delete_runs(list(queryset.values_list("pk", flat=True)))
 
 
 @admin.register(Step)

@@ -189,6 +189,10 @@ class Run(Outcome, ItemProgress):
     link_count = models.IntegerField(default=0)
     log_count = models.IntegerField(default=0)
     max_depth = models.IntegerField(default=0)
+    # The earliest start and latest finish among its steps: the time axis of a run
+    # that records no times of its own, without reading its steps per request.
+    steps_started_at = models.DateTimeField(null=True, blank=True)
+    steps_finished_at = models.DateTimeField(null=True, blank=True)
 
     # Bookkeeping for idempotent re-ingest.
     source_file = models.ForeignKey(
@@ -244,6 +248,26 @@ class Run(Outcome, ItemProgress):
         if self.status != Status.RUNNING:
             return None
         return self.source_updated_at if self.is_stale else timezone.now()
+
+
+class RunCount(models.Model):
+    """A read model of the runs: how many runs of one format and type have one
+    status. The store keeps it in step with the Run rows, in the same transaction
+    (the runs list's summary and type choices read it; its tests recount it)."""
+
+    format = models.CharField(max_length=20, choices=Format.choices)
+    run_type = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices)
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # The store's upserts (ON CONFLICT) go by this key.
+            models.UniqueConstraint(fields=["format", "run_type", "status"], name="runcount_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.format} {self.run_type} {self.status}: {self.count}"
 
 
 class Step(Outcome, ItemProgress):

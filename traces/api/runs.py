@@ -66,7 +66,7 @@ def list_runs(request, filters: Query[RunQuery]):
     form = valid(RunFilterForm, request.GET)
     runs = queries.runs.filter_runs(form.cleaned_data)
     page = queries.runs.runs_page(runs, form.cleaned_data, form.sort_key())
-    summary = queries.runs.run_status_summary(runs)
+    summary = queries.runs.run_status_summary(runs, form.cleaned_data)
     return {
         "count": summary["total"],
         "summary": summary,

@@ -226,6 +226,7 @@ def _write_runs(module, candidate: Candidate, trace_file: TraceFile, result: Fil
                 result.runs_unchanged.append(outcome.run_id)
             continue
         written[outcome.run_id] = outcome.counts
+    index.settle()
     for counts in written.values():
         result.counts["runs"] += 1
         result.counts.update(counts)

@@ -23,6 +23,7 @@ from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
 from .failure_counts import add_failure_causes, failure_causes_of, subtract_failure_causes
 from .inserters import BATCH_SIZE, BulkInserter, IdAllocator, clean_value, dump_json, fit_key
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
+from .run_counts import apply_run_counts, move_run_count, run_counts_of, run_key
 
 
 @dataclass
@@ -44,11 +45,13 @@ class RunIndex:
 
     FIELDS = (
         "id", "format", "origin", "external_id", "fingerprint", "completeness", "status",
-        "source_updated_at", "step_count", "call_count", "link_count", "log_count",
+        "type", "source_updated_at", "step_count", "call_count", "link_count", "log_count",
     )  # fmt: skip
 
     def __init__(self):
         self._by_origin: dict[tuple[str, str], dict[str, Run]] = {}
+        # RunCount's changes by the runs written through this index, for settle().
+        self.run_counts: Counter = Counter()
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         runs = Run.objects.only(*self.FIELDS)
@@ -67,12 +70,23 @@ class RunIndex:
         if runs is not None:
             runs[run.external_id] = run
 
+    def settle(self) -> None:
+        """Apply the written runs' counts to RunCount: once, at the end of the
+        file's transaction (see run_counts)."""
+        apply_run_counts(self.run_counts)
+        self.run_counts.clear()
+
 
 def write_run(
     record: RunRecord, *, source_file: TraceFile | None, origin: str, index: RunIndex | None = None
 ) -> RunOutcome:
-    """Insert or replace one run. Call inside `transaction.atomic()`."""
-    index = index or RunIndex()
+    """Insert or replace one run. Call inside `transaction.atomic()`, and with an
+    `index` call its settle() before the transaction ends."""
+    if index is None:
+        index = RunIndex()
+        outcome = write_run(record, source_file=source_file, origin=origin, index=index)
+        index.settle()
+        return outcome
     origin = fit_key(origin, Run._meta.get_field("origin").max_length)
     external_id = fit_key(record.external_id)
     existing = index.get(record.format, origin, external_id)
@@ -83,7 +97,9 @@ def write_run(
         if _less_complete(record.completeness, existing.completeness):
             return RunOutcome("kept", existing.pk, record.external_id, _stored(existing))
         delete_run_children([existing.pk])
+    counted_as = run_key(existing) if existing is not None else None
     run = _save_run_row(record, existing, source_file=source_file, origin=origin)
+    move_run_count(index.run_counts, counted_as, run_key(run))
     index.remember(run)
     writer = _RunWriter(run)
     writer.write(record)
@@ -125,7 +141,9 @@ def delete_run_children(run_ids: list[int]) -> None:
 
 def delete_runs(run_ids: list[int]) -> None:
     delete_run_children(run_ids)
+    counted = run_counts_of(run_ids) if run_ids else Counter()
     Run.objects.filter(pk__in=run_ids)._raw_delete(Run.objects.db)
+    apply_run_counts(Counter({key: -n for key, n in counted.items()}))
 
 
 def _less_complete(new: tuple | None, stored: list | None) -> bool:
@@ -184,6 +202,9 @@ class _RunWriter:
         self.by_status: Counter = Counter()
         self.orphans: Counter = Counter()
         self.seq = 0
+        # The earliest start and latest finish of the steps written (Run.steps_*_at).
+        self.first_start = None
+        self.last_finish = None
         self.ids = {model: IdAllocator(model) for model in (Step, Call, EntityLink, LogEntry)}
         # (cause, day) -> [count, first seen, last seen] of this run's failed steps.
         self.causes: dict[tuple, list] = {}
@@ -223,6 +244,7 @@ class _RunWriter:
         if not step.synthetic:
             self.by_status[step.status] += 1
             self.counts["steps"] += 1
+        self._note_times(step)
         fixed = {
             "id": step_id,
             "run_id": self.run.pk,
@@ -252,6 +274,14 @@ class _RunWriter:
             entry[1] = min(entry[1], moment)
             entry[2] = max(entry[2], moment)
         return cause
+
+    def _note_times(self, step: StepRecord) -> None:
+        if step.started_at is not None:
+            start = as_utc(step.started_at)
+            self.first_start = min(self.first_start or start, start)
+        if step.finished_at is not None:
+            finish = as_utc(step.finished_at)
+            self.last_finish = max(self.last_finish or finish, finish)
 
     def _mark_failed_subtree(self, step_id: int | None) -> None:
         while step_id is not None and step_id not in self.failed_subtree:
@@ -331,6 +361,8 @@ class _RunWriter:
             link_count=self.counts["links"],
             log_count=self.counts["logs"],
             max_depth=max(self.depth_of.values(), default=0),
+            steps_started_at=self.first_start,
+            steps_finished_at=self.last_finish,
             attributes=attributes,
             **summary,
         )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 
-from traces.models import Run
+from traces.models import Run, RunCount
 from traces.pagination import PAGE_SIZE, Page, cursors_of, keyset_page
 
 RUN_VALUE_FIELDS = ("input", "output", "attributes", "completeness")
@@ -59,14 +59,33 @@ def runs_page(runs: QuerySet, filters: dict, sort: tuple[str, bool]) -> Page:
     )
 
 
-def run_status_summary(runs: QuerySet) -> dict:
-    counts = dict(runs.order_by().values_list("status").annotate(n=Count("id")))
+# The filters RunCount holds: a list filtered by no others reads its summary there.
+COUNTED_FILTERS = {"status": "status", "format": "format", "type": "run_type"}
+# Filters that choose no runs (the sort, the page).
+PAGING_FILTERS = ("sort", "after", "before")
+
+
+def run_status_summary(runs: QuerySet, filters: dict) -> dict:
+    """The matching runs by status, and their total: `runs` (filter_runs(filters))
+    counted, or the RunCount rows that hold the same runs when `filters` are only
+    those it counts by (the unfiltered list, a status, a format, a type)."""
+    chosen = {
+        name: value for name, value in filters.items() if value and name not in PAGING_FILTERS
+    }
+    if chosen.keys() <= COUNTED_FILTERS.keys() and chosen.get("status") != "stale":
+        counters = RunCount.objects.filter(
+            **{COUNTED_FILTERS[name]: value for name, value in chosen.items()}
+        )
+        counts = dict(counters.order_by().values_list("status").annotate(n=Sum("count")))
+    else:
+        counts = dict(runs.order_by().values_list("status").annotate(n=Count("id")))
     return {"total": sum(counts.values()), **counts}
 
 
 def run_types() -> list[str]:
-    types = Run.objects.exclude(type="").order_by("type").values_list("type", flat=True)
-    return list(types.distinct()[:500])
+    """The run types stored (the runs and steps lists' type choices), from RunCount."""
+    types = RunCount.objects.exclude(run_type="").order_by("run_type")
+    return list(types.values_list("run_type", flat=True).distinct()[:500])
 
 
 def run_for_page(run_id: int, *, with_values: bool = False) -> Run:

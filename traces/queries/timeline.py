@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from django.db.models import Max, Min, Q, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from traces.models import Run, Status, Step
@@ -39,23 +39,12 @@ def timeline_window(
     )
 
 
-def step_time_bounds(run_id: int) -> dict:
-    """Earliest start and latest finish among the run's steps (for runs that record
-    no times of their own). One aggregate over the run's steps."""
-    return Step.objects.filter(run_id=run_id).aggregate(
-        first_start=Min("started_at"), last_finish=Max("finished_at")
-    )
-
-
 def time_axis(run: Run) -> tuple:
-    """(start, end) of the run's time axis: its own times, else its steps' (one
-    aggregate); a running run's axis reaches its live_until (now, or the last
-    write of a stale run)."""
-    start, end = run.started_at, run.finished_at
-    if start is None or end is None:
-        bounds = step_time_bounds(run.pk)
-        start = start or bounds["first_start"]
-        end = end or bounds["last_finish"]
+    """(start, end) of the run's time axis: its own times, else its steps' (their
+    earliest start and latest finish, stored at ingest); a running run's axis
+    reaches its live_until (now, or the last write of a stale run)."""
+    start = run.started_at or run.steps_started_at
+    end = run.finished_at or run.steps_finished_at
     until = run.live_until
     if until is not None:
         end = max(end or until, until)

@@ -30,7 +30,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "section": "runs",
         "form": form,
         "page": page,
-        "summary": queries.runs.run_status_summary(runs),
+        "summary": queries.runs.run_status_summary(runs, form.cleaned_data),
         "sort": form.cleaned_data.get("sort") or "-started",
         "formats": Format.choices,
         "statuses": Status.choices,
