@@ -66,16 +66,16 @@ def step_errors(request, filters: Query[ErrorsQuery]):
     data = form.cleaned_data
     result = queries.errors.failure_groups(data)
     keep = {name: request.GET[name] for name in ERROR_PARAMS if request.GET.get(name)}
+    steps_url = f"{reverse('api:list_steps')}?{urlencode({**keep, 'status': StepStatus.FAILED})}"
     return {
-        "groups": [_error_group(group, keep) for group in result.groups],
+        "groups": [_error_group(group, steps_url) for group in result.groups],
         "steps_read": result.steps_read,
         "from_read_model": result.from_read_model,
         "spark_unit": result.spark_unit,
     }
 
 
-def _error_group(group: queries.errors.ErrorGroup, keep: dict) -> dict:
-    query = urlencode({**keep, "status": StepStatus.FAILED, "error_group": group.text})
+def _error_group(group: queries.errors.ErrorGroup, steps_url: str) -> dict:
     return {
         "text": group.text,
         "count": group.count,
@@ -83,7 +83,7 @@ def _error_group(group: queries.errors.ErrorGroup, keep: dict) -> dict:
         "last_seen": group.last_seen,
         "example": group.example,
         "spark": group.spark,
-        "steps": f"{reverse('api:list_steps')}?{query}",
+        "steps": f"{steps_url}&{urlencode({'error_group': group.text})}",
     }
 
 

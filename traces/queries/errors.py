@@ -177,13 +177,14 @@ def _latest(a, b):
 
 def add_examples(groups: list[ErrorGroup]) -> None:
     """Each group's newest raw message, in one query: per cause, the first entry of
-    the (error_cause, started_at, id) index, whatever the number of failures."""
+    the (error_cause, started_at, id) index, whatever the number of failures. The
+    index's condition is written as the index has it, so SQLite uses that index."""
     if not groups:
         return
     table = Step._meta.db_table
     probe = (
         f"SELECT * FROM (SELECT error_cause, substr(error, 1, {EXAMPLE_CHARS}) FROM {table} "
-        "WHERE error_cause = %s AND error_cause <> '' AND synthetic = %s "
+        "WHERE error_cause = %s AND NOT (error_cause = '') AND synthetic = %s "
         "ORDER BY started_at DESC, id DESC LIMIT 1) AS example{}"
     )
     sql = " UNION ALL ".join(probe.format(index) for index in range(len(groups)))
