@@ -209,12 +209,6 @@ STEP_LIST = (
 )
 
 
-def _bucket(expression: str) -> str:
-    if ON_POSTGRES:
-        return f"date_trunc('day', {expression})"
-    return f"strftime('%%Y-%%m-%%d 00:00:00', {expression})"
-
-
 @dataclass
 class Case:
     name: str
@@ -312,14 +306,23 @@ def cases(t: Targets) -> list[Case]:
         f"SELECT COUNT(*) FROM (SELECT 1 FROM traces_step s WHERE {failed_where} LIMIT 10001) t"
     )
     when = "COALESCE(s.started_at, r.started_at)"
+    # The causes box: the read model's failures per cause and day (formats and run
+    # types summed), then the newest message of each of the top 20 causes.
     groups = (
-        f"SELECT s.error, COUNT(*), MIN({when}), MAX({when}) FROM traces_step s "
-        f"JOIN traces_run r ON r.id = s.run_id WHERE {failed_where} "
-        "GROUP BY s.error ORDER BY COUNT(*) DESC, s.error LIMIT 1001"
+        "SELECT cause, day, SUM(count), MIN(first_seen), MAX(last_seen) "
+        "FROM traces_failurecause GROUP BY cause, day"
     )
-    spark = (
-        f"SELECT s.error, {_bucket(when)}, COUNT(*) FROM traces_step s "
-        f"JOIN traces_run r ON r.id = s.run_id WHERE {failed_where} GROUP BY 1, 2"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT cause FROM traces_failurecause GROUP BY cause "
+            "ORDER BY SUM(count) DESC, cause LIMIT 20"
+        )
+        top_causes = [row[0] for row in cursor.fetchall()]
+    examples = " UNION ALL ".join(
+        "SELECT * FROM (SELECT error_cause, substr(error, 1, 500) FROM traces_step "
+        "WHERE error_cause = %s AND NOT (error_cause = '') AND synthetic = false "
+        f"ORDER BY started_at DESC, id DESC LIMIT 1) AS example{index}"
+        for index in range(len(top_causes))
     )
     cursor_row = _one(
         "SELECT started_at, id FROM traces_step s WHERE s.synthetic = false "
@@ -401,7 +404,7 @@ def cases(t: Targets) -> list[Case]:
         Case("panel", "step panel (htmx)", f"/runs/{big}/steps/{t.panel_key}/", panel,
              htmx_target="step-panel"),
         Case("failed", "failed steps page (rows + error groups)", "/steps/",
-             [(failed_rows, []), (failed_count, []), (groups, []), (spark, [])],
+             [(failed_rows, []), (failed_count, []), (groups, []), (examples, top_causes)],
              params={"status": "failed"}),
         Case("failed_rows", "failed steps, page 2 (htmx rows)", "/steps/",
              [(failed_rows_after, after), (failed_count, [])],
@@ -434,7 +437,7 @@ def cases(t: Targets) -> list[Case]:
         Case("api_failed", "GET /api/steps?status=failed", "/api/steps",
              [(failed_rows, []), (failed_count, [])], params={"status": "failed"}, api=True),
         Case("api_errors", "GET /api/steps/errors (grouped)", "/api/steps/errors",
-             [(groups, []), (spark, [])], api=True),
+             [(groups, []), (examples, top_causes)], api=True),
         Case("api_entity", "GET /api/entities/customer/{hot}/steps",
              f"/api/entities/customer/{t.hot_customer}/steps", entity_sql(*cus, True), api=True),
         Case("api_logs", "GET /api/runs/{wf}/logs", f"/api/runs/{wf}/logs",

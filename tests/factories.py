@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from django.db.models import Max, Min
 
+from traces.causes import as_utc, error_cause, failure_day
+from traces.ingest.failure_counts import add_failure_causes
 from traces.ingest.run_counts import apply_run_counts, run_key
-from traces.models import Run, Step
+from traces.models import FailureCause, Run, Step
 
 BASE_TIME = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 _ids = itertools.count()
@@ -37,26 +40,39 @@ def make_runs(count: int, *, format: str = "runs", status: str = "succeeded", **
 
 
 def make_steps(
-    run: Run, count: int, *, status: str = "succeeded", parent: Step | None = None, start: int = 0
+    run: Run,
+    count: int,
+    *,
+    status: str = "succeeded",
+    parent: Step | None = None,
+    start: int = 0,
+    error: str | Callable[[int], str] = "",
 ) -> list[Step]:
-    steps = [
-        Step(
-            run=run,
-            parent=parent,
-            key=f"{parent.key if parent else 's'}.{start + index}",
-            seq=start + index + 1,
-            position=start + index,
-            depth=(parent.depth + 1) if parent else 0,
-            name=f"step {start + index}",
-            type="exec",
-            status=status,
-            raw_status=status,
-            started_at=BASE_TIME + timedelta(seconds=start + index),
-            duration_ms=100.0,
-            failed_subtree=status == "failed",
+    """`count` sibling steps; failed ones get their cause and are counted in
+    FailureCause, as the store does. `error` is a message, or one per position."""
+    failed = status == "failed"
+    steps = []
+    for index in range(start, start + count):
+        message = error(index) if callable(error) else error
+        steps.append(
+            Step(
+                run=run,
+                parent=parent,
+                key=f"{parent.key if parent else 's'}.{index}",
+                seq=index + 1,
+                position=index,
+                depth=(parent.depth + 1) if parent else 0,
+                name=f"step {index}",
+                type="exec",
+                status=status,
+                raw_status=status,
+                started_at=BASE_TIME + timedelta(seconds=index),
+                duration_ms=100.0,
+                error=message,
+                error_cause=error_cause(message) if failed else "",
+                failed_subtree=failed,
+            )
         )
-        for index in range(count)
-    ]
     steps = Step.objects.bulk_create(steps)
     # The run's step time bounds, as the store keeps them.
     bounds = Step.objects.filter(run=run).aggregate(
@@ -65,4 +81,32 @@ def make_steps(
     Run.objects.filter(pk=run.pk).update(
         steps_started_at=bounds["first"], steps_finished_at=bounds["last"]
     )
+    if failed:
+        add_failure_causes(run, failures_by_cause_and_day(run, steps))
     return steps
+
+
+def failures_by_cause_and_day(run: Run, steps: list[Step]) -> dict[tuple, list]:
+    """What the store counts of a run's failed steps: (cause, day) -> [count, first, last]."""
+    causes: dict[tuple, list] = {}
+    for step in steps:
+        moment = step.started_at or run.started_at
+        moment = as_utc(moment) if moment is not None else None
+        entry = causes.setdefault((step.error_cause, failure_day(moment)), [0, moment, moment])
+        entry[0] += 1
+        if moment is not None:
+            entry[1], entry[2] = min(entry[1], moment), max(entry[2], moment)
+    return causes
+
+
+def recount_failure_causes() -> None:
+    """After a test changed failed steps' errors or times in place: their causes and
+    FailureCause written again from the steps, as the store would have."""
+    FailureCause.objects.all().delete()
+    for run in Run.objects.all():
+        failed = list(Step.objects.filter(run=run, status="failed"))
+        for step in failed:
+            step.error_cause = error_cause(step.error)
+        Step.objects.bulk_update(failed, ["error_cause"])
+        counted = [step for step in failed if not step.synthetic]
+        add_failure_causes(run, failures_by_cause_and_day(run, counted))

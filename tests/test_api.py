@@ -19,6 +19,7 @@ from django.utils import timezone
 from tests.factories import make_runs, make_steps
 from tests.workflow_pair import PAIR_ID, write_pair
 from traces import queries
+from traces.ingest import store
 from traces.ingest.loader import ingest_paths
 from traces.models import (
     ApiToken,
@@ -429,6 +430,35 @@ def test_error_groups_are_the_pages_groups(client, loaded):
     assert steps["count"] == group["count"]
     page = client.get(reverse("traces:step-list"), {"error_group": group["text"]})
     assert [item["id"] for item in steps["items"]] == [s.pk for s in page.context["page"].items]
+
+
+@pytest.mark.parametrize("query", [{}, {"error": "vol-"}])  # the read model, the steps
+def test_error_groups_are_exact_beyond_a_thousand_distinct_messages(client, query):
+    run = make_runs(1, status="failed")[0]
+    causes = ["disk full on volume", "lock wait timeout", "no route to host"]
+    make_steps(run, 1500, status="failed", error=lambda n: f"{causes[n % 3]} vol-{n}")
+    body = get(client, "/api/steps/errors", query).json()
+    assert body["from_read_model"] is not query
+    assert [(g["text"], g["count"]) for g in body["groups"]] == [
+        (f"{cause} <id>", 500) for cause in causes
+    ]
+    assert body["steps_read"] == 1500
+    assert body["groups"][0]["example"] == "disk full on volume vol-1497"
+    steps = get(client, body["groups"][2]["steps"]).json()
+    assert steps["count"] == 500
+    assert {item["error"] for item in steps["items"]} <= {
+        f"no route to host vol-{n}" for n in range(2, 1500, 3)
+    }
+
+
+def test_error_groups_after_deleting_a_run(client):
+    runs = make_runs(2, status="failed")
+    make_steps(runs[0], 30, status="failed", error=lambda n: f"lock wait timeout vol-{n}")
+    make_steps(runs[1], 20, status="failed", error="lock wait timeout vol-7")
+    store.delete_runs([runs[0].pk])
+    for query in ({}, {"error": "vol"}):
+        body = get(client, "/api/steps/errors", query).json()
+        assert [(g["text"], g["count"]) for g in body["groups"]] == [("lock wait timeout <id>", 20)]
 
 
 def test_step_detail_has_calls_links_and_logs(client, loaded):

@@ -1,8 +1,15 @@
-"""Failures grouped by cause (traces/queries/errors.py): the normaliser, a pure function."""
+"""Failures grouped by cause: the normaliser (traces/causes.py), a pure function, and
+the groups (traces/queries/errors.py), the same from the read model as from the steps."""
+
+from datetime import timedelta
 
 import pytest
 
-from traces.queries.errors import normalise_error
+from tests.factories import BASE_TIME, make_runs, make_steps, recount_failure_causes
+from traces.causes import normalise_error
+from traces.ingest import store
+from traces.models import Run, Step
+from traces.queries import errors
 
 
 @pytest.mark.parametrize(
@@ -60,3 +67,109 @@ def test_normalise_error_groups_the_same_cause_together():
     first = normalise_error("insufficient stock for sku SKU-1042: requested 3, available 1")
     second = normalise_error("insufficient stock for sku SKU-77: requested 12, available 0")
     assert first == second
+
+
+# --- failures grouped by cause: the read model and the steps give the same groups -----------
+
+
+def spread_failures() -> list[Run]:
+    """Failures of 3 causes in runs of two formats and two types over four days; one
+    run's steps have no start (they count on the run's day), one run has no time at
+    all (its failures count on no day), and a synthetic failure is left out."""
+    nightly = make_runs(2, status="failed", type="nightly")
+    hourly = make_runs(1, format="workflow", status="failed", type="hourly")
+    for day, run in enumerate([*nightly, *hourly]):
+        steps = make_steps(run, 30, status="failed", start=day * 86_400, error=cause_of)
+    make_steps(nightly[1], 5, status="failed", start=100, error=cause_of)
+    Step.objects.filter(run=nightly[1], position__gte=100).update(started_at=None)
+    (untimed,) = make_runs(1, status="failed", type="nightly")
+    Run.objects.filter(pk=untimed.pk).update(started_at=None)
+    make_steps(untimed, 4, status="failed", error=cause_of)
+    Step.objects.filter(run=untimed).update(started_at=None)
+    Step.objects.filter(pk=steps[0].pk).update(synthetic=True)  # the last run's
+    recount_failure_causes()
+    return [*nightly, *hourly, untimed]
+
+
+def cause_of(n: int) -> str:
+    return ["disk full on volume", "lock wait timeout", "no route to host"][n % 3] + f" vol-{n}"
+
+
+def both_sources(filters: dict, monkeypatch) -> tuple:
+    def answer(result):
+        return [(g.text, g.count, g.first_seen, g.last_seen, g.days) for g in result.groups]
+
+    from_table = errors.failure_groups(filters)
+    monkeypatch.setattr(errors, "read_model_answers", lambda filters: False)
+    from_steps = errors.failure_groups(filters)
+    monkeypatch.undo()
+    assert from_table.from_read_model and not from_steps.from_read_model
+    return answer(from_table), answer(from_steps)
+
+
+DAY = BASE_TIME.replace(hour=0)
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"format": "runs"},
+        {"run_type": "hourly"},
+        {"since": DAY + timedelta(days=1)},
+        {"until": DAY + timedelta(days=1) - timedelta(microseconds=1)},
+        {"since": DAY + timedelta(days=1), "until": DAY + timedelta(days=3, microseconds=-1)},
+    ],
+)
+@pytest.mark.django_db
+def test_the_read_model_and_the_steps_give_the_same_groups(filters, monkeypatch):
+    spread_failures()
+    from_table, from_steps = both_sources(filters, monkeypatch)
+    assert from_table == from_steps
+    assert from_table  # every filter here keeps some failures
+
+
+@pytest.mark.django_db
+def test_groups_count_every_failure_exactly():
+    spread_failures()
+    result = errors.failure_groups({})
+    failed = Step.objects.filter(status="failed", synthetic=False)
+    assert result.steps_read == failed.count() == 3 * 30 + 5 + 4 - 1
+    for group in result.groups:
+        assert group.count == failed.filter(error_cause=group.text).count()
+        assert group.example.startswith(group.text.removesuffix(" <id>"))
+
+
+@pytest.mark.parametrize(
+    ("filters", "from_read_model"),
+    [
+        ({"format": "runs", "run_type": "nightly", "status": "failed", "after": "x"}, True),
+        ({"since": DAY, "until": DAY + timedelta(days=1, microseconds=-1)}, True),
+        ({"since": DAY + timedelta(hours=1)}, False),
+        ({"until": DAY + timedelta(days=1)}, False),  # takes in the next day's first instant
+        ({"error": "vol"}, False),
+        ({"run": 1}, False),
+        ({"name": "step 1"}, False),
+    ],
+)
+def test_the_read_model_answers_only_the_filters_it_holds(filters, from_read_model):
+    assert errors.read_model_answers(filters) is from_read_model
+
+
+@pytest.mark.django_db
+def test_counts_after_deleting_a_run_are_exact(monkeypatch):
+    runs = spread_failures()
+    store.delete_runs([runs[0].pk])
+    from_table, from_steps = both_sources({}, monkeypatch)
+    assert from_table == from_steps
+    assert sum(count for _text, count, *_ in from_table) == 2 * 30 + 5 + 4 - 1
+
+
+@pytest.mark.django_db
+def test_sparklines_come_from_the_days(monkeypatch):
+    spread_failures()
+    result = errors.failure_groups({})
+    assert result.spark_unit == "day"
+    for group in result.top:
+        assert [point["at"] for point in group.spark] == [DAY + timedelta(days=n) for n in range(3)]
+        assert sum(point["n"] for point in group.spark) == sum(group.days.values())

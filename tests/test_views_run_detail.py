@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from tests.workflow_pair import PAIR_ID, write_pair
+from traces.causes import error_cause
 from traces.ingest.loader import ingest_paths
 from traces.models import Call, EntityLink, LogEntry, Run, Step
 from traces.templatetags.traces_extras import ESTIMATED_TITLE
@@ -58,6 +59,8 @@ def add_steps(run: Run, count: int, *, parent: Step | None = None, **fields) -> 
             duration_ms=fields.get("duration_ms", 30.0),
             loop_index=(index // 3) if fields.get("loop") else None,
             failed_subtree=fields.get("status") == "failed",
+            # as the store writes a failed step without a message
+            error_cause=error_cause("") if fields.get("status") == "failed" else "",
         )
         for index in range(count)
     ]

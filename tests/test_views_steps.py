@@ -7,11 +7,11 @@ import pytest
 from django.db.models import Sum
 from django.urls import reverse
 
-from tests.factories import BASE_TIME, make_runs, make_steps
+from tests.factories import BASE_TIME, make_runs, make_steps, recount_failure_causes
 from traces import queries
+from traces.causes import NO_MESSAGE
 from traces.ingest.loader import ingest_paths
 from traces.models import Format, Run, Step
-from traces.queries.errors import NO_MESSAGE
 
 URL = reverse("traces:step-list")
 
@@ -19,10 +19,8 @@ URL = reverse("traces:step-list")
 # --- helpers -------------------------------------------------------------------------------
 
 
-def failed_steps(run, count, *, error="boom", start=0, **fields):
-    steps = make_steps(run, count, status="failed", start=start)
-    Step.objects.filter(pk__in=[s.pk for s in steps]).update(error=error, **fields)
-    return steps
+def failed_steps(run, count, *, error="boom", start=0):
+    return make_steps(run, count, status="failed", start=start, error=error)
 
 
 def names(response):
@@ -150,7 +148,7 @@ def test_errors_of_workflow_and_runs_samples_group_by_cause(client, samples):
         sum(group.count for group in groups.groups)
         == Run.objects.aggregate(n=Sum("steps_failed"))["n"]
     )
-    assert not groups.capped
+    assert groups.from_read_model
 
 
 @pytest.mark.django_db
@@ -180,29 +178,49 @@ def test_cause_links_filter_the_list_and_keep_other_filters(client, samples):
 @pytest.mark.django_db
 def test_messages_differing_by_ids_make_one_group(client):
     run = make_runs(1, status="failed")[0]
-    steps = make_steps(run, 300, status="failed")
-    for step in steps:
-        step.error = f"insufficient stock for sku SKU-{1000 + step.position}: requested 3"
-    Step.objects.bulk_update(steps, ["error"])
+    make_steps(
+        run, 300, status="failed",
+        error=lambda n: f"insufficient stock for sku SKU-{1000 + n}: requested 3",
+    )  # fmt: skip
     groups = client.get(URL, {"status": "failed"}).context["groups"]
     assert [(g.text, g.count) for g in groups.groups] == [
         ("insufficient stock for sku <id>: requested <n>", 300)
     ]
-    assert len(groups.groups[0].raw_errors) == 300
+    assert groups.groups[0].example == "insufficient stock for sku SKU-1299: requested 3"
 
 
+def three_causes(run, start=0):
+    """1,500 distinct messages in 3 causes (600, 500, 400 failures): more distinct
+    messages than the old grouping read (1,000), which made its counts partial."""
+
+    def message(n):
+        cause = ["disk full on volume", "lock wait timeout on table", "no route to host"][
+            0 if n < 600 else 1 if n < 1100 else 2
+        ]
+        return f"{cause} vol-{n}"
+
+    return make_steps(run, 1500, status="failed", start=start, error=message)
+
+
+EXPECTED_THREE = [
+    ("disk full on volume <id>", 600),
+    ("lock wait timeout on table <id>", 500),
+    ("no route to host <id>", 400),
+]
+
+
+@pytest.mark.parametrize("query", [{}, {"error": "vol-"}])  # the read model, the steps
 @pytest.mark.django_db
-def test_grouping_says_when_the_distinct_messages_cap_was_hit(client, monkeypatch):
-    monkeypatch.setattr(queries.errors, "ERROR_GROUP_CAP", 5)
-    run = make_runs(1, status="failed")[0]
-    steps = make_steps(run, 8, status="failed")
-    for step in steps:
-        step.error = f"broken thing number {step.position}" + " " * step.position
-    Step.objects.bulk_update(steps, ["error"])
-    response = client.get(URL, {"status": "failed"})
-    assert response.context["groups"].capped
-    assert response.context["groups"].steps_read == 5
-    assert "more than 5 distinct error messages" in response.content.decode()
+def test_counts_are_exact_with_more_than_a_thousand_distinct_messages(client, query):
+    three_causes(make_runs(1, status="failed")[0])
+    response = client.get(URL, {"status": "failed", **query})
+    groups = response.context["groups"]
+    assert groups.from_read_model is not query
+    assert [(g.text, g.count) for g in groups.groups] == EXPECTED_THREE
+    assert groups.steps_read == 1500
+    chosen = client.get(URL, {"status": "failed", "error_group": "no route to host <id>", **query})
+    assert chosen.context["count"] == 400
+    assert {s.error_cause for s in chosen.context["page"].items} == {"no route to host <id>"}
 
 
 @pytest.mark.django_db
@@ -219,10 +237,11 @@ def test_failures_without_a_message_form_their_own_group(client):
 def test_sparkline_counts_failures_over_time(client):
     run = make_runs(1, status="failed")[0]
     failed_steps(run, 3, error="flaky")
-    Step.objects.filter(position=2).update(started_at=BASE_TIME + timedelta(hours=5))
+    Step.objects.filter(position=2).update(started_at=BASE_TIME + timedelta(days=5))
+    recount_failure_causes()
     groups = client.get(URL, {"status": "failed"}).context["groups"]
     spark = groups.groups[0].spark
-    assert groups.spark_unit == "hour"
+    assert groups.spark_unit == "day"
     assert [bucket["n"] for bucket in spark] == [2, 0, 0, 0, 0, 1]
     assert client.get(URL, {"status": "failed"}).content.decode().count("<rect") == 2
 
@@ -230,7 +249,7 @@ def test_sparkline_counts_failures_over_time(client):
 @pytest.mark.parametrize(
     ("spread", "unit"),
     [
-        (timedelta(hours=30), "hour"),
+        (timedelta(hours=30), "day"),
         (timedelta(days=20), "day"),
         (timedelta(days=200), "week"),
         (timedelta(days=900), "month"),
@@ -244,6 +263,7 @@ def test_sparkline_buckets_hold_every_failure(client, spread, unit):
     for index, step in enumerate(steps):
         step.started_at = BASE_TIME + spread * index / 39
     Step.objects.bulk_update(steps, ["started_at"])
+    recount_failure_causes()
     groups = client.get(URL, {"status": "failed"}).context["groups"]
     assert groups.spark_unit == unit
     spark = groups.groups[0].spark
@@ -300,10 +320,10 @@ def test_counts_above_the_cap_are_shown_with_a_plus(client, monkeypatch):
 
 def populate(runs: int, steps_per_run: int):
     for run in make_runs(runs, status="failed"):
-        steps = make_steps(run, steps_per_run, status="failed")
-        for step in steps:
-            step.error = f"timeout after {step.position}ms on shard {run.pk}"
-        Step.objects.bulk_update(steps, ["error"])
+        make_steps(
+            run, steps_per_run, status="failed",
+            error=lambda n, run=run: f"timeout after {n}ms on shard {run.pk}",
+        )  # fmt: skip
         make_steps(run, steps_per_run, start=steps_per_run)
 
 
@@ -311,10 +331,12 @@ def populate(runs: int, steps_per_run: int):
 @pytest.mark.django_db
 def test_failed_steps_page_query_count_does_not_grow(client, django_assert_num_queries, size):
     populate(*size)
-    # groups, sparkline, rows, count, run types
+    # groups per day (the read model, else the steps), examples, rows, count, run types
     with django_assert_num_queries(5):
         client.get(URL, {"status": "failed"})
-    with django_assert_num_queries(2):  # groups (the cause's messages and count), rows
+    with django_assert_num_queries(5):
+        client.get(URL, {"status": "failed", "error": "timeout"})
+    with django_assert_num_queries(2):  # rows, count: a cause is a column's value
         client.get(
             URL,
             {"status": "failed", "error_group": "timeout after <duration> on shard <n>"},
@@ -379,3 +401,18 @@ def test_hostile_names_and_errors_are_shown_as_text(client):
 def test_a_run_id_past_64_bits_is_a_400_not_a_crash(client):
     response = client.get("/steps/", {"run": "99999999999999999999"})
     assert response.status_code == 400
+
+
+@pytest.mark.django_db
+def test_a_chosen_causes_count_under_a_time_range_is_the_rows(client):
+    run = make_runs(1, status="failed")[0]
+    steps = failed_steps(run, 6, error="flaky")
+    # Without a start of its own, a failure counts in the box on its run's time but
+    # is not listed under a time range (the list filters on the step's start).
+    Step.objects.filter(pk=steps[0].pk).update(started_at=None)
+    recount_failure_causes()
+    day = BASE_TIME.replace(hour=0).strftime("%Y-%m-%d")
+    query = {"status": "failed", "error_group": "flaky", "since": day}
+    response = client.get(URL, query)
+    assert response.context["groups"].find("flaky").count == 6
+    assert response.context["count"] == len(response.context["page"].items) == 5

@@ -19,8 +19,6 @@ from .common import MAX_ID, READ, READ_ONE, cursors, valid
 
 router = Router()
 
-RAW_ERRORS_SHOWN = 20
-
 STEP_PARAMS = (
     "status", "format", "run", "run_type", "name", "name_match", "error", "error_group",
     "since", "until", "after", "before",
@@ -44,11 +42,7 @@ def list_steps(request, filters: Query[StepQuery]):
     narrows to one cause."""
     form = valid(StepListForm, request.GET)
     data = form.cleaned_data
-    raw_errors = None
-    if data["error_group"]:
-        group = queries.errors.failure_groups(data, sparklines=False).find(data["error_group"])
-        raw_errors = group.raw_errors if group else []
-    steps = queries.steps.filter_steps(data, raw_errors=raw_errors)
+    steps = queries.steps.filter_steps(data)
     page = queries.steps.steps_page(steps, data)
     count, capped = queries.steps.capped_count(steps)
     return {
@@ -72,27 +66,24 @@ def step_errors(request, filters: Query[ErrorsQuery]):
     data = form.cleaned_data
     result = queries.errors.failure_groups(data)
     keep = {name: request.GET[name] for name in ERROR_PARAMS if request.GET.get(name)}
+    steps_url = f"{reverse('api:list_steps')}?{urlencode({**keep, 'status': StepStatus.FAILED})}"
     return {
-        "groups": [_error_group(group, keep) for group in result.groups],
-        "capped": result.capped,
-        "messages_read": result.messages_read,
+        "groups": [_error_group(group, steps_url) for group in result.groups],
         "steps_read": result.steps_read,
+        "from_read_model": result.from_read_model,
         "spark_unit": result.spark_unit,
     }
 
 
-def _error_group(group: queries.errors.ErrorGroup, keep: dict) -> dict:
-    query = urlencode({**keep, "status": StepStatus.FAILED, "error_group": group.text})
+def _error_group(group: queries.errors.ErrorGroup, steps_url: str) -> dict:
     return {
         "text": group.text,
         "count": group.count,
         "first_seen": group.first_seen,
         "last_seen": group.last_seen,
         "example": group.example,
-        "raw_errors": group.raw_errors[:RAW_ERRORS_SHOWN],
-        "raw_errors_more": max(len(group.raw_errors) - RAW_ERRORS_SHOWN, 0),
         "spark": group.spark,
-        "steps": f"{reverse('api:list_steps')}?{query}",
+        "steps": f"{steps_url}&{urlencode({'error_group': group.text})}",
     }
 
 

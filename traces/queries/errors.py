@@ -1,50 +1,54 @@
-"""Failures grouped by cause: error messages normalised (their particulars replaced
-by placeholders), failed steps grouped by the result, and each group's counts over
-time for its sparkline. The steps page and /api/steps/errors both read them here.
+"""Failures grouped by cause (Step.error_cause, the normalised message computed at
+ingest), with each group's counts per day for its sparkline. The steps page and
+/api/steps/errors both read them here.
+
+Filters the read model answers (format, run type, whole UTC days) are read from
+FailureCause: a row per cause, day, format and run type, never the steps. Any other
+filter (a text, a run, a step name, a time inside a day) groups the matching failed
+steps by their indexed cause in SQL. Both are exact: no raw message is read to group.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import connection
-from django.db.models import Count, DateTimeField, Func, Max, Min, QuerySet, Value
-from django.db.models.functions import Trunc
+from django.db.models import Count, DateField, F, Func, Max, Min, Q, Sum
+from django.db.models.functions import TruncDate
 
-from traces.causes import NO_MESSAGE, normalise_error
-from traces.models import Status
+from traces.causes import NO_DAY
+from traces.models import FailureCause, Status, Step
 
 from .steps import filter_steps, step_time
 
-# Distinct raw error messages one grouping reads (most frequent first): bounds the
-# work and the memory whatever the number of failed steps.
-ERROR_GROUP_CAP = 1000
 TOP_ERROR_GROUPS = 20
+# What a group shows of its example message.
+EXAMPLE_CHARS = 500
 
-
-# --- failures grouped by normalised error ----------------------------------------------
+# The steps-page filters FailureCause can answer; any other one set means grouping
+# the failed steps themselves. Paging, the chosen cause and the grouping switch
+# change what the page shows, not which failures are grouped.
+_ANSWERED = {"format", "run_type", "since", "until"}
+_NOT_FILTERS = {"status", "error_group", "group", "after", "before", "name_match"}
 
 
 @dataclass
 class ErrorGroup:
-    text: str  # the normalised message: the group's name and its URL parameter
+    text: str  # the cause: the group's name and its URL parameter (error_group)
     count: int = 0
     first_seen: datetime | None = None
     last_seen: datetime | None = None
-    raw_errors: list[str] = field(default_factory=list)  # most frequent first
+    example: str = ""  # the newest raw message of this cause (top groups only)
+    days: dict[date, int] = field(default_factory=dict)  # failures per UTC day
     spark: list[dict] = field(default_factory=list)
-
-    @property
-    def example(self) -> str:
-        return self.raw_errors[0] if self.raw_errors else ""
 
 
 @dataclass
 class ErrorGroups:
-    groups: list[ErrorGroup]  # every group found, most frequent first
-    capped: bool  # more distinct messages than ERROR_GROUP_CAP: counts are partial
-    messages_read: int
+    groups: list[ErrorGroup]  # every cause found, most frequent first
+    from_read_model: bool  # read from FailureCause (else grouped over the steps)
     spark_unit: str = ""
 
     @property
@@ -59,42 +63,105 @@ class ErrorGroups:
         return next((group for group in self.groups if group.text == text), None)
 
 
-def failure_groups(filters: dict, *, sparklines: bool = True) -> ErrorGroups:
+def failure_groups(filters: dict, *, details: bool = True) -> ErrorGroups:
     """The failed steps matching the steps-page filters (cleaned data of StepListForm;
-    its `status` is ignored), grouped by normalised error; the top groups with their
-    sparklines unless `sparklines` is false (paging needs only a group's messages)."""
-    failed = filter_steps({**filters, "status": Status.FAILED})
-    result = error_groups(failed)
-    if sparklines:
-        add_sparklines(result, failed)
+    its `status` and `error_group` are ignored) grouped by cause, most frequent
+    first; with `details`, the top groups' sparklines and example messages."""
+    from_read_model = read_model_answers(filters)
+    rows = _read_model_days(filters) if from_read_model else _failed_step_days(filters)
+    result = ErrorGroups(groups=_groups_of(rows), from_read_model=from_read_model)
+    if details:
+        add_sparklines(result)
+        add_examples(result.top)
     return result
 
 
-def error_groups(failed_steps: QuerySet, *, cap: int | None = None) -> ErrorGroups:
-    """Failed steps grouped by normalised error, most frequent first.
+def read_model_answers(filters: dict) -> bool:
+    """Whether FailureCause holds the answer for these filters: only format, run type
+    and a time range of whole UTC days (from a midnight, to a day's last instant)."""
+    for name, value in filters.items():
+        if value in (None, "") or name in _NOT_FILTERS:
+            continue
+        if name not in _ANSWERED:
+            return False
+    since, until = filters.get("since"), filters.get("until")
+    return (since is None or _is_midnight(since)) and (until is None or _is_day_end(until))
 
-    The database groups by the raw message (COUNT/MIN/MAX, the `cap` most frequent);
-    Python merges raw messages that normalise alike. So 100,000 failed steps cost one
-    aggregate query and at most `cap` rows, never 100,000 model instances.
-    """
-    cap = cap or ERROR_GROUP_CAP
-    rows = list(
-        failed_steps.order_by()
-        .values("error")
-        .annotate(n=Count("id"), first=Min(step_time()), last=Max(step_time()))
-        .order_by("-n", "error")[: cap + 1]
+
+def _is_midnight(moment: datetime) -> bool:
+    return moment.astimezone(UTC).timetz() == time(0, tzinfo=UTC)
+
+
+def _is_day_end(moment: datetime) -> bool:
+    return moment.astimezone(UTC).timetz() == time.max.replace(tzinfo=UTC)
+
+
+# --- the failures per cause and day, from either source -------------------------------
+
+
+def _read_model_days(filters: dict) -> Iterable[dict]:
+    """(cause, day, n, first, last) rows from FailureCause, formats and types summed."""
+    causes = FailureCause.objects.all()
+    if filters.get("format"):
+        causes = causes.filter(format=filters["format"])
+    if filters.get("run_type"):
+        causes = causes.filter(run_type=filters["run_type"])
+    causes = causes.filter(_day_range(filters, "day"))
+    return (
+        causes.values("cause", "day")
+        .annotate(n=Sum("count"), first=Min("first_seen"), last=Max("last_seen"))
+        .order_by()
     )
-    capped = len(rows) > cap
+
+
+def _failed_step_days(filters: dict) -> Iterable[dict]:
+    """(cause, day, n, first, last) rows grouped over the matching failed steps by
+    their indexed cause. The time range applies to a failure's time (its start, else
+    its run's), as FailureCause counts it, so both sources give the same groups."""
+    failed = filter_steps(
+        {**filters, "status": Status.FAILED, "error_group": "", "since": None, "until": None}
+    )
+    when = step_time()
+    failed = failed.annotate(when=when).filter(_day_range(filters, "when", as_days=False))
+    return (
+        failed.order_by()
+        .values(cause=F("error_cause"), day=_utc_day(when))
+        .annotate(n=Count("id"), first=Min(when), last=Max(when))
+    )
+
+
+def _day_range(filters: dict, column: str, *, as_days: bool = True) -> Q:
+    """The time range as a condition on a day column (whole days: the read model),
+    or on a time; a range leaves out failures without a time (FailureCause's NO_DAY)."""
+    since, until = filters.get("since"), filters.get("until")
+    condition = Q()
+    if since:
+        condition &= Q(**{f"{column}__gte": since.astimezone(UTC).date() if as_days else since})
+    if until:
+        condition &= Q(**{f"{column}__lte": until.astimezone(UTC).date() if as_days else until})
+    if as_days and (since or until):
+        condition &= ~Q(**{column: NO_DAY})
+    return condition
+
+
+def _utc_day(expression):
+    """The UTC day of a time. SQLite keeps times as UTC text, so date() reads it in C
+    (Django's TruncDate would call back into Python for every row)."""
+    if connection.vendor == "sqlite":
+        return Func(expression, function="date", output_field=DateField())
+    return TruncDate(expression, tzinfo=UTC)
+
+
+def _groups_of(rows: Iterable[dict]) -> list[ErrorGroup]:
     groups: dict[str, ErrorGroup] = {}
-    for row in rows[:cap]:
-        text = normalise_error(row["error"]) or NO_MESSAGE
-        group = groups.setdefault(text, ErrorGroup(text=text))
+    for row in rows:
+        group = groups.setdefault(row["cause"], ErrorGroup(text=row["cause"]))
         group.count += row["n"]
-        group.raw_errors.append(row["error"])
         group.first_seen = _earliest(group.first_seen, row["first"])
         group.last_seen = _latest(group.last_seen, row["last"])
-    ordered = sorted(groups.values(), key=lambda group: (-group.count, group.text))
-    return ErrorGroups(groups=ordered, capped=capped, messages_read=min(len(rows), cap))
+        if row["day"] is not None and row["day"] != NO_DAY:
+            group.days[row["day"]] = group.days.get(row["day"], 0) + row["n"]
+    return sorted(groups.values(), key=lambda group: (-group.count, group.text))
 
 
 def _earliest(a, b):
@@ -105,10 +172,36 @@ def _latest(a, b):
     return b if a is None else a if b is None else max(a, b)
 
 
-# Sparkline buckets: the finest unit that keeps the line at most SPARK_MAX bars.
+# --- examples ------------------------------------------------------------------------------
+
+
+def add_examples(groups: list[ErrorGroup]) -> None:
+    """Each group's newest raw message, in one query: per cause, the first entry of
+    the (error_cause, started_at, id) index, whatever the number of failures. The
+    index's condition is written as the index has it, so SQLite uses that index."""
+    if not groups:
+        return
+    table = Step._meta.db_table
+    probe = (
+        f"SELECT * FROM (SELECT error_cause, substr(error, 1, {EXAMPLE_CHARS}) FROM {table} "
+        "WHERE error_cause = %s AND NOT (error_cause = '') AND synthetic = %s "
+        "ORDER BY started_at DESC, id DESC LIMIT 1) AS example{}"
+    )
+    sql = " UNION ALL ".join(probe.format(index) for index in range(len(groups)))
+    params = [value for group in groups for value in (group.text, False)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        examples = dict(cursor.fetchall())
+    for group in groups:
+        group.example = examples.get(group.text) or ""
+
+
+# --- sparklines ----------------------------------------------------------------------------
+
+# Sparkline buckets: the finest unit that keeps the line at most SPARK_MAX bars. The
+# read model counts per day, so a day is the finest.
 SPARK_MAX = 48
 _SPARK_UNITS = (
-    ("hour", timedelta(hours=1)),
     ("day", timedelta(days=1)),
     ("week", timedelta(weeks=1)),
     ("month", timedelta(days=31)),
@@ -116,56 +209,31 @@ _SPARK_UNITS = (
 )
 
 
-def add_sparklines(result: ErrorGroups, failed_steps: QuerySet) -> None:
-    """Counts over time for the top groups, in one aggregate query."""
+def add_sparklines(result: ErrorGroups) -> None:
+    """The top groups' failures per day, per week, month or year (no query: the
+    groups hold their days)."""
     top = result.top
-    times = [t for group in top for t in (group.first_seen, group.last_seen) if t]
-    if not times:
+    days = [day for group in top for day in group.days]
+    if not days:
         return
-    start, end = min(times), max(times)
+    start, end = _midnight(min(days)), _midnight(max(days))
     unit = next((name for name, size in _SPARK_UNITS if (end - start) / size < SPARK_MAX), "year")
-    raw_to_group = {raw: group for group in top for raw in group.raw_errors}
-    counts = (
-        failed_steps.filter(error__in=list(raw_to_group))
-        .order_by()
-        .values("error", bucket=_bucket(step_time(), unit))
-        .annotate(n=Count("id"))
-    )
-    per_group: dict[str, dict[datetime, int]] = {}
-    for row in counts:
-        if row["bucket"] is None:
-            continue
-        buckets = per_group.setdefault(raw_to_group[row["error"]].text, {})
-        buckets[row["bucket"]] = buckets.get(row["bucket"], 0) + row["n"]
     axis = _bucket_axis(start, end, unit)
     for group in top:
-        buckets = per_group.get(group.text, {})
+        buckets: dict[datetime, int] = {}
+        for day, count in group.days.items():
+            at = _truncate(_midnight(day), unit)
+            buckets[at] = buckets.get(at, 0) + count
         group.spark = [{"at": at, "n": buckets.get(at, 0)} for at in axis]
     result.spark_unit = unit
 
 
-# SQLite has no date_trunc: Django's Trunc calls back into Python for every row,
-# which costs seconds over 100,000 failures; strftime does it in C.
-_SQLITE_BUCKETS = {
-    "hour": ("%Y-%m-%d %H:00:00", ()),
-    "day": ("%Y-%m-%d 00:00:00", ()),
-    "week": ("%Y-%m-%d 00:00:00", ("weekday 0", "-6 days")),  # the Monday
-    "month": ("%Y-%m-01 00:00:00", ()),
-    "year": ("%Y-01-01 00:00:00", ()),
-}
-
-
-def _bucket(expression, unit: str):
-    """The start of the UTC hour/day/week/month/year holding a time."""
-    if connection.vendor == "sqlite":
-        pattern, modifiers = _SQLITE_BUCKETS[unit]
-        arguments = [Value(pattern), expression, *(Value(m) for m in modifiers)]
-        return Func(*arguments, function="strftime", output_field=DateTimeField())
-    return Trunc(expression, unit, tzinfo=UTC)
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _bucket_axis(start: datetime, end: datetime, unit: str) -> list[datetime]:
-    """Every bucket start from start to end, as the database truncates them."""
+    """Every bucket start from start to end."""
     axis = []
     current = _truncate(start, unit)
     while current <= end and len(axis) <= SPARK_MAX * 2:
@@ -175,10 +243,6 @@ def _bucket_axis(start: datetime, end: datetime, unit: str) -> list[datetime]:
 
 
 def _truncate(moment: datetime, unit: str) -> datetime:
-    moment = moment.replace(minute=0, second=0, microsecond=0)
-    if unit == "hour":
-        return moment
-    moment = moment.replace(hour=0)
     if unit == "day":
         return moment
     if unit == "week":
@@ -188,7 +252,7 @@ def _truncate(moment: datetime, unit: str) -> datetime:
 
 
 def _next_bucket(moment: datetime, unit: str) -> datetime:
-    if unit in ("hour", "day", "week"):
+    if unit in ("day", "week"):
         return moment + dict(_SPARK_UNITS)[unit]
     if unit == "month":
         return moment.replace(year=moment.year + moment.month // 12, month=moment.month % 12 + 1)

@@ -252,16 +252,18 @@ class ErrorGroupOut(Schema):
     count: int
     first_seen: datetime | None
     last_seen: datetime | None
-    example: str
-    raw_errors: list[str] = Field(description="Distinct raw messages, most frequent first.")
-    raw_errors_more: int
-    spark: list[SparkPoint] = Field(description="Counts over time (top 20 groups only).")
+    example: str = Field(description="The newest raw message of the cause (top 20 groups only).")
+    spark: list[SparkPoint] = Field(
+        description="Counts per day, week, month or year (top 20 groups only)."
+    )
     steps: str = Field(description="The API URL of the group's failed steps.")
 
 
 class ErrorGroupsOut(Schema):
     groups: list[ErrorGroupOut]
-    capped: bool = Field(description="More distinct messages than were read: counts are partial.")
-    messages_read: int
-    steps_read: int
+    steps_read: int = Field(description="The failed steps grouped: every one matching.")
+    from_read_model: bool = Field(
+        description="Read from the per-day counts kept at ingest (format, run type and "
+        "whole UTC days filter them); otherwise grouped over the matching failed steps."
+    )
     spark_unit: str

@@ -29,22 +29,17 @@ def step_list(request: HttpRequest) -> HttpResponse:
         return bad_request(request, "Some filters are not valid.", form)
     filters = form.cleaned_data
     part = htmx_part(request, *PARTS)
-    groups, selected_group, raw_errors = None, None, None
-    # Paging through the rows needs the groups only to know a chosen cause's messages.
-    if form.shows_error_groups and (part != "step-rows" or filters["error_group"]):
-        groups = queries.errors.failure_groups(filters, sparklines=part != "step-rows")
-        if filters["error_group"]:
-            selected_group = groups.find(filters["error_group"])
-            raw_errors = selected_group.raw_errors if selected_group else []
-    steps = queries.steps.filter_steps(filters, raw_errors=raw_errors)
+    # Paging through the rows needs no groups: a chosen cause is a column's value.
+    groups = None
+    if form.shows_error_groups and part != "step-rows":
+        groups = queries.errors.failure_groups(filters)
+    selected_group = groups.find(filters["error_group"]) if groups else None
+    steps = queries.steps.filter_steps(filters)
     try:
         page = queries.steps.steps_page(steps, filters)
     except BadCursor as exc:
         return bad_request(request, str(exc), form)
-    if selected_group and filters["status"] == Status.FAILED:
-        count, more = selected_group.count, False  # grouped over these very filters
-    else:
-        count, more = queries.steps.capped_count(steps)
+    count, more = _listed_count(steps, filters, groups, selected_group)
     context = {
         "section": "steps",
         "form": form,
@@ -61,6 +56,16 @@ def step_list(request: HttpRequest) -> HttpResponse:
         "statuses": Status.choices,
     }
     return render(request, fragment(request, TEMPLATE, *PARTS), context)
+
+
+def _listed_count(steps, filters: dict, groups, selected_group) -> tuple[int, bool]:
+    """The rows' count: a chosen cause's count when the groups were made over these
+    very rows (failed steps, no time range: the box counts a failure on its run's
+    time when it has none), else counted up to COUNT_CAP."""
+    grouped_rows = groups and filters["status"] == Status.FAILED and filters["error_group"]
+    if grouped_rows and not (filters["since"] or filters["until"]):
+        return (selected_group.count if selected_group else 0), False
+    return queries.steps.capped_count(steps)
 
 
 def _selected_run(run_id: int | None) -> Run | None:
