@@ -1,6 +1,7 @@
-"""An ingest that wrote many rows leaves the planner statistics of the trace tables
+"""An ingest that wrote many rows leaves PostgreSQL's statistics of the trace tables
 up to date (traces/ingest/statistics.py), once at its end; a small one does not
-pay for an ANALYZE."""
+pay for an ANALYZE, and SQLite is left without statistics (its plans are better
+without them)."""
 
 import pytest
 from django.db import connection
@@ -45,12 +46,17 @@ def analyze_statements(read) -> list[str]:
     return statements
 
 
-def test_a_large_ingest_refreshes_the_statistics_of_the_trace_tables(samples, monkeypatch):
+def test_a_large_ingest_refreshes_the_statistics_on_postgresql_only(samples, monkeypatch):
     monkeypatch.setattr(statistics, "ANALYZE_AFTER_ROWS", 100)
     reports = []
-    assert analyze_statements(lambda: reports.append(ingest_paths([samples / "runs"])))
+    statements = analyze_statements(lambda: reports.append(ingest_paths([samples / "runs"])))
     assert statistics.rows_written(reports[0]) >= 100
-    assert rows_counted_by_statistics("traces_step") == Step.objects.count() > 0
+    if connection.vendor == "postgresql":
+        assert len(statements) == 1
+        assert rows_counted_by_statistics("traces_step") == Step.objects.count() > 0
+    else:
+        assert statements == []
+        assert rows_counted_by_statistics("traces_step") is None
 
 
 def test_a_small_ingest_leaves_the_statistics_alone(samples, monkeypatch):
@@ -68,4 +74,4 @@ def test_the_statistics_are_refreshed_once_per_ingest_not_per_file(samples, monk
     )
     report = ingest_paths([samples])
     assert len([r for r in report.files if r.outcome == "ingested"]) > 1
-    assert analyzed == [True]
+    assert analyzed == [connection.vendor == "postgresql"]
