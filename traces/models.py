@@ -104,8 +104,11 @@ class TraceFile(models.Model):
     class Meta:
         ordering = ["-checked_at"]
         indexes = [
-            # /files/ filtered by status, newest first.
-            models.Index(fields=["status", "-checked_at"], name="tracefile_status_checked"),
+            # /files/ (and a source's files), most recently checked first, optionally by
+            # status; each ends with the keyset's tie-breaker, so a page reads only its rows.
+            models.Index(fields=["-checked_at", "-id"], name="tracefile_checked"),
+            models.Index(fields=["status", "-checked_at", "-id"], name="tracefile_status_checked"),
+            models.Index(fields=["source", "-checked_at", "-id"], name="tracefile_source_checked"),
         ]
 
     def __str__(self) -> str:
@@ -217,6 +220,11 @@ class Run(Outcome, ItemProgress):
             models.Index(fields=["status", "-started_at", "-id"], name="run_status_started"),
             models.Index(fields=["format", "-started_at", "-id"], name="run_format_started"),
             models.Index(fields=["type", "-started_at", "-id"], name="run_type_started"),
+            # The runs list's other sorts (either direction).
+            models.Index(fields=["-duration_ms", "-id"], name="run_duration"),
+            models.Index(fields=["-steps_failed", "-id"], name="run_steps_failed"),
+            models.Index(fields=["-step_count", "-id"], name="run_step_count"),
+            models.Index(fields=["name", "id"], name="run_name"),
             # The runs list's "no longer in its source" filter (few rows: a partial index).
             models.Index(
                 fields=["-started_at", "-id"],
@@ -311,16 +319,25 @@ class Step(Outcome, ItemProgress):
             models.UniqueConstraint(fields=["run", "key"], name="step_unique_key_per_run"),
         ]
         indexes = [
-            # A run's tree, one level at a time (parent NULL = roots), in order.
-            models.Index(fields=["run", "parent", "position"], name="step_tree"),
+            # A run's tree, one level at a time (parent NULL = roots), in order. The
+            # keyset indexes end with the tie-breaker id: without it PostgreSQL sorts
+            # every root of the level (SQLite has the rowid at the end of every index).
+            models.Index(fields=["run", "parent", "position", "id"], name="step_tree"),
+            # Its roots: PostgreSQL takes `parent IS NULL` for a filter, not for a fixed
+            # value of the index's second column, so the level above would be sorted.
+            models.Index(
+                fields=["run", "position", "id"],
+                condition=models.Q(parent__isnull=True),
+                name="step_roots",
+            ),
             # A run's steps flat in order (timeline, API).
-            models.Index(fields=["run", "seq"], name="step_run_seq"),
+            models.Index(fields=["run", "seq", "id"], name="step_run_seq"),
             # Children of an expanded step.
             models.Index(fields=["parent", "position"], name="step_children"),
             # Failed steps across runs, newest first (and other statuses).
             models.Index(fields=["status", "-started_at", "-id"], name="step_status_started"),
             # "Failed only" inside a run.
-            models.Index(fields=["run", "failed_subtree", "seq"], name="step_run_failed"),
+            models.Index(fields=["run", "failed_subtree", "seq", "id"], name="step_run_failed"),
             # A step's own subject entity.
             models.Index(fields=["entity_type", "entity_id"], name="step_entity"),
             # The failed steps of one cause, newest first.
@@ -359,7 +376,7 @@ class Call(models.Model):
     class Meta:
         indexes = [
             # A step's calls in order.
-            models.Index(fields=["step", "position"], name="call_step"),
+            models.Index(fields=["step", "position", "id"], name="call_step"),
             # Retention deletes by run.
             models.Index(fields=["run"], name="call_run"),
         ]
@@ -416,9 +433,9 @@ class LogEntry(models.Model):
         verbose_name_plural = "log entries"
         indexes = [
             # A run's logs in order (optionally one level).
-            models.Index(fields=["run", "seq"], name="log_run_seq"),
+            models.Index(fields=["run", "seq", "id"], name="log_run_seq"),
             # A step's panel: its logs.
-            models.Index(fields=["step", "seq"], name="log_step_seq"),
+            models.Index(fields=["step", "seq", "id"], name="log_step_seq"),
         ]
 
     def __str__(self) -> str:

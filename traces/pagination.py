@@ -132,12 +132,15 @@ def keyset_page(
     cursor = before if backwards else after
     # Walking backwards is walking forwards in the reversed order.
     forward_desc = descending != backwards
+    # Where NULLs go only matters for a column that has them; saying it anyway would
+    # keep PostgreSQL from walking a plain DESC index (its DESC puts NULLs first).
+    nulls_last = not backwards if _may_be_null(queryset, field) else None
     if cursor:
         value, pk = decode_cursor(cursor, _sort_field(queryset, field))
         queryset = queryset.filter(
-            _beyond(field, value, pk, descending=forward_desc, nulls_last=not backwards)
+            _beyond(field, value, pk, descending=forward_desc, nulls_last=nulls_last)
         )
-    order = _ordering(field, descending=forward_desc, nulls_last=not backwards)
+    order = _ordering(field, descending=forward_desc, nulls_last=nulls_last)
     rows = list(queryset.order_by(*order)[: size + 1])
     more = len(rows) > size
     rows = rows[:size]
@@ -159,19 +162,25 @@ def _sort_field(queryset: QuerySet, name: str) -> Field:
     return queryset.model._meta.get_field(name)
 
 
+def _may_be_null(queryset: QuerySet, name: str) -> bool:
+    # An expression's output field does not say whether its value can be NULL.
+    return name in queryset.query.annotations or queryset.model._meta.get_field(name).null
+
+
 def _cursor_of(row: Model, field: str) -> str:
     return encode_cursor(getattr(row, field), row.pk)
 
 
-def _ordering(field: str, *, descending: bool, nulls_last: bool):
-    nulls = {"nulls_last": True} if nulls_last else {"nulls_first": True}
+def _ordering(field: str, *, descending: bool, nulls_last: bool | None):
+    """`nulls_last` None: the column has no NULLs (the order says nothing of them)."""
+    nulls = {} if nulls_last is None else {"nulls_last" if nulls_last else "nulls_first": True}
     if descending:
         return [F(field).desc(**nulls), F("id").desc()]
     return [F(field).asc(**nulls), F("id").asc()]
 
 
-def _beyond(field: str, value: Any, pk: int, *, descending: bool, nulls_last: bool) -> Q:
-    """Rows strictly after (value, pk) in the given order."""
+def _beyond(field: str, value: Any, pk: int, *, descending: bool, nulls_last: bool | None) -> Q:
+    """Rows strictly after (value, pk) in the given order (`nulls_last` as _ordering's)."""
     past = "lt" if descending else "gt"
     past_id = Q(**{f"id__{past}": pk})
     if value is None:
@@ -179,6 +188,8 @@ def _beyond(field: str, value: Any, pk: int, *, descending: bool, nulls_last: bo
             return Q(**{f"{field}__isnull": True}) & past_id
         return Q(**{f"{field}__isnull": False}) | (Q(**{f"{field}__isnull": True}) & past_id)
     after_value = Q(**{f"{field}__{past}": value}) | (Q(**{field: value}) & past_id)
+    if nulls_last is None:
+        return after_value
     if nulls_last:
         return after_value | Q(**{f"{field}__isnull": True})
     return after_value

@@ -31,6 +31,7 @@ from .candidates import Candidate, _collect, _known_files, _logical, _resolved, 
 from .history import _settle_runs_not_seen
 from .records import ParseError
 from .report import FileResult, IngestReport
+from .statistics import refresh_after
 from .store import RunIndex, write_run
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def ingest_paths(
             report.files.append(_ingest_candidate(candidate, context))
         if progress:
             progress(len(candidates), len(candidates), "")
+    refresh_after(report)
     return report
 
 

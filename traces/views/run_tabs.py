@@ -17,7 +17,7 @@ from traces.models import Run, Step
 from traces.pagination import Page
 from traces.templatetags.traces_extras import human_duration
 
-from .common import LEVEL_CLASSES, step_url
+from .common import LEVEL_CLASSES, key_urls, step_url
 from .step_panel import value_block
 
 # A log row's fields and attributes: a window shows 200 rows.
@@ -75,9 +75,11 @@ def tree_level(
     rows = page.items
     grouped = _mark_iterations(rows, parent, form.cleaned_data["loop"] if after else None)
     expand = list(expand)
+    step_url_of = key_urls("traces:step-detail", run_id)
+    children_url_of = key_urls("traces:step-children", run_id)
     for step in rows:
-        step.url = step_url(run_id, step.key)
-        step.children_url = _children_url(run_id, step.key) if step.child_count else ""
+        step.url = step_url_of(step.key)
+        step.children_url = children_url_of(step.key) if step.child_count else ""
         step.expand_url = _expand_url(step.children_url, expand, failed_only)
         step.load_url = (
             f"{step.children_url}?failed=1"
@@ -188,10 +190,11 @@ def timeline_context(run: Run, form) -> dict:
     rows = page.items
     layout = queries.timeline.lay_out(run, rows, failed_only=form.failed_only)
     span_ms = layout.span_ms
+    step_url_of = key_urls("traces:step-detail", run.pk)
     for step, offset_ms, duration_ms in layout.items:
         step.bar = None if offset_ms is None else _bar(offset_ms, duration_ms or 0.0, span_ms)
         step.tip = _tip(step, offset_ms, duration_ms, layout.timed)
-        step.url = step_url(run.pk, step.key)
+        step.url = step_url_of(step.key)
         step.depth_class = f"depth-{min(step.depth, 12)}"
     base = reverse("traces:run-timeline", args=[run.pk])
     keep = {"failed": "1"} if form.failed_only else {}

@@ -1,0 +1,191 @@
+"""Every keyset-paginated list walks an index in its order (`ORDER BY ..., id LIMIT n`
+stops after n rows) instead of sorting all the rows it matches: the plan of each
+list's query has no sort, on SQLite and on PostgreSQL (where an index that does not
+end with the tie-breaker `id`, or sorts NULLs the other way, means a Sort of every
+match: the 39,589 roots of a big run's tree before 0012_keyset_indexes).
+
+The planner is told that sorting is dear (PostgreSQL's enable_sort off), so on these
+few rows it still picks the index whenever one serves the order: what is checked is
+that such an index exists, not the planner's choice for a table this small."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import connection, transaction
+
+from tests.factories import make_runs, make_steps
+from traces import queries
+from traces.forms import RunFilterForm
+from traces.models import LogEntry, Step, TraceFile
+
+pytestmark = pytest.mark.django_db
+
+ALL = {"after": None, "before": None}
+
+
+class Recorder:
+    """The SELECTs run inside it, with their parameters."""
+
+    def __init__(self):
+        self.queries: list[tuple[str, tuple]] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        if sql.lstrip().upper().startswith("SELECT"):
+            self.queries.append((sql, params))
+        return execute(sql, params, many, context)
+
+
+def plans_of(read) -> list[tuple[str, list[str]]]:
+    """Each SELECT that `read()` runs, with the steps of its plan."""
+    recorder = Recorder()
+    with connection.execute_wrapper(recorder):
+        read()
+    assert recorder.queries
+    return [(sql, plan_steps(sql, params)) for sql, params in recorder.queries]
+
+
+def plan_steps(sql: str, params) -> list[str]:
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_sort = off")
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+            return list(_pg_nodes(_json(cursor.fetchone()[0])[0]["Plan"]))
+        cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+        return [row[-1] for row in cursor.fetchall()]
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _pg_nodes(node: dict):
+    yield f"{node['Node Type']} {node.get('Index Name', node.get('Relation Name', ''))}".strip()
+    for child in node.get("Plans", []):
+        yield from _pg_nodes(child)
+
+
+def sorts(plan: list[str]) -> list[str]:
+    """The steps that sort: PostgreSQL's Sort and Incremental Sort, SQLite's temp b-tree."""
+    return [step for step in plan if "Sort" in step or "TEMP B-TREE FOR" in step]
+
+
+def assert_walks_an_index(read):
+    for sql, plan in plans_of(read):
+        assert not sorts(plan), f"{sql[sql.index(' FROM ') :]}\n  plan: {plan}"
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tree_run():
+    """A run of 120 roots, one of them with 30 children, some failed, with log rows."""
+    run = make_runs(1)[0]
+    roots = make_steps(run, 100) + make_steps(run, 20, status="failed", start=100)
+    make_steps(run, 30, parent=roots[5], start=200)
+    Step.objects.filter(pk=roots[5].pk).update(child_count=30)
+    LogEntry.objects.bulk_create(
+        LogEntry(run=run, step=roots[i % 10], seq=i, level="info", message=f"line {i}")
+        for i in range(50)
+    )
+    return run, roots
+
+
+def _cursor_after(page) -> str:
+    assert page.next_cursor
+    return page.next_cursor
+
+
+# --- a run's tree, timeline and log -------------------------------------------------------
+
+
+def test_tree_roots_window_walks_an_index(tree_run):
+    run, _ = tree_run
+    assert_walks_an_index(lambda: queries.steps.tree_level(run.pk, None, size=10))
+
+
+def test_tree_roots_next_window_walks_an_index(tree_run):
+    run, _ = tree_run
+    after = _cursor_after(queries.steps.tree_level(run.pk, None, size=10))
+    assert_walks_an_index(lambda: queries.steps.tree_level(run.pk, None, after=after, size=10))
+
+
+def test_tree_children_window_walks_an_index(tree_run):
+    run, roots = tree_run
+    assert_walks_an_index(lambda: queries.steps.tree_level(run.pk, roots[5].pk, size=10))
+
+
+def test_failed_only_roots_walk_an_index(tree_run):
+    run, _ = tree_run
+    read = lambda: queries.steps.tree_level(run.pk, None, failed_only=True, size=10)  # noqa: E731
+    assert_walks_an_index(read)
+
+
+@pytest.mark.parametrize("failed_only", [False, True])
+def test_timeline_windows_walk_an_index(tree_run, failed_only):
+    run, _ = tree_run
+    page = queries.timeline.timeline_window(run.pk, failed_only=failed_only, size=5)
+    after = _cursor_after(page)
+    assert_walks_an_index(
+        lambda: queries.timeline.timeline_window(run.pk, failed_only=failed_only, size=5)
+    )
+    assert_walks_an_index(
+        lambda: queries.timeline.timeline_window(
+            run.pk, failed_only=failed_only, after=after, size=5
+        )
+    )
+    assert_walks_an_index(
+        lambda: queries.timeline.timeline_window(
+            run.pk, failed_only=failed_only, before=after, size=5
+        )
+    )
+
+
+def test_log_windows_walk_an_index(tree_run):
+    run, _ = tree_run
+    after = _cursor_after(queries.logs.run_logs(run.pk, size=10))
+    assert_walks_an_index(lambda: queries.logs.run_logs(run.pk, size=10))
+    assert_walks_an_index(lambda: queries.logs.run_logs(run.pk, after=after, size=10))
+    assert_walks_an_index(lambda: queries.logs.run_logs(run.pk, before=after, size=10))
+
+
+# --- lists across runs --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sort", list(RunFilterForm.SORTS))
+def test_runs_list_walks_an_index_in_every_sort(sort):
+    make_runs(60)
+    form = RunFilterForm({"sort": sort})
+    assert form.is_valid()
+    runs = queries.runs.filter_runs(form.cleaned_data)
+    assert_walks_an_index(lambda: queries.runs.runs_page(runs, ALL, form.sort_key()))
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [{"status": "failed"}, {"format": "runs"}, {"type": "nightly"}, {"in_source": "no"}],
+)
+def test_filtered_runs_list_walks_an_index(filters):
+    make_runs(60)
+    make_runs(10, status="failed")
+    form = RunFilterForm(filters)
+    assert form.is_valid()
+    runs = queries.runs.filter_runs(form.cleaned_data)
+    assert_walks_an_index(lambda: queries.runs.runs_page(runs, ALL, form.sort_key()))
+
+
+@pytest.mark.parametrize("status", ["failed", ""])
+def test_steps_list_walks_an_index(tree_run, status):
+    filters = {"status": status, **ALL}
+    steps = queries.steps.filter_steps(filters)
+    assert_walks_an_index(lambda: queries.steps.steps_page(steps, filters))
+
+
+@pytest.mark.parametrize("status", ["error", ""])
+def test_files_list_walks_an_index(status):
+    TraceFile.objects.bulk_create(
+        TraceFile(path=f"/t/{i}.json", display_name=f"{i}.json", status="ok") for i in range(40)
+    )
+    assert_walks_an_index(lambda: queries.files.files_page({"status": status, **ALL}))
