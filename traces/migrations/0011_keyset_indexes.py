@@ -27,7 +27,7 @@ def nulls_last_indexes(apps, schema_editor, *, drop=False):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("traces", "0009_failure_causes"),
+        ("traces", "0010_run_read_models"),
     ]
 
     operations = [
