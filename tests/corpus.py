@@ -59,7 +59,7 @@ class Case:
 
 @dataclass(frozen=True)
 class Sample:
-    format: str  # duckflux | greentic | traceos | runs | workflow
+    format: str  # duckflux | greentic | traceos | runs | workflow | otlp
     kind: str  # json | jsonl | txt | sqlite | events
     path: Path
     label: str
@@ -88,6 +88,9 @@ def trace_samples(samples: Path) -> list[Sample]:
     found.append(
         Sample("workflow", "events", samples / "workflow" / "events.db", "workflow-events")
     )
+    for path in sorted((samples / "otlp").glob("*.json*")):
+        kind = "jsonl" if path.suffix == ".jsonl" else "json"
+        found.append(Sample("otlp", kind, path, f"otlp-{path.stem}"))
     return found
 
 
