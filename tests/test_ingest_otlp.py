@@ -144,7 +144,15 @@ def span_document(**span) -> dict:
     [
         ('{"resourceSpans": [}', "invalid JSON"),
         ('{"resourceSpans": []}\n{"resourceSpans": [}\n', "line 2: invalid JSON"),
-        ('{"resourceSpans": 5}', "not an OTLP trace export"),
+        ('{"resourceSpans": 5}', "document.resourceSpans: expected a list, got 5"),
+        (
+            json.dumps(span_document(kind=[2])),
+            r"spans\[0\]\.kind: expected an enum value, got a list",
+        ),
+        (
+            '{"resourceSpans": [{"resource": 5}]}',
+            "resourceSpans\\[0\\].resource: expected an object",
+        ),
         (json.dumps(span_document(spanId="xyz")), "spanId: expected 16 hex digits"),
         (json.dumps(span_document(traceId="ab" * 8)), "traceId: expected 32 hex digits"),
         (json.dumps(span_document(startTimeUnixNano="soon")), "not an OTLP trace export"),

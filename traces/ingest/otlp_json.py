@@ -14,12 +14,13 @@ import math
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from .common import json_text
+from .common import brief, json_text
 
 __all__ = [
     "TRACER_FLAGS",
@@ -88,6 +89,7 @@ def request_from_json(document: Any, where: str = "") -> ExportTraceServiceReque
         raise OtlpError(f"{prefix}expected a JSON object with 'resourceSpans'")
     if "resourceSpans" not in document and "resource_spans" not in document:
         raise OtlpError(f"{prefix}no 'resourceSpans' key: not an OTLP trace export")
+    _check_json_types(document, ExportTraceServiceRequest.DESCRIPTOR, where or "document")
     _ids_to_base64(document, where or "document")
     try:
         return json_format.ParseDict(
@@ -95,6 +97,71 @@ def request_from_json(document: Any, where: str = "") -> ExportTraceServiceReque
         )
     except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise OtlpError(f"{prefix}not an OTLP trace export: {_first_line(exc)}") from None
+
+
+_INTEGERS = {
+    FieldDescriptor.TYPE_INT32,
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT32,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_FIXED32,
+    FieldDescriptor.TYPE_FIXED64,
+    FieldDescriptor.TYPE_SFIXED32,
+    FieldDescriptor.TYPE_SFIXED64,
+    FieldDescriptor.TYPE_SINT32,
+    FieldDescriptor.TYPE_SINT64,
+}
+_FLOATS = {FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT}
+
+
+def _check_json_types(document: Any, descriptor: Descriptor, where: str) -> None:
+    """The JSON type of every known field, judged by the message descriptors: protobuf's
+    own parser reports a wrong type in Python's words ("'float' object is not
+    iterable"), not the document's. Iterative: AnyValue nests without bound."""
+    stack = [(document, descriptor, where)]
+    while stack:
+        value, message, here = stack.pop()
+        if not isinstance(value, dict):
+            raise _wrong(here, "an object", value)
+        for key, item in value.items():
+            field = message.fields_by_camelcase_name.get(key) or message.fields_by_name.get(key)
+            if field is None or item is None:  # unknown fields are ignored; null is the default
+                continue
+            name = f"{here}.{key}"
+            if _is_repeated(field):
+                if not isinstance(item, list):
+                    raise _wrong(name, "a list", item)
+                items = [(element, f"{name}[{index}]") for index, element in enumerate(item)]
+            else:
+                items = [(item, name)]
+            for element, element_where in items:
+                if field.message_type is not None:
+                    stack.append((element, field.message_type, element_where))
+                else:
+                    _check_scalar(field, element, element_where)
+
+
+def _is_repeated(field: FieldDescriptor) -> bool:
+    repeated = getattr(field, "is_repeated", None)
+    return repeated if isinstance(repeated, bool) else field.label == field.LABEL_REPEATED
+
+
+def _check_scalar(field: FieldDescriptor, value: Any, where: str) -> None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if field.type in _INTEGERS or field.type in _FLOATS:
+        ok, expected = number or isinstance(value, str), "a number"
+    elif field.type == FieldDescriptor.TYPE_ENUM:
+        ok, expected = number or isinstance(value, str), "an enum value"
+    elif field.type == FieldDescriptor.TYPE_BOOL:
+        ok, expected = isinstance(value, bool), "a boolean"
+    else:
+        ok, expected = isinstance(value, str), "a string"
+    if not ok:
+        raise _wrong(where, expected, value)
+
+
+def _wrong(where: str, expected: str, value: Any) -> OtlpError:
+    return OtlpError(f"{where}: expected {expected}, got {brief(value, 40, style='typed')}")
 
 
 def add_attribute(attributes, key: str, value: Any) -> None:
