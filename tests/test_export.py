@@ -217,3 +217,54 @@ def test_run_page_has_both_download_buttons(client, loaded):
     for format_name in ("otlp", "chrome"):
         href = f"{reverse('api:export_run', args=[run.pk])}?format={format_name}"
         assert f'href="{href}" download data-export="{format_name}"' in page
+
+
+# --- hostile and unfinished runs ----------------------------------------------------
+
+
+def round_trip(client, run: Run, tmp_path) -> Run:
+    path = tmp_path / f"run-{run.pk}.otlp.json"
+    path.write_text(json.dumps(exported_otlp(client, run)))
+    report = ingest_paths([path])
+    assert report.failed == []
+    return Run.objects.get(pk__in=report.files[0].runs_added)
+
+
+def test_a_running_run_comes_back_running(client, loaded, tmp_path):
+    run = Run.objects.get(format="traceos", status="running")
+    copy = round_trip(client, run, tmp_path)
+    assert copy.status == "running" and copy.finished_at is None
+    assert_same_tree(tree(run), tree(copy))
+
+
+def test_a_deep_tree_and_hostile_values_survive_the_round_trip(client, tmp_path):
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    run = Run.objects.create(
+        format="runs", external_id="</script><b>", name="<img src=x onerror=alert(1)>"
+    )
+    deep: list = []  # deeper than protobuf's 100 levels; as deep as the JSONField takes
+    for _ in range(500):
+        deep = [deep]
+    parent = None
+    for seq in range(1500):
+        parent = Step.objects.create(
+            run=run,
+            key=f"k{seq}",
+            name=f"\u202e<b>{seq}",
+            seq=seq,
+            position=0,
+            depth=seq,
+            parent=parent,
+            status="succeeded",
+            started_at=t0 + timedelta(microseconds=seq),
+            duration_ms=1.0,
+            attributes={"blob": "x" * 1_000_000, "deep": deep} if seq == 1 else {},
+        )
+    copy = round_trip(client, run, tmp_path)
+    assert_same_tree(tree(run), tree(copy))
+    step = copy.steps.get(key="k1")
+    assert len(step.attributes["blob"]) < 70_000 and step.attributes["blob"].endswith("…[cut]")
+    assert step.attributes["deep"].startswith("[[[[")
+    assert copy.name == run.name
+    chrome, _ = export(client, run, "chrome")
+    check_nesting([event for event in chrome["traceEvents"] if event["ph"] == "X"])
