@@ -268,3 +268,11 @@ def test_a_deep_tree_and_hostile_values_survive_the_round_trip(client, tmp_path)
     assert copy.name == run.name
     chrome, _ = export(client, run, "chrome")
     check_nesting([event for event in chrome["traceEvents"] if event["ph"] == "X"])
+
+
+def test_an_otlp_run_keeps_its_trace_id(client, samples):
+    ingest_paths([samples / "otlp" / "checkout.json"])
+    run = Run.objects.get(format="otlp")
+    spans = spans_of(exported_otlp(client, run))
+    assert {span["traceId"] for span in spans} == {run.external_id}
+    assert spans[0]["kind"] == 1 and spans[0]["name"] == "checkout"

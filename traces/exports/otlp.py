@@ -136,6 +136,7 @@ def _set_status(span: Span, status: str, error: str) -> None:
 
 def _run_span(run: Run, trace_id: bytes) -> Span:
     span = _new_span(trace_id, span_id_of("run", run.pk), None, run.name or run.external_id)
+    span.kind = Span.SPAN_KIND_INTERNAL
     _set_times(span, *run_span_times(run))
     add_attribute(span.attributes, "tracer.record", "run")
     _set_status(span, run.status, run.error)
