@@ -40,6 +40,7 @@ run "$PY" bench/bench_memory.py "${QUICK[@]}"
 run "$PY" bench/bench_rescan.py "${QUICK[@]}" --profile
 run "$PY" bench/bench_pages.py "${QUICK[@]}" --profile run_big,failed
 run "$PY" bench/bench_datasette.py "${QUICK[@]}"
+run "$PY" bench/bench_export.py "${QUICK[@]}" --repeat 1
 
 if [[ $POSTGRES -eq 1 ]]; then
   run "$PY" scripts/with_postgres.py "$PY" bench/bench_pg_insert.py

@@ -59,7 +59,7 @@ class Case:
 
 @dataclass(frozen=True)
 class Sample:
-    format: str  # duckflux | greentic | traceos | runs | workflow
+    format: str  # duckflux | greentic | traceos | runs | workflow | otlp
     kind: str  # json | jsonl | txt | sqlite | events
     path: Path
     label: str
@@ -88,6 +88,9 @@ def trace_samples(samples: Path) -> list[Sample]:
     found.append(
         Sample("workflow", "events", samples / "workflow" / "events.db", "workflow-events")
     )
+    for path in sorted((samples / "otlp").glob("*.json*")):
+        kind = "jsonl" if path.suffix == ".jsonl" else "json"
+        found.append(Sample("otlp", kind, path, f"otlp-{path.stem}"))
     return found
 
 
@@ -237,6 +240,16 @@ def dump_json(sample: Sample, document: Any) -> bytes:
         lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in document]
         return ("\n".join(lines) + "\n").encode()
     return json.dumps(document, ensure_ascii=False, indent=2).encode()
+
+
+# The first span of an OTLP document (of its first line, in JSON lines: in_document()).
+_FIRST_SPAN = ("resourceSpans", 0, "scopeSpans", 0, "spans", 0)
+
+
+def in_document(sample: Sample, path: tuple) -> tuple:
+    """A path into an OTLP document, within the sample's first line when it is JSON
+    lines (the other formats' paths name their record)."""
+    return (0, *path) if sample.format == "otlp" and sample.kind == "jsonl" else path
 
 
 def walk_json(
@@ -541,6 +554,7 @@ def nesting_cases(samples: Path, corpus: Corpus, levels: int = DEEP_LEVELS) -> N
         "duckflux": ("steps", 0, "output"),
         "greentic": ("steps", 0, "invocation_json", "payload"),
         "traceos": (1, "meta"),
+        "otlp": (*_FIRST_SPAN, "name"),
     }
     done: set[tuple] = set()
     for sample in trace_samples(samples):
@@ -556,7 +570,7 @@ def nesting_cases(samples: Path, corpus: Corpus, levels: int = DEEP_LEVELS) -> N
                     "deep-nesting", sample, f"first-output-{depth}-array", changed.encode(), EITHER
                 )
                 continue
-            path = fields[sample.format]
+            path = in_document(sample, fields[sample.format])
             document = load_json(sample)
             if sample.format == "greentic":  # not every step has invocation_json
                 document = replaced(document, path[:-1], {"component_id": "x", "operation": "y"})
@@ -634,6 +648,10 @@ def timestamp_cases(samples: Path, corpus: Corpus) -> None:
             "epoch": [(0, "ts"), (1, "at"), (2, "at")],
             "duration": [],
         },
+        "otlp": {
+            "time": [(*_FIRST_SPAN, "startTimeUnixNano"), (*_FIRST_SPAN, "endTimeUnixNano")],
+            "epoch": [(*_FIRST_SPAN, "startTimeUnixNano"), (*_FIRST_SPAN, "endTimeUnixNano")],
+        },
     }  # fmt: skip
     done: set[tuple] = set()
     for sample in trace_samples(samples):
@@ -649,7 +667,7 @@ def timestamp_cases(samples: Path, corpus: Corpus) -> None:
         ):
             for path in fields.get(group, []):
                 for label, value in values.items():
-                    data = dump_json(sample, replaced(document, path, value))
+                    data = dump_json(sample, replaced(document, in_document(sample, path), value))
                     corpus.add("timestamps", sample, f"{_path_text(path)}={label}", data, EITHER)
         if sample.format == "traceos":
             # Time running backwards: an exit before its enter gives a negative duration.

@@ -30,6 +30,7 @@ NOT_TRACES = {
     "traceos/guard-errors.json",
     "runs/schema.sql",
     "runs/run-summaries.json",
+    "otlp/README.md",
 } | {f"duckflux/workflows/0{n}" for n in range(1, 7)}
 
 
@@ -93,6 +94,8 @@ def test_samples_reproduce_the_readme_counts(samples):
     assert raw["runs"]["workflow"] == {"completed": 3, "failed": 3, "running": 1}
     assert raw["steps"]["workflow"] == {"completed": 45, "failed": 4, "running": 5}
     assert totals["logs"]["workflow"] == 259
+    assert totals["runs"]["otlp"] == {"succeeded": 2, "failed": 1}
+    assert totals["steps"]["otlp"] == {"succeeded": 9, "failed": 1}
     assert totals["files"]["error"] == 0
 
 

@@ -52,6 +52,7 @@ NAMES = {
     "traceos": ("dump.jsonl", "dump.json"),
     "runs": ("runs.sqlite",),
     "workflow": ("workflow.db",),
+    "otlp": ("spans.jsonl", "spans.json"),
 }
 # TRACER_PROPERTY_SCALE=10 runs ten times the examples (a deeper search, on demand).
 SCALE = int(os.environ.get("TRACER_PROPERTY_SCALE", "1"))

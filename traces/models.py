@@ -26,6 +26,7 @@ class Format(models.TextChoices):
     TRACEOS = "traceos", "traceos"
     RUNS = "runs", "runs"
     WORKFLOW = "workflow", "workflow"
+    OTLP = "otlp", "otlp"
 
 
 class Status(models.TextChoices):

@@ -102,3 +102,13 @@ class RunStepsForm(RunPageForm):
     """GET /api/runs/{id}/steps: the run page's parameters, and `parent` for one tree level."""
 
     parent = forms.CharField(required=False, max_length=255, strip=False)
+
+
+class RunExportForm(forms.Form):
+    """GET /api/runs/{id}/export: which file to write."""
+
+    format = forms.ChoiceField(
+        choices=[("otlp", "OTLP/JSON"), ("chrome", "Chrome trace events (Perfetto)")],
+        required=False,
+        help_text="otlp (OpenTelemetry OTLP/JSON, the default) or chrome (trace events).",
+    )

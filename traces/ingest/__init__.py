@@ -22,12 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from . import duckflux, greentic, runs, traceos, workflow
+from . import duckflux, greentic, otlp, runs, traceos, workflow
 from .common import read_head
 from .records import ParseError
 
 FORMATS: dict[str, ModuleType] = {
-    module.NAME: module for module in (duckflux, greentic, traceos, runs, workflow)
+    module.NAME: module for module in (duckflux, greentic, traceos, runs, workflow, otlp)
 }
 
 
