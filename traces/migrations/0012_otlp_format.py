@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('traces', '0009_failure_causes'),
+        ('traces', '0011_keyset_indexes'),
     ]
 
     operations = [
