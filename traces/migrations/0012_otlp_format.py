@@ -16,6 +16,11 @@ class Migration(migrations.Migration):
             field=models.CharField(choices=[('duckflux', 'duckflux'), ('greentic', 'greentic'), ('traceos', 'traceos'), ('runs', 'runs'), ('workflow', 'workflow'), ('otlp', 'otlp')], max_length=20),
         ),
         migrations.AlterField(
+            model_name='runcount',
+            name='format',
+            field=models.CharField(choices=[('duckflux', 'duckflux'), ('greentic', 'greentic'), ('traceos', 'traceos'), ('runs', 'runs'), ('workflow', 'workflow'), ('otlp', 'otlp')], max_length=20),
+        ),
+        migrations.AlterField(
             model_name='run',
             name='format',
             field=models.CharField(choices=[('duckflux', 'duckflux'), ('greentic', 'greentic'), ('traceos', 'traceos'), ('runs', 'runs'), ('workflow', 'workflow'), ('otlp', 'otlp')], max_length=20),
