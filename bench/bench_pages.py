@@ -336,8 +336,8 @@ def cases(t: Targets) -> list[Case]:
             "WHERE entity_type = %s AND entity_id = %s"
         )
         external = (
-            "SELECT DISTINCT external_id FROM traces_entitylink WHERE entity_type = %s "
-            "AND entity_id = %s AND external_id <> '' ORDER BY external_id LIMIT 5"
+            "SELECT external_id FROM traces_entitylink WHERE entity_type = %s "
+            "AND entity_id = %s AND external_id <> '' ORDER BY seen_at DESC, id DESC LIMIT 50"
         )
         link_page = (
             "SELECT l.id, l.link_type, l.external_id, l.created_at, s.id, s.run_id, s.key, "

@@ -201,6 +201,19 @@ def test_entity_page_header_names_the_external_id(client, samples):
     assert "written by 1" in html
 
 
+def test_entity_page_header_names_the_external_ids_of_its_newest_links(client):
+    steps = make_steps(make_runs(1)[0], 8)
+    EntityLink.objects.bulk_create(
+        link(step, "order", "o1", external_id=f"x-{9 - i}" if i else "",
+             created_at=BASE_TIME + timedelta(minutes=i))
+        for i, step in enumerate(steps)
+    )  # fmt: skip
+    count_entities()
+    summary = client.get(detail("order", "o1")).context["summary"]
+    assert summary.external_ids == ["x-2", "x-3", "x-4", "x-5", "x-6"]
+    assert summary.external_id == "x-8"  # the greatest, as the list shows it
+
+
 def test_entity_page_lists_steps_whose_subject_it_is(client, samples):
     ingest_paths([samples / "runs"])
     response = client.get(detail("view", "mv_churn_cohorts"))
