@@ -85,7 +85,7 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 
 from traces.ingest.loader import ingest_paths  # noqa: E402
-from traces.models import Call, EntityLink, LogEntry, Run, Step  # noqa: E402
+from traces.models import Call, EntityCounter, EntityLink, LogEntry, Run, Step  # noqa: E402
 
 PAGE_TARGET_S = 0.050
 BIG_RUN_TARGET_S = 0.200
@@ -305,7 +305,6 @@ def cases(t: Targets) -> list[Case]:
     failed_count = (
         f"SELECT COUNT(*) FROM (SELECT 1 FROM traces_step s WHERE {failed_where} LIMIT 10001) t"
     )
-    when = "COALESCE(s.started_at, r.started_at)"
     # The causes box: the read model's failures per cause and day (formats and run
     # types summed), then the newest message of each of the top 20 causes.
     groups = (
@@ -332,40 +331,30 @@ def cases(t: Targets) -> list[Case]:
 
     def entity_sql(entity_type: str, entity_id: str, with_subjects: bool) -> list:
         key = [entity_type, entity_id]
+        # Its figures are kept at ingest (EntityCounter); its lists are read newest first
+        # from the (type, id, stored time, id) indexes.
         summary = (
-            "SELECT COUNT(*), "
-            "COUNT(DISTINCT CASE WHEN link_type = 'input' THEN step_id END), "
-            "COUNT(DISTINCT CASE WHEN link_type = 'output' THEN step_id END), "
-            "COUNT(DISTINCT CASE WHEN link_type = 'affected' THEN step_id END), "
-            "COUNT(DISTINCT CASE WHEN link_type NOT IN ('input', 'output', 'affected') "
-            "THEN step_id END) FROM traces_entitylink WHERE entity_type = %s AND entity_id = %s"
+            f"SELECT {_cols(EntityCounter)} FROM traces_entitycounter "
+            "WHERE entity_type = %s AND entity_id = %s"
         )
         external = (
-            "SELECT DISTINCT external_id FROM traces_entitylink WHERE entity_type = %s "
-            "AND entity_id = %s AND external_id <> '' ORDER BY external_id LIMIT 5"
+            "SELECT external_id FROM traces_entitylink WHERE entity_type = %s "
+            "AND entity_id = %s AND external_id <> '' ORDER BY seen_at DESC, id DESC LIMIT 50"
         )
-        subjects = "SELECT COUNT(*) FROM traces_step WHERE entity_type = %s AND entity_id = %s"
-        runs = (
-            "SELECT COUNT(DISTINCT run_id) FROM ("
-            "SELECT run_id FROM traces_entitylink WHERE entity_type = %s AND entity_id = %s "
-            "UNION ALL SELECT run_id FROM traces_step WHERE entity_type = %s AND entity_id = %s"
-            ") t"
-        )
-        link_when = "COALESCE(l.created_at, s.started_at, r.started_at)"
         link_page = (
             "SELECT l.id, l.link_type, l.external_id, l.created_at, s.id, s.run_id, s.key, "
             "s.name, s.status, s.started_at, s.duration_ms, r.id, r.name, r.external_id, "
-            f"r.status, r.format, r.started_at, {link_when} AS w FROM traces_entitylink l "
+            "r.status, r.format, r.started_at, l.seen_at FROM traces_entitylink l "
             "JOIN traces_step s ON s.id = l.step_id JOIN traces_run r ON r.id = l.run_id "
             "WHERE l.entity_type = %s AND l.entity_id = %s "
-            "ORDER BY w DESC NULLS LAST, l.id DESC LIMIT 51"
+            "ORDER BY l.seen_at DESC NULLS LAST, l.id DESC LIMIT 51"
         )
         subject_page = (
-            f"SELECT {STEP_LIST}, {when} AS w FROM traces_step s "
+            f"SELECT {STEP_LIST}, s.entity_seen_at FROM traces_step s "
             "JOIN traces_run r ON r.id = s.run_id WHERE s.entity_type = %s AND s.entity_id = %s "
-            "ORDER BY w DESC NULLS LAST, s.id DESC LIMIT 51"
+            "ORDER BY s.entity_seen_at DESC NULLS LAST, s.id DESC LIMIT 51"
         )
-        queries = [(summary, key), (external, key), (subjects, key), (runs, key + key)]
+        queries = [(summary, key), (external, key)]
         queries.append((link_page, key))
         if with_subjects:
             queries.append((subject_page, key))
@@ -378,6 +367,15 @@ def cases(t: Targets) -> list[Case]:
         "WHERE l.run_id = %s AND l.duplicate = false ORDER BY l.seq, l.id LIMIT 201"
     )
     levels = "SELECT DISTINCT level FROM traces_logentry WHERE run_id = %s LIMIT 50"
+    entity_types = "SELECT entity_type, links, subjects FROM traces_entitytypecounter"
+    entities_page = (
+        f"SELECT {_cols(EntityCounter)} FROM traces_entitycounter "
+        "ORDER BY entity_type, entity_id LIMIT 51"
+    )
+    customers_page = (
+        f"SELECT {_cols(EntityCounter)} FROM traces_entitycounter WHERE entity_type = 'customer' "
+        "ORDER BY entity_type, entity_id LIMIT 51"
+    )
     cus = ("customer", t.hot_customer)
     acc = ("account", "acc_main")
     big, wf = t.big_run, t.wf_run
@@ -409,6 +407,10 @@ def cases(t: Targets) -> list[Case]:
         Case("failed_rows", "failed steps, page 2 (htmx rows)", "/steps/",
              [(failed_rows_after, after), (failed_count, [])],
              params={"status": "failed", "after": t.failed_cursor}, htmx_target="step-rows"),
+        Case("entities", "entities list (types + first page)", "/entities/",
+             [(entity_types, []), (entities_page, [])]),
+        Case("entities_customer", "entities list, type=customer", "/entities/",
+             [(entity_types, []), (customers_page, [])], params={"type": "customer"}),
         Case("entity_hot", f"entity page, customer {t.hot_customer} (most links)",
              f"/entities/customer/{t.hot_customer}/", entity_sql(*cus, False)),
         Case("entity_one", "entity page, a transaction (1 link)",
@@ -438,6 +440,8 @@ def cases(t: Targets) -> list[Case]:
              [(failed_rows, []), (failed_count, [])], params={"status": "failed"}, api=True),
         Case("api_errors", "GET /api/steps/errors (grouped)", "/api/steps/errors",
              [(groups, []), (examples, top_causes)], api=True),
+        Case("api_entities", "GET /api/entities", "/api/entities",
+             [(entity_types, []), (entities_page, [])], api=True),
         Case("api_entity", "GET /api/entities/customer/{hot}/steps",
              f"/api/entities/customer/{t.hot_customer}/steps", entity_sql(*cus, True), api=True),
         Case("api_logs", "GET /api/runs/{wf}/logs", f"/api/runs/{wf}/logs",

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from django.db.models import Max, Min
 
 from traces.causes import as_utc, error_cause, failure_day
+from traces.ingest import entity_counts
 from traces.ingest.failure_counts import add_failure_causes
 from traces.ingest.run_counts import apply_run_counts, run_key
 from traces.models import FailureCause, Run, Step
@@ -110,3 +111,9 @@ def recount_failure_causes() -> None:
         Step.objects.bulk_update(failed, ["error_cause"])
         counted = [step for step in failed if not step.synthetic]
         add_failure_causes(run, failures_by_cause_and_day(run, counted))
+
+
+def count_entities() -> None:
+    """The entities read model (and the times it orders by) for links and subject
+    steps made here; the store keeps it on ingest."""
+    entity_counts.rebuild()

@@ -16,7 +16,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.factories import make_runs, make_steps
+from tests.factories import count_entities, make_runs, make_steps
 from tests.workflow_pair import PAIR_ID, write_pair
 from traces import queries
 from traces.ingest import store
@@ -528,6 +528,7 @@ def test_entity_steps_accept_ids_with_slashes(client):
         step=step, run=run, link_type="output", entity_type="file", entity_id="s3://b/k/x.csv"
     )
     Step.objects.filter(pk=step.pk).update(entity_type="file", entity_id="s3://b/k/x.csv")
+    count_entities()
     listed = get(client, "/api/entities").json()["items"][0]
     assert listed["steps"] == "/api/entities/file/s3://b/k/x.csv/steps"
     body = get(client, listed["steps"]).json()
@@ -569,6 +570,7 @@ def test_a_step_has_one_shape_in_every_list_and_its_detail_adds_to_it(client):
     step = make_steps(run, 1, parent=root, start=5, status="failed")[0]
     error = "boom " * 1000
     Step.objects.filter(pk=step.pk).update(error=error, entity_type="order", entity_id="o-1")
+    count_entities()
     window = get(client, f"/api/runs/{run.pk}/steps").json()["items"][1]
     level = get(client, f"/api/runs/{run.pk}/steps", {"parent": root.key}).json()["items"][0]
     across = get(client, "/api/steps", {"status": "failed"}).json()["items"][0]
@@ -629,6 +631,7 @@ def test_an_entity_has_one_shape_listed_and_alone(client):
     for step, link_type in zip(steps, ("input", "output"), strict=True):
         EntityLink.objects.create(step=step, run=run, link_type=link_type, entity_type="order",
                                   entity_id="o-1", external_id=f"ext-{step.pk}")  # fmt: skip
+    count_entities()
     listed = get(client, "/api/entities").json()["items"][0]
     alone = get(client, listed["steps"]).json()["entity"]
     assert alone.keys() == listed.keys() | {"external_ids"}
@@ -650,6 +653,7 @@ def test_step_and_entity_answers_do_not_grow_with_what_hangs_off_a_step(
         )
         LogEntry.objects.bulk_create(LogEntry(run=run, step=step, seq=i) for i in range(n))
         Step.objects.filter(pk=step.pk).update(link_count=EntityLink.objects.count())
+        count_entities()
 
     urls = (f"/api/steps/{step.pk}", "/api/entities/order/o-1/steps", f"/api/runs/{run.pk}/logs")
     hang(1)

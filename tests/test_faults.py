@@ -8,8 +8,8 @@
   `manage.py ingest --watch` reads it: one run, in its final state;
 - a runs database written by another process while it is re-synced again and
   again: every run as the source says, once the writer stops;
-- an ingest killed with SIGKILL midway, then run again: exact counts, nothing
-  duplicated, nothing missing.
+- an ingest killed with SIGKILL midway, then run again: exact counts (the entities
+  read model too), nothing duplicated, nothing missing.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from pathlib import Path
 import pytest
 from django.db.models import Count
 
+from tests.test_read_model_entities import recount as recount_entities
+from tests.test_read_model_entities import stored as entity_counters
 from tests.test_read_model_runs import assert_read_models_are_the_recount
 from traces.ingest.loader import ingest_paths
 from traces.models import Call, EntityLink, Run, Step, TraceFile
@@ -258,20 +260,26 @@ def test_an_ingest_killed_midway_then_run_again_has_exact_counts(tmp_path, relia
         for run in Run.objects.annotate(rows=Count("steps"))
         if per_run.get(run.external_id) != run.rows or run.step_count != run.rows
     ]
+    # The read model is written in each run's transaction: none half-counted.
+    entities_exact = entity_counters() == recount_entities()
     reliability_rows.add(
         "sigkill",
         "an ingest killed with SIGKILL midway, then run again",
         f"{counts['runs']} runs, {counts['steps']} steps, {counts['calls']} calls in {DATABASES} "
         f"databases; killed with {runs_before} runs committed",
-        errors=len(mismatched) + sum(stored[key] != counts[key] for key in stored),
+        errors=len(mismatched)
+        + sum(stored[key] != counts[key] for key in stored)
+        + (not entities_exact),
         lost=max(0, counts["runs"] - stored["runs"]),
         duplicated=duplicated(Run.objects.all()) + max(0, stored["runs"] - counts["runs"]),
         notes=f"after the second ingest: {stored['runs']} runs, {stored['steps']} steps, "
-        f"{stored['calls']} calls, {stored['links']} links",
+        f"{stored['calls']} calls, {stored['links']} links; entity counters "
+        f"{'exact' if entities_exact else 'NOT the recount'}",
     )
     assert 0 < runs_before < counts["runs"], "not killed midway"
     assert stored == counts
     assert mismatched == []
+    assert entities_exact
     assert_read_models_are_the_recount()
 
 

@@ -1,5 +1,7 @@
 """Data migrations, run forward from the state before them."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -21,4 +23,42 @@ def test_greentic_runs_stored_before_the_flag_are_marked_estimated():
     apps = migrate(("traces", "0007_greentic_times_estimated"))
     marked = apps.get_model("traces", "Run").objects.values_list("format", "times_estimated")
     assert sorted(marked) == [("greentic", True), ("runs", False)]
+    migrate(max(MigrationExecutor(connection).loader.graph.leaf_nodes("traces")))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_entities_stored_before_the_read_model_are_counted_with_their_times():
+    apps = migrate(("traces", "0012_otlp_format"))
+    Run, Step = apps.get_model("traces", "Run"), apps.get_model("traces", "Step")
+    EntityLink = apps.get_model("traces", "EntityLink")
+    started = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    run = Run.objects.create(
+        format="runs", external_id="old", status="succeeded", started_at=started
+    )
+    untimed, timed = (
+        Step.objects.create(run=run, key=key, seq=i, position=i, status="succeeded",
+                            started_at=at, entity_type="order", entity_id="o-1")
+        for i, (key, at) in enumerate([("a", None), ("b", started + timedelta(minutes=5))])
+    )  # fmt: skip
+    for step, link_type, created in [
+        (untimed, "input", None),
+        (timed, "output", started + timedelta(minutes=9)),
+        (timed, "output", None),
+    ]:
+        EntityLink.objects.create(
+            step=step, run=run, link_type=link_type, entity_type="order", entity_id="o-1",
+            external_id="x-1", created_at=created,
+        )  # fmt: skip
+    apps = migrate(("traces", "0013_entity_counters"))
+    counter = apps.get_model("traces", "EntityCounter").objects.get()
+    figures = (counter.links, counter.links_read, counter.links_written, counter.steps_written)
+    assert figures == (3, 1, 2, 1)
+    assert (counter.subjects, counter.runs, counter.external_id) == (2, 1, "x-1")
+    assert (counter.first_seen, counter.last_seen) == (started, started + timedelta(minutes=9))
+    seen = apps.get_model("traces", "EntityLink").objects.order_by("pk").values_list("seen_at")
+    assert [at for (at,) in seen] == [started, *(started + timedelta(minutes=m) for m in (9, 5))]
+    types = apps.get_model("traces", "EntityTypeCounter").objects.values_list(
+        "entity_type", "links", "subjects"
+    )
+    assert list(types) == [("order", 3, 2)]
     migrate(max(MigrationExecutor(connection).loader.graph.leaf_nodes("traces")))

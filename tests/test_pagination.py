@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.factories import make_runs, make_steps
+from tests.factories import count_entities, make_runs, make_steps
 from traces.forms import RunFilterForm
 from traces.models import EntityLink, LogEntry, Run, TraceFile, TraceSource
 from traces.pagination import encode_cursor
@@ -91,6 +91,7 @@ def world() -> dict:
     EntityLink.objects.create(
         step=first, run=run, link_type="input", entity_type="order", entity_id="o-1"
     )
+    count_entities()
     source = TraceSource.objects.create(path="/nowhere/traces")
     TraceFile.objects.create(path="/nowhere/traces/a.json", display_name="a.json", source=source)
     return {"run": run.pk, "source": source.pk}

@@ -299,6 +299,9 @@ class Step(Outcome, ItemProgress):
     loop_index = models.IntegerField(null=True, blank=True)
     entity_type = models.CharField(max_length=200, blank=True)
     entity_id = models.CharField(max_length=500, blank=True)
+    # A step with a subject entity: its time (its start, else its run's), stored so
+    # the entity page's subject list is read newest first from an index.
+    entity_seen_at = models.DateTimeField(null=True, blank=True)
     truncated = models.BooleanField(default=False)
     never_closed = models.BooleanField(default=False)
     # A grouping step the source does not have; not counted among the run's steps.
@@ -339,8 +342,11 @@ class Step(Outcome, ItemProgress):
             models.Index(fields=["status", "-started_at", "-id"], name="step_status_started"),
             # "Failed only" inside a run.
             models.Index(fields=["run", "failed_subtree", "seq", "id"], name="step_run_failed"),
-            # A step's own subject entity.
-            models.Index(fields=["entity_type", "entity_id"], name="step_entity"),
+            # A step's own subject entity: the entity page's subject list, newest first.
+            models.Index(
+                fields=["entity_type", "entity_id", "-entity_seen_at", "-id"],
+                name="step_entity_seen",
+            ),
             # The failed steps of one cause, newest first.
             models.Index(
                 fields=["error_cause", "-started_at", "-id"],
@@ -399,12 +405,17 @@ class EntityLink(models.Model):
     entity_id = models.CharField(max_length=500)
     external_id = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(null=True, blank=True)
+    # Its created_at, else its step's start, else its run's: stored at ingest so an
+    # entity's links are read newest first from an index.
+    seen_at = models.DateTimeField(null=True, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
 
     class Meta:
         indexes = [
-            # An entity's page: every step that touched it.
-            models.Index(fields=["entity_type", "entity_id"], name="link_entity"),
+            # An entity's page: every step that touched it, newest first.
+            models.Index(
+                fields=["entity_type", "entity_id", "-seen_at", "-id"], name="link_entity_seen"
+            ),
             # A step's panel: its links.
             models.Index(fields=["step"], name="link_step"),
             # Retention deletes by run.
@@ -555,3 +566,55 @@ class FailureCause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cause} ({self.day}: {self.count})"
+
+
+class EntityCounter(models.Model):
+    """A read model of one entity: what its links and subject steps add up to. The
+    store keeps it in step with the EntityLink and Step rows, in the same
+    transaction (ingest.entity_counts; its tests recount it)."""
+
+    entity_type = models.CharField(max_length=200)
+    entity_id = models.CharField(max_length=500)
+    # The greatest external id of its links, as the list shows one.
+    external_id = models.CharField(max_length=500, blank=True)
+    links = models.IntegerField(default=0)
+    # Links by type (the list) ...
+    links_read = models.IntegerField(default=0)
+    links_written = models.IntegerField(default=0)
+    links_affected = models.IntegerField(default=0)
+    links_other = models.IntegerField(default=0)
+    # ... and distinct steps by link type (the entity page's header).
+    steps_read = models.IntegerField(default=0)
+    steps_written = models.IntegerField(default=0)
+    steps_affected = models.IntegerField(default=0)
+    steps_other = models.IntegerField(default=0)
+    # Steps whose own subject it is (Step.entity_type/entity_id).
+    subjects = models.IntegerField(default=0)
+    # Distinct runs that reach it by a link or a subject step.
+    runs = models.IntegerField(default=0)
+    first_seen = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # The entities list's order and keyset, and the store's upserts (ON CONFLICT).
+            models.UniqueConstraint(fields=["entity_type", "entity_id"], name="entitycounter_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entity_type}:{self.entity_id} ({self.links} links)"
+
+
+class EntityTypeCounter(models.Model):
+    """The entities list's type pills: links and subject steps per entity type, kept
+    with EntityCounter."""
+
+    entity_type = models.CharField(max_length=200, unique=True)
+    links = models.IntegerField(default=0)
+    subjects = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["entity_type"]
+
+    def __str__(self) -> str:
+        return f"{self.entity_type} ({self.links} links, {self.subjects} subjects)"

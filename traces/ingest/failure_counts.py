@@ -101,7 +101,7 @@ def subtract_failure_causes(removed: list[tuple]) -> None:
                 [cause, day, format, run_type],
             )
             kept = cursor.fetchone()
-            if kept is None or not _may_bound(first, last, *kept):
+            if kept is None or not may_bound(first, last, *kept):
                 continue
             where = (
                 f"s.error_cause = %s AND r.format = %s AND r.type = %s "
@@ -117,9 +117,9 @@ def subtract_failure_causes(removed: list[tuple]) -> None:
             )
 
 
-def _may_bound(first, last, kept_first, kept_last) -> bool:
-    """Whether deleted failures held a kept row's first or last time (then its
-    bounds are read again). Times compare as the database returned them."""
+def may_bound(first, last, kept_first, kept_last) -> bool:
+    """Whether deleted rows held a kept row's first or last time (then its bounds
+    are read again). Times compare as the database returned them."""
     if first is None or kept_first is None:
         return False
     first, last, kept_first, kept_last = map(_moment, (first, last, kept_first, kept_last))

@@ -20,6 +20,7 @@ from django.utils import timezone
 from traces.causes import as_utc, error_cause, failure_day
 from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
 
+from .entity_counts import add_run_entities, entities_of, subtract_entities
 from .failure_counts import add_failure_causes, failure_causes_of, subtract_failure_causes
 from .inserters import BATCH_SIZE, BulkInserter, IdAllocator, clean_value, dump_json, fit_key
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
@@ -130,13 +131,14 @@ def delete_run_children(run_ids: list[int]) -> None:
     if not run_ids:
         return
     placeholders = ", ".join(["%s"] * len(run_ids))
-    removed = failure_causes_of(run_ids)
+    removed, removed_entities = failure_causes_of(run_ids), entities_of(run_ids)
     with connection.cursor() as cursor:
         for model in (LogEntry, EntityLink, Call, Step):
             cursor.execute(
                 f"DELETE FROM {model._meta.db_table} WHERE run_id IN ({placeholders})", run_ids
             )
     subtract_failure_causes(removed)
+    subtract_entities(removed_entities)
 
 
 def delete_runs(run_ids: list[int]) -> None:
@@ -206,6 +208,8 @@ class _RunWriter:
         self.first_start = None
         self.last_finish = None
         self.ids = {model: IdAllocator(model) for model in (Step, Call, EntityLink, LogEntry)}
+        # A step's time (its start, else its run's): its links' time when they have none.
+        self.step_times: dict[int, object] = {}
         # (cause, day) -> [count, first seen, last seen] of this run's failed steps.
         self.causes: dict[tuple, list] = {}
 
@@ -217,6 +221,7 @@ class _RunWriter:
         self._write_step_summaries()
         self._write_run_summary()
         add_failure_causes(self.run, self.causes)
+        add_run_entities(self.run.pk)
 
     def _write_rows(self, model, records, to_row) -> None:
         inserter = BulkInserter(model)
@@ -253,6 +258,9 @@ class _RunWriter:
             "position": position,
             "depth": depth,
         }
+        self.step_times[step_id] = step.started_at or self.run.started_at
+        if step.entity_type:
+            fixed["entity_seen_at"] = _db_time(self.step_times[step_id])
         if step.status == "failed":
             self._mark_failed_subtree(step_id)
             fixed["error_cause"] = self._count_failure(step)
@@ -314,6 +322,7 @@ class _RunWriter:
             "id": self.ids[EntityLink].next(),
             "run_id": self.run.pk,
             "step_id": step_id,
+            "seen_at": _db_time(link.created_at or self.step_times[step_id]),
         }
 
     def _log_row(self, log: LogRecord) -> tuple[dict, dict]:
@@ -366,6 +375,10 @@ class _RunWriter:
             attributes=attributes,
             **summary,
         )
+
+
+def _db_time(moment):
+    return None if moment is None else connection.ops.adapt_datetimefield_value(moment)
 
 
 _STEP_STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "cancelled")

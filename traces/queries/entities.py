@@ -10,15 +10,13 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection
-from django.db.models import Count, Max, Q, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models import F, Q, QuerySet
 
-from traces.models import EntityLink, Step
+from traces.models import EntityCounter, EntityLink, EntityTypeCounter, Step
 from traces.pagination import PAGE_SIZE, BadCursor, Page, cursors_of, keyset_page
 
 from .runs import RUN_REF_FIELDS
-from .steps import step_list_columns, step_time
+from .steps import step_list_columns
 
 LINK_ROW_FIELDS = (
     "id", "link_type", "external_id", "created_at", "step_id", "run_id",
@@ -61,23 +59,13 @@ def decode_entity_cursor(cursor: str) -> tuple[str, str]:
 
 def entity_type_counts() -> list[dict]:
     """Entity types with their number of links and of steps having one as subject,
-    most referenced first: two GROUP BYs walking the (entity_type, entity_id) indexes."""
-    types: dict[str, dict] = {}
-    links = EntityLink.objects.order_by().values_list("entity_type").annotate(n=Count("id"))
-    for entity_type, n in links:
-        types.setdefault(entity_type, {"type": entity_type, "links": 0, "subjects": 0})["links"] = n
-    subjects = (
-        Step.objects.filter(entity_type__gt="")  # a range on the index, skipping the many ""
-        .order_by()
-        .values_list("entity_type")
-        .annotate(n=Count("id"))
-    )
-    for entity_type, n in subjects:
-        entry = types.setdefault(entity_type, {"type": entity_type, "links": 0, "subjects": 0})
-        entry["subjects"] = n
-    for entry in types.values():
-        entry["total"] = entry["links"] + entry["subjects"]
-    return sorted(types.values(), key=lambda entry: (-entry["total"], entry["type"]))
+    most referenced first: the read model's one row per type."""
+    types = [
+        {"type": t.entity_type, "links": t.links, "subjects": t.subjects,
+         "total": t.links + t.subjects}
+        for t in EntityTypeCounter.objects.all()
+    ]  # fmt: skip
+    return sorted(types, key=lambda entry: (-entry["total"], entry["type"]))
 
 
 @dataclass
@@ -104,6 +92,22 @@ class EntityRow:
         pairs.append(("other", self.other))
         return [(verb, n) for verb, n in pairs if n]
 
+    @classmethod
+    def of(cls, counter: EntityCounter) -> EntityRow:
+        return cls(
+            counter.entity_type,
+            counter.entity_id,
+            external_id=counter.external_id,
+            links=counter.links,
+            read=counter.links_read,
+            written=counter.links_written,
+            affected=counter.links_affected,
+            other=counter.links_other,
+            subjects=counter.subjects,
+            runs=counter.runs,
+            last_seen=counter.last_seen,
+        )
+
 
 @dataclass
 class EntityPage:
@@ -114,146 +118,48 @@ class EntityPage:
 
 def entity_page(filters: dict, size: int = PAGE_SIZE) -> EntityPage:
     """Entities (from links and from steps' own subjects) in (type, id) order, a page
-    at a time (cleaned data of EntityListForm: `type`, `q`, cursors): the keys come
-    from index walks, the figures from GROUP BYs over the page's keys only."""
-    entity_type, q = filters.get("type") or "", filters.get("q") or ""
+    at a time (cleaned data of EntityListForm: `type`, `q`, cursors): one walk of
+    the read model's (type, id) key."""
+    counters = _matching(filters.get("type") or "", filters.get("q") or "")
     cursors = cursors_of(filters)
     after, before = cursors["after"], cursors["before"]
     backwards = before is not None
     cursor = decode_entity_cursor(before if backwards else after) if (after or before) else None
-    link_keys = _entity_keys(_link_sources(entity_type, q), cursor, backwards, size)
-    subject_keys = _entity_keys(_subject_sources(entity_type, q), cursor, backwards, size)
-    keys = link_keys or subject_keys  # already in walk order
-    if link_keys and subject_keys:
-        keys = _in_database_order(set(link_keys) | set(subject_keys))
-        if backwards:
-            keys.reverse()
-    more = len(keys) > size
-    keys = keys[:size]
+    if cursor:
+        counters = counters.filter(_beyond(*cursor, backwards))
+    order = ("-entity_type", "-entity_id") if backwards else ("entity_type", "entity_id")
+    rows = [EntityRow.of(counter) for counter in counters.order_by(*order)[: size + 1]]
+    more = len(rows) > size
+    rows = rows[:size]
     if backwards:
-        keys.reverse()
-    rows = _entity_rows(keys)
+        rows.reverse()
     has_next = True if backwards else more
     has_prev = more if backwards else cursor is not None
     return EntityPage(
         items=rows,
-        next_cursor=encode_entity_cursor(*keys[-1]) if keys and has_next else None,
-        prev_cursor=encode_entity_cursor(*keys[0]) if keys and has_prev else None,
+        next_cursor=_cursor(rows[-1]) if rows and has_next else None,
+        prev_cursor=_cursor(rows[0]) if rows and has_prev else None,
     )
 
 
-def _link_sources(entity_type: str, q: str) -> QuerySet:
-    links = EntityLink.objects.all()
+def _matching(entity_type: str, q: str) -> QuerySet:
+    counters = EntityCounter.objects.all()
     if entity_type:
-        links = links.filter(entity_type=entity_type)
+        counters = counters.filter(entity_type=entity_type)
     if q:
-        links = links.filter(Q(entity_id__icontains=q) | Q(external_id__icontains=q))
-    return links
+        counters = counters.filter(Q(entity_id__icontains=q) | Q(external_id__icontains=q))
+    return counters
 
 
-def _subject_sources(entity_type: str, q: str) -> QuerySet:
-    steps = Step.objects.filter(entity_type__gt="")  # a range on the index, skipping the many ""
-    if entity_type:
-        steps = steps.filter(entity_type=entity_type)
-    if q:
-        steps = steps.filter(entity_id__icontains=q)
-    return steps
+def _beyond(entity_type: str, entity_id: str, backwards: bool) -> Q:
+    """Keys strictly after (type, id) in the walk's order."""
+    if backwards:
+        return Q(entity_type__lt=entity_type) | Q(entity_type=entity_type, entity_id__lt=entity_id)
+    return Q(entity_type__gt=entity_type) | Q(entity_type=entity_type, entity_id__gt=entity_id)
 
 
-def _entity_keys(rows: QuerySet, cursor, backwards: bool, size: int) -> list[tuple[str, str]]:
-    if cursor:
-        entity_type, entity_id = cursor
-        if backwards:
-            rows = rows.filter(entity_type__lte=entity_type).exclude(
-                entity_type=entity_type, entity_id__gte=entity_id
-            )
-        else:
-            rows = rows.filter(entity_type__gte=entity_type).exclude(
-                entity_type=entity_type, entity_id__lte=entity_id
-            )
-    order = ("-entity_type", "-entity_id") if backwards else ("entity_type", "entity_id")
-    keys = rows.values_list("entity_type", "entity_id").order_by(*order).distinct()
-    return list(keys[: size + 1])
-
-
-def _in_database_order(keys: set[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The keys sorted by the database, whose collation the page cursors compare
-    with (PostgreSQL's may not sort like Python)."""
-    values = ", ".join(["(%s, %s)"] * len(keys))
-    params = [value for key in keys for value in key]
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT * FROM (VALUES {values}) AS entity_keys ORDER BY 1, 2", params)
-        return [(row[0], row[1]) for row in cursor.fetchall()]
-
-
-def _keys_filter(keys: list[tuple[str, str]]) -> Q:
-    condition = Q(pk__in=[])
-    for entity_type, entity_id in keys:
-        condition |= Q(entity_type=entity_type, entity_id=entity_id)
-    return condition
-
-
-def _entity_rows(keys: list[tuple[str, str]]) -> list[EntityRow]:
-    if not keys:
-        return []
-    rows = {key: EntityRow(*key) for key in keys}
-    which = _keys_filter(keys)
-    for stats in _link_stats(EntityLink.objects.filter(which)):
-        row = rows[(stats.pop("entity_type"), stats.pop("entity_id"))]
-        for name, value in stats.items():
-            setattr(row, name, value)
-    subjects = (
-        Step.objects.filter(which)
-        .order_by()
-        .values_list("entity_type", "entity_id")
-        .annotate(n=Count("id"), last=Max(step_time()))
-    )
-    for entity_type, entity_id, n, last in subjects:
-        row = rows[(entity_type, entity_id)]
-        row.subjects = n
-        row.last_seen = _latest(row.last_seen, last)
-    for key, runs in _run_counts(keys).items():
-        rows[key].runs = runs
-    return [rows[key] for key in keys]
-
-
-def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
-    return max((moment for moment in (a, b) if moment is not None), default=None)
-
-
-def _link_stats(links: QuerySet):
-    types = list(LINK_VERBS)
-    return (
-        links.order_by()
-        .values("entity_type", "entity_id")
-        .annotate(
-            links=Count("id"),
-            read=Count("id", filter=Q(link_type=EntityLink.LinkType.INPUT)),
-            written=Count("id", filter=Q(link_type=EntityLink.LinkType.OUTPUT)),
-            affected=Count("id", filter=Q(link_type=EntityLink.LinkType.AFFECTED)),
-            other=Count("id", filter=~Q(link_type__in=types)),
-            external_id=Max("external_id"),
-            last_seen=Max(Coalesce("created_at", "step__started_at", "run__started_at")),
-        )
-    )
-
-
-def _run_counts(keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Distinct runs per entity over links and subject steps together: one query,
-    since a run may reach an entity both ways."""
-    links_table, steps_table = EntityLink._meta.db_table, Step._meta.db_table
-    where = " OR ".join(["(entity_type = %s AND entity_id = %s)"] * len(keys))
-    params = [value for key in keys for value in key]
-    sql = (
-        f"SELECT entity_type, entity_id, COUNT(DISTINCT run_id) FROM ("
-        f"SELECT entity_type, entity_id, run_id FROM {links_table} WHERE {where} "
-        f"UNION ALL "
-        f"SELECT entity_type, entity_id, run_id FROM {steps_table} WHERE {where}"
-        f") AS touched GROUP BY entity_type, entity_id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params + params)
-        return {(row[0], row[1]): row[2] for row in cursor.fetchall()}
+def _cursor(row: EntityRow) -> str:
+    return encode_entity_cursor(row.entity_type, row.entity_id)
 
 
 # --- one entity ------------------------------------------------------------------------
@@ -281,40 +187,45 @@ class EntitySummary:
 
 def entity_summary(entity_type: str, entity_id: str) -> EntitySummary:
     """What the entity page's header says: its external ids and who touched it how."""
-    links = EntityLink.objects.filter(entity_type=entity_type, entity_id=entity_id)
-    types = list(LINK_VERBS)
-    figures = links.aggregate(
-        links=Count("id"),
-        read=Count("step", distinct=True, filter=Q(link_type=EntityLink.LinkType.INPUT)),
-        written=Count("step", distinct=True, filter=Q(link_type=EntityLink.LinkType.OUTPUT)),
-        affected=Count("step", distinct=True, filter=Q(link_type=EntityLink.LinkType.AFFECTED)),
-        other=Count("step", distinct=True, filter=~Q(link_type__in=types)),
-        external_id=Max("external_id"),
-        last_seen=Max(Coalesce("created_at", "step__started_at", "run__started_at")),
-    )
-    external_ids = list(
-        links.exclude(external_id="")
-        .order_by("external_id")
-        .values_list("external_id", flat=True)
-        .distinct()[:5]
-    )
-    subjects = subject_steps(entity_type, entity_id).aggregate(n=Count("id"), last=Max(step_time()))
-    runs = _run_counts([(entity_type, entity_id)]).get((entity_type, entity_id), 0)
-    figures["external_id"] = figures["external_id"] or ""
-    figures["last_seen"] = _latest(figures["last_seen"], subjects["last"])
+    counter = EntityCounter.objects.filter(entity_type=entity_type, entity_id=entity_id).first()
+    if counter is None:
+        counter = EntityCounter(entity_type=entity_type, entity_id=entity_id)
+    # The greatest is kept: without one, the entity has none to look for.
+    external_ids = _recent_external_ids(entity_type, entity_id) if counter.external_id else []
     return EntitySummary(
-        entity_type, entity_id, external_ids, subjects=subjects["n"], runs=runs, **figures
+        entity_type,
+        entity_id,
+        external_ids,
+        links=counter.links,
+        read=counter.steps_read,
+        written=counter.steps_written,
+        affected=counter.steps_affected,
+        other=counter.steps_other,
+        subjects=counter.subjects,
+        runs=counter.runs,
+        external_id=counter.external_id,
+        last_seen=counter.last_seen,
     )
+
+
+def _recent_external_ids(entity_type: str, entity_id: str, size: int = 5) -> list[str]:
+    """Up to `size` external ids of the entity's newest links, sorted: read from the
+    entity's (time, id) index, not a DISTINCT over all its links (PostgreSQL walks its
+    external_id index for that, 70 ms for a hot entity)."""
+    links = EntityLink.objects.filter(entity_type=entity_type, entity_id=entity_id)
+    newest = links.exclude(external_id="").order_by("-seen_at", "-id")
+    recent = newest.values_list("external_id", flat=True)[: size * 10]
+    return sorted(list(dict.fromkeys(recent))[:size])
 
 
 def entity_links(entity_type: str, entity_id: str) -> QuerySet:
     """The entity's links with their step and run, ready for newest-first paging on
-    `when` (the link's time, else its step's, else its run's)."""
+    `when` (the link's time, else its step's, else its run's; stored at ingest)."""
     return (
         EntityLink.objects.filter(entity_type=entity_type, entity_id=entity_id)
         .select_related("step", "run")
         .only(*LINK_ROW_FIELDS)
-        .annotate(when=Coalesce("created_at", "step__started_at", "run__started_at"))
+        .annotate(when=F("seen_at"))
     )
 
 
@@ -324,7 +235,9 @@ def subject_steps(entity_type: str, entity_id: str) -> QuerySet:
 
 
 def subject_step_rows(entity_type: str, entity_id: str) -> QuerySet:
-    return step_list_columns(subject_steps(entity_type, entity_id)).annotate(when=step_time())
+    """With `when`, the step's time (else its run's), stored at ingest."""
+    rows = step_list_columns(subject_steps(entity_type, entity_id))
+    return rows.annotate(when=F("entity_seen_at"))
 
 
 def links_page(entity_type: str, entity_id: str, filters: dict) -> Page:

@@ -57,7 +57,7 @@ class EntityItem(Schema):
 class EntityDetail(EntityItem):
     """One entity: EntityItem, with some of its external ids."""
 
-    external_ids: list[str]
+    external_ids: list[str] = Field(description="Up to 5 external ids of its newest links, sorted.")
 
 
 class EntityList(Schema):

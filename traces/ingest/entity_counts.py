@@ -1,0 +1,230 @@
+"""The entities read model (EntityCounter, EntityTypeCounter), kept by the store in
+the same transaction as the links and subject steps it counts, and taken off when
+runs are deleted.
+
+A run is written whole and deleted whole, so what a set of runs adds to each
+entity (links by type, distinct steps by link type, subject steps, distinct runs,
+first and last time) is one GROUP BY over those runs' rows, read through the
+run_id indexes: added after a run is written, subtracted before its rows go.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from django.db import connection
+
+from traces.models import EntityCounter, EntityLink, EntityTypeCounter, Run, Step
+
+from .failure_counts import may_bound
+
+_COUNTERS = EntityCounter._meta.db_table
+_TYPES = EntityTypeCounter._meta.db_table
+_LINKS = EntityLink._meta.db_table
+_STEPS = Step._meta.db_table
+_RUNS = Run._meta.db_table
+_KEY = "entity_type = %s AND entity_id = %s"
+# The figures a contribution row carries between its key and its bounds, as
+# EntityCounter names them; each is added on write and subtracted on delete.
+FIGURES = (
+    "links", "links_read", "links_written", "links_affected", "links_other",
+    "steps_read", "steps_written", "steps_affected", "steps_other", "subjects", "runs",
+)  # fmt: skip
+_KNOWN_TYPES = "('input', 'output', 'affected')"
+
+
+def _links_by_run(where: str) -> str:
+    conditions = [f"link_type = '{t}'" for t in ("input", "output", "affected")]
+    conditions.append(f"link_type NOT IN {_KNOWN_TYPES}")
+    links = ", ".join(
+        f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END) AS {name}"
+        for condition, name in zip(conditions, FIGURES[1:5], strict=True)
+    )
+    steps = ", ".join(
+        f"COUNT(DISTINCT CASE WHEN {condition} THEN step_id END) AS {name}"
+        for condition, name in zip(conditions, FIGURES[5:9], strict=True)
+    )
+    return (
+        f"SELECT entity_type, entity_id, run_id, COUNT(*) AS links, {links}, {steps}, "
+        f"0 AS subjects, "
+        f"MIN(seen_at) AS first_seen, MAX(seen_at) AS last_seen, MAX(external_id) AS external_id "
+        f"FROM {_LINKS} WHERE {where} GROUP BY entity_type, entity_id, run_id"
+    )
+
+
+def _subjects_by_run(where: str) -> str:
+    zeros = ", ".join(["0"] * 9)
+    return (
+        f"SELECT entity_type, entity_id, run_id, {zeros}, COUNT(*), "
+        f"MIN(entity_seen_at), MAX(entity_seen_at), '' "
+        f"FROM {_STEPS} WHERE entity_type <> '' AND {where} "
+        f"GROUP BY entity_type, entity_id, run_id"
+    )
+
+
+def _contributions_sql(where: str) -> str:
+    """Per entity, what the rows matching `where` (over run_id) add to EntityCounter:
+    (type, id, *FIGURES, first seen, last seen, greatest external id)."""
+    sums = ", ".join(f"SUM(t.{name})" for name in FIGURES[:-1])
+    return (
+        f"SELECT t.entity_type, t.entity_id, {sums}, COUNT(DISTINCT t.run_id), "
+        f"MIN(t.first_seen), MAX(t.last_seen), MAX(t.external_id) FROM ("
+        f"{_links_by_run(where)} UNION ALL {_subjects_by_run(where)}"
+        f") AS t GROUP BY t.entity_type, t.entity_id"
+    )
+
+
+def entities_of(run_ids: list[int]) -> list[tuple]:
+    """What these runs add to EntityCounter, one row per entity they reach."""
+    if not run_ids:
+        return []
+    placeholders = ", ".join(["%s"] * len(run_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(_contributions_sql(f"run_id IN ({placeholders})"), [*run_ids, *run_ids])
+        return cursor.fetchall()
+
+
+def add_run_entities(run_id: int) -> None:
+    """Add one run just written (its links and subject steps) to the read model."""
+    rows = entities_of([run_id])
+    if not rows:
+        return
+    figures = ", ".join(FIGURES)
+    sums = ", ".join(f"{name} = t.{name} + excluded.{name}" for name in FIGURES)
+    sql = (
+        f"INSERT INTO {_COUNTERS} AS t (entity_type, entity_id, {figures}, first_seen, "
+        f"last_seen, external_id) VALUES ({', '.join(['%s'] * (len(FIGURES) + 5))}) "
+        f"ON CONFLICT (entity_type, entity_id) DO UPDATE SET {sums}, "
+        f"first_seen = {_earliest('first_seen')}, last_seen = {_latest('last_seen')}, "
+        f"external_id = {_greatest('t.external_id', 'excluded.external_id')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, sorted(rows, key=_by_key))
+    _add_to_types(rows, sign=1)
+
+
+def _earliest(column: str) -> str:
+    if connection.vendor == "postgresql":
+        return f"LEAST(t.{column}, excluded.{column})"
+    # SQLite's min() and max() of two values are NULL if either is.
+    return f"COALESCE(min(t.{column}, excluded.{column}), t.{column}, excluded.{column})"
+
+
+def _latest(column: str) -> str:
+    if connection.vendor == "postgresql":
+        return f"GREATEST(t.{column}, excluded.{column})"
+    return f"COALESCE(max(t.{column}, excluded.{column}), t.{column}, excluded.{column})"
+
+
+def _greatest(a: str, b: str) -> str:
+    return f"GREATEST({a}, {b})" if connection.vendor == "postgresql" else f"max({a}, {b})"
+
+
+def _by_key(row: tuple):
+    # Rows upserted in key order: two writers meet on the unique index in one order.
+    return row[0], row[1]
+
+
+def _add_to_types(rows: list[tuple], sign: int) -> None:
+    links_at, subjects_at = 2 + FIGURES.index("links"), 2 + FIGURES.index("subjects")
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        totals[row[0]][0] += row[links_at]
+        totals[row[0]][1] += row[subjects_at]
+    values = [(t, sign * links, sign * subjects) for t, (links, subjects) in sorted(totals.items())]
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {_TYPES} AS t (entity_type, links, subjects) VALUES (%s, %s, %s) "
+            "ON CONFLICT (entity_type) DO UPDATE SET links = t.links + excluded.links, "
+            "subjects = t.subjects + excluded.subjects",
+            values,
+        )
+        if sign < 0:
+            cursor.executemany(
+                f"DELETE FROM {_TYPES} WHERE entity_type = %s AND links <= 0 AND subjects <= 0",
+                [(t,) for t in sorted(totals)],
+            )
+
+
+def subtract_entities(removed: list[tuple]) -> None:
+    """Take deleted runs' contributions (entities_of, read before their rows were
+    deleted) off the read model: an entity left with no link and no subject step
+    loses its row; one whose first or last time or external id may have come from
+    the deleted rows gets them again from the rows left."""
+    if not removed:
+        return
+    removed = sorted(removed, key=_by_key)
+    minus = ", ".join(f"{name} = {name} - %s" for name in FIGURES)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {_COUNTERS} SET {minus} WHERE {_KEY}",
+            [(*row[2 : 2 + len(FIGURES)], row[0], row[1]) for row in removed],
+        )
+        cursor.executemany(
+            f"DELETE FROM {_COUNTERS} WHERE links <= 0 AND subjects <= 0 AND {_KEY}",
+            [row[:2] for row in removed],
+        )
+        for row in removed:
+            _rebound(cursor, row)
+    _add_to_types(removed, sign=-1)
+
+
+def _rebound(cursor, removed: tuple) -> None:
+    entity_type, entity_id = removed[:2]
+    first, last, external_id = removed[-3:]
+    cursor.execute(
+        f"SELECT first_seen, last_seen, external_id FROM {_COUNTERS} WHERE {_KEY}",
+        [entity_type, entity_id],
+    )
+    kept = cursor.fetchone()
+    if kept is None or not _may_bound(first, last, external_id, *kept):
+        return
+    cursor.execute(_bounds_sql(), [entity_type, entity_id, entity_type, entity_id])
+    cursor.execute(
+        f"UPDATE {_COUNTERS} SET first_seen = %s, last_seen = %s, external_id = %s WHERE {_KEY}",
+        [*cursor.fetchone(), entity_type, entity_id],
+    )
+
+
+def _bounds_sql() -> str:
+    """An entity's first and last time and greatest external id, from its rows."""
+    return (
+        "SELECT MIN(u.seen_at), MAX(u.seen_at), COALESCE(MAX(u.external_id), '') FROM ("
+        f"SELECT seen_at, external_id FROM {_LINKS} WHERE {_KEY} UNION ALL "
+        f"SELECT entity_seen_at, '' FROM {_STEPS} WHERE {_KEY}) AS u"
+    )
+
+
+def _may_bound(first, last, external_id, kept_first, kept_last, kept_external_id) -> bool:
+    """Whether deleted rows held a kept entity's first or last time or its external id."""
+    # The kept figures still include the deleted rows: a bound came from them if equal.
+    if external_id and external_id == kept_external_id:
+        return True
+    return may_bound(first, last, kept_first, kept_last)
+
+
+def rebuild() -> None:
+    """The read model recomputed from every link and subject step (the migration's
+    backfill, and a repair): the stored times first, then the counters."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_LINKS} SET seen_at = COALESCE(created_at, "
+            f"(SELECT s.started_at FROM {_STEPS} s WHERE s.id = {_LINKS}.step_id), "
+            f"(SELECT r.started_at FROM {_RUNS} r WHERE r.id = {_LINKS}.run_id))"
+        )
+        cursor.execute(
+            f"UPDATE {_STEPS} SET entity_seen_at = COALESCE(started_at, "
+            f"(SELECT r.started_at FROM {_RUNS} r WHERE r.id = {_STEPS}.run_id)) "
+            "WHERE entity_type <> ''"
+        )
+        cursor.execute(f"DELETE FROM {_COUNTERS}")
+        cursor.execute(f"DELETE FROM {_TYPES}")
+        figures = ", ".join(FIGURES)
+        cursor.execute(
+            f"INSERT INTO {_COUNTERS} (entity_type, entity_id, {figures}, first_seen, "
+            f"last_seen, external_id) {_contributions_sql('1 = 1')}"
+        )
+        cursor.execute(
+            f"INSERT INTO {_TYPES} (entity_type, links, subjects) "
+            f"SELECT entity_type, SUM(links), SUM(subjects) FROM {_COUNTERS} GROUP BY entity_type"
+        )
