@@ -189,7 +189,7 @@ def test_tracestats_on_all_samples_counts_every_format(samples):
     run("ingest", str(samples))
     totals = json.loads(run("tracestats", "--json")[0])
     assert set(totals) == {"runs", "steps", "calls", "links", "logs", "files"}
-    formats = {"duckflux", "greentic", "traceos", "runs", "workflow"}
+    formats = {"duckflux", "greentic", "traceos", "runs", "workflow", "otlp"}
     for key in ("runs", "steps"):
         assert set(totals[key]) == formats
         assert all(isinstance(n, int) for by in totals[key].values() for n in by.values())

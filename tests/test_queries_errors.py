@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from tests.factories import BASE_TIME, make_runs, make_steps, recount_failure_causes
-from traces.causes import normalise_error
+from traces.causes import HEADLINE_READ, normalise_error
 from traces.ingest import store
 from traces.models import Run, Step
 from traces.queries import errors
@@ -61,6 +61,14 @@ def test_normalise_error_collapses_particulars_into_placeholders(message, expect
 def test_normalise_error_is_at_most_300_characters():
     assert len(normalise_error("x" * 5000)) == 300
     assert normalise_error("x" * 5000).endswith("…")
+
+
+def test_a_huge_message_is_read_only_as_far_as_its_cause_can_reach():
+    line = "timeout after 30 s talking to db-7 " * 20_000  # 700 kB on one line
+    assert normalise_error(line) == normalise_error(line[:HEADLINE_READ])
+    frames = "".join(f'  File "job.py", line {n}, in step\n' for n in range(50_000))
+    traceback = f"Traceback (most recent call last)\n{frames}KeyError: 'sku-1042'\n\n  \n"
+    assert normalise_error(traceback) == "KeyError: '<id>'"
 
 
 def test_normalise_error_groups_the_same_cause_together():

@@ -71,12 +71,20 @@ def normalise_error(message: str) -> str:
     return line
 
 
+# A cause is at most 300 characters: reading past this much of a message cannot
+# change it (beyond a quoted value longer than this), and the placeholders'
+# patterns would take a minute over a 100 MB message.
+HEADLINE_READ = 65536
+
+
 def _headline(message: str) -> str:
-    lines = [line for line in (message or "").splitlines() if line.strip()]
+    head = (message or "")[:HEADLINE_READ]
+    lines = [line for line in head.splitlines() if line.strip()]
     if not lines:
         return ""
     if lines[0].startswith("Traceback (most recent call last)"):
-        return lines[-1]
+        tail = [line for line in message.rstrip()[-HEADLINE_READ:].splitlines() if line.strip()]
+        return (tail or lines)[-1]
     return lines[0]
 
 
