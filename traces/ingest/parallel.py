@@ -20,10 +20,11 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import Q
@@ -31,7 +32,7 @@ from django.utils import timezone
 
 from traces.models import IngestClaim
 
-from .candidates import _walk
+from .candidates import _walk, storable
 from .loader import ingest_paths
 from .report import FileResult, IngestReport
 
@@ -46,6 +47,9 @@ HEARTBEAT_EVERY = LEASE / 5
 # taking one costs little beside reading it.
 SHARES_PER_WORKER = 8
 MAX_SHARE = 50
+# A directory of this many files or fewer stays in one share (a workflow.db is read
+# with the events.db beside it: apart, two workers would both read it).
+SMALL_DIRECTORY = 10
 
 Share = IngestClaim.ClaimState
 
@@ -55,7 +59,8 @@ def ingest_in_parallel(
 ) -> IngestReport:
     """What `ingest_paths(paths)` does, by `jobs` processes: this one and jobs - 1
     started for the purpose (each its own connection to the same database)."""
-    batch, kept = plan_batch(paths, workers=jobs)
+    plan = plan_batch(paths, workers=jobs)
+    batch = plan.batch
     options = {"format": format}
     database = connection.settings_dict["NAME"]
     spawn = multiprocessing.get_context("spawn")  # no connection or lock is inherited
@@ -76,13 +81,19 @@ def ingest_in_parallel(
         if helper.exitcode:
             log.warning("ingest worker %s exited with %s", helper.pid, helper.exitcode)
     work(batch, lease=timedelta(0), **options)  # what a worker that died left
-    return gather(batch, kept, **options)
+    return gather(batch, plan.kept, **options)
 
 
-def plan_batch(paths: Iterable[str | Path], *, workers: int) -> tuple[str, list[tuple]]:
-    """List the files of `paths` once and write them as shares of a new batch.
-    Returns the batch's id and the (path, walked) pairs kept out of the shares:
-    names that are not UTF-8 cannot be stored, so the planner reads them itself."""
+class Plan(NamedTuple):
+    batch: str
+    # (path, walked) of the files kept out of the shares: names that are not UTF-8
+    # cannot be stored, so the planner reads them itself.
+    kept: list[tuple[str, bool]]
+    files: int
+
+
+def plan_batch(paths: Iterable[str | Path], *, workers: int) -> Plan:
+    """List the files of `paths` once and write them as shares of a new batch."""
     batch = uuid.uuid4().hex
     listed, kept = [], []
     for path, walked in _listed(paths):
@@ -93,7 +104,7 @@ def plan_batch(paths: Iterable[str | Path], *, workers: int) -> tuple[str, list[
         for walked, group in _groups(listed, size)
     ]
     IngestClaim.objects.bulk_create(shares, batch_size=500)
-    return batch, kept
+    return Plan(batch, kept, len(listed))
 
 
 def share_size(files: int, workers: int) -> int:
@@ -113,10 +124,8 @@ def _listed(paths: Iterable[str | Path]) -> Iterator[tuple[str, bool]]:
 
 
 def _groups(listed: list[tuple[str, bool]], size: int) -> Iterator[tuple[bool, list[str]]]:
-    """Consecutive paths of the same kind, about `size` at a time, in their order.
-    A directory's files stay in one share unless they are more than `size` (a
-    workflow.db is read with the events.db beside it: apart, two workers would
-    both read it)."""
+    """Consecutive paths of the same kind, about `size` at a time, in their order;
+    a small directory's files in one share."""
     group: list[str] = []
     kind = None
     for walked, folder in _folders(listed):
@@ -124,11 +133,12 @@ def _groups(listed: list[tuple[str, bool]], size: int) -> Iterator[tuple[bool, l
             yield kind, group
             group = []
         kind = walked
-        for start in range(0, len(folder), size):
-            if group and len(group) + len(folder[start:]) > size:
+        step = max(size, SMALL_DIRECTORY) if len(folder) <= SMALL_DIRECTORY else size
+        for start in range(0, len(folder), step):
+            if group and len(group) + len(folder[start:]) > step:
                 yield kind, group
                 group = []
-            group.extend(folder[start : start + size])
+            group.extend(folder[start : start + step])
     if group:
         yield kind, group
 
@@ -187,20 +197,24 @@ def work(
     *,
     worker: str | None = None,
     lease: timedelta = LEASE,
-    format: str | None = None,
+    after_share: Callable[[], None] | None = None,
+    **options,
 ) -> int:
-    """Take and read the batch's shares until none is left; how many this worker read."""
+    """Take and read the batch's shares until none is left; how many this worker read.
+    `options` go to `ingest_paths` (format, uploaded, display_names)."""
     worker = worker or worker_name()
     done = 0
     while (share := take_share(batch, worker, lease=lease)) is not None:
         with _heartbeat(share.pk, worker):
-            report = ingest_paths(share.paths, format=format, walked=share.walked)
+            report = ingest_paths(share.paths, walked=share.walked, **options)
         results = [result.as_dict() for result in report.files]
         # A share taken again meanwhile (this worker was thought dead) is the other's now.
         IngestClaim.objects.filter(pk=share.pk, worker=worker).update(
             state=Share.DONE, results=results
         )
         done += 1
+        if after_share:
+            after_share()
     return done
 
 
@@ -234,7 +248,7 @@ def _heartbeat(share_id: int, worker: str):
 # --- the planner's report ----------------------------------------------------------------------
 
 
-def gather(batch: str, kept: list[tuple[str, bool]], *, format: str | None = None) -> IngestReport:
+def gather(batch: str, kept: list[tuple[str, bool]], **options) -> IngestReport:
     """The batch's report, in the order of its files; the batch's shares deleted.
 
     A file that failed in a worker is read once more, alone: two workers can write
@@ -243,14 +257,17 @@ def gather(batch: str, kept: list[tuple[str, bool]], *, format: str | None = Non
     report = IngestReport()
     for share in IngestClaim.objects.filter(batch=batch).order_by("id"):
         for item in share.results:
-            report.files.extend(_again_if_failed(item, share, format))
+            report.files.extend(_again_if_failed(item, share, options))
     for path, walked in kept:
-        report.files.extend(ingest_paths([path], format=format, walked=walked).files)
+        report.files.extend(ingest_paths([path], walked=walked, **options).files)
     IngestClaim.objects.filter(batch=batch).delete()
     return report
 
 
-def _again_if_failed(item: dict, share: IngestClaim, format: str | None) -> list[FileResult]:
-    if item["outcome"] != "failed" or item["path"] not in share.paths:
+def _again_if_failed(item: dict, share: IngestClaim, options: dict) -> list[FileResult]:
+    names = options.get("display_names") or {}
+    given = {storable(names.get(path, path)): path for path in share.paths}
+    path = given.get(item["path"])
+    if item["outcome"] != "failed" or path is None:  # a zip's member: its zip is not re-read
         return [FileResult.from_dict(item)]
-    return ingest_paths([item["path"]], format=format, walked=share.walked).files
+    return ingest_paths([path], walked=share.walked, **options).files
