@@ -12,13 +12,16 @@ Every repeat empties the store, then runs in alternation (so all see the same lo
 - **baseline**: bench_ingest.py's raw copy of the same rows into a new SQLite file.
 
 The machine's load average is printed with the figures: other processes on the
-same cores take from the second worker first.
+same cores take from the second worker first. So is the CPU time of our Python
+processes (this one, plus the spawned worker once it has ended; PostgreSQL's server
+not counted): what the parallel side costs beyond the serial one, whatever the load.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -48,12 +51,17 @@ def main() -> None:
     for name in DATA_SETS:
         path, made = dataset(name, args.quick, log=lambda m: print(m, file=sys.stderr))
         times = {"one": [], "many": [], "base": []}
+        cpu = {"one": [], "many": []}
         loads = []
         for attempt in range(args.repeat):
             clear_store()
-            one, counted = _timed(lambda p=path: ingest_paths([p]))
+            one, counted, cpu_one = _timed(lambda p=path: ingest_paths([p]))
             clear_store()
-            many, counted_many = _timed(lambda p=path: ingest_in_parallel([p], jobs=args.jobs))
+            many, counted_many, cpu_many = _timed(
+                lambda p=path: ingest_in_parallel([p], jobs=args.jobs)
+            )
+            cpu["one"].append(cpu_one)
+            cpu["many"].append(cpu_many)
             assert counted_many == counted, (counted_many, counted)
             base, _rows = baseline(name, path, scratch)
             loads.append(os.getloadavg()[0])
@@ -61,7 +69,8 @@ def main() -> None:
                 times[key].append(took)
             print(
                 f"{name} #{attempt + 1}: 1 worker {one:.2f} s, {args.jobs} workers {many:.2f} s,"
-                f" baseline {base:.2f} s, load {loads[-1]:.2f}",
+                f" baseline {base:.2f} s, load {loads[-1]:.2f}, Python CPU {cpu_one:.2f} s vs"
+                f" {cpu_many:.2f} s",
                 file=sys.stderr,
             )
         one, many, base = (median(times[key]) for key in ("one", "many", "base"))
@@ -73,6 +82,7 @@ def main() -> None:
                 f"{many:.2f} s ({many / base:.1f}x)",
                 f"{one / many:.2f}x",
                 f"{base:.2f} s",
+                f"{median(cpu['one']):.1f} s / {median(cpu['many']):.1f} s",
                 f"{min(loads):.1f}-{max(loads):.1f}",
             ]
         )
@@ -91,18 +101,30 @@ def main() -> None:
         f"{args.jobs} workers (vs baseline)",
         "speed-up",
         "baseline (raw sqlite3 copy)",
+        f"Python CPU: 1 / {args.jobs} workers",
         "load avg (1 min)",
     ]
-    print(table(headers, rows, align="llrrrrr"))
+    print(table(headers, rows, align="llrrrrrr"))
 
 
-def _timed(ingest) -> tuple[float, dict]:
+def _timed(ingest) -> tuple[float, dict, float]:
+    cpu_before = _cpu_seconds()
     start = time.perf_counter()
     report = ingest()
     took = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu_before
     summary = report.summary()
     assert not summary["errors"], summary["errors"][:3]
-    return took, {key: summary[key] for key in ("runs", "steps", "calls", "links", "logs")}
+    return took, {key: summary[key] for key in ("runs", "steps", "calls", "links", "logs")}, cpu
+
+
+def _cpu_seconds() -> float:
+    """User + system time of this process and of its children that ended."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 if __name__ == "__main__":
