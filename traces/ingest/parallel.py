@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from traces.models import IngestClaim
 
+from . import parallel_worker
 from .candidates import _walk, storable
 from .loader import ingest_paths
 from .report import FileResult, IngestReport
@@ -64,8 +65,6 @@ def ingest_in_parallel(
     options = {"format": format}
     database = connection.settings_dict["NAME"]
     spawn = multiprocessing.get_context("spawn")  # no connection or lock is inherited
-    from . import parallel_worker
-
     helpers = [
         spawn.Process(target=parallel_worker.main, args=(batch, database, options), daemon=True)
         for _ in range(jobs - 1)
