@@ -204,6 +204,8 @@ if not DEBUG:
 # database, run by `python manage.py db_worker` (any number of workers, on any
 # machine sharing the database). TRACER_INGEST_IN_BACKGROUND=0 runs them inline.
 TRACER_INGEST_IN_BACKGROUND = env_bool("TRACER_INGEST_IN_BACKGROUND", True)
+# A job of this many files or more is shared: helper tasks let other db_workers read part.
+TRACER_INGEST_SHARE_FROM = env_int("TRACER_INGEST_SHARE_FROM", 200)
 TASKS = {
     "default": {
         "BACKEND": (

@@ -618,3 +618,36 @@ class EntityTypeCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.entity_type} ({self.links} links, {self.subjects} subjects)"
+
+
+class IngestClaim(models.Model):
+    """A share of one parallel ingest (`ingest --jobs N`): a few of the files a
+    directory walk found, taken by one worker at a time, so that workers on one
+    database split the files and never read the same one (traces/ingest/parallel.py)."""
+
+    class ClaimState(models.TextChoices):
+        TODO = "todo", "todo"
+        TAKEN = "taken", "taken"
+        DONE = "done", "done"
+
+    batch = models.CharField(max_length=64)
+    # The paths as given to the loader, in the order of the walk.
+    paths = models.JSONField(default=list)
+    # Found by walking a directory: a file in no known format is skipped there, not failed.
+    walked = models.BooleanField(default=True)
+    state = models.CharField(max_length=8, choices=ClaimState.choices, default=ClaimState.TODO)
+    worker = models.CharField(max_length=200, blank=True)
+    # Refreshed while the worker lives: a share taken longer ago than the lease is
+    # taken again (its worker died).
+    taken_at = models.DateTimeField(null=True, blank=True)
+    # The loader's FileResult.as_dict() of each file, once done.
+    results = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        indexes = [
+            # A worker's next share: the batch's first one in state todo (or taken long ago).
+            models.Index(fields=["batch", "state", "id"], name="ingestclaim_next"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.batch} #{self.pk} ({self.state}, {len(self.paths)} files)"

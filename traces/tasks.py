@@ -12,12 +12,15 @@ from django.db import transaction
 from django.utils import timezone
 from django_tasks import task
 
+from .ingest import parallel
 from .ingest.loader import ingest_paths
 from .ingest.report import FileResult, IngestReport
-from .models import IngestJob, TraceSource
+from .models import IngestClaim, IngestJob, TraceSource
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_SECONDS = 0.5
+# Helper tasks queued for a shared job (one that finds the job's shares gone costs a query).
+SHARE_HELPERS = 3
 
 
 def enqueue_ingest(
@@ -79,13 +82,43 @@ def run_ingest_job(job_id: int) -> dict:
 
 
 def _ingest(job: IngestJob) -> tuple[dict, list]:
-    report = ingest_paths(
-        job.paths,
-        uploaded=job.uploaded,
-        display_names=job.display_names,
-        progress=_progress_recorder(job.pk),
-    )
+    options = {"uploaded": job.uploaded, "display_names": job.display_names}
+    report = None
+    if settings.TRACER_INGEST_IN_BACKGROUND:
+        report = _ingest_shared(job, options)
+    if report is None:
+        report = ingest_paths(job.paths, progress=_progress_recorder(job.pk), **options)
     return report.summary(), [result.as_dict() for result in report.files]
+
+
+def _ingest_shared(job: IngestJob, options: dict) -> IngestReport | None:
+    """A job of many files, read by this task and helper tasks that other
+    db_workers run; None (nothing done) when the job is too small to share."""
+    plan = parallel.plan_batch(job.paths, workers=1 + SHARE_HELPERS)
+    if plan.files < settings.TRACER_INGEST_SHARE_FROM:
+        IngestClaim.objects.filter(batch=plan.batch).delete()
+        return None
+    IngestJob.objects.filter(pk=job.pk).update(files_total=plan.files)
+    for _ in range(SHARE_HELPERS):
+        run_ingest_share.enqueue(plan.batch, options)
+    shares = IngestClaim.objects.filter(batch=plan.batch)
+    while shares.exclude(state=IngestClaim.ClaimState.DONE).exists():
+        # The shares left, and those of a helper that died (after its lease).
+        parallel.work(plan.batch, after_share=lambda: _record_shares(job.pk, shares), **options)
+        _record_shares(job.pk, shares)
+        time.sleep(PROGRESS_EVERY_SECONDS)
+    return parallel.gather(plan.batch, plan.kept, **options)
+
+
+def _record_shares(job_id: int, shares) -> None:
+    done = shares.filter(state=IngestClaim.ClaimState.DONE).values_list("paths", flat=True)
+    IngestJob.objects.filter(pk=job_id).update(files_done=sum(len(paths) for paths in done))
+
+
+@task(queue_name="ingest")
+def run_ingest_share(batch: str, options: dict) -> int:
+    """Help a shared ingest job: read shares of its batch until none is left."""
+    return parallel.work(batch, **options)
 
 
 def _rescan(job: IngestJob) -> tuple[dict, list]:

@@ -16,7 +16,7 @@ import os
 import stat
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -51,12 +51,17 @@ def ingest_paths(
     uploaded: bool = False,
     display_names: dict[str, str] | None = None,
     progress: ProgressCallback | None = None,
+    walked: bool = False,
 ) -> IngestReport:
-    """Ingest files, directories (recursively) and zip archives."""
+    """Ingest files, directories (recursively) and zip archives. `walked`: the
+    paths are files a directory walk found (in another process: `ingest --jobs`),
+    so one in no known format is skipped, as in the walk, not failed."""
     forced = get_format(format) if format else None
     report = IngestReport()
     with contextlib.ExitStack() as stack:
         candidates = list(_collect(paths, stack, display_names or {}))
+        if walked:
+            candidates = [replace(candidate, explicit=False) for candidate in candidates]
         known = _known_files(candidate.logical_path for candidate in candidates)
         by_real = {_resolved(c.real_path): c for c in candidates if not c.error}
         done: set[str] = set()

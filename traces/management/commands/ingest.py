@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from traces.ingest import FORMATS
 from traces.ingest.loader import ingest_paths
+from traces.ingest.parallel import ingest_in_parallel
 from traces.ingest.report import IngestReport
 from traces.sources import watch_paths
 
@@ -24,10 +25,26 @@ class Command(BaseCommand):
         )
         parser.add_argument("--interval", type=float, default=2.0, help="seconds between scans")
         parser.add_argument("--max-scans", type=int, help="with --watch: stop after N scans")
+        parser.add_argument(
+            "--jobs",
+            type=int,
+            default=1,
+            metavar="N",
+            help="read the files with N processes sharing the database (one per core)",
+        )
 
     def handle(self, *args, **options):
+        if options["jobs"] < 1:
+            raise CommandError("--jobs must be at least 1")
+        if options["watch"] and options["jobs"] > 1:
+            raise CommandError("--jobs does not combine with --watch")
         if options["watch"]:
             report = self._watch(options)
+        elif options["jobs"] > 1:
+            report = ingest_in_parallel(
+                options["paths"], jobs=options["jobs"], format=options["format"]
+            )
+            self._print(report, as_json=options["json"])
         else:
             report = ingest_paths(
                 options["paths"], format=options["format"], progress=self._progress_bar()
