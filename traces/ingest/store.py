@@ -29,6 +29,7 @@ from .inserters import (
     clean_value,
     dump_json,
     fit_key,
+    insert_instance,
     row_plan,
 )
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
@@ -63,9 +64,9 @@ class RunIndex:
         self.ids = {model: IdAllocator(model) for model in (Run, Step)}
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
-        runs = Run.objects.only(*self.FIELDS)
         if not origin:
-            return runs.filter(format=format, origin="", external_id=external_id).first()
+            return _run_with_global_id(format, external_id)
+        runs = Run.objects.only(*self.FIELDS)
         key = (format, origin)
         if key not in self._by_origin:
             stored = runs.filter(format=format, origin=origin)
@@ -78,6 +79,50 @@ class RunIndex:
         runs = self._by_origin.get((run.format, run.origin))
         if runs is not None:
             runs[run.external_id] = run
+
+
+class _GlobalIdLookup:
+    """One stored run by its global id, as `RunIndex.FIELDS`, with a plain SELECT
+    prepared once: the ORM's `.filter().first()` compiles its query for every
+    run, which costs more than writing a small run."""
+
+    def __init__(self):
+        fields = [f for f in Run._meta.concrete_fields if f.attname in RunIndex.FIELDS]
+        self.names = [f.attname for f in fields]
+        quoted = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        self.sql = (
+            f"SELECT {quoted} FROM {Run._meta.db_table} "
+            "WHERE format = %s AND origin = '' AND external_id = %s LIMIT 1"
+        )
+        # What the ORM would do to each value read (text to datetime, JSON, ...).
+        self.converters = []
+        for index, model_field in enumerate(fields):
+            column = model_field.get_col(Run._meta.db_table)
+            found = connection.ops.get_db_converters(column) + model_field.get_db_converters(
+                connection
+            )
+            self.converters += [(index, converter, column) for converter in found]
+
+    def __call__(self, format: str, external_id: str) -> Run | None:
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, [format, external_id])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = list(row)
+        for index, converter, column in self.converters:
+            values[index] = converter(values[index], column, connection)
+        return Run.from_db(connection.alias, self.names, values)
+
+
+_GLOBAL_ID_LOOKUPS: dict[str, _GlobalIdLookup] = {}
+
+
+def _run_with_global_id(format: str, external_id: str) -> Run | None:
+    lookup = _GLOBAL_ID_LOOKUPS.get(connection.vendor)
+    if lookup is None:
+        lookup = _GLOBAL_ID_LOOKUPS[connection.vendor] = _GlobalIdLookup()
+    return lookup(format, external_id)
 
 
 def write_run(
@@ -102,7 +147,11 @@ def write_run(
     # its summary known: no INSERT-then-UPDATE of the run.
     writer = _RunWriter(run, index.ids[Step])
     writer.write(record)
-    run.save(force_insert=existing is None)
+    if existing is None:
+        insert_instance(run)
+    else:
+        _json_as_stored(run)
+        run.save()
     add_failure_causes(run, writer.causes)
     index.remember(run)
     action = "updated" if existing is not None else "added"
@@ -174,15 +223,20 @@ def _run_row(
         values["attributes"].setdefault("full_values", {})["external_id"] = record.external_id
     for name, value in values.items():
         setattr(run, name, clean_value(Run._meta.get_field(name), value, values["attributes"]))
-    for name in ("input", "output", "output_counters", "attributes"):
-        value = getattr(run, name)
-        if value is not None:
-            setattr(run, name, orjson.loads(dump_json(value)))
     run.completeness = list(record.completeness) if record.completeness is not None else None
     run.source_file = source_file
     run.left_source_at = None  # written again by its source: back in it
     run.ingested_at = timezone.now()
     return run
+
+
+def _json_as_stored(run: Run) -> None:
+    """The run's JSON values as `dump_json` makes them storable (no NUL, NaN as
+    null), for the ORM's save(); `insert_instance` dumps them so itself."""
+    for name in ("input", "output", "output_counters", "attributes"):
+        value = getattr(run, name)
+        if value is not None:
+            setattr(run, name, orjson.loads(dump_json(value)))
 
 
 STEP_FIXED = (
