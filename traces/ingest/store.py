@@ -248,7 +248,8 @@ LINK_FIXED = ("run_id", "step_id")
 LOG_FIXED = ("run_id", "step_id")
 # Step rows a run keeps back until its calls and links are counted, so their
 # summaries go in with the INSERT; a longer run's earlier steps get an UPDATE.
-HELD_STEPS = 5000
+# One batch: no more memory than before, whatever the size of the payloads.
+HELD_STEPS = BATCH_SIZE
 
 
 class _RunWriter:
