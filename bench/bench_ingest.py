@@ -23,8 +23,11 @@ For each format, every repeat runs (in alternation, so both see the same load):
     records paired into one step row per enter, as we do.
 
 The ratio is time ours / time baseline on the same input (target: ≤ 2, "at
-least half the raw copy's speed"); rows/s are given each with its own count
-(the workflow copy writes events.db rows that we merge into log rows).
+least half the raw copy's speed"); the CPU ratio divides the two processes' own
+CPU times (`time.process_time()`), which a machine shared with other work
+inflates far less than wall time (on PostgreSQL it leaves out the server's CPU);
+rows/s are given each with its own count (the workflow copy writes events.db rows
+that we merge into log rows).
 """
 
 from __future__ import annotations
@@ -68,15 +71,15 @@ def clear_store() -> None:
             cursor.execute(f"DELETE FROM {model._meta.db_table}")
 
 
-def ours(path: Path) -> tuple[float, dict, SqlTimer]:
+def ours(path: Path) -> tuple[float, float, dict, SqlTimer]:
     timer = SqlTimer()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with connection.execute_wrapper(timer):
         report = ingest_paths([path])
-    took = time.perf_counter() - start
+    took, cpu = time.perf_counter() - start, time.process_time() - cpu
     summary = report.summary()
     assert not summary["errors"], summary["errors"][:3]
-    return took, summary, timer
+    return took, cpu, summary, timer
 
 
 # --- baselines ------------------------------------------------------------------------------
@@ -284,9 +287,9 @@ def baseline_workflow(path: Path, target: Path) -> int:
     return rows
 
 
-def baseline(name: str, path: Path, scratch: Path) -> tuple[float, int]:
+def baseline(name: str, path: Path, scratch: Path) -> tuple[float, float, int]:
     target = scratch / f"baseline-{name}-{time.monotonic_ns()}.sqlite"
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if name == "runs":
         rows = raw_copy(path, target)
     elif name == "workflow":
@@ -297,10 +300,10 @@ def baseline(name: str, path: Path, scratch: Path) -> tuple[float, int]:
             path, db
         )
         rows = db.close()
-    took = time.perf_counter() - start
+    took, cpu = time.perf_counter() - start, time.process_time() - cpu
     for leftover in scratch.glob(f"{target.name}*"):
         leftover.unlink()
-    return took, rows
+    return took, cpu, rows
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -321,14 +324,17 @@ def main() -> None:
     for name in chosen:
         path, made = dataset(name, args.quick, log=lambda m: print(m, file=sys.stderr))
         our_times, base_times, sql_times, our_rows, base_rows = [], [], [], 0, 0
+        our_cpu, base_cpu = [], []
         for attempt in range(args.repeat):
             clear_store()
-            took, summary, timer = ours(path)
+            took, cpu, summary, timer = ours(path)
             our_times.append(took)
+            our_cpu.append(cpu)
             sql_times.append(timer.seconds)
             our_rows = sum(summary[k] for k in ("runs", "steps", "calls", "links", "logs"))
-            base_took, base_rows = baseline(name, path, scratch)
+            base_took, cpu, base_rows = baseline(name, path, scratch)
             base_times.append(base_took)
+            base_cpu.append(cpu)
             print(
                 f"{name} #{attempt + 1}: ours {took:.2f} s ({our_rows:,} rows, SQL "
                 f"{timer.seconds:.2f} s in {timer.count:,} statements), baseline "
@@ -353,6 +359,7 @@ def main() -> None:
                 f"{base_s:.2f} s",
                 f"{base_rows / base_s:,.0f}",
                 f"{ours_s / base_s:.2f}x",
+                f"{median(our_cpu) / median(base_cpu):.2f}x",
                 "yes" if ours_s <= 2 * base_s else f"no ({ours_s / base_s / 2:.1f}x over)",
             ]
         )
@@ -371,9 +378,10 @@ def main() -> None:
         "baseline",
         "baseline rows/s",
         "time ratio",
+        "CPU ratio",
         "≥ ½ raw speed",
     ]
-    print(table(headers, results, "llrrrrrrl"))
+    print(table(headers, results, "llrrrrrrrl"))
     for name, text in profiles.items():
         print(f"\n### profile: {name} (by {args.profile_sort})\n\n```\n{text}\n```")
 

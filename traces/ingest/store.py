@@ -2,10 +2,11 @@
 
 `write_run()` turns one `RunRecord` (and its lazy steps, calls, links and
 logs) into rows, in bulk: ids are allocated up front so a step's parent and a
-call's step are known without reading anything back, rows go out with
-`executemany` in batches, and the summaries the pages need (step counts by
-status, child counts, failed subtrees) are computed on the way. The caller
-holds the transaction: a run is written whole or not at all.
+call's step are known without reading anything back, rows go out in batches
+(COPY on PostgreSQL, executemany on SQLite), and the summaries the pages need
+(step counts by status, child counts, failed subtrees) are computed on the way,
+so the run row is written once, after its children, with its summary in it.
+The caller holds the transaction: a run is written whole or not at all.
 """
 
 from __future__ import annotations
@@ -22,7 +23,16 @@ from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
 
 from .entity_counts import add_run_entities, entities_of, subtract_entities
 from .failure_counts import add_failure_causes, failure_causes_of, subtract_failure_causes
-from .inserters import BATCH_SIZE, BulkInserter, IdAllocator, clean_value, dump_json, fit_key
+from .inserters import (
+    BATCH_SIZE,
+    BulkInserter,
+    IdAllocator,
+    clean_value,
+    dump_json,
+    fit_key,
+    insert_instance,
+    row_plan,
+)
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
 from .run_counts import apply_run_counts, move_run_count, run_counts_of, run_key
 
@@ -51,13 +61,16 @@ class RunIndex:
 
     def __init__(self):
         self._by_origin: dict[tuple[str, str], dict[str, Run]] = {}
+        # One allocator per model for the whole ingest (it lives in the caller's
+        # transaction, as this index does): not one reservation per run.
+        self.ids = {model: IdAllocator(model) for model in (Run, Step)}
         # RunCount's changes by the runs written through this index, for settle().
         self.run_counts: Counter = Counter()
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
-        runs = Run.objects.only(*self.FIELDS)
         if not origin:
-            return runs.filter(format=format, origin="", external_id=external_id).first()
+            return _run_with_global_id(format, external_id)
+        runs = Run.objects.only(*self.FIELDS)
         key = (format, origin)
         if key not in self._by_origin:
             stored = runs.filter(format=format, origin=origin)
@@ -76,6 +89,50 @@ class RunIndex:
         file's transaction (see run_counts)."""
         apply_run_counts(self.run_counts)
         self.run_counts.clear()
+
+
+class _GlobalIdLookup:
+    """One stored run by its global id, as `RunIndex.FIELDS`, with a plain SELECT
+    prepared once: the ORM's `.filter().first()` compiles its query for every
+    run, which costs more than writing a small run."""
+
+    def __init__(self):
+        fields = [f for f in Run._meta.concrete_fields if f.attname in RunIndex.FIELDS]
+        self.names = [f.attname for f in fields]
+        quoted = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        self.sql = (
+            f"SELECT {quoted} FROM {Run._meta.db_table} "
+            "WHERE format = %s AND origin = '' AND external_id = %s LIMIT 1"
+        )
+        # What the ORM would do to each value read (text to datetime, JSON, ...).
+        self.converters = []
+        for index, model_field in enumerate(fields):
+            column = model_field.get_col(Run._meta.db_table)
+            found = connection.ops.get_db_converters(column) + model_field.get_db_converters(
+                connection
+            )
+            self.converters += [(index, converter, column) for converter in found]
+
+    def __call__(self, format: str, external_id: str) -> Run | None:
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, [format, external_id])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = list(row)
+        for index, converter, column in self.converters:
+            values[index] = converter(values[index], column, connection)
+        return Run.from_db(connection.alias, self.names, values)
+
+
+_GLOBAL_ID_LOOKUPS: dict[str, _GlobalIdLookup] = {}
+
+
+def _run_with_global_id(format: str, external_id: str) -> Run | None:
+    lookup = _GLOBAL_ID_LOOKUPS.get(connection.vendor)
+    if lookup is None:
+        lookup = _GLOBAL_ID_LOOKUPS[connection.vendor] = _GlobalIdLookup()
+    return lookup(format, external_id)
 
 
 def write_run(
@@ -99,11 +156,22 @@ def write_run(
             return RunOutcome("kept", existing.pk, record.external_id, _stored(existing))
         delete_run_children([existing.pk])
     counted_as = run_key(existing) if existing is not None else None
-    run = _save_run_row(record, existing, source_file=source_file, origin=origin)
-    move_run_count(index.run_counts, counted_as, run_key(run))
-    index.remember(run)
-    writer = _RunWriter(run)
+    run = _run_row(record, existing, source_file=source_file, origin=origin)
+    if existing is None:
+        run.pk = index.ids[Run].next()
+    # Children first (foreign keys are checked at commit), then the run row once,
+    # its summary known: no INSERT-then-UPDATE of the run.
+    writer = _RunWriter(run, index.ids[Step])
     writer.write(record)
+    if existing is None:
+        insert_instance(run)
+    else:
+        _json_as_stored(run)
+        run.save()
+    move_run_count(index.run_counts, counted_as, run_key(run))
+    add_failure_causes(run, writer.causes)
+    add_run_entities(run.pk)
+    index.remember(run)
     action = "updated" if existing is not None else "added"
     return RunOutcome(action, run.pk, record.external_id, writer.counts)
 
@@ -165,7 +233,7 @@ RUN_FIELDS = (
 )  # fmt: skip
 
 
-def _save_run_row(
+def _run_row(
     record: RunRecord, existing: Run | None, *, source_file: TraceFile | None, origin: str
 ) -> Run:
     external_id = fit_key(record.external_id)
@@ -176,22 +244,39 @@ def _save_run_row(
         values["attributes"].setdefault("full_values", {})["external_id"] = record.external_id
     for name, value in values.items():
         setattr(run, name, clean_value(Run._meta.get_field(name), value, values["attributes"]))
-    for name in ("input", "output", "output_counters", "attributes"):
-        value = getattr(run, name)
-        if value is not None:
-            setattr(run, name, orjson.loads(dump_json(value)))
     run.completeness = list(record.completeness) if record.completeness is not None else None
     run.source_file = source_file
     run.left_source_at = None  # written again by its source: back in it
     run.ingested_at = timezone.now()
-    run.save()
     return run
+
+
+def _json_as_stored(run: Run) -> None:
+    """The run's JSON values as `dump_json` makes them storable (no NUL, NaN as
+    null), for the ORM's save(); `insert_instance` dumps them so itself."""
+    for name in ("input", "output", "output_counters", "attributes"):
+        value = getattr(run, name)
+        if value is not None:
+            setattr(run, name, orjson.loads(dump_json(value)))
+
+
+STEP_FIXED = (
+    "id", "run_id", "parent_id", "seq", "position", "depth", "error_cause", "entity_seen_at",
+    "child_count", "call_count", "link_count", "failed_subtree",
+)  # fmt: skip
+CALL_FIXED = ("run_id", "step_id", "position")
+LINK_FIXED = ("run_id", "step_id", "seen_at")
+LOG_FIXED = ("run_id", "step_id")
+# Step rows a run keeps back until its calls and links are counted, so their
+# summaries go in with the INSERT; a longer run's earlier steps get an UPDATE.
+# One batch: no more memory than before, whatever the size of the payloads.
+HELD_STEPS = BATCH_SIZE
 
 
 class _RunWriter:
     """Writes one run's children and keeps the summaries as they stream by."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, step_ids: IdAllocator):
         self.run = run
         self.counts: Counter = Counter()
         self.step_ids: dict[str, int] = {}
@@ -204,34 +289,66 @@ class _RunWriter:
         self.by_status: Counter = Counter()
         self.orphans: Counter = Counter()
         self.seq = 0
+        self.new_step_id = step_ids.next
+        self.step_plan = row_plan(Step, StepRecord, STEP_FIXED)
+        self.held_steps: list[list] = []
+        # Steps with a smaller id went out before their summaries were known.
+        self.first_held_id = 0
+        # (cause, day) -> [count, first seen, last seen] of this run's failed steps.
+        self.causes: dict[tuple, list] = {}
         # The earliest start and latest finish of the steps written (Run.steps_*_at).
         self.first_start = None
         self.last_finish = None
-        self.ids = {model: IdAllocator(model) for model in (Step, Call, EntityLink, LogEntry)}
         # A step's time (its start, else its run's): its links' time when they have none.
         self.step_times: dict[int, object] = {}
-        # (cause, day) -> [count, first seen, last seen] of this run's failed steps.
-        self.causes: dict[tuple, list] = {}
 
     def write(self, record: RunRecord) -> None:
-        self._write_rows(Step, record.steps, self._step_row)
-        self._write_rows(Call, record.calls, self._call_row)
-        self._write_rows(EntityLink, record.links, self._link_row)
-        self._write_rows(LogEntry, record.logs, self._log_row)
+        self._write_steps(record.steps)
+        self._write_rows(Call, CallRecord, CALL_FIXED, record.calls, self._call_row)
+        self._write_rows(EntityLink, LinkRecord, LINK_FIXED, record.links, self._link_row)
+        self._write_rows(LogEntry, LogRecord, LOG_FIXED, record.logs, self._log_row)
+        self._write_held_steps()
         self._write_step_summaries()
         self._write_run_summary()
-        add_failure_causes(self.run, self.causes)
-        add_run_entities(self.run.pk)
 
-    def _write_rows(self, model, records, to_row) -> None:
-        inserter = BulkInserter(model)
+    def _write_rows(self, model, record_type, fixed, records, to_row) -> None:
+        inserter = None
         for item in records:
             row = to_row(item)
             if row is not None:
+                inserter = inserter or BulkInserter(model, record_type, fixed)
                 inserter.add(item, *row)
-        inserter.flush()
+        if inserter is not None:
+            inserter.flush()
 
-    def _step_row(self, step: StepRecord) -> tuple[dict, dict] | None:
+    def _write_steps(self, steps) -> None:
+        plan, held = self.step_plan, self.held_steps
+        for step in steps:
+            row = self._step_row(step)
+            if row is None:
+                continue
+            if len(held) >= HELD_STEPS:
+                plan.write(held)
+                held.clear()
+                self.first_held_id = row[1][0]
+            held.append(plan.row(step, *row))
+
+    def _write_held_steps(self) -> None:
+        """The held steps with their summaries, known now that calls and links are in."""
+        at = self.step_plan.fixed_at
+        id_at, child_at, call_at, link_at, failed_at = (
+            at["id"], at["child_count"], at["call_count"], at["link_count"], at["failed_subtree"]
+        )  # fmt: skip
+        for row in self.held_steps:
+            step_id = row[id_at]
+            row[child_at] = self.children[step_id]
+            row[call_at] = self.calls_of[step_id]
+            row[link_at] = self.links_of[step_id]
+            row[failed_at] = step_id in self.failed_subtree
+        self.step_plan.write(self.held_steps)
+        self.held_steps = []
+
+    def _step_row(self, step: StepRecord) -> tuple[dict, tuple] | None:
         if step.key in self.step_ids:
             self.orphans["duplicate step keys"] += 1
             return None
@@ -239,7 +356,7 @@ class _RunWriter:
         parent_id = self.step_ids.get(step.parent_key) if step.parent_key is not None else None
         if step.parent_key is not None and parent_id is None:
             attributes["missing_parent"] = step.parent_key
-        step_id = self.ids[Step].next()
+        step_id = self.new_step_id()
         self.step_ids[step.key] = step_id
         self.parent_of[step_id] = parent_id
         depth = 0 if parent_id is None else self.depth_of[parent_id] + 1
@@ -249,23 +366,17 @@ class _RunWriter:
         if not step.synthetic:
             self.by_status[step.status] += 1
             self.counts["steps"] += 1
-        self._note_times(step)
-        fixed = {
-            "id": step_id,
-            "run_id": self.run.pk,
-            "parent_id": parent_id,
-            "seq": self.seq + 1,
-            "position": position,
-            "depth": depth,
-        }
-        self.step_times[step_id] = step.started_at or self.run.started_at
-        if step.entity_type:
-            fixed["entity_seen_at"] = _db_time(self.step_times[step_id])
+        cause = ""
         if step.status == "failed":
             self._mark_failed_subtree(step_id)
-            fixed["error_cause"] = self._count_failure(step)
+            cause = self._count_failure(step)
         self.seq += 1
-        return attributes, fixed
+        self._note_times(step)
+        moment = self.step_times[step_id] = step.started_at or self.run.started_at
+        seen_at = _db_time(moment) if step.entity_type else None
+        # The four summaries are filled in by _write_held_steps.
+        return attributes, (step_id, self.run.pk, parent_id, self.seq, position, depth, cause,
+                            seen_at, 0, 0, 0, False)  # fmt: skip
 
     def _count_failure(self, step: StepRecord) -> str:
         """The step's cause, counted for the read model unless the step is synthetic
@@ -296,7 +407,7 @@ class _RunWriter:
             self.failed_subtree.add(step_id)
             step_id = self.parent_of[step_id]
 
-    def _call_row(self, call: CallRecord) -> tuple[dict, dict] | None:
+    def _call_row(self, call: CallRecord) -> tuple[dict, tuple] | None:
         step_id = self.step_ids.get(call.step_key)
         if step_id is None:
             self.orphans["calls of unknown steps"] += 1
@@ -304,40 +415,32 @@ class _RunWriter:
         position = self.calls_of[step_id]
         self.calls_of[step_id] += 1
         self.counts["calls"] += 1
-        return dict(call.attributes), {
-            "id": self.ids[Call].next(),
-            "run_id": self.run.pk,
-            "step_id": step_id,
-            "position": position,
-        }
+        return dict(call.attributes), (self.run.pk, step_id, position)
 
-    def _link_row(self, link: LinkRecord) -> tuple[dict, dict] | None:
+    def _link_row(self, link: LinkRecord) -> tuple[dict, tuple] | None:
         step_id = self.step_ids.get(link.step_key)
         if step_id is None:
             self.orphans["links of unknown steps"] += 1
             return None
         self.links_of[step_id] += 1
         self.counts["links"] += 1
-        return dict(link.attributes), {
-            "id": self.ids[EntityLink].next(),
-            "run_id": self.run.pk,
-            "step_id": step_id,
-            "seen_at": _db_time(link.created_at or self.step_times[step_id]),
-        }
+        seen_at = _db_time(link.created_at or self.step_times[step_id])
+        return dict(link.attributes), (self.run.pk, step_id, seen_at)
 
-    def _log_row(self, log: LogRecord) -> tuple[dict, dict]:
+    def _log_row(self, log: LogRecord) -> tuple[dict, tuple]:
         attributes = dict(log.attributes)
         step_id = self.step_ids.get(log.step_key) if log.step_key is not None else None
         if log.step_key is not None and step_id is None:
             attributes["unknown_step"] = log.step_key
         self.counts["logs"] += 1
-        return attributes, {
-            "id": self.ids[LogEntry].next(),
-            "run_id": self.run.pk,
-            "step_id": step_id,
-        }
+        return attributes, (self.run.pk, step_id)
 
     def _write_step_summaries(self) -> None:
+        """Summaries of the steps that went out before they were known (runs of
+        more than HELD_STEPS steps): a second write of those rows only."""
+        first_held = self.first_held_id
+        if not first_held:
+            return
         touched = set(self.children) | set(self.calls_of) | set(self.links_of) | self.failed_subtree
         touched.discard(None)
         rows = [
@@ -349,6 +452,7 @@ class _RunWriter:
                 step_id,
             )
             for step_id in sorted(touched)
+            if step_id < first_held
         ]
         table = Step._meta.db_table
         sql = (
@@ -360,11 +464,12 @@ class _RunWriter:
                 cursor.executemany(sql, rows[start : start + BATCH_SIZE])
 
     def _write_run_summary(self) -> None:
+        """The run's summary, set on its row before the one write of it."""
         summary = {f"steps_{status}": self.by_status[status] for status in _STEP_STATUSES}
         attributes = self.run.attributes
         if self.orphans:
             attributes = {**attributes, "skipped_records": dict(self.orphans)}
-        Run.objects.filter(pk=self.run.pk).update(
+        values = dict(
             step_count=self.counts["steps"],
             call_count=self.counts["calls"],
             link_count=self.counts["links"],
@@ -375,6 +480,8 @@ class _RunWriter:
             attributes=attributes,
             **summary,
         )
+        for name, value in values.items():
+            setattr(self.run, name, value)
 
 
 def _db_time(moment):

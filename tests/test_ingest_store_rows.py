@@ -1,0 +1,106 @@
+"""How the store's rows reach the database: held step summaries, ids per ingest."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import Count
+from django.test.utils import CaptureQueriesContext
+
+from traces.ingest import store
+from traces.ingest.records import CallRecord, LinkRecord, LogRecord, RunRecord, StepRecord
+from traces.ingest.store import RunIndex, write_run
+from traces.models import Call, EntityLink, LogEntry, Run, Step
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _tree_run(external_id: str, steps: int) -> RunRecord:
+    """A chain of parents, each with two leaves, calls and links; one leaf fails."""
+    records, calls, links = [], [], []
+    parent = None
+    for index in range(steps):
+        key = f"s{index}"
+        failed = index == steps - 1
+        records.append(
+            StepRecord(
+                key=key,
+                parent_key=parent,
+                status="failed" if failed else "succeeded",
+                error="boom" if failed else "",
+                started_at=datetime(2026, 1, 1, tzinfo=UTC),
+            )
+        )
+        if index % 3 == 0:
+            parent = key
+        if index % 4 == 0:
+            calls.append(CallRecord(key=f"c{index}", step_key=key, tool="t"))
+        if index % 5 == 0:
+            links.append(
+                LinkRecord(step_key=key, link_type="input", entity_type="e", entity_id="1")
+            )
+    logs = [LogRecord(seq=1, message="hello", step_key="s0")]
+    return RunRecord(
+        format="runs", external_id=external_id, steps=records, calls=calls, links=links, logs=logs
+    )
+
+
+def _assert_summaries_match_rows(run: Run) -> None:
+    steps = Step.objects.filter(run=run).annotate(
+        child_rows=Count("children", distinct=True),
+        calls_made=Count("calls", distinct=True),
+        links_made=Count("links", distinct=True),
+    )
+    failed_keys = set(Step.objects.filter(run=run, status="failed").values_list("key", flat=True))
+    parent_of = dict(Step.objects.filter(run=run).values_list("id", "parent_id"))
+    in_failed_subtree = set()
+    for step_id in Step.objects.filter(run=run, key__in=failed_keys).values_list("id", flat=True):
+        while step_id is not None:
+            in_failed_subtree.add(step_id)
+            step_id = parent_of[step_id]
+    for step in steps:
+        assert (step.child_count, step.call_count, step.link_count) == (
+            step.child_rows,
+            step.calls_made,
+            step.links_made,
+        ), step.key
+        assert step.failed_subtree == (step.pk in in_failed_subtree), step.key
+
+
+def test_a_run_longer_than_the_held_steps_gets_every_summary(monkeypatch):
+    # The first steps go out before their calls and links are counted: they need
+    # the UPDATE; the last ones get their summaries in the INSERT.
+    monkeypatch.setattr(store, "HELD_STEPS", 40)
+    with transaction.atomic():
+        outcome = write_run(_tree_run("long", 130), source_file=None, origin="")
+    run = Run.objects.get(pk=outcome.run_id)
+    assert (run.step_count, run.call_count, run.link_count, run.log_count) == (130, 33, 26, 1)
+    assert run.steps_failed == 1 and run.max_depth == 43
+    first = Step.objects.get(run=run, key="s0")
+    assert (first.child_count, first.call_count, first.link_count) == (3, 1, 1)
+    assert first.failed_subtree
+    _assert_summaries_match_rows(run)
+
+
+def test_a_short_run_is_written_with_its_summaries_and_no_update():
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        outcome = write_run(_tree_run("short", 30), source_file=None, origin="")
+    assert not [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    run = Run.objects.get(pk=outcome.run_id)
+    assert run.step_count == 30 and run.steps_failed == 1
+    _assert_summaries_match_rows(run)
+
+
+def test_ids_are_reserved_a_few_times_per_ingest_not_once_per_run():
+    index = RunIndex()
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        for number in range(60):
+            write_run(_tree_run(f"r{number}", 3), source_file=None, origin="", index=index)
+    reservations = [
+        q for q in queries.captured_queries if "nextval" in q["sql"] or "MAX(id)" in q["sql"]
+    ]
+    # SQLite: one MAX(id) per model; PostgreSQL: reservations doubling from 16.
+    assert 2 <= len(reservations) <= 8
+    assert Run.objects.count() == 60 and Step.objects.count() == 180
+    assert Call.objects.count() == 60 and EntityLink.objects.count() == 60
+    assert LogEntry.objects.count() == 60
