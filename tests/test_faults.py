@@ -217,8 +217,9 @@ DATABASES = 3
 
 
 def test_an_ingest_killed_midway_then_run_again_has_exact_counts(tmp_path, reliability_rows):
-    """A directory of runs databases: each is ingested in its own transaction, so a
-    kill lands with some committed and one half-written (rolled back)."""
+    """A directory of runs databases: each commits its runs in batches of whole runs,
+    so a kill lands with some databases done, one part-way (whole runs only, the
+    batch being written rolled back, the file not claimed as read) and some not begun."""
     big = tmp_path / "big"
     big.mkdir()
     counts = {"runs": 0, "steps": 0, "calls": 0, "links": 0}
@@ -237,6 +238,11 @@ def test_an_ingest_killed_midway_then_run_again_has_exact_counts(tmp_path, relia
     first.communicate(timeout=10)
     assert first.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
     runs_before = Run.objects.count()
+    per_run = {}
+    for database in sorted(big.glob("*.sqlite")):
+        per_run |= _steps_per_run_in_source(database)
+    half_runs = _runs_not_whole(per_run)
+    claimed_early = _files_claimed_before_whole(big)
 
     again = manage(env, "ingest", str(big))
     _out, errors = again.communicate(timeout=120)
@@ -247,28 +253,43 @@ def test_an_ingest_killed_midway_then_run_again_has_exact_counts(tmp_path, relia
         "calls": Call.objects.count(),
         "links": EntityLink.objects.count(),
     }
-    per_run = {}
-    for database in sorted(big.glob("*.sqlite")):
-        per_run |= _steps_per_run_in_source(database)
-    mismatched = [
-        run.external_id
-        for run in Run.objects.annotate(rows=Count("steps"))
-        if per_run.get(run.external_id) != run.rows or run.step_count != run.rows
-    ]
+    mismatched = _runs_not_whole(per_run)
     reliability_rows.add(
         "sigkill",
         "an ingest killed with SIGKILL midway, then run again",
         f"{counts['runs']} runs, {counts['steps']} steps, {counts['calls']} calls in {DATABASES} "
-        f"databases; killed with {runs_before} runs committed",
-        errors=len(mismatched) + sum(stored[key] != counts[key] for key in stored),
+        f"databases; killed with {runs_before} runs committed, each whole",
+        errors=len(mismatched + half_runs + claimed_early)
+        + sum(stored[key] != counts[key] for key in stored),
         lost=max(0, counts["runs"] - stored["runs"]),
         duplicated=duplicated(Run.objects.all()) + max(0, stored["runs"] - counts["runs"]),
         notes=f"after the second ingest: {stored['runs']} runs, {stored['steps']} steps, "
         f"{stored['calls']} calls, {stored['links']} links",
     )
     assert 0 < runs_before < counts["runs"], "not killed midway"
+    assert half_runs == [], "a run was committed without all its steps"
+    assert claimed_early == [], "a database was recorded as read before all its runs were in"
     assert stored == counts
     assert mismatched == []
+
+
+def _runs_not_whole(steps_in_source: dict[str, int]) -> list[str]:
+    return [
+        run.external_id
+        for run in Run.objects.annotate(rows=Count("steps"))
+        if steps_in_source.get(run.external_id) != run.rows or run.step_count != run.rows
+    ]
+
+
+def _files_claimed_before_whole(directory: Path) -> list[str]:
+    """Databases whose row says they were read (hash, mtime) while their runs are not all in:
+    the next ingest would take them as unchanged and never finish them."""
+    claimed = TraceFile.objects.exclude(sha256="").annotate(runs_in=Count("runs"))
+    return [
+        trace_file.path
+        for trace_file in claimed
+        if trace_file.runs_in != len(_steps_per_run_in_source(Path(trace_file.path)))
+    ]
 
 
 def _steps_per_run_in_source(path: Path) -> dict[str, int]:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from traces.models import TraceFile
 
@@ -33,6 +35,13 @@ class Candidate:
     error: str = ""
     # A zip member: its mtime is the archive's (to 1-2 s), too coarse to trust alone.
     archived: bool = False
+    # Its stat, taken by the walk that found it (a rescan stats each file once).
+    info: os.stat_result | None = None
+    # Its path with symlinks resolved, where already known (companions are found by it).
+    resolved: str = ""
+    # Found by a directory walk, whose archives are left out (judged once its stat
+    # says it changed: reading every file's first bytes would double a rescan).
+    walked: bool = False
 
 
 def _collect(
@@ -48,21 +57,68 @@ def _collect(
         elif _is_zip(path):
             yield from _expand_zip(path, name, stack)
         else:
-            yield Candidate(path, _logical(_resolved(path)), name, True)
+            resolved = _resolved(path)
+            yield Candidate(path, _logical(resolved), name, True, resolved=resolved)
 
 
 def _walk(root: Path) -> Iterator[Candidate]:
-    """Every regular file below root, sorted, without following directory
-    symlinks (a link loop cannot trap us)."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for filename in sorted(filenames):
-            if filename.startswith(".") or filename.endswith(IGNORED_SUFFIXES):
-                continue
-            path = Path(dirpath) / filename
-            if _is_zip(path):
-                continue  # archives inside directories are not expanded; name them explicitly
-            yield Candidate(path, _logical(_resolved(path)), storable(str(path)), explicit=False)
+    """Every file below root that is not a directory, sorted, without following
+    directory symlinks (a link loop cannot trap us)."""
+    for path, resolved, info in walk_files(root, Path(_resolved(root))):
+        resolved = resolved or _resolved(path)
+        yield Candidate(
+            path, _logical(resolved), storable(str(path)), False,
+            info=info, resolved=resolved, walked=True,
+        )  # fmt: skip
+
+
+def walk_files(
+    directory: Path, real: Path, on_directory_link: Callable[[Path], None] | None = None
+) -> Iterator[tuple[Path, str, os.stat_result | None]]:
+    """(path, real path, stat) of each entry below `directory` that is not a
+    directory (hidden names and IGNORED_SUFFIXES left out), sorted, a directory's
+    files before its sub-directories, which are entered unless they are links (those
+    go to `on_directory_link`).
+
+    `real` is the directory's resolved path, so an entry that is not a symlink is
+    `real` / its name: only symlinks are left to resolve (their real path is "").
+    The stat follows links; it is None when it fails (a broken link)."""
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError:  # gone or unreadable meanwhile: os.walk skips it too
+        return
+    below = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
+            continue
+        link = entry.is_symlink()
+        if _is_directory(entry):
+            if not link:
+                below.append(name)
+            elif on_directory_link is not None:
+                on_directory_link(directory / name)
+            continue
+        if name.endswith(IGNORED_SUFFIXES):
+            continue
+        yield directory / name, "" if link else os.path.join(real, name), _stat(entry)
+    for name in below:
+        yield from walk_files(directory / name, real / name, on_directory_link)
+
+
+def _is_directory(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _stat(entry: os.DirEntry) -> os.stat_result | None:
+    try:
+        return entry.stat()
+    except OSError:
+        return None
 
 
 def _resolved(path: Path) -> str:
@@ -101,11 +157,26 @@ def _logical(path: str) -> str:
     return text
 
 
-def _is_zip(path: Path) -> bool:
+def _is_zip(path: Path, info: os.stat_result | None = None) -> bool:
     try:
-        return path.is_file() and read_head(path, 4) == ZIP_MAGIC
+        info = info or path.stat()
+        return stat.S_ISREG(info.st_mode) and read_head(path, 4) == ZIP_MAGIC
     except OSError:
         return False
+
+
+def without_walked_archives(
+    candidates: list[Candidate], unchanged: Callable[[Candidate], bool]
+) -> list[Candidate]:
+    """Archives inside walked directories are not expanded (name them explicitly);
+    a file `unchanged` since it was read as a trace is not one."""
+    return [
+        candidate
+        for candidate in candidates
+        if not candidate.walked
+        or unchanged(candidate)
+        or not _is_zip(candidate.real_path, candidate.info)
+    ]
 
 
 def _expand_zip(path: Path, name: str, stack: contextlib.ExitStack) -> Iterator[Candidate]:
@@ -134,10 +205,32 @@ def _expand_zip(path: Path, name: str, stack: contextlib.ExitStack) -> Iterator[
         yield Candidate(member.path, logical, display, explicit=False, archived=True)
 
 
-def _known_files(logical_paths: Iterable[str]) -> dict[str, TraceFile]:
+class KnownFile(NamedTuple):
+    """What an ingest needs to know of a file read before to tell it unchanged."""
+
+    pk: int
+    format: str
+    size: int
+    mtime_ns: int | None
+    sha256: str
+    status: str
+    companions: dict
+    parser_version: int | None
+    source_id: int | None
+
+
+# Paths per query (SQLite allows 32,766 parameters in a statement).
+KNOWN_CHUNK = 2000
+
+
+def known_files(logical_paths: Iterable[str]) -> dict[str, KnownFile]:
+    """The files already recorded at these paths, read once for a whole batch
+    (as plain tuples: building 10,000 model instances cost most of a rescan)."""
     paths = list(logical_paths)
-    known: dict[str, TraceFile] = {}
-    for start in range(0, len(paths), 500):
-        for trace_file in TraceFile.objects.filter(path__in=paths[start : start + 500]):
-            known[trace_file.path] = trace_file
+    known: dict[str, KnownFile] = {}
+    fields = ("path", *KnownFile._fields[:-2], "produced__parser_version", "source_id")
+    for start in range(0, len(paths), KNOWN_CHUNK):
+        rows = TraceFile.objects.filter(path__in=paths[start : start + KNOWN_CHUNK])
+        for path, *values in rows.values_list(*fields):
+            known[path] = KnownFile(*values)
     return known

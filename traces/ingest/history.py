@@ -44,11 +44,19 @@ def _settle_left(gone: list[int], source: TraceSource | None, left_at: dict) -> 
         Run.objects.filter(pk__in=chunk).update(left_source_at=now)
 
 
-def settle_vanished_files(source: TraceSource, scanned_paths: set[str]) -> int:
+def settle_vanished_files(
+    source: TraceSource, scanned_paths: set[str], held: int | None = None
+) -> int:
     """After a scan: the source's files that are no longer there (a trace dir cleaned
     up, a rotated dump) took their runs out of the source. Returns how many runs that
-    newly concerned."""
+    newly concerned.
+
+    `held`: how many of the scanned paths are known to be the source's files, read
+    without error. A source with no more files than that lost none, and its paths
+    (10,000 rows for a big directory) are not read."""
     files = TraceFile.objects.filter(source=source, status=TraceFile.FileStatus.OK)
+    if held is not None and files.count() <= held:
+        return 0
     vanished = [pk for pk, path in files.values_list("pk", "path") if path not in scanned_paths]
     settled = 0
     for chunk in _chunks(vanished):

@@ -1,0 +1,73 @@
+"""The transactions of an ingest.
+
+A transaction per small file costs more than the file (its COMMIT, its fsync),
+and one per batch of thousands would hold SQLite's single write lock for
+minutes. So files share a transaction that is committed once it holds
+MAX_FILES files or has been open MAX_SECONDS: a write from the site (an upload,
+a login) waits for at most about that long. Inside it, each file (or each part
+of a big database, whose runs stand whole on their own) has its own savepoint,
+so a bad file still rolls back alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+from django.db import transaction
+
+MAX_FILES = 200
+MAX_SECONDS = 0.5
+
+
+class WriteBatch:
+    """The transaction files are written in, opened at the first write (an
+    unchanged rescan writes nothing and opens none), committed when due.
+
+    Use as a context manager: what is left is committed at the end, or rolled
+    back if an exception escapes (files already committed stay)."""
+
+    def __init__(self):
+        self._transaction: transaction.Atomic | None = None
+        self._opened_at = 0.0
+        self._parts = 0
+
+    def __enter__(self) -> WriteBatch:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._transaction is None:
+            return
+        if exc_info[0] is None:
+            self.commit()
+        else:
+            current, self._transaction = self._transaction, None
+            current.__exit__(*exc_info)
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """One file's writes (or one part of a big file's): rolled back alone if
+        the block raises, kept in the batch otherwise."""
+        if self._transaction is None:
+            self._transaction = transaction.atomic()
+            self._transaction.__enter__()
+            self._opened_at, self._parts = time.monotonic(), 0
+        self._parts += 1
+        with transaction.atomic():
+            yield
+
+    def due(self) -> bool:
+        """Whether the open transaction has held the write lock long enough."""
+        if self._transaction is None:
+            return False
+        return self._parts >= MAX_FILES or time.monotonic() - self._opened_at >= MAX_SECONDS
+
+    def commit_if_due(self) -> None:
+        if self.due():
+            self.commit()
+
+    def commit(self) -> None:
+        """Commit the open transaction (there is one: call when `due()` or at the end)."""
+        current, self._transaction = self._transaction, None
+        current.__exit__(None, None, None)
