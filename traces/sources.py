@@ -11,6 +11,7 @@ here), which writes them as it does everywhere.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import stat
@@ -165,14 +166,14 @@ def plan_scan(top: Path, roots: list[Path]) -> ScanPlan:
         candidate = Candidate(top, _logical(str(top)), storable(str(top)), True, resolved=str(top))
         _keep(plan, candidate, module if isinstance(module, ModuleType) else None, roots)
         return plan
-    found = list(_confined_files(top, roots, plan))
-    plan.known = known_files(_logical(str(real)) for _path, real, _info in found)
-    for path, real, info in found:
-        candidate = Candidate(
-            real, _logical(str(real)), storable(str(path)), True, info=info, resolved=str(real)
-        )
-        module = _known_unchanged(plan.known.get(candidate.logical_path), info)
-        module = module or _recognise(path, real, plan)
+    found = [
+        Candidate(real, _logical(real), storable(path), True, info=info, resolved=real)
+        for path, real, info in _confined_files(top, roots, plan)
+    ]
+    plan.known = known_files(candidate.logical_path for candidate in found)
+    for candidate in found:
+        module = _known_unchanged(plan.known.get(candidate.logical_path), candidate.info)
+        module = module or _recognise(Path(candidate.display_name), candidate.real_path, plan)
         if module is not False:
             _keep(plan, candidate, module, roots)
     return plan
@@ -189,19 +190,19 @@ def _keep(plan: ScanPlan, candidate: Candidate, module, roots: list[Path]) -> No
 
 
 def _confined_files(top: Path, roots: list[Path], plan: ScanPlan) -> Iterator[tuple]:
-    """(path as walked, real path, stat) of each regular file inside the roots.
+    """(path as walked, real path, stat) of each regular file inside the roots, as text.
 
     `top` is resolved, and no directory link is followed: a file that is not a link
     is where it was found, inside the roots; only links are resolved and checked."""
-    for path, resolved, info in walk_files(
-        top, top, lambda link: _note_directory_link(link, roots, plan)
-    ):
-        if not resolved or info is None:
-            found = _confined_file(path, roots, plan)
-        else:
-            found = _regular_file(path, path, info, plan)
-        if found is not None:
-            yield (path, *found)
+    note_link = functools.partial(_note_directory_link, roots=roots, plan=plan)
+    for path, resolved, info in walk_files(str(top), str(top), note_link):
+        if resolved and info is not None:
+            if _regular_file(path, info, plan):
+                yield path, resolved, info
+            continue
+        real = _confined_file(Path(path), roots, plan)
+        if real is not None:
+            yield path, str(real), real.stat()
 
 
 def _note_directory_link(path: Path, roots: list[Path], plan: ScanPlan) -> None:
@@ -230,17 +231,17 @@ def _confined_file(path: Path, roots: list[Path], plan: ScanPlan):
     except OSError as exc:
         plan.skip(path, f"cannot be read ({exc.strerror})")
         return None
-    return _regular_file(path, real, info, plan)
+    return real if _regular_file(path, info, plan) else None
 
 
-def _regular_file(path: Path, real: Path, info: os.stat_result, plan: ScanPlan):
+def _regular_file(path: Path | str, info: os.stat_result, plan: ScanPlan) -> bool:
     if not stat.S_ISREG(info.st_mode):
         plan.skip(path, f"{file_kind(info.st_mode)}, not a regular file")
-        return None
+        return False
     if info.st_size == 0:
         plan.skip(path, "empty file (it is read again when it changes)")
-        return None
-    return real, info
+        return False
+    return True
 
 
 def _known_unchanged(known: KnownFile | None, info: os.stat_result) -> ModuleType | None:
@@ -282,6 +283,8 @@ def _recognise(path: Path, real: Path, plan: ScanPlan):
 
 def _companions_inside(real: Path, module: ModuleType, roots: list[Path]) -> bool:
     """A file read with another (workflow's events.db) must be inside the roots too."""
+    if not hasattr(module, "companion_of") and not hasattr(module, "companion_paths"):
+        return True
     others: list[Path] = []
     try:
         main = getattr(module, "companion_of", lambda _path: None)(real)
@@ -337,17 +340,18 @@ def _scan(source: TraceSource) -> dict:
 def _files_held(source: TraceSource, report: IngestReport, known: dict[str, KnownFile]) -> int:
     """How many files this scan saw that are now the source's, read without error:
     when the source has no more than these, none of its files vanished."""
+    source_id = source.pk
     held = {
         result.path
         for result in report.files
         if result.outcome == "ingested"
-        or (result.outcome == "unchanged" and _owned(known.get(result.path), source))
+        or (result.outcome == "unchanged" and _owned_by(known.get(result.path), source_id))
     }
     return len(held)
 
 
-def _owned(known: KnownFile | None, source: TraceSource) -> bool:
-    return known is not None and known.source_id == source.pk
+def _owned_by(known: KnownFile | None, source_id: int) -> bool:
+    return known is not None and known.source_id == source_id
 
 
 def empty_report(error: str = "") -> dict:
