@@ -44,8 +44,8 @@ class Candidate:
     info: os.stat_result | None = None
     # Its path with symlinks resolved, where already known (companions are found by it).
     resolved: str = ""
-    # Found by a directory walk, whose archives are left out (judged once its stat
-    # says it changed: reading every file's first bytes would double a rescan).
+    # Found by a directory walk, whose archives are left out (judged by the loader
+    # once its stat says it changed: reading every file's head would double a rescan).
     walked: bool = False
 
     @property
@@ -65,7 +65,7 @@ def _collect(
             yield Candidate(path, _logical(path), name, True, error="no such file or directory")
         elif path.is_dir():
             yield from _walk(path)
-        elif _is_zip(path):
+        elif is_zip(path):
             yield from _expand_zip(path, name, stack)
         else:
             resolved = _resolved(path)
@@ -173,26 +173,12 @@ def _logical(path: str) -> str:
     return text
 
 
-def _is_zip(path: Path, info: os.stat_result | None = None) -> bool:
+def is_zip(path: Path, info: os.stat_result | None = None) -> bool:
     try:
         info = info or path.stat()
         return stat.S_ISREG(info.st_mode) and read_head(path, 4) == ZIP_MAGIC
     except OSError:
         return False
-
-
-def without_walked_archives(
-    candidates: list[Candidate], unchanged: Callable[[Candidate], bool]
-) -> list[Candidate]:
-    """Archives inside walked directories are not expanded (name them explicitly);
-    a file `unchanged` since it was read as a trace is not one."""
-    return [
-        candidate
-        for candidate in candidates
-        if not candidate.walked
-        or unchanged(candidate)
-        or not _is_zip(candidate.real_path, candidate.info)
-    ]
 
 
 def _expand_zip(path: Path, name: str, stack: contextlib.ExitStack) -> Iterator[Candidate]:
@@ -214,7 +200,7 @@ def _expand_zip(path: Path, name: str, stack: contextlib.ExitStack) -> Iterator[
             continue
         if Path(member.name).name.endswith(IGNORED_SUFFIXES):
             continue
-        if _is_zip(member.path):
+        if is_zip(member.path):
             error = "an archive inside the archive is not expanded; upload it on its own"
             yield Candidate(member.path, logical, display, True, error=error)
             continue

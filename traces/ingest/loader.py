@@ -35,9 +35,9 @@ from .candidates import (
     _collect,
     _logical,
     _resolved,
+    is_zip,
     known_files,
     storable,
-    without_walked_archives,
 )
 from .history import _settle_runs_not_seen
 from .records import ParseError, RunRecord
@@ -66,9 +66,6 @@ def ingest_paths(
     with contextlib.ExitStack() as stack:
         candidates = list(_collect(paths, stack, display_names or {}))
         known = known_files(candidate.logical_path for candidate in candidates)
-        candidates = without_walked_archives(
-            candidates, lambda c: _unchanged_by_stat(known.get(c.logical_path), c.info, c)
-        )
         return ingest_found(
             candidates, known, format=format, source=source, uploaded=uploaded, progress=progress
         )
@@ -96,7 +93,9 @@ def ingest_found(
             if candidate.logical_path in context.done:
                 continue
             context.done.add(candidate.logical_path)
-            report.files.append(_ingest_candidate(candidate, context))
+            result = _ingest_candidate(candidate, context)
+            if result is not None:  # None: an archive in a walked directory, left out
+                report.files.append(result)
             context.batch.commit_if_due()
     if progress:
         progress(len(candidates), len(candidates), "")
@@ -126,7 +125,7 @@ class _Context:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def _ingest_candidate(candidate: Candidate, ctx: _Context) -> FileResult:
+def _ingest_candidate(candidate: Candidate, ctx: _Context) -> FileResult | None:
     result = FileResult(candidate.logical_path, candidate.display_name, "failed")
     if candidate.error:
         return _fail(result, candidate, ctx, candidate.error)
@@ -140,6 +139,8 @@ def _ingest_candidate(candidate: Candidate, ctx: _Context) -> FileResult:
     if _unchanged_by_stat(known, info, candidate):
         result.outcome, result.format, result.file_id = "unchanged", known.format, known.pk
         return result
+    if candidate.walked and is_zip(candidate.real_path, info):
+        return None  # archives inside directories are not expanded; name them explicitly
     try:
         module = ctx.forced or (detect(candidate.real_path) if info.st_size else None)
     except ParseError as exc:
