@@ -13,20 +13,29 @@ from traces.models import Run, TraceFile, TraceSource
 from .store import delete_runs
 
 
-def _settle_runs_not_seen(trace_file: TraceFile, seen: set[int]) -> None:
+def _settle_runs_not_seen(
+    trace_file: TraceFile, seen: set[int], *, written: set[int] | None = None, new: bool = False
+) -> None:
     """Runs this file gave before and no longer holds (greentic's trace.json replaced by
     the next invocation, rows removed by a database's retention) are the history: kept,
     marked as having left their source, unless the source mirrors deletions. Runs it
     holds again are back in it, also those the store did not rewrite (unchanged, kept).
 
     The diff is made in Python and written in chunks: an `IN` list of every run of a
-    big database would pass SQLite's limit of 32,766 parameters."""
-    own = dict(Run.objects.filter(source_file=trace_file).values_list("pk", "left_source_at"))
+    big database would pass SQLite's limit of 32,766 parameters.
+
+    `written`: the runs the store just wrote for this file (already its own, in its
+    source); `new`: the file's row was created by this read, so it had no runs (a
+    file read for the first time, most of a directory of small files, costs no query)."""
+    own = {}
+    if not new:
+        own = dict(Run.objects.filter(source_file=trace_file).values_list("pk", "left_source_at"))
     _settle_left([pk for pk in own if pk not in seen], trace_file.source, own)
     # A run seen here whose row names another file (the same greentic bytes at another
     # path, a traceos trace in two cumulative dumps) or that had left: this file holds
     # it now, so the other file's next version no longer speaks for it.
-    back = [pk for pk in seen if pk not in own or own[pk] is not None]
+    written = written or set()
+    back = [pk for pk in seen if (pk not in own or own[pk] is not None) and pk not in written]
     for chunk in _chunks(back):
         Run.objects.filter(pk__in=chunk).update(left_source_at=None, source_file=trace_file)
 

@@ -236,8 +236,9 @@ def _write_file(candidate, module, info, hashes, ctx: _Context, result) -> Trace
             if trace_file is None:
                 stored = _stored_file(ctx.known.get(candidate.logical_path))
                 trace_file = _save_file(stored, candidate, module.NAME, info, companions, ctx)
+                new = stored is None
             if runs.write(records, trace_file, until):
-                runs.settle(trace_file)
+                runs.settle(trace_file, new=new)
                 produced = {name: result.held[name] for name in _PRODUCED}
                 _claim_read(trace_file, info, digest, produced, module.NAME)
                 return trace_file
@@ -291,7 +292,7 @@ class _FileRuns:
             return
         self.written[outcome.run_id] = outcome.counts
 
-    def settle(self, trace_file: TraceFile) -> None:
+    def settle(self, trace_file: TraceFile, *, new: bool) -> None:
         """The whole file is read: count what it gave and holds, and settle the runs
         it no longer holds (never earlier: a run not seen yet may come later)."""
         result = self.result
@@ -301,7 +302,7 @@ class _FileRuns:
         result.held["runs"] = len(self.held)
         for counts in self.held.values():
             result.held.update(counts)
-        _settle_runs_not_seen(trace_file, self.seen)
+        _settle_runs_not_seen(trace_file, self.seen, written=set(self.written), new=new)
 
 
 def _stored_file(known: KnownFile | None) -> TraceFile | None:
