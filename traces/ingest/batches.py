@@ -57,6 +57,10 @@ class WriteBatch:
         with transaction.atomic():
             yield
 
+    @property
+    def open(self) -> bool:
+        return self._transaction is not None
+
     def due(self) -> bool:
         """Whether the open transaction has held the write lock long enough."""
         if self._transaction is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import stat
@@ -197,6 +198,8 @@ def _unchanged_by_hash(known: KnownFile | None, digest: str, companions: dict) -
 
 
 def _ingest_file(candidate, module, info, known, ctx: _Context, result) -> FileResult:
+    if _snapshot_read(module) and ctx.batch.open:
+        ctx.batch.commit()  # hashing and copying a big database must not hold the write lock
     try:
         digest = _sha256(candidate.real_path)
         companions = _companion_hashes(module.NAME, candidate.real_path)
@@ -228,7 +231,9 @@ def _write_file(candidate, module, info, hashes, ctx: _Context, result) -> Trace
     holds) only with the last run: a file cut short (a crash) is read again."""
     digest, companions = hashes
     records = iter(module.parse(candidate.real_path))
-    until = ctx.batch.due if getattr(module, "SNAPSHOT_READ", False) else None
+    until = None
+    if _snapshot_read(module):
+        records, until = _first_run_read(records), ctx.batch.due
     runs = _FileRuns(candidate.logical_path, result)
     trace_file = None
     while True:
@@ -246,6 +251,18 @@ def _write_file(candidate, module, info, hashes, ctx: _Context, result) -> Trace
 
 
 _PRODUCED = ("runs", "steps", "calls", "links", "logs")
+
+
+def _snapshot_read(module: ModuleType) -> bool:
+    return getattr(module, "SNAPSHOT_READ", False)
+
+
+def _first_run_read(records: Iterator[RunRecord]) -> Iterator[RunRecord]:
+    """The records, the first one read now, before the write lock is taken: that
+    is when the parser copies the database and prepares its copy (seconds)."""
+    for first in records:
+        return itertools.chain([first], records)
+    return iter(())
 
 
 class _FileRuns:
