@@ -114,6 +114,7 @@ def visible_from_another_connection() -> dict:
 def every_run_commits(monkeypatch) -> list[dict]:
     """A batch falls due after every run; what another connection sees after each commit."""
     monkeypatch.setattr(batches, "MAX_SECONDS", 0)
+    monkeypatch.setattr(batches, "SQLITE_PAUSE_SECONDS", 0)
     views = []
     commit = batches.WriteBatch.commit
 
