@@ -87,7 +87,7 @@ def test_pages_answer_under_read_load_while_a_large_ingest_runs(
         lost=result.source_runs - result.stored_runs,
         duplicated=result.duplicated_runs,
         notes=f'"database is locked" shown {load.locked} times; the ingest took '
-        f"{result.ingest_seconds:.1f} s (one transaction per file): "
+        f"{result.ingest_seconds:.1f} s (whole runs committed every 0.5 s): "
         f"{result.writes.summary()}",
     )
     assert load.requests >= 50, load.summary()
