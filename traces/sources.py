@@ -5,11 +5,13 @@ A path typed into /sources/ is untrusted: it is resolved (symlinks and `..`
 included) and refused unless the result is inside a root and is a directory
 or a regular file. A rescan checks again, and walks the directory itself so
 that a symlink inside it pointing out of the roots is refused, never read.
-The files that pass go to the loader, the same `ingest_paths()` as everywhere.
+The files that pass go to the loader (`ingest_found()`: walked and stat'ed once,
+here), which writes them as it does everywhere.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import stat
@@ -26,9 +28,17 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from traces.ingest import FORMATS, ParseError, detect
-from traces.ingest.candidates import IGNORED_SUFFIXES, ZIP_MAGIC, logical_path
+from traces.ingest.candidates import (
+    ZIP_MAGIC,
+    Candidate,
+    KnownFile,
+    _logical,
+    known_files,
+    storable,
+    walk_files,
+)
 from traces.ingest.history import settle_vanished_files
-from traces.ingest.loader import ingest_paths
+from traces.ingest.loader import ingest_found, ingest_paths
 from traces.ingest.report import IngestReport
 from traces.models import TraceFile, TraceSource
 
@@ -126,8 +136,12 @@ def file_kind(mode: int) -> str:
 class ScanPlan:
     """The files to hand to the loader, and those refused or skipped before it."""
 
-    paths: list[str] = field(default_factory=list)
-    display_names: dict[str, str] = field(default_factory=dict)
+    files: list[Candidate] = field(default_factory=list)
+    # known_files() of the files walked, read once for the plan and the loader.
+    known: dict[str, KnownFile] = field(default_factory=dict)
+    # The source is this one file: the loader judges it, whatever it is (an archive
+    # is expanded), as it would a file named on the command line.
+    named_file: bool = False
     refused: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
 
@@ -146,46 +160,49 @@ def plan_scan(top: Path, roots: list[Path]) -> ScanPlan:
     explicitly and would fail one that is not a trace at all; here those are
     skipped first, as the loader's own directory walk would."""
     plan = ScanPlan()
-    if top.is_file():  # named by the user: the loader judges it, whatever it is
+    if top.is_file():
+        plan.named_file = True
         module = _sniff(top)
-        _keep(plan, top, top, module if isinstance(module, ModuleType) else None, roots)
+        candidate = Candidate(top, _logical(str(top)), storable(str(top)), True, resolved=str(top))
+        _keep(plan, candidate, module if isinstance(module, ModuleType) else None, roots)
         return plan
-    found = list(_confined_files(top, roots, plan))
-    known = _known_unchanged(found)
-    for path, real, _info in found:
-        module = known.get(str(real)) or _recognise(path, real, plan)
+    found = [
+        Candidate(real, _logical(real), storable(path), True, info=info, resolved=real)
+        for path, real, info in _confined_files(top, roots, plan)
+    ]
+    plan.known = known_files(candidate.logical_path for candidate in found)
+    for candidate in found:
+        module = _known_unchanged(plan.known.get(candidate.logical_path), candidate.info)
+        module = module or _recognise(Path(candidate.display_name), candidate.real_path, plan)
         if module is not False:
-            _keep(plan, path, real, module, roots)
+            _keep(plan, candidate, module, roots)
     return plan
 
 
-def _keep(plan: ScanPlan, path: Path, real: Path, module, roots: list[Path]) -> None:
-    if module is not None and not _companions_inside(real, module, roots):
-        plan.refuse(path, "is read together with a file outside the allowed roots; not read")
+def _keep(plan: ScanPlan, candidate: Candidate, module, roots: list[Path]) -> None:
+    if module is not None and not _companions_inside(candidate.real_path, module, roots):
+        plan.refuse(
+            Path(candidate.display_name),
+            "is read together with a file outside the allowed roots; not read",
+        )
         return
-    plan.paths.append(str(real))
-    plan.display_names[str(real)] = str(path)
+    plan.files.append(candidate)
 
 
 def _confined_files(top: Path, roots: list[Path], plan: ScanPlan) -> Iterator[tuple]:
-    """(path as walked, real path, stat) of each regular file inside the roots."""
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
-        here = Path(dirpath)
-        kept = []
-        for name in sorted(dirnames):
-            if name.startswith("."):
-                continue
-            if (here / name).is_symlink():
-                _note_directory_link(here / name, roots, plan)
-            else:
-                kept.append(name)
-        dirnames[:] = kept
-        for name in sorted(filenames):
-            if name.startswith(".") or name.endswith(IGNORED_SUFFIXES):
-                continue
-            found = _confined_file(here / name, roots, plan)
-            if found is not None:
-                yield (here / name, *found)
+    """(path as walked, real path, stat) of each regular file inside the roots, as text.
+
+    `top` is resolved, and no directory link is followed: a file that is not a link
+    is where it was found, inside the roots; only links are resolved and checked."""
+    note_link = functools.partial(_note_directory_link, roots=roots, plan=plan)
+    for path, resolved, info in walk_files(str(top), str(top), note_link):
+        if resolved and info is not None:
+            if _regular_file(path, info, plan):
+                yield path, resolved, info
+            continue
+        real = _confined_file(Path(path), roots, plan)
+        if real is not None:
+            yield path, str(real), real.stat()
 
 
 def _note_directory_link(path: Path, roots: list[Path], plan: ScanPlan) -> None:
@@ -214,29 +231,27 @@ def _confined_file(path: Path, roots: list[Path], plan: ScanPlan):
     except OSError as exc:
         plan.skip(path, f"cannot be read ({exc.strerror})")
         return None
+    return real if _regular_file(path, info, plan) else None
+
+
+def _regular_file(path: Path | str, info: os.stat_result, plan: ScanPlan) -> bool:
     if not stat.S_ISREG(info.st_mode):
         plan.skip(path, f"{file_kind(info.st_mode)}, not a regular file")
-        return None
+        return False
     if info.st_size == 0:
         plan.skip(path, "empty file (it is read again when it changes)")
+        return False
+    return True
+
+
+def _known_unchanged(known: KnownFile | None, info: os.stat_result) -> ModuleType | None:
+    """The format of a file read before and unchanged since: it is not sniffed
+    again (the loader will find it unchanged without reading it)."""
+    if known is None or known.status != TraceFile.FileStatus.OK:
         return None
-    return real, info
-
-
-def _known_unchanged(found: list[tuple]) -> dict[str, ModuleType]:
-    """Files read before and unchanged since: their format is known, so they are
-    not sniffed again (the loader will find them unchanged without reading)."""
-    stats = {str(real): (info.st_size, info.st_mtime_ns) for _path, real, info in found}
-    paths = list(stats)
-    known: dict[str, ModuleType] = {}
-    for start in range(0, len(paths), 500):
-        rows = TraceFile.objects.filter(
-            path__in=paths[start : start + 500], status=TraceFile.FileStatus.OK
-        ).values_list("path", "format", "size", "mtime_ns")
-        for path, format_name, size, mtime_ns in rows:
-            if stats[path] == (size, mtime_ns) and format_name in FORMATS:
-                known[path] = FORMATS[format_name]
-    return known
+    if (known.size, known.mtime_ns) != (info.st_size, info.st_mtime_ns):
+        return None
+    return FORMATS.get(known.format)
 
 
 def _sniff(real: Path) -> ModuleType | str | None:
@@ -268,6 +283,8 @@ def _recognise(path: Path, real: Path, plan: ScanPlan):
 
 def _companions_inside(real: Path, module: ModuleType, roots: list[Path]) -> bool:
     """A file read with another (workflow's events.db) must be inside the roots too."""
+    if not hasattr(module, "companion_of") and not hasattr(module, "companion_paths"):
+        return True
     others: list[Path] = []
     try:
         main = getattr(module, "companion_of", lambda _path: None)(real)
@@ -303,14 +320,38 @@ def _scan(source: TraceSource) -> dict:
     except SourcePathError as exc:
         return empty_report(str(exc))
     plan = plan_scan(top, source_roots())
-    report = ingest_paths(plan.paths, source=source, display_names=plan.display_names)
+    if plan.named_file:
+        report = ingest_paths([c.real_path for c in plan.files], source=source)
+    else:
+        report = ingest_found(plan.files, plan.known, source=source)
     scanned = {result.path for result in report.files}
-    scanned.update(logical_path(Path(path)) for path in plan.paths)  # companions read with another
+    scanned.update(c.logical_path for c in plan.files)  # companions read with another
     summary = merge_report(report, plan)
     # A scan that finds nothing settles nothing: an unmounted disk looks like an empty
     # directory, and its runs have not left.
-    summary["runs_left_source"] = settle_vanished_files(source, scanned) if scanned else 0
+    if scanned:
+        held = _files_held(source, report, plan.known)
+        summary["runs_left_source"] = settle_vanished_files(source, scanned, held)
+    else:
+        summary["runs_left_source"] = 0
     return summary
+
+
+def _files_held(source: TraceSource, report: IngestReport, known: dict[str, KnownFile]) -> int:
+    """How many files this scan saw that are now the source's, read without error:
+    when the source has no more than these, none of its files vanished."""
+    source_id = source.pk
+    held = {
+        result.path
+        for result in report.files
+        if result.outcome == "ingested"
+        or (result.outcome == "unchanged" and _owned_by(known.get(result.path), source_id))
+    }
+    return len(held)
+
+
+def _owned_by(known: KnownFile | None, source_id: int) -> bool:
+    return known is not None and known.source_id == source_id
 
 
 def empty_report(error: str = "") -> dict:
@@ -338,7 +379,7 @@ def merge_report(report: IngestReport, plan: ScanPlan) -> dict:
     summary["errors"] = summary["errors"][:REPORT_LIST_LIMIT]
     summary["error"] = ""
     # Counted on disk: the loader reports a file read with another (events.db) only once.
-    summary["files_found"] = len(plan.paths) + len(plan.skipped) + len(plan.refused)
+    summary["files_found"] = len(plan.files) + len(plan.skipped) + len(plan.refused)
     return summary
 
 

@@ -12,7 +12,10 @@ Each format module exports the same names:
 Optionally `companion_of(path) -> Path | None` (a file that is read as part of
 another, e.g. workflow's `events.db` beside `workflow.db`) and
 `companion_paths(path) -> list[Path]` (the files read together with `path`,
-whose changes count as changes of `path`).
+whose changes count as changes of `path`), and `SNAPSHOT_READ = True` when each
+run `parse()` yields is whole and final on its own (read from a snapshot, not
+from a file that may be half-written), so the loader may commit a big file's
+runs in batches before its last one is read.
 
 Writing to the database is `store.py`'s job; walking paths is `loader.py`'s.
 """

@@ -6,10 +6,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
+
+import orjson
+from django.db import connection
 
 from traces.models import TraceFile
 
@@ -26,13 +31,28 @@ MAX_PATH = 2000
 class Candidate:
     """A file to ingest: where it is on disk now, and what it is known as."""
 
-    real_path: Path
+    # Where it is on disk now: `real_path`. A walk gives text, made a Path only
+    # when the file is read (an unchanged rescan never needs one).
+    location: str | Path
     logical_path: str
     display_name: str
     explicit: bool
     error: str = ""
     # A zip member: its mtime is the archive's (to 1-2 s), too coarse to trust alone.
     archived: bool = False
+    # Its stat, taken by the walk that found it (a rescan stats each file once).
+    info: os.stat_result | None = None
+    # Its path with symlinks resolved, where already known (companions are found by it).
+    resolved: str = ""
+    # Found by a directory walk, whose archives are left out (judged by the loader
+    # once its stat says it changed: reading every file's head would double a rescan).
+    walked: bool = False
+
+    @property
+    def real_path(self) -> Path:
+        if not isinstance(self.location, Path):
+            self.location = Path(self.location)
+        return self.location
 
 
 def _collect(
@@ -45,24 +65,76 @@ def _collect(
             yield Candidate(path, _logical(path), name, True, error="no such file or directory")
         elif path.is_dir():
             yield from _walk(path)
-        elif _is_zip(path):
+        elif is_zip(path):
             yield from _expand_zip(path, name, stack)
         else:
-            yield Candidate(path, _logical(_resolved(path)), name, True)
+            resolved = _resolved(path)
+            yield Candidate(path, _logical(resolved), name, True, resolved=resolved)
 
 
 def _walk(root: Path) -> Iterator[Candidate]:
-    """Every regular file below root, sorted, without following directory
-    symlinks (a link loop cannot trap us)."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for filename in sorted(filenames):
-            if filename.startswith(".") or filename.endswith(IGNORED_SUFFIXES):
-                continue
-            path = Path(dirpath) / filename
-            if _is_zip(path):
-                continue  # archives inside directories are not expanded; name them explicitly
-            yield Candidate(path, _logical(_resolved(path)), storable(str(path)), explicit=False)
+    """Every file below root that is not a directory, sorted, without following
+    directory symlinks (a link loop cannot trap us)."""
+    top = str(root)
+    shown_from = 2 if top == "." else 0  # "./a.json" is shown as "a.json", as Path shows it
+    for path, resolved, info in walk_files(top, _resolved(root)):
+        resolved = resolved or _resolved(Path(path))
+        yield Candidate(
+            path, _logical(resolved), storable(path[shown_from:]), False,
+            info=info, resolved=resolved, walked=True,
+        )  # fmt: skip
+
+
+def walk_files(
+    directory: str, real: str, on_directory_link: Callable[[Path], None] | None = None
+) -> Iterator[tuple[str, str, os.stat_result | None]]:
+    """(path, real path, stat) of each entry below `directory` that is not a
+    directory (hidden names and IGNORED_SUFFIXES left out), sorted, a directory's
+    files before its sub-directories, which are entered unless they are links (those
+    go to `on_directory_link`).
+
+    `real` is the directory's resolved path, so an entry that is not a symlink is
+    `real` / its name: only symlinks are left to resolve (their real path is "").
+    The stat follows links; it is None when it fails (a broken link). Paths are
+    text: a Path per file would cost a tenth of an unchanged rescan."""
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError:  # gone or unreadable meanwhile: os.walk skips it too
+        return
+    below = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
+            continue
+        link = entry.is_symlink()
+        if _is_directory(entry):
+            if not link:
+                below.append(name)
+            elif on_directory_link is not None:
+                on_directory_link(Path(entry.path))
+            continue
+        if name.endswith(IGNORED_SUFFIXES):
+            continue
+        yield entry.path, "" if link else os.path.join(real, name), _stat(entry)
+    for name in below:
+        yield from walk_files(
+            os.path.join(directory, name), os.path.join(real, name), on_directory_link
+        )
+
+
+def _is_directory(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _stat(entry: os.DirEntry) -> os.stat_result | None:
+    try:
+        return entry.stat()
+    except OSError:
+        return None
 
 
 def _resolved(path: Path) -> str:
@@ -101,9 +173,10 @@ def _logical(path: str) -> str:
     return text
 
 
-def _is_zip(path: Path) -> bool:
+def is_zip(path: Path, info: os.stat_result | None = None) -> bool:
     try:
-        return path.is_file() and read_head(path, 4) == ZIP_MAGIC
+        info = info or path.stat()
+        return stat.S_ISREG(info.st_mode) and read_head(path, 4) == ZIP_MAGIC
     except OSError:
         return False
 
@@ -127,17 +200,64 @@ def _expand_zip(path: Path, name: str, stack: contextlib.ExitStack) -> Iterator[
             continue
         if Path(member.name).name.endswith(IGNORED_SUFFIXES):
             continue
-        if _is_zip(member.path):
+        if is_zip(member.path):
             error = "an archive inside the archive is not expanded; upload it on its own"
             yield Candidate(member.path, logical, display, True, error=error)
             continue
         yield Candidate(member.path, logical, display, explicit=False, archived=True)
 
 
-def _known_files(logical_paths: Iterable[str]) -> dict[str, TraceFile]:
+class KnownFile(NamedTuple):
+    """What an ingest needs to know of a file read before to tell it unchanged."""
+
+    pk: int
+    format: str
+    size: int
+    mtime_ns: int | None
+    sha256: str
+    status: str
+    companions: dict
+    parser_version: int | None
+    source_id: int | None
+
+
+# The known files at a list of paths, bound as one parameter whatever their number
+# (binding and logging an IN list of 10,000 parameters cost more than the lookups).
+_KNOWN_FILES_SQL = """
+    SELECT path, id, format, size, mtime_ns, sha256, status, companions, {version}, source_id
+    FROM {table} WHERE {matches}
+"""
+_KNOWN_FILES_BY_VENDOR = {
+    "sqlite": (
+        "json_extract(produced, '$.parser_version')",
+        "path IN (SELECT value FROM json_each(%s))",
+    ),
+    "postgresql": ("produced ->> 'parser_version'", "path = ANY(%s)"),
+}
+
+
+def known_files(logical_paths: Iterable[str]) -> dict[str, KnownFile]:
+    """The files already recorded at these paths, read in one query for a whole
+    batch, as plain tuples (building 10,000 model instances cost most of a rescan)."""
     paths = list(logical_paths)
-    known: dict[str, TraceFile] = {}
-    for start in range(0, len(paths), 500):
-        for trace_file in TraceFile.objects.filter(path__in=paths[start : start + 500]):
-            known[trace_file.path] = trace_file
+    if not paths:
+        return {}
+    version, matches = _KNOWN_FILES_BY_VENDOR[connection.vendor]
+    sql = _KNOWN_FILES_SQL.format(version=version, table=TraceFile._meta.db_table, matches=matches)
+    param = paths if connection.vendor == "postgresql" else orjson.dumps(paths).decode()
+    known: dict[str, KnownFile] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [param])
+        for path, *values, companions, version, source_id in cursor.fetchall():
+            known[path] = KnownFile(*values, _json(companions), _int(version), source_id)
     return known
+
+
+def _json(text: str | dict) -> dict:
+    if isinstance(text, dict):
+        return text
+    return {} if text == "{}" else orjson.loads(text)
+
+
+def _int(value) -> int | None:
+    return int(value) if value is not None else None

@@ -1,35 +1,47 @@
 """Ingest files, directories and zip archives: the one entry point that the
 `ingest` command, the upload page, the API and the background tasks call.
 
-Each file is read in its own transaction: it is written whole or not at all,
-a bad file is recorded with a message naming it and the reason, and the rest
-of the batch goes on. A file whose size and mtime (or else content hash) are
-unchanged is not read again.
+One file is the unit of work: it is written whole or not at all (in its own
+savepoint), a bad file is recorded with a message naming it and the reason,
+and the rest of the batch goes on. Files share transactions (batches.py); a
+database whose runs are read from a snapshot commits between whole runs. A
+file whose size and mtime (or else content hash) are unchanged is not read
+again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import stat
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
-from django.db import transaction
 from django.utils import timezone
 
 from traces.models import TraceFile, TraceSource
 
 from . import FORMATS, detect, get_format
-from .candidates import Candidate, _collect, _known_files, _logical, _resolved, storable
+from .batches import WriteBatch
+from .candidates import (
+    Candidate,
+    KnownFile,
+    _collect,
+    _logical,
+    _resolved,
+    is_zip,
+    known_files,
+    storable,
+)
 from .history import _settle_runs_not_seen
-from .records import ParseError
+from .records import ParseError, RunRecord
 from .report import FileResult, IngestReport
 from .statistics import refresh_after
 from .store import RunIndex, write_run
@@ -55,26 +67,46 @@ def ingest_paths(
 ) -> IngestReport:
     """Ingest files, directories (recursively) and zip archives. `walked`: the
     paths are files a directory walk found (in another process: `ingest --jobs`),
-    so one in no known format is skipped, as in the walk, not failed."""
-    forced = get_format(format) if format else None
-    report = IngestReport()
+    so one in no known format is skipped, as in the walk, not failed, and an
+    archive among them is left out as a walk leaves it."""
     with contextlib.ExitStack() as stack:
         candidates = list(_collect(paths, stack, display_names or {}))
         if walked:
-            candidates = [replace(candidate, explicit=False) for candidate in candidates]
-        known = _known_files(candidate.logical_path for candidate in candidates)
-        by_real = {_resolved(c.real_path): c for c in candidates if not c.error}
-        done: set[str] = set()
-        context = _Context(forced, known, source, uploaded, done, by_real)
+            candidates = [replace(c, explicit=False, walked=True) for c in candidates]
+        known = known_files(candidate.logical_path for candidate in candidates)
+        return ingest_found(
+            candidates, known, format=format, source=source, uploaded=uploaded, progress=progress
+        )
+
+
+def ingest_found(
+    candidates: list[Candidate],
+    known: dict[str, KnownFile],
+    *,
+    format: str | None = None,
+    source: TraceSource | None = None,
+    uploaded: bool = False,
+    progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """Ingest files already found (a source's scan walks and stats them itself),
+    `known` being `known_files()` of their logical paths."""
+    forced = get_format(format) if format else None
+    report = IngestReport()
+    by_real = {c.resolved or _resolved(c.real_path): c for c in candidates if not c.error}
+    context = _Context(forced, known, source, uploaded, set(), by_real, WriteBatch())
+    with context.batch:
         for index, candidate in enumerate(candidates):
             if progress:
                 progress(index, len(candidates), candidate.display_name)
-            if candidate.logical_path in done:
+            if candidate.logical_path in context.done:
                 continue
-            done.add(candidate.logical_path)
-            report.files.append(_ingest_candidate(candidate, context))
-        if progress:
-            progress(len(candidates), len(candidates), "")
+            context.done.add(candidate.logical_path)
+            result = _ingest_candidate(candidate, context)
+            if result is not None:  # None: an archive in a walked directory, left out
+                report.files.append(result)
+            context.batch.commit_if_due()
+    if progress:
+        progress(len(candidates), len(candidates), "")
     refresh_after(report)
     return report
 
@@ -92,33 +124,32 @@ class _Context:
     """What every file of one batch shares."""
 
     forced: ModuleType | None
-    known: dict[str, TraceFile]
+    known: dict[str, KnownFile]
     source: TraceSource | None
     uploaded: bool
     done: set[str]
     by_real: dict[str, Candidate]
+    batch: WriteBatch
     # Why each file of the batch that failed did: a companion read with it fails too.
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def _ingest_candidate(candidate: Candidate, ctx: _Context) -> FileResult:
+def _ingest_candidate(candidate: Candidate, ctx: _Context) -> FileResult | None:
     result = FileResult(candidate.logical_path, candidate.display_name, "failed")
     if candidate.error:
         return _fail(result, candidate, ctx, candidate.error)
     try:
-        info = candidate.real_path.stat()
+        info = candidate.info or candidate.real_path.stat()
     except OSError as exc:
         return _fail(result, candidate, ctx, f"cannot read: {exc.strerror}")
     if not stat.S_ISREG(info.st_mode):
         return _skip_or_fail(result, candidate, ctx, "not a regular file")
-    trace_file = ctx.known.get(candidate.logical_path)
-    if _unchanged_by_stat(trace_file, info, candidate):
-        result.outcome, result.format, result.file_id = (
-            "unchanged",
-            trace_file.format,
-            trace_file.pk,
-        )
+    known = ctx.known.get(candidate.logical_path)
+    if _unchanged_by_stat(known, info, candidate):
+        result.outcome, result.format, result.file_id = "unchanged", known.format, known.pk
         return result
+    if candidate.walked and is_zip(candidate.real_path, info):
+        return None  # archives inside directories are not expanded; name them explicitly
     try:
         module = ctx.forced or (detect(candidate.real_path) if info.st_size else None)
     except ParseError as exc:
@@ -131,7 +162,7 @@ def _ingest_candidate(candidate: Candidate, ctx: _Context) -> FileResult:
     main = getattr(module, "companion_of", lambda _path: None)(candidate.real_path)
     if main is not None:
         return _ingest_companion(candidate, module, Path(main), ctx, result)
-    return _ingest_file(candidate, module, info, trace_file, ctx, result)
+    return _ingest_file(candidate, module, info, known, ctx, result)
 
 
 def _unrecognised_reason(info: os.stat_result) -> str:
@@ -144,17 +175,17 @@ def _unrecognised_reason(info: os.stat_result) -> str:
 
 
 def _unchanged_by_stat(
-    trace_file: TraceFile | None, info: os.stat_result, candidate: Candidate
+    known: KnownFile | None, info: os.stat_result | None, candidate: Candidate
 ) -> bool:
-    if trace_file is None or trace_file.status != TraceFile.FileStatus.OK or candidate.archived:
+    if known is None or info is None or known.status != TraceFile.FileStatus.OK:
         return False
-    if trace_file.size != info.st_size or trace_file.mtime_ns != info.st_mtime_ns:
+    if candidate.archived or known.size != info.st_size or known.mtime_ns != info.st_mtime_ns:
         return False
-    if not _read_by_current_parser(trace_file):
+    if not _read_by_current_parser(known):
         return False
-    if not trace_file.companions:
+    if not known.companions:
         return True
-    return _companion_hashes(trace_file.format, candidate.real_path) == trace_file.companions
+    return _companion_hashes(known.format, candidate.real_path) == known.companions
 
 
 def parser_version(format_name: str) -> int:
@@ -163,63 +194,117 @@ def parser_version(format_name: str) -> int:
     return getattr(FORMATS.get(format_name), "PARSER_VERSION", 1)
 
 
-def _read_by_current_parser(trace_file: TraceFile) -> bool:
-    produced = trace_file.produced or {}
-    return produced.get("parser_version", 1) == parser_version(trace_file.format)
+def _read_by_current_parser(known: KnownFile) -> bool:
+    return (known.parser_version or 1) == parser_version(known.format)
 
 
-def _ingest_file(candidate, module, info, trace_file, ctx: _Context, result) -> FileResult:
+def _unchanged_by_hash(known: KnownFile | None, digest: str, companions: dict) -> bool:
+    if known is None or known.status != TraceFile.FileStatus.OK:
+        return False
+    same = known.sha256 == digest and known.companions == companions
+    return same and _read_by_current_parser(known)
+
+
+def _ingest_file(candidate, module, info, known, ctx: _Context, result) -> FileResult:
+    if _snapshot_read(module) and ctx.batch.open:
+        ctx.batch.commit()  # hashing and copying a big database must not hold the write lock
     try:
         digest = _sha256(candidate.real_path)
         companions = _companion_hashes(module.NAME, candidate.real_path)
     except OSError as exc:
-        return _fail(result, candidate, ctx, f"cannot read: {exc}", trace_file)
-    if (
-        trace_file is not None
-        and trace_file.status == TraceFile.FileStatus.OK
-        and trace_file.sha256 == digest
-        and trace_file.companions == companions
-        and _read_by_current_parser(trace_file)
-    ):
-        _touch(trace_file, info)
-        result.outcome, result.file_id = "unchanged", trace_file.pk
+        return _fail(result, candidate, ctx, f"cannot read: {exc}")
+    if _unchanged_by_hash(known, digest, companions):
+        with ctx.batch.savepoint():
+            _touch(known, info)
+        result.outcome, result.file_id = "unchanged", known.pk
         return result
     try:
-        with transaction.atomic():
-            trace_file = _save_file(
-                trace_file, candidate, module.NAME, info, digest, companions, ctx
-            )
-            _write_runs(module, candidate, trace_file, result)
-            trace_file.produced = {
-                **{name: result.held[name] for name in ("runs", "steps", "calls", "links", "logs")},
-                "parser_version": parser_version(module.NAME),
-            }
-            trace_file.save(update_fields=["produced"])
+        trace_file = _write_file(candidate, module, info, (digest, companions), ctx, result)
     except ParseError as exc:
         result.counts.clear()
-        return _fail(result, candidate, ctx, _retry_hint(str(exc), info), _reload(trace_file))
+        return _fail(result, candidate, ctx, _retry_hint(str(exc), info))
     except Exception as exc:  # a bug or a database error must not stop the batch
         log.exception("ingest of %s failed", candidate.display_name)
         result.counts.clear()
         message = f"internal error while ingesting ({type(exc).__name__}: {exc})"
-        return _fail(result, candidate, ctx, message, _reload(trace_file))
+        return _fail(result, candidate, ctx, message)
     result.outcome, result.file_id = "ingested", trace_file.pk
     return result
 
 
-def _write_runs(module, candidate: Candidate, trace_file: TraceFile, result: FileResult) -> None:
-    seen: set[int] = set()
-    index = RunIndex()
-    # A run the file gives twice (duplicate rows) is counted once, as last written.
-    written: dict[int, Counter] = {}
-    held: dict[int, Counter] = {}
-    for record in module.parse(candidate.real_path):
-        origin = candidate.logical_path if record.origin else ""
-        outcome = write_run(record, source_file=trace_file, origin=origin, index=index)
-        again = outcome.run_id in seen
-        seen.add(outcome.run_id)
+def _write_file(candidate, module, info, hashes, ctx: _Context, result) -> TraceFile:
+    """Write the file's runs in one savepoint or, for a format whose runs stand whole
+    on their own (read from a snapshot: a big database), in several, committed as the
+    batch falls due. The file's row claims it was read (its hash and mtime, what it
+    holds) only with the last run: a file cut short (a crash) is read again."""
+    digest, companions = hashes
+    records = iter(module.parse(candidate.real_path))
+    until = None
+    if _snapshot_read(module):
+        records, until = _first_run_read(records), ctx.batch.due
+    runs = _FileRuns(candidate.logical_path, result)
+    trace_file = None
+    while True:
+        with ctx.batch.savepoint():
+            if trace_file is None:
+                stored = _stored_file(ctx.known.get(candidate.logical_path))
+                trace_file = _save_file(stored, candidate, module.NAME, info, companions, ctx)
+                new = stored is None
+            finished = runs.write(records, trace_file, until)
+            runs.index.settle()  # RunCount, in the savepoint of the runs it counts
+            if finished:
+                runs.settle(trace_file, new=new)
+                produced = {name: result.held[name] for name in _PRODUCED}
+                _claim_read(trace_file, info, digest, produced, module.NAME)
+                return trace_file
+        ctx.batch.commit_if_due()
+
+
+_PRODUCED = ("runs", "steps", "calls", "links", "logs")
+
+
+def _snapshot_read(module: ModuleType) -> bool:
+    return getattr(module, "SNAPSHOT_READ", False)
+
+
+def _first_run_read(records: Iterator[RunRecord]) -> Iterator[RunRecord]:
+    """The records, the first one read now, before the write lock is taken: that
+    is when the parser copies the database and prepares its copy (seconds)."""
+    for first in records:
+        return itertools.chain([first], records)
+    return iter(())
+
+
+class _FileRuns:
+    """The runs of one file as they are written, kept across its savepoints."""
+
+    def __init__(self, logical_path: str, result: FileResult):
+        self.logical_path = logical_path
+        self.result = result
+        self.index = RunIndex()
+        self.seen: set[int] = set()
+        # A run the file gives twice (duplicate rows) is counted once, as last written.
+        self.written: dict[int, Counter] = {}
+        self.held: dict[int, Counter] = {}
+
+    def write(
+        self, records: Iterator[RunRecord], trace_file: TraceFile, until: Callable | None
+    ) -> bool:
+        """Write runs until the file ends (True) or `until()` asks for a commit first."""
+        for record in records:
+            self._write(record, trace_file)
+            if until is not None and until():
+                return False
+        return True
+
+    def _write(self, record: RunRecord, trace_file: TraceFile) -> None:
+        result = self.result
+        origin = self.logical_path if record.origin else ""
+        outcome = write_run(record, source_file=trace_file, origin=origin, index=self.index)
+        again = outcome.run_id in self.seen
+        self.seen.add(outcome.run_id)
         if outcome.action in ("added", "updated") or not again:
-            held[outcome.run_id] = outcome.counts  # a repeat left as written keeps its counts
+            self.held[outcome.run_id] = outcome.counts  # a repeat left as written keeps its counts
         if outcome.action == "added":
             result.runs_added.append(outcome.run_id)
         elif outcome.action == "updated":
@@ -231,26 +316,37 @@ def _write_runs(module, candidate: Candidate, trace_file: TraceFile, result: Fil
         else:
             if not again:
                 result.runs_unchanged.append(outcome.run_id)
-            continue
-        written[outcome.run_id] = outcome.counts
-    index.settle()
-    for counts in written.values():
-        result.counts["runs"] += 1
-        result.counts.update(counts)
-    result.held["runs"] = len(held)
-    for counts in held.values():
-        result.held.update(counts)
-    _settle_runs_not_seen(trace_file, seen)
+            return
+        self.written[outcome.run_id] = outcome.counts
+
+    def settle(self, trace_file: TraceFile, *, new: bool) -> None:
+        """The whole file is read: count what it gave and holds, and settle the runs
+        it no longer holds (never earlier: a run not seen yet may come later)."""
+        result = self.result
+        for counts in self.written.values():
+            result.counts["runs"] += 1
+            result.counts.update(counts)
+        result.held["runs"] = len(self.held)
+        for counts in self.held.values():
+            result.held.update(counts)
+        _settle_runs_not_seen(trace_file, self.seen, written=set(self.written), new=new)
 
 
-def _save_file(trace_file, candidate, format_name, info, digest, companions, ctx) -> TraceFile:
+def _stored_file(known: KnownFile | None) -> TraceFile | None:
+    return TraceFile.objects.filter(pk=known.pk).first() if known is not None else None
+
+
+def _save_file(trace_file, candidate, format_name, info, companions, ctx) -> TraceFile:
+    """The file's row, as being read: without its hash and mtime_ns (the fast
+    path's proof that it is unchanged) until `_claim_read()`."""
     now = timezone.now()
     if trace_file is None:
         trace_file = TraceFile(path=candidate.logical_path, first_seen_at=now)
     trace_file.display_name = candidate.display_name[:500]
     trace_file.format = format_name
     _set_stat(trace_file, info)
-    trace_file.sha256 = digest
+    trace_file.mtime_ns = None
+    trace_file.sha256 = ""
     trace_file.companions = companions
     trace_file.status = TraceFile.FileStatus.OK
     trace_file.error = ""
@@ -260,6 +356,13 @@ def _save_file(trace_file, candidate, format_name, info, digest, companions, ctx
     trace_file.checked_at = now
     trace_file.save()
     return trace_file
+
+
+def _claim_read(trace_file: TraceFile, info, digest: str, produced: dict, format_name) -> None:
+    trace_file.mtime_ns = info.st_mtime_ns
+    trace_file.sha256 = digest
+    trace_file.produced = {**produced, "parser_version": parser_version(format_name)}
+    trace_file.save(update_fields=["mtime_ns", "sha256", "produced"])
 
 
 def _set_stat(trace_file: TraceFile, info: os.stat_result) -> None:
@@ -276,11 +379,13 @@ def _ingest_companion(candidate, module, main: Path, ctx: _Context, result) -> F
     fails: they were written, and the main file has no result of its own."""
     main_real = _resolved(main)
     main_candidate = ctx.by_real.get(main_real) or Candidate(
-        main, _logical(main_real), storable(str(main)), True
+        main, _logical(main_real), storable(str(main)), True, resolved=main_real
     )
     main_result = None
     if main_candidate.logical_path not in ctx.done:
         ctx.done.add(main_candidate.logical_path)
+        if main_candidate.logical_path not in ctx.known:  # not one of the batch's files
+            ctx.known.update(known_files([main_candidate.logical_path]))
         main_result = _ingest_candidate(main_candidate, ctx)
     # Read just now, or earlier in the batch (named before this file, or first by name).
     main_error = ctx.failed.get(main_candidate.logical_path)
@@ -294,19 +399,16 @@ def _ingest_companion(candidate, module, main: Path, ctx: _Context, result) -> F
         digest = _sha256(candidate.real_path)
     except OSError as exc:  # gone or unreadable since the batch listed it
         return _fail(result, candidate, ctx, f"cannot read: {exc.strerror}")
-    trace_file = ctx.known.get(candidate.logical_path)
     try:
-        with transaction.atomic():
-            trace_file = _save_file(trace_file, candidate, module.NAME, info, digest, {}, ctx)
-            trace_file.produced = {
-                "companion_of": main_candidate.display_name,
-                "parser_version": parser_version(module.NAME),
-            }
-            trace_file.save(update_fields=["produced"])
+        with ctx.batch.savepoint():
+            stored = _stored_file(ctx.known.get(candidate.logical_path))
+            trace_file = _save_file(stored, candidate, module.NAME, info, {}, ctx)
+            produced = {"companion_of": main_candidate.display_name}
+            _claim_read(trace_file, info, digest, produced, module.NAME)
     except Exception as exc:  # a database error (a lock timeout) must not stop the batch
         log.exception("recording %s failed", candidate.display_name)
         message = f"internal error while ingesting ({type(exc).__name__}: {exc})"
-        return _fail(result, candidate, ctx, message, _reload(trace_file))
+        return _fail(result, candidate, ctx, message)
     result.outcome, result.file_id = "ingested", trace_file.pk
     return result
 
@@ -326,17 +428,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _touch(trace_file: TraceFile, info: os.stat_result) -> None:
-    _set_stat(trace_file, info)
-    trace_file.checked_at = timezone.now()
-    trace_file.save(update_fields=["size", "mtime", "mtime_ns", "checked_at"])
-
-
-def _reload(trace_file: TraceFile | None) -> TraceFile | None:
-    """After a rollback the row may be gone (it was new in that transaction)."""
-    if trace_file is None:
-        return None
-    return TraceFile.objects.filter(path=trace_file.path).first()
+def _touch(known: KnownFile, info: os.stat_result) -> None:
+    """Unchanged, though its mtime moved: the new stat is what the fast path compares."""
+    TraceFile.objects.filter(pk=known.pk).update(
+        size=info.st_size,
+        mtime=datetime.fromtimestamp(info.st_mtime, tz=UTC),
+        mtime_ns=info.st_mtime_ns,
+        checked_at=timezone.now(),
+    )
 
 
 def _retry_hint(message: str, info: os.stat_result) -> str:
@@ -356,25 +455,28 @@ def _skip_or_fail(result, candidate, ctx: _Context, reason: str) -> FileResult:
     return result
 
 
-def _fail(result, candidate, ctx: _Context, reason: str, trace_file=None) -> FileResult:
-    """Record a failed file; the runs it gave before, if any, stay as they were."""
+def _fail(result, candidate, ctx: _Context, reason: str) -> FileResult:
+    """Record a failed file; the runs it gave before, if any, stay as they were
+    (those of a database that committed some of its runs before failing too)."""
     ctx.failed[candidate.logical_path] = reason
     message = storable(f"{candidate.display_name}: {reason}").replace("\x00", "\\x00")
     if len(message) > MAX_ERROR:
         message = message[: MAX_ERROR - 1] + "…"
-    trace_file = trace_file or ctx.known.get(candidate.logical_path)
-    now = timezone.now()
-    if trace_file is None:
-        trace_file = TraceFile(path=candidate.logical_path, first_seen_at=now)
-    trace_file.display_name = candidate.display_name[:500]
-    trace_file.format = trace_file.format or result.format
-    trace_file.status = TraceFile.FileStatus.ERROR
-    trace_file.error = message
-    trace_file.checked_at = now
-    trace_file.source = ctx.source or trace_file.source
-    trace_file.uploaded = ctx.uploaded or trace_file.uploaded
-    with contextlib.suppress(OSError):
-        _set_stat(trace_file, candidate.real_path.stat())
-    trace_file.save()
+    with ctx.batch.savepoint():
+        # Read again: the row may be new since the batch began, or rolled back.
+        trace_file = TraceFile.objects.filter(path=candidate.logical_path).first()
+        now = timezone.now()
+        if trace_file is None:
+            trace_file = TraceFile(path=candidate.logical_path, first_seen_at=now)
+        trace_file.display_name = candidate.display_name[:500]
+        trace_file.format = trace_file.format or result.format
+        trace_file.status = TraceFile.FileStatus.ERROR
+        trace_file.error = message
+        trace_file.checked_at = now
+        trace_file.source = ctx.source or trace_file.source
+        trace_file.uploaded = ctx.uploaded or trace_file.uploaded
+        with contextlib.suppress(OSError):
+            _set_stat(trace_file, candidate.real_path.stat())
+        trace_file.save()
     result.outcome, result.error, result.file_id = "failed", message, trace_file.pk
     return result

@@ -22,6 +22,10 @@ from .layout import NAME, find_layout, prepare
 from .run_rows import ghost_runs, table_runs
 from .standalone import standalone_runs
 
+# Every run is read whole from one snapshot, so the loader may commit the runs
+# of a big database in batches before the last one is read.
+SNAPSHOT_READ = True
+
 
 def sniff(path: Path, head: bytes) -> bool:
     if not is_sqlite(head):
@@ -45,4 +49,4 @@ def parse(path: Path) -> Iterator[RunRecord]:
         yield from standalone_runs(snap, layout, origin)
 
 
-__all__ = ["NAME", "parse", "sniff"]
+__all__ = ["NAME", "SNAPSHOT_READ", "parse", "sniff"]

@@ -33,6 +33,10 @@ from ..sqlite_layout import (
 from .executions import NAME, PARSER_VERSION, execution_record
 from .layout import EVENTS_SCHEMA, EVENTS_TABLE, execution_rows, find_layout, prepare
 
+# Every run is read whole from one snapshot (both databases copied under a read
+# lock), so the loader may commit the runs in batches before the last one is read.
+SNAPSHOT_READ = True
+
 _WORKFLOW_TABLES = frozenset({"workflowexecutions", "executionsteps", "executionlogs"})
 
 
@@ -139,4 +143,12 @@ def _attach_events(stack: contextlib.ExitStack, conn: sqlite3.Connection, path) 
     return ""
 
 
-__all__ = ["NAME", "PARSER_VERSION", "companion_of", "companion_paths", "parse", "sniff"]
+__all__ = [
+    "NAME",
+    "PARSER_VERSION",
+    "SNAPSHOT_READ",
+    "companion_of",
+    "companion_paths",
+    "parse",
+    "sniff",
+]
