@@ -191,6 +191,27 @@ def main() -> None:
             ["entity_hot", "api_entity"],
         ),
         (
+            "failures grouped by error (the causes box; Datasette groups raw messages)",
+            [("SQL", sql_path("runs_main",
+              "select error, count(*) as n, min(started_at), max(started_at) from steps "
+              "where status = 'failed' group by error order by n desc limit 50"))],
+            ["api_errors", "failed"],
+        ),
+        (
+            "the entities list: entities by number of links",
+            [("SQL", sql_path("runs_main",
+              "select entity_type, entity_id, count(*) as n, count(distinct step_id) "
+              "from step_links group by entity_type, entity_id order by n desc limit 50"))],
+            ["entities", "api_entities"],
+        ),
+        (
+            "an entity's subject steps: account acc_main (subject of every root step)",
+            [("SQL", sql_path("runs_main",
+              "select * from steps where entity_type = 'account' and entity_id = 'acc_main' "
+              "order by started_at desc limit 50"))],
+            ["entity_subject"],
+        ),
+        (
             "an execution's logs (workflow.db, execution_id unindexed as the source has it)",
             [("SQL", sql_path("workflow",
               "select * from execution_logs where execution_id = :id order by id limit 200",

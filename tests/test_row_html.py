@@ -3,6 +3,7 @@ the URLs their view builds for a window's keys (views.common.key_urls): the same
 links reverse() gives, and every value from a trace escaped, keys included."""
 
 import pytest
+from django.db import models
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import escape
 
@@ -76,3 +77,24 @@ def test_grouped_numbers_are_what_intcomma_shows():
     ]  # fmt: skip
     assert grouped("?") == "?"
     assert grouped("<b>") == "&lt;b&gt;"
+
+
+def test_entity_link_rows_escape_every_trace_value():
+    from traces.models import EntityLink
+    from traces.templatetags.row_html import entity_link_rows
+
+    run = make_runs(1, name='<img src=x onerror="1">')[0]
+    step = make_steps(run, 1)[0]
+    Step.objects.filter(pk=step.pk).update(name="<b>step</b>", key=HOSTILE_KEY)
+    step.refresh_from_db()
+    EntityLink.objects.create(
+        run=run, step=step, link_type='<i>"odd"</i>', entity_type="order", entity_id="o1",
+        external_id="<ext>&",
+    )  # fmt: skip
+    links = EntityLink.objects.select_related("step", "run").annotate(when=models.F("seen_at"))
+    html = str(entity_link_rows(list(links)))
+    for hostile in ('<img src=x onerror="1">', "<b>step</b>", '<i>"odd"</i>', "<ext>&"):
+        assert hostile not in html
+        assert escape(hostile) in html
+    assert escape(reverse("traces:step-detail", args=[run.pk, HOSTILE_KEY])) in html
+    assert str(entity_link_rows([])).endswith("No links on this page.</td></tr>")

@@ -15,10 +15,13 @@ from __future__ import annotations
 from html import escape as _e
 
 from django import template
+from django.urls import NoReverseMatch, reverse
+from django.utils import dateformat
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
+from django.utils.timezone import is_aware, localtime
 
-from .traces_extras import grouped, human_duration, progress_html, status_icon
+from .traces_extras import grouped, human_duration, progress_html, since, status_icon
 
 register = template.Library()
 
@@ -197,3 +200,65 @@ def _timeline_row(step, selected_key) -> str:
         f'      <span class="num t-dur">{_e(human_duration(step.duration_ms))}</span>\n'
         "    </li>\n    "
     )
+
+
+# --- an entity's links (entity_detail.html): 50 rows over many runs ---------------------
+
+_LINK_VERBS = {"input": "read", "output": "written", "affected": "affected"}
+
+
+@register.simple_tag
+def entity_link_rows(links) -> SafeString:
+    """The rows of an entity's links table: the template's markup, each value escaped
+    (a row through the template engine cost ~0.35 ms: two {% url %}, two dates)."""
+    rows = [_entity_link_row(link) for link in links]
+    if not rows:
+        return mark_safe('<tr><td colspan="4" class="empty">No links on this page.</td></tr>')
+    return mark_safe("\n".join(rows))
+
+
+def _entity_link_row(link) -> str:
+    kind = link.link_type
+    verb = _LINK_VERBS.get(kind) or f"<bdi>{_e(kind)}</bdi>"
+    external = ""
+    if link.external_id:
+        external = f' · <bdi class="mono">{_e(Truncator(link.external_id).chars(40))}</bdi>'
+    return (
+        '<tr data-row tabindex="-1">'
+        f'<td class="nowrap"><span class="link-verb {_e(kind)}" title="link type: {_e(kind)}">'
+        f"{verb}</span>"
+        f'<div class="muted">{_e(Truncator(kind).chars(30))}{external}</div></td>'
+        f'<td class="name">{_step_cell(link.step)}</td>'
+        f'<td class="name">{_run_cell(link.run)}</td>'
+        f"{_when_cell(link.when)}</tr>"
+    )
+
+
+def _step_cell(step) -> str:
+    try:
+        href = reverse("traces:step-detail", args=[step.run_id, step.key])
+    except NoReverseMatch:
+        href = ""
+    status = _e(step.status)
+    name = f"<bdi>{_e(step.name or step.key)}</bdi>"
+    link = f'<a data-row-link href="{_e(href)}">{name}</a>' if href else name
+    badge = f'<span class="badge {status}">{status_icon(step.status)} {status}</span>'
+    return f'<span class="step-cell">{badge} {link}</span>'
+
+
+def _run_cell(run) -> str:
+    href = reverse("traces:run-detail", args=[run.pk])
+    status = _e(run.status)
+    return (
+        f'<a href="{href}"><bdi>{_e(run.name or run.external_id)}</bdi></a>'
+        f'<div class="muted">{status_icon(run.status)} {status} · {_e(run.format)}</div>'
+    )
+
+
+def _when_cell(when) -> str:
+    if not when:
+        return '<td class="nowrap" title="">—</td>'
+    local = localtime(when) if is_aware(when) else when
+    exact = _e(dateformat.format(local, "Y-m-d H:i:s.u e"))
+    shown = dateformat.format(local, "Y-m-d H:i:s")
+    return f'<td class="nowrap" title="{exact}">{shown}<div class="muted">{since(when)}</div></td>'
