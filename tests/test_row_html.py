@@ -8,9 +8,9 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import escape
 
 from tests.factories import make_runs, make_steps
+from traces.key_urls import key_urls
 from traces.models import Step
 from traces.templatetags.traces_extras import grouped, progress_html
-from traces.views.common import key_urls
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +98,18 @@ def test_entity_link_rows_escape_every_trace_value():
         assert escape(hostile) in html
     assert escape(reverse("traces:step-detail", args=[run.pk, HOSTILE_KEY])) in html
     assert str(entity_link_rows([])).endswith("No links on this page.</td></tr>")
+
+
+def test_key_urls_follow_the_script_prefix_they_are_served_under():
+    from django.urls import get_script_prefix, set_script_prefix
+
+    from traces.key_urls import key_url
+
+    before = get_script_prefix()
+    plain = key_url("traces:step-detail", 7, "s.1")
+    try:
+        set_script_prefix("/traces-site/")
+        assert key_url("traces:step-detail", 7, "s.1") == "/traces-site" + plain
+    finally:
+        set_script_prefix(before)
+    assert key_url("traces:step-detail", 7, "s.1") == plain

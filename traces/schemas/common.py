@@ -9,6 +9,8 @@ from django.urls import NoReverseMatch, reverse
 from ninja import Schema
 from pydantic import BeforeValidator, Field
 
+from traces.key_urls import key_url
+
 # --- common ------------------------------------------------------------------------------
 
 
@@ -29,7 +31,7 @@ def page_url(name: str, *args) -> str | None:
 
 
 def step_url(run_id: int, key: str) -> str | None:
-    return page_url("traces:step-detail", run_id, key)
+    return key_url("traces:step-detail", run_id, key) or None
 
 
 def _progress(item):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
@@ -54,29 +51,6 @@ def step_url(run_id: int, key: str) -> str:
         return reverse("traces:step-detail", args=[run_id, key])
     except NoReverseMatch:
         return ""
-
-
-# A key of only these characters is in its URL as it is: quote() leaves them, and
-# the path converter takes them.
-PLAIN_KEY = re.compile(r"[A-Za-z0-9_.~:@/-]+")
-
-
-def key_urls(name: str, run_id: int) -> Callable[[str], str]:
-    """reverse(name, args=[run_id, key]) for the many keys of a window of one run's
-    rows ("" for a key no URL can carry), at the cost of one reverse(): a row of a
-    tree or timeline window has one or two links and reverse() cost more than the
-    rest of the row."""
-    prefix, _, suffix = reverse(name, args=[run_id, "KEY"]).rpartition("KEY")
-
-    def url(key: str) -> str:
-        if PLAIN_KEY.fullmatch(key):
-            return f"{prefix}{key}{suffix}"
-        try:
-            return reverse(name, args=[run_id, key])
-        except NoReverseMatch:
-            return ""
-
-    return url
 
 
 def entity_url(entity_type: str, entity_id: str) -> str:

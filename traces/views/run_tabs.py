@@ -13,11 +13,12 @@ from django.urls import NoReverseMatch, reverse
 
 from traces import queries
 from traces.forms.runs import MAX_EXPAND
+from traces.key_urls import key_urls
 from traces.models import Run, Step
 from traces.pagination import Page
 from traces.templatetags.traces_extras import human_duration
 
-from .common import LEVEL_CLASSES, key_urls, step_url
+from .common import LEVEL_CLASSES, step_url
 from .step_panel import value_block
 
 # A log row's fields and attributes: a window shows 200 rows.
