@@ -416,3 +416,22 @@ def test_a_chosen_causes_count_under_a_time_range_is_the_rows(client):
     response = client.get(URL, query)
     assert response.context["groups"].find("flaky").count == 6
     assert response.context["count"] == len(response.context["page"].items) == 5
+
+
+@pytest.mark.django_db
+def test_a_long_error_folds_and_links_its_whole_text_and_a_timeless_step_says_run_start(client):
+    run = make_runs(1)[0]
+    long_error = "<boom> " + "x" * 5000
+    failed = make_steps(run, 1, status="failed", error=long_error)[0]
+    timeless = make_steps(run, 1, status="failed", start=1, error="short")[0]
+    Step.objects.filter(pk=timeless.pk).update(started_at=None)
+    html = client.get(reverse("traces:step-list"), {"status": "failed"}).content.decode()
+    row = html[html.index(f'id="step-{failed.pk}"') :]
+    row = row[: row.index("</tr>")]
+    assert '<details class="error-more"><summary><bdi>&lt;boom&gt; xxx' in row
+    assert "<boom>" not in html
+    assert f"whole error ({len(long_error):,} characters) in the step panel" in row
+    step_href = reverse("traces:step-detail", args=[run.pk, failed.key])
+    assert f'<a href="{step_href}">whole error' in row
+    timeless_row = html[html.index(f'id="step-{timeless.pk}"') :]
+    assert "· run start</div>" in timeless_row[: timeless_row.index("</tr>")]
