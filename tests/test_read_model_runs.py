@@ -220,7 +220,7 @@ def test_runs_list_queries_do_not_grow_with_runs_or_types(client, django_assert_
     for index in range(20):
         make_runs(5, status="failed", type=f"type {index}")
         make_runs(2, format="traceos", status="running", type=f"type {index}")
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):  # + how many of the running ones are stale
         html = client.get(reverse("traces:run-list")).content.decode()
     assert "143 runs" in html and "100 failed" in html and "type 19" in html
 

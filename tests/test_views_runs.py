@@ -103,6 +103,20 @@ def test_stale_runs_are_labelled_and_filterable(client, settings):
     assert [run.name for run in stale] == ["quiet"]
 
 
+def test_the_summary_says_how_many_running_runs_are_stale(client):
+    make_runs(2, status="running", name="quiet")
+    Run.objects.update(source_updated_at=timezone.now() - timedelta(hours=3))
+    summary = " ".join(client.get(URL).content.decode().split())
+    assert "· 2 running, all stale" in summary
+    make_runs(1, status="running", name="busy")
+    Run.objects.filter(name="busy").update(source_updated_at=timezone.now())
+    summary = " ".join(client.get(URL).content.decode().split())
+    assert "· 3 running, 2 stale" in summary
+    Run.objects.filter(name="quiet").update(source_updated_at=timezone.now())
+    summary = " ".join(client.get(URL).content.decode().split())
+    assert "· 3 running" in summary and "stale</" not in summary.split("· 3 running")[1][:30]
+
+
 def test_runs_no_longer_in_their_source_are_tagged_and_filterable(client):
     make_runs(2, name="current")
     make_runs(1, name="history")

@@ -82,6 +82,12 @@ def run_status_summary(runs: QuerySet, filters: dict) -> dict:
     return {"total": sum(counts.values()), **counts}
 
 
+def stale_among_running(runs: QuerySet, summary: dict) -> int:
+    """How many of the matching runs that say "running" are stale: asked only when
+    some are running (a walk of the running runs, not of the list)."""
+    return runs.stale().count() if summary.get("running") else 0
+
+
 def run_types() -> list[str]:
     """The run types stored (the runs and steps lists' type choices), from RunCount."""
     types = RunCount.objects.exclude(run_type="").order_by("run_type")

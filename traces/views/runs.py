@@ -26,11 +26,13 @@ def run_list(request: HttpRequest) -> HttpResponse:
         page = queries.runs.runs_page(runs, form.cleaned_data, form.sort_key())
     except BadCursor as exc:
         return bad_request(request, str(exc), form)
+    summary = queries.runs.run_status_summary(runs, form.cleaned_data)
     context = {
         "section": "runs",
         "form": form,
         "page": page,
-        "summary": queries.runs.run_status_summary(runs, form.cleaned_data),
+        "summary": summary,
+        "stale_running": queries.runs.stale_among_running(runs, summary),
         "sort": form.cleaned_data.get("sort") or "-started",
         "formats": Format.choices,
         "statuses": Status.choices,
