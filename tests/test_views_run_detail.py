@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
+from tests.factories import make_runs
 from tests.workflow_pair import PAIR_ID, write_pair
 from traces.causes import error_cause
 from traces.ingest.loader import ingest_paths
@@ -875,3 +876,18 @@ def test_hostile_json_export_is_json(client):
     run, _ = hostile_run()
     data = client.get(run_url(run), {"format": "json"}, follow=True).json()
     assert data["name"] == HOSTILE[0]
+
+
+@pytest.mark.django_db
+def test_a_run_failed_by_its_source_alone_says_so_plainly(client):
+    run = make_runs(1, status="failed")[0]
+    Run.objects.filter(pk=run.pk).update(raw_status="<exit 3>", error="", items_failed=15)
+    html = " ".join(client.get(run.get_absolute_url()).content.decode().split())
+    assert (
+        "The source marked this run failed (its own status: "
+        "<code><bdi>&lt;exit 3&gt;</bdi></code>); no step failed or recorded an error, "
+        "but 15 items failed." in html
+    )
+    Run.objects.filter(pk=run.pk).update(error="disk full")
+    html = client.get(run.get_absolute_url()).content.decode()
+    assert "disk full" in html and "The source marked this run failed" not in html
