@@ -154,6 +154,25 @@ def test_executions(parsed: dict, main: Path):
     assert all(r.completeness is None for r in parsed.values())
 
 
+def test_an_execution_stopped_by_a_cancelled_context_is_cancelled(copies: Path):
+    execute(
+        copies,
+        'UPDATE workflow_executions SET error_message = \'step "charge" failed: '
+        "call cancelled: context canceled' WHERE status = 'failed' AND error_message "
+        "LIKE '%invalid credentials%'",
+    )
+    runs = collect(copies)
+    cancelled = [r for r in runs.values() if r.status == Status.CANCELLED]
+    assert len(cancelled) == 1
+    assert cancelled[0].raw_status == "failed"  # the source's word, kept
+    assert cancelled[0].error.endswith("context canceled")
+    assert Counter(r.status for r in runs.values())[Status.FAILED] == 2
+    # A deadline is a timeout, not a cancel: still failed.
+    execute(copies, "UPDATE workflow_executions SET error_message = 'context deadline exceeded' "
+            "WHERE error_message LIKE '%context canceled'")  # fmt: skip
+    assert Counter(r.status for r in collect(copies).values())[Status.FAILED] == 3
+
+
 def test_pipeline_names_trigger_and_actor(parsed: dict):
     assert {key: run.name for key, run in parsed.items()} == {
         ORDERS_QUERY: "orders-queries:{id}",

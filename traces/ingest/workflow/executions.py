@@ -25,7 +25,7 @@ from .steps import MARK_TYPES, StepMarks, execution_steps, step_events
 NAME = "workflow"
 # Bump it when the mapping changes: the loader reads unchanged files again, and, as part
 # of every fingerprint, their stored runs are rewritten.
-PARSER_VERSION = 3
+PARSER_VERSION = 4
 
 _EXECUTION_COLUMNS = column_set(
     "id workflow_id trigger_type trigger_data status output_data error_message triggered_by "
@@ -37,7 +37,7 @@ _METADATA_KEYS = ("config_version", "explicit_trace", "capture_io")
 
 def execution_record(snap: Snapshot, lay: Layout, origin: str, row: dict, extra: dict) -> RunRecord:
     attrs = _execution_attributes(lay, row, extra)
-    status = normalise_status(row.get("status"))
+    status = _cancelled_context(normalise_status(row.get("status")), row.get("errormessage"))
     pipeline = as_text(attrs.get("pipeline"))
     execution_id = row.get("id")
     started, finished, duration = _execution_timing(row, extra, status, attrs)
@@ -99,6 +99,17 @@ def _started_fields(extra: dict) -> dict:
         if isinstance(value, dict) and value.get("pipeline"):
             return value
     return {}
+
+
+# Go's context.Canceled: the engine stopped the execution (a cancel, a shutdown); the
+# store says "failed", the error says it was cancelled. The raw status is kept.
+_CANCELLED_CONTEXT = "context canceled"
+
+
+def _cancelled_context(status: str, error) -> str:
+    if status == Status.FAILED and as_text(error).rstrip().endswith(_CANCELLED_CONTEXT):
+        return Status.CANCELLED
+    return status
 
 
 def _execution_timing(row: dict, extra: dict, status: str, attrs: dict):
