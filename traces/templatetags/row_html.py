@@ -16,7 +16,7 @@ from html import escape as _e
 
 from django import template
 from django.contrib.humanize.templatetags.humanize import intcomma
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import dateformat
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
@@ -55,7 +55,7 @@ def tree_rows(level, selected_key=None) -> SafeString:
 
 
 def _tree_row(step, selected_key) -> str:
-    pk, status = step.pk, _e(step.status)
+    pk = step.pk
     selected = " selected" if step.key == selected_key else ""
     if step.child_count:
         opening = (
@@ -83,7 +83,7 @@ def _tree_row(step, selected_key) -> str:
         f"{opening}\n"
         '  <span class="toggle" aria-hidden="true"></span>\n'
         '  <span class="label">\n'
-        f'    <span class="badge {status}">{_e(status_icon(step.status))} {status}</span>\n'
+        f"    {_badge(step.status)}\n"
         f"    {link}\n"
         f"    {_step_type(step)}\n"
         f"    {flags}\n"
@@ -238,13 +238,14 @@ def _entity_link_row(link) -> str:
 
 
 def _step_cell(step) -> str:
-    try:
-        href = reverse("traces:step-detail", args=[step.run_id, step.key])
-    except NoReverseMatch:
-        href = ""
+    href = key_url("traces:step-detail", step.run_id, step.key)
+    return f'<span class="step-cell">{_badge(step.status)} {_step_link(step, href)}</span>'
+
+
+def _step_link(step, href: str) -> str:
+    """The step's name, a plain link to its page when it has a URL (no htmx)."""
     name = f"<bdi>{_e(step.name or step.key)}</bdi>"
-    link = f'<a data-row-link href="{_e(href)}">{name}</a>' if href else name
-    return f'<span class="step-cell">{_badge(step.status)} {link}</span>'
+    return f'<a data-row-link href="{_e(href)}">{name}</a>' if href else name
 
 
 def _run_cell(run) -> str:
@@ -282,15 +283,13 @@ def step_list_rows(steps) -> SafeString:
 
 def _step_list_row(step) -> str:
     href = key_url("traces:step-detail", step.run_id, step.key)
-    name = f"<bdi>{_e(step.name or step.key)}</bdi>"
-    link = f'<a data-row-link href="{_e(href)}">{name}</a>' if href else name
     run = step.run
     run_type = f" · <bdi>{_e(Truncator(run.type).chars(60))}</bdi>" if run.type else ""
     run_href = reverse("traces:run-detail", args=[step.run_id])
     return (
         f'<tr data-row tabindex="-1" id="step-{step.pk}">'
         f"<td>{_badge(step.status)}</td>"
-        f'<td class="name step-name">{link}</td>'
+        f'<td class="name step-name">{_step_link(step, href)}</td>'
         f'<td class="name muted"><bdi>{_e(step.type or "—")}</bdi></td>'
         f'<td class="name"><a href="{run_href}"><bdi>{_e(run.name or run.external_id)}</bdi></a>'
         f'<div class="muted">{_e(run.format)}{run_type}</div></td>'
