@@ -7,6 +7,7 @@ app_name = "traces"
 urlpatterns = [
     # Runs list and one run (views/runs.py, views/run_page.py).
     path("", runs.run_list, name="run-list"),
+    path("runs/new/", runs.run_list_new, name="run-list-new"),
     path("runs/<int:run_id>/row/", runs.run_row, name="run-row"),
     path("runs/<int:run_id>/", run_page.run_detail, name="run-detail"),
     path("runs/<int:run_id>/delete/", delete.run_delete, name="run-delete"),

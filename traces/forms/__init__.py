@@ -6,7 +6,7 @@ trace sources, and the upload form."""
 
 from .entities import EntityDetailForm, EntityListForm
 from .files import FileFilterForm
-from .runs import RunExportForm, RunFilterForm, RunPageForm, RunStepsForm
+from .runs import NewRunsForm, RunExportForm, RunFilterForm, RunPageForm, RunStepsForm
 from .sources import SourceDeleteForm, SourceForm, SourceSettingsForm
 from .steps import StepFilterForm, StepListForm
 from .upload import UploadForm
@@ -15,6 +15,7 @@ __all__ = [
     "EntityDetailForm",
     "EntityListForm",
     "FileFilterForm",
+    "NewRunsForm",
     "RunExportForm",
     "RunFilterForm",
     "RunPageForm",

@@ -7,7 +7,7 @@ from django import forms
 
 from traces.models import Status
 
-from .common import FORMAT_CHOICES, DateTimeFilter, FilterForm
+from .common import FORMAT_CHOICES, MAX_ID, DateTimeFilter, FilterForm
 
 STATUS_CHOICES = [("", "any status"), *Status.choices, ("stale", "stale")]
 # Runs whose source no longer holds them (a file overwritten, rows deleted) are kept.
@@ -47,6 +47,12 @@ class RunFilterForm(FilterForm):
 
     def sort_key(self) -> tuple[str, bool]:
         return self.SORTS[self.cleaned_data.get("sort") or "-started"]
+
+
+class NewRunsForm(RunFilterForm):
+    """The runs list's filters and the newest run id the page had (`seen`)."""
+
+    seen = forms.IntegerField(min_value=0, max_value=MAX_ID)
 
 
 # --- one run's page ----------------------------------------------------------------------
