@@ -105,3 +105,19 @@ def test_new_runs_are_announced_and_shown_on_click(page, loaded_samples):
     page.wait_for_url("**/?format=runs")
     page.locator("#run-rows td.name > a", has_text="arrived later").first.wait_for()
     assert len(run_names(page)) == before + 2
+
+
+def test_failing_now_links_to_the_recent_failures_of_a_type(page, loaded_samples):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.factories import make_runs
+
+    for run in make_runs(2, status="failed", type="checkout", name="checkout broke"):
+        Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(minutes=20))
+    page.goto("/")
+    strip = page.get_by_role("region", name="Failing now")
+    strip.get_by_role("row", name="checkout").get_by_role("link", name="✗ 2").first.click()
+    page.wait_for_url("**type=checkout&status=failed&since=1h")
+    assert run_names(page) == ["checkout broke", "checkout broke"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
@@ -40,6 +41,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "run_types": queries.runs.run_types(),
         # The first page watches for runs ingested after it (ids only grow).
         "newest_id": None if _paged(form) else _newest_run_id(),
+        # Above the filters: a swap of the rows leaves it as it is.
+        "failing": None if request.htmx else queries.failing.failing_now(timezone.now()),
     }
     return render(request, fragment(request, "traces/run_list.html", "run-rows"), context)
 
