@@ -600,6 +600,11 @@ class EntityCounter(models.Model):
             # The entities list's order and keyset, and the store's upserts (ON CONFLICT).
             models.UniqueConstraint(fields=["entity_type", "entity_id"], name="entitycounter_key"),
         ]
+        indexes = [
+            # The search: an id pasted without its type, or an external id.
+            models.Index(fields=["entity_id"], name="entitycounter_id"),
+            models.Index(fields=["external_id"], name="entitycounter_external_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.entity_type}:{self.entity_id} ({self.links} links)"

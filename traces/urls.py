@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import delete, entities, files, jobs, run_page, runs, sources, steps, upload
+from .views import delete, entities, files, jobs, run_page, runs, search, sources, steps, upload
 
 app_name = "traces"
 
@@ -22,6 +22,7 @@ urlpatterns = [
     ),
     path("runs/<int:run_id>/steps/<path:key>/", run_page.step_detail, name="step-detail"),
     # Steps across runs (views/steps.py) and entities (views/entities.py).
+    path("search/", search.search_page, name="search"),
     path("steps/", steps.step_list, name="step-list"),
     path("entities/", entities.entity_list, name="entity-list"),
     path(

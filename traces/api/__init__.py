@@ -14,11 +14,11 @@ sources); common.py holds what they share.
 
 from ninja import Router
 
-from . import entities, exports, files, runs, sources, steps
+from . import entities, exports, files, runs, search, sources, steps
 from .common import ApiBadRequest, ApiUnprocessable
 
 __all__ = ["ApiBadRequest", "ApiUnprocessable", "router"]
 
 router = Router()
-for module in (runs, exports, steps, entities, files, sources):
+for module in (runs, exports, steps, entities, search, files, sources):
     router.add_router("", module.router)

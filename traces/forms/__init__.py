@@ -7,6 +7,7 @@ trace sources, and the upload form."""
 from .entities import EntityDetailForm, EntityListForm
 from .files import FileFilterForm
 from .runs import NewRunsForm, RunExportForm, RunFilterForm, RunPageForm, RunStepsForm
+from .search import SearchForm
 from .sources import SourceDeleteForm, SourceForm, SourceSettingsForm
 from .steps import StepFilterForm, StepListForm
 from .upload import UploadForm
@@ -20,6 +21,7 @@ __all__ = [
     "RunFilterForm",
     "RunPageForm",
     "RunStepsForm",
+    "SearchForm",
     "SourceDeleteForm",
     "SourceForm",
     "SourceSettingsForm",

@@ -55,6 +55,7 @@ from .runs import (
     RunList,
     StatusSummary,
 )
+from .search import SearchCounts, SearchExact, SearchOut
 from .steps import (
     CallOut,
     ErrorGroupOut,
@@ -100,6 +101,9 @@ __all__ = [
     "RunLogs",
     "RunRef",
     "RunSteps",
+    "SearchCounts",
+    "SearchExact",
+    "SearchOut",
     "SourceIn",
     "SourceList",
     "SourceOut",

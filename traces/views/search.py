@@ -1,0 +1,33 @@
+"""One search for everything (/search/?q=): runs, steps and entities, grouped."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET
+
+from traces.forms import SearchForm
+from traces.search.query import COUNT_CAP, SHOWN, search, url_of
+
+from .common import bad_request
+
+
+@require_GET
+def search_page(request: HttpRequest) -> HttpResponse:
+    form = SearchForm(request.GET)
+    if not form.is_valid():
+        return bad_request(request, "The search is not valid.", form)
+    query = form.cleaned_data["q"].strip()
+    results = search(query) if query else None
+    jump = form.cleaned_data["jump"] != "no"
+    if results is not None and results.exact is not None and jump and url_of(results.exact):
+        return redirect(url_of(results.exact))
+    context = {
+        "section": "search",
+        "form": form,
+        "query": query,
+        "results": results,
+        "shown": SHOWN,
+        "cap": COUNT_CAP,
+    }
+    return render(request, "traces/search.html", context)
