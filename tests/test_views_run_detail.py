@@ -891,3 +891,33 @@ def test_a_run_failed_by_its_source_alone_says_so_plainly(client):
     Run.objects.filter(pk=run.pk).update(error="disk full")
     html = client.get(run.get_absolute_url()).content.decode()
     assert "disk full" in html and "The source marked this run failed" not in html
+
+
+def test_a_step_whose_items_failed_shows_it_and_is_kept_by_failed_only(client, samples):
+    """The runs sample's first sync_stripe run: process_charges completed, 2 items failed."""
+    ingest_paths([samples / "runs"])
+    run = Run.objects.get(external_id="01KJPJ3KR08985FSGD7GGHMB1Y")
+    step = run.steps.get(name="process_charges")
+    assert (step.status, step.items_failed, step.failed_subtree) == ("succeeded", 2, True)
+    html = page(client, run_url(run), failed="1")
+    text = text_of(html)
+    assert "process_charges" in text and "No step failed" not in text
+    assert "✗ 2 items" in text  # the tree row and the header both say so
+    assert run.steps_items_failed == 2
+    header = text_of(html[: html.index('id="run-tabs"')])
+    assert "✗ 2 items" in header
+    assert "items failed in this step, though its own status is succeeded" in html
+
+
+def test_stored_steps_with_failed_items_are_marked_by_the_migration(samples):
+    import importlib
+
+    from django.db import connection
+
+    ingest_paths([samples / "runs"])
+    Step.objects.update(failed_subtree=False)
+    migration = importlib.import_module("traces.migrations.0016_items_failed_subtree")
+    with connection.cursor() as cursor:
+        cursor.execute(migration.MARK)
+    marked = set(Step.objects.filter(failed_subtree=True).values_list("name", flat=True))
+    assert marked == set(Step.objects.filter(items_failed__gt=0).values_list("name", flat=True))

@@ -192,6 +192,8 @@ class Run(Outcome, ItemProgress):
     call_count = models.IntegerField(default=0)
     link_count = models.IntegerField(default=0)
     log_count = models.IntegerField(default=0)
+    # Items that failed inside its steps, whatever the steps' own status.
+    steps_items_failed = models.IntegerField(default=0)
     max_depth = models.IntegerField(default=0)
     # The earliest start and latest finish among its steps: the time axis of a run
     # that records no times of its own, without reading its steps per request.

@@ -367,8 +367,12 @@ class _RunWriter:
             self.by_status[step.status] += 1
             self.counts["steps"] += 1
         cause = ""
-        if step.status == "failed":
+        if step.items_failed and not step.synthetic:
+            self.counts["items_failed"] += step.items_failed
+        if step.status == "failed" or step.items_failed:
+            # Failed items count as a failure: "failed only" keeps the step.
             self._mark_failed_subtree(step_id)
+        if step.status == "failed":
             cause = self._count_failure(step)
         self.seq += 1
         self._note_times(step)
@@ -474,6 +478,7 @@ class _RunWriter:
             call_count=self.counts["calls"],
             link_count=self.counts["links"],
             log_count=self.counts["logs"],
+            steps_items_failed=self.counts["items_failed"],
             max_depth=max(self.depth_of.values(), default=0),
             steps_started_at=self.first_start,
             steps_finished_at=self.last_finish,
