@@ -1,6 +1,7 @@
 """One search for everything: /search/?q= and /api/search over the samples."""
 
 import pytest
+from django.db.models import Q
 from django.urls import reverse
 
 from traces.ingest.loader import ingest_paths
@@ -187,3 +188,71 @@ def test_counts_stop_at_the_cap(client, settings):
     assert len(body["runs"]) == 20
     html = " ".join(client.get(URL, {"q": "capped"}).content.decode().split())
     assert "1,000+ runs" in html and "the newest 20" in html
+
+
+def _indexed_steps() -> dict:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rowid, key, name, type, error FROM traces_step_search")
+        return {row[0]: row[1:] for row in cursor.fetchall()}
+
+
+def _steps_as_indexed() -> dict:
+    from traces.search.index import INDEXED_CHARS
+
+    rows = Step.objects.values_list("pk", "key", "name", "type", "error")
+    return {pk: (key, name, type_, error[:INDEXED_CHARS]) for pk, key, name, type_, error in rows}
+
+
+def _assert_index_is_the_steps(client) -> None:
+    """Word by word, the search finds exactly the steps a scan finds; on SQLite the
+    FTS table also holds exactly the steps' indexed text."""
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        assert _indexed_steps() == _steps_as_indexed()
+    for word in ("unreachable", "503", "fetch_charges"):
+        scan = Step.objects.filter(Q(error__icontains=word) | Q(name=word))
+        assert listed(client, word)["steps"] | set() == set(scan.values_list("pk", flat=True)[:20])
+
+
+def test_the_step_index_follows_ingest_delete_and_rows_written_by_hand(client, samples):
+    from tests.factories import make_steps
+
+    ingest_paths([samples])
+    _assert_index_is_the_steps(client)
+    delete_runs(list(Run.objects.filter(format="runs").values_list("pk", flat=True))[:3])
+    _assert_index_is_the_steps(client)
+    # A step written by other means than the store, then deleted, leaves the index whole.
+    run = Run.objects.filter(format="traceos").first()
+    extra = make_steps(run, 2, status="failed", error="written by hand")
+    Step.objects.filter(pk__in=[step.pk for step in extra]).delete()
+    _assert_index_is_the_steps(client)
+
+
+def test_every_search_trigger_survives_the_migrations_that_rebuild_tables():
+    """Django alters a SQLite table by rebuilding it, which drops its triggers;
+    post_migrate puts them back (the test database was made by `migrate`)."""
+    from django.db import connection
+
+    from traces.search.index import TABLES, sqlite_triggers
+
+    if connection.vendor != "sqlite":
+        assert {searched.gin for searched in TABLES} <= set(_pg_indexes())
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        triggers = {row[0] for row in cursor.fetchall()}
+    expected = {
+        statement.split()[5] for searched in TABLES for statement in sqlite_triggers(searched)
+    }
+    assert len(expected) == 5 and expected <= triggers
+
+
+def _pg_indexes() -> list[str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename LIKE 'traces_%%'")
+        return [row[0] for row in cursor.fetchall()]
