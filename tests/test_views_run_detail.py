@@ -242,7 +242,6 @@ def test_unknown_run_or_step_is_a_404(client, runs_sample):
         ("traces:run-timeline", {"before": "not-a-cursor"}),
         ("traces:run-logs", {"level": "<script>"}),
         ("traces:run-logs", {"duplicates": "yes"}),
-        ("traces:run-logs", {"step": "no-such-step"}),
         ("traces:run-logs", {"after": "%%%"}),
     ],
 )
@@ -503,6 +502,39 @@ def test_logs_filter_by_level_and_step(client):
     assert of_step.count("<tr data-row") == 5
     full = page(client, url)
     assert '<option value="error">' in full and '<option value="info">' in full
+
+
+def test_logs_pick_a_step_by_name_search_messages_and_show_milliseconds(client):
+    run = make_run()
+    steps = add_steps(run, 3)
+    Step.objects.filter(pk__in=[steps[0].pk, steps[2].pk]).update(name="upsert_batch")
+    add_logs(run, 30)
+    LogEntry.objects.filter(run=run, seq__lte=4).update(step=steps[0])
+    LogEntry.objects.filter(run=run, seq__in=[10, 11]).update(step=steps[2])
+    url = run_url(run, "traces:run-logs")
+    by_name = fragment(client, url, step="upsert_batch")
+    assert by_name.count("<tr data-row") == 6  # both steps of that name
+    assert "Lines of step <bdi>upsert_batch</bdi>." in by_name
+    words = fragment(client, url, q="LINE 2")
+    assert words.count("<tr data-row") == 11  # line 2, lines 20-29
+    both = fragment(client, url, step="upsert_batch", q="line 1")
+    assert both.count("<tr data-row") == 2  # lines 1 and 10 (seq 2 and 11)
+    # Lines 1 ms apart, shown to the millisecond.
+    html = page(client, url)
+    assert "12:00:00.000<div" in html and "12:00:00.001<div" in html
+
+
+def test_a_step_the_run_lacks_is_said_beside_the_logs_not_an_error(client):
+    run = make_run()
+    add_steps(run, 2)
+    add_logs(run, 3)
+    response = client.get(run_url(run, "traces:run-logs"), {"step": "<b>nope</b>"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "This run has no step named or keyed “<bdi>&lt;b&gt;nope&lt;/b&gt;</bdi>”." in html
+    assert "No log lines match these filters." in html
+    api = client.get(f"/api/runs/{run.pk}/logs", {"step": "nope"})
+    assert api.status_code == 400 and "step" in api.json()["errors"]
 
 
 def test_logs_are_keyset_paginated_by_seq(client):

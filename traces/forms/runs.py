@@ -92,7 +92,10 @@ class RunPageForm(forms.Form):
     # The loop index of the row before a "show more" window, so iteration headings continue.
     loop = forms.IntegerField(required=False)
     level = forms.RegexField(regex=r"^[\w.:-]*$", required=False, max_length=20)
-    step = forms.CharField(required=False, max_length=MAX_KEY)
+    step = forms.CharField(required=False, max_length=MAX_KEY, help_text="A step's key or name.")
+    q = forms.CharField(
+        required=False, max_length=500, help_text="Log lines whose message holds this text."
+    )
     duplicates = forms.ChoiceField(choices=[("", "no"), ("0", "no"), ("1", "yes")], required=False)
     full = forms.MultipleChoiceField(choices=FULL_CHOICES, required=False)
     format = forms.ChoiceField(

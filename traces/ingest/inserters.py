@@ -16,8 +16,6 @@ from typing import Any
 import orjson
 from django.db import connection, models
 
-from traces.search import index as search_index
-
 from .common import json_text
 
 BATCH_SIZE = 2000
@@ -178,11 +176,9 @@ class RowPlan:
         self.adapt_json = _json_adapter()
         self.defaults = [_adapted_default(c, self.adapt_json) for c in left]
         quoted = ", ".join(connection.ops.quote_name(c.column) for c in order)
-        table = self.table = model._meta.db_table
+        table = model._meta.db_table
         self.sql = f"INSERT INTO {table} ({quoted}) VALUES ({', '.join(['%s'] * len(order))})"
         self.copy_sql = f"COPY {table} ({quoted}) FROM STDIN"
-        # SQLite's full-text index of the searched models, kept batch by batch.
-        self.searched = not self.postgres and table in search_index.BY_TABLE and "id" in fixed
 
     def row(self, record, attributes: dict, fixed: tuple) -> list:
         row = [
@@ -206,9 +202,6 @@ class RowPlan:
                         copy.write_row(row)
             else:
                 cursor.executemany(self.sql, rows)
-                if self.searched:
-                    id_at = self.fixed_at["id"]
-                    search_index.index_new_rows(cursor, self.table, [row[id_at] for row in rows])
 
 
 _PLANS: dict[tuple, RowPlan] = {}

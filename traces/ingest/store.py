@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from traces.causes import as_utc, error_cause, failure_day
 from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
+from traces.search import index as search_index
 
 from .entity_counts import add_run_entities, entities_of, subtract_entities
 from .failure_counts import add_failure_causes, failure_causes_of, subtract_failure_causes
@@ -66,6 +67,9 @@ class RunIndex:
         self.ids = {model: IdAllocator(model) for model in (Run, Step)}
         # RunCount's changes by the runs written through this index, for settle().
         self.run_counts: Counter = Counter()
+        # Runs written through this index since the last settle(): their children
+        # go into the search index then.
+        self.written: list[int] = []
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         if not origin:
@@ -80,6 +84,7 @@ class RunIndex:
     def remember(self, run: Run) -> None:
         """A run just written: a file that gives the same run twice (duplicate
         rows in a database) updates it instead of inserting it again."""
+        self.written.append(run.pk)
         runs = self._by_origin.get((run.format, run.origin))
         if runs is not None:
             runs[run.external_id] = run
@@ -89,6 +94,9 @@ class RunIndex:
         file's transaction (see run_counts)."""
         apply_run_counts(self.run_counts)
         self.run_counts.clear()
+        with connection.cursor() as cursor:
+            search_index.index_runs(cursor, self.written)
+        self.written.clear()
 
 
 class _GlobalIdLookup:

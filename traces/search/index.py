@@ -1,14 +1,16 @@
 """The full-text indexes behind the search, kept in the same transaction as the rows.
 
 SQLite: an FTS5 table per searched model. Runs (one INSERT each) are indexed by
-triggers. Steps are written thousands at a time by executemany, where an FTS5
-insert trigger costs ~60 µs a row (FTS5 flushes at each statement's end), so the
-store indexes each batch of new steps with one INSERT ... SELECT right after
-writing it (`index_new_rows`, ~5 µs a row); deletes and updates are triggers, so
-every path (re-sync, delete, prune) keeps the index. The steps' FTS table keeps
-its own copy of the indexed text, so deleting a step it never indexed (a row
-written by other means) is a harmless no-op; the runs' table, which a trigger
-fills on every insert, holds only the index (`content=''`).
+triggers. Steps and log lines are written thousands at a time by executemany,
+where an FTS5 insert trigger costs ~60 µs a row (FTS5 flushes at each
+statement's end), so the store indexes the children of the runs a file wrote
+with one INSERT ... SELECT per table when it settles the file (`index_runs`,
+~5 µs a row): a written run's children are all new (a rewrite deletes the old
+ones first). Deletes and updates are triggers, so every path (re-sync, delete,
+prune) keeps the index. These FTS tables keep their own copy of the indexed text,
+so deleting a row never indexed (a run written twice in one file, a row written
+by other means) is a harmless no-op; the runs' table, which a trigger fills on
+every insert, holds only the index (`content=''`).
 
 PostgreSQL: a GIN index on a `to_tsvector('simple', ...)` expression of the same
 columns, which PostgreSQL keeps itself.
@@ -57,20 +59,26 @@ STEPS = SearchedTable(
     "step_search",
     indexed_by_store=True,
 )
-TABLES = (RUNS, STEPS)
-BY_TABLE = {searched.table: searched for searched in TABLES}
+LOGS = SearchedTable(
+    "traces_logentry", ("message",), "traces_log_search", "log_search", indexed_by_store=True
+)
+TABLES = (RUNS, STEPS, LOGS)
 
 
-def index_new_rows(cursor, table: str, ids: list[int]) -> None:
-    """SQLite: index rows the store has just written (see the module's docstring)."""
-    searched = BY_TABLE[table]
-    names = ", ".join(searched.columns)
-    cursor.execute(
-        f"INSERT INTO {searched.fts}(rowid, {names}) "
-        f"SELECT id, {searched.sqlite_values(table)} FROM {table} "
-        "WHERE id IN (SELECT value FROM json_each(%s))",
-        [json.dumps(ids)],
-    )
+def index_runs(cursor, run_ids: list[int]) -> None:
+    """SQLite: index the steps and log lines of runs the store has just written
+    (see the module's docstring); PostgreSQL's indexes keep themselves."""
+    if not run_ids or cursor.db.vendor != "sqlite":
+        return
+    for searched in TABLES:
+        if searched.indexed_by_store:
+            names = ", ".join(searched.columns)
+            cursor.execute(
+                f"INSERT INTO {searched.fts}(rowid, {names}) "
+                f"SELECT id, {searched.sqlite_values(searched.table)} FROM {searched.table} "
+                "WHERE run_id IN (SELECT value FROM json_each(%s))",
+                [json.dumps(run_ids)],
+            )
 
 
 def sqlite_triggers(searched: SearchedTable) -> list[str]:
