@@ -23,6 +23,7 @@ urlpatterns = [
     path("runs/<int:run_id>/steps/<path:key>/", run_page.step_detail, name="step-detail"),
     # Steps across runs (views/steps.py) and entities (views/entities.py).
     path("search/", search.search_page, name="search"),
+    path("logs/", search.log_search, name="log-search"),
     path("steps/", steps.step_list, name="step-list"),
     path("entities/", entities.entity_list, name="entity-list"),
     path(

@@ -7,7 +7,7 @@ trace sources, and the upload form."""
 from .entities import EntityDetailForm, EntityListForm
 from .files import FileFilterForm
 from .runs import NewRunsForm, RunExportForm, RunFilterForm, RunPageForm, RunStepsForm
-from .search import SearchForm
+from .search import LogSearchForm, SearchForm
 from .sources import SourceDeleteForm, SourceForm, SourceSettingsForm
 from .steps import StepFilterForm, StepListForm
 from .upload import UploadForm
@@ -16,6 +16,7 @@ __all__ = [
     "EntityDetailForm",
     "EntityListForm",
     "FileFilterForm",
+    "LogSearchForm",
     "NewRunsForm",
     "RunExportForm",
     "RunFilterForm",

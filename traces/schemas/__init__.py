@@ -55,7 +55,7 @@ from .runs import (
     RunList,
     StatusSummary,
 )
-from .search import SearchCounts, SearchExact, SearchOut
+from .search import LogHit, LogSearch, SearchCounts, SearchExact, SearchOut
 from .steps import (
     CallOut,
     ErrorGroupOut,
@@ -90,7 +90,9 @@ __all__ = [
     "FileList",
     "FileResultOut",
     "LinkOut",
+    "LogHit",
     "LogRow",
+    "LogSearch",
     "OutcomeCounts",
     "PathError",
     "PathReason",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from ninja import Schema
 from pydantic import Field
 
+from .common import RunRef
 from .entities import EntityItem
 from .runs import RunItem
-from .steps import StepItem
+from .steps import LogRow, StepItem
 
 
 class SearchCounts(Schema):
@@ -35,3 +36,17 @@ class SearchOut(Schema):
         description="The one run, step or entity whose id is exactly the query (the page "
         "opens it), if there is exactly one."
     )
+
+
+class LogHit(LogRow):
+    """A log line found across runs: LogRow, with its run."""
+
+    run: RunRef
+
+
+class LogSearch(Schema):
+    query: str
+    items: list[LogHit]
+    count: int = Field(description="Matching lines from `before` on, up to 1,000.")
+    capped: bool = Field(description="More than 1,000 lines match.")
+    older: int | None = Field(description="`before` for the next, older, page; null at the end.")

@@ -38,11 +38,23 @@ class SearchedTable:
         return ", ".join(f"substr({row}.{column}, 1, {INDEXED_CHARS})" for column in self.columns)
 
     def pg_document(self) -> str:
-        """The indexed expression; a query must repeat it exactly for the index to serve it."""
+        """The indexed expression; a query must repeat it exactly for the index to serve it.
+        Punctuation is made a space first, so words split as SQLite's FTS5 splits them
+        (PostgreSQL's parser keeps `step.completed` or `a@b.io` whole)."""
         parts = " || ' ' || ".join(
             f"left(coalesce({column}::text, ''), {INDEXED_CHARS})" for column in self.columns
         )
-        return f"to_tsvector('simple'::regconfig, {parts})"
+        return f"to_tsvector('simple'::regconfig, {pg_words(parts)})"
+
+
+def pg_words(text_sql: str) -> str:
+    """SQL of `text_sql` with every run of punctuation made one space."""
+    return f"regexp_replace({text_sql}, '[^[:alnum:]]+', ' ', 'g')"
+
+
+def pg_phrase() -> str:
+    """SQL of one query word as a tsquery phrase, split as the documents are."""
+    return f"phraseto_tsquery('simple'::regconfig, {pg_words('%s')})"
 
 
 RUNS = SearchedTable(

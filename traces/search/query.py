@@ -21,7 +21,7 @@ from traces.queries.entities import EntityRow
 from traces.queries.runs import run_list_columns
 from traces.queries.steps import step_list_columns
 
-from .index import RUNS, STEPS, SearchedTable
+from .index import RUNS, STEPS, SearchedTable, pg_phrase
 
 COUNT_CAP = 1000
 SHOWN = 20
@@ -117,9 +117,7 @@ def _matching_ids(searched: SearchedTable, words: list[str]) -> list[int]:
     """Ids of matching rows, newest (highest id) first, at most COUNT_CAP + 1."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            match = " AND ".join(
-                f"{searched.pg_document()} @@ phraseto_tsquery('simple', %s)" for _ in words
-            )
+            match = " AND ".join(f"{searched.pg_document()} @@ {pg_phrase()}" for _ in words)
             # Any COUNT_CAP + 1 matches, sorted here: ORDER BY id over a common word's
             # matches would sort them all.
             cursor.execute(
@@ -129,12 +127,12 @@ def _matching_ids(searched: SearchedTable, words: list[str]) -> list[int]:
         cursor.execute(
             f"SELECT rowid FROM {searched.fts} WHERE {searched.fts} MATCH %s "
             f"ORDER BY rowid DESC LIMIT {COUNT_CAP + 1}",
-            [" AND ".join(_fts_phrase(word) for word in words)],
+            [" AND ".join(fts_phrase(word) for word in words)],
         )
         return [row[0] for row in cursor.fetchall()]
 
 
-def _fts_phrase(word: str) -> str:
+def fts_phrase(word: str) -> str:
     """One word as an FTS5 phrase: tokenised as the index was, its tokens in a row."""
     return '"' + word.replace('"', '""') + '"'
 
