@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import delete, entities, files, jobs, run_page, runs, sources, steps, upload
+from .views import compare, delete, entities, files, jobs, run_page, runs, sources, steps, upload
 
 app_name = "traces"
 
@@ -20,6 +20,8 @@ urlpatterns = [
         name="step-children",
     ),
     path("runs/<int:run_id>/steps/<path:key>/", run_page.step_detail, name="step-detail"),
+    # Two runs compared (views/compare.py).
+    path("compare/", compare.compare, name="compare"),
     # Steps across runs (views/steps.py) and entities (views/entities.py).
     path("steps/", steps.step_list, name="step-list"),
     path("entities/", entities.entity_list, name="entity-list"),

@@ -15,9 +15,10 @@ from collections import deque
 from dataclasses import dataclass
 
 from django.db import connection
+from django.db.models import Q
 
 from traces.ingest.step_paths import parts
-from traces.models import Step
+from traces.models import Run, Step
 from traces.pagination import BadCursor, decode_cursor, encode_cursor
 
 # Rows in a window of the comparison.
@@ -325,3 +326,87 @@ def compare_summary(a_id: int, b_id: int, a_steps: int, b_steps: int, threshold:
         "same": matched - status_changed - duration_changed,
         "first_divergence": first,
     }
+
+
+# --- the two runs -------------------------------------------------------------------------
+
+# A compared run's columns: all but its big values (its output counters are shown).
+RUN_DEFERRED = ("input", "output", "attributes", "completeness")
+
+
+def runs_by_id(*run_ids: int) -> dict[int, Run]:
+    """The runs of these ids that exist, in one query."""
+    return Run.objects.defer(*RUN_DEFERRED).in_bulk(run_ids)
+
+
+def previous_run(run: Run) -> Run | None:
+    """The run of `run`'s format and type (its name when it has no type) that started
+    last before it: what "compare with the previous run" compares it with."""
+    runs = Run.objects.defer(*RUN_DEFERRED).filter(format=run.format).exclude(pk=run.pk)
+    runs = runs.filter(type=run.type) if run.type else runs.filter(type="", name=run.name)
+    if run.started_at is None:
+        runs = runs.filter(started_at__isnull=True, id__lt=run.pk)
+        return runs.order_by("-id").first()
+    earlier = Q(started_at__lt=run.started_at) | Q(started_at=run.started_at, id__lt=run.pk)
+    return runs.filter(earlier).order_by("-started_at", "-id").first()
+
+
+def older_first(first: Run, second: Run) -> tuple[Run, Run]:
+    """Two runs chosen together (the runs list's checkboxes) as A and B: the one
+    that started first is A."""
+
+    def moment(run):
+        return (run.started_at is not None, run.started_at or 0, run.pk)
+
+    return (first, second) if moment(first) <= moment(second) else (second, first)
+
+
+def counter_rows(a: Run, b: Run) -> list[dict]:
+    """The two runs' output counters side by side (A's order, then B's own), with
+    B - A where both are numbers."""
+    left, right = a.output_counters or {}, b.output_counters or {}
+    names = [*left, *(name for name in right if name not in left)]
+    return [
+        {
+            "name": name,
+            "a": left.get(name),
+            "b": right.get(name),
+            "delta": _delta(left.get(name), right.get(name)),
+        }
+        for name in names
+    ]
+
+
+PROGRESS_FIELDS = (
+    ("steps", "step_count"),
+    ("succeeded", "steps_succeeded"),
+    ("failed", "steps_failed"),
+    ("running", "steps_running"),
+    ("pending", "steps_pending"),
+    ("skipped", "steps_skipped"),
+    ("cancelled", "steps_cancelled"),
+    ("items total", "items_total"),
+    ("items processed", "items_processed"),
+    ("items succeeded", "items_succeeded"),
+    ("items failed", "items_failed"),
+    ("duration (ms)", "duration_ms"),
+)
+
+
+def progress_rows(a: Run, b: Run) -> list[dict]:
+    """The runs' step counts, item counters and durations side by side (counters
+    neither run has are left out)."""
+    rows = []
+    for label, name in PROGRESS_FIELDS:
+        left, right = getattr(a, name), getattr(b, name)
+        if name.startswith("items_") and left is None and right is None:
+            continue
+        rows.append(
+            {"name": label, "field": name, "a": left, "b": right, "delta": _delta(left, right)}
+        )
+    return rows
+
+
+def _delta(a, b):
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+    return b - a if numbers else None
