@@ -159,30 +159,33 @@ def test_the_threshold_decides_a_duration_change(pair):
 
 def test_summary_counts_every_change_and_finds_the_first_divergence(pair):
     a, b = pair
-    for sizes in ((a.step_count, b.step_count), (10**6, 1)):  # either run driving the join
-        summary = compare_summary(a.pk, b.pk, *sizes, Threshold())
-        assert summary == {
-            "a_steps": 7,
-            "b_steps": 9,
-            "matched": 6,
-            "added": 3,
-            "removed": 1,
-            "status": 1,
-            "duration": 1,
-            "same": 4,
-            "first_divergence": summary["first_divergence"],
-        }
-        # In path order: audit (added) comes first.
-        assert readable(summary["first_divergence"]) == "audit"
+    summary = compare_summary(a, b, Threshold())
+    assert summary == {
+        "a_steps": 7,
+        "b_steps": 9,
+        "matched": 6,
+        "added": 3,
+        "removed": 1,
+        "status": 1,
+        "duration": 1,
+        "same": 4,
+        "first_divergence": summary["first_divergence"],
+    }
+    # In path order: audit (added) comes first.
+    assert readable(summary["first_divergence"]) == "audit"
     # The summary agrees with the rows.
     rows = compare_page(a.pk, b.pk, Threshold()).rows
     for change in ("added", "removed", "status", "duration", "same"):
         assert sum(row.change == change for row in rows) == summary[change]
+    # The other way round (the bigger run drives the join): the mirror image.
+    back = compare_summary(b, a, Threshold())
+    assert (back["added"], back["removed"], back["status"]) == (1, 3, 1)
+    assert back["duration"] == 1 and readable(back["first_divergence"]) == "audit"
 
 
 def test_identical_runs_have_no_divergence():
     a, b = _run("A", BASE), _run("B", BASE)
-    summary = compare_summary(a.pk, b.pk, 7, 7, Threshold())
+    summary = compare_summary(a, b, Threshold())
     assert summary["first_divergence"] is None and summary["same"] == 7
     page = compare_page(a.pk, b.pk, Threshold(), changes_only=True)
     assert page.rows == [] and page.next_cursor is None

@@ -53,7 +53,7 @@ def compare_runs(request, filters: Query[CompareQuery]):
     percent, ms = form.threshold_values()
     threshold = Threshold(percent=percent, ms=ms)
     data = form.cleaned_data
-    summary = queries.compare.compare_summary(a.pk, b.pk, a.step_count, b.step_count, threshold)
+    summary = queries.compare.compare_summary(a, b, threshold)
     first = summary["first_divergence"]
     after, before = data["after"] or None, data["before"] or None
     if form.changes_only and not (after or before) and first is not None:

@@ -6,7 +6,8 @@ step. A window of the comparison reads each run's steps in path order from the
 (run, path) index, after or before a cursor, and merges the two sorted streams:
 one query per run for a window of rows, whatever the size of the runs, and no
 step looked up in the other run. The summary (how many steps were added,
-removed, changed) is three SQL aggregates over the same index.
+removed, changed) is two SQL queries over the same index. Synthetic grouping
+steps (not the source's, not in Run.step_count) are left out.
 """
 
 from __future__ import annotations
@@ -178,7 +179,8 @@ class _Stream:
         return self.buffer.popleft()
 
     def _fetch(self) -> None:
-        steps = Step.objects.filter(run_id=self.run_id)
+        # A synthetic grouping step is no step of the source's (Run.step_count).
+        steps = Step.objects.filter(run_id=self.run_id, synthetic=False)
         if self.bound is not None:
             lookup = ("lt", "lte") if self.descending else ("gt", "gte")
             steps = steps.filter(**{f"path__{lookup[self.inclusive]}": self.bound})
@@ -271,13 +273,15 @@ def _merge(a, b, threshold, changes_only, size, scan_limit):
 # --- the summary --------------------------------------------------------------------------
 
 
-def compare_summary(a_id: int, b_id: int, a_steps: int, b_steps: int, threshold: Threshold) -> dict:
+def compare_summary(a: Run, b: Run, threshold: Threshold) -> dict:
     """How the two runs' steps differ, counted over both whole runs, and the first
-    path (in path order) where they diverge. `a_steps`/`b_steps` (their step counts,
-    for choosing which run drives the join) need only be about right."""
+    path (in path order) where they diverge. The runs' step counts are their read
+    model's (Run.step_count), so the summary joins the smaller run to the other by
+    path and reads nothing else of the bigger one but its first step the smaller
+    lacks, when it comes before the first divergence found."""
     table = Step._meta.db_table
-    small, other = (a_id, b_id) if a_steps <= b_steps else (b_id, a_id)
-    x, y = ("s", "o") if small == a_id else ("o", "s")
+    small, other = (a, b) if a.step_count <= b.step_count else (b, a)
+    x, y = ("s", "o") if small is a else ("o", "s")
     duration = (
         f"({x}.duration_ms IS NOT NULL AND {y}.duration_ms IS NOT NULL"
         f" AND ABS({y}.duration_ms - {x}.duration_ms) >= %s"
@@ -287,40 +291,39 @@ def compare_summary(a_id: int, b_id: int, a_steps: int, b_steps: int, threshold:
     limits = [threshold.ms, threshold.percent]
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT COUNT(*), COUNT(o.id),"
+            "SELECT COUNT(o.id),"
             " SUM(CASE WHEN o.id IS NOT NULL AND o.status <> s.status THEN 1 ELSE 0 END),"
             f" SUM(CASE WHEN o.id IS NOT NULL AND o.status = s.status AND {duration}"
             " THEN 1 ELSE 0 END),"
             f" MIN(CASE WHEN o.id IS NULL OR o.status <> s.status OR {duration}"
             " THEN s.path END)"
-            f" FROM {table} s LEFT JOIN {table} o ON o.run_id = %s AND o.path = s.path"
-            " WHERE s.run_id = %s",
-            [*limits, *limits, other, small],
+            f" FROM {table} s LEFT JOIN {table} o"
+            f" ON o.run_id = %s AND o.path = s.path AND o.synthetic = %s"
+            " WHERE s.run_id = %s AND s.synthetic = %s",
+            [*limits, *limits, other.pk, False, small.pk, False],
         )
-        small_count, matched, status_changed, duration_changed, first = cursor.fetchone()
-        cursor.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = %s", [other])
-        other_count = cursor.fetchone()[0]
-        if other_count > matched:
+        matched, status_changed, duration_changed, first = cursor.fetchone()
+        if other.step_count > matched:
             # The other run's first step the small one lacks, if it comes before `first`.
             before_first = " AND o.path < %s" if first is not None else ""
             cursor.execute(
                 f"SELECT o.path FROM {table} o WHERE o.run_id = %s{before_first}"
+                " AND o.synthetic = %s"
                 f" AND NOT EXISTS (SELECT 1 FROM {table} s"
-                " WHERE s.run_id = %s AND s.path = o.path)"
+                " WHERE s.run_id = %s AND s.path = o.path AND s.synthetic = %s)"
                 " ORDER BY o.path LIMIT 1",
-                [other, *([first] if first is not None else []), small],
+                [other.pk, *([first] if first is not None else []), False, small.pk, False],
             )
             found = cursor.fetchone()
             if found is not None:
                 first = found[0]
-    a_count, b_count = (small_count, other_count) if small == a_id else (other_count, small_count)
     status_changed, duration_changed = status_changed or 0, duration_changed or 0
     return {
-        "a_steps": a_count,
-        "b_steps": b_count,
+        "a_steps": a.step_count,
+        "b_steps": b.step_count,
         "matched": matched,
-        "added": b_count - matched,
-        "removed": a_count - matched,
+        "added": b.step_count - matched,
+        "removed": a.step_count - matched,
         "status": status_changed,
         "duration": duration_changed,
         "same": matched - status_changed - duration_changed,

@@ -90,7 +90,7 @@ def compare_context(request: HttpRequest, form: CompareForm, a, b, *, summary: b
     totals = None
     after, before = data["after"] or None, data["before"] or None
     if summary:
-        totals = queries.compare.compare_summary(a.pk, b.pk, a.step_count, b.step_count, threshold)
+        totals = queries.compare.compare_summary(a, b, threshold)
         first = totals["first_divergence"]
         # "Changes only" from the start begins at the first change: no reading of
         # the identical steps before it.
