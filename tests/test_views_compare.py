@@ -429,3 +429,26 @@ def test_api_bad_input(client, pair, query, status):
     response = client.get(API, query)
     assert response.status_code == status
     assert response.json()["detail"]
+
+
+def test_two_big_runs_get_their_summary_after_the_page(client, pair, monkeypatch):
+    a, b = pair
+    monkeypatch.setattr("traces.queries.compare.SUMMARY_INLINE", 5)  # both runs are "big"
+    response = client.get(URL, {"a": a.pk, "b": b.pk})
+    html = response.content.decode()
+    assert response.context["summary"] is None and "Counting the changes" in html
+    summary_url = response.context["summary_url"]
+    assert f'hx-get="{summary_url.replace("&", "&amp;")}"' in html
+    part = client.get(summary_url, headers={"HX-Request": "true", "HX-Target": "compare-summary"})
+    fragment = part.content.decode()
+    assert (
+        "<html" not in fragment
+        and "3 only in B" in fragment
+        and "data-first-divergence" in fragment
+    )
+    whole = client.get(summary_url)  # without JavaScript: the whole page, counted
+    assert whole.context["summary"]["added"] == 3
+    api = client.get(API, {"a": a.pk, "b": b.pk}).json()
+    assert api["summary"] is None and len(api["steps"]) == 10
+    asked = client.get(API, {"a": a.pk, "b": b.pk, "summary": "1"}).json()
+    assert asked["summary"]["added"] == 3

@@ -351,8 +351,11 @@ class Step(Outcome, ItemProgress):
             ),
             # A run's steps flat in order (timeline, API).
             models.Index(fields=["run", "seq", "id"], name="step_run_seq"),
-            # Two runs compared: each run's steps in path order (queries/compare.py).
-            models.Index(fields=["run", "path"], name="step_run_path"),
+            # Two runs compared (queries/compare.py): each run's steps in path order,
+            # and the summary's join by path, read from the index alone.
+            models.Index(
+                fields=["run", "path", "status", "duration_ms", "synthetic"], name="step_run_path"
+            ),
             # Children of an expanded step.
             models.Index(fields=["parent", "position"], name="step_children"),
             # Failed steps across runs, newest first (and other statuses).

@@ -48,6 +48,13 @@ class CompareForm(forms.Form):
         label="Show",
         help_text="1: only the steps added, removed, or whose status or duration changed",
     )
+    summary = forms.ChoiceField(
+        choices=[("", "when cheap"), ("1", "always")],
+        required=False,
+        label="Summary",
+        help_text="1: count the changes even when both runs are big (one read of both runs' "
+        "steps); by default they are counted when one run has at most 20,000 steps",
+    )
     after = forms.CharField(required=False, max_length=2000, widget=forms.HiddenInput)
     before = forms.CharField(required=False, max_length=2000, widget=forms.HiddenInput)
 
@@ -80,6 +87,10 @@ class CompareForm(forms.Form):
     @property
     def changes_only(self) -> bool:
         return self.cleaned_data.get("changes") == "1"
+
+    @property
+    def summary_asked(self) -> bool:
+        return self.cleaned_data.get("summary") == "1"
 
     def threshold_values(self) -> tuple[float, float]:
         data = self.cleaned_data

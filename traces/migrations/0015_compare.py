@@ -1,5 +1,5 @@
 """Step.path, the names along the tree down to each step (ingest/step_paths.py),
-and the (run, path) index a comparison of two runs reads them in order from:
+and the (run, path, ...) index a comparison of two runs reads them in order from:
 filled here for the steps already stored, kept by the store at ingest."""
 
 from django.db import migrations, models
@@ -48,6 +48,8 @@ class Migration(migrations.Migration):
         migrations.RunPython(fill_paths, migrations.RunPython.noop, elidable=True),
         migrations.AddIndex(
             model_name="step",
-            index=models.Index(fields=["run", "path"], name="step_run_path"),
+            index=models.Index(
+                fields=["run", "path", "status", "duration_ms", "synthetic"], name="step_run_path"
+            ),
         ),
     ]

@@ -30,6 +30,9 @@ PAGE_SIZE = 200
 SCAN_LIMIT = 6000
 # Steps read per query once a "changes only" window reads on.
 CHUNK = 1000
+# The summary joins the smaller run to the other, step by step: counted with the
+# page when the smaller has at most this many steps (~10 ms), else on its own.
+SUMMARY_INLINE = 20_000
 
 CHANGES = ("added", "removed", "status", "duration", "same")
 COLUMNS = (
@@ -271,6 +274,10 @@ def _merge(a, b, threshold, changes_only, size, scan_limit):
 
 
 # --- the summary --------------------------------------------------------------------------
+
+
+def summary_is_cheap(a: Run, b: Run) -> bool:
+    return min(a.step_count, b.step_count) <= SUMMARY_INLINE
 
 
 def compare_summary(a: Run, b: Run, threshold: Threshold) -> dict:

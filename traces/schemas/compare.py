@@ -84,7 +84,9 @@ class CompareRuns(Schema):
         description="A duration changed when it moved by at least `percent` % of A's "
         "and by at least `ms` milliseconds."
     )
-    summary: CompareSummary
+    summary: CompareSummary | None = Field(
+        description="Null when both runs have more than 20,000 steps: ask with `summary=1`."
+    )
     steps: list[CompareStep]
     next: str | None = Field(description="Cursor for `?after=`: the next window.")
     prev: str | None = Field(description="Cursor for `?before=`: the previous window.")

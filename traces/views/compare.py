@@ -51,7 +51,9 @@ def compare(request: HttpRequest) -> HttpResponse:
         a, b = chosen_runs(form)
     except CompareError as exc:
         return _problem(request, str(exc), exc.status, form)
-    part = htmx_part(request, "compare-rows")
+    part = htmx_part(request, "compare-rows", "compare-summary")
+    if part == "compare-summary":
+        return render(request, f"{PAGE}#compare-summary", summary_context(form, a, b))
     try:
         context = compare_context(request, form, a, b, summary=part is None)
     except BadCursor as exc:
@@ -84,14 +86,15 @@ def chosen_runs(form: CompareForm):
 
 
 def compare_context(request: HttpRequest, form: CompareForm, a, b, *, summary: bool) -> dict:
+    """The page's context; `summary`: count the changes too (a whole page), now if
+    that is cheap or asked for (`summary=1`), else the page loads it after."""
     data = form.cleaned_data
-    percent, ms = form.threshold_values()
-    threshold = Threshold(percent=percent, ms=ms)
-    totals = None
+    threshold = _threshold(form)
     after, before = data["after"] or None, data["before"] or None
-    if summary:
-        totals = queries.compare.compare_summary(a, b, threshold)
-        first = totals["first_divergence"]
+    context = {}
+    if summary and (form.summary_asked or queries.compare.summary_is_cheap(a, b)):
+        context = summary_context(form, a, b)
+        first = context["first_divergence"]
         # "Changes only" from the start begins at the first change: no reading of
         # the identical steps before it.
         if form.changes_only and not (after or before) and first is not None:
@@ -99,22 +102,20 @@ def compare_context(request: HttpRequest, form: CompareForm, a, b, *, summary: b
     page = queries.compare.compare_page(
         a.pk, b.pk, threshold, changes_only=form.changes_only, after=after, before=before
     )
-    base = {"a": a.pk, "b": b.pk, "percent": _number(percent), "ms": _number(ms)}
-    if form.changes_only:
-        base["changes"] = "1"
+    base = _base(form, a, b)
     url = reverse("traces:compare")
     return {
         "section": "runs",
         "form": form,
         "a": a,
         "b": b,
-        "threshold": threshold,
-        "percent": _number(percent),
-        "ms": _number(ms),
+        "percent": base["percent"],
+        "ms": base["ms"],
         "changes_only": form.changes_only,
-        "summary": totals,
-        "first_url": _first_url(url, base, totals),
-        "first_divergence": totals["first_divergence"] if totals else None,
+        "summary": None,
+        "first_divergence": None,
+        "summary_url": f"{url}?{urlencode({**base, 'summary': '1'})}" if summary else None,
+        **context,
         "page": page,
         "page_links": _page_links(url, base, page),
         "counters": queries.compare.counter_rows(a, b),
@@ -123,6 +124,35 @@ def compare_context(request: HttpRequest, form: CompareForm, a, b, *, summary: b
         "all_url": f"{url}?{urlencode({k: v for k, v in base.items() if k != 'changes'})}",
         "changes_url": f"{url}?{urlencode({**base, 'changes': '1'})}",
     }
+
+
+def summary_context(form: CompareForm, a, b) -> dict:
+    """The summary box: the changes counted over both runs, the first divergence."""
+    totals = queries.compare.compare_summary(a, b, _threshold(form))
+    base = _base(form, a, b)
+    return {
+        "a": a,
+        "b": b,
+        "percent": base["percent"],
+        "ms": base["ms"],
+        "summary": totals,
+        "first_divergence": totals["first_divergence"],
+        "first_url": _first_url(reverse("traces:compare"), base, totals),
+    }
+
+
+def _threshold(form: CompareForm) -> Threshold:
+    percent, ms = form.threshold_values()
+    return Threshold(percent=percent, ms=ms)
+
+
+def _base(form: CompareForm, a, b) -> dict:
+    """The query string every link of the page keeps."""
+    percent, ms = form.threshold_values()
+    base = {"a": a.pk, "b": b.pk, "percent": _number(percent), "ms": _number(ms)}
+    if form.changes_only:
+        base["changes"] = "1"
+    return base
 
 
 def _first_url(url: str, base: dict, totals: dict | None) -> str | None:
