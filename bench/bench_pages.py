@@ -393,35 +393,32 @@ def cases(t: Targets) -> list[Case]:
         "OR ABS(s.duration_ms - o.duration_ms) * 100.0 >= 20 * o.duration_ms))"
     )
     compare_join = (
-        "SELECT COUNT(*), COUNT(o.id), "
+        "SELECT COUNT(o.id), "
         "SUM(CASE WHEN o.id IS NOT NULL AND o.status <> s.status THEN 1 ELSE 0 END), "
         f"SUM(CASE WHEN o.id IS NOT NULL AND o.status = s.status AND {duration_changed} "
         "THEN 1 ELSE 0 END), "
         f"MIN(CASE WHEN o.id IS NULL OR o.status <> s.status OR {duration_changed} "
         "THEN s.path END) "
         "FROM traces_step s LEFT JOIN traces_step o ON o.run_id = %s AND o.path = s.path "
-        "WHERE s.run_id = %s"
+        "AND o.synthetic = false WHERE s.run_id = %s AND s.synthetic = false"
     )
-    compare_count = "SELECT COUNT(*) FROM traces_step WHERE run_id = %s"
     compare_first = (
-        "SELECT o.path FROM traces_step o WHERE o.run_id = %s AND NOT EXISTS "
-        "(SELECT 1 FROM traces_step s WHERE s.run_id = %s AND s.path = o.path) "
-        "ORDER BY o.path LIMIT 1"
+        "SELECT o.path FROM traces_step o WHERE o.run_id = %s AND o.synthetic = false "
+        "AND NOT EXISTS (SELECT 1 FROM traces_step s WHERE s.run_id = %s AND s.path = o.path "
+        "AND s.synthetic = false) ORDER BY o.path LIMIT 1"
     )
     compare_window = (
         "SELECT path, id, key, name, type, status, duration_ms, started_at, loop_index, "
         "items_total, items_processed, items_succeeded, items_failed, child_count "
-        "FROM traces_step WHERE run_id = %s ORDER BY path LIMIT 201"
+        "FROM traces_step WHERE run_id = %s AND synthetic = false ORDER BY path LIMIT 201"
     )
     small = t.compare_run
-    compare_sql = [
+    compare_summary = [
         (compare_runs, [small, t.big_run]),
         (compare_join, [t.big_run, small]),
-        (compare_count, [t.big_run]),
         (compare_first, [t.big_run, small]),
-        (compare_window, [small]),
-        (compare_window, [t.big_run]),
     ]
+    compare_sql = [*compare_summary, (compare_window, [small]), (compare_window, [t.big_run])]
     cus = ("customer", t.hot_customer)
     acc = ("account", "acc_main")
     big, wf = t.big_run, t.wf_run
@@ -467,8 +464,12 @@ def cases(t: Targets) -> list[Case]:
         Case("logs", f"logs tab (workflow run {wf})", f"/runs/{wf}/logs/",
              [(run_row, [wf]), (logs_page, [wf]), (levels, [wf])]),
         Case("compare", f"compare runs {t.compare_run} and {big} (the {t.big_steps:,}-step "
-             "run), first window", "/compare/", compare_sql[:-1] + compare_sql[-1:],
+             "run), first window", "/compare/", compare_sql,
              params={"a": t.compare_run, "b": big}),
+        Case("compare_summary", "compare: the summary alone (htmx; after the page when both "
+             "runs are big)", "/compare/", compare_summary,
+             params={"a": t.compare_run, "b": big, "summary": "1"},
+             htmx_target="compare-summary"),
         # --- API ---
         Case("api_runs", "GET /api/runs", "/api/runs", [(runs_page, []), (status_counts, [])],
              api=True),
