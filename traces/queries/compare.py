@@ -399,18 +399,18 @@ PROGRESS_FIELDS = (
     ("items processed", "items_processed"),
     ("items succeeded", "items_succeeded"),
     ("items failed", "items_failed"),
-    ("duration (ms)", "duration_ms"),
+    ("duration", "duration_ms"),
 )
 
 
 def progress_rows(a: Run, b: Run) -> list[dict]:
-    """The runs' step counts, item counters and durations side by side (counters
-    neither run has are left out)."""
+    """The runs' step counts, item counters and durations side by side (statuses and
+    counters that are zero or absent in both are left out)."""
     rows = []
     for label, name in PROGRESS_FIELDS:
         left, right = getattr(a, name), getattr(b, name)
-        if name.startswith("items_") and left is None and right is None:
-            continue
+        if name not in ("step_count", "duration_ms") and not left and not right:
+            continue  # a status neither run has, counters neither keeps
         rows.append(
             {"name": label, "field": name, "a": left, "b": right, "delta": _delta(left, right)}
         )
