@@ -452,3 +452,11 @@ def test_two_big_runs_get_their_summary_after_the_page(client, pair, monkeypatch
     assert api["summary"] is None and len(api["steps"]) == 10
     asked = client.get(API, {"a": a.pk, "b": b.pk, "summary": "1"}).json()
     assert asked["summary"]["added"] == 3
+
+
+def test_a_run_read_again_gets_the_paths_of_its_new_tree():
+    run = _run("A", BASE)
+    again = _run("A", [("1", "fetch", None, "succeeded", 1000), ("9", "renamed", "1", "failed", 5)])
+    assert again.pk == run.pk
+    paths = sorted(readable(p) for p in Step.objects.filter(run=run).values_list("path", flat=True))
+    assert paths == ["fetch", "fetch / renamed"]
