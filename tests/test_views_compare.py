@@ -264,6 +264,8 @@ def test_changes_only_hides_the_same_steps(client, pair):
     response = client.get(URL, {"a": a.pk, "b": b.pk, "changes": "1"})
     changes = [row.change for row in response.context["page"].rows]
     assert changes and "same" not in changes and len(changes) == 6
+    # It starts at the first change: nothing before it to page back to.
+    assert "prev" not in response.context["page_links"]
 
 
 def test_htmx_window_gets_the_rows_alone(client):
@@ -460,3 +462,30 @@ def test_a_run_read_again_gets_the_paths_of_its_new_tree():
     assert again.pk == run.pk
     paths = sorted(readable(p) for p in Step.objects.filter(run=run).values_list("path", flat=True))
     assert paths == ["fetch", "fetch / renamed"]
+
+
+@pytest.mark.parametrize("format", ["duckflux", "greentic", "traceos", "runs", "workflow", "otlp"])
+def test_runs_of_every_format_compare_through_page_and_api(client, samples, format):
+    """Two runs of each format's samples (of one type where it has two), running
+    runs and runs without timestamps among them: every step is accounted for."""
+    ingest_paths([samples / format])
+    runs = Run.objects.filter(format=format)
+    typed = runs.exclude(type="").values("type").annotate(n=Count("id")).filter(n__gt=1)
+    if typed:
+        runs = runs.filter(type=typed[0]["type"])
+    older, newer = runs.order_by("started_at", "id")[:2]
+    response = client.get(URL, {"a": older.pk, "b": newer.pk})
+    assert response.status_code == 200
+    summary = response.context["summary"]
+    counted = {
+        run.pk: Step.objects.filter(run=run, synthetic=False).count() for run in (older, newer)
+    }
+    assert (summary["a_steps"], summary["b_steps"]) == (counted[older.pk], counted[newer.pk])
+    kinds = summary["added"] + summary["removed"] + summary["status"] + summary["duration"]
+    assert kinds + summary["same"] == summary["matched"] + summary["added"] + summary["removed"]
+    data = client.get(API, {"a": older.pk, "b": newer.pk}).json()
+    assert data["summary"]["matched"] == summary["matched"]
+    rows = len(data["steps"])
+    assert rows == min(200, summary["matched"] + summary["added"] + summary["removed"])
+    if newer.status == "running" or older.status == "running":
+        assert b"running" in response.content

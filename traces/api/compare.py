@@ -68,6 +68,8 @@ def compare_runs(request, filters: Query[CompareQuery]):
         )
     except BadCursor as exc:
         raise ApiBadRequest(f"after: {exc}", {"after": [str(exc)]}) from None
+    if after and not data["after"]:
+        page.prev_cursor = None  # it starts at the first change: none before it
     return {
         "a": a,
         "b": b,

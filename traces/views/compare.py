@@ -102,6 +102,8 @@ def compare_context(request: HttpRequest, form: CompareForm, a, b, *, summary: b
     page = queries.compare.compare_page(
         a.pk, b.pk, threshold, changes_only=form.changes_only, after=after, before=before
     )
+    if after and not data["after"]:
+        page.prev_cursor = None  # it starts at the first change: none before it
     base = _base(form, a, b)
     url = reverse("traces:compare")
     return {
