@@ -151,6 +151,7 @@ class Targets:
     one_link_entity: tuple[str, str]
     failed_cursor: str
     compare_run: int = 0
+    compare_big: int = 0
 
 
 def find_targets(client: Client) -> Targets:
@@ -184,15 +185,17 @@ def find_targets(client: Client) -> Targets:
         "ORDER BY id DESC LIMIT 1"
     )
     first = client.get("/api/steps", {"status": "failed"}).json()
-    # Compared with the big run: the newest other run of its type.
-    compare_run = _one(
+    # Compared with the big run: the newest other run of its type, and another big run
+    # of its type if the database has one (bench/RESULTS.md §11f says how to add it).
+    same_type = (
         "SELECT id FROM traces_run WHERE type = (SELECT type FROM traces_run WHERE id = %s) "
-        "AND id <> %s ORDER BY started_at DESC, id DESC LIMIT 1",
-        [big_run, big_run],
-    )[0]
+        "AND id <> %s AND step_count {} 10000 ORDER BY started_at DESC, id DESC LIMIT 1"
+    )
+    compare_run = _one(same_type.format("<"), [big_run, big_run])[0]
+    other_big = _one(same_type.format(">="), [big_run, big_run])
     return Targets(
         big_run, big_steps, typical_run, wf_run, expand_key, expand_id, panel_key, panel_id,
-        hot, one, first["next"], compare_run,
+        hot, one, first["next"], compare_run, other_big[0] if other_big else 0,
     )  # fmt: skip
 
 
@@ -419,6 +422,28 @@ def cases(t: Targets) -> list[Case]:
         (compare_first, [t.big_run, small]),
     ]
     compare_sql = [*compare_summary, (compare_window, [small]), (compare_window, [t.big_run])]
+    # Two big runs: the page without the summary (it follows), then the summary alone.
+    other = t.compare_big
+    compare_big_sql = [
+        (compare_runs, [other, t.big_run]),
+        (compare_window, [other]),
+        (compare_window, [t.big_run]),
+    ]
+    compare_big_summary = [
+        (compare_runs, [other, t.big_run]),
+        (compare_join, [t.big_run, other]),
+        (compare_first, [t.big_run, other]),
+    ]
+    big_pair = {"a": other, "b": t.big_run}
+    compare_big_cases = [
+        Case("compare_big", f"compare two big runs ({other} and {t.big_run}), first window",
+             "/compare/", compare_big_sql, params=big_pair),
+        Case("compare_big_summary", "compare two big runs: the summary (htmx, after the page)",
+             "/compare/", compare_big_summary, params={**big_pair, "summary": "1"},
+             htmx_target="compare-summary"),
+        Case("api_compare_big", "GET /api/runs/compare, two big runs (no summary)",
+             "/api/runs/compare", compare_big_sql, params=big_pair, api=True),
+    ] if other else []  # fmt: skip
     cus = ("customer", t.hot_customer)
     acc = ("account", "acc_main")
     big, wf = t.big_run, t.wf_run
@@ -498,6 +523,7 @@ def cases(t: Targets) -> list[Case]:
              "/api/runs/compare", compare_sql, params={"a": t.compare_run, "b": big}, api=True),
         Case("api_logs", "GET /api/runs/{wf}/logs", f"/api/runs/{wf}/logs",
              [(logs_page, [wf]), (levels, [wf])], api=True),
+        *compare_big_cases,
     ]  # fmt: skip
 
 
