@@ -171,7 +171,6 @@ class _Stream:
         self.chunk = chunk
         self.buffer: deque = deque()
         self.done = False
-        self.queries = 0
 
     def peek(self) -> StepSide | None:
         if not self.buffer and not self.done:
@@ -189,7 +188,6 @@ class _Stream:
             steps = steps.filter(**{f"path__{lookup[self.inclusive]}": self.bound})
         steps = steps.order_by("-path" if self.descending else "path")
         rows = list(steps.values_list(*COLUMNS)[: self.chunk])
-        self.queries += 1
         self.done = len(rows) < self.chunk
         if rows:
             self.bound, self.inclusive = rows[-1][0], False
