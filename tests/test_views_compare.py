@@ -248,7 +248,9 @@ def test_page_shows_both_runs_their_counters_and_the_changes(client, pair):
     assert 'class="cmp-row ch-status"' in html and 'class="cmp-row ch-removed"' in html
     assert "+4.0s (+80 %)" in html
     assert 'id="first-divergence"' in html and "data-first-divergence" in html
-    assert reverse("traces:step-detail", args=[b.pk, "d"]) in html
+    # Enter on a row follows B's step, A's where B has none.
+    assert f'<a data-row-link href="{reverse("traces:step-detail", args=[b.pk, "d"])}"' in html
+    assert f'<a data-row-link href="{reverse("traces:step-detail", args=[a.pk, "7"])}"' in html
 
 
 def test_first_divergence_link_opens_the_window_at_it(client, pair):

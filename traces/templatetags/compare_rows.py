@@ -49,8 +49,8 @@ def _row(row, a_id, b_id, first) -> str:
         f'<tr class="cmp-row ch-{change}" data-row tabindex="-1"{anchor}>'
         f"<td>{_change(row)}</td>"
         f'<td class="name cmp-name d-{depth}" title="{_e(ancestry)}">{_name(own)}</td>'
-        f"<td>{_side(row.a, a_id)}</td>"
-        f"<td>{_side(row.b, b_id)}</td>"
+        f"<td>{_side(row.a, a_id, opens=row.b is None)}</td>"
+        f"<td>{_side(row.b, b_id, opens=row.b is not None)}</td>"
         f'<td class="num">{_delta(row)}</td></tr>'
     )
 
@@ -78,14 +78,17 @@ def _name(part: dict) -> str:
     return f"{loop}<bdi>{_e(part['name'] or '(no name)')}</bdi>{repeat}{cut}"
 
 
-def _side(step, run_id: int) -> str:
+def _side(step, run_id: int, *, opens: bool = False) -> str:
+    """A run's step: its status and duration, a link to it (`opens`: the one Enter
+    follows on the row, B's where B has the step)."""
     if step is None:
         return '<span class="muted">—</span>'
     status = _e(step.status)
     badge = f'<span class="badge {status}">{status_icon(step.status)} {status}</span>'
     duration = _e(human_duration(step.duration_ms))
     href = key_url("traces:step-detail", run_id, step.key)
-    shown = f'<a href="{_e(href)}">{duration}</a>' if href else duration
+    follow = " data-row-link" if opens else ""
+    shown = f'<a{follow} href="{_e(href)}">{duration}</a>' if href else duration
     items = ""
     if step.has_progress:
         processed, total = grouped(step.items_processed or 0), grouped(step.items_total or "?")
