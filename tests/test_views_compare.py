@@ -491,3 +491,22 @@ def test_runs_of_every_format_compare_through_page_and_api(client, samples, form
     assert rows == min(200, summary["matched"] + summary["added"] + summary["removed"])
     if newer.status == "running" or older.status == "running":
         assert b"running" in response.content
+
+
+def test_a_running_run_and_one_without_times_compare(client):
+    done = _run("done", BASE, status="succeeded")
+    running_steps = [
+        (key, name, parent, "running" if key == "2" else status, None if key == "2" else ms, *rest)
+        for key, name, parent, status, ms, *rest in BASE[:4]
+    ]
+    running = _run("live", running_steps, status="running", started=None)
+    response = client.get(URL, {"a": done.pk, "b": running.pk})
+    assert response.status_code == 200
+    rows = {readable(row.path): row for row in response.context["page"].rows}
+    assert rows["process"].change == "status" and rows["process"].delta_ms is None
+    assert rows["notify"].change == "removed"
+    assert "running" in response.content.decode()
+    summary = response.context["summary"]
+    assert (summary["status"], summary["removed"], summary["duration"]) == (1, 3, 0)
+    # No start time: "previous" has no earlier run to find by time, and says so.
+    assert client.get(URL, {"b": running.pk, "with": "previous"}).status_code == 404
