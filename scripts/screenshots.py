@@ -57,12 +57,17 @@ def pages(page, base: str) -> list[tuple[str, str]]:
     step_url = page.locator("td.step-name a").first.get_attribute("href")
     page.goto(f"{base}/?format=duckflux&q=Parallel")
     parallel_url = page.locator("td.name a").first.get_attribute("href")
+    # The newest failed sync_stripe run beside the run before it.
+    page.goto(f"{base}/?format=runs&type=sync_stripe&status=failed")
+    page.locator("td.name a").first.click()
+    compare_url = page.locator("[data-compare-previous]").get_attribute("href")
     return [
         ("runs", f"{base}/"),
         ("run", f"{base}{step_url}"),
         ("timeline", f"{base}{parallel_url}?tab=timeline"),
         ("failed-steps", f"{base}/steps/?status=failed"),
         ("entities", f"{base}/entities/"),
+        ("compare", f"{base}{compare_url}"),
         ("upload", f"{base}/upload/"),
     ]
 

@@ -1004,6 +1004,7 @@ def test_openapi_document_lists_every_operation(client):
     operations = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
     assert operations == {
         ("GET", "/api/runs"), ("GET", "/api/runs/{run_id}"), ("GET", "/api/runs/{run_id}/steps"),
+        ("GET", "/api/runs/compare"),
         ("GET", "/api/runs/{run_id}/logs"), ("GET", "/api/runs/{run_id}/timeline"),
         ("GET", "/api/runs/{run_id}/export"),
         ("GET", "/api/search"),

@@ -1,6 +1,18 @@
 from django.urls import path
 
-from .views import delete, entities, files, jobs, run_page, runs, search, sources, steps, upload
+from .views import (
+    compare,
+    delete,
+    entities,
+    files,
+    jobs,
+    run_page,
+    runs,
+    search,
+    sources,
+    steps,
+    upload,
+)
 
 app_name = "traces"
 
@@ -21,6 +33,8 @@ urlpatterns = [
         name="step-children",
     ),
     path("runs/<int:run_id>/steps/<path:key>/", run_page.step_detail, name="step-detail"),
+    # Two runs compared (views/compare.py).
+    path("compare/", compare.compare, name="compare"),
     # Steps across runs (views/steps.py) and entities (views/entities.py).
     path("search/", search.search_page, name="search"),
     path("logs/", search.log_search, name="log-search"),

@@ -14,11 +14,12 @@ sources); common.py holds what they share.
 
 from ninja import Router
 
-from . import entities, exports, files, runs, search, sources, steps
+from . import compare, entities, exports, files, runs, search, sources, steps
 from .common import ApiBadRequest, ApiUnprocessable
 
 __all__ = ["ApiBadRequest", "ApiUnprocessable", "router"]
 
 router = Router()
-for module in (runs, exports, steps, entities, search, files, sources):
+# compare before runs: /runs/compare is not /runs/{run_id}.
+for module in (compare, runs, exports, steps, entities, search, files, sources):
     router.add_router("", module.router)

@@ -36,6 +36,7 @@ from .inserters import (
 )
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
 from .run_counts import apply_run_counts, move_run_count, run_counts_of, run_key
+from .step_paths import StepPaths
 
 
 @dataclass
@@ -270,7 +271,7 @@ def _json_as_stored(run: Run) -> None:
 
 STEP_FIXED = (
     "id", "run_id", "parent_id", "seq", "position", "depth", "error_cause", "entity_seen_at",
-    "child_count", "call_count", "link_count", "failed_subtree",
+    "child_count", "call_count", "link_count", "failed_subtree", "path",
 )  # fmt: skip
 CALL_FIXED = ("run_id", "step_id", "position")
 LINK_FIXED = ("run_id", "step_id", "seen_at")
@@ -309,6 +310,8 @@ class _RunWriter:
         self.last_finish = None
         # A step's time (its start, else its run's): its links' time when they have none.
         self.step_times: dict[int, object] = {}
+        # Each step's path (names along the tree), that runs are compared by.
+        self.paths = StepPaths()
 
     def write(self, record: RunRecord) -> None:
         self._write_steps(record.steps)
@@ -386,9 +389,10 @@ class _RunWriter:
         self._note_times(step)
         moment = self.step_times[step_id] = step.started_at or self.run.started_at
         seen_at = _db_time(moment) if step.entity_type else None
+        path = self.paths.add(step_id, parent_id, step.name or step.type, step.loop_index)
         # The four summaries are filled in by _write_held_steps.
         return attributes, (step_id, self.run.pk, parent_id, self.seq, position, depth, cause,
-                            seen_at, 0, 0, 0, False)  # fmt: skip
+                            seen_at, 0, 0, 0, False, path)  # fmt: skip
 
     def _count_failure(self, step: StepRecord) -> str:
         """The step's cause, counted for the read model unless the step is synthetic

@@ -6,6 +6,17 @@ They return model instances, querysets, dataclasses or plain dicts and know noth
 of HTTP. Callers name the subject: `queries.runs.filter_runs(...)`.
 """
 
-from . import entities, errors, failing, files, logs, runs, steps, timeline, totals
+from . import compare, entities, errors, failing, files, logs, runs, steps, timeline, totals
 
-__all__ = ["entities", "errors", "failing", "files", "logs", "runs", "steps", "timeline", "totals"]
+__all__ = [
+    "compare",
+    "entities",
+    "errors",
+    "failing",
+    "files",
+    "logs",
+    "runs",
+    "steps",
+    "timeline",
+    "totals",
+]
