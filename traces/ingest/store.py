@@ -35,6 +35,7 @@ from .inserters import (
 )
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
 from .run_counts import apply_run_counts, move_run_count, run_counts_of, run_key
+from .type_trends import TypeTrendDeltas, remove_runs
 
 
 @dataclass
@@ -66,6 +67,7 @@ class RunIndex:
         self.ids = {model: IdAllocator(model) for model in (Run, Step)}
         # RunCount's changes by the runs written through this index, for settle().
         self.run_counts: Counter = Counter()
+        self.type_trends = TypeTrendDeltas()  # TypeBucket's and TypeStep's, likewise
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         if not origin:
@@ -89,6 +91,7 @@ class RunIndex:
         file's transaction (see run_counts)."""
         apply_run_counts(self.run_counts)
         self.run_counts.clear()
+        self.type_trends.apply()
 
 
 class _GlobalIdLookup:
@@ -154,6 +157,7 @@ def write_run(
             return RunOutcome("unchanged", existing.pk, record.external_id, _stored(existing))
         if _less_complete(record.completeness, existing.completeness):
             return RunOutcome("kept", existing.pk, record.external_id, _stored(existing))
+        index.type_trends.remove([existing.pk])
         delete_run_children([existing.pk])
     counted_as = run_key(existing) if existing is not None else None
     run = _run_row(record, existing, source_file=source_file, origin=origin)
@@ -169,6 +173,7 @@ def write_run(
         _json_as_stored(run)
         run.save()
     move_run_count(index.run_counts, counted_as, run_key(run))
+    index.type_trends.add([run.pk])
     add_failure_causes(run, writer.causes)
     add_run_entities(run.pk)
     index.remember(run)
@@ -210,6 +215,7 @@ def delete_run_children(run_ids: list[int]) -> None:
 
 
 def delete_runs(run_ids: list[int]) -> None:
+    remove_runs(run_ids)
     delete_run_children(run_ids)
     counted = run_counts_of(run_ids) if run_ids else Counter()
     Run.objects.filter(pk__in=run_ids)._raw_delete(Run.objects.db)
