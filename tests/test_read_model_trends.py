@@ -40,8 +40,10 @@ def recount() -> tuple[dict, dict]:
         )
         buckets[key] += 1
     steps = defaultdict(lambda: [0, 0, 0, 0])
-    rows = Step.objects.filter(synthetic=False).values_list("run_id", "name", "status", "duration_ms")
-    for run_id, name, status, duration in rows:
+    steps_rows = Step.objects.filter(synthetic=False)
+    for run_id, name, status, duration in steps_rows.values_list(
+        "run_id", "name", "status", "duration_ms"
+    ):
         format, run_type, day = started[run_id]
         entry = steps[(run_type, day, format, name[: type_trends.STEP_NAME_MAX])]
         entry[0] += 1
@@ -162,8 +164,8 @@ def test_a_run_given_twice_in_one_transaction_counts_once_as_last_written():
     """A database with duplicate rows: the second write replaces the first before
     the deltas are applied."""
     index = store.RunIndex()
-    store.write_run(_record("a", status="failed", steps=5), source_file=None, origin="", index=index)
-    store.write_run(_record("a", duration=2000.0, steps=2), source_file=None, origin="", index=index)
+    for record in (_record("a", status="failed", steps=5), _record("a", duration=2e3, steps=2)):
+        store.write_run(record, source_file=None, origin="", index=index)
     index.settle()
     assert_read_models_are_the_recount()
     assert list(TypeBucket.objects.values_list("status", "count")) == [("succeeded", 1)]
@@ -223,6 +225,5 @@ def test_the_migration_fills_the_read_models_from_the_stored_runs():
     executor.migrate(executor.loader.graph.leaf_nodes("traces"))
     assert_read_models_are_the_recount()
     assert TypeBucket.objects.count() == 3
-    assert list(TypeStep.objects.values_list("run_type", "name", "steps", "failed", "total_us")) == [
-        ("a", "load", 3, 1, 9000)
-    ]
+    fields = ("run_type", "name", "steps", "failed", "total_us")
+    assert list(TypeStep.objects.values_list(*fields)) == [("a", "load", 3, 1, 9000)]

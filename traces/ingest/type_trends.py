@@ -77,8 +77,10 @@ def step_us(duration_ms: float) -> int:
 
 
 def _step_us_sql() -> str:
-    cut = "FLOOR(s.duration_ms * 1000)::bigint" if connection.vendor == "postgresql" else (
-        "CAST(s.duration_ms * 1000 AS INTEGER)"
+    cut = (
+        "FLOOR(s.duration_ms * 1000)::bigint"
+        if connection.vendor == "postgresql"
+        else ("CAST(s.duration_ms * 1000 AS INTEGER)")
     )
     return (
         f"CASE WHEN s.duration_ms IS NULL OR s.duration_ms <= 0 THEN 0 "
@@ -118,15 +120,16 @@ class TypeTrendDeltas:
                 cursor.execute(sql, [False, *chunk])
                 rows = cursor.fetchall()
             counted = set()
-            for run_id, format, run_type, status, started, duration, name, n, failed, timed, us in rows:
+            for run_id, format, run_type, status, started, duration, name, *sums in rows:
                 started = _moment(started)
                 if run_id not in counted:
                     counted.add(run_id)
-                    hour = run_hour(started)
-                    self.buckets[(run_type, hour, format, status, duration_bin(duration, status))] += sign
-                if n:
-                    entry = self.steps[(run_type, run_day(started), format, (name or "")[:STEP_NAME_MAX])]
-                    for index, value in enumerate((n, failed, timed, us)):
+                    bin = duration_bin(duration, status)
+                    self.buckets[(run_type, run_hour(started), format, status, bin)] += sign
+                if sums[0]:
+                    name = (name or "")[:STEP_NAME_MAX]
+                    entry = self.steps[(run_type, run_day(started), format, name)]
+                    for index, value in enumerate(sums):
                         entry[index] += sign * int(value or 0)
 
     def apply(self) -> None:
