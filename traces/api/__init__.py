@@ -9,16 +9,16 @@ Endpoints return model instances (and the queries' rows); the response Schemas i
 schemas.py read them, one shape per object wherever it appears.
 
 One module per subject: runs, steps, entities, files, sources (uploads and
-sources); common.py holds what they share.
+sources), types; common.py holds what they share.
 """
 
 from ninja import Router
 
-from . import entities, exports, files, runs, sources, steps
+from . import entities, exports, files, runs, sources, steps, types
 from .common import ApiBadRequest, ApiUnprocessable
 
 __all__ = ["ApiBadRequest", "ApiUnprocessable", "router"]
 
 router = Router()
-for module in (runs, exports, steps, entities, files, sources):
+for module in (runs, exports, steps, entities, files, sources, types):
     router.add_router("", module.router)
