@@ -28,8 +28,8 @@ from traces.models import Run, RunCount, TypeBucket, TypeStep
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 BUCKETS = {"day": DAY, "hour": HOUR}
-# The range shown when the URL gives none, ending at the type's last run.
-DEFAULT_SPAN = {"day": timedelta(days=30), "hour": timedelta(hours=48)}
+# The buckets shown when the URL gives no start, up to the type's last run.
+DEFAULT_BUCKETS = {"day": 30, "hour": 48}
 # At most this many buckets in one chart (hours: a month; days: a year and a bit).
 MAX_BUCKETS = {"day": 400, "hour": 744}
 STEP_ROWS = 10
@@ -236,7 +236,7 @@ class Trends:
 def trends(run_type: str, filters: dict) -> Trends:
     """`run_type`'s runs per bucket (`bucket`: day or hour, UTC) by status, with the
     p50/p95 of their durations, over `since`..`until` (whole hours; by default the
-    DEFAULT_SPAN up to its last run), for one `format` and `status` if given.
+    DEFAULT_BUCKETS up to its last run), for one `format` and `status` if given.
     Raises BadRange for more than MAX_BUCKETS buckets."""
     bucket = filters.get("bucket") or "day"
     format, status = filters.get("format"), filters.get("status")
@@ -246,10 +246,10 @@ def trends(run_type: str, filters: dict) -> Trends:
         if last is None and since is None:
             return Trends(run_type, bucket, None, None, [], None)
         until = max(last or since, since or last) + HOUR - timedelta(microseconds=1)
-    if since is None:
-        since = until - DEFAULT_SPAN[bucket] + timedelta(microseconds=1)
-    start, end = _floor(since, bucket), _floor_hour(until) + HOUR
     step = BUCKETS[bucket]
+    if since is None:
+        since = _floor(until, bucket) - (DEFAULT_BUCKETS[bucket] - 1) * step
+    start, end = _floor(since, bucket), _floor_hour(until) + HOUR
     count = math.ceil((end - start) / step)
     if count > MAX_BUCKETS[bucket]:
         raise BadRange(
