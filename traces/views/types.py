@@ -12,6 +12,8 @@ from urllib.parse import urlencode
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
 from traces import queries
@@ -134,6 +136,7 @@ class Chart:
     points: list[dict] = field(default_factory=list)
     labels: list[dict] = field(default_factory=list)
     legend: list[dict] = field(default_factory=list)
+    body: str = ""
 
 
 def charts(trend: Trends, runs_query: dict) -> list[Chart]:
@@ -141,11 +144,49 @@ def charts(trend: Trends, runs_query: dict) -> list[Chart]:
     slot = (WIDTH - LEFT - RIGHT) / n
     fmt = "%Y-%m-%d" if trend.bucket == "day" else "%Y-%m-%d %H:00"
     names = [bucket.start.strftime(fmt) for bucket in trend.buckets]
-    return [
+    made = [
         _runs_chart(trend, slot, names, runs_query),
         _duration_chart(trend, slot, names),
         _rate_chart(trend, slot, names),
     ]
+    for chart in made:
+        chart.body = svg_body(chart)
+    return made
+
+
+def svg_body(chart: Chart) -> str:
+    """The chart's elements, written here rather than in the template (a few hundred
+    elements: the template engine would spend more than the queries); every text is
+    escaped by format_html, every number is one we computed."""
+    parts = [
+        format_html('<g class="grid">{}</g>', format_html_join(
+            "", '<line x1="{}" x2="{}" y1="{}" y2="{}"/>',
+            ((LEFT, chart.width, tick["y"], tick["y"]) for tick in chart.ticks))),
+        format_html('<g class="axis">{}{}</g>', format_html_join(
+            "", '<text x="{}" y="{}" class="tick-y">{}</text>',
+            ((LEFT - 6, tick["y"], tick["label"]) for tick in chart.ticks)),
+            format_html_join("", '<text x="{}" y="{}" class="tick-x">{}</text>',
+            ((label["x"], chart.height, label["text"]) for label in chart.labels))),
+    ]  # fmt: skip
+    for bar in chart.bars:
+        rects = format_html_join(
+            "", '<rect class="{}" x="{}" y="{}" width="{}" height="{}"/>',
+            ((r["class"], bar["x"], r["y"], bar["width"], r["height"]) for r in bar["rects"]),
+        )  # fmt: skip
+        parts.append(
+            format_html('<a href="{}" class="bar"><title>{}</title>{}</a>', bar["url"],
+                        bar["title"], rects)
+        )  # fmt: skip
+    parts += [
+        format_html('<polyline class="{}" points="{}"/>', line["class"], line["points"])
+        for line in chart.lines
+    ]
+    parts += [
+        format_html('<circle class="{}" cx="{}" cy="{}" r="3"><title>{}</title></circle>',
+                    point["class"], point["x"], point["y"], point["title"])
+        for point in chart.points
+    ]  # fmt: skip
+    return mark_safe("".join(parts))  # each part made by format_html
 
 
 def _x(index: int, slot: float) -> float:
