@@ -74,10 +74,19 @@ def percentile(histogram: Counter, p: float) -> float | None:
     return None  # pragma: no cover
 
 
-def by_status(counts: Counter) -> list[tuple[str, int]]:
-    """The counts that are not 0, in STATUS_ORDER (then any other status)."""
+# The runs list's colour classes (app.css) of each status.
+STATUS_CLASS = {"succeeded": "c-ok", "failed": "c-fail", "running": "c-run"}
+
+
+def by_status(counts: Counter) -> list[dict]:
+    """The counts that are not 0, in STATUS_ORDER (then any other status), with the
+    class that colours them."""
     order = [*STATUS_ORDER, *sorted(set(counts) - set(STATUS_ORDER))]
-    return [(status, counts[status]) for status in order if counts[status]]
+    return [
+        {"status": status, "n": counts[status], "class": STATUS_CLASS.get(status, "c-skip")}
+        for status in order
+        if counts[status]
+    ]
 
 
 def success_rate(counts: Counter) -> float | None:
@@ -124,7 +133,7 @@ class TypeRow:
         return success_rate(self.counts)
 
     @property
-    def by_status(self) -> list[tuple[str, int]]:
+    def by_status(self) -> list[dict]:
         return by_status(self.counts)
 
 
@@ -154,7 +163,7 @@ def type_list(filters: dict) -> list[TypeRow]:
         if run_format not in row.formats:
             row.formats.append(run_format)
         row.counts[status] += int(n)
-    types = sorted(by_type.values(), key=lambda row: row.run_type)
+    types = sorted(by_type.values(), key=lambda row: (row.run_type.casefold(), row.run_type))
     _add_last_runs(types, format, since, until)
     return types
 
@@ -211,7 +220,7 @@ class Bucket:
         return success_rate(self.counts)
 
     @property
-    def by_status(self) -> list[tuple[str, int]]:
+    def by_status(self) -> list[dict]:
         return by_status(self.counts)
 
     @cached_property
