@@ -16,7 +16,7 @@ from traces.ingest import store
 from traces.ingest.loader import ingest_paths
 from traces.ingest.records import RunRecord, StepRecord
 from traces.ingest.type_trends import ERROR
-from traces.models import Run
+from traces.models import Run, RunCount
 
 pytestmark = pytest.mark.django_db
 
@@ -281,3 +281,15 @@ def test_a_run_page_compares_its_duration_with_its_types(client):
     running = Run.objects.get(external_id="running")
     html = client.get(running.get_absolute_url()).content.decode()
     assert "type-compare" not in html  # no duration yet
+
+
+def test_a_list_of_many_types_reads_their_last_runs_in_one_query(client, django_assert_num_queries):
+    RunCount.objects.bulk_create(
+        RunCount(format="otlp", run_type=f"type {i:03}", status="succeeded", count=1)
+        for i in range(600)
+    )
+    write("last", run_type="type 599")
+    with django_assert_num_queries(3):  # the counts, the newest run ids, those runs
+        items = client.get("/api/types").json()["items"]
+    assert len(items) == 600
+    assert items[-1]["last_run"]["external_id"] == "last" and items[0]["last_run"] is None
