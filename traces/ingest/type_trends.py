@@ -4,10 +4,11 @@ transaction as the Run and Step rows they count.
 TypeBucket counts runs by (format, run type, UTC hour of the start, status,
 duration bin); TypeStep sums a type's steps by (format, run type, UTC day of the
 run's start, step name). A run written or rewritten is read back once (one query:
-its row and its steps grouped by name) and its counts gathered into a
-`TypeTrendDeltas`; the deltas of a transaction are applied once, in key order, at
-its end (RunIndex.settle), as RunCount's are. A run deleted or about to be
-rewritten is read the same way before its rows go, and subtracted.
+its row and its steps grouped by name, for all the runs a transaction wrote) and
+its counts gathered into a `TypeTrendDeltas`; the deltas of a transaction are
+applied once, in key order, at its end (RunIndex.settle), as RunCount's are. A run
+deleted or about to be rewritten is read the same way before its rows go, and
+subtracted.
 
 **Percentiles.** Durations are counted in log-spaced bins: bin `i` holds the
 durations in (GAMMA**(i-1), GAMMA**i] ms, GAMMA = 2**(1/16) (16 bins per doubling),
@@ -95,14 +96,18 @@ class TypeTrendDeltas:
         self.buckets: Counter = Counter()
         # (format, run_type, day, name) -> [steps, failed, timed, total_us]
         self.steps: defaultdict = defaultdict(lambda: [0, 0, 0, 0])
+        # Runs written in this transaction, read back (all at once) when it ends.
+        self.written: set[int] = set()
 
     def add(self, run_ids: list[int]) -> None:
-        """These runs, as stored now, are counted."""
-        self._gather(run_ids, 1)
+        """These runs are counted as they stand when the transaction ends."""
+        self.written.update(run_ids)
 
     def remove(self, run_ids: list[int]) -> None:
-        """These runs, as stored now, are no longer counted (about to be deleted or rewritten)."""
-        self._gather(run_ids, -1)
+        """These runs, as stored now, are no longer counted (about to be deleted or
+        rewritten). A run written earlier in this transaction was not counted yet:
+        it stays to be counted as it will stand (a file that gives a run twice)."""
+        self._gather([pk for pk in run_ids if pk not in self.written], -1)
 
     def _gather(self, run_ids: list[int], sign: int) -> None:
         for start in range(0, len(run_ids), CHUNK):
@@ -134,6 +139,8 @@ class TypeTrendDeltas:
 
     def apply(self) -> None:
         """Add the gathered changes, in key order; rows counting nothing go."""
+        self._gather(sorted(self.written), 1)
+        self.written.clear()
         ops = connection.ops
         buckets = sorted((key, n) for key, n in self.buckets.items() if n)
         steps = sorted((key, v) for key, v in self.steps.items() if any(v))
