@@ -168,6 +168,8 @@ def test_an_unknown_type_is_a_404_page_and_bad_input_a_400(client):
     response = type_page(client, "no such type")
     assert response.status_code == 404 and "No run type" in response.content.decode()
     assert client.get("/api/types/nope/trends").status_code == 404
+    assert client.get("/types/a%00b/").status_code == 404
+    assert client.get("/api/types/a%00b/trends").status_code == 400
     for params in (
         {"bucket": "week"},
         {"since": "yesterday"},

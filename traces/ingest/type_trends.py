@@ -22,6 +22,7 @@ MIN_MS, longer ones as MAX_MS.
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime
 
@@ -110,8 +111,9 @@ class TypeTrendDeltas:
         self._gather([pk for pk in run_ids if pk not in self.written], -1)
 
     def _gather(self, run_ids: list[int], sign: int) -> None:
-        for start in range(0, len(run_ids), CHUNK):
-            chunk = run_ids[start : start + CHUNK]
+        size = _chunk_size()
+        for start in range(0, len(run_ids), size):
+            chunk = run_ids[start : start + size]
             placeholders = ", ".join(["%s"] * len(chunk))
             sql = (
                 f"SELECT r.id, r.format, r.type, r.status, r.started_at, r.duration_ms, s.name, "
@@ -189,6 +191,15 @@ class TypeTrendDeltas:
                         "AND format = %s AND name = %s",
                         gone,
                     )
+
+
+def _chunk_size() -> int:
+    """Ids one statement may name: CHUNK, or fewer where SQLite allows fewer variables."""
+    if connection.vendor != "sqlite":
+        return CHUNK
+    connection.ensure_connection()
+    limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return max(1, min(CHUNK, limit - 1))
 
 
 def remove_runs(run_ids: list[int]) -> None:

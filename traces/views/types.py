@@ -51,7 +51,7 @@ def type_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def type_detail(request: HttpRequest, run_type: str) -> HttpResponse:
-    if not queries.types.type_exists(run_type):
+    if "\x00" in run_type or not queries.types.type_exists(run_type):
         context = {"section": "types", "run_type": run_type}
         return render(request, "traces/types_missing.html", context, status=404)
     form = TypeTrendsForm(request.GET)
