@@ -5,6 +5,7 @@ inline style (the charts take their colours from static/traces/charts.css)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -137,6 +138,8 @@ class Chart:
     labels: list[dict] = field(default_factory=list)
     legend: list[dict] = field(default_factory=list)
     body: str = ""
+    # Said under a chart with nothing to draw.
+    empty: str = ""
 
 
 def charts(trend: Trends, runs_query: dict) -> list[Chart]:
@@ -144,10 +147,13 @@ def charts(trend: Trends, runs_query: dict) -> list[Chart]:
     slot = (WIDTH - LEFT - RIGHT) / n
     fmt = "%Y-%m-%d" if trend.bucket == "day" else "%Y-%m-%d %H:00"
     names = [bucket.start.strftime(fmt) for bucket in trend.buckets]
+    # The axis's labels: shorter for hours ("09-20 03h"), as many as fit.
+    short = "%Y-%m-%d" if trend.bucket == "day" else "%m-%d %Hh"
+    axis = [bucket.start.strftime(short) for bucket in trend.buckets]
     made = [
-        _runs_chart(trend, slot, names, runs_query),
-        _duration_chart(trend, slot, names),
-        _rate_chart(trend, slot, names),
+        _runs_chart(trend, slot, names, axis, runs_query),
+        _duration_chart(trend, slot, names, axis),
+        _rate_chart(trend, slot, names, axis),
     ]
     for chart in made:
         chart.body = svg_body(chart)
@@ -203,7 +209,7 @@ def _ticks(top: float, label) -> list[dict]:
 
 
 def _x_labels(names: list[str], slot: float) -> list[dict]:
-    every = max(1, round(len(names) / 8))
+    every = max(1, math.ceil(len(names) / 8))
     return [
         {"x": round(_x(i, slot) + slot / 2, 2), "text": name}
         for i, name in enumerate(names)
@@ -211,7 +217,7 @@ def _x_labels(names: list[str], slot: float) -> list[dict]:
     ]
 
 
-def _runs_chart(trend: Trends, slot: float, names: list[str], runs_query: dict) -> Chart:
+def _runs_chart(trend: Trends, slot: float, names, axis, runs_query: dict) -> Chart:
     top = max((bucket.runs for bucket in trend.buckets), default=0) or 1
     present = [s for s in STATUS_ORDER if trend.total.counts[s]]
     chart = Chart(
@@ -220,7 +226,7 @@ def _runs_chart(trend: Trends, slot: float, names: list[str], runs_query: dict) 
         f"{trend.total.runs:,} runs in {len(names)} {trend.bucket}s, the most in one "
         f"{trend.bucket}: {top:,}. Each bar links to its runs.",
         ticks=_ticks(top, lambda v: f"{v:,.0f}" if v == int(v) else f"{v:,.1f}"),
-        labels=_x_labels(names, slot),
+        labels=_x_labels(axis, slot),
         legend=[{"name": status, "class": f"bar-{status}"} for status in present],
     )
     width = round(max(slot * 0.8, 1), 2)
@@ -248,7 +254,7 @@ def _runs_chart(trend: Trends, slot: float, names: list[str], runs_query: dict) 
     return chart
 
 
-def _duration_chart(trend: Trends, slot: float, names: list[str]) -> Chart:
+def _duration_chart(trend: Trends, slot: float, names, axis) -> Chart:
     series = {"p50": [b.p50_ms for b in trend.buckets], "p95": [b.p95_ms for b in trend.buckets]}
     top = max((v for values in series.values() for v in values if v is not None), default=0)
     top = top or 1
@@ -259,15 +265,17 @@ def _duration_chart(trend: Trends, slot: float, names: list[str]) -> Chart:
         f"{human_duration(trend.total.p95_ms)}; each value within "
         f"{trend.error * 100:.1f}% (log-spaced bins).",
         ticks=_ticks(top, human_duration),
-        labels=_x_labels(names, slot),
+        labels=_x_labels(axis, slot),
         legend=[{"name": "p50", "class": "line-p50"}, {"name": "p95", "class": "line-p95"}],
     )
     for name, values in series.items():
         _add_series(chart, f"line-{name}", name, values, slot, names, top, human_duration)
+    if trend.total.p50_ms is None:
+        chart.empty = "No run in this range has a duration (a running run has none yet)."
     return chart
 
 
-def _rate_chart(trend: Trends, slot: float, names: list[str]) -> Chart:
+def _rate_chart(trend: Trends, slot: float, names, axis) -> Chart:
     values = [b.success_rate * 100 if b.success_rate is not None else None for b in trend.buckets]
     rate = trend.total.success_rate
     chart = Chart(
@@ -276,10 +284,12 @@ def _rate_chart(trend: Trends, slot: float, names: list[str]) -> Chart:
         "Succeeded among the runs that ended: "
         + (f"{rate * 100:.1f}% overall." if rate is not None else "no run ended."),
         ticks=_ticks(100, lambda v: f"{v:.0f}%"),
-        labels=_x_labels(names, slot),
+        labels=_x_labels(axis, slot),
         legend=[{"name": "success rate", "class": "line-rate"}],
     )
     _add_series(chart, "line-rate", "success rate", values, slot, names, 100, _percent)
+    if rate is None:
+        chart.empty = "No run in this range has ended."
     return chart
 
 
