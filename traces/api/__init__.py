@@ -9,17 +9,17 @@ Endpoints return model instances (and the queries' rows); the response Schemas i
 schemas.py read them, one shape per object wherever it appears.
 
 One module per subject: runs, steps, entities, files, sources (uploads and
-sources); common.py holds what they share.
+sources), types; common.py holds what they share.
 """
 
 from ninja import Router
 
-from . import compare, entities, exports, files, runs, search, sources, steps
+from . import compare, entities, exports, files, runs, search, sources, steps, types
 from .common import ApiBadRequest, ApiUnprocessable
 
 __all__ = ["ApiBadRequest", "ApiUnprocessable", "router"]
 
 router = Router()
 # compare before runs: /runs/compare is not /runs/{run_id}.
-for module in (compare, runs, exports, steps, entities, search, files, sources):
+for module in (compare, runs, exports, steps, entities, search, files, sources, types):
     router.add_router("", module.router)

@@ -37,6 +37,7 @@ from .inserters import (
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
 from .run_counts import apply_run_counts, move_run_count, run_counts_of, run_key
 from .step_paths import StepPaths
+from .type_trends import TypeTrendDeltas, remove_runs
 
 
 @dataclass
@@ -71,6 +72,7 @@ class RunIndex:
         # Runs written through this index since the last settle(): their children
         # go into the search index then.
         self.written: list[int] = []
+        self.type_trends = TypeTrendDeltas()  # TypeBucket's and TypeStep's, likewise
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         if not origin:
@@ -98,6 +100,7 @@ class RunIndex:
         with connection.cursor() as cursor:
             search_index.index_runs(cursor, self.written)
         self.written.clear()
+        self.type_trends.apply()
 
 
 class _GlobalIdLookup:
@@ -163,6 +166,7 @@ def write_run(
             return RunOutcome("unchanged", existing.pk, record.external_id, _stored(existing))
         if _less_complete(record.completeness, existing.completeness):
             return RunOutcome("kept", existing.pk, record.external_id, _stored(existing))
+        index.type_trends.remove([existing.pk])
         delete_run_children([existing.pk])
     counted_as = run_key(existing) if existing is not None else None
     run = _run_row(record, existing, source_file=source_file, origin=origin)
@@ -178,6 +182,7 @@ def write_run(
         _json_as_stored(run)
         run.save()
     move_run_count(index.run_counts, counted_as, run_key(run))
+    index.type_trends.add([run.pk])
     add_failure_causes(run, writer.causes)
     add_run_entities(run.pk)
     index.remember(run)
@@ -219,6 +224,7 @@ def delete_run_children(run_ids: list[int]) -> None:
 
 
 def delete_runs(run_ids: list[int]) -> None:
+    remove_runs(run_ids)
     delete_run_children(run_ids)
     counted = run_counts_of(run_ids) if run_ids else Counter()
     Run.objects.filter(pk__in=run_ids)._raw_delete(Run.objects.db)
