@@ -41,6 +41,7 @@ from .candidates import (
     storable,
 )
 from .history import _settle_runs_not_seen
+from .inserters import insert_instance
 from .records import ParseError, RunRecord
 from .report import FileResult, IngestReport
 from .statistics import refresh_after
@@ -236,26 +237,34 @@ def _write_file(candidate, module, info, hashes, ctx: _Context, result) -> Trace
     """Write the file's runs in one savepoint or, for a format whose runs stand whole
     on their own (read from a snapshot: a big database), in several, committed as the
     batch falls due. The file's row claims it was read (its hash and mtime, what it
-    holds) only with the last run: a file cut short (a crash) is read again."""
+    holds) only with the last run: a file cut short (a crash) is read again. A file
+    written in one savepoint has its row written once, after its runs (foreign keys
+    are checked at commit)."""
     digest, companions = hashes
     records = iter(module.parse(candidate.real_path))
     until = None
-    if _snapshot_read(module):
+    in_parts = _snapshot_read(module)
+    if in_parts:
         records, until = _first_run_read(records), ctx.batch.due
-    runs = _FileRuns(candidate.logical_path, result)
+    runs = _FileRuns(candidate.logical_path, result, ctx.batch)
+    known = ctx.known.get(candidate.logical_path)
     trace_file = None
     while True:
         with ctx.batch.savepoint():
             if trace_file is None:
-                stored = _stored_file(ctx.known.get(candidate.logical_path))
-                trace_file = _save_file(stored, candidate, module.NAME, info, companions, ctx)
-                new = stored is None
+                trace_file = _file_row(known, candidate, module.NAME, info, companions, ctx)
+                if in_parts:  # its runs may commit before it is whole
+                    _write_file_row(trace_file, known is not None, _columns(trace_file))
             finished = runs.write(records, trace_file, until)
             runs.index.settle()  # RunCount, in the savepoint of the runs it counts
             if finished:
-                runs.settle(trace_file, new=new)
+                runs.settle(trace_file, new=known is None)
                 produced = {name: result.held[name] for name in _PRODUCED}
                 _claim_read(trace_file, info, digest, produced, module.NAME)
+                if in_parts:
+                    _write_file_row(trace_file, True, _CLAIMS)
+                else:
+                    _write_file_row(trace_file, known is not None, _columns(trace_file))
                 return trace_file
         ctx.batch.commit_if_due()
 
@@ -278,10 +287,13 @@ def _first_run_read(records: Iterator[RunRecord]) -> Iterator[RunRecord]:
 class _FileRuns:
     """The runs of one file as they are written, kept across its savepoints."""
 
-    def __init__(self, logical_path: str, result: FileResult):
+    def __init__(self, logical_path: str, result: FileResult, batch: WriteBatch):
         self.logical_path = logical_path
         self.result = result
         self.index = RunIndex()
+        # The batch's id allocators, valid as long as its transaction (RunIndex's
+        # own would cost each file its id queries, and outlive a commit).
+        self.index.ids = batch.ids
         self.seen: set[int] = set()
         # A run the file gives twice (duplicate rows) is counted once, as last written.
         self.written: dict[int, Counter] = {}
@@ -332,37 +344,62 @@ class _FileRuns:
         _settle_runs_not_seen(trace_file, self.seen, written=set(self.written), new=new)
 
 
-def _stored_file(known: KnownFile | None) -> TraceFile | None:
-    return TraceFile.objects.filter(pk=known.pk).first() if known is not None else None
-
-
-def _save_file(trace_file, candidate, format_name, info, companions, ctx) -> TraceFile:
-    """The file's row, as being read: without its hash and mtime_ns (the fast
-    path's proof that it is unchanged) until `_claim_read()`."""
+def _file_row(known: KnownFile | None, candidate, format_name, info, companions, ctx) -> TraceFile:
+    """The file's row as being read, not written yet: without its hash and mtime_ns
+    (the fast path's proof that it is unchanged) until `_claim_read()`."""
     now = timezone.now()
-    if trace_file is None:
-        trace_file = TraceFile(path=candidate.logical_path, first_seen_at=now)
-    trace_file.display_name = candidate.display_name[:500]
-    trace_file.format = format_name
+    trace_file = TraceFile(
+        path=candidate.logical_path,
+        display_name=candidate.display_name[:500],
+        format=format_name,
+        sha256="",
+        companions=companions,
+        status=TraceFile.FileStatus.OK,
+        error="",
+        uploaded=ctx.uploaded,
+        first_seen_at=now,
+        ingested_at=now,
+        checked_at=now,
+    )
     _set_stat(trace_file, info)
     trace_file.mtime_ns = None
-    trace_file.sha256 = ""
-    trace_file.companions = companions
-    trace_file.status = TraceFile.FileStatus.OK
-    trace_file.error = ""
-    trace_file.source = ctx.source or trace_file.source
-    trace_file.uploaded = ctx.uploaded or trace_file.uploaded
-    trace_file.ingested_at = now
-    trace_file.checked_at = now
-    trace_file.save()
+    if known is not None:
+        trace_file.pk = known.pk
+        trace_file.source_id = ctx.source.pk if ctx.source else known.source_id
+    else:
+        trace_file.pk = ctx.batch.ids[TraceFile].next()
+        trace_file.source = ctx.source
     return trace_file
+
+
+# What an ingest writes over a stored file row: all but its path and first sighting
+# (and its upload mark, kept once set); `produced` with the claims only.
+_READ_COLUMNS = (
+    "display_name", "format", "size", "mtime", "mtime_ns", "sha256", "companions", "status",
+    "error", "source_id", "ingested_at", "checked_at",
+)  # fmt: skip
+_CLAIMS = ("mtime_ns", "sha256", "produced")
+
+
+def _columns(trace_file: TraceFile) -> tuple[str, ...]:
+    columns = _READ_COLUMNS + (("produced",) if trace_file.sha256 else ())
+    return columns + (("uploaded",) if trace_file.uploaded else ())
+
+
+def _write_file_row(trace_file: TraceFile, stored: bool, columns: tuple[str, ...]) -> None:
+    """Insert the file's row, or update these columns of the stored one: one
+    statement either way (a row deleted since the batch listed it is inserted again)."""
+    if stored:
+        values = {name: getattr(trace_file, name) for name in columns}
+        if TraceFile.objects.filter(pk=trace_file.pk).update(**values):
+            return
+    insert_instance(trace_file)
 
 
 def _claim_read(trace_file: TraceFile, info, digest: str, produced: dict, format_name) -> None:
     trace_file.mtime_ns = info.st_mtime_ns
     trace_file.sha256 = digest
     trace_file.produced = {**produced, "parser_version": parser_version(format_name)}
-    trace_file.save(update_fields=["mtime_ns", "sha256", "produced"])
 
 
 def _set_stat(trace_file: TraceFile, info: os.stat_result) -> None:
@@ -401,10 +438,11 @@ def _ingest_companion(candidate, module, main: Path, ctx: _Context, result) -> F
         return _fail(result, candidate, ctx, f"cannot read: {exc.strerror}")
     try:
         with ctx.batch.savepoint():
-            stored = _stored_file(ctx.known.get(candidate.logical_path))
-            trace_file = _save_file(stored, candidate, module.NAME, info, {}, ctx)
+            known = ctx.known.get(candidate.logical_path)
+            trace_file = _file_row(known, candidate, module.NAME, info, {}, ctx)
             produced = {"companion_of": main_candidate.display_name}
             _claim_read(trace_file, info, digest, produced, module.NAME)
+            _write_file_row(trace_file, known is not None, _columns(trace_file))
     except Exception as exc:  # a database error (a lock timeout) must not stop the batch
         log.exception("recording %s failed", candidate.display_name)
         message = f"internal error while ingesting ({type(exc).__name__}: {exc})"
@@ -466,8 +504,11 @@ def _fail(result, candidate, ctx: _Context, reason: str) -> FileResult:
         # Read again: the row may be new since the batch began, or rolled back.
         trace_file = TraceFile.objects.filter(path=candidate.logical_path).first()
         now = timezone.now()
-        if trace_file is None:
+        new = trace_file is None
+        if new:
             trace_file = TraceFile(path=candidate.logical_path, first_seen_at=now)
+            # An id of the batch's: on SQLite they are handed out from max(id) + 1.
+            trace_file.pk = ctx.batch.ids[TraceFile].next()
         trace_file.display_name = candidate.display_name[:500]
         trace_file.format = trace_file.format or result.format
         trace_file.status = TraceFile.FileStatus.ERROR
@@ -477,6 +518,6 @@ def _fail(result, candidate, ctx: _Context, reason: str) -> FileResult:
         trace_file.uploaded = ctx.uploaded or trace_file.uploaded
         with contextlib.suppress(OSError):
             _set_stat(trace_file, candidate.real_path.stat())
-        trace_file.save()
+        trace_file.save(force_insert=new)
     result.outcome, result.error, result.file_id = "failed", message, trace_file.pk
     return result
