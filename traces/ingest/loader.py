@@ -45,7 +45,7 @@ from .inserters import insert_instance
 from .records import ParseError, RunRecord
 from .report import FileResult, IngestReport
 from .statistics import refresh_after
-from .store import RunIndex, write_run
+from .store import RunIndex, read_global_runs, write_run
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ def ingest_found(
             if result is not None:  # None: an archive in a walked directory, left out
                 report.files.append(result)
             context.batch.commit_if_due()
+        _write_read_ahead(context)
     if progress:
         progress(len(candidates), len(candidates), "")
     refresh_after(report)
@@ -133,6 +134,27 @@ class _Context:
     batch: WriteBatch
     # Why each file of the batch that failed did: a companion read with it fails too.
     failed: dict[str, str] = field(default_factory=dict)
+    # Small files read and parsed, to be written together (`_write_read_ahead`).
+    read_ahead: list[_ReadAhead] = field(default_factory=list)
+    # Their stored runs with global ids (RunIndex.global_runs), read in one query.
+    global_runs: dict = field(default_factory=dict)
+
+
+# Small files are read and parsed up to this many ahead of their writes, so that the
+# runs they may update are looked up in one query for all of them (not one per run).
+READ_AHEAD_FILES = 100
+READ_AHEAD_BYTES = 1024 * 1024
+
+
+@dataclass
+class _ReadAhead:
+    candidate: Candidate
+    module: ModuleType
+    info: os.stat_result
+    hashes: tuple[str, dict]
+    result: FileResult
+    records: list[RunRecord]
+    error: Exception | None
 
 
 def _ingest_candidate(candidate: Candidate, ctx: _Context) -> FileResult | None:
@@ -207,6 +229,11 @@ def _unchanged_by_hash(known: KnownFile | None, digest: str, companions: dict) -
 
 
 def _ingest_file(candidate, module, info, known, ctx: _Context, result) -> FileResult:
+    """Ingest a file in a known format; a small one is only read and parsed here
+    (its result filled in when the read-ahead files are written)."""
+    ahead = _reads_ahead(module, candidate.real_path, info)
+    if not ahead:
+        _write_read_ahead(ctx)
     if _snapshot_read(module) and ctx.batch.open:
         ctx.batch.commit()  # hashing and copying a big database must not hold the write lock
     try:
@@ -219,8 +246,65 @@ def _ingest_file(candidate, module, info, known, ctx: _Context, result) -> FileR
             _touch(known, info)
         result.outcome, result.file_id = "unchanged", known.pk
         return result
+    if ahead:
+        records, error = _parse_now(module, candidate.real_path)
+        hashes = (digest, companions)
+        ctx.read_ahead.append(_ReadAhead(candidate, module, info, hashes, result, records, error))
+        if len(ctx.read_ahead) >= READ_AHEAD_FILES:
+            _write_read_ahead(ctx)
+        return result
+    return _write_and_report(candidate, module, info, (digest, companions), ctx, result)
+
+
+def _reads_ahead(module: ModuleType, path: Path, info: os.stat_result) -> bool:
+    """A small file whose format reads it whole (`parsed_whole`), so its records
+    may wait for their write."""
+    if info.st_size > READ_AHEAD_BYTES or _snapshot_read(module):
+        return False
+    parsed_whole = getattr(module, "parsed_whole", None)
     try:
-        trace_file = _write_file(candidate, module, info, (digest, companions), ctx, result)
+        return parsed_whole is not None and parsed_whole(path)
+    except OSError:
+        return False  # read as any file, which reports why
+
+
+def _parse_now(module: ModuleType, path: Path) -> tuple[list[RunRecord], Exception | None]:
+    """A small file's records (its steps still lazy), or what reading it raised,
+    raised again when it is written."""
+    try:
+        return list(module.parse(path)), None
+    except Exception as exc:  # reported as the write would have: see _write_and_report
+        return [], exc
+
+
+def _write_read_ahead(ctx: _Context) -> None:
+    """Write the files read ahead, each in its savepoint as any file, after one
+    look-up of the stored runs they may update."""
+    pending, ctx.read_ahead = ctx.read_ahead, []
+    if not pending:
+        return
+    ctx.global_runs = {}
+    read_global_runs([record for read in pending for record in read.records], ctx.global_runs)
+    for read in pending:
+        hashes = read.hashes
+        records = read.records if read.error is None else _raising(read.error)
+        _write_and_report(read.candidate, read.module, read.info, hashes, ctx, read.result, records)
+        if read.result.outcome == "failed":
+            # Runs it wrote were rolled back: they must not be found in the look-up.
+            ctx.global_runs.clear()
+        ctx.batch.commit_if_due()
+
+
+def _raising(error: Exception) -> Iterator[RunRecord]:
+    raise error
+    yield  # a generator: raises where the records are read, inside the file's savepoint
+
+
+def _write_and_report(
+    candidate, module, info, hashes, ctx: _Context, result, records=None
+) -> FileResult:
+    try:
+        trace_file = _write_file(candidate, module, info, hashes, ctx, result, records)
     except ParseError as exc:
         result.counts.clear()
         return _fail(result, candidate, ctx, _retry_hint(str(exc), info))
@@ -233,7 +317,7 @@ def _ingest_file(candidate, module, info, known, ctx: _Context, result) -> FileR
     return result
 
 
-def _write_file(candidate, module, info, hashes, ctx: _Context, result) -> TraceFile:
+def _write_file(candidate, module, info, hashes, ctx: _Context, result, records=None) -> TraceFile:
     """Write the file's runs in one savepoint or, for a format whose runs stand whole
     on their own (read from a snapshot: a big database), in several, committed as the
     batch falls due. The file's row claims it was read (its hash and mtime, what it
@@ -241,12 +325,15 @@ def _write_file(candidate, module, info, hashes, ctx: _Context, result) -> Trace
     written in one savepoint has its row written once, after its runs (foreign keys
     are checked at commit)."""
     digest, companions = hashes
-    records = iter(module.parse(candidate.real_path))
+    read_ahead = records is not None
+    records = iter(records if read_ahead else module.parse(candidate.real_path))
     until = None
     in_parts = _snapshot_read(module)
     if in_parts:
         records, until = _first_run_read(records), ctx.batch.due
     runs = _FileRuns(candidate.logical_path, result, ctx.batch)
+    if read_ahead:
+        runs.index.global_runs = ctx.global_runs
     known = ctx.known.get(candidate.logical_path)
     trace_file = None
     while True:
@@ -419,11 +506,13 @@ def _ingest_companion(candidate, module, main: Path, ctx: _Context, result) -> F
         main, _logical(main_real), storable(str(main)), True, resolved=main_real
     )
     main_result = None
+    _write_read_ahead(ctx)
     if main_candidate.logical_path not in ctx.done:
         ctx.done.add(main_candidate.logical_path)
         if main_candidate.logical_path not in ctx.known:  # not one of the batch's files
             ctx.known.update(known_files([main_candidate.logical_path]))
         main_result = _ingest_candidate(main_candidate, ctx)
+        _write_read_ahead(ctx)
     # Read just now, or earlier in the batch (named before this file, or first by name).
     main_error = ctx.failed.get(main_candidate.logical_path)
     if main_error is not None:
