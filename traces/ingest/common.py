@@ -58,6 +58,16 @@ def parse_iso(value: Any, where: str = "") -> datetime | None:
     Empty or None gives None; anything unreadable raises ParseError."""
     if value is None or value == "":
         return None
+    if type(value) is str:
+        # Most timestamps are read as they are (Python reads "Z" and cuts a fraction
+        # past 6 digits itself); the rest take the long way below.
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is UTC:
+                return parsed
     if isinstance(value, int | float) and not isinstance(value, bool):
         return parse_epoch_ms(value, where)
     if not isinstance(value, str):

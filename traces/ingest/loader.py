@@ -31,15 +31,16 @@ from traces.models import TraceFile, TraceSource
 from . import FORMATS, detect, get_format
 from .batches import WriteBatch
 from .candidates import (
+    ZIP_MAGIC,
     Candidate,
     KnownFile,
     _collect,
     _logical,
     _resolved,
-    is_zip,
     known_files,
     storable,
 )
+from .common import read_head
 from .history import _settle_runs_not_seen
 from .inserters import insert_instance
 from .records import ParseError, RunRecord
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 
 # An error message is cut at MAX_ERROR characters.
 MAX_ERROR = 4000
+# What format detection reads of a file (a small file: all of it, also hashed).
+HEAD_BYTES = 65536
 
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -171,10 +174,12 @@ def _ingest_candidate(candidate: Candidate, ctx: _Context) -> FileResult | None:
     if _unchanged_by_stat(known, info, candidate):
         result.outcome, result.format, result.file_id = "unchanged", known.format, known.pk
         return result
-    if candidate.walked and is_zip(candidate.real_path, info):
+    # Read once for the checks below and, a small file's whole, for its hash.
+    head = _read_head(candidate.real_path) if info.st_size else b""
+    if candidate.walked and head is not None and head.startswith(ZIP_MAGIC):
         return None  # archives inside directories are not expanded; name them explicitly
     try:
-        module = ctx.forced or (detect(candidate.real_path) if info.st_size else None)
+        module = ctx.forced or (detect(candidate.real_path, head) if info.st_size else None)
     except ParseError as exc:
         return _fail(result, candidate, ctx, str(exc))
     except OSError as exc:
@@ -185,7 +190,16 @@ def _ingest_candidate(candidate: Candidate, ctx: _Context) -> FileResult | None:
     main = getattr(module, "companion_of", lambda _path: None)(candidate.real_path)
     if main is not None:
         return _ingest_companion(candidate, module, Path(main), ctx, result)
-    return _ingest_file(candidate, module, info, known, ctx, result)
+    return _ingest_file(candidate, module, info, known, ctx, result, head)
+
+
+def _read_head(path: Path) -> bytes | None:
+    """The file's first HEAD_BYTES (None if unreadable: the checks then read it
+    themselves, and say why they cannot)."""
+    try:
+        return read_head(path, HEAD_BYTES)
+    except OSError:
+        return None
 
 
 def _unrecognised_reason(info: os.stat_result) -> str:
@@ -228,7 +242,7 @@ def _unchanged_by_hash(known: KnownFile | None, digest: str, companions: dict) -
     return same and _read_by_current_parser(known)
 
 
-def _ingest_file(candidate, module, info, known, ctx: _Context, result) -> FileResult:
+def _ingest_file(candidate, module, info, known, ctx: _Context, result, head=None) -> FileResult:
     """Ingest a file in a known format; a small one is only read and parsed here
     (its result filled in when the read-ahead files are written)."""
     ahead = _reads_ahead(module, candidate.real_path, info)
@@ -237,7 +251,10 @@ def _ingest_file(candidate, module, info, known, ctx: _Context, result) -> FileR
     if _snapshot_read(module) and ctx.batch.open:
         ctx.batch.commit()  # hashing and copying a big database must not hold the write lock
     try:
-        digest = _sha256(candidate.real_path)
+        if head is not None and len(head) < HEAD_BYTES:  # the whole file
+            digest = hashlib.sha256(head).hexdigest()
+        else:
+            digest = _sha256(candidate.real_path)
         companions = _companion_hashes(module.NAME, candidate.real_path)
     except OSError as exc:
         return _fail(result, candidate, ctx, f"cannot read: {exc}")
