@@ -24,6 +24,7 @@ from ..common import (
     json_text,
     loads_json_or_text,
     parse_iso,
+    utc_iso,
     wrong_type,
 )
 from ..records import ParseError, RunRecord, Status, StepRecord
@@ -248,15 +249,7 @@ def _time(value: Any, key: str, locate: Locate) -> datetime | None:
     """A step's time; where it is (`locate(key)`) made only for an error message."""
     if value is None:
         return None
-    if type(value) is str:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is UTC:
-                return parsed
-    return parse_iso(value, locate(key))
+    return utc_iso(value) or parse_iso(value, locate(key))
 
 
 def dotted_locator(prefix: str) -> Locate:
