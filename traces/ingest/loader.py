@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
+from django.db import connection
 from django.utils import timezone
 
 from traces.models import TraceFile, TraceSource
@@ -42,7 +43,7 @@ from .candidates import (
 )
 from .common import read_head
 from .history import _settle_runs_not_seen
-from .inserters import insert_instance
+from .inserters import InstancePlan, insert_instance
 from .records import ParseError, RunRecord
 from .report import FileResult, IngestReport
 from .statistics import refresh_after
@@ -139,8 +140,6 @@ class _Context:
     failed: dict[str, str] = field(default_factory=dict)
     # Small files read and parsed, to be written together (`_write_read_ahead`).
     read_ahead: list[_ReadAhead] = field(default_factory=list)
-    # Their stored runs with global ids (RunIndex.global_runs), read in one query.
-    global_runs: dict = field(default_factory=dict)
 
 
 # Small files are read and parsed up to this many ahead of their writes, so that the
@@ -295,21 +294,63 @@ def _parse_now(module: ModuleType, path: Path) -> tuple[list[RunRecord], Excepti
 
 
 def _write_read_ahead(ctx: _Context) -> None:
-    """Write the files read ahead, each in its savepoint as any file, after one
-    look-up of the stored runs they may update."""
+    """Write the files read ahead: together, in one savepoint, their runs through one
+    RunIndex (one look-up of the stored runs they may update, one write of the read
+    models, their rows in one statement); if that fails, each in its own savepoint,
+    read again, as any file, so that a bad file fails alone."""
     pending, ctx.read_ahead = ctx.read_ahead, []
-    if not pending:
-        return
-    ctx.global_runs = {}
-    read_global_runs([record for read in pending for record in read.records], ctx.global_runs)
+    readable = [read for read in pending if read.error is None]
+    together = len(readable) > 1 and _write_together(readable, ctx)
     for read in pending:
-        hashes = read.hashes
-        records = read.records if read.error is None else _raising(read.error)
-        _write_and_report(read.candidate, read.module, read.info, hashes, ctx, read.result, records)
-        if read.result.outcome == "failed":
-            # Runs it wrote were rolled back: they must not be found in the look-up.
-            ctx.global_runs.clear()
+        if together and read.error is None:
+            continue
+        records = None if read.error is None else _raising(read.error)
+        _write_and_report(
+            read.candidate, read.module, read.info, read.hashes, ctx, read.result, records
+        )
         ctx.batch.commit_if_due()
+
+
+def _write_together(reads: list[_ReadAhead], ctx: _Context) -> bool:
+    """Write these files in one savepoint; False (nothing written, their results
+    as before) if any of them raised."""
+    index = RunIndex()
+    index.ids = ctx.batch.ids
+    read_global_runs([record for read in reads for record in read.records], index.global_runs)
+    rows: list[tuple[TraceFile, bool]] = []
+    try:
+        with ctx.batch.savepoint():
+            for read in reads:
+                candidate, result = read.candidate, read.result
+                known = ctx.known.get(candidate.logical_path)
+                companions = read.hashes[1]
+                trace_file = _file_row(
+                    known, candidate, read.module.NAME, read.info, companions, ctx
+                )
+                runs = _FileRuns(candidate.logical_path, result, ctx.batch, index)
+                runs.write(iter(read.records), trace_file, None)
+                runs.settle(trace_file, new=known is None)
+                produced = {name: result.held[name] for name in _PRODUCED}
+                _claim_read(trace_file, read.info, read.hashes[0], produced, read.module.NAME)
+                rows.append((trace_file, known is not None))
+            index.settle()  # RunCount, once for them all
+            _write_file_rows(rows)
+    except Exception:  # one of them is bad: each is written alone, which tells which
+        log.debug("writing %d files together failed; writing each alone", len(reads))
+        for read in reads:
+            _clear(read.result)
+        return False
+    for read, (trace_file, _stored) in zip(reads, rows, strict=True):
+        read.result.outcome, read.result.file_id = "ingested", trace_file.pk
+    return True
+
+
+def _clear(result: FileResult) -> None:
+    result.counts.clear()
+    result.held.clear()
+    result.runs_added.clear()
+    result.runs_updated.clear()
+    result.runs_unchanged.clear()
 
 
 def _raising(error: Exception) -> Iterator[RunRecord]:
@@ -349,8 +390,6 @@ def _write_file(candidate, module, info, hashes, ctx: _Context, result, records=
     if in_parts:
         records, until = _first_run_read(records), ctx.batch.due
     runs = _FileRuns(candidate.logical_path, result, ctx.batch)
-    if read_ahead:
-        runs.index.global_runs = ctx.global_runs
     known = ctx.known.get(candidate.logical_path)
     trace_file = None
     while True:
@@ -391,10 +430,16 @@ def _first_run_read(records: Iterator[RunRecord]) -> Iterator[RunRecord]:
 class _FileRuns:
     """The runs of one file as they are written, kept across its savepoints."""
 
-    def __init__(self, logical_path: str, result: FileResult, batch: WriteBatch):
+    def __init__(
+        self,
+        logical_path: str,
+        result: FileResult,
+        batch: WriteBatch,
+        index: RunIndex | None = None,
+    ):
         self.logical_path = logical_path
         self.result = result
-        self.index = RunIndex()
+        self.index = index or RunIndex()
         # The batch's id allocators, valid as long as its transaction (RunIndex's
         # own would cost each file its id queries, and outlive a commit).
         self.index.ids = batch.ids
@@ -488,6 +533,28 @@ _CLAIMS = ("mtime_ns", "sha256", "produced")
 def _columns(trace_file: TraceFile) -> tuple[str, ...]:
     columns = _READ_COLUMNS + (("produced",) if trace_file.sha256 else ())
     return columns + (("uploaded",) if trace_file.uploaded else ())
+
+
+def _write_file_rows(rows: list[tuple[TraceFile, bool]]) -> None:
+    """The rows of files written together: the new ones inserted in one statement."""
+    new = []
+    for trace_file, stored in rows:
+        if stored:
+            _write_file_row(trace_file, True, _columns(trace_file))
+        else:
+            new.append(trace_file)
+    if not new:
+        return
+    plan = _FILE_ROW_PLANS.get(connection.vendor)
+    if plan is None:
+        plan = _FILE_ROW_PLANS[connection.vendor] = InstancePlan(TraceFile)
+    pairs = list(zip(plan.adapters, plan.attnames, strict=True))
+    values = [[adapt(getattr(trace_file, name)) for adapt, name in pairs] for trace_file in new]
+    with connection.cursor() as cursor:
+        cursor.executemany(plan.sql, values)
+
+
+_FILE_ROW_PLANS: dict[str, InstancePlan] = {}
 
 
 def _write_file_row(trace_file: TraceFile, stored: bool, columns: tuple[str, ...]) -> None:
