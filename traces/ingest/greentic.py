@@ -50,7 +50,7 @@ def sniff(path: Path, head: bytes) -> bool:
     return {match.group(1) for match in _KEY_RE.finditer(text)} == {b"trace_version", b"flow"}
 
 
-def parsed_whole(path: Path) -> bool:
+def parsed_whole(path: Path, head: bytes, size: int) -> bool:
     """`parse()` reads a trace whole: its records may be kept after it is done."""
     return True
 

@@ -244,7 +244,7 @@ def _unchanged_by_hash(known: KnownFile | None, digest: str, companions: dict) -
 def _ingest_file(candidate, module, info, known, ctx: _Context, result, head=None) -> FileResult:
     """Ingest a file in a known format; a small one is only read and parsed here
     (its result filled in when the read-ahead files are written)."""
-    ahead = _reads_ahead(module, candidate.real_path, info)
+    ahead = _reads_ahead(module, candidate.real_path, info, head)
     if not ahead:
         _write_read_ahead(ctx)
     if _snapshot_read(module) and ctx.batch.open:
@@ -272,16 +272,13 @@ def _ingest_file(candidate, module, info, known, ctx: _Context, result, head=Non
     return _write_and_report(candidate, module, info, (digest, companions), ctx, result)
 
 
-def _reads_ahead(module: ModuleType, path: Path, info: os.stat_result) -> bool:
+def _reads_ahead(module: ModuleType, path: Path, info: os.stat_result, head) -> bool:
     """A small file whose format reads it whole (`parsed_whole`), so its records
     may wait for their write."""
-    if info.st_size > READ_AHEAD_BYTES or _snapshot_read(module):
+    if head is None or info.st_size > READ_AHEAD_BYTES or _snapshot_read(module):
         return False
     parsed_whole = getattr(module, "parsed_whole", None)
-    try:
-        return parsed_whole is not None and parsed_whole(path)
-    except OSError:
-        return False  # read as any file, which reports why
+    return parsed_whole is not None and parsed_whole(path, head, info.st_size)
 
 
 def _parse_now(module: ModuleType, path: Path) -> tuple[list[RunRecord], Exception | None]:
