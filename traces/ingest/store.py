@@ -59,11 +59,11 @@ class RunIndex:
         "type", "source_updated_at", "step_count", "call_count", "link_count", "log_count",
     )  # fmt: skip
 
-    def __init__(self, global_runs: dict | None = None):
+    def __init__(self):
         self._by_origin: dict[tuple[str, str], dict[str, Run]] = {}
-        # Runs with a global id read ahead for a batch of files (`read_global_runs`),
+        # Runs with a global id read ahead for a group of files (`read_global_runs`),
         # by (format, external_id); None: not stored. Ids not in it are looked up.
-        self.global_runs = {} if global_runs is None else global_runs
+        self.global_runs: dict[tuple[str, str], Run | None] = {}
         # One allocator per model for the whole ingest (it lives in the caller's
         # transaction, as this index does): not one reservation per run.
         self.ids = {model: IdAllocator(model) for model in (Run, Step)}
