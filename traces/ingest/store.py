@@ -64,6 +64,9 @@ class RunIndex:
 
     def __init__(self):
         self._by_origin: dict[tuple[str, str], dict[str, Run]] = {}
+        # Runs with a global id read ahead for a group of files (`read_global_runs`),
+        # by (format, external_id); None: not stored. Ids not in it are looked up.
+        self.global_runs: dict[tuple[str, str], Run | None] = {}
         # One allocator per model for the whole ingest (it lives in the caller's
         # transaction, as this index does): not one reservation per run.
         self.ids = {model: IdAllocator(model) for model in (Run, Step)}
@@ -76,7 +79,8 @@ class RunIndex:
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         if not origin:
-            return _run_with_global_id(format, external_id)
+            found = self.global_runs.get((format, external_id), False)
+            return _run_with_global_id(format, external_id) if found is False else found
         runs = Run.objects.only(*self.FIELDS)
         key = (format, origin)
         if key not in self._by_origin:
@@ -88,6 +92,9 @@ class RunIndex:
         """A run just written: a file that gives the same run twice (duplicate
         rows in a database) updates it instead of inserting it again."""
         self.written.append(run.pk)
+        if not run.origin:
+            self.global_runs[(run.format, run.external_id)] = run
+            return
         runs = self._by_origin.get((run.format, run.origin))
         if runs is not None:
             runs[run.external_id] = run
@@ -129,22 +136,50 @@ class _GlobalIdLookup:
         with connection.cursor() as cursor:
             cursor.execute(self.sql, [format, external_id])
             row = cursor.fetchone()
-        if row is None:
-            return None
+        return None if row is None else self.run(row)
+
+    def run(self, row: tuple) -> Run:
         values = list(row)
         for index, converter, column in self.converters:
             values[index] = converter(values[index], column, connection)
         return Run.from_db(connection.alias, self.names, values)
 
+    def many(self, format: str, external_ids: list[str]) -> list[Run]:
+        marks = ", ".join(["%s"] * len(external_ids))
+        sql = self.sql.replace("external_id = %s LIMIT 1", f"external_id IN ({marks})")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [format, *external_ids])
+            return [self.run(row) for row in cursor.fetchall()]
+
 
 _GLOBAL_ID_LOOKUPS: dict[str, _GlobalIdLookup] = {}
 
 
-def _run_with_global_id(format: str, external_id: str) -> Run | None:
+def _global_id_lookup() -> _GlobalIdLookup:
     lookup = _GLOBAL_ID_LOOKUPS.get(connection.vendor)
     if lookup is None:
         lookup = _GLOBAL_ID_LOOKUPS[connection.vendor] = _GlobalIdLookup()
-    return lookup(format, external_id)
+    return lookup
+
+
+def _run_with_global_id(format: str, external_id: str) -> Run | None:
+    return _global_id_lookup()(format, external_id)
+
+
+def read_global_runs(records: list[RunRecord], into: dict) -> None:
+    """Read the stored runs of these records whose ids are global (`origin` False)
+    into a `RunIndex.global_runs`, a query per format and 500 ids, not one per run."""
+    wanted: dict[str, set[str]] = {}
+    for record in records:
+        if not record.origin:
+            wanted.setdefault(record.format, set()).add(fit_key(record.external_id))
+    lookup = _global_id_lookup()
+    for format, ids in wanted.items():
+        into.update(dict.fromkeys(((format, external_id) for external_id in ids), None))
+        ids = sorted(ids)
+        for start in range(0, len(ids), 500):
+            for run in lookup.many(format, ids[start : start + 500]):
+                into[(format, run.external_id)] = run
 
 
 def write_run(
