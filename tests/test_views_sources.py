@@ -239,9 +239,7 @@ def test_an_unchanged_rescan_reads_no_file_in_the_same_queries_for_ten_times_the
     assert len(many) == len(few) <= 5
 
 
-def test_a_rescan_reads_again_what_changed_failed_or_an_older_parser_read(
-    greentic, monkeypatch
-):
+def test_a_rescan_reads_again_what_changed_failed_or_an_older_parser_read(greentic, monkeypatch):
     source = make_source(greentic)
     scans.rescan(source)
     changed = greentic / "01-success-always/trace.json"
@@ -259,8 +257,8 @@ def test_a_rescan_reads_again_what_changed_failed_or_an_older_parser_read(
         "skipped": 0,
         "refused": 0,
     }
-    greentic_format = FORMATS["greentic"]
-    monkeypatch.setattr(greentic_format, "PARSER_VERSION", parser_version("greentic") + 1, raising=False)
+    newer = parser_version("greentic") + 1
+    monkeypatch.setattr(FORMATS["greentic"], "PARSER_VERSION", newer, raising=False)
     assert scans.rescan(source)["files"]["ingested"] == 4
 
 
