@@ -213,6 +213,50 @@ def test_a_worker_that_lost_its_share_does_not_overwrite_it(samples, monkeypatch
     assert Run.objects.count() == 4  # read all the same: the other worker finds them unchanged
 
 
+# --- shares left behind -------------------------------------------------------------------
+
+
+def test_a_later_parallel_ingest_prunes_the_batches_left_long_ago(samples):
+    long_ago = timezone.now() - parallel.ABANDONED_AFTER - timedelta(minutes=1)
+    IngestClaim.objects.create(batch="killed", created_at=long_ago, taken_at=long_ago)
+    IngestClaim.objects.create(batch="running", state="taken", taken_at=timezone.now())
+
+    parallel.ingest_in_parallel([samples / "greentic"], jobs=1)
+
+    assert list(IngestClaim.objects.values_list("batch", flat=True)) == ["running"]
+
+
+@pytest.mark.parametrize("error", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_a_parallel_ingest_that_fails_or_is_interrupted_leaves_no_shares(
+    samples, monkeypatch, error
+):
+    def fail(*args, **kwargs):
+        assert IngestClaim.objects.filter(state="done").exists()
+        raise error
+
+    monkeypatch.setattr(parallel, "gather", fail)
+    with pytest.raises(type(error)):
+        parallel.ingest_in_parallel([samples / "greentic"], jobs=1)
+    assert not IngestClaim.objects.exists()
+
+
+def test_a_shared_job_that_fails_leaves_no_shares(samples, settings, monkeypatch):
+    settings.TRACER_INGEST_IN_BACKGROUND = True
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "ingest"]}
+    }
+    settings.TRACER_INGEST_SHARE_FROM = 2
+    monkeypatch.setattr(parallel, "gather", lambda *args, **kwargs: 1 / 0)
+    job = IngestJob.objects.create(kind="upload", paths=[str(samples / "greentic")])
+
+    with pytest.raises(ZeroDivisionError):
+        run_ingest_job.call(job.pk)
+
+    job.refresh_from_db()
+    assert job.status == "failed" and "ZeroDivisionError" in job.error
+    assert not IngestClaim.objects.exists()
+
+
 # --- jobs on the site: shared by db_workers ------------------------------------------------
 
 

@@ -359,14 +359,23 @@ def _companions_inside(real: Path, module: ModuleType, roots: list[Path]) -> boo
 # --- rescanning -----------------------------------------------------------------------------
 
 
-def rescan(source: TraceSource) -> dict:
+# How the files a scan found changed are read: (files, known_files() of them, source).
+Reader = Callable[[list[Candidate], dict[str, KnownFile], TraceSource], IngestReport]
+
+
+def read_here(files: list[Candidate], known: dict[str, KnownFile], source) -> IngestReport:
+    return ingest_found(files, known, source=source)
+
+
+def rescan(source: TraceSource, *, read: Reader = read_here) -> dict:
     """Scan a source now and record the report on it. ScanInProgress if another
-    scan of it is running."""
+    scan of it is running. `read`: how the files found changed are read (a
+    background job shares many among db_workers)."""
     if not _claim(source):
         raise ScanInProgress(f"a scan of {source} is already running")
     started = time.monotonic()
     try:
-        summary = _scan(source)
+        summary = _scan(source, read)
     except Exception as exc:  # the scheduler must go on with the other sources
         log.exception("rescan of source %s failed", source.path)
         summary = empty_report(f"internal error while scanning ({type(exc).__name__}: {exc})")
@@ -375,7 +384,7 @@ def rescan(source: TraceSource) -> dict:
     return summary
 
 
-def _scan(source: TraceSource) -> dict:
+def _scan(source: TraceSource, read: Reader) -> dict:
     try:
         top = confine(source.path)
     except SourcePathError as exc:
@@ -384,7 +393,7 @@ def _scan(source: TraceSource) -> dict:
     if plan.named_file:
         report = ingest_paths([c.real_path for c in plan.files], source=source)
     elif plan.files:
-        report = ingest_found(plan.files, plan.known, source=source)
+        report = read(plan.files, plan.known, source)
     else:
         report = IngestReport()
     scanned = {result.path for result in report.files}
