@@ -1,5 +1,6 @@
 """/sources/: directories on the server, confined to the allowed roots, rescanned."""
 
+import gc
 import json
 import os
 import shutil
@@ -7,7 +8,7 @@ import socket
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -260,6 +261,16 @@ def test_a_rescan_reads_again_what_changed_failed_or_an_older_parser_read(greent
     newer = parser_version("greentic") + 1
     monkeypatch.setattr(FORMATS["greentic"], "PARSER_VERSION", newer, raising=False)
     assert scans.rescan(source)["files"]["ingested"] == 4
+
+
+def test_a_scan_that_fails_while_the_collector_is_paused_turns_it_back_on(greentic, monkeypatch):
+    def lost_database(paths):
+        assert not gc.isenabled()
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr(scans, "known_rows", lost_database)
+    summary = scans.rescan(make_source(greentic))
+    assert "connection lost" in summary["error"] and gc.isenabled()
 
 
 @pytest.mark.parametrize("mirror", [False, True], ids=["keep", "mirror"])
