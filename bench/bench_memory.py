@@ -30,9 +30,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TARGET_MB = 300
-# Production settings in the children (TRACER_DEBUG=1 to measure a development checkout):
-# with DEBUG on, Django keeps the text of the last 9,000 statements, which a big ingest
-# fills with tens of MB of SQL.
+# Production settings in the children, as a deployed worker runs (TRACER_DEBUG=1 to
+# measure a development checkout, whose DEBUG keeps the text of the last 9,000 statements).
 CHILD_ENV = {
     "TRACER_DEBUG": "0",
     "TRACER_SECRET_KEY": "bench-only-not-secret",
