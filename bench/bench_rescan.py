@@ -8,8 +8,8 @@ scanned again unchanged, in both ways the site does it:
 
 - `ingest_paths([directory])`: `manage.py ingest DIR` and `--watch`;
 - `sources.rescan(source)`: a TraceSource rescan (the scheduler, the button, the
-  API), which plans the scan (confinement, sniffing of unknown files) and hands the
-  files to the loader;
+  API), which plans the scan (confinement, the files unchanged by stat counted in
+  one loop, sniffing of unknown files) and hands the others to the loader;
 
 each beside the **baseline** `os.walk` + `os.stat` of every file of the same tree
 (the least any rescan must do to notice a change). Target (issue 12): ≤ 0.3 s.
@@ -62,7 +62,7 @@ def main() -> None:
     first_s = time.perf_counter() - start
     assert first["files"]["ingested"] == made["files"], first["files"]
     source = TraceSource.objects.create(path=str(top))
-    # The source claims the files on its first scan (they are known and unchanged).
+    # A first scan of the source: every file known (read by the ingest above) and unchanged.
     sources.rescan(source)
 
     walks, loader, rescans = [], [], []

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -17,9 +18,10 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from tests.test_tasks import ROOT, database_url
+from traces import sources as scans
 from traces.ingest import parallel
-from traces.models import FailureCause, IngestClaim, IngestJob, Run, Step, TraceFile
-from traces.tasks import enqueue_ingest, run_ingest_job
+from traces.models import FailureCause, IngestClaim, IngestJob, Run, Step, TraceFile, TraceSource
+from traces.tasks import enqueue_ingest, run_ingest_job, run_ingest_share
 
 # Worker processes see only what is committed.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -213,16 +215,61 @@ def test_a_worker_that_lost_its_share_does_not_overwrite_it(samples, monkeypatch
     assert Run.objects.count() == 4  # read all the same: the other worker finds them unchanged
 
 
+# --- shares left behind -------------------------------------------------------------------
+
+
+def test_a_later_parallel_ingest_prunes_the_batches_left_long_ago(samples):
+    long_ago = timezone.now() - parallel.ABANDONED_AFTER - timedelta(minutes=1)
+    IngestClaim.objects.create(batch="killed", created_at=long_ago, taken_at=long_ago)
+    IngestClaim.objects.create(batch="running", state="taken", taken_at=timezone.now())
+
+    parallel.ingest_in_parallel([samples / "greentic"], jobs=1)
+
+    assert list(IngestClaim.objects.values_list("batch", flat=True)) == ["running"]
+
+
+@pytest.mark.parametrize("error", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_a_parallel_ingest_that_fails_or_is_interrupted_leaves_no_shares(
+    samples, monkeypatch, error
+):
+    def fail(*args, **kwargs):
+        assert IngestClaim.objects.filter(state="done").exists()
+        raise error
+
+    monkeypatch.setattr(parallel, "gather", fail)
+    with pytest.raises(type(error)):
+        parallel.ingest_in_parallel([samples / "greentic"], jobs=1)
+    assert not IngestClaim.objects.exists()
+
+
+def test_a_shared_job_that_fails_leaves_no_shares(samples, settings, monkeypatch):
+    settings.TRACER_INGEST_IN_BACKGROUND = True
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "ingest"]}
+    }
+    settings.TRACER_INGEST_SHARE_FROM = 2
+    monkeypatch.setattr(parallel, "gather", lambda *args, **kwargs: 1 / 0)
+    job = IngestJob.objects.create(kind="upload", paths=[str(samples / "greentic")])
+
+    with pytest.raises(ZeroDivisionError):
+        run_ingest_job.call(job.pk)
+
+    job.refresh_from_db()
+    assert job.status == "failed" and "ZeroDivisionError" in job.error
+    assert not IngestClaim.objects.exists()
+
+
 # --- jobs on the site: shared by db_workers ------------------------------------------------
 
 
-def start_db_worker(tmp_path, name: str) -> subprocess.Popen:
+def start_db_worker(tmp_path, name: str, roots=None) -> subprocess.Popen:
     env = dict(
         os.environ,
         DATABASE_URL=database_url(),
         TRACER_INGEST_IN_BACKGROUND="1",
         TRACER_INGEST_SHARE_FROM="2",
         TRACER_DATA_DIR=str(tmp_path / name),
+        TRACER_SOURCE_ROOTS=str(roots or tmp_path),
     )
     command = [sys.executable, "manage.py", "db_worker", "--batch", "--no-startup-delay"]
     command += ["--queue-name", "ingest"]
@@ -268,3 +315,110 @@ def test_a_small_job_is_read_by_one_task(samples, tmp_path, settings):
     job.refresh_from_db()
     assert job.status == "done" and job.summary["runs"] == 4
     assert not DBTaskResult.objects.exists() and not IngestClaim.objects.exists()
+
+
+# --- source rescans shared by db_workers ----------------------------------------------------
+
+
+def distinct_greentic_files(samples, target, copies: int) -> int:
+    """`copies` copies of the greentic samples, each file's bytes (so its run) its own."""
+    count = 0
+    for index in range(copies):
+        for trace in sorted((samples / "greentic").glob("*/trace.json")):
+            copy = target / f"copy-{index}" / trace.parent.name / "trace.json"
+            copy.parent.mkdir(parents=True)
+            copy.write_text(trace.read_text() + " " * (index + 1))
+            count += 1
+    return count
+
+
+@pytest.fixture
+def shared_source(samples, tmp_path, settings):
+    settings.TRACER_INGEST_IN_BACKGROUND = True
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "ingest"]}
+    }
+    settings.TRACER_INGEST_SHARE_FROM = 2
+    settings.TRACER_SOURCE_ROOTS = [tmp_path / "roots"]
+    top = tmp_path / "roots/traces"
+    files = distinct_greentic_files(samples, top, 6)
+    (top / "notes.txt").write_text("not a trace")
+    return TraceSource.objects.create(path=str(top)), files
+
+
+def test_a_source_rescan_of_many_changed_files_is_shared_each_file_read_once(
+    shared_source, monkeypatch
+):
+    source, files = shared_source
+    job = enqueue_ingest([source.path], kind="rescan", source=source)
+    planner, read = threading.current_thread(), parallel.ingest_paths
+
+    def slow_planner(paths, **options):  # so that the helper surely takes shares too
+        if threading.current_thread() is planner:
+            time.sleep(0.2)
+        return read(paths, **options)
+
+    monkeypatch.setattr(parallel, "ingest_paths", slow_planner)
+    helped = []
+
+    def helper() -> None:  # a second db_worker, running the helper task it finds queued
+        try:
+            tasks = DBTaskResult.objects.filter(task_path="traces.tasks.run_ingest_share")
+            deadline = time.monotonic() + 60
+            while not tasks.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            helped.append(run_ingest_share.call(*tasks.first().args_kwargs["args"]))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=helper)
+    thread.start()
+    run_ingest_job.call(job.pk)
+    thread.join(timeout=60)
+
+    job.refresh_from_db()
+    source.refresh_from_db()
+    report = source.last_scan_report
+    assert job.status == "done" and job.summary == report
+    assert report["files"] == {
+        "ingested": files,
+        "unchanged": 0,
+        "failed": 0,
+        "skipped": 1,
+        "refused": 0,
+    }
+    assert report["runs"] == files and report["files_found"] == files + 1
+    assert helped and helped[0] >= 1  # the helper read shares of the scan
+    assert TraceFile.objects.filter(source=source, status="ok").count() == files
+    assert Run.objects.count() == files and not IngestClaim.objects.exists()
+    again = scans.rescan(source)
+    assert again["files"]["unchanged"] == files and again["files"]["ingested"] == 0
+
+
+def test_a_source_rescan_of_few_changed_files_is_read_by_the_job_alone(shared_source, settings):
+    source, files = shared_source
+    settings.TRACER_INGEST_SHARE_FROM = files + 1
+    job = enqueue_ingest([source.path], kind="rescan", source=source)
+    run_ingest_job.call(job.pk)
+    source.refresh_from_db()
+    assert source.last_scan_report["files"]["ingested"] == files
+    assert not DBTaskResult.objects.filter(task_path="traces.tasks.run_ingest_share").exists()
+
+
+def test_a_source_rescan_is_shared_by_two_db_worker_processes(shared_source, tmp_path):
+    source, files = shared_source
+    job = enqueue_ingest([source.path], kind="rescan", source=source)
+
+    workers = [start_db_worker(tmp_path, name, roots=tmp_path / "roots") for name in ("a", "b")]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0, (tmp_path / "a.log").read_text()
+
+    job.refresh_from_db()
+    source.refresh_from_db()
+    assert job.status == "done", job.error
+    assert source.last_scan_report["files"]["ingested"] == files
+    assert source.last_scan_report["files"]["failed"] == 0
+    assert TraceFile.objects.filter(source=source).count() == files == Run.objects.count()
+    helpers = DBTaskResult.objects.filter(task_path="traces.tasks.run_ingest_share")
+    assert helpers.count() == 3 and set(helpers.values_list("status", flat=True)) == {"SUCCESSFUL"}
+    assert not IngestClaim.objects.exists()

@@ -5,7 +5,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from tests.factories import make_runs, make_steps
-from traces.models import Run, Step
+from traces.ingest import parallel
+from traces.models import IngestClaim, Run, Step
 
 pytestmark = pytest.mark.django_db
 
@@ -57,3 +58,30 @@ def test_prune_left_source_deletes_only_the_history_of_overwritten_sources(capsy
 def test_prune_needs_to_be_told_what_to_delete():
     with pytest.raises(CommandError, match="--left-source"):
         call_command("prune")
+
+
+def test_prune_deletes_the_shares_of_parallel_ingests_left_long_ago(capsys):
+    long_ago = timezone.now() - parallel.ABANDONED_AFTER - timedelta(minutes=1)
+    # A planner killed long ago: one share taken by a worker that died too, one never taken.
+    IngestClaim.objects.create(batch="dead", created_at=long_ago, state="taken", taken_at=long_ago)
+    IngestClaim.objects.create(batch="dead", created_at=long_ago)
+    # Planned long ago, its last share still being read (its worker refreshes it).
+    IngestClaim.objects.create(batch="slow", created_at=long_ago, state="done", taken_at=long_ago)
+    IngestClaim.objects.create(batch="slow", created_at=long_ago, state="taken")
+    IngestClaim.objects.filter(batch="slow", state="taken").update(taken_at=timezone.now())
+    IngestClaim.objects.create(batch="new")
+
+    call_command("prune", "--ingest-shares")
+
+    assert set(IngestClaim.objects.values_list("batch", flat=True)) == {"slow", "new"}
+    assert IngestClaim.objects.count() == 3
+    assert "deleted 2 shares of parallel ingests" in capsys.readouterr().out
+
+
+def test_every_prune_deletes_abandoned_shares_but_a_dry_run_does_not():
+    long_ago = timezone.now() - parallel.ABANDONED_AFTER - timedelta(minutes=1)
+    IngestClaim.objects.create(batch="dead", created_at=long_ago)
+    call_command("prune", "--older-than", "30d", "--dry-run")
+    assert IngestClaim.objects.exists()
+    call_command("prune", "--older-than", "30d")
+    assert not IngestClaim.objects.exists()

@@ -1,5 +1,6 @@
 """/sources/: directories on the server, confined to the allowed roots, rescanned."""
 
+import gc
 import json
 import os
 import shutil
@@ -7,11 +8,15 @@ import socket
 from datetime import timedelta
 
 import pytest
+from django.db import DatabaseError, connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from traces import sources as scans
+from traces.ingest import FORMATS
+from traces.ingest.loader import parser_version
 from traces.models import Run, TraceFile, TraceSource
 
 pytestmark = pytest.mark.django_db
@@ -194,6 +199,78 @@ def test_rescan_records_the_report_on_the_source(greentic):
     assert source.files_found == 4
     again = scans.rescan(source)
     assert again["files"]["unchanged"] == 4 and again["files"]["ingested"] == 0
+
+
+def copies_of(samples, target, count: int) -> None:
+    """`count` copies of the greentic samples below `target`."""
+    for index in range(count):
+        shutil.copytree(samples / "greentic", target / f"copy-{index}")
+
+
+def test_an_unchanged_rescan_reads_no_file_in_the_same_queries_for_ten_times_the_files(
+    greentic, samples, monkeypatch
+):
+    source = make_source(greentic)
+    scans.rescan(source)
+
+    def no_loader(*args, **kwargs):
+        raise AssertionError("the loader was called for unchanged files")
+
+    monkeypatch.setattr(scans, "ingest_found", no_loader)
+    monkeypatch.setattr(scans, "_sniff", no_loader)
+    with CaptureQueriesContext(connection) as few:
+        summary = scans.rescan(source)
+    assert summary["files"]["unchanged"] == 4 and summary["files_found"] == 4
+    monkeypatch.undo()
+
+    copies_of(samples, greentic, 9)
+    assert scans.rescan(source)["files"]["ingested"] == 36
+    monkeypatch.setattr(scans, "ingest_found", no_loader)
+    monkeypatch.setattr(scans, "_sniff", no_loader)
+    with CaptureQueriesContext(connection) as many:
+        summary = scans.rescan(source)
+    assert summary["files"] == {
+        "ingested": 0,
+        "unchanged": 40,
+        "failed": 0,
+        "skipped": 0,
+        "refused": 0,
+    }
+    assert summary["files_found"] == 40 and summary["runs_left_source"] == 0
+    assert len(many) == len(few) <= 5
+
+
+def test_a_rescan_reads_again_what_changed_failed_or_an_older_parser_read(greentic, monkeypatch):
+    source = make_source(greentic)
+    scans.rescan(source)
+    changed = greentic / "01-success-always/trace.json"
+    changed.write_text(changed.read_text() + "\n")
+    broken = greentic / "broken.json"
+    broken.write_text(BROKEN)
+    summary = scans.rescan(source)
+    assert summary["files"]["ingested"] == 1 and summary["files"]["unchanged"] == 3
+    assert summary["files"]["failed"] == 1
+
+    assert scans.rescan(source)["files"] == {
+        "ingested": 0,
+        "unchanged": 4,
+        "failed": 1,  # tried again each time: it may have been fixed
+        "skipped": 0,
+        "refused": 0,
+    }
+    newer = parser_version("greentic") + 1
+    monkeypatch.setattr(FORMATS["greentic"], "PARSER_VERSION", newer, raising=False)
+    assert scans.rescan(source)["files"]["ingested"] == 4
+
+
+def test_a_scan_that_fails_while_the_collector_is_paused_turns_it_back_on(greentic, monkeypatch):
+    def lost_database(paths):
+        assert not gc.isenabled()
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr(scans, "known_rows", lost_database)
+    summary = scans.rescan(make_source(greentic))
+    assert "connection lost" in summary["error"] and gc.isenabled()
 
 
 @pytest.mark.parametrize("mirror", [False, True], ids=["keep", "mirror"])

@@ -664,8 +664,11 @@ class IngestClaim(models.Model):
     walked = models.BooleanField(default=True)
     state = models.CharField(max_length=8, choices=ClaimState.choices, default=ClaimState.TODO)
     worker = models.CharField(max_length=200, blank=True)
-    # Refreshed while the worker lives: a share taken longer ago than the lease is
-    # taken again (its worker died).
+    # When its batch was planned: a batch nobody touched for long was left by a
+    # planner that died, and is pruned (parallel.prune_abandoned).
+    created_at = models.DateTimeField(default=timezone.now)
+    # Refreshed while the worker lives, and when it is done: a share taken longer ago
+    # than the lease is taken again (its worker died).
     taken_at = models.DateTimeField(null=True, blank=True)
     # The loader's FileResult.as_dict() of each file, once done.
     results = models.JSONField(default=list, blank=True)

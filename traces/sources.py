@@ -11,7 +11,9 @@ here), which writes them as it does everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import logging
 import os
 import stat
@@ -33,8 +35,11 @@ from traces.ingest.candidates import (
     Candidate,
     KnownFile,
     _logical,
-    known_files,
+    known_file,
+    known_rows,
+    source_of,
     storable,
+    unchanged_by_stat,
     walk_files,
 )
 from traces.ingest.history import settle_vanished_files
@@ -137,26 +142,33 @@ class ScanPlan:
     """The files to hand to the loader, and those refused or skipped before it."""
 
     files: list[Candidate] = field(default_factory=list)
-    # known_files() of the files walked, read once for the plan and the loader.
+    # known_files() of the files handed to the loader (read with those of the plan).
     known: dict[str, KnownFile] = field(default_factory=dict)
+    # Logical paths of the files found unchanged by the plan itself (not handed to
+    # the loader: most of a rescan), and how many of them are the source's own.
+    unchanged: list[str] = field(default_factory=list)
+    unchanged_held: int = 0
     # The source is this one file: the loader judges it, whatever it is (an archive
     # is expanded), as it would a file named on the command line.
     named_file: bool = False
     refused: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
 
-    def refuse(self, path: Path, reason: str) -> None:
+    def refuse(self, path: Path | str, reason: str) -> None:
         self.refused.append({"path": str(path), "reason": reason})
 
-    def skip(self, path: Path, reason: str) -> None:
+    def skip(self, path: Path | str, reason: str) -> None:
         self.skipped.append({"path": str(path), "reason": reason})
 
 
-def plan_scan(top: Path, roots: list[Path]) -> ScanPlan:
+def plan_scan(top: Path, roots: list[Path], *, source_id: int | None = None) -> ScanPlan:
     """Walk `top` (already confined) without following directory links, and keep
     each file whose real path stays inside the roots.
 
-    Files are handed to the loader one by one, so it treats each as named
+    A file read before without error, by the parser of today, whose size and mtime
+    are those it had then, is unchanged: it is only counted (with the loader's own
+    test, made here in one tight loop, since it is nearly every file of a rescan).
+    The others are handed to the loader one by one, so it treats each as named
     explicitly and would fail one that is not a trace at all; here those are
     skipped first, as the loader's own directory walk would."""
     plan = ScanPlan()
@@ -166,21 +178,67 @@ def plan_scan(top: Path, roots: list[Path]) -> ScanPlan:
         candidate = Candidate(top, _logical(str(top)), storable(str(top)), True, resolved=str(top))
         _keep(plan, candidate, module if isinstance(module, ModuleType) else None, roots)
         return plan
-    found = [
-        Candidate(real, _logical(real), storable(path), True, info=info, resolved=real)
-        for path, real, info in _confined_files(top, roots, plan)
-    ]
-    plan.known = known_files(candidate.logical_path for candidate in found)
-    for candidate in found:
-        module = _known_unchanged(plan.known.get(candidate.logical_path), candidate.info)
-        module = module or _recognise(Path(candidate.display_name), candidate.real_path, plan)
+    with _collector_paused():
+        found = list(_confined_files(top, roots, plan))
+        names = [_logical(real) for _path, real, _info in found]
+        changed = _count_unchanged(plan, found, names, known_rows(names), source_id)
+        del found, names  # freed before the collector is back (it would go through them)
+    for path, real, info, name, row in changed:
+        seen = None
+        if row is not None:
+            seen = plan.known[name] = known_file(row)
+        candidate = Candidate(real, name, storable(path), True, info=info, resolved=real)
+        module = _known_unchanged(seen, info) or _recognise(candidate.display_name, real, plan)
         if module is not False:
             _keep(plan, candidate, module, roots)
     return plan
 
 
+def _count_unchanged(
+    plan: ScanPlan, found: list, names: list[str], rows: dict, source_id: int | None
+) -> list[tuple]:
+    """Count the files unchanged by stat (the loop of a rescan, per file: kept
+    tight); the others, with their known row (or None)."""
+    versions = _read_alone_versions()
+    unchanged, held, changed = plan.unchanged, 0, []
+    for (path, real, info), name in zip(found, names, strict=True):
+        row = rows.get(name)
+        if unchanged_by_stat(row, info, versions):
+            unchanged.append(name)
+            held += source_of(row) == source_id
+        else:
+            changed.append((path, real, info, name, row))
+    plan.unchanged_held = held
+    return changed
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a scan makes a stat, a row and a few
+    strings for each of 10,000 files, none of them in a cycle: otherwise their number
+    sets off a full collection of the process's objects, a quarter of a rescan."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _read_alone_versions() -> dict[str, int]:
+    """The parser version of each format whose files are read alone: a file of one
+    of those is unchanged when its stat is (a file read with others, a workflow.db
+    and its events.db, is left to the loader, which hashes the others)."""
+    return {
+        name: getattr(module, "PARSER_VERSION", 1)
+        for name, module in FORMATS.items()
+        if not hasattr(module, "companion_of") and not hasattr(module, "companion_paths")
+    }
+
+
 def _keep(plan: ScanPlan, candidate: Candidate, module, roots: list[Path]) -> None:
-    if module is not None and not _companions_inside(candidate.real_path, module, roots):
+    if _read_with_others(module) and not _companions_inside(candidate.real_path, module, roots):
         plan.refuse(
             Path(candidate.display_name),
             "is read together with a file outside the allowed roots; not read",
@@ -195,9 +253,10 @@ def _confined_files(top: Path, roots: list[Path], plan: ScanPlan) -> Iterator[tu
     `top` is resolved, and no directory link is followed: a file that is not a link
     is where it was found, inside the roots; only links are resolved and checked."""
     note_link = functools.partial(_note_directory_link, roots=roots, plan=plan)
+    regular = stat.S_ISREG
     for path, resolved, info in walk_files(str(top), str(top), note_link):
         if resolved and info is not None:
-            if _regular_file(path, info, plan):
+            if (regular(info.st_mode) and info.st_size) or _regular_file(path, info, plan):
                 yield path, resolved, info
             continue
         real = _confined_file(Path(path), roots, plan)
@@ -268,10 +327,10 @@ def _sniff(real: Path) -> ModuleType | str | None:
         return "broken"
 
 
-def _recognise(path: Path, real: Path, plan: ScanPlan):
+def _recognise(path: str, real: str, plan: ScanPlan):
     """The format module; None to let the loader judge (and report) the file;
     False when it is skipped here, as the loader's walk would skip it."""
-    module = _sniff(real)
+    module = _sniff(Path(real))
     if module == "zip":
         plan.skip(path, "a zip archive: archives in a source are not expanded")
         return False
@@ -281,10 +340,12 @@ def _recognise(path: Path, real: Path, plan: ScanPlan):
     return module if isinstance(module, ModuleType) else None
 
 
+def _read_with_others(module: ModuleType | None) -> bool:
+    return hasattr(module, "companion_of") or hasattr(module, "companion_paths")
+
+
 def _companions_inside(real: Path, module: ModuleType, roots: list[Path]) -> bool:
     """A file read with another (workflow's events.db) must be inside the roots too."""
-    if not hasattr(module, "companion_of") and not hasattr(module, "companion_paths"):
-        return True
     others: list[Path] = []
     try:
         main = getattr(module, "companion_of", lambda _path: None)(real)
@@ -298,14 +359,23 @@ def _companions_inside(real: Path, module: ModuleType, roots: list[Path]) -> boo
 # --- rescanning -----------------------------------------------------------------------------
 
 
-def rescan(source: TraceSource) -> dict:
+# How the files a scan found changed are read: (files, known_files() of them, source).
+Reader = Callable[[list[Candidate], dict[str, KnownFile], TraceSource], IngestReport]
+
+
+def read_here(files: list[Candidate], known: dict[str, KnownFile], source) -> IngestReport:
+    return ingest_found(files, known, source=source)
+
+
+def rescan(source: TraceSource, *, read: Reader = read_here) -> dict:
     """Scan a source now and record the report on it. ScanInProgress if another
-    scan of it is running."""
+    scan of it is running. `read`: how the files found changed are read (a
+    background job shares many among db_workers)."""
     if not _claim(source):
         raise ScanInProgress(f"a scan of {source} is already running")
     started = time.monotonic()
     try:
-        summary = _scan(source)
+        summary = _scan(source, read)
     except Exception as exc:  # the scheduler must go on with the other sources
         log.exception("rescan of source %s failed", source.path)
         summary = empty_report(f"internal error while scanning ({type(exc).__name__}: {exc})")
@@ -314,23 +384,26 @@ def rescan(source: TraceSource) -> dict:
     return summary
 
 
-def _scan(source: TraceSource) -> dict:
+def _scan(source: TraceSource, read: Reader) -> dict:
     try:
         top = confine(source.path)
     except SourcePathError as exc:
         return empty_report(str(exc))
-    plan = plan_scan(top, source_roots())
+    plan = plan_scan(top, source_roots(), source_id=source.pk)
     if plan.named_file:
         report = ingest_paths([c.real_path for c in plan.files], source=source)
+    elif plan.files:
+        report = read(plan.files, plan.known, source)
     else:
-        report = ingest_found(plan.files, plan.known, source=source)
+        report = IngestReport()
     scanned = {result.path for result in report.files}
     scanned.update(c.logical_path for c in plan.files)  # companions read with another
+    scanned.update(plan.unchanged)
     summary = merge_report(report, plan)
     # A scan that finds nothing settles nothing: an unmounted disk looks like an empty
     # directory, and its runs have not left.
     if scanned:
-        held = _files_held(source, report, plan.known)
+        held = _files_held(source, report, plan.known) + plan.unchanged_held
         summary["runs_left_source"] = settle_vanished_files(source, scanned, held)
     else:
         summary["runs_left_source"] = 0
@@ -371,6 +444,7 @@ def empty_report(error: str = "") -> dict:
 def merge_report(report: IngestReport, plan: ScanPlan) -> dict:
     """The loader's summary, plus what the scan refused or skipped before it."""
     summary = report.summary()
+    summary["files"]["unchanged"] += len(plan.unchanged)
     skipped = plan.skipped + summary["skipped"]
     summary["files"]["skipped"] = len(skipped)
     summary["files"]["refused"] = len(plan.refused)
@@ -379,7 +453,8 @@ def merge_report(report: IngestReport, plan: ScanPlan) -> dict:
     summary["errors"] = summary["errors"][:REPORT_LIST_LIMIT]
     summary["error"] = ""
     # Counted on disk: the loader reports a file read with another (events.db) only once.
-    summary["files_found"] = len(plan.files) + len(plan.skipped) + len(plan.refused)
+    found = (plan.files, plan.unchanged, plan.skipped, plan.refused)
+    summary["files_found"] = sum(len(files) for files in found)
     return summary
 
 

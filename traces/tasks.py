@@ -4,6 +4,7 @@ returns at once and the page follows the job's progress."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -94,20 +95,26 @@ def _ingest(job: IngestJob) -> tuple[dict, list]:
 def _ingest_shared(job: IngestJob, options: dict) -> IngestReport | None:
     """A job of many files, read by this task and helper tasks that other
     db_workers run; None (nothing done) when the job is too small to share."""
-    plan = parallel.plan_batch(job.paths, workers=1 + SHARE_HELPERS)
+    return _shared(job, parallel.plan_batch(job.paths, workers=1 + SHARE_HELPERS), options)
+
+
+def _shared(job: IngestJob, plan: parallel.Plan, options: dict) -> IngestReport | None:
+    """Read the batch of `plan` with helper tasks, or None (its shares deleted, nothing
+    read) when it has too few files to be worth sharing."""
     if plan.files < settings.TRACER_INGEST_SHARE_FROM:
         IngestClaim.objects.filter(batch=plan.batch).delete()
         return None
-    IngestJob.objects.filter(pk=job.pk).update(files_total=plan.files)
-    for _ in range(SHARE_HELPERS):
-        run_ingest_share.enqueue(plan.batch, options)
-    shares = IngestClaim.objects.filter(batch=plan.batch)
-    while shares.exclude(state=IngestClaim.ClaimState.DONE).exists():
-        # The shares left, and those of a helper that died (after its lease).
-        parallel.work(plan.batch, after_share=lambda: _record_shares(job.pk, shares), **options)
-        _record_shares(job.pk, shares)
-        time.sleep(PROGRESS_EVERY_SECONDS)
-    return parallel.gather(plan.batch, plan.kept, **options)
+    with parallel.discarded_on_error(plan.batch):
+        IngestJob.objects.filter(pk=job.pk).update(files_total=plan.files)
+        for _ in range(SHARE_HELPERS):
+            run_ingest_share.enqueue(plan.batch, options)
+        shares = IngestClaim.objects.filter(batch=plan.batch)
+        while shares.exclude(state=IngestClaim.ClaimState.DONE).exists():
+            # The shares left, and those of a helper that died (after its lease).
+            parallel.work(plan.batch, after_share=lambda: _record_shares(job.pk, shares), **options)
+            _record_shares(job.pk, shares)
+            time.sleep(PROGRESS_EVERY_SECONDS)
+        return parallel.gather(plan.batch, plan.kept, **options)
 
 
 def _record_shares(job_id: int, shares) -> None:
@@ -125,9 +132,26 @@ def _rescan(job: IngestJob) -> tuple[dict, list]:
     from .sources import ScanInProgress, rescan
 
     try:
-        return rescan(job.source), []
+        return rescan(job.source, read=functools.partial(_read_found, job)), []
     except ScanInProgress as exc:
         return {"busy": str(exc)}, []
+
+
+def _read_found(job: IngestJob, files: list, known: dict, source: TraceSource) -> IngestReport:
+    """The files a source's scan found changed: shared with helper tasks, as a big
+    upload is, when they are many (a new source of thousands of files)."""
+    from .sources import read_here
+
+    report = None
+    if settings.TRACER_INGEST_IN_BACKGROUND and len(files) >= settings.TRACER_INGEST_SHARE_FROM:
+        # Each file once, shown by the path the scan found it at (a link's, not its target's).
+        shown = {c.resolved or str(c.real_path): c.display_name for c in reversed(files)}
+        paths = list(dict.fromkeys(c.resolved or str(c.real_path) for c in files))
+        names = {real: name for real, name in shown.items() if name != real}
+        options = {"source_id": source.pk, "display_names": names}
+        plan = parallel.plan_batch(paths, workers=1 + SHARE_HELPERS, found=True)
+        report = _shared(job, plan, options)
+    return report if report is not None else read_here(files, known, source)
 
 
 def job_report(job: IngestJob) -> IngestReport:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import operator
 import os
 import stat
 import tempfile
@@ -99,42 +100,37 @@ def walk_files(
     text: a Path per file would cost a tenth of an unchanged rescan."""
     try:
         with os.scandir(directory) as scan:
-            entries = sorted(scan, key=lambda entry: entry.name)
+            entries = sorted(scan, key=_name)
     except OSError:  # gone or unreadable meanwhile: os.walk skips it too
         return
+    prefix = os.path.join(real, "")
     below = []
-    for entry in entries:
+    for entry in entries:  # the loop of a rescan, per file: kept tight
         name = entry.name
-        if name.startswith("."):
+        if name[0] == ".":
             continue
-        link = entry.is_symlink()
-        if _is_directory(entry):
-            if not link:
+        try:
+            directory_entry = entry.is_dir()
+        except OSError:
+            directory_entry = False
+        if directory_entry:
+            if not entry.is_symlink():
                 below.append(name)
             elif on_directory_link is not None:
                 on_directory_link(Path(entry.path))
             continue
         if name.endswith(IGNORED_SUFFIXES):
             continue
-        yield entry.path, "" if link else os.path.join(real, name), _stat(entry)
+        try:
+            info = entry.stat()
+        except OSError:
+            info = None
+        yield entry.path, "" if entry.is_symlink() else prefix + name, info
     for name in below:
-        yield from walk_files(
-            os.path.join(directory, name), os.path.join(real, name), on_directory_link
-        )
+        yield from walk_files(os.path.join(directory, name), prefix + name, on_directory_link)
 
 
-def _is_directory(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:
-        return False
-
-
-def _stat(entry: os.DirEntry) -> os.stat_result | None:
-    try:
-        return entry.stat()
-    except OSError:
-        return None
+_name = operator.attrgetter("name")
 
 
 def _resolved(path: Path) -> str:
@@ -148,6 +144,8 @@ def _resolved(path: Path) -> str:
 def storable(text: str) -> str:
     """`text` as the database can store it: a file name with bytes that are not
     UTF-8 (decoded by Python as lone surrogates) gets them as `\\xff` escapes."""
+    if text.isascii():  # nearly every path, and a constant-time test
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -232,32 +230,54 @@ _KNOWN_FILES_BY_VENDOR = {
         "json_extract(produced, '$.parser_version')",
         "path IN (SELECT value FROM json_each(%s))",
     ),
-    "postgresql": ("produced ->> 'parser_version'", "path = ANY(%s)"),
+    "postgresql": ("CAST(produced ->> 'parser_version' AS integer)", "path = ANY(%s)"),
 }
+_OK = TraceFile.FileStatus.OK.value
+# The columns of a known_rows() row, as they come from the database.
+_PATH, _ID, _FORMAT, _SIZE, _MTIME_NS, _SHA256, _STATUS, _COMPANIONS, _VERSION, _SOURCE = range(10)
 
 
-def known_files(logical_paths: Iterable[str]) -> dict[str, KnownFile]:
-    """The files already recorded at these paths, read in one query for a whole
-    batch, as plain tuples (building 10,000 model instances cost most of a rescan)."""
+def known_rows(logical_paths: Iterable[str]) -> dict[str, tuple]:
+    """The rows of the files already recorded at these paths, read in one query
+    for a whole batch, left as the database gives them: a rescan compares the
+    stat of 10,000 files with them, and makes objects only for those that changed."""
     paths = list(logical_paths)
     if not paths:
         return {}
     version, matches = _KNOWN_FILES_BY_VENDOR[connection.vendor]
     sql = _KNOWN_FILES_SQL.format(version=version, table=TraceFile._meta.db_table, matches=matches)
     param = paths if connection.vendor == "postgresql" else orjson.dumps(paths).decode()
-    known: dict[str, KnownFile] = {}
     with connection.cursor() as cursor:
         cursor.execute(sql, [param])
-        for path, *values, companions, version, source_id in cursor.fetchall():
-            known[path] = KnownFile(*values, _json(companions), _int(version), source_id)
-    return known
+        return {row[_PATH]: row for row in cursor.fetchall()}
 
 
-def _json(text: str | dict) -> dict:
-    if isinstance(text, dict):
-        return text
-    return {} if text == "{}" else orjson.loads(text)
+def known_file(row: tuple) -> KnownFile:
+    companions = row[_COMPANIONS]
+    if not isinstance(companions, dict):
+        companions = {} if companions == "{}" else orjson.loads(companions)
+    return KnownFile(*row[_ID:_COMPANIONS], companions, row[_VERSION], row[_SOURCE])
 
 
-def _int(value) -> int | None:
-    return int(value) if value is not None else None
+def known_files(logical_paths: Iterable[str]) -> dict[str, KnownFile]:
+    """known_rows() as KnownFile tuples (model instances cost most of a rescan)."""
+    return {path: known_file(row) for path, row in known_rows(logical_paths).items()}
+
+
+def unchanged_by_stat(row: tuple | None, info: os.stat_result, versions: dict[str, int]) -> bool:
+    """Whether the file of this known_rows() row, stat'ed now, is unchanged without
+    reading it: read before without error, by the parser of today (`versions`: the
+    parser version by format, of the formats whose files are read alone), and of the
+    size and mtime it had then. The loader's own test, for a plain file."""
+    return (
+        row is not None
+        and row[_SIZE] == info.st_size
+        and row[_MTIME_NS] == info.st_mtime_ns
+        and row[_STATUS] == _OK
+        and (row[_VERSION] or 1) == versions.get(row[_FORMAT])
+        and row[_COMPANIONS] in ("{}", {})
+    )
+
+
+def source_of(row: tuple) -> int | None:
+    return row[_SOURCE]

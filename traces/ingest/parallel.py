@@ -22,7 +22,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,7 +30,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from traces.models import IngestClaim
+from traces.models import IngestClaim, TraceSource
 
 from . import parallel_worker
 from .candidates import _walk, storable
@@ -51,6 +51,8 @@ MAX_SHARE = 50
 # A directory of this many files or fewer stays in one share (a workflow.db is read
 # with the events.db beside it: apart, two workers would both read it).
 SMALL_DIRECTORY = 10
+# A batch none of whose shares moved for this long was left by a planner that died.
+ABANDONED_AFTER = LEASE * 12
 
 Share = IngestClaim.ClaimState
 
@@ -63,11 +65,18 @@ def ingest_in_parallel(
     plan = plan_batch(paths, workers=jobs)
     batch = plan.batch
     options = {"format": format}
+    with discarded_on_error(batch):
+        _work_with_helpers(batch, jobs - 1, options)
+        work(batch, lease=timedelta(0), **options)  # what a worker that died left
+        return gather(batch, plan.kept, **options)
+
+
+def _work_with_helpers(batch: str, count: int, options: dict) -> None:
     database = connection.settings_dict["NAME"]
     spawn = multiprocessing.get_context("spawn")  # no connection or lock is inherited
     helpers = [
         spawn.Process(target=parallel_worker.main, args=(batch, database, options), daemon=True)
-        for _ in range(jobs - 1)
+        for _ in range(count)
     ]
     for helper in helpers:
         helper.start()
@@ -79,8 +88,6 @@ def ingest_in_parallel(
     for helper in helpers:
         if helper.exitcode:
             log.warning("ingest worker %s exited with %s", helper.pid, helper.exitcode)
-    work(batch, lease=timedelta(0), **options)  # what a worker that died left
-    return gather(batch, plan.kept, **options)
 
 
 class Plan(NamedTuple):
@@ -91,11 +98,14 @@ class Plan(NamedTuple):
     files: int
 
 
-def plan_batch(paths: Iterable[str | Path], *, workers: int) -> Plan:
-    """List the files of `paths` once and write them as shares of a new batch."""
+def plan_batch(paths: Iterable[str | Path], *, workers: int, found: bool = False) -> Plan:
+    """List the files of `paths` once and write them as shares of a new batch
+    (first deleting the shares of batches abandoned long ago). `found`: the paths
+    are files a directory walk found already (a source's scan), shared as its own."""
+    prune_abandoned()
     batch = uuid.uuid4().hex
     listed, kept = [], []
-    for path, walked in _listed(paths):
+    for path, walked in ((str(p), True) for p in paths) if found else _listed(paths):
         (listed if _is_utf8(path) else kept).append((path, walked))
     size = share_size(len(listed), workers)
     shares = [
@@ -165,6 +175,30 @@ def _is_utf8(path: str) -> bool:
     return True
 
 
+# --- the end of a batch -----------------------------------------------------------------------
+
+
+def prune_abandoned(*, now: datetime | None = None) -> int:
+    """Delete the shares of every batch none of whose shares was planned, taken,
+    refreshed or finished for ABANDONED_AFTER: its planner died (killed, or its
+    machine lost) before gathering it, and nobody will. How many shares went."""
+    cutoff = (now or timezone.now()) - ABANDONED_AFTER
+    alive = IngestClaim.objects.filter(Q(created_at__gte=cutoff) | Q(taken_at__gte=cutoff))
+    deleted, _ = IngestClaim.objects.exclude(batch__in=alive.values("batch")).delete()
+    return deleted
+
+
+@contextmanager
+def discarded_on_error(batch: str) -> Iterator[None]:
+    """The batch's shares deleted if the block fails or is interrupted (Ctrl-C):
+    its planner will not gather them. Workers still reading a share find it gone."""
+    try:
+        yield
+    except BaseException:
+        IngestClaim.objects.filter(batch=batch).delete()
+        raise
+
+
 # --- a worker --------------------------------------------------------------------------------
 
 
@@ -200,8 +234,10 @@ def work(
     **options,
 ) -> int:
     """Take and read the batch's shares until none is left; how many this worker read.
-    `options` go to `ingest_paths` (format, uploaded, display_names)."""
+    `options` go to `ingest_paths` (format, uploaded, display_names; source_id: the
+    source the files are read for)."""
     worker = worker or worker_name()
+    options = _loader_options(options)
     done = 0
     while (share := take_share(batch, worker, lease=lease)) is not None:
         with _heartbeat(share.pk, worker):
@@ -209,7 +245,7 @@ def work(
         results = [result.as_dict() for result in report.files]
         # A share taken again meanwhile (this worker was thought dead) is the other's now.
         IngestClaim.objects.filter(pk=share.pk, worker=worker).update(
-            state=Share.DONE, results=results
+            state=Share.DONE, results=results, taken_at=timezone.now()
         )
         done += 1
         if after_share:
@@ -244,6 +280,16 @@ def _heartbeat(share_id: int, worker: str):
         thread.join()
 
 
+def _loader_options(options: dict) -> dict:
+    """`ingest_paths`' options from a batch's (kept as JSON in a task's arguments)."""
+    if "source_id" not in options:
+        return options
+    options = dict(options)
+    source_id = options.pop("source_id")
+    options["source"] = TraceSource.objects.filter(pk=source_id).first()
+    return options
+
+
 # --- the planner's report ----------------------------------------------------------------------
 
 
@@ -254,6 +300,7 @@ def gather(batch: str, kept: list[tuple[str, bool]], **options) -> IngestReport:
     the same run (a snapshot and its finished file) or the same companion at
     once, and the later write then fails on a unique key though the file is good."""
     report = IngestReport()
+    options = _loader_options(options)
     for share in IngestClaim.objects.filter(batch=batch).order_by("id"):
         for item in share.results:
             report.files.extend(_again_if_failed(item, share, options))

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from traces.ingest.parallel import prune_abandoned
 from traces.ingest.store import delete_runs
 from traces.models import Run
 
@@ -22,7 +23,8 @@ def parse_age(text: str) -> timedelta:
 class Command(BaseCommand):
     help = (
         "Delete runs (with their steps, calls, links and logs) older than an age, or only "
-        "those no longer in their source (--left-source), in batches."
+        "those no longer in their source (--left-source), in batches; and the shares of "
+        "parallel ingests left long ago by a process that died."
     )
 
     def add_arguments(self, parser):
@@ -37,12 +39,26 @@ class Command(BaseCommand):
             action="store_true",
             help="only runs their source no longer holds (the history of overwritten files)",
         )
+        parser.add_argument(
+            "--ingest-shares",
+            action="store_true",
+            help="only the shares of parallel ingests left long ago (every prune deletes them)",
+        )
         parser.add_argument("--batch-size", type=int, default=500)
         parser.add_argument("--dry-run", action="store_true", help="only count what would go")
 
-    def handle(self, *args, older_than, left_source, batch_size, dry_run, **options):
+    def handle(self, *args, older_than, left_source, ingest_shares, batch_size, dry_run, **options):
+        if older_than is None and not left_source and not ingest_shares:
+            raise CommandError(
+                "Say what to delete: --older-than AGE, --left-source, or both"
+                " (or only --ingest-shares)."
+            )
+        if not dry_run:
+            shares = prune_abandoned()
+            if shares or ingest_shares:
+                self.stdout.write(f"deleted {shares} shares of parallel ingests left long ago")
         if older_than is None and not left_source:
-            raise CommandError("Say what to delete: --older-than AGE, --left-source, or both.")
+            return
         old, what = self._selection(older_than, left_source)
         if dry_run:
             self.stdout.write(f"{old.count()} runs would be deleted ({what})")
