@@ -15,7 +15,8 @@ from traces.models import Status as StepStatus
 from traces.models import Step
 from traces.schemas import ErrorGroupsOut, StepDetail, StepList, form_query
 
-from .common import MAX_ID, READ, READ_ONE, cursors, valid
+from . import items as items_of
+from .common import MAX_ID, READ, READ_ONE, valid
 
 router = Router()
 
@@ -45,12 +46,10 @@ def list_steps(request, filters: Query[StepQuery]):
     steps = queries.steps.filter_steps(data)
     page = queries.steps.steps_page(steps, data)
     count, capped = queries.steps.capped_count(steps)
-    return {
-        "count": count,
-        "count_capped": capped,
-        "items": page.items,
-        **cursors(page),
-    }
+    items = items_of.step_items(page.items)
+    return items_of.answer(
+        request, {"count": count, "count_capped": capped, **items_of.page_of(page, items)}
+    )
 
 
 @router.get(
