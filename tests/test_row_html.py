@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import models
-from django.template import RequestContext, Template
+from django.template import Context, RequestContext, Template
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import escape
 
 from tests.factories import BASE_TIME, make_runs, make_steps
 from traces.key_urls import key_urls
-from traces.models import Step
+from traces.models import Run, Step
 from traces.templatetags.traces_extras import grouped, progress_html
 
 pytestmark = pytest.mark.django_db
@@ -205,3 +205,50 @@ def test_row_dates_are_what_the_date_filter_shows(settings, zone):
             for form in (EXACT, SECOND, MINUTE):
                 assert _date(moment, form) == escape(date_format(local, form)), (moment, form)
     assert _date(None, EXACT) == ""
+
+
+# An entity's subject rows as entity_detail.html rendered them before row_html's.
+SUBJECT_ROWS_TEMPLATE = """{% load traces_extras %}
+{% for step in steps %}
+<tr data-row tabindex="-1">
+  <td class="name">{% url 'traces:step-detail' step.run_id step.key as step_href %}
+<span class="step-cell">{% include "traces/_status.html" with status=step.status %}
+  {% if step_href %}<a data-row-link href="{{ step_href }}"><bdi>{{ step.name|default:step.key }}</bdi></a>{% else %}<bdi>{{ step.name|default:step.key }}</bdi>{% endif %}</span></td>
+  <td class="name">{% with run=step.run %}<a href="{% url 'traces:run-detail' run.pk %}"><bdi>{{ run.name|default:run.external_id }}</bdi></a>
+<div class="muted">{{ run.status|status_icon }} {{ run.status }} · {{ run.format }}</div>{% endwith %}</td>
+  <td class="error-cell">{% if step.error_head %}<bdi>{{ step.error_head|truncatechars:200 }}</bdi>{% endif %}</td>
+  {% with when=step.when %}<td class="nowrap" title="{{ when|date:'Y-m-d H:i:s.u e' }}">{% if when %}{{ when|date:"Y-m-d H:i:s" }}<div class="muted">{{ when|since }}</div>{% else %}—{% endif %}</td>{% endwith %}
+  <td class="num">{{ step.duration_ms|human_duration }}</td>
+</tr>
+{% empty %}
+<tr><td colspan="5" class="empty">No steps on this page.</td></tr>
+{% endfor %}"""  # noqa: E501
+
+
+def test_entity_subject_rows_are_the_markup_the_template_gave():
+    from tests.factories import count_entities
+    from traces.queries.entities import subject_step_rows
+    from traces.templatetags.row_html import entity_subject_rows
+
+    run = make_runs(1, name='<img src=x onerror="1">')[0]
+    steps = make_steps(run, 4, status="failed", error=lambda i: f"<b>boom</b> {'x' * 150 * i}")
+    for step, key in zip(steps, [HOSTILE_KEY, "a\nb", "plain", "x y"], strict=True):
+        Step.objects.filter(pk=step.pk).update(
+            key=key, name="" if key == "plain" else "<i>n</i>", entity_type="order",
+            entity_id="o<1>", status="succeeded" if key == "x y" else "failed",
+        )  # fmt: skip
+    Step.objects.filter(pk=steps[2].pk).update(started_at=None, duration_ms=None, error="")
+    Run.objects.filter(pk=run.pk).update(started_at=None)
+    count_entities()
+    rows = list(subject_step_rows("order", "o<1>"))
+    assert len(rows) == 4
+    old = Template(SUBJECT_ROWS_TEMPLATE).render(Context({"steps": rows}))
+    new = entity_subject_rows(rows)
+    assert same_markup(new) == same_markup(old)
+    for hostile in ('<img src=x onerror="1">', "<i>n</i>", "<b>boom</b>", HOSTILE_KEY):
+        assert hostile not in new
+    assert escape(reverse("traces:step-detail", args=[run.pk, HOSTILE_KEY])) in new
+    assert 'title="">—</td>' in new  # no time: neither the step's nor its run's
+    assert same_markup(entity_subject_rows([])) == same_markup(
+        Template(SUBJECT_ROWS_TEMPLATE).render(Context({"steps": []}))
+    )

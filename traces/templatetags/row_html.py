@@ -265,6 +265,30 @@ def _when_cell(when, note: str = "", gap: str = "") -> str:
     return f'<td class="nowrap" title="{_date(when, EXACT)}">{_date(when, SECOND)}{gap}{ago}</td>'
 
 
+@register.simple_tag
+def entity_subject_rows(steps) -> SafeString:
+    """The rows of an entity's subject steps (steps whose own subject it is): the
+    template's markup, each value escaped."""
+    rows = [_entity_subject_row(step) for step in steps]
+    if not rows:
+        return mark_safe('<tr><td colspan="5" class="empty">No steps on this page.</td></tr>')
+    return mark_safe("\n".join(rows))
+
+
+def _entity_subject_row(step) -> str:
+    error = ""
+    if step.error_head:
+        error = f"<bdi>{_e(Truncator(step.error_head).chars(200))}</bdi>"
+    return (
+        '<tr data-row tabindex="-1">'
+        f'<td class="name">{_step_cell(step)}</td>'
+        f'<td class="name">{_run_cell(step.run)}</td>'
+        f'<td class="error-cell">{error}</td>'
+        f"{_when_cell(step.when)}"
+        f'<td class="num">{human_duration(step.duration_ms)}</td></tr>'
+    )
+
+
 # --- the steps list (step_list.html): 50 rows over many runs ------------------------------
 
 
