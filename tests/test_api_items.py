@@ -3,6 +3,7 @@ through their Schemas: the JSON must be the very answer the Schemas give for the
 rows (the bytes), and valid against them (the OpenAPI document says so)."""
 
 import json
+from urllib.parse import urlencode
 
 import jsonschema_rs
 import pytest
@@ -13,7 +14,7 @@ from tracer_site.api import api
 from traces import queries
 from traces.ingest.loader import ingest_paths
 from traces.models import Run, Step
-from traces.schemas import RunSteps, StepList
+from traces.schemas import ErrorGroupOut, ErrorGroupsOut, RunSteps, StepList
 
 pytestmark = pytest.mark.django_db
 
@@ -116,3 +117,18 @@ def test_the_odd_values_come_back_as_the_schema_gives_them(client, runs):
     assert [item["error_truncated"] for item in items[:4]] == [False, False, True, True]
     assert items[0]["run"]["name"] == '<img src=x onerror="1">'
     assert items[0]["run"]["url"] == reverse("traces:run-detail", args=[run.pk])
+
+
+@pytest.mark.parametrize("params", [{}, {"format": "runs"}, {"name": "step", "run_type": "x&y"}])
+def test_error_groups_are_what_the_schema_answers(client, runs, params):
+    body = client.get(reverse("api:step_errors"), params).content
+    assert body == through_schema(ErrorGroupsOut, json.loads(body))
+    assert conforms(ErrorGroupsOut, body)
+    groups = json.loads(body)["groups"]
+    if params.get("run_type"):
+        return
+    assert groups and any(group["spark"] for group in groups)
+    steps_url = reverse("api:list_steps") + "?" + urlencode({**params, "status": "failed"})
+    for group in groups:
+        assert group["steps"] == f"{steps_url}&{urlencode({'error_group': group['text']})}"
+        assert list(group) == list(ErrorGroupOut.model_fields)
