@@ -14,7 +14,14 @@ from tracer_site.api import api
 from traces import queries
 from traces.ingest.loader import ingest_paths
 from traces.models import Run, Step
-from traces.schemas import ErrorGroupOut, ErrorGroupsOut, RunSteps, StepList
+from traces.schemas import (
+    ErrorGroupOut,
+    ErrorGroupsOut,
+    RunSteps,
+    StepList,
+    Timeline,
+    TimelineRow,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -132,3 +139,16 @@ def test_error_groups_are_what_the_schema_answers(client, runs, params):
     for group in groups:
         assert group["steps"] == f"{steps_url}&{urlencode({'error_group': group['text']})}"
         assert list(group) == list(ErrorGroupOut.model_fields)
+
+
+def test_a_timeline_is_what_the_schema_answers(client, runs):
+    untimed = 0
+    for run in runs:
+        for params in ({}, {"failed": "1"}):
+            body = client.get(reverse("api:run_timeline", args=[run.pk]), params).content
+            assert body == through_schema(Timeline, json.loads(body))
+            assert conforms(Timeline, body)
+            answer = json.loads(body)
+            untimed += not answer["timed"] and bool(answer["items"])
+            assert all(list(row) == list(TimelineRow.model_fields) for row in answer["items"])
+    assert untimed  # greentic's steps have no times: laid end to end

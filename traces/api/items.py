@@ -1,12 +1,14 @@
-"""The API's lists of steps as plain dicts, answered without validating each item.
+"""The API's long lists as plain dicts, answered without validating each item.
 
 Through its Schema an answer is read field by field by ninja's DjangoGetter and
 validated by pydantic: for the 300 steps of a run's flat list, ~12,600 attribute
 reads and ~45 ms of a request whose SQL takes 2 ms. The step lists build their items
 here instead, field for field (names, order and values) what StepItem gives, and
-answer with the API's own renderer. The endpoints still declare their Schemas,
-which the OpenAPI document is made from; tests/test_api_items.py validates these
-dicts through them and compares them with what the Schemas make of the same rows.
+answer with the API's own renderer; so do the timeline's rows and the failure causes
+with their sparklines (api.runs, api.steps). The endpoints still declare their
+Schemas, which the OpenAPI document is made from; tests/test_api_items.py compares
+these answers with what the Schemas make of the same rows, and validates them
+against the document.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def step_item(step: Step, run: dict) -> dict:
         "raw_status": step.raw_status,
         "started_at": step.started_at,
         "finished_at": step.finished_at,
-        "duration_ms": _float(step.duration_ms),
+        "duration_ms": as_float(step.duration_ms),
         "attempt": step.attempt,
         "retries": step.retries,
         "retry_of": step.retry_of,
@@ -106,7 +108,8 @@ def _progress(step: Step) -> dict | None:
     }
 
 
-def _float(value):
+def as_float(value: float | None) -> float | None:
+    """A number a Schema declares a float (pydantic would make 7 into 7.0)."""
     return float(value) if value is not None else None
 
 

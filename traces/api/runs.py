@@ -142,7 +142,8 @@ def run_timeline(request, run_id: RunId, filters: Query[TimelineQuery]):
         after=data["after"] or None,
         before=data["before"] or None,
     )
-    return {"run_id": run_id, **_lay_out(run, page.items, form.failed_only), **cursors(page)}
+    body = {"run_id": run_id, **_lay_out(run, page.items, form.failed_only), **cursors(page)}
+    return items_of.answer(request, body)  # 300 rows: plain dicts (api.items)
 
 
 def _lay_out(run: Run, rows: list[Step], failed_only: bool) -> dict:
@@ -150,7 +151,7 @@ def _lay_out(run: Run, rows: list[Step], failed_only: bool) -> dict:
     return {
         "timed": layout.timed,
         "start": layout.start,
-        "span_ms": layout.span_ms,
+        "span_ms": float(layout.span_ms),
         "items": _rows(layout.items),
     }
 
@@ -168,8 +169,8 @@ def _rows(placed: list[tuple[Step, float | None, float | None]]) -> list[dict]:
             "status": step.status,
             "started_at": step.started_at,
             "finished_at": step.finished_at,
-            "offset_ms": offset,
-            "duration_ms": duration,
+            "offset_ms": items_of.as_float(offset),
+            "duration_ms": items_of.as_float(duration),
             "url": step_url(step.run_id, step.key),
         }
         for step, offset, duration in placed
