@@ -181,3 +181,28 @@ def test_sparklines_come_from_the_days(monkeypatch):
     for group in result.top:
         assert [point["at"] for point in group.spark] == [DAY + timedelta(days=n) for n in range(3)]
         assert sum(point["n"] for point in group.spark) == sum(group.days.values())
+
+
+@pytest.mark.django_db
+def test_groups_first_and_last_seen_are_their_failures_own(monkeypatch):
+    """Recounted from the steps in Python: each cause's earliest and latest failure
+    (its start, else its run's), whole seconds and microseconds mixed (SQLite keeps
+    them as text, with and without a fraction)."""
+    spread_failures()
+    for index, step in enumerate(Step.objects.filter(status="failed").exclude(started_at=None)):
+        if index % 4 == 0:
+            Step.objects.filter(pk=step.pk).update(
+                started_at=step.started_at + timedelta(microseconds=index * 37 + 1)
+            )
+    recount_failure_causes()
+    expected: dict[str, list] = {}
+    for step in Step.objects.filter(status="failed", synthetic=False).select_related("run"):
+        moment = step.started_at or step.run.started_at
+        entry = expected.setdefault(step.error_cause, [0, None, None])
+        entry[0] += 1
+        if moment is not None:
+            entry[1] = min(entry[1] or moment, moment)
+            entry[2] = max(entry[2] or moment, moment)
+    for source in both_sources({}, monkeypatch):
+        assert {text: [n, first, last] for text, n, first, last, _days in source} == expected
+        assert all(first.tzinfo is not None for _t, _n, first, _l, _d in source if first)

@@ -2,14 +2,18 @@
 the URLs their view builds for a window's keys (views.common.key_urls): the same
 links reverse() gives, and every value from a trace escaped, keys included."""
 
+import re
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from django.db import models
+from django.template import Context, RequestContext, Template
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import escape
 
-from tests.factories import make_runs, make_steps
+from tests.factories import BASE_TIME, make_runs, make_steps
 from traces.key_urls import key_urls
-from traces.models import Step
+from traces.models import Run, Step
 from traces.templatetags.traces_extras import grouped, progress_html
 
 pytestmark = pytest.mark.django_db
@@ -113,3 +117,138 @@ def test_key_urls_follow_the_script_prefix_they_are_served_under():
     finally:
         set_script_prefix(before)
     assert key_url("traces:step-detail", 7, "s.1") == plain
+
+
+def same_markup(html: str) -> str:
+    """Markup compared as a browser reads it: whitespace between and inside tags aside."""
+    html = re.sub(r"\s+", " ", str(html))
+    return re.sub(r"\s*([<>])\s*", r"\1", html)
+
+
+# The causes table's rows as step_list.html rendered them before row_html.cause_rows.
+CAUSE_ROWS_TEMPLATE = """{% load humanize traces_extras %}
+{% for row in spark_rows %}{% with group=row.group %}
+  {% querystring error_group=group.text status="failed" after=None before=None group=None as group_href %}
+  <tr {% if group.text == error_group %}class="selected" aria-current="true"{% endif %}>
+    <td class="num">{{ group.count|intcomma }}</td>
+    <td class="name"><a href="{{ group_href }}" hx-get="{{ group_href }}"><code><bdi>{{ group.text }}</bdi></code></a>
+      {% if group.example and group.example != group.text %}<div class="muted">e.g. <bdi>{{ group.example|truncatechars:120 }}</bdi></div>{% endif %}</td>
+    <td>{% if row.bars %}<svg class="spark" viewBox="0 0 {{ row.width }} 16" preserveAspectRatio="none" role="img" aria-label="{{ group.count }} failures from {{ group.first_seen|date:'Y-m-d H:i' }} to {{ group.last_seen|date:'Y-m-d H:i' }}">
+      {% for bar in row.bars %}{% if bar.n %}<rect x="{{ bar.x }}" y="{{ bar.y }}" width="0.8" height="{{ bar.height }}"><title>{{ bar.at|date:"Y-m-d H:i" }} · {{ bar.n }}</title></rect>{% endif %}{% endfor %}
+    </svg>{% elif group.first_seen and spark_unit %}<span class="muted">within one {{ spark_unit }}</span>{% else %}<span class="muted">—</span>{% endif %}</td>
+    <td class="nowrap" title="{{ group.first_seen|date:'Y-m-d H:i:s.u e' }}">{{ group.first_seen|since }}</td>
+    <td class="nowrap" title="{{ group.last_seen|date:'Y-m-d H:i:s.u e' }}">{{ group.last_seen|since }}</td>
+  </tr>
+{% endwith %}{% endfor %}"""  # noqa: E501
+
+
+def hostile_cause_groups(spread: int):
+    from traces.queries.errors import ErrorGroup, ErrorGroups, add_sparklines
+
+    day = BASE_TIME.date()
+    groups = [
+        ErrorGroup(
+            text='<script>x</script> & "q"', count=12345, first_seen=BASE_TIME,
+            last_seen=BASE_TIME + timedelta(days=spread, microseconds=7),
+            example="<b>boom</b> " + "long " * 40, days={day: 5, day + timedelta(days=spread): 7},
+        ),
+        ErrorGroup(text="same as example", count=1, first_seen=BASE_TIME, last_seen=BASE_TIME,
+                   example="same as example", days={day: 1}),
+        ErrorGroup(text="no time", count=2, example="e.g. <i>", days={}),
+    ]  # fmt: skip
+    result = ErrorGroups(groups=groups, from_read_model=True)
+    add_sparklines(result)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("query", "spread"),
+    [("status=failed", 3), ("status=failed&error_group=no+time&format=runs&after=x", 3), ("", 0)],
+)
+def test_cause_rows_are_the_markup_the_template_gave(rf, query, spread):
+    from traces.templatetags.row_html import cause_rows
+    from traces.views.steps import _spark_rows
+
+    groups = hostile_cause_groups(spread)
+    request = rf.get(f"/steps/?{query}")
+    context = {
+        "spark_rows": _spark_rows(groups),
+        "error_group": request.GET.get("error_group", ""),
+        "spark_unit": groups.spark_unit,
+    }
+    old = Template(CAUSE_ROWS_TEMPLATE).render(RequestContext(request, context))
+    new = cause_rows(RequestContext(request, context), *context.values())
+    assert same_markup(new) == same_markup(old)
+    assert "<script>" not in new and "<b>boom" not in new and "&lt;script&gt;" in new
+    assert new.count("<tr") == 3
+    if spread:  # bars on a 4-day axis: 2 + 1 + none
+        assert new.count("<rect ") == 3 and new.count("<svg") == 3
+    else:  # one day: no line
+        assert new.count("within one day") == 2 and "<svg" not in new
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "America/New_York"])
+def test_row_dates_are_what_the_date_filter_shows(settings, zone):
+    from django.utils import timezone
+    from django.utils.dateformat import format as date_format
+
+    from traces.templatetags.row_html import EXACT, MINUTE, SECOND, _date
+
+    moments = [
+        BASE_TIME, BASE_TIME.replace(microsecond=5), datetime(2026, 3, 29, 1, 30, tzinfo=UTC),
+        datetime(2026, 10, 25, 1, 0, 1, tzinfo=UTC), datetime(9, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5),
+    ]  # fmt: skip
+    with timezone.override(zone):
+        for moment in moments:
+            local = timezone.localtime(moment) if timezone.is_aware(moment) else moment
+            for form in (EXACT, SECOND, MINUTE):
+                assert _date(moment, form) == escape(date_format(local, form)), (moment, form)
+    assert _date(None, EXACT) == ""
+
+
+# An entity's subject rows as entity_detail.html rendered them before row_html's.
+SUBJECT_ROWS_TEMPLATE = """{% load traces_extras %}
+{% for step in steps %}
+<tr data-row tabindex="-1">
+  <td class="name">{% url 'traces:step-detail' step.run_id step.key as step_href %}
+<span class="step-cell">{% include "traces/_status.html" with status=step.status %}
+  {% if step_href %}<a data-row-link href="{{ step_href }}"><bdi>{{ step.name|default:step.key }}</bdi></a>{% else %}<bdi>{{ step.name|default:step.key }}</bdi>{% endif %}</span></td>
+  <td class="name">{% with run=step.run %}<a href="{% url 'traces:run-detail' run.pk %}"><bdi>{{ run.name|default:run.external_id }}</bdi></a>
+<div class="muted">{{ run.status|status_icon }} {{ run.status }} · {{ run.format }}</div>{% endwith %}</td>
+  <td class="error-cell">{% if step.error_head %}<bdi>{{ step.error_head|truncatechars:200 }}</bdi>{% endif %}</td>
+  {% with when=step.when %}<td class="nowrap" title="{{ when|date:'Y-m-d H:i:s.u e' }}">{% if when %}{{ when|date:"Y-m-d H:i:s" }}<div class="muted">{{ when|since }}</div>{% else %}—{% endif %}</td>{% endwith %}
+  <td class="num">{{ step.duration_ms|human_duration }}</td>
+</tr>
+{% empty %}
+<tr><td colspan="5" class="empty">No steps on this page.</td></tr>
+{% endfor %}"""  # noqa: E501
+
+
+def test_entity_subject_rows_are_the_markup_the_template_gave():
+    from tests.factories import count_entities
+    from traces.queries.entities import subject_step_rows
+    from traces.templatetags.row_html import entity_subject_rows
+
+    run = make_runs(1, name='<img src=x onerror="1">')[0]
+    steps = make_steps(run, 4, status="failed", error=lambda i: f"<b>boom</b> {'x' * 150 * i}")
+    for step, key in zip(steps, [HOSTILE_KEY, "a\nb", "plain", "x y"], strict=True):
+        Step.objects.filter(pk=step.pk).update(
+            key=key, name="" if key == "plain" else "<i>n</i>", entity_type="order",
+            entity_id="o<1>", status="succeeded" if key == "x y" else "failed",
+        )  # fmt: skip
+    Step.objects.filter(pk=steps[2].pk).update(started_at=None, duration_ms=None, error="")
+    Run.objects.filter(pk=run.pk).update(started_at=None)
+    count_entities()
+    rows = list(subject_step_rows("order", "o<1>"))
+    assert len(rows) == 4
+    old = Template(SUBJECT_ROWS_TEMPLATE).render(Context({"steps": rows}))
+    new = entity_subject_rows(rows)
+    assert same_markup(new) == same_markup(old)
+    for hostile in ('<img src=x onerror="1">', "<i>n</i>", "<b>boom</b>", HOSTILE_KEY):
+        assert hostile not in new
+    assert escape(reverse("traces:step-detail", args=[run.pk, HOSTILE_KEY])) in new
+    assert 'title="">—</td>' in new  # no time: neither the step's nor its run's
+    assert same_markup(entity_subject_rows([])) == same_markup(
+        Template(SUBJECT_ROWS_TEMPLATE).render(Context({"steps": []}))
+    )

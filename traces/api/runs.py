@@ -11,6 +11,7 @@ from traces.forms import RunFilterForm, RunPageForm, RunStepsForm
 from traces.models import Run, Step
 from traces.schemas import RunDetail, RunList, RunLogs, RunSteps, Timeline, form_query, step_url
 
+from . import items as items_of
 from .common import MAX_ID, READ, READ_ONE, ApiBadRequest, cursors, valid
 
 router = Router()
@@ -28,13 +29,6 @@ LogsQuery = form_query(
 )
 
 RunId = Path[int, {"ge": 1, "le": MAX_ID, "description": "The run's id."}]
-
-
-def in_run(steps: list[Step], run: Run) -> list[Step]:
-    """A run's own steps, given their run (a StepItem names it) without a query each."""
-    for step in steps:
-        step.run = run
-    return steps
 
 
 def get_run(run_id: int, *, with_values: bool = False) -> Run:
@@ -100,17 +94,17 @@ def run_steps(request, run_id: RunId, filters: Query[RunStepsQuery]):
     data = form.cleaned_data
     run = get_run(run_id)
     if "parent" in request.GET:
-        return _tree_level(run, data, form.failed_only)
+        return _tree_level(request, run, data, form.failed_only)
     page = queries.timeline.timeline_window(
         run_id,
         failed_only=form.failed_only,
         after=data["after"] or None,
         before=data["before"] or None,
     )
-    return {"run_id": run_id, "parent": None, "items": in_run(page.items, run), **cursors(page)}
+    return _steps_answer(request, run, None, page)
 
 
-def _tree_level(run: Run, data: dict, failed_only: bool) -> dict:
+def _tree_level(request, run: Run, data: dict, failed_only: bool):
     if data["before"]:
         message = "one level pages forward only: use `after` with `parent`"
         raise ApiBadRequest(f"before: {message}", {"before": [message]})
@@ -119,12 +113,14 @@ def _tree_level(run: Run, data: dict, failed_only: bool) -> dict:
     page = queries.steps.tree_level(
         run.pk, parent.pk if parent else None, failed_only=failed_only, after=data["after"] or None
     )
-    return {
-        "run_id": run.pk,
-        "parent": key or None,
-        "items": in_run(page.items, run),
-        **cursors(page),
-    }
+    return _steps_answer(request, run, key or None, page)
+
+
+def _steps_answer(request, run: Run, parent: str | None, page):
+    """RunSteps, its items built as plain dicts (api.items: no validation per item)."""
+    items = items_of.step_items(page.items, run)
+    body = {"run_id": run.pk, "parent": parent, **items_of.page_of(page, items)}
+    return items_of.answer(request, body)
 
 
 @router.get(
@@ -146,7 +142,8 @@ def run_timeline(request, run_id: RunId, filters: Query[TimelineQuery]):
         after=data["after"] or None,
         before=data["before"] or None,
     )
-    return {"run_id": run_id, **_lay_out(run, page.items, form.failed_only), **cursors(page)}
+    body = {"run_id": run_id, **_lay_out(run, page.items, form.failed_only), **cursors(page)}
+    return items_of.answer(request, body)  # 300 rows: plain dicts (api.items)
 
 
 def _lay_out(run: Run, rows: list[Step], failed_only: bool) -> dict:
@@ -154,7 +151,7 @@ def _lay_out(run: Run, rows: list[Step], failed_only: bool) -> dict:
     return {
         "timed": layout.timed,
         "start": layout.start,
-        "span_ms": layout.span_ms,
+        "span_ms": float(layout.span_ms),
         "items": _rows(layout.items),
     }
 
@@ -172,8 +169,8 @@ def _rows(placed: list[tuple[Step, float | None, float | None]]) -> list[dict]:
             "status": step.status,
             "started_at": step.started_at,
             "finished_at": step.finished_at,
-            "offset_ms": offset,
-            "duration_ms": duration,
+            "offset_ms": items_of.as_float(offset),
+            "duration_ms": items_of.as_float(duration),
             "url": step_url(step.run_id, step.key),
         }
         for step, offset, duration in placed

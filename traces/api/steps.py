@@ -3,7 +3,7 @@ off it."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from django.urls import reverse
 from ninja import Path, Query, Router
@@ -15,7 +15,8 @@ from traces.models import Status as StepStatus
 from traces.models import Step
 from traces.schemas import ErrorGroupsOut, StepDetail, StepList, form_query
 
-from .common import MAX_ID, READ, READ_ONE, cursors, valid
+from . import items as items_of
+from .common import MAX_ID, READ, READ_ONE, valid
 
 router = Router()
 
@@ -45,12 +46,10 @@ def list_steps(request, filters: Query[StepQuery]):
     steps = queries.steps.filter_steps(data)
     page = queries.steps.steps_page(steps, data)
     count, capped = queries.steps.capped_count(steps)
-    return {
-        "count": count,
-        "count_capped": capped,
-        "items": page.items,
-        **cursors(page),
-    }
+    items = items_of.step_items(page.items)
+    return items_of.answer(
+        request, {"count": count, "count_capped": capped, **items_of.page_of(page, items)}
+    )
 
 
 @router.get(
@@ -67,23 +66,28 @@ def step_errors(request, filters: Query[ErrorsQuery]):
     result = queries.errors.failure_groups(data)
     keep = {name: request.GET[name] for name in ERROR_PARAMS if request.GET.get(name)}
     steps_url = f"{reverse('api:list_steps')}?{urlencode({**keep, 'status': StepStatus.FAILED})}"
-    return {
-        "groups": [_error_group(group, steps_url) for group in result.groups],
-        "steps_read": result.steps_read,
-        "from_read_model": result.from_read_model,
-        "spark_unit": result.spark_unit,
-    }
+    # Hundreds of causes and their sparklines' points: plain dicts (api.items).
+    return items_of.answer(
+        request,
+        {
+            "groups": [_error_group(group, steps_url) for group in result.groups],
+            "steps_read": result.steps_read,
+            "from_read_model": result.from_read_model,
+            "spark_unit": result.spark_unit,
+        },
+    )
 
 
 def _error_group(group: queries.errors.ErrorGroup, steps_url: str) -> dict:
+    """An ErrorGroupOut."""
     return {
         "text": group.text,
         "count": group.count,
         "first_seen": group.first_seen,
         "last_seen": group.last_seen,
         "example": group.example,
-        "spark": group.spark,
-        "steps": f"{steps_url}&{urlencode({'error_group': group.text})}",
+        "spark": [{"at": point["at"], "n": point["n"]} for point in group.spark],
+        "steps": f"{steps_url}&error_group={quote_plus(group.text)}",
     }
 
 

@@ -10,12 +10,11 @@ steps by their indexed cause in SQL. Both are exact: no raw message is read to g
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import connection
-from django.db.models import Count, DateField, F, Func, Max, Min, Q, Sum
+from django.db.models import Count, DateField, F, Func, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from traces.causes import NO_DAY
@@ -99,7 +98,7 @@ def _is_day_end(moment: datetime) -> bool:
 # --- the failures per cause and day, from either source -------------------------------
 
 
-def _read_model_days(filters: dict) -> Iterable[dict]:
+def _read_model_days(filters: dict) -> QuerySet:
     """(cause, day, n, first, last) rows from FailureCause, formats and types summed."""
     causes = FailureCause.objects.all()
     if filters.get("format"):
@@ -114,7 +113,7 @@ def _read_model_days(filters: dict) -> Iterable[dict]:
     )
 
 
-def _failed_step_days(filters: dict) -> Iterable[dict]:
+def _failed_step_days(filters: dict) -> QuerySet:
     """(cause, day, n, first, last) rows grouped over the matching failed steps by
     their indexed cause. The time range applies to a failure's time (its start, else
     its run's), as FailureCause counts it, so both sources give the same groups."""
@@ -152,24 +151,71 @@ def _utc_day(expression):
     return TruncDate(expression, tzinfo=UTC)
 
 
-def _groups_of(rows: Iterable[dict]) -> list[ErrorGroup]:
+def _groups_of(rows: QuerySet) -> list[ErrorGroup]:
+    """The causes of (cause, day, n, first, last) rows, most frequent first.
+
+    The rows are read as the database gives them, not through the model's converters:
+    of hundreds of rows (a cause per day), only each cause's earliest and latest time
+    become datetimes (on SQLite, times are text that sorts as they do, which is how
+    its MIN() and MAX() compared them; PostgreSQL gives datetimes)."""
+    sql, params = rows.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        fetched = cursor.fetchall()
+    cause_at, day_at, n_at, first_at, last_at = (
+        names.index(name) for name in ("cause", "day", "n", "first", "last")
+    )
     groups: dict[str, ErrorGroup] = {}
-    for row in rows:
-        group = groups.setdefault(row["cause"], ErrorGroup(text=row["cause"]))
-        group.count += row["n"]
-        group.first_seen = _earliest(group.first_seen, row["first"])
-        group.last_seen = _latest(group.last_seen, row["last"])
-        if row["day"] is not None and row["day"] != NO_DAY:
-            group.days[row["day"]] = group.days.get(row["day"], 0) + row["n"]
+    bounds: dict[str, list] = {}
+    days: dict = {}
+    for row in fetched:
+        cause, n = row[cause_at], row[n_at]
+        group = groups.get(cause)
+        if group is None:
+            group = groups[cause] = ErrorGroup(text=cause)
+            bounds[cause] = [None, None]
+        group.count += n
+        edge = bounds[cause]
+        first, last = row[first_at], row[last_at]
+        if first is not None and (edge[0] is None or first < edge[0]):
+            edge[0] = first
+        if last is not None and (edge[1] is None or last > edge[1]):
+            edge[1] = last
+        raw_day = row[day_at]
+        if raw_day is None:
+            continue
+        day = days.get(raw_day)
+        if day is None:
+            day = days[raw_day] = _as_date(raw_day)
+        if day != NO_DAY:
+            group.days[day] = group.days.get(day, 0) + n
+    as_first, as_last = _converter(rows, "first"), _converter(rows, "last")
+    for cause, group in groups.items():
+        first, last = bounds[cause]
+        group.first_seen = as_first(first) if first is not None else None
+        group.last_seen = as_last(last) if last is not None else None
     return sorted(groups.values(), key=lambda group: (-group.count, group.text))
 
 
-def _earliest(a, b):
-    return b if a is None else a if b is None else min(a, b)
+def _as_date(value) -> date:
+    """A day as Django's converters give it (SQLite keeps days as ISO text)."""
+    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
-def _latest(a, b):
-    return b if a is None else a if b is None else max(a, b)
+def _converter(rows: QuerySet, name: str):
+    """What Django's converters make of an annotation's raw value."""
+    expression = rows.query.annotation_select[name]
+    converters = connection.ops.get_db_converters(expression) + expression.get_db_converters(
+        connection
+    )
+
+    def convert(value):
+        for converter in converters:
+            value = converter(value, expression, connection)
+        return value
+
+    return convert
 
 
 # --- examples ------------------------------------------------------------------------------

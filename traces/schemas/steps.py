@@ -104,8 +104,8 @@ class StepItem(StepRef):
     steps; /api/steps/{id} adds to it (StepDetail)."""
 
     # The row queries (queries.steps.step_rows and step_list_columns) load these
-    # columns and annotate parent_key, error_head and error_length; a list's own run
-    # is given to its steps (api.runs.in_run).
+    # columns and annotate parent_key, error_head and error_length. The step lists
+    # answer with plain dicts of this shape (api.items), which tests validate here.
     run: RunRef
     parent_id: int | None
     parent_key: str | None
