@@ -170,6 +170,8 @@ class RowPlan:
         left = [c for c in left if not c.primary_key]
         order = [*from_record, *(columns[n] for n in fixed), columns["attributes"], *left]
         self.fixed_at = {name: len(from_record) + i for i, name in enumerate(fixed)}
+        # Where each column's value is in a row.
+        self.at = {c.attname: i for i, c in enumerate(order)}
         names = [c.attname for c in from_record]
         self.get = operator.attrgetter(*names) if len(names) > 1 else _one_of(names)
         self.cleaners = [_cleaner(c, self.postgres) for c in from_record]
@@ -223,10 +225,13 @@ class BulkInserter:
         self.plan = row_plan(model, record_type, fixed)
         self.rows: list[list] = []
 
-    def add(self, record, attributes: dict, fixed: tuple) -> None:
-        self.rows.append(self.plan.row(record, attributes, fixed))
+    def add(self, record, attributes: dict, fixed: tuple) -> list:
+        """Buffer the record's row (written when the batch is full); the row."""
+        row = self.plan.row(record, attributes, fixed)
+        self.rows.append(row)
         if len(self.rows) >= BATCH_SIZE:
             self.flush()
+        return row
 
     def flush(self) -> None:
         self.plan.write(self.rows)

@@ -11,6 +11,7 @@ The caller holds the transaction: a run is written whole or not at all.
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -21,8 +22,13 @@ from django.utils import timezone
 from traces.causes import as_utc, error_cause, failure_day
 from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
 
-from .entity_counts import add_run_entities, entities_of, subtract_entities
-from .failure_counts import add_failure_causes, failure_causes_of, subtract_failure_causes
+from .entity_counts import RunEntities, apply_entities, entities_of, subtract_entities
+from .failure_counts import (
+    add_causes,
+    apply_failure_causes,
+    failure_causes_of,
+    subtract_failure_causes,
+)
 from .inserters import (
     BATCH_SIZE,
     BulkInserter,
@@ -64,8 +70,12 @@ class RunIndex:
         # One allocator per model for the whole ingest (it lives in the caller's
         # transaction, as this index does): not one reservation per run.
         self.ids = {model: IdAllocator(model) for model in (Run, Step)}
-        # RunCount's changes by the runs written through this index, for settle().
+        # What the runs written through this index change in the read models
+        # (RunCount, FailureCause, EntityCounter), gathered for settle().
         self.run_counts: Counter = Counter()
+        self.causes: dict[tuple, list] = {}
+        self.entities: dict[tuple, list] = {}
+        self._gathered: set[int] = set()  # the runs those changes come from
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         if not origin:
@@ -84,11 +94,31 @@ class RunIndex:
         if runs is not None:
             runs[run.external_id] = run
 
+    def gather(self, run: Run, writer: _RunWriter, counted_as: tuple | None) -> None:
+        """A run written: what it changes in the read models, kept for settle()."""
+        move_run_count(self.run_counts, counted_as, run_key(run))
+        add_causes(self.causes, run, writer.causes)
+        writer.entities.gather_into(self.entities)
+        self._gathered.add(run.pk)
+
     def settle(self) -> None:
-        """Apply the written runs' counts to RunCount: once, at the end of the
-        file's transaction (see run_counts)."""
+        """Apply the written runs' changes to the read models: once, at the end of
+        the file's transaction (or of each part of a big file's), one statement
+        per table, in key order (see run_counts): no round trips per run, and
+        concurrent writers take the counter rows they share in one order."""
         apply_run_counts(self.run_counts)
+        apply_failure_causes(self.causes)
+        apply_entities(self.entities)
         self.run_counts.clear()
+        self.causes.clear()
+        self.entities.clear()
+        self._gathered.clear()
+
+    def settle_before_deleting(self, run_id: int) -> None:
+        """A run written again in one file (a database that repeats a row): its
+        first write's changes go in before they are taken off with its rows."""
+        if run_id in self._gathered:
+            self.settle()
 
 
 class _GlobalIdLookup:
@@ -154,6 +184,7 @@ def write_run(
             return RunOutcome("unchanged", existing.pk, record.external_id, _stored(existing))
         if _less_complete(record.completeness, existing.completeness):
             return RunOutcome("kept", existing.pk, record.external_id, _stored(existing))
+        index.settle_before_deleting(existing.pk)
         delete_run_children([existing.pk])
     counted_as = run_key(existing) if existing is not None else None
     run = _run_row(record, existing, source_file=source_file, origin=origin)
@@ -168,9 +199,7 @@ def write_run(
     else:
         _json_as_stored(run)
         run.save()
-    move_run_count(index.run_counts, counted_as, run_key(run))
-    add_failure_causes(run, writer.causes)
-    add_run_entities(run.pk)
+    index.gather(run, writer, counted_as)
     index.remember(run)
     action = "updated" if existing is not None else "added"
     return RunOutcome(action, run.pk, record.external_id, writer.counts)
@@ -291,6 +320,9 @@ class _RunWriter:
         self.seq = 0
         self.new_step_id = step_ids.next
         self.step_plan = row_plan(Step, StepRecord, STEP_FIXED)
+        at = self.step_plan.at
+        self.subject_at = (at["entity_type"], at["entity_id"], at["entity_seen_at"])
+        self.entities = RunEntities()
         self.held_steps: list[list] = []
         # Steps with a smaller id went out before their summaries were known.
         self.first_held_id = 0
@@ -305,7 +337,7 @@ class _RunWriter:
     def write(self, record: RunRecord) -> None:
         self._write_steps(record.steps)
         self._write_rows(Call, CallRecord, CALL_FIXED, record.calls, self._call_row)
-        self._write_rows(EntityLink, LinkRecord, LINK_FIXED, record.links, self._link_row)
+        self._write_links(record.links)
         self._write_rows(LogEntry, LogRecord, LOG_FIXED, record.logs, self._log_row)
         self._write_held_steps()
         self._write_step_summaries()
@@ -321,17 +353,40 @@ class _RunWriter:
         if inserter is not None:
             inserter.flush()
 
+    def _write_links(self, links) -> None:
+        """Links, each counted for the entities read model as its row stores it."""
+        inserter, link = None, self.entities.link
+        for item in links:
+            values = self._link_row(item)
+            if values is None:
+                continue
+            if inserter is None:
+                inserter = BulkInserter(EntityLink, LinkRecord, LINK_FIXED)
+                at = inserter.plan.at
+                fields = operator.itemgetter(
+                    at["entity_type"], at["entity_id"], at["link_type"], at["step_id"],
+                    at["seen_at"], at["external_id"],
+                )  # fmt: skip
+            link(*fields(inserter.add(item, *values)))
+        if inserter is not None:
+            inserter.flush()
+
     def _write_steps(self, steps) -> None:
         plan, held = self.step_plan, self.held_steps
+        type_at, id_at, seen_at = self.subject_at
+        subject = self.entities.subject
         for step in steps:
-            row = self._step_row(step)
-            if row is None:
+            values = self._step_row(step)
+            if values is None:
                 continue
             if len(held) >= HELD_STEPS:
                 plan.write(held)
                 held.clear()
-                self.first_held_id = row[1][0]
-            held.append(plan.row(step, *row))
+                self.first_held_id = values[1][0]
+            row = plan.row(step, *values)
+            held.append(row)
+            if row[type_at] != "":
+                subject(row[type_at], row[id_at], row[seen_at])
 
     def _write_held_steps(self) -> None:
         """The held steps with their summaries, known now that calls and links are in."""
