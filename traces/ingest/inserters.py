@@ -384,7 +384,7 @@ def _sqlite_datetime(value, attributes):
     if value is None:
         return None
     if value.tzinfo is UTC:
-        return value.replace(tzinfo=None).isoformat(" ")
+        return value.isoformat(" ")[:-6]  # without its "+00:00"
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(" ")

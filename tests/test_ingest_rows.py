@@ -1,0 +1,54 @@
+"""The per-row shortcuts of the ingest (issue 12) give what the long way gives."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from traces.ingest.common import _parse_iso_text, parse_iso
+from traces.ingest.records import ParseError
+
+_TIMES = [
+    "2024-01-01T00:00:00Z", "2024-01-01T00:00:00.123456789Z", "2024-01-01T00:00:00.5z",
+    "2024-01-01 00:00:00+00:00", "2024-01-01T00:00:00+02:00", "2024-01-01T00:00:00",
+    "2024-01-01", "20240101", "2024-01-01T00:00:00.Z", " 2024-01-01T00:00:00Z ",
+    "2024-01-01T00:00:00,5Z", "2024-W01-1", "9999-12-31T23:00-05:00", "0001-01-01T00:00:00Z",
+    "1700000000", "1700000000.5", "17000000", "2024-13-01T00:00:00Z", "noon", "2024-01-01T24:00Z",
+    "2024-01-01T00:00:00.000000000+00:00", "2024-01-01T10:20:30.1-01:30",
+]  # fmt: skip
+
+
+def _long_way(text: str):
+    try:
+        return _parse_iso_text(text, "t")
+    except ParseError as exc:
+        return str(exc)
+
+
+def _short_way(text: str):
+    try:
+        return parse_iso(text, "t")
+    except ParseError as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize("text", _TIMES)
+def test_iso_times_read_in_one_call_are_the_times_of_the_long_way(text):
+    short = _short_way(text)
+    assert short == _long_way(text)
+    if not isinstance(short, str):
+        assert short.tzinfo is not None and short.utcoffset().total_seconds() == 0
+
+
+@given(
+    st.datetimes() | st.datetimes(timezones=st.timezones()),
+    st.sampled_from(["T", " "]),
+    st.sampled_from(["auto", "seconds", "milliseconds", "microseconds"]),
+    st.sampled_from(["", "Z", "9"]),
+)
+def test_any_iso_time_reads_as_the_long_way_reads_it(moment, sep, spec, tail):
+    text = moment.isoformat(sep, spec)
+    if tail == "Z" and moment.tzinfo is None:
+        text += "Z"
+    elif tail == "9" and "." in text and moment.tzinfo is None:
+        text += "987"  # nanoseconds, as Go writes them
+    assert _short_way(text) == _long_way(text)
