@@ -254,27 +254,29 @@ class InstancePlan:
         quoted = ", ".join(connection.ops.quote_name(c.column) for c in columns)
         self.sql = f"INSERT INTO {model._meta.db_table} ({quoted}) VALUES ({', '.join(marks)})"
 
-    def insert(self, instance) -> None:
-        """Insert `instance`, its primary key already set."""
-        values = [
-            adapt(getattr(instance, name))
-            for adapt, name in zip(self.adapters, self.attnames, strict=True)
-        ]
+    def insert(self, instances: list) -> None:
+        """Insert `instances` (one statement), their primary keys already set."""
+        pairs = list(zip(self.adapters, self.attnames, strict=True))
+        rows = [[adapt(getattr(instance, name)) for adapt, name in pairs] for instance in instances]
         with connection.cursor() as cursor:
-            cursor.execute(self.sql, values)
-        instance._state.adding = False
-        instance._state.db = connection.alias
+            cursor.executemany(self.sql, rows)
+        for instance in instances:
+            instance._state.adding = False
+            instance._state.db = connection.alias
 
 
 _INSTANCE_PLANS: dict[tuple, InstancePlan] = {}
 
 
-def insert_instance(instance) -> None:
-    key = (type(instance), connection.vendor)
+def insert_instances(instances: list) -> None:
+    """Insert model instances of one model (their primary keys set) in one statement."""
+    if not instances:
+        return
+    key = (type(instances[0]), connection.vendor)
     plan = _INSTANCE_PLANS.get(key)
     if plan is None:
-        plan = _INSTANCE_PLANS[key] = InstancePlan(type(instance))
-    plan.insert(instance)
+        plan = _INSTANCE_PLANS[key] = InstancePlan(type(instances[0]))
+    plan.insert(instances)
 
 
 def _instance_adapter(column: models.Field, postgres: bool):
@@ -318,6 +320,8 @@ def _cleaner(column: models.Field, postgres: bool):
         return _text_cleaner(column)
     if isinstance(column, models.BooleanField):
         return _bool_cleaner(column)
+    if isinstance(column, models.IntegerField | models.FloatField):
+        return _number_cleaner(column)
 
     def clean(value, attributes):
         return clean_value(column, value, attributes)
@@ -341,6 +345,26 @@ def _bool_cleaner(column: models.Field):
 
     def clean(value, attributes):
         return default if value is None else bool(value)
+
+    return clean
+
+
+def _number_cleaner(column: models.Field):
+    """`clean_value` for a number column, its common cases (none, a plain int that
+    fits, a finite float) without the type tests."""
+    empty = None if column.null else _empty(column)
+    if isinstance(column, models.FloatField):
+        usual, low, high = float, -math.inf, math.inf
+    else:
+        usual = int
+        low, high = INT64 if isinstance(column, models.BigIntegerField) else INT32
+
+    def clean(value, attributes):
+        if value is None:
+            return empty
+        if type(value) is usual and low < value < high:
+            return value
+        return clean_value(column, value, attributes)
 
     return clean
 

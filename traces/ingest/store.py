@@ -36,7 +36,7 @@ from .inserters import (
     clean_value,
     dump_json,
     fit_key,
-    insert_instance,
+    insert_instances,
     row_plan,
 )
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
@@ -76,16 +76,36 @@ class RunIndex:
         self.causes: dict[tuple, list] = {}
         self.entities: dict[tuple, list] = {}
         self._gathered: set[int] = set()  # the runs those changes come from
+        # New runs' rows, inserted together by settle() (their children are in:
+        # foreign keys are checked at commit), by id and by global id.
+        self._unwritten: dict[int, Run] = {}
+        self._unwritten_global: dict[tuple[str, str], Run] = {}
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         if not origin:
-            return _run_with_global_id(format, external_id)
-        runs = Run.objects.only(*self.FIELDS)
-        key = (format, origin)
-        if key not in self._by_origin:
-            stored = runs.filter(format=format, origin=origin)
-            self._by_origin[key] = {run.external_id: run for run in stored.iterator()}
-        return self._by_origin[key].get(external_id)
+            run = self._unwritten_global.get((format, external_id))
+            if run is None:
+                return _run_with_global_id(format, external_id)
+        else:
+            key = (format, origin)
+            if key not in self._by_origin:
+                stored = Run.objects.only(*self.FIELDS).filter(format=format, origin=origin)
+                self._by_origin[key] = {run.external_id: run for run in stored.iterator()}
+            run = self._by_origin[key].get(external_id)
+        if run is not None and run.pk in self._unwritten:
+            self.write_runs()  # a run given twice: its first copy is stored, then updated
+        return run
+
+    def add_run(self, run: Run) -> None:
+        """A new run whose children are written: its row goes in with the others'."""
+        self._unwritten[run.pk] = run
+        if not run.origin:
+            self._unwritten_global[(run.format, run.external_id)] = run
+
+    def write_runs(self) -> None:
+        insert_instances(list(self._unwritten.values()))
+        self._unwritten.clear()
+        self._unwritten_global.clear()
 
     def remember(self, run: Run) -> None:
         """A run just written: a file that gives the same run twice (duplicate
@@ -106,6 +126,7 @@ class RunIndex:
         the file's transaction (or of each part of a big file's), one statement
         per table, in key order (see run_counts): no round trips per run, and
         concurrent writers take the counter rows they share in one order."""
+        self.write_runs()
         apply_run_counts(self.run_counts)
         apply_failure_causes(self.causes)
         apply_entities(self.entities)
@@ -195,7 +216,7 @@ def write_run(
     writer = _RunWriter(run, index.ids[Step])
     writer.write(record)
     if existing is None:
-        insert_instance(run)
+        index.add_run(run)
     else:
         _json_as_stored(run)
         run.save()
@@ -262,6 +283,9 @@ RUN_FIELDS = (
 )  # fmt: skip
 
 
+_RUN_COLUMNS = {name: Run._meta.get_field(name) for name in RUN_FIELDS}
+
+
 def _run_row(
     record: RunRecord, existing: Run | None, *, source_file: TraceFile | None, origin: str
 ) -> Run:
@@ -272,7 +296,7 @@ def _run_row(
     if external_id != record.external_id:
         values["attributes"].setdefault("full_values", {})["external_id"] = record.external_id
     for name, value in values.items():
-        setattr(run, name, clean_value(Run._meta.get_field(name), value, values["attributes"]))
+        setattr(run, name, clean_value(_RUN_COLUMNS[name], value, values["attributes"]))
     run.completeness = list(record.completeness) if record.completeness is not None else None
     run.source_file = source_file
     run.left_source_at = None  # written again by its source: back in it
@@ -282,7 +306,7 @@ def _run_row(
 
 def _json_as_stored(run: Run) -> None:
     """The run's JSON values as `dump_json` makes them storable (no NUL, NaN as
-    null), for the ORM's save(); `insert_instance` dumps them so itself."""
+    null), for the ORM's save(); `insert_instances` dumps them so itself."""
     for name in ("input", "output", "output_counters", "attributes"):
         value = getattr(run, name)
         if value is not None:
