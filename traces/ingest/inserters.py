@@ -217,25 +217,31 @@ def row_plan(model, record_type, fixed: tuple[str, ...]) -> RowPlan:
     return plan
 
 
-class BulkInserter:
-    """Buffers rows of one model and writes them in batches: `COPY` on
-    PostgreSQL, executemany on SQLite. This is the hot loop of every ingest."""
+class RowBuffers:
+    """Rows of several plans, each written BATCH_SIZE at a time and the rest when
+    flushed: the rows of many small runs go in together (one COPY or executemany
+    a batch, not one a run). This is the hot loop of every ingest."""
 
-    def __init__(self, model, record_type, fixed: tuple[str, ...]):
-        self.plan = row_plan(model, record_type, fixed)
-        self.rows: list[list] = []
+    def __init__(self):
+        self.rows: dict[RowPlan, list[list]] = {}
 
-    def add(self, record, attributes: dict, fixed: tuple) -> list:
-        """Buffer the record's row (written when the batch is full); the row."""
-        row = self.plan.row(record, attributes, fixed)
-        self.rows.append(row)
-        if len(self.rows) >= BATCH_SIZE:
-            self.flush()
-        return row
+    def add(self, plan: RowPlan, row: list) -> None:
+        rows = self.rows.get(plan)
+        if rows is None:
+            rows = self.rows[plan] = []
+        rows.append(row)
+        if len(rows) >= BATCH_SIZE:
+            plan.write(rows)
+            self.rows[plan] = []
+
+    def extend(self, plan: RowPlan, rows: list[list]) -> None:
+        for row in rows:
+            self.add(plan, row)
 
     def flush(self) -> None:
-        self.plan.write(self.rows)
-        self.rows = []
+        for plan, rows in self.rows.items():
+            plan.write(rows)
+        self.rows.clear()
 
 
 class InstancePlan:

@@ -31,8 +31,8 @@ from .failure_counts import (
 )
 from .inserters import (
     BATCH_SIZE,
-    BulkInserter,
     IdAllocator,
+    RowBuffers,
     clean_value,
     dump_json,
     fit_key,
@@ -79,6 +79,8 @@ class RunIndex:
         # New runs' rows, inserted together by settle() (their children are in:
         # foreign keys are checked at commit), by id and by global id.
         self._unwritten: dict[int, Run] = {}
+        # Their children's rows (steps, calls, links, logs), in batches across runs.
+        self.rows = RowBuffers()
         self._unwritten_global: dict[tuple[str, str], Run] = {}
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
@@ -103,6 +105,8 @@ class RunIndex:
             self._unwritten_global[(run.format, run.external_id)] = run
 
     def write_runs(self) -> None:
+        """What is held back goes in: the runs' rows and their children's."""
+        self.rows.flush()
         insert_instances(list(self._unwritten.values()))
         self._unwritten.clear()
         self._unwritten_global.clear()
@@ -213,7 +217,7 @@ def write_run(
         run.pk = index.ids[Run].next()
     # Children first (foreign keys are checked at commit), then the run row once,
     # its summary known: no INSERT-then-UPDATE of the run.
-    writer = _RunWriter(run, index.ids[Step])
+    writer = _RunWriter(run, index.ids[Step], index.rows)
     writer.write(record)
     if existing is None:
         index.add_run(run)
@@ -329,8 +333,9 @@ HELD_STEPS = BATCH_SIZE
 class _RunWriter:
     """Writes one run's children and keeps the summaries as they stream by."""
 
-    def __init__(self, run: Run, step_ids: IdAllocator):
+    def __init__(self, run: Run, step_ids: IdAllocator, rows: RowBuffers):
         self.run = run
+        self.rows = rows
         self.counts: Counter = Counter()
         self.step_ids: dict[str, int] = {}
         self.parent_of: dict[int, int | None] = {}
@@ -368,32 +373,30 @@ class _RunWriter:
         self._write_run_summary()
 
     def _write_rows(self, model, record_type, fixed, records, to_row) -> None:
-        inserter = None
+        plan, add = None, self.rows.add
         for item in records:
-            row = to_row(item)
-            if row is not None:
-                inserter = inserter or BulkInserter(model, record_type, fixed)
-                inserter.add(item, *row)
-        if inserter is not None:
-            inserter.flush()
+            values = to_row(item)
+            if values is not None:
+                plan = plan or row_plan(model, record_type, fixed)
+                add(plan, plan.row(item, *values))
 
     def _write_links(self, links) -> None:
         """Links, each counted for the entities read model as its row stores it."""
-        inserter, link = None, self.entities.link
+        plan, add, link = None, self.rows.add, self.entities.link
         for item in links:
             values = self._link_row(item)
             if values is None:
                 continue
-            if inserter is None:
-                inserter = BulkInserter(EntityLink, LinkRecord, LINK_FIXED)
-                at = inserter.plan.at
+            if plan is None:
+                plan = row_plan(EntityLink, LinkRecord, LINK_FIXED)
+                at = plan.at
                 fields = operator.itemgetter(
                     at["entity_type"], at["entity_id"], at["link_type"], at["step_id"],
                     at["seen_at"], at["external_id"],
                 )  # fmt: skip
-            link(*fields(inserter.add(item, *values)))
-        if inserter is not None:
-            inserter.flush()
+            row = plan.row(item, *values)
+            add(plan, row)
+            link(*fields(row))
 
     def _write_steps(self, steps) -> None:
         plan, held = self.step_plan, self.held_steps
@@ -424,7 +427,7 @@ class _RunWriter:
             row[call_at] = self.calls_of[step_id]
             row[link_at] = self.links_of[step_id]
             row[failed_at] = step_id in self.failed_subtree
-        self.step_plan.write(self.held_steps)
+        self.rows.extend(self.step_plan, self.held_steps)
         self.held_steps = []
 
     def _step_row(self, step: StepRecord) -> tuple[dict, tuple] | None:
