@@ -127,3 +127,31 @@ def test_a_files_new_runs_go_in_with_one_statement_and_a_repeated_run_is_updated
     assert outcome.action == "updated"
     assert Run.objects.count() == 20 and Run.objects.get(external_id="r3").step_count == 4
     assert len(inserts) == 1  # all 20, written when r3 came again (to be updated)
+
+
+def test_runs_with_global_ids_are_looked_up_together_and_found_again():
+    records = [_tree_run(f"g{number}", 2) for number in range(250)]
+    for record in records:
+        record.fingerprint = "same"
+    with transaction.atomic():
+        index = RunIndex()
+        for record in records[:100]:
+            write_run(record, source_file=None, origin="", index=index)
+        index.settle()
+    statements = []
+
+    def note(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(note), transaction.atomic():
+        index = RunIndex()
+        outcomes = [
+            write_run(record, source_file=None, origin="", index=index)
+            for record in index.ahead(iter(records))
+        ]
+        index.settle()
+    lookups = [sql for sql in statements if "external_id IN" in sql or "LIMIT 1" in sql]
+    assert len(lookups) == 2  # 200 ahead, then the last 50
+    assert [o.action for o in outcomes] == ["unchanged"] * 100 + ["added"] * 150
+    assert Run.objects.count() == 250

@@ -243,6 +243,7 @@ def _write_file(candidate, module, info, hashes, ctx: _Context, result) -> Trace
     if _snapshot_read(module):
         records, until = _first_run_read(records), ctx.batch.due
     runs = _FileRuns(candidate.logical_path, result)
+    records = runs.index.ahead(records)  # stored runs looked up many at a time
     trace_file = None
     while True:
         with ctx.batch.savepoint():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -82,12 +83,17 @@ class RunIndex:
         # Their children's rows (steps, calls, links, logs), in batches across runs.
         self.rows = RowBuffers()
         self._unwritten_global: dict[tuple[str, str], Run] = {}
+        # Stored runs (None: none) of records read ahead, by global id.
+        self._looked_up: dict[tuple[str, str], Run | None] = {}
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         if not origin:
-            run = self._unwritten_global.get((format, external_id))
+            key = (format, external_id)
+            run = self._unwritten_global.get(key)
             if run is None:
-                return _run_with_global_id(format, external_id)
+                if key in self._looked_up:  # read ahead (`ahead`), used once
+                    return self._looked_up.pop(key)
+                return _global_id_lookup().one(format, external_id)
         else:
             key = (format, origin)
             if key not in self._by_origin:
@@ -97,6 +103,36 @@ class RunIndex:
         if run is not None and run.pk in self._unwritten:
             self.write_runs()  # a run given twice: its first copy is stored, then updated
         return run
+
+    def ahead(self, records: Iterator[RunRecord]) -> Iterator[RunRecord]:
+        """The records, those whose ids are global read LOOKUP_AHEAD ahead and their
+        stored runs looked up together: one query, not one a run (a traceos dump
+        holds thousands). Records with an origin pass straight through, and so do
+        those whose children are still to be read (a parser streaming a run must
+        have it consumed before it reads the next)."""
+        waiting: list[RunRecord] = []
+        for record in records:
+            if record.origin or not _read_whole(record):
+                yield from self._looked_up_now(waiting)
+                waiting = []
+                yield record
+                continue
+            waiting.append(record)
+            if len(waiting) >= LOOKUP_AHEAD:
+                yield from self._looked_up_now(waiting)
+                waiting = []
+        yield from self._looked_up_now(waiting)
+
+    def _looked_up_now(self, records: list[RunRecord]) -> list[RunRecord]:
+        by_format: dict[str, set[str]] = {}
+        for record in records:
+            by_format.setdefault(record.format, set()).add(fit_key(record.external_id))
+        self._looked_up.clear()
+        for format, external_ids in by_format.items():
+            found = _global_id_lookup().many(format, sorted(external_ids))
+            for external_id in external_ids:
+                self._looked_up[(format, external_id)] = found.get(external_id)
+        return records
 
     def add_run(self, run: Run) -> None:
         """A new run whose children are written: its row goes in with the others'."""
@@ -146,8 +182,16 @@ class RunIndex:
             self.settle()
 
 
+def _read_whole(record: RunRecord) -> bool:
+    """Whether the record's children are all in memory already."""
+    return all(
+        type(children) in (list, tuple)
+        for children in (record.steps, record.calls, record.links, record.logs)
+    )
+
+
 class _GlobalIdLookup:
-    """One stored run by its global id, as `RunIndex.FIELDS`, with a plain SELECT
+    """Stored runs by their global ids, as `RunIndex.FIELDS`, with a plain SELECT
     prepared once: the ORM's `.filter().first()` compiles its query for every
     run, which costs more than writing a small run."""
 
@@ -159,6 +203,11 @@ class _GlobalIdLookup:
             f"SELECT {quoted} FROM {Run._meta.db_table} "
             "WHERE format = %s AND origin = '' AND external_id = %s LIMIT 1"
         )
+        self.many_sql = (
+            f"SELECT {quoted} FROM {Run._meta.db_table} "
+            "WHERE format = %s AND origin = '' AND external_id IN ({})"
+        )
+        self.external_id_at = self.names.index("external_id")
         # What the ORM would do to each value read (text to datetime, JSON, ...).
         self.converters = []
         for index, model_field in enumerate(fields):
@@ -168,12 +217,22 @@ class _GlobalIdLookup:
             )
             self.converters += [(index, converter, column) for converter in found]
 
-    def __call__(self, format: str, external_id: str) -> Run | None:
+    def one(self, format: str, external_id: str) -> Run | None:
         with connection.cursor() as cursor:
             cursor.execute(self.sql, [format, external_id])
             row = cursor.fetchone()
-        if row is None:
-            return None
+        return None if row is None else self._run(row)
+
+    def many(self, format: str, external_ids: list[str]) -> dict[str, Run]:
+        if not external_ids:
+            return {}
+        sql = self.many_sql.format(", ".join(["%s"] * len(external_ids)))
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [format, *external_ids])
+            rows = cursor.fetchall()
+        return {row[self.external_id_at]: self._run(row) for row in rows}
+
+    def _run(self, row: tuple) -> Run:
         values = list(row)
         for index, converter, column in self.converters:
             values[index] = converter(values[index], column, connection)
@@ -183,11 +242,11 @@ class _GlobalIdLookup:
 _GLOBAL_ID_LOOKUPS: dict[str, _GlobalIdLookup] = {}
 
 
-def _run_with_global_id(format: str, external_id: str) -> Run | None:
+def _global_id_lookup() -> _GlobalIdLookup:
     lookup = _GLOBAL_ID_LOOKUPS.get(connection.vendor)
     if lookup is None:
         lookup = _GLOBAL_ID_LOOKUPS[connection.vendor] = _GlobalIdLookup()
-    return lookup(format, external_id)
+    return lookup
 
 
 def write_run(
@@ -328,6 +387,8 @@ LOG_FIXED = ("run_id", "step_id")
 # summaries go in with the INSERT; a longer run's earlier steps get an UPDATE.
 # One batch: no more memory than before, whatever the size of the payloads.
 HELD_STEPS = BATCH_SIZE
+# Records with global ids read ahead to look their stored runs up together.
+LOOKUP_AHEAD = 200
 
 
 class _RunWriter:
