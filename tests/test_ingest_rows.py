@@ -6,6 +6,8 @@ from hypothesis import strategies as st
 
 from traces.ingest.common import _parse_iso_text, parse_iso
 from traces.ingest.records import ParseError
+from traces.ingest.store import _new_run
+from traces.models import Run
 
 _TIMES = [
     "2024-01-01T00:00:00Z", "2024-01-01T00:00:00.123456789Z", "2024-01-01T00:00:00.5z",
@@ -52,3 +54,13 @@ def test_any_iso_time_reads_as_the_long_way_reads_it(moment, sep, spec, tail):
     elif tail == "9" and "." in text and moment.tzinfo is None:
         text += "987"  # nanoseconds, as Go writes them
     assert _short_way(text) == _long_way(text)
+
+
+def test_a_new_run_made_without_model_init_is_the_model_inits():
+    def fields(run):
+        return {k: v for k, v in vars(run).items() if k not in ("_state", "ingested_at")}
+
+    made, model = _new_run("runs", "o", "x"), Run(format="runs", origin="o", external_id="x")
+    assert fields(made) == fields(model)
+    assert made.attributes is not _new_run("runs", "o", "y").attributes  # no shared default
+    assert made._state.adding and made.ingested_at is not None
