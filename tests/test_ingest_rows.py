@@ -5,9 +5,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from traces.ingest.common import _parse_iso_text, parse_iso
-from traces.ingest.records import ParseError
+from traces.ingest.inserters import row_plan
+from traces.ingest.records import ParseError, StepRecord
 from traces.ingest.store import _new_run
-from traces.models import Run
+from traces.models import Run, Step
 
 _TIMES = [
     "2024-01-01T00:00:00Z", "2024-01-01T00:00:00.123456789Z", "2024-01-01T00:00:00.5z",
@@ -64,3 +65,30 @@ def test_a_new_run_made_without_model_init_is_the_model_inits():
     assert fields(made) == fields(model)
     assert made.attributes is not _new_run("runs", "o", "y").attributes  # no shared default
     assert made._state.adding and made.ingested_at is not None
+
+
+@pytest.mark.django_db
+@given(
+    name=st.text(max_size=20) | st.text(min_size=495, max_size=505) | st.none() | st.integers(),
+    error=st.text(max_size=50),
+    attempt=st.none() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=3),
+    duration=st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers(),
+    truncated=st.booleans() | st.none() | st.integers(0, 2),
+    key=st.text(min_size=1, max_size=300),
+)
+def test_a_row_checked_by_column_groups_is_the_row_of_a_cleaner_per_column(
+    name, error, attempt, duration, truncated, key
+):
+    """RowPlan cleans a group of columns only when their quick check fails: the
+    row and the attributes it keeps are those of cleaning every value."""
+    plan = row_plan(Step, StepRecord, ("id",))
+    step = StepRecord(key=key, name=name, error=error, attempt=attempt, duration_ms=duration,
+                      truncated=truncated)  # fmt: skip
+    attributes, expected_attributes = {}, {}
+    expected = [
+        clean(value, expected_attributes)
+        for clean, value in zip(plan.cleaners, plan.get(step), strict=True)
+    ]
+    row = plan.row(step, attributes, (1,))
+    assert row[: len(expected)] == expected
+    assert attributes == expected_attributes
