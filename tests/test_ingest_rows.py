@@ -1,7 +1,9 @@
 """The per-row shortcuts of the ingest (issue 12) give what the long way gives."""
 
+import math
+
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from traces.ingest.common import _parse_iso_text, parse_iso
@@ -76,6 +78,8 @@ def test_a_new_run_made_without_model_init_is_the_model_inits():
     truncated=st.booleans() | st.none() | st.integers(0, 2),
     key=st.text(min_size=1, max_size=300),
 )
+@example(name="n" * 505, error="", attempt=None, duration=None, truncated=False, key="k")
+@example(name="n", error="a\x00b", attempt=2**40, duration=math.nan, truncated=None, key="k")
 def test_a_row_checked_by_column_groups_is_the_row_of_a_cleaner_per_column(
     name, error, attempt, duration, truncated, key
 ):
