@@ -96,6 +96,7 @@ def test_ids_are_reserved_a_few_times_per_ingest_not_once_per_run():
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
         for number in range(60):
             write_run(_tree_run(f"r{number}", 3), source_file=None, origin="", index=index)
+        index.settle()  # the runs' rows and read models, as write_run's caller must
     reservations = [
         q for q in queries.captured_queries if "nextval" in q["sql"] or "MAX(id)" in q["sql"]
     ]
@@ -104,3 +105,53 @@ def test_ids_are_reserved_a_few_times_per_ingest_not_once_per_run():
     assert Run.objects.count() == 60 and Step.objects.count() == 180
     assert Call.objects.count() == 60 and EntityLink.objects.count() == 60
     assert LogEntry.objects.count() == 60
+
+
+def test_a_files_new_runs_go_in_with_one_statement_and_a_repeated_run_is_updated():
+    index, statements = RunIndex(), []
+
+    def note(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(note), transaction.atomic():
+        for number in range(20):
+            write_run(_tree_run(f"r{number}", 3), source_file=None, origin="", index=index)
+        assert not Run.objects.exists()  # held until settle()
+        again = _tree_run("r3", 4)
+        again.fingerprint = "changed"
+        outcome = write_run(again, source_file=None, origin="", index=index)
+        index.settle()
+    table = f"INSERT INTO {Run._meta.db_table} "
+    inserts = [sql for sql in statements if sql.startswith(table)]
+    assert outcome.action == "updated"
+    assert Run.objects.count() == 20 and Run.objects.get(external_id="r3").step_count == 4
+    assert len(inserts) == 1  # all 20, written when r3 came again (to be updated)
+
+
+def test_runs_with_global_ids_are_looked_up_together_and_found_again():
+    records = [_tree_run(f"g{number}", 2) for number in range(250)]
+    for record in records:
+        record.fingerprint = "same"
+    with transaction.atomic():
+        index = RunIndex()
+        for record in records[:100]:
+            write_run(record, source_file=None, origin="", index=index)
+        index.settle()
+    statements = []
+
+    def note(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(note), transaction.atomic():
+        index = RunIndex()
+        outcomes = [
+            write_run(record, source_file=None, origin="", index=index)
+            for record in index.ahead(iter(records))
+        ]
+        index.settle()
+    lookups = [sql for sql in statements if "external_id IN" in sql or "LIMIT 1" in sql]
+    assert len(lookups) == 2  # 200 ahead, then the last 50
+    assert [o.action for o in outcomes] == ["unchanged"] * 100 + ["added"] * 150
+    assert Run.objects.count() == 250

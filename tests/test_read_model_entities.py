@@ -4,9 +4,11 @@ after every way the store writes or deletes them: ingest, re-sync, the delete
 button, prune and a source that mirrors its writer's deletions."""
 
 import sqlite3
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import transaction
 from django.db.models import Count, Max, Min, Q
 from django.db.models.functions import Coalesce
 from django.urls import reverse
@@ -15,6 +17,7 @@ from tests.factories import BASE_TIME, count_entities, make_runs, make_steps
 from tests.test_read_model_causes import change_source, delete_source_runs
 from traces.ingest import store
 from traces.ingest.loader import ingest_paths
+from traces.ingest.records import LinkRecord, RunRecord, StepRecord
 from traces.models import EntityCounter, EntityLink, EntityTypeCounter, Run, Step, TraceSource
 from traces.queries.entities import links_page, subjects_page
 
@@ -219,3 +222,44 @@ def test_subject_steps_at_one_time_page_by_id_without_loss_or_repeat():
     count_entities()
     ids = walk(lambda cursors: subjects_page("order", "o1", cursors))
     assert ids == sorted((step.pk for step in steps), reverse=True)
+
+
+def _linked_run(external_id: str, fingerprint: str, entity_ids: list[str]) -> RunRecord:
+    """A run whose links reach `entity_ids` in several ways: two links of one step to
+    one entity, links without a time, external ids that differ by case (the
+    database's collation, not Python's order, picks the greatest)."""
+    steps = [
+        StepRecord(key="a", started_at=BASE_TIME, entity_type="job", entity_id="j1"),
+        StepRecord(key="b", parent_key="a", entity_type="job", entity_id="j1"),
+    ]
+    links = []
+    for number, entity_id in enumerate(entity_ids):
+        for link_type, outside_id in (("input", "B-1"), ("input", "a-2"), ("queue", "")):
+            links.append(
+                LinkRecord(step_key="ab"[number % 2], link_type=link_type, entity_type="table",
+                           entity_id=entity_id, external_id=outside_id)
+            )  # fmt: skip
+        when = BASE_TIME + timedelta(hours=number)
+        links.append(LinkRecord(step_key="b", link_type="output", entity_type="file",
+                                entity_id="f1", created_at=when))  # fmt: skip
+    return RunRecord(format="runs", external_id=external_id, started_at=BASE_TIME,
+                     fingerprint=fingerprint, steps=steps, links=links)  # fmt: skip
+
+
+def test_runs_gathered_in_one_file_add_up_to_the_recount():
+    """The store gathers a file's entities in memory and writes them once; a run the
+    file gives twice (its first write's figures applied before they are taken off)
+    and runs sharing entities still add up to what the rows say."""
+    index = store.RunIndex()
+    with transaction.atomic():
+        store.write_run(_linked_run("r1", "v1", ["t1", "t2"]), source_file=None, origin="o",
+                        index=index)  # fmt: skip
+        store.write_run(_linked_run("r2", "v1", ["t2", "t3"]), source_file=None, origin="o",
+                        index=index)  # fmt: skip
+        assert not EntityCounter.objects.exists()  # gathered, not yet written
+        store.write_run(_linked_run("r1", "v2", ["t3"]), source_file=None, origin="o",
+                        index=index)  # fmt: skip
+        index.settle()
+    assert_read_model_is_the_recount()
+    assert EntityCounter.objects.get(entity_type="table", entity_id="t3").runs == 2
+    assert EntityCounter.objects.get(entity_type="job", entity_id="j1").subjects == 4

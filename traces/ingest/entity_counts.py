@@ -2,10 +2,12 @@
 the same transaction as the links and subject steps it counts, and taken off when
 runs are deleted.
 
-A run is written whole and deleted whole, so what a set of runs adds to each
-entity (links by type, distinct steps by link type, subject steps, distinct runs,
-first and last time) is one GROUP BY over those runs' rows, read through the
-run_id indexes: added after a run is written, subtracted before its rows go.
+What a run adds to each entity (links by type, distinct steps by link type,
+subject steps, distinct runs, first and last time, greatest external id) is
+gathered from its rows as the store writes them (`RunEntities`), summed over a
+file's runs and applied once, in key order, when the file's transaction ends
+(`apply_entities`). A run is deleted whole, so what it takes off is one GROUP BY
+over its rows (`entities_of`), read through the run_id indexes before they go.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from django.db import connection
 from traces.models import EntityCounter, EntityLink, EntityTypeCounter, Run, Step
 
 from .failure_counts import may_bound
+from .upserts import earliest, latest
 
 _COUNTERS = EntityCounter._meta.db_table
 _TYPES = EntityTypeCounter._meta.db_table
@@ -84,10 +87,82 @@ def entities_of(run_ids: list[int]) -> list[tuple]:
         return cursor.fetchall()
 
 
-def add_run_entities(run_id: int) -> None:
-    """Add one run just written (its links and subject steps) to the read model."""
-    rows = entities_of([run_id])
-    if not rows:
+_KINDS = {"input": 0, "output": 1, "affected": 2}  # any other link type: 3
+_FIRST, _LAST, _EXTERNAL = len(FIGURES), len(FIGURES) + 1, len(FIGURES) + 2
+
+
+class RunEntities:
+    """What one run adds to the read model, gathered from its link and subject-step
+    rows as they are written (the values as stored), as `entities_of` would read
+    them back: per entity, its links by type, its distinct steps by link type, its
+    subject steps, one run, its first and last time and its external ids."""
+
+    __slots__ = ("entities",)
+
+    def __init__(self):
+        # (type, id) -> [links by kind (4), {(kind, step id)}, subjects, first, last, {external id}]
+        self.entities: dict[tuple[str, str], list] = {}
+
+    def link(self, entity_type, entity_id, link_type, step_id, seen_at, external_id) -> None:
+        entry = self._entry(entity_type, entity_id)
+        kind = _KINDS.get(link_type, 3)
+        entry[kind] += 1
+        entry[4].add((kind, step_id))
+        self._seen(entry, seen_at)
+        if external_id:
+            entry[8].add(external_id)
+
+    def subject(self, entity_type, entity_id, seen_at) -> None:
+        entry = self._entry(entity_type, entity_id)
+        entry[5] += 1
+        self._seen(entry, seen_at)
+
+    def _entry(self, entity_type, entity_id) -> list:
+        key = (entity_type, entity_id)
+        entry = self.entities.get(key)
+        if entry is None:
+            entry = self.entities[key] = [0, 0, 0, 0, set(), 0, None, None, set()]
+        return entry
+
+    @staticmethod
+    def _seen(entry: list, seen_at) -> None:
+        if seen_at is None:
+            return
+        if entry[6] is None or seen_at < entry[6]:
+            entry[6] = seen_at
+        if entry[7] is None or seen_at > entry[7]:
+            entry[7] = seen_at
+
+    def gather_into(self, pending: dict[tuple, list]) -> None:
+        """Add this run to `pending` (per entity: *FIGURES, first, last, {external id}),
+        which `apply_entities` writes."""
+        for key, values in self.entities.items():
+            read, written, affected, other, steps, subjects, first, last, external = values
+            by_kind = [0, 0, 0, 0]
+            for kind, _step in steps:
+                by_kind[kind] += 1
+            figures = (read + written + affected + other, read, written, affected, other,
+                       *by_kind, subjects, 1)  # fmt: skip
+            entry = pending.get(key)
+            if entry is None:
+                pending[key] = [*figures, first, last, set(external)]
+                continue
+            for index, value in enumerate(figures):
+                entry[index] += value
+            if first is not None:
+                if entry[_FIRST] is None or first < entry[_FIRST]:
+                    entry[_FIRST] = first
+                if entry[_LAST] is None or last > entry[_LAST]:
+                    entry[_LAST] = last
+            entry[_EXTERNAL] |= external
+
+
+def apply_entities(pending: dict[tuple, list]) -> None:
+    """Add gathered entities to EntityCounter and EntityTypeCounter: one statement
+    each, rows in key order (two writers meet on the unique indexes in one order).
+    The greatest external id is the database's to choose (its collation orders
+    text): an entity with several gets one row more for each other one."""
+    if not pending:
         return
     figures = ", ".join(FIGURES)
     sums = ", ".join(f"{name} = t.{name} + excluded.{name}" for name in FIGURES)
@@ -95,29 +170,21 @@ def add_run_entities(run_id: int) -> None:
         f"INSERT INTO {_COUNTERS} AS t (entity_type, entity_id, {figures}, first_seen, "
         f"last_seen, external_id) VALUES ({', '.join(['%s'] * (len(FIGURES) + 5))}) "
         f"ON CONFLICT (entity_type, entity_id) DO UPDATE SET {sums}, "
-        f"first_seen = {_earliest('first_seen')}, last_seen = {_latest('last_seen')}, "
-        f"external_id = {_greatest('t.external_id', 'excluded.external_id')}"
+        f"first_seen = {earliest('first_seen')}, last_seen = {latest('last_seen')}, "
+        f"external_id = {latest('external_id')}"
     )
+    rows, none = [], (0,) * len(FIGURES)
+    for key, entry in sorted(pending.items(), key=_item_key):
+        external = sorted(entry[_EXTERNAL]) or [""]
+        rows.append((*key, *entry[:_EXTERNAL], external[0]))
+        rows += [(*key, *none, None, None, other) for other in external[1:]]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, sorted(rows, key=_by_key))
+        cursor.executemany(sql, rows)
     _add_to_types(rows, sign=1)
 
 
-def _earliest(column: str) -> str:
-    if connection.vendor == "postgresql":
-        return f"LEAST(t.{column}, excluded.{column})"
-    # SQLite's min() and max() of two values are NULL if either is.
-    return f"COALESCE(min(t.{column}, excluded.{column}), t.{column}, excluded.{column})"
-
-
-def _latest(column: str) -> str:
-    if connection.vendor == "postgresql":
-        return f"GREATEST(t.{column}, excluded.{column})"
-    return f"COALESCE(max(t.{column}, excluded.{column}), t.{column}, excluded.{column})"
-
-
-def _greatest(a: str, b: str) -> str:
-    return f"GREATEST({a}, {b})" if connection.vendor == "postgresql" else f"max({a}, {b})"
+def _item_key(item):
+    return item[0]
 
 
 def _by_key(row: tuple):

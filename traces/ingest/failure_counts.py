@@ -10,48 +10,60 @@ from django.db import connection
 from traces.causes import as_utc
 from traces.models import FailureCause, Run, Step
 
+from .upserts import earliest, latest
+
 _CAUSES = FailureCause._meta.db_table
 _CAUSE_KEY = "cause = %s AND day = %s AND format = %s AND run_type = %s"
 
 
-def add_failure_causes(run: Run, causes: dict[tuple, list]) -> None:
-    """Add one run's failed steps, counted by cause and day, to FailureCause."""
-    if not causes:
+def add_causes(pending: dict[tuple, list], run: Run, causes: dict[tuple, list]) -> None:
+    """Gather one run's failed steps, counted by (cause, day) as the store counts
+    them, into `pending` by FailureCause's key; `apply_failure_causes` writes them."""
+    for (cause, day), (count, first, last) in causes.items():
+        key = (cause, day, run.format, run.type)
+        entry = pending.get(key)
+        if entry is None:
+            pending[key] = [count, first, last]
+            continue
+        entry[0] += count
+        if first is not None:
+            entry[1] = first if entry[1] is None else min(entry[1], first)
+            entry[2] = last if entry[2] is None else max(entry[2], last)
+
+
+def apply_failure_causes(pending: dict[tuple, list]) -> None:
+    """Add gathered causes to FailureCause: one statement, rows in key order (two
+    writers meet on the unique index in one order, so they cannot deadlock)."""
+    if not pending:
         return
     ops = connection.ops
-    if connection.vendor == "postgresql":
-        earliest, latest = (
-            "LEAST(t.first_seen, excluded.first_seen)",
-            "GREATEST(t.last_seen, excluded.last_seen)",
-        )
-    else:  # SQLite's min() and max() of two values are NULL if either is
-        earliest = "COALESCE(min(t.first_seen, excluded.first_seen), excluded.first_seen)"
-        latest = "COALESCE(max(t.last_seen, excluded.last_seen), excluded.last_seen)"
     sql = (
         f"INSERT INTO {_CAUSES} AS t (cause, day, format, run_type, count, first_seen, last_seen) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (cause, day, format, run_type) DO UPDATE SET "
-        f"count = t.count + excluded.count, first_seen = {earliest}, last_seen = {latest}"
+        "ON CONFLICT (cause, day, format, run_type) DO UPDATE SET count = t.count + "
+        f"excluded.count, first_seen = {earliest('first_seen')}, last_seen = {latest('last_seen')}"
     )
     rows = [
         (
             cause,
             ops.adapt_datefield_value(day),
-            run.format,
-            run.type,
+            format,
+            run_type,
             count,
             ops.adapt_datetimefield_value(first),
             ops.adapt_datetimefield_value(last),
         )
-        for (cause, day), (count, first, last) in sorted(causes.items(), key=_by_key)
+        for (cause, day, format, run_type), (count, first, last) in sorted(pending.items())
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 
 
-def _by_key(item):
-    (cause, day), _counts = item
-    return cause, day
+def add_failure_causes(run: Run, causes: dict[tuple, list]) -> None:
+    """Add one run's failed steps, counted by cause and day, to FailureCause now."""
+    pending: dict[tuple, list] = {}
+    add_causes(pending, run, causes)
+    apply_failure_causes(pending)
 
 
 def _cause_day_sql(time: str) -> str:

@@ -43,11 +43,11 @@ from .candidates import (
 )
 from .common import read_head
 from .history import _settle_runs_not_seen
-from .inserters import InstancePlan, insert_instance
+from .inserters import InstancePlan, insert_instances
 from .records import ParseError, RunRecord
 from .report import FileResult, IngestReport
 from .statistics import refresh_after
-from .store import RunIndex, read_global_runs, write_run
+from .store import RunIndex, write_run
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ def _write_together(reads: list[_ReadAhead], ctx: _Context) -> bool:
     as before) if any of them raised."""
     index = RunIndex()
     index.ids = ctx.batch.ids
-    read_global_runs([record for read in reads for record in read.records], index.global_runs)
+    index.look_up([record for read in reads for record in read.records])
     rows: list[tuple[TraceFile, bool]] = []
     try:
         with ctx.batch.savepoint():
@@ -387,6 +387,7 @@ def _write_file(candidate, module, info, hashes, ctx: _Context, result, records=
     if in_parts:
         records, until = _first_run_read(records), ctx.batch.due
     runs = _FileRuns(candidate.logical_path, result, ctx.batch)
+    records = runs.index.ahead(records)  # stored runs looked up many at a time
     known = ctx.known.get(candidate.logical_path)
     trace_file = None
     while True:
@@ -561,7 +562,7 @@ def _write_file_row(trace_file: TraceFile, stored: bool, columns: tuple[str, ...
         values = {name: getattr(trace_file, name) for name in columns}
         if TraceFile.objects.filter(pk=trace_file.pk).update(**values):
             return
-    insert_instance(trace_file)
+    insert_instances([trace_file])
 
 
 def _claim_read(trace_file: TraceFile, info, digest: str, produced: dict, format_name) -> None:

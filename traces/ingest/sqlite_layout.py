@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import operator
 import os
 import re
 import shutil
@@ -69,13 +70,17 @@ def open_sqlite_snapshot(
         query_readonly(path, lambda source: _backup(source, copy_path), retries=retries, wait=wait)
         conn = sqlite3.connect(copy_path)
         conn.row_factory = sqlite3.Row
-        conn.text_factory = lenient_text
+        conn.text_factory = _LENIENT_TEXT
         try:
             yield conn
         finally:
             conn.close()
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+# `lenient_text` without a Python call per value read (SQLite calls it for each text).
+_LENIENT_TEXT = operator.methodcaller("decode", "utf-8", "replace")
 
 
 def _backup(source: sqlite3.Connection, copy_path: str) -> None:
@@ -322,6 +327,8 @@ def to_time(value: Any, where: str = "") -> datetime | None:
     """ISO-8601 text or epoch seconds/milliseconds (number or numeric text) to aware UTC."""
     if value is None or value == "":
         return None
+    if type(value) is str and value[4:5] == "-" and value[:4].isdigit():
+        return parse_iso(value, where)  # ISO text (most times): no number test
     if isinstance(value, bytes | memoryview):
         value = jsonable(value)
     if isinstance(value, bool):
@@ -380,6 +387,8 @@ def shared_ids(conn: sqlite3.Connection, table: Table) -> dict[str, int]:
 
 
 def as_text(value: Any) -> str:
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     return jsonable(value) if isinstance(value, bytes | memoryview) else str(value)

@@ -11,27 +11,35 @@ The caller holds the transaction: a run is written whole or not at all.
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import orjson
 from django.db import connection
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from traces.causes import as_utc, error_cause, failure_day
 from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
 from traces.search import index as search_index
 
-from .entity_counts import add_run_entities, entities_of, subtract_entities
-from .failure_counts import add_failure_causes, failure_causes_of, subtract_failure_causes
+from .entity_counts import RunEntities, apply_entities, entities_of, subtract_entities
+from .failure_counts import (
+    add_causes,
+    apply_failure_causes,
+    failure_causes_of,
+    subtract_failure_causes,
+)
 from .inserters import (
     BATCH_SIZE,
-    BulkInserter,
     IdAllocator,
+    RowBuffers,
     clean_value,
     dump_json,
     fit_key,
-    insert_instance,
+    insert_instances,
     row_plan,
 )
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
@@ -64,14 +72,23 @@ class RunIndex:
 
     def __init__(self):
         self._by_origin: dict[tuple[str, str], dict[str, Run]] = {}
-        # Runs with a global id read ahead for a group of files (`read_global_runs`),
-        # by (format, external_id); None: not stored. Ids not in it are looked up.
-        self.global_runs: dict[tuple[str, str], Run | None] = {}
         # One allocator per model for the whole ingest (it lives in the caller's
         # transaction, as this index does): not one reservation per run.
         self.ids = {model: IdAllocator(model) for model in (Run, Step)}
-        # RunCount's changes by the runs written through this index, for settle().
+        # What the runs written through this index change in the read models
+        # (RunCount, FailureCause, EntityCounter), gathered for settle().
         self.run_counts: Counter = Counter()
+        self.causes: dict[tuple, list] = {}
+        self.entities: dict[tuple, list] = {}
+        self._gathered: set[int] = set()  # the runs those changes come from
+        # New runs' rows, inserted together by settle() (their children are in:
+        # foreign keys are checked at commit), by id and by global id.
+        self._unwritten: dict[int, Run] = {}
+        # Their children's rows (steps, calls, links, logs), in batches across runs.
+        self.rows = RowBuffers()
+        self._unwritten_global: dict[tuple[str, str], Run] = {}
+        # Stored runs (None: none) of records read ahead, by global id.
+        self._looked_up: dict[tuple[str, str], Run | None] = {}
         # Runs written through this index since the last settle(): their children
         # go into the search index then.
         self.written: list[int] = []
@@ -79,39 +96,120 @@ class RunIndex:
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         if not origin:
-            found = self.global_runs.get((format, external_id), False)
-            return _run_with_global_id(format, external_id) if found is False else found
-        runs = Run.objects.only(*self.FIELDS)
-        key = (format, origin)
-        if key not in self._by_origin:
-            stored = runs.filter(format=format, origin=origin)
-            self._by_origin[key] = {run.external_id: run for run in stored.iterator()}
-        return self._by_origin[key].get(external_id)
+            key = (format, external_id)
+            run = self._unwritten_global.get(key)
+            if run is None:
+                if key in self._looked_up:  # read ahead (`ahead`), used once
+                    return self._looked_up.pop(key)
+                return _global_id_lookup().one(format, external_id)
+        else:
+            key = (format, origin)
+            if key not in self._by_origin:
+                stored = Run.objects.only(*self.FIELDS).filter(format=format, origin=origin)
+                self._by_origin[key] = {run.external_id: run for run in stored.iterator()}
+            run = self._by_origin[key].get(external_id)
+        if run is not None and run.pk in self._unwritten:
+            self.write_runs()  # a run given twice: its first copy is stored, then updated
+        return run
+
+    def ahead(self, records: Iterator[RunRecord]) -> Iterator[RunRecord]:
+        """The records, those whose ids are global read LOOKUP_AHEAD ahead and their
+        stored runs looked up together: one query, not one a run (a traceos dump
+        holds thousands). Records with an origin pass straight through, and so do
+        those whose children are still to be read (a parser streaming a run must
+        have it consumed before it reads the next)."""
+        waiting: list[RunRecord] = []
+        for record in records:
+            if record.origin or not _read_whole(record):
+                yield from self._looked_up_now(waiting)
+                waiting = []
+                yield record
+                continue
+            waiting.append(record)
+            if len(waiting) >= LOOKUP_AHEAD:
+                yield from self._looked_up_now(waiting)
+                waiting = []
+        yield from self._looked_up_now(waiting)
+
+    def look_up(self, records: list[RunRecord]) -> None:
+        """Look up the stored runs of these records whose ids are global, together
+        (a group of small files written at once): a query per format, not one a run."""
+        self._looked_up_now([record for record in records if not record.origin])
+
+    def _looked_up_now(self, records: list[RunRecord]) -> list[RunRecord]:
+        by_format: dict[str, set[str]] = {}
+        for record in records:
+            by_format.setdefault(record.format, set()).add(fit_key(record.external_id))
+        self._looked_up.clear()
+        for format, external_ids in by_format.items():
+            found = _global_id_lookup().many(format, sorted(external_ids))
+            for external_id in external_ids:
+                self._looked_up[(format, external_id)] = found.get(external_id)
+        return records
+
+    def add_run(self, run: Run) -> None:
+        """A new run whose children are written: its row goes in with the others'."""
+        self._unwritten[run.pk] = run
+        if not run.origin:
+            self._unwritten_global[(run.format, run.external_id)] = run
+
+    def write_runs(self) -> None:
+        """What is held back goes in: the runs' rows and their children's."""
+        self.rows.flush()
+        insert_instances(list(self._unwritten.values()))
+        self._unwritten.clear()
+        self._unwritten_global.clear()
 
     def remember(self, run: Run) -> None:
         """A run just written: a file that gives the same run twice (duplicate
         rows in a database) updates it instead of inserting it again."""
         self.written.append(run.pk)
-        if not run.origin:
-            self.global_runs[(run.format, run.external_id)] = run
-            return
         runs = self._by_origin.get((run.format, run.origin))
         if runs is not None:
             runs[run.external_id] = run
 
+    def gather(self, run: Run, writer: _RunWriter, counted_as: tuple | None) -> None:
+        """A run written: what it changes in the read models, kept for settle()."""
+        move_run_count(self.run_counts, counted_as, run_key(run))
+        add_causes(self.causes, run, writer.causes)
+        writer.entities.gather_into(self.entities)
+        self._gathered.add(run.pk)
+
     def settle(self) -> None:
-        """Apply the written runs' counts to RunCount: once, at the end of the
-        file's transaction (see run_counts)."""
+        """Apply the written runs' changes to the read models: once, at the end of
+        the file's transaction (or of each part of a big file's), one statement
+        per table, in key order (see run_counts): no round trips per run, and
+        concurrent writers take the counter rows they share in one order."""
+        self.write_runs()
         apply_run_counts(self.run_counts)
-        self.run_counts.clear()
+        apply_failure_causes(self.causes)
+        apply_entities(self.entities)
+        self.type_trends.apply()
         with connection.cursor() as cursor:
             search_index.index_runs(cursor, self.written)
+        self.run_counts.clear()
+        self.causes.clear()
+        self.entities.clear()
+        self._gathered.clear()
         self.written.clear()
-        self.type_trends.apply()
+
+    def settle_before_deleting(self, run_id: int) -> None:
+        """A run written again in one file (a database that repeats a row): its
+        first write's changes go in before they are taken off with its rows."""
+        if run_id in self._gathered:
+            self.settle()
+
+
+def _read_whole(record: RunRecord) -> bool:
+    """Whether the record's children are all in memory already."""
+    return all(
+        type(children) in (list, tuple)
+        for children in (record.steps, record.calls, record.links, record.logs)
+    )
 
 
 class _GlobalIdLookup:
-    """One stored run by its global id, as `RunIndex.FIELDS`, with a plain SELECT
+    """Stored runs by their global ids, as `RunIndex.FIELDS`, with a plain SELECT
     prepared once: the ORM's `.filter().first()` compiles its query for every
     run, which costs more than writing a small run."""
 
@@ -123,6 +221,11 @@ class _GlobalIdLookup:
             f"SELECT {quoted} FROM {Run._meta.db_table} "
             "WHERE format = %s AND origin = '' AND external_id = %s LIMIT 1"
         )
+        self.many_sql = (
+            f"SELECT {quoted} FROM {Run._meta.db_table} "
+            "WHERE format = %s AND origin = '' AND external_id IN ({})"
+        )
+        self.external_id_at = self.names.index("external_id")
         # What the ORM would do to each value read (text to datetime, JSON, ...).
         self.converters = []
         for index, model_field in enumerate(fields):
@@ -132,24 +235,26 @@ class _GlobalIdLookup:
             )
             self.converters += [(index, converter, column) for converter in found]
 
-    def __call__(self, format: str, external_id: str) -> Run | None:
+    def one(self, format: str, external_id: str) -> Run | None:
         with connection.cursor() as cursor:
             cursor.execute(self.sql, [format, external_id])
             row = cursor.fetchone()
-        return None if row is None else self.run(row)
+        return None if row is None else self._run(row)
 
-    def run(self, row: tuple) -> Run:
+    def many(self, format: str, external_ids: list[str]) -> dict[str, Run]:
+        if not external_ids:
+            return {}
+        sql = self.many_sql.format(", ".join(["%s"] * len(external_ids)))
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [format, *external_ids])
+            rows = cursor.fetchall()
+        return {row[self.external_id_at]: self._run(row) for row in rows}
+
+    def _run(self, row: tuple) -> Run:
         values = list(row)
         for index, converter, column in self.converters:
             values[index] = converter(values[index], column, connection)
         return Run.from_db(connection.alias, self.names, values)
-
-    def many(self, format: str, external_ids: list[str]) -> list[Run]:
-        marks = ", ".join(["%s"] * len(external_ids))
-        sql = self.sql.replace("external_id = %s LIMIT 1", f"external_id IN ({marks})")
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [format, *external_ids])
-            return [self.run(row) for row in cursor.fetchall()]
 
 
 _GLOBAL_ID_LOOKUPS: dict[str, _GlobalIdLookup] = {}
@@ -160,26 +265,6 @@ def _global_id_lookup() -> _GlobalIdLookup:
     if lookup is None:
         lookup = _GLOBAL_ID_LOOKUPS[connection.vendor] = _GlobalIdLookup()
     return lookup
-
-
-def _run_with_global_id(format: str, external_id: str) -> Run | None:
-    return _global_id_lookup()(format, external_id)
-
-
-def read_global_runs(records: list[RunRecord], into: dict) -> None:
-    """Read the stored runs of these records whose ids are global (`origin` False)
-    into a `RunIndex.global_runs`, a query per format and 500 ids, not one per run."""
-    wanted: dict[str, set[str]] = {}
-    for record in records:
-        if not record.origin:
-            wanted.setdefault(record.format, set()).add(fit_key(record.external_id))
-    lookup = _global_id_lookup()
-    for format, ids in wanted.items():
-        into.update(dict.fromkeys(((format, external_id) for external_id in ids), None))
-        ids = sorted(ids)
-        for start in range(0, len(ids), 500):
-            for run in lookup.many(format, ids[start : start + 500]):
-                into[(format, run.external_id)] = run
 
 
 def write_run(
@@ -201,6 +286,7 @@ def write_run(
             return RunOutcome("unchanged", existing.pk, record.external_id, _stored(existing))
         if _less_complete(record.completeness, existing.completeness):
             return RunOutcome("kept", existing.pk, record.external_id, _stored(existing))
+        index.settle_before_deleting(existing.pk)
         index.type_trends.remove([existing.pk])
         delete_run_children([existing.pk])
     counted_as = run_key(existing) if existing is not None else None
@@ -209,17 +295,15 @@ def write_run(
         run.pk = index.ids[Run].next()
     # Children first (foreign keys are checked at commit), then the run row once,
     # its summary known: no INSERT-then-UPDATE of the run.
-    writer = _RunWriter(run, index.ids[Step])
+    writer = _RunWriter(run, index.ids[Step], index.rows)
     writer.write(record)
     if existing is None:
-        insert_instance(run)
+        index.add_run(run)
     else:
         _json_as_stored(run)
         run.save()
-    move_run_count(index.run_counts, counted_as, run_key(run))
+    index.gather(run, writer, counted_as)
     index.type_trends.add([run.pk])
-    add_failure_causes(run, writer.causes)
-    add_run_entities(run.pk)
     index.remember(run)
     action = "updated" if existing is not None else "added"
     return RunOutcome(action, run.pk, record.external_id, writer.counts)
@@ -283,17 +367,44 @@ RUN_FIELDS = (
 )  # fmt: skip
 
 
+_RUN_COLUMNS = {name: Run._meta.get_field(name) for name in RUN_FIELDS}
+# A new Run's field values before any is set: Model.__init__ works them out for
+# each of ~60 fields every time, which costs more than writing a small run.
+_RUN_CALLABLE_DEFAULTS = [
+    (f.attname, f.default)
+    for f in Run._meta.concrete_fields
+    if f.has_default() and callable(f.default)
+]
+_RUN_CONSTANTS = {
+    f.attname: f.get_default()
+    for f in Run._meta.concrete_fields
+    if f.attname not in dict(_RUN_CALLABLE_DEFAULTS)
+}
+
+
+def _new_run(format: str, origin: str, external_id: str) -> Run:
+    """`Run(format=..., origin=..., external_id=...)`, without Model.__init__."""
+    run = Run.__new__(Run)
+    run._state = ModelState()
+    values = run.__dict__
+    values.update(_RUN_CONSTANTS)
+    for name, default in _RUN_CALLABLE_DEFAULTS:
+        values[name] = default()
+    values["format"], values["origin"], values["external_id"] = format, origin, external_id
+    return run
+
+
 def _run_row(
     record: RunRecord, existing: Run | None, *, source_file: TraceFile | None, origin: str
 ) -> Run:
     external_id = fit_key(record.external_id)
-    run = existing or Run(format=record.format, origin=origin, external_id=external_id)
+    run = existing or _new_run(record.format, origin, external_id)
     values = {name: getattr(record, name) for name in RUN_FIELDS}
     values["attributes"] = dict(values["attributes"])
     if external_id != record.external_id:
         values["attributes"].setdefault("full_values", {})["external_id"] = record.external_id
     for name, value in values.items():
-        setattr(run, name, clean_value(Run._meta.get_field(name), value, values["attributes"]))
+        setattr(run, name, clean_value(_RUN_COLUMNS[name], value, values["attributes"]))
     run.completeness = list(record.completeness) if record.completeness is not None else None
     run.source_file = source_file
     run.left_source_at = None  # written again by its source: back in it
@@ -303,7 +414,7 @@ def _run_row(
 
 def _json_as_stored(run: Run) -> None:
     """The run's JSON values as `dump_json` makes them storable (no NUL, NaN as
-    null), for the ORM's save(); `insert_instance` dumps them so itself."""
+    null), for the ORM's save(); `insert_instances` dumps them so itself."""
     for name in ("input", "output", "output_counters", "attributes"):
         value = getattr(run, name)
         if value is not None:
@@ -321,13 +432,16 @@ LOG_FIXED = ("run_id", "step_id")
 # summaries go in with the INSERT; a longer run's earlier steps get an UPDATE.
 # One batch: no more memory than before, whatever the size of the payloads.
 HELD_STEPS = BATCH_SIZE
+# Records with global ids read ahead to look their stored runs up together.
+LOOKUP_AHEAD = 200
 
 
 class _RunWriter:
     """Writes one run's children and keeps the summaries as they stream by."""
 
-    def __init__(self, run: Run, step_ids: IdAllocator):
+    def __init__(self, run: Run, step_ids: IdAllocator, rows: RowBuffers):
         self.run = run
+        self.rows = rows
         self.counts: Counter = Counter()
         self.step_ids: dict[str, int] = {}
         self.parent_of: dict[int, int | None] = {}
@@ -341,6 +455,9 @@ class _RunWriter:
         self.seq = 0
         self.new_step_id = step_ids.next
         self.step_plan = row_plan(Step, StepRecord, STEP_FIXED)
+        at = self.step_plan.at
+        self.subject_at = (at["entity_type"], at["entity_id"], at["entity_seen_at"])
+        self.entities = RunEntities()
         self.held_steps: list[list] = []
         # Steps with a smaller id went out before their summaries were known.
         self.first_held_id = 0
@@ -357,33 +474,54 @@ class _RunWriter:
     def write(self, record: RunRecord) -> None:
         self._write_steps(record.steps)
         self._write_rows(Call, CallRecord, CALL_FIXED, record.calls, self._call_row)
-        self._write_rows(EntityLink, LinkRecord, LINK_FIXED, record.links, self._link_row)
+        self._write_links(record.links)
         self._write_rows(LogEntry, LogRecord, LOG_FIXED, record.logs, self._log_row)
         self._write_held_steps()
         self._write_step_summaries()
         self._write_run_summary()
 
     def _write_rows(self, model, record_type, fixed, records, to_row) -> None:
-        inserter = None
+        plan, add = None, self.rows.add
         for item in records:
-            row = to_row(item)
-            if row is not None:
-                inserter = inserter or BulkInserter(model, record_type, fixed)
-                inserter.add(item, *row)
-        if inserter is not None:
-            inserter.flush()
+            values = to_row(item)
+            if values is not None:
+                plan = plan or row_plan(model, record_type, fixed)
+                add(plan, plan.row(item, *values))
+
+    def _write_links(self, links) -> None:
+        """Links, each counted for the entities read model as its row stores it."""
+        plan, add, link = None, self.rows.add, self.entities.link
+        for item in links:
+            values = self._link_row(item)
+            if values is None:
+                continue
+            if plan is None:
+                plan = row_plan(EntityLink, LinkRecord, LINK_FIXED)
+                at = plan.at
+                fields = operator.itemgetter(
+                    at["entity_type"], at["entity_id"], at["link_type"], at["step_id"],
+                    at["seen_at"], at["external_id"],
+                )  # fmt: skip
+            row = plan.row(item, *values)
+            add(plan, row)
+            link(*fields(row))
 
     def _write_steps(self, steps) -> None:
         plan, held = self.step_plan, self.held_steps
+        type_at, id_at, seen_at = self.subject_at
+        subject = self.entities.subject
         for step in steps:
-            row = self._step_row(step)
-            if row is None:
+            values = self._step_row(step)
+            if values is None:
                 continue
             if len(held) >= HELD_STEPS:
                 plan.write(held)
                 held.clear()
-                self.first_held_id = row[1][0]
-            held.append(plan.row(step, *row))
+                self.first_held_id = values[1][0]
+            row = plan.row(step, *values)
+            held.append(row)
+            if row[type_at] != "":
+                subject(row[type_at], row[id_at], row[seen_at])
 
     def _write_held_steps(self) -> None:
         """The held steps with their summaries, known now that calls and links are in."""
@@ -397,7 +535,7 @@ class _RunWriter:
             row[call_at] = self.calls_of[step_id]
             row[link_at] = self.links_of[step_id]
             row[failed_at] = step_id in self.failed_subtree
-        self.step_plan.write(self.held_steps)
+        self.rows.extend(self.step_plan, self.held_steps)
         self.held_steps = []
 
     def _step_row(self, step: StepRecord) -> tuple[dict, tuple] | None:

@@ -1,0 +1,98 @@
+"""The per-row shortcuts of the ingest (issue 12) give what the long way gives."""
+
+import math
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from traces.ingest.common import _parse_iso_text, parse_iso
+from traces.ingest.inserters import row_plan
+from traces.ingest.records import ParseError, StepRecord
+from traces.ingest.store import _new_run
+from traces.models import Run, Step
+
+_TIMES = [
+    "2024-01-01T00:00:00Z", "2024-01-01T00:00:00.123456789Z", "2024-01-01T00:00:00.5z",
+    "2024-01-01 00:00:00+00:00", "2024-01-01T00:00:00+02:00", "2024-01-01T00:00:00",
+    "2024-01-01", "20240101", "2024-01-01T00:00:00.Z", " 2024-01-01T00:00:00Z ",
+    "2024-01-01T00:00:00,5Z", "2024-W01-1", "9999-12-31T23:00-05:00", "0001-01-01T00:00:00Z",
+    "1700000000", "1700000000.5", "17000000", "2024-13-01T00:00:00Z", "noon", "2024-01-01T24:00Z",
+    "2024-01-01T00:00:00.000000000+00:00", "2024-01-01T10:20:30.1-01:30",
+]  # fmt: skip
+
+
+def _long_way(text: str):
+    try:
+        return _parse_iso_text(text, "t")
+    except ParseError as exc:
+        return str(exc)
+
+
+def _short_way(text: str):
+    try:
+        return parse_iso(text, "t")
+    except ParseError as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize("text", _TIMES)
+def test_iso_times_read_in_one_call_are_the_times_of_the_long_way(text):
+    short = _short_way(text)
+    assert short == _long_way(text)
+    if not isinstance(short, str):
+        assert short.tzinfo is not None and short.utcoffset().total_seconds() == 0
+
+
+@given(
+    st.datetimes() | st.datetimes(timezones=st.timezones()),
+    st.sampled_from(["T", " "]),
+    st.sampled_from(["auto", "seconds", "milliseconds", "microseconds"]),
+    st.sampled_from(["", "Z", "9"]),
+)
+def test_any_iso_time_reads_as_the_long_way_reads_it(moment, sep, spec, tail):
+    text = moment.isoformat(sep, spec)
+    if tail == "Z" and moment.tzinfo is None:
+        text += "Z"
+    elif tail == "9" and "." in text and moment.tzinfo is None:
+        text += "987"  # nanoseconds, as Go writes them
+    assert _short_way(text) == _long_way(text)
+
+
+def test_a_new_run_made_without_model_init_is_the_model_inits():
+    def fields(run):
+        return {k: v for k, v in vars(run).items() if k not in ("_state", "ingested_at")}
+
+    made, model = _new_run("runs", "o", "x"), Run(format="runs", origin="o", external_id="x")
+    assert fields(made) == fields(model)
+    assert made.attributes is not _new_run("runs", "o", "y").attributes  # no shared default
+    assert made._state.adding and made.ingested_at is not None
+
+
+@pytest.mark.django_db
+@given(
+    name=st.text(max_size=20) | st.text(min_size=495, max_size=505) | st.none() | st.integers(),
+    error=st.text(max_size=50),
+    attempt=st.none() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=3),
+    duration=st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers(),
+    truncated=st.booleans() | st.none() | st.integers(0, 2),
+    key=st.text(min_size=1, max_size=300),
+)
+@example(name="n" * 505, error="", attempt=None, duration=None, truncated=False, key="k")
+@example(name="n", error="a\x00b", attempt=2**40, duration=math.nan, truncated=None, key="k")
+def test_a_row_checked_by_column_groups_is_the_row_of_a_cleaner_per_column(
+    name, error, attempt, duration, truncated, key
+):
+    """RowPlan cleans a group of columns only when their quick check fails: the
+    row and the attributes it keeps are those of cleaning every value."""
+    plan = row_plan(Step, StepRecord, ("id",))
+    step = StepRecord(key=key, name=name, error=error, attempt=attempt, duration_ms=duration,
+                      truncated=truncated)  # fmt: skip
+    attributes, expected_attributes = {}, {}
+    expected = [
+        clean(value, expected_attributes)
+        for clean, value in zip(plan.cleaners, plan.get(step), strict=True)
+    ]
+    row = plan.row(step, attributes, (1,))
+    assert row[: len(expected)] == expected
+    assert attributes == expected_attributes
