@@ -1,0 +1,123 @@
+"""The critical path: the algorithm on hand-made runs (traces/critical_path.py), the
+read model the store keeps (Step.critical_ms, Run.critical_path_ms) against a
+recount, the run page's tab and the API."""
+
+from __future__ import annotations
+
+import pytest
+
+from traces.critical_path import RUN, CriticalPath, Timing, compute
+
+
+def path(*steps, run_start=None, run_end=None) -> CriticalPath:
+    result = compute([Timing(*step) for step in steps], run_start, run_end)
+    assert result is not None
+    # Every microsecond of the run is someone's: a step's or the run's own.
+    assert sum(result.self_us.values()) + result.run_self_us == result.total_us
+    return result
+
+
+# --- the algorithm ------------------------------------------------------------------------
+
+
+def test_sequential_steps_are_all_on_the_path():
+    # back to back: one ends when the next starts (Jaeger's strict '<' would skip a)
+    result = path((1, None, 0, 10), (2, None, 10, 30), (3, None, 30, 35))
+    assert result.self_us == {3: 5, 2: 20, 1: 10}
+    assert result.run_self_us == 0 and result.total_us == 35
+
+
+def test_gaps_between_steps_are_the_runs_own():
+    result = path((1, None, 5, 10), (2, None, 12, 20), run_start=0, run_end=25)
+    assert result.self_us == {2: 8, 1: 5}
+    assert result.run_self_us == 5 + 2 + 5
+
+
+def test_parallel_branches_take_the_one_that_finished_last():
+    result = path(
+        (1, None, 0, 100),
+        (2, 1, 0, 40),  # fast branch
+        (3, 1, 0, 90),  # slow branch: on the path
+        (4, 1, 10, 50),
+    )
+    assert result.self_us == {1: 10, 3: 90}
+
+
+def test_nested_steps_are_walked_into_and_their_parents_kept():
+    result = path(
+        (1, None, 0, 100),
+        (2, 1, 10, 100),
+        (3, 2, 10, 100),  # fills its parent: the parent is on the path with 0
+        (4, 3, 50, 60),
+    )
+    assert result.self_us == {1: 10, 2: 0, 3: 80, 4: 10}
+
+
+def test_loop_iterations_in_sequence_are_each_on_the_path():
+    iterations = [(10 + i, 1, i * 10, i * 10 + 10) for i in range(5)]
+    result = path((1, None, 0, 50), *iterations)
+    assert result.self_us == {1: 0, **{10 + i: 10 for i in range(5)}}
+
+
+def test_overlapping_children_walk_back_from_the_start_of_the_last():
+    # b finishes last; before b started, a had finished: a then b; c (overlaps b) not
+    result = path(
+        (1, None, 0, 100),
+        (2, 1, 0, 30),
+        (3, 1, 40, 100),
+        (4, 1, 35, 60),
+    )
+    assert result.self_us == {1: 10, 3: 60, 2: 30}
+
+
+def test_children_overflowing_their_parent_are_clamped_or_left_out():
+    result = path(
+        (1, None, 0, 50),
+        (2, 1, 40, 80),  # ends after its parent: cut at 50
+        (3, 1, 60, 90),  # wholly after its parent: left out
+        (4, 3, 60, 70),  # with its subtree
+        run_end=100,
+    )
+    assert result.self_us == {1: 40, 2: 10}
+    assert result.run_self_us == 50
+
+
+def test_a_running_step_without_an_end_reaches_the_runs_horizon():
+    result = path((1, None, 0, 10), (2, None, 10, None, True), (3, 2, 12, 40))
+    assert result.end == 40
+    assert result.self_us == {2: 2, 3: 28, 1: 10}
+
+
+def test_a_closed_step_without_an_end_spans_its_children_or_nothing():
+    result = path((1, None, 0, None), (2, 1, 5, 20), (3, None, 20, None))
+    assert result.self_us == {1: 5, 2: 15}
+
+
+def test_a_group_without_times_spans_its_timed_children():
+    result = path((1, None, None, None), (2, 1, 0, 10), (3, 1, 10, 30))
+    assert result.self_us == {1: 0, 3: 20, 2: 10}
+
+
+def test_no_start_anywhere_gives_no_path():
+    steps = [Timing(1, None, None, 10), Timing(2, None, None, None)]
+    assert compute(steps, None, None) is None
+    assert compute([], 0, 10) is None
+
+
+def test_zero_length_steps_are_not_on_the_path():
+    result = path((1, None, 0, 10), (2, None, 10, 10), (3, None, 10, 20))
+    assert result.self_us == {3: 10, 1: 10}
+
+
+def test_ties_take_the_longest_child():
+    result = path((1, None, 0, 10), (2, 1, 5, 10), (3, 1, 0, 10))
+    assert result.self_us == {1: 0, 3: 10}
+
+
+def test_a_deep_tree_needs_no_recursion():
+    depth = 50_000
+    steps = [(i, i - 1 if i > 1 else None, i, 2 * depth - i + 1) for i in range(1, depth + 1)]
+    result = path(*steps)
+    # each step keeps a microsecond either side of its child; the deepest its one
+    assert result.self_us == {i: 2 for i in range(1, depth)} | {depth: 1}
+    assert RUN not in result.self_us
