@@ -4,9 +4,20 @@ recount, the run page's tab and the API."""
 
 from __future__ import annotations
 
-import pytest
+from datetime import UTC, datetime, timedelta
 
+import pytest
+from django.db import transaction
+
+from tests.test_read_model_causes import change_source
+from traces import queries
 from traces.critical_path import RUN, CriticalPath, Timing, compute
+from traces.ingest import store
+from traces.ingest.loader import ingest_paths
+from traces.ingest.records import RunRecord, StepRecord
+from traces.models import Format, Run, Step
+
+BASE = datetime(2026, 3, 4, 8, 0, tzinfo=UTC)
 
 
 def path(*steps, run_start=None, run_end=None) -> CriticalPath:
@@ -119,5 +130,104 @@ def test_a_deep_tree_needs_no_recursion():
     steps = [(i, i - 1 if i > 1 else None, i, 2 * depth - i + 1) for i in range(1, depth + 1)]
     result = path(*steps)
     # each step keeps a microsecond either side of its child; the deepest its one
-    assert result.self_us == {i: 2 for i in range(1, depth)} | {depth: 1}
+    assert result.self_us == dict.fromkeys(range(1, depth), 2) | {depth: 1}
     assert RUN not in result.self_us
+
+
+# --- the read model: kept at ingest, equal to a recount -----------------------------------
+
+TIMED_FORMATS = [name for name in Format.values if name != "greentic"]
+
+
+def assert_read_model_is_the_recount(runs=None):
+    for run in runs if runs is not None else Run.objects.all():
+        run.refresh_from_db()
+        total, self_ms = queries.critical_path.stored(run)
+        expected_total, expected = queries.critical_path.recount(run)
+        assert total == pytest.approx(expected_total), run
+        assert self_ms.keys() == expected.keys(), run
+        assert self_ms == pytest.approx(expected), run
+
+
+@pytest.mark.django_db
+def test_ingest_keeps_the_path_of_every_run_of_the_samples(samples):
+    assert ingest_paths([samples]).failed == []
+    assert_read_model_is_the_recount()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("format_name", TIMED_FORMATS)
+def test_every_timed_format_has_a_path_that_adds_up(samples, format_name):
+    assert ingest_paths([samples]).failed == []
+    runs = Run.objects.filter(format=format_name, critical_path_ms__gt=0)
+    assert runs.exists()
+    for run in runs:
+        on_path = Step.objects.filter(run=run, critical_ms__isnull=False)
+        assert on_path.exists()
+        # no step keeps more than the run; together they keep at most all of it
+        kept = sum(on_path.values_list("critical_ms", flat=True))
+        assert kept <= run.critical_path_ms + 0.001
+        # every step on the path has its parent on it too
+        ids = set(on_path.values_list("id", flat=True))
+        parents = set(on_path.exclude(parent=None).values_list("parent_id", flat=True))
+        assert parents <= ids
+
+
+@pytest.mark.django_db
+def test_greentic_runs_have_none_and_say_why(samples):
+    assert ingest_paths([samples / "greentic"]).failed == []
+    run = Run.objects.filter(format="greentic").first()
+    assert run.times_estimated and run.critical_path_ms is None
+    assert not Step.objects.filter(run__format="greentic", critical_ms__isnull=False).exists()
+    assert "estimated" in queries.critical_path.why_none(run)
+
+
+@pytest.mark.django_db
+def test_a_resync_of_a_running_run_recomputes_its_path(runs_db):
+    ingest_paths([runs_db])
+    run = Run.objects.get(format="runs", status="running")
+    before = queries.critical_path.stored(run)
+    assert before[0] is not None
+    change_source(
+        runs_db,
+        (
+            "UPDATE steps SET status = 'completed', "
+            "completed_at = '2026-03-04T09:00:00.000Z' WHERE run_id = ? AND status = 'running'",
+            (run.external_id,),
+        ),
+        (
+            "UPDATE runs SET status = 'completed', "
+            "completed_at = '2026-03-04T09:00:00.000Z', "
+            "updated_at = '2026-03-04T09:00:00.000Z' WHERE id = ?",
+            (run.external_id,),
+        ),
+    )
+    assert ingest_paths([runs_db]).run_ids() == [run.pk]
+    run.refresh_from_db()
+    assert queries.critical_path.stored(run) != before
+    assert_read_model_is_the_recount()
+
+
+@pytest.mark.django_db
+def test_a_run_longer_than_one_write_batch_keeps_its_early_steps_path(tmp_path):
+    """Steps written before the path is known (runs over HELD_STEPS) get it by UPDATE."""
+    steps = [
+        StepRecord(
+            key=f"s{i}",
+            name=f"step {i}",
+            status="succeeded",
+            started_at=BASE + timedelta(seconds=i),
+            finished_at=BASE + timedelta(seconds=i + 1),
+        )
+        for i in range(store.HELD_STEPS * 2 + 10)
+    ]
+    record = RunRecord(
+        format="duckflux", external_id="long", name="long", status="succeeded",
+        started_at=BASE, steps=steps,
+    )  # fmt: skip
+    with transaction.atomic():
+        store.write_run(record, source_file=None, origin="")
+    run = Run.objects.get(external_id="long")
+    assert run.critical_path_ms == pytest.approx(len(steps) * 1000)
+    assert Step.objects.filter(run=run, critical_ms=1000).count() == len(steps)
+    assert_read_model_is_the_recount([run])

@@ -49,9 +49,14 @@ def micros(moment: datetime | None) -> int | None:
 
 
 def duration_micros(duration_ms: float | None) -> int | None:
-    if duration_ms is None or duration_ms != duration_ms or duration_ms in (
-        float("inf"),
-        float("-inf"),
+    if (
+        duration_ms is None
+        or duration_ms != duration_ms
+        or duration_ms
+        in (
+            float("inf"),
+            float("-inf"),
+        )
     ):
         return None
     return max(round(duration_ms * 1000), 0)
@@ -86,6 +91,24 @@ class Timing:
     open: bool = False
 
 
+# What a step row gives `timing()`, in order (the recount and the backfill read these).
+TIMING_FIELDS = (
+    "id", "parent_id", "started_at", "finished_at", "duration_ms", "status", "never_closed",
+)  # fmt: skip
+
+
+def timing(step_id, parent_id, started_at, finished_at, duration_ms, status, never_closed):
+    """A step's Timing from its stored (or recorded) fields."""
+    start, end = span_of(started_at, finished_at, duration_ms)
+    return Timing(step_id, parent_id, start, end, status == "running" or bool(never_closed))
+
+
+def of_run(steps: Iterable[Timing], started_at, finished_at, duration_ms) -> CriticalPath | None:
+    """`compute` with the run's own times (a running run has no end: its horizon)."""
+    start, end = span_of(started_at, finished_at, duration_ms)
+    return compute(steps, start, end)
+
+
 @dataclass
 class CriticalPath:
     """The path: `self_us` by step id for every step on it (a step whose children
@@ -101,6 +124,13 @@ class CriticalPath:
     @property
     def total_us(self) -> int:
         return self.end - self.start
+
+    @property
+    def total_ms(self) -> float:
+        return self.total_us / 1000
+
+    def self_ms(self) -> dict[int, float]:
+        return {step_id: us / 1000 for step_id, us in self.self_us.items()}
 
 
 def compute(
@@ -140,11 +170,10 @@ def _resolve(steps: list[Timing], horizon: int) -> dict[int, tuple[int, int, int
             if inner is None:
                 continue
             start, end = inner
+        elif end is None and step.open:
+            end = horizon
         elif end is None:
-            if step.open:
-                end = horizon
-            else:
-                end = max(start, inner[1]) if inner else start
+            end = max(start, inner[1]) if inner else start
         end = max(end, start)
         spans[step.step_id] = (start, end, None)
         parent = step.parent_id
@@ -194,9 +223,7 @@ def _walk(children: dict, spans: dict, run_start: int, run_end: int) -> Critical
     ends = {parent: [item[0] for item in items] for parent, items in children.items()}
     # Children of each parent not yet taken: a prefix of its list by end.
     left = {parent: len(items) for parent, items in children.items()}
-    parent_of = {
-        step_id: parent for parent, items in children.items() for _, _, step_id in items
-    }
+    parent_of = {step_id: parent for parent, items in children.items() for _, _, step_id in items}
     own: dict[int, int] = {}
     met: list[int] = []
     current, point = RUN, run_end

@@ -1,11 +1,13 @@
 """Read queries shared by the pages, the API and the commands, one module per subject:
-runs, steps (a run's tree, one step, steps across runs), timeline, logs, errors
+runs, steps (a run's tree, one step, steps across runs), timeline, critical_path, logs, errors
 (failures grouped by cause), entities, files and totals.
 
 They return model instances, querysets, dataclasses or plain dicts and know nothing
 of HTTP. Callers name the subject: `queries.runs.filter_runs(...)`.
 """
 
-from . import entities, errors, files, logs, runs, steps, timeline, totals
+from . import critical_path, entities, errors, files, logs, runs, steps, timeline, totals
 
-__all__ = ["entities", "errors", "files", "logs", "runs", "steps", "timeline", "totals"]
+__all__ = [
+    "critical_path", "entities", "errors", "files", "logs", "runs", "steps", "timeline", "totals",
+]  # fmt: skip
