@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import transaction
+from django.urls import reverse
 
 from tests.test_read_model_causes import change_source
 from traces import queries
@@ -231,3 +232,118 @@ def test_a_run_longer_than_one_write_batch_keeps_its_early_steps_path(tmp_path):
     assert run.critical_path_ms == pytest.approx(len(steps) * 1000)
     assert Step.objects.filter(run=run, critical_ms=1000).count() == len(steps)
     assert_read_model_is_the_recount([run])
+
+
+# --- the page and the API -----------------------------------------------------------------
+
+
+def richest_timed_run(format_name: str) -> Run:
+    runs = Run.objects.filter(format=format_name, critical_path_ms__gt=0)
+    return runs.order_by("-step_count", "pk").first()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("format_name", TIMED_FORMATS)
+def test_api_lists_the_path_with_shares(client, samples, format_name):
+    assert ingest_paths([samples]).failed == []
+    run = richest_timed_run(format_name)
+    response = client.get(reverse("api:critical_path", args=[run.pk]))
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert data["total_ms"] == pytest.approx(run.critical_path_ms) and data["reason"] is None
+    _, expected = queries.critical_path.recount(run)
+    assert [step["id"] for step in data["steps"]] == list(
+        Step.objects.filter(pk__in=expected).order_by("seq").values_list("pk", flat=True)
+    )
+    for step in data["steps"]:
+        assert set(step) == {"id", "key", "name", "start_ms", "duration_ms", "self_ms", "share"}
+        assert step["self_ms"] == pytest.approx(expected[step["id"]])
+        assert step["share"] == pytest.approx(step["self_ms"] / data["total_ms"])
+
+
+@pytest.mark.django_db
+def test_api_says_why_a_greentic_run_has_none(client, samples):
+    assert ingest_paths([samples / "greentic"]).failed == []
+    run = Run.objects.filter(format="greentic").first()
+    data = client.get(reverse("api:critical_path", args=[run.pk])).json()
+    assert data["total_ms"] is None and data["steps"] == []
+    assert "estimated" in data["reason"]
+
+
+@pytest.mark.django_db
+def test_api_refuses_a_missing_run_and_a_bad_cursor(client, samples):
+    assert ingest_paths([samples / "runs"]).failed == []
+    assert client.get(reverse("api:critical_path", args=[10**9])).status_code == 404
+    run = richest_timed_run("runs")
+    response = client.get(reverse("api:critical_path", args=[run.pk]), {"after": "garbage"})
+    assert response.status_code == 400
+
+
+@pytest.mark.django_db
+def test_api_pages_a_long_path_in_windows(client):
+    run = long_run(queries.critical_path.CRITICAL_WINDOW + 5)
+    url = reverse("api:critical_path", args=[run.pk])
+    first = client.get(url).json()
+    assert len(first["steps"]) == queries.critical_path.CRITICAL_WINDOW and first["next"]
+    second = client.get(url, {"after": first["next"]}).json()
+    assert len(second["steps"]) == 5 and second["next"] is None
+    assert second["steps"][-1]["start_ms"] == pytest.approx((run.step_count - 1) * 1000)
+
+
+def long_run(count: int, external_id: str = "long") -> Run:
+    steps = [
+        StepRecord(
+            key=f"s{i}",
+            name=f"step {i}",
+            status="succeeded",
+            started_at=BASE + timedelta(seconds=i),
+            finished_at=BASE + timedelta(seconds=i + 1),
+        )
+        for i in range(count)
+    ]
+    record = RunRecord(
+        format="duckflux", external_id=external_id, name=external_id, status="succeeded",
+        started_at=BASE, steps=steps,
+    )  # fmt: skip
+    with transaction.atomic():
+        store.write_run(record, source_file=None, origin="")
+    return Run.objects.get(external_id=external_id)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("format_name", TIMED_FORMATS)
+def test_the_tab_lists_the_path_and_the_timeline_marks_it(client, samples, format_name):
+    assert ingest_paths([samples]).failed == []
+    run = richest_timed_run(format_name)
+    on_path = list(Step.objects.filter(run=run, critical_ms__isnull=False).order_by("seq"))
+    response = client.get(reverse("traces:run-detail", args=[run.pk]), {"tab": "critical"})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert page.count('class="critical-row') == min(len(on_path), 300)
+    assert "Critical path" in page
+    timeline = client.get(reverse("traces:run-timeline", args=[run.pk])).content.decode()
+    marked = timeline.count("timeline-row depth-") and timeline.count(' critical"')
+    shown = Step.objects.filter(run=run, seq__lte=300, critical_ms__isnull=False).count()
+    assert marked == shown > 0
+
+
+@pytest.mark.django_db
+def test_the_tab_says_why_a_greentic_run_has_none(client, samples):
+    assert ingest_paths([samples / "greentic"]).failed == []
+    run = Run.objects.filter(format="greentic").first()
+    response = client.get(reverse("traces:run-detail", args=[run.pk]), {"tab": "critical"})
+    page = response.content.decode()
+    assert "critical-none" in page and "estimated" in page and "critical-row" not in page
+
+
+@pytest.mark.django_db
+def test_the_tab_and_the_api_read_a_fixed_number_of_queries(client, django_assert_max_num_queries):
+    run = long_run(400)
+    url = reverse("traces:run-detail", args=[run.pk])
+    with django_assert_max_num_queries(6):
+        assert client.get(url, {"tab": "critical"}).status_code == 200
+    with django_assert_max_num_queries(3):
+        assert client.get(reverse("api:critical_path", args=[run.pk])).status_code == 200
+    # the htmx swap of the tab area only
+    response = client.get(url, {"tab": "critical"}, headers={"HX-Request": "true"})
+    assert 'id="run-tabs"' in response.content.decode()

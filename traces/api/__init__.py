@@ -8,17 +8,17 @@ same numbers on both. Lists are keyset-paginated with the pages' cursors.
 Endpoints return model instances (and the queries' rows); the response Schemas in
 schemas.py read them, one shape per object wherever it appears.
 
-One module per subject: runs, steps, entities, files, sources (uploads and
+One module per subject: runs, critical_path, exports, steps, entities, files, sources (uploads and
 sources); common.py holds what they share.
 """
 
 from ninja import Router
 
-from . import entities, exports, files, runs, sources, steps
+from . import critical_path, entities, exports, files, runs, sources, steps
 from .common import ApiBadRequest, ApiUnprocessable
 
 __all__ = ["ApiBadRequest", "ApiUnprocessable", "router"]
 
 router = Router()
-for module in (runs, exports, steps, entities, files, sources):
+for module in (runs, critical_path, exports, steps, entities, files, sources):
     router.add_router("", module.router)

@@ -51,7 +51,7 @@ class RunFilterForm(FilterForm):
 
 # --- one run's page ----------------------------------------------------------------------
 
-TABS = ("tree", "timeline", "logs", "io", "attributes")
+TABS = ("tree", "timeline", "critical", "logs", "io", "attributes")
 MAX_EXPAND = 32
 MAX_KEY = 255
 FULL_CHOICES = [
