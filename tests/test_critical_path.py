@@ -212,23 +212,8 @@ def test_a_resync_of_a_running_run_recomputes_its_path(runs_db):
 @pytest.mark.django_db
 def test_a_run_longer_than_one_write_batch_keeps_its_early_steps_path(tmp_path):
     """Steps written before the path is known (runs over HELD_STEPS) get it by UPDATE."""
-    steps = [
-        StepRecord(
-            key=f"s{i}",
-            name=f"step {i}",
-            status="succeeded",
-            started_at=BASE + timedelta(seconds=i),
-            finished_at=BASE + timedelta(seconds=i + 1),
-        )
-        for i in range(store.HELD_STEPS * 2 + 10)
-    ]
-    record = RunRecord(
-        format="duckflux", external_id="long", name="long", status="succeeded",
-        started_at=BASE, steps=steps,
-    )  # fmt: skip
-    with transaction.atomic():
-        store.write_run(record, source_file=None, origin="")
-    run = Run.objects.get(external_id="long")
+    run = long_run(store.HELD_STEPS * 2 + 10)
+    steps = range(run.step_count)
     assert run.critical_path_ms == pytest.approx(len(steps) * 1000)
     assert Step.objects.filter(run=run, critical_ms=1000).count() == len(steps)
     assert_read_model_is_the_recount([run])
