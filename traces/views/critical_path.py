@@ -32,8 +32,15 @@ def critical_path_context(run: Run, form) -> dict:
     def window(cursor_name: str, cursor: str | None) -> str:
         return f"{base}?{urlencode({'tab': 'critical', cursor_name: cursor})}" if cursor else ""
 
+    # The run's own part (gaps, its set-up) when the whole path is in this window.
+    whole = not page.next_cursor and not page.prev_cursor
+    outside = run.critical_path_ms - sum(row.self_ms for row in rows) if whole else None
     return {
         "rows": rows,
+        "outside_ms": outside,
+        "outside_percent": f"{outside / run.critical_path_ms * 100:.1f}"
+        if outside is not None and run.critical_path_ms
+        else "",
         "total_ms": run.critical_path_ms,
         "running": run.status == "running",
         "next_url": window("after", page.next_cursor),
