@@ -25,12 +25,14 @@ import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from traces.ingest.common import json_text
 from traces.ingest.otlp_json import (
+    MAX_STRING_CHARS,
     TRACER_FLAGS,
     TRACER_STEP_INTS,
     TRACER_STEP_TEXT,
@@ -92,7 +94,9 @@ def span_id_of(kind: str, pk: int) -> bytes:
     return _digest(kind, pk)[:8]
 
 
+@lru_cache(maxsize=4096)
 def _span_id(kind: str, pk: int) -> str:
+    # Cached: a parent's id is asked for by each of its children.
     return _digest(kind, pk)[:8].hex()
 
 
@@ -137,15 +141,26 @@ _STATUS_ERROR = 2  # Status.STATUS_CODE_ERROR
 def _value(value: Any) -> dict:
     """An AnyValue, as otlp_json.set_value fills one: objects and lists as their JSON
     text (a hostile value can nest deeper than protobuf allows), long strings cut."""
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is str:  # most values: checked first
+        return {"stringValue": _text(value)}
+    if kind is bool:
         return {"boolValue": value}
-    if isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
-        return {"intValue": str(value)}
-    if isinstance(value, float) and math.isfinite(value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        if _INT64[0] <= value <= _INT64[1]:
+            return {"intValue": str(value)}
+    elif isinstance(value, float) and math.isfinite(value):
         return {"doubleValue": value}
-    if isinstance(value, str):
-        return {"stringValue": cut(value)}
+    elif isinstance(value, str):
+        return {"stringValue": _text(value)}
     return {"stringValue": cut(json_text(value, ascii_only=False))}
+
+
+def _text(text: str) -> str:
+    """cut(), without its work for the usual short ASCII text (which it leaves as is)."""
+    if len(text) <= MAX_STRING_CHARS and text.isascii():
+        return text
+    return cut(text)
 
 
 def _attribute(attributes: list, key: str, value: Any) -> None:
