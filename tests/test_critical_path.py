@@ -10,6 +10,7 @@ import pytest
 from django.db import transaction
 from django.urls import reverse
 
+from tests.test_query_plans import assert_walks_an_index
 from tests.test_read_model_causes import change_source
 from traces import queries
 from traces.critical_path import RUN, CriticalPath, Timing, compute
@@ -332,3 +333,13 @@ def test_the_tab_and_the_api_read_a_fixed_number_of_queries(client, django_asser
     # the htmx swap of the tab area only
     response = client.get(url, {"tab": "critical"}, headers={"HX-Request": "true"})
     assert 'id="run-tabs"' in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_path_windows_walk_an_index():
+    run = long_run(50)
+    page, _ = queries.critical_path.path_window(run, size=10)
+    for after in (None, page.next_cursor):
+        assert_walks_an_index(
+            lambda after=after: queries.critical_path.path_window(run, after=after, size=10)
+        )
