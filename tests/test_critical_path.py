@@ -343,3 +343,16 @@ def test_path_windows_walk_an_index():
         assert_walks_an_index(
             lambda after=after: queries.critical_path.path_window(run, after=after, size=10)
         )
+
+
+def test_values_the_store_would_not_keep_count_as_unknown():
+    from traces.critical_path import span_of
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    assert span_of(start, None, float("nan")) == (span_of(start, None, None)[0], None)
+    assert span_of(start, None, True)[1] is None
+    assert span_of(start, None, "12")[1] is None
+    assert span_of("2026-01-01", None, 5.0) == (None, None)
+    # a negative duration is no time at all; a finish before the start is the start
+    assert span_of(start, None, -5.0)[1] == span_of(start, None, 0.0)[1]
+    assert span_of(start, start - timedelta(seconds=1), None) == (span_of(start, None, 0)[0],) * 2

@@ -28,6 +28,7 @@ recount and the migration's backfill call it on rows read back.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,8 +41,9 @@ _MICRO = timedelta(microseconds=1)
 
 
 def micros(moment: datetime | None) -> int | None:
-    """A datetime as integer microseconds since the epoch (naive ones are UTC)."""
-    if moment is None:
+    """A datetime as integer microseconds since the epoch (naive ones are UTC); None
+    for anything else (the store keeps no such value either)."""
+    if not isinstance(moment, datetime):
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -49,15 +51,11 @@ def micros(moment: datetime | None) -> int | None:
 
 
 def duration_micros(duration_ms: float | None) -> int | None:
-    if (
-        duration_ms is None
-        or duration_ms != duration_ms
-        or duration_ms
-        in (
-            float("inf"),
-            float("-inf"),
-        )
-    ):
+    """A duration in ms as integer microseconds; None when it is not a finite number
+    (the store keeps None for those: inserters._fit_float)."""
+    if isinstance(duration_ms, bool) or not isinstance(duration_ms, int | float):
+        return None
+    if not math.isfinite(duration_ms):
         return None
     return max(round(duration_ms * 1000), 0)
 
