@@ -186,9 +186,16 @@ def _new_span(trace_id: str, span_id: str, parent: str | None, name: str, kind: 
     return span
 
 
-def _finish(span: dict, attributes: list, status: dict | None) -> dict:
+def _finish(span: dict, attributes: list, status: dict | None, events=((), 0)) -> dict:
+    """The span's last fields, in field-number order as json_format writes them (the
+    same bytes as before, not only the same JSON)."""
     if attributes:
         span["attributes"] = attributes
+    kept, dropped = events
+    if kept:
+        span["events"] = kept
+    if dropped:
+        span["droppedEventsCount"] = dropped
     if status:
         span["status"] = status
     return span
@@ -200,7 +207,7 @@ def _status(attributes: list, status: str, error: str) -> dict | None:
         _attribute(attributes, "tracer.error", error)
     if status == Status.FAILED:
         message = cut(error)
-        return {"code": _STATUS_ERROR, "message": message} if message else {"code": _STATUS_ERROR}
+        return {"message": message, "code": _STATUS_ERROR} if message else {"code": _STATUS_ERROR}
     if status == Status.SUCCEEDED:
         return {"code": _STATUS_OK}
     return None
@@ -228,8 +235,7 @@ def _run_span(run: Run, trace_id: str) -> dict:
         _attribute(attributes, "tracer.output_counters", run.output_counters)
     _own_attributes(attributes, run.attributes)
     logs = LogEntry.objects.filter(run=run, step__isnull=True).order_by("seq")
-    _add_events(span, logs.iterator(chunk_size=1000))
-    return _finish(span, attributes, status)
+    return _finish(span, attributes, status, _events(logs.iterator(chunk_size=1000)))
 
 
 def _step_span(placed: Placed, trace_id: str, related: _Related) -> dict:
@@ -253,8 +259,8 @@ def _step_span(placed: Placed, trace_id: str, related: _Related) -> dict:
         _attribute(attributes, "tracer.times_estimated", True)
     _add_links(attributes, related.links.get(step.pk, ()))
     _own_attributes(attributes, step.attributes)
-    _add_events(span, related.logs.get(step.pk, ()), related.dropped.get(step.pk, 0))
-    return _finish(span, attributes, status)
+    events = _events(related.logs.get(step.pk, ()), related.dropped.get(step.pk, 0))
+    return _finish(span, attributes, status, events)
 
 
 def _call_span(call: Call, trace_id: str, step_start: int | None) -> dict:
@@ -303,7 +309,8 @@ def _add_links(attributes: list, links) -> None:
     attributes.append({"key": "tracer.entity_links", "value": {"arrayValue": {"values": items}}})
 
 
-def _add_events(span: dict, logs, dropped: int = 0) -> None:
+def _events(logs, dropped: int = 0) -> tuple[list, int]:
+    """The log rows as span events, and how many past MAX_EVENTS_PER_SPAN were dropped."""
     events = []
     for log in logs:
         if len(events) >= MAX_EVENTS_PER_SPAN:
@@ -322,10 +329,7 @@ def _add_events(span: dict, logs, dropped: int = 0) -> None:
             _attribute(attributes, "tracer.duplicate", True)
         event["attributes"] = attributes
         events.append(event)
-    if events:
-        span["events"] = events
-    if dropped:
-        span["droppedEventsCount"] = dropped
+    return events, dropped
 
 
 class _Related:
