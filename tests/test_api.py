@@ -1006,6 +1006,7 @@ def test_openapi_document_lists_every_operation(client):
         ("GET", "/api/runs"), ("GET", "/api/runs/{run_id}"), ("GET", "/api/runs/{run_id}/steps"),
         ("GET", "/api/runs/{run_id}/logs"), ("GET", "/api/runs/{run_id}/timeline"),
         ("GET", "/api/runs/{run_id}/export"),
+        ("GET", "/api/runs/{run_id}/critical-path"),
         ("GET", "/api/steps"), ("GET", "/api/steps/{step_id}"), ("GET", "/api/steps/errors"),
         ("GET", "/api/entities"), ("GET", "/api/entities/{entity_type}/{entity_id}/steps"),
         ("GET", "/api/files"), ("POST", "/api/uploads"), ("GET", "/api/sources"),

@@ -336,7 +336,6 @@ def test_hostile_values_are_written_as_protobuf_writes_them(client):
             "negative zero": -0.0,
             "list": [],
             "dict": {"a": [1, {"b": None}]},
-            "surrogate": "\ud800x",
             "nul": "a\x00b",
             "long": "é" * 70_000,
         },
