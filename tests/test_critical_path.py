@@ -4,6 +4,8 @@ recount, the run page's tab and the API."""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -356,3 +358,35 @@ def test_values_the_store_would_not_keep_count_as_unknown():
     # a negative duration is no time at all; a finish before the start is the start
     assert span_of(start, None, -5.0)[1] == span_of(start, None, 0.0)[1]
     assert span_of(start, start - timedelta(seconds=1), None) == (span_of(start, None, 0)[0],) * 2
+
+
+@pytest.mark.django_db
+def test_the_tabs_pager_swaps_the_next_window(client):
+    run = long_run(queries.critical_path.CRITICAL_WINDOW + 5)
+    url = reverse("traces:run-detail", args=[run.pk])
+    first = client.get(url, {"tab": "critical"}).content.decode()
+    assert first.count('class="critical-row') == queries.critical_path.CRITICAL_WINDOW
+    assert "Outside any step" not in first  # the path does not fit one window
+    (next_url,) = re.findall(r'href="([^"]*after=[^"]*)"', first)
+    headers = {"HX-Request": "true", "HX-Target": "run-tabs"}
+    second = client.get(html.unescape(next_url), headers=headers).content.decode()
+    assert second.count('class="critical-row') == 5
+    assert second.lstrip().startswith('<div id="run-tabs"')
+    assert "earlier steps" in second and "later steps" not in second
+
+
+@pytest.mark.django_db
+def test_hostile_names_on_the_path_are_escaped(client):
+    record = RunRecord(
+        format="duckflux", external_id="x", name="x", status="succeeded", started_at=BASE,
+        steps=[StepRecord(key="<k>", name="<script>alert(1)</script>", status="succeeded",
+                          started_at=BASE, duration_ms=5.0)],
+    )  # fmt: skip
+    with transaction.atomic():
+        store.write_run(record, source_file=None, origin="")
+    run = Run.objects.get(external_id="x")
+    page = client.get(reverse("traces:run-detail", args=[run.pk]), {"tab": "critical"})
+    text = page.content.decode()
+    assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    data = client.get(reverse("api:critical_path", args=[run.pk])).json()
+    assert data["steps"][0]["name"] == "<script>alert(1)</script>"

@@ -336,7 +336,7 @@ def test_hostile_values_are_written_as_protobuf_writes_them(client):
             "negative zero": -0.0,
             "list": [],
             "dict": {"a": [1, {"b": None}]},
-            "control": "a\x01b\u2028c\"d\\\\e",
+            "control": 'a\x01b\u2028c"d\\\\e',
             "long": "é" * 70_000,
         },
         output_counters={"ok": 1},
