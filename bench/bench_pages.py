@@ -150,6 +150,8 @@ class Targets:
     hot_customer: str
     one_link_entity: tuple[str, str]
     failed_cursor: str
+    compare_run: int = 0
+    compare_big: int = 0
 
 
 def find_targets(client: Client) -> Targets:
@@ -183,9 +185,17 @@ def find_targets(client: Client) -> Targets:
         "ORDER BY id DESC LIMIT 1"
     )
     first = client.get("/api/steps", {"status": "failed"}).json()
+    # Compared with the big run: the newest other run of its type, and another big run
+    # of its type if the database has one (bench/RESULTS.md §11f says how to add it).
+    same_type = (
+        "SELECT id FROM traces_run WHERE type = (SELECT type FROM traces_run WHERE id = %s) "
+        "AND id <> %s AND step_count {} 10000 ORDER BY started_at DESC, id DESC LIMIT 1"
+    )
+    compare_run = _one(same_type.format("<"), [big_run, big_run])[0]
+    other_big = _one(same_type.format(">="), [big_run, big_run])
     return Targets(
         big_run, big_steps, typical_run, wf_run, expand_key, expand_id, panel_key, panel_id,
-        hot, one, first["next"],
+        hot, one, first["next"], compare_run, other_big[0] if other_big else 0,
     )  # fmt: skip
 
 
@@ -382,6 +392,64 @@ def cases(t: Targets) -> list[Case]:
         f"SELECT {_cols(EntityCounter)} FROM traces_entitycounter WHERE entity_type = 'customer' "
         "ORDER BY entity_type, entity_id LIMIT 51"
     )
+    # Two runs compared (queries/compare.py): the runs, the summary (the smaller run
+    # joined to the other by path, the other's count, its first step the smaller
+    # lacks), a window of each in path order.
+    compare_runs = f"SELECT {_cols(Run, '', RUN_VALUES)} FROM traces_run WHERE id IN (%s, %s)"
+    duration_changed = (
+        "(s.duration_ms IS NOT NULL AND o.duration_ms IS NOT NULL "
+        "AND ABS(s.duration_ms - o.duration_ms) >= 100 AND (o.duration_ms = 0 "
+        "OR ABS(s.duration_ms - o.duration_ms) * 100.0 >= 20 * o.duration_ms))"
+    )
+    compare_join = (
+        "SELECT COUNT(o.id), "
+        "SUM(CASE WHEN o.id IS NOT NULL AND o.status <> s.status THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN o.id IS NOT NULL AND o.status = s.status AND {duration_changed} "
+        "THEN 1 ELSE 0 END), "
+        f"MIN(CASE WHEN o.id IS NULL OR o.status <> s.status OR {duration_changed} "
+        "THEN s.path END) "
+        "FROM traces_step s LEFT JOIN traces_step o ON o.run_id = %s AND o.path = s.path "
+        "AND o.synthetic = false WHERE s.run_id = %s AND s.synthetic = false"
+    )
+    compare_first = (
+        "SELECT o.path FROM traces_step o WHERE o.run_id = %s AND o.synthetic = false "
+        "AND NOT EXISTS (SELECT 1 FROM traces_step s WHERE s.run_id = %s AND s.path = o.path "
+        "AND s.synthetic = false) ORDER BY o.path LIMIT 1"
+    )
+    compare_window = (
+        "SELECT path, id, key, name, type, status, duration_ms, started_at, loop_index, "
+        "items_total, items_processed, items_succeeded, items_failed, child_count "
+        "FROM traces_step WHERE run_id = %s AND synthetic = false ORDER BY path LIMIT 201"
+    )
+    small = t.compare_run
+    compare_summary = [
+        (compare_runs, [small, t.big_run]),
+        (compare_join, [t.big_run, small]),
+        (compare_first, [t.big_run, small]),
+    ]
+    compare_sql = [*compare_summary, (compare_window, [small]), (compare_window, [t.big_run])]
+    # Two big runs: the page without the summary (it follows), then the summary alone.
+    other = t.compare_big
+    compare_big_sql = [
+        (compare_runs, [other, t.big_run]),
+        (compare_window, [other]),
+        (compare_window, [t.big_run]),
+    ]
+    compare_big_summary = [
+        (compare_runs, [other, t.big_run]),
+        (compare_join, [t.big_run, other]),
+        (compare_first, [t.big_run, other]),
+    ]
+    big_pair = {"a": other, "b": t.big_run}
+    compare_big_cases = [
+        Case("compare_big", f"compare two big runs ({other} and {t.big_run}), first window",
+             "/compare/", compare_big_sql, params=big_pair),
+        Case("compare_big_summary", "compare two big runs: the summary (htmx, after the page)",
+             "/compare/", compare_big_summary, params={**big_pair, "summary": "1"},
+             htmx_target="compare-summary"),
+        Case("api_compare_big", "GET /api/runs/compare, two big runs (no summary)",
+             "/api/runs/compare", compare_big_sql, params=big_pair, api=True),
+    ] if other else []  # fmt: skip
     cus = ("customer", t.hot_customer)
     acc = ("account", "acc_main")
     big, wf = t.big_run, t.wf_run
@@ -429,6 +497,13 @@ def cases(t: Targets) -> list[Case]:
              "/entities/account/acc_main/", entity_sql(*acc, True)),
         Case("logs", f"logs tab (workflow run {wf})", f"/runs/{wf}/logs/",
              [(run_row, [wf]), (logs_page, [wf]), (levels, [wf])]),
+        Case("compare", f"compare runs {t.compare_run} and {big} (the {t.big_steps:,}-step "
+             "run), first window", "/compare/", compare_sql,
+             params={"a": t.compare_run, "b": big}),
+        Case("compare_summary", "compare: the summary alone (htmx; after the page when both "
+             "runs are big)", "/compare/", compare_summary,
+             params={"a": t.compare_run, "b": big, "summary": "1"},
+             htmx_target="compare-summary"),
         # --- API ---
         Case("api_runs", "GET /api/runs", "/api/runs", [(runs_page, []), (status_counts, [])],
              api=True),
@@ -455,8 +530,11 @@ def cases(t: Targets) -> list[Case]:
              [(entity_types, []), (entities_page, [])], api=True),
         Case("api_entity", "GET /api/entities/customer/{hot}/steps",
              f"/api/entities/customer/{t.hot_customer}/steps", entity_sql(*cus, True), api=True),
+        Case("api_compare", "GET /api/runs/compare (the big run and another of its type)",
+             "/api/runs/compare", compare_sql, params={"a": t.compare_run, "b": big}, api=True),
         Case("api_logs", "GET /api/runs/{wf}/logs", f"/api/runs/{wf}/logs",
              [(logs_page, [wf]), (levels, [wf])], api=True),
+        *compare_big_cases,
     ]  # fmt: skip
 
 

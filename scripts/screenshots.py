@@ -58,6 +58,10 @@ def pages(page, base: str) -> list[tuple[str, str]]:
     step_url = page.locator("td.step-name a").first.get_attribute("href")
     page.goto(f"{base}/?format=duckflux&q=Parallel")
     parallel_url = page.locator("td.name a").first.get_attribute("href")
+    # The newest failed sync_stripe run beside the run before it.
+    page.goto(f"{base}/?format=runs&type=sync_stripe&status=failed")
+    page.locator("td.name a").first.click()
+    compare_url = page.locator("[data-compare-previous]").get_attribute("href")
     return [
         ("runs", f"{base}/"),
         ("run", f"{base}{step_url}"),
@@ -65,6 +69,7 @@ def pages(page, base: str) -> list[tuple[str, str]]:
         ("critical-path", f"{base}{parallel_url}?tab=critical"),
         ("failed-steps", f"{base}/steps/?status=failed"),
         ("entities", f"{base}/entities/"),
+        ("compare", f"{base}{compare_url}"),
         ("upload", f"{base}/upload/"),
     ]
 

@@ -105,7 +105,7 @@ def test_run_items_carry_their_counts(client):
     item = get(client, "/api/runs").json()["items"][0]
     assert item["steps"] == {
         "total": 7, "pending": 0, "running": 0, "succeeded": 5, "failed": 2, "skipped": 0,
-        "cancelled": 0,
+        "cancelled": 0, "items_failed": 0,
     }  # fmt: skip
     assert (item["calls"], item["links"], item["logs"]) == (4, 3, 9)
     assert item["url"] == reverse("traces:run-detail", args=[run.pk])
@@ -1004,9 +1004,12 @@ def test_openapi_document_lists_every_operation(client):
     operations = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
     assert operations == {
         ("GET", "/api/runs"), ("GET", "/api/runs/{run_id}"), ("GET", "/api/runs/{run_id}/steps"),
+        ("GET", "/api/runs/compare"),
         ("GET", "/api/runs/{run_id}/logs"), ("GET", "/api/runs/{run_id}/timeline"),
         ("GET", "/api/runs/{run_id}/export"),
         ("GET", "/api/runs/{run_id}/critical-path"),
+        ("GET", "/api/search"),
+        ("GET", "/api/logs"),
         ("GET", "/api/steps"), ("GET", "/api/steps/{step_id}"), ("GET", "/api/steps/errors"),
         ("GET", "/api/entities"), ("GET", "/api/entities/{entity_type}/{entity_id}/steps"),
         ("GET", "/api/files"), ("POST", "/api/uploads"), ("GET", "/api/sources"),

@@ -62,3 +62,31 @@ def test_entities_stored_before_the_read_model_are_counted_with_their_times():
     )
     assert list(types) == [("order", 3, 2)]
     migrate(max(MigrationExecutor(connection).loader.graph.leaf_nodes("traces")))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_steps_stored_before_paths_get_theirs():
+    apps = migrate(("traces", "0014_ingest_claims"))
+    Run, Step = apps.get_model("traces", "Run"), apps.get_model("traces", "Step")
+    run = Run.objects.create(format="runs", external_id="old", status="succeeded")
+    rows = [("r", None, "loop", None), ("i0", "r", "item", 0), ("i1", "r", "item", 1),
+            ("s", "i1", "save", 1), ("s2", "i1", "save", 1)]  # fmt: skip
+    made = {}
+    for seq, (key, parent, name, loop) in enumerate(rows):
+        made[key] = Step.objects.create(
+            run=run, key=key, seq=seq, position=seq, status="succeeded", name=name,
+            parent=made.get(parent), loop_index=loop,
+        )  # fmt: skip
+    apps = migrate(("traces", "0017_compare"))
+    from traces.ingest.step_paths import readable
+
+    paths = dict(apps.get_model("traces", "Step").objects.values_list("key", "path"))
+    shown = {key: readable(path) for key, path in paths.items()}
+    assert shown == {
+        "r": "loop",
+        "i0": "loop / [0] item",
+        "i1": "loop / [1] item",
+        "s": "loop / [1] item / save",
+        "s2": "loop / [1] item / save #2",
+    }
+    migrate(max(MigrationExecutor(connection).loader.graph.leaf_nodes("traces")))

@@ -10,7 +10,8 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models.functions import Coalesce
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -51,10 +52,17 @@ def stored_bounds() -> dict:
     }
 
 
+def recounted_failed_items() -> dict:
+    real = Q(steps__synthetic=False)
+    runs = Run.objects.annotate(items=Coalesce(Sum("steps__items_failed", filter=real), 0))
+    return dict(runs.values_list("pk", "items"))
+
+
 def assert_read_models_are_the_recount():
     assert stored() == recount()
     assert not RunCount.objects.filter(count__lte=0).exists()
     assert stored_bounds() == recounted_bounds()
+    assert dict(Run.objects.values_list("pk", "steps_items_failed")) == recounted_failed_items()
 
 
 def running_run() -> Run:
@@ -215,12 +223,14 @@ def test_type_choices_are_the_stored_types(samples):
 
 def test_runs_list_queries_do_not_grow_with_runs_or_types(client, django_assert_num_queries):
     make_runs(3)
-    with django_assert_num_queries(3):
+    # The page, its summary, the type choices, the newest id (new-runs poll), the
+    # failing-now strip's two.
+    with django_assert_num_queries(6):
         client.get(reverse("traces:run-list"))
     for index in range(20):
         make_runs(5, status="failed", type=f"type {index}")
         make_runs(2, format="traceos", status="running", type=f"type {index}")
-    with django_assert_num_queries(4):  # + how many of the running ones are stale
+    with django_assert_num_queries(7):  # + how many of the running ones are stale
         html = client.get(reverse("traces:run-list")).content.decode()
     assert "143 runs" in html and "100 failed" in html and "type 19" in html
 

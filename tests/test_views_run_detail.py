@@ -242,7 +242,6 @@ def test_unknown_run_or_step_is_a_404(client, runs_sample):
         ("traces:run-timeline", {"before": "not-a-cursor"}),
         ("traces:run-logs", {"level": "<script>"}),
         ("traces:run-logs", {"duplicates": "yes"}),
-        ("traces:run-logs", {"step": "no-such-step"}),
         ("traces:run-logs", {"after": "%%%"}),
     ],
 )
@@ -503,6 +502,39 @@ def test_logs_filter_by_level_and_step(client):
     assert of_step.count("<tr data-row") == 5
     full = page(client, url)
     assert '<option value="error">' in full and '<option value="info">' in full
+
+
+def test_logs_pick_a_step_by_name_search_messages_and_show_milliseconds(client):
+    run = make_run()
+    steps = add_steps(run, 3)
+    Step.objects.filter(pk__in=[steps[0].pk, steps[2].pk]).update(name="upsert_batch")
+    add_logs(run, 30)
+    LogEntry.objects.filter(run=run, seq__lte=4).update(step=steps[0])
+    LogEntry.objects.filter(run=run, seq__in=[10, 11]).update(step=steps[2])
+    url = run_url(run, "traces:run-logs")
+    by_name = fragment(client, url, step="upsert_batch")
+    assert by_name.count("<tr data-row") == 6  # both steps of that name
+    assert "Lines of step <bdi>upsert_batch</bdi>." in by_name
+    words = fragment(client, url, q="LINE 2")
+    assert words.count("<tr data-row") == 11  # line 2, lines 20-29
+    both = fragment(client, url, step="upsert_batch", q="line 1")
+    assert both.count("<tr data-row") == 2  # lines 1 and 10 (seq 2 and 11)
+    # Lines 1 ms apart, shown to the millisecond.
+    html = page(client, url)
+    assert "12:00:00.000<div" in html and "12:00:00.001<div" in html
+
+
+def test_a_step_the_run_lacks_is_said_beside_the_logs_not_an_error(client):
+    run = make_run()
+    add_steps(run, 2)
+    add_logs(run, 3)
+    response = client.get(run_url(run, "traces:run-logs"), {"step": "<b>nope</b>"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "This run has no step named or keyed “<bdi>&lt;b&gt;nope&lt;/b&gt;</bdi>”." in html
+    assert "No log lines match these filters." in html
+    api = client.get(f"/api/runs/{run.pk}/logs", {"step": "nope"})
+    assert api.status_code == 400 and "step" in api.json()["errors"]
 
 
 def test_logs_are_keyset_paginated_by_seq(client):
@@ -891,3 +923,33 @@ def test_a_run_failed_by_its_source_alone_says_so_plainly(client):
     Run.objects.filter(pk=run.pk).update(error="disk full")
     html = client.get(run.get_absolute_url()).content.decode()
     assert "disk full" in html and "The source marked this run failed" not in html
+
+
+def test_a_step_whose_items_failed_shows_it_and_is_kept_by_failed_only(client, samples):
+    """The runs sample's first sync_stripe run: process_charges completed, 2 items failed."""
+    ingest_paths([samples / "runs"])
+    run = Run.objects.get(external_id="01KJPJ3KR08985FSGD7GGHMB1Y")
+    step = run.steps.get(name="process_charges")
+    assert (step.status, step.items_failed, step.failed_subtree) == ("succeeded", 2, True)
+    html = page(client, run_url(run), failed="1")
+    text = text_of(html)
+    assert "process_charges" in text and "No step failed" not in text
+    assert "✗ 2 items" in text  # the tree row and the header both say so
+    assert run.steps_items_failed == 2
+    header = text_of(html[: html.index('id="run-tabs"')])
+    assert "✗ 2 items" in header
+    assert "items failed in this step, though its own status is succeeded" in html
+
+
+def test_stored_steps_with_failed_items_are_marked_by_the_migration(samples):
+    import importlib
+
+    from django.db import connection
+
+    ingest_paths([samples / "runs"])
+    Step.objects.update(failed_subtree=False)
+    migration = importlib.import_module("traces.migrations.0016_items_failed_subtree")
+    with connection.cursor() as cursor:
+        cursor.execute(migration.MARK)
+    marked = set(Step.objects.filter(failed_subtree=True).values_list("name", flat=True))
+    assert marked == set(Step.objects.filter(items_failed__gt=0).values_list("name", flat=True))

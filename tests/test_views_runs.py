@@ -10,7 +10,7 @@ from django.utils.html import escape
 
 from tests.factories import make_runs
 from traces.ingest.loader import ingest_paths
-from traces.models import Run
+from traces.models import Run, Step
 from traces.pagination import encode_cursor
 from traces.templatetags.traces_extras import ESTIMATED_TITLE
 
@@ -62,6 +62,70 @@ def test_time_range_filter(client):
     since = runs[2].started_at.strftime("%Y-%m-%dT%H:%M")
     response = client.get(URL, {"since": since, "sort": "started"})
     assert [r.name for r in response.context["page"].items] == ["run 2", "run 3", "run 4"]
+
+
+@pytest.mark.parametrize(
+    ("since", "expected"),
+    [("90m", {"recent"}), ("now-90m", {"recent"}), ("2h", {"recent", "older"}), ("7d", None)],
+)
+def test_a_relative_time_range_counts_back_from_now(client, since, expected):
+    recent, older, old = make_runs(3)
+    now = timezone.now()
+    Run.objects.filter(pk=recent.pk).update(started_at=now - timedelta(minutes=30), name="recent")
+    Run.objects.filter(pk=older.pk).update(started_at=now - timedelta(minutes=100), name="older")
+    Run.objects.filter(pk=old.pk).update(started_at=now - timedelta(days=30), name="old")
+    response = client.get(URL, {"since": since})
+    assert response.status_code == 200
+    names = {run.name for run in response.context["page"].items}
+    assert names == (expected or {"recent", "older"})
+    # The box keeps the relative value, so a refresh or a bookmark stays "the last 90 minutes".
+    assert f'name="since" value="{since}"' in response.content.decode()
+
+
+def test_the_time_presets_keep_the_other_filters_and_mark_the_current_one(client):
+    runs = make_runs(3)
+    cursor = encode_cursor(runs[1].started_at, runs[1].pk)
+    html = client.get(URL, {"status": "failed", "since": "24h", "after": cursor}).content.decode()
+    presets = html[html.index('class="time-presets"') :]
+    presets = presets[: presets.index("</span>")]
+    assert 'href="?status=failed&amp;since=1h">last 1 h</a>' in presets
+    assert 'href="?status=failed&amp;since=24h" aria-current="true">last 24 h</a>' in presets
+    assert 'href="?status=failed">any time</a>' in presets
+
+
+def test_the_api_takes_relative_times_too(client):
+    (run,) = make_runs(1)
+    Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(minutes=5))
+    make_runs(1, name="ancient")
+    answer = client.get("/api/runs", {"since": "1h"}).json()
+    assert [item["id"] for item in answer["items"]] == [run.pk]
+    too_far = client.get("/api/runs", {"since": "9999999w"})
+    assert too_far.status_code == 400 and "years 1 to 9999" in too_far.content.decode()
+
+
+def test_the_first_page_polls_for_new_runs_and_says_how_many_came(client):
+    make_runs(2, name="before")
+    page = client.get(URL, {"status": "failed"})
+    newest = page.context["newest_id"]
+    assert 'hx-trigger="every 30s"' in page.content.decode()
+    poll = reverse("traces:run-list-new")
+    quiet = client.get(poll, {"status": "failed", "seen": newest}).content.decode()
+    assert 'id="new-runs"' in quiet and "new run" not in quiet
+    make_runs(3, status="failed", name="after")
+    make_runs(4, name="after but succeeded")
+    news = " ".join(client.get(poll, {"status": "failed", "seen": newest}).content.decode().split())
+    assert "3 new runs since this list was shown: show them" in news
+    # The link shows the list with its filters, without the poll's own parameter.
+    assert f'href="{URL}?status=failed"' in news
+    assert f"seen={newest}" in news  # the poll goes on counting from the same run
+
+
+def test_a_later_page_does_not_poll_and_a_bad_poll_says_why(client):
+    runs = make_runs(3)
+    cursor = encode_cursor(runs[1].started_at, runs[1].pk)
+    assert client.get(URL, {"after": cursor}).context["newest_id"] is None
+    bad = client.get(reverse("traces:run-list-new"), {"seen": "-1"})
+    assert bad.status_code == 400
 
 
 @pytest.mark.parametrize(
@@ -173,10 +237,12 @@ def test_sorting_with_missing_values_keeps_every_run(client):
 
 def test_query_count_does_not_grow_with_runs(client, django_assert_num_queries):
     make_runs(3)
-    with django_assert_num_queries(3):
+    # The page, its status summary, the type choices, the newest id the new-runs poll starts
+    # from, and the failing-now strip (failed runs by type, failed steps).
+    with django_assert_num_queries(6):
         client.get(URL)
     make_runs(300, name="more")
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(6):
         client.get(URL)
 
 
@@ -188,7 +254,7 @@ def row_of(html: str, run: Run) -> str:
 def test_estimated_times_are_marked_with_their_reason(client, samples, django_assert_num_queries):
     ingest_paths([samples / "greentic"])
     make_runs(1, name="recorded")
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(6):
         html = client.get(URL).content.decode()
     mark = f'<span class="estimated" title="{escape(ESTIMATED_TITLE)}">≈</span>'
     for run in Run.objects.all():
@@ -240,3 +306,50 @@ def test_time_filters_with_offsets_are_compared_in_utc(client):
     assert since.endswith("+02:00")
     response = client.get(URL, {"since": since, "sort": "started"})
     assert [r.name for r in response.context["page"].items] == ["run 1", "run 2"]
+
+
+def test_failing_now_counts_recent_failed_runs_by_type_and_links_each_list(client):
+    now = timezone.now()
+    spec = [("nightly", 10), ("nightly", 50), ("nightly", 300), ("billing", 100), ("old", 60 * 30)]
+    for run_type, minutes_ago in spec:
+        (run,) = make_runs(1, status="failed", type=run_type)
+        Run.objects.filter(pk=run.pk).update(started_at=now - timedelta(minutes=minutes_ago))
+    (ok,) = make_runs(1, type="quiet")
+    Run.objects.filter(pk=ok.pk).update(started_at=now)
+    failing = client.get(URL).context["failing"]
+    assert [(t.run_type, t.last_hour, t.last_day) for t in failing.types] == [
+        ("nightly", 2, 3),
+        ("billing", 0, 1),
+    ]
+    html = client.get(URL).content.decode()
+    assert f'href="{URL}?type=nightly&amp;status=failed&amp;since=1h">✗ 2</a>' in html
+    assert f'href="{URL}?type=billing&amp;status=failed&amp;since=24h">✗ 1</a>' in html
+    # Each link lists exactly what its number counts.
+    listed = client.get(URL, {"type": "nightly", "status": "failed", "since": "1h"})
+    assert len(listed.context["page"].items) == 2
+
+
+def test_failing_now_counts_failed_steps_and_says_when_all_is_quiet(client):
+    from tests.factories import make_steps
+
+    quiet = client.get(URL).content.decode()
+    assert "No run or step that started in the last 24 h failed." in quiet
+    (run,) = make_runs(1)
+    steps = make_steps(run, 3, status="failed", error="boom")
+    Step.objects.filter(pk=steps[0].pk).update(started_at=timezone.now() - timedelta(minutes=5))
+    Step.objects.filter(pk=steps[1].pk).update(started_at=timezone.now() - timedelta(hours=5))
+    Step.objects.filter(pk=steps[2].pk).update(started_at=timezone.now() - timedelta(days=5))
+    failing = client.get(URL).context["failing"]
+    assert (failing.steps_last_hour, failing.steps_last_day) == (1, 2)
+    text = " ".join(client.get(URL).content.decode().split())
+    assert "1 in the last hour</a>" in text and "2 in the last 24 h</a>, grouped by cause" in text
+
+
+def test_failing_now_is_escaped_and_left_out_of_row_swaps(client):
+    (run,) = make_runs(1, status="failed", type="<img src=x onerror=alert(1)>")
+    Run.objects.filter(pk=run.pk).update(started_at=timezone.now())
+    html = client.get(URL).content.decode()
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "type=%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E" in html
+    swap = client.get(URL, headers={"HX-Request": "true"})
+    assert swap.context["failing"] is None and "Failing now" not in swap.content.decode()

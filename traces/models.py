@@ -140,6 +140,18 @@ class Outcome(models.Model):
         abstract = True
 
 
+class PathField(models.TextField):
+    """Text compared code point by code point on every database (a step's path is
+    sorted as Python sorts it: SQLite's default BINARY, PostgreSQL's "C" collation
+    whatever the database's own locale)."""
+
+    def db_parameters(self, connection):
+        parameters = super().db_parameters(connection)
+        if connection.vendor == "postgresql":
+            parameters["collation"] = "C"
+        return parameters
+
+
 class ItemProgress(models.Model):
     """Progress counters over items (the runs format's items_*), on a run or a step."""
 
@@ -192,6 +204,8 @@ class Run(Outcome, ItemProgress):
     call_count = models.IntegerField(default=0)
     link_count = models.IntegerField(default=0)
     log_count = models.IntegerField(default=0)
+    # Items that failed inside its steps, whatever the steps' own status.
+    steps_items_failed = models.IntegerField(default=0)
     max_depth = models.IntegerField(default=0)
     # The earliest start and latest finish among its steps: the time axis of a run
     # that records no times of its own, without reading its steps per request.
@@ -313,6 +327,9 @@ class Step(Outcome, ItemProgress):
     # A failed step's error without its particulars (queries.errors.normalise_error),
     # its failure cause; blank for the other steps. Written once, at ingest.
     error_cause = models.CharField(max_length=NORMALISED_MAX, blank=True)
+    # The names along the tree down to this step, with loop indexes and repeat
+    # numbers (ingest/step_paths.py): two runs' steps are compared by it.
+    path = PathField(default="", blank=True)
 
     # Summaries filled at ingest.
     child_count = models.IntegerField(default=0)
@@ -342,6 +359,11 @@ class Step(Outcome, ItemProgress):
             ),
             # A run's steps flat in order (timeline, API).
             models.Index(fields=["run", "seq", "id"], name="step_run_seq"),
+            # Two runs compared (queries/compare.py): each run's steps in path order,
+            # and the summary's join by path, read from the index alone.
+            models.Index(
+                fields=["run", "path", "status", "duration_ms", "synthetic"], name="step_run_path"
+            ),
             # Children of an expanded step.
             models.Index(fields=["parent", "position"], name="step_children"),
             # Failed steps across runs, newest first (and other statuses).
@@ -611,6 +633,11 @@ class EntityCounter(models.Model):
         constraints = [
             # The entities list's order and keyset, and the store's upserts (ON CONFLICT).
             models.UniqueConstraint(fields=["entity_type", "entity_id"], name="entitycounter_key"),
+        ]
+        indexes = [
+            # The search: an id pasted without its type, or an external id.
+            models.Index(fields=["entity_id"], name="entitycounter_id"),
+            models.Index(fields=["external_id"], name="entitycounter_external_id"),
         ]
 
     def __str__(self) -> str:

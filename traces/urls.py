@@ -1,12 +1,25 @@
 from django.urls import path
 
-from .views import delete, entities, files, jobs, run_page, runs, sources, steps, upload
+from .views import (
+    compare,
+    delete,
+    entities,
+    files,
+    jobs,
+    run_page,
+    runs,
+    search,
+    sources,
+    steps,
+    upload,
+)
 
 app_name = "traces"
 
 urlpatterns = [
     # Runs list and one run (views/runs.py, views/run_page.py).
     path("", runs.run_list, name="run-list"),
+    path("runs/new/", runs.run_list_new, name="run-list-new"),
     path("runs/<int:run_id>/row/", runs.run_row, name="run-row"),
     path("runs/<int:run_id>/", run_page.run_detail, name="run-detail"),
     path("runs/<int:run_id>/delete/", delete.run_delete, name="run-delete"),
@@ -20,7 +33,11 @@ urlpatterns = [
         name="step-children",
     ),
     path("runs/<int:run_id>/steps/<path:key>/", run_page.step_detail, name="step-detail"),
+    # Two runs compared (views/compare.py).
+    path("compare/", compare.compare, name="compare"),
     # Steps across runs (views/steps.py) and entities (views/entities.py).
+    path("search/", search.search_page, name="search"),
+    path("logs/", search.log_search, name="log-search"),
     path("steps/", steps.step_list, name="step-list"),
     path("entities/", entities.entity_list, name="entity-list"),
     path(

@@ -75,3 +75,49 @@ def test_the_footer_links_to_the_api_docs(page, loaded_samples):
     page.goto("/")
     page.locator("footer").get_by_role("link", name="API docs").click()
     page.wait_for_url("**/api/docs")
+
+
+def test_a_time_preset_and_a_typed_relative_time_filter_the_list(page, loaded_samples):
+    page.goto("/")
+    page.get_by_role("link", name="last 7 d").click()
+    page.wait_for_url("**since=7d")
+    assert page.locator("input[name=since]").input_value() == "7d"
+    assert page.get_by_role("link", name="last 7 d").get_attribute("aria-current") == "true"
+    page.fill("input[name=since]", "now-30d")
+    page.keyboard.press("Tab")
+    page.wait_for_url("**since=now-30d**")
+    assert "could not be answered" not in page.content()
+
+
+def test_new_runs_are_announced_and_shown_on_click(page, loaded_samples):
+    from tests.factories import make_runs
+
+    page.goto("/?format=runs")
+    before = len(run_names(page))
+    make_runs(2, name="arrived later")
+    # The poll fires every 30 s; ask for it now, as its timer would.
+    page.evaluate(
+        "htmx.ajax('GET', document.querySelector('#new-runs').getAttribute('hx-get'),"
+        " {target: '#new-runs', swap: 'outerHTML'})"
+    )
+    news = page.get_by_role("link", name="2 new runs since this list was shown: show them")
+    news.click()
+    page.wait_for_url("**/?format=runs")
+    page.locator("#run-rows td.name > a", has_text="arrived later").first.wait_for()
+    assert len(run_names(page)) == before + 2
+
+
+def test_failing_now_links_to_the_recent_failures_of_a_type(page, loaded_samples):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.factories import make_runs
+
+    for run in make_runs(2, status="failed", type="checkout", name="checkout broke"):
+        Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(minutes=20))
+    page.goto("/")
+    strip = page.get_by_role("region", name="Failing now")
+    strip.get_by_role("row", name="checkout").get_by_role("link", name="✗ 2").first.click()
+    page.wait_for_url("**type=checkout&status=failed&since=1h")
+    assert run_names(page) == ["checkout broke", "checkout broke"]

@@ -14,11 +14,12 @@ sources); common.py holds what they share.
 
 from ninja import Router
 
-from . import critical_path, entities, exports, files, runs, sources, steps
+from . import compare, critical_path, entities, exports, files, runs, search, sources, steps
 from .common import ApiBadRequest, ApiUnprocessable
 
 __all__ = ["ApiBadRequest", "ApiUnprocessable", "router"]
 
 router = Router()
-for module in (runs, critical_path, exports, steps, entities, files, sources):
+# compare before runs: /runs/compare is not /runs/{run_id}.
+for module in (compare, runs, critical_path, exports, steps, entities, search, files, sources):
     router.add_router("", module.router)

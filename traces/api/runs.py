@@ -24,7 +24,7 @@ RunStepsQuery = form_query(
 )
 TimelineQuery = form_query("TimelineQuery", RunPageForm, only=("failed", "after", "before"))
 LogsQuery = form_query(
-    "LogsQuery", RunPageForm, only=("level", "step", "duplicates", "after", "before")
+    "LogsQuery", RunPageForm, only=("level", "step", "q", "duplicates", "after", "before")
 )
 
 RunId = Path[int, {"ge": 1, "le": MAX_ID, "description": "The run's id."}]
@@ -184,16 +184,20 @@ def _rows(placed: list[tuple[Step, float | None, float | None]]) -> list[dict]:
     "/runs/{run_id}/logs", response={200: RunLogs, **READ_ONE}, tags=["runs"], summary="A run's log"
 )
 def run_logs(request, run_id: RunId, filters: Query[LogsQuery]):
-    """The run's log in order, as the logs tab: one level, one step (by key), and
-    repeated rows only with `duplicates=1`."""
+    """The run's log in order, as the logs tab: one level, one step (by key, or
+    every step of that name), lines whose message holds `q`, and repeated rows only
+    with `duplicates=1`. A step the run does not have is a 400."""
     form = valid(RunPageForm, request.GET)
     data = form.cleaned_data
     ensure_run(run_id)
-    step = step_in_run(run_id, data["step"], "step") if data["step"] else None
+    step_ids = queries.logs.steps_named(run_id, data["step"]) if data["step"] else None
+    if step_ids == []:
+        step_in_run(run_id, data["step"], "step")  # says which parameter names no step
     page = queries.logs.run_logs(
         run_id,
         level=data["level"],
-        step_id=step.pk if step else None,
+        step_ids=step_ids,
+        text=data["q"],
         duplicates=data["duplicates"] == "1",
         after=data["after"] or None,
         before=data["before"] or None,

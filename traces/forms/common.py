@@ -2,23 +2,56 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+import re
+from datetime import UTC, timedelta
 
 from django import forms
+from django.utils import timezone
 
 from traces.models import Format
 
 FORMAT_CHOICES = [("", "any format"), *Format.choices]
 
 
+# A time back from now, as Grafana writes it: `15m`, `1h`, `24h`, `7d`, `2w`, or `now-1h`.
+RELATIVE_TIME = re.compile(r"^\s*(?:now\s*-\s*)?(\d{1,7})\s*(m|h|d|w)\s*$", re.IGNORECASE)
+RELATIVE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# The presets the pages offer beside a time filter.
+TIME_PRESETS = (("1h", "1 h"), ("24h", "24 h"), ("7d", "7 d"), ("30d", "30 d"))
+
+
+def relative_time(value: str):
+    """The moment `value` names back from now (`24h` → 24 hours ago), or None when
+    it is not a relative time."""
+    match = RELATIVE_TIME.match(value or "")
+    if match is None:
+        return None
+    amount, unit = int(match[1]), match[2].lower()
+    try:
+        return timezone.now() - timedelta(**{RELATIVE_UNITS[unit]: amount})
+    except OverflowError:
+        raise forms.ValidationError(
+            "That time is outside the years 1 to 9999.", code="out_of_range"
+        ) from None
+
+
 class DateTimeFilter(forms.DateTimeField):
     """A time filter, always in UTC: an offset like +23:59 on year 1 would
-    otherwise leave the range any database can compare."""
+    otherwise leave the range any database can compare. It also takes a time back
+    from now (`1h`, `24h`, `7d`, `now-15m`), kept relative in the URL so a bookmark
+    or a refresh always shows the last day, not the day it was made."""
 
     input_formats = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
-    widget = forms.DateTimeInput(attrs={"type": "datetime-local"})
+    # A text box, not datetime-local: the browser would clear `24h` as invalid.
+    widget = forms.TextInput(
+        attrs={"placeholder": "24h or 2026-11-01 12:00", "size": 16, "list": "time-presets"}
+    )
 
     def to_python(self, value):
+        if isinstance(value, str):
+            relative = relative_time(value)
+            if relative is not None:
+                return relative
         result = super().to_python(value)
         if result is None:
             return None

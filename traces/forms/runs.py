@@ -7,7 +7,7 @@ from django import forms
 
 from traces.models import Status
 
-from .common import FORMAT_CHOICES, DateTimeFilter, FilterForm
+from .common import FORMAT_CHOICES, MAX_ID, DateTimeFilter, FilterForm
 
 STATUS_CHOICES = [("", "any status"), *Status.choices, ("stale", "stale")]
 # Runs whose source no longer holds them (a file overwritten, rows deleted) are kept.
@@ -49,6 +49,12 @@ class RunFilterForm(FilterForm):
         return self.SORTS[self.cleaned_data.get("sort") or "-started"]
 
 
+class NewRunsForm(RunFilterForm):
+    """The runs list's filters and the newest run id the page had (`seen`)."""
+
+    seen = forms.IntegerField(min_value=0, max_value=MAX_ID)
+
+
 # --- one run's page ----------------------------------------------------------------------
 
 TABS = ("tree", "timeline", "critical", "logs", "io", "attributes")
@@ -86,7 +92,10 @@ class RunPageForm(forms.Form):
     # The loop index of the row before a "show more" window, so iteration headings continue.
     loop = forms.IntegerField(required=False)
     level = forms.RegexField(regex=r"^[\w.:-]*$", required=False, max_length=20)
-    step = forms.CharField(required=False, max_length=MAX_KEY)
+    step = forms.CharField(required=False, max_length=MAX_KEY, help_text="A step's key or name.")
+    q = forms.CharField(
+        required=False, max_length=500, help_text="Log lines whose message holds this text."
+    )
     duplicates = forms.ChoiceField(choices=[("", "no"), ("0", "no"), ("1", "yes")], required=False)
     full = forms.MultipleChoiceField(choices=FULL_CHOICES, required=False)
     format = forms.ChoiceField(

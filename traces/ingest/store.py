@@ -21,6 +21,7 @@ from django.utils import timezone
 from traces import critical_path
 from traces.causes import as_utc, error_cause, failure_day
 from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
+from traces.search import index as search_index
 
 from .entity_counts import add_run_entities, entities_of, subtract_entities
 from .failure_counts import add_failure_causes, failure_causes_of, subtract_failure_causes
@@ -36,6 +37,7 @@ from .inserters import (
 )
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
 from .run_counts import apply_run_counts, move_run_count, run_counts_of, run_key
+from .step_paths import StepPaths
 
 
 @dataclass
@@ -67,6 +69,9 @@ class RunIndex:
         self.ids = {model: IdAllocator(model) for model in (Run, Step)}
         # RunCount's changes by the runs written through this index, for settle().
         self.run_counts: Counter = Counter()
+        # Runs written through this index since the last settle(): their children
+        # go into the search index then.
+        self.written: list[int] = []
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         if not origin:
@@ -81,6 +86,7 @@ class RunIndex:
     def remember(self, run: Run) -> None:
         """A run just written: a file that gives the same run twice (duplicate
         rows in a database) updates it instead of inserting it again."""
+        self.written.append(run.pk)
         runs = self._by_origin.get((run.format, run.origin))
         if runs is not None:
             runs[run.external_id] = run
@@ -90,6 +96,9 @@ class RunIndex:
         file's transaction (see run_counts)."""
         apply_run_counts(self.run_counts)
         self.run_counts.clear()
+        with connection.cursor() as cursor:
+            search_index.index_runs(cursor, self.written)
+        self.written.clear()
 
 
 class _GlobalIdLookup:
@@ -263,7 +272,7 @@ def _json_as_stored(run: Run) -> None:
 
 STEP_FIXED = (
     "id", "run_id", "parent_id", "seq", "position", "depth", "error_cause", "entity_seen_at",
-    "child_count", "call_count", "link_count", "failed_subtree", "critical_ms",
+    "child_count", "call_count", "link_count", "failed_subtree", "path", "critical_ms",
 )  # fmt: skip
 CALL_FIXED = ("run_id", "step_id", "position")
 LINK_FIXED = ("run_id", "step_id", "seen_at")
@@ -302,6 +311,8 @@ class _RunWriter:
         self.last_finish = None
         # A step's time (its start, else its run's): its links' time when they have none.
         self.step_times: dict[int, object] = {}
+        # Each step's path (names along the tree), that runs are compared by.
+        self.paths = StepPaths()
         # The steps' spans for the critical path, and the path once they are all in.
         self.timings: list[critical_path.Timing] = []
         self.critical: dict[int, float] = {}
@@ -374,8 +385,12 @@ class _RunWriter:
             self.by_status[step.status] += 1
             self.counts["steps"] += 1
         cause = ""
-        if step.status == "failed":
+        if step.items_failed and not step.synthetic:
+            self.counts["items_failed"] += step.items_failed
+        if step.status == "failed" or step.items_failed:
+            # Failed items count as a failure: "failed only" keeps the step.
             self._mark_failed_subtree(step_id)
+        if step.status == "failed":
             cause = self._count_failure(step)
         self.seq += 1
         self._note_times(step)
@@ -387,9 +402,10 @@ class _RunWriter:
         )  # fmt: skip
         moment = self.step_times[step_id] = step.started_at or self.run.started_at
         seen_at = _db_time(moment) if step.entity_type else None
+        path = self.paths.add(step_id, parent_id, step.name or step.type, step.loop_index)
         # The four summaries are filled in by _write_held_steps.
         return attributes, (step_id, self.run.pk, parent_id, self.seq, position, depth, cause,
-                            seen_at, 0, 0, 0, False, None)  # fmt: skip
+                            seen_at, 0, 0, 0, False, path, None)  # fmt: skip
 
     def _count_failure(self, step: StepRecord) -> str:
         """The step's cause, counted for the read model unless the step is synthetic
@@ -497,6 +513,7 @@ class _RunWriter:
             call_count=self.counts["calls"],
             link_count=self.counts["links"],
             log_count=self.counts["logs"],
+            steps_items_failed=self.counts["items_failed"],
             max_depth=max(self.depth_of.values(), default=0),
             steps_started_at=self.first_start,
             steps_finished_at=self.last_finish,

@@ -6,8 +6,30 @@ They return model instances, querysets, dataclasses or plain dicts and know noth
 of HTTP. Callers name the subject: `queries.runs.filter_runs(...)`.
 """
 
-from . import critical_path, entities, errors, files, logs, runs, steps, timeline, totals
+from . import (
+    compare,
+    critical_path,
+    entities,
+    errors,
+    failing,
+    files,
+    logs,
+    runs,
+    steps,
+    timeline,
+    totals,
+)
 
 __all__ = [
-    "critical_path", "entities", "errors", "files", "logs", "runs", "steps", "timeline", "totals",
-]  # fmt: skip
+    "compare",
+    "critical_path",
+    "entities",
+    "errors",
+    "failing",
+    "files",
+    "logs",
+    "runs",
+    "steps",
+    "timeline",
+    "totals",
+]

@@ -55,6 +55,7 @@ from .runs import (
     RunList,
     StatusSummary,
 )
+from .search import LogHit, LogSearch, SearchCounts, SearchExact, SearchOut
 from .steps import (
     CallOut,
     ErrorGroupOut,
@@ -89,7 +90,9 @@ __all__ = [
     "FileList",
     "FileResultOut",
     "LinkOut",
+    "LogHit",
     "LogRow",
+    "LogSearch",
     "OutcomeCounts",
     "PathError",
     "PathReason",
@@ -100,6 +103,9 @@ __all__ = [
     "RunLogs",
     "RunRef",
     "RunSteps",
+    "SearchCounts",
+    "SearchExact",
+    "SearchOut",
     "SourceIn",
     "SourceList",
     "SourceOut",

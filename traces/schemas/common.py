@@ -67,6 +67,10 @@ class StepCounts(Schema):
     failed: int = Field(alias="steps_failed")
     skipped: int = Field(alias="steps_skipped")
     cancelled: int = Field(alias="steps_cancelled")
+    items_failed: int = Field(
+        alias="steps_items_failed",
+        description="Items that failed inside its steps, whatever the steps' own status.",
+    )
 
 
 # --- references: the first fields of a run's and a step's shape ----------------------------

@@ -54,8 +54,10 @@ def _field_schema(name: str, field: forms.Field) -> dict:
             schema["minimum"] = field.min_value
         schema["maximum"] = field.max_value if field.max_value is not None else 2**63 - 1
     elif isinstance(field, forms.DateTimeField):
-        schema["description"] = f"{description}: ISO 8601 date and time, e.g. 2026-11-01T12:00:00Z"
-        schema["format"] = "date-time"
+        schema["description"] = (
+            f"{description}: ISO 8601 date and time (e.g. 2026-11-01T12:00:00Z) or a time"
+            " back from now (15m, 1h, 24h, 7d, 2w, now-1h)"
+        )
     elif isinstance(field, forms.CharField) and field.max_length:
         schema["maxLength"] = field.max_length
     return schema

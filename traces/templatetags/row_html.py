@@ -170,7 +170,16 @@ def _progress(step) -> str:
 
 
 def _failed_inside(step) -> str:
-    if not step.failed_subtree or step.status == "failed":
+    """What failed in a step that did not fail itself: its items, or a step inside it."""
+    if step.status == "failed":
+        return ""
+    if step.items_failed:
+        items = f"{grouped(step.items_failed)} item{'s' if step.items_failed != 1 else ''}"
+        return (
+            '<span class="c-fail" title="items failed in this step, though its own status is '
+            f'{_e(step.status)}">✗ {items}</span>'
+        )
+    if not step.failed_subtree:
         return ""
     return '<span class="c-fail" title="a step inside this one failed">✗ inside</span>'
 

@@ -11,6 +11,8 @@ from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
+from traces.forms.common import TIME_PRESETS
+
 register = template.Library()
 
 STATUS_ICONS = {
@@ -59,6 +61,22 @@ def estimated_mark(run) -> str:
     if not run.times_estimated:
         return ""
     return format_html('<span class="estimated" title="{}">≈</span> ', ESTIMATED_TITLE)
+
+
+@register.filter
+def clock_ms(value: datetime | None) -> str:
+    """A time of day to the millisecond, in the site's time zone: 12:00:00.042 (the
+    date filter has no millisecond format)."""
+    if value is None:
+        return ""
+    local = timezone.localtime(value) if timezone.is_aware(value) else value
+    return f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}"
+
+
+@register.simple_tag
+def time_presets() -> tuple[tuple[str, str], ...]:
+    """The relative time ranges a time filter offers: (value, label)."""
+    return TIME_PRESETS
 
 
 @register.filter

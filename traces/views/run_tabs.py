@@ -250,17 +250,13 @@ def _tip(step: Step, offset_ms: float | None, duration_ms: float | None, timed: 
 def logs_context(request: HttpRequest, run: Run, form) -> dict:
     options = form.cleaned_data
     full = set(options["full"])
-    step = None
-    if options["step"]:
-        step = Step.objects.filter(run_id=run.pk, key=options["step"]).only("id", "key", "name")
-        step = step.first()
-        if step is None:
-            raise BadFilter(f"this run has no step with key {options['step']!r}")
+    step_ids = queries.logs.steps_named(run.pk, options["step"]) if options["step"] else None
     duplicates = options["duplicates"] == "1"
     page = queries.logs.run_logs(
         run.pk,
         level=options["level"],
-        step_id=step.pk if step else None,
+        step_ids=step_ids,
+        text=options["q"],
         duplicates=duplicates,
         after=options["after"] or None,
         before=options["before"] or None,
@@ -275,6 +271,7 @@ def logs_context(request: HttpRequest, run: Run, form) -> dict:
         for name, value in (
             ("level", options["level"]),
             ("step", options["step"]),
+            ("q", options["q"]),
             ("duplicates", "1" if duplicates else ""),
         )
         if value
@@ -284,8 +281,11 @@ def logs_context(request: HttpRequest, run: Run, form) -> dict:
         "page": page,
         "levels": queries.logs.log_levels(run.pk),
         "level": options["level"],
-        "step": step,
-        "step_key": options["step"],
+        "step": options["step"],
+        # A step asked for that the run does not have: said beside the form, not an error.
+        "no_such_step": step_ids == [],
+        "step_names": sorted({e.step.name for e in page.items if e.step_id and e.step.name}),
+        "text": options["q"],
         "duplicates": duplicates,
         "url": base,
         **_window_urls(base, keep, page),

@@ -28,7 +28,7 @@ def backfill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("traces", "0014_ingest_claims"),
+        ("traces", "0017_compare"),
     ]
 
     operations = [

@@ -1,0 +1,98 @@
+"""Log lines across runs: /logs/?q= and GET /api/logs over the samples."""
+
+import pytest
+from django.urls import reverse
+
+from traces.ingest.loader import ingest_paths
+from traces.ingest.store import delete_runs
+from traces.models import LogEntry, Run
+
+pytestmark = pytest.mark.django_db
+URL = reverse("traces:log-search")
+
+
+@pytest.fixture
+def loaded(samples):
+    ingest_paths([samples])
+
+
+def found(client, **query) -> list[int]:
+    response = client.get(URL, query)
+    assert response.status_code == 200
+    return [line.pk for line in response.context["hits"].items]
+
+
+def scan(*words, **filters) -> list[int]:
+    lines = LogEntry.objects.filter(**filters)
+    for word in words:
+        lines = lines.filter(message__icontains=word)
+    return list(lines.order_by("-pk").values_list("pk", flat=True))
+
+
+def test_every_word_must_be_in_the_line_newest_first(client, loaded):
+    expected = scan("step", "completed")
+    assert expected and found(client, q="step completed") == expected[:50]
+    assert found(client, q="completed nosuchwordatall") == []
+
+
+def test_the_filters_narrow_the_lines(client, loaded):
+    workflow_type = Run.objects.filter(format="workflow").exclude(type="").first().type
+    assert found(client, q="completed", level="info") == scan("completed", level="info")[:50]
+    assert found(client, q="completed", type=workflow_type) == scan(
+        "completed", run__type=workflow_type
+    )
+    named = LogEntry.objects.filter(step__isnull=False, message__icontains="completed").first()
+    by_step = found(client, q="completed", step=named.step.name)
+    assert by_step == scan("completed", step__name=named.step.name)[:50] and named.pk in by_step
+
+
+def test_pages_go_older_with_a_cursor(client, loaded):
+    every = scan("step")
+    first = client.get(URL, {"q": "step"}).context["hits"]
+    assert len(every) > 50 and first.older == every[49]
+    second = found(client, q="step", before=first.older)
+    assert second == every[50:100]
+
+
+def test_a_page_names_each_line_s_run_and_step_with_links(client, loaded):
+    html = client.get(URL, {"q": "parse-request"}).content.decode()
+    line = LogEntry.objects.filter(message__icontains="parse-request").first()
+    assert f'href="{line.run.get_absolute_url()}?tab=logs"' in html
+    assert f'href="{line.step.get_absolute_url()}"' in html
+
+
+def test_deleted_runs_leave_the_log_index(client, loaded):
+    runs = list(Run.objects.filter(format="workflow").values_list("pk", flat=True))
+    delete_runs(runs)
+    assert found(client, q="completed") == scan("completed")
+    assert not LogEntry.objects.filter(run__format="workflow").exists()
+
+
+def test_the_api_is_the_page_s_twin(client, loaded):
+    body = client.get("/api/logs", {"q": "completed", "level": "info"}).json()
+    assert [line["id"] for line in body["items"]] == scan("completed", level="info")[:50]
+    assert body["count"] == len(scan("completed", level="info")) and body["capped"] is False
+    first = body["items"][0]
+    assert first["run"]["url"].startswith("/runs/") and "message" in first
+    bad = client.get("/api/logs", {"q": "x", "before": "0"})
+    assert bad.status_code == 400 and "before" in bad.json()["errors"]
+
+
+def test_hostile_text_is_escaped_and_queries_never_fail(client, loaded):
+    line = LogEntry.objects.first()
+    LogEntry.objects.filter(pk=line.pk).update(message="<script>alert(1)</script> hostile")
+    assert found(client, q="hostile") == [line.pk]
+    html = client.get(URL, {"q": "hostile"}).content.decode()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    for query in ['"', "AND", "*", "(", "NEAR", "-x"]:
+        assert client.get(URL, {"q": query}).status_code == 200
+    assert client.get(URL, {"q": "x", "since": "yesterday"}).status_code == 400
+
+
+def test_the_empty_page_explains_and_the_query_count_is_flat(
+    client, loaded, django_assert_max_num_queries
+):
+    html = client.get(URL).content.decode()
+    assert "every word must be in it" in html
+    with django_assert_max_num_queries(2):
+        client.get(URL, {"q": "completed"})

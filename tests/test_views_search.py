@@ -1,0 +1,258 @@
+"""One search for everything: /search/?q= and /api/search over the samples."""
+
+import pytest
+from django.db.models import Q
+from django.urls import reverse
+
+from traces.ingest.loader import ingest_paths
+from traces.ingest.store import delete_runs
+from traces.models import EntityCounter, Run, Step
+
+pytestmark = pytest.mark.django_db
+URL = reverse("traces:search")
+
+
+@pytest.fixture
+def loaded(samples):
+    ingest_paths([samples])
+
+
+def listed(client, q: str) -> dict:
+    response = client.get(URL, {"q": q, "jump": "no"})
+    assert response.status_code == 200
+    results = response.context["results"]
+    return {
+        "runs": {run.pk for run in results.runs.items},
+        "steps": {step.pk for step in results.steps.items},
+        "entities": {(e.entity_type, e.entity_id) for e in results.entities.items},
+    }
+
+
+def test_an_actor_finds_its_runs(client, loaded):
+    actor = "user:usr_ops_67ii"
+    expected = set(Run.objects.filter(actor=actor).values_list("pk", flat=True))
+    assert expected and listed(client, actor)["runs"] == expected
+
+
+def test_an_error_word_finds_the_failed_steps_and_says_where(client, loaded):
+    expected = set(Step.objects.filter(error__icontains="unreachable").values_list("pk", flat=True))
+    response = client.get(URL, {"q": "unreachable"})
+    results = response.context["results"]
+    assert {step.pk for step in results.steps.items} == expected
+    assert all("error" in step.matched_in for step in results.steps.items)
+    assert f"{len(expected)} step" in response.content.decode()
+
+
+def test_an_attribute_value_finds_its_runs(client, loaded):
+    expected = set(
+        Run.objects.filter(attributes__workflowId="etl-nightly").values_list("pk", flat=True)
+    )
+    assert expected and expected <= listed(client, "etl-nightly")["runs"]
+
+
+def test_every_word_must_match(client, loaded):
+    one = listed(client, "unreachable")["steps"]
+    assert listed(client, "cache unreachable")["steps"] == one
+    assert listed(client, "unreachable nosuchwordanywhere")["steps"] == set()
+
+
+@pytest.mark.parametrize("kind", ["run", "step", "entity", "typed entity", "run number"])
+def test_an_exact_id_opens_its_page(client, loaded, kind):
+    run = Run.objects.filter(format="runs").order_by("pk").first()
+    # A key no other step has (runs' step ids are ULIDs).
+    step = Step.objects.filter(run=run).order_by("pk").last()
+    assert Step.objects.filter(key=step.key).count() == 1
+    query, page = {
+        "run": (run.external_id, run.get_absolute_url()),
+        "step": (step.key, step.get_absolute_url()),
+        "entity": ("acc_main", reverse("traces:entity-detail", args=["account", "acc_main"])),
+        "typed entity": (
+            "account:acc_main",
+            reverse("traces:entity-detail", args=["account", "acc_main"]),
+        ),
+        "run number": (str(run.pk), run.get_absolute_url()),
+    }[kind]
+    response = client.get(URL, {"q": query})
+    assert response.status_code == 302 and response["Location"] == page
+
+
+def test_an_entity_id_prefix_lists_the_entities(client, loaded):
+    found = listed(client, "page_")["entities"]
+    expected = set(
+        EntityCounter.objects.filter(entity_id__startswith="page_").values_list(
+            "entity_type", "entity_id"
+        )
+    )
+    assert expected and found == expected
+
+
+def test_deleted_and_rewritten_rows_leave_the_index(client, loaded):
+    actor = "user:usr_ops_67ii"
+    runs = list(Run.objects.filter(actor=actor).values_list("pk", flat=True))
+    delete_runs(runs)
+    assert listed(client, actor)["runs"] == set()
+    step = Step.objects.exclude(error="").first()
+    Step.objects.filter(pk=step.pk).update(error="now a different failure: gremlins")
+    assert step.pk not in listed(client, "unreachable")["steps"]
+    assert listed(client, "gremlins")["steps"] == {step.pk}
+
+
+def test_the_index_follows_a_file_read_again(client, tmp_path, samples):
+    import json
+
+    source = samples / "duckflux" / "json"
+    files = sorted(source.glob("*.json"))
+    target = tmp_path / files[0].name
+    target.write_bytes(files[0].read_bytes())
+    ingest_paths([target])
+    (run,) = Run.objects.all()
+    data = json.loads(target.read_text())
+    data["workflowId"] = "renamed-by-the-writer"
+    target.write_text(json.dumps(data))
+    ingest_paths([target])
+    assert run.pk in listed(client, "renamed-by-the-writer")["runs"]
+
+
+def test_hostile_queries_are_escaped_and_never_fail(client, loaded):
+    for query in [
+        '"',
+        "AND",
+        "NOT OR",
+        "*",
+        'a"b',
+        "<script>alert(1)</script>",
+        "-",
+        "(",
+        "x" * 500,
+    ]:
+        response = client.get(URL, {"q": query, "jump": "no"})
+        assert response.status_code == 200, query
+        assert "<script>alert(1)</script>" not in response.content.decode()
+    assert client.get(URL, {"q": "x" * 501}).status_code == 400
+
+
+def test_a_query_with_nothing_to_match_says_so(client, loaded):
+    html = " ".join(client.get(URL, {"q": "---"}).content.decode().split())
+    assert "Nothing matches “---”." in html
+    assert "has none" in html
+
+
+def test_the_page_lists_each_kind_with_counts_and_links(client, loaded):
+    response = client.get(URL, {"q": "sync_stripe", "jump": "no"})
+    html = " ".join(response.content.decode().split())
+    results = response.context["results"]
+    assert results.runs.count >= 1
+    for run in results.runs.items:
+        assert f'href="{run.get_absolute_url()}"' in html
+    assert f"{results.runs.count} run" in html
+
+
+def test_the_query_count_is_flat(client, loaded, django_assert_max_num_queries):
+    with django_assert_max_num_queries(9):
+        client.get(URL, {"q": "sync", "jump": "no"})
+
+
+def test_the_api_answers_the_same_as_the_page(client, loaded):
+    page = client.get(URL, {"q": "sync_stripe", "jump": "no"}).context["results"]
+    answer = client.get("/api/search", {"q": "sync_stripe"})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert [run["id"] for run in body["runs"]] == [run.pk for run in page.runs.items]
+    assert [step["id"] for step in body["steps"]] == [step.pk for step in page.steps.items]
+    assert body["counts"] == {
+        "runs": page.runs.count,
+        "steps": page.steps.count,
+        "entities": page.entities.count,
+    }
+    assert body["capped"] == {"runs": 0, "steps": 0, "entities": 0}
+    assert body["exact"] is None
+
+
+def test_the_api_names_the_exact_match_and_refuses_a_bad_query(client, loaded):
+    body = client.get("/api/search", {"q": "account:acc_main"}).json()
+    assert body["exact"] == {
+        "kind": "entity",
+        "url": reverse("traces:entity-detail", args=["account", "acc_main"]),
+    }
+    assert [e["entity_id"] for e in body["entities"]] == ["acc_main"]
+    too_long = client.get("/api/search", {"q": "x" * 501})
+    assert too_long.status_code == 400 and "q" in too_long.json()["errors"]
+
+
+def test_counts_stop_at_the_cap(client, settings):
+    from tests.factories import make_runs
+
+    make_runs(1005, name="capped everywhere")
+    body = client.get("/api/search", {"q": "capped"}).json()
+    assert body["counts"]["runs"] == 1000 and body["capped"]["runs"] == 1
+    assert len(body["runs"]) == 20
+    html = " ".join(client.get(URL, {"q": "capped"}).content.decode().split())
+    assert "1,000+ runs" in html and "the newest 20" in html
+
+
+def _indexed_steps() -> dict:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rowid, key, name, type, error FROM traces_step_search")
+        return {row[0]: row[1:] for row in cursor.fetchall()}
+
+
+def _steps_as_indexed() -> dict:
+    from traces.search.index import INDEXED_CHARS
+
+    rows = Step.objects.values_list("pk", "key", "name", "type", "error")
+    return {pk: (key, name, type_, error[:INDEXED_CHARS]) for pk, key, name, type_, error in rows}
+
+
+def _assert_index_is_the_steps(client) -> None:
+    """Word by word, the search finds exactly the steps a scan finds; on SQLite the
+    FTS table also holds exactly the steps' indexed text."""
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        assert _indexed_steps() == _steps_as_indexed()
+    for word in ("unreachable", "503", "fetch_charges"):
+        scan = Step.objects.filter(Q(error__icontains=word) | Q(name=word))
+        assert listed(client, word)["steps"] | set() == set(scan.values_list("pk", flat=True)[:20])
+
+
+def test_the_step_index_follows_ingest_delete_and_rows_written_by_hand(client, samples):
+    from tests.factories import make_steps
+
+    ingest_paths([samples])
+    _assert_index_is_the_steps(client)
+    delete_runs(list(Run.objects.filter(format="runs").values_list("pk", flat=True))[:3])
+    _assert_index_is_the_steps(client)
+    # A step written by other means than the store, then deleted, leaves the index whole.
+    run = Run.objects.filter(format="traceos").first()
+    extra = make_steps(run, 2, status="failed", error="written by hand")
+    Step.objects.filter(pk__in=[step.pk for step in extra]).delete()
+    _assert_index_is_the_steps(client)
+
+
+def test_every_search_trigger_survives_the_migrations_that_rebuild_tables():
+    """Django alters a SQLite table by rebuilding it, which drops its triggers;
+    post_migrate puts them back (the test database was made by `migrate`)."""
+    from django.db import connection
+
+    from traces.search.index import TABLES, sqlite_triggers
+
+    if connection.vendor != "sqlite":
+        assert {searched.gin for searched in TABLES} <= set(_pg_indexes())
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        triggers = {row[0] for row in cursor.fetchall()}
+    expected = {
+        statement.split()[5] for searched in TABLES for statement in sqlite_triggers(searched)
+    }
+    assert len(expected) == 7 and expected <= triggers
+
+
+def _pg_indexes() -> list[str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename LIKE 'traces_%%'")
+        return [row[0] for row in cursor.fetchall()]

@@ -1,0 +1,211 @@
+"""The search's questions: which runs, steps and entities a query names.
+
+A query is words; each word must appear (as a phrase of its tokens, so
+`cus_000123` or `erin@acme.io` match as a whole) in one of the searched columns
+of index.py. Runs and steps are found through the full-text indexes, newest
+first; entities by their id or external id (exactly, or as its start) through
+B-tree indexes. Each kind stops counting at COUNT_CAP, so a common word reads a
+bounded part of an index and the answer says "1,000+"."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from django.db import connection
+from django.urls import reverse
+
+from traces.key_urls import key_url
+from traces.models import EntityCounter, Run, Step
+from traces.queries.entities import EntityRow
+from traces.queries.runs import run_list_columns
+from traces.queries.steps import step_list_columns
+
+from .index import RUNS, STEPS, SearchedTable, pg_phrase
+
+COUNT_CAP = 1000
+SHOWN = 20
+MAX_WORDS = 8
+# A word is searched only when it has a letter or digit to match.
+SEARCHABLE = re.compile(r"[^\W_]")
+# `customer:cus_1` names one entity by its type.
+TYPED_ENTITY = re.compile(r"^(?P<type>[^:\s]{1,200}):(?P<id>\S.*)$")
+
+
+@dataclass
+class Found:
+    """One kind's matches: the newest SHOWN of them, and how many (up to COUNT_CAP;
+    `capped` when there are more)."""
+
+    items: list
+    count: int
+    capped: bool = False
+
+    @classmethod
+    def of(cls, items: list, matches: int) -> Found:
+        return cls(items, min(matches, COUNT_CAP), matches > COUNT_CAP)
+
+
+@dataclass
+class SearchResults:
+    query: str
+    runs: Found
+    steps: Found
+    entities: Found
+    # The one object whose id is exactly the query, when there is exactly one.
+    exact: object | None = None
+    words: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.runs.count + self.steps.count + self.entities.count
+
+
+def words_of(query: str) -> list[str]:
+    return [word for word in query.split() if SEARCHABLE.search(word)][:MAX_WORDS]
+
+
+def search(query: str) -> SearchResults:
+    query = query.strip()
+    words = words_of(query)
+    runs = _found_rows(RUNS, words, _runs_by_id)
+    steps = _found_rows(STEPS, words, _steps_by_id)
+    entities = _entities(query)
+    results = SearchResults(query, runs, steps, entities, words=words)
+    results.exact = _exact(query, results)
+    for found in (*runs.items, *steps.items):
+        found.matched_in = matched_in(found, words)
+    for step in steps.items:
+        step.url = url_of(step)
+    return results
+
+
+# What a match was found in, as the page names it; the first fields of each are loaded.
+MATCH_LABELS = {
+    Run: (("external_id", "id"), ("name", "name"), ("type", "type"), ("trigger", "trigger"),
+          ("actor", "actor"), ("error", "error")),
+    Step: (("key", "id"), ("name", "name"), ("type", "type"), ("error_head", "error"),
+           ("attributes", "attributes")),
+}  # fmt: skip
+
+
+def matched_in(found, words: list[str]) -> str:
+    """Where the words are: "id", "name, error", ... (else "attributes", which a run
+    row does not load)."""
+    wanted = [word.casefold() for word in words]
+    deferred = found.get_deferred_fields()  # never a query per row
+    places = [
+        label
+        for name, label in MATCH_LABELS[type(found)]
+        if name not in deferred
+        and any(word in str(getattr(found, name, "") or "").casefold() for word in wanted)
+    ]
+    return ", ".join(places) or "attributes"
+
+
+# --- runs and steps: the full-text indexes --------------------------------------------------
+
+
+def _found_rows(searched: SearchedTable, words: list[str], load) -> Found:
+    if not words:
+        return Found([], 0)
+    ids = _matching_ids(searched, words)
+    return Found.of(load(ids[:SHOWN]), len(ids))
+
+
+def _matching_ids(searched: SearchedTable, words: list[str]) -> list[int]:
+    """Ids of matching rows, newest (highest id) first, at most COUNT_CAP + 1."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            match = " AND ".join(f"{searched.pg_document()} @@ {pg_phrase()}" for _ in words)
+            # Any COUNT_CAP + 1 matches, sorted here: ORDER BY id over a common word's
+            # matches would sort them all.
+            cursor.execute(
+                f"SELECT id FROM {searched.table} WHERE {match} LIMIT {COUNT_CAP + 1}", words
+            )
+            return sorted((row[0] for row in cursor.fetchall()), reverse=True)
+        cursor.execute(
+            f"SELECT rowid FROM {searched.fts} WHERE {searched.fts} MATCH %s "
+            f"ORDER BY rowid DESC LIMIT {COUNT_CAP + 1}",
+            [" AND ".join(fts_phrase(word) for word in words)],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def fts_phrase(word: str) -> str:
+    """One word as an FTS5 phrase: tokenised as the index was, its tokens in a row."""
+    return '"' + word.replace('"', '""') + '"'
+
+
+def _in_id_order(rows, ids: list[int]) -> list:
+    by_id = {row.pk: row for row in rows}
+    return [by_id[pk] for pk in ids if pk in by_id]
+
+
+def _runs_by_id(ids: list[int]) -> list[Run]:
+    return _in_id_order(run_list_columns(Run.objects.filter(pk__in=ids)), ids)
+
+
+def _steps_by_id(ids: list[int]) -> list[Step]:
+    return _in_id_order(step_list_columns(Step.objects.filter(pk__in=ids)), ids)
+
+
+# --- entities: their ids -------------------------------------------------------------------
+
+
+def _entities(query: str) -> Found:
+    """Entities named by `type:id`, those whose external id is the query, and those
+    whose id starts with it (an exact id sorts first there), in that order."""
+    if not query or len(query) > 500:
+        return Found([], 0)
+    counters = EntityCounter.objects.all()
+    typed = TYPED_ENTITY.match(query)
+    ids = _prefixed(counters.filter(entity_type=typed["type"]), typed["id"]) if typed else []
+    ids += counters.filter(external_id=query).values_list("pk", flat=True)[: COUNT_CAP + 1]
+    ids += _prefixed(counters, query)
+    ids = list(dict.fromkeys(ids))
+    shown = _in_id_order(EntityCounter.objects.filter(pk__in=ids[:SHOWN]), ids[:SHOWN])
+    return Found.of([EntityRow.of(counter) for counter in shown], len(ids))
+
+
+def _prefixed(counters, prefix: str) -> list[int]:
+    """Ids of the entities whose id starts with `prefix`, in id order: a range of the
+    index on entity_id (a LIKE would scan: SQLite's LIKE ignores case, the index not)."""
+    within = counters.filter(entity_id__gte=prefix, entity_id__lt=prefix + "\U0010ffff")
+    rows = within.order_by("entity_id").values_list("pk", "entity_id")[: COUNT_CAP + 1]
+    return [pk for pk, entity_id in rows if entity_id.startswith(prefix)]
+
+
+def _names_entity(query: str, entity, typed) -> bool:
+    if query in (entity.entity_id, entity.external_id):
+        return True
+    return bool(typed) and (entity.entity_type, entity.entity_id) == (typed["type"], typed["id"])
+
+
+# --- an exact id ---------------------------------------------------------------------------
+
+
+def _exact(query: str, results: SearchResults) -> object | None:
+    """The one run, step or entity whose own id is the query (a run's number too)."""
+    hits = [run for run in results.runs.items if query in (run.external_id, str(run.pk))]
+    hits += [step for step in results.steps.items if step.key == query]
+    typed = TYPED_ENTITY.match(query)
+    hits += [entity for entity in results.entities.items if _names_entity(query, entity, typed)]
+    if not hits and query.isdigit() and len(query) < 19:
+        hits = list(run_list_columns(Run.objects.filter(pk=int(query))))
+    return hits[0] if len(hits) == 1 else None
+
+
+def url_of(found) -> str:
+    """The page of a run, step or entity the search found ("" when it has none)."""
+    if isinstance(found, Run):
+        return found.get_absolute_url()
+    if isinstance(found, Step):
+        return key_url("traces:step-detail", found.run_id, found.key)
+    if not found.linkable:
+        return ""
+    return reverse("traces:entity-detail", args=[found.entity_type, found.entity_id])
+
+
+def kind_of(found) -> str:
+    return {Run: "run", Step: "step"}.get(type(found), "entity")
