@@ -44,6 +44,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -150,6 +151,7 @@ class Targets:
     hot_customer: str
     one_link_entity: tuple[str, str]
     failed_cursor: str
+    busy_type: str
     compare_run: int = 0
     compare_big: int = 0
 
@@ -193,9 +195,12 @@ def find_targets(client: Client) -> Targets:
     )
     compare_run = _one(same_type.format("<"), [big_run, big_run])[0]
     other_big = _one(same_type.format(">="), [big_run, big_run])
+    busy_type = _one(
+        "SELECT run_type FROM traces_typebucket GROUP BY run_type ORDER BY COUNT(*) DESC LIMIT 1"
+    )[0]
     return Targets(
         big_run, big_steps, typical_run, wf_run, expand_key, expand_id, panel_key, panel_id,
-        hot, one, first["next"], compare_run, other_big[0] if other_big else 0,
+        hot, one, first["next"], busy_type, compare_run, other_big[0] if other_big else 0,
     )  # fmt: skip
 
 
@@ -450,6 +455,41 @@ def cases(t: Targets) -> list[Case]:
         Case("api_compare_big", "GET /api/runs/compare, two big runs (no summary)",
              "/api/runs/compare", compare_big_sql, params=big_pair, api=True),
     ] if other else []  # fmt: skip
+    # Run types: RunCount's rows and each type's newest run (an index seek per type);
+    # a type's trends: its last hour, its buckets of the 30 days up to it, its steps.
+    type_counts = "SELECT run_type, format, status, count FROM traces_runcount WHERE run_type <> ''"
+    last_runs = (
+        "SELECT t.run_type, (SELECT r.id FROM traces_run r WHERE r.type = t.run_type "
+        "AND r.started_at IS NOT NULL ORDER BY r.started_at DESC, r.id DESC LIMIT 1) "
+        "FROM (SELECT DISTINCT run_type FROM traces_runcount WHERE run_type <> '') t"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(last_runs)
+        last_ids = [row[1] for row in cursor.fetchall() if row[1]]
+    newest_runs = (
+        "SELECT id, name, external_id, status, started_at, source_updated_at, times_estimated, "
+        f"format, type FROM traces_run WHERE id IN ({', '.join(['%s'] * len(last_ids))})"
+    )
+    last_hour = _one(
+        "SELECT MAX(hour) FROM traces_typebucket WHERE run_type = %s AND hour > '0001-01-01'",
+        [t.busy_type],
+    )[0]
+    last_hour = datetime.fromisoformat(str(last_hour)).replace(tzinfo=None)
+    first_day = (last_hour - timedelta(days=29)).replace(hour=0)
+    bucket_rows = (
+        "SELECT hour, status, bin, SUM(count) FROM traces_typebucket WHERE run_type = %s "
+        "AND hour >= %s AND hour < %s GROUP BY hour, status, bin"
+    )
+    step_rows = (
+        "SELECT name, SUM(steps), SUM(failed), SUM(timed), SUM(total_us) FROM traces_typestep "
+        "WHERE run_type = %s AND day >= %s AND day <= %s GROUP BY name "
+        "ORDER BY SUM(total_us) * 1.0 / SUM(timed) DESC LIMIT 10"
+    )
+    trend_params = [t.busy_type, str(first_day), str(last_hour + timedelta(hours=1))]
+    step_params = [t.busy_type, str(first_day.date()), str(last_hour.date())]
+    trends_sql = [
+        (bucket_rows, trend_params), (step_rows, step_params), (step_rows, step_params),
+    ]  # fmt: skip
     cus = ("customer", t.hot_customer)
     acc = ("account", "acc_main")
     big, wf = t.big_run, t.wf_run
@@ -504,6 +544,10 @@ def cases(t: Targets) -> list[Case]:
              "runs are big)", "/compare/", compare_summary,
              params={"a": t.compare_run, "b": big, "summary": "1"},
              htmx_target="compare-summary"),
+        Case("types", "run types list", "/types/",
+             [(type_counts, []), (last_runs, []), (newest_runs, last_ids)]),
+        Case("type_trends", f"type trends page ({t.busy_type}, 30 days)",
+             f"/types/{t.busy_type}/", trends_sql),
         # --- API ---
         Case("api_runs", "GET /api/runs", "/api/runs", [(runs_page, []), (status_counts, [])],
              api=True),
@@ -535,6 +579,8 @@ def cases(t: Targets) -> list[Case]:
         Case("api_logs", "GET /api/runs/{wf}/logs", f"/api/runs/{wf}/logs",
              [(logs_page, [wf]), (levels, [wf])], api=True),
         *compare_big_cases,
+        Case("api_type_trends", "GET /api/types/{type}/trends",
+             f"/api/types/{t.busy_type}/trends", trends_sql, api=True),
     ]  # fmt: skip
 
 

@@ -1014,6 +1014,7 @@ def test_openapi_document_lists_every_operation(client):
         ("GET", "/api/entities"), ("GET", "/api/entities/{entity_type}/{entity_id}/steps"),
         ("GET", "/api/files"), ("POST", "/api/uploads"), ("GET", "/api/sources"),
         ("POST", "/api/sources"), ("POST", "/api/sources/{source_id}/rescan"),
+        ("GET", "/api/types"), ("GET", "/api/types/{run_type}/trends"),
     }  # fmt: skip
     runs = schema["paths"]["/api/runs"]["get"]
     params = {p["name"]: p["schema"] for p in runs["parameters"]}

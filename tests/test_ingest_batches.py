@@ -7,6 +7,7 @@ import threading
 import pytest
 from django.db import OperationalError, connection
 from django.db.models import Count
+from django.test.utils import CaptureQueriesContext
 
 from tests.test_ingest_resync import delete_source_runs, oldest_runs
 from traces.ingest import batches, loader
@@ -207,3 +208,87 @@ def test_a_resync_cut_short_settles_no_run_as_gone(runs_db, every_run_commits, m
     assert ingest_paths([runs_db]).failed == []
     left = Run.objects.filter(left_source_at__isnull=False)
     assert sorted(left.values_list("external_id", flat=True)) == sorted(gone)
+
+
+SMALL_FILES = [
+    "greentic/01-success-always/trace.json",
+    "duckflux/json/42462fed-a9ef-4b4a-89d5-3755b1f42178.json",
+    "greentic/02-node-error/trace.json",
+    "duckflux/json/4d8b9121-deea-4d0c-9c93-66014f7b337d.json",
+]
+
+
+def copy_small_files(samples, tmp_path) -> None:
+    for position, source in enumerate(SMALL_FILES):
+        folder = tmp_path / str(position)
+        folder.mkdir()
+        shutil.copy(samples / source, folder / source.rsplit("/", 1)[-1])
+
+
+@pytest.fixture
+def together(monkeypatch) -> list[bool]:
+    """Whether each group of small files read ahead went in together."""
+    outcomes, write_together = [], loader._write_together
+
+    def recorded(reads, ctx):
+        outcomes.append(write_together(reads, ctx))
+        return outcomes[-1]
+
+    monkeypatch.setattr(loader, "_write_together", recorded)
+    return outcomes
+
+
+def test_small_files_are_written_together_their_rows_in_one_statement(
+    samples, tmp_path, monkeypatch, commits, together
+):
+    monkeypatch.setattr(batches, "MAX_SECONDS", 3600)
+    copy_small_files(samples, tmp_path)
+    with CaptureQueriesContext(connection) as queries:
+        report = ingest_paths([tmp_path])
+    assert [result.outcome for result in report.files] == ["ingested"] * 4
+    assert together == [True] and len(commits) == 1
+    file_inserts = [q["sql"] for q in queries if "INSERT INTO traces_tracefile" in q["sql"]]
+    assert len(file_inserts) == 1, "the four files' rows were not written in one statement"
+    assert len([q for q in queries if q["sql"].startswith("SAVEPOINT")]) == 1
+    stored = {f.path: f for f in TraceFile.objects.all()}
+    for result in report.files:
+        assert stored[result.path].sha256 and stored[result.path].produced["runs"] == 1
+        assert Run.objects.get(source_file=stored[result.path]).pk == result.runs_added[0]
+    assert ingest_paths([tmp_path]).summary()["files"]["unchanged"] == 4
+
+
+def test_a_bad_file_among_small_files_written_together_fails_alone(
+    samples, tmp_path, monkeypatch, commits, together
+):
+    """A database error in one of the files written together: they are written
+    again each alone, and only that one fails, by name, leaving nothing behind."""
+    monkeypatch.setattr(batches, "MAX_SECONDS", 3600)
+    copy_small_files(samples, tmp_path)
+    write_run = loader.write_run
+
+    def failing(record, *, source_file, **kwargs):
+        if "/2/" in source_file.path:
+            raise OperationalError("disk I/O error")
+        return write_run(record, source_file=source_file, **kwargs)
+
+    monkeypatch.setattr(loader, "write_run", failing)
+    report = ingest_paths([tmp_path])
+
+    assert together == [False], "the files were not tried together first"
+    assert len(commits) == 1
+    assert [result.outcome for result in report.files] == [
+        "ingested", "ingested", "failed", "ingested"
+    ]  # fmt: skip
+    bad = report.files[2]
+    assert bad.error.endswith(
+        "trace.json: internal error while ingesting (OperationalError: disk I/O error)"
+    )
+    assert bad.counts == {} and bad.runs_added == []
+    assert Run.objects.count() == 3
+    assert report.summary()["runs"] == 3
+    failed = TraceFile.objects.get(path=bad.path)
+    assert failed.status == "error" and failed.sha256 == ""
+    assert not Run.objects.filter(source_file=failed).exists()
+    good = [result for result in report.files if result.outcome == "ingested"]
+    for result in good:
+        assert Run.objects.filter(source_file_id=result.file_id).count() == 1

@@ -490,14 +490,14 @@ def test_an_events_db_gone_once_its_workflow_db_is_read_fails_alone(
 
 
 def test_a_database_error_recording_an_events_db_fails_it_alone(workflow_dir, monkeypatch):
-    save = loader._save_file
+    write = loader._write_file_row
 
-    def locked_for_events_db(trace_file, candidate, *args):
-        if candidate.real_path.name == "events.db":
+    def locked_for_events_db(trace_file, *args):
+        if trace_file.path.endswith("/events.db"):
             raise OperationalError("database is locked")
-        return save(trace_file, candidate, *args)
+        return write(trace_file, *args)
 
-    monkeypatch.setattr(loader, "_save_file", locked_for_events_db)
+    monkeypatch.setattr(loader, "_write_file_row", locked_for_events_db)
     results = by_name(ingest_paths([workflow_dir]))
     assert results["trace.json"].outcome == "ingested"
     events = results["events.db"]

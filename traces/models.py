@@ -690,3 +690,64 @@ class IngestClaim(models.Model):
 
     def __str__(self) -> str:
         return f"{self.batch} #{self.pk} ({self.state}, {len(self.paths)} files)"
+
+
+class TypeBucket(models.Model):
+    """A read model of the runs over time: how many runs of one format and type,
+    started in one UTC hour, have one status and a duration in one log-spaced bin
+    (ingest.type_trends: bins, the percentile error bound). The store keeps it in
+    step with the Run rows, in the same transaction; the trends pages read it."""
+
+    format = models.CharField(max_length=20, choices=Format.choices)
+    run_type = models.CharField(max_length=200, blank=True)
+    # The UTC hour the run started in; type_trends.NO_HOUR for a run without a start.
+    hour = models.DateTimeField()
+    status = models.CharField(max_length=12, choices=Status.choices)
+    # type_trends.duration_bin(); NO_DURATION for a run without one (or still running).
+    bin = models.SmallIntegerField()
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # A type's trends over a range of hours, and the store's upserts (ON CONFLICT).
+            models.UniqueConstraint(
+                fields=["run_type", "hour", "format", "status", "bin"], name="typebucket_key"
+            ),
+        ]
+        indexes = [
+            # The types list over a range of hours (every type).
+            models.Index(fields=["hour"], name="typebucket_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.format} {self.run_type} {self.hour:%Y-%m-%d %H}h {self.status}: {self.count}"
+
+
+class TypeStep(models.Model):
+    """A read model of the steps of each run type: per step name (its first 200
+    characters) and UTC day of the run's start, how many steps, how many failed, and
+    their summed duration, kept with TypeBucket (the trends page's slowest and most
+    failing steps)."""
+
+    format = models.CharField(max_length=20, choices=Format.choices)
+    run_type = models.CharField(max_length=200, blank=True)
+    # The UTC day its run started on; causes.NO_DAY for a run without a start.
+    day = models.DateField()
+    name = models.CharField(max_length=200, blank=True)
+    steps = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    # Steps with a duration, and their durations summed in microseconds (each
+    # taken between 0 and type_trends.MAX_STEP_MS).
+    timed = models.IntegerField(default=0)
+    total_us = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # A type's steps over a range of days, and the store's upserts (ON CONFLICT).
+            models.UniqueConstraint(
+                fields=["run_type", "day", "format", "name"], name="typestep_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.format} {self.run_type} {self.day} {self.name}: {self.steps}"

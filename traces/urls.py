@@ -11,6 +11,7 @@ from .views import (
     search,
     sources,
     steps,
+    types,
     upload,
 )
 
@@ -23,6 +24,7 @@ urlpatterns = [
     path("runs/<int:run_id>/row/", runs.run_row, name="run-row"),
     path("runs/<int:run_id>/", run_page.run_detail, name="run-detail"),
     path("runs/<int:run_id>/delete/", delete.run_delete, name="run-delete"),
+    path("runs/<int:run_id>/type-compare/", types.type_compare, name="run-type-compare"),
     path("runs/<int:run_id>/tree/", run_page.run_tree, name="run-tree"),
     path("runs/<int:run_id>/timeline/", run_page.run_timeline, name="run-timeline"),
     path("runs/<int:run_id>/logs/", run_page.run_logs, name="run-logs"),
@@ -43,6 +45,9 @@ urlpatterns = [
     path(
         "entities/<str:entity_type>/<path:entity_id>/", entities.entity_detail, name="entity-detail"
     ),
+    # Run types and their trends (views/types.py).
+    path("types/", types.type_list, name="type-list"),
+    path("types/<path:run_type>/", types.type_detail, name="type-detail"),
     # Files, sources and upload (views/files.py, views/sources.py, views/upload.py).
     path("files/", files.file_list, name="file-list"),
     path("files/<int:file_id>/", files.file_detail, name="file-detail"),

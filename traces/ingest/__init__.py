@@ -15,7 +15,9 @@ another, e.g. workflow's `events.db` beside `workflow.db`) and
 whose changes count as changes of `path`), and `SNAPSHOT_READ = True` when each
 run `parse()` yields is whole and final on its own (read from a snapshot, not
 from a file that may be half-written), so the loader may commit a big file's
-runs in batches before its last one is read.
+runs in batches before its last one is read; `parsed_whole(path, head, size)
+-> bool` when `parse()` reads that file whole into memory, so that the loader may
+parse small files ahead and write many of them together.
 
 Writing to the database is `store.py`'s job; walking paths is `loader.py`'s.
 """

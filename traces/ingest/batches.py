@@ -18,13 +18,21 @@ from collections.abc import Iterator
 
 from django.db import connection, transaction
 
-MAX_FILES = 200
+from .inserters import IdAllocator
+
+# Time bounds a batch (how long a write from the site may wait); the file count only
+# bounds what a crash makes the next ingest read again.
+MAX_FILES = 2000
 MAX_SECONDS = 0.5
-# SQLite does not queue writers: one waiting for the lock sleeps and retries (every
-# 100 ms once it has waited a third of a second), so a writer that begins again at
-# once after its commit can keep it waiting indefinitely. After each batch falls due
-# the lock is left free this long (PostgreSQL's writers do not wait on each other).
+# SQLite does not queue writers: one waiting for the lock sleeps and retries, so a
+# writer that begins again at once after its commit can keep it waiting
+# indefinitely. After each batch falls due the lock is left free long enough for
+# any writer that began waiting during the batch to retry once (PostgreSQL's
+# writers do not wait on each other). SQLite's busy handler retries after 1, 2, 5,
+# 10, 15, 20, 25, 25, 25, 50, 50 ms, then every 100 ms: a writer that has waited
+# less than 0.128 s retries within 25 ms, less than 0.228 s within 50 ms.
 SQLITE_PAUSE_SECONDS = 0.1
+_RETRY_WITHIN = ((0.128, 0.025), (0.228, 0.05))
 
 
 class WriteBatch:
@@ -38,6 +46,7 @@ class WriteBatch:
         self._transaction: transaction.Atomic | None = None
         self._opened_at = 0.0
         self._parts = 0
+        self.ids = Allocators()
 
     def __enter__(self) -> WriteBatch:
         return self
@@ -50,6 +59,7 @@ class WriteBatch:
         else:
             current, self._transaction = self._transaction, None
             current.__exit__(*exc_info)
+            self.ids.transaction_ended()
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -75,11 +85,37 @@ class WriteBatch:
 
     def commit_if_due(self) -> None:
         if self.due():
+            held = time.monotonic() - self._opened_at
             self.commit()
             if connection.vendor == "sqlite" and not connection.in_atomic_block:
-                time.sleep(SQLITE_PAUSE_SECONDS)
+                time.sleep(pause_after(held))
 
     def commit(self) -> None:
         """Commit the open transaction (there is one: call when `due()` or at the end)."""
         current, self._transaction = self._transaction, None
         current.__exit__(None, None, None)
+        self.ids.transaction_ended()
+
+
+class Allocators(dict):
+    """The id allocator of each model (`ids[Run].next()`) for the files of a batch:
+    one set per transaction on SQLite (its ids are max(id) + 1 onwards while the
+    write lock is held), kept across transactions on PostgreSQL (sequence values
+    once reserved stay ours), so a small file costs no id query."""
+
+    def __missing__(self, model) -> IdAllocator:
+        allocator = self[model] = IdAllocator(model)
+        return allocator
+
+    def transaction_ended(self) -> None:
+        if connection.vendor != "postgresql":
+            self.clear()
+
+
+def pause_after(held: float) -> float:
+    """How long to leave SQLite's lock free after holding it `held` seconds: long
+    enough for a writer that waited all that time to come back for it."""
+    for waited, retry in _RETRY_WITHIN:
+        if held < waited:
+            return min(retry, SQLITE_PAUSE_SECONDS)
+    return SQLITE_PAUSE_SECONDS

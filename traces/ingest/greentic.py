@@ -50,6 +50,11 @@ def sniff(path: Path, head: bytes) -> bool:
     return {match.group(1) for match in _KEY_RE.finditer(text)} == {b"trace_version", b"flow"}
 
 
+def parsed_whole(path: Path, head: bytes, size: int) -> bool:
+    """`parse()` reads a trace whole: its records may be kept after it is done."""
+    return True
+
+
 def parse(path: Path) -> Iterator[RunRecord]:
     path = Path(path)
     data = path.read_bytes()

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
+from django.db import connection
 from django.utils import timezone
 
 from traces.models import TraceFile, TraceSource
@@ -31,25 +32,29 @@ from traces.models import TraceFile, TraceSource
 from . import FORMATS, detect, get_format
 from .batches import WriteBatch
 from .candidates import (
+    ZIP_MAGIC,
     Candidate,
     KnownFile,
     _collect,
     _logical,
     _resolved,
-    is_zip,
     known_files,
     storable,
 )
+from .common import read_head
 from .history import _settle_runs_not_seen
+from .inserters import InstancePlan, insert_instance
 from .records import ParseError, RunRecord
 from .report import FileResult, IngestReport
 from .statistics import refresh_after
-from .store import RunIndex, write_run
+from .store import RunIndex, read_global_runs, write_run
 
 log = logging.getLogger(__name__)
 
 # An error message is cut at MAX_ERROR characters.
 MAX_ERROR = 4000
+# What format detection reads of a file (a small file: all of it, also hashed).
+HEAD_BYTES = 65536
 
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -105,6 +110,7 @@ def ingest_found(
             if result is not None:  # None: an archive in a walked directory, left out
                 report.files.append(result)
             context.batch.commit_if_due()
+        _write_read_ahead(context)
     if progress:
         progress(len(candidates), len(candidates), "")
     refresh_after(report)
@@ -132,6 +138,25 @@ class _Context:
     batch: WriteBatch
     # Why each file of the batch that failed did: a companion read with it fails too.
     failed: dict[str, str] = field(default_factory=dict)
+    # Small files read and parsed, to be written together (`_write_read_ahead`).
+    read_ahead: list[_ReadAhead] = field(default_factory=list)
+
+
+# Small files are read and parsed up to this many ahead of their writes, so that the
+# runs they may update are looked up in one query for all of them (not one per run).
+READ_AHEAD_FILES = 100
+READ_AHEAD_BYTES = 1024 * 1024
+
+
+@dataclass
+class _ReadAhead:
+    candidate: Candidate
+    module: ModuleType
+    info: os.stat_result
+    hashes: tuple[str, dict]
+    result: FileResult
+    records: list[RunRecord]
+    error: Exception | None
 
 
 def _ingest_candidate(candidate: Candidate, ctx: _Context) -> FileResult | None:
@@ -148,10 +173,12 @@ def _ingest_candidate(candidate: Candidate, ctx: _Context) -> FileResult | None:
     if _unchanged_by_stat(known, info, candidate):
         result.outcome, result.format, result.file_id = "unchanged", known.format, known.pk
         return result
-    if candidate.walked and is_zip(candidate.real_path, info):
+    # Read once for the checks below and, a small file's whole, for its hash.
+    head = _read_head(candidate.real_path) if info.st_size else b""
+    if candidate.walked and head is not None and head.startswith(ZIP_MAGIC):
         return None  # archives inside directories are not expanded; name them explicitly
     try:
-        module = ctx.forced or (detect(candidate.real_path) if info.st_size else None)
+        module = ctx.forced or (detect(candidate.real_path, head) if info.st_size else None)
     except ParseError as exc:
         return _fail(result, candidate, ctx, str(exc))
     except OSError as exc:
@@ -162,7 +189,16 @@ def _ingest_candidate(candidate: Candidate, ctx: _Context) -> FileResult | None:
     main = getattr(module, "companion_of", lambda _path: None)(candidate.real_path)
     if main is not None:
         return _ingest_companion(candidate, module, Path(main), ctx, result)
-    return _ingest_file(candidate, module, info, known, ctx, result)
+    return _ingest_file(candidate, module, info, known, ctx, result, head)
+
+
+def _read_head(path: Path) -> bytes | None:
+    """The file's first HEAD_BYTES (None if unreadable: the checks then read it
+    themselves, and say why they cannot)."""
+    try:
+        return read_head(path, HEAD_BYTES)
+    except OSError:
+        return None
 
 
 def _unrecognised_reason(info: os.stat_result) -> str:
@@ -205,11 +241,19 @@ def _unchanged_by_hash(known: KnownFile | None, digest: str, companions: dict) -
     return same and _read_by_current_parser(known)
 
 
-def _ingest_file(candidate, module, info, known, ctx: _Context, result) -> FileResult:
+def _ingest_file(candidate, module, info, known, ctx: _Context, result, head=None) -> FileResult:
+    """Ingest a file in a known format; a small one is only read and parsed here
+    (its result filled in when the read-ahead files are written)."""
+    ahead = _reads_ahead(module, candidate.real_path, info, head)
+    if not ahead:
+        _write_read_ahead(ctx)
     if _snapshot_read(module) and ctx.batch.open:
         ctx.batch.commit()  # hashing and copying a big database must not hold the write lock
     try:
-        digest = _sha256(candidate.real_path)
+        if head is not None and len(head) < HEAD_BYTES:  # the whole file
+            digest = hashlib.sha256(head).hexdigest()
+        else:
+            digest = _sha256(candidate.real_path)
         companions = _companion_hashes(module.NAME, candidate.real_path)
     except OSError as exc:
         return _fail(result, candidate, ctx, f"cannot read: {exc}")
@@ -218,8 +262,104 @@ def _ingest_file(candidate, module, info, known, ctx: _Context, result) -> FileR
             _touch(known, info)
         result.outcome, result.file_id = "unchanged", known.pk
         return result
+    if ahead:
+        records, error = _parse_now(module, candidate.real_path)
+        hashes = (digest, companions)
+        ctx.read_ahead.append(_ReadAhead(candidate, module, info, hashes, result, records, error))
+        if len(ctx.read_ahead) >= READ_AHEAD_FILES:
+            _write_read_ahead(ctx)
+        return result
+    return _write_and_report(candidate, module, info, (digest, companions), ctx, result)
+
+
+def _reads_ahead(module: ModuleType, path: Path, info: os.stat_result, head) -> bool:
+    """A small file whose format reads it whole (`parsed_whole`), so its records
+    may wait for their write."""
+    if head is None or info.st_size > READ_AHEAD_BYTES or _snapshot_read(module):
+        return False
+    parsed_whole = getattr(module, "parsed_whole", None)
+    return parsed_whole is not None and parsed_whole(path, head, info.st_size)
+
+
+def _parse_now(module: ModuleType, path: Path) -> tuple[list[RunRecord], Exception | None]:
+    """A small file's records (its steps still lazy), or what reading it raised,
+    raised again when it is written."""
     try:
-        trace_file = _write_file(candidate, module, info, (digest, companions), ctx, result)
+        return list(module.parse(path)), None
+    except Exception as exc:  # reported as the write would have: see _write_and_report
+        return [], exc
+
+
+def _write_read_ahead(ctx: _Context) -> None:
+    """Write the files read ahead: together, in one savepoint, their runs through one
+    RunIndex (one look-up of the stored runs they may update, one write of the read
+    models, their rows in one statement); if that fails, each in its own savepoint,
+    read again, as any file, so that a bad file fails alone."""
+    pending, ctx.read_ahead = ctx.read_ahead, []
+    readable = [read for read in pending if read.error is None]
+    together = len(readable) > 1 and _write_together(readable, ctx)
+    for read in pending:
+        if together and read.error is None:
+            continue
+        records = None if read.error is None else _raising(read.error)
+        _write_and_report(
+            read.candidate, read.module, read.info, read.hashes, ctx, read.result, records
+        )
+        ctx.batch.commit_if_due()
+
+
+def _write_together(reads: list[_ReadAhead], ctx: _Context) -> bool:
+    """Write these files in one savepoint; False (nothing written, their results
+    as before) if any of them raised."""
+    index = RunIndex()
+    index.ids = ctx.batch.ids
+    read_global_runs([record for read in reads for record in read.records], index.global_runs)
+    rows: list[tuple[TraceFile, bool]] = []
+    try:
+        with ctx.batch.savepoint():
+            for read in reads:
+                candidate, result = read.candidate, read.result
+                known = ctx.known.get(candidate.logical_path)
+                companions = read.hashes[1]
+                trace_file = _file_row(
+                    known, candidate, read.module.NAME, read.info, companions, ctx
+                )
+                runs = _FileRuns(candidate.logical_path, result, ctx.batch, index)
+                runs.write(iter(read.records), trace_file, None)
+                runs.settle(trace_file, new=known is None)
+                produced = {name: result.held[name] for name in _PRODUCED}
+                _claim_read(trace_file, read.info, read.hashes[0], produced, read.module.NAME)
+                rows.append((trace_file, known is not None))
+            index.settle()  # RunCount, once for them all
+            _write_file_rows(rows)
+    except Exception:  # one of them is bad: each is written alone, which tells which
+        log.debug("writing %d files together failed; writing each alone", len(reads))
+        for read in reads:
+            _clear(read.result)
+        return False
+    for read, (trace_file, _stored) in zip(reads, rows, strict=True):
+        read.result.outcome, read.result.file_id = "ingested", trace_file.pk
+    return True
+
+
+def _clear(result: FileResult) -> None:
+    result.counts.clear()
+    result.held.clear()
+    result.runs_added.clear()
+    result.runs_updated.clear()
+    result.runs_unchanged.clear()
+
+
+def _raising(error: Exception) -> Iterator[RunRecord]:
+    raise error
+    yield  # a generator: raises where the records are read, inside the file's savepoint
+
+
+def _write_and_report(
+    candidate, module, info, hashes, ctx: _Context, result, records=None
+) -> FileResult:
+    try:
+        trace_file = _write_file(candidate, module, info, hashes, ctx, result, records)
     except ParseError as exc:
         result.counts.clear()
         return _fail(result, candidate, ctx, _retry_hint(str(exc), info))
@@ -232,30 +372,39 @@ def _ingest_file(candidate, module, info, known, ctx: _Context, result) -> FileR
     return result
 
 
-def _write_file(candidate, module, info, hashes, ctx: _Context, result) -> TraceFile:
+def _write_file(candidate, module, info, hashes, ctx: _Context, result, records=None) -> TraceFile:
     """Write the file's runs in one savepoint or, for a format whose runs stand whole
     on their own (read from a snapshot: a big database), in several, committed as the
     batch falls due. The file's row claims it was read (its hash and mtime, what it
-    holds) only with the last run: a file cut short (a crash) is read again."""
+    holds) only with the last run: a file cut short (a crash) is read again. A file
+    written in one savepoint has its row written once, after its runs (foreign keys
+    are checked at commit)."""
     digest, companions = hashes
-    records = iter(module.parse(candidate.real_path))
+    read_ahead = records is not None
+    records = iter(records if read_ahead else module.parse(candidate.real_path))
     until = None
-    if _snapshot_read(module):
+    in_parts = _snapshot_read(module)
+    if in_parts:
         records, until = _first_run_read(records), ctx.batch.due
-    runs = _FileRuns(candidate.logical_path, result)
+    runs = _FileRuns(candidate.logical_path, result, ctx.batch)
+    known = ctx.known.get(candidate.logical_path)
     trace_file = None
     while True:
         with ctx.batch.savepoint():
             if trace_file is None:
-                stored = _stored_file(ctx.known.get(candidate.logical_path))
-                trace_file = _save_file(stored, candidate, module.NAME, info, companions, ctx)
-                new = stored is None
+                trace_file = _file_row(known, candidate, module.NAME, info, companions, ctx)
+                if in_parts:  # its runs may commit before it is whole
+                    _write_file_row(trace_file, known is not None, _columns(trace_file))
             finished = runs.write(records, trace_file, until)
             runs.index.settle()  # RunCount, in the savepoint of the runs it counts
             if finished:
-                runs.settle(trace_file, new=new)
+                runs.settle(trace_file, new=known is None)
                 produced = {name: result.held[name] for name in _PRODUCED}
                 _claim_read(trace_file, info, digest, produced, module.NAME)
+                if in_parts:
+                    _write_file_row(trace_file, True, _CLAIMS)
+                else:
+                    _write_file_row(trace_file, known is not None, _columns(trace_file))
                 return trace_file
         ctx.batch.commit_if_due()
 
@@ -278,10 +427,19 @@ def _first_run_read(records: Iterator[RunRecord]) -> Iterator[RunRecord]:
 class _FileRuns:
     """The runs of one file as they are written, kept across its savepoints."""
 
-    def __init__(self, logical_path: str, result: FileResult):
+    def __init__(
+        self,
+        logical_path: str,
+        result: FileResult,
+        batch: WriteBatch,
+        index: RunIndex | None = None,
+    ):
         self.logical_path = logical_path
         self.result = result
-        self.index = RunIndex()
+        self.index = index or RunIndex()
+        # The batch's id allocators, valid as long as its transaction (RunIndex's
+        # own would cost each file its id queries, and outlive a commit).
+        self.index.ids = batch.ids
         self.seen: set[int] = set()
         # A run the file gives twice (duplicate rows) is counted once, as last written.
         self.written: dict[int, Counter] = {}
@@ -332,37 +490,84 @@ class _FileRuns:
         _settle_runs_not_seen(trace_file, self.seen, written=set(self.written), new=new)
 
 
-def _stored_file(known: KnownFile | None) -> TraceFile | None:
-    return TraceFile.objects.filter(pk=known.pk).first() if known is not None else None
-
-
-def _save_file(trace_file, candidate, format_name, info, companions, ctx) -> TraceFile:
-    """The file's row, as being read: without its hash and mtime_ns (the fast
-    path's proof that it is unchanged) until `_claim_read()`."""
+def _file_row(known: KnownFile | None, candidate, format_name, info, companions, ctx) -> TraceFile:
+    """The file's row as being read, not written yet: without its hash and mtime_ns
+    (the fast path's proof that it is unchanged) until `_claim_read()`."""
     now = timezone.now()
-    if trace_file is None:
-        trace_file = TraceFile(path=candidate.logical_path, first_seen_at=now)
-    trace_file.display_name = candidate.display_name[:500]
-    trace_file.format = format_name
+    trace_file = TraceFile(
+        path=candidate.logical_path,
+        display_name=candidate.display_name[:500],
+        format=format_name,
+        sha256="",
+        companions=companions,
+        status=TraceFile.FileStatus.OK,
+        error="",
+        uploaded=ctx.uploaded,
+        first_seen_at=now,
+        ingested_at=now,
+        checked_at=now,
+    )
     _set_stat(trace_file, info)
     trace_file.mtime_ns = None
-    trace_file.sha256 = ""
-    trace_file.companions = companions
-    trace_file.status = TraceFile.FileStatus.OK
-    trace_file.error = ""
-    trace_file.source = ctx.source or trace_file.source
-    trace_file.uploaded = ctx.uploaded or trace_file.uploaded
-    trace_file.ingested_at = now
-    trace_file.checked_at = now
-    trace_file.save()
+    if known is not None:
+        trace_file.pk = known.pk
+        trace_file.source_id = ctx.source.pk if ctx.source else known.source_id
+    else:
+        trace_file.pk = ctx.batch.ids[TraceFile].next()
+        trace_file.source = ctx.source
     return trace_file
+
+
+# What an ingest writes over a stored file row: all but its path and first sighting
+# (and its upload mark, kept once set); `produced` with the claims only.
+_READ_COLUMNS = (
+    "display_name", "format", "size", "mtime", "mtime_ns", "sha256", "companions", "status",
+    "error", "source_id", "ingested_at", "checked_at",
+)  # fmt: skip
+_CLAIMS = ("mtime_ns", "sha256", "produced")
+
+
+def _columns(trace_file: TraceFile) -> tuple[str, ...]:
+    columns = _READ_COLUMNS + (("produced",) if trace_file.sha256 else ())
+    return columns + (("uploaded",) if trace_file.uploaded else ())
+
+
+def _write_file_rows(rows: list[tuple[TraceFile, bool]]) -> None:
+    """The rows of files written together: the new ones inserted in one statement."""
+    new = []
+    for trace_file, stored in rows:
+        if stored:
+            _write_file_row(trace_file, True, _columns(trace_file))
+        else:
+            new.append(trace_file)
+    if not new:
+        return
+    plan = _FILE_ROW_PLANS.get(connection.vendor)
+    if plan is None:
+        plan = _FILE_ROW_PLANS[connection.vendor] = InstancePlan(TraceFile)
+    pairs = list(zip(plan.adapters, plan.attnames, strict=True))
+    values = [[adapt(getattr(trace_file, name)) for adapt, name in pairs] for trace_file in new]
+    with connection.cursor() as cursor:
+        cursor.executemany(plan.sql, values)
+
+
+_FILE_ROW_PLANS: dict[str, InstancePlan] = {}
+
+
+def _write_file_row(trace_file: TraceFile, stored: bool, columns: tuple[str, ...]) -> None:
+    """Insert the file's row, or update these columns of the stored one: one
+    statement either way (a row deleted since the batch listed it is inserted again)."""
+    if stored:
+        values = {name: getattr(trace_file, name) for name in columns}
+        if TraceFile.objects.filter(pk=trace_file.pk).update(**values):
+            return
+    insert_instance(trace_file)
 
 
 def _claim_read(trace_file: TraceFile, info, digest: str, produced: dict, format_name) -> None:
     trace_file.mtime_ns = info.st_mtime_ns
     trace_file.sha256 = digest
     trace_file.produced = {**produced, "parser_version": parser_version(format_name)}
-    trace_file.save(update_fields=["mtime_ns", "sha256", "produced"])
 
 
 def _set_stat(trace_file: TraceFile, info: os.stat_result) -> None:
@@ -382,11 +587,13 @@ def _ingest_companion(candidate, module, main: Path, ctx: _Context, result) -> F
         main, _logical(main_real), storable(str(main)), True, resolved=main_real
     )
     main_result = None
+    _write_read_ahead(ctx)
     if main_candidate.logical_path not in ctx.done:
         ctx.done.add(main_candidate.logical_path)
         if main_candidate.logical_path not in ctx.known:  # not one of the batch's files
             ctx.known.update(known_files([main_candidate.logical_path]))
         main_result = _ingest_candidate(main_candidate, ctx)
+        _write_read_ahead(ctx)
     # Read just now, or earlier in the batch (named before this file, or first by name).
     main_error = ctx.failed.get(main_candidate.logical_path)
     if main_error is not None:
@@ -401,10 +608,11 @@ def _ingest_companion(candidate, module, main: Path, ctx: _Context, result) -> F
         return _fail(result, candidate, ctx, f"cannot read: {exc.strerror}")
     try:
         with ctx.batch.savepoint():
-            stored = _stored_file(ctx.known.get(candidate.logical_path))
-            trace_file = _save_file(stored, candidate, module.NAME, info, {}, ctx)
+            known = ctx.known.get(candidate.logical_path)
+            trace_file = _file_row(known, candidate, module.NAME, info, {}, ctx)
             produced = {"companion_of": main_candidate.display_name}
             _claim_read(trace_file, info, digest, produced, module.NAME)
+            _write_file_row(trace_file, known is not None, _columns(trace_file))
     except Exception as exc:  # a database error (a lock timeout) must not stop the batch
         log.exception("recording %s failed", candidate.display_name)
         message = f"internal error while ingesting ({type(exc).__name__}: {exc})"
@@ -466,8 +674,11 @@ def _fail(result, candidate, ctx: _Context, reason: str) -> FileResult:
         # Read again: the row may be new since the batch began, or rolled back.
         trace_file = TraceFile.objects.filter(path=candidate.logical_path).first()
         now = timezone.now()
-        if trace_file is None:
+        new = trace_file is None
+        if new:
             trace_file = TraceFile(path=candidate.logical_path, first_seen_at=now)
+            # An id of the batch's: on SQLite they are handed out from max(id) + 1.
+            trace_file.pk = ctx.batch.ids[TraceFile].next()
         trace_file.display_name = candidate.display_name[:500]
         trace_file.format = trace_file.format or result.format
         trace_file.status = TraceFile.FileStatus.ERROR
@@ -477,6 +688,6 @@ def _fail(result, candidate, ctx: _Context, reason: str) -> FileResult:
         trace_file.uploaded = ctx.uploaded or trace_file.uploaded
         with contextlib.suppress(OSError):
             _set_stat(trace_file, candidate.real_path.stat())
-        trace_file.save()
+        trace_file.save(force_insert=new)
     result.outcome, result.error, result.file_id = "failed", message, trace_file.pk
     return result

@@ -38,6 +38,7 @@ from .inserters import (
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
 from .run_counts import apply_run_counts, move_run_count, run_counts_of, run_key
 from .step_paths import StepPaths
+from .type_trends import TypeTrendDeltas, remove_runs
 
 
 @dataclass
@@ -64,6 +65,9 @@ class RunIndex:
 
     def __init__(self):
         self._by_origin: dict[tuple[str, str], dict[str, Run]] = {}
+        # Runs with a global id read ahead for a group of files (`read_global_runs`),
+        # by (format, external_id); None: not stored. Ids not in it are looked up.
+        self.global_runs: dict[tuple[str, str], Run | None] = {}
         # One allocator per model for the whole ingest (it lives in the caller's
         # transaction, as this index does): not one reservation per run.
         self.ids = {model: IdAllocator(model) for model in (Run, Step)}
@@ -72,10 +76,12 @@ class RunIndex:
         # Runs written through this index since the last settle(): their children
         # go into the search index then.
         self.written: list[int] = []
+        self.type_trends = TypeTrendDeltas()  # TypeBucket's and TypeStep's, likewise
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         if not origin:
-            return _run_with_global_id(format, external_id)
+            found = self.global_runs.get((format, external_id), False)
+            return _run_with_global_id(format, external_id) if found is False else found
         runs = Run.objects.only(*self.FIELDS)
         key = (format, origin)
         if key not in self._by_origin:
@@ -87,6 +93,9 @@ class RunIndex:
         """A run just written: a file that gives the same run twice (duplicate
         rows in a database) updates it instead of inserting it again."""
         self.written.append(run.pk)
+        if not run.origin:
+            self.global_runs[(run.format, run.external_id)] = run
+            return
         runs = self._by_origin.get((run.format, run.origin))
         if runs is not None:
             runs[run.external_id] = run
@@ -99,6 +108,7 @@ class RunIndex:
         with connection.cursor() as cursor:
             search_index.index_runs(cursor, self.written)
         self.written.clear()
+        self.type_trends.apply()
 
 
 class _GlobalIdLookup:
@@ -127,22 +137,50 @@ class _GlobalIdLookup:
         with connection.cursor() as cursor:
             cursor.execute(self.sql, [format, external_id])
             row = cursor.fetchone()
-        if row is None:
-            return None
+        return None if row is None else self.run(row)
+
+    def run(self, row: tuple) -> Run:
         values = list(row)
         for index, converter, column in self.converters:
             values[index] = converter(values[index], column, connection)
         return Run.from_db(connection.alias, self.names, values)
 
+    def many(self, format: str, external_ids: list[str]) -> list[Run]:
+        marks = ", ".join(["%s"] * len(external_ids))
+        sql = self.sql.replace("external_id = %s LIMIT 1", f"external_id IN ({marks})")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [format, *external_ids])
+            return [self.run(row) for row in cursor.fetchall()]
+
 
 _GLOBAL_ID_LOOKUPS: dict[str, _GlobalIdLookup] = {}
 
 
-def _run_with_global_id(format: str, external_id: str) -> Run | None:
+def _global_id_lookup() -> _GlobalIdLookup:
     lookup = _GLOBAL_ID_LOOKUPS.get(connection.vendor)
     if lookup is None:
         lookup = _GLOBAL_ID_LOOKUPS[connection.vendor] = _GlobalIdLookup()
-    return lookup(format, external_id)
+    return lookup
+
+
+def _run_with_global_id(format: str, external_id: str) -> Run | None:
+    return _global_id_lookup()(format, external_id)
+
+
+def read_global_runs(records: list[RunRecord], into: dict) -> None:
+    """Read the stored runs of these records whose ids are global (`origin` False)
+    into a `RunIndex.global_runs`, a query per format and 500 ids, not one per run."""
+    wanted: dict[str, set[str]] = {}
+    for record in records:
+        if not record.origin:
+            wanted.setdefault(record.format, set()).add(fit_key(record.external_id))
+    lookup = _global_id_lookup()
+    for format, ids in wanted.items():
+        into.update(dict.fromkeys(((format, external_id) for external_id in ids), None))
+        ids = sorted(ids)
+        for start in range(0, len(ids), 500):
+            for run in lookup.many(format, ids[start : start + 500]):
+                into[(format, run.external_id)] = run
 
 
 def write_run(
@@ -164,6 +202,7 @@ def write_run(
             return RunOutcome("unchanged", existing.pk, record.external_id, _stored(existing))
         if _less_complete(record.completeness, existing.completeness):
             return RunOutcome("kept", existing.pk, record.external_id, _stored(existing))
+        index.type_trends.remove([existing.pk])
         delete_run_children([existing.pk])
     counted_as = run_key(existing) if existing is not None else None
     run = _run_row(record, existing, source_file=source_file, origin=origin)
@@ -179,6 +218,7 @@ def write_run(
         _json_as_stored(run)
         run.save()
     move_run_count(index.run_counts, counted_as, run_key(run))
+    index.type_trends.add([run.pk])
     add_failure_causes(run, writer.causes)
     add_run_entities(run.pk)
     index.remember(run)
@@ -220,6 +260,7 @@ def delete_run_children(run_ids: list[int]) -> None:
 
 
 def delete_runs(run_ids: list[int]) -> None:
+    remove_runs(run_ids)
     delete_run_children(run_ids)
     counted = run_counts_of(run_ids) if run_ids else Counter()
     Run.objects.filter(pk__in=run_ids)._raw_delete(Run.objects.db)

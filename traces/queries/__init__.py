@@ -1,6 +1,6 @@
 """Read queries shared by the pages, the API and the commands, one module per subject:
 runs, steps (a run's tree, one step, steps across runs), timeline, critical_path, logs, errors
-(failures grouped by cause), entities, files and totals.
+(failures grouped by cause), entities, files, totals and run types' trends.
 
 They return model instances, querysets, dataclasses or plain dicts and know nothing
 of HTTP. Callers name the subject: `queries.runs.filter_runs(...)`.
@@ -18,6 +18,7 @@ from . import (
     steps,
     timeline,
     totals,
+    types,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "steps",
     "timeline",
     "totals",
+    "types",
 ]

@@ -37,6 +37,14 @@ def sniff(path: Path, head: bytes) -> bool:
     return txt_file.sniff(head) or json_file.sniff(Path(path), head)
 
 
+def parsed_whole(path: Path, head: bytes, size: int) -> bool:
+    """Whether `parse(path)` reads the file (`size` bytes, starting with `head`)
+    whole into memory, so its records may be kept after the generator is done
+    (the loader reads small files ahead): not for a SQLite database (its
+    snapshot closes) or a JSON file streamed."""
+    return not is_sqlite(head) and size <= json_file.STREAM_THRESHOLD_BYTES
+
+
 def parse(path: Path) -> Iterator[RunRecord]:
     path = Path(path)
     head = read_head(path, 4096)
@@ -55,4 +63,4 @@ def parse(path: Path) -> Iterator[RunRecord]:
         )
 
 
-__all__ = ["NAME", "PARSER_VERSION", "RETRY_HINT", "parse", "sniff"]
+__all__ = ["NAME", "PARSER_VERSION", "RETRY_HINT", "parse", "parsed_whole", "sniff"]

@@ -24,6 +24,7 @@ from ..common import (
     json_text,
     loads_json_or_text,
     parse_iso,
+    utc_iso,
     wrong_type,
 )
 from ..records import ParseError, RunRecord, Status, StepRecord
@@ -184,36 +185,71 @@ def _workflow_label(execution: dict[str, Any], locate: Locate) -> str:
 
 
 def step_record(raw: Any, completion_index: int, locate: Locate) -> StepRecord:
-    if not isinstance(raw, dict):
+    # The usual types are checked inline (a 10-step file's steps are most of its
+    # parse); anything else goes through the checks that name what is wrong.
+    if type(raw) is not dict:
         raise wrong_type(locate(""), "an object", raw)
-    seq = _required_int(raw, "seq", locate)
-    raw_status = required_str(raw, "status", locate)
-    started = parse_iso(raw.get("startedAt"), locate("startedAt"))
-    finished = parse_iso(raw.get("finishedAt"), locate("finishedAt"))
+    get = raw.get
+    seq = get("seq")
+    if type(seq) is not int:
+        seq = _required_int(raw, "seq", locate)
+    raw_status = get("status")
+    if type(raw_status) is not str:
+        raw_status = required_str(raw, "status", locate)
+    started = _time(get("startedAt"), "startedAt", locate)
+    finished = _time(get("finishedAt"), "finishedAt", locate)
+    # Checked in the order a file's first error has always been reported in.
+    name, kind = get("name", ""), get("type", "")
+    if type(name) is not str:
+        name = _optional_str(raw, "name", locate)
+    if type(kind) is not str:
+        kind = _optional_str(raw, "type", locate)
+    status = _STEP_STATUSES.get(raw_status) or _map_status(
+        raw_status, _STEP_STATUSES, locate("status")
+    )
+    retries, loop_index, duration = get("retries"), get("loopIndex"), get("duration")
+    if type(duration) is not int:
+        duration = _optional_number(raw, "duration", locate)
+    if retries is not None and type(retries) is not int:
+        retries = _optional_int(raw, "retries", locate)
+    if loop_index is not None and type(loop_index) is not int:
+        loop_index = _optional_int(raw, "loopIndex", locate)
     attributes: dict[str, Any] = {k: v for k, v in raw.items() if k not in _STEP_FIELDS}
     attributes["completion_index"] = completion_index
+    step_input, output, error = get("input"), get("output"), get("error")
     record = StepRecord(
         key=str(seq),
-        name=_optional_str(raw, "name", locate),
-        type=_optional_str(raw, "type", locate),
-        status=_map_status(raw_status, _STEP_STATUSES, locate("status")),
+        name=name,
+        type=kind,
+        status=status,
         raw_status=raw_status,
         started_at=started,
         finished_at=finished,
-        duration_ms=_duration(_optional_number(raw, "duration", locate), started, finished),
-        input=raw.get("input"),
-        output=raw.get("output"),
-        error=_error_text(raw.get("error")),
-        retries=_optional_int(raw, "retries", locate),
-        loop_index=_optional_int(raw, "loopIndex", locate),
+        duration_ms=_duration(duration, started, finished),
+        input=step_input,
+        output=output,
+        error=error if type(error) is str else _error_text(error),
+        retries=retries,
+        loop_index=loop_index,
         attributes=attributes,
     )
     # duckflux cuts an input/output over 1,000,000 bytes into a string with this marker.
-    truncated_fields = [field for field in ("input", "output") if is_truncated(raw.get(field))]
+    truncated_fields = [
+        field
+        for field, value in (("input", step_input), ("output", output))
+        if type(value) is str and is_truncated(value)
+    ]
     if truncated_fields:
         record.truncated = True
         attributes["truncated_fields"] = truncated_fields
     return record
+
+
+def _time(value: Any, key: str, locate: Locate) -> datetime | None:
+    """A step's time; where it is (`locate(key)`) made only for an error message."""
+    if value is None:
+        return None
+    return utc_iso(value) or parse_iso(value, locate(key))
 
 
 def dotted_locator(prefix: str) -> Locate:

@@ -28,7 +28,7 @@ def backfill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("traces", "0017_compare"),
+        ("traces", "0018_type_trends"),
     ]
 
     operations = [
