@@ -277,6 +277,12 @@ def cases(t: Targets) -> list[Case]:
         "WHERE s.run_id = %s ORDER BY s.seq, s.id LIMIT 301"
     )
     time_bounds = "SELECT MIN(started_at), MAX(finished_at) FROM traces_step WHERE run_id = %s"
+    # The critical path: a window of the steps on it, from the partial index.
+    critical = (
+        "SELECT id, run_id, parent_id, key, seq, depth, name, type, status, started_at, "
+        "finished_at, duration_ms, critical_ms FROM traces_step "
+        "WHERE run_id = %s AND critical_ms IS NOT NULL ORDER BY seq, id LIMIT 301"
+    )
     panel_step = (
         f"SELECT s.*, {run_cols}, {file_cols} FROM traces_step s "
         "JOIN traces_run r ON r.id = s.run_id "
@@ -507,6 +513,9 @@ def cases(t: Targets) -> list[Case]:
              htmx_target=""),
         Case("timeline", f"timeline tab, the {t.big_steps:,}-step run", f"/runs/{big}/timeline/",
              [(run_row, [big]), (flat, [big]), (time_bounds, [big])]),
+        Case("critical_path", f"critical path tab, the {t.big_steps:,}-step run",
+             f"/runs/{big}/", [(run_row, [big]), (critical, [big])],
+             params={"tab": "critical"}),
         Case("panel", "step panel (htmx)", f"/runs/{big}/steps/{t.panel_key}/", panel,
              htmx_target="step-panel"),
         Case("failed", "failed steps page (rows + error groups)", "/steps/",
@@ -553,6 +562,8 @@ def cases(t: Targets) -> list[Case]:
              params={"parent": t.expand_key}, api=True),
         Case("api_timeline", "GET /api/runs/{big}/timeline", f"/api/runs/{big}/timeline",
              [(run_row, [big]), (flat, [big]), (time_bounds, [big])], api=True),
+        Case("api_critical_path", "GET /api/runs/{big}/critical-path",
+             f"/api/runs/{big}/critical-path", [(run_row, [big]), (critical, [big])], api=True),
         Case("api_step", "GET /api/steps/{id} (step panel)", f"/api/steps/{t.panel_id}",
              panel, api=True),
         Case("api_failed", "GET /api/steps?status=failed", "/api/steps",

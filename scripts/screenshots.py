@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerate the README's screenshots: `make screenshots`.
+"""Regenerate the README's screenshots: `make screenshots` (or some of them by name:
+`scripts/screenshots.py critical-path timeline`).
 
 Ingests the samples into a throwaway database, serves the site on loopback,
 and has Debian's chromium (through Playwright) photograph the main pages into
@@ -65,6 +66,7 @@ def pages(page, base: str) -> list[tuple[str, str]]:
         ("runs", f"{base}/"),
         ("run", f"{base}{step_url}"),
         ("timeline", f"{base}{parallel_url}?tab=timeline"),
+        ("critical-path", f"{base}{parallel_url}?tab=critical"),
         ("failed-steps", f"{base}/steps/?status=failed"),
         ("entities", f"{base}/entities/"),
         ("compare", f"{base}{compare_url}"),
@@ -72,7 +74,7 @@ def pages(page, base: str) -> list[tuple[str, str]]:
     ]
 
 
-def shoot(base: str) -> None:
+def shoot(base: str, only: set[str]) -> None:
     from playwright.sync_api import sync_playwright
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -86,6 +88,8 @@ def shoot(base: str) -> None:
             )
             page = context.new_page()
             for name, url in pages(page, base):
+                if only and name not in only:
+                    continue
                 page.goto(url)
                 page.wait_for_load_state("networkidle")
                 suffix = "" if scheme == "light" else "-dark"
@@ -112,7 +116,7 @@ def main() -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(base + "/")
-        shoot(base)
+        shoot(base, set(sys.argv[1:]))
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -1007,6 +1007,7 @@ def test_openapi_document_lists_every_operation(client):
         ("GET", "/api/runs/compare"),
         ("GET", "/api/runs/{run_id}/logs"), ("GET", "/api/runs/{run_id}/timeline"),
         ("GET", "/api/runs/{run_id}/export"),
+        ("GET", "/api/runs/{run_id}/critical-path"),
         ("GET", "/api/search"),
         ("GET", "/api/logs"),
         ("GET", "/api/steps"), ("GET", "/api/steps/{step_id}"), ("GET", "/api/steps/errors"),

@@ -3,15 +3,18 @@ round trip through the otlp ingest for a run of every format; the run page's but
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
+from google.protobuf import json_format
 
 from traces.ingest.loader import ingest_paths
-from traces.ingest.otlp_json import request_from_json
+from traces.ingest.otlp_json import Span, request_from_json, span_to_json
 from traces.models import Call, EntityLink, Format, LogEntry, Run, Step
 
 pytestmark = pytest.mark.django_db
@@ -276,3 +279,86 @@ def test_an_otlp_run_keeps_its_trace_id(client, samples):
     spans = spans_of(exported_otlp(client, run))
     assert {span["traceId"] for span in spans} == {run.external_id}
     assert spans[0]["kind"] == 1 and spans[0]["name"] == "checkout"
+
+
+# --- the spans written directly are protobuf's own JSON --------------------------------
+
+
+def canonical(span: dict) -> dict:
+    """The span parsed by opentelemetry-proto's Span class (json_format.ParseDict) and
+    written back by json_format.MessageToDict: what the exporter wrote through
+    protobuf before it wrote spans directly. A field at its default, a number where
+    protobuf writes a string, a misnamed or unknown field: any of them differs."""
+    document = copy.deepcopy(span)
+    for item in (document, *document.get("links", ())):
+        for key in ("traceId", "spanId", "parentSpanId"):
+            if key in item:
+                item[key] = base64.b64encode(bytes.fromhex(item[key])).decode()
+    message = json_format.ParseDict(document, Span())
+    return span_to_json(message)
+
+
+def assert_spans_are_protobufs_json(document: dict) -> None:
+    spans = spans_of(document)
+    assert spans
+    for span in spans:
+        again = canonical(span)
+        assert span == again
+        # and in protobuf's field order: the same bytes as MessageToDict's
+        assert json.dumps(span) == json.dumps(again)
+
+
+@pytest.mark.parametrize("format_name", Format.values)
+def test_every_span_is_what_message_to_dict_gives(client, loaded, format_name):
+    run = richest_run(format_name)
+    assert_spans_are_protobufs_json(exported_otlp(client, run))
+
+
+def test_hostile_values_are_written_as_protobuf_writes_them(client):
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    run = Run.objects.create(
+        format="runs",
+        external_id="hostile",
+        name="",  # no name: the span has none (the external id stands in)
+        status="failed",
+        error="",
+        started_at=datetime(1, 1, 1, tzinfo=UTC),  # before 1970: no start
+        finished_at=datetime(9999, 12, 31, tzinfo=UTC),  # past fixed64: no end
+        attributes={
+            "": "empty key",
+            "tracer.status": "shadowed",
+            "big": 2**70,
+            "small": -(2**63),
+            "zero": 0,
+            "false": False,
+            "empty": "",
+            "float": 2.0,
+            "negative zero": -0.0,
+            "list": [],
+            "dict": {"a": [1, {"b": None}]},
+            "control": 'a\x01b\u2028c"d\\\\e',
+            "long": "é" * 70_000,
+        },
+        output_counters={"ok": 1},
+    )
+    step = Step.objects.create(
+        run=run, key="", name="", seq=0, position=0, status="failed", error="",
+        started_at=datetime(1970, 1, 1, tzinfo=UTC), duration_ms=0.0,
+        attributes={"x": None, "y": [None]}, attempt=0, retries=-1,
+    )  # fmt: skip
+    Step.objects.create(
+        run=run, key="b", name="\u202e<b>", seq=1, position=1, status="cancelled",
+        error="why\nnot", started_at=t0, duration_ms=1e-7, never_closed=True,
+    )  # fmt: skip
+    LogEntry.objects.create(run=run, step=step, seq=0, message="", fields={"": ""})
+    LogEntry.objects.create(run=run, step=None, seq=1, message="m", level="", time=t0)
+    EntityLink.objects.create(
+        run=run, step=step, link_type="", entity_type="t", entity_id="", external_id=""
+    )
+    Call.objects.create(
+        run=run, step=step, key="c", position=0, status="succeeded", duration_ms=5.5,
+        attributes={"n": 1},
+    )  # fmt: skip
+    run.call_count, run.link_count = 1, 1
+    run.save()
+    assert_spans_are_protobufs_json(exported_otlp(client, run))

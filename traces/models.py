@@ -211,6 +211,9 @@ class Run(Outcome, ItemProgress):
     # that records no times of its own, without reading its steps per request.
     steps_started_at = models.DateTimeField(null=True, blank=True)
     steps_finished_at = models.DateTimeField(null=True, blank=True)
+    # The length of the run's critical path (traces/critical_path.py), kept at ingest
+    # with its steps' Step.critical_ms; null: none (no step has a start time).
+    critical_path_ms = models.FloatField(null=True, blank=True)
 
     # Bookkeeping for idempotent re-ingest.
     source_file = models.ForeignKey(
@@ -334,6 +337,9 @@ class Step(Outcome, ItemProgress):
     failed_subtree = models.BooleanField(default=False)
     call_count = models.IntegerField(default=0)
     link_count = models.IntegerField(default=0)
+    # Its own time on the run's critical path in ms (0: its children fill its part);
+    # null: not on the path. Kept at ingest (traces/critical_path.py).
+    critical_ms = models.FloatField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -368,6 +374,12 @@ class Step(Outcome, ItemProgress):
             ),
             # "Failed only" inside a run.
             models.Index(fields=["run", "failed_subtree", "seq", "id"], name="step_run_failed"),
+            # A run's critical path in order (its tab and API): only the steps on it.
+            models.Index(
+                fields=["run", "seq", "id"],
+                condition=models.Q(critical_ms__isnull=False),
+                name="step_critical",
+            ),
             # A step's own subject entity: the entity page's subject list, newest first.
             models.Index(
                 fields=["entity_type", "entity_id", "-entity_seen_at", "-id"],

@@ -8,18 +8,19 @@ same numbers on both. Lists are keyset-paginated with the pages' cursors.
 Endpoints return model instances (and the queries' rows); the response Schemas in
 schemas.py read them, one shape per object wherever it appears.
 
-One module per subject: runs, steps, entities, files, sources (uploads and
-sources), types; common.py holds what they share.
+One module per subject: runs, critical_path, exports, steps, entities, files, sources
+(uploads and sources), types; common.py holds what they share.
 """
 
 from ninja import Router
 
-from . import compare, entities, exports, files, runs, search, sources, steps, types
+from . import compare, critical_path, entities, exports, files, runs, search, sources, steps, types
 from .common import ApiBadRequest, ApiUnprocessable
 
 __all__ = ["ApiBadRequest", "ApiUnprocessable", "router"]
 
 router = Router()
 # compare before runs: /runs/compare is not /runs/{run_id}.
-for module in (compare, runs, exports, steps, entities, search, files, sources, types):
+MODULES = (compare, runs, critical_path, exports, steps, entities, search, files, sources, types)
+for module in MODULES:
     router.add_router("", module.router)

@@ -6,27 +6,40 @@ Ids are derived from the database's: the trace id from the run's identity in its
 format (an otlp run keeps its own), span ids from the step, call and run primary
 keys, so exporting twice gives the same file. Fields the OTLP model has no place
 for travel as `tracer.*` attributes, which the otlp ingest reads back.
+
+The envelope (resource, scope) goes through opentelemetry-proto's classes and
+protobuf's json_format; the spans, a hundred thousand in a big run, are written
+as plain dicts in OTLP/JSON's form directly: building each as a protobuf Span and
+turning it into a dict with `MessageToDict` (about 28 nested messages a span)
+was most of the time of an export (bench/RESULTS.md §8). The rules that form
+follows are protobuf's proto3 JSON mapping (json_format) with OTLP's hex ids: field
+names in lowerCamelCase, fields at their default value left out (an empty
+string, 0, an empty list), a field of a oneof (AnyValue's) written whenever set,
+64-bit integers as strings, enums as integers. tests/test_export.py proves each
+span is what `MessageToDict` gives for the same span parsed by protobuf.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
+from traces.ingest.common import json_text
 from traces.ingest.otlp_json import (
+    MAX_STRING_CHARS,
     TRACER_FLAGS,
     TRACER_STEP_INTS,
     TRACER_STEP_TEXT,
     ExportTraceServiceRequest,
-    Span,
     add_attribute,
     cut,
     message_to_json,
-    span_to_json,
 )
 from traces.models import Call, EntityLink, LogEntry, Run, Status
 
@@ -59,15 +72,15 @@ def filename(run: Run) -> str:
 def chunks(run: Run) -> Iterator[bytes]:
     """The document in pieces: the envelope, then one span at a time."""
     head, tail = _envelope(run)
-    trace_id = trace_id_of(run)
-    yield head + _dumps(span_to_json(_run_span(run, trace_id)))
+    trace_id = trace_id_of(run).hex()
+    yield head + _dumps(_run_span(run, trace_id))
     for batch in placed_batches(run):
         related = _Related([placed.step.pk for placed in batch])
         for placed in batch:
-            yield b"," + _dumps(span_to_json(_step_span(placed, trace_id, related)))
+            yield b"," + _dumps(_step_span(placed, trace_id, related))
         starts = {placed.step.pk: placed.start_ns for placed in batch}
         for call in related.calls:
-            yield b"," + _dumps(span_to_json(_call_span(call, trace_id, starts[call.step_id])))
+            yield b"," + _dumps(_call_span(call, trace_id, starts[call.step_id]))
     yield tail
 
 
@@ -79,6 +92,12 @@ def trace_id_of(run: Run) -> bytes:
 
 def span_id_of(kind: str, pk: int) -> bytes:
     return _digest(kind, pk)[:8]
+
+
+@lru_cache(maxsize=4096)
+def _span_id(kind: str, pk: int) -> str:
+    # Cached: a parent's id is asked for by each of its children.
+    return _digest(kind, pk)[:8].hex()
 
 
 def _digest(*parts: Any) -> bytes:
@@ -108,134 +127,209 @@ def _envelope(run: Run) -> tuple[bytes, bytes]:
     return head + b'"spans":[', b"]" + tail
 
 
-def _new_span(trace_id: bytes, span_id: bytes, parent: bytes | None, name: str) -> Span:
-    span = Span(trace_id=trace_id, span_id=span_id, name=cut(name))
+# --- OTLP/JSON values, as json_format writes them ----------------------------------------
+
+_INT64 = (-(2**63), 2**63 - 1)
+# fixed64 (times): what does not fit (before 1970, after 2554) is left unset.
+_FIXED64_MAX = 2**64 - 1
+_KIND_INTERNAL = 1  # Span.SPAN_KIND_INTERNAL
+_KIND_CLIENT = 3  # Span.SPAN_KIND_CLIENT
+_STATUS_OK = 1  # Status.STATUS_CODE_OK
+_STATUS_ERROR = 2  # Status.STATUS_CODE_ERROR
+
+
+def _value(value: Any) -> dict:
+    """An AnyValue, as otlp_json.set_value fills one: objects and lists as their JSON
+    text (a hostile value can nest deeper than protobuf allows), long strings cut."""
+    kind = type(value)
+    if kind is str:  # most values: checked first
+        return {"stringValue": _text(value)}
+    if kind is bool:
+        return {"boolValue": value}
+    if isinstance(value, int) and not isinstance(value, bool):
+        if _INT64[0] <= value <= _INT64[1]:
+            return {"intValue": str(value)}
+    elif isinstance(value, float) and math.isfinite(value):
+        return {"doubleValue": value}
+    elif isinstance(value, str):
+        return {"stringValue": _text(value)}
+    return {"stringValue": cut(json_text(value, ascii_only=False))}
+
+
+def _text(text: str) -> str:
+    """cut(), without its work for the usual short ASCII text (which it leaves as is)."""
+    if len(text) <= MAX_STRING_CHARS and text.isascii():
+        return text
+    return cut(text)
+
+
+def _attribute(attributes: list, key: str, value: Any) -> None:
+    """Append a KeyValue; None is left out (as add_attribute), an empty key unwritten."""
+    if value is None:
+        return
+    attributes.append({"key": key, "value": _value(value)} if key else {"value": _value(value)})
+
+
+def _set_time(target: dict, name: str, nanos_: int | None) -> None:
+    if nanos_ is not None and 0 < nanos_ <= _FIXED64_MAX:
+        target[name] = str(nanos_)
+
+
+def _new_span(trace_id: str, span_id: str, parent: str | None, name: str, kind: int) -> dict:
+    span: dict[str, Any] = {"traceId": trace_id, "spanId": span_id}
     if parent:
-        span.parent_span_id = parent
+        span["parentSpanId"] = parent
+    name = cut(name)
+    if name:
+        span["name"] = name
+    span["kind"] = kind
     return span
 
 
-def _set_times(span: Span, start: int | None, end: int | None) -> None:
-    # fixed64 fields: a time before 1970 (a hostile trace's year 1) is left unset.
-    if start is not None and start >= 0:
-        span.start_time_unix_nano = start
-    if end is not None and end >= 0:
-        span.end_time_unix_nano = end
+def _finish(span: dict, attributes: list, status: dict | None, events=((), 0)) -> dict:
+    """The span's last fields, in field-number order as json_format writes them (the
+    same bytes as before, not only the same JSON)."""
+    if attributes:
+        span["attributes"] = attributes
+    kept, dropped = events
+    if kept:
+        span["events"] = kept
+    if dropped:
+        span["droppedEventsCount"] = dropped
+    if status:
+        span["status"] = status
+    return span
 
 
-def _set_status(span: Span, status: str, error: str) -> None:
-    add_attribute(span.attributes, "tracer.status", status)
-    if status == Status.FAILED:
-        span.status.code = span.status.STATUS_CODE_ERROR
-        span.status.message = cut(error)
-    elif status == Status.SUCCEEDED:
-        span.status.code = span.status.STATUS_CODE_OK
+def _status(attributes: list, status: str, error: str) -> dict | None:
+    _attribute(attributes, "tracer.status", status)
     if error and status != Status.FAILED:
-        add_attribute(span.attributes, "tracer.error", error)
+        _attribute(attributes, "tracer.error", error)
+    if status == Status.FAILED:
+        message = cut(error)
+        return {"message": message, "code": _STATUS_ERROR} if message else {"code": _STATUS_ERROR}
+    if status == Status.SUCCEEDED:
+        return {"code": _STATUS_OK}
+    return None
 
 
-def _run_span(run: Run, trace_id: bytes) -> Span:
-    span = _new_span(trace_id, span_id_of("run", run.pk), None, run.name or run.external_id)
-    span.kind = Span.SPAN_KIND_INTERNAL
-    _set_times(span, *run_span_times(run))
-    add_attribute(span.attributes, "tracer.record", "run")
-    _set_status(span, run.status, run.error)
-    add_attribute(span.attributes, "tracer.run_type", run.type)
-    for field in _RUN_FIELDS:
-        add_attribute(span.attributes, f"tracer.{field}", getattr(run, field) or None)
+# --- the spans -----------------------------------------------------------------------------
+
+
+def _run_span(run: Run, trace_id: str) -> dict:
+    span = _new_span(
+        trace_id, _span_id("run", run.pk), None, run.name or run.external_id, _KIND_INTERNAL
+    )
+    start, end = run_span_times(run)
+    _set_time(span, "startTimeUnixNano", start)
+    _set_time(span, "endTimeUnixNano", end)
+    attributes: list = []
+    _attribute(attributes, "tracer.record", "run")
+    status = _status(attributes, run.status, run.error)
+    _attribute(attributes, "tracer.run_type", run.type)
+    for name in _RUN_FIELDS:
+        _attribute(attributes, f"tracer.{name}", getattr(run, name) or None)
     if run.times_estimated:
-        add_attribute(span.attributes, "tracer.times_estimated", True)
+        _attribute(attributes, "tracer.times_estimated", True)
     if run.output_counters:
-        add_attribute(span.attributes, "tracer.output_counters", run.output_counters)
-    _add_own_attributes(span, run.attributes)
+        _attribute(attributes, "tracer.output_counters", run.output_counters)
+    _own_attributes(attributes, run.attributes)
     logs = LogEntry.objects.filter(run=run, step__isnull=True).order_by("seq")
-    _add_events(span, logs.iterator(chunk_size=1000))
-    return span
+    return _finish(span, attributes, status, _events(logs.iterator(chunk_size=1000)))
 
 
-def _step_span(placed: Placed, trace_id: bytes, related: _Related) -> Span:
+def _step_span(placed: Placed, trace_id: str, related: _Related) -> dict:
     step = placed.step
-    parent = span_id_of("step", step.parent_id) if step.parent_id else None
-    span = _new_span(trace_id, span_id_of("step", step.pk), parent, step.name or step.key)
-    if parent is None:
-        span.parent_span_id = span_id_of("run", step.run_id)
-    span.kind = Span.SPAN_KIND_INTERNAL
-    _set_times(span, placed.start_ns, placed.end_ns)
-    add_attribute(span.attributes, "tracer.record", "step")
-    add_attribute(span.attributes, "tracer.key", step.key)
-    _set_status(span, step.status, step.error)
-    for field in _STEP_FIELDS:
-        value = getattr(step, field)
-        add_attribute(span.attributes, f"tracer.{field}", None if value == "" else value)
+    parent = _span_id("step", step.parent_id) if step.parent_id else _span_id("run", step.run_id)
+    span_id = _span_id("step", step.pk)
+    span = _new_span(trace_id, span_id, parent, step.name or step.key, _KIND_INTERNAL)
+    _set_time(span, "startTimeUnixNano", placed.start_ns)
+    _set_time(span, "endTimeUnixNano", placed.end_ns)
+    attributes: list = []
+    _attribute(attributes, "tracer.record", "step")
+    _attribute(attributes, "tracer.key", step.key)
+    status = _status(attributes, step.status, step.error)
+    for name in _STEP_FIELDS:
+        value = getattr(step, name)
+        _attribute(attributes, f"tracer.{name}", None if value == "" else value)
     for flag in TRACER_FLAGS:
         if getattr(step, flag):
-            add_attribute(span.attributes, f"tracer.{flag}", True)
+            _attribute(attributes, f"tracer.{flag}", True)
     if placed.estimated:
-        add_attribute(span.attributes, "tracer.times_estimated", True)
-    _add_links(span, related.links.get(step.pk, ()))
-    _add_own_attributes(span, step.attributes)
-    _add_events(span, related.logs.get(step.pk, ()), related.dropped.get(step.pk, 0))
-    return span
+        _attribute(attributes, "tracer.times_estimated", True)
+    _add_links(attributes, related.links.get(step.pk, ()))
+    _own_attributes(attributes, step.attributes)
+    events = _events(related.logs.get(step.pk, ()), related.dropped.get(step.pk, 0))
+    return _finish(span, attributes, status, events)
 
 
-def _call_span(call: Call, trace_id: bytes, step_start: int | None) -> Span:
+def _call_span(call: Call, trace_id: str, step_start: int | None) -> dict:
     name = " ".join(part for part in (call.tool, call.operation) if part) or call.key
-    span = _new_span(trace_id, span_id_of("call", call.pk), span_id_of("step", call.step_id), name)
-    span.kind = Span.SPAN_KIND_CLIENT
+    span = _new_span(
+        trace_id, _span_id("call", call.pk), _span_id("step", call.step_id), name, _KIND_CLIENT
+    )
     start = nanos(call.started_at)
     if start is None:
         start = step_start
     duration = millis_to_nanos(call.duration_ms)
     end = start + duration if start is not None and duration is not None else None
-    _set_times(span, start, end)
-    add_attribute(span.attributes, "tracer.record", "call")
-    add_attribute(span.attributes, "tracer.key", call.key)
-    _set_status(span, call.status, call.error)
-    for field in ("tool", "operation", "raw_status", "attempt", "retry_of"):
-        value = getattr(call, field)
-        add_attribute(span.attributes, f"tracer.{field}", None if value == "" else value)
-    _add_own_attributes(span, call.attributes)
-    return span
+    _set_time(span, "startTimeUnixNano", start)
+    _set_time(span, "endTimeUnixNano", end)
+    attributes: list = []
+    _attribute(attributes, "tracer.record", "call")
+    _attribute(attributes, "tracer.key", call.key)
+    status = _status(attributes, call.status, call.error)
+    for name in ("tool", "operation", "raw_status", "attempt", "retry_of"):
+        value = getattr(call, name)
+        _attribute(attributes, f"tracer.{name}", None if value == "" else value)
+    _own_attributes(attributes, call.attributes)
+    return _finish(span, attributes, status)
 
 
-def _add_own_attributes(span: Span, attributes: Any) -> None:
+def _own_attributes(attributes: list, own: Any) -> None:
     """The source's own attributes, under their own keys (the `tracer.` ones are ours)."""
-    if not isinstance(attributes, dict):
+    if not isinstance(own, dict):
         return
-    for key, value in attributes.items():
+    for key, value in own.items():
         name = str(key)
-        add_attribute(
-            span.attributes, f"source.{name}" if name.startswith("tracer.") else name, value
-        )
+        _attribute(attributes, f"source.{name}" if name.startswith("tracer.") else name, value)
 
 
-def _add_links(span: Span, links) -> None:
+def _add_links(attributes: list, links) -> None:
     if not links:
         return
-    attribute = span.attributes.add(key="tracer.entity_links")
+    items = []
     for link in links:
-        item = attribute.value.array_value.values.add().kvlist_value.values
-        add_attribute(item, "link_type", link.link_type)
-        add_attribute(item, "entity_type", link.entity_type)
-        add_attribute(item, "entity_id", link.entity_id)
-        add_attribute(item, "external_id", link.external_id or None)
+        fields: list = []
+        _attribute(fields, "link_type", link.link_type)
+        _attribute(fields, "entity_type", link.entity_type)
+        _attribute(fields, "entity_id", link.entity_id)
+        _attribute(fields, "external_id", link.external_id or None)
+        items.append({"kvlistValue": {"values": fields}})
+    attributes.append({"key": "tracer.entity_links", "value": {"arrayValue": {"values": items}}})
 
 
-def _add_events(span: Span, logs, dropped: int = 0) -> None:
+def _events(logs, dropped: int = 0) -> tuple[list, int]:
+    """The log rows as span events, and how many past MAX_EVENTS_PER_SPAN were dropped."""
+    events = []
     for log in logs:
-        if len(span.events) >= MAX_EVENTS_PER_SPAN:
+        if len(events) >= MAX_EVENTS_PER_SPAN:
             dropped += 1
             continue
-        event = span.events.add(name=cut(log.message))
-        time = nanos(log.time)
-        if time is not None and time >= 0:
-            event.time_unix_nano = time
-        add_attribute(event.attributes, "log.seq", log.seq)
-        add_attribute(event.attributes, "log.level", log.level or None)
-        add_attribute(event.attributes, "log.fields", log.fields)
+        event: dict[str, Any] = {}
+        _set_time(event, "timeUnixNano", nanos(log.time))
+        name = cut(log.message)
+        if name:
+            event["name"] = name
+        attributes: list = []
+        _attribute(attributes, "log.seq", log.seq)
+        _attribute(attributes, "log.level", log.level or None)
+        _attribute(attributes, "log.fields", log.fields)
         if log.duplicate:
-            add_attribute(event.attributes, "tracer.duplicate", True)
-    span.dropped_events_count = dropped
+            _attribute(attributes, "tracer.duplicate", True)
+        event["attributes"] = attributes
+        events.append(event)
+    return events, dropped
 
 
 class _Related:

@@ -57,7 +57,7 @@ class NewRunsForm(RunFilterForm):
 
 # --- one run's page ----------------------------------------------------------------------
 
-TABS = ("tree", "timeline", "logs", "io", "attributes")
+TABS = ("tree", "timeline", "critical", "logs", "io", "attributes")
 MAX_EXPAND = 32
 MAX_KEY = 255
 FULL_CHOICES = [

@@ -21,6 +21,7 @@ from django.db import connection
 from django.db.models.base import ModelState
 from django.utils import timezone
 
+from traces import critical_path
 from traces.causes import as_utc, error_cause, failure_day
 from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
 from traces.search import index as search_index
@@ -423,7 +424,7 @@ def _json_as_stored(run: Run) -> None:
 
 STEP_FIXED = (
     "id", "run_id", "parent_id", "seq", "position", "depth", "error_cause", "entity_seen_at",
-    "child_count", "call_count", "link_count", "failed_subtree", "path",
+    "child_count", "call_count", "link_count", "failed_subtree", "path", "critical_ms",
 )  # fmt: skip
 CALL_FIXED = ("run_id", "step_id", "position")
 LINK_FIXED = ("run_id", "step_id", "seen_at")
@@ -470,12 +471,16 @@ class _RunWriter:
         self.step_times: dict[int, object] = {}
         # Each step's path (names along the tree), that runs are compared by.
         self.paths = StepPaths()
+        # The steps' spans for the critical path, and the path once they are all in.
+        self.timings: list[critical_path.Timing] = []
+        self.critical: dict[int, float] = {}
 
     def write(self, record: RunRecord) -> None:
         self._write_steps(record.steps)
         self._write_rows(Call, CallRecord, CALL_FIXED, record.calls, self._call_row)
         self._write_links(record.links)
         self._write_rows(LogEntry, LogRecord, LOG_FIXED, record.logs, self._log_row)
+        self._find_critical_path()
         self._write_held_steps()
         self._write_step_summaries()
         self._write_run_summary()
@@ -526,8 +531,9 @@ class _RunWriter:
     def _write_held_steps(self) -> None:
         """The held steps with their summaries, known now that calls and links are in."""
         at = self.step_plan.fixed_at
-        id_at, child_at, call_at, link_at, failed_at = (
-            at["id"], at["child_count"], at["call_count"], at["link_count"], at["failed_subtree"]
+        id_at, child_at, call_at, link_at, failed_at, critical_at = (
+            at["id"], at["child_count"], at["call_count"], at["link_count"], at["failed_subtree"],
+            at["critical_ms"],
         )  # fmt: skip
         for row in self.held_steps:
             step_id = row[id_at]
@@ -535,6 +541,7 @@ class _RunWriter:
             row[call_at] = self.calls_of[step_id]
             row[link_at] = self.links_of[step_id]
             row[failed_at] = step_id in self.failed_subtree
+            row[critical_at] = self.critical.get(step_id)
         self.rows.extend(self.step_plan, self.held_steps)
         self.held_steps = []
 
@@ -566,12 +573,18 @@ class _RunWriter:
             cause = self._count_failure(step)
         self.seq += 1
         self._note_times(step)
+        self.timings.append(
+            critical_path.timing(
+                step_id, parent_id, step.started_at, step.finished_at, step.duration_ms,
+                step.status, step.never_closed,
+            )
+        )  # fmt: skip
         moment = self.step_times[step_id] = step.started_at or self.run.started_at
         seen_at = _db_time(moment) if step.entity_type else None
         path = self.paths.add(step_id, parent_id, step.name or step.type, step.loop_index)
         # The four summaries are filled in by _write_held_steps.
         return attributes, (step_id, self.run.pk, parent_id, self.seq, position, depth, cause,
-                            seen_at, 0, 0, 0, False, path)  # fmt: skip
+                            seen_at, 0, 0, 0, False, path, None)  # fmt: skip
 
     def _count_failure(self, step: StepRecord) -> str:
         """The step's cause, counted for the read model unless the step is synthetic
@@ -630,12 +643,22 @@ class _RunWriter:
         self.counts["logs"] += 1
         return attributes, (self.run.pk, step_id)
 
+    def _find_critical_path(self) -> None:
+        """The run's critical path, now that all its steps are known: each step's self
+        time on it for its row (Step.critical_ms), its length for the run's."""
+        run = self.run
+        found = critical_path.of_run(self.timings, run.started_at, run.finished_at, run.duration_ms)
+        self.timings = []
+        self.critical = found.self_ms() if found is not None else {}
+        run.critical_path_ms = found.total_ms if found is not None else None
+
     def _write_step_summaries(self) -> None:
         """Summaries of the steps that went out before they were known (runs of
         more than HELD_STEPS steps): a second write of those rows only."""
         first_held = self.first_held_id
         if not first_held:
             return
+        self._write_early_critical(first_held)
         touched = set(self.children) | set(self.calls_of) | set(self.links_of) | self.failed_subtree
         touched.discard(None)
         rows = [
@@ -678,6 +701,15 @@ class _RunWriter:
         )
         for name, value in values.items():
             setattr(self.run, name, value)
+
+    def _write_early_critical(self, first_held: int) -> None:
+        rows = [
+            (self_ms, step_id) for step_id, self_ms in self.critical.items() if step_id < first_held
+        ]
+        sql = f"UPDATE {Step._meta.db_table} SET critical_ms = %s WHERE id = %s"
+        with connection.cursor() as cursor:
+            for start in range(0, len(rows), BATCH_SIZE):
+                cursor.executemany(sql, rows[start : start + BATCH_SIZE])
 
 
 def _db_time(moment):

@@ -35,7 +35,7 @@ STEP_ROW_FIELDS = (
     "raw_status", "started_at", "finished_at", "duration_ms", "attempt", "retries", "retry_of",
     "loop_index", "items_total", "items_processed", "items_succeeded", "items_failed",
     "truncated", "never_closed", "synthetic", "child_count", "failed_subtree", "call_count",
-    "link_count", "entity_type", "entity_id",
+    "link_count", "entity_type", "entity_id", "critical_ms",
 )  # fmt: skip
 
 

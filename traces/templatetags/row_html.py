@@ -185,6 +185,9 @@ def _failed_inside(step) -> str:
     return '<span class="c-fail" title="a step inside this one failed">✗ inside</span>'
 
 
+_CRITICAL_MARK = ' <span class="t-critical" title="on the critical path">◆</span>'
+
+
 @register.simple_tag
 def timeline_rows(rows, selected_key=None) -> SafeString:
     """The rows of a timeline window (in `_run_timeline.html`)."""
@@ -201,13 +204,18 @@ def _timeline_row(step, selected_key) -> str:
         step, f"{step.url}?tab=timeline" if step.url else "", 'hx-target="#step-panel"'
     )
     selected = " selected" if step.key == selected_key else ""
+    # On the run's critical path: marked by a class and a sign, not by colour alone.
+    critical = step.critical_ms is not None
+    if critical:
+        selected += " critical"
+        tip = f"{tip} · on the critical path"
     return (
         f'\n    <li class="timeline-row {_e(step.depth_class)}{selected}" data-row tabindex="-1"'
         f' data-tip="{tip}">\n'
         f'      <span class="t-label" title="{_e(step.name or step.key)}">'
         f'<span class="t-icon s-{status}" aria-label="{status}">{_e(status_icon(step.status))}'
         "</span>\n"
-        f"        {link}</span>\n"
+        f"        {link}{_CRITICAL_MARK if critical else ''}</span>\n"
         '      <svg class="timeline-track" viewBox="0 0 100 1" preserveAspectRatio="none"'
         f' role="img" aria-label="{tip}">{bar}</svg>\n'
         f'      <span class="num t-dur">{_e(human_duration(step.duration_ms))}</span>\n'

@@ -27,6 +27,7 @@ from traces.pagination import BadCursor
 from traces.templatetags.traces_extras import pretty_json
 
 from .common import bad_request, htmx_part
+from .critical_path import critical_path_context
 from .run_tabs import BadFilter, logs_context, timeline_context, tree_context, tree_level
 from .step_panel import panel_context, value_block
 
@@ -172,6 +173,8 @@ def _page_context(
         context["level"] = context["tree"]["roots"]
     elif tab == "timeline":
         context["timeline"] = timeline_context(run, form)
+    elif tab == "critical":
+        context["critical"] = critical_path_context(run, form)
     elif tab == "logs":
         context["logs"] = logs_context(request, run, form)
     elif tab == "io":
@@ -193,6 +196,7 @@ def _tab_links(run: Run, form) -> list[dict]:
     labels = {
         "tree": "Tree",
         "timeline": "Timeline",
+        "critical": "Critical path",
         "logs": f"Logs ({run.log_count:,})" if run.log_count else "Logs",
         "io": "Input / Output",
         "attributes": "Attributes",
