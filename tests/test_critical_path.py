@@ -390,3 +390,11 @@ def test_hostile_names_on_the_path_are_escaped(client):
     assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     data = client.get(reverse("api:critical_path", args=[run.pk])).json()
     assert data["steps"][0]["name"] == "<script>alert(1)</script>"
+
+
+def test_a_hostile_finite_duration_is_held_not_overflowed():
+    from traces.critical_path import MAX_DURATION_MS, duration_micros
+
+    assert duration_micros(1e308) == MAX_DURATION_MS * 1000
+    assert duration_micros(-5.0) == 0 and duration_micros(float("inf")) is None
+    assert duration_micros(1.5) == 1500

@@ -50,6 +50,9 @@ def micros(moment: datetime | None) -> int | None:
     return (moment - _EPOCH) // _MICRO
 
 
+MAX_DURATION_MS = 10**14
+
+
 def duration_micros(duration_ms: float | None) -> int | None:
     """A duration in ms as integer microseconds; None when it is not a finite number
     (the store keeps None for those: inserters._fit_float)."""
@@ -57,7 +60,8 @@ def duration_micros(duration_ms: float | None) -> int | None:
         return None
     if not math.isfinite(duration_ms):
         return None
-    return max(round(duration_ms * 1000), 0)
+    # A hostile 1e308 ms is finite but not as microseconds: held at ~3,000 years.
+    return max(round(min(duration_ms, MAX_DURATION_MS) * 1000), 0)
 
 
 def span_of(
