@@ -1,4 +1,5 @@
-"""Shared set-up for benchmark scripts: Django on a fresh database in a temp dir.
+"""Shared set-up for benchmark scripts: Django, with production settings, on a fresh
+database in a temp dir.
 
 Import this first in a benchmark script. `DATABASE_URL` chooses the database
 as for the site (default: a new SQLite file in the temp dir)."""
@@ -20,6 +21,15 @@ sys.path.insert(0, str(ROOT))
 WORKDIR = Path(tempfile.mkdtemp(prefix="tracer-bench-"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracer_site.settings")
 os.environ.setdefault("TRACER_DATA_DIR", str(WORKDIR / "data"))
+# Production settings, as a deployed site and its workers run (TRACER_DEBUG=1 to
+# measure the development settings): with DEBUG on, Django keeps every statement it
+# runs, and on SQLite quotes each one's parameters again for that record.
+os.environ.setdefault("TRACER_DEBUG", "0")
+os.environ.setdefault("TRACER_SECRET_KEY", "bench-only-not-secret")
+os.environ.setdefault("TRACER_SSL_REDIRECT", "0")
+os.environ.setdefault("TRACER_SECURE_COOKIES", "0")
+os.environ.setdefault("TRACER_HSTS_SECONDS", "0")
+os.environ.setdefault("TRACER_ALLOWED_HOSTS", "testserver,localhost")
 (WORKDIR / "data").mkdir(exist_ok=True)
 
 import django  # noqa: E402
