@@ -155,3 +155,30 @@ def test_runs_with_global_ids_are_looked_up_together_and_found_again():
     assert len(lookups) == 2  # 200 ahead, then the last 50
     assert [o.action for o in outcomes] == ["unchanged"] * 100 + ["added"] * 150
     assert Run.objects.count() == 250
+
+
+def test_hostile_failed_item_counts_neither_fail_the_run_nor_count():
+    record = _tree_run("items", 3)
+    record.steps[0].items_failed = 10**30  # "1e30" in a runs database
+    record.steps[1].items_failed = -5
+    record.steps[2].items_failed = 4
+    with transaction.atomic():
+        write_run(record, source_file=None, origin="")
+    run = Run.objects.get(external_id="items")
+    assert run.steps_items_failed == store.MAX_INT32  # held, not overflowed
+    by_key = dict(Step.objects.filter(run=run).values_list("key", "failed_subtree"))
+    assert by_key["s0"] is True and by_key["s1"] is False  # -5 marks nothing
+
+
+def test_a_global_run_read_ahead_while_held_back_is_updated_when_it_comes_again(monkeypatch):
+    """Records X A B C | Y Y' X' D, four read ahead at a time: X' finds X stored."""
+    monkeypatch.setattr(store, "LOOKUP_AHEAD", 4)
+    names = ["x", "a", "b", "c", "y", "y", "x", "d"]
+    records = [_tree_run(name, 2) for name in names]
+    records[5].fingerprint, records[6].fingerprint = "again", "again"
+    with transaction.atomic():
+        index = RunIndex()
+        for record in index.ahead(iter(records)):
+            write_run(record, source_file=None, origin="", index=index)
+        index.settle()
+    assert sorted(Run.objects.values_list("external_id", flat=True)) == sorted(set(names))

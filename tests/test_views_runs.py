@@ -353,3 +353,19 @@ def test_failing_now_is_escaped_and_left_out_of_row_swaps(client):
     assert "type=%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E" in html
     swap = client.get(URL, headers={"HX-Request": "true"})
     assert swap.context["failing"] is None and "Failing now" not in swap.content.decode()
+
+
+def test_failing_now_counts_steps_as_the_failed_list_does_and_links_only_what_it_can(client):
+    from tests.factories import make_steps
+
+    (run,) = make_runs(1, status="failed", type="")
+    Run.objects.filter(pk=run.pk).update(started_at=timezone.now())
+    steps = make_steps(run, 2, status="failed", error="boom")
+    Step.objects.filter(run=run).update(started_at=timezone.now())
+    Step.objects.filter(pk=steps[0].pk).update(synthetic=True)  # a grouping step
+    failing = client.get(URL).context["failing"]
+    assert (failing.steps_last_hour, failing.steps_last_day) == (1, 1)
+    html = " ".join(client.get(URL).content.decode().split())
+    # No runs-list filter means "no type": the row says its numbers without a link.
+    assert '<th scope="row" class="name">(no type)</th>' in html
+    assert '<span class="c-fail">✗ 1</span>' in html

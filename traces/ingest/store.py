@@ -159,6 +159,11 @@ class RunIndex:
         self.rows.flush()
         insert_instances(list(self._unwritten.values()))
         self._unwritten.clear()
+        # A global id read ahead as "not stored" while its run was held back is
+        # stored now: a later record of it must update it, not insert it again.
+        for key, run in self._unwritten_global.items():
+            if key in self._looked_up:
+                self._looked_up[key] = run
         self._unwritten_global.clear()
 
     def remember(self, run: Run) -> None:
@@ -564,9 +569,10 @@ class _RunWriter:
             self.by_status[step.status] += 1
             self.counts["steps"] += 1
         cause = ""
-        if step.items_failed and not step.synthetic:
-            self.counts["items_failed"] += step.items_failed
-        if step.status == "failed" or step.items_failed:
+        failed_items = _failed_items(step.items_failed)
+        if failed_items and not step.synthetic:
+            self.counts["items_failed"] += failed_items
+        if step.status == "failed" or failed_items:
             # Failed items count as a failure: "failed only" keeps the step.
             self._mark_failed_subtree(step_id)
         if step.status == "failed":
@@ -692,7 +698,7 @@ class _RunWriter:
             call_count=self.counts["calls"],
             link_count=self.counts["links"],
             log_count=self.counts["logs"],
-            steps_items_failed=self.counts["items_failed"],
+            steps_items_failed=min(self.counts["items_failed"], MAX_INT32),
             max_depth=max(self.depth_of.values(), default=0),
             steps_started_at=self.first_start,
             steps_finished_at=self.last_finish,
@@ -710,6 +716,17 @@ class _RunWriter:
         with connection.cursor() as cursor:
             for start in range(0, len(rows), BATCH_SIZE):
                 cursor.executemany(sql, rows[start : start + BATCH_SIZE])
+
+
+MAX_INT32 = 2**31 - 1
+
+
+def _failed_items(value) -> int:
+    """A step's failed items as a count: a positive integer column can hold, else 0
+    (the row's own cleaner keeps an unusable value aside)."""
+    if type(value) is not int or value <= 0:
+        return 0
+    return min(value, MAX_INT32)
 
 
 def _db_time(moment):

@@ -31,6 +31,7 @@ class FailingNow:
     steps_last_hour: int
     steps_last_day: int
     steps_capped: bool
+    cap: int = STEP_COUNT_CAP
 
     @property
     def quiet(self) -> bool:
@@ -48,9 +49,14 @@ def failing_now(now: datetime) -> FailingNow:
         .order_by("-last_hour", "-last_day", "type")
     )
     types = [FailingType(row["type"], row["last_hour"], row["last_day"]) for row in rows]
-    recent_steps = Step.objects.filter(status=Status.FAILED, started_at__gte=day_ago).order_by()
+    # As the failed-steps list counts them (no synthetic grouping steps); past the
+    # cap, the newest are kept, so the last hour's count is exact up to the cap too.
+    recent_steps = Step.objects.filter(
+        status=Status.FAILED, started_at__gte=day_ago, synthetic=False
+    ).order_by("-started_at")
     steps = recent_steps.values("started_at")[: STEP_COUNT_CAP + 1].aggregate(
         day=Count("started_at"), hour=Count("started_at", filter=Q(started_at__gte=hour_ago))
     )
     day = min(steps["day"], STEP_COUNT_CAP)
-    return FailingNow(types, steps["hour"], day, steps["day"] > STEP_COUNT_CAP)
+    hour = min(steps["hour"], STEP_COUNT_CAP)
+    return FailingNow(types, hour, day, steps["day"] > STEP_COUNT_CAP)

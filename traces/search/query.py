@@ -118,12 +118,14 @@ def _matching_ids(searched: SearchedTable, words: list[str]) -> list[int]:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             match = " AND ".join(f"{searched.pg_document()} @@ {pg_phrase()}" for _ in words)
-            # Any COUNT_CAP + 1 matches, sorted here: ORDER BY id over a common word's
-            # matches would sort them all.
+            # Newest first, as on SQLite: a common word's matches are all read and the
+            # top ones kept (a top-N sort), the price of showing the newest.
             cursor.execute(
-                f"SELECT id FROM {searched.table} WHERE {match} LIMIT {COUNT_CAP + 1}", words
+                f"SELECT id FROM {searched.table} WHERE {match} "
+                f"ORDER BY id DESC LIMIT {COUNT_CAP + 1}",
+                words,
             )
-            return sorted((row[0] for row in cursor.fetchall()), reverse=True)
+            return [row[0] for row in cursor.fetchall()]
         cursor.execute(
             f"SELECT rowid FROM {searched.fts} WHERE {searched.fts} MATCH %s "
             f"ORDER BY rowid DESC LIMIT {COUNT_CAP + 1}",
