@@ -122,7 +122,8 @@ def test_a_files_runs_are_counted_in_one_statement_before_it_commits(samples):
     assert len(upserts) == 1 and Run.objects.count() == 8
     # (the search index of the steps is written when the file settles: another table)
     step_rows = re.compile(r'INSERT INTO "?traces_step"? ?\(')
-    assert any(step_rows.search(sql) for sql in statements[: upserts[0]])
+    if connection.vendor == "sqlite":  # PostgreSQL copies them (COPY is not captured)
+        assert any(step_rows.search(sql) for sql in statements[: upserts[0]])
     assert not any(step_rows.search(sql) for sql in statements[upserts[0] :])
     assert_read_models_are_the_recount()
 
