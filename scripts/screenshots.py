@@ -70,6 +70,8 @@ def pages(page, base: str) -> list[tuple[str, str]]:
         ("failed-steps", f"{base}/steps/?status=failed"),
         ("entities", f"{base}/entities/"),
         ("compare", f"{base}{compare_url}"),
+        ("search", f"{base}/search/?q=sync_stripe&jump=no"),
+        ("logs", f"{base}/logs/?q=step+completed"),
         ("upload", f"{base}/upload/"),
     ]
 
