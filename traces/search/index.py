@@ -52,9 +52,17 @@ def pg_words(text_sql: str) -> str:
     return f"regexp_replace({text_sql}, '[^[:alnum:]]+', ' ', 'g')"
 
 
-def pg_phrase() -> str:
-    """SQL of one query word as a tsquery phrase, split as the documents are."""
-    return f"phraseto_tsquery('simple'::regconfig, {pg_words('%s')})"
+def pg_match(searched: SearchedTable, words: list[str]) -> str:
+    """SQL matching rows holding every word (one `%s` a word), each a tsquery phrase
+    split as the documents are; the index serves it."""
+    phrase = f"phraseto_tsquery('simple'::regconfig, {pg_words('%s')})"
+    return " AND ".join(f"{searched.pg_document()} @@ {phrase}" for _ in words)
+
+
+def fts_query(words: list[str]) -> str:
+    """An FTS5 query of every word, each a phrase tokenised as the index was (quotes
+    doubled: no word is read as FTS5 syntax)."""
+    return " AND ".join('"' + word.replace('"', '""') + '"' for word in words)
 
 
 RUNS = SearchedTable(

@@ -11,8 +11,8 @@ from django.db import connection
 from traces.models import LogEntry
 from traces.queries.logs import LOG_ROW_FIELDS
 
-from .index import LOGS, pg_phrase
-from .query import COUNT_CAP, fts_phrase, words_of
+from .index import LOGS, fts_query, pg_match
+from .query import COUNT_CAP, words_of
 
 PAGE = 50
 
@@ -51,14 +51,13 @@ def _matching_log_ids(words: list[str], filters: dict) -> list[int]:
     step_join = "JOIN traces_step AS step ON step.id = line.step_id" if filters.get("step") else ""
     limit = f"LIMIT {COUNT_CAP + 1}"
     if connection.vendor == "postgresql":
-        match = " AND ".join(f"{LOGS.pg_document()} @@ {pg_phrase()}" for _ in words)
+        match = pg_match(LOGS, words)
         sql = (
             f"SELECT line.id FROM {table} AS line {join} {step_join} "
             f"WHERE {match}{where} ORDER BY line.id DESC {limit}"
         )
         params = [*words, *params]
     else:
-        phrases = " AND ".join(fts_phrase(word) for word in words)
         # FTS5 takes its table's own name, not an alias, left of MATCH.
         sql = (
             f"SELECT line.id FROM {LOGS.fts} "
@@ -66,7 +65,7 @@ def _matching_log_ids(words: list[str], filters: dict) -> list[int]:
             f"WHERE {LOGS.fts} MATCH %s{where} "
             f"ORDER BY {LOGS.fts}.rowid DESC {limit}"
         )
-        params = [phrases, *params]
+        params = [fts_query(words), *params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]

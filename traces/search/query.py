@@ -21,7 +21,7 @@ from traces.queries.entities import EntityRow
 from traces.queries.runs import run_list_columns
 from traces.queries.steps import step_list_columns
 
-from .index import RUNS, STEPS, SearchedTable, pg_phrase
+from .index import RUNS, STEPS, SearchedTable, fts_query, pg_match
 
 COUNT_CAP = 1000
 SHOWN = 20
@@ -117,7 +117,7 @@ def _matching_ids(searched: SearchedTable, words: list[str]) -> list[int]:
     """Ids of matching rows, newest (highest id) first, at most COUNT_CAP + 1."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            match = " AND ".join(f"{searched.pg_document()} @@ {pg_phrase()}" for _ in words)
+            match = pg_match(searched, words)
             # Newest first, as on SQLite: a common word's matches are all read and the
             # top ones kept (a top-N sort), the price of showing the newest.
             cursor.execute(
@@ -129,14 +129,9 @@ def _matching_ids(searched: SearchedTable, words: list[str]) -> list[int]:
         cursor.execute(
             f"SELECT rowid FROM {searched.fts} WHERE {searched.fts} MATCH %s "
             f"ORDER BY rowid DESC LIMIT {COUNT_CAP + 1}",
-            [" AND ".join(fts_phrase(word) for word in words)],
+            [fts_query(words)],
         )
         return [row[0] for row in cursor.fetchall()]
-
-
-def fts_phrase(word: str) -> str:
-    """One word as an FTS5 phrase: tokenised as the index was, its tokens in a row."""
-    return '"' + word.replace('"', '""') + '"'
 
 
 def _in_id_order(rows, ids: list[int]) -> list:

@@ -45,6 +45,13 @@ LEVEL_CLASSES = {
 }  # fmt: skip
 
 
+def mark_log_rows(entries) -> None:
+    """A log row's level as a badge colour and its step's URL, for the log tables."""
+    for entry in entries:
+        entry.level_class = LEVEL_CLASSES.get(entry.level.lower(), "flag")
+        entry.step_url = step_url(entry.run_id, entry.step.key) if entry.step_id else ""
+
+
 def step_url(run_id: int, key: str) -> str:
     """Keys may hold `/` (the URL takes a path); a key no URL can carry gets no link."""
     try:

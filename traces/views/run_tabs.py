@@ -18,7 +18,7 @@ from traces.models import Run, Step
 from traces.pagination import Page
 from traces.templatetags.traces_extras import human_duration
 
-from .common import LEVEL_CLASSES, step_url
+from .common import mark_log_rows
 from .step_panel import value_block
 
 # A log row's fields and attributes: a window shows 200 rows.
@@ -261,9 +261,8 @@ def logs_context(request: HttpRequest, run: Run, form) -> dict:
         after=options["after"] or None,
         before=options["before"] or None,
     )
+    mark_log_rows(page.items)
     for entry in page.items:
-        entry.level_class = LEVEL_CLASSES.get(entry.level.lower(), "flag")
-        entry.step_url = step_url(run.pk, entry.step.key) if entry.step_id else ""
         entry.data = _log_data(request, entry, full)
     base = reverse("traces:run-logs", args=[run.pk])
     keep = {

@@ -11,7 +11,7 @@ from traces.forms import LogSearchForm, SearchForm
 from traces.search.logs import search_logs
 from traces.search.query import COUNT_CAP, SHOWN, search, url_of
 
-from .common import LEVEL_CLASSES, bad_request, step_url
+from .common import bad_request, mark_log_rows
 
 
 @require_GET
@@ -43,8 +43,6 @@ def log_search(request: HttpRequest) -> HttpResponse:
     query = form.cleaned_data["q"].strip()
     hits = search_logs(query, form.cleaned_data) if query else None
     if hits is not None:
-        for line in hits.items:
-            line.level_class = LEVEL_CLASSES.get(line.level.lower(), "flag")
-            line.step_url = step_url(line.run_id, line.step.key) if line.step_id else ""
+        mark_log_rows(hits.items)
     context = {"section": "logs", "form": form, "query": query, "hits": hits, "cap": COUNT_CAP}
     return render(request, "traces/log_search.html", context)
