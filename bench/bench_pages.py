@@ -77,7 +77,15 @@ def _early_args() -> argparse.Namespace:
         "--jobs", type=int, default=0, help="build with `manage.py ingest --jobs N` (default 2 "
         "when --scale > 1, else the in-process ingest)",
     )  # fmt: skip
+    parser.add_argument(
+        "--target-ms", type=float, default=0,
+        help="page target (default 50 ms; 100 ms with --scale > 1, issue 13's 10 M-step target)",
+    )  # fmt: skip
     parser.add_argument("--build-only", action="store_true", help="build (or reuse), then stop")
+    parser.add_argument(
+        "--as-is", action="store_true",
+        help="measure the database as it is (no build; e.g. one still being built elsewhere)",
+    )  # fmt: skip
     return parser.parse_args()
 
 
@@ -211,6 +219,10 @@ def database_sizes(top: int = 12) -> dict:
             for name, t, h, i, rows in cursor.fetchall()
         ]
     return {"database": total, "tables": tables}
+
+
+def _size(size: int) -> str:
+    return f"{size / 1024**3:.2f} GiB" if size >= 1024**3 else f"{size / 1024**2:.0f} MiB"
 
 
 def counts() -> dict:
@@ -625,7 +637,7 @@ def explain(sql: str, params: list) -> str:
             cursor.execute(sql, params)
             rows = len(cursor.fetchall())
             times.append(time.perf_counter() - start)
-        prefix = "EXPLAIN " if ON_POSTGRES else "EXPLAIN QUERY PLAN "
+        prefix = "EXPLAIN (ANALYZE, BUFFERS) " if ON_POSTGRES else "EXPLAIN QUERY PLAN "
         cursor.execute(prefix + sql, params)
         plan = [str(row[-1] if not ON_POSTGRES else row[0]) for row in cursor.fetchall()]
     text = sql if len(sql) < 400 else sql[:200] + " … " + sql[-180:]
@@ -650,7 +662,7 @@ def main() -> None:
 
     args = ARGS
     started = time.perf_counter()
-    built = build(args.quick, HOME, args.scale, args.jobs)
+    built = {} if args.as_is else build(args.quick, HOME, args.scale, args.jobs)
     if args.build_only:
         print(json.dumps(built, indent=1))
         return
@@ -661,6 +673,10 @@ def main() -> None:
     client = Client()
     targets = find_targets(client)
     chosen = [c for c in cases(targets) if not args.only or c.name in args.only.split(",")]
+    page_target = (args.target_ms or (100 if args.scale > 1 else 50)) / 1000
+    for case in chosen:
+        if case.target_s == PAGE_TARGET_S:
+            case.target_s = page_target
     if args.list:
         for case in chosen:
             print(f"\n{case.name}: {case.url} {case.params}")
@@ -680,8 +696,8 @@ def main() -> None:
     print(f"\n## Pages and API at {data['steps']:,} steps ({connection.vendor})\n")
     print("\n".join(machine_lines(connection.vendor)))
     print(
-        f"- command: `nice .venv/bin/python bench/bench_pages.py{' --quick' if args.quick else ''}"
-        f" -n {args.n}`{' (via scripts/with_postgres.py)' if ON_POSTGRES else ''};"
+        f"- command: `nice .venv/bin/python bench/bench_pages.py {' '.join(sys.argv[1:])}`"
+        f"{' (via scripts/with_postgres.py)' if ON_POSTGRES else ''};"
         f" medians of {args.n} requests\n"
         f"- database: {data['runs']:,} runs, {data['steps']:,} steps"
         f" ({data['failed_steps']:,} failed), {data['calls']:,} calls, {data['links']:,} links,"
@@ -700,6 +716,14 @@ def main() -> None:
         for r in results
     ]  # fmt: skip
     print(table(headers, rows, "lrrrrrl"))
+    sizes = built.get("sizes") or database_sizes()
+    if sizes:
+        print(f"\npg_database_size(): {_size(sizes['database'])}; the biggest tables:\n")
+        print(table(["table", "rows (estimate)", "total", "heap", "indexes"], [
+            [t["table"], f"{t['rows']:,}", _size(t["total"]), _size(t["heap"]),
+             _size(t["indexes"])]
+            for t in sizes["tables"]
+        ], "lrrrr"))  # fmt: skip
     met = sum(1 for r in results if verdict(r) == "yes")
     print(
         f"\n{met} of {len(results)} meet every target; took {time.perf_counter() - started:.0f} s"
