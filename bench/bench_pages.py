@@ -178,10 +178,11 @@ def build_with_command(quick: bool, scale: int, jobs: int, marker: Path | None) 
         command = [sys.executable, str(manage), "ingest", "--jobs", str(jobs), "--json"]
         log(f"ingesting {name}: {len(paths)} paths, --jobs {jobs}")
         start = time.perf_counter()
-        done = subprocess.run([*command, *map(str, paths)], capture_output=True, text=True)
+        # Its stderr (a file's error, a worker's traceback) goes to ours, as it happens.
+        done = subprocess.run([*command, *map(str, paths)], stdout=subprocess.PIPE, text=True)
         took = time.perf_counter() - start
         if done.returncode:
-            raise SystemExit(f"ingest of {name} failed ({done.returncode}): {done.stderr[-2000:]}")
+            raise SystemExit(f"ingest of {name} failed ({done.returncode}): {done.stdout[-2000:]}")
         summary = json.loads(done.stdout.strip().splitlines()[-1])
         built["ingest_seconds"][name] = round(took, 1)
         built["ingested"][name] = {k: summary.get(k) for k in ("runs", "steps", "calls", "links")}
