@@ -67,11 +67,27 @@ def params(name: str, quick: bool) -> dict:
     return small if quick else full
 
 
-def dataset(name: str, quick: bool = False, *, log=print) -> tuple[Path, dict]:
-    """(path to ingest, what it holds), generating it on first use."""
+# Seeds of the data sets; shard k of a scaled mix adds SHARD_SEED * k.
+SEEDS = {
+    "duckflux-files": 0,
+    "greentic": 2,
+    "traceos": 3,
+    "workflow": 4,
+    "runs": 0,
+    "pages-runs": 5,
+    "pages-bigrun": 6,
+}
+SHARD_SEED = 1_000
+
+
+def dataset(name: str, quick: bool = False, *, log=print, shard: int = 0) -> tuple[Path, dict]:
+    """(path to ingest, what it holds), generating it on first use. Shard k > 0 is
+    the same data set made again from another seed (other ids, errors, entities):
+    the pages mix at ten times its size is shards 0-9 of each (`pages_mix_paths`)."""
     spec = params(name, quick)
-    tag = hashlib.sha1(json.dumps([name, spec], sort_keys=True).encode()).hexdigest()[:8]
-    home = DATA_ROOT / f"{name}-{tag}"
+    key = [name, spec] if not shard else [name, spec, shard]
+    tag = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+    home = DATA_ROOT / (f"{name}-{tag}" if not shard else f"{name}-s{shard}-{tag}")
     marker = home / ".done"
     if marker.exists():
         made = json.loads(marker.read_text())
@@ -80,7 +96,7 @@ def dataset(name: str, quick: bool = False, *, log=print) -> tuple[Path, dict]:
     home.mkdir(parents=True)
     log(f"generating {name} {spec} in {home} ...")
     began = time.perf_counter()
-    made = _generate(name, home, spec)
+    made = _generate(name, home, spec, SEEDS.get(name, 0) + SHARD_SEED * shard)
     made["seconds"] = round(time.perf_counter() - began, 1)
     made["spec"] = spec
     log(f"  {made}")
@@ -88,22 +104,24 @@ def dataset(name: str, quick: bool = False, *, log=print) -> tuple[Path, dict]:
     return Path(made["path"]), made
 
 
-def _generate(name: str, home: Path, spec: dict) -> dict:
+def _generate(name: str, home: Path, spec: dict, seed: int) -> dict:
     if name == "duckflux-files":
-        return write_duckflux_dir(home / "traces", files=spec["files"], steps=spec["steps"])
+        return write_duckflux_dir(
+            home / "traces", files=spec["files"], steps=spec["steps"], seed=seed
+        )
     if name in ("duckflux-big", "duckflux-under-threshold"):
         return write_duckflux_json(
             home / "big.json", steps=spec["steps"], payload_bytes=spec["payload"], seed=1
         )
     if name == "greentic":
-        return write_greentic_dir(home / "traces", files=spec["files"], seed=2)
+        return write_greentic_dir(home / "traces", files=spec["files"], seed=seed)
     if name == "traceos":
         return write_traceos_jsonl(
-            home / "traces.jsonl", traces=spec["traces"], steps=spec["steps"], seed=3
+            home / "traces.jsonl", traces=spec["traces"], steps=spec["steps"], seed=seed
         )
     if name == "workflow":
         return write_workflow_dbs(
-            home / "wf", executions=spec["executions"], steps=spec["steps"], seed=4
+            home / "wf", executions=spec["executions"], steps=spec["steps"], seed=seed
         )
     if name in ("runs", "pages-runs", "pages-bigrun"):
         path = home / "runs.sqlite"
@@ -116,7 +134,7 @@ def _generate(name: str, home: Path, spec: dict) -> dict:
             steps=spec["steps"],
             calls=spec["calls"],
             links=spec.get("links"),
-            seed={"runs": 0, "pages-runs": 5, "pages-bigrun": 6}[name],
+            seed=seed,
             options=options,
             # The big run is the newest, so it is on the first page of the runs list.
             start_ms=1_790_000_000_000 if name == "pages-bigrun" else None,
@@ -125,7 +143,19 @@ def _generate(name: str, home: Path, spec: dict) -> dict:
     raise KeyError(name)
 
 
-def pages_environment(quick: bool) -> Path | None:
+def pages_mix_paths(
+    quick: bool, scale: int = 1, *, log=print, only: str | None = None
+) -> dict[str, list[Path]]:
+    """The paths of the pages mix at `scale` times its size (or of its data set
+    `only`): each data set's shards 0 .. scale - 1 (shard 0 is the 1x data set)."""
+    return {
+        name: [dataset(name, quick, log=log, shard=k)[0] for k in range(scale)]
+        for name in PAGES_MIX
+        if only in (None, name)
+    }
+
+
+def pages_environment(quick: bool, scale: int = 1) -> Path | None:
     """Environment for settings, before Django loads them: production settings and,
     on SQLite, the kept database file."""
     os.environ.setdefault("TRACER_DEBUG", "0")
@@ -137,7 +167,7 @@ def pages_environment(quick: bool) -> Path | None:
     os.environ.setdefault("TRACER_INGEST_IN_BACKGROUND", "0")
     if os.environ.get("DATABASE_URL", "").startswith("postgres"):
         return None
-    home = DATA_ROOT / f"pages-db-{'quick' if quick else 'full'}"
+    home = DATA_ROOT / f"pages-db-{'quick' if quick else 'full'}{f'-x{scale}' if scale > 1 else ''}"
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DATABASE_URL"] = f"sqlite:///{home / 'tracer.sqlite3'}"
     return home

@@ -2,8 +2,11 @@
 beside the bare SQL that the page needs.
 
     nice .venv/bin/python bench/bench_pages.py [--quick] [-n 20] [--only NAME,...]
-         [--profile NAME] [--rebuild] [--analyze]
+         [--profile NAME] [--rebuild] [--analyze] [--scale N] [--jobs N] [--build-only]
     .venv/bin/python scripts/with_postgres.py .venv/bin/python bench/bench_pages.py
+    # 10,000,000 steps, kept between runs in a persistent cluster:
+    nice .venv/bin/python scripts/with_postgres.py --keep /tmp/tracer-bench-data/pg-10m \
+         .venv/bin/python bench/bench_pages.py --scale 10 --jobs 2
 
 **The database** is built through our own ingest (`ingest_paths`), so every
 summary (run step counts, child_count, failed_subtree, call/link counts, seq,
@@ -20,8 +23,13 @@ position, depth) is what the store computes. It holds the bench/_data.py mix:
 
 On SQLite the database is kept in $TRACER_BENCH_DATA/pages-db-*/ and reused by the
 next run (`--rebuild` to build it again); on PostgreSQL (DATABASE_URL set) it is
-built every time. The site runs with production settings (DEBUG off, manifest
-static files).
+built every time, unless the server is a kept cluster (`with_postgres.py --keep
+DIR`, which sets TRACER_PG_KEEP=DIR): then what was built is noted in DIR and
+reused. `--scale N` builds N times the mix (shards 0 .. N-1 of each data set, each
+from its own seed: `_data.pages_mix_paths`); `--jobs N` (or any `--scale` > 1)
+builds it with `manage.py ingest --jobs N`, one command per data set, timed. A
+build that stopped part-way goes on from the data sets it had not finished. The
+site runs with production settings (DEBUG off, manifest static files).
 
 **Server time** is the time Django's test `Client` takes to return the response
 (in-process: URL resolving, middleware, view, queries, template rendering), the
@@ -49,7 +57,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _data import PAGES_MIX, dataset, pages_environment  # noqa: E402
+from _data import PAGES_MIX, dataset, pages_environment, pages_mix_paths  # noqa: E402
 
 ON_POSTGRES = bool(os.environ.get("DATABASE_URL", "").startswith("postgres"))
 
@@ -65,12 +73,26 @@ def _early_args() -> argparse.Namespace:
     parser.add_argument("--analyze", action="store_true", help="run ANALYZE first (SQLite)")
     parser.add_argument("--list", action="store_true", help="list the cases and their SQL")
     parser.add_argument("--explain", default="", help="time and EXPLAIN each query these cases ran")
+    parser.add_argument("--scale", type=int, default=1, help="N times the 1,000,000-step mix")
+    parser.add_argument(
+        "--jobs", type=int, default=0, help="build with `manage.py ingest --jobs N` (default 2 "
+        "when --scale > 1, else the in-process ingest)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--target-ms", type=float, default=0,
+        help="page target (default 50 ms; 100 ms with --scale > 1, issue 13's 10 M-step target)",
+    )  # fmt: skip
+    parser.add_argument("--build-only", action="store_true", help="build (or reuse), then stop")
+    parser.add_argument(
+        "--as-is", action="store_true",
+        help="measure the database as it is (no build; e.g. one still being built elsewhere)",
+    )  # fmt: skip
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     ARGS = _early_args()
-    HOME = pages_environment(ARGS.quick)
+    HOME = pages_environment(ARGS.quick, ARGS.scale)
     if HOME is not None and ARGS.rebuild:
         for leftover in HOME.glob("tracer.sqlite3*"):
             leftover.unlink()
@@ -96,12 +118,28 @@ RATIO_TARGET = 2.0
 # --- the database ---------------------------------------------------------------------------
 
 
-def build(quick: bool, home: Path | None) -> dict:
+def build_marker(quick: bool, home: Path | None, scale: int) -> Path | None:
+    """Where what was built is noted: the SQLite database's folder, or a kept
+    PostgreSQL cluster's (None: a throwaway server, built every time)."""
+    if home is not None:
+        return home / ".built"
+    kept = os.environ.get("TRACER_PG_KEEP")
+    if kept:
+        return Path(kept) / f".built-{'quick' if quick else 'full'}-x{scale}"
+    return None
+
+
+def build(quick: bool, home: Path | None, scale: int = 1, jobs: int = 0) -> dict:
     import json
 
-    marker = home / ".built" if home else None
+    marker = build_marker(quick, home, scale)
     if marker and marker.exists():
         return json.loads(marker.read_text())
+    if scale > 1 or jobs:
+        built = build_with_command(quick, scale, jobs or 2, marker)
+        if marker:
+            marker.write_text(json.dumps(built))
+        return built
     built = {"ingest_seconds": {}}
     for name in PAGES_MIX:
         path, _made = dataset(name, quick, log=lambda m: print(m, file=sys.stderr))
@@ -116,6 +154,77 @@ def build(quick: bool, home: Path | None) -> dict:
     if marker:
         marker.write_text(json.dumps(built))
     return built
+
+
+def build_with_command(quick: bool, scale: int, jobs: int, marker: Path | None) -> dict:
+    """The mix at `scale` times its size through `manage.py ingest --jobs N`, one
+    command per data set (its shards together), each timed; the progress is noted
+    beside the marker so that a stopped build goes on where it was."""
+    import json
+    import subprocess
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    partial = marker.with_name(marker.name + ".partial") if marker else None
+    built = {"scale": scale, "jobs": jobs, "ingest_seconds": {}, "ingested": {}}
+    if partial and partial.exists():
+        built = json.loads(partial.read_text())
+    manage = HERE.parent / "manage.py"
+    for name in PAGES_MIX:
+        if name in built["ingest_seconds"]:
+            log(f"{name}: ingested before ({built['ingest_seconds'][name]} s), skipped")
+            continue
+        paths = pages_mix_paths(quick, scale, log=log, only=name)[name]
+        command = [sys.executable, str(manage), "ingest", "--jobs", str(jobs), "--json"]
+        log(f"ingesting {name}: {len(paths)} paths, --jobs {jobs}")
+        start = time.perf_counter()
+        # Its stderr (a file's error, a worker's traceback) goes to ours, as it happens.
+        done = subprocess.run([*command, *map(str, paths)], stdout=subprocess.PIPE, text=True)
+        took = time.perf_counter() - start
+        if done.returncode:
+            raise SystemExit(f"ingest of {name} failed ({done.returncode}): {done.stdout[-2000:]}")
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        built["ingest_seconds"][name] = round(took, 1)
+        built["ingested"][name] = {k: summary.get(k) for k in ("runs", "steps", "calls", "links")}
+        log(f"ingested {name}: {summary.get('steps'):,} steps in {took:.0f} s "
+            f"({summary.get('steps', 0) / took:,.0f} steps/s)")  # fmt: skip
+        if partial:
+            partial.write_text(json.dumps(built))
+    start = time.perf_counter()
+    built.update(counts())
+    built["count_seconds"] = round(time.perf_counter() - start, 1)
+    built["build_seconds"] = round(sum(built["ingest_seconds"].values()), 1)
+    built["sizes"] = database_sizes()
+    log(f"built: {built}")
+    return built
+
+
+def database_sizes(top: int = 12) -> dict:
+    """PostgreSQL: pg_database_size() and the biggest tables (with their indexes and
+    TOAST); empty on SQLite."""
+    if connection.vendor != "postgresql":
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_database_size(current_database())")
+        total = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT c.relname, pg_total_relation_size(c.oid), pg_relation_size(c.oid), "
+            "pg_indexes_size(c.oid), c.reltuples::bigint FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'r' AND n.nspname = 'public' "
+            "ORDER BY pg_total_relation_size(c.oid) DESC LIMIT %s",
+            [top],
+        )
+        tables = [
+            {"table": name, "total": t, "heap": h, "indexes": i, "rows": rows}
+            for name, t, h, i, rows in cursor.fetchall()
+        ]
+    return {"database": total, "tables": tables}
+
+
+def _size(size: int) -> str:
+    return f"{size / 1024**3:.2f} GiB" if size >= 1024**3 else f"{size / 1024**2:.0f} MiB"
 
 
 def counts() -> dict:
@@ -143,7 +252,7 @@ class Targets:
     big_run: int
     big_steps: int
     typical_run: int
-    wf_run: int
+    wf_run: int | None  # None: no workflow run (a database still being built)
     expand_key: str
     expand_id: int
     panel_key: str
@@ -164,10 +273,10 @@ def find_targets(client: Client) -> Targets:
         "SELECT id FROM traces_run WHERE format = 'runs' AND step_count < 1000 "
         "ORDER BY started_at DESC, id DESC LIMIT 1"
     )[0]
-    wf_run = _one(
+    wf_run = (_one(
         "SELECT id FROM traces_run WHERE format = 'workflow' "
         "ORDER BY log_count DESC, started_at DESC, id DESC LIMIT 1"
-    )[0]
+    ) or [None])[0]  # fmt: skip
     expand_id, expand_key = _one(
         "SELECT id, key FROM traces_step WHERE run_id = %s AND parent_id IS NULL "
         "ORDER BY child_count DESC, id LIMIT 1",
@@ -664,7 +773,7 @@ def explain(sql: str, params: list) -> str:
             cursor.execute(sql, params)
             rows = len(cursor.fetchall())
             times.append(time.perf_counter() - start)
-        prefix = "EXPLAIN " if ON_POSTGRES else "EXPLAIN QUERY PLAN "
+        prefix = "EXPLAIN (ANALYZE, BUFFERS) " if ON_POSTGRES else "EXPLAIN QUERY PLAN "
         cursor.execute(prefix + sql, params)
         plan = [str(row[-1] if not ON_POSTGRES else row[0]) for row in cursor.fetchall()]
     text = sql if len(sql) < 400 else sql[:200] + " … " + sql[-180:]
@@ -685,9 +794,14 @@ def verdict(result: Result) -> str:
 
 
 def main() -> None:
+    import json
+
     args = ARGS
     started = time.perf_counter()
-    built = build(args.quick, HOME)
+    built = {} if args.as_is else build(args.quick, HOME, args.scale, args.jobs)
+    if args.build_only:
+        print(json.dumps(built, indent=1))
+        return
     if args.analyze or ON_POSTGRES:
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
@@ -695,6 +809,12 @@ def main() -> None:
     client = Client()
     targets = find_targets(client)
     chosen = [c for c in cases(targets) if not args.only or c.name in args.only.split(",")]
+    if targets.wf_run is None:  # the logs pages need a workflow run
+        chosen = [c for c in chosen if c.name not in ("logs", "api_logs")]
+    page_target = (args.target_ms or (100 if args.scale > 1 else 50)) / 1000
+    for case in chosen:
+        if case.target_s == PAGE_TARGET_S:
+            case.target_s = page_target
     if args.list:
         for case in chosen:
             print(f"\n{case.name}: {case.url} {case.params}")
@@ -714,8 +834,8 @@ def main() -> None:
     print(f"\n## Pages and API at {data['steps']:,} steps ({connection.vendor})\n")
     print("\n".join(machine_lines(connection.vendor)))
     print(
-        f"- command: `nice .venv/bin/python bench/bench_pages.py{' --quick' if args.quick else ''}"
-        f" -n {args.n}`{' (via scripts/with_postgres.py)' if ON_POSTGRES else ''};"
+        f"- command: `nice .venv/bin/python bench/bench_pages.py {' '.join(sys.argv[1:])}`"
+        f"{' (via scripts/with_postgres.py)' if ON_POSTGRES else ''};"
         f" medians of {args.n} requests\n"
         f"- database: {data['runs']:,} runs, {data['steps']:,} steps"
         f" ({data['failed_steps']:,} failed), {data['calls']:,} calls, {data['links']:,} links,"
@@ -734,6 +854,14 @@ def main() -> None:
         for r in results
     ]  # fmt: skip
     print(table(headers, rows, "lrrrrrl"))
+    sizes = built.get("sizes") or database_sizes()
+    if sizes:
+        print(f"\npg_database_size(): {_size(sizes['database'])}; the biggest tables:\n")
+        print(table(["table", "rows (estimate)", "total", "heap", "indexes"], [
+            [t["table"], f"{t['rows']:,}", _size(t["total"]), _size(t["heap"]),
+             _size(t["indexes"])]
+            for t in sizes["tables"]
+        ], "lrrrr"))  # fmt: skip
     met = sum(1 for r in results if verdict(r) == "yes")
     print(
         f"\n{met} of {len(results)} meet every target; took {time.perf_counter() - started:.0f} s"

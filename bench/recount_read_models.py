@@ -1,0 +1,205 @@
+"""The read models (failure causes, entity counters, run counts and step bounds)
+against a recount in SQL of the tables they summarise, on a built database: the
+same definitions as the recounts of tests/test_read_model_*.py, run by
+PostgreSQL itself (10,000,000 steps do not fit a Python recount), each timed.
+
+    .venv/bin/python scripts/with_postgres.py --keep /tmp/tracer-bench-data/pg-10m \\
+        .venv/bin/python bench/recount_read_models.py
+
+Each check counts the rows of the recount missing from the read model and the rows
+of the read model missing from the recount (`EXCEPT` both ways, every column
+compared): both 0 when the read model is exact. PostgreSQL only.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _setup  # noqa: F401  (Django, migrated)
+from _measure import machine_lines, table
+from django.db import connection
+
+STEP_TIME = "COALESCE(s.started_at, r.started_at)"
+LINK_TIME = "COALESCE(l.created_at, s.started_at, r.started_at)"
+KNOWN = "('input', 'output', 'affected')"
+
+# The failed steps (not synthetic) by cause, UTC day of their time, run format and
+# run type; no time: the day 0001-01-01 (traces.causes.NO_DAY).
+CAUSES_RECOUNT = f"""
+SELECT s.error_cause, COALESCE(({STEP_TIME} AT TIME ZONE 'UTC')::date, DATE '0001-01-01'),
+       r.format, r.type, COUNT(*), MIN({STEP_TIME}), MAX({STEP_TIME})
+FROM traces_step s JOIN traces_run r ON r.id = s.run_id
+WHERE s.status = 'failed' AND NOT s.synthetic
+GROUP BY 1, 2, 3, 4
+"""
+CAUSES_STORED = """
+SELECT cause, day, format, run_type, count, first_seen, last_seen FROM traces_failurecause
+"""
+
+
+def _by_link_type() -> str:
+    kinds = {
+        "read": "l.link_type = 'input'",
+        "written": "l.link_type = 'output'",
+        "affected": "l.link_type = 'affected'",
+        "other": f"l.link_type NOT IN {KNOWN}",
+    }
+    links = [f"COUNT(*) FILTER (WHERE {where}) AS links_{verb}" for verb, where in kinds.items()]
+    steps = [
+        f"COUNT(DISTINCT l.step_id) FILTER (WHERE {where}) AS steps_{verb}"
+        for verb, where in kinds.items()
+    ]
+    return ", ".join(links + steps)
+
+
+FIGURES = (
+    "links_read", "links_written", "links_affected", "links_other",
+    "steps_read", "steps_written", "steps_affected", "steps_other",
+)  # fmt: skip
+
+# Each entity's links (by type, distinct steps by type, first/last time, an external
+# id), the steps it is the subject of, and the distinct runs of both.
+ENTITIES_RECOUNT = f"""
+WITH links AS (
+  SELECT l.entity_type, l.entity_id, COUNT(*) AS links, {_by_link_type()},
+         MIN({LINK_TIME}) AS first, MAX({LINK_TIME}) AS last, MAX(l.external_id) AS external
+  FROM traces_entitylink l LEFT JOIN traces_step s ON s.id = l.step_id
+  LEFT JOIN traces_run r ON r.id = l.run_id
+  GROUP BY 1, 2
+), subjects AS (
+  SELECT s.entity_type, s.entity_id, COUNT(*) AS subjects,
+         MIN({STEP_TIME}) AS first, MAX({STEP_TIME}) AS last
+  FROM traces_step s JOIN traces_run r ON r.id = s.run_id
+  WHERE s.entity_type > ''
+  GROUP BY 1, 2
+), runs AS (
+  SELECT entity_type, entity_id, COUNT(*) AS runs FROM (
+    SELECT entity_type, entity_id, run_id FROM traces_entitylink
+    UNION SELECT entity_type, entity_id, run_id FROM traces_step WHERE entity_type > ''
+  ) AS pairs GROUP BY 1, 2
+)
+SELECT COALESCE(l.entity_type, j.entity_type), COALESCE(l.entity_id, j.entity_id),
+       COALESCE(l.links, 0), {", ".join(f"COALESCE(l.{name}, 0)" for name in FIGURES)},
+       COALESCE(j.subjects, 0), n.runs, LEAST(l.first, j.first), GREATEST(l.last, j.last),
+       COALESCE(l.external, '')
+FROM links l FULL JOIN subjects j
+  ON j.entity_type = l.entity_type AND j.entity_id = l.entity_id
+JOIN runs n ON n.entity_type = COALESCE(l.entity_type, j.entity_type)
+  AND n.entity_id = COALESCE(l.entity_id, j.entity_id)
+"""
+ENTITIES_STORED = f"""
+SELECT entity_type, entity_id, links, {", ".join(FIGURES)}, subjects, runs, first_seen,
+       last_seen, external_id
+FROM traces_entitycounter
+"""
+TYPES_RECOUNT = """
+SELECT entity_type, SUM(links), SUM(subjects) FROM (
+  SELECT entity_type, COUNT(*) AS links, 0 AS subjects FROM traces_entitylink GROUP BY 1
+  UNION ALL SELECT entity_type, 0, COUNT(*) FROM traces_step WHERE entity_type > '' GROUP BY 1
+) AS counted GROUP BY 1
+"""
+TYPES_STORED = "SELECT entity_type, links, subjects FROM traces_entitytypecounter"
+
+RUNS_RECOUNT = "SELECT format, type, status, COUNT(*) FROM traces_run GROUP BY 1, 2, 3"
+RUNS_STORED = "SELECT format, run_type, status, count FROM traces_runcount"
+BOUNDS_RECOUNT = """
+SELECT r.id, b.first, b.last FROM traces_run r LEFT JOIN (
+  SELECT run_id, MIN(started_at) AS first, MAX(finished_at) AS last
+  FROM traces_step GROUP BY run_id
+) AS b ON b.run_id = r.id
+"""
+BOUNDS_STORED = "SELECT id, steps_started_at, steps_finished_at FROM traces_run"
+
+# The stored times the lists order by, and each failed step's cause column.
+SINGLE = {
+    "link times (EntityLink.seen_at)": f"""
+        SELECT COUNT(*) FROM traces_entitylink l LEFT JOIN traces_step s ON s.id = l.step_id
+        LEFT JOIN traces_run r ON r.id = l.run_id
+        WHERE l.seen_at IS DISTINCT FROM {LINK_TIME}""",
+    "subject times (Step.entity_seen_at)": f"""
+        SELECT COUNT(*) FROM traces_step s JOIN traces_run r ON r.id = s.run_id
+        WHERE s.entity_seen_at IS DISTINCT FROM
+              CASE WHEN s.entity_type > '' THEN {STEP_TIME} END""",
+    "a cause on a step that did not fail": """
+        SELECT COUNT(*) FROM traces_step WHERE status <> 'failed' AND error_cause <> ''""",
+}
+
+CHECKS = [
+    ("failure causes (FailureCause)", CAUSES_RECOUNT, CAUSES_STORED),
+    ("entity counters (EntityCounter)", ENTITIES_RECOUNT, ENTITIES_STORED),
+    ("entity types (EntityTypeCounter)", TYPES_RECOUNT, TYPES_STORED),
+    ("run counts (RunCount)", RUNS_RECOUNT, RUNS_STORED),
+    ("run step bounds (Run.steps_started_at/finished_at)", BOUNDS_RECOUNT, BOUNDS_STORED),
+]
+
+
+def compare(recount: str, stored: str) -> tuple[int, int, int, float]:
+    """(rows in the read model, recount rows it lacks, its rows the recount lacks,
+    seconds): the recount is computed once, then compared both ways."""
+    start = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH recount AS MATERIALIZED ({recount}), stored AS MATERIALIZED ({stored}) "
+            "SELECT (SELECT COUNT(*) FROM stored), "
+            "(SELECT COUNT(*) FROM (SELECT * FROM recount EXCEPT ALL SELECT * FROM stored) a), "
+            "(SELECT COUNT(*) FROM (SELECT * FROM stored EXCEPT ALL SELECT * FROM recount) b)"
+        )
+        rows, missing, extra = cursor.fetchone()
+    return rows, missing, extra, time.perf_counter() - start
+
+
+def failed_causes_of_their_errors() -> tuple[int, int, float]:
+    """(failed steps, those whose stored cause is not error_cause(error), seconds):
+    the normalisation is Python's, so the failed steps' errors are streamed to it."""
+    from traces.causes import error_cause
+
+    start = time.perf_counter()
+    checked = wrong = 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT error, error_cause FROM traces_step WHERE status = 'failed'")
+        while batch := cursor.fetchmany(10_000):
+            for error, cause in batch:
+                checked += 1
+                wrong += cause != error_cause(error)
+    return checked, wrong, time.perf_counter() - start
+
+
+def main() -> None:
+    if connection.vendor != "postgresql":
+        sys.exit("PostgreSQL only: run it under scripts/with_postgres.py")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM traces_step")
+        steps = cursor.fetchone()[0]
+    print(f"\n## Read models against a SQL recount at {steps:,} steps\n")
+    print("\n".join(machine_lines(connection.vendor)))
+    print()
+    rows, exact = [], True
+    for label, recount, stored in CHECKS:
+        stored_rows, missing, extra, seconds = compare(recount, stored)
+        exact &= missing == extra == 0
+        rows.append([label, f"{stored_rows:,}", f"{missing:,}", f"{extra:,}", f"{seconds:.1f} s"])
+        print(f"{label}: {rows[-1][1:]}", file=sys.stderr, flush=True)
+    for label, sql in SINGLE.items():
+        start = time.perf_counter()
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            wrong = cursor.fetchone()[0]
+        exact &= wrong == 0
+        rows.append([label, "—", f"{wrong:,}", "—", f"{time.perf_counter() - start:.1f} s"])
+    checked, wrong, seconds = failed_causes_of_their_errors()
+    exact &= wrong == 0
+    rows.append([f"failed steps' causes = error_cause(error) ({checked:,} steps)", "—",
+                 f"{wrong:,}", "—", f"{seconds:.1f} s"])  # fmt: skip
+    headers = ["read model", "its rows", "recount rows it lacks / wrong", "its rows not in the "
+               "recount", "recount time"]  # fmt: skip
+    print(table(headers, rows, "lrrrr"))
+    print(f"\n{'every read model equals its recount' if exact else 'MISMATCH'}")
+    sys.exit(0 if exact else 1)
+
+
+if __name__ == "__main__":
+    main()
