@@ -52,7 +52,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -788,10 +788,9 @@ def request(client: Client, case: Case):
     if case.now is None:
         response = client.get(case.url, case.params, **headers)
     else:
-        from datetime import timezone as tz
         from unittest import mock
 
-        now = case.now if case.now.tzinfo else case.now.replace(tzinfo=tz.utc)
+        now = case.now if case.now.tzinfo else case.now.replace(tzinfo=UTC)
         with mock.patch("django.utils.timezone.now", return_value=now):
             response = client.get(case.url, case.params, **headers)
     if response.status_code != 200 and not (case.may_redirect and response.status_code == 302):
