@@ -140,11 +140,9 @@ class WriteBatch:
         one order, but can with any other writer) is rolled back alone and tried again."""
         if not self.pending:
             return
-        # SQLite's writer holds the lock: no other writer can be met, no savepoint needed.
-        alone = connection.vendor == "sqlite"
         for attempt in range(ATTEMPTS):
             try:
-                with contextlib.nullcontext() if alone else transaction.atomic():
+                with transaction.atomic():
                     self.pending.apply()
                 return
             except DatabaseError as exc:
@@ -181,9 +179,19 @@ def pause_after(held: float) -> float:
 def retryable(exc: BaseException) -> bool:
     """Whether a statement failed only because another writer held what it needed:
     the same writes tried again (after `backoff`) can succeed."""
-    for error in (exc, exc.__cause__):
-        if getattr(error, "sqlstate", None) in RETRY_SQLSTATES:
-            return True
+    return writers_met(exc) or sqlite_locked(exc)
+
+
+def writers_met(exc: BaseException) -> bool:
+    """PostgreSQL broke a deadlock or a serialization conflict by failing this
+    statement: its transaction (or the savepoint it ran in) is to be tried again."""
+    return any(
+        getattr(error, "sqlstate", None) in RETRY_SQLSTATES for error in (exc, exc.__cause__)
+    )
+
+
+def sqlite_locked(exc: BaseException) -> bool:
+    """SQLite's write lock was not free within the busy timeout."""
     return connection.vendor == "sqlite" and "database is locked" in str(exc)
 
 

@@ -393,9 +393,7 @@ def _may_write_again(exc: Exception, ctx: _Context) -> bool:
     """Whether writing the file again may succeed: it failed only because another
     writer held what it needed, and its savepoint rolled back alone (on SQLite,
     only the batch's BEGIN can find the database locked: nothing of it is open)."""
-    if not batches.retryable(exc):
-        return False
-    return connection.vendor == "postgresql" or not ctx.batch.open
+    return batches.writers_met(exc) or (batches.sqlite_locked(exc) and not ctx.batch.open)
 
 
 def _write_file(candidate, module, info, hashes, ctx: _Context, result, records=None) -> TraceFile:
