@@ -18,7 +18,7 @@ from tests.test_read_model_causes import assert_read_model_is_the_recount as cau
 from tests.test_read_model_entities import assert_read_model_is_the_recount as entities_recounted
 from tests.test_read_model_runs import assert_read_models_are_the_recount as runs_recounted
 from tests.test_read_model_trends import assert_read_models_are_the_recount as trends_recounted
-from traces.ingest import batches, loader, read_models
+from traces.ingest import batches, loader, parallel, read_models
 from traces.ingest.loader import ingest_paths
 from traces.models import EntityCounter, FailureCause, Run, TraceFile
 
@@ -80,13 +80,14 @@ def write_shared_otlp_files(directory, count: int, seed: int = 7) -> list:
                 _attribute("tracer.entity_id", "acc_main"),
             ]),
         ]  # fmt: skip
+        failing = rng.random() < 0.5  # runs failed and succeeded: two RunCount rows
         for child in range(rng.randint(3, 6)):
             links = [
                 {"link_type": rng.choice(["input", "output", "affected"]),
                  "entity_type": "customer", "entity_id": customer}
                 for customer in rng.sample(CUSTOMERS, rng.randint(1, 4))
             ]  # fmt: skip
-            error = rng.choice(CAUSES) if rng.random() < 0.6 else None
+            error = rng.choice(CAUSES) if failing and rng.random() < 0.6 else None
             span_id = f"{index + 1:08x}{child + 1:08x}"
             attributes = [_attribute("tracer.entity_links", links)]
             spans.append(_span(trace_id, span_id, root, f"step-{child}", start + child, attributes,
@@ -126,7 +127,7 @@ def test_the_generated_files_share_causes_and_entities(tmp_path):
     assert_every_read_model_is_the_recount()
 
 
-def test_two_parallel_ingests_of_files_sharing_counters_never_fail_a_file(tmp_path):
+def test_two_parallel_ingests_of_files_sharing_counters_never_fail_a_file(tmp_path, monkeypatch):
     """`ingest --jobs 2` on PostgreSQL: two processes write files whose runs share
     a subject entity, customers and failure causes, each in transactions of many
     files. Before the read models were applied once per transaction, in one order,
@@ -135,9 +136,19 @@ def test_two_parallel_ingests_of_files_sharing_counters_never_fail_a_file(tmp_pa
         pytest.skip("two writers at once: PostgreSQL (SQLite has one writer)")
     write_shared_otlp_files(tmp_path / "traces", 240)
     out, err = io.StringIO(), io.StringIO()
+    # The planner reads a file a worker failed again, alone: what failed in the workers.
+    again_if_failed, failed_in_workers = parallel._again_if_failed, []
+
+    def recorded(item, share, options):
+        if item["outcome"] == "failed":
+            failed_in_workers.append(item["error"])
+        return again_if_failed(item, share, options)
+
+    monkeypatch.setattr(parallel, "_again_if_failed", recorded)
 
     call_command("ingest", str(tmp_path), "--jobs", "2", "--json", stdout=out, stderr=err)
 
+    assert failed_in_workers == []
     summary = json.loads(out.getvalue())
     assert summary["files"]["failed"] == 0 and "deadlock" not in err.getvalue()
     assert summary["files"]["ingested"] == 240 and Run.objects.count() == 240
