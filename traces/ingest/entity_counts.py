@@ -5,9 +5,10 @@ runs are deleted.
 What a run adds to each entity (links by type, distinct steps by link type,
 subject steps, distinct runs, first and last time, greatest external id) is
 gathered from its rows as the store writes them (`RunEntities`), summed over a
-file's runs and applied once, in key order, when the file's transaction ends
-(`apply_entities`). A run is deleted whole, so what it takes off is one GROUP BY
-over its rows (`entities_of`), read through the run_id indexes before they go.
+transaction's runs and applied once, in key order, just before it commits
+(`apply_entities`, read_models.py). A run is deleted whole, so what it takes off is
+one GROUP BY over its rows (`entities_of`), read through the run_id indexes before
+they go, and applied with the rest.
 """
 
 from __future__ import annotations
