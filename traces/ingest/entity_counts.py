@@ -224,10 +224,11 @@ def apply_entities(pending: dict[tuple, list], removed: dict | None = None) -> N
         rows += [(*key, *none, None, None, other) for other in external[1:]]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
-        cursor.executemany(
-            f"DELETE FROM {_COUNTERS} WHERE links <= 0 AND subjects <= 0 AND {_KEY}",
-            sorted(removed),
-        )
+        if removed:
+            cursor.executemany(
+                f"DELETE FROM {_COUNTERS} WHERE links <= 0 AND subjects <= 0 AND {_KEY}",
+                sorted(removed),
+            )
         for key in sorted(removed):
             _rebound(cursor, (*key, *removed[key][_FIRST:]))
     _add_to_types(rows, emptied=bool(removed))

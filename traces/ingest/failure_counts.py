@@ -84,7 +84,8 @@ def apply_failure_causes(pending: dict[tuple, list], removed: dict | None = None
             gone.append(stored_key)
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
-        cursor.executemany(f"DELETE FROM {_CAUSES} WHERE count <= 0 AND {_CAUSE_KEY}", gone)
+        if gone:
+            cursor.executemany(f"DELETE FROM {_CAUSES} WHERE count <= 0 AND {_CAUSE_KEY}", gone)
         for key in sorted(removed):
             _rebound(cursor, key, removed[key])
 

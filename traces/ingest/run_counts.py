@@ -45,10 +45,9 @@ def apply_run_counts(counts: Counter) -> None:
             "ON CONFLICT (format, run_type, status) DO UPDATE SET count = t.count + excluded.count",
             rows,
         )
-        cursor.executemany(
-            f"DELETE FROM {_COUNTS} WHERE count <= 0 AND {_COUNT_KEY}",
-            [row[:3] for row in rows if row[3] < 0],
-        )
+        gone = [row[:3] for row in rows if row[3] < 0]
+        if gone:
+            cursor.executemany(f"DELETE FROM {_COUNTS} WHERE count <= 0 AND {_COUNT_KEY}", gone)
 
 
 def run_counts_of(run_ids: list[int]) -> Counter:
