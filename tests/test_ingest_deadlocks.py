@@ -168,6 +168,7 @@ def test_a_deadlock_in_the_read_models_apply_is_tried_again_and_counted_once(tmp
 
     monkeypatch.setattr(read_models, "apply_entities", deadlocking)
     monkeypatch.setattr(batches, "FIRST_BACKOFF_SECONDS", 0.001)
+    monkeypatch.setattr(batches, "MAX_SECONDS", 3600)  # one transaction, however slow
 
     report = ingest_paths([tmp_path])
 
