@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from traces import critical_path
 from traces.causes import as_utc, error_cause, failure_day
-from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
+from traces.models import Call, EntityLink, LogEntry, Run, Step, StepGroup, TraceFile
 from traces.search import index as search_index
 
 from .entity_counts import RunEntities, apply_entities, entities_of, subtract_entities
@@ -45,6 +45,7 @@ from .inserters import (
 )
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
 from .run_counts import apply_run_counts, move_run_count, run_counts_of, run_key
+from .step_groups import StepGroups
 from .step_paths import StepPaths
 from .type_trends import TypeTrendDeltas, remove_runs
 
@@ -94,6 +95,7 @@ class RunIndex:
         # go into the search index then.
         self.written: list[int] = []
         self.type_trends = TypeTrendDeltas()  # TypeBucket's and TypeStep's, likewise
+        self.step_groups = StepGroups()  # the written runs' StepGroup rows, likewise
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         if not origin:
@@ -191,6 +193,7 @@ class RunIndex:
         apply_failure_causes(self.causes)
         apply_entities(self.entities)
         self.type_trends.apply()
+        self.step_groups.apply()
         with connection.cursor() as cursor:
             search_index.index_runs(cursor, self.written)
         self.run_counts.clear()
@@ -310,6 +313,7 @@ def write_run(
         run.save()
     index.gather(run, writer, counted_as)
     index.type_trends.add([run.pk])
+    index.step_groups.add([run.pk])
     index.remember(run)
     action = "updated" if existing is not None else "added"
     return RunOutcome(action, run.pk, record.external_id, writer.counts)
@@ -340,7 +344,7 @@ def delete_run_children(run_ids: list[int]) -> None:
     placeholders = ", ".join(["%s"] * len(run_ids))
     removed, removed_entities = failure_causes_of(run_ids), entities_of(run_ids)
     with connection.cursor() as cursor:
-        for model in (LogEntry, EntityLink, Call, Step):
+        for model in (StepGroup, LogEntry, EntityLink, Call, Step):
             cursor.execute(
                 f"DELETE FROM {model._meta.db_table} WHERE run_id IN ({placeholders})", run_ids
             )
