@@ -45,6 +45,12 @@ def recount() -> dict:
             if step.loop_index is not None:
                 by_parent[(step.run_id, step.parent_id)].append(step)
     groups = {}
+    roots = defaultdict(int)
+    for step in steps:
+        roots[step.run_id] += step.parent_id is None
+    for run_id, n in roots.items():
+        if n > step_groups.COUNT_ROOTS_ABOVE:
+            groups[(run_id, None, "root", "")] = (n, 0, 0, 0, None, None, None, None, None)
     for (run_id, parent_id, name), members in by_name.items():
         if len(members) < step_groups.MIN_GROUP:
             continue
@@ -276,3 +282,13 @@ def test_the_migration_fills_the_read_model_from_the_stored_runs():
     assert list(StepGroup.objects.values_list("name", "count", "failed", "max_ms")) == [
         ("load", 4, 1, 6.0)
     ]
+
+
+def test_a_run_with_more_roots_than_a_window_counts_them():
+    record = RunRecord(format="otlp", external_id="r", status="succeeded", started_at=BASE_TIME)
+    record.steps = [StepRecord(key=str(i), name=f"s{i % 150}") for i in range(450)]
+    store.write_run(record, source_file=None, origin="")
+    assert_read_model_is_the_recount()
+    root = StepGroup.objects.get(kind="root")
+    assert (root.parent_id, root.count) == (None, 450)
+    assert StepGroup.objects.filter(kind="name").count() == 150  # each name 3 times

@@ -31,6 +31,9 @@ from .type_trends import _chunk_size
 
 MIN_GROUP = 3
 MIN_ITERATIONS = 2
+# A run with more roots than a tree window has a "root" row counting them (all, the
+# synthetic ones too: they have positions), so the tree can say how many remain.
+COUNT_ROOTS_ABOVE = 200
 # The histogram's equal bins from the fastest to the slowest.
 BINS = 12
 # Steps of a group whose inputs are compared for the field that tells them apart.
@@ -93,14 +96,22 @@ def gather(run_ids: list[int]) -> list[tuple]:
     loop_index_of = {row[1]: row[7] for row in steps}
     by_name: dict[tuple, list] = defaultdict(list)
     indexed: dict[tuple, list] = defaultdict(list)
+    roots: dict[int, int] = defaultdict(int)
     for row in steps:
         run_id, _id, parent_id, name, *_, loop_index, _start, _finish, synthetic = row
+        if parent_id is None:
+            roots[run_id] += 1
         if synthetic:
             continue
         by_name[(run_id, parent_id, name[:NAME_MAX])].append(row)
         if loop_index is not None:
             indexed[(run_id, parent_id)].append(row)
-    rows: list[list] = []
+    rows: list[list] = [
+        [run_id, None, StepGroup.ROOT, "", n, 0, 0, 0, None, None, None, None, "[]", None,
+         None, None, ""]
+        for run_id, n in roots.items()
+        if n > COUNT_ROOTS_ABOVE
+    ]  # fmt: skip
     to_compare: list[tuple[list, list]] = []
     for (run_id, parent_id, name), members in by_name.items():
         if len(members) < MIN_GROUP:
