@@ -135,7 +135,7 @@ def test_run_page_shows_header_counters_and_roots(client, runs_sample):
     # Roots only: the batches inside process_charges load when it is opened (its row
     # summarises them).
     assert "<bdi>upsert_batch</bdi></a>" not in html
-    assert "4 × upsert_batch" in text
+    assert "4 × upsert_batch" in text  # noqa: RUF001
     assert escape(runs_sample.error) in html
     assert 'href="/files/' in html
     assert f'href="/api/runs/{runs_sample.pk}"' in html and "copy link" in html

@@ -35,8 +35,10 @@ def groups_of(
         .select_related("slowest", "first_failed")
         .only(
             *(f.attname for f in StepGroup._meta.concrete_fields),
-            "slowest__key", "slowest__name", "first_failed__key",
-        )  # fmt: skip
+            "slowest__key",
+            "slowest__name",
+            "first_failed__key",
+        )
     )
     under: dict[int, list[StepGroup]] = defaultdict(list)
     siblings: dict[str, StepGroup] = {}

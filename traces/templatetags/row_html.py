@@ -143,7 +143,8 @@ def group_line(summary, css: str = "group-summary") -> str:
         head = f"↻ {grouped(group.count)} iteration{'' if group.count == 1 else 's'}"
         what = "iterations"
     else:
-        head = f"{grouped(group.count)} × <bdi>{_e(Truncator(group.name).chars(60))}</bdi>"
+        name = _e(Truncator(group.name).chars(60))
+        head = f"{grouped(group.count)} × <bdi>{name}</bdi>"  # noqa: RUF001
         what = "steps"
     parts = [f'<span class="group-head">{head}</span>']
     if group.timed:

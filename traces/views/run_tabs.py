@@ -18,8 +18,8 @@ from traces.models import Run, Step
 from traces.pagination import Page
 from traces.templatetags.traces_extras import human_duration
 
-from .common import mark_log_rows
 from . import tree_groups
+from .common import mark_log_rows
 from .step_panel import value_block
 
 # A log row's fields and attributes: a window shows 200 rows.
