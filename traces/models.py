@@ -764,9 +764,10 @@ class StepGroup(models.Model):
     """A read model of repeated steps: under one parent (NULL: the run's roots), the
     children of one name (kind "name"), or a loop's iterations, the children grouped
     by loop index (kind "loop"), when there are at least ingest.step_groups.MIN_GROUP
-    of them; and how many roots a run has (kind "root"). Kept by the store with the Step rows, in the same transaction: a run
-    written again is counted again, a deleted run's groups go with its steps. The
-    tree's container rows read it (iterations, p50/p95/max, failures, the slowest)."""
+    of them; and how many roots a run has (kind "root"). Kept by the store with the
+    Step rows, in the same transaction: a run written again is counted again, a
+    deleted run's groups go with its steps. The tree's container rows read it
+    (iterations, p50/p95/max, failures, the slowest)."""
 
     NAME = "name"
     LOOP = "loop"
