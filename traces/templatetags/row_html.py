@@ -268,15 +268,17 @@ def _progress(step) -> str:
 
 
 def _failed_inside(step) -> str:
-    """What failed in a step that did not fail itself: its items, or a step inside it."""
-    if step.status == "failed":
-        return ""
+    """What failed in a step beside its own status: its items (unless its progress
+    numbers show them), or a step inside it."""
+    if step.status == "failed" and (step.has_progress or not step.items_failed):
+        return ""  # its badge says it failed; its progress numbers, its failed items
     if step.items_failed:
         items = f"{grouped(step.items_failed)} item{'s' if step.items_failed != 1 else ''}"
-        return (
-            '<span class="c-fail" title="items failed in this step, though its own status is '
-            f'{_e(step.status)}">✗ {items}</span>'
-        )
+        title = "items failed in this step"
+        if step.status != "failed":
+            title += f", though its own status is {_e(step.status)}"
+        return f'<span class="c-fail" title="{title}">✗ {items}</span>'
+
     if not step.failed_subtree:
         return ""
     return '<span class="c-fail" title="a step inside this one failed">✗ inside</span>'
