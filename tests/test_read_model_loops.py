@@ -260,6 +260,7 @@ def test_the_first_differing_field_follows_the_first_steps_key_order():
     assert differing([{"a": 1}, {"a": 1, "b": 2}]) == ""
     assert differing([{"a": 1, "b": 1}, {"b": 1}]) == "a"
     assert differing([{"a": 1}, "x"]) == "" and differing([{"a": 1}]) == ""
+    assert differing([{'"a': 1, "b": 1}, {'"a': 2, "b": 2}]) == "b"
     assert step_groups.histogram([1.0, 1.0, 2.0, 13.0]) == [2, 1, *[0] * 9, 1]
 
 

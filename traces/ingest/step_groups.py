@@ -20,6 +20,7 @@ whole group is at hand when it is counted.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from datetime import datetime
 
@@ -42,6 +43,8 @@ DIFF_SAMPLE = 20
 DIFF_GROUPS = 500
 NAME_MAX = StepGroup._meta.get_field("name").max_length
 FIELD_MAX = StepGroup._meta.get_field("differs_by").max_length
+# Input fields a row's value is read back by (queries/groups.py, a JSON path).
+PLAIN_FIELD = re.compile(r"[\w .:@/-]{1,200}")
 # A group's figures, summed or compared, held to what the columns hold.
 MAX_INT32 = 2**31 - 1
 MAX_MS = 1e15
@@ -245,12 +248,15 @@ def _find_differences(groups: list[tuple[list, list]]) -> None:
 
 
 def differing_field(values: list) -> str:
-    """The first key of the first dict whose value is not the same in every dict."""
+    """The first key of the first dict whose value is not the same in every dict (of
+    the keys a JSON path reads back the same on every database: PLAIN_FIELD)."""
     dicts = [v for v in values if isinstance(v, dict)]
     if len(dicts) < 2 or len(dicts) < len(values):
         return ""
     missing = object()
     for key in dicts[0]:
+        if not PLAIN_FIELD.fullmatch(key):
+            continue
         first = dicts[0][key]
         if any(d.get(key, missing) != first for d in dicts[1:]):
             return str(key)[:FIELD_MAX]
