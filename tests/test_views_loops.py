@@ -73,7 +73,7 @@ def test_a_loop_row_shows_iterations_percentiles_failures_and_the_slowest(client
     # Iteration i spans i ms (its save): p50 of 0..99 is 49 ms, p95 94 ms, max 99 ms.
     assert "↻ 100 iterations" in text and "p50 49ms · p95 94ms · max 99ms" in text
     assert "✗ 10 failed" in text and "✗ 20 items" in text
-    assert "200 × fetch" not in text  # 100 of each name: the loop first, then the names
+    assert "200 × fetch" not in text  # noqa: RUF001 (100 of each: the loop first, then names)
     assert "100 × fetch" in text or "100 × save" in text  # noqa: RUF001
     slowest = Step.objects.get(run=run, key="99.0")
     assert f'href="{slowest.get_absolute_url()}"' in row and "slowest: iteration 99" in text
@@ -139,9 +139,7 @@ def test_query_counts_do_not_depend_on_the_loops_size(client, django_assert_num_
 def test_hostile_names_and_fields_are_escaped(client):
     name, field = "<script>alert(1)</script>", '"><img src=x onerror=alert(1)>'
     steps = [
-        StepRecord(
-            key=str(i), name=name, input={field: i, "b": f"<b>{i}</b>"}, duration_ms=1.0
-        )
+        StepRecord(key=str(i), name=name, input={field: i, "b": f"<b>{i}</b>"}, duration_ms=1.0)
         for i in range(4)
     ]
     record = RunRecord(format="otlp", external_id="h", status="succeeded", steps=steps)

@@ -516,7 +516,8 @@ def _spark(row: dict, group, spark_unit: str) -> str:
         if bar["n"]
     )
     label = (
-        f"{_e(str(group.count))} failure{'' if group.count == 1 else 's'} from {_date(group.first_seen, MINUTE)}"
+        f"{_e(str(group.count))} failure{'' if group.count == 1 else 's'}"
+        f" from {_date(group.first_seen, MINUTE)}"
         f" to {_date(group.last_seen, MINUTE)}"
     )
     return (
