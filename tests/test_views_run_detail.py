@@ -601,7 +601,7 @@ def test_step_panel_fragment_and_full_page(client, runs_sample):
 def test_step_panel_shows_progress_subject_links_and_attributes(client, runs_sample):
     step = Step.objects.get(run=runs_sample, name="process_charges")
     text = text_of(fragment(client, step_url(step)))
-    assert "150 of 250 items processed" in text
+    assert "150 of 250 processed" in text
     assert "account acc_main" in text
     html = fragment(client, step_url(step))
     assert reverse("traces:entity-detail", args=["account", "acc_main"]) in html

@@ -171,7 +171,8 @@ def group_line(summary, css: str = "group-summary") -> str:
         if summary.is_loop:
             label = f"iteration {_e(str(group.slowest_index))}"
         else:
-            label = f"<bdi>{_e(Truncator(group.slowest.name or group.slowest.key).chars(40))}</bdi>"
+            name = group.slowest_name or group.slowest_key
+            label = f"<bdi>{_e(Truncator(name).chars(40))}</bdi>"
         parts.append(
             f'<a class="slowest" data-slowest href="{url}" hx-get="{url}"'
             f' hx-target="#step-panel" hx-push-url="true"'

@@ -16,7 +16,7 @@ from traces.models import Step, StepGroup
 class GroupSummary:
     """One group as a row shows it."""
 
-    group: StepGroup
+    group: queries.groups.Group
     slowest_url: str = ""
     failed_url: str = ""
     bars: list[dict] = field(default_factory=list)
@@ -43,7 +43,7 @@ def decorate(
     return {name: summary(group, url_of) for name, group in siblings.items()}, size
 
 
-def summary(group: StepGroup, url_of) -> GroupSummary:
+def summary(group, url_of) -> GroupSummary:
     top = max(group.bins or [0]) or 1
     bars = [
         {"x": index, "height": round(8 * n / top, 2), "n": n}
@@ -52,10 +52,8 @@ def summary(group: StepGroup, url_of) -> GroupSummary:
     ]
     return GroupSummary(
         group=group,
-        slowest_url=url_of(group.slowest.key) if group.slowest_id and group.slowest else "",
-        failed_url=url_of(group.first_failed.key)
-        if group.first_failed_id and group.first_failed
-        else "",
+        slowest_url=url_of(group.slowest_key) if group.slowest_key is not None else "",
+        failed_url=url_of(group.first_failed_key) if group.first_failed_key is not None else "",
         bars=bars,
     )
 
