@@ -223,7 +223,7 @@ def _runs_chart(trend: Trends, slot: float, names, axis, runs_query: dict) -> Ch
     chart = Chart(
         "chart-runs",
         f"Runs per {trend.bucket} by status",
-        f"{trend.total.runs:,} runs in {len(names)} {trend.bucket}s, the most in one "
+        f"{_count(trend.total.runs, 'run')} in {_count(len(names), trend.bucket)}, the most in one "
         f"{trend.bucket}: {top:,}. Each bar links to its runs.",
         ticks=_ticks(top, lambda v: f"{v:,.0f}" if v == int(v) else f"{v:,.1f}"),
         labels=_x_labels(axis, slot),
@@ -312,3 +312,7 @@ def _add_series(chart, css, label, values, slot, names, top, show) -> None:
         chart.points.append(
             {"class": css, "x": x, "y": y, "title": f"{names[index]}: {label} {show(value)}"}
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
