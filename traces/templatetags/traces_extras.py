@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django import template
 from django.contrib.humanize.templatetags.humanize import intcomma
@@ -49,6 +49,23 @@ def human_duration(ms) -> str:
         return f"{hours}h {minutes}m"
     days, hours = divmod(hours, 24)
     return f"{days}d {hours}h"
+
+
+@register.filter
+def seconds(value) -> str:
+    """How long a job or a scan took, in seconds (milliseconds or a timedelta):
+    "0.2 s", "8.7 s", "42 s", "4 min 12 s"."""
+    if value is None or value == "":
+        return "—"
+    total = value.total_seconds() if isinstance(value, timedelta) else float(value) / 1000
+    if total < 0.05:
+        return "under 0.1 s"
+    if total < 10:
+        return f"{total:.1f} s"
+    if total < 60:
+        return f"{total:.0f} s"
+    minutes, rest = divmod(round(total), 60)
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
 
 
 ESTIMATED_TITLE = "estimated from the file's modified time; the format records no time"
