@@ -66,6 +66,8 @@ def test_a_file_another_source_holds_stays_its(client, greentic):
     assert summary["files"]["unchanged"] == 4
     assert TraceFile.objects.filter(source=inner).count() == 4
     assert not TraceFile.objects.filter(source=outer).exists()
+    page = client.get(outer.get_absolute_url()).content.decode()
+    assert "0 trace files" in page and "4 held by another source" in page
 
 
 def test_files_taken_over_are_settled_when_they_vanish(client, greentic):

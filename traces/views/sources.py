@@ -63,6 +63,8 @@ def source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
         page = queries.files.files_page(filters, source=source)
     except BadCursor as exc:
         return bad_request(request, str(exc), files_form)
+    counts = queries.files.file_status_counts(source=source)
+    source.held_elsewhere = _held_elsewhere(source.last_scan_report, counts)
     context = {
         "section": "sources",
         "source": source,
@@ -70,7 +72,7 @@ def source_detail(request: HttpRequest, source_id: int) -> HttpResponse:
         "settings_form": settings_form,
         "page": page,
         "status": filters["status"],
-        "counts": queries.files.file_status_counts(source=source),
+        "counts": counts,
     }
     template = "traces/source_detail.html" + (f"#{part}" if part else "")
     return render(request, template, context)
@@ -182,6 +184,14 @@ def _annotated(source: TraceSource, pending_job: IngestJob | None = None) -> Tra
     source.scan_error = report.get("error", "")
     source.took_ms = report.get("duration_ms")
     return source
+
+
+def _held_elsewhere(report: dict | None, counts: dict) -> int:
+    """Trace files the last scan found that another source holds (sources that overlap):
+    counted in its report, listed on the other source's page."""
+    files = (report or {}).get("files", {})
+    read = sum(files.get(outcome, 0) for outcome in ("ingested", "unchanged", "failed"))
+    return max(read - counts["ok"] - counts["error"], 0)
 
 
 def _scanning(source: TraceSource) -> bool:
