@@ -68,6 +68,25 @@ def seconds(value) -> str:
     return f"{minutes} min {rest} s" if rest else f"{minutes} min"
 
 
+# Fields of a filter form that order, page or jump: what "Filters (n)" does not count.
+NOT_FILTERS = frozenset({"sort", "after", "before", "page", "seen", "jump", "tab"})
+
+
+@register.simple_tag
+def filter_count(form) -> int:
+    """How many of a filter form's fields the request set: the n of "Filters (n)"."""
+    data = getattr(form, "data", None) or {}
+    values = data.getlist if hasattr(data, "getlist") else lambda name: [data.get(name)]
+    count = 0
+    for name, field in form.fields.items():
+        # A choice's first option is its default ("contains"): choosing it filters nothing.
+        choices = list(getattr(field, "choices", ()))[:1]
+        default = str(choices[0][0]) if choices else ""
+        given = {str(value or "").strip() for value in values(name)} - {"", default}
+        count += name not in NOT_FILTERS and bool(given)
+    return count
+
+
 ESTIMATED_TITLE = "estimated from the file's modified time; the format records no time"
 
 
