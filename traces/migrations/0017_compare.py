@@ -16,7 +16,6 @@ def fill_paths(apps, schema_editor):
     with connection.cursor() as reader:
         reader.execute(f"SELECT id FROM {apps.get_model('traces', 'Run')._meta.db_table}")
         run_ids = [row[0] for row in reader.fetchall()]
-    update = f"UPDATE {table} SET path = %s WHERE id = %s"
     for run_id in run_ids:
         with connection.cursor() as cursor:
             # Parents before children: the order the store wrote them in.
@@ -27,11 +26,23 @@ def fill_paths(apps, schema_editor):
             )
             paths = StepPaths()
             rows = [
-                (paths.add(pk, parent, name or kind, loop), pk)
+                (pk, paths.add(pk, parent, name or kind, loop))
                 for pk, parent, name, kind, loop in cursor.fetchall()
             ]
             for start in range(0, len(rows), BATCH):
-                cursor.executemany(update, rows[start : start + BATCH])
+                _write_paths(cursor, table, rows[start : start + BATCH])
+
+
+def _write_paths(cursor, table: str, rows: list[tuple[int, str]]) -> None:
+    """One UPDATE for a batch of (id, path): a statement a row took ~0.8 ms on a
+    5.6 M-step PostgreSQL store (70 minutes; bench/RESULTS.md §13i)."""
+    values = ", ".join(["(%s, %s)"] * len(rows))
+    params = [value for row in rows for value in row]
+    cursor.execute(
+        f"WITH new(id, path) AS (VALUES {values}) "
+        f"UPDATE {table} SET path = new.path FROM new WHERE {table}.id = new.id",
+        params,
+    )
 
 
 class Migration(migrations.Migration):
