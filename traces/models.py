@@ -606,6 +606,46 @@ class FailureCause(models.Model):
         return f"{self.cause} ({self.day}: {self.count})"
 
 
+# What FailureSlice keeps of a step's name (its key stays within PostgreSQL's limit).
+SLICE_NAME_MAX = 100
+
+
+class FailureSlice(models.Model):
+    """A finer read model of failed steps than FailureCause: how many failed of one
+    cause in one 10-minute UTC slot, in runs of one format and type, under one step
+    name (its first 100 characters). The steps page reads it for a time range that
+    is not whole days (the last hour, day or week) and for a cause's breakdown by
+    run type and step name. The store keeps it with FailureCause, in the same
+    transaction (ingest.failure_counts; its tests recount it)."""
+
+    cause = models.CharField(max_length=NORMALISED_MAX)
+    # The start of the slot of the step's time (its start, else its run's);
+    # causes.NO_SLOT without one.
+    slot = models.DateTimeField()
+    format = models.CharField(max_length=20, choices=Format.choices)
+    run_type = models.CharField(max_length=200, blank=True)
+    step_name = models.CharField(max_length=SLICE_NAME_MAX, blank=True)
+    count = models.IntegerField(default=0)
+    first_seen = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # The store's upserts (ON CONFLICT), and one cause's slices over a range.
+            models.UniqueConstraint(
+                fields=["cause", "slot", "format", "run_type", "step_name"],
+                name="failureslice_key",
+            ),
+        ]
+        indexes = [
+            # The causes box over a range of slots.
+            models.Index(fields=["slot"], name="failureslice_slot"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cause} ({self.slot} {self.step_name}: {self.count})"
+
+
 class EntityCounter(models.Model):
     """A read model of one entity: what its links and subject steps add up to. The
     store keeps it in step with the EntityLink and Step rows, in the same

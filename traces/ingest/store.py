@@ -22,7 +22,7 @@ from django.db.models.base import ModelState
 from django.utils import timezone
 
 from traces import critical_path
-from traces.causes import as_utc, error_cause, failure_day
+from traces.causes import as_utc, error_cause, failure_slot
 from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
 from traces.search import index as search_index
 
@@ -31,6 +31,7 @@ from .failure_counts import (
     add_causes,
     apply_failure_causes,
     failure_causes_of,
+    slice_name,
     subtract_failure_causes,
 )
 from .inserters import (
@@ -467,7 +468,8 @@ class _RunWriter:
         self.held_steps: list[list] = []
         # Steps with a smaller id went out before their summaries were known.
         self.first_held_id = 0
-        # (cause, day) -> [count, first seen, last seen] of this run's failed steps.
+        # (cause, slot, step name) -> [count, first seen, last seen] of this run's
+        # failed steps (failure_counts.add_causes).
         self.causes: dict[tuple, list] = {}
         # The earliest start and latest finish of the steps written (Run.steps_*_at).
         self.first_start = None
@@ -601,7 +603,8 @@ class _RunWriter:
             return cause
         moment = step.started_at or self.run.started_at
         moment = as_utc(moment) if moment is not None else None
-        entry = self.causes.setdefault((cause, failure_day(moment)), [0, moment, moment])
+        key = (cause, failure_slot(moment), slice_name(step.name))
+        entry = self.causes.setdefault(key, [0, moment, moment])
         entry[0] += 1
         if moment is not None:
             entry[1] = min(entry[1], moment)
