@@ -1,7 +1,7 @@
 """The failure causes read models, kept by the store in the same transaction as the
 failed steps they count, and taken off when runs are deleted: FailureCause (cause ×
-UTC day × format × run type) and FailureSlice (cause × 10-minute slot × format × run
-type × step name). One gathering (`add_causes`) and one apply feed both: the
+UTC day by format by run type) and FailureSlice (cause by 10-minute slot by format by run
+type by step name). One gathering (`add_causes`) and one apply feed both: the
 gathered dict holds FailureCause's keys (4-tuples) and FailureSlice's (5-tuples)."""
 
 from __future__ import annotations
