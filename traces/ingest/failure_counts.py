@@ -1,5 +1,5 @@
 """The failure causes read models, kept by the store in the same transaction as the
-failed steps they count, and taken off when runs are deleted: FailureCause (cause ×
+failed steps they count, and taken off when runs are deleted: FailureCause (cause by
 UTC day by format by run type) and FailureSlice (cause by 10-minute slot by format by run
 type by step name). One gathering (`add_causes`) and one apply feed both: the
 gathered dict holds FailureCause's keys (4-tuples) and FailureSlice's (5-tuples)."""
@@ -112,7 +112,7 @@ def _cause_day_sql(time: str) -> str:
     return f"COALESCE(date({time}), '0001-01-01')"
 
 
-def _cause_slot_sql(time: str) -> str:
+def slot_sql(time: str) -> str:
     """The SQL of causes.failure_slot: the start of a time's slot, NO_SLOT without one
     (on SQLite as text, as Django writes a time)."""
     seconds = SLOT_MINUTES * 60
@@ -135,7 +135,7 @@ _MODELS = (
     (
         _SLICES,
         _SLICE_COLUMNS,
-        (None, _cause_slot_sql, "r.format", "r.type", f"substr(s.name, 1, {SLICE_NAME_MAX})"),
+        (None, slot_sql, "r.format", "r.type", f"substr(s.name, 1, {SLICE_NAME_MAX})"),
     ),
 )
 
