@@ -32,7 +32,7 @@ from django.db.models import (
     QuerySet,
     Sum,
 )
-from django.db.models.functions import TruncDate
+from django.db.models.functions import Substr, TruncDate
 
 from traces.causes import NO_DAY, NO_SLOT, SLOT, slot_start
 from traces.models import SLICE_NAME_MAX, FailureCause, FailureSlice, Status, Step
@@ -72,6 +72,7 @@ class ErrorGroups:
     groups: list[ErrorGroup]  # every cause found, most frequent first
     source: str  # DAYS (FailureCause), SLOTS (FailureSlice) or STEPS (grouped)
     spark_unit: str = ""
+    chosen: str = ""  # a chosen cause: drawn (and given its example) even if not on top
 
     @property
     def from_read_model(self) -> bool:
@@ -79,7 +80,11 @@ class ErrorGroups:
 
     @property
     def top(self) -> list[ErrorGroup]:
-        return self.groups[:TOP_ERROR_GROUPS]
+        top = self.groups[:TOP_ERROR_GROUPS]
+        chosen = self.find(self.chosen) if self.chosen else None
+        if chosen is not None and all(group is not chosen for group in top):
+            top.append(chosen)
+        return top
 
     @property
     def steps_read(self) -> int:
@@ -89,7 +94,7 @@ class ErrorGroups:
         return next((group for group in self.groups if group.text == text), None)
 
 
-def failure_groups(filters: dict, *, details: bool = True) -> ErrorGroups:
+def failure_groups(filters: dict, *, details: bool = True, chosen: str = "") -> ErrorGroups:
     """The failed steps matching the steps-page filters (cleaned data of StepListForm;
     its `status` and `error_group` are ignored) grouped by cause, most frequent
     first; with `details`, the top groups' sparklines and example messages."""
@@ -100,7 +105,7 @@ def failure_groups(filters: dict, *, details: bool = True) -> ErrorGroups:
         rows = _read_model_slots(filters)
     else:
         rows = _failed_step_days(filters, by_slot=_short_range(filters))
-    result = ErrorGroups(groups=_groups_of(rows), source=source)
+    result = ErrorGroups(groups=_groups_of(rows), source=source, chosen=chosen)
     if details:
         add_sparklines(result, filters)
         add_examples(result.top)
@@ -343,6 +348,59 @@ def _converter(rows: QuerySet, name: str):
         return value
 
     return convert
+
+
+# --- a cause's breakdown --------------------------------------------------------------------
+
+
+@dataclass
+class Breakdown:
+    """A cause's failures by run type and by step name (the first 100 characters),
+    most first; `more_*` how many of each are not listed."""
+
+    run_types: list[tuple[str, int]]
+    step_names: list[tuple[str, int]]
+    more_types: int = 0
+    more_names: int = 0
+
+
+def cause_breakdown(filters: dict, cause: str) -> Breakdown:
+    """The chosen cause's failures matching the filters, counted by run type and by
+    step name: one query, from FailureSlice when the read models answer the
+    filters, else grouped over its failed steps."""
+    if groups_source(filters) == STEPS:
+        failed = filter_steps({**filters, "status": Status.FAILED, "error_group": cause})
+        when = step_time()
+        failed = failed.annotate(when=when).filter(_day_range(filters, "when", as_days=False))
+        rows = (
+            failed.order_by()
+            .values_list("run__type", Substr("name", 1, SLICE_NAME_MAX))
+            .annotate(n=Count("id"))
+        )
+    else:
+        rows = (
+            _slices(filters)
+            .filter(cause=cause)
+            .order_by()
+            .values_list("run_type", "step_name")
+            .annotate(n=Sum("count"))
+        )
+    by_type: dict[str, int] = {}
+    by_name: dict[str, int] = {}
+    for run_type, name, n in rows:
+        by_type[run_type] = by_type.get(run_type, 0) + n
+        by_name[name] = by_name.get(name, 0) + n
+    types, names = _most(by_type), _most(by_name)
+    return Breakdown(
+        run_types=types[:BREAKDOWN_TOP],
+        step_names=names[:BREAKDOWN_TOP],
+        more_types=max(len(types) - BREAKDOWN_TOP, 0),
+        more_names=max(len(names) - BREAKDOWN_TOP, 0),
+    )
+
+
+def _most(counts: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 # --- examples ------------------------------------------------------------------------------
