@@ -127,6 +127,12 @@ def failure_slot(moment: datetime | None) -> datetime:
 
 
 def slot_start(moment: datetime) -> datetime:
-    """The start of the slot holding a UTC time."""
+    """The start of the slot holding a time, in UTC."""
+    moment = as_utc(moment)
     minute = moment.minute - moment.minute % SLOT_MINUTES
     return moment.replace(minute=minute, second=0, microsecond=0)
+
+
+def slot_end(moment: datetime) -> datetime:
+    """The last instant of the slot holding a time, in UTC."""
+    return slot_start(moment) + SLOT - timedelta(microseconds=1)

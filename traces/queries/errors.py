@@ -34,7 +34,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Substr, TruncDate
 
-from traces.causes import NO_DAY, NO_SLOT, SLOT, slot_start
+from traces.causes import NO_DAY, NO_SLOT, SLOT, slot_end, slot_start
 from traces.models import SLICE_NAME_MAX, FailureCause, FailureSlice, Status, Step
 
 from .steps import filter_steps, step_time
@@ -150,21 +150,7 @@ def _is_slot_start(moment: datetime) -> bool:
 
 
 def _is_slot_end(moment: datetime) -> bool:
-    moment = moment.astimezone(UTC)
-    return slot_start(moment) + SLOT - timedelta(microseconds=1) == moment
-
-
-def snap_to_slots(filters: dict) -> dict:
-    """The filters with `since` moved back to its slot's start and `until` on to its
-    slot's end (the page does so for a relative range, "last 24 h", so that the
-    slots answer it: it then covers up to 10 minutes more)."""
-    snapped = dict(filters)
-    if snapped.get("since"):
-        snapped["since"] = slot_start(snapped["since"].astimezone(UTC))
-    if snapped.get("until"):
-        until = snapped["until"].astimezone(UTC)
-        snapped["until"] = slot_start(until) + SLOT - timedelta(microseconds=1)
-    return snapped
+    return slot_end(moment) == moment.astimezone(UTC)
 
 
 def _short_range(filters: dict) -> bool:

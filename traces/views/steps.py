@@ -9,7 +9,6 @@ from django.views.decorators.vary import vary_on_headers
 
 from traces import queries
 from traces.forms import StepListForm
-from traces.forms.common import RELATIVE_TIME
 from traces.models import Format, Run, Status
 from traces.pagination import BadCursor
 
@@ -28,7 +27,7 @@ def step_list(request: HttpRequest) -> HttpResponse:
     form = StepListForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some filters are not valid.", form)
-    filters = _snapped(request, form.cleaned_data)
+    filters = form.filters
     part = htmx_part(request, *PARTS)
     # Paging through the rows needs no groups: a chosen cause is a column's value.
     groups = breakdown = None
@@ -62,18 +61,6 @@ def step_list(request: HttpRequest) -> HttpResponse:
         "statuses": Status.choices,
     }
     return render(request, fragment(request, TEMPLATE, *PARTS), context)
-
-
-def _snapped(request: HttpRequest, filters: dict) -> dict:
-    """A relative range ("last 24 h") from the start of its first 10-minute slot,
-    so that the read models answer it; the rows are listed over the same range."""
-    relative = [
-        name for name in ("since", "until") if RELATIVE_TIME.match(request.GET.get(name) or "")
-    ]
-    if not relative:
-        return filters
-    snapped = queries.errors.snap_to_slots(filters)
-    return {**filters, **{name: snapped[name] for name in relative}}
 
 
 def _listed_count(steps, filters: dict, groups, selected_group) -> tuple[int, bool]:
