@@ -223,6 +223,19 @@ class Run(Outcome, ItemProgress):
     fingerprint = models.CharField(max_length=64, blank=True)
     completeness = models.JSONField(null=True, blank=True)
     ingested_at = models.DateTimeField(default=timezone.now)
+    # The time the runs list orders by: the start the source recorded; NULL when the
+    # times are estimated (greentic: the file's time) or unknown, so those runs are
+    # listed after the timed ones, newest written (highest id) first, and a folder of
+    # files copied today does not push today's timed runs off the first page.
+    listed_at = models.GeneratedField(
+        expression=models.Case(
+            models.When(times_estimated=False, then=models.F("started_at")),
+            default=None,
+            output_field=models.DateTimeField(),
+        ),
+        output_field=models.DateTimeField(null=True, blank=True),
+        db_persist=True,
+    )
 
     objects = RunQuerySet.as_manager()
 
@@ -251,6 +264,16 @@ class Run(Outcome, ItemProgress):
             ),
             # Retention (prune) and "recently ingested".
             models.Index(fields=["ingested_at"], name="run_ingested"),
+            # The runs list newest (or oldest) first, alone or by one filter.
+            models.Index(fields=["-listed_at", "-id"], name="run_listed"),
+            models.Index(fields=["status", "-listed_at", "-id"], name="run_status_listed"),
+            models.Index(fields=["format", "-listed_at", "-id"], name="run_format_listed"),
+            models.Index(fields=["type", "-listed_at", "-id"], name="run_type_listed"),
+            models.Index(
+                fields=["-listed_at", "-id"],
+                condition=models.Q(left_source_at__isnull=False),
+                name="run_left_source_listed",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -17,29 +17,88 @@ def backfill(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('traces', '0021_critical_path'),
+        ("traces", "0021_critical_path"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='FailureSlice',
+            name="FailureSlice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('cause', models.CharField(max_length=300)),
-                ('slot', models.DateTimeField()),
-                ('format', models.CharField(choices=[('duckflux', 'duckflux'), ('greentic', 'greentic'), ('traceos', 'traceos'), ('runs', 'runs'), ('workflow', 'workflow'), ('otlp', 'otlp')], max_length=20)),
-                ('run_type', models.CharField(blank=True, max_length=200)),
-                ('step_name', models.CharField(blank=True, max_length=100)),
-                ('count', models.IntegerField(default=0)),
-                ('first_seen', models.DateTimeField(blank=True, null=True)),
-                ('last_seen', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("cause", models.CharField(max_length=300)),
+                ("slot", models.DateTimeField()),
+                (
+                    "format",
+                    models.CharField(
+                        choices=[
+                            ("duckflux", "duckflux"),
+                            ("greentic", "greentic"),
+                            ("traceos", "traceos"),
+                            ("runs", "runs"),
+                            ("workflow", "workflow"),
+                            ("otlp", "otlp"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("run_type", models.CharField(blank=True, max_length=200)),
+                ("step_name", models.CharField(blank=True, max_length=100)),
+                ("count", models.IntegerField(default=0)),
+                ("first_seen", models.DateTimeField(blank=True, null=True)),
+                ("last_seen", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['slot'], name='failureslice_slot')],
-                'constraints': [models.UniqueConstraint(fields=('cause', 'slot', 'format', 'run_type', 'step_name'), name='failureslice_key')],
+                "indexes": [models.Index(fields=["slot"], name="failureslice_slot")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("cause", "slot", "format", "run_type", "step_name"),
+                        name="failureslice_key",
+                    )
+                ],
             },
         ),
         migrations.RunPython(backfill, migrations.RunPython.noop, elidable=True),
+        migrations.AddField(
+            model_name="run",
+            name="listed_at",
+            field=models.GeneratedField(
+                db_persist=True,
+                expression=models.Case(
+                    models.When(then=models.F("started_at"), times_estimated=False),
+                    default=None,
+                    output_field=models.DateTimeField(),
+                ),
+                output_field=models.DateTimeField(blank=True, null=True),
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="run",
+            index=models.Index(fields=["-listed_at", "-id"], name="run_listed"),
+        ),
+        migrations.AddIndex(
+            model_name="run",
+            index=models.Index(fields=["status", "-listed_at", "-id"], name="run_status_listed"),
+        ),
+        migrations.AddIndex(
+            model_name="run",
+            index=models.Index(fields=["format", "-listed_at", "-id"], name="run_format_listed"),
+        ),
+        migrations.AddIndex(
+            model_name="run",
+            index=models.Index(fields=["type", "-listed_at", "-id"], name="run_type_listed"),
+        ),
+        migrations.AddIndex(
+            model_name="run",
+            index=models.Index(
+                condition=models.Q(("left_source_at__isnull", False)),
+                fields=["-listed_at", "-id"],
+                name="run_left_source_listed",
+            ),
+        ),
     ]
