@@ -225,3 +225,20 @@ def test_groups_first_and_last_seen_are_their_failures_own(monkeypatch):
     for source in both_sources({}, monkeypatch):
         assert {text: [n, first, last] for text, n, first, last, _days in source} == expected
         assert all(first.tzinfo is not None for _t, _n, first, _l, _d in source if first)
+
+
+@pytest.mark.django_db
+def test_the_slot_sql_runs_under_a_debug_cursor_too():
+    """A debug cursor (DEBUG, or a test capturing queries) writes each statement out
+    with its parameters by `%`: the slot SQL's own `%` must survive it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    runs = spread_failures()
+    with CaptureQueriesContext(connection) as captured:
+        grouped = errors.failure_groups(
+            {"error": "vol", "since": DAY + timedelta(days=2), "until": DAY + timedelta(days=3)}
+        )
+        store.delete_runs([runs[0].pk])
+    assert grouped.groups and grouped.source == errors.STEPS
+    assert any("failureslice" in query["sql"] for query in captured.captured_queries)

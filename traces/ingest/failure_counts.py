@@ -114,7 +114,8 @@ def _cause_day_sql(time: str) -> str:
 
 def slot_sql(time: str) -> str:
     """The SQL of causes.failure_slot: the start of a time's slot, NO_SLOT without one
-    (on SQLite as text, as Django writes a time)."""
+    (on SQLite as text, as Django writes a time). Its % are doubled, as SQL given
+    with parameters has them."""
     seconds = SLOT_MINUTES * 60
     if connection.vendor == "postgresql":
         return (
@@ -122,8 +123,8 @@ def slot_sql(time: str) -> str:
             "TIMESTAMPTZ '0001-01-01 00:00:00+00')"
         )
     return (
-        f"COALESCE(strftime('%Y-%m-%d %H:', {time}) || "
-        f"printf('%02d', CAST(strftime('%M', {time}) AS INTEGER) / {SLOT_MINUTES} * "
+        f"COALESCE(strftime('%%Y-%%m-%%d %%H:', {time}) || "
+        f"printf('%%02d', CAST(strftime('%%M', {time}) AS INTEGER) / {SLOT_MINUTES} * "
         f"{SLOT_MINUTES}) || ':00', '0001-01-01 00:00:00')"
     )
 
