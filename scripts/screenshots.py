@@ -88,6 +88,8 @@ def julianday(moment: datetime) -> float:
     return moment.timestamp() / 86400 + 2440587.5
 
 
+# A cause of the recent copy's failures (URL-encoded).
+RECENT_CAUSE = "canceling+statement+due+to+statement+timeout"
 # Pictures of one part of a page: (file name) -> CSS selector.
 PARTS = {"failing-now": ".failing-now"}
 
@@ -109,6 +111,7 @@ def pages(page, base: str) -> list[tuple[str, str]]:
         ("timeline", f"{base}{parallel_url}?tab=timeline"),
         ("critical-path", f"{base}{parallel_url}?tab=critical"),
         ("failed-steps", f"{base}/steps/?status=failed"),
+        ("failed-cause", f"{base}/steps/?status=failed&since=24h&error_group={RECENT_CAUSE}"),
         ("entities", f"{base}/entities/"),
         ("compare", f"{base}{compare_url}"),
         ("search", f"{base}/search/?q=sync_stripe&jump=no"),
