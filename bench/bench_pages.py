@@ -355,11 +355,11 @@ def cases(t: Targets) -> list[Case]:
     )
     runs_page = (
         f"SELECT {_cols(Run, '', RUN_VALUES)} FROM traces_run "
-        "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 51"
+        "ORDER BY listed_at DESC NULLS LAST, id DESC LIMIT 51"
     )
     runs_failed_page = (
         f"SELECT {_cols(Run, '', RUN_VALUES)} FROM traces_run WHERE status = 'failed' "
-        "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 51"
+        "ORDER BY listed_at DESC NULLS LAST, id DESC LIMIT 51"
     )
     status_counts = "SELECT status, COUNT(*) FROM traces_run GROUP BY status"
     failed_status_count = (
