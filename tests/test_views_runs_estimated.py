@@ -5,6 +5,7 @@ files copied today does not crowd today's timed runs off the first page."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db.models import F
 from django.urls import reverse
 
 from tests.factories import make_runs
@@ -78,12 +79,12 @@ def test_greentic_samples_do_not_crowd_out_timed_runs(client, samples):
     assert estimated.exists() and timed.exists()
     # The samples' files are newer than the runs they hold: by start alone they would
     # come first.
-    newest = Run.objects.order_by("-started_at").first()
+    newest = Run.objects.order_by(F("started_at").desc(nulls_last=True)).first()
     assert newest.times_estimated
     items = client.get(URL).context["page"].items
     flags = [run.times_estimated for run in items]
     assert flags == sorted(flags)  # every timed run before every estimated one
-    assert items[0].started_at == timed.order_by("-started_at").first().started_at
+    assert items[0].started_at == timed.order_by(F("started_at").desc()).first().started_at
 
 
 def test_the_api_lists_in_the_same_order(client):

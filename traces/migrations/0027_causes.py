@@ -5,6 +5,34 @@ from django.db import migrations, models
 from traces.ingest.failure_counts import SLICE_SQL_COLUMNS, failed_steps_recount_sql
 
 
+# PostgreSQL puts NULLs first in a DESC index; the runs list reads listed_at DESC NULLS
+# LAST (runs with estimated or no times at the end): indexes in that order, as 0004
+# gives started_at. SQLite's DESC already sorts NULLs last.
+LISTED_INDEXES = {
+    "run_listed_nl": "traces_run (listed_at DESC NULLS LAST, id DESC)",
+    "run_status_listed_nl": "traces_run (status, listed_at DESC NULLS LAST, id DESC)",
+    "run_format_listed_nl": "traces_run (format, listed_at DESC NULLS LAST, id DESC)",
+    "run_type_listed_nl": "traces_run (type, listed_at DESC NULLS LAST, id DESC)",
+    "run_left_source_listed_nl": (
+        "traces_run (listed_at DESC NULLS LAST, id DESC) WHERE left_source_at IS NOT NULL"
+    ),
+}
+
+
+def create_listed_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    for name, definition in LISTED_INDEXES.items():
+        schema_editor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {definition}")
+
+
+def drop_listed_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    for name in LISTED_INDEXES:
+        schema_editor.execute(f"DROP INDEX IF EXISTS {name}")
+
+
 def backfill(apps, schema_editor):
     """FailureSlice of the failed steps already stored (the store keeps it from now on)."""
     FailureSlice = apps.get_model("traces", "FailureSlice")
@@ -101,4 +129,5 @@ class Migration(migrations.Migration):
                 name="run_left_source_listed",
             ),
         ),
+        migrations.RunPython(create_listed_indexes, drop_listed_indexes),
     ]
