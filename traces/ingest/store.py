@@ -385,7 +385,7 @@ _RUN_CALLABLE_DEFAULTS = [
 _RUN_CONSTANTS = {
     f.attname: f.get_default()
     for f in Run._meta.concrete_fields
-    if f.attname not in dict(_RUN_CALLABLE_DEFAULTS)
+    if f.attname not in dict(_RUN_CALLABLE_DEFAULTS) and not f.generated
 }
 
 
