@@ -389,11 +389,11 @@ def cases(t: Targets) -> list[Case]:
     )
     runs_page = (
         f"SELECT {_cols(Run, '', RUN_VALUES)} FROM traces_run "
-        "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 51"
+        "ORDER BY listed_at DESC NULLS LAST, id DESC LIMIT 51"
     )
     runs_failed_page = (
         f"SELECT {_cols(Run, '', RUN_VALUES)} FROM traces_run WHERE status = 'failed' "
-        "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 51"
+        "ORDER BY listed_at DESC NULLS LAST, id DESC LIMIT 51"
     )
     status_counts = "SELECT status, COUNT(*) FROM traces_run GROUP BY status"
     failed_status_count = (
@@ -492,6 +492,24 @@ def cases(t: Targets) -> list[Case]:
         "AND s.status = 'failed' ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 1 OFFSET 49"
     )
     after = [cursor_row[0], cursor_row[0], cursor_row[1]]
+    # A chosen cause (the most frequent): the table collapsed to it, its breakdown by
+    # run type and step name from FailureSlice, its rows through its index.
+    top_cause = top_causes[0] if top_causes else ""
+    cause_rows = (
+        f"SELECT {STEP_LIST} FROM traces_step s JOIN traces_run r ON r.id = s.run_id "
+        f"WHERE {failed_where} AND s.error_cause = %s "
+        "ORDER BY s.started_at DESC NULLS LAST, s.id DESC LIMIT 51"
+    )
+    breakdown = (
+        "SELECT run_type, step_name, SUM(count) FROM traces_failureslice WHERE cause = %s "
+        "GROUP BY run_type, step_name"
+    )
+    week_ago = datetime.now(UTC) - timedelta(days=7)
+    slots_week = (
+        "SELECT cause, slot, SUM(count), MIN(first_seen), MAX(last_seen) "
+        "FROM traces_failureslice WHERE slot >= %s AND slot <> %s GROUP BY cause, slot"
+    )
+    no_slot = datetime(1, 1, 1, tzinfo=UTC)
 
     def entity_sql(entity_type: str, entity_id: str, with_subjects: bool) -> list:
         key = [entity_type, entity_id]
@@ -664,6 +682,23 @@ def cases(t: Targets) -> list[Case]:
         Case("failed", "failed steps page (rows + error groups)", "/steps/",
              [(failed_rows, []), (failed_count, []), (groups, []), (examples, top_causes)],
              params={"status": "failed"}),
+        Case("failed_cause", "failed steps, one cause chosen (collapsed box + breakdown)",
+             "/steps/", [(failed_rows, []), (groups, []), (breakdown, [top_cause]),
+                         (cause_rows, [top_cause])],
+             params={"status": "failed", "error_group": top_cause}),
+        Case("failed_1h", "failed steps, last 1 h (FailureSlice)", "/steps/",
+             [(failed_rows, []), (slots_week, [week_ago, no_slot])],
+             params={"status": "failed", "since": "1h"}),
+        Case("failed_24h", "failed steps, last 24 h (FailureSlice)", "/steps/",
+             [(failed_rows, []), (slots_week, [week_ago, no_slot])],
+             params={"status": "failed", "since": "24h"}),
+        Case("failed_7d", "failed steps, last 7 d (FailureSlice)", "/steps/",
+             [(failed_rows, []), (slots_week, [week_ago, no_slot])],
+             params={"status": "failed", "since": "7d"}),
+        Case("failed_cause_7d", "failed steps, last 7 d, one cause chosen", "/steps/",
+             [(cause_rows, [top_cause]), (slots_week, [week_ago, no_slot]),
+              (breakdown, [top_cause])],
+             params={"status": "failed", "since": "7d", "error_group": top_cause}),
         Case("failed_rows", "failed steps, page 2 (htmx rows)", "/steps/",
              [(failed_rows_after, after), (failed_count, [])],
              params={"status": "failed", "after": t.failed_cursor}, htmx_target="step-rows"),

@@ -1,4 +1,4 @@
-"""The read models (failure causes, entity counters, run counts and step bounds)
+"""The read models (failure causes and slices, entity counters, run counts and step bounds)
 against a recount in SQL of the tables they summarise, on a built database: the
 same definitions as the recounts of tests/test_read_model_*.py, run by
 PostgreSQL itself (10,000,000 steps do not fit a Python recount), each timed.
@@ -38,6 +38,21 @@ GROUP BY 1, 2, 3, 4
 """
 CAUSES_STORED = """
 SELECT cause, day, format, run_type, count, first_seen, last_seen FROM traces_failurecause
+"""
+# The same by 10-minute UTC slot and step name (its first 100 characters); no time:
+# 0001-01-01 00:00 UTC (traces.causes.NO_SLOT).
+SLICES_RECOUNT = f"""
+SELECT s.error_cause,
+       COALESCE(to_timestamp(floor(extract(epoch FROM {STEP_TIME}) / 600) * 600),
+                TIMESTAMPTZ '0001-01-01 00:00:00+00'),
+       r.format, r.type, substr(s.name, 1, 100), COUNT(*), MIN({STEP_TIME}), MAX({STEP_TIME})
+FROM traces_step s JOIN traces_run r ON r.id = s.run_id
+WHERE s.status = 'failed' AND NOT s.synthetic
+GROUP BY 1, 2, 3, 4, 5
+"""
+SLICES_STORED = """
+SELECT cause, slot, format, run_type, step_name, count, first_seen, last_seen
+FROM traces_failureslice
 """
 
 
@@ -130,6 +145,7 @@ SINGLE = {
 
 CHECKS = [
     ("failure causes (FailureCause)", CAUSES_RECOUNT, CAUSES_STORED),
+    ("failure slices (FailureSlice)", SLICES_RECOUNT, SLICES_STORED),
     ("entity counters (EntityCounter)", ENTITIES_RECOUNT, ENTITIES_STORED),
     ("entity types (EntityTypeCounter)", TYPES_RECOUNT, TYPES_STORED),
     ("run counts (RunCount)", RUNS_RECOUNT, RUNS_STORED),

@@ -4,18 +4,24 @@
 
 Ingests the samples into a throwaway database, serves the site on loopback,
 and has Debian's chromium (through Playwright) photograph the main pages into
-docs/screenshots/, in light and dark.
+docs/screenshots/, in light and dark. The samples' failures are months old: for the
+"failing now" strip, a copy of the runs sample with its times moved to the last
+hour and a half is ingested too (into the throwaway database only; samples/ and
+the demo data are left as they are).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +58,42 @@ def wait_for(url: str) -> None:
     sys.exit(f"the site did not come up at {url}")
 
 
+def recent_copy(folder: Path) -> Path:
+    """A copy of the runs sample whose newest run started 15 minutes ago (every time
+    in it moved by the same amount), so that its failed runs are recent."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / "runs-recent.sqlite"
+    shutil.copyfile(ROOT / "samples" / "runs" / "runs.sqlite", copy)
+    newest_at = datetime.now(UTC) - timedelta(minutes=15)
+    conn = sqlite3.connect(copy)
+    (newest,) = conn.execute("SELECT MAX(julianday(started_at)) FROM runs").fetchone()
+    shift = julianday(newest_at) - newest
+    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    for table in tables:
+        columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+        for column in (name for name in columns if name.endswith("_at")):
+            conn.execute(
+                f"UPDATE {table} SET {column} = "
+                f"strftime('%Y-%m-%dT%H:%M:%fZ', julianday({column}) + ?) "
+                f"WHERE {column} IS NOT NULL AND julianday({column}) IS NOT NULL",
+                (shift,),
+            )
+    conn.commit()
+    conn.close()
+    return copy
+
+
+def julianday(moment: datetime) -> float:
+    """A UTC time as SQLite's julianday() gives it."""
+    return moment.timestamp() / 86400 + 2440587.5
+
+
+# A cause of the recent copy's failures (URL-encoded).
+RECENT_CAUSE = "canceling+statement+due+to+statement+timeout"
+# Pictures of one part of a page: (file name) -> CSS selector.
+PARTS = {"failing-now": ".failing-now"}
+
+
 def pages(page, base: str) -> list[tuple[str, str]]:
     """(file name, URL) of each page worth a picture, found from the samples."""
     page.goto(f"{base}/steps/?status=failed&format=runs&name=upsert_batch")
@@ -64,10 +106,12 @@ def pages(page, base: str) -> list[tuple[str, str]]:
     compare_url = page.locator("[data-compare-previous]").get_attribute("href")
     return [
         ("runs", f"{base}/"),
+        ("failing-now", f"{base}/"),
         ("run", f"{base}{step_url}"),
         ("timeline", f"{base}{parallel_url}?tab=timeline"),
         ("critical-path", f"{base}{parallel_url}?tab=critical"),
         ("failed-steps", f"{base}/steps/?status=failed"),
+        ("failed-cause", f"{base}/steps/?status=failed&since=24h&error_group={RECENT_CAUSE}"),
         ("entities", f"{base}/entities/"),
         ("compare", f"{base}{compare_url}"),
         ("search", f"{base}/search/?q=sync_stripe&jump=no"),
@@ -95,7 +139,11 @@ def shoot(base: str, only: set[str]) -> None:
                 page.goto(url)
                 page.wait_for_load_state("networkidle")
                 suffix = "" if scheme == "light" else "-dark"
-                page.screenshot(path=str(OUT / f"{name}{suffix}.png"))
+                path = str(OUT / f"{name}{suffix}.png")
+                if name in PARTS:
+                    page.locator(PARTS[name]).screenshot(path=path)
+                else:
+                    page.screenshot(path=path)
                 print(f"docs/screenshots/{name}{suffix}.png  {url}")
             phone_pages = {f"{name}-phone": url for name, url in pages(page, base)[:2]}
             context.close()
@@ -124,6 +172,7 @@ def main() -> None:
     env.pop("DATABASE_URL", None)
     manage(env, "migrate", "--noinput", stdout=subprocess.DEVNULL)
     manage(env, "ingest", "samples", stdout=subprocess.DEVNULL)
+    manage(env, "ingest", str(recent_copy(Path(data) / "recent")), stdout=subprocess.DEVNULL)
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 from django.db.models import Max, Min
 
-from traces.causes import as_utc, error_cause, failure_day
+from traces.causes import as_utc, error_cause, failure_slot
 from traces.ingest import entity_counts
-from traces.ingest.failure_counts import add_failure_causes
+from traces.ingest.failure_counts import add_failure_causes, slice_name
 from traces.ingest.run_counts import apply_run_counts, run_key
-from traces.models import FailureCause, Run, Step
+from traces.models import FailureCause, FailureSlice, Run, Step
 
 BASE_TIME = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 _ids = itertools.count()
@@ -50,7 +50,7 @@ def make_steps(
     error: str | Callable[[int], str] = "",
 ) -> list[Step]:
     """`count` sibling steps; failed ones get their cause and are counted in
-    FailureCause, as the store does. `error` is a message, or one per position."""
+    FailureCause and FailureSlice, as the store does. `error` is a message, or one per position."""
     failed = status == "failed"
     steps = []
     for index in range(start, start + count):
@@ -88,12 +88,14 @@ def make_steps(
 
 
 def failures_by_cause_and_day(run: Run, steps: list[Step]) -> dict[tuple, list]:
-    """What the store counts of a run's failed steps: (cause, day) -> [count, first, last]."""
+    """What the store counts of a run's failed steps: (cause, slot, step name) ->
+    [count, first, last]."""
     causes: dict[tuple, list] = {}
     for step in steps:
         moment = step.started_at or run.started_at
         moment = as_utc(moment) if moment is not None else None
-        entry = causes.setdefault((step.error_cause, failure_day(moment)), [0, moment, moment])
+        key = (step.error_cause, failure_slot(moment), slice_name(step.name))
+        entry = causes.setdefault(key, [0, moment, moment])
         entry[0] += 1
         if moment is not None:
             entry[1], entry[2] = min(entry[1], moment), max(entry[2], moment)
@@ -104,6 +106,7 @@ def recount_failure_causes() -> None:
     """After a test changed failed steps' errors or times in place: their causes and
     FailureCause written again from the steps, as the store would have."""
     FailureCause.objects.all().delete()
+    FailureSlice.objects.all().delete()
     for run in Run.objects.all():
         failed = list(Step.objects.filter(run=run, status="failed"))
         for step in failed:

@@ -20,7 +20,16 @@ from django_tasks_db.models import DBTaskResult
 from tests.test_tasks import ROOT, database_url
 from traces import sources as scans
 from traces.ingest import parallel
-from traces.models import FailureCause, IngestClaim, IngestJob, Run, Step, TraceFile, TraceSource
+from traces.models import (
+    FailureCause,
+    FailureSlice,
+    IngestClaim,
+    IngestJob,
+    Run,
+    Step,
+    TraceFile,
+    TraceSource,
+)
 from traces.tasks import enqueue_ingest, run_ingest_job, run_ingest_share
 
 # Worker processes see only what is committed.
@@ -48,6 +57,7 @@ def forget_everything() -> None:
     Run.objects.all().delete()
     TraceFile.objects.all().delete()
     FailureCause.objects.all().delete()
+    FailureSlice.objects.all().delete()
 
 
 def files_in(directory, count: int) -> list:

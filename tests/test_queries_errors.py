@@ -1,7 +1,7 @@
 """Failures grouped by cause: the normaliser (traces/causes.py), a pure function, and
 the groups (traces/queries/errors.py), the same from the read model as from the steps."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -105,17 +105,27 @@ def cause_of(n: int) -> str:
 
 def both_sources(filters: dict, monkeypatch) -> tuple:
     def answer(result):
-        return [(g.text, g.count, g.first_seen, g.last_seen, g.days) for g in result.groups]
+        return [(g.text, g.count, g.first_seen, g.last_seen, by_day(g.days)) for g in result.groups]
 
     from_table = errors.failure_groups(filters)
-    monkeypatch.setattr(errors, "read_model_answers", lambda filters: False)
+    monkeypatch.setattr(errors, "groups_source", lambda filters: errors.STEPS)
     from_steps = errors.failure_groups(filters)
     monkeypatch.undo()
     assert from_table.from_read_model and not from_steps.from_read_model
     return answer(from_table), answer(from_steps)
 
 
+def by_day(days: dict) -> dict:
+    """Failures per day, from failures per day or per slot."""
+    counted: dict = {}
+    for key, count in days.items():
+        day = key.date() if isinstance(key, datetime) else key
+        counted[day] = counted.get(day, 0) + count
+    return counted
+
+
 DAY = BASE_TIME.replace(hour=0)
+US = timedelta(microseconds=1)
 
 
 @pytest.mark.parametrize(
@@ -127,6 +137,11 @@ DAY = BASE_TIME.replace(hour=0)
         {"since": DAY + timedelta(days=1)},
         {"until": DAY + timedelta(days=1) - timedelta(microseconds=1)},
         {"since": DAY + timedelta(days=1), "until": DAY + timedelta(days=3, microseconds=-1)},
+        # FailureSlice's: slots and exact step names.
+        {"since": DAY + timedelta(days=1, hours=12, minutes=10)},
+        {"since": DAY + timedelta(hours=12), "until": DAY + timedelta(hours=12, minutes=20) - US},
+        {"name": "step 1", "name_match": "exact"},
+        {"name": "step 172802", "name_match": "exact", "since": DAY + timedelta(days=2, hours=12)},
     ],
 )
 @pytest.mark.django_db
@@ -153,7 +168,11 @@ def test_groups_count_every_failure_exactly():
     [
         ({"format": "runs", "run_type": "nightly", "status": "failed", "after": "x"}, True),
         ({"since": DAY, "until": DAY + timedelta(days=1, microseconds=-1)}, True),
-        ({"since": DAY + timedelta(hours=1)}, False),
+        ({"since": DAY + timedelta(hours=1)}, True),  # a slot's start
+        ({"since": DAY + timedelta(hours=1, minutes=5)}, False),
+        ({"until": DAY + timedelta(minutes=10) - US}, True),  # a slot's end
+        ({"name": "step 1", "name_match": "exact"}, True),
+        ({"name": "x" * 100, "name_match": "exact"}, False),  # longer than FailureSlice keeps
         ({"until": DAY + timedelta(days=1)}, False),  # takes in the next day's first instant
         ({"error": "vol"}, False),
         ({"run": 1}, False),
@@ -206,3 +225,20 @@ def test_groups_first_and_last_seen_are_their_failures_own(monkeypatch):
     for source in both_sources({}, monkeypatch):
         assert {text: [n, first, last] for text, n, first, last, _days in source} == expected
         assert all(first.tzinfo is not None for _t, _n, first, _l, _d in source if first)
+
+
+@pytest.mark.django_db
+def test_the_slot_sql_runs_under_a_debug_cursor_too():
+    """A debug cursor (DEBUG, or a test capturing queries) writes each statement out
+    with its parameters by `%`: the slot SQL's own `%` must survive it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    runs = spread_failures()
+    with CaptureQueriesContext(connection) as captured:
+        grouped = errors.failure_groups(
+            {"error": "vol", "since": DAY + timedelta(days=2), "until": DAY + timedelta(days=3)}
+        )
+        store.delete_runs([runs[0].pk])
+    assert grouped.groups and grouped.source == errors.STEPS
+    assert any("failureslice" in query["sql"] for query in captured.captured_queries)

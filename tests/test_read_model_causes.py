@@ -1,4 +1,4 @@
-"""The failure causes read model (FailureCause) against a recount of the Step table,
+"""The failure causes read models (FailureCause, FailureSlice) against a recount of the Step table,
 after every way the store writes or deletes steps: ingest, re-sync, the delete
 button, prune and a source that mirrors its writer's deletions."""
 
@@ -11,10 +11,10 @@ from django.db.models import Count, Max, Min
 from django.db.models.functions import Coalesce, TruncDate
 from django.urls import reverse
 
-from traces.causes import NO_DAY, NO_MESSAGE, error_cause, failure_day
+from traces.causes import NO_DAY, NO_MESSAGE, NO_SLOT, as_utc, error_cause, failure_day
 from traces.ingest import store
 from traces.ingest.loader import ingest_paths
-from traces.models import FailureCause, Run, Step, TraceSource
+from traces.models import FailureCause, FailureSlice, Run, Step, TraceSource
 
 pytestmark = pytest.mark.django_db
 
@@ -45,9 +45,39 @@ def stored() -> dict:
     }
 
 
+def recount_slices() -> dict:
+    """FailureSlice as it should be, counted in Python from each failed step: its
+    cause, the 10-minute UTC slot of its time, its run's format and type, and the
+    first 100 characters of its name."""
+    slices: dict = {}
+    failed = Step.objects.filter(status="failed", synthetic=False).select_related("run")
+    for step in failed:
+        moment = step.started_at or step.run.started_at
+        if moment is None:
+            slot = NO_SLOT
+        else:
+            moment = as_utc(moment)
+            slot = moment.replace(minute=moment.minute // 10 * 10, second=0, microsecond=0)
+        key = (step.error_cause, slot, step.run.format, step.run.type, step.name[:100])
+        count, first, last = slices.get(key, (0, moment, moment))
+        if moment is not None:
+            first, last = min(first, moment), max(last, moment)
+        slices[key] = (count + 1, first, last)
+    return slices
+
+
+def stored_slices() -> dict:
+    return {
+        (c.cause, c.slot, c.format, c.run_type, c.step_name): (c.count, c.first_seen, c.last_seen)
+        for c in FailureSlice.objects.all()
+    }
+
+
 def assert_read_model_is_the_recount():
     assert stored() == recount()
+    assert stored_slices() == recount_slices()
     assert not FailureCause.objects.filter(count__lte=0).exists()
+    assert not FailureSlice.objects.filter(count__lte=0).exists()
     # Every failed step has its cause, and no other step has one.
     for step in Step.objects.only("status", "error", "error_cause"):
         expected = error_cause(step.error) if step.status == "failed" else ""

@@ -156,7 +156,7 @@ def hostile_cause_groups(spread: int):
                    example="same as example", days={day: 1}),
         ErrorGroup(text="no time", count=2, example="e.g. <i>", days={}),
     ]  # fmt: skip
-    result = ErrorGroups(groups=groups, from_read_model=True)
+    result = ErrorGroups(groups=groups, source="days")
     add_sparklines(result)
     return result
 

@@ -7,7 +7,7 @@ their columns by it, and queries.errors groups by it.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 NORMALISED_MAX = 300
 # The cause of failed steps that carry no message at all.
@@ -110,3 +110,29 @@ def as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+# FailureSlice counts failures in slots of this many minutes of UTC time, and
+# failures without a time in NO_SLOT.
+SLOT_MINUTES = 10
+SLOT = timedelta(minutes=SLOT_MINUTES)
+NO_SLOT = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def failure_slot(moment: datetime | None) -> datetime:
+    """The start of the slot a failure counts in, from its time as failure_day."""
+    if moment is None:
+        return NO_SLOT
+    return slot_start(as_utc(moment))
+
+
+def slot_start(moment: datetime) -> datetime:
+    """The start of the slot holding a time, in UTC."""
+    moment = as_utc(moment)
+    minute = moment.minute - moment.minute % SLOT_MINUTES
+    return moment.replace(minute=minute, second=0, microsecond=0)
+
+
+def slot_end(moment: datetime) -> datetime:
+    """The last instant of the slot holding a time, in UTC."""
+    return slot_start(moment) + SLOT - timedelta(microseconds=1)

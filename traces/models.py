@@ -223,6 +223,19 @@ class Run(Outcome, ItemProgress):
     fingerprint = models.CharField(max_length=64, blank=True)
     completeness = models.JSONField(null=True, blank=True)
     ingested_at = models.DateTimeField(default=timezone.now)
+    # The time the runs list orders by: the start the source recorded; NULL when the
+    # times are estimated (greentic: the file's time) or unknown, so those runs are
+    # listed after the timed ones, newest written (highest id) first, and a folder of
+    # files copied today does not push today's timed runs off the first page.
+    listed_at = models.GeneratedField(
+        expression=models.Case(
+            models.When(times_estimated=False, then=models.F("started_at")),
+            default=None,
+            output_field=models.DateTimeField(),
+        ),
+        output_field=models.DateTimeField(null=True, blank=True),
+        db_persist=True,
+    )
 
     objects = RunQuerySet.as_manager()
 
@@ -251,6 +264,16 @@ class Run(Outcome, ItemProgress):
             ),
             # Retention (prune) and "recently ingested".
             models.Index(fields=["ingested_at"], name="run_ingested"),
+            # The runs list newest (or oldest) first, alone or by one filter.
+            models.Index(fields=["-listed_at", "-id"], name="run_listed"),
+            models.Index(fields=["status", "-listed_at", "-id"], name="run_status_listed"),
+            models.Index(fields=["format", "-listed_at", "-id"], name="run_format_listed"),
+            models.Index(fields=["type", "-listed_at", "-id"], name="run_type_listed"),
+            models.Index(
+                fields=["-listed_at", "-id"],
+                condition=models.Q(left_source_at__isnull=False),
+                name="run_left_source_listed",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -604,6 +627,46 @@ class FailureCause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cause} ({self.day}: {self.count})"
+
+
+# What FailureSlice keeps of a step's name (its key stays within PostgreSQL's limit).
+SLICE_NAME_MAX = 100
+
+
+class FailureSlice(models.Model):
+    """A finer read model of failed steps than FailureCause: how many failed of one
+    cause in one 10-minute UTC slot, in runs of one format and type, under one step
+    name (its first 100 characters). The steps page reads it for a time range that
+    is not whole days (the last hour, day or week) and for a cause's breakdown by
+    run type and step name. The store keeps it with FailureCause, in the same
+    transaction (ingest.failure_counts; its tests recount it)."""
+
+    cause = models.CharField(max_length=NORMALISED_MAX)
+    # The start of the slot of the step's time (its start, else its run's);
+    # causes.NO_SLOT without one.
+    slot = models.DateTimeField()
+    format = models.CharField(max_length=20, choices=Format.choices)
+    run_type = models.CharField(max_length=200, blank=True)
+    step_name = models.CharField(max_length=SLICE_NAME_MAX, blank=True)
+    count = models.IntegerField(default=0)
+    first_seen = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # The store's upserts (ON CONFLICT), and one cause's slices over a range.
+            models.UniqueConstraint(
+                fields=["cause", "slot", "format", "run_type", "step_name"],
+                name="failureslice_key",
+            ),
+        ]
+        indexes = [
+            # The causes box over a range of slots.
+            models.Index(fields=["slot"], name="failureslice_slot"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cause} ({self.slot} {self.step_name}: {self.count})"
 
 
 class EntityCounter(models.Model):

@@ -159,12 +159,14 @@ def _sort_field(queryset: QuerySet, name: str) -> Field:
     annotation = queryset.query.annotations.get(name)
     if annotation is not None:
         return annotation.output_field
-    return queryset.model._meta.get_field(name)
+    field = queryset.model._meta.get_field(name)
+    # A generated column's values are its expression's (Run.listed_at).
+    return field.output_field if field.generated else field
 
 
 def _may_be_null(queryset: QuerySet, name: str) -> bool:
     # An expression's output field does not say whether its value can be NULL.
-    return name in queryset.query.annotations or queryset.model._meta.get_field(name).null
+    return name in queryset.query.annotations or _sort_field(queryset, name).null
 
 
 def _cursor_of(row: Model, field: str) -> str:

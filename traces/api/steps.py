@@ -62,8 +62,7 @@ def step_errors(request, filters: Query[ErrorsQuery]):
     """Failed steps grouped by normalised error, most frequent first: the steps page's
     groups, with the same filters."""
     form = valid(StepListForm, request.GET)
-    data = form.cleaned_data
-    result = queries.errors.failure_groups(data)
+    result = queries.errors.failure_groups(form.filters)
     keep = {name: request.GET[name] for name in ERROR_PARAMS if request.GET.get(name)}
     steps_url = f"{reverse('api:list_steps')}?{urlencode({**keep, 'status': StepStatus.FAILED})}"
     # Hundreds of causes and their sparklines' points: plain dicts (api.items).

@@ -19,9 +19,11 @@ IN_SOURCE_CHOICES = [
 
 
 class RunFilterForm(FilterForm):
+    # By start: runs whose times are estimated or unknown after the timed ones
+    # (Run.listed_at), so that they do not crowd them out.
     SORTS = {
-        "-started": ("started_at", True),
-        "started": ("started_at", False),
+        "-started": ("listed_at", True),
+        "started": ("listed_at", False),
         "-duration": ("duration_ms", True),
         "duration": ("duration_ms", False),
         "-failed": ("steps_failed", True),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django import forms
 
-from traces.causes import NORMALISED_MAX
+from traces.causes import NORMALISED_MAX, slot_end, slot_start
 from traces.models import Status
 
-from .common import FORMAT_CHOICES, MAX_ID, DateTimeFilter, FilterForm
+from .common import FORMAT_CHOICES, MAX_ID, RELATIVE_TIME, DateTimeFilter, FilterForm
 
 
 class StepFilterForm(FilterForm):
@@ -38,6 +38,18 @@ class StepListForm(StepFilterForm):
         required=False, max_length=NORMALISED_MAX, strip=False, widget=forms.HiddenInput
     )
     group = forms.ChoiceField(choices=[("", "no grouping"), ("error", "by error")], required=False)
+
+    @property
+    def filters(self) -> dict:
+        """The cleaned filters, a relative range ("last 24 h") from the start of its
+        first 10-minute slot (and to the end of its last), so that the failure read
+        models answer it (FailureSlice counts by slot); the rows are listed over the
+        same range."""
+        data = dict(self.cleaned_data)
+        for name, snap in (("since", slot_start), ("until", slot_end)):
+            if data.get(name) and RELATIVE_TIME.match(self.data.get(name) or ""):
+                data[name] = snap(data[name])
+        return data
 
     @property
     def shows_error_groups(self) -> bool:

@@ -1,5 +1,8 @@
-"""The failure causes read model (FailureCause), kept by the store in the same
-transaction as the failed steps it counts, and taken off when runs are deleted."""
+"""The failure causes read models, kept by the store in the same transaction as the
+failed steps they count, and taken off when runs are deleted: FailureCause (cause by
+UTC day by format by run type) and FailureSlice (cause by 10-minute slot by format by run
+type by step name). One gathering (`add_causes`) and one apply feed both: the
+gathered dict holds FailureCause's keys (4-tuples) and FailureSlice's (5-tuples)."""
 
 from __future__ import annotations
 
@@ -7,114 +10,137 @@ from datetime import date, datetime
 
 from django.db import connection
 
-from traces.causes import as_utc
-from traces.models import FailureCause, Run, Step
+from traces.causes import NO_SLOT, SLOT_MINUTES, as_utc
+from traces.models import SLICE_NAME_MAX, FailureCause, FailureSlice, Run, Step
 
 from .upserts import earliest, latest
 
 _CAUSES = FailureCause._meta.db_table
-_CAUSE_KEY = "cause = %s AND day = %s AND format = %s AND run_type = %s"
+_SLICES = FailureSlice._meta.db_table
+_CAUSE_COLUMNS = ("cause", "day", "format", "run_type")
+_SLICE_COLUMNS = ("cause", "slot", "format", "run_type", "step_name")
+# The columns failed_steps_recount_sql(FailureSlice) gives, in order.
+SLICE_SQL_COLUMNS = ", ".join((*_SLICE_COLUMNS, "count", "first_seen", "last_seen"))
+
+
+def slice_name(name) -> str:
+    """What FailureSlice keeps of a step's name: its first characters, as stored."""
+    if name is None:
+        return ""
+    text = name if isinstance(name, str) else str(name)
+    return text.replace("\x00", "\ufffd")[:SLICE_NAME_MAX]
 
 
 def add_causes(pending: dict[tuple, list], run: Run, causes: dict[tuple, list]) -> None:
-    """Gather one run's failed steps, counted by (cause, day) as the store counts
-    them, into `pending` by FailureCause's key; `apply_failure_causes` writes them."""
-    for (cause, day), entry in causes.items():
-        _add_entry(pending, (cause, day, run.format, run.type), entry)
+    """Gather one run's failed steps, counted by (cause, slot, step name) as the
+    store counts them, into `pending` by FailureCause's key (by day) and by
+    FailureSlice's; `apply_failure_causes` writes them."""
+    for (cause, slot, name), entry in causes.items():
+        day = slot.date() if slot != NO_SLOT else NO_SLOT.date()
+        _merge(pending, (cause, day, run.format, run.type), entry)
+        _merge(pending, (cause, slot, run.format, run.type, name), entry)
 
 
 def merge_causes(pending: dict[tuple, list], other: dict[tuple, list]) -> None:
-    """Add gathered causes (`other`, by FailureCause's key) to `pending`."""
+    """Add gathered causes (`other`, by either read model's key) to `pending`."""
     for key, entry in other.items():
-        _add_entry(pending, key, entry)
+        _merge(pending, key, entry)
 
 
-def _add_entry(pending: dict[tuple, list], key: tuple, entry: list) -> None:
-    count, first, last = entry
-    kept = pending.get(key)
-    if kept is None:
+def _merge(pending: dict[tuple, list], key: tuple, counted: list) -> None:
+    count, first, last = counted
+    entry = pending.get(key)
+    if entry is None:
         pending[key] = [count, first, last]
         return
-    kept[0] += count
+    entry[0] += count
     if first is not None:
-        kept[1] = first if kept[1] is None else min(kept[1], first)
-        kept[2] = last if kept[2] is None else max(kept[2], last)
+        entry[1] = first if entry[1] is None else min(entry[1], first)
+        entry[2] = last if entry[2] is None else max(entry[2], last)
 
 
 def remove_causes(removed: dict[tuple, list], rows: list[tuple]) -> None:
     """Gather what deleted failed steps took off (`failure_causes_of`, read before
     they went) into `removed`, keys and times as the store gathers its own."""
-    for cause, day, format, run_type, count, first, last in rows:
-        day = date.fromisoformat(day) if isinstance(day, str) else day
+    for table, values, count, first, last in rows:
+        cause, moment, *rest = values
+        moment = _moment(moment) if table == _SLICES else _day(moment)
         first, last = (None, None) if first is None else (_moment(first), _moment(last))
-        _add_entry(removed, (cause, day, format, run_type), [count, first, last])
+        _merge(removed, (cause, moment, *rest), [count, first, last])
 
 
 def apply_failure_causes(pending: dict[tuple, list], removed: dict | None = None) -> None:
-    """Apply gathered causes (and those `removed`) to FailureCause: one upsert of
-    each key's net change, rows in key order (two writers meet on the unique index
-    in one order, so they cannot deadlock); then a key that counts nothing more
-    loses its row, and one that lost rows gets its bounds again from the steps left."""
+    """Apply gathered causes (and those `removed`) to FailureCause and FailureSlice:
+    per table, one upsert of each key's net change, rows in key order (two writers
+    meet on the unique index in one order, so they cannot deadlock); then a key
+    that counts nothing more loses its row, and one that lost rows gets its bounds
+    again from the steps left."""
     removed = removed or {}
     if not pending and not removed:
         return
-    ops = connection.ops
-    sql = (
-        f"INSERT INTO {_CAUSES} AS t (cause, day, format, run_type, count, first_seen, last_seen) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s) "
-        "ON CONFLICT (cause, day, format, run_type) DO UPDATE SET count = t.count + "
-        f"excluded.count, first_seen = {earliest('first_seen')}, last_seen = {latest('last_seen')}"
-    )
+    with connection.cursor() as cursor:
+        for table, columns, parts in _MODELS:
+            size = len(columns)
+            keys = sorted({key for key in (*pending, *removed) if len(key) == size})
+            if keys:
+                _apply_table(cursor, (table, columns, parts), keys, pending, removed)
+
+
+def _apply_table(cursor, model: tuple, keys: list, pending: dict, removed: dict) -> None:
+    table, columns, _parts = model
+    adapt_time = connection.ops.adapt_datetimefield_value
     rows, gone = [], []
-    for key in sorted(pending.keys() | removed.keys()):
-        cause, day, format, run_type = key
+    for key in keys:
         count, first, last = pending.get(key, (0, None, None))
         if key in removed:
             count -= removed[key][0]
-        stored_key = (cause, ops.adapt_datefield_value(day), format, run_type)
-        rows.append(
-            (
-                *stored_key,
-                count,
-                ops.adapt_datetimefield_value(first),
-                ops.adapt_datetimefield_value(last),
-            )
-        )
+        stored = _stored_key(table, key)
+        rows.append((*stored, count, adapt_time(first), adapt_time(last)))
         if key in removed or count <= 0:
-            gone.append(stored_key)
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
-        if gone:
-            cursor.executemany(f"DELETE FROM {_CAUSES} WHERE count <= 0 AND {_CAUSE_KEY}", gone)
-        for key in sorted(removed):
-            _rebound(cursor, key, removed[key])
+            gone.append(stored)
+    cursor.executemany(_upsert_sql(table, columns), rows)
+    where = " AND ".join(f"{column} = %s" for column in columns)
+    if gone:
+        cursor.executemany(f"DELETE FROM {table} WHERE count <= 0 AND {where}", gone)
+    for key in keys:
+        if key in removed:
+            _rebound(cursor, model, _stored_key(table, key), removed[key])
 
 
-def _rebound(cursor, key: tuple, removed: list) -> None:
-    """A cause that lost failures: if one of them may have been its first or last
+def _stored_key(table: str, key: tuple) -> tuple:
+    ops = connection.ops
+    adapt = ops.adapt_datetimefield_value if table == _SLICES else ops.adapt_datefield_value
+    return (key[0], adapt(key[1]), *key[2:])
+
+
+def _rebound(cursor, model: tuple, values: tuple, removed: list) -> None:
+    """A row that lost failures: if one of them may have been its first or last
     (the kept figures still include them, or what the transaction added), its
     bounds are read again from the steps left."""
-    cause, day, format, run_type = key
-    day = connection.ops.adapt_datefield_value(day)
+    table, columns, parts = model
     _count, first, last = removed
-    cursor.execute(
-        f"SELECT first_seen, last_seen FROM {_CAUSES} WHERE {_CAUSE_KEY}",
-        [cause, day, format, run_type],
-    )
+    key = " AND ".join(f"{column} = %s" for column in columns)
+    cursor.execute(f"SELECT first_seen, last_seen FROM {table} WHERE {key}", list(values))
     kept = cursor.fetchone()
     if kept is None or not may_bound(first, last, *kept):
         return
-    where = (
-        f"s.error_cause = %s AND r.format = %s AND r.type = %s "
-        f"AND {_cause_day_sql('COALESCE(s.started_at, r.started_at)')} = %s"
-    )
-    cursor.execute(_failed_steps_sql(where), [False, cause, format, run_type, day])
+    where = " AND ".join(f"{sql} = %s" for sql in _key_sql(parts))
+    cursor.execute(_failed_steps_sql(parts, where), [False, *values])
     recount = cursor.fetchone()
+    size = len(columns)
+    bounds = [recount[size + 1], recount[size + 2]] if recount else [None, None]
     cursor.execute(
-        f"UPDATE {_CAUSES} SET first_seen = %s, last_seen = %s WHERE {_CAUSE_KEY}",
-        [recount[5], recount[6], cause, day, format, run_type]
-        if recount
-        else [None, None, cause, day, format, run_type],
+        f"UPDATE {table} SET first_seen = %s, last_seen = %s WHERE {key}", [*bounds, *values]
+    )
+
+
+def _upsert_sql(table: str, columns: tuple) -> str:
+    names = ", ".join(columns)
+    marks = ", ".join(["%s"] * (len(columns) + 3))
+    return (
+        f"INSERT INTO {table} AS t ({names}, count, first_seen, last_seen) VALUES ({marks}) "
+        f"ON CONFLICT ({names}) DO UPDATE SET count = t.count + excluded.count, "
+        f"first_seen = {earliest('first_seen')}, last_seen = {latest('last_seen')}"
     )
 
 
@@ -125,6 +151,9 @@ def add_failure_causes(run: Run, causes: dict[tuple, list]) -> None:
     apply_failure_causes(pending)
 
 
+_TIME = "COALESCE(s.started_at, r.started_at)"
+
+
 def _cause_day_sql(time: str) -> str:
     """The SQL of causes.failure_day: the UTC day of a time, NO_DAY without one."""
     if connection.vendor == "postgresql":
@@ -132,25 +161,78 @@ def _cause_day_sql(time: str) -> str:
     return f"COALESCE(date({time}), '0001-01-01')"
 
 
-def _failed_steps_sql(where: str) -> str:
-    """Failed steps (as the causes box counts them) with their cause's key and time."""
-    time = "COALESCE(s.started_at, r.started_at)"
+def slot_sql(time: str) -> str:
+    """The SQL of causes.failure_slot: the start of a time's slot, NO_SLOT without one
+    (on SQLite as text, as Django writes a time). Its % are doubled, as SQL given
+    with parameters has them."""
+    seconds = SLOT_MINUTES * 60
+    if connection.vendor == "postgresql":
+        return (
+            f"COALESCE(to_timestamp(floor(extract(epoch FROM {time}) / {seconds}) * {seconds}), "
+            "TIMESTAMPTZ '0001-01-01 00:00:00+00')"
+        )
     return (
-        f"SELECT s.error_cause, {_cause_day_sql(time)} AS day, r.format, r.type, "
-        f"COUNT(*), MIN({time}), MAX({time}) "
-        f"FROM {Step._meta.db_table} s JOIN {Run._meta.db_table} r ON r.id = s.run_id "
-        f"WHERE s.status = 'failed' AND s.synthetic = %s AND s.error_cause <> '' AND {where} "
-        "GROUP BY s.error_cause, day, r.format, r.type"
+        f"COALESCE(strftime('%%Y-%%m-%%d %%H:', {time}) || "
+        f"printf('%%02d', CAST(strftime('%%M', {time}) AS INTEGER) / {SLOT_MINUTES} * "
+        f"{SLOT_MINUTES}) || ':00', '0001-01-01 00:00:00')"
     )
 
 
+# Per read model: its table, key columns and the SQL of each key column over the
+# failed steps (s) and their runs (r).
+_MODELS = (
+    (_CAUSES, _CAUSE_COLUMNS, (None, _cause_day_sql, "r.format", "r.type")),
+    (
+        _SLICES,
+        _SLICE_COLUMNS,
+        (None, slot_sql, "r.format", "r.type", f"substr(s.name, 1, {SLICE_NAME_MAX})"),
+    ),
+)
+
+
+def _key_sql(parts: tuple) -> list[str]:
+    return [
+        "s.error_cause" if part is None else part(_TIME) if callable(part) else part
+        for part in parts
+    ]
+
+
+def _failed_steps_sql(parts: tuple, where: str) -> str:
+    """Failed steps (as the causes box counts them) with a read model's key and time."""
+    keys = _key_sql(parts)
+    names = [f"k{index}" for index in range(len(keys))]
+    selected = ", ".join(f"{sql} AS {name}" for sql, name in zip(keys, names, strict=True))
+    return (
+        f"SELECT {selected}, COUNT(*), MIN({_TIME}), MAX({_TIME}) "
+        f"FROM {Step._meta.db_table} s JOIN {Run._meta.db_table} r ON r.id = s.run_id "
+        f"WHERE s.status = 'failed' AND s.synthetic = %s AND s.error_cause <> '' AND {where} "
+        f"GROUP BY {', '.join(names)}"
+    )
+
+
+def failed_steps_recount_sql(model: type) -> str:
+    """A read model's rows recounted from every failed step: (key..., count, first,
+    last), for the migration that fills it and the recount script."""
+    table = model._meta.db_table
+    parts = next(parts for name, _columns, parts in _MODELS if name == table)
+    return _failed_steps_sql(parts, "1 = 1")
+
+
 def failure_causes_of(run_ids: list[int]) -> list[tuple]:
-    """What these runs' failed steps add to FailureCause: (cause, day, format,
-    run_type, count, first, last) in the database's own types."""
+    """What these runs' failed steps add to the read models: (table, key, count,
+    first, last) in the database's own types."""
     placeholders = ", ".join(["%s"] * len(run_ids))
+    removed = []
     with connection.cursor() as cursor:
-        cursor.execute(_failed_steps_sql(f"s.run_id IN ({placeholders})"), [False, *run_ids])
-        return cursor.fetchall()
+        for table, columns, parts in _MODELS:
+            sql = _failed_steps_sql(parts, f"s.run_id IN ({placeholders})")
+            cursor.execute(sql, [False, *run_ids])
+            size = len(columns)
+            removed.extend(
+                (table, row[:size], row[size], row[size + 1], row[size + 2])
+                for row in cursor.fetchall()
+            )
+    return removed
 
 
 def may_bound(first, last, kept_first, kept_last) -> bool:
@@ -165,3 +247,7 @@ def may_bound(first, last, kept_first, kept_last) -> bool:
 def _moment(value) -> datetime:
     # SQLite gives computed times (MIN of a COALESCE) as text, columns as datetimes.
     return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def _day(value) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value

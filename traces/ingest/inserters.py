@@ -43,7 +43,7 @@ _COLUMN_CACHE: dict[type, list[models.Field]] = {}
 
 def _columns(model) -> list[models.Field]:
     if model not in _COLUMN_CACHE:
-        _COLUMN_CACHE[model] = list(model._meta.concrete_fields)
+        _COLUMN_CACHE[model] = [f for f in model._meta.concrete_fields if not f.generated]
     return _COLUMN_CACHE[model]
 
 

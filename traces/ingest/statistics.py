@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from django.db import connection
 
-from traces.models import Call, EntityLink, FailureCause, LogEntry, Run, Step
+from traces.models import Call, EntityLink, FailureCause, FailureSlice, LogEntry, Run, Step
 
 from .report import IngestReport
 
 # Rows written by one ingest (runs, steps, calls, links, log rows) from which its
 # end refreshes the statistics: a small rescan costs no ANALYZE.
 ANALYZE_AFTER_ROWS = 10_000
-TRACE_MODELS = (Run, Step, Call, EntityLink, LogEntry, FailureCause)
+TRACE_MODELS = (Run, Step, Call, EntityLink, LogEntry, FailureCause, FailureSlice)
 
 
 def rows_written(report: IngestReport) -> int:

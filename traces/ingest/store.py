@@ -22,12 +22,12 @@ from django.db.models.base import ModelState
 from django.utils import timezone
 
 from traces import critical_path
-from traces.causes import as_utc, error_cause, failure_day
+from traces.causes import as_utc, error_cause, failure_slot
 from traces.models import Call, EntityLink, LogEntry, Run, Step, StepGroup, TraceFile
 from traces.search import index as search_index
 
 from .entity_counts import RunEntities, entities_of, remove_entities
-from .failure_counts import add_causes, failure_causes_of, remove_causes
+from .failure_counts import add_causes, failure_causes_of, remove_causes, slice_name
 from .inserters import (
     BATCH_SIZE,
     IdAllocator,
@@ -400,7 +400,7 @@ _RUN_CALLABLE_DEFAULTS = [
 _RUN_CONSTANTS = {
     f.attname: f.get_default()
     for f in Run._meta.concrete_fields
-    if f.attname not in dict(_RUN_CALLABLE_DEFAULTS)
+    if f.attname not in dict(_RUN_CALLABLE_DEFAULTS) and not f.generated
 }
 
 
@@ -483,7 +483,8 @@ class _RunWriter:
         self.held_steps: list[list] = []
         # Steps with a smaller id went out before their summaries were known.
         self.first_held_id = 0
-        # (cause, day) -> [count, first seen, last seen] of this run's failed steps.
+        # (cause, slot, step name) -> [count, first seen, last seen] of this run's
+        # failed steps (failure_counts.add_causes).
         self.causes: dict[tuple, list] = {}
         # The earliest start and latest finish of the steps written (Run.steps_*_at).
         self.first_start = None
@@ -617,7 +618,8 @@ class _RunWriter:
             return cause
         moment = step.started_at or self.run.started_at
         moment = as_utc(moment) if moment is not None else None
-        entry = self.causes.setdefault((cause, failure_day(moment)), [0, moment, moment])
+        key = (cause, failure_slot(moment), slice_name(step.name))
+        entry = self.causes.setdefault(key, [0, moment, moment])
         entry[0] += 1
         if moment is not None:
             entry[1] = min(entry[1], moment)

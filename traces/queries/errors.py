@@ -2,10 +2,16 @@
 ingest), with each group's counts per day for its sparkline. The steps page and
 /api/steps/errors both read them here.
 
-Filters the read model answers (format, run type, whole UTC days) are read from
-FailureCause: a row per cause, day, format and run type, never the steps. Any other
-filter (a text, a run, a step name, a time inside a day) groups the matching failed
-steps by their indexed cause in SQL. Both are exact: no raw message is read to group.
+Filters the read models answer are read from them, never the steps: format, run
+type and whole UTC days from FailureCause (a row per cause, day, format and run
+type); the same with an exact step name, or a range on 10-minute slots (the page's
+"last 1 h / 24 h / 7 d", snapped to a slot), from FailureSlice (a row per cause,
+slot, format, run type and step name). Any other filter (a text, a run, a time
+inside a slot) groups the matching failed steps by their indexed cause in SQL. All
+are exact: no raw message is read to group.
+
+A chosen cause's breakdown by run type and step name is read from FailureSlice
+likewise (or grouped over its failed steps).
 """
 
 from __future__ import annotations
@@ -14,11 +20,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import connection
-from django.db.models import Count, DateField, F, Func, Max, Min, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import (
+    Count,
+    DateField,
+    DateTimeField,
+    F,
+    Func,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    Sum,
+)
+from django.db.models.functions import Substr, TruncDate
 
-from traces.causes import NO_DAY
-from traces.models import FailureCause, Status, Step
+from traces.causes import NO_DAY, NO_SLOT, SLOT, slot_end, slot_start
+from traces.models import SLICE_NAME_MAX, FailureCause, FailureSlice, Status, Step
 
 from .steps import filter_steps, step_time
 
@@ -31,6 +48,12 @@ EXAMPLE_CHARS = 500
 # change what the page shows, not which failures are grouped.
 _ANSWERED = {"format", "run_type", "since", "until"}
 _NOT_FILTERS = {"status", "error_group", "group", "after", "before", "name_match"}
+# Where the groups come from: the read model by day, by slot, or the steps.
+DAYS, SLOTS, STEPS = "days", "slots", "steps"
+# A range up to this long grouped over the steps is bucketed by slot, not by day.
+SLOTTED_SPAN = timedelta(days=8)
+# How many run types and step names a cause's breakdown lists.
+BREAKDOWN_TOP = 10
 
 
 @dataclass
@@ -47,12 +70,21 @@ class ErrorGroup:
 @dataclass
 class ErrorGroups:
     groups: list[ErrorGroup]  # every cause found, most frequent first
-    from_read_model: bool  # read from FailureCause (else grouped over the steps)
+    source: str  # DAYS (FailureCause), SLOTS (FailureSlice) or STEPS (grouped)
     spark_unit: str = ""
+    chosen: str = ""  # a chosen cause: drawn (and given its example) even if not on top
+
+    @property
+    def from_read_model(self) -> bool:
+        return self.source != STEPS
 
     @property
     def top(self) -> list[ErrorGroup]:
-        return self.groups[:TOP_ERROR_GROUPS]
+        top = self.groups[:TOP_ERROR_GROUPS]
+        chosen = self.find(self.chosen) if self.chosen else None
+        if chosen is not None and all(group is not chosen for group in top):
+            top.append(chosen)
+        return top
 
     @property
     def steps_read(self) -> int:
@@ -62,29 +94,70 @@ class ErrorGroups:
         return next((group for group in self.groups if group.text == text), None)
 
 
-def failure_groups(filters: dict, *, details: bool = True) -> ErrorGroups:
+def failure_groups(filters: dict, *, details: bool = True, chosen: str = "") -> ErrorGroups:
     """The failed steps matching the steps-page filters (cleaned data of StepListForm;
     its `status` and `error_group` are ignored) grouped by cause, most frequent
     first; with `details`, the top groups' sparklines and example messages."""
-    from_read_model = read_model_answers(filters)
-    rows = _read_model_days(filters) if from_read_model else _failed_step_days(filters)
-    result = ErrorGroups(groups=_groups_of(rows), from_read_model=from_read_model)
+    source = groups_source(filters)
+    if source == DAYS:
+        rows = _read_model_days(filters)
+    elif source == SLOTS:
+        rows = _read_model_slots(filters)
+    else:
+        rows = _failed_step_days(filters, by_slot=_short_range(filters))
+    result = ErrorGroups(groups=_groups_of(rows), source=source, chosen=chosen)
     if details:
-        add_sparklines(result)
+        add_sparklines(result, filters)
         add_examples(result.top)
     return result
 
 
 def read_model_answers(filters: dict) -> bool:
-    """Whether FailureCause holds the answer for these filters: only format, run type
-    and a time range of whole UTC days (from a midnight, to a day's last instant)."""
+    """Whether a read model holds the answer for these filters."""
+    return groups_source(filters) != STEPS
+
+
+def groups_source(filters: dict) -> str:
+    """Which read model answers these filters: DAYS for format, run type and a
+    range of whole UTC days (from a midnight, to a day's last instant); SLOTS for
+    those with an exact step name or a range of whole slots; else STEPS."""
+    by_name = False
     for name, value in filters.items():
         if value in (None, "") or name in _NOT_FILTERS:
             continue
+        if name == "name" and _slice_name_answers(filters):
+            by_name = True
+            continue
         if name not in _ANSWERED:
-            return False
+            return STEPS
     since, until = filters.get("since"), filters.get("until")
-    return (since is None or _is_midnight(since)) and (until is None or _is_day_end(until))
+    whole_days = (since is None or _is_midnight(since)) and (until is None or _is_day_end(until))
+    if whole_days and not by_name:
+        return DAYS
+    if (since is None or _is_slot_start(since)) and (until is None or _is_slot_end(until)):
+        return SLOTS
+    return STEPS
+
+
+def _slice_name_answers(filters: dict) -> bool:
+    """An exact step name FailureSlice keeps whole."""
+    return filters.get("name_match") == "exact" and len(filters["name"]) < SLICE_NAME_MAX
+
+
+def _is_slot_start(moment: datetime) -> bool:
+    moment = moment.astimezone(UTC)
+    return slot_start(moment) == moment
+
+
+def _is_slot_end(moment: datetime) -> bool:
+    return slot_end(moment) == moment.astimezone(UTC)
+
+
+def _short_range(filters: dict) -> bool:
+    since = filters.get("since")
+    if since is None:
+        return False
+    return (filters.get("until") or datetime.now(UTC)) - since <= SLOTTED_SPAN
 
 
 def _is_midnight(moment: datetime) -> bool:
@@ -113,18 +186,48 @@ def _read_model_days(filters: dict) -> QuerySet:
     )
 
 
-def _failed_step_days(filters: dict) -> QuerySet:
+def _read_model_slots(filters: dict) -> QuerySet:
+    """(cause, day, n, first, last) rows from FailureSlice, `day` a slot's start."""
+    slices = _slices(filters)
+    return (
+        slices.values("cause", day=F("slot"))
+        .annotate(n=Sum("count"), first=Min("first_seen"), last=Max("last_seen"))
+        .order_by()
+    )
+
+
+def _slices(filters: dict) -> QuerySet:
+    slices = FailureSlice.objects.all()
+    if filters.get("format"):
+        slices = slices.filter(format=filters["format"])
+    if filters.get("run_type"):
+        slices = slices.filter(run_type=filters["run_type"])
+    if filters.get("name"):
+        slices = slices.filter(step_name=filters["name"])
+    since, until = filters.get("since"), filters.get("until")
+    if since:
+        slices = slices.filter(slot__gte=slot_start(since.astimezone(UTC)))
+    if until:
+        slices = slices.filter(slot__lte=until)
+    if since or until:
+        slices = slices.exclude(slot=NO_SLOT)
+    return slices
+
+
+def _failed_step_days(filters: dict, *, by_slot: bool = False) -> QuerySet:
     """(cause, day, n, first, last) rows grouped over the matching failed steps by
-    their indexed cause. The time range applies to a failure's time (its start, else
-    its run's), as FailureCause counts it, so both sources give the same groups."""
+    their indexed cause (`day` a slot's start with `by_slot`). The time range
+    applies to a failure's time (its start, else its run's), as the read models
+    count it, so all sources give the same groups."""
     failed = filter_steps(
         {**filters, "status": Status.FAILED, "error_group": "", "since": None, "until": None}
     )
     when = step_time()
     failed = failed.annotate(when=when).filter(_day_range(filters, "when", as_days=False))
+    bucket = _utc_slot(when) if by_slot else _utc_day(when)
     return (
         failed.order_by()
-        .values(cause=F("error_cause"), day=_utc_day(when))
+        .values(cause=F("error_cause"), day=bucket)
         .annotate(n=Count("id"), first=Min(when), last=Max(when))
     )
 
@@ -149,6 +252,14 @@ def _utc_day(expression):
     if connection.vendor == "sqlite":
         return Func(expression, function="date", output_field=DateField())
     return TruncDate(expression, tzinfo=UTC)
+
+
+def _utc_slot(expression):
+    """The start of a time's slot (failure_counts' SQL; on SQLite as text)."""
+    from traces.ingest.failure_counts import slot_sql
+
+    template = slot_sql("{time}").replace("%", "%%").replace("{time}", "%(expressions)s")
+    return Func(expression, template=template, output_field=DateTimeField())
 
 
 def _groups_of(rows: QuerySet) -> list[ErrorGroup]:
@@ -188,7 +299,7 @@ def _groups_of(rows: QuerySet) -> list[ErrorGroup]:
         day = days.get(raw_day)
         if day is None:
             day = days[raw_day] = _as_date(raw_day)
-        if day != NO_DAY:
+        if day not in (NO_DAY, NO_SLOT):
             group.days[day] = group.days.get(day, 0) + n
     as_first, as_last = _converter(rows, "first"), _converter(rows, "last")
     for cause, group in groups.items():
@@ -198,9 +309,16 @@ def _groups_of(rows: QuerySet) -> list[ErrorGroup]:
     return sorted(groups.values(), key=lambda group: (-group.count, group.text))
 
 
-def _as_date(value) -> date:
-    """A day as Django's converters give it (SQLite keeps days as ISO text)."""
-    return value if isinstance(value, date) else date.fromisoformat(value)
+def _as_date(value) -> date | datetime:
+    """A day or a slot as Django's converters give it (SQLite keeps them as ISO text,
+    times in UTC without an offset)."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date):
+        return value
+    if len(value) == 10:
+        return date.fromisoformat(value)
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 def _converter(rows: QuerySet, name: str):
@@ -216,6 +334,59 @@ def _converter(rows: QuerySet, name: str):
         return value
 
     return convert
+
+
+# --- a cause's breakdown --------------------------------------------------------------------
+
+
+@dataclass
+class Breakdown:
+    """A cause's failures by run type and by step name (the first 100 characters),
+    most first; `more_*` how many of each are not listed."""
+
+    run_types: list[tuple[str, int]]
+    step_names: list[tuple[str, int]]
+    more_types: int = 0
+    more_names: int = 0
+
+
+def cause_breakdown(filters: dict, cause: str) -> Breakdown:
+    """The chosen cause's failures matching the filters, counted by run type and by
+    step name: one query, from FailureSlice when the read models answer the
+    filters, else grouped over its failed steps."""
+    if groups_source(filters) == STEPS:
+        failed = filter_steps({**filters, "status": Status.FAILED, "error_group": cause})
+        when = step_time()
+        failed = failed.annotate(when=when).filter(_day_range(filters, "when", as_days=False))
+        rows = (
+            failed.order_by()
+            .values_list("run__type", Substr("name", 1, SLICE_NAME_MAX))
+            .annotate(n=Count("id"))
+        )
+    else:
+        rows = (
+            _slices(filters)
+            .filter(cause=cause)
+            .order_by()
+            .values_list("run_type", "step_name")
+            .annotate(n=Sum("count"))
+        )
+    by_type: dict[str, int] = {}
+    by_name: dict[str, int] = {}
+    for run_type, name, n in rows:
+        by_type[run_type] = by_type.get(run_type, 0) + n
+        by_name[name] = by_name.get(name, 0) + n
+    types, names = _most(by_type), _most(by_name)
+    return Breakdown(
+        run_types=types[:BREAKDOWN_TOP],
+        step_names=names[:BREAKDOWN_TOP],
+        more_types=max(len(types) - BREAKDOWN_TOP, 0),
+        more_names=max(len(names) - BREAKDOWN_TOP, 0),
+    )
+
+
+def _most(counts: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 # --- examples ------------------------------------------------------------------------------
@@ -244,34 +415,55 @@ def add_examples(groups: list[ErrorGroup]) -> None:
 
 # --- sparklines ----------------------------------------------------------------------------
 
-# Sparkline buckets: the finest unit that keeps the line at most SPARK_MAX bars. The
-# read model counts per day, so a day is the finest.
+# Sparkline buckets: the finest unit that keeps the line at most SPARK_MAX bars over
+# the chosen range (the whole history without one). Failures counted by day (the
+# FailureCause read model) are drawn per day at the finest; by slot, per 10 minutes.
 SPARK_MAX = 48
 _SPARK_UNITS = (
+    ("10 min", SLOT),
+    ("hour", timedelta(hours=1)),
+    ("4 hours", timedelta(hours=4)),
     ("day", timedelta(days=1)),
     ("week", timedelta(weeks=1)),
     ("month", timedelta(days=31)),
     ("year", timedelta(days=366)),
 )
+_BY_DAY = 3  # the first unit of failures counted by day
 
 
-def add_sparklines(result: ErrorGroups) -> None:
-    """The top groups' failures per day, per week, month or year (no query: the
-    groups hold their days)."""
+def add_sparklines(result: ErrorGroups, filters: dict | None = None) -> None:
+    """The top groups' failures per bucket over the filters' time range (to now
+    without an end), or over the days they failed on without one: no query, the
+    groups hold their days or slots."""
     top = result.top
-    days = [day for group in top for day in group.days]
-    if not days:
+    keys = [key for group in top for key in group.days]
+    since, until = (filters or {}).get("since"), (filters or {}).get("until")
+    if not keys and since is None:
         return
-    start, end = _midnight(min(days)), _midnight(max(days))
-    unit = next((name for name, size in _SPARK_UNITS if (end - start) / size < SPARK_MAX), "year")
+    by_day = any(not isinstance(key, datetime) for key in keys)
+    moments = [_moment(key) for key in keys]
+    start = since.astimezone(UTC) if since else min(moments)
+    if until:
+        end = until.astimezone(UTC)
+    elif since:
+        end = max([datetime.now(UTC), *moments])
+    else:
+        end = max(moments)
+    finest = _BY_DAY if by_day or result.source == DAYS else 0
+    units = _SPARK_UNITS[finest:]
+    unit = next((name for name, size in units if (end - start) / size < SPARK_MAX), "year")
     axis = _bucket_axis(start, end, unit)
     for group in top:
         buckets: dict[datetime, int] = {}
-        for day, count in group.days.items():
-            at = _truncate(_midnight(day), unit)
+        for key, count in group.days.items():
+            at = _truncate(_moment(key), unit)
             buckets[at] = buckets.get(at, 0) + count
         group.spark = [{"at": at, "n": buckets.get(at, 0)} for at in axis]
     result.spark_unit = unit
+
+
+def _moment(key: date | datetime) -> datetime:
+    return key if isinstance(key, datetime) else _midnight(key)
 
 
 def _midnight(day: date) -> datetime:
@@ -289,16 +481,24 @@ def _bucket_axis(start: datetime, end: datetime, unit: str) -> list[datetime]:
 
 
 def _truncate(moment: datetime, unit: str) -> datetime:
+    if unit == "10 min":
+        return slot_start(moment)
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    if unit == "hour":
+        return hour
+    if unit == "4 hours":
+        return hour.replace(hour=hour.hour - hour.hour % 4)
+    day = hour.replace(hour=0)
     if unit == "day":
-        return moment
+        return day
     if unit == "week":
-        return moment - timedelta(days=moment.weekday())
-    moment = moment.replace(day=1)
-    return moment if unit == "month" else moment.replace(month=1)
+        return day - timedelta(days=day.weekday())
+    day = day.replace(day=1)
+    return day if unit == "month" else day.replace(month=1)
 
 
 def _next_bucket(moment: datetime, unit: str) -> datetime:
-    if unit in ("day", "week"):
+    if unit not in ("month", "year"):
         return moment + dict(_SPARK_UNITS)[unit]
     if unit == "month":
         return moment.replace(year=moment.year + moment.month // 12, month=moment.month % 12 + 1)

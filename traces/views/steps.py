@@ -27,13 +27,15 @@ def step_list(request: HttpRequest) -> HttpResponse:
     form = StepListForm(request.GET)
     if not form.is_valid():
         return bad_request(request, "Some filters are not valid.", form)
-    filters = form.cleaned_data
+    filters = form.filters
     part = htmx_part(request, *PARTS)
     # Paging through the rows needs no groups: a chosen cause is a column's value.
-    groups = None
+    groups = breakdown = None
     if form.shows_error_groups and part != "step-rows":
-        groups = queries.errors.failure_groups(filters)
+        groups = queries.errors.failure_groups(filters, chosen=filters["error_group"])
     selected_group = groups.find(filters["error_group"]) if groups else None
+    if selected_group is not None:
+        breakdown = queries.errors.cause_breakdown(filters, selected_group.text)
     steps = queries.steps.filter_steps(filters)
     try:
         page = queries.steps.steps_page(steps, filters)
@@ -47,8 +49,11 @@ def step_list(request: HttpRequest) -> HttpResponse:
         "count": count,
         "count_capped": more,
         "groups": groups,
-        "spark_rows": _spark_rows(groups) if groups else [],
+        "spark_rows": _spark_rows(groups, selected_group) if groups else [],
         "selected_group": selected_group,
+        "breakdown": breakdown,
+        "range_since": filters["since"],
+        "range_until": filters["until"],
         "error_group": filters["error_group"],
         "selected_run": _selected_run(filters["run"]) if part != "step-rows" else None,
         "run_types": queries.runs.run_types() if part in (None, "step-page") else [],
@@ -77,10 +82,11 @@ def _selected_run(run_id: int | None) -> Run | None:
 SPARK_HEIGHT = 16
 
 
-def _spark_rows(groups) -> list[dict]:
-    """The top groups with their sparkline bars as SVG geometry (no style=, CSP)."""
+def _spark_rows(groups, selected_group=None) -> list[dict]:
+    """The top groups with their sparkline bars as SVG geometry (no style=, CSP);
+    only the chosen one's when a cause is chosen (the table collapses to it)."""
     rows = []
-    for group in groups.top:
+    for group in [selected_group] if selected_group else groups.top:
         peak = max((bucket["n"] for bucket in group.spark), default=0) or 1
         bars = []
         for index, bucket in enumerate(group.spark):
