@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models import F, QuerySet
@@ -55,7 +55,6 @@ class Find:
     phrases: tuple[tuple[str, ...], ...] = ()  # each word's tokens, lower case
     prefixes: tuple[bool, ...] = ()  # each word's last token is a prefix (`word*`)
     statuses: tuple[str, ...] = ()
-    notes: list[str] = field(default_factory=list, compare=False)
 
     def __bool__(self) -> bool:
         return bool(self.phrases or self.statuses)
@@ -89,12 +88,8 @@ def parse(text: str) -> Find:
     if len(phrases) > MAX_WORDS:
         raise BadFind(f"a find has at most {MAX_WORDS} words")
     if not phrases and not statuses:
-        raise BadFind(
-            "nothing to find: give a word with a letter or a digit, or status:NAME"
-        )
-    return Find(
-        text, tuple(phrases), tuple(phrases.values()), tuple(dict.fromkeys(statuses))
-    )
+        raise BadFind("nothing to find: give a word with a letter or a digit, or status:NAME")
+    return Find(text, tuple(phrases), tuple(phrases.values()), tuple(dict.fromkeys(statuses)))
 
 
 # --- the full-text part ---------------------------------------------------------------------
@@ -235,6 +230,9 @@ def ancestors_of(steps: list[Step]) -> list[Step]:
         return []
     postgres = connection.vendor == "postgresql"
     with connection.cursor() as cursor:
-        cursor.execute(PG_ANCESTORS_SQL if postgres else ANCESTORS_SQL, [ids if postgres else json.dumps(ids)])
+        if postgres:
+            cursor.execute(PG_ANCESTORS_SQL, [ids])
+        else:
+            cursor.execute(ANCESTORS_SQL, [json.dumps(ids)])
         chain = [row[0] for row in cursor.fetchall()]
     return list(step_rows(Step.objects.filter(id__in=chain)).order_by("seq", "id"))

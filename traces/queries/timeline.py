@@ -17,6 +17,7 @@ from django.utils import timezone
 from traces.models import Run, Status, Step
 from traces.pagination import Page, keyset_page
 
+from .find import matching
 from .steps import only_failed_subtrees, step_rows
 
 TIMELINE_WINDOW = 300
@@ -29,9 +30,11 @@ def timeline_window(
     after: str | None = None,
     before: str | None = None,
     size: int = TIMELINE_WINDOW,
+    find=None,
 ) -> Page:
-    """One window of the run's steps in seq order (parents before children)."""
-    steps = Step.objects.filter(run_id=run_id)
+    """One window of the run's steps in seq order (parents before children); with
+    `find` (a queries.find.Find), of the steps it matches."""
+    steps = Step.objects.filter(run_id=run_id) if find is None else matching(run_id, find)
     if failed_only:
         steps = only_failed_subtrees(steps)
     return keyset_page(
