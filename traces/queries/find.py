@@ -112,9 +112,11 @@ def pg_tsquery(find: Find) -> str:
     )
 
 
-def _matching_ids_sql(run_id: int, find: Find, limit: int | None = None) -> tuple[str, list]:
+def _matching_ids_sql(
+    run_id: int, find: Find, limit: int | None = None, id_range: tuple[int, int] | None = None
+) -> tuple[str, list]:
     """SQL of the ids of the run's steps holding every word of the find (at most
-    `limit` of them), served by the full-text index."""
+    `limit` of them; within `id_range` when given), served by the full-text index."""
     cut = f" LIMIT {int(limit)}" if limit else ""
     if connection.vendor == "postgresql":
         document = STEPS.pg_document()
@@ -125,6 +127,12 @@ def _matching_ids_sql(run_id: int, find: Find, limit: int | None = None) -> tupl
         )
     # A run's steps are written together, so their ids are one range (or a few):
     # FTS5 seeks to it in each word's list instead of reading the whole database's.
+    if id_range is not None:
+        return (
+            f"SELECT rowid FROM {STEPS.fts} WHERE {STEPS.fts} MATCH %s "
+            f"AND rowid >= %s AND rowid <= %s{cut}",
+            [fts5_query(find), *id_range],
+        )
     bounds = f"(SELECT {{}}(id) FROM {STEPS.table} WHERE run_id = %s)"
     return (
         f"SELECT rowid FROM {STEPS.fts} WHERE {STEPS.fts} MATCH %s "
@@ -148,6 +156,7 @@ def matching(
     failed_only: bool = False,
     limit: int | None = None,
     from_matches: bool = False,
+    id_range: tuple[int, int] | None = None,
 ) -> QuerySet:
     """The run's steps the find names (all of the run's without a find). `limit`:
     look at most that many word matches up; `from_matches`: have the database start
@@ -160,7 +169,7 @@ def matching(
     else:
         steps = steps.filter(run_id=run_id)
     if find.phrases:
-        sql, params = _matching_ids_sql(run_id, find, limit)
+        sql, params = _matching_ids_sql(run_id, find, limit, id_range)
         steps = steps.filter(id__in=RawSQL(sql, params))
     if find.statuses:
         steps = steps.filter(status__in=find.statuses)
@@ -200,11 +209,19 @@ def window(
     return keyset_page(steps, "seq", descending=False, after=after, before=before, size=size)
 
 
+def few_matches(run_id: int, find: Find) -> bool:
+    """At most FEW_MATCHES steps match (window() reads them from the matches)."""
+    if not find.phrases:
+        return False
+    return not capped_count(matching(run_id, find, limit=FEW_MATCHES + 1), FEW_MATCHES)[1]
+
+
 def ids_among(run_id: int, find: Find, ids: list[int]) -> set[int]:
     """Which of these steps of the run match (a timeline window's highlights)."""
     if not ids or not find:
         return set()
-    steps = matching(run_id, find).filter(id__in=ids)
+    # Only the window's ids are looked for in the index.
+    steps = matching(run_id, find, id_range=(min(ids), max(ids))).filter(id__in=ids)
     return set(steps.values_list("id", flat=True))
 
 

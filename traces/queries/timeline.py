@@ -17,7 +17,8 @@ from django.utils import timezone
 from traces.models import Run, Status, Step
 from traces.pagination import Page, keyset_page
 
-from .find import matching
+from .find import few_matches
+from .find import matching as find_matching
 from .steps import only_failed_subtrees, step_rows
 
 TIMELINE_WINDOW = 300
@@ -34,7 +35,10 @@ def timeline_window(
 ) -> Page:
     """One window of the run's steps in seq order (parents before children); with
     `find` (a queries.find.Find), of the steps it matches."""
-    steps = Step.objects.filter(run_id=run_id) if find is None else matching(run_id, find)
+    if find is None:
+        steps = Step.objects.filter(run_id=run_id)
+    else:
+        steps = find_matching(run_id, find, from_matches=few_matches(run_id, find))
     if failed_only:
         steps = only_failed_subtrees(steps)
     return keyset_page(
