@@ -782,7 +782,7 @@ def run_find_cases(t: Targets, run_row: str) -> list[Case]:
         Case("run_find_timeline_only", f"{label}: 429, timeline of the matches only", url,
              [(run_row, [big]), (count, words("429")), (window.replace("51", "301"),
                                                           [big, *words("429")])],
-             params={"find": "429", "tab": "timeline", "matches": "1"},
+             params={"find": "429", "tab": "timeline", "only": "1"},
              target_s=BIG_RUN_TARGET_S),
         Case("api_run_find", "GET /api/runs/{big}/steps?find=429", f"/api/runs/{big}/steps",
              found("429"), params={"find": "429"}, api=True, target_s=BIG_RUN_TARGET_S),

@@ -257,7 +257,7 @@ def test_the_timeline_highlights_matches_and_can_show_only_them(client):
     html = page(client, run, tab="timeline", find="needle").content.decode()
     assert len(re.findall(r'class="timeline-row [^"]*find-match', html)) == 0  # past the window
     assert "0 of the steps below match" in html
-    html = page(client, run, tab="timeline", find="needle", matches="1").content.decode()
+    html = page(client, run, tab="timeline", find="needle", only="1").content.decode()
     rows = re.findall(r'class="timeline-row ([^"]*)"', html)
     assert len(rows) == 4 and all("find-match" in row for row in rows)
     html = page(client, run, tab="timeline", find="plain").content.decode()

@@ -112,7 +112,8 @@ class RunPageForm(forms.Form):
     )
     # The matches' window starts at this one (its number, for "match 53 of 1,234").
     find_at = forms.IntegerField(required=False, min_value=0, max_value=10**9)
-    matches = forms.ChoiceField(
+    # Not `matches`: a form control of that name would hide the form's own .matches().
+    only = forms.ChoiceField(
         choices=[("", "no"), ("0", "no"), ("1", "yes")],
         required=False,
         help_text="The timeline: only the steps the find matches.",

@@ -1,6 +1,6 @@
 """Find in run (the run page's find bar, `?find=`): the tree shows a window of the
 matches under their ancestors, the other steps hidden; the timeline highlights the
-matches of its window, or shows only them (`matches=1`).
+matches of its window, or shows only them (`only=1`).
 
 The matches come from queries.find (a full-text index, a keyset window, one
 recursive query for the ancestors), so a find in a run of 100,000 steps makes the
@@ -24,8 +24,8 @@ def find_keep(form) -> dict:
     """The find's parameters, for the links that keep it (tabs, pills, windows)."""
     options = form.cleaned_data
     keep = {"find": options.get("find") or ""}
-    if options.get("matches") == "1":
-        keep["matches"] = "1"
+    if options.get("only") == "1":
+        keep["only"] = "1"
     return {name: value for name, value in keep.items() if value}
 
 
@@ -37,7 +37,7 @@ def find_bar(run: Run, form, tab: str) -> dict:
         "text": options.get("find") or "",
         "tab": tab,
         "action": reverse("traces:run-detail", args=[run.pk]),
-        "matches_only": options.get("matches") == "1" and bool(find),
+        "matches_only": options.get("only") == "1" and bool(find),
         "active": bool(find),
         "count": 0,
         "capped": False,
@@ -47,7 +47,7 @@ def find_bar(run: Run, form, tab: str) -> dict:
         keep = {"tab": tab, **({"failed": "1"} if form.failed_only else {})}
         action, text = bar["action"], bar["text"]
         bar["clear_url"] = f"{action}?{urlencode(keep)}"
-        bar["only_url"] = f"{action}?{urlencode({**keep, 'find': text, 'matches': '1'})}"
+        bar["only_url"] = f"{action}?{urlencode({**keep, 'find': text, 'only': '1'})}"
         bar["all_url"] = f"{action}?{urlencode({**keep, 'find': text})}"
     return bar
 
@@ -133,7 +133,7 @@ def mark_timeline(run: Run, rows: list[Step], form) -> dict | None:
     find = form.found
     if not find:
         return None
-    if form.cleaned_data.get("matches") == "1":
+    if form.cleaned_data.get("only") == "1":
         matched = {step.pk for step in rows}  # the window holds only matches
     else:
         matched = queries.find.ids_among(run.pk, find, [step.pk for step in rows])

@@ -195,7 +195,7 @@ def timeline_context(run: Run, form) -> dict:
         failed_only=form.failed_only,
         after=options["after"] or None,
         before=options["before"] or None,
-        find=form.found if options.get("matches") == "1" else None,
+        find=form.found if options.get("only") == "1" else None,
     )
     rows = page.items
     layout = queries.timeline.lay_out(run, rows, failed_only=form.failed_only)
