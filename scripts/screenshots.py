@@ -68,7 +68,7 @@ def pages(page, base: str) -> list[tuple[str, str]]:
         ("run", f"{base}{step_url}"),
         ("timeline", f"{base}{parallel_url}?tab=timeline"),
         ("critical-path", f"{base}{parallel_url}?tab=critical"),
-        ("find", f"{base}{run_url}?find=upsert"),
+        ("find", f"{base}{run_url}?find=upsert_batch"),
         ("failed-steps", f"{base}/steps/?status=failed"),
         ("entities", f"{base}/entities/"),
         ("compare", f"{base}{compare_url}"),
