@@ -332,3 +332,34 @@ def test_the_api_refuses_a_bad_find(client, params):
     response = client.get(reverse("api:run_steps", args=[run.pk]), params)
     assert response.status_code == 400
     assert response.json()["detail"]
+
+
+# --- the plans: the index, never a scan of the run -----------------------------------------
+
+
+def test_the_words_are_looked_up_in_the_full_text_index():
+    from tests.test_query_plans import plans_of
+
+    run = deep_run(depth=4, siblings=10, matches=5)
+    find = found.parse("needle")
+    plans = plans_of(lambda: found.count(run.pk, find), dear=("sort", "seqscan"))
+    plans += plans_of(
+        lambda: found.window(run.pk, find, counted=(5, False)), dear=("sort", "seqscan")
+    )
+    steps = [step for _, plan in plans for step in plan]
+    if connection.vendor == "postgresql":
+        assert any("step_search" in step for step in steps), steps
+        assert not any(step == "Seq Scan traces_step" for step in steps), steps
+    else:
+        # FTS5 with the run's id range (">" and "<" on its rowid), the rows by id.
+        assert any("VIRTUAL TABLE INDEX 0:M" in step and "><" in step for step in steps)
+        assert not any(re.match(r"SCAN traces_step( |$)", step) for step in steps), steps
+
+
+def test_a_window_of_many_matches_walks_the_runs_order():
+    from tests.test_query_plans import plans_of, sorts
+
+    run = deep_run(depth=3, siblings=10, matches=5)
+    find = found.parse("needle")
+    plans = plans_of(lambda: found.window(run.pk, find, counted=(found.COUNT_CAP, True)))
+    assert not [sorts(plan) for _, plan in plans if sorts(plan)]
