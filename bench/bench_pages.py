@@ -708,7 +708,7 @@ def run_find_cases(t: Targets, run_row: str) -> list[Case]:
             "4096), '[^[:alnum:]]+', ' ', 'g'))"
         )
         ids = (
-            f"SELECT id FROM traces_step WHERE run_id = %s AND {document} @@ "
+            f"SELECT id FROM traces_step WHERE run_id + 0 = %s AND {document} @@ "
             "to_tsquery('simple'::regconfig, %s)"
         )
 
