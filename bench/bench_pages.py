@@ -654,6 +654,7 @@ def cases(t: Targets) -> list[Case]:
     cus = ("customer", t.hot_customer)
     acc = ("account", "acc_main")
     big, wf = t.big_run, t.wf_run
+    find_cases = run_find_cases(t, run_row)
     return [
         # --- pages and fragments ---
         Case("run_row", "floor: one runs-list row (htmx poll of a running run)",
@@ -760,6 +761,101 @@ def cases(t: Targets) -> list[Case]:
         *compare_big_cases,
         Case("api_type_trends", "GET /api/types/{type}/trends",
              f"/api/types/{t.busy_type}/trends", trends_sql, api=True),
+        *find_cases,
+    ]  # fmt: skip
+
+
+def run_find_cases(t: Targets, run_row: str) -> list[Case]:
+    """Find in run on the big run (queries/find.py): the words' matches from the
+    full-text index within the run's ids, counted up to 10,000, a window of 50 in run
+    order, and their ancestors. The bare SQL: the same questions written by hand."""
+    big = t.big_run
+    if ON_POSTGRES:
+        document = (
+            "to_tsvector('simple'::regconfig, regexp_replace(left(coalesce(key::text, ''), 4096)"
+            " || ' ' || left(coalesce(name::text, ''), 4096) || ' ' || "
+            "left(coalesce(type::text, ''), 4096) || ' ' || left(coalesce(error::text, ''), "
+            "4096), '[^[:alnum:]]+', ' ', 'g'))"
+        )
+        ids = (
+            f"SELECT id FROM traces_step WHERE run_id + 0 = %s AND {document} @@ "
+            "to_tsquery('simple'::regconfig, %s)"
+        )
+
+        def words(query: str) -> list:
+            return [big, " <-> ".join(query.split())]
+    else:
+        bound = "(SELECT {}(id) FROM traces_step WHERE run_id = %s)"
+        ids = (
+            "SELECT rowid FROM traces_step_search WHERE traces_step_search MATCH %s "
+            f"AND rowid >= {bound.format('min')} AND rowid <= {bound.format('max')}"
+        )
+
+        def words(query: str) -> list:
+            return [f'"{query}"', big, big]
+
+    count = f"SELECT COUNT(*) FROM (SELECT id FROM traces_step WHERE id IN ({ids} LIMIT 10001))"
+    if ON_POSTGRES:
+        count += " AS matches"
+    window = (
+        f"SELECT {STEP_ROW}, substr(error, 1, 200) FROM traces_step WHERE run_id = %s "
+        f"AND id IN ({ids}) ORDER BY seq, id LIMIT 51"
+    )
+    failed_count = (
+        "SELECT COUNT(*) FROM (SELECT id FROM traces_step WHERE run_id = %s "
+        "AND failed_subtree = true AND status = 'failed' LIMIT 10001) AS matches"
+    )
+    failed_window = (
+        f"SELECT {STEP_ROW}, substr(error, 1, 200) FROM traces_step WHERE run_id = %s "
+        "AND failed_subtree = true AND status = 'failed' ORDER BY seq, id LIMIT 51"
+    )
+    ancestors = (
+        "WITH RECURSIVE up(id) AS (SELECT parent_id FROM traces_step WHERE run_id = %s "
+        "AND id IN (" + ids + ") AND parent_id IS NOT NULL "
+        "UNION SELECT s.parent_id FROM traces_step s JOIN up ON s.id = up.id "
+        "WHERE s.parent_id IS NOT NULL) "
+        f"SELECT {STEP_ROW} FROM traces_step WHERE id IN (SELECT id FROM up) ORDER BY seq, id"
+    )
+    flat = (
+        f"SELECT {STEP_ROW}, substr(error, 1, 200) FROM traces_step "
+        "WHERE run_id = %s ORDER BY seq, id LIMIT 301"
+    )
+    among = f"SELECT id FROM traces_step WHERE run_id = %s AND id IN ({ids}) AND seq <= 301"
+
+    def found(query: str) -> list:
+        return [
+            (run_row, [big]),
+            (count, words(query)),
+            (window, [big, *words(query)]),
+            (ancestors, [big, *words(query)]),
+        ]
+
+    url = f"/runs/{big}/"
+    label = f"run find, the {t.big_steps:,}-step run"
+    return [
+        Case("run_find_rare", f"{label}: a rare word (429: ~450 matches), tree", url,
+             found("429"), params={"find": "429"}, target_s=BIG_RUN_TARGET_S),
+        Case("run_find_common", f"{label}: a word in 40 % of it (fetch_charges), tree", url,
+             found("fetch charges"), params={"find": "fetch_charges"},
+             target_s=BIG_RUN_TARGET_S),
+        Case("run_find_key", f"{label}: a step's key (1 match), tree", url, found(t.panel_key),
+             params={"find": t.panel_key}, target_s=BIG_RUN_TARGET_S),
+        Case("run_find_none", f"{label}: no match, tree", url, found("zzzz"),
+             params={"find": "zzzz"}, target_s=BIG_RUN_TARGET_S),
+        Case("run_find_failed", f"{label}: status:failed (3,069), tree", url,
+             [(run_row, [big]), (failed_count, [big]), (failed_window, [big])],
+             params={"find": "status:failed"}, target_s=BIG_RUN_TARGET_S),
+        Case("run_find_timeline", f"{label}: upsert, timeline (its window's matches marked)",
+             url, [(run_row, [big]), (count, words("upsert")), (flat, [big]),
+                   (among, [big, *words("upsert")])],
+             params={"find": "upsert", "tab": "timeline"}, target_s=BIG_RUN_TARGET_S),
+        Case("run_find_timeline_only", f"{label}: 429, timeline of the matches only", url,
+             [(run_row, [big]), (count, words("429")), (window.replace("51", "301"),
+                                                          [big, *words("429")])],
+             params={"find": "429", "tab": "timeline", "only": "1"},
+             target_s=BIG_RUN_TARGET_S),
+        Case("api_run_find", "GET /api/runs/{big}/steps?find=429", f"/api/runs/{big}/steps",
+             found("429"), params={"find": "429"}, api=True, target_s=BIG_RUN_TARGET_S),
     ]  # fmt: skip
 
 

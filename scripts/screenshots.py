@@ -104,12 +104,14 @@ def pages(page, base: str) -> list[tuple[str, str]]:
     page.goto(f"{base}/?format=runs&type=sync_stripe&status=failed")
     page.locator("td.name a").first.click()
     compare_url = page.locator("[data-compare-previous]").get_attribute("href")
+    run_url = page.url.removeprefix(base)
     return [
         ("runs", f"{base}/"),
         ("failing-now", f"{base}/"),
         ("run", f"{base}{step_url}"),
         ("timeline", f"{base}{parallel_url}?tab=timeline"),
         ("critical-path", f"{base}{parallel_url}?tab=critical"),
+        ("find", f"{base}{run_url}?find=upsert_batch"),
         ("failed-steps", f"{base}/steps/?status=failed"),
         ("failed-cause", f"{base}/steps/?status=failed&since=24h&error_group={RECENT_CAUSE}"),
         ("entities", f"{base}/entities/"),

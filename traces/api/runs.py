@@ -21,7 +21,7 @@ RunQuery = form_query("RunQuery", RunFilterForm)
 RunStepsQuery = form_query(
     "RunStepsQuery",
     RunStepsForm,
-    only=("failed", "after", "before", "parent"),
+    only=("failed", "after", "before", "parent", "find"),
 )
 TimelineQuery = form_query("TimelineQuery", RunPageForm, only=("failed", "after", "before"))
 LogsQuery = form_query(
@@ -89,10 +89,15 @@ def run(request, run_id: RunId):
 def run_steps(request, run_id: RunId, filters: Query[RunStepsQuery]):
     """The run's steps flat in seq order (parents before children), a window at a time;
     or, with `parent=<key>`, that step's children in order (`parent=` empty: the roots),
-    paged forward with `after`. `failed=1` keeps failed steps and their ancestors."""
+    paged forward with `after`. `failed=1` keeps failed steps and their ancestors.
+    `find=` (find in run: words of a step's name, key, type or error, `word*` for a
+    word's start, and `status:NAME`): the matching steps in order, 50 a page, with
+    their count and the ancestors of the page's matches."""
     form = valid(RunStepsForm, request.GET)
     data = form.cleaned_data
     run = get_run(run_id)
+    if data["find"]:
+        return _found(request, run, form)
     if "parent" in request.GET:
         return _tree_level(request, run, data, form.failed_only)
     page = queries.timeline.timeline_window(
@@ -102,6 +107,38 @@ def run_steps(request, run_id: RunId, filters: Query[RunStepsQuery]):
         before=data["before"] or None,
     )
     return _steps_answer(request, run, None, page)
+
+
+def _found(request, run: Run, form):
+    if "parent" in request.GET:
+        message = "give `find` or `parent`, not both"
+        raise ApiBadRequest(f"parent: {message}", {"parent": [message]})
+    data, find = form.cleaned_data, form.found
+    counted = queries.find.count(run.pk, find, failed_only=form.failed_only)
+    page = queries.find.window(
+        run.pk,
+        find,
+        counted=counted,
+        failed_only=form.failed_only,
+        after=data["after"] or None,
+        before=data["before"] or None,
+    )
+    ancestors = queries.find.ancestors_of(page.items)
+    body = {
+        "run_id": run.pk,
+        "parent": None,
+        **items_of.page_of(page, items_of.step_items(page.items, run)),
+        **_FOUND_NONE,
+        "find": data["find"],
+        "count": counted[0],
+        "count_capped": counted[1],
+        "ancestors": items_of.step_items(ancestors, run),
+    }
+    return items_of.answer(request, body)
+
+
+# RunSteps' find fields, null in a list without one.
+_FOUND_NONE = {"find": None, "count": None, "count_capped": None, "ancestors": None}
 
 
 def _tree_level(request, run: Run, data: dict, failed_only: bool):
@@ -119,7 +156,7 @@ def _tree_level(request, run: Run, data: dict, failed_only: bool):
 def _steps_answer(request, run: Run, parent: str | None, page):
     """RunSteps, its items built as plain dicts (api.items: no validation per item)."""
     items = items_of.step_items(page.items, run)
-    body = {"run_id": run.pk, "parent": parent, **items_of.page_of(page, items)}
+    body = {"run_id": run.pk, "parent": parent, **items_of.page_of(page, items), **_FOUND_NONE}
     return items_of.answer(request, body)
 
 

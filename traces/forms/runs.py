@@ -6,6 +6,8 @@ from __future__ import annotations
 from django import forms
 
 from traces.models import Status
+from traces.queries.find import MAX_FIND, BadFind
+from traces.queries.find import parse as parse_find
 
 from .common import FORMAT_CHOICES, MAX_ID, DateTimeFilter, FilterForm
 
@@ -103,10 +105,38 @@ class RunPageForm(forms.Form):
     format = forms.ChoiceField(
         choices=[("", "html"), ("html", "html"), ("json", "json")], required=False
     )
+    find = forms.CharField(
+        required=False,
+        max_length=MAX_FIND,
+        strip=False,
+        help_text="Find in run: words of a step's name, key, type or error (each a whole "
+        "word; `word*` for its start) and `status:NAME`; every term must match.",
+    )
+    # The matches' window starts at this one (its number, for "match 53 of 1,234").
+    find_at = forms.IntegerField(required=False, min_value=0, max_value=10**9)
+    # Not `matches`: a form control of that name would hide the form's own .matches().
+    only = forms.ChoiceField(
+        choices=[("", "no"), ("0", "no"), ("1", "yes")],
+        required=False,
+        help_text="The timeline: only the steps the find matches.",
+    )
+
+    def clean_find(self):
+        text = self.cleaned_data.get("find") or ""
+        try:
+            self.cleaned_data["found"] = parse_find(text)
+        except BadFind as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return text.strip()
 
     @property
     def failed_only(self) -> bool:
         return self.cleaned_data.get("failed") == "1"
+
+    @property
+    def found(self):
+        """The parsed find (queries.find.Find), empty when none was given."""
+        return self.cleaned_data.get("found") or parse_find("")
 
 
 class RunStepsForm(RunPageForm):

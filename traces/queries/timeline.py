@@ -17,6 +17,8 @@ from django.utils import timezone
 from traces.models import Run, Status, Step
 from traces.pagination import Page, keyset_page
 
+from .find import few_matches
+from .find import matching as find_matching
 from .steps import only_failed_subtrees, step_rows
 
 TIMELINE_WINDOW = 300
@@ -29,9 +31,14 @@ def timeline_window(
     after: str | None = None,
     before: str | None = None,
     size: int = TIMELINE_WINDOW,
+    find=None,
 ) -> Page:
-    """One window of the run's steps in seq order (parents before children)."""
-    steps = Step.objects.filter(run_id=run_id)
+    """One window of the run's steps in seq order (parents before children); with
+    `find` (a queries.find.Find), of the steps it matches."""
+    if find is None:
+        steps = Step.objects.filter(run_id=run_id)
+    else:
+        steps = find_matching(run_id, find, from_matches=few_matches(run_id, find))
     if failed_only:
         steps = only_failed_subtrees(steps)
     return keyset_page(

@@ -196,6 +196,21 @@ class RunSteps(Schema):
     items: list[StepItem]
     next: str | None
     prev: str | None
+    # Find in run (`?find=`); null without one.
+    find: str | None = Field(
+        default=None, description="The find (`?find=`): items are its matches, in run order."
+    )
+    count: int | None = Field(
+        default=None, description="With a find: how many steps match (up to 10,000)."
+    )
+    count_capped: bool | None = Field(
+        default=None, description="With a find: more steps match than `count`."
+    )
+    ancestors: list[StepItem] | None = Field(
+        default=None,
+        description="With a find: the ancestors of this page's matches, each once, in run "
+        "order (with `parent_id`, the tree down to every match).",
+    )
 
 
 class TimelineRow(Schema):

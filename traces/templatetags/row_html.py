@@ -56,6 +56,13 @@ def tree_rows(level, selected_key=None) -> SafeString:
             "show the next steps ›</a>"  # noqa: RUF001
             f'{left} <span class="htmx-indicator muted">loading…</span></li>'
         )
+    if getattr(level, "all_url", "") and level.parent is not None:
+        url, pk = _e(level.all_url), level.parent.pk
+        more += (
+            f'<li class="tree-more find-all"><a href="{url}" hx-get="{url}"'
+            f' hx-target="#kids-{pk}" hx-swap="innerHTML">'
+            f"show all its {grouped(level.all_count)} steps ›</a></li>"  # noqa: RUF001
+        )
     return mark_safe(f"{rows}\n{more}\n")
 
 
@@ -84,7 +91,8 @@ def _tree_row(step, selected_key) -> str:
     )
     return (
         f"{_iteration_heading(step)}\n"
-        f'<li class="tree-item{" is-failed" if step.status == "failed" else ""}" id="node-{pk}">\n'
+        f'<li class="tree-item{" is-failed" if step.status == "failed" else ""}'
+        f'{getattr(step, "find_class", "")}" id="node-{pk}">\n'
         f"{opening}\n"
         '  <span class="toggle" aria-hidden="true"></span>\n'
         '  <span class="label">\n'
@@ -310,7 +318,8 @@ def _timeline_row(step, selected_key) -> str:
         selected += " critical"
         tip = f"{tip} · on the critical path"
     return (
-        f'\n    <li class="timeline-row {_e(step.depth_class)}{selected}" data-row tabindex="-1"'
+        f'\n    <li class="timeline-row {_e(step.depth_class)}{selected}'
+        f'{getattr(step, "find_class", "")}" data-row tabindex="-1"'
         f' data-tip="{tip}">\n'
         f'      <span class="t-label" title="{_e(step.name or step.key)}">'
         f'<span class="t-icon s-{status}" aria-label="{status}">{_e(status_icon(step.status))}'

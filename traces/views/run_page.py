@@ -28,6 +28,7 @@ from traces.templatetags.traces_extras import pretty_json
 
 from .common import bad_request, htmx_part
 from .critical_path import critical_path_context
+from .run_find import find_bar, find_keep, find_tree
 from .run_tabs import BadFilter, logs_context, timeline_context, tree_context, tree_level
 from .step_panel import panel_context, value_block
 
@@ -163,11 +164,16 @@ def _page_context(
         "tab": tab,
         "tabs": _tab_links(run, form),
         "failed_only": form.failed_only,
-        "pills": _pill_links(run, tab) if tab in ("tree", "timeline") else None,
+        "pills": _pill_links(run, tab, find_keep(form)) if tab in ("tree", "timeline") else None,
         "share_url": request.build_absolute_uri(run.get_absolute_url()),
         "header": _header_context(run),
     }
-    if tab == "tree":
+    if tab in ("tree", "timeline"):
+        context["find"] = find_bar(run, form, tab)
+    if tab == "tree" and context["find"]["active"]:
+        context["tree"] = find_tree(run, form, context["find"])
+        context["level"] = context["tree"]["roots"]
+    elif tab == "tree":
         context["tree"] = tree_context(request, run, form, focus=focus, expand=expand)
         # The rows template renders one level; a window request names it `level`.
         context["level"] = context["tree"]["roots"]
@@ -202,6 +208,7 @@ def _tab_links(run: Run, form) -> list[dict]:
         "attributes": "Attributes",
     }
     keep = {"failed": "1"} if form.failed_only else {}
+    keep.update(find_keep(form))
     titles = {"logs": f"{run.log_count:,} log lines, repeated ones included"}
     links = []
     for name, label in labels.items():
@@ -211,13 +218,13 @@ def _tab_links(run: Run, form) -> list[dict]:
     return links
 
 
-def _pill_links(run: Run, tab: str) -> list[dict]:
+def _pill_links(run: Run, tab: str, keep: dict) -> list[dict]:
     base = reverse("traces:run-detail", args=[run.pk])
     return [
-        {"label": "all", "url": f"{base}?{urlencode({'tab': tab})}", "failed": False},
+        {"label": "all", "url": f"{base}?{urlencode({'tab': tab, **keep})}", "failed": False},
         {
             "label": "failed only",
-            "url": f"{base}?{urlencode({'tab': tab, 'failed': '1'})}",
+            "url": f"{base}?{urlencode({'tab': tab, 'failed': '1', **keep})}",
             "failed": True,
         },
     ]

@@ -18,7 +18,7 @@ from traces.models import Run, Step
 from traces.pagination import Page
 from traces.templatetags.traces_extras import human_duration
 
-from . import tree_groups
+from . import run_find, tree_groups
 from .common import mark_log_rows
 from .step_panel import value_block
 
@@ -45,6 +45,9 @@ class TreeLevel:
     # Its repeated names (tree_groups.GroupSummary by name); siblings after the window.
     groups: dict | None = None
     remaining: int | None = None
+    # A level that shows some of its steps (find in run's): the link to all of them.
+    all_url: str = ""
+    all_count: int = 0
 
 
 def tree_context(request: HttpRequest, run: Run, form, *, focus=None, expand=None) -> dict:
@@ -79,26 +82,7 @@ def tree_level(
     )
     rows = page.items
     grouped = _mark_iterations(rows, parent, form.cleaned_data["loop"] if after else None)
-    expand = list(expand)
-    step_url_of = key_urls("traces:step-detail", run_id)
-    children_url_of = key_urls("traces:step-children", run_id)
-    for step in rows:
-        step.url = step_url_of(step.key)
-        step.children_url = children_url_of(step.key) if step.child_count else ""
-        step.expand_url = _expand_url(step.children_url, expand, failed_only)
-        step.load_url = (
-            f"{step.children_url}?failed=1"
-            if failed_only and step.children_url
-            else step.children_url
-        )
-        step.children_level = None
-        step.flags = _row_flags(step)
-        step.notes = _row_notes(step)
-        step.time_title = (
-            f"started {step.started_at.isoformat(sep=' ')}"
-            if step.started_at
-            else "no start time recorded"
-        )
+    mark_tree_rows(run_id, rows, list(expand), failed_only)
     groups, size = tree_groups.decorate(run_id, parent, rows)
     level = TreeLevel(
         parent=parent,
@@ -122,6 +106,29 @@ def tree_level(
         )
         level.more_url = f"{base}?{urlencode(query)}"
     return level
+
+
+def mark_tree_rows(run_id: int, rows: list[Step], expand: list[str], failed_only: bool) -> None:
+    """What a tree row shows besides its columns: its links, flags and notes."""
+    step_url_of = key_urls("traces:step-detail", run_id)
+    children_url_of = key_urls("traces:step-children", run_id)
+    for step in rows:
+        step.url = step_url_of(step.key)
+        step.children_url = children_url_of(step.key) if step.child_count else ""
+        step.expand_url = _expand_url(step.children_url, expand, failed_only)
+        step.load_url = (
+            f"{step.children_url}?failed=1"
+            if failed_only and step.children_url
+            else step.children_url
+        )
+        step.children_level = None
+        step.flags = _row_flags(step)
+        step.notes = _row_notes(step)
+        step.time_title = (
+            f"started {step.started_at.isoformat(sep=' ')}"
+            if step.started_at
+            else "no start time recorded"
+        )
 
 
 def _row_flags(step: Step) -> list[tuple[str, str]]:
@@ -195,6 +202,7 @@ def timeline_context(run: Run, form) -> dict:
         failed_only=form.failed_only,
         after=options["after"] or None,
         before=options["before"] or None,
+        find=form.found if options.get("only") == "1" else None,
     )
     rows = page.items
     layout = queries.timeline.lay_out(run, rows, failed_only=form.failed_only)
@@ -207,6 +215,7 @@ def timeline_context(run: Run, form) -> dict:
         step.depth_class = f"depth-{min(step.depth, 12)}"
     base = reverse("traces:run-timeline", args=[run.pk])
     keep = {"failed": "1"} if form.failed_only else {}
+    keep.update(run_find.find_keep(form))
     return {
         "rows": rows,
         "timed": layout.timed,
@@ -217,6 +226,7 @@ def timeline_context(run: Run, form) -> dict:
         **_window_urls(base, keep, page),
         "first_seq": rows[0].seq if rows else None,
         "last_seq": rows[-1].seq if rows else None,
+        "find": run_find.mark_timeline(run, rows, form),
     }
 
 

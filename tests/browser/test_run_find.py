@@ -1,0 +1,84 @@
+"""Find in run in a real browser: typing finds (the count, the matches under their
+parents), Enter and the buttons step through the matches into the next window, and
+the URL keeps the find for a reload."""
+
+from playwright.sync_api import expect
+
+from tests.test_views_run_find import deep_run
+
+
+def test_typing_finds_and_enter_steps_through_the_matches(page, transactional_db):
+    run = deep_run(depth=8, siblings=40, matches=120)
+    page.goto(run.get_absolute_url())
+    page.keyboard.press("f")
+    expect(page.locator("#run-find")).to_be_focused()
+    page.keyboard.type("needle")
+    status = page.locator("#find-status")
+    expect(status).to_have_text("120 matches")
+    page.wait_for_url("**find=needle**")
+    matches = page.locator(".tree-item.find-match")
+    expect(matches).to_have_count(50)
+    # The matches sit 8 levels down: every one of them is on screen, not collapsed.
+    expect(matches.first).to_be_visible()
+    expect(page.locator(".tree-item.find-context")).to_have_count(8)
+    expect(page.locator("#run-find")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(status).to_have_text("match 1 of 120")
+    page.keyboard.press("Enter")
+    expect(status).to_have_text("match 2 of 120")
+    expect(page.locator(".find-current")).to_have_count(1)
+    page.keyboard.press("Shift+Enter")
+    expect(status).to_have_text("match 1 of 120")
+    # Past the window's last match: the next window, and its first match.
+    next_button = page.get_by_role("button", name="Next match")
+    for _ in range(50):
+        next_button.click()
+    expect(status).to_have_text("match 51 of 120")
+    page.wait_for_url("**find_at=50**")
+    expect(page.locator(".find-current")).to_contain_text("needle_50")
+    # A reload keeps the find.
+    page.reload()
+    expect(page.locator("#run-find")).to_have_value("needle")
+    expect(page.locator("#find-status")).to_have_text("120 matches")
+    expect(page.locator(".tree-item.find-match").first).to_contain_text("needle_50")
+    # Clearing it shows the whole tree again.
+    page.get_by_role("link", name="Clear the find").click()
+    expect(page.locator(".tree-item.find-match")).to_have_count(0)
+    expect(page.locator("#run-find")).to_have_value("")
+
+
+def test_the_timeline_shows_only_the_matches(page, transactional_db):
+    run = deep_run(depth=3, siblings=20, matches=5)
+    page.goto(f"{run.get_absolute_url()}?tab=timeline")
+    page.fill("#run-find", "needle")
+    expect(page.locator("#find-status")).to_have_text("5 matches")
+    page.get_by_role("link", name="show only the matches").click()
+    expect(page.locator(".timeline-row")).to_have_count(5)
+    expect(page.locator(".timeline-row.find-match")).to_have_count(5)
+    page.keyboard.press("n")
+    expect(page.locator("#find-status")).to_contain_text("match 1 of 5")
+
+
+def test_a_bad_find_says_why_and_keeps_the_page(browser, live_server, transactional_db):
+    run = deep_run(depth=3, siblings=5, matches=2)
+    context = browser.new_context(base_url=live_server.url)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{run.get_absolute_url()}?find=needle")
+    page.fill("#run-find", "status:nope")
+    expect(page.locator("#flash")).to_contain_text("status:nope is not a status")
+    expect(page.locator(".tree-item.find-match")).to_have_count(2)
+    context.close()
+    # The 400 itself is the one console line (the browser logs every failed load).
+    assert [e for e in errors if "400" not in e] == []
+
+
+def test_the_find_bar_fits_a_phone(page, transactional_db):
+    run = deep_run(depth=4, siblings=5, matches=3)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{run.get_absolute_url()}?find=needle")
+    box = page.locator("#run-find").bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    expect(page.locator(".tree-item.find-match")).to_have_count(3)

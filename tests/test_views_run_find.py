@@ -1,0 +1,365 @@
+"""Find in run (`?find=` on the run page, its tree and timeline, and the API's run
+steps): matches found through the full-text index however deep they are, shown
+under their ancestors, counted, windowed, escaped; bad finds are 400s."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+from django.utils.html import escape
+
+from tests.factories import make_runs
+from traces.ingest.loader import ingest_paths
+from traces.models import Run, Status, Step
+from traces.queries import find as found
+from traces.search.index import index_runs
+
+pytestmark = pytest.mark.django_db
+HX = {"HX-Request": "true", "HX-Target": "run-tabs"}
+
+
+# --- data ---------------------------------------------------------------------------------
+
+
+def deep_run(depth: int = 30, siblings: int = 200, matches: int = 3, hostile: str = "") -> Run:
+    """A chain `depth` steps deep, `siblings` plain steps beside each of its first
+    levels, and `matches` steps named `needle_<i>` at the bottom: what a find must
+    reach inside collapsed subtrees. Written in one batch and indexed as the store
+    indexes a run (ids in seq order)."""
+    run = make_runs(1, name="deep")[0]
+    seq = 0
+    rows: list[Step] = []
+    next_id = (Step.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
+
+    def add(parent, position, name, depth_, status="succeeded", error=""):
+        nonlocal seq, next_id
+        seq += 1
+        step = Step(
+            id=next_id, run=run, parent_id=parent.pk if parent else None, key=f"k{seq}",
+            seq=seq, position=position, depth=depth_, name=name, type="exec", status=status,
+            error=error, failed_subtree=status == "failed",
+        )  # fmt: skip
+        next_id += 1
+        rows.append(step)
+        return step
+
+    parent = None
+    for level in range(depth):
+        chain = add(parent, 0, f"level {level}", level)
+        if parent is not None:
+            parent.child_count = 1 + (siblings if level <= 3 else 0)
+        for position in range(1, 1 + (siblings if level < 3 else 0)):
+            add(parent, position, f"plain {level}.{position}", level)
+        parent = chain
+    parent.child_count = matches
+    for position in range(matches):
+        add(parent, position, f"needle_{position}{hostile}", depth, "failed", "boom: rate limit")
+    for step in rows:
+        step.child_count = step.child_count or 0
+    # Ancestors of a failure hold it (failed_subtree), as the store keeps them.
+    by_id = {step.pk: step for step in rows}
+    for step in rows:
+        if step.status == "failed":
+            up = by_id.get(step.parent_id)
+            while up is not None:
+                up.failed_subtree = True
+                up = by_id.get(up.parent_id)
+    Step.objects.bulk_create(rows)
+    Run.objects.filter(pk=run.pk).update(
+        step_count=len(rows), steps_failed=matches, max_depth=depth
+    )
+    with connection.cursor() as cursor:
+        index_runs(cursor, [run.pk])
+    return Run.objects.get(pk=run.pk)
+
+
+def tokens_of(*texts: str) -> list[str]:
+    return found.TOKEN.findall(" ".join(text[:4096] for text in texts).lower())
+
+
+def page(client, run: Run, **params):
+    return client.get(f"{reverse('traces:run-detail', args=[run.pk])}?{urlencode(params)}")
+
+
+def classes_of(html: str, cls: str) -> list[str]:
+    return re.findall(rf'<li class="tree-item[^"]*\b{cls}\b[^"]*" id="node-(\d+)"', html)
+
+
+# --- the find's words ---------------------------------------------------------------------
+
+
+def test_a_find_is_words_and_statuses():
+    find = found.parse('upsert_batch "Rate  limit" 01M3250Z* status:FAILED')
+    assert find.phrases == (("upsert", "batch"), ("rate", "limit"), ("01m3250z",))
+    assert find.prefixes == (False, False, True)
+    assert find.statuses == ("failed",)
+    assert found.fts5_query(find) == '"upsert batch" AND "rate limit" AND "01m3250z" *'
+    assert found.pg_tsquery(find) == "(upsert <-> batch) & (rate <-> limit) & (01m3250z:*)"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("status:nope", "not a status"),
+        ("!!! ---", "nothing to find"),
+        ("x" * 201, "at most 200"),
+        (" ".join(f"w{i}" for i in range(9)), "at most 8 words"),
+        ("a\x00b", "NUL"),
+    ],
+)
+def test_a_find_that_names_nothing_is_refused(text, says):
+    with pytest.raises(found.BadFind, match=says):
+        found.parse(text)
+
+
+# --- the tree -----------------------------------------------------------------------------
+
+
+def test_a_deep_match_is_shown_under_all_its_ancestors(client):
+    run = deep_run(depth=30)
+    response = page(client, run, find="needle_1")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "1 match<" in html
+    needle = Step.objects.get(run=run, name="needle_1")
+    assert classes_of(html, "find-match") == [str(needle.pk)]
+    chain = Step.objects.filter(run=run, name__startswith="level ").order_by("depth")
+    assert classes_of(html, "find-context") == [str(step.pk) for step in chain]
+    # The 600 plain steps beside the chain are left out; each level says how to see them.
+    assert "plain 1.1" not in html
+    assert "show all its 201 steps" in html
+    # The input keeps the find, and the tab links and pills keep it too.
+    assert 'value="needle_1"' in html
+    assert html.count("find=needle_1") >= 4
+
+
+def test_the_find_is_kept_in_the_url_of_each_match_link(client):
+    run = deep_run(depth=3, matches=2)
+    html = page(client, run, find="needle").content.decode()
+    assert re.search(r'href="/runs/\d+/steps/k\d+/\?find=needle"', html)
+
+
+def test_words_match_whole_words_and_a_star_their_start(client):
+    run = deep_run(depth=4, matches=5)
+    assert found.count(run.pk, found.parse("needle")) == (5, False)
+    assert found.count(run.pk, found.parse("needl")) == (0, False)
+    assert found.count(run.pk, found.parse("needl*")) == (5, False)
+    assert found.count(run.pk, found.parse("needle 3")) == (1, False)
+    assert found.count(run.pk, found.parse('"rate limit"')) == (5, False)
+    assert found.count(run.pk, found.parse("limit rate")) == (5, False)
+    assert found.count(run.pk, found.parse('"limit rate"')) == (0, False)
+    assert found.count(run.pk, found.parse("k3")) == (1, False)  # a key
+    assert found.count(run.pk, found.parse("status:failed")) == (5, False)
+    assert found.count(run.pk, found.parse("level status:failed")) == (0, False)
+    assert found.count(run.pk, found.parse("level")) == (4, False)
+
+
+def test_a_find_stays_in_its_run(client):
+    one, other = deep_run(depth=3, matches=2), deep_run(depth=3, matches=7)
+    assert found.count(one.pk, found.parse("needle")) == (2, False)
+    assert found.count(other.pk, found.parse("needle")) == (7, False)
+    html = page(client, one, find="needle").content.decode()
+    assert len(classes_of(html, "find-match")) == 2
+
+
+def test_matches_come_a_window_at_a_time_numbered(client):
+    run = deep_run(depth=3, matches=120)
+    html = page(client, run, find="needle").content.decode()
+    assert "120 matches" in html
+    assert len(classes_of(html, "find-match")) == found.FIND_WINDOW
+    assert "Matches 1–50" in html  # noqa: RUF001
+    next_url = re.search(r'href="([^"]+)"[^>]*data-find-page="1"', html)[1].replace("&amp;", "&")
+    assert parse_qs(urlsplit(next_url).query)["find_at"] == ["50"]
+    second = client.get(next_url).content.decode()
+    assert "Matches 51–100" in second  # noqa: RUF001
+    first_ids = set(classes_of(html, "find-match"))
+    second_ids = set(classes_of(second, "find-match"))
+    assert len(second_ids) == 50 and not first_ids & second_ids
+    prev_url = re.search(r'href="([^"]+)"[^>]*data-find-page="-1"', second)[1].replace("&amp;", "&")
+    assert set(classes_of(client.get(prev_url).content.decode(), "find-match")) == first_ids
+
+
+def test_queries_do_not_grow_with_the_matches(client, django_assert_max_num_queries):
+    few, many = deep_run(depth=12, matches=3), deep_run(depth=12, matches=400)
+    counts = []
+    for run in (few, many):
+        with django_assert_max_num_queries(12) as captured:
+            response = page(client, run, find="needle")
+        assert response.status_code == 200
+        counts.append(len(captured))
+    assert counts[0] == counts[1]
+
+
+def test_a_hostile_name_is_escaped(client):
+    hostile = '<script>alert("x")</script>'
+    run = deep_run(depth=2, matches=1, hostile=hostile)
+    html = page(client, run, find="needle_0 script").content.decode()
+    assert hostile not in html
+    assert escape(hostile) in html
+    html = page(client, run, find='<img src=x onerror="1">').content.decode()
+    assert "<img src=x" not in html
+
+
+def test_no_match_says_so(client):
+    run = deep_run(depth=2, matches=1)
+    html = page(client, run, find="nowhere").content.decode()
+    assert "no step matches" in html
+    assert "No step of this run matches" in html
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"find": "status:nope"},
+        {"find": "!!!"},
+        {"find": "x" * 201},
+        {"find": "needle", "after": "not-a-cursor"},
+        {"find": "needle", "find_at": "-1"},
+        {"find": "needle", "tab": "timeline", "after": "eyJ4Ijox"},
+    ],
+)
+def test_a_bad_find_is_a_400(client, params):
+    run = deep_run(depth=2, matches=1)
+    assert page(client, run, **params).status_code == 400
+    response = client.get(
+        f"{reverse('traces:run-detail', args=[run.pk])}?{urlencode(params)}", headers=HX
+    )
+    assert response.status_code == 400
+    assert response["HX-Retarget"] == "#flash"
+
+
+def test_an_htmx_find_swaps_the_tabs(client):
+    run = deep_run(depth=3, matches=2)
+    response = client.get(
+        f"{reverse('traces:run-detail', args=[run.pk])}?find=needle&tab=tree", headers=HX
+    )
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="run-tabs"')
+    assert "2 matches" in html
+
+
+def test_failed_only_and_a_find_together(client):
+    run = deep_run(depth=3, matches=2)
+    html = page(client, run, find="level", failed="1").content.decode()
+    # The chain's levels hold the failures: kept.
+    assert len(classes_of(html, "find-match")) == 3
+
+
+# --- the timeline -------------------------------------------------------------------------
+
+
+def test_the_timeline_highlights_matches_and_can_show_only_them(client):
+    run = deep_run(depth=3, siblings=100, matches=4)
+    html = page(client, run, tab="timeline", find="needle").content.decode()
+    assert len(re.findall(r'class="timeline-row [^"]*find-match', html)) == 0  # past the window
+    assert "0 of the steps below match" in html
+    html = page(client, run, tab="timeline", find="needle", only="1").content.decode()
+    rows = re.findall(r'class="timeline-row ([^"]*)"', html)
+    assert len(rows) == 4 and all("find-match" in row for row in rows)
+    html = page(client, run, tab="timeline", find="plain").content.decode()
+    marked = re.findall(r'class="timeline-row [^"]*(find-match|find-other)', html)
+    in_window = Step.objects.filter(run=run, seq__lte=300, name__startswith="plain").count()
+    assert marked.count("find-match") == in_window > 200 and "find-other" in marked
+
+
+# --- the samples of every format ----------------------------------------------------------
+
+
+def test_every_samples_step_is_found_by_its_name_and_key_under_its_ancestors(client, samples):
+    report = ingest_paths([samples])
+    assert report.failed == []
+    checked = set()
+    for run in Run.objects.all():
+        deepest = Step.objects.filter(run=run).exclude(name="").order_by("-depth", "seq").first()
+        if deepest is None:
+            continue
+        html = page(client, run, find=deepest.key).content.decode()
+        assert str(deepest.pk) in classes_of(html, "find-match"), (run.format, deepest.key)
+        chain = []
+        parent_id = deepest.parent_id
+        while parent_id:
+            chain.append(str(parent_id))
+            parent_id = Step.objects.get(pk=parent_id).parent_id
+        shown = set(classes_of(html, "find-context")) | set(classes_of(html, "find-match"))
+        assert set(chain) <= shown
+        words = found.TOKEN.findall(deepest.name)
+        if words:
+            text = " ".join(words)
+            expected = sum(
+                1
+                for name, key, type_, error in Step.objects.filter(run=run).values_list(
+                    "name", "key", "type", "error"
+                )
+                if all(word.lower() in tokens_of(name, key, type_, error) for word in words)
+            )
+            count = found.count(run.pk, found.parse(text))[0]
+            assert count >= 1
+            # Each word anywhere in the step is at least as many as the phrase.
+            assert count <= expected, (run.format, text)
+        failed = Step.objects.filter(run=run, status=Status.FAILED).count()
+        assert found.count(run.pk, found.parse("status:failed")) == (failed, False)
+        checked.add(run.format)
+    assert checked >= {"duckflux", "greentic", "traceos", "runs", "workflow", "otlp"}
+
+
+# --- the API ------------------------------------------------------------------------------
+
+
+def test_the_api_finds_with_ancestors_and_a_count(client):
+    run = deep_run(depth=5, matches=60)
+    url = reverse("api:run_steps", args=[run.pk])
+    body = client.get(url, {"find": "needle"}).json()
+    assert body["find"] == "needle" and body["count"] == 60 and body["count_capped"] is False
+    assert len(body["items"]) == 50 and all(i["name"].startswith("needle") for i in body["items"])
+    assert [a["depth"] for a in body["ancestors"]] == [0, 1, 2, 3, 4]
+    rest = client.get(url, {"find": "needle", "after": body["next"]}).json()
+    assert len(rest["items"]) == 10 and rest["next"] is None
+    plain = client.get(url).json()
+    assert plain["find"] is None and plain["count"] is None and plain["ancestors"] is None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"find": "status:nope"}, {"find": "..."}, {"find": "needle", "parent": ""},
+     {"find": "needle", "after": "garbage"}],
+)  # fmt: skip
+def test_the_api_refuses_a_bad_find(client, params):
+    run = deep_run(depth=2, matches=1)
+    response = client.get(reverse("api:run_steps", args=[run.pk]), params)
+    assert response.status_code == 400
+    assert response.json()["detail"]
+
+
+# --- the plans: the index, never a scan of the run -----------------------------------------
+
+
+def test_the_words_are_looked_up_in_the_full_text_index():
+    from tests.test_query_plans import plans_of
+
+    run = deep_run(depth=4, siblings=10, matches=5)
+    find = found.parse("needle")
+    plans = plans_of(lambda: found.count(run.pk, find), dear=("sort", "seqscan"))
+    plans += plans_of(
+        lambda: found.window(run.pk, find, counted=(5, False)), dear=("sort", "seqscan")
+    )
+    steps = [step for _, plan in plans for step in plan]
+    if connection.vendor == "postgresql":
+        assert any("step_search" in step for step in steps), steps
+        assert not any(step == "Seq Scan traces_step" for step in steps), steps
+    else:
+        # FTS5 with the run's id range (">" and "<" on its rowid), the rows by id.
+        assert any("VIRTUAL TABLE INDEX 0:M" in step and "><" in step for step in steps)
+        assert not any(re.match(r"SCAN traces_step( |$)", step) for step in steps), steps
+
+
+def test_a_window_of_many_matches_walks_the_runs_order():
+    from tests.test_query_plans import plans_of, sorts
+
+    run = deep_run(depth=3, siblings=10, matches=5)
+    find = found.parse("needle")
+    plans = plans_of(lambda: found.window(run.pk, find, counted=(found.COUNT_CAP, True)))
+    assert not [sorts(plan) for _, plan in plans if sorts(plan)]
