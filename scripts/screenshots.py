@@ -2,6 +2,8 @@
 """Regenerate the README's screenshots: `make screenshots` (or some of them by name:
 `scripts/screenshots.py critical-path timeline`).
 
+The trends chart is taken last, after a generated history of 1,200 runs is ingested.
+
 Ingests the samples into a throwaway database, serves the site on loopback,
 and has Debian's chromium (through Playwright) photograph the main pages into
 docs/screenshots/, in light and dark.
@@ -9,6 +11,7 @@ docs/screenshots/, in light and dark.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -76,7 +79,28 @@ def pages(page, base: str) -> list[tuple[str, str]]:
     ]
 
 
-def shoot(base: str, only: set[str]) -> None:
+def trend_pages(page, base: str) -> list[tuple[str, str]]:
+    """The run type with the most runs (of the generated history, trends_history())."""
+    page.goto(f"{base}/api/types")
+    types = json.loads(page.locator("body").inner_text())["items"]
+    busiest = max(types, key=lambda row: sum(row["counts"].values()))
+    return [("trends", f"{base}{busiest['url']}?bucket=hour")]
+
+
+def trends_history(env: dict, data: str) -> None:
+    """A runs database of 1,200 runs, one every 90 s (30 hours): the samples hold
+    three runs of a type at most, too few for a chart."""
+    path = Path(data) / "history" / "runs.sqlite"
+    path.parent.mkdir()
+    subprocess.run(
+        [sys.executable, "bench/generate_runs_db.py", str(path), "--runs", "1200",
+         "--steps", "6000", "--calls", "1200", "--links", "600"],
+        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    manage(env, "ingest", str(path), stdout=subprocess.DEVNULL)
+
+
+def shoot(base: str, only: set[str], find=pages) -> None:
     from playwright.sync_api import sync_playwright
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -89,7 +113,7 @@ def shoot(base: str, only: set[str]) -> None:
                 viewport={"width": 1400, "height": 860}, color_scheme=scheme
             )
             page = context.new_page()
-            for name, url in pages(page, base):
+            for name, url in find(page, base):
                 if only and name not in only:
                     continue
                 page.goto(url)
@@ -118,7 +142,13 @@ def main() -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(base + "/")
-        shoot(base, set(sys.argv[1:]))
+        only = set(sys.argv[1:])
+        if only != {"trends"}:
+            shoot(base, only)
+        if not only or "trends" in only:
+            # Last: the generated history would crowd the other pictures.
+            trends_history(env, data)
+            shoot(base, only, find=trend_pages)
     finally:
         server.terminate()
         server.wait(timeout=10)
