@@ -362,3 +362,33 @@ def test_hostile_values_are_written_as_protobuf_writes_them(client):
     run.call_count, run.link_count = 1, 1
     run.save()
     assert_spans_are_protobufs_json(exported_otlp(client, run))
+
+
+@pytest.mark.parametrize("format_name", ["otlp", "chrome"])
+def test_an_export_reads_a_fixed_number_of_queries_per_batch(client, format_name):
+    """Steps, and their logs, links and calls, are read a batch of 900 steps at a time:
+    a run of 800 steps costs the queries of a run of 3."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from traces.exports.timing import BATCH
+
+    counts = []
+    for steps in (3, BATCH - 100):
+        run = Run.objects.create(format="runs", external_id=f"q{steps}", name="q")
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        made = Step.objects.bulk_create(
+            Step(run=run, key=f"k{i}", name="s", seq=i, position=i, status="failed",
+                 started_at=t0 + timedelta(seconds=i), duration_ms=5.0)
+            for i in range(steps)
+        )  # fmt: skip
+        LogEntry.objects.bulk_create(
+            LogEntry(run=run, step=step, seq=i, message="m") for i, step in enumerate(made)
+        )
+        Call.objects.bulk_create(
+            Call(run=run, step=step, key="c", position=0, status="succeeded") for step in made
+        )
+        with CaptureQueriesContext(connection) as queries:
+            export(client, run, format_name)
+        counts.append(len(queries))
+    assert counts[0] == counts[1] <= 8
