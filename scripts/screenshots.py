@@ -65,6 +65,9 @@ def pages(page, base: str) -> list[tuple[str, str]]:
     page.goto(f"{base}/?format=runs&type=sync_stripe&status=failed")
     page.locator("td.name a").first.click()
     compare_url = page.locator("[data-compare-previous]").get_attribute("href")
+    # A trace read from a Collector's file export, with its OTLP / Perfetto buttons.
+    page.goto(f"{base}/?format=otlp&status=failed")
+    otlp_url = page.locator("td.name a").first.get_attribute("href")
     return [
         ("runs", f"{base}/"),
         ("run", f"{base}{step_url}"),
@@ -73,6 +76,7 @@ def pages(page, base: str) -> list[tuple[str, str]]:
         ("failed-steps", f"{base}/steps/?status=failed"),
         ("entities", f"{base}/entities/"),
         ("compare", f"{base}{compare_url}"),
+        ("otlp", f"{base}{otlp_url}?tab=timeline"),
         ("search", f"{base}/search/?q=sync_stripe&jump=no"),
         ("logs", f"{base}/logs/?q=step+completed"),
         ("upload", f"{base}/upload/"),

@@ -392,3 +392,20 @@ def test_an_export_reads_a_fixed_number_of_queries_per_batch(client, format_name
             export(client, run, format_name)
         counts.append(len(queries))
     assert counts[0] == counts[1] <= 8
+
+
+def test_an_otlp_run_exported_and_read_again_keeps_its_tree(client, samples, tmp_path):
+    """The sixth format's round trip: its export has its trace id, so read again from
+    another file it is found as the same trace."""
+    ingest_paths([samples / "otlp"])
+    run = Run.objects.filter(format="otlp").order_by("-step_count").first()
+    before = tree(run)
+    runs = Run.objects.count()
+    path = tmp_path / f"run-{run.pk}.otlp.json"
+    path.write_text(json.dumps(exported_otlp(client, run)))
+    report = ingest_paths([path])
+    assert report.failed == []
+    copies = Run.objects.filter(format="otlp", external_id=run.external_id)
+    assert Run.objects.count() - runs == copies.count() - 1
+    for copy in copies:
+        assert_same_tree(before, tree(copy))
