@@ -407,5 +407,5 @@ def test_an_otlp_run_exported_and_read_again_keeps_its_tree(client, samples, tmp
     assert report.failed == []
     copies = Run.objects.filter(format="otlp", external_id=run.external_id)
     assert Run.objects.count() - runs == copies.count() - 1
-    for copy in copies:
-        assert_same_tree(before, tree(copy))
+    for again in copies:
+        assert_same_tree(before, tree(again))
