@@ -63,7 +63,7 @@ def main() -> None:
             cpu["one"].append(cpu_one)
             cpu["many"].append(cpu_many)
             assert counted_many == counted, (counted_many, counted)
-            base, _rows = baseline(name, path, scratch)
+            base, _cpu, _rows = baseline(name, path, scratch)
             loads.append(os.getloadavg()[0])
             for key, took in (("one", one), ("many", many), ("base", base)):
                 times[key].append(took)

@@ -52,7 +52,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -263,6 +263,8 @@ class Targets:
     busy_type: str
     compare_run: int = 0
     compare_big: int = 0
+    searches: dict = field(default_factory=dict)  # what the search cases look for
+    newest_failure: datetime | None = None  # "now" for the failing-now strip
 
 
 def find_targets(client: Client) -> Targets:
@@ -310,7 +312,37 @@ def find_targets(client: Client) -> Targets:
     return Targets(
         big_run, big_steps, typical_run, wf_run, expand_key, expand_id, panel_key, panel_id,
         hot, one, first["next"], busy_type, compare_run, other_big[0] if other_big else 0,
+        search_targets(typical_run, expand_id, panel_key, hot, wf_run), newest_failure(),
     )  # fmt: skip
+
+
+def search_targets(typical_run, expand_id, panel_key, hot, wf_run) -> dict:
+    """Words as a user pastes them: ids (a run's, a step's, an entity's), a step name
+    shared by thousands of steps, a word of one failure's message, a log word."""
+    run_id = _one("SELECT external_id FROM traces_run WHERE id = %s", [typical_run])[0]
+    name = _one("SELECT name FROM traces_step WHERE id = %s", [expand_id])[0]
+    error = _one(
+        "SELECT error FROM traces_step WHERE status = 'failed' AND error <> '' "
+        "ORDER BY started_at DESC, id DESC LIMIT 1"
+    )[0]
+    found = {"run id": run_id, "step id": panel_key, "entity id": hot,
+             "type:id": f"customer:{hot}", "common step name": name,
+             "a failure's words": " ".join(error.split()[:3]), "no match": "zzqqxxy"}  # fmt: skip
+    if wf_run:
+        message = _one("SELECT message FROM traces_logentry WHERE run_id = %s ORDER BY id "
+                       "LIMIT 1", [wf_run])[0]  # fmt: skip
+        found["log word"] = max(message.split(), key=len)
+    return found
+
+
+def newest_failure() -> datetime | None:
+    """A minute after the newest failed step: the failing-now strip's "now" that
+    shows what a store under load holds (the generated failures are not recent)."""
+    newest = _one("SELECT MAX(started_at) FROM traces_step WHERE status = 'failed'")[0]
+    if newest is None:
+        return None
+    newest = newest if isinstance(newest, datetime) else datetime.fromisoformat(str(newest))
+    return newest + timedelta(minutes=1)
 
 
 # The columns each page reads (it never reads the big JSON values of lists).
@@ -343,6 +375,8 @@ class Case:
     htmx_target: str | None = None  # None: a full page; "": htmx without a target
     api: bool = False
     target_s: float = PAGE_TARGET_S
+    now: datetime | None = None  # the server's clock during the request
+    may_redirect: bool = False  # the search jumps to an exact id's page
 
 
 def cases(t: Targets) -> list[Case]:
@@ -657,6 +691,7 @@ def cases(t: Targets) -> list[Case]:
              [(type_counts, []), (last_runs, []), (newest_runs, last_ids)]),
         Case("type_trends", f"type trends page ({t.busy_type}, 30 days)",
              f"/types/{t.busy_type}/", trends_sql),
+        *search_cases(t),
         # --- API ---
         Case("api_runs", "GET /api/runs", "/api/runs", [(runs_page, []), (status_counts, [])],
              api=True),
@@ -693,6 +728,54 @@ def cases(t: Targets) -> list[Case]:
     ]  # fmt: skip
 
 
+def search_cases(t: Targets) -> list[Case]:
+    """The search, the log search and the failing-now strip. Their bare SQL is their
+    own queries (an FTS5 or tsvector match has no simpler hand-written twin): the
+    figure to read is the page's time against the 50 ms target."""
+    found = [
+        Case(f"search_{slug(what)}", f"search: {what} ({words!r})", "/search/", [],
+             params={"q": words}, may_redirect=True)
+        for what, words in t.searches.items() if what != "log word"
+    ]  # fmt: skip
+    found.append(
+        Case(
+            "api_search",
+            "GET /api/search (a common step name)",
+            "/api/search",
+            [],
+            params={"q": t.searches["common step name"]},
+            api=True,
+        )
+    )
+    if "log word" in t.searches:
+        word = t.searches["log word"]
+        found += [
+            Case(
+                "log_search",
+                f"log search: a word of every run's logs ({word!r})",
+                "/logs/",
+                [],
+                params={"q": word},
+            ),
+            Case("log_search_none", "log search: no match", "/logs/", [], params={"q": "zzqqxxy"}),
+        ]
+    if t.newest_failure:
+        found.append(
+            Case(
+                "runs_failing_now",
+                "runs list with the failing-now strip (now = a minute after the newest failure)",
+                "/",
+                [],
+                now=t.newest_failure,
+            )
+        )
+    return found
+
+
+def slug(text: str) -> str:
+    return "_".join(word for word in text.replace(":", " ").replace("'", "").split())
+
+
 # --- measuring ------------------------------------------------------------------------------
 
 
@@ -702,8 +785,15 @@ def request(client: Client, case: Case):
         headers["HTTP_HX_REQUEST"] = "true"
         if case.htmx_target:
             headers["HTTP_HX_TARGET"] = case.htmx_target
-    response = client.get(case.url, case.params, **headers)
-    if response.status_code != 200:
+    if case.now is None:
+        response = client.get(case.url, case.params, **headers)
+    else:
+        from unittest import mock
+
+        now = case.now if case.now.tzinfo else case.now.replace(tzinfo=UTC)
+        with mock.patch("django.utils.timezone.now", return_value=now):
+            response = client.get(case.url, case.params, **headers)
+    if response.status_code != 200 and not (case.may_redirect and response.status_code == 302):
         raise SystemExit(f"{case.name}: {case.url} answered {response.status_code}")
     return response
 
@@ -748,14 +838,15 @@ def measure(client: Client, case: Case, n: int) -> Result:
     with connection.execute_wrapper(recorder):
         response = request(client, case)
     request(client, case)
-    bare(case.sql)
+    bare_sql = case.sql or recorder.queries  # no hand-written twin: its own queries
+    bare(bare_sql)
     pages, bares, replays = [], [], []
     for _ in range(n):
         start = time.perf_counter()
         request(client, case)
         pages.append(time.perf_counter() - start)
         start = time.perf_counter()
-        bare(case.sql)
+        bare(bare_sql)
         bares.append(time.perf_counter() - start)
         start = time.perf_counter()
         bare(recorder.queries)
@@ -863,8 +954,11 @@ def main() -> None:
             for t in sizes["tables"]
         ], "lrrrr"))  # fmt: skip
     met = sum(1 for r in results if verdict(r) == "yes")
+    in_time = sum(1 for r in results if r.page <= r.case.target_s)
     print(
-        f"\n{met} of {len(results)} meet every target; took {time.perf_counter() - started:.0f} s"
+        f"\n{in_time} of {len(results)} within their time target (issue 13's; slowest "
+        f"{max(r.page for r in results) * 1000:.1f} ms); {met} of {len(results)} also within "
+        f"{RATIO_TARGET:g}x their bare SQL; took {time.perf_counter() - started:.0f} s"
     )
     by_name = {r.case.name: r for r in results}
     for name in filter(None, args.explain.split(",")):

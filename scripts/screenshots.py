@@ -125,8 +125,25 @@ def shoot(base: str, only: set[str], find=pages) -> None:
                 suffix = "" if scheme == "light" else "-dark"
                 page.screenshot(path=str(OUT / f"{name}{suffix}.png"))
                 print(f"docs/screenshots/{name}{suffix}.png  {url}")
+            phone_pages = {f"{name}-phone": url for name, url in pages(page, base)[:2]}
             context.close()
+            shoot_phone(browser, phone_pages, scheme, only)
         browser.close()
+
+
+def shoot_phone(browser, urls: dict[str, str], scheme: str, only: set[str]) -> None:
+    """The runs list and a run as a phone shows them (390 x 844)."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme=scheme)
+    page = context.new_page()
+    for name, url in urls.items():
+        if only and name not in only:
+            continue
+        page.goto(url)
+        page.wait_for_load_state("networkidle")
+        suffix = "" if scheme == "light" else "-dark"
+        page.screenshot(path=str(OUT / f"{name}{suffix}.png"))
+        print(f"docs/screenshots/{name}{suffix}.png  {url}")
+    context.close()
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ def test_prune_left_source_deletes_only_the_history_of_overwritten_sources(capsy
     call_command("prune", "--left-source", "--older-than", "30d")
     assert set(Run.objects.values_list("pk", flat=True)) == {current.pk, recent.pk}
     assert not Step.objects.filter(run_id=long_gone.pk).exists()
-    assert "deleted 1 runs (no longer in their source before" in capsys.readouterr().out
+    assert "deleted 1 run (no longer in their source before" in capsys.readouterr().out
     call_command("prune", "--left-source")
     assert list(Run.objects.values_list("pk", flat=True)) == [current.pk]
 

@@ -133,7 +133,7 @@ CAUSE_ROWS_TEMPLATE = """{% load humanize traces_extras %}
     <td class="num">{{ group.count|intcomma }}</td>
     <td class="name"><a href="{{ group_href }}" hx-get="{{ group_href }}"><code><bdi>{{ group.text }}</bdi></code></a>
       {% if group.example and group.example != group.text %}<div class="muted">e.g. <bdi>{{ group.example|truncatechars:120 }}</bdi></div>{% endif %}</td>
-    <td>{% if row.bars %}<svg class="spark" viewBox="0 0 {{ row.width }} 16" preserveAspectRatio="none" role="img" aria-label="{{ group.count }} failures from {{ group.first_seen|date:'Y-m-d H:i' }} to {{ group.last_seen|date:'Y-m-d H:i' }}">
+    <td>{% if row.bars %}<svg class="spark" viewBox="0 0 {{ row.width }} 16" preserveAspectRatio="none" role="img" aria-label="{{ group.count }} failure{{ group.count|pluralize }} from {{ group.first_seen|date:'Y-m-d H:i' }} to {{ group.last_seen|date:'Y-m-d H:i' }}">
       {% for bar in row.bars %}{% if bar.n %}<rect x="{{ bar.x }}" y="{{ bar.y }}" width="0.8" height="{{ bar.height }}"><title>{{ bar.at|date:"Y-m-d H:i" }} · {{ bar.n }}</title></rect>{% endif %}{% endfor %}
     </svg>{% elif group.first_seen and spark_unit %}<span class="muted">within one {{ spark_unit }}</span>{% else %}<span class="muted">—</span>{% endif %}</td>
     <td class="nowrap" title="{{ group.first_seen|date:'Y-m-d H:i:s.u e' }}">{{ group.first_seen|since }}</td>

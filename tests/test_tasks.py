@@ -92,7 +92,9 @@ def test_a_rescan_is_queued_and_run_by_the_worker(client, samples, background, t
     source = TraceSource.objects.create(path=str(samples / "greentic"))
     response = client.post(reverse("traces:source-rescan", args=[source.pk]))
     job = IngestJob.objects.get(kind="rescan")
-    assert response.status_code == 302 and response["Location"] == job.get_absolute_url()
+    # Back to the source's page, which follows the queued job until it ends.
+    assert response.status_code == 302 and response["Location"] == source.get_absolute_url()
+    assert job.get_absolute_url() in client.get(source.get_absolute_url()).content.decode()
     worker = run_worker(tmp_path)
     assert worker.returncode == 0, worker.stderr
     job.refresh_from_db()

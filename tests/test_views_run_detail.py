@@ -132,8 +132,10 @@ def test_run_page_shows_header_counters_and_roots(client, runs_sample):
         assert counter in text
     assert "141" in text and "117" in text
     assert "fetch_charges" in text and "process_charges" in text and "reconcile_balances" in text
-    # Roots only: the batches inside process_charges load when it is opened.
-    assert "upsert_batch" not in text
+    # Roots only: the batches inside process_charges load when it is opened (its row
+    # summarises them).
+    assert "<bdi>upsert_batch</bdi></a>" not in html
+    assert "4 × upsert_batch" in text  # noqa: RUF001
     assert escape(runs_sample.error) in html
     assert 'href="/files/' in html
     assert f'href="/api/runs/{runs_sample.pk}"' in html and "copy link" in html
@@ -439,7 +441,7 @@ def test_estimated_times_are_marked_in_the_header_and_on_the_timeline(
     ingest_paths([samples / "greentic"])
     run = Run.objects.filter(name="weather_bot.main").first()
     mark = f'<span class="estimated" title="{escape(ESTIMATED_TITLE)}">≈</span>'
-    with django_assert_num_queries(2):  # the run, one window of roots
+    with django_assert_num_queries(3):  # the run, one window of roots, their groups
         html = page(client, run_url(run))
     header = html[html.index('id="run-header"') : html.index("</section>")]
     assert header.count(mark) == 3  # started, finished, duration
@@ -790,9 +792,9 @@ def test_run_page_query_count_does_not_depend_on_the_number_of_steps(
 ):
     small, big = big_and_small_runs()
     for run in (small, big):
-        with django_assert_num_queries(2):  # the run, one window of roots
+        with django_assert_num_queries(3):  # the run, one window of roots, their groups
             client.get(run_url(run))
-        with django_assert_num_queries(2):
+        with django_assert_num_queries(3):
             client.get(run_url(run), {"failed": "1"}, headers=HX)
 
 
@@ -802,7 +804,7 @@ def test_fragment_query_counts_do_not_depend_on_the_number_of_steps(
     small, big = big_and_small_runs()
     for run in (small, big):
         first = Step.objects.get(run=run, key="0")
-        with django_assert_num_queries(2):  # the parent, one window of children
+        with django_assert_num_queries(3):  # the parent, one window of children, groups
             client.get(step_url(first, "traces:step-children"), headers=HX)
         with django_assert_num_queries(2):  # the run, one window of steps
             client.get(run_url(run, "traces:run-timeline"), headers=HX)
@@ -810,7 +812,7 @@ def test_fragment_query_counts_do_not_depend_on_the_number_of_steps(
             client.get(run_url(run, "traces:run-logs"), headers=HX)
         with django_assert_num_queries(2):  # the step with its run, its logs
             client.get(step_url(first), headers=HX)
-        with django_assert_num_queries(3):  # + the roots around it
+        with django_assert_num_queries(4):  # + the roots around it and their groups
             client.get(step_url(first))
 
 

@@ -1,6 +1,7 @@
 """One search for everything: /search/?q= and /api/search over the samples."""
 
 import pytest
+from django.db import connection
 from django.db.models import Q
 from django.urls import reverse
 
@@ -84,6 +85,35 @@ def test_an_entity_id_prefix_lists_the_entities(client, loaded):
         )
     )
     assert expected and found == expected
+
+
+@pytest.fixture
+def punctuation_blind_entity_ids(db):
+    """On PostgreSQL, entity ids compared as a linguistic collation compares them:
+    ICU with punctuation ignored (`a_b1` sorts among `ab...`), as en_US does. SQLite
+    has no such collation: there the ids keep their byte order."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE COLLATION IF NOT EXISTS punct_blind "
+                "(provider = icu, locale = 'und-u-ka-shifted')"
+            )
+            cursor.execute(
+                "ALTER TABLE traces_entitycounter ALTER COLUMN entity_id "
+                'TYPE varchar(500) COLLATE "punct_blind"'
+            )
+
+
+def test_an_entity_prefix_is_found_under_a_linguistic_collation(
+    client, punctuation_blind_entity_ids
+):
+    # 1,500 ids that a punctuation-blind order interleaves with the prefix's range:
+    # read in that order, the first 1,001 rows of the range hold no match.
+    look_alikes = [EntityCounter(entity_type="order", entity_id=f"ab{n:05}") for n in range(1500)]
+    wanted = [EntityCounter(entity_type="order", entity_id=f"a_b{n}x") for n in range(3)]
+    EntityCounter.objects.bulk_create(look_alikes + wanted)
+    assert listed(client, "a_b")["entities"] == {("order", f"a_b{n}x") for n in range(3)}
+    assert listed(client, "order:a_b1")["entities"] == {("order", "a_b1x")}
 
 
 def test_deleted_and_rewritten_rows_leave_the_index(client, loaded):
@@ -191,7 +221,6 @@ def test_counts_stop_at_the_cap(client, settings):
 
 
 def _indexed_steps() -> dict:
-    from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT rowid, key, name, type, error FROM traces_step_search")
@@ -208,7 +237,6 @@ def _steps_as_indexed() -> dict:
 def _assert_index_is_the_steps(client) -> None:
     """Word by word, the search finds exactly the steps a scan finds; on SQLite the
     FTS table also holds exactly the steps' indexed text."""
-    from django.db import connection
 
     if connection.vendor == "sqlite":
         assert _indexed_steps() == _steps_as_indexed()
@@ -234,7 +262,6 @@ def test_the_step_index_follows_ingest_delete_and_rows_written_by_hand(client, s
 def test_every_search_trigger_survives_the_migrations_that_rebuild_tables():
     """Django alters a SQLite table by rebuilding it, which drops its triggers;
     post_migrate puts them back (the test database was made by `migrate`)."""
-    from django.db import connection
 
     from traces.search.index import TABLES, sqlite_triggers
 
@@ -251,7 +278,6 @@ def test_every_search_trigger_survives_the_migrations_that_rebuild_tables():
 
 
 def _pg_indexes() -> list[str]:
-    from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename LIKE 'traces_%%'")

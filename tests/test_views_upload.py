@@ -1,6 +1,7 @@
 """/upload/: several files or a zip at once, saved by content hash and ingested."""
 
 import io
+import sqlite3
 import zipfile
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,7 @@ from django.urls import reverse
 
 from traces.models import Run, TraceFile
 from traces.uploads import safe_basename
+from traces.views import upload as upload_view
 
 pytestmark = pytest.mark.django_db
 URL = reverse("traces:upload")
@@ -139,10 +141,43 @@ def test_uploading_the_same_file_again_says_unchanged(client, samples):
     run = Run.objects.get()
     response = client.post(URL, {"files": [upload_of(path)]})
     html = response.content.decode()
-    assert "= unchanged" in html and "already ingested: 1 run," in html
+    assert "= unchanged" in html and "already ingested, nothing new: it holds 1 run" in html
+    assert f'<a href="/runs/{run.pk}/">' in html  # the run it holds, linked
     assert "<b>0</b> runs added" in html
     assert Run.objects.get().ingested_at == run.ingested_at
     assert TraceFile.objects.count() == 1
+
+
+def test_known_files_list_the_runs_they_hold_in_flat_queries(
+    client, samples, monkeypatch, django_assert_max_num_queries
+):
+    """runs.sqlite holds 8 runs; uploaded again beside the greentic files, each known
+    file links its own runs (a window query: two to each file, the rest counted)."""
+    paths = [samples / "runs/runs.sqlite", *greentic_files(samples)]
+    client.post(URL, {"files": [upload_of(path) for path in paths]})
+    held = {f.pk: set(f.runs.values_list("pk", flat=True)) for f in TraceFile.objects.all()}
+    monkeypatch.setattr(upload_view, "RUN_LINKS_PER_FILE", 2)
+    with django_assert_max_num_queries(30):
+        html = client.post(URL, {"files": [upload_of(path) for path in paths]}).content.decode()
+    assert html.count("= unchanged") == 5
+    assert "it holds 8 runs" in html and html.count("it holds 1 run") == 4
+    sqlite_file = TraceFile.objects.get(path__endswith="runs.sqlite")
+    linked = [pk for pk in held[sqlite_file.pk] if f'href="/runs/{pk}/"' in html]
+    assert len(linked) == 2
+    assert "and 6 more on the file's page" in html
+
+
+def test_a_file_without_runs_says_why(client, tmp_path, samples):
+    schema = (samples / "runs/schema.sql").read_text()
+    empty = tmp_path / "empty-runs.sqlite"
+    with sqlite3.connect(empty) as db:
+        db.executescript(schema)
+    html = client.post(URL, {"files": [upload_of(empty)]}).content.decode()
+    assert "✓ ingested" in html
+    assert "no runs: it was read as runs without error, but records no run yet" in html
+    trace_file = TraceFile.objects.get()
+    page = client.get(trace_file.get_absolute_url()).content.decode()
+    assert "no runs: it was read as runs without error" in page
 
 
 def test_hostile_names_and_errors_are_escaped(client):

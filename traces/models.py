@@ -758,3 +758,79 @@ class TypeStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.format} {self.run_type} {self.day} {self.name}: {self.steps}"
+
+
+class StepGroup(models.Model):
+    """A read model of repeated steps: under one parent (NULL: the run's roots), the
+    children of one name (kind "name"), or a loop's iterations, the children grouped
+    by loop index (kind "loop"), when there are at least ingest.step_groups.MIN_GROUP
+    of them; and how many roots a run has (kind "root"). Kept by the store with the
+    Step rows, in the same transaction: a run written again is counted again, a
+    deleted run's groups go with its steps. The tree's container rows read it
+    (iterations, p50/p95/max, failures, the slowest)."""
+
+    NAME = "name"
+    LOOP = "loop"
+    # How many roots a run has (only a run with more than a tree window of them).
+    ROOT = "root"
+
+    # (The index below serves the foreign keys: none has one of its own.)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # The steps' parent; NULL for the run's roots. No constraint: the rows go with
+    # their run's steps (store.delete_run_children), in the same statement list.
+    parent = models.ForeignKey(
+        Step,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    kind = models.CharField(max_length=4)
+    # The children's name (kind "name"); blank for a loop's iterations.
+    name = models.CharField(max_length=500, blank=True)
+    # Steps (or iterations), those failed (a failed step, or one with failed items, in
+    # an iteration), their failed items, and those with a duration.
+    count = models.IntegerField()
+    failed = models.IntegerField(default=0)
+    items_failed = models.BigIntegerField(default=0)
+    timed = models.IntegerField(default=0)
+    # Durations in ms, exact (nearest-rank percentiles of the group, computed whole at
+    # ingest); an iteration's is its steps' span, or their sum without times.
+    min_ms = models.FloatField(null=True)
+    p50_ms = models.FloatField(null=True)
+    p95_ms = models.FloatField(null=True)
+    max_ms = models.FloatField(null=True)
+    # Counts of the durations in step_groups.BINS equal bins from min_ms to max_ms.
+    bins = models.JSONField(default=list)
+    # The slowest step (kind "loop": the first step of the slowest iteration) and its
+    # loop index; the first failed one.
+    slowest = models.ForeignKey(
+        Step,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    slowest_index = models.IntegerField(null=True)
+    first_failed = models.ForeignKey(
+        Step,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    # The first input field whose value differs between the group's steps (what tells
+    # them apart when they have no loop index); blank when none does.
+    differs_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        indexes = [
+            # A tree level's groups: the parents of a window's rows (or the roots).
+            models.Index(fields=["run", "parent", "kind", "name"], name="stepgroup_parent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} parent {self.parent_id} {self.kind} {self.name}: {self.count}"

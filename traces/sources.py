@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 SCAN_TIMEOUT = timedelta(hours=1)
 # Entries of each list kept in a source's last report; the rest are counted.
 REPORT_LIST_LIMIT = 200
+# Paths per UPDATE when a scan takes over the files no source held.
+ADOPT_CHUNK = 500
 
 
 class SourcePathError(ValueError):
@@ -148,6 +150,9 @@ class ScanPlan:
     # the loader: most of a rescan), and how many of them are the source's own.
     unchanged: list[str] = field(default_factory=list)
     unchanged_held: int = 0
+    # Of those, the files the site read before outside any source (a command-line
+    # ingest): the scan makes them the source's, as it does a file it reads anew.
+    unowned: list[str] = field(default_factory=list)
     # The source is this one file: the loader judges it, whatever it is (an archive
     # is expanded), as it would a file named on the command line.
     named_file: bool = False
@@ -205,7 +210,11 @@ def _count_unchanged(
         row = rows.get(name)
         if unchanged_by_stat(row, info, versions):
             unchanged.append(name)
-            held += source_of(row) == source_id
+            owner = source_of(row)
+            if owner == source_id:
+                held += 1
+            elif owner is None and source_id is not None:
+                plan.unowned.append(name)
         else:
             changed.append((path, real, info, name, row))
     plan.unchanged_held = held
@@ -399,11 +408,12 @@ def _scan(source: TraceSource, read: Reader) -> dict:
     scanned = {result.path for result in report.files}
     scanned.update(c.logical_path for c in plan.files)  # companions read with another
     scanned.update(plan.unchanged)
+    adopted = _adopt_unowned(source, report, plan)
     summary = merge_report(report, plan)
     # A scan that finds nothing settles nothing: an unmounted disk looks like an empty
     # directory, and its runs have not left.
     if scanned:
-        held = _files_held(source, report, plan.known) + plan.unchanged_held
+        held = _files_held(source, report, plan.known) + plan.unchanged_held + adopted
         summary["runs_left_source"] = settle_vanished_files(source, scanned, held)
     else:
         summary["runs_left_source"] = 0
@@ -421,6 +431,23 @@ def _files_held(source: TraceSource, report: IngestReport, known: dict[str, Know
         or (result.outcome == "unchanged" and _owned_by(known.get(result.path), source_id))
     }
     return len(held)
+
+
+def _adopt_unowned(source: TraceSource, report: IngestReport, plan: ScanPlan) -> int:
+    """The files this scan found unchanged that no source holds (read before by the
+    ingest command, say) become this source's, as a file it reads anew does: its page
+    then lists the files its report counts. A file another source holds stays its."""
+    names = list(plan.unowned)
+    for result in report.files:
+        known = plan.known.get(result.path)
+        if result.outcome == "unchanged" and known is not None and known.source_id is None:
+            names.append(result.path)
+    adopted = 0
+    for start in range(0, len(names), ADOPT_CHUNK):
+        chunk = names[start : start + ADOPT_CHUNK]
+        unowned = TraceFile.objects.filter(path__in=chunk, source__isnull=True)
+        adopted += unowned.update(source=source)
+    return adopted
 
 
 def _owned_by(known: KnownFile | None, source_id: int) -> bool:

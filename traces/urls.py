@@ -54,6 +54,7 @@ urlpatterns = [
     path("sources/", sources.source_list, name="source-list"),
     path("sources/<int:source_id>/", sources.source_detail, name="source-detail"),
     path("sources/<int:source_id>/rescan/", sources.source_rescan, name="source-rescan"),
+    path("sources/<int:source_id>/row/", sources.source_row, name="source-row"),
     path("sources/<int:source_id>/delete/", sources.source_delete, name="source-delete"),
     path("upload/", upload.upload, name="upload"),
     path("jobs/<int:job_id>/", jobs.job_detail, name="job-detail"),

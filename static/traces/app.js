@@ -16,6 +16,27 @@
     });
   });
 
+  // "Filters (n)": the count follows the form as it changes (the page wrote the first).
+  // A select left on its first option (its default) filters nothing.
+  const NOT_FILTERS = ["sort", "after", "before", "page", "seen", "jump", "tab", "csrfmiddlewaretoken"];
+  function recountFilters(event) {
+    const toggle = event.target.closest("[data-filter-toggle]");
+    const out = toggle && toggle.querySelector(".filter-count");
+    const form = toggle && toggle.querySelector("form");
+    if (!out || !form) return;
+    const names = new Set();
+    Array.from(form.elements).forEach(function (field) {
+      if (!field.name || field.disabled || NOT_FILTERS.indexOf(field.name) >= 0) return;
+      if ((field.type === "checkbox" || field.type === "radio") && !field.checked) return;
+      const value = String(field.value || "").trim();
+      const first = field.tagName === "SELECT" && field.options.length ? field.options[0].value : "";
+      if (value && value !== first) names.add(field.name);
+    });
+    out.textContent = "(" + names.size + ")";
+  }
+  document.addEventListener("change", recountFilters);
+  document.addEventListener("input", recountFilters);
+
   // A successful swap clears an earlier error shown in the flash area.
   document.addEventListener("htmx:afterSwap", function (event) {
     const flash = document.getElementById("flash");

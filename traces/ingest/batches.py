@@ -8,17 +8,30 @@ and a database whose runs stand whole on their own commits between runs; then th
 lock is left free a moment. A write from the site waits about that long at most.
 Inside the transaction each file (or each part of a database) has its own
 savepoint, so a bad file still rolls back alone.
+
+The read models' changes of a transaction's files are applied once, just before it
+commits, in one global order (read_models.py): each savepoint gathers its own,
+handed to the transaction when it is released and dropped if it is rolled back.
+A statement that fails because two writers met (PostgreSQL's deadlock_detected or
+serialization_failure, SQLite's "database is locked" before the batch holds the
+lock) is retried (`retryable`, `backoff`): the apply here, a file by the loader.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import random
+import sys
 import time
 from collections.abc import Iterator
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from .inserters import IdAllocator
+from .read_models import ReadModelDeltas
+
+log = logging.getLogger(__name__)
 
 # Time bounds a batch (how long a write from the site may wait); the file count only
 # bounds what a crash makes the next ingest read again.
@@ -33,6 +46,13 @@ MAX_SECONDS = 0.5
 # less than 0.128 s retries within 25 ms, less than 0.228 s within 50 ms.
 SQLITE_PAUSE_SECONDS = 0.1
 _RETRY_WITHIN = ((0.128, 0.025), (0.228, 0.05))
+# Attempts at a write that failed because another writer held what it needed, and
+# the first pause between them (doubled each time, jittered).
+ATTEMPTS = 5
+FIRST_BACKOFF_SECONDS = 0.05
+# PostgreSQL's SQLSTATEs for "try the transaction again": deadlock_detected,
+# serialization_failure.
+RETRY_SQLSTATES = ("40P01", "40001")
 
 
 class WriteBatch:
@@ -47,6 +67,8 @@ class WriteBatch:
         self._opened_at = 0.0
         self._parts = 0
         self.ids = Allocators()
+        # The read models' changes of the savepoints released in the open transaction.
+        self.pending = ReadModelDeltas()
 
     def __enter__(self) -> WriteBatch:
         return self
@@ -57,21 +79,31 @@ class WriteBatch:
         if exc_info[0] is None:
             self.commit()
         else:
-            current, self._transaction = self._transaction, None
-            current.__exit__(*exc_info)
-            self.ids.transaction_ended()
+            self._end(exc_info)
+
+    def _end(self, exc_info) -> None:
+        """Roll the open transaction back (an exception escaped)."""
+        current, self._transaction = self._transaction, None
+        self.pending.clear()
+        current.__exit__(*exc_info)
+        self.ids.transaction_ended()
 
     @contextlib.contextmanager
-    def savepoint(self) -> Iterator[None]:
+    def savepoint(self) -> Iterator[ReadModelDeltas]:
         """One file's writes (or one part of a big file's): rolled back alone if
-        the block raises, kept in the batch otherwise."""
+        the block raises, kept in the batch otherwise. The block gathers its read
+        models' changes into the deltas it is given: the transaction's once the
+        savepoint is released, dropped with it if it is rolled back."""
         if self._transaction is None:
-            self._transaction = transaction.atomic()
-            self._transaction.__enter__()
+            opening = transaction.atomic()
+            opening.__enter__()  # SQLite: BEGIN IMMEDIATE, may find the database locked
+            self._transaction = opening
             self._opened_at, self._parts = time.monotonic(), 0
         self._parts += 1
+        part = ReadModelDeltas()
         with transaction.atomic():
-            yield
+            yield part
+        self.pending.merge(part)
 
     @property
     def open(self) -> bool:
@@ -91,10 +123,33 @@ class WriteBatch:
                 time.sleep(pause_after(held))
 
     def commit(self) -> None:
-        """Commit the open transaction (there is one: call when `due()` or at the end)."""
+        """Apply the read models' changes, then commit the open transaction (there is
+        one: call when `due()` or at the end)."""
+        try:
+            self._apply_pending()
+        except BaseException:
+            self._end(sys.exc_info())
+            raise
         current, self._transaction = self._transaction, None
         current.__exit__(None, None, None)
         self.ids.transaction_ended()
+
+    def _apply_pending(self) -> None:
+        """The transaction's read model changes, in their savepoint: one that meets
+        another writer's (which cannot happen between ingests, that take the rows in
+        one order, but can with any other writer) is rolled back alone and tried again."""
+        if not self.pending:
+            return
+        for attempt in range(ATTEMPTS):
+            try:
+                with transaction.atomic():
+                    self.pending.apply()
+                return
+            except DatabaseError as exc:
+                if attempt + 1 == ATTEMPTS or not retryable(exc):
+                    raise
+                log.info("read models' apply met another writer (%s); again", exc)
+                time.sleep(backoff(attempt))
 
 
 class Allocators(dict):
@@ -119,3 +174,28 @@ def pause_after(held: float) -> float:
         if held < waited:
             return min(retry, SQLITE_PAUSE_SECONDS)
     return SQLITE_PAUSE_SECONDS
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a statement failed only because another writer held what it needed:
+    the same writes tried again (after `backoff`) can succeed."""
+    return writers_met(exc) or sqlite_locked(exc)
+
+
+def writers_met(exc: BaseException) -> bool:
+    """PostgreSQL broke a deadlock or a serialization conflict by failing this
+    statement: its transaction (or the savepoint it ran in) is to be tried again."""
+    return any(
+        getattr(error, "sqlstate", None) in RETRY_SQLSTATES for error in (exc, exc.__cause__)
+    )
+
+
+def sqlite_locked(exc: BaseException) -> bool:
+    """SQLite's write lock was not free within the busy timeout."""
+    return connection.vendor == "sqlite" and "database is locked" in str(exc)
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before attempt `attempt + 1`: doubling, jittered so that two
+    writers that met do not meet again at once."""
+    return FIRST_BACKOFF_SECONDS * 2**attempt * random.uniform(0.5, 1.5)

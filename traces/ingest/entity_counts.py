@@ -5,9 +5,10 @@ runs are deleted.
 What a run adds to each entity (links by type, distinct steps by link type,
 subject steps, distinct runs, first and last time, greatest external id) is
 gathered from its rows as the store writes them (`RunEntities`), summed over a
-file's runs and applied once, in key order, when the file's transaction ends
-(`apply_entities`). A run is deleted whole, so what it takes off is one GROUP BY
-over its rows (`entities_of`), read through the run_id indexes before they go.
+transaction's runs and applied once, in key order, just before it commits
+(`apply_entities`, read_models.py). A run is deleted whole, so what it takes off is
+one GROUP BY over its rows (`entities_of`), read through the run_id indexes before
+they go, and applied with the rest.
 """
 
 from __future__ import annotations
@@ -143,26 +144,62 @@ class RunEntities:
                 by_kind[kind] += 1
             figures = (read + written + affected + other, read, written, affected, other,
                        *by_kind, subjects, 1)  # fmt: skip
-            entry = pending.get(key)
-            if entry is None:
-                pending[key] = [*figures, first, last, set(external)]
-                continue
-            for index, value in enumerate(figures):
-                entry[index] += value
-            if first is not None:
-                if entry[_FIRST] is None or first < entry[_FIRST]:
-                    entry[_FIRST] = first
-                if entry[_LAST] is None or last > entry[_LAST]:
-                    entry[_LAST] = last
-            entry[_EXTERNAL] |= external
+            _add_entry(pending, key, [*figures, first, last, external])
 
 
-def apply_entities(pending: dict[tuple, list]) -> None:
-    """Add gathered entities to EntityCounter and EntityTypeCounter: one statement
-    each, rows in key order (two writers meet on the unique indexes in one order).
-    The greatest external id is the database's to choose (its collation orders
-    text): an entity with several gets one row more for each other one."""
-    if not pending:
+def merge_entities(pending: dict[tuple, list], other: dict[tuple, list]) -> None:
+    """Add gathered entities (`other`, as `gather_into` makes them) to `pending`."""
+    for key, entry in other.items():
+        _add_entry(pending, key, entry)
+
+
+def _add_entry(pending: dict[tuple, list], key: tuple, entry: list) -> None:
+    kept = pending.get(key)
+    if kept is None:
+        pending[key] = [*entry[:_EXTERNAL], set(entry[_EXTERNAL])]
+        return
+    _add_figures(kept, entry)
+    kept[_EXTERNAL] |= entry[_EXTERNAL]
+
+
+def _add_figures(kept: list, entry: list) -> None:
+    for index in range(_FIRST):
+        kept[index] += entry[index]
+    first, last = entry[_FIRST], entry[_LAST]
+    if first is not None:
+        if kept[_FIRST] is None or first < kept[_FIRST]:
+            kept[_FIRST] = first
+        if kept[_LAST] is None or last > kept[_LAST]:
+            kept[_LAST] = last
+
+
+def remove_entities(removed: dict[tuple, list], rows: list[tuple]) -> None:
+    """Gather what deleted runs took off (`entities_of`, read before their rows
+    went) into `removed`: per entity, *FIGURES, first, last, greatest external id."""
+    for row in rows:
+        merge_removed_entities(removed, {(row[0], row[1]): list(row[2:])})
+
+
+def merge_removed_entities(removed: dict[tuple, list], other: dict[tuple, list]) -> None:
+    for key, entry in other.items():
+        kept = removed.get(key)
+        if kept is None:
+            removed[key] = list(entry)
+            continue
+        _add_figures(kept, entry)
+        kept[_EXTERNAL] = max(kept[_EXTERNAL] or "", entry[_EXTERNAL] or "")
+
+
+def apply_entities(pending: dict[tuple, list], removed: dict | None = None) -> None:
+    """Apply gathered entities (and those `removed`) to EntityCounter, then
+    EntityTypeCounter: one upsert of each key's net change, rows in key order (two
+    writers meet on the unique indexes in one order). The greatest external id is
+    the database's to choose (its collation orders text): an entity with several
+    gets one row more for each other one. Then an entity left with no link and no
+    subject step loses its row, and one whose first or last time or external id may
+    have come from the deleted rows gets them again from the rows left."""
+    removed = removed or {}
+    if not pending and not removed:
         return
     figures = ", ".join(FIGURES)
     sums = ", ".join(f"{name} = t.{name} + excluded.{name}" for name in FIGURES)
@@ -174,31 +211,38 @@ def apply_entities(pending: dict[tuple, list]) -> None:
         f"external_id = {latest('external_id')}"
     )
     rows, none = [], (0,) * len(FIGURES)
-    for key, entry in sorted(pending.items(), key=_item_key):
-        external = sorted(entry[_EXTERNAL]) or [""]
-        rows.append((*key, *entry[:_EXTERNAL], external[0]))
+    for key in sorted(pending.keys() | removed.keys()):
+        entry = pending.get(key)
+        if entry is None:
+            net, bounds, external = [0] * len(FIGURES), (None, None), [""]
+        else:
+            net, bounds = list(entry[:_FIRST]), (entry[_FIRST], entry[_LAST])
+            external = sorted(entry[_EXTERNAL]) or [""]
+        if key in removed:
+            net = [value - taken for value, taken in zip(net, removed[key][:_FIRST], strict=True)]
+        rows.append((*key, *net, *bounds, external[0]))
         rows += [(*key, *none, None, None, other) for other in external[1:]]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
-    _add_to_types(rows, sign=1)
+        if removed:
+            cursor.executemany(
+                f"DELETE FROM {_COUNTERS} WHERE links <= 0 AND subjects <= 0 AND {_KEY}",
+                sorted(removed),
+            )
+        for key in sorted(removed):
+            _rebound(cursor, (*key, *removed[key][_FIRST:]))
+    _add_to_types(rows, emptied=bool(removed))
 
 
-def _item_key(item):
-    return item[0]
-
-
-def _by_key(row: tuple):
-    # Rows upserted in key order: two writers meet on the unique index in one order.
-    return row[0], row[1]
-
-
-def _add_to_types(rows: list[tuple], sign: int) -> None:
+def _add_to_types(rows: list[tuple], *, emptied: bool) -> None:
+    """Add the net changes of `rows` (EntityCounter's) to EntityTypeCounter, types in
+    order; `emptied`: some were taken off, and a type counting nothing more goes."""
     links_at, subjects_at = 2 + FIGURES.index("links"), 2 + FIGURES.index("subjects")
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for row in rows:
         totals[row[0]][0] += row[links_at]
         totals[row[0]][1] += row[subjects_at]
-    values = [(t, sign * links, sign * subjects) for t, (links, subjects) in sorted(totals.items())]
+    values = [(t, links, subjects) for t, (links, subjects) in sorted(totals.items())]
     with connection.cursor() as cursor:
         cursor.executemany(
             f"INSERT INTO {_TYPES} AS t (entity_type, links, subjects) VALUES (%s, %s, %s) "
@@ -206,34 +250,11 @@ def _add_to_types(rows: list[tuple], sign: int) -> None:
             "subjects = t.subjects + excluded.subjects",
             values,
         )
-        if sign < 0:
+        if emptied:
             cursor.executemany(
                 f"DELETE FROM {_TYPES} WHERE entity_type = %s AND links <= 0 AND subjects <= 0",
                 [(t,) for t in sorted(totals)],
             )
-
-
-def subtract_entities(removed: list[tuple]) -> None:
-    """Take deleted runs' contributions (entities_of, read before their rows were
-    deleted) off the read model: an entity left with no link and no subject step
-    loses its row; one whose first or last time or external id may have come from
-    the deleted rows gets them again from the rows left."""
-    if not removed:
-        return
-    removed = sorted(removed, key=_by_key)
-    minus = ", ".join(f"{name} = {name} - %s" for name in FIGURES)
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {_COUNTERS} SET {minus} WHERE {_KEY}",
-            [(*row[2 : 2 + len(FIGURES)], row[0], row[1]) for row in removed],
-        )
-        cursor.executemany(
-            f"DELETE FROM {_COUNTERS} WHERE links <= 0 AND subjects <= 0 AND {_KEY}",
-            [row[:2] for row in removed],
-        )
-        for row in removed:
-            _rebound(cursor, row)
-    _add_to_types(removed, sign=-1)
 
 
 def _rebound(cursor, removed: tuple) -> None:

@@ -10,11 +10,17 @@ from django.utils import timezone
 
 from traces.models import Run, TraceFile, TraceSource
 
+from .read_models import ReadModelDeltas
 from .store import delete_runs
 
 
 def _settle_runs_not_seen(
-    trace_file: TraceFile, seen: set[int], *, written: set[int] | None = None, new: bool = False
+    trace_file: TraceFile,
+    seen: set[int],
+    *,
+    written: set[int] | None = None,
+    new: bool = False,
+    deltas: ReadModelDeltas | None = None,
 ) -> None:
     """Runs this file gave before and no longer holds (greentic's trace.json replaced by
     the next invocation, rows removed by a database's retention) are the history: kept,
@@ -26,11 +32,13 @@ def _settle_runs_not_seen(
 
     `written`: the runs the store just wrote for this file (already its own, in its
     source); `new`: the file's row was created by this read, so it had no runs (a
-    file read for the first time, most of a directory of small files, costs no query)."""
+    file read for the first time, most of a directory of small files, costs no query);
+    `deltas`: where runs deleted put what they take off the read models (the file's
+    savepoint's), else applied now."""
     own = {}
     if not new:
         own = dict(Run.objects.filter(source_file=trace_file).values_list("pk", "left_source_at"))
-    _settle_left([pk for pk in own if pk not in seen], trace_file.source, own)
+    _settle_left([pk for pk in own if pk not in seen], trace_file.source, own, deltas)
     # A run seen here whose row names another file (the same greentic bytes at another
     # path, a traceos trace in two cumulative dumps) or that had left: this file holds
     # it now, so the other file's next version no longer speaks for it.
@@ -40,12 +48,12 @@ def _settle_runs_not_seen(
         Run.objects.filter(pk__in=chunk).update(left_source_at=None, source_file=trace_file)
 
 
-def _settle_left(gone: list[int], source: TraceSource | None, left_at: dict) -> None:
+def _settle_left(gone: list[int], source: TraceSource | None, left_at: dict, deltas=None) -> None:
     """Runs no longer in their source: deleted if the source mirrors deletions, else
     marked (the first time they left stays)."""
     if source is not None and source.mirror_deletions:
         for chunk in _chunks(gone):
-            delete_runs(chunk)
+            delete_runs(chunk, deltas)
         return
     now = timezone.now()
     newly_gone = [pk for pk in gone if left_at.get(pk) is None]

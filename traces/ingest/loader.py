@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import stat
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,7 @@ from django.utils import timezone
 
 from traces.models import TraceFile, TraceSource
 
-from . import FORMATS, detect, get_format
+from . import FORMATS, batches, detect, get_format
 from .batches import WriteBatch
 from .candidates import (
     ZIP_MAGIC,
@@ -44,6 +45,7 @@ from .candidates import (
 from .common import read_head
 from .history import _settle_runs_not_seen
 from .inserters import InstancePlan, insert_instances
+from .read_models import ReadModelDeltas
 from .records import ParseError, RunRecord
 from .report import FileResult, IngestReport
 from .statistics import refresh_after
@@ -316,7 +318,7 @@ def _write_together(reads: list[_ReadAhead], ctx: _Context) -> bool:
     index.look_up([record for read in reads for record in read.records])
     rows: list[tuple[TraceFile, bool]] = []
     try:
-        with ctx.batch.savepoint():
+        with ctx.batch.savepoint() as part:
             for read in reads:
                 candidate, result = read.candidate, read.result
                 known = ctx.known.get(candidate.logical_path)
@@ -326,11 +328,11 @@ def _write_together(reads: list[_ReadAhead], ctx: _Context) -> bool:
                 )
                 runs = _FileRuns(candidate.logical_path, result, ctx.batch, index)
                 runs.write(iter(read.records), trace_file, None)
-                runs.settle(trace_file, new=known is None)
+                runs.settle(trace_file, new=known is None, deltas=part)
                 produced = {name: result.held[name] for name in _PRODUCED}
                 _claim_read(trace_file, read.info, read.hashes[0], produced, read.module.NAME)
                 rows.append((trace_file, known is not None))
-            index.settle()  # RunCount, once for them all
+            index.settle(part)  # the read models' changes, applied by the transaction
             _write_file_rows(rows)
     except Exception:  # one of them is bad: each is written alone, which tells which
         log.debug("writing %d files together failed; writing each alone", len(reads))
@@ -358,18 +360,40 @@ def _raising(error: Exception) -> Iterator[RunRecord]:
 def _write_and_report(
     candidate, module, info, hashes, ctx: _Context, result, records=None
 ) -> FileResult:
-    try:
-        trace_file = _write_file(candidate, module, info, hashes, ctx, result, records)
-    except ParseError as exc:
-        result.counts.clear()
-        return _fail(result, candidate, ctx, _retry_hint(str(exc), info))
-    except Exception as exc:  # a bug or a database error must not stop the batch
-        log.exception("ingest of %s failed", candidate.display_name)
-        result.counts.clear()
-        message = f"internal error while ingesting ({type(exc).__name__}: {exc})"
-        return _fail(result, candidate, ctx, message)
+    """Write the file; one that met another writer (a deadlock, a serialization
+    failure, SQLite locked) is rolled back and written again, a few times."""
+    attempt = 0
+    while True:
+        try:
+            trace_file = _write_file(candidate, module, info, hashes, ctx, result, records)
+            break
+        except ParseError as exc:
+            result.counts.clear()
+            return _fail(result, candidate, ctx, _retry_hint(str(exc), info))
+        except Exception as exc:  # a bug or a database error must not stop the batch
+            attempt += 1
+            if _may_write_again(exc, ctx) and attempt < batches.ATTEMPTS:
+                log.info("ingest of %s met another writer (%s); again", candidate.display_name, exc)
+                _clear(result)
+                # A database's runs may have committed in part: its row with them.
+                ctx.known.update(known_files([candidate.logical_path]))
+                time.sleep(batches.backoff(attempt - 1))
+                continue
+            log.exception("ingest of %s failed", candidate.display_name)
+            result.counts.clear()
+            message = f"internal error while ingesting ({type(exc).__name__}: {exc})"
+            if attempt > 1:
+                message += f" (tried {attempt} times)"
+            return _fail(result, candidate, ctx, message)
     result.outcome, result.file_id = "ingested", trace_file.pk
     return result
+
+
+def _may_write_again(exc: Exception, ctx: _Context) -> bool:
+    """Whether writing the file again may succeed: it failed only because another
+    writer held what it needed, and its savepoint rolled back alone (on SQLite,
+    only the batch's BEGIN can find the database locked: nothing of it is open)."""
+    return batches.writers_met(exc) or (batches.sqlite_locked(exc) and not ctx.batch.open)
 
 
 def _write_file(candidate, module, info, hashes, ctx: _Context, result, records=None) -> TraceFile:
@@ -391,15 +415,15 @@ def _write_file(candidate, module, info, hashes, ctx: _Context, result, records=
     known = ctx.known.get(candidate.logical_path)
     trace_file = None
     while True:
-        with ctx.batch.savepoint():
+        with ctx.batch.savepoint() as part:
             if trace_file is None:
                 trace_file = _file_row(known, candidate, module.NAME, info, companions, ctx)
                 if in_parts:  # its runs may commit before it is whole
                     _write_file_row(trace_file, known is not None, _columns(trace_file))
             finished = runs.write(records, trace_file, until)
-            runs.index.settle()  # RunCount, in the savepoint of the runs it counts
+            runs.index.settle(part)  # the read models' changes, gathered in this savepoint
             if finished:
-                runs.settle(trace_file, new=known is None)
+                runs.settle(trace_file, new=known is None, deltas=part)
                 produced = {name: result.held[name] for name in _PRODUCED}
                 _claim_read(trace_file, info, digest, produced, module.NAME)
                 if in_parts:
@@ -478,9 +502,10 @@ class _FileRuns:
             return
         self.written[outcome.run_id] = outcome.counts
 
-    def settle(self, trace_file: TraceFile, *, new: bool) -> None:
+    def settle(self, trace_file: TraceFile, *, new: bool, deltas: ReadModelDeltas) -> None:
         """The whole file is read: count what it gave and holds, and settle the runs
-        it no longer holds (never earlier: a run not seen yet may come later)."""
+        it no longer holds (never earlier: a run not seen yet may come later); what
+        deleting them takes off the read models is gathered into `deltas`."""
         result = self.result
         for counts in self.written.values():
             result.counts["runs"] += 1
@@ -488,7 +513,9 @@ class _FileRuns:
         result.held["runs"] = len(self.held)
         for counts in self.held.values():
             result.held.update(counts)
-        _settle_runs_not_seen(trace_file, self.seen, written=set(self.written), new=new)
+        _settle_runs_not_seen(
+            trace_file, self.seen, written=set(self.written), new=new, deltas=deltas
+        )
 
 
 def _file_row(known: KnownFile | None, candidate, format_name, info, companions, ctx) -> TraceFile:

@@ -2,10 +2,11 @@
 the Run rows it counts: a run written, rewritten with another status or type,
 or deleted moves its count.
 
-A file's runs are counted as they are written and the counts applied once, at
-the end of its transaction, in key order: concurrent ingests (several workers on
-PostgreSQL) then hold a counter row only for the moment before they commit, and
-take the rows they share in the same order, so they never deadlock on them."""
+A transaction's runs are counted as they are written and the counts applied once,
+just before it commits, with the other read models' in one order (read_models.py):
+concurrent ingests (several workers on PostgreSQL) then hold a counter row only for
+the moment before they commit, and take the rows they share in the same order, so
+they never deadlock on them."""
 
 from __future__ import annotations
 
@@ -44,10 +45,9 @@ def apply_run_counts(counts: Counter) -> None:
             "ON CONFLICT (format, run_type, status) DO UPDATE SET count = t.count + excluded.count",
             rows,
         )
-        cursor.executemany(
-            f"DELETE FROM {_COUNTS} WHERE count <= 0 AND {_COUNT_KEY}",
-            [row[:3] for row in rows if row[3] < 0],
-        )
+        gone = [row[:3] for row in rows if row[3] < 0]
+        if gone:
+            cursor.executemany(f"DELETE FROM {_COUNTS} WHERE count <= 0 AND {_COUNT_KEY}", gone)
 
 
 def run_counts_of(run_ids: list[int]) -> Counter:

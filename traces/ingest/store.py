@@ -23,16 +23,11 @@ from django.utils import timezone
 
 from traces import critical_path
 from traces.causes import as_utc, error_cause, failure_day
-from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
+from traces.models import Call, EntityLink, LogEntry, Run, Step, StepGroup, TraceFile
 from traces.search import index as search_index
 
-from .entity_counts import RunEntities, apply_entities, entities_of, subtract_entities
-from .failure_counts import (
-    add_causes,
-    apply_failure_causes,
-    failure_causes_of,
-    subtract_failure_causes,
-)
+from .entity_counts import RunEntities, entities_of, remove_entities
+from .failure_counts import add_causes, failure_causes_of, remove_causes
 from .inserters import (
     BATCH_SIZE,
     IdAllocator,
@@ -43,10 +38,11 @@ from .inserters import (
     insert_instances,
     row_plan,
 )
+from .read_models import ReadModelDeltas
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
-from .run_counts import apply_run_counts, move_run_count, run_counts_of, run_key
+from .run_counts import move_run_count, run_counts_of, run_key
+from .step_groups import StepGroups
 from .step_paths import StepPaths
-from .type_trends import TypeTrendDeltas, remove_runs
 
 
 @dataclass
@@ -76,12 +72,10 @@ class RunIndex:
         # One allocator per model for the whole ingest (it lives in the caller's
         # transaction, as this index does): not one reservation per run.
         self.ids = {model: IdAllocator(model) for model in (Run, Step)}
-        # What the runs written through this index change in the read models
-        # (RunCount, FailureCause, EntityCounter), gathered for settle().
-        self.run_counts: Counter = Counter()
-        self.causes: dict[tuple, list] = {}
-        self.entities: dict[tuple, list] = {}
-        self._gathered: set[int] = set()  # the runs those changes come from
+        # What the runs written (and rewritten) through this index change in the
+        # read models, handed on by settle().
+        self.deltas = ReadModelDeltas()
+        self._gathered: set[int] = set()  # the runs written since the last settle()
         # New runs' rows, inserted together by settle() (their children are in:
         # foreign keys are checked at commit), by id and by global id.
         self._unwritten: dict[int, Run] = {}
@@ -93,7 +87,10 @@ class RunIndex:
         # Runs written through this index since the last settle(): their children
         # go into the search index then.
         self.written: list[int] = []
-        self.type_trends = TypeTrendDeltas()  # TypeBucket's and TypeStep's, likewise
+        self.type_trends = self.deltas.trends  # TypeBucket's and TypeStep's
+        # The written runs' StepGroup rows: per run, not shared counters, so written
+        # with the rows rather than gathered into the transaction's deltas.
+        self.step_groups = StepGroups()
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         if not origin:
@@ -176,34 +173,39 @@ class RunIndex:
 
     def gather(self, run: Run, writer: _RunWriter, counted_as: tuple | None) -> None:
         """A run written: what it changes in the read models, kept for settle()."""
-        move_run_count(self.run_counts, counted_as, run_key(run))
-        add_causes(self.causes, run, writer.causes)
-        writer.entities.gather_into(self.entities)
+        move_run_count(self.deltas.run_counts, counted_as, run_key(run))
+        add_causes(self.deltas.causes, run, writer.causes)
+        writer.entities.gather_into(self.deltas.entities)
         self._gathered.add(run.pk)
 
-    def settle(self) -> None:
-        """Apply the written runs' changes to the read models: once, at the end of
-        the file's transaction (or of each part of a big file's), one statement
-        per table, in key order (see run_counts): no round trips per run, and
-        concurrent writers take the counter rows they share in one order."""
+    def settle(self, into: ReadModelDeltas | None = None) -> None:
+        """The written runs' rows in, and their changes to the read models handed
+        `into` the transaction's (batches.WriteBatch applies them once, just before
+        it commits: see read_models), or, without one, applied now. Call at the end
+        of the savepoint of the runs written (a file, or a part of a big one's)."""
+        self._write_rows()
+        self.type_trends.gather_written()  # read back now, as the runs stand
+        if into is None:
+            self.deltas.apply()
+        else:
+            into.merge(self.deltas)
+            self.deltas.clear()
+
+    def _write_rows(self) -> None:
+        """The held rows in, and (SQLite) the written runs' search index entries."""
         self.write_runs()
-        apply_run_counts(self.run_counts)
-        apply_failure_causes(self.causes)
-        apply_entities(self.entities)
-        self.type_trends.apply()
+        self.step_groups.apply()
         with connection.cursor() as cursor:
             search_index.index_runs(cursor, self.written)
-        self.run_counts.clear()
-        self.causes.clear()
-        self.entities.clear()
         self._gathered.clear()
         self.written.clear()
 
     def settle_before_deleting(self, run_id: int) -> None:
         """A run written again in one file (a database that repeats a row): its
-        first write's changes go in before they are taken off with its rows."""
+        first write's rows go in before they are read (what they take off the read
+        models) and deleted."""
         if run_id in self._gathered:
-            self.settle()
+            self._write_rows()
 
 
 def _read_whole(record: RunRecord) -> bool:
@@ -294,7 +296,7 @@ def write_run(
             return RunOutcome("kept", existing.pk, record.external_id, _stored(existing))
         index.settle_before_deleting(existing.pk)
         index.type_trends.remove([existing.pk])
-        delete_run_children([existing.pk])
+        delete_run_children([existing.pk], index.deltas)
     counted_as = run_key(existing) if existing is not None else None
     run = _run_row(record, existing, source_file=source_file, origin=origin)
     if existing is None:
@@ -310,6 +312,7 @@ def write_run(
         run.save()
     index.gather(run, writer, counted_as)
     index.type_trends.add([run.pk])
+    index.step_groups.add([run.pk])
     index.remember(run)
     action = "updated" if existing is not None else "added"
     return RunOutcome(action, run.pk, record.external_id, writer.counts)
@@ -332,28 +335,41 @@ def _stored(run: Run) -> Counter:
     )
 
 
-def delete_run_children(run_ids: list[int]) -> None:
+def delete_run_children(run_ids: list[int], deltas: ReadModelDeltas | None = None) -> None:
     """Delete everything under these runs with plain SQL (Django's cascade
-    would load every row into Python first)."""
+    would load every row into Python first). What they took off the read models
+    is gathered into `deltas` (the caller's transaction applies it), or applied now."""
     if not run_ids:
         return
+    now = deltas is None
+    deltas = ReadModelDeltas() if now else deltas
     placeholders = ", ".join(["%s"] * len(run_ids))
-    removed, removed_entities = failure_causes_of(run_ids), entities_of(run_ids)
+    remove_causes(deltas.causes_removed, failure_causes_of(run_ids))
+    remove_entities(deltas.entities_removed, entities_of(run_ids))
     with connection.cursor() as cursor:
-        for model in (LogEntry, EntityLink, Call, Step):
+        for model in (StepGroup, LogEntry, EntityLink, Call, Step):
             cursor.execute(
                 f"DELETE FROM {model._meta.db_table} WHERE run_id IN ({placeholders})", run_ids
             )
-    subtract_failure_causes(removed)
-    subtract_entities(removed_entities)
+    if now:
+        deltas.apply()
 
 
-def delete_runs(run_ids: list[int]) -> None:
-    remove_runs(run_ids)
-    delete_run_children(run_ids)
-    counted = run_counts_of(run_ids) if run_ids else Counter()
+def delete_runs(run_ids: list[int], deltas: ReadModelDeltas | None = None) -> None:
+    """Delete these runs and their rows; what they took off the read models is
+    gathered into `deltas` (applied by the caller's transaction before it commits),
+    or, without one, applied now (in the read models' one order)."""
+    if not run_ids:
+        return
+    now = deltas is None
+    deltas = ReadModelDeltas() if now else deltas
+    deltas.trends.remove(run_ids)
+    delete_run_children(run_ids, deltas)
+    for key, n in run_counts_of(run_ids).items():
+        deltas.run_counts[key] -= n
     Run.objects.filter(pk__in=run_ids)._raw_delete(Run.objects.db)
-    apply_run_counts(Counter({key: -n for key, n in counted.items()}))
+    if now:
+        deltas.apply()
 
 
 def _less_complete(new: tuple | None, stored: list | None) -> bool:

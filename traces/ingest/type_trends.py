@@ -6,7 +6,8 @@ duration bin); TypeStep sums a type's steps by (format, run type, UTC day of the
 run's start, step name). A run written or rewritten is read back once (one query:
 its row and its steps grouped by name, for all the runs a transaction wrote) and
 its counts gathered into a `TypeTrendDeltas`; the deltas of a transaction are
-applied once, in key order, at its end (RunIndex.settle), as RunCount's are. A run
+applied once, in key order, just before it commits (read_models.py), as RunCount's
+are. A run
 deleted or about to be rewritten is read the same way before its rows go, and
 subtracted.
 
@@ -139,15 +140,39 @@ class TypeTrendDeltas:
                     for index, value in enumerate(sums):
                         entry[index] += sign * int(value or 0)
 
-    def apply(self) -> None:
-        """Add the gathered changes, in key order; rows counting nothing go."""
+    def __bool__(self) -> bool:
+        return bool(self.written or any(self.buckets.values()) or self.steps)
+
+    def gather_written(self) -> None:
+        """Count the runs written so far as they stand now (their rows are in)."""
         self._gather(sorted(self.written), 1)
         self.written.clear()
+
+    def merge(self, other: TypeTrendDeltas) -> None:
+        """Add `other`'s changes to these (its written runs counted already)."""
+        other.gather_written()
+        self.buckets.update(other.buckets)
+        for key, values in other.steps.items():
+            entry = self.steps[key]
+            for index, value in enumerate(values):
+                entry[index] += value
+
+    def clear(self) -> None:
+        self.written.clear()
+        self.buckets.clear()
+        self.steps.clear()
+
+    def apply(self) -> None:
+        """Add the gathered changes, in key order; rows counting nothing go. They are
+        forgotten once written (not before: a failed apply can be tried again)."""
+        self.gather_written()
+        self._write()
+        self.clear()
+
+    def _write(self) -> None:
         ops = connection.ops
         buckets = sorted((key, n) for key, n in self.buckets.items() if n)
         steps = sorted((key, v) for key, v in self.steps.items() if any(v))
-        self.buckets.clear()
-        self.steps.clear()
         if not buckets and not steps:
             return
         with connection.cursor() as cursor:

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 from django.db import connection
+from django.db.models import F
+from django.db.models.functions import Collate
 from django.urls import reverse
 
 from traces.key_urls import key_url
@@ -166,11 +168,22 @@ def _entities(query: str) -> Found:
 
 
 def _prefixed(counters, prefix: str) -> list[int]:
-    """Ids of the entities whose id starts with `prefix`, in id order: a range of the
-    index on entity_id (a LIKE would scan: SQLite's LIKE ignores case, the index not)."""
-    within = counters.filter(entity_id__gte=prefix, entity_id__lt=prefix + "\U0010ffff")
-    rows = within.order_by("entity_id").values_list("pk", "entity_id")[: COUNT_CAP + 1]
+    """Ids of the entities whose id starts with `prefix`, in id order: a range of an
+    index on entity_id (a LIKE would scan: SQLite's LIKE ignores case, the index not).
+    The range brackets "starts with" only in code point order: SQLite's BINARY, and
+    PostgreSQL's "C" collation, which a linguistic database collation (en_US, ICU)
+    is not (it may skip punctuation, so `a_b...` sorts among `ab...`)."""
+    within = counters.alias(byte_id=_in_code_point_order("entity_id"))
+    within = within.filter(byte_id__gte=prefix, byte_id__lt=prefix + "\U0010ffff")
+    rows = within.order_by("byte_id").values_list("pk", "entity_id")[: COUNT_CAP + 1]
     return [pk for pk, entity_id in rows if entity_id.startswith(prefix)]
+
+
+def _in_code_point_order(column: str):
+    """The column as the prefix indexes sort it (migration 0022_entity_prefix)."""
+    if connection.vendor == "postgresql":
+        return Collate(F(column), "C")
+    return F(column)
 
 
 def _names_entity(query: str, entity, typed) -> bool:

@@ -47,10 +47,14 @@ def tree_rows(level, selected_key=None) -> SafeString:
     more = ""
     if level.more_url:
         url = _e(level.more_url)
+        left = ""
+        if getattr(level, "remaining", None):
+            n = level.remaining
+            left = f' <span class="muted">({grouped(n)} more step{"" if n == 1 else "s"})</span>'
         more = (
             f'<li class="tree-more"><a href="{url}" hx-get="{url}" hx-target="closest li">'
             "show the next steps ›</a>"  # noqa: RUF001
-            ' <span class="htmx-indicator muted">loading…</span></li>'
+            f'{left} <span class="htmx-indicator muted">loading…</span></li>'
         )
     return mark_safe(f"{rows}\n{more}\n")
 
@@ -87,6 +91,7 @@ def _tree_row(step, selected_key) -> str:
         f"    {_badge(step.status)}\n"
         f"    {link}\n"
         f"    {_step_type(step)}\n"
+        f"    {_differs(step)}\n"
         f"    {flags}\n"
         f"    {_error_head(step)}\n"
         "  </span>\n"
@@ -97,8 +102,101 @@ def _tree_row(step, selected_key) -> str:
         f'    <span class="dur" title="{_e(step.time_title)}">'
         f"{_e(human_duration(step.duration_ms))}</span>\n"
         "  </span>\n"
+        f"{_group_lines(step)}"
         f"{closing}\n"
         "</li>"
+    )
+
+
+@register.simple_tag
+def level_groups(level, limit: int = 3) -> SafeString:
+    """The level's repeated names (the run's roots: above the tree), most first."""
+    groups = sorted((level.groups or {}).values(), key=lambda s: (-s.group.count, s.group.name))
+    lines = "".join(group_line(summary, "group-summary level") for summary in groups[:limit])
+    return mark_safe(f'<p class="level-groups">{lines}</p>' if lines else "")
+
+
+def _differs(step) -> str:
+    """What tells a step apart from its siblings of the same name: an input field."""
+    differs = getattr(step, "differs", None)
+    if not differs:
+        return ""
+    field, value = _e(differs[0]), _e(differs[1])
+    title = f"input field {field}: the first one whose value differs between these steps"
+    return f'<span class="differs mono" title="{title}">{field}={value}</span>'
+
+
+def _group_lines(step) -> str:
+    """The summaries of a container's repeated children: its loop's iterations, the
+    names repeated under it."""
+    groups = getattr(step, "groups", None)
+    if not groups:
+        return ""
+    return "".join(group_line(summary) for summary in groups)
+
+
+def group_line(summary, css: str = "group-summary") -> str:
+    """One group: how many, p50 / p95 / max with a small histogram, failures, the
+    slowest (a link to it)."""
+    group = summary.group
+    if summary.is_loop:
+        head = f"↻ {grouped(group.count)} iteration{'' if group.count == 1 else 's'}"
+        what = "iterations"
+    else:
+        name = _e(Truncator(group.name).chars(60))
+        head = f"{grouped(group.count)} × <bdi>{name}</bdi>"  # noqa: RUF001
+        what = "steps"
+    parts = [f'<span class="group-head">{head}</span>']
+    if group.timed:
+        parts.append(
+            f'<span title="median, 95th percentile and longest of the {grouped(group.timed)} '
+            f'{what} with a duration">p50 {_e(human_duration(group.p50_ms))} · '
+            f"p95 {_e(human_duration(group.p95_ms))} · max {_e(human_duration(group.max_ms))}"
+            f"</span>{_histogram(summary, what)}"
+        )
+    if group.failed:
+        failed = f"✗ {grouped(group.failed)} failed"
+        if summary.failed_url:
+            url = _e(summary.failed_url)
+            failed = (
+                f'<a href="{url}" hx-get="{url}" hx-target="#step-panel" hx-push-url="true"'
+                f' title="open the first failed">{failed}</a>'
+            )
+        parts.append(f'<span class="c-fail">{failed}</span>')
+    if group.items_failed:
+        n = group.items_failed
+        parts.append(f'<span class="c-fail">✗ {grouped(n)} item{"" if n == 1 else "s"}</span>')
+    if summary.slowest_url:
+        url = _e(summary.slowest_url)
+        if summary.is_loop:
+            label = f"iteration {_e(str(group.slowest_index))}"
+        else:
+            name = group.slowest_name or group.slowest_key
+            label = f"<bdi>{_e(Truncator(name).chars(40))}</bdi>"
+        parts.append(
+            f'<a class="slowest" data-slowest href="{url}" hx-get="{url}"'
+            f' hx-target="#step-panel" hx-push-url="true"'
+            f' title="open the slowest of these {what}">slowest: {label} ›</a>'  # noqa: RUF001
+        )
+    return f'<span class="{css}" data-group="{_e(group.kind)}">{" · ".join(parts)}</span>\n'
+
+
+def _histogram(summary, what: str) -> str:
+    group = summary.group
+    if not summary.bars or group.timed < 2:
+        return ""
+    width = len(group.bins)
+    bars = "".join(
+        f'<rect x="{bar["x"]}" y="{8 - bar["height"]}" width="0.8" height="{bar["height"]}"/>'
+        for bar in summary.bars
+    )
+    label = (
+        f"durations of the {what} from {human_duration(group.min_ms)} to "
+        f"{human_duration(group.max_ms)}, in {width} equal bins"
+    )
+    return (
+        f'<svg class="group-hist" viewBox="0 0 {width} 8" preserveAspectRatio="none" role="img"'
+        f' aria-label="{_e(label)}">{bars}</svg>'
     )
 
 
@@ -171,15 +269,17 @@ def _progress(step) -> str:
 
 
 def _failed_inside(step) -> str:
-    """What failed in a step that did not fail itself: its items, or a step inside it."""
-    if step.status == "failed":
-        return ""
+    """What failed in a step beside its own status: its items (unless its progress
+    numbers show them), or a step inside it."""
+    if step.status == "failed" and (step.has_progress or not step.items_failed):
+        return ""  # its badge says it failed; its progress numbers, its failed items
     if step.items_failed:
         items = f"{grouped(step.items_failed)} item{'s' if step.items_failed != 1 else ''}"
-        return (
-            '<span class="c-fail" title="items failed in this step, though its own status is '
-            f'{_e(step.status)}">✗ {items}</span>'
-        )
+        title = "items failed in this step"
+        if step.status != "failed":
+            title += f", though its own status is {_e(step.status)}"
+        return f'<span class="c-fail" title="{title}">✗ {items}</span>'
+
     if not step.failed_subtree:
         return ""
     return '<span class="c-fail" title="a step inside this one failed">✗ inside</span>'
@@ -417,7 +517,8 @@ def _spark(row: dict, group, spark_unit: str) -> str:
         if bar["n"]
     )
     label = (
-        f"{_e(str(group.count))} failures from {_date(group.first_seen, MINUTE)}"
+        f"{_e(str(group.count))} failure{'' if group.count == 1 else 's'}"
+        f" from {_date(group.first_seen, MINUTE)}"
         f" to {_date(group.last_seen, MINUTE)}"
     )
     return (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django import template
 from django.contrib.humanize.templatetags.humanize import intcomma
@@ -49,6 +49,42 @@ def human_duration(ms) -> str:
         return f"{hours}h {minutes}m"
     days, hours = divmod(hours, 24)
     return f"{days}d {hours}h"
+
+
+@register.filter
+def seconds(value) -> str:
+    """How long a job or a scan took, in seconds (milliseconds or a timedelta):
+    "0.2 s", "8.7 s", "42 s", "4 min 12 s"."""
+    if value is None or value == "":
+        return "—"
+    total = value.total_seconds() if isinstance(value, timedelta) else float(value) / 1000
+    if total < 0.05:
+        return "under 0.1 s"
+    if total < 10:
+        return f"{total:.1f} s"
+    if total < 60:
+        return f"{total:.0f} s"
+    minutes, rest = divmod(round(total), 60)
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+
+
+# Fields of a filter form that order, page or jump: what "Filters (n)" does not count.
+NOT_FILTERS = frozenset({"sort", "after", "before", "page", "seen", "jump", "tab"})
+
+
+@register.simple_tag
+def filter_count(form) -> int:
+    """How many of a filter form's fields the request set: the n of "Filters (n)"."""
+    data = getattr(form, "data", None) or {}
+    values = data.getlist if hasattr(data, "getlist") else lambda name: [data.get(name)]
+    count = 0
+    for name, field in form.fields.items():
+        # A choice's first option is its default ("contains"): choosing it filters nothing.
+        choices = list(getattr(field, "choices", ()))[:1]
+        default = str(choices[0][0]) if choices else ""
+        given = {str(value or "").strip() for value in values(name)} - {"", default}
+        count += name not in NOT_FILTERS and bool(given)
+    return count
 
 
 ESTIMATED_TITLE = "estimated from the file's modified time; the format records no time"

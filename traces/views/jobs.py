@@ -19,5 +19,6 @@ from .upload import _results
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(IngestJob.objects.select_related("source"), pk=job_id)
     results = _results(job_report(job)) if job.status == "done" and job.results else None
-    context = {"section": "upload", "job": job, "results": results}
+    took = job.finished_at - job.started_at if job.finished_at and job.started_at else None
+    context = {"section": "upload", "job": job, "results": results, "took": took}
     return render(request, fragment(request, "traces/job_detail.html", "job-status"), context)

@@ -18,6 +18,7 @@ from traces.models import Run, Step
 from traces.pagination import Page
 from traces.templatetags.traces_extras import human_duration
 
+from . import tree_groups
 from .common import mark_log_rows
 from .step_panel import value_block
 
@@ -41,6 +42,9 @@ class TreeLevel:
     more_url: str = ""
     parallel: bool = False
     grouped: bool = False
+    # Its repeated names (tree_groups.GroupSummary by name); siblings after the window.
+    groups: dict | None = None
+    remaining: int | None = None
 
 
 def tree_context(request: HttpRequest, run: Run, form, *, focus=None, expand=None) -> dict:
@@ -95,13 +99,17 @@ def tree_level(
             if step.started_at
             else "no start time recorded"
         )
+    groups, size = tree_groups.decorate(run_id, parent, rows)
     level = TreeLevel(
         parent=parent,
         rows=rows,
         parallel=bool(parent and parent.type.lower() == "parallel"),
         grouped=grouped,
+        groups=groups,
     )
     if page.next_cursor:
+        if not failed_only:
+            level.remaining = tree_groups.remaining(size, rows)
         query = {"after": page.next_cursor}
         if failed_only:
             query["failed"] = "1"

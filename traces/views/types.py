@@ -225,7 +225,7 @@ def _runs_chart(trend: Trends, slot: float, names, axis, runs_query: dict) -> Ch
     chart = Chart(
         "chart-runs",
         f"Runs per {trend.bucket} by status",
-        f"{trend.total.runs:,} runs in {len(names)} {trend.bucket}s, the most in one "
+        f"{_count(trend.total.runs, 'run')} in {_count(len(names), trend.bucket)}, the most in one "
         f"{trend.bucket}: {most:,}. Each bar links to its runs.",
         ticks=_ticks(top, lambda v: f"{v:,.0f}", (0, 0.5, 1) if top > 1 else (0, 1)),
         labels=_x_labels(axis, slot),
@@ -314,3 +314,7 @@ def _add_series(chart, css, label, values, slot, names, top, show) -> None:
         chart.points.append(
             {"class": css, "x": x, "y": y, "title": f"{names[index]}: {label} {show(value)}"}
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db.models import Count, F, Window
+from django.db.models.functions import RowNumber
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import filesizeformat
@@ -22,6 +24,7 @@ from traces.uploads import UploadTooLarge, enqueue_upload, save_uploads
 
 # Run links listed per file; the file's page has them all.
 RUN_LINKS_PER_FILE = 20
+RUN_COLUMNS = ("pk", "name", "external_id", "status", "format")
 PAGE = "traces/upload.html"
 RESULTS = "traces/_ingest_results.html"
 
@@ -100,13 +103,17 @@ class ResultRow:
     added: list[Run] = field(default_factory=list)
     updated: list[Run] = field(default_factory=list)
     unchanged: list[Run] = field(default_factory=list)
+    # A known file's: how many runs it holds (listed in `unchanged`, the first of them).
+    held: int = 0
 
     @property
     def more_runs(self) -> int:
         result = self.result
         shown = len(self.added) + len(self.updated) + len(self.unchanged)
         total = len(result.runs_added) + len(result.runs_updated) + len(result.runs_unchanged)
-        return total - shown
+        if result.outcome == "unchanged":
+            total = self.held
+        return max(total - shown, 0)
 
 
 @dataclass
@@ -125,9 +132,11 @@ def _results(report: IngestReport) -> Results:
         if result.outcome in ("ingested", "unchanged")
     }
     run_ids = {pk for lists in shown.values() for ids in lists for pk in ids}
-    runs = Run.objects.only("pk", "name", "external_id", "status", "format").in_bulk(run_ids)
+    runs = Run.objects.only(*RUN_COLUMNS).in_bulk(run_ids)
     file_ids = {result.file_id for result in report.files if result.file_id}
     files = TraceFile.objects.defer("companions").in_bulk(file_ids)
+    known = {r.file_id for r in report.files if r.outcome == "unchanged" and r.file_id}
+    held = _runs_held(known)
 
     def loaded(ids: list[int]) -> list[Run]:
         return [runs[pk] for pk in ids if pk in runs]
@@ -136,15 +145,39 @@ def _results(report: IngestReport) -> Results:
     for result in report.files:
         added, updated, unchanged = shown.get(id(result), ([], [], []))
         trace_file = files.get(result.file_id)
-        rows.append(
-            ResultRow(result, trace_file, loaded(added), loaded(updated), loaded(unchanged))
-        )
+        row = ResultRow(result, trace_file, loaded(added), loaded(updated), loaded(unchanged))
+        if result.outcome == "unchanged":
+            row.unchanged = held.get(result.file_id, [])
+            row.held = row.unchanged[0].held if row.unchanged else 0
+        rows.append(row)
     outcomes = dict.fromkeys(("ingested", "unchanged", "failed", "skipped"), 0)
     for result in report.files:
         outcomes[result.outcome] += 1
     added = {pk for result in report.files for pk in result.runs_added}
     updated = {pk for result in report.files for pk in result.runs_updated} - added
     return Results(rows, outcomes, len(added), len(updated))
+
+
+def _runs_held(file_ids: set[int]) -> dict[int, list[Run]]:
+    """The first runs each known file holds (a file uploaded again is not read, so its
+    result names none): one query however many files, RUN_LINKS_PER_FILE each."""
+    if not file_ids:
+        return {}
+    by_file = {"partition_by": F("source_file_id")}
+    runs = (
+        Run.objects.filter(source_file_id__in=file_ids)
+        .only(*RUN_COLUMNS, "source_file_id")
+        .annotate(
+            rank=Window(RowNumber(), order_by=F("id").asc(), **by_file),
+            held=Window(Count("id"), **by_file),
+        )
+        .filter(rank__lte=RUN_LINKS_PER_FILE)
+        .order_by("source_file_id", "id")
+    )
+    held: dict[int, list[Run]] = {}
+    for run in runs:
+        held.setdefault(run.source_file_id, []).append(run)
+    return held
 
 
 def _first_runs(result: FileResult) -> tuple[list[int], list[int], list[int]]:

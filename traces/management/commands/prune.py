@@ -61,7 +61,7 @@ class Command(BaseCommand):
             return
         old, what = self._selection(older_than, left_source)
         if dry_run:
-            self.stdout.write(f"{old.count()} runs would be deleted ({what})")
+            self.stdout.write(f"{_runs(old.count())} would be deleted ({what})")
             return
         deleted = 0
         while True:
@@ -71,7 +71,7 @@ class Command(BaseCommand):
             with transaction.atomic():
                 delete_runs(batch)
             deleted += len(batch)
-        self.stdout.write(f"deleted {deleted} runs ({what})")
+        self.stdout.write(f"deleted {_runs(deleted)} ({what})")
 
     @staticmethod
     def _selection(older_than, left_source):
@@ -89,3 +89,7 @@ class Command(BaseCommand):
             Q(started_at__lt=cutoff) | Q(started_at__isnull=True, ingested_at__lt=cutoff)
         )
         return old, f"older than {cutoff:%Y-%m-%d %H:%M}"
+
+
+def _runs(n: int) -> str:
+    return f"{n} run{'' if n == 1 else 's'}"
