@@ -41,7 +41,7 @@ def child(mode: str, source: str) -> None:
         print(0, Step.objects.count(), _setup.peak_rss_mb())
         return
     run = Run.objects.order_by("-step_count").first()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if mode == "idle":
         out = run.step_count
     elif mode == "rows":
@@ -52,11 +52,13 @@ def child(mode: str, source: str) -> None:
         from traces.exports import EXPORTS
 
         out = sum(len(chunk) for chunk in EXPORTS[mode].chunks(run))
-    print(f"{time.perf_counter() - start:.3f}", out, _setup.peak_rss_mb())
+    cpu = time.process_time() - cpu_start
+    print(f"{time.perf_counter() - start:.3f} {cpu:.3f}", out, _setup.peak_rss_mb())
 
 
-def measure(mode: str, source: str, env: dict) -> tuple[float, float, int]:
-    """(peak RSS in MB, seconds spent on `mode`, its count) of one fresh child."""
+def measure(mode: str, source: str, env: dict) -> tuple[float, float, int, float]:
+    """(peak RSS in MB, seconds spent on `mode`, its count, CPU seconds) of one fresh
+    child: the CPU time is what to compare on a loaded machine."""
     process = subprocess.run(
         [sys.executable, __file__, "--child", mode, source],
         cwd=HERE,
@@ -67,8 +69,10 @@ def measure(mode: str, source: str, env: dict) -> tuple[float, float, int]:
     )
     if process.returncode != 0:
         raise SystemExit(f"child {mode} failed:\n{process.stderr}")
-    seconds, count, peak = process.stdout.split()[-3:]
-    return float(peak), float(seconds), int(count)
+    if mode == "load":
+        return 0.0, 0.0, int(process.stdout.split()[-2]), 0.0
+    seconds, cpu, count, peak = process.stdout.split()[-4:]
+    return float(peak), float(seconds), int(count), float(cpu)
 
 
 def arguments() -> argparse.Namespace:
@@ -107,12 +111,14 @@ def main() -> None:
     )
     rows = []
     for mode in ("otlp", "chrome", "idle", "rows"):
-        peak = median([rss for rss, _, _ in results[mode]])
-        took = median([seconds for _, seconds, _ in results[mode]])
+        peak = median([rss for rss, *_ in results[mode]])
+        took = median([seconds for _, seconds, *_ in results[mode]])
+        cpu = median([cpu for *_, cpu in results[mode]])
         size = results[mode][0][2]
         what = f"{size / 1e6:,.1f} MB written" if mode in EXPORTED else f"{size:,} rows"
-        rows.append([NAMES[mode], f"{peak:,.0f} MB", ms(took), what])
-    print(table(["process", "peak RSS (ru_maxrss)", "time in the child", "output"], rows))
+        rows.append([NAMES[mode], f"{peak:,.0f} MB", ms(took), ms(cpu), what])
+    header = ["process", "peak RSS (ru_maxrss)", "time in the child", "CPU in the child"]
+    print(table([*header, "output"], rows))
 
 
 EXPORTED = ("otlp", "chrome")

@@ -2,6 +2,8 @@
 """Regenerate the README's screenshots: `make screenshots` (or some of them by name:
 `scripts/screenshots.py critical-path timeline`).
 
+The trends chart is taken last, after a generated history of 1,200 runs is ingested.
+
 Ingests the samples into a throwaway database, serves the site on loopback,
 and has Debian's chromium (through Playwright) photograph the main pages into
 docs/screenshots/, in light and dark. The samples' failures are months old: for the
@@ -12,6 +14,7 @@ the demo data are left as they are).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -105,6 +108,9 @@ def pages(page, base: str) -> list[tuple[str, str]]:
     page.locator("td.name a").first.click()
     compare_url = page.locator("[data-compare-previous]").get_attribute("href")
     run_url = page.url.removeprefix(base)
+    # A trace read from a Collector's file export, with its OTLP / Perfetto buttons.
+    page.goto(f"{base}/?format=otlp&status=failed")
+    otlp_url = page.locator("td.name a").first.get_attribute("href")
     return [
         ("runs", f"{base}/"),
         ("failing-now", f"{base}/"),
@@ -116,13 +122,35 @@ def pages(page, base: str) -> list[tuple[str, str]]:
         ("failed-cause", f"{base}/steps/?status=failed&since=24h&error_group={RECENT_CAUSE}"),
         ("entities", f"{base}/entities/"),
         ("compare", f"{base}{compare_url}"),
+        ("otlp", f"{base}{otlp_url}?tab=timeline"),
         ("search", f"{base}/search/?q=sync_stripe&jump=no"),
         ("logs", f"{base}/logs/?q=step+completed"),
         ("upload", f"{base}/upload/"),
     ]
 
 
-def shoot(base: str, only: set[str]) -> None:
+def trend_pages(page, base: str) -> list[tuple[str, str]]:
+    """The run type with the most runs (of the generated history, trends_history())."""
+    page.goto(f"{base}/api/types")
+    types = json.loads(page.locator("body").inner_text())["items"]
+    busiest = max(types, key=lambda row: sum(row["counts"].values()))
+    return [("trends", f"{base}{busiest['url']}?bucket=hour")]
+
+
+def trends_history(env: dict, data: str) -> None:
+    """A runs database of 1,200 runs, one every 90 s (30 hours): the samples hold
+    three runs of a type at most, too few for a chart."""
+    path = Path(data) / "history" / "runs.sqlite"
+    path.parent.mkdir()
+    subprocess.run(
+        [sys.executable, "bench/generate_runs_db.py", str(path), "--runs", "1200",
+         "--steps", "6000", "--calls", "1200", "--links", "600"],
+        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    manage(env, "ingest", str(path), stdout=subprocess.DEVNULL)
+
+
+def shoot(base: str, only: set[str], find=pages) -> None:
     from playwright.sync_api import sync_playwright
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -135,7 +163,7 @@ def shoot(base: str, only: set[str]) -> None:
                 viewport={"width": 1400, "height": 860}, color_scheme=scheme
             )
             page = context.new_page()
-            for name, url in pages(page, base):
+            for name, url in find(page, base):
                 if only and name not in only:
                     continue
                 page.goto(url)
@@ -186,7 +214,13 @@ def main() -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(base + "/")
-        shoot(base, set(sys.argv[1:]))
+        only = set(sys.argv[1:])
+        if only != {"trends"}:
+            shoot(base, only)
+        if not only or "trends" in only:
+            # Last: the generated history would crowd the other pictures.
+            trends_history(env, data)
+            shoot(base, only, find=trend_pages)
     finally:
         server.terminate()
         server.wait(timeout=10)

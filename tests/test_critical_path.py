@@ -325,6 +325,23 @@ def test_the_tab_says_why_a_greentic_run_has_none(client, samples):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("format_name", ["runs", "duckflux", "traceos"])
+def test_a_running_run_has_its_path_so_far_on_the_tab_and_the_api(client, samples, format_name):
+    """The samples' runs still running: a path up to the latest moment known of them,
+    said so on the tab; the API gives the same steps."""
+    assert ingest_paths([samples / format_name]).failed == []
+    running = Run.objects.filter(format=format_name, status="running", step_count__gt=0)
+    run = running.order_by("-step_count").first()
+    assert run is not None and run.critical_path_ms is not None
+    page = client.get(reverse("traces:run-detail", args=[run.pk]), {"tab": "critical"})
+    assert "so far (the run is still running" in page.content.decode()
+    data = client.get(f"/api/runs/{run.pk}/critical-path").json()
+    assert data["reason"] is None and data["total_ms"] == run.critical_path_ms
+    on_path = Step.objects.filter(run=run, critical_ms__isnull=False).order_by("seq", "id")
+    assert [step["key"] for step in data["steps"]] == [s.key for s in on_path][:300]
+
+
+@pytest.mark.django_db
 def test_the_tab_and_the_api_read_a_fixed_number_of_queries(client, django_assert_max_num_queries):
     run = long_run(400)
     url = reverse("traces:run-detail", args=[run.pk])

@@ -362,3 +362,50 @@ def test_hostile_values_are_written_as_protobuf_writes_them(client):
     run.call_count, run.link_count = 1, 1
     run.save()
     assert_spans_are_protobufs_json(exported_otlp(client, run))
+
+
+@pytest.mark.parametrize("format_name", ["otlp", "chrome"])
+def test_an_export_reads_a_fixed_number_of_queries_per_batch(client, format_name):
+    """Steps, and their logs, links and calls, are read a batch of 900 steps at a time:
+    a run of 800 steps costs the queries of a run of 3."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from traces.exports.timing import BATCH
+
+    counts = []
+    for steps in (3, BATCH - 100):
+        run = Run.objects.create(format="runs", external_id=f"q{steps}", name="q")
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        made = Step.objects.bulk_create(
+            Step(run=run, key=f"k{i}", name="s", seq=i, position=i, status="failed",
+                 started_at=t0 + timedelta(seconds=i), duration_ms=5.0)
+            for i in range(steps)
+        )  # fmt: skip
+        LogEntry.objects.bulk_create(
+            LogEntry(run=run, step=step, seq=i, message="m") for i, step in enumerate(made)
+        )
+        Call.objects.bulk_create(
+            Call(run=run, step=step, key="c", position=0, status="succeeded") for step in made
+        )
+        with CaptureQueriesContext(connection) as queries:
+            export(client, run, format_name)
+        counts.append(len(queries))
+    assert counts[0] == counts[1] <= 8
+
+
+def test_an_otlp_run_exported_and_read_again_keeps_its_tree(client, samples, tmp_path):
+    """The sixth format's round trip: its export has its trace id, so read again from
+    another file it is found as the same trace."""
+    ingest_paths([samples / "otlp"])
+    run = Run.objects.filter(format="otlp").order_by("-step_count").first()
+    before = tree(run)
+    runs = Run.objects.count()
+    path = tmp_path / f"run-{run.pk}.otlp.json"
+    path.write_text(json.dumps(exported_otlp(client, run)))
+    report = ingest_paths([path])
+    assert report.failed == []
+    copies = Run.objects.filter(format="otlp", external_id=run.external_id)
+    assert Run.objects.count() - runs == copies.count() - 1
+    for again in copies:
+        assert_same_tree(before, tree(again))

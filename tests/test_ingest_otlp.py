@@ -139,6 +139,13 @@ def span_document(**span) -> dict:
     return {"resourceSpans": [{"scopeSpans": [{"spans": [base | span]}]}]}
 
 
+def nested_value(depth: int) -> dict:
+    value: dict = {"stringValue": "bottom"}
+    for _ in range(depth):
+        value = {"kvlistValue": {"values": [{"key": "k", "value": value}]}}
+    return {"key": "n", "value": value}
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
@@ -155,14 +162,25 @@ def span_document(**span) -> dict:
         ),
         (json.dumps(span_document(spanId="xyz")), "spanId: expected 16 hex digits"),
         (json.dumps(span_document(traceId="ab" * 8)), "traceId: expected 32 hex digits"),
-        (json.dumps(span_document(startTimeUnixNano="soon")), "not an OTLP trace export"),
+        (
+            json.dumps(span_document(startTimeUnixNano="soon")),
+            "not an OTLP trace export: resourceSpans.scopeSpans.spans.startTimeUnixNano: "
+            "invalid literal",
+        ),
+        # protobuf's reason comes after a chain of 150 fields: said first, the path cut
+        (json.dumps(span_document(attributes=[nested_value(50)])), "….*Message too deep"),
+        (
+            json.dumps(span_document(endTimeUnixNano=str(2**64))),
+            "spans.endTimeUnixNano: Value out of range",
+        ),
         ('{"resourceSpans": []}', "no spans"),
         ("  \n", "empty file"),
     ],
 )
 def test_bad_input_is_a_parse_error_naming_the_reason(tmp_path, text, reason):
-    with pytest.raises(ParseError, match=reason):
+    with pytest.raises(ParseError, match=reason) as raised:
         list(otlp.parse(write(tmp_path, text)))
+    assert len(str(raised.value)) < 400
 
 
 def test_a_bad_file_fails_alone_with_its_reason(tmp_path, db):

@@ -7,9 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import Coalesce
 from django.test.utils import CaptureQueriesContext
@@ -17,14 +15,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.factories import BASE_TIME, make_runs
+from tests.read_models import end_running_run, migrated_from, runs_gone_from_source
 from tests.test_read_model_causes import (
     assert_read_model_is_the_recount as assert_causes_are_the_recount,
 )
-from tests.test_read_model_causes import change_source, delete_source_runs
 from traces import queries
 from traces.ingest import store
 from traces.ingest.loader import ingest_paths
-from traces.models import Run, RunCount, TraceSource
+from traces.models import Run, RunCount
 
 pytestmark = pytest.mark.django_db
 
@@ -89,22 +87,7 @@ def test_a_resync_of_a_run_that_failed_moves_its_count_and_bounds(runs_db):
     run = running_run()
     key = ("runs", run.type, "running")
     assert stored()[key] == 1
-    change_source(
-        runs_db,
-        (
-            "UPDATE steps SET status = 'failed', error = 'killed', "
-            "completed_at = '2026-03-04T09:00:00.000Z' WHERE run_id = ? AND status = 'running'",
-            (run.external_id,),
-        ),
-        (
-            "UPDATE runs SET status = 'failed', run_type = 'sync_stripe_v2', "
-            "completed_at = '2026-03-04T09:00:00.000Z', "
-            "updated_at = '2026-03-04T09:00:00.000Z' WHERE id = ?",
-            (run.external_id,),
-        ),
-    )
-    assert ingest_paths([runs_db]).run_ids() == [run.pk]
-    run.refresh_from_db()
+    end_running_run(runs_db, run, new_type="sync_stripe_v2")
     assert (run.status, run.type) == ("failed", "sync_stripe_v2")
     assert key not in stored()
     assert stored()[("runs", "sync_stripe_v2", "failed")] == 1
@@ -167,20 +150,8 @@ def test_deleting_every_run_empties_the_counters(samples):
 def test_runs_gone_from_their_source_are_taken_off(runs_db, mirrored):
     """Kept as history then pruned, or deleted at once by a source that mirrors its
     writer's deletions."""
-    source = TraceSource.objects.create(path=str(runs_db.parent), mirror_deletions=mirrored)
-    ingest_paths([runs_db], source=source)
-    before = Run.objects.count()
-    gone = [run.pk for run in Run.objects.filter(format="runs").order_by("pk")[:2]]
-    delete_source_runs(
-        runs_db, list(Run.objects.filter(pk__in=gone).values_list("external_id", flat=True))
-    )
-    ingest_paths([runs_db], source=source)
-    assert_read_models_are_the_recount()
-    if not mirrored:
-        call_command("prune", "--left-source")
-    assert not Run.objects.filter(pk__in=gone).exists()
-    assert sum(stored().values()) == before - 2
-    assert_read_models_are_the_recount()
+    runs_gone_from_source(runs_db, mirrored=mirrored, check=assert_read_models_are_the_recount)
+    assert sum(stored().values()) == Run.objects.count() == 8 - 2  # the sample's 8 runs
 
 
 # --- what reads them ---------------------------------------------------------------------
@@ -284,23 +255,18 @@ def test_a_running_runs_axis_reaches_now(runs_db):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_fills_the_read_models_from_the_stored_runs():
-    executor = MigrationExecutor(connection)
-    executor.migrate([("traces", "0009_failure_causes")])
-    apps = executor.loader.project_state([("traces", "0009_failure_causes")]).apps
-    OldRun, OldStep = apps.get_model("traces", "Run"), apps.get_model("traces", "Step")
-    runs = [
-        OldRun.objects.create(format="runs", external_id=str(i), type=kind, status=status)
-        for i, (kind, status) in enumerate([("a", "failed"), ("a", "failed"), ("b", "running")])
-    ]
-    for seq in range(1, 4):
-        OldStep.objects.create(
-            run=runs[0], key=str(seq), seq=seq, position=seq, status="succeeded",
-            started_at=BASE_TIME + timedelta(seconds=seq),
-            finished_at=BASE_TIME + timedelta(seconds=seq * 10),
-        )  # fmt: skip
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes("traces"))
+    with migrated_from("0009_failure_causes") as apps:
+        OldRun, OldStep = apps.get_model("traces", "Run"), apps.get_model("traces", "Step")
+        runs = [
+            OldRun.objects.create(format="runs", external_id=str(i), type=kind, status=status)
+            for i, (kind, status) in enumerate([("a", "failed"), ("a", "failed"), ("b", "running")])
+        ]
+        for seq in range(1, 4):
+            OldStep.objects.create(
+                run=runs[0], key=str(seq), seq=seq, position=seq, status="succeeded",
+                started_at=BASE_TIME + timedelta(seconds=seq),
+                finished_at=BASE_TIME + timedelta(seconds=seq * 10),
+            )  # fmt: skip
     assert stored() == {("runs", "a", "failed"): 2, ("runs", "b", "running"): 1}
     assert stored_bounds()[runs[0].pk] == (
         BASE_TIME + timedelta(seconds=1),

@@ -9,18 +9,15 @@ from collections import Counter, defaultdict
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 
 from tests.factories import BASE_TIME
-from tests.test_read_model_causes import change_source, delete_source_runs
+from tests.read_models import end_running_run, migrated_from, runs_gone_from_source
 from traces.ingest import store, type_trends
 from traces.ingest.loader import ingest_paths
 from traces.ingest.records import RunRecord, StepRecord
 from traces.ingest.type_trends import NO_DURATION, bin_value, duration_bin
-from traces.models import Run, Step, TraceSource, TypeBucket, TypeStep
+from traces.models import Run, Step, TypeBucket, TypeStep
 
 pytestmark = pytest.mark.django_db
 
@@ -91,22 +88,7 @@ def test_a_resync_of_a_run_that_ended_moves_its_counts(runs_db):
     ingest_paths([runs_db])
     run = Run.objects.get(format="runs", status="running")
     assert TypeBucket.objects.filter(run_type=run.type, status="running", bin=NO_DURATION).exists()
-    change_source(
-        runs_db,
-        (
-            "UPDATE steps SET status = 'failed', error = 'killed', "
-            "completed_at = '2026-03-04T09:00:00.000Z' WHERE run_id = ? AND status = 'running'",
-            (run.external_id,),
-        ),
-        (
-            "UPDATE runs SET status = 'failed', run_type = 'sync_stripe_v2', "
-            "completed_at = '2026-03-04T09:00:00.000Z', duration_ms = 1234, "
-            "updated_at = '2026-03-04T09:00:00.000Z' WHERE id = ?",
-            (run.external_id,),
-        ),
-    )
-    assert ingest_paths([runs_db]).run_ids() == [run.pk]
-    run.refresh_from_db()
+    end_running_run(runs_db, run, new_type="sync_stripe_v2", duration_ms=1234)
     assert (run.status, run.type) == ("failed", "sync_stripe_v2")
     assert_read_models_are_the_recount()
     moved = TypeBucket.objects.get(run_type="sync_stripe_v2")
@@ -130,18 +112,7 @@ def test_deleting_every_run_empties_the_read_models(samples):
 
 @pytest.mark.parametrize("mirrored", [False, True], ids=["kept then pruned", "mirrored"])
 def test_runs_gone_from_their_source_are_taken_off(runs_db, mirrored):
-    source = TraceSource.objects.create(path=str(runs_db.parent), mirror_deletions=mirrored)
-    ingest_paths([runs_db], source=source)
-    gone = [run.pk for run in Run.objects.filter(format="runs").order_by("pk")[:2]]
-    delete_source_runs(
-        runs_db, list(Run.objects.filter(pk__in=gone).values_list("external_id", flat=True))
-    )
-    ingest_paths([runs_db], source=source)
-    assert_read_models_are_the_recount()
-    if not mirrored:
-        call_command("prune", "--left-source")
-    assert not Run.objects.filter(pk__in=gone).exists()
-    assert_read_models_are_the_recount()
+    runs_gone_from_source(runs_db, mirrored=mirrored, check=assert_read_models_are_the_recount)
 
 
 def _record(external_id: str, *, status="succeeded", duration=1000.0, steps=3, run_type="t"):
@@ -202,27 +173,22 @@ def test_every_duration_is_within_the_error_bound_of_its_bin():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_fills_the_read_models_from_the_stored_runs():
-    executor = MigrationExecutor(connection)
-    executor.migrate([("traces", "0014_ingest_claims")])
-    apps = executor.loader.project_state([("traces", "0014_ingest_claims")]).apps
-    OldRun, OldStep = apps.get_model("traces", "Run"), apps.get_model("traces", "Step")
-    runs = [
-        OldRun.objects.create(
-            format="runs", external_id=str(i), type=kind, status=status, duration_ms=ms,
-            started_at=BASE_TIME + timedelta(hours=i),
-        )
-        for i, (kind, status, ms) in enumerate(
-            [("a", "failed", 10.0), ("a", "succeeded", 20.0), ("b", "running", None)]
-        )
-    ]  # fmt: skip
-    for seq in range(1, 4):
-        OldStep.objects.create(
-            run=runs[0], key=str(seq), seq=seq, position=seq, name="load",
-            status="failed" if seq == 1 else "succeeded", duration_ms=seq * 1.5,
-        )  # fmt: skip
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes("traces"))
+    with migrated_from("0014_ingest_claims") as apps:
+        OldRun, OldStep = apps.get_model("traces", "Run"), apps.get_model("traces", "Step")
+        runs = [
+            OldRun.objects.create(
+                format="runs", external_id=str(i), type=kind, status=status, duration_ms=ms,
+                started_at=BASE_TIME + timedelta(hours=i),
+            )
+            for i, (kind, status, ms) in enumerate(
+                [("a", "failed", 10.0), ("a", "succeeded", 20.0), ("b", "running", None)]
+            )
+        ]  # fmt: skip
+        for seq in range(1, 4):
+            OldStep.objects.create(
+                run=runs[0], key=str(seq), seq=seq, position=seq, name="load",
+                status="failed" if seq == 1 else "succeeded", duration_ms=seq * 1.5,
+            )  # fmt: skip
     assert_read_models_are_the_recount()
     assert TypeBucket.objects.count() == 3
     fields = ("run_type", "name", "steps", "failed", "total_us")

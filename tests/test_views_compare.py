@@ -506,7 +506,23 @@ def test_a_running_run_and_one_without_times_compare(client):
     assert rows["process"].change == "status" and rows["process"].delta_ms is None
     assert rows["notify"].change == "removed"
     assert "running" in response.content.decode()
+    assert b"data-running-note" in response.content and b"data-times-note" not in response.content
+    assert "Run B is still running" in response.content.decode()
     summary = response.context["summary"]
     assert (summary["status"], summary["removed"], summary["duration"]) == (1, 3, 0)
     # No start time: "previous" has no earlier run to find by time, and says so.
     assert client.get(URL, {"b": running.pk, "with": "previous"}).status_code == 404
+
+
+def test_runs_without_start_times_say_their_times_are_estimated(client, samples):
+    """greentic records durations only: the page says its start times are estimated
+    and its durations compared as recorded (they are)."""
+    ingest_paths([samples / "greentic"])
+    a, b = Run.objects.filter(format="greentic").order_by("pk")[:2]
+    response = client.get(URL, {"a": a.pk, "b": b.pk})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "data-times-note" in page and "Both runs' sources record how long" in page
+    assert "data-running-note" not in page
+    durations = [row.a.duration_ms for row in response.context["page"].rows if row.a]
+    assert durations and all(ms is not None for ms in durations)

@@ -295,3 +295,13 @@ def test_a_list_of_many_types_reads_their_last_runs_in_one_query(client, django_
         items = client.get("/api/types").json()["items"]
     assert len(items) == 600
     assert items[-1]["last_run"]["external_id"] == "last" and items[0]["last_run"] is None
+
+
+@pytest.mark.parametrize(("runs", "labels"), [(1, ["0", "1"]), (3, ["0", "2", "4"])])
+def test_the_runs_axis_is_labelled_in_whole_runs(client, runs, labels):
+    for i in range(runs):
+        write(f"w{i}", started=BASE_TIME + timedelta(minutes=i))
+    response = client.get(reverse("traces:type-detail", args=[TYPE]), {"bucket": "hour"})
+    chart = next(c for c in response.context["charts"] if c.id == "chart-runs")
+    assert [tick["label"] for tick in chart.ticks] == labels
+    assert f"the most in one hour: {runs}." in chart.description

@@ -84,3 +84,18 @@ def test_big_runs_get_their_summary_after_the_page(page, two_runs, monkeypatch):
     page.goto(f"/compare/?a={before.pk}&b={after.pk}")
     page.locator("#compare-summary", has_text="1 status changed").wait_for()
     assert page.locator("#compare-summary [data-first-divergence]").count() == 1
+
+
+def test_samples_without_times_and_still_running_say_so(page, loaded_samples):
+    """greentic's runs (durations, no start times) and a runs sample still running,
+    each compared through the page: the notes say what their numbers mean."""
+    a, b = Run.objects.filter(format="greentic").order_by("pk")[:2]
+    page.goto(f"/compare/?a={a.pk}&b={b.pk}")
+    assert "start times are estimated" in page.locator("[data-times-note]").text_content()
+    assert page.locator("tr.ch-added, tr.ch-removed").count() > 0
+    running = Run.objects.get(format="runs", status="running")
+    page.goto(running.get_absolute_url())
+    page.click("[data-compare-previous]")
+    page.wait_for_url("**/compare/**")
+    assert "Run B is still running" in page.locator("[data-running-note]").text_content()
+    assert page.locator("a[data-run=b]").text_content().strip() == (running.name or "")

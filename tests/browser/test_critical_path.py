@@ -51,3 +51,11 @@ def test_a_greentic_run_says_why_it_has_none(page, loaded_samples):
     notice.wait_for()
     assert "estimated" in notice.text_content()
     assert page.locator("tr.critical-row").count() == 0
+
+
+def test_a_running_run_shows_its_path_so_far(page, loaded_samples):
+    running = Run.objects.get(format="runs", status="running")
+    page.goto(f"{running.get_absolute_url()}?tab=critical")
+    assert "still running" in page.locator(".critical-wrap .summary-line").text_content()
+    on_path = Step.objects.filter(run=running, critical_ms__isnull=False).count()
+    assert page.locator("tr.critical-row").count() == on_path > 0

@@ -43,6 +43,14 @@ STRUCTURAL_KEYS = {
     "trigger",
     "trace_version",
     "algorithm",
+    # OTLP: hex ids, times and integers as strings
+    "traceId",
+    "spanId",
+    "parentSpanId",
+    "startTimeUnixNano",
+    "endTimeUnixNano",
+    "timeUnixNano",
+    "intValue",
 }
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?$")
 ERROR_KEYS = {"error", "message", "error_message"}
@@ -133,6 +141,14 @@ def write_hostile_traces(samples: Path, target: Path) -> Path:
     (target / "traceos/traces.jsonl").write_text(
         "\n".join(json.dumps(hostile_json(json.loads(line))) for line in lines if line.strip())
     )
+    (target / "otlp").mkdir()
+    for sample in sorted(samples.glob("otlp/*.json*")):
+        if sample.suffix == ".jsonl":
+            lines = [json.dumps(hostile_json(json.loads(line))) for line in sample.open()]
+            (target / "otlp" / sample.name).write_text("\n".join(lines) + "\n")
+        else:
+            document = hostile_json(json.loads(sample.read_text()))
+            (target / "otlp" / sample.name).write_text(json.dumps(document))
     for folder, names in (("runs", ["runs.sqlite"]), ("workflow", ["workflow.db", "events.db"])):
         (target / folder).mkdir()
         for name in names:
@@ -143,7 +159,7 @@ def write_hostile_traces(samples: Path, target: Path) -> Path:
 
 # --- the visit -------------------------------------------------------------------------------
 
-TABS = ("tree", "timeline", "logs", "io", "attributes")
+TABS = ("tree", "timeline", "critical", "logs", "io", "attributes")
 SHOWN = f"<script>{PWN}</script>"  # as text, on the page
 
 # Records what a page did that it must not: runs in every document before its scripts.
@@ -185,7 +201,7 @@ def hostile_traces(transactional_db, samples, tmp_path):
     report = ingest_paths([write_hostile_traces(samples, tmp_path / "hostile")])
     assert report.failed == []
     formats = set(Run.objects.values_list("format", flat=True))
-    assert formats == {"duckflux", "greentic", "runs", "traceos", "workflow"}
+    assert formats == {"duckflux", "greentic", "runs", "traceos", "workflow", "otlp"}
     # Every kind of field a page shows carries the payloads.
     for model, field in (
         (Run, "name"),
@@ -253,6 +269,7 @@ def pages_to_visit(tabs: tuple[str, ...] = TABS) -> list[str]:
     from django.urls import reverse
 
     from traces.models import EntityLink, Run, TraceFile
+    from traces.views.types import type_url
 
     urls = [
         reverse("traces:run-list"),
@@ -266,12 +283,21 @@ def pages_to_visit(tabs: tuple[str, ...] = TABS) -> list[str]:
         urls.append(reverse("traces:entity-detail", args=[link.entity_type, link.entity_id]))
     for trace_file in TraceFile.objects.order_by("pk")[:3]:
         urls.append(trace_file.get_absolute_url())
-    for format_name in ("duckflux", "greentic", "runs", "traceos", "workflow"):
+    for format_name in ("duckflux", "greentic", "runs", "traceos", "workflow", "otlp"):
         run = Run.objects.filter(format=format_name).order_by("-steps_failed", "-step_count")[0]
         urls += [f"{run.get_absolute_url()}?tab={tab}" for tab in tabs]
         step = run.steps.order_by("-status", "seq").filter(status="failed").first()
         step = step or run.steps.order_by("seq").first()
         urls.append(step.get_absolute_url())
+        # Compared with another run of its format (both ways: each side's names shown),
+        # and its type's trends.
+        other = Run.objects.filter(format=format_name).exclude(pk=run.pk).order_by("pk").first()
+        if other is not None:
+            compare = reverse("traces:compare")
+            urls += [f"{compare}?a={other.pk}&b={run.pk}", f"{compare}?a={run.pk}&b={other.pk}"]
+        if type_url(run.type):
+            urls.append(type_url(run.type))
+    urls.append(reverse("traces:type-list"))
     return urls
 
 

@@ -43,9 +43,11 @@ from traces.ingest.otlp_json import (
 )
 from traces.models import Call, EntityLink, LogEntry, Run, Status
 
-from .timing import Placed, millis_to_nanos, nanos, placed_batches, run_span_times
+from .timing import Placed, in_ids, millis_to_nanos, nanos, placed_batches, rows, run_span_times
 
 CONTENT_TYPE = "application/json"
+# A call's input and output can be 100 MB each and are not exported.
+_CALL_UNEXPORTED = ("id", "input", "output")
 SCOPE_NAME = "tracer_site"
 # Past this many log rows on one span the rest are counted in droppedEventsCount.
 MAX_EVENTS_PER_SPAN = 10_000
@@ -234,7 +236,7 @@ def _run_span(run: Run, trace_id: str) -> dict:
     if run.output_counters:
         _attribute(attributes, "tracer.output_counters", run.output_counters)
     _own_attributes(attributes, run.attributes)
-    logs = LogEntry.objects.filter(run=run, step__isnull=True).order_by("seq")
+    logs = rows(LogEntry.objects.filter(run=run, step__isnull=True).order_by("seq"))
     return _finish(span, attributes, status, _events(logs.iterator(chunk_size=1000)))
 
 
@@ -263,7 +265,7 @@ def _step_span(placed: Placed, trace_id: str, related: _Related) -> dict:
     return _finish(span, attributes, status, events)
 
 
-def _call_span(call: Call, trace_id: str, step_start: int | None) -> dict:
+def _call_span(call, trace_id: str, step_start: int | None) -> dict:
     name = " ".join(part for part in (call.tool, call.operation) if part) or call.key
     span = _new_span(
         trace_id, _span_id("call", call.pk), _span_id("step", call.step_id), name, _KIND_CLIENT
@@ -337,17 +339,21 @@ class _Related:
     logs past MAX_EVENTS_PER_SPAN are only counted."""
 
     def __init__(self, step_ids: list[int]):
-        self.logs: dict[int, list[LogEntry]] = defaultdict(list)
+        self.calls: list = []
+        self.logs: dict[int, list] = defaultdict(list)
         self.dropped: dict[int, int] = defaultdict(int)
-        logs = LogEntry.objects.filter(step_id__in=step_ids).order_by("step_id", "seq")
-        for log in logs.iterator(chunk_size=1000):
+        self.links: dict[int, list] = defaultdict(list)
+        if not step_ids:
+            return
+        logs = LogEntry.objects.extra(where=[in_ids("step_id", step_ids)])
+        for log in rows(logs.order_by("step_id", "seq")).iterator(chunk_size=1000):
             kept = self.logs[log.step_id]
             if len(kept) < MAX_EVENTS_PER_SPAN:
                 kept.append(log)
             else:
                 self.dropped[log.step_id] += 1
-        self.links: dict[int, list[EntityLink]] = defaultdict(list)
-        for link in EntityLink.objects.filter(step_id__in=step_ids).order_by("pk"):
+        links = EntityLink.objects.extra(where=[in_ids("step_id", step_ids)]).order_by("pk")
+        for link in rows(links):
             self.links[link.step_id].append(link)
-        calls = Call.objects.filter(step_id__in=step_ids).defer("input", "output")
-        self.calls = list(calls.order_by("step_id", "position"))
+        calls = Call.objects.extra(where=[in_ids("step_id", step_ids)])
+        self.calls = list(rows(calls.order_by("step_id", "position"), exclude=_CALL_UNEXPORTED))

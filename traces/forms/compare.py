@@ -22,6 +22,13 @@ def _run_id(label: str, help_text: str, *, required: bool = True) -> forms.Integ
     )  # fmt: skip
 
 
+def _flag(label: str, off: str, on: str, help_text: str) -> forms.ChoiceField:
+    """A choice of "" (`off`) or "1" (`on`)."""
+    return forms.ChoiceField(
+        choices=[("", off), ("1", on)], required=False, label=label, help_text=help_text
+    )
+
+
 class CompareForm(forms.Form):
     a = _run_id(
         "Run A", "The run compared from (its id); `with=previous` finds it.", required=False
@@ -42,19 +49,15 @@ class CompareForm(forms.Form):
         min_value=0, max_value=10**12, required=False, label="and by ms",
         help_text="... and by at least this many milliseconds (100).",
     )  # fmt: skip
-    changes = forms.ChoiceField(
-        choices=[("", "all steps"), ("1", "changes only")],
-        required=False,
-        label="Show",
-        help_text="1: only the steps added, removed, or whose status or duration changed",
-    )
-    summary = forms.ChoiceField(
-        choices=[("", "when cheap"), ("1", "always")],
-        required=False,
-        label="Summary",
-        help_text="1: count the changes even when both runs are big (one read of both runs' "
+    changes = _flag(
+        "Show", "all steps", "changes only",
+        "1: only the steps added, removed, or whose status or duration changed",
+    )  # fmt: skip
+    summary = _flag(
+        "Summary", "when cheap", "always",
+        "1: count the changes even when both runs are big (one read of both runs' "
         "steps); by default they are counted when one run has at most 20,000 steps",
-    )
+    )  # fmt: skip
     after = forms.CharField(required=False, max_length=2000, widget=forms.HiddenInput)
     before = forms.CharField(required=False, max_length=2000, widget=forms.HiddenInput)
 

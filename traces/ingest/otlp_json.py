@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from typing import Any
 
 from google.protobuf import json_format
@@ -258,5 +259,18 @@ def _is_hex(text: str) -> bool:
     return all(char in "0123456789abcdefABCDEF" for char in text)
 
 
+# protobuf nests its reason in one "Failed to parse X field: " per level.
+_FIELD_CHAIN = re.compile(r"Failed to parse (\w+) field: ")
+
+
 def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    """The reason in a line: protobuf's chain of fields as a path before it (a value
+    nested past protobuf's 100 levels has the reason after 2,000 characters of it)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    fields = _FIELD_CHAIN.findall(text)
+    if fields:
+        path = ".".join(fields)
+        if len(path) > 120:
+            path = f"{path[:50]}…{path[-60:]}"
+        text = f"{path}: {_FIELD_CHAIN.sub('', text).rstrip('.')}"
+    return text[:300]

@@ -181,41 +181,35 @@ class TypeTrendDeltas:
                     (run_type, ops.adapt_datetimefield_value(hour), format, status, bin, n)
                     for (run_type, hour, format, status, bin), n in buckets
                 ]
-                cursor.executemany(
-                    f"INSERT INTO {_BUCKETS} AS t (run_type, hour, format, status, bin, count) "
-                    "VALUES (%s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (run_type, hour, format, status, bin) "
-                    "DO UPDATE SET count = t.count + excluded.count",
-                    rows,
-                )
-                gone = [row[:5] for row in rows if row[5] < 0]
-                if gone:
-                    cursor.executemany(
-                        f"DELETE FROM {_BUCKETS} WHERE count <= 0 AND run_type = %s AND hour = %s "
-                        "AND format = %s AND status = %s AND bin = %s",
-                        gone,
-                    )
+                _add_counts(cursor, _BUCKETS, BUCKET_KEY, ("count",), rows)
             if steps:
                 rows = [
                     (run_type, ops.adapt_datefield_value(day), format, name, *values)
                     for (run_type, day, format, name), values in steps
                 ]
-                cursor.executemany(
-                    f"INSERT INTO {_STEPS} AS t "
-                    "(run_type, day, format, name, steps, failed, timed, total_us) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (run_type, day, format, name) DO UPDATE SET "
-                    "steps = t.steps + excluded.steps, failed = t.failed + excluded.failed, "
-                    "timed = t.timed + excluded.timed, total_us = t.total_us + excluded.total_us",
-                    rows,
-                )
-                gone = [row[:4] for row in rows if row[4] < 0]
-                if gone:
-                    cursor.executemany(
-                        f"DELETE FROM {_STEPS} WHERE steps <= 0 AND run_type = %s AND day = %s "
-                        "AND format = %s AND name = %s",
-                        gone,
-                    )
+                _add_counts(cursor, _STEPS, STEP_KEY, STEP_COUNTS, rows)
+
+
+BUCKET_KEY = ("run_type", "hour", "format", "status", "bin")
+STEP_KEY = ("run_type", "day", "format", "name")
+STEP_COUNTS = ("steps", "failed", "timed", "total_us")
+
+
+def _add_counts(cursor, table: str, key: tuple, counts: tuple, rows: list[tuple]) -> None:
+    """Add each row's counts (`key` columns, then `counts`) to the table's; rows whose
+    first count a negative delta took to zero or below go."""
+    columns = (*key, *counts)
+    added = ", ".join(f"{name} = t.{name} + excluded.{name}" for name in counts)
+    cursor.executemany(
+        f"INSERT INTO {table} AS t ({', '.join(columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {added}",
+        rows,
+    )
+    gone = [row[: len(key)] for row in rows if row[len(key)] < 0]
+    if gone:
+        where = " AND ".join(f"{name} = %s" for name in key)
+        cursor.executemany(f"DELETE FROM {table} WHERE {counts[0]} <= 0 AND {where}", gone)
 
 
 def _chunk_size() -> int:

@@ -117,12 +117,10 @@ def _fetch(sql: str, params: list) -> list[tuple]:
 # --- the list of types -------------------------------------------------------------------
 
 
-@dataclass
-class TypeRow:
-    run_type: str
-    formats: list[str]
+class _ByStatus:
+    """Runs counted by status (`counts`): their number, success rate and bars."""
+
     counts: Counter
-    last_run: Run | None = None
 
     @property
     def runs(self) -> int:
@@ -135,6 +133,14 @@ class TypeRow:
     @property
     def by_status(self) -> list[dict]:
         return by_status(self.counts)
+
+
+@dataclass
+class TypeRow(_ByStatus):
+    run_type: str
+    formats: list[str]
+    counts: Counter
+    last_run: Run | None = None
 
 
 def type_list(filters: dict) -> list[TypeRow]:
@@ -205,23 +211,11 @@ def type_exists(run_type: str) -> bool:
 
 
 @dataclass
-class Bucket:
+class Bucket(_ByStatus):
     start: datetime
     end: datetime
     counts: Counter = field(default_factory=Counter)
     histogram: Counter = field(default_factory=Counter)
-
-    @property
-    def runs(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def success_rate(self) -> float | None:
-        return success_rate(self.counts)
-
-    @property
-    def by_status(self) -> list[dict]:
-        return by_status(self.counts)
 
     @cached_property
     def p50_ms(self) -> float | None:

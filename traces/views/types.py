@@ -204,8 +204,8 @@ def _y(value: float, top: float) -> float:
     return round(HEIGHT - BOTTOM - (value / top * inner if top else 0), 2)
 
 
-def _ticks(top: float, label) -> list[dict]:
-    return [{"y": _y(top * f, top), "label": label(top * f)} for f in (0, 0.5, 1)]
+def _ticks(top: float, label, fractions=(0, 0.5, 1)) -> list[dict]:
+    return [{"y": _y(top * f, top), "label": label(top * f)} for f in fractions]
 
 
 def _x_labels(names: list[str], slot: float) -> list[dict]:
@@ -218,14 +218,16 @@ def _x_labels(names: list[str], slot: float) -> list[dict]:
 
 
 def _runs_chart(trend: Trends, slot: float, names, axis, runs_query: dict) -> Chart:
-    top = max((bucket.runs for bucket in trend.buckets), default=0) or 1
+    most = max((bucket.runs for bucket in trend.buckets), default=0) or 1
+    # Counts are whole: an even top puts a whole number at the middle tick.
+    top = most + most % 2 if most > 1 else 1
     present = [s for s in STATUS_ORDER if trend.total.counts[s]]
     chart = Chart(
         "chart-runs",
         f"Runs per {trend.bucket} by status",
         f"{_count(trend.total.runs, 'run')} in {_count(len(names), trend.bucket)}, the most in one "
-        f"{trend.bucket}: {top:,}. Each bar links to its runs.",
-        ticks=_ticks(top, lambda v: f"{v:,.0f}" if v == int(v) else f"{v:,.1f}"),
+        f"{trend.bucket}: {most:,}. Each bar links to its runs.",
+        ticks=_ticks(top, lambda v: f"{v:,.0f}", (0, 0.5, 1) if top > 1 else (0, 1)),
         labels=_x_labels(axis, slot),
         legend=[{"name": status, "class": f"bar-{status}"} for status in present],
     )
