@@ -221,6 +221,30 @@ def _has_index(conn: sqlite3.Connection, table: Table, columns: list[str]) -> bo
     return False
 
 
+def select_list(
+    table: Table, names: Sequence[str], known: frozenset[str], computed: Sequence[str] = ()
+) -> tuple[str, list[str]]:
+    """A SELECT list of `names` (NULL for a column the table lacks), then the
+    `computed` SQL expressions, then the table's columns outside `known`; and those
+    columns' real names. Rows then come as tuples in that order, each value read by
+    its position instead of through a dict per row."""
+    extras = [real for norm, real in table.columns.items() if norm not in known]
+    columns = [table.col(name) for name in names] + list(computed)
+    columns += [quote_ident(real) for real in extras]
+    return ", ".join(columns), extras
+
+
+def fetch_rows(cursor: sqlite3.Cursor, size: int = BATCH) -> Iterator[tuple]:
+    """A cursor's rows as tuples, fetched `size` at a time."""
+    while batch := cursor.fetchmany(size):
+        yield from batch
+
+
+def extra_values(names: list[str], values: Sequence) -> dict[str, Any]:
+    """The extra columns of `select_list` by real name (`extra_columns` of a tuple row)."""
+    return {name: jsonable(value) for name, value in zip(names, values, strict=True)}
+
+
 def iter_rows(cursor: sqlite3.Cursor, size: int = BATCH) -> Iterator[dict[str, Any]]:
     """Rows as dicts keyed by normalised column name, fetched `size` at a time."""
     names = [normalise_name(d[0]) for d in cursor.description]
@@ -341,13 +365,31 @@ def to_time(value: Any, where: str = "") -> datetime | None:
     return parse_iso(value, where)
 
 
+# Text times read recently: rows of one run share their times (to the second, often),
+# and `to_time` of the same text is the same (immutable) datetime.
+_TIMES: dict[str, datetime | None] = {}
+_TIMES_KEPT = 4096
+
+
 def lenient_time(value: Any, attributes: dict, label: str) -> datetime | None:
     """`to_time`, but an unreadable value becomes None and is kept in attributes."""
+    if type(value) is str:
+        moment = _TIMES.get(value, _UNREAD)
+        if moment is not _UNREAD:
+            return moment
     try:
-        return to_time(value, label)
+        moment = to_time(value, label)
     except ParseError:
         attributes.setdefault("unreadable_times", {})[label] = jsonable(value)
         return None
+    if type(value) is str:
+        if len(_TIMES) >= _TIMES_KEPT:
+            _TIMES.clear()
+        _TIMES[value] = moment
+    return moment
+
+
+_UNREAD = object()
 
 
 def jsonable(value: Any) -> Any:
@@ -412,6 +454,21 @@ _STATUS_WORDS = {
 def normalise_status(word: Any, overrides: dict[str, str] | None = None) -> str:
     """A source's status word as a `Status`. An unknown word counts as running:
     it claims neither success nor failure, and a quiet running run turns stale."""
+    if overrides is None and type(word) is str:
+        status = _STATUS_SEEN.get(word)
+        if status is None:
+            if len(_STATUS_SEEN) >= _TIMES_KEPT:
+                _STATUS_SEEN.clear()
+            status = _STATUS_SEEN[word] = _status_of(word, None)
+        return status
+    return _status_of(word, overrides)
+
+
+# A source uses a handful of status words, each read for every row.
+_STATUS_SEEN: dict[str, str] = {}
+
+
+def _status_of(word: Any, overrides: dict[str, str] | None) -> str:
     key = normalise_name(as_text(word)).replace("-", "").replace(" ", "")
     if overrides and key in overrides:
         return overrides[key]
