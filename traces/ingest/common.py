@@ -140,17 +140,20 @@ def loads_json_or_text(value: Any) -> tuple[Any, bool]:
     as the text itself; `truncated` tells whether it ends in a truncation
     marker. Bytes are decoded as UTF-8 with replacement (a byte cut can split
     a character)."""
-    if value is None:
-        return None, False
-    if isinstance(value, bytes | bytearray | memoryview):
-        value = lenient_text(bytes(value))
-    if not isinstance(value, str):
-        return value, False
-    truncated = value.endswith(TRUNCATED_SUFFIXES)
+    if type(value) is not str:
+        if value is None:
+            return None, False
+        if isinstance(value, bytes | bytearray | memoryview):
+            value = lenient_text(bytes(value))
+        if not isinstance(value, str):
+            return value, False
     try:
-        return orjson.loads(value), truncated
-    except orjson.JSONDecodeError:
-        return value, truncated
+        return _loads(value), value.endswith(TRUNCATED_SUFFIXES)
+    except _JSONDecodeError:
+        return value, value.endswith(TRUNCATED_SUFFIXES)
+
+
+_loads, _JSONDecodeError = orjson.loads, orjson.JSONDecodeError
 
 
 def is_truncated(value: Any) -> bool:

@@ -222,15 +222,20 @@ def _has_index(conn: sqlite3.Connection, table: Table, columns: list[str]) -> bo
 
 
 def select_list(
-    table: Table, names: Sequence[str], known: frozenset[str], computed: Sequence[str] = ()
+    table: Table,
+    names: Sequence[str],
+    known: frozenset[str],
+    computed: Sequence[str] = (),
+    alias: str = "",
 ) -> tuple[str, list[str]]:
     """A SELECT list of `names` (NULL for a column the table lacks), then the
     `computed` SQL expressions, then the table's columns outside `known`; and those
     columns' real names. Rows then come as tuples in that order, each value read by
     its position instead of through a dict per row."""
     extras = [real for norm, real in table.columns.items() if norm not in known]
-    columns = [table.col(name) for name in names] + list(computed)
-    columns += [quote_ident(real) for real in extras]
+    prefix = f"{alias}." if alias else ""
+    columns = [table.col(name, alias) for name in names] + list(computed)
+    columns += [prefix + quote_ident(real) for real in extras]
     return ", ".join(columns), extras
 
 

@@ -104,7 +104,11 @@ def _told(rows: Iterator[tuple]) -> Iterator[_Told]:
 
 def _repeats(first: tuple, second: tuple) -> bool:
     """Whether `second` is the `event` duplicate the tracker writes after `first`."""
-    if as_text(first[_LEVEL]) == "event" or as_text(second[_LEVEL]) != "event":
+    first_level, second_level = first[_LEVEL], second[_LEVEL]
+    # Levels are text: as_text() only for what is not.
+    if (first_level if type(first_level) is str else as_text(first_level)) == "event":
+        return False
+    if (second_level if type(second_level) is str else as_text(second_level)) != "event":
         return False
     if first[_FIELDS] != second[_FIELDS] or first[_MODULE] != second[_MODULE]:
         return False
@@ -139,7 +143,7 @@ def _log_record(
     ident, level, message, module, _fields, created = row[:6]
     attrs: dict[str, Any] = {
         "log_id": ident if type(ident) is not bytes else jsonable(ident),
-        "module_name": as_text(module),
+        "module_name": module if type(module) is str else as_text(module),
         "created_at": created if type(created) is not bytes else jsonable(created),
     }
     if extras:
@@ -152,8 +156,8 @@ def _log_record(
     # A duplicate's fields are its first row's, to the byte (`_repeats`): read once.
     return LogRecord(
         seq=seq,
-        message=as_text(message),
-        level=as_text(level) or "info",
+        message=message if type(message) is str else as_text(message),
+        level=(level if type(level) is str else as_text(level)) or "info",
         time=when,
         step_key=key,
         fields=told.fields,

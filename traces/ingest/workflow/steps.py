@@ -320,6 +320,12 @@ def go_duration_ms(text: Any) -> float | None:
     if not isinstance(text, str) or not text:
         return None
     body = text[1:] if text[0] in "+-" else text
+    single = _GO_DURATION.fullmatch(body)  # most are one number and unit: 5.662749ms
+    if single is not None:
+        total = float(single[1]) * _GO_UNIT_MS[single[2]]
+        if not math.isfinite(total):
+            return None
+        return -total if text[0] == "-" else total
     parts = _GO_DURATION.findall(body)
     if not parts or "".join(n + u for n, u in parts) != body:
         return None
