@@ -61,9 +61,7 @@ def _run_record(snap: Snapshot, lay: Layout, origin: str, row: dict, print_: str
         "actor_id": jsonable(row.get("actorid")),
         **extra_columns(lay.runs, row, _RUN_COLUMNS),
     }
-    status, raw_status, started, finished, duration, input_, output, error, truncated = outcome(
-        *map(row.get, _OUTCOME), attrs
-    )
+    fields = outcome(*map(row.get, _OUTCOME), attrs)
     run_id = row.get("id")
     return RunRecord(
         format=NAME,
@@ -73,16 +71,8 @@ def _run_record(snap: Snapshot, lay: Layout, origin: str, row: dict, print_: str
         type=as_text(row.get("runtype")),
         trigger=as_text(row.get("trigger")),
         actor=actor_of(row),
-        status=status,
-        raw_status=raw_status,
-        started_at=started,
-        finished_at=finished,
-        duration_ms=duration,
-        input=input_,
-        output=output,
-        error=error,
-        truncated=truncated,
-        output_counters=counters_of(output),
+        **fields,
+        output_counters=counters_of(fields["output"]),
         progress_label=as_text(row.get("currentstep")),
         source_updated_at=lenient_time(row.get("updatedat"), attrs, "updated_at"),
         attributes=attrs,

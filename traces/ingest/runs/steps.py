@@ -206,23 +206,12 @@ def _step_record(extras: list[str], row: tuple, placed: Placed) -> StepRecord:
     if extras:
         attrs.update(extra_values(extras, row[_OWN:]))
     step_type = as_text(step_type)
-    (status, raw_status, started, finished, duration, input_, output, error, truncated) = outcome(
-        status, started, completed, duration, input_, output, error, attrs
-    )
     return StepRecord(
         key=placed.key,
         name=step_type,
         type=step_type,
         parent_key=placed.parent_key,
-        status=status,
-        raw_status=raw_status,
-        started_at=started,
-        finished_at=finished,
-        duration_ms=duration,
-        input=input_,
-        output=output,
-        error=error,
-        truncated=truncated,
+        **outcome(status, started, completed, duration, input_, output, error, attrs),
         # Numbers are integers or absent; as_int() for anything else.
         attempt=attempt if type(attempt) is int else as_int(attempt),
         retry_of=as_text(retry_of),
@@ -255,26 +244,25 @@ def outcome(
     output: Any,
     error: Any,
     attrs: dict,
-) -> tuple:
-    """What a runs row and a steps row both tell, from their columns of that name:
-    (status, raw status, started, finished, duration, input, output, error,
-    truncated); unreadable times go to `attrs`."""
+) -> dict[str, Any]:
+    """What a runs row and a steps row both tell, from their columns of that name,
+    as record fields; unreadable times go to `attrs`."""
     started = lenient_time(started, attrs, "started_at")
     finished = lenient_time(completed, attrs, "completed_at")
     duration = as_float(duration)
     input_, input_cut = loads_json_or_text(input_)
     output, output_cut = loads_json_or_text(output)
-    return (
-        normalise_status(status),
-        as_text(status),
-        started,
-        finished,
-        duration if duration is not None else duration_between(started, finished),
-        input_,
-        output,
-        as_text(error),
-        input_cut or output_cut,
-    )
+    return {
+        "status": normalise_status(status),
+        "raw_status": as_text(status),
+        "started_at": started,
+        "finished_at": finished,
+        "duration_ms": duration if duration is not None else duration_between(started, finished),
+        "input": input_,
+        "output": output,
+        "error": as_text(error),
+        "truncated": input_cut or output_cut,
+    }
 
 
 @sqlite_guard
