@@ -154,6 +154,7 @@ def loads_json_or_text(value: Any) -> tuple[Any, bool]:
 
 
 _loads, _JSONDecodeError = orjson.loads, orjson.JSONDecodeError
+_dumps, _SORTED = orjson.dumps, orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS
 
 
 def is_truncated(value: Any) -> bool:
@@ -163,9 +164,13 @@ def is_truncated(value: Any) -> bool:
 def fingerprint(*parts: Any) -> str:
     """A stable hash of JSON-able parts (dict keys sorted)."""
     digest = hashlib.sha256()
+    update = digest.update
     for part in parts:
-        digest.update(json_bytes(part, sort_keys=True))
-        digest.update(b"\x1e")
+        try:  # json_bytes(part, sort_keys=True), without a call per part
+            update(_dumps(part, option=_SORTED, default=str))
+        except TypeError:
+            update(json_bytes(part, sort_keys=True))
+        update(b"\x1e")
     return digest.hexdigest()
 
 
