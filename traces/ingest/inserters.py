@@ -213,7 +213,8 @@ class RowPlan:
                 others.append(index)
         names = {
             "_UTC": UTC, "_datetime": datetime, "_dumps": _dumps, "_dump": dump_json,
-            "_utc_text": _sqlite_utc_text, "_INF": math.inf,
+            "_utc_text": _sqlite_utc_text, "_INF": math.inf, "_NON_STR_KEYS": _NON_STR_KEYS,
+            "_default": _json_default, "_JSON_ERRORS": (TypeError, orjson.JSONEncodeError),
         }  # fmt: skip
         lines = []
         for index in texts:
@@ -245,7 +246,8 @@ class RowPlan:
                     f"and '\\x00' not in v{index}): v{index} = _c{index}(v{index}, attributes)"
                 )
             elif isinstance(column, models.JSONField):
-                lines.append(f"if v{index} is not None: v{index} = _dump(v{index})")
+                lines.append(f"if v{index} is not None:")
+                lines += [f"    {line}" for line in _dump_lines(f"v{index}", f"v{index}")]
             elif clean is _sqlite_datetime:
                 lines.append(
                     f"if v{index} is not None: v{index} = "
@@ -264,7 +266,8 @@ class RowPlan:
             f"    row = [{', '.join(values)}]\n"
             "    row += fixed\n"
             "    # Cleaners may have added to attributes, so they are dumped last.\n"
-            "    row.append(_dump(attributes))\n"
+            + "".join(f"    {line}\n" for line in _dump_lines("_attributes", "attributes"))
+            + "    row.append(_attributes)\n"
             "    row += _defaults\n"
             "    return row\n"
         )
@@ -434,6 +437,16 @@ def _bool_cleaner(column: models.Field):
     return clean
 
 
+def _dump_lines(target: str, value: str) -> list[str]:
+    """Source of `target = dump_json(value)` with its usual case inline (orjson
+    writes the value, no NUL escaped in it): no call a JSON value."""
+    return [
+        f"try: _b = _dumps({value}, option=_NON_STR_KEYS, default=_default)",
+        f"except _JSON_ERRORS: {target} = _dump({value})",
+        f"else: {target} = _dump({value}) if {_NUL!r} in _b else _b.decode()",
+    ]
+
+
 def _number_range(column: models.Field) -> tuple[str, str, str]:
     """(type, low, high) of a number column's usual values, as source for `_compile_row`:
     a float strictly between the infinities (so not NaN), an int strictly inside its range."""
@@ -525,6 +538,7 @@ def _json_adapter():
 
 
 _dumps, _NON_STR_KEYS = orjson.dumps, orjson.OPT_NON_STR_KEYS
+_NUL = b"\\u0000"  # NUL as JSON escapes it
 
 
 def dump_json(value: Any) -> str:
@@ -542,7 +556,7 @@ def dump_json(value: Any) -> str:
             # about 1000): kept as its JSON text, a string every reader can load.
             text = json.dumps(json_text(value, ascii_only=False), ensure_ascii=False)
         data = text.encode("utf-8", errors="replace")
-    if b"\\u0000" in data:
+    if _NUL in data:
         data = _ESCAPED_NUL.sub(rb"\1\\ufffd", data)
     return data.decode("utf-8")
 

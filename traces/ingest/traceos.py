@@ -40,7 +40,7 @@ _HEAD_SIZE = 65536
 _TYPE_RE = re.compile(r'"type"\s*:\s*"(env|step)"')
 _TRACE_ID_RE = re.compile(r'"trace_id"\s*:\s*"')
 _ENV_KEYS = {"type", "env_id", "trace_id", "ts", "source", "payload"}
-_STEP_KEYS = {"type", "trace_id", "env_id", "step_id", "at", "node", "status", "meta"}
+_STEP_KEYS = frozenset({"type", "trace_id", "env_id", "step_id", "at", "node", "status", "meta"})
 _STEP_STATUSES = ("enter", "exit", "error")
 _ABSENT = object()
 _from_epoch = datetime.fromtimestamp
@@ -335,7 +335,7 @@ def _note_record(step: StepRecord, record: dict[str, Any], status: str) -> None:
     # `meta` absent and `meta: null` both read as None: keep which one it was.
     if "meta" not in record:
         step.attributes.setdefault("meta_absent", []).append(status)
-    if not record.keys() <= _STEP_KEYS:
+    if not _STEP_KEYS.issuperset(record):
         extra = {key: value for key, value in record.items() if key not in _STEP_KEYS}
         step.attributes.setdefault("extra", {})[status] = extra
 
