@@ -4,9 +4,10 @@ Databases are read from a private snapshot (`open_sqlite_snapshot`), or for
 sniffing read-only without a copy (`query_readonly`, `readonly_schema`), both
 retried while the writer holds its lock. Tables and columns are looked up by
 normalised name (`step_links` = `stepLinks`), a missing optional column reads
-as NULL, rows come out in batches as dicts keyed by normalised column name,
-and values are decoded leniently (epoch or ISO times, JSON or plain text)
-because the databases are written by other people's code.
+as NULL, rows come out in batches as tuples (`select_list`: columns by position)
+or, one per run, as dicts keyed by normalised column name, and values are
+decoded leniently (epoch or ISO times, JSON or plain text) because the
+databases are written by other people's code.
 """
 
 from __future__ import annotations
@@ -250,20 +251,12 @@ def extra_values(names: list[str], values: Sequence) -> dict[str, Any]:
     return {name: jsonable(value) for name, value in zip(names, values, strict=True)}
 
 
-def iter_rows(cursor: sqlite3.Cursor, size: int = BATCH) -> Iterator[dict[str, Any]]:
-    """Rows as dicts keyed by normalised column name, fetched `size` at a time."""
-    names = [normalise_name(d[0]) for d in cursor.description]
-    while batch := cursor.fetchmany(size):
-        for row in batch:
-            yield dict(zip(names, row, strict=True))
-
-
 def iter_rows_and_extras(
     cursor: sqlite3.Cursor, extra: int, size: int = BATCH
 ) -> Iterator[tuple[dict[str, Any], tuple, tuple]]:
-    """For `SELECT t.*, <extra computed columns> ...`: each row as `iter_rows` gives
-    it, the values of its own columns in order (for a fingerprint), and the `extra`
-    computed values."""
+    """For `SELECT t.*, <extra computed columns> ...`: each row as a dict keyed by
+    normalised column name, the values of its own columns in order (for a
+    fingerprint), and the `extra` computed values."""
     names = [normalise_name(d[0]) for d in cursor.description[:-extra]]
     while batch := cursor.fetchmany(size):
         for row in batch:
