@@ -1,15 +1,19 @@
 """The per-row shortcuts of the ingest (issue 12) give what the long way gives."""
 
 import math
+from datetime import UTC
 
 import pytest
-from hypothesis import example, given
+from django.db import connection
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from traces.ingest.common import _parse_iso_text, parse_iso
-from traces.ingest.inserters import row_plan
+from traces.ingest.inserters import _sqlite_utc_text, dump_json, row_plan
 from traces.ingest.records import ParseError, StepRecord
+from traces.ingest.sqlite_layout import _status_of, lenient_time, normalise_status, to_time
 from traces.ingest.store import _new_run
+from traces.ingest.workflow.steps import _GO_DURATION, _GO_UNIT_MS, go_duration_ms
 from traces.models import Run, Step
 
 _TIMES = [
@@ -96,3 +100,86 @@ def test_a_row_checked_by_column_groups_is_the_row_of_a_cleaner_per_column(
     row = plan.row(step, attributes, (1,))
     assert row[: len(expected)] == expected
     assert attributes == expected_attributes
+
+
+# --- issue 12, the parsers' and cleaners' per-row shortcuts (branch wip-parse) -----------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=2**64, max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8)
+    | st.sampled_from(["a\x00b", "\\u0000", "\ud800"]),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=3), children, max_size=3),
+    max_leaves=6,
+)  # fmt: skip
+_MOMENTS = st.none() | st.datetimes(timezones=st.none() | st.timezones())
+
+
+@pytest.mark.django_db
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(input_=_JSON, output=_JSON, started=_MOMENTS, finished=_MOMENTS, attributes=_JSON)
+@example(input_={"n": 2**70}, output="a\x00b", started=None, finished=None, attributes={})
+def test_a_rows_json_and_times_are_those_of_the_cleaners_long_way(
+    input_, output, started, finished, attributes
+):
+    """The generated row dumps JSON inline and writes UTC times by orjson: the same
+    text as dump_json and as Django's SQLite adapter (naive UTC isoformat)."""
+    plan = row_plan(Step, StepRecord, ("id",))
+    step = StepRecord(key="k", input=input_, output=output, started_at=started,
+                      finished_at=finished)  # fmt: skip
+    given_attributes = attributes if isinstance(attributes, dict) else {"value": attributes}
+    row = plan.row(step, dict(given_attributes), (1,))
+    at = plan.at
+    assert row[at["input"]] == (None if input_ is None else dump_json(input_))
+    assert row[at["output"]] == (None if output is None else dump_json(output))
+    assert row[at["attributes"]] == dump_json(given_attributes)
+    for name, moment in (("started_at", started), ("finished_at", finished)):
+        assert row[at[name]] == _stored_time(moment)
+
+
+def _stored_time(moment):
+    """What Django's SQLite backend stores for a datetime (the long way)."""
+    if moment is None or connection.vendor != "sqlite":
+        return moment
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(" ")
+
+
+@given(st.datetimes(timezones=st.just(UTC)) | st.datetimes(timezones=st.timezones()))
+def test_utc_text_by_orjson_is_isoformat(moment):
+    assert _sqlite_utc_text(moment) == moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+
+
+@pytest.mark.parametrize(
+    "value", ["2026-03-02T05:40:00Z", "2026-03-02 05:40:00.5", "1772431201111", "soon", "", None]
+)
+def test_times_remembered_are_the_times_read(value):
+    fresh, first, again = {}, {}, {}
+    try:
+        expected = to_time(value, "t")
+    except ParseError:
+        expected = None
+        fresh["unreadable_times"] = {"t": value}
+    assert lenient_time(value, first, "t") == expected
+    # The second read comes from memory, and an unreadable time is noted again.
+    assert lenient_time(value, again, "t") == expected
+    assert first == again == fresh
+
+
+@pytest.mark.parametrize("word", ["COMPLETED", "in-progress", "Timed Out", "weird", "", "ok"])
+def test_status_words_remembered_are_the_words_read(word):
+    assert normalise_status(word) == normalise_status(word) == _status_of(word, None)
+    assert normalise_status(word.encode()) == _status_of(word, None)
+
+
+@given(
+    st.decimals(min_value=0, max_value=10**6, places=6, allow_nan=False).map(str),
+    st.sampled_from(["ns", "us", "µs", "μs", "ms", "s", "m", "h"]),
+    st.sampled_from(["", "-", "+"]),
+)
+def test_a_go_duration_of_one_unit_reads_as_the_general_way(number, unit, sign):
+    text = f"{sign}{number}{unit}"
+    parts = _GO_DURATION.findall(text.lstrip("+-"))
+    total = sum(float(n) * _GO_UNIT_MS[u] for n, u in parts)
+    assert go_duration_ms(text) == (-total if sign == "-" else total)

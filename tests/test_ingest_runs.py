@@ -11,7 +11,9 @@ from bench.generate_runs_db import generate_runs_db
 from traces.ingest import detect
 from traces.ingest import runs as runs_format
 from traces.ingest.common import read_head
+from traces.ingest.loader import ingest_paths
 from traces.ingest.records import ParseError, Status
+from traces.models import Step
 
 FIRST_SYNC = "01KJPJ3KR08985FSGD7GGHMB1Y"
 CHAT = "01KJPK0Y24E15V42AP2150NZTY"
@@ -532,3 +534,47 @@ def test_generator_is_reproducible(tmp_path: Path):
     generate_runs_db(two, runs=3, steps=30, calls=40, seed=7)
     prints = [[r.fingerprint for r in runs_format.parse(p)] for p in (one, two)]
     assert prints[0] == prints[1]
+
+
+def test_extra_columns_of_steps_and_links_are_kept_by_their_names(copy: Path):
+    """Rows are read as tuples by position: a table's columns the format does not
+    define still reach the attributes under their own names."""
+    rebuild(copy, "steps", add={"shardKey": 3})
+    rebuild(copy, "step_links", drop=("id",), add={"weight": 0.5})
+    runs = collect(copy)
+    step = next(s for s in runs[FIRST_SYNC].steps if s.key == PROCESS_CHARGES)
+    assert step.attributes["shardKey"] == 3 and step.items_processed == 200
+    links = all_of(runs, "links")
+    assert links and all(link.attributes == {"weight": 0.5} for link in links)
+
+
+# The stored value of each JSON text a steps row may hold, as the pages show it.
+_HOSTILE_JSON = {
+    "not json": "not json",
+    '{"a": NaN}': '{"a": NaN}',
+    '{"n": 123456789012345678901234567890}': {"n": 1.2345678901234568e29},
+    '{"cut": "a\\u0000b"}': {"cut": "a\ufffdb"},
+    '{"deep": ' + "[" * 300 + "]" * 300 + "}": '{"deep":' + "[" * 300 + "]" * 300 + "}",
+    '{"a": 1, "a": 2}': {"a": 2},
+    "[1, 2,]": "[1, 2,]",
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hostile_json_text_in_a_column_is_stored_as_before(copy: Path):
+    """Valid JSON text is decoded and stored as JSON, anything else as the text itself;
+    a NUL is replaced, integers past 64 bits are read as numbers, JSON nested past what
+    every reader can load is kept as text."""
+    conn = sqlite3.connect(copy)
+    ids = [row[0] for row in conn.execute("SELECT id FROM steps ORDER BY id")]
+    texts = list(_HOSTILE_JSON)
+    conn.executemany("UPDATE steps SET input = ? WHERE id = ?", list(zip(texts, ids, strict=False)))
+    conn.commit()
+    conn.close()
+    report = ingest_paths([copy])
+    assert not report.summary()["errors"]
+    stored = dict(Step.objects.filter(key__in=ids[: len(texts)]).values_list("key", "input"))
+    values = [stored[key] for key in ids[: len(texts)]]
+    # PostgreSQL's jsonb gives the number back as the integer its digits spell.
+    values[2] = {"n": float(values[2]["n"])}
+    assert values == list(_HOSTILE_JSON.values())

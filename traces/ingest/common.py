@@ -140,17 +140,21 @@ def loads_json_or_text(value: Any) -> tuple[Any, bool]:
     as the text itself; `truncated` tells whether it ends in a truncation
     marker. Bytes are decoded as UTF-8 with replacement (a byte cut can split
     a character)."""
-    if value is None:
-        return None, False
-    if isinstance(value, bytes | bytearray | memoryview):
-        value = lenient_text(bytes(value))
-    if not isinstance(value, str):
-        return value, False
-    truncated = value.endswith(TRUNCATED_SUFFIXES)
+    if type(value) is not str:
+        if value is None:
+            return None, False
+        if isinstance(value, bytes | bytearray | memoryview):
+            value = lenient_text(bytes(value))
+        if not isinstance(value, str):
+            return value, False
     try:
-        return orjson.loads(value), truncated
-    except orjson.JSONDecodeError:
-        return value, truncated
+        return _loads(value), value.endswith(TRUNCATED_SUFFIXES)
+    except _JSONDecodeError:
+        return value, value.endswith(TRUNCATED_SUFFIXES)
+
+
+_loads, _JSONDecodeError = orjson.loads, orjson.JSONDecodeError
+_dumps, _SORTED = orjson.dumps, orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS
 
 
 def is_truncated(value: Any) -> bool:
@@ -160,9 +164,13 @@ def is_truncated(value: Any) -> bool:
 def fingerprint(*parts: Any) -> str:
     """A stable hash of JSON-able parts (dict keys sorted)."""
     digest = hashlib.sha256()
+    update = digest.update
     for part in parts:
-        digest.update(json_bytes(part, sort_keys=True))
-        digest.update(b"\x1e")
+        try:  # json_bytes(part, sort_keys=True), without a call per part
+            update(_dumps(part, option=_SORTED, default=str))
+        except TypeError:
+            update(json_bytes(part, sort_keys=True))
+        update(b"\x1e")
     return digest.hexdigest()
 
 

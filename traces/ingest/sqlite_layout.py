@@ -4,9 +4,10 @@ Databases are read from a private snapshot (`open_sqlite_snapshot`), or for
 sniffing read-only without a copy (`query_readonly`, `readonly_schema`), both
 retried while the writer holds its lock. Tables and columns are looked up by
 normalised name (`step_links` = `stepLinks`), a missing optional column reads
-as NULL, rows come out in batches as dicts keyed by normalised column name,
-and values are decoded leniently (epoch or ISO times, JSON or plain text)
-because the databases are written by other people's code.
+as NULL, rows come out in batches as tuples (`select_list`: columns by position)
+or, one per run, as dicts keyed by normalised column name, and values are
+decoded leniently (epoch or ISO times, JSON or plain text) because the
+databases are written by other people's code.
 """
 
 from __future__ import annotations
@@ -221,20 +222,41 @@ def _has_index(conn: sqlite3.Connection, table: Table, columns: list[str]) -> bo
     return False
 
 
-def iter_rows(cursor: sqlite3.Cursor, size: int = BATCH) -> Iterator[dict[str, Any]]:
-    """Rows as dicts keyed by normalised column name, fetched `size` at a time."""
-    names = [normalise_name(d[0]) for d in cursor.description]
+def select_list(
+    table: Table,
+    names: Sequence[str],
+    known: frozenset[str],
+    computed: Sequence[str] = (),
+    alias: str = "",
+) -> tuple[str, list[str]]:
+    """A SELECT list of `names` (NULL for a column the table lacks), then the
+    `computed` SQL expressions, then the table's columns outside `known`; and those
+    columns' real names. Rows then come as tuples in that order, each value read by
+    its position instead of through a dict per row."""
+    extras = [real for norm, real in table.columns.items() if norm not in known]
+    prefix = f"{alias}." if alias else ""
+    columns = [table.col(name, alias) for name in names] + list(computed)
+    columns += [prefix + quote_ident(real) for real in extras]
+    return ", ".join(columns), extras
+
+
+def fetch_rows(cursor: sqlite3.Cursor, size: int = BATCH) -> Iterator[tuple]:
+    """A cursor's rows as tuples, fetched `size` at a time."""
     while batch := cursor.fetchmany(size):
-        for row in batch:
-            yield dict(zip(names, row, strict=True))
+        yield from batch
+
+
+def extra_values(names: list[str], values: Sequence) -> dict[str, Any]:
+    """The extra columns of `select_list` by real name (`extra_columns` of a tuple row)."""
+    return {name: jsonable(value) for name, value in zip(names, values, strict=True)}
 
 
 def iter_rows_and_extras(
     cursor: sqlite3.Cursor, extra: int, size: int = BATCH
 ) -> Iterator[tuple[dict[str, Any], tuple, tuple]]:
-    """For `SELECT t.*, <extra computed columns> ...`: each row as `iter_rows` gives
-    it, the values of its own columns in order (for a fingerprint), and the `extra`
-    computed values."""
+    """For `SELECT t.*, <extra computed columns> ...`: each row as a dict keyed by
+    normalised column name, the values of its own columns in order (for a
+    fingerprint), and the `extra` computed values."""
     names = [normalise_name(d[0]) for d in cursor.description[:-extra]]
     while batch := cursor.fetchmany(size):
         for row in batch:
@@ -341,13 +363,31 @@ def to_time(value: Any, where: str = "") -> datetime | None:
     return parse_iso(value, where)
 
 
+# Text times read recently: rows of one run share their times (to the second, often),
+# and `to_time` of the same text is the same (immutable) datetime.
+_TIMES: dict[str, datetime | None] = {}
+_TIMES_KEPT = 4096
+
+
 def lenient_time(value: Any, attributes: dict, label: str) -> datetime | None:
     """`to_time`, but an unreadable value becomes None and is kept in attributes."""
+    if type(value) is str:
+        moment = _TIMES.get(value, _UNREAD)
+        if moment is not _UNREAD:
+            return moment
     try:
-        return to_time(value, label)
+        moment = to_time(value, label)
     except ParseError:
         attributes.setdefault("unreadable_times", {})[label] = jsonable(value)
         return None
+    if type(value) is str:
+        if len(_TIMES) >= _TIMES_KEPT:
+            _TIMES.clear()
+        _TIMES[value] = moment
+    return moment
+
+
+_UNREAD = object()
 
 
 def jsonable(value: Any) -> Any:
@@ -412,6 +452,21 @@ _STATUS_WORDS = {
 def normalise_status(word: Any, overrides: dict[str, str] | None = None) -> str:
     """A source's status word as a `Status`. An unknown word counts as running:
     it claims neither success nor failure, and a quiet running run turns stale."""
+    if overrides is None and type(word) is str:
+        status = _STATUS_SEEN.get(word)
+        if status is None:
+            if len(_STATUS_SEEN) >= _TIMES_KEPT:
+                _STATUS_SEEN.clear()
+            status = _STATUS_SEEN[word] = _status_of(word, None)
+        return status
+    return _status_of(word, overrides)
+
+
+# A source uses a handful of status words, each read for every row.
+_STATUS_SEEN: dict[str, str] = {}
+
+
+def _status_of(word: Any, overrides: dict[str, str] | None) -> str:
     key = normalise_name(as_text(word)).replace("-", "").replace(" ", "")
     if overrides and key in overrides:
         return overrides[key]

@@ -22,7 +22,15 @@ from typing import Any
 
 import orjson
 
-from .common import brief, duration_between, fingerprint, json_text, parse_epoch_ms
+from .common import (
+    _MAX_EPOCH_MS,
+    _MIN_EPOCH_MS,
+    brief,
+    duration_between,
+    fingerprint,
+    json_text,
+    parse_epoch_ms,
+)
 from .records import LogRecord, ParseError, RunRecord, Status, StepRecord
 
 NAME = "traceos"
@@ -32,9 +40,10 @@ _HEAD_SIZE = 65536
 _TYPE_RE = re.compile(r'"type"\s*:\s*"(env|step)"')
 _TRACE_ID_RE = re.compile(r'"trace_id"\s*:\s*"')
 _ENV_KEYS = {"type", "env_id", "trace_id", "ts", "source", "payload"}
-_STEP_KEYS = {"type", "trace_id", "env_id", "step_id", "at", "node", "status", "meta"}
+_STEP_KEYS = frozenset({"type", "trace_id", "env_id", "step_id", "at", "node", "status", "meta"})
 _STEP_STATUSES = ("enter", "exit", "error")
 _ABSENT = object()
+_from_epoch = datetime.fromtimestamp
 
 
 # --- sniffing -------------------------------------------------------------------
@@ -128,17 +137,16 @@ def _read_array(data: bytes) -> _Dump:
 
 
 def _read_lines(data: bytes) -> _Dump:
-    lines = [
-        (number, line)
-        for number, line in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1)
-        if line.strip()
-    ]
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
     dump = _Dump([])
-    for position, (number, line) in enumerate(lines):
+    items, loads = dump.items, orjson.loads
+    for number, line in enumerate(lines, 1):
         try:
-            dump.items.append((f"line {number}", orjson.loads(line)))
+            items.append((f"line {number}", loads(line)))
         except orjson.JSONDecodeError as exc:
-            if position < len(lines) - 1:
+            if not line.strip():
+                continue  # blank lines are not records
+            if any(later.strip() for later in lines[number:]):
                 raise ParseError(
                     f"line {number}: invalid JSON at column {exc.colno}: {exc.msg}"
                 ) from None
@@ -150,19 +158,26 @@ def _read_lines(data: bytes) -> _Dump:
 # --- grouping and deduplication -------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Trace:
     trace_id: str
     # dedup key -> (where, record); the first record of a key wins.
     records: dict[tuple, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     duplicates: int = 0
+    # The kept step records by step_id, and the keys of the kept "other" records.
+    steps: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    others: list[tuple] = field(default_factory=list)
 
     def add(self, where: str, record: dict[str, Any]) -> None:
         key = _dedup_key(record)
         kept = self.records.get(key)
         if kept is None:
             self.records[key] = (where, record)
+            if key[0] == "step":
+                self.steps[key[1]] = (where, record)
+            elif key[0] == "other":
+                self.others.append(key)
         elif kept[1] == record:
             self.duplicates += 1
         else:
@@ -171,10 +186,12 @@ class _Trace:
 
 def _dedup_key(record: dict[str, Any]) -> tuple:
     kind = record.get("type")
-    if kind == "env":
+    if kind == "step":
+        step_id = record.get("step_id")
+        if type(step_id) is int or _is_int(step_id):
+            return ("step", step_id)
+    elif kind == "env":
         return ("env", 0)
-    if kind == "step" and _is_int(record.get("step_id")):
-        return ("step", record["step_id"])
     # Unknown types and step records without a usable step_id: unique by content.
     return ("other", json_text(record, sort_keys=True))
 
@@ -191,7 +208,10 @@ def _group(dump: _Dump) -> dict[str, _Trace]:
         if not isinstance(trace_id, str) or not trace_id:
             skipped.append(f"{where}: skipped, no trace_id")
             continue
-        traces.setdefault(trace_id, _Trace(trace_id)).add(where, value)
+        trace = traces.get(trace_id)
+        if trace is None:
+            trace = traces[trace_id] = _Trace(trace_id)
+        trace.add(where, value)
     if skipped and not traces:
         raise ParseError(f"no valid traceos record; {'; '.join(skipped[:3])}")
     return traces
@@ -238,7 +258,7 @@ class _Walk:
 
     def _enter(self, record: dict[str, Any], at: datetime) -> None:
         node = record["node"]
-        if any(step.name == node for step in self.open):
+        if self.open and node in [step.name for step in self.open]:
             self.flag(f"step {record['step_id']}: node {brief(node)} entered again while open", at)
         step = StepRecord(
             key=str(record["step_id"]),
@@ -256,11 +276,13 @@ class _Walk:
     def _close(self, record: dict[str, Any], at: datetime) -> None:
         node = record["node"]
         # Overlap is legal (enter A, enter B, exit A): close the node wherever it is.
-        step = next((s for s in reversed(self.open) if s.name == node), None)
-        if step is None:
-            step = self._orphan(record, at)
+        open_ = self.open
+        for index in range(len(open_) - 1, -1, -1):
+            if open_[index].name == node:
+                step = open_.pop(index)
+                break
         else:
-            self.open.remove(step)
+            step = self._orphan(record, at)
         _finish(step, record, at)
         if record["status"] == "error":
             self.error, self.error_at = step, at
@@ -313,8 +335,8 @@ def _note_record(step: StepRecord, record: dict[str, Any], status: str) -> None:
     # `meta` absent and `meta: null` both read as None: keep which one it was.
     if "meta" not in record:
         step.attributes.setdefault("meta_absent", []).append(status)
-    extra = {key: value for key, value in record.items() if key not in _STEP_KEYS}
-    if extra:
+    if not _STEP_KEYS.issuperset(record):
+        extra = {key: value for key, value in record.items() if key not in _STEP_KEYS}
         step.attributes.setdefault("extra", {})[status] = extra
 
 
@@ -371,10 +393,16 @@ def _valid_steps(
 ) -> Iterator[tuple[str, dict[str, Any], datetime]]:
     expected = 1
     env_id = env.get("env_id") if env else None
-    for key in sorted(k for k in trace.records if k[0] == "step"):
-        where, record = trace.records[key]
-        step_id = key[1]
-        at = parse_epoch_ms(record.get("at"), f"{where}: at")
+    steps = trace.steps
+    for step_id in sorted(steps):
+        where, record = steps[step_id]
+        at = record.get("at")
+        # Most times are integer epoch milliseconds in range: read here, the rest
+        # (and every error) by parse_epoch_ms.
+        if type(at) is int and _MIN_EPOCH_MS <= at <= _MAX_EPOCH_MS:
+            at = _from_epoch(at / 1000, UTC)
+        else:
+            at = parse_epoch_ms(at, f"{where}: at")
         if step_id != expected:
             walk.flag(f"{where}: step_id out of sequence, expected {expected}, got {step_id}", at)
         expected = step_id + 1
@@ -399,9 +427,8 @@ def _step_problem(record: dict[str, Any], at: datetime | None) -> str:
 
 
 def _others(trace: _Trace) -> Iterator[tuple[str, dict[str, Any]]]:
-    for key, (where, record) in trace.records.items():
-        if key[0] == "other":
-            yield where, record
+    for key in trace.others:
+        yield trace.records[key]
 
 
 def _other_reason(record: dict[str, Any]) -> str:
@@ -416,7 +443,7 @@ def _run_record(
 ) -> RunRecord:
     status = _run_status(walk)
     finished = None if status == Status.RUNNING else (walk.last_at or started)
-    step_count = sum(1 for key in trace.records if key[0] == "step")
+    step_count = len(trace.steps)
     return RunRecord(
         format=NAME,
         external_id=trace.trace_id,

@@ -21,14 +21,20 @@ from ..sqlite_layout import (
     normalise_status,
     shared_ids,
 )
-from .calls import call_record, link_record, run_children
+from .calls import CALL_ROWS, LINK_ROWS, run_children
 from .layout import NAME, VERSION, Layout, agg_joins, agg_parts
-from .steps import actor_of, outcome_fields, run_steps
+from .steps import actor_of, outcome, run_steps
 
 _RUN_COLUMNS = column_set(
     "id runtype trigger actortype actorid status currentstep startedat completedat durationms "
     "input output error createdat updatedat"
 )
+
+
+# The columns `outcome` reads, by normalised name.
+_OUTCOME = (
+    "status", "startedat", "completedat", "durationms", "input", "output", "error"
+)  # fmt: skip
 
 
 def table_runs(snap: Snapshot, lay: Layout, origin: str) -> Iterator[RunRecord]:
@@ -55,7 +61,7 @@ def _run_record(snap: Snapshot, lay: Layout, origin: str, row: dict, print_: str
         "actor_id": jsonable(row.get("actorid")),
         **extra_columns(lay.runs, row, _RUN_COLUMNS),
     }
-    outcome = outcome_fields(row, attrs)
+    fields = outcome(*map(row.get, _OUTCOME), attrs)
     run_id = row.get("id")
     return RunRecord(
         format=NAME,
@@ -65,15 +71,15 @@ def _run_record(snap: Snapshot, lay: Layout, origin: str, row: dict, print_: str
         type=as_text(row.get("runtype")),
         trigger=as_text(row.get("trigger")),
         actor=actor_of(row),
-        **outcome,
-        output_counters=counters_of(outcome["output"]),
+        **fields,
+        output_counters=counters_of(fields["output"]),
         progress_label=as_text(row.get("currentstep")),
         source_updated_at=lenient_time(row.get("updatedat"), attrs, "updated_at"),
         attributes=attrs,
         fingerprint=print_,
         steps=run_steps(snap, lay, run_id),
-        calls=run_children(snap, lay.calls, lay, run_id, call_record),
-        links=run_children(snap, lay.links, lay, run_id, link_record),
+        calls=run_children(snap, lay.calls, lay, run_id, CALL_ROWS),
+        links=run_children(snap, lay.links, lay, run_id, LINK_ROWS),
     )
 
 
@@ -109,8 +115,8 @@ def ghost_runs(snap: Snapshot, lay: Layout, origin: str) -> Iterator[RunRecord]:
             attributes={"run_row_missing": True},
             fingerprint=fingerprint(VERSION, "ghost", jsonable(run_id), *parts),
             steps=run_steps(snap, lay, run_id),
-            calls=run_children(snap, lay.calls, lay, run_id, call_record),
-            links=run_children(snap, lay.links, lay, run_id, link_record),
+            calls=run_children(snap, lay.calls, lay, run_id, CALL_ROWS),
+            links=run_children(snap, lay.links, lay, run_id, LINK_ROWS),
         )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from ..common import fingerprint
 from ..records import RunRecord, StepRecord
 from ..sqlite_layout import Snapshot, Table, as_text, chunks, lenient_time
-from .calls import call_record, group_children, link_record
+from .calls import CALL_ROWS, LINK_ROWS, group_children
 from .layout import NAME, VERSION, Layout, agg_parts, hashes_rows, row_hash_sql
 from .run_rows import counters_of
 from .steps import Forest, Placed, group_steps, outside_parent, step_records, step_skeleton
@@ -77,8 +77,8 @@ def _standalone_record(
         attributes={"standalone": True},
         fingerprint=print_,
         steps=group_steps(snap, lay, group),
-        calls=group_children(snap, lay.calls, group, call_record),
-        links=group_children(snap, lay.links, group, link_record),
+        calls=group_children(snap, lay.calls, group, CALL_ROWS),
+        links=group_children(snap, lay.links, group, LINK_ROWS),
     )
 
 

@@ -19,12 +19,13 @@ from ..sqlite_layout import (
     as_text,
     chunks,
     column_set,
-    extra_columns,
-    iter_rows,
+    extra_values,
+    fetch_rows,
     jsonable,
     lenient_time,
     normalise_status,
     placeholders,
+    select_list,
     sqlite_guard,
 )
 from .layout import Layout
@@ -160,81 +161,106 @@ class Forest:
         return key
 
 
+# A step row as read: these columns, then the table's others (`select_list`).
+_STEP_ROW = (
+    "id", "step_type", "status", "started_at", "completed_at", "duration_ms", "input", "output",
+    "error", "attempt", "retry_of", "max_retries", "items_total", "items_processed",
+    "items_succeeded", "items_failed", "entity_type", "entity_id", "actor_type", "actor_id",
+    "step_index", "created_at", "updated_at", "context",
+)  # fmt: skip
+_OWN = len(_STEP_ROW)
+
+
 def step_records(conn: sqlite3.Connection, s: Table, placed: list[Placed]) -> Iterator:
-    head = f"SELECT * FROM {s.sql} WHERE {s.col('id')} IN "
+    columns, extras = select_list(s, _STEP_ROW, _STEP_COLUMNS)
+    head = f"SELECT {columns} FROM {s.sql} WHERE {s.col('id')} IN "
     for chunk in chunks(placed):
         sql = head + f"({placeholders(len(chunk))})"
-        rows: dict[str, dict] = {}
-        for row in iter_rows(conn.execute(sql, [p.original for p in chunk])):
-            rows.setdefault(as_text(row.get("id")), row)
+        rows: dict[str, tuple] = {}
+        for row in fetch_rows(conn.execute(sql, [p.original for p in chunk])):
+            rows.setdefault(as_text(row[0]), row)
         for item in chunk:
-            if item.key in rows:
-                yield _step_record(s, rows[item.key], item)
+            row = rows.get(item.key)
+            if row is not None:
+                yield _step_record(extras, row, item)
 
 
-def _step_record(s: Table, row: dict, placed: Placed) -> StepRecord:
-    attrs = _step_attributes(s, row, placed)
-    step_type = as_text(row.get("steptype"))
-    return StepRecord(
-        key=placed.key,
-        name=step_type,
-        type=step_type,
-        parent_key=placed.parent_key,
-        **outcome_fields(row, attrs),
-        attempt=as_int(row.get("attempt")),
-        retry_of=as_text(row.get("retryof")),
-        max_retries=as_int(row.get("maxretries")),
-        items_total=as_int(row.get("itemstotal")),
-        items_processed=as_int(row.get("itemsprocessed")),
-        items_succeeded=as_int(row.get("itemssucceeded")),
-        items_failed=as_int(row.get("itemsfailed")),
-        entity_type=as_text(row.get("entitytype")),
-        entity_id=as_text(row.get("entityid")),
-        attributes=attrs,
-    )
-
-
-def _step_attributes(s: Table, row: dict, placed: Placed) -> dict[str, Any]:
+def _step_record(extras: list[str], row: tuple, placed: Placed) -> StepRecord:
+    (_id, step_type, status, started, completed, duration, input_, output, error, attempt,
+     retry_of, max_retries, total, processed, succeeded, failed, entity_type, entity_id,
+     actor_type, actor_id, step_index, created, updated, context) = row[:_OWN]  # fmt: skip
     attrs: dict[str, Any] = {
-        "actor": actor_of(row),
-        "actor_type": jsonable(row.get("actortype")),
-        "actor_id": jsonable(row.get("actorid")),
-        "step_index": jsonable(row.get("stepindex")),
-        "created_at": jsonable(row.get("createdat")),
-        "updated_at": jsonable(row.get("updatedat")),
+        "actor": actor_text(actor_type, actor_id),
+        "actor_type": jsonable(actor_type),
+        "actor_id": jsonable(actor_id),
+        "step_index": jsonable(step_index),
+        "created_at": jsonable(created),
+        "updated_at": jsonable(updated),
     }
-    context, _ = loads_json_or_text(row.get("context"))
+    context, _ = loads_json_or_text(context)
     if context is not None:
         attrs["context"] = context
     if placed.problem:
         attrs["parent_problem"] = placed.problem
         attrs["parent_step_id"] = placed.declared_parent
-    attrs.update(extra_columns(s, row, _STEP_COLUMNS))
-    return attrs
+    if extras:
+        attrs.update(extra_values(extras, row[_OWN:]))
+    step_type = as_text(step_type)
+    return StepRecord(
+        key=placed.key,
+        name=step_type,
+        type=step_type,
+        parent_key=placed.parent_key,
+        **outcome(status, started, completed, duration, input_, output, error, attrs),
+        # Numbers are integers or absent; as_int() for anything else.
+        attempt=attempt if type(attempt) is int else as_int(attempt),
+        retry_of=as_text(retry_of),
+        max_retries=max_retries if type(max_retries) is int else as_int(max_retries),
+        items_total=total if type(total) is int else as_int(total),
+        items_processed=processed if type(processed) is int else as_int(processed),
+        items_succeeded=succeeded if type(succeeded) is int else as_int(succeeded),
+        items_failed=failed if type(failed) is int else as_int(failed),
+        entity_type=as_text(entity_type),
+        entity_id=as_text(entity_id),
+        attributes=attrs,
+    )
 
 
 def actor_of(row: dict) -> str:
-    kind, ident = as_text(row.get("actortype")), as_text(row.get("actorid"))
+    return actor_text(row.get("actortype"), row.get("actorid"))
+
+
+def actor_text(actor_type: Any, actor_id: Any) -> str:
+    kind, ident = as_text(actor_type), as_text(actor_id)
     return f"{kind}:{ident}" if kind and ident else kind or ident
 
 
-def outcome_fields(row: dict, attrs: dict) -> dict[str, Any]:
-    """What a runs row and a steps row both tell (status, times, I/O, error),
+def outcome(
+    status: Any,
+    started: Any,
+    completed: Any,
+    duration: Any,
+    input_: Any,
+    output: Any,
+    error: Any,
+    attrs: dict,
+) -> dict[str, Any]:
+    """What a runs row and a steps row both tell, from their columns of that name,
     as record fields; unreadable times go to `attrs`."""
-    started = lenient_time(row.get("startedat"), attrs, "started_at")
-    finished = lenient_time(row.get("completedat"), attrs, "completed_at")
-    duration = as_float(row.get("durationms"))
-    input_, input_cut = loads_json_or_text(row.get("input"))
-    output, output_cut = loads_json_or_text(row.get("output"))
+    started = lenient_time(started, attrs, "started_at")
+    finished = lenient_time(completed, attrs, "completed_at")
+    duration = as_float(duration)
+    input_, input_cut = loads_json_or_text(input_)
+    output, output_cut = loads_json_or_text(output)
     return {
-        "status": normalise_status(row.get("status")),
-        "raw_status": as_text(row.get("status")),
+        "status": normalise_status(status),
+        "raw_status": as_text(status),
         "started_at": started,
         "finished_at": finished,
         "duration_ms": duration if duration is not None else duration_between(started, finished),
         "input": input_,
         "output": output,
-        "error": as_text(row.get("error")),
+        "error": as_text(error),
         "truncated": input_cut or output_cut,
     }
 

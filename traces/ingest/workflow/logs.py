@@ -18,10 +18,11 @@ from ..sqlite_layout import (
     Table,
     as_text,
     column_set,
-    extra_columns,
-    iter_rows,
+    extra_values,
+    fetch_rows,
     jsonable,
     lenient_time,
+    select_list,
     sqlite_guard,
 )
 from .layout import COMPENSATION, Layout
@@ -41,17 +42,22 @@ _MESSAGE_TYPES = (
 )
 
 
-@dataclass
+# A log row as read: these columns, then the table's others (`select_list`).
+_LOG_ROW = ("id", "level", "message", "module_name", "fields", "created_at")
+_ID, _LEVEL, _MESSAGE, _MODULE, _FIELDS, _CREATED = range(6)
+
+
+@dataclass(slots=True)
 class _Told:
     """One thing the tracker logged: a row, or a row and its `event` duplicate."""
 
-    rows: list[dict]
+    rows: list[tuple]
     event_type: str | None
     step_name: str | None
     fields: Any
 
 
-@dataclass
+@dataclass(slots=True)
 class _Event:
     ident: Any
     sequence: Any
@@ -68,20 +74,22 @@ def execution_logs(snap: Snapshot, lay: Layout, eid: Any, use_events: bool) -> I
     events = _EventQueue(_event_rows(conn, lay.events, eid)) if use_events else None
     seq = itertools.count(1)
     g = lay.logs
-    sql = f"SELECT * FROM {g.sql} WHERE {g.col('execution_id')} = ? ORDER BY {g.col('id')}"
-    for told in _told(iter_rows(conn.execute(sql, (eid,)))):
+    columns, extras = select_list(g, _LOG_ROW, _LOG_COLUMNS)
+    sql = f"SELECT {columns} FROM {g.sql} WHERE {g.col('execution_id')} = ? ORDER BY {g.col('id')}"
+    for told in _told(fetch_rows(conn.execute(sql, (eid,)))):
         event, earlier = events.match(told) if events else (None, [])
         for other in earlier:
             yield _event_log(next(seq), other, keys)
         key = keys.key_for(told.event_type, told.step_name)
-        for index, row in enumerate(told.rows):
-            yield _log_record(next(seq), g, row, key, index > 0, told, event)
+        yield _log_record(next(seq), extras, told.rows[0], key, False, told, event)
+        if len(told.rows) > 1:
+            yield _log_record(next(seq), extras, told.rows[1], key, True, told, event)
     for other in events.rest() if events else ():
         yield _event_log(next(seq), other, keys)
 
 
-def _told(rows: Iterator[dict]) -> Iterator[_Told]:
-    pending: dict | None = None
+def _told(rows: Iterator[tuple]) -> Iterator[_Told]:
+    pending: tuple | None = None
     for row in rows:
         if pending is not None and _repeats(pending, row):
             yield _make_told(pending, row)
@@ -94,16 +102,18 @@ def _told(rows: Iterator[dict]) -> Iterator[_Told]:
         yield _make_told(pending)
 
 
-def _repeats(first: dict, second: dict) -> bool:
+def _repeats(first: tuple, second: tuple) -> bool:
     """Whether `second` is the `event` duplicate the tracker writes after `first`."""
-    if as_text(first.get("level")) == "event" or as_text(second.get("level")) != "event":
+    first_level, second_level = first[_LEVEL], second[_LEVEL]
+    # Levels are text: as_text() only for what is not.
+    if (first_level if type(first_level) is str else as_text(first_level)) == "event":
         return False
-    if first.get("fields") != second.get("fields"):
+    if (second_level if type(second_level) is str else as_text(second_level)) != "event":
         return False
-    if first.get("modulename") != second.get("modulename"):
+    if first[_FIELDS] != second[_FIELDS] or first[_MODULE] != second[_MODULE]:
         return False
-    said = _message_type(as_text(first.get("message")))
-    return said is None or said == as_text(second.get("message"))
+    said = _message_type(as_text(first[_MESSAGE]))
+    return said is None or said == as_text(second[_MESSAGE])
 
 
 def _message_type(message: str) -> str | None:
@@ -113,42 +123,44 @@ def _message_type(message: str) -> str | None:
     return None
 
 
-def _make_told(first: dict, second: dict | None = None) -> _Told:
-    message = as_text(first.get("message"))
+def _make_told(first: tuple, second: tuple | None = None) -> _Told:
+    message = as_text(first[_MESSAGE])
     if second is not None:
-        event_type = as_text(second.get("message"))
-    elif as_text(first.get("level")) == "event":
+        event_type = as_text(second[_MESSAGE])
+    elif as_text(first[_LEVEL]) == "event":
         event_type = message
     else:
         event_type = _message_type(message)
-    fields, _ = loads_json_or_text(first.get("fields"))
+    fields, _ = loads_json_or_text(first[_FIELDS])
     name = fields.get("step_name") if isinstance(fields, dict) else None
-    step_name = as_text(name or first.get("modulename")) or None
+    step_name = as_text(name or first[_MODULE]) or None
     return _Told([first] if second is None else [first, second], event_type, step_name, fields)
 
 
 def _log_record(
-    seq: int, g: Table, row: dict, key: str | None, duplicate: bool, told: _Told, event
+    seq: int, extras: list[str], row: tuple, key: str | None, duplicate: bool, told: _Told, event
 ) -> LogRecord:
+    ident, level, message, module, _fields, created = row[:6]
     attrs: dict[str, Any] = {
-        "log_id": jsonable(row.get("id")),
-        "module_name": as_text(row.get("modulename")),
-        "created_at": jsonable(row.get("createdat")),
-        **extra_columns(g, row, _LOG_COLUMNS),
+        "log_id": ident if type(ident) is not bytes else jsonable(ident),
+        "module_name": module if type(module) is str else as_text(module),
+        "created_at": created if type(created) is not bytes else jsonable(created),
     }
-    when = lenient_time(row.get("createdat"), attrs, "created_at")
+    if extras:
+        attrs.update(extra_values(extras, row[6:]))
+    when = lenient_time(created, attrs, "created_at")
     if event is not None:
         when = (
             _enrich(attrs, event, told.fields, full=not duplicate, on_step=key is not None) or when
         )
-    fields = told.fields if not duplicate else loads_json_or_text(row.get("fields"))[0]
+    # A duplicate's fields are its first row's, to the byte (`_repeats`): read once.
     return LogRecord(
         seq=seq,
-        message=as_text(row.get("message")),
-        level=as_text(row.get("level")) or "info",
+        message=message if type(message) is str else as_text(message),
+        level=(level if type(level) is str else as_text(level)) or "info",
         time=when,
         step_key=key,
-        fields=fields,
+        fields=told.fields,
         duplicate=duplicate,
         attributes=attrs,
     )

@@ -19,11 +19,12 @@ from ..sqlite_layout import (
     as_text,
     column_set,
     derive_status,
-    extra_columns,
-    iter_rows,
+    extra_values,
+    fetch_rows,
     jsonable,
     lenient_time,
     normalise_status,
+    select_list,
     sqlite_guard,
 )
 from .layout import COMPENSATION, TERMINAL, Layout
@@ -35,7 +36,7 @@ _STEP_COLUMNS = column_set(
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Mark:
     """What a step's events say about one run of it."""
 
@@ -115,6 +116,14 @@ def step_events(
     return conn.execute(sql, (eid,))
 
 
+# A step row as read: these columns, its I/O again as bytes, then the table's others.
+_STEP_ROW = (
+    "id", "step_name", "step_type", "status", "error_message", "started_at", "completed_at",
+    "duration_ms", "sequence_num", "metadata",
+)  # fmt: skip
+_OWN = len(_STEP_ROW) + 2
+
+
 @sqlite_guard
 def execution_steps(
     snap: Snapshot, lay: Layout, eid: Any, terminal: bool, use_events: bool, captured: bool
@@ -124,17 +133,19 @@ def execution_steps(
     # Only events.db holds I/O (the log rows of I/O events name the step alone).
     types = (*MARK_TYPES, *IO_TYPES) if use_events else MARK_TYPES
     marks = StepMarks(step_events(conn, lay, eid, use_events, types))
+    # I/O read as bytes: a 10240-byte cut can split a UTF-8 character.
+    io = [f"CAST({s.col(name)} AS BLOB)" for name in ("input_data", "output_data")]
+    columns, extras = select_list(s, _STEP_ROW, _STEP_COLUMNS, io)
     sql = (
-        f"SELECT *, CAST({s.col('input_data')} AS BLOB) AS tracer_input, "
-        f"CAST({s.col('output_data')} AS BLOB) AS tracer_output FROM {s.sql} "
-        f"WHERE {s.col('execution_id')} = ? ORDER BY {s.col('sequence_num')}, {s.col('id')}"
+        f"SELECT {columns} FROM {s.sql} WHERE {s.col('execution_id')} = ? "
+        f"ORDER BY {s.col('sequence_num')}, {s.col('id')}"
     )
     compensation: list[StepRecord] = []
     used: set[str] = set()
-    for row in iter_rows(conn.execute(sql, (eid,))):
-        mark = marks.take(as_text(row.get("stepname")))
+    for row in fetch_rows(conn.execute(sql, (eid,))):
+        mark = marks.take(as_text(row[1]))
         recorded = _recorded_io(conn, lay.events, eid, mark) if mark.recorded else {}
-        record = _step_record(s, row, mark, terminal, recorded, captured)
+        record = _step_record(extras, row, mark, terminal, recorded, captured)
         _make_key_unique(record, used)
         if record.type == COMPENSATION:
             compensation.append(record)  # few; held back to yield their parent first
@@ -177,14 +188,16 @@ def _make_key_unique(record: StepRecord, used: set[str]) -> None:
 
 
 def _step_record(
-    s: Table, row: dict, mark: _Mark, terminal: bool, recorded: dict, captured: bool
+    extras: list[str], row: tuple, mark: _Mark, terminal: bool, recorded: dict, captured: bool
 ) -> StepRecord:
-    attrs: dict[str, Any] = {"sequence_num": jsonable(row.get("sequencenum"))}
-    metadata, _ = loads_json_or_text(row.get("metadata"))
+    (ident, name, step_type, raw, error, started, completed, duration, sequence, metadata,
+     io_in, io_out) = row[:_OWN]  # fmt: skip
+    attrs: dict[str, Any] = {"sequence_num": jsonable(sequence)}
+    metadata, _ = loads_json_or_text(metadata)
     if metadata is not None:
         attrs["metadata"] = metadata
-    raw = as_text(row.get("status"))
-    step_type = as_text(row.get("steptype"))
+    raw = as_text(raw)
+    step_type = as_text(step_type)
     status = normalise_status(raw)
     # The tracker never closes guard-skipped and compensation steps: their events
     # tell, running or not; once the execution ended, any step left open is resolved.
@@ -194,11 +207,15 @@ def _step_record(
         status = _resolve(step_type, mark, attrs)
     if mark.skipped:
         attrs["skip_reason"] = mark.skip_reason
-    input_, output, truncated = _step_io(row, attrs, recorded, captured)
-    started, finished, duration = _step_timing(row, mark, status, never_closed, attrs)
+    input_, output, truncated = _step_io((io_in, io_out), attrs, recorded, captured)
+    started, finished, duration = _step_timing(
+        (started, completed, duration), mark, status, never_closed, attrs
+    )
+    if extras:
+        attrs = {**attrs, **extra_values(extras, row[_OWN:])}
     return StepRecord(
-        key=as_text(row.get("id")),
-        name=as_text(row.get("stepname")),
+        key=as_text(ident),
+        name=as_text(name),
         type=step_type,
         status=status,
         raw_status=raw,
@@ -207,10 +224,10 @@ def _step_record(
         duration_ms=duration,
         input=input_,
         output=output,
-        error=as_text(row.get("errormessage")),
+        error=as_text(error),
         truncated=truncated,
         never_closed=never_closed,
-        attributes={**attrs, **extra_columns(s, row, _STEP_COLUMNS)},
+        attributes=attrs,
     )
 
 
@@ -226,19 +243,19 @@ def _resolve(step_type: str, mark: _Mark, attrs: dict) -> str:
     return Status.CANCELLED
 
 
-def _step_io(row: dict, attrs: dict, recorded: dict, captured: bool) -> tuple[Any, Any, bool]:
+def _step_io(io: tuple, attrs: dict, recorded: dict, captured: bool) -> tuple[Any, Any, bool]:
     """I/O read as bytes: a 10240-byte cut can split a UTF-8 character. What
     events.db recorded is taken instead, whole; redacted like all that comes from
     there (the server redacts output, not input: an earlier step's secret output
     is in every later step's input). An execution that did not capture I/O (no
     X-Workflow-Trace: true) leaves the columns' '{}' default: no value, flagged."""
     values, cut, whole = [], [], []
-    for label, column in (("input", "tracerinput"), ("output", "traceroutput")):
+    for label, raw in zip(("input", "output"), io, strict=True):
         if label in recorded:
             values.append(redact(recorded[label]))
             whole.append(label)
             continue
-        value, truncated = loads_json_or_text(row.get(column))
+        value, truncated = loads_json_or_text(raw)
         if not captured and value in ({}, None):
             value = None
             attrs["io_captured"] = False
@@ -252,9 +269,11 @@ def _step_io(row: dict, attrs: dict, recorded: dict, captured: bool) -> tuple[An
     return values[0], values[1], bool(cut)
 
 
-def _step_timing(row: dict, mark: _Mark, status: str, never_closed: bool, attrs: dict):
+def _step_timing(times: tuple, mark: _Mark, status: str, never_closed: bool, attrs: dict):
+    """`times`: the row's (started_at, completed_at, duration_ms)."""
+    started_at, completed_at, duration_ms = times
     started = lenient_time(mark.started, attrs, "event_started") or lenient_time(
-        row.get("startedat"), attrs, "started_at"
+        started_at, attrs, "started_at"
     )
     if status in (Status.RUNNING, Status.PENDING):
         return started, None, None
@@ -262,12 +281,12 @@ def _step_timing(row: dict, mark: _Mark, status: str, never_closed: bool, attrs:
     if never_closed:
         ended = mark.skip_time if status == Status.SKIPPED else mark.compensated_time
     finished = lenient_time(ended, attrs, "event_ended") or lenient_time(
-        row.get("completedat"), attrs, "completed_at"
+        completed_at, attrs, "completed_at"
     )
     duration = go_duration_ms(mark.elapsed)
     if duration is None:
         # A never-closed step's duration column is a 0 placeholder.
-        closed = as_float(row.get("durationms"))
+        closed = as_float(duration_ms)
         duration = duration_between(started, finished) if never_closed else closed
     return started, finished, duration
 
@@ -301,6 +320,12 @@ def go_duration_ms(text: Any) -> float | None:
     if not isinstance(text, str) or not text:
         return None
     body = text[1:] if text[0] in "+-" else text
+    single = _GO_DURATION.fullmatch(body)  # most are one number and unit: 5.662749ms
+    if single is not None:
+        total = float(single[1]) * _GO_UNIT_MS[single[2]]
+        if not math.isfinite(total):
+            return None
+        return -total if text[0] == "-" else total
     parts = _GO_DURATION.findall(body)
     if not parts or "".join(n + u for n, u in parts) != body:
         return None
