@@ -391,6 +391,10 @@ class Step(Outcome, ItemProgress):
                 condition=~models.Q(error_cause=""),
                 name="step_cause_started",
             ),
+            # The timeline zoomed to a time window (queries/timeline.py `overlapping`): the
+            # steps starting in it, and the long or open-ended ones that began before it.
+            models.Index(fields=["run", "started_at", "id"], name="step_run_started"),
+            models.Index(fields=["run", "duration_ms", "started_at"], name="step_run_duration"),
         ]
 
     def __str__(self) -> str:

@@ -101,6 +101,9 @@ class RunPageForm(forms.Form):
     format = forms.ChoiceField(
         choices=[("", "html"), ("html", "html"), ("json", "json")], required=False
     )
+    # The timeline's time window, in ms from the start of the run's time axis.
+    from_ms = forms.FloatField(required=False, min_value=0, max_value=1e13)
+    to_ms = forms.FloatField(required=False, min_value=0, max_value=1e13)
 
     @property
     def failed_only(self) -> bool:
