@@ -184,7 +184,7 @@ def timeline_context(run: Run, form) -> dict:
     """A run with step timestamps: the steps overlapping the chosen time window
     (`from_ms`/`to_ms`, the whole run by default) with the zoom controls and the
     minimap. Without timestamps (greentic): windows in run order, end to end."""
-    if run.steps_started_at is None:
+    if not _has_step_times(run):
         return _untimed_timeline(run, form)
     options = form.cleaned_data
     start, end = queries.timeline.time_axis(run)
@@ -235,6 +235,16 @@ def timeline_context(run: Run, form) -> dict:
         "base_url": f"{base}?{urlencode(keep)}" if keep else base,
         "live": run.live_until is not None,
     }
+
+
+def _has_step_times(run: Run) -> bool:
+    """Whether the run's steps are on a clock: the store notes their first start;
+    a run written otherwise is asked (one lookup on (run, started_at))."""
+    if run.steps_started_at is not None:
+        return True
+    if run.started_at is None:
+        return False
+    return Step.objects.filter(run_id=run.pk, started_at__isnull=False).exists()
 
 
 # The narrowest window the zoom goes to, in ms.
