@@ -32,6 +32,12 @@ def zoom_links(html: str) -> dict:
     return {name: parse_qs(urlparse(url.replace("&amp;", "&")).query) for url, name in links}
 
 
+def next_url(html: str) -> str:
+    return (
+        re.search(r'href="([^"]*)" hx-get="[^"]*">next steps', html).group(1).replace("&amp;", "&")
+    )
+
+
 def row_keys(html: str) -> list[str]:
     return re.findall(r'<li class="timeline-row[^"]*"[^>]*data-key="([^"]*)"', html)
 
@@ -94,9 +100,7 @@ def test_the_whole_run_shows_the_zoom_controls_and_the_minimap(client, nested_ru
     assert set(row_keys(html)) == overlap_recount(nested_run, 0, 100_000)
 
 
-def test_a_window_shows_the_steps_overlapping_it_and_the_long_one_begun_before(
-    client, nested_run
-):
+def test_a_window_shows_the_steps_overlapping_it_and_the_long_one_begun_before(client, nested_run):
     html = page(client, timeline_url(nested_run), from_ms="4000", to_ms="4100")
     keys = row_keys(html)
     assert set(keys) == overlap_recount(nested_run, 4000, 4100)
@@ -128,11 +132,12 @@ def test_zoom_and_pan_links_move_the_window(client, nested_run):
 
 def test_the_window_is_kept_by_the_step_links_and_the_pages(client, nested_run):
     html = page(client, timeline_url(nested_run), from_ms="4000", to_ms="4100")
-    assert re.search(r'href="/runs/\d+/steps/[^"]*\?tab=timeline&amp;from_ms=4000&amp;to_ms=4100"', html)
+    kept = r'href="/runs/\d+/steps/[^"]*\?tab=timeline&amp;from_ms=4000&amp;to_ms=4100"'
+    assert re.search(kept, html)
     # A reload of a step's URL from the timeline keeps the window.
     step = Step.objects.get(run=nested_run, key="long")
     html = page(client, f"{step.get_absolute_url()}", tab="timeline", from_ms="4000", to_ms="4100")
-    assert 'id="step-panel"' in html and "4 s" in html or "+4" in html
+    assert 'id="step-panel"' in html
     assert set(row_keys(html)) == overlap_recount(nested_run, 4000, 4100)
 
 
@@ -152,14 +157,14 @@ def test_windows_are_keyset_pages_in_start_order(client):
     with_finishes(run)
     html = page(client, timeline_url(run), from_ms="1000", to_ms="27000")
     keys = row_keys(html)
-    assert len(keys) == 300 and keys[0] == "25"  # 24 × 40 ms + 30 ms ends before 1 s
-    more = re.search(r'href="([^"]*)" hx-get="[^"]*">next steps', html).group(1)
+    assert len(keys) == 300 and keys[0] == "25"  # step 24 (960-990 ms) ends before 1 s
+    more = next_url(html)
     assert "from_ms=1000" in more and "to_ms=27000" in more
-    second = row_keys(page(client, more.replace("&amp;", "&")))
+    second = row_keys(page(client, more))
     assert second[0] == "325" and len(second) == 300
-    assert set(keys) | set(second) | set(
-        row_keys(page(client, re.search(r'href="([^"]*)" hx-get="[^"]*">next steps', page(client, more.replace("&amp;", "&"))).group(1).replace("&amp;", "&")))
-    ) == overlap_recount(run, 1000, 27000)
+    last = next_url(page(client, next_url(html)))
+    third = row_keys(page(client, last))
+    assert set(keys) | set(second) | set(third) == overlap_recount(run, 1000, 27000)
 
 
 def test_a_running_run_keeps_its_open_steps_to_its_latest_moment(client):
@@ -301,7 +306,7 @@ def test_100000_steps_cost_the_queries_10_steps_do(client):
         assert len(row_keys(html)) <= 300
     # The middle half second of root 50: the root and its 5 children that overlap.
     html = page(client, timeline_url(big), from_ms="5000050", to_ms="5000550")
-    assert set(row_keys(html)) == {"r50", *(f"r50.{c}" for c in range(0, 6))}
+    assert set(row_keys(html)) == {"r50", *(f"r50.{c}" for c in range(6))}
     # The minimap: estimated from a sample, with the failed steps' ticks, bounded.
     assert html.count('class="mm-bar"') <= 200
     assert f"estimated from {MINIMAP_SAMPLE:,} steps" in html

@@ -228,9 +228,7 @@ def minimap(run: Run, span_ms: float, *, buckets: int = MINIMAP_BUCKETS) -> Mini
         status=Status.FAILED, started_at__isnull=False
     )
     failed_starts = list(
-        failed_rows.order_by("seq", "id").values_list("started_at", flat=True)[
-            : MINIMAP_FAILED + 1
-        ]
+        failed_rows.order_by("seq", "id").values_list("started_at", flat=True)[: MINIMAP_FAILED + 1]
     )
     capped = len(failed_starts) > MINIMAP_FAILED
     ticks = sorted(

@@ -209,7 +209,9 @@ def timeline_context(run: Run, form) -> dict:
     here = {**keep, **(_window_query(from_ms, to_ms) if zoomed else {})}
     panel_query = urlencode({"tab": "timeline", **here})
     for step, offset_ms, duration_ms in layout.items:
-        step.bar = None if offset_ms is None else _clipped_bar(offset_ms, duration_ms, from_ms, to_ms)
+        step.bar = (
+            None if offset_ms is None else _clipped_bar(offset_ms, duration_ms, from_ms, to_ms)
+        )
         step.tip = _tip(step, offset_ms, duration_ms, True)
         step.url = step_url_of(step.key)
         step.panel_url = f"{step.url}?{panel_query}" if step.url else ""
@@ -226,7 +228,7 @@ def timeline_context(run: Run, form) -> dict:
         "window_ms": window_ms,
         "open_before": len(found.open_before),
         "ticks": [
-            {"label": f"+{human_duration(from_ms + window_ms * frac / 4)}" if from_ms or frac else "0"}
+            {"label": _tick(from_ms + window_ms * frac / 4) if from_ms or frac else "0"}
             for frac in range(5)
         ],
         **_window_urls(base, here, found.page),
@@ -247,6 +249,8 @@ def _has_step_times(run: Run) -> bool:
     return Step.objects.filter(run_id=run.pk, started_at__isnull=False).exists()
 
 
+# The zoom controls and their keys (timeline.js); their labels are in the template.
+ZOOM_KEYS = (("in", "w"), ("out", "s"), ("left", "a"), ("right", "d"), ("reset", "0"))
 # The narrowest window the zoom goes to, in ms.
 MIN_WINDOW_MS = 1.0
 MINIMAP_HEIGHT = 40
@@ -268,6 +272,10 @@ def _time_window(options: dict, span_ms: float) -> tuple[float, float]:
             f"(the run's time axis is {span_ms:g} ms long)."
         )
     return from_ms, to_ms
+
+
+def _tick(at_ms: float) -> str:
+    return f"+{human_duration(at_ms)}"
 
 
 def _ms(value: float) -> str:
@@ -295,22 +303,18 @@ def _zoom_controls(base: str, keep: dict, from_ms: float, to_ms: float, span_ms:
     left_lo = max(0.0, from_ms - width / 2)
     right_hi = min(span_ms, to_ms + width / 2)
     can_zoom_in = width / 2 >= MIN_WINDOW_MS and span_ms > 0
-    return [
-        {"name": "in", "key": "w", "label": "+ zoom in", "title": "Zoom in ×2 (w or +)",
-         "url": url(middle - half / 2, middle + half / 2) if can_zoom_in else ""},
-        {"name": "out", "key": "s", "label": "− zoom out", "title": "Zoom out ×2 (s or −)",
-         "url": url(out_lo, out_lo + 2 * width) if width < span_ms else ""},
-        {"name": "left", "key": "a", "label": "‹ earlier", "title": "Pan left by half a window (a)",
-         "url": url(left_lo, left_lo + width) if from_ms > 0 else ""},
-        {"name": "right", "key": "d", "label": "later ›", "title": "Pan right by half a window (d)",
-         "url": url(right_hi - width, right_hi) if to_ms < span_ms else ""},
-        {"name": "reset", "key": "0", "label": "whole run", "title": "Show the whole run (0)",
-         "url": url(0.0, span_ms) if width < span_ms else ""},
-    ]  # fmt: skip
+    urls = {
+        "in": url(middle - half / 2, middle + half / 2) if can_zoom_in else "",
+        "out": url(out_lo, out_lo + 2 * width) if width < span_ms else "",
+        "left": url(left_lo, left_lo + width) if from_ms > 0 else "",
+        "right": url(right_hi - width, right_hi) if to_ms < span_ms else "",
+        "reset": url(0.0, span_ms) if width < span_ms else "",
+    }
+    return [{"name": name, "key": key, "url": urls[name]} for name, key in ZOOM_KEYS]
 
 
 def _minimap_context(minimap, from_ms: float, to_ms: float, span_ms: float) -> dict:
-    """The minimap's SVG shapes on a 1000 × MINIMAP_HEIGHT viewBox."""
+    """The minimap's SVG shapes on a viewBox 1000 wide and MINIMAP_HEIGHT high."""
     height = MINIMAP_HEIGHT - 4
     bars = [
         {
