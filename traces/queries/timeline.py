@@ -138,6 +138,8 @@ class TimeWindow:
 
     open_before: list[Step]
     page: Page
+    # The whole run's last page only: its steps with no start time (no bar), in seq order.
+    unstarted: list[Step]
 
 
 def window_bounds(run: Run, from_ms: float, to_ms: float) -> tuple[datetime, datetime]:
@@ -155,6 +157,7 @@ def overlapping(
     after: str | None = None,
     before: str | None = None,
     size: int = TIMELINE_WINDOW,
+    whole_run: bool = False,
 ) -> TimeWindow:
     """The run's steps whose time overlaps the window, keyset-paginated in start
     order. Three bounded index reads whatever the run's size: the steps starting in
@@ -184,7 +187,12 @@ def overlapping(
             for step in step_rows(queryset).order_by("started_at", "id")[:size]:
                 found[step.pk] = step
         open_before = sorted(found.values(), key=lambda s: (s.started_at, s.pk))[:size]
-    return TimeWindow(open_before, page)
+    unstarted: list[Step] = []
+    if whole_run and page.next_cursor is None:
+        unstarted = list(
+            step_rows(steps.filter(started_at__isnull=True)).order_by("seq", "id")[:size]
+        )
+    return TimeWindow(open_before, page, unstarted)
 
 
 @dataclass

@@ -199,8 +199,9 @@ def timeline_context(run: Run, form) -> dict:
         failed_only=form.failed_only,
         after=options["after"] or None,
         before=options["before"] or None,
+        whole_run=window_ms >= span_ms,
     )
-    rows = [*found.open_before, *found.page.items]
+    rows = [*found.open_before, *found.page.items, *found.unstarted]
     layout = queries.timeline.lay_out(run, rows, failed_only=form.failed_only)
     step_url_of = key_urls("traces:step-detail", run.pk)
     base = reverse("traces:run-timeline", args=[run.pk])
@@ -227,6 +228,7 @@ def timeline_context(run: Run, form) -> dict:
         "to_ms": to_ms,
         "window_ms": window_ms,
         "open_before": len(found.open_before),
+        "unstarted": len(found.unstarted),
         "ticks": [
             {"label": _tick(from_ms + window_ms * frac / 4) if from_ms or frac else "0"}
             for frac in range(5)
