@@ -62,10 +62,15 @@ def pages(page, base: str) -> list[tuple[str, str]]:
     page.goto(f"{base}/?format=runs&type=sync_stripe&status=failed")
     page.locator("td.name a").first.click()
     compare_url = page.locator("[data-compare-previous]").get_attribute("href")
+    # The parallel run's timeline zoomed in once, a step open in the panel beside it.
+    page.goto(f"{base}{parallel_url}?tab=timeline")
+    page.goto(base + page.locator("a[data-zoom='in']").get_attribute("href"))
+    zoom_step_url = page.locator("li.timeline-row [data-row-link]").nth(1).get_attribute("href")
     return [
         ("runs", f"{base}/"),
         ("run", f"{base}{step_url}"),
         ("timeline", f"{base}{parallel_url}?tab=timeline"),
+        ("timeline-zoom", f"{base}{zoom_step_url}"),
         ("critical-path", f"{base}{parallel_url}?tab=critical"),
         ("failed-steps", f"{base}/steps/?status=failed"),
         ("entities", f"{base}/entities/"),
