@@ -750,15 +750,14 @@ def zoom_cases(t: Targets, run_row: str) -> list[Case]:
     stride = t.big_steps / MINIMAP_SAMPLE
     seqs = sorted({int(i * stride) + 1 for i in range(MINIMAP_SAMPLE)})
     sample = (
-        "SELECT started_at FROM traces_step WHERE run_id = %s AND started_at IS NOT NULL "
+        "SELECT started_at FROM traces_step WHERE run_id = %s "
         f"AND seq IN ({', '.join(['%s'] * len(seqs))})"
     )
     failed = (
-        "SELECT started_at FROM traces_step WHERE run_id = %s AND failed_subtree IN (%s) "
-        "AND status = 'failed' AND started_at IS NOT NULL "
-        f"ORDER BY seq, id LIMIT {MINIMAP_FAILED + 1}"
+        "SELECT started_at FROM traces_step WHERE run_id = %s AND status = 'failed' "
+        f"AND started_at IS NOT NULL ORDER BY started_at LIMIT {MINIMAP_FAILED + 1}"
     )
-    minimap = [(top, [big]), (sample, [big, *seqs]), (failed, [big, True])]
+    minimap = [(top, [big]), (sample, [big, *seqs]), (failed, [big])]
 
     def window_sql(zoom: tuple) -> list[tuple[str, list]]:
         _, _, low, high = zoom

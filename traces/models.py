@@ -395,6 +395,8 @@ class Step(Outcome, ItemProgress):
             # steps starting in it, and the long or open-ended ones that began before it.
             models.Index(fields=["run", "started_at", "id"], name="step_run_started"),
             models.Index(fields=["run", "duration_ms", "started_at"], name="step_run_duration"),
+            # Its minimap's failed steps (and a run's running steps), read from the index alone.
+            models.Index(fields=["run", "status", "started_at"], name="step_run_status_started"),
         ]
 
     def __str__(self) -> str:

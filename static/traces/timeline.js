@@ -111,8 +111,10 @@
   });
 
   // --- folding: a row's toggle hides the rows of the steps inside it (in this window) ---
+  // Kept per run (its timeline and its steps' URLs alike), for this tab's session.
   function foldKey() {
-    return "tracer-timeline-folds:" + window.location.pathname;
+    const run = window.location.pathname.match(/^\/runs\/\d+\//);
+    return "tracer-timeline-folds:" + (run ? run[0] : window.location.pathname);
   }
 
   function savedFolds() {

@@ -18,4 +18,8 @@ class Migration(migrations.Migration):
             model_name='step',
             index=models.Index(fields=['run', 'duration_ms', 'started_at'], name='step_run_duration'),
         ),
+        migrations.AddIndex(
+            model_name='step',
+            index=models.Index(fields=['run', 'status', 'started_at'], name='step_run_status_started'),
+        ),
     ]

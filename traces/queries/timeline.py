@@ -127,7 +127,7 @@ LONG_SHARE = 256
 # The minimap: its buckets, and the steps sampled to estimate their density.
 MINIMAP_BUCKETS = 200
 MINIMAP_SAMPLE = 1_000
-MINIMAP_FAILED = 2_000
+MINIMAP_FAILED = 5_000
 
 
 @dataclass
@@ -209,18 +209,20 @@ def minimap(run: Run, span_ms: float, *, buckets: int = MINIMAP_BUCKETS) -> Mini
     columns, and the failed steps as ticks. Cheap at any size: the density comes from
     at most MINIMAP_SAMPLE steps spread evenly over the run's seq (one IN lookup on
     (run, seq, id)), exact for a run that small; the failed steps from the (run,
-    failed_subtree, seq) index, at most MINIMAP_FAILED of them."""
+    status, started_at) index, at most MINIMAP_FAILED of them."""
     start, _ = time_axis(run)
     if start is None or span_ms <= 0:
         return Minimap([], [], False, 0, True)
-    steps = Step.objects.filter(run_id=run.pk, started_at__isnull=False)
     last = Step.objects.filter(run_id=run.pk).order_by("-seq", "-id").values_list("seq", flat=True)
     top = last.first() or 0
     exact = top <= MINIMAP_SAMPLE
+    steps = Step.objects.filter(run_id=run.pk)
     if not exact:
         stride = top / MINIMAP_SAMPLE
+        # Through (run, seq, id): a filter on started_at here would have SQLite walk
+        # (run, started_at) instead, the whole run.
         steps = steps.filter(seq__in=sorted({int(i * stride) + 1 for i in range(MINIMAP_SAMPLE)}))
-    starts = list(steps.values_list("started_at", flat=True))
+    starts = [moment for moment in steps.values_list("started_at", flat=True) if moment]
     counts = [0] * buckets
     for moment in starts:
         at = int(ms_between(start, moment) / span_ms * buckets)
@@ -232,12 +234,11 @@ def minimap(run: Run, span_ms: float, *, buckets: int = MINIMAP_BUCKETS) -> Mini
         for i, count in enumerate(counts)
         if count
     ]
-    failed_rows = only_failed_subtrees(Step.objects.filter(run_id=run.pk)).filter(
-        status=Status.FAILED, started_at__isnull=False
-    )
-    failed_starts = list(
-        failed_rows.order_by("seq", "id").values_list("started_at", flat=True)[: MINIMAP_FAILED + 1]
-    )
+    # From (run, status, started_at) alone.
+    failed_rows = Step.objects.filter(
+        run_id=run.pk, status=Status.FAILED, started_at__isnull=False
+    ).order_by("started_at")
+    failed_starts = list(failed_rows.values_list("started_at", flat=True)[: MINIMAP_FAILED + 1])
     capped = len(failed_starts) > MINIMAP_FAILED
     ticks = sorted(
         {
