@@ -732,7 +732,7 @@ def zoom_cases(t: Targets, run_row: str) -> list[Case]:
     span = (end - start).total_seconds() * 1000
     short_ms = max(span / LONG_SHARE, 1.0)
     adapt = connection.ops.adapt_datetimefield_value
-    still_open = "(finished_at >= %s OR (finished_at IS NULL AND status = 'running'))"
+    still_open = "(finished_at >= %s OR finished_at IS NULL)"
     near = (
         f"SELECT {STEP_ROW}, substr(error, 1, 200), length(error) FROM traces_step "
         f"WHERE run_id = %s AND started_at >= %s AND started_at <= %s "
@@ -740,7 +740,7 @@ def zoom_cases(t: Targets, run_row: str) -> list[Case]:
     )
     long_ones = (
         f"SELECT {STEP_ROW} FROM traces_step WHERE run_id = %s AND started_at < %s "
-        f"AND {still_open} AND duration_ms > %s ORDER BY started_at, id LIMIT 300"
+        f"AND {still_open} AND duration_ms > %s ORDER BY duration_ms DESC, id LIMIT 300"
     )
     unknown = (
         f"SELECT {STEP_ROW} FROM traces_step WHERE run_id = %s AND started_at < %s "

@@ -12,11 +12,11 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddIndex(
             model_name='step',
-            index=models.Index(fields=['run', 'started_at', 'id'], name='step_run_started'),
+            index=models.Index(fields=['run', 'started_at', 'id', 'finished_at'], name='step_run_started'),
         ),
         migrations.AddIndex(
             model_name='step',
-            index=models.Index(fields=['run', 'duration_ms', 'started_at'], name='step_run_duration'),
+            index=models.Index(fields=['run', 'duration_ms', 'started_at', 'finished_at'], name='step_run_duration'),
         ),
         migrations.AddIndex(
             model_name='step',

@@ -169,23 +169,31 @@ def overlapping(
     steps = Step.objects.filter(run_id=run.pk)
     if failed_only:
         steps = only_failed_subtrees(steps)
-    # Still open at `low`: finished after it, or running (to the run's latest moment).
-    still_open = Q(finished_at__gte=low) | Q(finished_at__isnull=True, status=Status.RUNNING)
+    # Maybe open at `low`, from the indexes alone (finished_at is in both); a step with
+    # no end is then kept if it is running or its duration reaches `low` (is_open).
+    maybe_open = Q(finished_at__gte=low) | Q(finished_at__isnull=True)
     near = steps.filter(started_at__gte=low - short, started_at__lte=high).filter(
-        Q(started_at__gte=low) | still_open
+        Q(started_at__gte=low) | maybe_open
     )
     page = keyset_page(
         step_rows(near), "started_at", descending=False, after=after, before=before, size=size
     )
+    until = run.live_until or timezone.now()
+    page.items = [step for step in page.items if _is_open(step, low, until)]
     open_before: list[Step] = []
     if page.prev_cursor is None:
-        earlier = steps.filter(started_at__lt=low - short).filter(still_open)
-        long_ones = earlier.filter(duration_ms__gt=short.total_seconds() * 1000)
-        unknown = earlier.filter(duration_ms__isnull=True)
+        earlier = steps.filter(started_at__lt=low - short).filter(maybe_open)
+        # The longest first: ordered by (run, duration_ms) itself, not by start (SQLite
+        # would walk (run, started_at) from the run's start to keep that order).
+        long_ones = earlier.filter(duration_ms__gt=short.total_seconds() * 1000).order_by(
+            "-duration_ms", "id"
+        )
+        unknown = earlier.filter(duration_ms__isnull=True).order_by("started_at", "id")
         found = {}
         for queryset in (long_ones, unknown):
-            for step in step_rows(queryset).order_by("started_at", "id")[:size]:
-                found[step.pk] = step
+            for step in step_rows(queryset)[:size]:
+                if _is_open(step, low, until):
+                    found[step.pk] = step
         open_before = sorted(found.values(), key=lambda s: (s.started_at, s.pk))[:size]
     unstarted: list[Step] = []
     if whole_run and page.next_cursor is None:
@@ -193,6 +201,15 @@ def overlapping(
             step_rows(steps.filter(started_at__isnull=True)).order_by("seq", "id")[:size]
         )
     return TimeWindow(open_before, page, unstarted)
+
+
+def _is_open(step: Step, low: datetime, until: datetime) -> bool:
+    """Whether a step the indexes kept reaches `low`: it starts there or later, or it
+    ends there or later (its end, its duration, or now for a running step)."""
+    if step.started_at >= low or step.finished_at is not None:
+        return True
+    end = _duration(step, until)
+    return end is not None and step.started_at + timedelta(milliseconds=end) >= low
 
 
 @dataclass
