@@ -204,3 +204,22 @@ def test_files_list_walks_an_index(status):
         TraceFile(path=f"/t/{i}.json", display_name=f"{i}.json", status="ok") for i in range(40)
     )
     assert_walks_an_index(lambda: queries.files.files_page({"status": status, **ALL}))
+
+
+@pytest.mark.parametrize("failed_only", [False, True])
+def test_zoomed_timeline_windows_walk_an_index(tree_run, failed_only):
+    """The steps overlapping a time window (queries.timeline.overlapping), its next page
+    and the minimap: index ranges in their order, whatever the run's size."""
+    run, _ = tree_run
+    run.refresh_from_db()
+    Step.objects.filter(run=run).update(finished_at=None)
+    span = 300_000.0
+    window = {"failed_only": failed_only, "size": 5}
+    page = queries.timeline.overlapping(run, 95_000, 130_000, span, **window).page
+    after = _cursor_after(page)
+    for read in (
+        lambda: queries.timeline.overlapping(run, 95_000, 130_000, span, **window),
+        lambda: queries.timeline.overlapping(run, 95_000, 130_000, span, after=after, **window),
+        lambda: queries.timeline.minimap(run, span),
+    ):
+        assert_walks_an_index(read)

@@ -186,7 +186,7 @@ def overlapping(
         # The longest first: ordered by (run, duration_ms) itself, not by start (SQLite
         # would walk (run, started_at) from the run's start to keep that order).
         long_ones = earlier.filter(duration_ms__gt=short.total_seconds() * 1000).order_by(
-            "-duration_ms", "id"
+            "-duration_ms", "-started_at"
         )
         unknown = earlier.filter(duration_ms__isnull=True).order_by("started_at", "id")
         found = {}
