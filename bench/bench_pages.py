@@ -740,7 +740,8 @@ def zoom_cases(t: Targets, run_row: str) -> list[Case]:
     )
     long_ones = (
         f"SELECT {STEP_ROW} FROM traces_step WHERE run_id = %s AND started_at < %s "
-        f"AND {still_open} AND duration_ms > %s ORDER BY duration_ms DESC, started_at DESC LIMIT 300"
+        f"AND {still_open} AND duration_ms > %s "
+        "ORDER BY duration_ms DESC, started_at DESC LIMIT 300"
     )
     unknown = (
         f"SELECT {STEP_ROW} FROM traces_step WHERE run_id = %s AND started_at < %s "
