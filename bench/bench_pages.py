@@ -745,9 +745,8 @@ def zoom_cases(t: Targets, run_row: str) -> list[Case]:
     )
     unknown = (
         f"SELECT {STEP_ROW} FROM traces_step WHERE run_id = %s AND started_at < %s "
-        f"AND {still_open} AND duration_ms IS NULL ORDER BY started_at, id LIMIT 300"
+        f"AND {still_open} AND duration_ms IS NULL ORDER BY started_at, finished_at LIMIT 300"
     )
-    top = "SELECT seq FROM traces_step WHERE run_id = %s ORDER BY seq DESC, id DESC LIMIT 1"
     stride = t.big_steps / MINIMAP_SAMPLE
     seqs = sorted({int(i * stride) + 1 for i in range(MINIMAP_SAMPLE)})
     sample = (
@@ -758,7 +757,7 @@ def zoom_cases(t: Targets, run_row: str) -> list[Case]:
         "SELECT started_at FROM traces_step WHERE run_id = %s AND status = 'failed' "
         f"AND started_at IS NOT NULL ORDER BY started_at LIMIT {MINIMAP_FAILED + 1}"
     )
-    minimap = [(top, [big]), (sample, [big, *seqs]), (failed, [big])]
+    minimap = [(sample, [big, *seqs]), (failed, [big])]
 
     def window_sql(zoom: tuple) -> list[tuple[str, list]]:
         _, _, low, high = zoom

@@ -188,7 +188,9 @@ def overlapping(
         long_ones = earlier.filter(duration_ms__gt=short.total_seconds() * 1000).order_by(
             "-duration_ms", "-started_at"
         )
-        unknown = earlier.filter(duration_ms__isnull=True).order_by("started_at", "id")
+        # In (run, duration_ms, started_at, finished_at) order: with `id` for the tie,
+        # SQLite would walk (run, started_at) from the run's start instead.
+        unknown = earlier.filter(duration_ms__isnull=True).order_by("started_at", "finished_at")
         found = {}
         for queryset in (long_ones, unknown):
             for step in step_rows(queryset)[:size]:
@@ -230,8 +232,8 @@ def minimap(run: Run, span_ms: float, *, buckets: int = MINIMAP_BUCKETS) -> Mini
     start, _ = time_axis(run)
     if start is None or span_ms <= 0:
         return Minimap([], [], False, 0, True)
-    last = Step.objects.filter(run_id=run.pk).order_by("-seq", "-id").values_list("seq", flat=True)
-    top = last.first() or 0
+    # Steps are numbered 1..step_count in seq (the store's count, kept with the run).
+    top = run.step_count or 0
     exact = top <= MINIMAP_SAMPLE
     steps = Step.objects.filter(run_id=run.pk)
     if not exact:
