@@ -61,7 +61,7 @@ def main() -> None:
         "minimap (1,000-step sample + failed ticks)": lambda: queries.timeline.minimap(run, span),
     }
     print(f"run {run.pk}: {run.step_count:,} steps, axis {span / 1000:,.0f} s; best of {n}")
-    print("| read | time | queries | × baseline |\n| --- | ---: | ---: | ---: |")
+    print("| read | time | queries | vs baseline |\n| --- | ---: | ---: | ---: |")
     base = None
     for label, call in cases.items():
         ms, count = best(call, n)

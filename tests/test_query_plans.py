@@ -222,4 +222,7 @@ def test_zoomed_timeline_windows_walk_an_index(tree_run, failed_only):
         lambda: queries.timeline.overlapping(run, 95_000, 130_000, span, after=after, **window),
         lambda: queries.timeline.minimap(run, span),
     ):
-        assert_walks_an_index(read)
+        # PostgreSQL, on these few rows, would rather finish (run, started_at)'s order
+        # with an Incremental Sort: told that it is dear too, it must find the index.
+        for sql, plan in plans_of(read, dear=("sort", "incremental_sort")):
+            assert not sorts(plan), f"{sql[sql.index(' FROM ') :]}\n  plan: {plan}"
