@@ -745,7 +745,8 @@ def zoom_cases(t: Targets, run_row: str) -> list[Case]:
     )
     unknown = (
         f"SELECT {STEP_ROW} FROM traces_step WHERE run_id = %s AND started_at < %s "
-        f"AND {still_open} AND duration_ms IS NULL ORDER BY started_at, finished_at LIMIT 300"
+        f"AND {still_open} AND duration_ms IS NULL ORDER BY duration_ms, started_at, finished_at "
+        "LIMIT 300"
     )
     stride = t.big_steps / MINIMAP_SAMPLE
     seqs = sorted({int(i * stride) + 1 for i in range(MINIMAP_SAMPLE)})

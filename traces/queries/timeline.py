@@ -188,9 +188,12 @@ def overlapping(
         long_ones = earlier.filter(duration_ms__gt=short.total_seconds() * 1000).order_by(
             "-duration_ms", "-started_at"
         )
-        # In (run, duration_ms, started_at, finished_at) order: with `id` for the tie,
-        # SQLite would walk (run, started_at) from the run's start instead.
-        unknown = earlier.filter(duration_ms__isnull=True).order_by("started_at", "finished_at")
+        # In (run, duration_ms, started_at, finished_at) order, duration_ms (all NULL
+        # here) included: PostgreSQL does not take IS NULL for an equality that fixes the
+        # order, and SQLite, ordered by start alone, walks (run, started_at) instead.
+        unknown = earlier.filter(duration_ms__isnull=True).order_by(
+            "duration_ms", "started_at", "finished_at"
+        )
         found = {}
         for queryset in (long_ones, unknown):
             for step in step_rows(queryset)[:size]:

@@ -221,7 +221,7 @@ def timeline_context(run: Run, form) -> dict:
     return {
         "rows": rows,
         "timed": True,
-        "zoomable": span_ms > 0,
+        "zoomable": span_ms >= 2 * MIN_WINDOW_MS,
         "zoomed": zoomed,
         "span_ms": span_ms,
         "from_ms": from_ms,
@@ -261,14 +261,16 @@ MINIMAP_HEIGHT = 40
 def _time_window(options: dict, span_ms: float) -> tuple[float, float]:
     """The window asked for, within the run's axis; a window that cannot be is a
     BadFilter (a 400 saying why)."""
-    from_ms, to_ms = options.get("from_ms"), options.get("to_ms")
-    from_ms = 0.0 if from_ms is None else from_ms
-    to_ms = span_ms if to_ms is None else min(to_ms, span_ms)
+    asked_from, asked_to = options.get("from_ms"), options.get("to_ms")
+    if asked_from is None and asked_to is None:
+        return 0.0, span_ms
+    from_ms = 0.0 if asked_from is None else asked_from
+    to_ms = span_ms if asked_to is None else min(asked_to, span_ms)
     if from_ms > span_ms:
         raise BadFilter(
             f"from_ms ({from_ms:g}) is after the end of the run's time axis ({span_ms:g} ms)."
         )
-    if span_ms > 0 and to_ms - from_ms < MIN_WINDOW_MS:
+    if to_ms - from_ms < min(MIN_WINDOW_MS, span_ms) or to_ms <= from_ms:
         raise BadFilter(
             f"from_ms must be at least {MIN_WINDOW_MS:g} ms below to_ms "
             f"(the run's time axis is {span_ms:g} ms long)."
