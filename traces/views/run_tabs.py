@@ -332,9 +332,14 @@ def _minimap_context(minimap, from_ms: float, to_ms: float, span_ms: float) -> d
     scale = 1000 / span_ms if span_ms > 0 else 0.0
     x = from_ms * scale
     width = max((to_ms - from_ms) * scale, 2.0)
+    # Each kind of shape is one <path> (a rectangle per column or tick): thousands of
+    # failed steps are one element, written here rather than looped in the template.
+    bar_path = " ".join(f"M{b['x']} {b['y']}h{b['width']}V{MINIMAP_HEIGHT}H{b['x']}z" for b in bars)
+    failed_path = " ".join(f"M{tick} 0h1.5v{MINIMAP_HEIGHT}h-1.5z" for tick in minimap.failed)
     return {
-        "bars": bars,
-        "failed": minimap.failed,
+        "bar_path": bar_path,
+        "failed_path": failed_path,
+        "failed": len(minimap.failed),
         "failed_capped": minimap.failed_capped,
         "sampled": minimap.sampled,
         "height": MINIMAP_HEIGHT,
