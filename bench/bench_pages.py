@@ -265,6 +265,10 @@ class Targets:
     compare_big: int = 0
     searches: dict = field(default_factory=dict)  # what the search cases look for
     newest_failure: datetime | None = None  # "now" for the failing-now strip
+    # The big run's timeline zoomed (§13d): (from_ms, to_ms, from, to as stored) of a
+    # thousandth of its axis in the middle, and of its last hundredth.
+    zoom_middle: tuple = ()
+    zoom_end: tuple = ()
 
 
 def find_targets(client: Client) -> Targets:
@@ -313,6 +317,7 @@ def find_targets(client: Client) -> Targets:
         big_run, big_steps, typical_run, wf_run, expand_key, expand_id, panel_key, panel_id,
         hot, one, first["next"], busy_type, compare_run, other_big[0] if other_big else 0,
         search_targets(typical_run, expand_id, panel_key, hot, wf_run), newest_failure(),
+        *_zoom_windows(big_run),
     )  # fmt: skip
 
 
@@ -343,6 +348,24 @@ def newest_failure() -> datetime | None:
         return None
     newest = newest if isinstance(newest, datetime) else datetime.fromisoformat(str(newest))
     return newest + timedelta(minutes=1)
+
+
+def _zoom_windows(run_id: int) -> tuple[tuple, tuple]:
+    """Two windows of the run's time axis: (from_ms, to_ms, low, high as the database
+    compares them)."""
+    from traces.queries.timeline import ms_between, time_axis
+
+    run = Run.objects.get(pk=run_id)
+    start, end = time_axis(run)
+    span = ms_between(start, end)
+    adapt = connection.ops.adapt_datetimefield_value
+
+    def window(lo: float, hi: float) -> tuple:
+        lo, hi = round(lo, 3), round(hi, 3)
+        return (lo, hi, adapt(start + timedelta(milliseconds=lo)),
+                adapt(start + timedelta(milliseconds=hi)))  # fmt: skip
+
+    return window(span * 0.5, span * 0.501), window(span * 0.99, span)
 
 
 # The columns each page reads (it never reads the big JSON values of lists).
@@ -740,6 +763,7 @@ def cases(t: Targets) -> list[Case]:
              f"/api/runs/{big}/steps", [(step_by_key, [big, t.expand_key]),
                                         (children, [big, t.expand_id])],
              params={"parent": t.expand_key}, api=True),
+        *zoom_cases(t, run_row),
         Case("api_timeline", "GET /api/runs/{big}/timeline", f"/api/runs/{big}/timeline",
              [(run_row, [big]), (flat, [big]), (time_bounds, [big])], api=True),
         Case("api_critical_path", "GET /api/runs/{big}/critical-path",
@@ -908,6 +932,74 @@ def slug(text: str) -> str:
 
 
 # --- measuring ------------------------------------------------------------------------------
+
+
+def zoom_cases(t: Targets, run_row: str) -> list[Case]:
+    """The timeline zoomed to a time window (§13d): the steps starting in it (and just
+    before), the long and the open-ended ones begun before it, the minimap's sample of
+    1,000 steps by seq and its failed steps."""
+    from traces.queries.timeline import LONG_SHARE, MINIMAP_FAILED, MINIMAP_SAMPLE, time_axis
+
+    big = t.big_run
+    run = Run.objects.get(pk=big)
+    start, end = time_axis(run)
+    span = (end - start).total_seconds() * 1000
+    short_ms = max(span / LONG_SHARE, 1.0)
+    adapt = connection.ops.adapt_datetimefield_value
+    still_open = "(finished_at >= %s OR finished_at IS NULL)"
+    near = (
+        f"SELECT {STEP_ROW}, substr(error, 1, 200), length(error) FROM traces_step "
+        f"WHERE run_id = %s AND started_at >= %s AND started_at <= %s "
+        f"AND (started_at >= %s OR {still_open}) ORDER BY started_at, id LIMIT 301"
+    )
+    long_ones = (
+        f"SELECT {STEP_ROW} FROM traces_step WHERE run_id = %s AND started_at < %s "
+        f"AND {still_open} AND duration_ms > %s "
+        "ORDER BY duration_ms DESC, started_at DESC LIMIT 300"
+    )
+    unknown = (
+        f"SELECT {STEP_ROW} FROM traces_step WHERE run_id = %s AND started_at < %s "
+        f"AND {still_open} AND duration_ms IS NULL ORDER BY duration_ms, started_at, finished_at "
+        "LIMIT 300"
+    )
+    stride = t.big_steps / MINIMAP_SAMPLE
+    seqs = sorted({int(i * stride) + 1 for i in range(MINIMAP_SAMPLE)})
+    sample = (
+        "SELECT started_at FROM traces_step WHERE run_id = %s "
+        f"AND seq IN ({', '.join(['%s'] * len(seqs))})"
+    )
+    failed = (
+        "SELECT started_at FROM traces_step WHERE run_id = %s AND status = 'failed' "
+        f"AND started_at IS NOT NULL ORDER BY started_at LIMIT {MINIMAP_FAILED + 1}"
+    )
+    minimap = [(sample, [big, *seqs]), (failed, [big])]
+
+    def window_sql(zoom: tuple) -> list[tuple[str, list]]:
+        _, _, low, high = zoom
+        before = adapt(start + timedelta(milliseconds=zoom[0] - short_ms))
+        return [
+            (run_row, [big]),
+            (near, [big, before, high, low, low]),
+            (long_ones, [big, before, low, short_ms]),
+            (unknown, [big, before, low]),
+            *minimap,
+        ]
+
+    def params(zoom: tuple) -> dict:
+        return {"from_ms": f"{zoom[0]:.3f}", "to_ms": f"{zoom[1]:.3f}"}
+
+    whole = window_sql((0.0, span, adapt(start), adapt(end)))
+    return [
+        Case("timeline_whole", f"timeline tab, the {t.big_steps:,}-step run, whole run + minimap",
+             f"/runs/{big}/timeline/", whole, target_s=BIG_RUN_TARGET_S),
+        Case("timeline_zoom", "timeline zoomed to 1/1000 of the big run's axis, its middle",
+             f"/runs/{big}/timeline/", window_sql(t.zoom_middle), params=params(t.zoom_middle)),
+        Case("timeline_zoom_end", "timeline zoomed to the big run's last 1/100",
+             f"/runs/{big}/timeline/", window_sql(t.zoom_end), params=params(t.zoom_end)),
+        Case("timeline_zoom_htmx", "timeline zoomed (htmx swap of the tab), its middle",
+             f"/runs/{big}/timeline/", window_sql(t.zoom_middle), params=params(t.zoom_middle),
+             htmx_target="run-tabs"),
+    ]  # fmt: skip
 
 
 def request(client: Client, case: Case):

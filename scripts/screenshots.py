@@ -111,11 +111,16 @@ def pages(page, base: str) -> list[tuple[str, str]]:
     # A trace read from a Collector's file export, with its OTLP / Perfetto buttons.
     page.goto(f"{base}/?format=otlp&status=failed")
     otlp_url = page.locator("td.name a").first.get_attribute("href")
+    # The parallel run's timeline zoomed in once, a step open in the panel beside it.
+    page.goto(f"{base}{parallel_url}?tab=timeline")
+    page.goto(base + page.locator("a[data-zoom='in']").get_attribute("href"))
+    zoom_step_url = page.locator("li.timeline-row [data-row-link]").nth(1).get_attribute("href")
     return [
         ("runs", f"{base}/"),
         ("failing-now", f"{base}/"),
         ("run", f"{base}{step_url}"),
         ("timeline", f"{base}{parallel_url}?tab=timeline"),
+        ("timeline-zoom", f"{base}{zoom_step_url}"),
         ("critical-path", f"{base}{parallel_url}?tab=critical"),
         ("find", f"{base}{run_url}?find=upsert_batch"),
         ("failed-steps", f"{base}/steps/?status=failed"),

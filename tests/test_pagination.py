@@ -49,7 +49,7 @@ LISTS = [
     ("source files", "/sources/{source}/", {}, "after before", "datetime", False),
     ("tree", "/runs/{run}/", {}, "after", "int", False),
     ("failed tree", "/runs/{run}/", {"failed": "1"}, "after", "int", False),
-    ("timeline", "/runs/{run}/timeline/", {}, "after before", "int", False),
+    ("timeline", "/runs/{run}/timeline/", {}, "after before", "datetime", True),
     ("logs", "/runs/{run}/logs/", {}, "after before", "int", False),
     ("children", "/runs/{run}/children/s.0/", {"htmx": "1"}, "after", "int", False),
     ("api runs", "/api/runs", {}, "after before", "datetime", True),

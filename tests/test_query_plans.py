@@ -204,3 +204,25 @@ def test_files_list_walks_an_index(status):
         TraceFile(path=f"/t/{i}.json", display_name=f"{i}.json", status="ok") for i in range(40)
     )
     assert_walks_an_index(lambda: queries.files.files_page({"status": status, **ALL}))
+
+
+@pytest.mark.parametrize("failed_only", [False, True])
+def test_zoomed_timeline_windows_walk_an_index(tree_run, failed_only):
+    """The steps overlapping a time window (queries.timeline.overlapping), its next page
+    and the minimap: index ranges in their order, whatever the run's size."""
+    run, _ = tree_run
+    run.refresh_from_db()
+    Step.objects.filter(run=run).update(finished_at=None)
+    span = 300_000.0
+    window = {"failed_only": failed_only, "size": 5}
+    page = queries.timeline.overlapping(run, 95_000, 130_000, span, **window).page
+    after = _cursor_after(page)
+    for read in (
+        lambda: queries.timeline.overlapping(run, 95_000, 130_000, span, **window),
+        lambda: queries.timeline.overlapping(run, 95_000, 130_000, span, after=after, **window),
+        lambda: queries.timeline.minimap(run, span),
+    ):
+        # PostgreSQL, on these few rows, would rather finish (run, started_at)'s order
+        # with an Incremental Sort: told that it is dear too, it must find the index.
+        for sql, plan in plans_of(read, dear=("sort", "incremental_sort")):
+            assert not sorts(plan), f"{sql[sql.index(' FROM ') :]}\n  plan: {plan}"

@@ -414,6 +414,17 @@ class Step(Outcome, ItemProgress):
                 condition=~models.Q(error_cause=""),
                 name="step_cause_started",
             ),
+            # The timeline zoomed to a time window (queries/timeline.py `overlapping`): the
+            # steps starting in it, and the long or open-ended ones that began before it.
+            # finished_at in both: whether a step is still open is read from the index.
+            models.Index(
+                fields=["run", "started_at", "id", "finished_at"], name="step_run_started"
+            ),
+            models.Index(
+                fields=["run", "duration_ms", "started_at", "finished_at"], name="step_run_duration"
+            ),
+            # Its minimap's failed steps (and a run's running steps), read from the index alone.
+            models.Index(fields=["run", "status", "started_at"], name="step_run_status_started"),
         ]
 
     def __str__(self) -> str:

@@ -129,6 +129,10 @@ class RunPageForm(forms.Form):
             raise forms.ValidationError(str(exc)) from None
         return text.strip()
 
+    # The timeline's time window, in ms from the start of the run's time axis.
+    from_ms = forms.FloatField(required=False, min_value=0, max_value=1e13)
+    to_ms = forms.FloatField(required=False, min_value=0, max_value=1e13)
+
     @property
     def failed_only(self) -> bool:
         return self.cleaned_data.get("failed") == "1"

@@ -8,7 +8,7 @@ to end in order, by duration.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.db.models import Q, Sum
@@ -122,3 +122,157 @@ def ms_between(start: datetime | None, moment: datetime | None) -> float | None:
     if start is None or moment is None:
         return None
     return (moment - start).total_seconds() * 1000
+
+
+# --- zoom: the steps that overlap a time window, and the whole run's minimap ------------
+
+# A step shorter than span / LONG_SHARE is "short": those open at the window's start
+# are found in a bounded range of the (run, started_at) index; the longer ones (few:
+# siblings do not overlap, so each depth holds at most LONG_SHARE of them) through
+# the (run, duration_ms) index.
+LONG_SHARE = 256
+# The minimap: its buckets, and the steps sampled to estimate their density.
+MINIMAP_BUCKETS = 200
+MINIMAP_SAMPLE = 1_000
+MINIMAP_FAILED = 5_000
+
+
+@dataclass
+class TimeWindow:
+    """The steps overlapping [from_ms, to_ms] (ms from the axis's start), in start
+    order: those that began before the window and still ran in it (`open_before`,
+    on the first page only), then a keyset page of those starting inside it."""
+
+    open_before: list[Step]
+    page: Page
+    # The whole run's last page only: its steps with no start time (no bar), in seq order.
+    unstarted: list[Step]
+
+
+def window_bounds(run: Run, from_ms: float, to_ms: float) -> tuple[datetime, datetime]:
+    start, _ = time_axis(run)
+    return start + timedelta(milliseconds=from_ms), start + timedelta(milliseconds=to_ms)
+
+
+def overlapping(
+    run: Run,
+    from_ms: float,
+    to_ms: float,
+    span_ms: float,
+    *,
+    failed_only: bool = False,
+    after: str | None = None,
+    before: str | None = None,
+    size: int = TIMELINE_WINDOW,
+    whole_run: bool = False,
+) -> TimeWindow:
+    """The run's steps whose time overlaps the window, keyset-paginated in start
+    order. Three bounded index reads whatever the run's size: the steps starting in
+    [from - span/LONG_SHARE, to] ((run, started_at, id)), and on the first page the
+    long steps and those of no duration that began before and still ran at `from`
+    ((run, duration_ms, started_at))."""
+    low, high = window_bounds(run, from_ms, to_ms)
+    short = timedelta(milliseconds=max(span_ms / LONG_SHARE, 1.0))
+    steps = Step.objects.filter(run_id=run.pk)
+    if failed_only:
+        steps = only_failed_subtrees(steps)
+    # Maybe open at `low`, from the indexes alone (finished_at is in both); a step with
+    # no end is then kept if it is running or its duration reaches `low` (is_open).
+    maybe_open = Q(finished_at__gte=low) | Q(finished_at__isnull=True)
+    near = steps.filter(started_at__gte=low - short, started_at__lte=high).filter(
+        Q(started_at__gte=low) | maybe_open
+    )
+    page = keyset_page(
+        step_rows(near), "started_at", descending=False, after=after, before=before, size=size
+    )
+    until = run.live_until or timezone.now()
+    page.items = [step for step in page.items if _is_open(step, low, until)]
+    open_before: list[Step] = []
+    if page.prev_cursor is None:
+        earlier = steps.filter(started_at__lt=low - short).filter(maybe_open)
+        # The longest first: ordered by (run, duration_ms) itself, not by start (SQLite
+        # would walk (run, started_at) from the run's start to keep that order).
+        long_ones = earlier.filter(duration_ms__gt=short.total_seconds() * 1000).order_by(
+            "-duration_ms", "-started_at"
+        )
+        # In (run, duration_ms, started_at, finished_at) order, duration_ms (all NULL
+        # here) included: PostgreSQL does not take IS NULL for an equality that fixes the
+        # order, and SQLite, ordered by start alone, walks (run, started_at) instead.
+        unknown = earlier.filter(duration_ms__isnull=True).order_by(
+            "duration_ms", "started_at", "finished_at"
+        )
+        found = {}
+        for queryset in (long_ones, unknown):
+            for step in step_rows(queryset)[:size]:
+                if _is_open(step, low, until):
+                    found[step.pk] = step
+        open_before = sorted(found.values(), key=lambda s: (s.started_at, s.pk))[:size]
+    unstarted: list[Step] = []
+    if whole_run and page.next_cursor is None:
+        unstarted = list(
+            step_rows(steps.filter(started_at__isnull=True)).order_by("seq", "id")[:size]
+        )
+    return TimeWindow(open_before, page, unstarted)
+
+
+def _is_open(step: Step, low: datetime, until: datetime) -> bool:
+    """Whether a step the indexes kept reaches `low`: it starts there or later, or it
+    ends there or later (its end, its duration, or now for a running step)."""
+    if step.started_at >= low or step.finished_at is not None:
+        return True
+    end = _duration(step, until)
+    return end is not None and step.started_at + timedelta(milliseconds=end) >= low
+
+
+@dataclass
+class Minimap:
+    buckets: list[dict]  # {"x", "width", "height"}: density of step starts, 0..1 high
+    failed: list[float]  # x (0..1000) of failed steps' starts
+    failed_capped: bool
+    sampled: int  # how many steps the density was estimated from (0: exact, none)
+    exact: bool
+
+
+def minimap(run: Run, span_ms: float, *, buckets: int = MINIMAP_BUCKETS) -> Minimap:
+    """The density of the whole run's step starts over its time axis, in `buckets`
+    columns, and the failed steps as ticks. Cheap at any size: the density comes from
+    at most MINIMAP_SAMPLE steps spread evenly over the run's seq (one IN lookup on
+    (run, seq, id)), exact for a run that small; the failed steps from the (run,
+    status, started_at) index, at most MINIMAP_FAILED of them."""
+    start, _ = time_axis(run)
+    if start is None or span_ms <= 0:
+        return Minimap([], [], False, 0, True)
+    # Steps are numbered 1..step_count in seq (the store's count, kept with the run).
+    top = run.step_count or 0
+    exact = top <= MINIMAP_SAMPLE
+    steps = Step.objects.filter(run_id=run.pk)
+    if not exact:
+        stride = top / MINIMAP_SAMPLE
+        # Through (run, seq, id): a filter on started_at here would have SQLite walk
+        # (run, started_at) instead, the whole run.
+        steps = steps.filter(seq__in=sorted({int(i * stride) + 1 for i in range(MINIMAP_SAMPLE)}))
+    starts = [moment for moment in steps.values_list("started_at", flat=True) if moment]
+    counts = [0] * buckets
+    for moment in starts:
+        at = int(ms_between(start, moment) / span_ms * buckets)
+        counts[min(max(at, 0), buckets - 1)] += 1
+    peak = max(counts) or 1
+    width = 1000 / buckets
+    bars = [
+        {"x": f"{i * width:.2f}", "width": f"{width:.2f}", "height": f"{count / peak:.3f}"}
+        for i, count in enumerate(counts)
+        if count
+    ]
+    # From (run, status, started_at) alone.
+    failed_rows = Step.objects.filter(
+        run_id=run.pk, status=Status.FAILED, started_at__isnull=False
+    ).order_by("started_at")
+    failed_starts = list(failed_rows.values_list("started_at", flat=True)[: MINIMAP_FAILED + 1])
+    capped = len(failed_starts) > MINIMAP_FAILED
+    ticks = sorted(
+        {
+            round(min(max(ms_between(start, m) / span_ms, 0.0), 1.0) * 1000, 1)
+            for m in failed_starts[:MINIMAP_FAILED]
+        }
+    )
+    return Minimap(bars, ticks, capped, 0 if exact else len(starts), exact)

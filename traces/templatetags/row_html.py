@@ -308,20 +308,32 @@ def _timeline_row(step, selected_key) -> str:
     if step.bar:
         x, width = _e(step.bar["x"]), _e(step.bar["width"])
         bar = f'<rect class="{status}" x="{x}" y="0" width="{width}" height="1"/>'
-    link = _name_link(
-        step, f"{step.url}?tab=timeline" if step.url else "", 'hx-target="#step-panel"'
-    )
+    url = getattr(step, "panel_url", None)
+    if url is None:
+        url = f"{step.url}?tab=timeline" if step.url else ""
+    link = _name_link(step, url, 'hx-target="#step-panel"')
     selected = " selected" if step.key == selected_key else ""
     # On the run's critical path: marked by a class and a sign, not by colour alone.
     critical = step.critical_ms is not None
     if critical:
         selected += " critical"
         tip = f"{tip} · on the critical path"
+    name = _e(step.name or step.key)
+    # A step with steps inside: a toggle that hides them (timeline.js), in this window.
+    fold = (
+        f'<button type="button" class="t-fold" data-fold aria-expanded="true"'
+        f' aria-label="Hide the steps inside {name}" title="Hide / show the steps inside">'
+        "</button>"
+        if step.child_count
+        else '<span class="t-fold-none"></span>'
+    )
+    parent = getattr(step, "parent_key", None)
+    parent_attr = f' data-parent="{_e(parent)}"' if parent is not None else ""
     return (
         f'\n    <li class="timeline-row {_e(step.depth_class)}{selected}'
         f'{getattr(step, "find_class", "")}" data-row tabindex="-1"'
-        f' data-tip="{tip}">\n'
-        f'      <span class="t-label" title="{_e(step.name or step.key)}">'
+        f' data-tip="{tip}" data-key="{_e(step.key)}"{parent_attr}>\n'
+        f'      <span class="t-label" title="{name}">{fold}'
         f'<span class="t-icon s-{status}" aria-label="{status}">{_e(status_icon(step.status))}'
         "</span>\n"
         f"        {link}{_CRITICAL_MARK if critical else ''}</span>\n"

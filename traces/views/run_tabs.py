@@ -196,6 +196,186 @@ def _expand_url(children_url: str, expand: list[str], failed_only: bool) -> str:
 
 
 def timeline_context(run: Run, form) -> dict:
+    """A run with step timestamps: the steps overlapping the chosen time window
+    (`from_ms`/`to_ms`, the whole run by default) with the zoom controls and the
+    minimap. Without timestamps (greentic): windows in run order, end to end."""
+    if not _has_step_times(run):
+        return _untimed_timeline(run, form)
+    options = form.cleaned_data
+    start, end = queries.timeline.time_axis(run)
+    span_ms = max(queries.timeline.ms_between(start, end) or 0.0, 0.0)
+    from_ms, to_ms = _time_window(options, span_ms)
+    window_ms = to_ms - from_ms
+    found = queries.timeline.overlapping(
+        run,
+        from_ms,
+        to_ms,
+        span_ms,
+        failed_only=form.failed_only,
+        after=options["after"] or None,
+        before=options["before"] or None,
+        whole_run=window_ms >= span_ms,
+    )
+    rows = [*found.open_before, *found.page.items, *found.unstarted]
+    layout = queries.timeline.lay_out(run, rows, failed_only=form.failed_only)
+    step_url_of = key_urls("traces:step-detail", run.pk)
+    base = reverse("traces:run-timeline", args=[run.pk])
+    keep = {"failed": "1"} if form.failed_only else {}
+    zoomed = window_ms < span_ms
+    here = {**keep, **(_window_query(from_ms, to_ms) if zoomed else {})}
+    panel_query = urlencode({"tab": "timeline", **here})
+    for step, offset_ms, duration_ms in layout.items:
+        step.bar = (
+            None if offset_ms is None else _clipped_bar(offset_ms, duration_ms, from_ms, to_ms)
+        )
+        step.tip = _tip(step, offset_ms, duration_ms, True)
+        step.url = step_url_of(step.key)
+        step.panel_url = f"{step.url}?{panel_query}" if step.url else ""
+        step.depth_class = f"depth-{min(step.depth, 12)}"
+    minimap = queries.timeline.minimap(run, span_ms)
+    return {
+        "rows": rows,
+        "timed": True,
+        "zoomable": span_ms >= 2 * MIN_WINDOW_MS,
+        "zoomed": zoomed,
+        "span_ms": span_ms,
+        "from_ms": from_ms,
+        "to_ms": to_ms,
+        "window_ms": window_ms,
+        "open_before": len(found.open_before),
+        "unstarted": len(found.unstarted),
+        "ticks": [
+            {"label": _tick(from_ms + window_ms * frac / 4) if from_ms or frac else "0"}
+            for frac in range(5)
+        ],
+        **_window_urls(base, here, found.page),
+        "controls": _zoom_controls(base, keep, from_ms, to_ms, span_ms),
+        "minimap": _minimap_context(minimap, from_ms, to_ms, span_ms),
+        "base_url": f"{base}?{urlencode(keep)}" if keep else base,
+        "live": run.live_until is not None,
+    }
+
+
+def _has_step_times(run: Run) -> bool:
+    """Whether the run's steps are on a clock: the store notes their first start;
+    a run written otherwise is asked (one lookup on (run, started_at))."""
+    if run.steps_started_at is not None:
+        return True
+    if run.started_at is None:
+        return False
+    return Step.objects.filter(run_id=run.pk, started_at__isnull=False).exists()
+
+
+# The zoom controls and their keys (timeline.js); their labels are in the template.
+ZOOM_KEYS = (("in", "w"), ("out", "s"), ("left", "a"), ("right", "d"), ("reset", "0"))
+# The narrowest window the zoom goes to, in ms.
+MIN_WINDOW_MS = 1.0
+MINIMAP_HEIGHT = 40
+
+
+def _time_window(options: dict, span_ms: float) -> tuple[float, float]:
+    """The window asked for, within the run's axis; a window that cannot be is a
+    BadFilter (a 400 saying why)."""
+    asked_from, asked_to = options.get("from_ms"), options.get("to_ms")
+    if asked_from is None and asked_to is None:
+        return 0.0, span_ms
+    from_ms = 0.0 if asked_from is None else asked_from
+    to_ms = span_ms if asked_to is None else min(asked_to, span_ms)
+    if from_ms > span_ms:
+        raise BadFilter(
+            f"from_ms ({from_ms:g}) is after the end of the run's time axis ({span_ms:g} ms)."
+        )
+    if to_ms - from_ms < min(MIN_WINDOW_MS, span_ms) or to_ms <= from_ms:
+        raise BadFilter(
+            f"from_ms must be at least {MIN_WINDOW_MS:g} ms below to_ms "
+            f"(the run's time axis is {span_ms:g} ms long)."
+        )
+    return from_ms, to_ms
+
+
+def _tick(at_ms: float) -> str:
+    return f"+{human_duration(at_ms)}"
+
+
+def _ms(value: float) -> str:
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _window_query(from_ms: float, to_ms: float) -> dict:
+    return {"from_ms": _ms(from_ms), "to_ms": _ms(to_ms)}
+
+
+def _zoom_controls(base: str, keep: dict, from_ms: float, to_ms: float, span_ms: float) -> list:
+    """Zoom in / out (by 2, around the window's middle), pan left / right (by half a
+    window), reset: each a link, or None where it cannot go further."""
+    width = to_ms - from_ms
+    middle = (from_ms + to_ms) / 2
+
+    def url(lo: float, hi: float) -> str:
+        lo, hi = max(lo, 0.0), min(hi, span_ms)
+        query = keep if hi - lo >= span_ms else {**keep, **_window_query(lo, hi)}
+        return f"{base}?{urlencode(query)}" if query else base
+
+    half = max(width / 2, MIN_WINDOW_MS)
+    out_lo = max(0.0, min(middle - width, span_ms - 2 * width))
+    left_lo = max(0.0, from_ms - width / 2)
+    right_hi = min(span_ms, to_ms + width / 2)
+    can_zoom_in = width / 2 >= MIN_WINDOW_MS and span_ms > 0
+    urls = {
+        "in": url(middle - half / 2, middle + half / 2) if can_zoom_in else "",
+        "out": url(out_lo, out_lo + 2 * width) if width < span_ms else "",
+        "left": url(left_lo, left_lo + width) if from_ms > 0 else "",
+        "right": url(right_hi - width, right_hi) if to_ms < span_ms else "",
+        "reset": url(0.0, span_ms) if width < span_ms else "",
+    }
+    return [{"name": name, "key": key, "url": urls[name]} for name, key in ZOOM_KEYS]
+
+
+def _minimap_context(minimap, from_ms: float, to_ms: float, span_ms: float) -> dict:
+    """The minimap's SVG shapes on a viewBox 1000 wide and MINIMAP_HEIGHT high."""
+    height = MINIMAP_HEIGHT - 4
+    bars = [
+        {
+            "x": bar["x"],
+            "width": bar["width"],
+            "y": f"{MINIMAP_HEIGHT - float(bar['height']) * height:.2f}",
+            "height": f"{float(bar['height']) * height:.2f}",
+        }
+        for bar in minimap.buckets
+    ]
+    scale = 1000 / span_ms if span_ms > 0 else 0.0
+    x = from_ms * scale
+    width = max((to_ms - from_ms) * scale, 2.0)
+    # Each kind of shape is one <path> (a rectangle per column or tick): thousands of
+    # failed steps are one element, written here rather than looped in the template.
+    bar_path = " ".join(f"M{b['x']} {b['y']}h{b['width']}V{MINIMAP_HEIGHT}H{b['x']}z" for b in bars)
+    failed_path = " ".join(f"M{tick} 0h1.5v{MINIMAP_HEIGHT}h-1.5z" for tick in minimap.failed)
+    return {
+        "bar_path": bar_path,
+        "failed_path": failed_path,
+        "failed": len(minimap.failed),
+        "failed_capped": minimap.failed_capped,
+        "sampled": minimap.sampled,
+        "height": MINIMAP_HEIGHT,
+        "window": {"x": f"{min(x, 1000 - width):.2f}", "width": f"{width:.2f}"},
+    }
+
+
+def _clipped_bar(offset_ms: float, duration_ms: float | None, lo: float, hi: float) -> dict:
+    """x and width (% of the window [lo, hi]) of the part of a step inside it; a
+    step of no length is still a visible tick (MIN_BAR)."""
+    width_ms = hi - lo
+    scale = 100.0 / width_ms if width_ms > 0 else 0.0
+    end_ms = offset_ms + (duration_ms or 0.0)
+    left, right = max(offset_ms, lo), min(end_ms, hi)
+    x = min(max((left - lo) * scale, 0.0), 100.0)
+    width = max((right - left) * scale, MIN_BAR)
+    x = min(x, 100.0 - width)
+    return {"x": f"{x:.3f}", "width": f"{width:.3f}", "duration_ms": duration_ms}
+
+
+def _untimed_timeline(run: Run, form) -> dict:
     options = form.cleaned_data
     page = queries.timeline.timeline_window(
         run.pk,
@@ -212,6 +392,7 @@ def timeline_context(run: Run, form) -> dict:
         step.bar = None if offset_ms is None else _bar(offset_ms, duration_ms or 0.0, span_ms)
         step.tip = _tip(step, offset_ms, duration_ms, layout.timed)
         step.url = step_url_of(step.key)
+        step.panel_url = f"{step.url}?tab=timeline" if step.url else ""
         step.depth_class = f"depth-{min(step.depth, 12)}"
     base = reverse("traces:run-timeline", args=[run.pk])
     keep = {"failed": "1"} if form.failed_only else {}
@@ -219,6 +400,7 @@ def timeline_context(run: Run, form) -> dict:
     return {
         "rows": rows,
         "timed": layout.timed,
+        "zoomable": False,
         "span_ms": span_ms,
         "ticks": [
             {"label": human_duration(span_ms * frac / 4) if frac else "0"} for frac in range(5)
