@@ -48,7 +48,7 @@ from django.db import connection
 from generate import EVENTS_DDL, WORKFLOW_DDL
 
 from traces.ingest.loader import ingest_paths
-from traces.models import Call, EntityLink, LogEntry, Run, Step, TraceFile
+from traces.models import Call, EntityLink, LogEntry, Run, Step, StepGroup, TraceFile
 
 FORMATS = ("duckflux-files", "duckflux-big", "greentic", "traceos", "runs", "workflow")
 LABELS = {
@@ -67,7 +67,7 @@ LABELS = {
 def clear_store() -> None:
     """Empty every table an ingest writes (plain DELETEs, children first)."""
     with connection.cursor() as cursor:
-        for model in (LogEntry, EntityLink, Call, Step, Run, TraceFile):
+        for model in (StepGroup, LogEntry, EntityLink, Call, Step, Run, TraceFile):
             cursor.execute(f"DELETE FROM {model._meta.db_table}")
 
 
