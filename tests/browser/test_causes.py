@@ -63,6 +63,12 @@ def test_choose_a_cause_see_its_breakdown_pick_a_preset_and_go_back(page, loaded
     page.wait_for_url(lambda url: "error_group" not in url)
     # The run type chosen in the breakdown still holds; any type: every cause again.
     assert "run_type=nightly" in page.url
+    # The swap that pushed that URL may still be settling: a change made on the form it
+    # replaces would be lost.
+    page.wait_for_function(
+        "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')"
+    )
+    expect(page.locator("select[name=run_type]")).to_have_value("nightly")
     page.select_option("select[name=run_type]", "")
     page.wait_for_url(lambda url: "run_type" not in url)
     expect(table_rows).to_have_count(every)
