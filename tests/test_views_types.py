@@ -305,3 +305,18 @@ def test_the_runs_axis_is_labelled_in_whole_runs(client, runs, labels):
     chart = next(c for c in response.context["charts"] if c.id == "chart-runs")
     assert [tick["label"] for tick in chart.ticks] == labels
     assert f"the most in one hour: {runs}." in chart.description
+
+
+@pytest.mark.parametrize("page", ["list", "detail"])
+def test_the_types_pages_offer_the_relative_time_presets(client, page):
+    nightly_runs()
+    url = (
+        reverse("traces:type-list")
+        if page == "list"
+        else reverse("traces:type-detail", args=[TYPE])
+    )
+    html = client.get(url, {"since": "24h", "status": "failed"}).content.decode()
+    current = re.search(r'<a href="([^"]*)" aria-current="true">last 24 h</a>', html)
+    assert current, "the chosen preset is marked"
+    assert "status=failed" in unescape(current[1])  # the other filters stay
+    assert '<datalist id="time-presets">' in html  # the From box's list="time-presets"
