@@ -188,6 +188,11 @@ def test_steps_list_walks_an_index(tree_run, status):
 def test_steps_list_count_reads_an_index_alone(tree_run):
     """The "10,000+" count of the failed steps: 10,001 entries of the status index,
     never a lookup of each row in the table for its `synthetic` flag."""
+    if connection.vendor == "postgresql":
+        # With no statistics, a 120-row table lets the planner pick any index that
+        # holds `status` (the zoom's run-led one too): plan as a real store is planned.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE traces_step")
     steps = queries.steps.filter_steps({"status": "failed"})
     [(sql, plan)] = plans_of(
         lambda: queries.steps.capped_count(steps), dear=("sort", "seqscan", "bitmapscan")
