@@ -45,7 +45,12 @@ def browser():
 @pytest.fixture
 def page(browser, live_server):
     """A fresh page; any console error or CSP violation fails the test."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1400, "height": 900})
+    yield from watched_page(browser, live_server, {"width": 1400, "height": 900})
+
+
+def watched_page(browser, live_server, viewport: dict):
+    """A fixture's page at `viewport`; any console error or CSP violation fails the test."""
+    context = browser.new_context(base_url=live_server.url, viewport=viewport)
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))

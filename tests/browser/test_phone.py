@@ -3,6 +3,7 @@ that scrolls away, the filters behind a "Filters (n)" button, the runs as cards.
 
 import pytest
 
+from tests.browser.conftest import watched_page
 from traces.models import Run
 
 PHONE = {"width": 390, "height": 844}
@@ -10,15 +11,7 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture
 def phone(browser, live_server):
-    context = browser.new_context(base_url=live_server.url, viewport=PHONE)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.set_default_timeout(10_000)
-    yield page
-    context.close()
-    assert problems == [], f"browser console errors: {problems}"
+    yield from watched_page(browser, live_server, PHONE)
 
 
 def pages() -> list[str]:
