@@ -69,8 +69,12 @@
   });
 
   // Keyboard: "/" search, j/k move between rows, Enter opens, Esc closes the step panel.
+  // Visibility is checked at the key press too: the "toggle" event that takes a
+  // collapsed node's rows out of the order arrives a task after the click.
   function rows() {
-    return Array.from(document.querySelectorAll("[data-row]"));
+    return Array.from(document.querySelectorAll("[data-row]")).filter(function (row) {
+      return row.checkVisibility ? row.checkVisibility() : row.offsetParent !== null;
+    });
   }
   function typing(target) {
     return target.closest("input, textarea, select, [contenteditable]");
