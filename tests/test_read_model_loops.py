@@ -7,17 +7,15 @@ from collections import defaultdict
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 
 from tests.factories import BASE_TIME
-from tests.test_read_model_causes import change_source, delete_source_runs
+from tests.read_models import migrated_from, runs_gone_from_source
+from tests.test_read_model_causes import change_source
 from traces.ingest import step_groups, store
 from traces.ingest.loader import ingest_paths
 from traces.ingest.records import RunRecord, StepRecord
-from traces.models import Run, Step, StepGroup, TraceSource
+from traces.models import Run, Step, StepGroup
 
 pytestmark = pytest.mark.django_db
 
@@ -184,19 +182,8 @@ def test_the_delete_button_takes_the_groups_off(client, samples):
 
 @pytest.mark.parametrize("mirrored", [False, True], ids=["kept then pruned", "mirrored"])
 def test_runs_gone_from_their_source_are_taken_off(runs_db, mirrored):
-    source = TraceSource.objects.create(path=str(runs_db.parent), mirror_deletions=mirrored)
-    ingest_paths([runs_db], source=source)
-    gone = list(StepGroup.objects.values_list("run_id", flat=True).distinct())
-    assert gone
-    delete_source_runs(
-        runs_db, list(Run.objects.filter(pk__in=gone).values_list("external_id", flat=True))
-    )
-    ingest_paths([runs_db], source=source)
-    assert_read_model_is_the_recount()
-    if not mirrored:
-        call_command("prune", "--left-source")
+    gone = runs_gone_from_source(runs_db, mirrored=mirrored, check=assert_read_model_is_the_recount)
     assert not StepGroup.objects.filter(run_id__in=gone).exists()
-    assert_read_model_is_the_recount()
 
 
 def _loop_record(external_id: str, iterations: int = 6, *, fail_at: int | None = None):
@@ -266,19 +253,14 @@ def test_the_first_differing_field_follows_the_first_steps_key_order():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_fills_the_read_model_from_the_stored_runs():
-    executor = MigrationExecutor(connection)
-    executor.migrate([("traces", "0021_critical_path")])
-    apps = executor.loader.project_state([("traces", "0021_critical_path")]).apps
-    OldRun, OldStep = apps.get_model("traces", "Run"), apps.get_model("traces", "Step")
-    run = OldRun.objects.create(format="runs", external_id="1", status="succeeded")
-    for seq in range(1, 5):
-        OldStep.objects.create(
-            run=run, key=str(seq), seq=seq, position=seq, name="load",
-            status="failed" if seq == 1 else "succeeded", duration_ms=seq * 1.5,
-        )  # fmt: skip
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes("traces"))
+    with migrated_from("0021_critical_path") as apps:
+        OldRun, OldStep = apps.get_model("traces", "Run"), apps.get_model("traces", "Step")
+        run = OldRun.objects.create(format="runs", external_id="1", status="succeeded")
+        for seq in range(1, 5):
+            OldStep.objects.create(
+                run=run, key=str(seq), seq=seq, position=seq, name="load",
+                status="failed" if seq == 1 else "succeeded", duration_ms=seq * 1.5,
+            )  # fmt: skip
     assert_read_model_is_the_recount()
     assert list(StepGroup.objects.values_list("name", "count", "failed", "max_ms")) == [
         ("load", 4, 1, 6.0)
