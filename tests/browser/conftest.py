@@ -48,8 +48,9 @@ def page(browser, live_server):
     yield from watched_page(browser, live_server, {"width": 1400, "height": 900})
 
 
-def watched_page(browser, live_server, viewport: dict):
-    """A fixture's page at `viewport`; any console error or CSP violation fails the test."""
+def watched_page(browser, live_server, viewport: dict, expected=lambda text: False):
+    """A fixture's page at `viewport`; any console error or CSP violation fails the
+    test, but those `expected(text)` says the test provokes."""
     context = browser.new_context(base_url=live_server.url, viewport=viewport)
     page = context.new_page()
     problems: list[str] = []
@@ -58,6 +59,7 @@ def watched_page(browser, live_server, viewport: dict):
     page.set_default_timeout(10_000)
     yield page
     context.close()
+    problems = [text for text in problems if not expected(text)]
     assert problems == [], f"browser console errors: {problems}"
 
 
