@@ -27,11 +27,15 @@ def work_the_queue() -> None:
         run_ingest_job.call(job.pk)
 
 
-def test_add_scan_now_then_see_the_report_and_the_files(page, root):
+def add_source(page, path, *, scan_now: bool) -> None:
     page.goto("/sources/")
-    page.get_by_label("Path").fill(str(root / "greentic"))
-    page.get_by_label("Scan it now").check()
+    page.get_by_label("Path").fill(str(path))
+    page.get_by_label("Scan it now").set_checked(scan_now)
     page.get_by_role("button", name="Add source").click()
+
+
+def test_add_scan_now_then_see_the_report_and_the_files(page, root):
+    add_source(page, root / "greentic", scan_now=True)
     page.wait_for_url("**/sources/*/")
     page.evaluate("window.__samePage = true")
     scan = page.locator("#source-scan")
@@ -51,10 +55,8 @@ def test_add_scan_now_then_see_the_report_and_the_files(page, root):
 
 
 def test_a_rows_rescan_is_followed_until_it_ends(page, root):
-    page.goto("/sources/")
-    page.get_by_label("Path").fill(str(root / "greentic"))
-    page.get_by_label("Scan it now").uncheck()
-    page.get_by_role("button", name="Add source").click()
+    add_source(page, root / "greentic", scan_now=False)
+    page.wait_for_url("**/sources/*/")
     page.goto("/sources/")
     row = page.locator("tr[id^=source-]")
     assert "never" in row.text_content()
