@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 
 from tests.factories import make_runs, make_steps, recount_failure_causes
+from traces.causes import slot_start
 from traces.ingest.loader import ingest_paths
 from traces.models import Step
 from traces.queries import errors
@@ -202,6 +203,26 @@ def test_the_api_draws_the_same_range(client):
     answer = client.get("/api/steps/errors", {"since": "24h"}).json()
     assert answer["spark_unit"] == "hour" and answer["from_read_model"]
     assert sum(point["n"] for point in answer["groups"][0]["spark"]) == 5
+
+
+@pytest.mark.django_db
+def test_a_causes_steps_link_lists_what_its_count_counted(client):
+    """`since=1h` counts from its first 10-minute slot; the group's `steps` link
+    (/api/steps) lists from there too, not from an hour ago to the second."""
+    now = datetime.now(UTC)
+    slot = slot_start(now - timedelta(hours=1))
+    run = make_runs(1, status="failed")[0]
+    [early, *recent] = make_steps(run, 3, status="failed", error="upstream 503 from billing")
+    # In the snapped slot, before "an hour ago" (or on it, when that is a slot's start).
+    early.started_at = slot + (now - timedelta(hours=1) - slot) / 2
+    for step in recent:
+        step.started_at = now - timedelta(minutes=5)
+    Step.objects.bulk_update([early, *recent], ["started_at"])
+    recount_failure_causes()
+    [group] = client.get("/api/steps/errors", {"since": "1h"}).json()["groups"]
+    assert group["count"] == 3
+    listed = client.get(group["steps"]).json()
+    assert listed["count"] == 3 and len(listed["items"]) == 3
 
 
 # --- query counts -------------------------------------------------------------------------------

@@ -41,8 +41,9 @@ def list_steps(request, filters: Query[StepQuery]):
     """Steps across runs, newest first: the steps page's filters. `status=failed` is
     the failed-steps view; `error_group=<text>` (a group's `text` from /api/steps/errors)
     narrows to one cause."""
-    form = valid(StepListForm, request.GET)
-    data = form.cleaned_data
+    # form.filters, as the steps page and /steps/errors: a relative range starts at its
+    # first 10-minute slot, so a cause's `steps` link lists what its count counted.
+    data = valid(StepListForm, request.GET).filters
     steps = queries.steps.filter_steps(data)
     page = queries.steps.steps_page(steps, data)
     count, capped = queries.steps.capped_count(steps)
