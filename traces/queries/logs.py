@@ -85,6 +85,10 @@ class StepName:
     def steps_capped(self) -> bool:
         return self.steps > STEPS_COUNTED
 
+    @property
+    def steps_shown(self) -> int:
+        return min(self.steps, STEPS_COUNTED)
+
 
 def step_names(run_id: int, log_count: int) -> list[StepName]:
     """The run's step names for the logs tab's picker: those with log lines first
