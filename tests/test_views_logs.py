@@ -98,7 +98,8 @@ def test_without_words_the_newest_lines_are_listed_and_the_query_count_is_flat(
 ):
     assert found(client) == scan()[:50]
     html = client.get(URL).content.decode()
-    assert "log lines, newest first" in html and "Type words of a line to search them." in html
+    assert "Log lines, newest first, 50 a page." in html
+    assert "Type words of a line to search them." in html
     # A query of no searchable word lists the newest lines too, and says why.
     assert found(client, q="—") == scan()[:50]
     with django_assert_max_num_queries(2):

@@ -21,8 +21,8 @@ PAGE = 50
 @dataclass
 class LogHits:
     items: list[LogEntry]
-    count: int  # up to COUNT_CAP, from `before` on
-    capped: bool
+    count: int  # up to COUNT_CAP, from `before` on; without words, the lines listed
+    capped: bool  # more than COUNT_CAP; without words, more than a page
     older: int | None  # the cursor of the next (older) page
 
 
@@ -30,15 +30,15 @@ def search_logs(query: str, filters: dict, *, size: int = PAGE) -> LogHits:
     """`filters`: cleaned data of LogSearchForm (level, step, format, type, since,
     until, before); a query without words lists the newest lines."""
     words = words_of(query)
-    ids = _matching_log_ids(words, filters) if words else _newest_log_ids(filters)
+    # Without words only a page is read: a count would walk 20 times as far.
+    cap = COUNT_CAP if words else size
+    ids = _matching_log_ids(words, filters) if words else _newest_log_ids(filters, size + 1)
     shown = ids[:size]
     rows = LogEntry.objects.filter(pk__in=shown).select_related("step", "run")
     by_id = {row.pk: row for row in rows.only(*LOG_ROW_FIELDS, *_RUN_FIELDS)}
     items = [by_id[pk] for pk in shown if pk in by_id]
     more = len(ids) > size
-    return LogHits(
-        items, min(len(ids), COUNT_CAP), len(ids) > COUNT_CAP, shown[-1] if more else None
-    )
+    return LogHits(items, min(len(ids), cap), len(ids) > cap, shown[-1] if more else None)
 
 
 _RUN_FIELDS = ("run__id", "run__name", "run__external_id", "run__format", "run__type")
@@ -98,15 +98,17 @@ def _adapted(name: str, value):
 
 # Without words: the newest lines (by id, the order they were written) that pass the
 # filters. Lines are read newest first through the primary key, or the level's index,
-# until COUNT_CAP + 1 pass; when the time range or the runs of the format and type hold
-# at most SPARSE lines (counted from log_time, or summed from the runs' log_count), those
-# lines are read through their index instead and sorted, so a filter that keeps few of
-# millions of lines does not walk them all. PostgreSQL's planner weighs it itself with
-# its statistics; SQLite is told which index to take.
+# until a page passes; when the time range holds at most SPARSE lines (counted from
+# log_time), or the runs of the format and type are at most SPARSE_RUNS runs with at most
+# SPARSE lines (summed from their log_count), those lines are read through their index
+# instead and sorted, so a filter that keeps few of millions of lines does not walk them
+# all. PostgreSQL's planner weighs it itself with its statistics; SQLite is told which
+# index to take.
 SPARSE = 5000
+SPARSE_RUNS = 100
 
 
-def _newest_log_ids(filters: dict) -> list[int]:
+def _newest_log_ids(filters: dict, limit: int) -> list[int]:
     table = LogEntry._meta.db_table
     sqlite = connection.vendor == "sqlite"
     runs_sql, runs_params = _runs_filter(filters)
@@ -133,7 +135,7 @@ def _newest_log_ids(filters: dict) -> list[int]:
     indexed = f"INDEXED BY {driver}" if driver else ""
     sql = (
         f"SELECT line.id FROM {table} AS line {indexed} {step_join} {where} "
-        f"ORDER BY line.id DESC LIMIT {COUNT_CAP + 1}"
+        f"ORDER BY line.id DESC LIMIT {int(limit)}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -155,9 +157,9 @@ def _sparse_driver(filters: dict, runs_sql: str, runs_params: list) -> str:
     with connection.cursor() as cursor:
         if runs_sql:
             with_lines = runs_sql.replace("SELECT id", "SELECT log_count", 1)
-            cursor.execute(f"{with_lines} AND log_count > 0 LIMIT {SPARSE + 1}", runs_params)
+            cursor.execute(f"{with_lines} AND log_count > 0 LIMIT {SPARSE_RUNS + 1}", runs_params)
             counts = [row[0] for row in cursor.fetchall()]
-            if len(counts) <= SPARSE and sum(counts) <= SPARSE:
+            if len(counts) <= SPARSE_RUNS and sum(counts) <= SPARSE:
                 return "log_run_seq"
         times = [(name, filters.get(name)) for name in ("since", "until") if filters.get(name)]
         if times:

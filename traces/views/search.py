@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
 from traces.forms import LogSearchForm, SearchForm
+from traces.search.logs import PAGE as LOG_PAGE
 from traces.search.logs import search_logs
 from traces.search.query import COUNT_CAP, SHOWN, search, url_of, words_of
 from traces.templatetags.traces_extras import filter_count
@@ -52,5 +53,6 @@ def log_search(request: HttpRequest) -> HttpResponse:
         "filtered": filter_count(form) > (1 if query else 0),
         "hits": hits,
         "cap": COUNT_CAP,
+        "page_size": LOG_PAGE,
     }
     return render(request, "traces/log_search.html", context)
