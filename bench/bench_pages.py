@@ -811,6 +811,8 @@ def log_cases(t: Targets) -> list[Case]:
              "/logs/", [], params={"since": "24h"}),
         Case("logs_newest_format_since", "log search without words, a format with no lines "
              "and the last 7 d", "/logs/", [], params={"format": "otlp", "since": "7d"}),
+        Case("logs_newest_step", "log search without words, a step name", "/logs/", [],
+             params={"step": _wf_step_name(t.wf_run)}),
         Case("logs_tab_picker", f"logs tab of the big run ({t.big_steps:,} steps): its step "
              "picker", f"/runs/{t.big_run}/logs/", []),
         Case("logs_tab_step", "logs tab of a workflow run, one step name picked (htmx rows)",

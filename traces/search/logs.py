@@ -111,13 +111,13 @@ SPARSE_RUNS = 100
 def _newest_log_ids(filters: dict, limit: int) -> list[int]:
     table = LogEntry._meta.db_table
     sqlite = connection.vendor == "sqlite"
-    runs_sql, runs_params = _runs_filter(filters)
-    driver = _sparse_driver(filters, runs_sql, runs_params) if sqlite else ""
+    runs_where, runs_params = _runs_filter(filters)
+    driver = _sparse_driver(filters, runs_where, runs_params) if sqlite else ""
     # SQLite: `+column` keeps a clause off an index, so the walk stays in id order.
     walk = "+" if sqlite and not driver else ""
     clauses, params = [], []
-    if runs_sql:
-        clauses.append(f"{walk}line.run_id IN ({runs_sql})")
+    if runs_where:
+        clauses.append(f"{walk}line.run_id IN (SELECT id FROM traces_run AS run {runs_where})")
         params += runs_params
     for name, sql in (
         ("level", "line.level = %s"),
@@ -143,21 +143,24 @@ def _newest_log_ids(filters: dict, limit: int) -> list[int]:
 
 
 def _runs_filter(filters: dict) -> tuple[str, list]:
-    """The runs of the chosen format and type, as a subquery of their ids."""
+    """The WHERE of the runs of the chosen format and type ("" when neither is)."""
     clauses = [(name, filters.get(name)) for name in ("format", "type") if filters.get(name)]
     if not clauses:
         return "", []
-    where = " AND ".join(f"{name} = %s" for name, _ in clauses)
-    return f"SELECT id FROM traces_run AS run WHERE {where}", [value for _, value in clauses]
+    where = " AND ".join(f"run.{name} = %s" for name, _ in clauses)
+    return f"WHERE {where}", [value for _, value in clauses]
 
 
-def _sparse_driver(filters: dict, runs_sql: str, runs_params: list) -> str:
+def _sparse_driver(filters: dict, runs_where: str, runs_params: list) -> str:
     """The index to read the lines through when a filter keeps at most SPARSE of
     them (SQLite), else "" (the newest-first walk)."""
     with connection.cursor() as cursor:
-        if runs_sql:
-            with_lines = runs_sql.replace("SELECT id", "SELECT log_count", 1)
-            cursor.execute(f"{with_lines} AND log_count > 0 LIMIT {SPARSE_RUNS + 1}", runs_params)
+        if runs_where:
+            cursor.execute(
+                f"SELECT log_count FROM traces_run AS run {runs_where} AND log_count > 0 "
+                f"LIMIT {SPARSE_RUNS + 1}",
+                runs_params,
+            )
             counts = [row[0] for row in cursor.fetchall()]
             if len(counts) <= SPARSE_RUNS and sum(counts) <= SPARSE:
                 return "log_run_seq"
