@@ -72,7 +72,7 @@ def steps_named(run_id: int, value: str) -> list[int] | QuerySet:
 # LINES_BY_NAME lines (its lines' steps are read to count them).
 STEP_NAMES = 500
 STEPS_COUNTED = 1000
-LINES_BY_NAME = 20_000
+LINES_BY_NAME = 5_000
 
 
 @dataclass
