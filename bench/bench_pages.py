@@ -786,7 +786,53 @@ def cases(t: Targets) -> list[Case]:
         Case("api_type_trends", "GET /api/types/{type}/trends",
              f"/api/types/{t.busy_type}/trends", trends_sql, api=True),
         *find_cases,
+        *log_cases(t),
     ]  # fmt: skip
+
+
+def log_cases(t: Targets) -> list[Case]:
+    """§14c: /logs/ without words (the newest lines, through the primary key, the
+    level's index or a sparse filter's), a common word narrowed by level or run type,
+    and the logs tab's step picker on the big run (a skip scan of its names). Their
+    bare SQL is the newest-first walk they read."""
+    if t.wf_run is None:
+        return []
+    wf_type = Run.objects.get(pk=t.wf_run).type
+    newest = "SELECT id FROM traces_logentry ORDER BY id DESC LIMIT 1001"
+    errors = "SELECT id FROM traces_logentry WHERE level = %s ORDER BY id DESC LIMIT 1001"
+    cases = [
+        Case("logs_newest", "log search without words: the newest lines", "/logs/",
+             [(newest, [])]),
+        Case("logs_newest_level", "log search without words, level error", "/logs/",
+             [(errors, ["error"])], params={"level": "error"}),
+        Case("logs_newest_type", f"log search without words, run type {wf_type!r}", "/logs/",
+             [], params={"type": wf_type}),
+        Case("logs_newest_since", "log search without words, last 24 h (no line in it)",
+             "/logs/", [], params={"since": "24h"}),
+        Case("logs_newest_format_since", "log search without words, a format with no lines "
+             "and the last 7 d", "/logs/", [], params={"format": "otlp", "since": "7d"}),
+        Case("logs_newest_step", "log search without words, a step name", "/logs/", [],
+             params={"step": _wf_step_name(t.wf_run)}),
+        Case("logs_tab_picker", f"logs tab of the big run ({t.big_steps:,} steps): its step "
+             "picker", f"/runs/{t.big_run}/logs/", []),
+        Case("logs_tab_step", "logs tab of a workflow run, one step name picked (htmx rows)",
+             f"/runs/{t.wf_run}/logs/", [], params={"step": _wf_step_name(t.wf_run)},
+             htmx_target=""),
+    ]  # fmt: skip
+    if "log word" in t.searches:
+        word = t.searches["log word"]
+        cases += [
+            Case("logs_word_level", f"log search: a common word ({word!r}), level error",
+                 "/logs/", [], params={"q": word, "level": "error"}),
+            Case("logs_word_type", f"log search: a common word ({word!r}), run type",
+                 "/logs/", [], params={"q": word, "type": wf_type}),
+        ]  # fmt: skip
+    return cases
+
+
+def _wf_step_name(run_id: int) -> str:
+    step = Step.objects.filter(run_id=run_id, logs__isnull=False).exclude(name="").first()
+    return step.name if step else "none"
 
 
 def run_find_cases(t: Targets, run_row: str) -> list[Case]:

@@ -1,8 +1,12 @@
 """Log lines across runs: /logs/?q= and GET /api/logs over the samples."""
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
+import traces.search.logs as search_logs_module
 from traces.ingest.loader import ingest_paths
 from traces.ingest.store import delete_runs
 from traces.models import LogEntry, Run
@@ -89,10 +93,75 @@ def test_hostile_text_is_escaped_and_queries_never_fail(client, loaded):
     assert client.get(URL, {"q": "x", "since": "yesterday"}).status_code == 400
 
 
-def test_the_empty_page_explains_and_the_query_count_is_flat(
+def test_without_words_the_newest_lines_are_listed_and_the_query_count_is_flat(
     client, loaded, django_assert_max_num_queries
 ):
+    assert found(client) == scan()[:50]
     html = client.get(URL).content.decode()
-    assert "every word must be in it" in html
+    assert "Log lines, newest first, 50 a page." in html
+    assert "Type words of a line to search them." in html
+    # A query of no searchable word lists the newest lines too, and says why.
+    assert found(client, q="—") == scan()[:50]
     with django_assert_max_num_queries(2):
         client.get(URL, {"q": "completed"})
+    with django_assert_max_num_queries(3):  # the lines, their rows, the sparse check
+        client.get(URL, {"type": "nosuchtype", "since": "7d"})
+
+
+def test_without_words_the_filters_narrow_the_newest_lines(client, loaded):
+    workflow = Run.objects.filter(format="workflow").exclude(type="").first()
+    assert found(client, level="error") == scan(level="error")[:50]
+    assert found(client, format="workflow") == scan(run__format="workflow")[:50]
+    assert (
+        found(client, type=workflow.type, level="info")
+        == scan(run__type=workflow.type, level="info")[:50]
+    )
+    named = LogEntry.objects.filter(step__isnull=False).first()
+    assert found(client, step=named.step.name) == scan(step__name=named.step.name)[:50]
+    assert (
+        found(client, type="nosuchtype") == []
+        and found(client, format="otlp") == scan(run__format="otlp")[:50]
+    )
+    html = client.get(URL, {"type": "nosuchtype"}).content.decode()
+    assert "No log line matches these filters." in html
+
+
+def test_without_words_a_time_range_reads_the_lines_in_it(client, loaded):
+    timed = LogEntry.objects.exclude(time=None).order_by("time")
+    times = list(timed.values_list("time", flat=True))
+    middle = times[len(times) // 2]
+    since = middle.strftime("%Y-%m-%d %H:%M:%S")
+    expected = scan(time__gte=middle.replace(microsecond=0))
+    assert expected and found(client, since=since) == expected[:50]
+    assert found(client, since="1h") == scan(time__gte=timezone.now() - timedelta(hours=1))[:50]
+
+
+@pytest.mark.parametrize("sparse", [0, 100_000])
+def test_without_words_pages_go_older_through_the_same_lines_whichever_index(
+    client, loaded, monkeypatch, sparse
+):
+    """A filter that keeps few lines reads them through its index (SPARSE), the
+    others walk the newest first: both list the same lines, page after page."""
+    monkeypatch.setattr(search_logs_module, "SPARSE", sparse)
+    expected = scan(run__format="workflow", level="info")
+    assert len(expected) > 50
+    listed, before = [], None
+    while True:
+        query = {"format": "workflow", "level": "info", **({"before": before} if before else {})}
+        hits = client.get(URL, query)
+        hits = hits.context["hits"]
+        listed += [line.pk for line in hits.items]
+        before = hits.older
+        if before is None:
+            break
+    assert listed == expected
+    middle = LogEntry.objects.exclude(time=None).order_by("time")[20].time.replace(microsecond=0)
+    assert (
+        found(client, since=middle.strftime("%Y-%m-%d %H:%M:%S"), level="info")
+        == scan(time__gte=middle, level="info")[:50]
+    )
+
+
+def test_the_api_lists_the_newest_lines_without_words(client, loaded):
+    body = client.get("/api/logs", {"level": "info"}).json()
+    assert [line["id"] for line in body["items"]] == scan(level="info")[:50]

@@ -163,7 +163,7 @@ def test_the_logs_tab_says_its_number_counts_repeated_lines(client):
     run = Run.objects.get(pk=store.write_run(record, source_file=None, origin="").run_id)
     page = text_of(client.get(run_url(run), {"tab": "logs"}).content.decode())
     assert f"Logs ({run.log_count})" in page
-    assert f"{run.log_count} lines in this run, repeated ones included." in page
+    assert f"{run.log_count} lines in this run: 4 listed here and 2 repeating" in page
     assert page.count("same") == 1  # 6 lines, 4 listed: the 2 repeated ones are hidden
 
 

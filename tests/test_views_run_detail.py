@@ -570,7 +570,7 @@ def test_log_rows_show_their_fields_and_attributes(client, django_assert_num_que
     )
     LogEntry.objects.filter(run=run, seq=2).update(attributes={"event_data": {"blob": "x" * 5000}})
     url = run_url(run, "traces:run-logs")
-    with django_assert_num_queries(3):  # the run, one window of lines, the levels
+    with django_assert_num_queries(3):  # the run, one window of lines, its repeats
         html = fragment(client, url)
     assert html.count('<details class="log-fields">') == 2
     assert "<summary>fields · attributes</summary>" in html
@@ -815,7 +815,7 @@ def test_fragment_query_counts_do_not_depend_on_the_number_of_steps(
         # minimap's sample and failed steps, the steps with no start (last page).
         with django_assert_max_num_queries(8):
             client.get(run_url(run, "traces:run-timeline"), headers=HX)
-        with django_assert_num_queries(3):  # the run, one window of lines, the levels
+        with django_assert_num_queries(3):  # the run, one window of lines, its repeats
             client.get(run_url(run, "traces:run-logs"), headers=HX)
         with django_assert_num_queries(2):  # the step with its run, its logs
             client.get(step_url(first), headers=HX)

@@ -425,6 +425,9 @@ class Step(Outcome, ItemProgress):
             ),
             # Its minimap's failed steps (and a run's running steps), read from the index alone.
             models.Index(fields=["run", "status", "started_at"], name="step_run_status_started"),
+            # The logs tab's step picker: a run's step names with their counts, and the
+            # steps of one name, read from the index alone.
+            models.Index(fields=["run", "name"], name="step_run_name"),
         ]
 
     def __str__(self) -> str:
@@ -520,6 +523,9 @@ class LogEntry(models.Model):
             models.Index(fields=["run", "seq", "id"], name="log_run_seq"),
             # A step's panel: its logs.
             models.Index(fields=["step", "seq", "id"], name="log_step_seq"),
+            # /logs/ without words, newest first: one level's lines, or a time range's.
+            models.Index(fields=["level", "id"], name="log_level"),
+            models.Index(fields=["time", "id"], name="log_time"),
         ]
 
     def __str__(self) -> str:

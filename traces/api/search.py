@@ -42,9 +42,10 @@ LogSearchQuery = form_query("LogSearchQuery", LogSearchForm)
 
 @router.get("/logs", response={200: LogSearch, **READ}, tags=["search"], summary="Log lines")
 def search_log_lines(request, filters: Query[LogSearchQuery]):
-    """Log lines of every run holding every word of `q`, newest first, 50 at a time
-    (`before` = the previous answer's `older`), narrowed by level, step name, run
-    type and time (`since`/`until`: ISO times or 1h, 24h, 7d ...)."""
+    """Log lines of every run holding every word of `q` (without words: the newest
+    lines), newest first, 50 at a time (`before` = the previous answer's `older`),
+    narrowed by level, step name, format, run type and time (`since`/`until`: ISO
+    times or 1h, 24h, 7d ...)."""
     data = valid(LogSearchForm, request.GET).cleaned_data
     query = data["q"].strip()
     hits = search_logs(query, data)

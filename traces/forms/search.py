@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from .common import MAX_ID, DateTimeFilter, FilterForm
+from .common import FORMAT_CHOICES, MAX_ID, DateTimeFilter, FilterForm
 
 
 class SearchForm(forms.Form):
@@ -24,13 +24,18 @@ class SearchForm(forms.Form):
 
 
 class LogSearchForm(FilterForm):
-    """The log lines across runs (/logs/): words of the message, and the logs tab's filters."""
+    """The log lines across runs (/logs/): words of the message (none: the newest
+    lines), and the logs tab's filters."""
 
     q = forms.CharField(
-        required=False, max_length=500, label="Message", help_text="Every word must be in the line."
+        required=False,
+        max_length=500,
+        label="Message",
+        help_text="Every word must be in the line; none: the newest lines of the filters.",
     )
     level = forms.RegexField(regex=r"^[\w.:-]*$", required=False, max_length=20)
     step = forms.CharField(required=False, max_length=500, help_text="A step name.")
+    format = forms.ChoiceField(choices=FORMAT_CHOICES, required=False, label="Format")
     type = forms.CharField(required=False, max_length=200, label="Run type")
     since = DateTimeFilter(required=False, label="From")
     until = DateTimeFilter(required=False, label="To")

@@ -47,6 +47,9 @@ class LogHit(LogRow):
 class LogSearch(Schema):
     query: str
     items: list[LogHit]
-    count: int = Field(description="Matching lines from `before` on, up to 1,000.")
-    capped: bool = Field(description="More than 1,000 lines match.")
+    count: int = Field(
+        description="Matching lines from `before` on, up to 1,000; without words, the lines "
+        "of this page (the newest lines are not counted)."
+    )
+    capped: bool = Field(description="More than 1,000 lines match; without words: more follow.")
     older: int | None = Field(description="`before` for the next, older, page; null at the end.")

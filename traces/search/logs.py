@@ -1,6 +1,7 @@
-"""Log lines across runs: every word of a query in the message, newest first,
-narrowed by level, step name, run type and time; through the full-text index of
-log messages (index.LOGS), counted up to COUNT_CAP."""
+"""Log lines across runs, newest first: those holding every word of a query,
+through the full-text index of log messages (index.LOGS), or without words the
+newest lines; narrowed by level, step name, format, run type and time; counted up
+to COUNT_CAP."""
 
 from __future__ import annotations
 
@@ -20,25 +21,24 @@ PAGE = 50
 @dataclass
 class LogHits:
     items: list[LogEntry]
-    count: int  # up to COUNT_CAP, from `before` on
-    capped: bool
+    count: int  # up to COUNT_CAP, from `before` on; without words, the lines listed
+    capped: bool  # more than COUNT_CAP; without words, more than a page
     older: int | None  # the cursor of the next (older) page
 
 
 def search_logs(query: str, filters: dict, *, size: int = PAGE) -> LogHits:
-    """`filters`: cleaned data of LogSearchForm (level, step, type, since, until, before)."""
+    """`filters`: cleaned data of LogSearchForm (level, step, format, type, since,
+    until, before); a query without words lists the newest lines."""
     words = words_of(query)
-    if not words:
-        return LogHits([], 0, False, None)
-    ids = _matching_log_ids(words, filters)
+    # Without words only a page is read: a count would walk 20 times as far.
+    cap = COUNT_CAP if words else size
+    ids = _matching_log_ids(words, filters) if words else _newest_log_ids(filters, size + 1)
     shown = ids[:size]
     rows = LogEntry.objects.filter(pk__in=shown).select_related("step", "run")
     by_id = {row.pk: row for row in rows.only(*LOG_ROW_FIELDS, *_RUN_FIELDS)}
     items = [by_id[pk] for pk in shown if pk in by_id]
     more = len(ids) > size
-    return LogHits(
-        items, min(len(ids), COUNT_CAP), len(ids) > COUNT_CAP, shown[-1] if more else None
-    )
+    return LogHits(items, min(len(ids), cap), len(ids) > cap, shown[-1] if more else None)
 
 
 _RUN_FIELDS = ("run__id", "run__name", "run__external_id", "run__format", "run__type")
@@ -47,7 +47,8 @@ _RUN_FIELDS = ("run__id", "run__name", "run__external_id", "run__format", "run__
 def _matching_log_ids(words: list[str], filters: dict) -> list[int]:
     where, params = _filters_sql(filters)
     table, run_table = LogEntry._meta.db_table, "traces_run"
-    join = f"JOIN {run_table} AS run ON run.id = line.run_id" if filters.get("type") else ""
+    of_runs = filters.get("type") or filters.get("format")
+    join = f"JOIN {run_table} AS run ON run.id = line.run_id" if of_runs else ""
     step_join = "JOIN traces_step AS step ON step.id = line.step_id" if filters.get("step") else ""
     limit = f"LIMIT {COUNT_CAP + 1}"
     if connection.vendor == "postgresql":
@@ -77,6 +78,7 @@ def _filters_sql(filters: dict) -> tuple[str, list]:
         ("level", "line.level = %s"),
         ("step", "step.name = %s"),
         ("type", "run.type = %s"),
+        ("format", "run.format = %s"),
         ("since", "line.time >= %s"),
         ("until", "line.time <= %s"),
         ("before", "line.id < %s"),
@@ -92,3 +94,86 @@ def _adapted(name: str, value):
     if name in ("since", "until"):
         return connection.ops.adapt_datetimefield_value(value)
     return value
+
+
+# Without words: the newest lines (by id, the order they were written) that pass the
+# filters. Lines are read newest first through the primary key, or the level's index,
+# until a page passes; when the time range holds at most SPARSE lines (counted from
+# log_time), or the runs of the format and type are at most SPARSE_RUNS runs with at most
+# SPARSE lines (summed from their log_count), those lines are read through their index
+# instead and sorted, so a filter that keeps few of millions of lines does not walk them
+# all. PostgreSQL's planner weighs it itself with its statistics; SQLite is told which
+# index to take.
+SPARSE = 5000
+SPARSE_RUNS = 100
+
+
+def _newest_log_ids(filters: dict, limit: int) -> list[int]:
+    table = LogEntry._meta.db_table
+    sqlite = connection.vendor == "sqlite"
+    runs_where, runs_params = _runs_filter(filters)
+    driver = _sparse_driver(filters, runs_where, runs_params) if sqlite else ""
+    # SQLite: `+column` keeps a clause off an index, so the walk stays in id order.
+    walk = "+" if sqlite and not driver else ""
+    clauses, params = [], []
+    if runs_where:
+        clauses.append(f"{walk}line.run_id IN (SELECT id FROM traces_run AS run {runs_where})")
+        params += runs_params
+    for name, sql in (
+        ("level", "line.level = %s"),
+        ("step", "step.name = %s"),
+        ("since", f"{walk}line.time >= %s"),
+        ("until", f"{walk}line.time <= %s"),
+        ("before", "line.id < %s"),
+    ):
+        value = filters.get(name)
+        if value not in (None, ""):
+            clauses.append(sql)
+            params.append(_adapted(name, value))
+    step_join = "JOIN traces_step AS step ON step.id = line.step_id" if filters.get("step") else ""
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    indexed = f"INDEXED BY {driver}" if driver else ""
+    sql = (
+        f"SELECT line.id FROM {table} AS line {indexed} {step_join} {where} "
+        f"ORDER BY line.id DESC LIMIT {int(limit)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _runs_filter(filters: dict) -> tuple[str, list]:
+    """The WHERE of the runs of the chosen format and type ("" when neither is)."""
+    clauses = [(name, filters.get(name)) for name in ("format", "type") if filters.get(name)]
+    if not clauses:
+        return "", []
+    where = " AND ".join(f"run.{name} = %s" for name, _ in clauses)
+    return f"WHERE {where}", [value for _, value in clauses]
+
+
+def _sparse_driver(filters: dict, runs_where: str, runs_params: list) -> str:
+    """The index to read the lines through when a filter keeps at most SPARSE of
+    them (SQLite), else "" (the newest-first walk)."""
+    with connection.cursor() as cursor:
+        if runs_where:
+            cursor.execute(
+                f"SELECT log_count FROM traces_run AS run {runs_where} AND log_count > 0 "
+                f"LIMIT {SPARSE_RUNS + 1}",
+                runs_params,
+            )
+            counts = [row[0] for row in cursor.fetchall()]
+            if len(counts) <= SPARSE_RUNS and sum(counts) <= SPARSE:
+                return "log_run_seq"
+        times = [(name, filters.get(name)) for name in ("since", "until") if filters.get(name)]
+        if times:
+            where = " AND ".join(
+                f"time {'>=' if name == 'since' else '<='} %s" for name, _ in times
+            )
+            cursor.execute(
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM {LogEntry._meta.db_table} "
+                f"WHERE {where} LIMIT {SPARSE + 1})",
+                [_adapted(name, value) for name, value in times],
+            )
+            if cursor.fetchone()[0] <= SPARSE:
+                return "log_time"
+    return ""

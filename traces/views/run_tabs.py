@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
+from django.utils.functional import SimpleLazyObject
 
 from traces import queries
 from traces.forms.runs import MAX_EXPAND
@@ -464,6 +465,9 @@ def logs_context(request: HttpRequest, run: Run, form) -> dict:
     mark_log_rows(page.items)
     for entry in page.items:
         entry.data = _log_data(request, entry, full)
+    # Read only when shown: the form's list and levels are not in a rows-only swap.
+    names = SimpleLazyObject(lambda: queries.logs.step_names(run.pk, run.log_count))
+    repeated = queries.logs.repeated_lines(run.pk) if run.log_count else 0
     base = reverse("traces:run-logs", args=[run.pk])
     keep = {
         name: value
@@ -478,18 +482,29 @@ def logs_context(request: HttpRequest, run: Run, form) -> dict:
     toggle = {**keep, "duplicates": "" if duplicates else "1"}
     return {
         "page": page,
-        "levels": queries.logs.log_levels(run.pk),
+        "levels": SimpleLazyObject(lambda: queries.logs.log_levels(run.pk)),
         "level": options["level"],
         "step": options["step"],
-        # A step asked for that the run does not have: said beside the form, not an error.
+        # A step asked for that the run does not have: said beside the form, not an
+        # error, with the run's names that hold its words.
         "no_such_step": step_ids == [],
-        "step_names": sorted({e.step.name for e in page.items if e.step_id and e.step.name}),
+        "step_names": names,
+        "like": _names_like(options["step"], names) if step_ids == [] else [],
+        # "Logs (N)" reconciled: N lines = those listed + the repeats hidden.
+        "repeated": repeated,
+        "listed": run.log_count - repeated,
         "text": options["q"],
         "duplicates": duplicates,
         "url": base,
         **_window_urls(base, keep, page),
         "toggle_url": f"{base}?{urlencode({k: v for k, v in toggle.items() if v})}",
     }
+
+
+def _names_like(value: str, names: list) -> list[str]:
+    """The step names holding the words of `value` (any case), for "no such step"."""
+    words = value.casefold().split()
+    return [each.name for each in names if all(w in each.name.casefold() for w in words)][:5]
 
 
 def _log_data(request: HttpRequest, entry, full: set) -> list[dict]:

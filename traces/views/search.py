@@ -1,5 +1,5 @@
 """One search for everything (/search/?q=): runs, steps and entities, grouped;
-and log lines across runs (/logs/?q=)."""
+and log lines across runs (/logs/?q=; without words, the newest lines)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
 from traces.forms import LogSearchForm, SearchForm
+from traces.search.logs import PAGE as LOG_PAGE
 from traces.search.logs import search_logs
-from traces.search.query import COUNT_CAP, SHOWN, search, url_of
+from traces.search.query import COUNT_CAP, SHOWN, search, url_of, words_of
+from traces.templatetags.traces_extras import filter_count
 
 from .common import bad_request, mark_log_rows
 
@@ -41,8 +43,16 @@ def log_search(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return bad_request(request, "Some filters are not valid.", form)
     query = form.cleaned_data["q"].strip()
-    hits = search_logs(query, form.cleaned_data) if query else None
-    if hits is not None:
-        mark_log_rows(hits.items)
-    context = {"section": "logs", "form": form, "query": query, "hits": hits, "cap": COUNT_CAP}
+    hits = search_logs(query, form.cleaned_data)
+    mark_log_rows(hits.items)
+    context = {
+        "section": "logs",
+        "form": form,
+        "query": query,
+        "newest": not words_of(query),
+        "filtered": filter_count(form) > (1 if query else 0),
+        "hits": hits,
+        "cap": COUNT_CAP,
+        "page_size": LOG_PAGE,
+    }
     return render(request, "traces/log_search.html", context)
