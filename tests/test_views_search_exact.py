@@ -64,6 +64,9 @@ def test_a_run_number_and_a_step_in_its_run(client):
     steps = make_steps(run, 3)
     _index_steps(run)
     assert client.get(URL, {"q": str(run.pk)})["Location"] == run.get_absolute_url()
+    # Other scripts' digits are not a run's number.
+    arabic = "".join(chr(0x0660 + int(digit)) for digit in str(run.pk))
+    assert client.get(URL, {"q": arabic, "jump": "no"}).context["results"].exact is None
     for run_ref in (str(run.pk), run.external_id):
         response = client.get(URL, {"q": f"{run_ref}/{steps[2].key}"})
         assert response.status_code == 302, run_ref

@@ -131,7 +131,7 @@ def _runs_sql(run_id: str) -> tuple[str, list]:
         "AND r.origin = run_origin.origin AND r.external_id = %s"
     )
     params = [*formats, run_id]
-    if run_id.isdigit() and len(run_id) < 19:
+    if _is_number(run_id) and len(run_id) < 19:
         sql += " UNION SELECT id FROM traces_run WHERE id = %s"
         params.append(int(run_id))
     return sql, params
@@ -141,7 +141,7 @@ def _steps_sql(query: str) -> tuple[str, list]:
     """Steps whose key is the query (not a key of digits alone), and those named
     `RUN/KEY`."""
     parts = []
-    if not query.isdigit() and _has_words(query):
+    if not _is_number(query) and _has_words(query):
         parts.append(_steps_keyed_sql(query))
     slashes = [at for at, char in enumerate(query) if char == "/"][:MAX_SPLITS]
     for at in slashes:
@@ -153,6 +153,11 @@ def _steps_sql(query: str) -> tuple[str, list]:
     if not parts:
         return "", []
     return " UNION ".join(sql for sql, _ in parts), [p for _, params in parts for p in params]
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits alone (str.isdigit takes "١٢" too, which int() reads as 12)."""
+    return text.isascii() and text.isdigit()
 
 
 def _has_words(query: str) -> bool:
