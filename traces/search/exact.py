@@ -11,10 +11,10 @@ number).
 - a step: its key, through the full-text index (a step's key is among its indexed
   words): the steps holding the key's words, then the key compared exactly; up to
   KEY_PROBE of them, so a key whose words more than 1,000 steps hold (a common
-  step name, not an id) is looked for among the newest 1,000 only. A key of digits alone is a
-  position in its run (`1`, `12`: thousands of runs have one), not an id: it is
-  looked up only with its run, `RUN/KEY` (the run's external id or number, a
-  slash, the step's key, as the step page shows them).
+  step name, not an id) is looked for among the newest 1,000 only. A key of
+  digits alone is a position in its run (`1`, `12`: thousands of runs have one),
+  not an id: it is looked up only with its run, `RUN/KEY` (the run's external id
+  or number, a slash, the step's key, as the step page shows them).
 - an entity: `type:id`, a bare id of any type, or an external id (the entity
   counters' B-tree indexes).
 
