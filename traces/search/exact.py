@@ -96,9 +96,8 @@ def put_first(results, exact: ExactMatches, shown: int) -> None:
             continue
         for item in first:
             item.exact = True
-        key = _identity
-        wanted = {key(item) for item in first}
-        others = [item for item in found.items if key(item) not in wanted]
+        wanted = {_identity(item) for item in first}
+        others = [item for item in found.items if _identity(item) not in wanted]
         if found.count < shown:
             # Every full-text match is shown: those not among them are more matches (a
             # run's number is not in the index); past that, they are within the count.
