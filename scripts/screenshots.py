@@ -95,6 +95,8 @@ def julianday(moment: datetime) -> float:
 RECENT_CAUSE = "canceling+statement+due+to+statement+timeout"
 # Pictures of one part of a page: (file name) -> CSS selector.
 PARTS = {"failing-now": ".failing-now"}
+# Taken whole, below the fold too: the search's three groups (runs, steps, entities).
+FULL_PAGE = {"search"}
 
 
 def pages(page, base: str) -> list[tuple[str, str]]:
@@ -128,7 +130,7 @@ def pages(page, base: str) -> list[tuple[str, str]]:
         ("entities", f"{base}/entities/"),
         ("compare", f"{base}{compare_url}"),
         ("otlp", f"{base}{otlp_url}?tab=timeline"),
-        ("search", f"{base}/search/?q=sync_stripe&jump=no"),
+        ("search", f"{base}/search/?q=page&jump=no"),
         ("logs", f"{base}/logs/?q=step+completed"),
         ("upload", f"{base}/upload/"),
     ]
@@ -178,7 +180,7 @@ def shoot(base: str, only: set[str], find=pages) -> None:
                 if name in PARTS:
                     page.locator(PARTS[name]).screenshot(path=path)
                 else:
-                    page.screenshot(path=path)
+                    page.screenshot(path=path, full_page=name in FULL_PAGE)
                 print(f"docs/screenshots/{name}{suffix}.png  {url}")
             phone_pages = {f"{name}-phone": url for name, url in pages(page, base)[:2]}
             context.close()

@@ -163,7 +163,7 @@ def test_hostile_queries_are_escaped_and_never_fail(client, loaded):
 
 def test_a_query_with_nothing_to_match_says_so(client, loaded):
     html = " ".join(client.get(URL, {"q": "---"}).content.decode().split())
-    assert "Nothing matches “---”." in html
+    assert "Nothing matches “<bdi>---</bdi>”." in html
     assert "has none" in html
 
 

@@ -34,6 +34,9 @@ def search_everything(request, filters: Query[SearchQuery]):
         "counts": {kind: getattr(results, kind).count for kind in kinds},
         "capped": {kind: int(getattr(results, kind).capped) for kind in kinds},
         "exact": {"kind": kind_of(exact), "url": url_of(exact)} if exact else None,
+        "exact_matches": [
+            {"kind": kind_of(found), "url": url_of(found)} for found in results.exact_matches
+        ],
     }
 
 

@@ -36,6 +36,11 @@ class SearchOut(Schema):
         description="The one run, step or entity whose id is exactly the query (the page "
         "opens it), if there is exactly one."
     )
+    exact_matches: list[SearchExact] = Field(
+        default_factory=list,
+        description="Every run, step and entity whose id is exactly the query (at most 21 "
+        "of each kind), found by id whatever the ranking; they come first in their lists.",
+    )
 
 
 class LogHit(LogRow):

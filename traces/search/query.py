@@ -23,6 +23,7 @@ from traces.queries.entities import EntityRow
 from traces.queries.runs import run_list_columns
 from traces.queries.steps import step_list_columns
 
+from .exact import exact_matches, put_first
 from .index import RUNS, STEPS, SearchedTable, fts_query, pg_match
 
 COUNT_CAP = 1000
@@ -54,8 +55,10 @@ class SearchResults:
     runs: Found
     steps: Found
     entities: Found
-    # The one object whose id is exactly the query, when there is exactly one.
+    # The one object whose id is exactly the query, when there is exactly one
+    # (exact.py); all of those whose id it is, listed first in their kinds.
     exact: object | None = None
+    exact_matches: list = field(default_factory=list)
     words: list[str] = field(default_factory=list)
 
     @property
@@ -74,7 +77,7 @@ def search(query: str) -> SearchResults:
     steps = _found_rows(STEPS, words, _steps_by_id)
     entities = _entities(query)
     results = SearchResults(query, runs, steps, entities, words=words)
-    results.exact = _exact(query, results)
+    put_first(results, exact_matches(query), SHOWN)
     for found in (*runs.items, *steps.items):
         found.matched_in = matched_in(found, words)
     for step in steps.items:
@@ -184,26 +187,6 @@ def _in_code_point_order(column: str):
     if connection.vendor == "postgresql":
         return Collate(F(column), "C")
     return F(column)
-
-
-def _names_entity(query: str, entity, typed) -> bool:
-    if query in (entity.entity_id, entity.external_id):
-        return True
-    return bool(typed) and (entity.entity_type, entity.entity_id) == (typed["type"], typed["id"])
-
-
-# --- an exact id ---------------------------------------------------------------------------
-
-
-def _exact(query: str, results: SearchResults) -> object | None:
-    """The one run, step or entity whose own id is the query (a run's number too)."""
-    hits = [run for run in results.runs.items if query in (run.external_id, str(run.pk))]
-    hits += [step for step in results.steps.items if step.key == query]
-    typed = TYPED_ENTITY.match(query)
-    hits += [entity for entity in results.entities.items if _names_entity(query, entity, typed)]
-    if not hits and query.isdigit() and len(query) < 19:
-        hits = list(run_list_columns(Run.objects.filter(pk=int(query))))
-    return hits[0] if len(hits) == 1 else None
 
 
 def url_of(found) -> str:
