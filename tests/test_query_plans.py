@@ -13,14 +13,18 @@ that such an index exists, not the planner's choice for a table this small."""
 from __future__ import annotations
 
 import json
+from collections import Counter
+from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import F
 
 from tests.factories import make_runs, make_steps
 from traces import queries
 from traces.forms import RunFilterForm
-from traces.models import LogEntry, Step, TraceFile
+from traces.models import EntityLink, LogEntry, Step, TraceFile
 
 pytestmark = pytest.mark.django_db
 
@@ -28,13 +32,13 @@ ALL = {"after": None, "before": None}
 
 
 class Recorder:
-    """The SELECTs run inside it, with their parameters."""
+    """The SELECTs (and WITH ... SELECTs) run inside it, with their parameters."""
 
     def __init__(self):
         self.queries: list[tuple[str, tuple]] = []
 
     def __call__(self, execute, sql, params, many, context):
-        if sql.lstrip().upper().startswith("SELECT"):
+        if sql.lstrip().upper().startswith(("SELECT", "WITH")):
             self.queries.append((sql, params))
         return execute(sql, params, many, context)
 
@@ -202,8 +206,10 @@ def test_steps_list_count_reads_an_index_alone(tree_run):
     [(sql, plan)] = plans_of(
         lambda: queries.steps.capped_count(steps), dear=(*SORTS, "seqscan", "bitmapscan")
     )
-    alone = {"SEARCH traces_step USING COVERING INDEX step_status_started (status=?)"} | {
-        f"Index Only Scan {name}" for name in ("step_status_started", "step_status_started_nl")
+    # One index on both databases since 0029_index_twins (PostgreSQL's NULLS LAST twin gone).
+    alone = {
+        "SEARCH traces_step USING COVERING INDEX step_status_started (status=?)",
+        "Index Only Scan step_status_started",
     }
     assert alone & set(plan), f"{sql}\n  plan: {plan}"
 
@@ -234,3 +240,99 @@ def test_zoomed_timeline_windows_walk_an_index(tree_run, failed_only):
     ):
         for sql, plan in plans_of(read):
             assert not sorts(plan), f"{sql[sql.index(' FROM ') :]}\n  plan: {plan}"
+
+
+# --- the other newest-first reads of the NULLS LAST indexes (0029_index_twins) ------------
+# One index per order on both databases: a KeysetIndex is `DESC NULLS LAST` on
+# PostgreSQL, so every read of it says NULLS LAST (SQLite's DESC already is).
+
+
+def plans_from(read, table: str) -> list[tuple[str, list[str]]]:
+    """The plans of `read()`'s SELECTs that read `table`."""
+    return [
+        (sql, plan)
+        for sql, plan in plans_of(read)
+        if f'FROM "{table}"' in sql or f"FROM {table}" in sql
+    ]
+
+
+def assert_reads_walk_an_index(read, table: str) -> None:
+    plans = plans_from(read, table)
+    assert plans, f"no query of {table}"
+    for sql, plan in plans:
+        assert not sorts(plan), f"{sql[sql.index(' FROM ') :]}\n  plan: {plan}"
+
+
+@pytest.fixture
+def entity_run():
+    """A run whose steps have a subject entity and links to it, some without a time."""
+    run = make_runs(1)[0]
+    steps = make_steps(run, 60)  # more than a page
+    Step.objects.filter(run=run).update(
+        entity_type="order", entity_id="o-1", entity_seen_at=F("started_at")
+    )
+    Step.objects.filter(pk__in=[step.pk for step in steps[:3]]).update(entity_seen_at=None)
+    EntityLink.objects.bulk_create(
+        EntityLink(
+            step=step, run=run, link_type="input", entity_type="order", entity_id="o-1",
+            external_id=f"x-{i % 4}", seen_at=step.started_at if i > 2 else None,
+        )
+        for i, step in enumerate(steps)
+    )  # fmt: skip
+    return run, steps
+
+
+def test_entity_links_and_subjects_walk_an_index(entity_run):
+    after = _cursor_after(queries.entities.links_page("order", "o-1", {}))
+    for filters in ({}, {"after": after}, {"before": after}):
+        assert_walks_an_index(lambda: queries.entities.links_page("order", "o-1", filters))  # noqa: B023
+    assert_walks_an_index(lambda: queries.entities.subjects_page("order", "o-1", {}))
+
+
+def test_entity_recent_external_ids_walk_an_index(entity_run):
+    read = lambda: queries.entities._recent_external_ids("order", "o-1")  # noqa: E731
+    assert read() == ["x-0", "x-1", "x-2", "x-3"]
+    assert_walks_an_index(read)
+
+
+def test_cause_steps_list_walks_an_index():
+    run = make_runs(1)[0]
+    make_steps(run, 40, status="failed", error="boom: timeout after 5s")
+    cause = Step.objects.values_list("error_cause", flat=True).first()
+    filters = {"status": "failed", "error_group": cause, **ALL}
+    steps = queries.steps.filter_steps(filters)
+    assert_walks_an_index(lambda: queries.steps.steps_page(steps, filters))
+
+
+def test_cause_examples_walk_an_index():
+    run = make_runs(1)[0]
+    make_steps(run, 20, status="failed", error=lambda i: f"boom {i % 2}: timeout")
+    Step.objects.filter(seq__lte=2).update(started_at=None)
+    causes = sorted(set(Step.objects.values_list("error_cause", flat=True)))
+    groups = [SimpleNamespace(text=cause, example=None) for cause in causes]
+    assert_walks_an_index(lambda: queries.errors.add_examples(groups))
+    # The newest timed failure of each cause, on both databases (not an untimed one).
+    newest = {
+        cause: Step.objects.filter(error_cause=cause, started_at__isnull=False)
+        .order_by("-started_at").values_list("error", flat=True).first()
+        for cause in causes
+    }  # fmt: skip
+    assert {group.text: group.example for group in groups} == newest
+
+
+def test_failing_now_steps_walk_an_index():
+    run = make_runs(1, status="failed")[0]
+    make_steps(run, 30, status="failed", error="boom")
+    now = Step.objects.order_by("-started_at").first().started_at + timedelta(minutes=30)
+    assert_reads_walk_an_index(lambda: queries.failing.failing_now(now), "traces_step")
+
+
+def test_previous_run_and_types_last_runs_walk_an_index():
+    runs = make_runs(30)
+    assert queries.compare.previous_run(runs[-1]) == runs[-2]
+    assert_walks_an_index(lambda: queries.compare.previous_run(runs[-1]))
+    row = queries.types.TypeRow("nightly", ["runs"], Counter())
+    recorded = plans_of(lambda: queries.types._add_last_runs([row], "runs", None, None))
+    assert row.last_run == runs[-1]
+    [(sql, plan)] = [(sql, plan) for sql, plan in recorded if "WITH t(run_type)" in sql]
+    assert not sorts(plan), f"{sql}\n  plan: {plan}"

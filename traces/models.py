@@ -20,6 +20,39 @@ from django.utils import timezone
 from traces.causes import NORMALISED_MAX
 
 
+class KeysetIndex(models.Index):
+    """An index whose DESC columns that can be NULL put the NULLs last on every
+    database, as the keyset lists read them (traces.pagination: `DESC NULLS LAST`,
+    backwards `ASC NULLS FIRST`). SQLite's DESC already does; PostgreSQL's DESC puts
+    NULLs first, so there the column is written `DESC NULLS LAST`: one index serves
+    both databases' order, where PostgreSQL used to carry a NULLS LAST twin of it
+    (0004, 0009, 0013, 0020; dropped by 0029_index_twins). Only for an order read
+    newest first (and its previous pages): a list that is also sorted oldest first
+    with NULLs last (ASC NULLS LAST) needs PostgreSQL's plain DESC index for that
+    direction, walked backwards (the runs list's listed_at and duration_ms)."""
+
+    def create_sql(self, model, schema_editor, using="", **kwargs):
+        if schema_editor.connection.vendor != "postgresql" or self.expressions:
+            return super().create_sql(model, schema_editor, using=using, **kwargs)
+        fields = [model._meta.get_field(name) for name, _ in self.fields_orders]
+        suffixes = [
+            f"{order} NULLS LAST" if order == "DESC" and field.null else order
+            for field, (_, order) in zip(fields, self.fields_orders, strict=True)
+        ]
+        return schema_editor._create_index_sql(
+            model,
+            fields=fields,
+            name=self.name,
+            using=using,
+            db_tablespace=self.db_tablespace,
+            col_suffixes=suffixes,
+            opclasses=self.opclasses,
+            condition=self._get_condition_sql(model, schema_editor),
+            include=[model._meta.get_field(name).column for name in self.include],
+            **kwargs,
+        )
+
+
 class Format(models.TextChoices):
     DUCKFLUX = "duckflux", "duckflux"
     GREENTIC = "greentic", "greentic"
@@ -247,24 +280,27 @@ class Run(Outcome, ItemProgress):
         ]
         indexes = [
             # The runs list: newest first, optionally by status or format.
-            models.Index(fields=["-started_at", "-id"], name="run_started"),
-            models.Index(fields=["status", "-started_at", "-id"], name="run_status_started"),
-            models.Index(fields=["format", "-started_at", "-id"], name="run_format_started"),
-            models.Index(fields=["type", "-started_at", "-id"], name="run_type_started"),
+            KeysetIndex(fields=["-started_at", "-id"], name="run_started"),
+            KeysetIndex(fields=["status", "-started_at", "-id"], name="run_status_started"),
+            KeysetIndex(fields=["format", "-started_at", "-id"], name="run_format_started"),
+            KeysetIndex(fields=["type", "-started_at", "-id"], name="run_type_started"),
             # The runs list's other sorts (either direction).
             models.Index(fields=["-duration_ms", "-id"], name="run_duration"),
             models.Index(fields=["-steps_failed", "-id"], name="run_steps_failed"),
             models.Index(fields=["-step_count", "-id"], name="run_step_count"),
             models.Index(fields=["name", "id"], name="run_name"),
             # The runs list's "no longer in its source" filter (few rows: a partial index).
-            models.Index(
+            KeysetIndex(
                 fields=["-started_at", "-id"],
                 condition=models.Q(left_source_at__isnull=False),
                 name="run_left_source_started",
             ),
             # Retention (prune) and "recently ingested".
             models.Index(fields=["ingested_at"], name="run_ingested"),
-            # The runs list newest (or oldest) first, alone or by one filter.
+            # The runs list newest (or oldest) first, alone or by one filter. Not
+            # KeysetIndexes: both directions list NULLs last, so PostgreSQL walks these
+            # backwards for oldest first (ASC NULLS LAST) and their NULLS LAST twins
+            # (0024; run_duration's 0011) forwards for newest first.
             models.Index(fields=["-listed_at", "-id"], name="run_listed"),
             models.Index(fields=["status", "-listed_at", "-id"], name="run_status_listed"),
             models.Index(fields=["format", "-listed_at", "-id"], name="run_format_listed"),
@@ -320,9 +356,17 @@ class RunCount(models.Model):
 
 
 class Step(Outcome, ItemProgress):
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    # No index of their own on the foreign keys (db_index=False): step_tree, step_run_seq
+    # and the unique key lead with run, step_children with parent (which PostgreSQL's
+    # foreign key checks use too when steps are deleted).
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps", db_index=False)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="children",
+        db_index=False,
     )
     # The source's step id (or seq): unique in the run and stable across re-ingests,
     # so step URLs survive a running run being updated.
@@ -392,7 +436,7 @@ class Step(Outcome, ItemProgress):
             # Failed steps across runs, newest first (and other statuses). It ends with
             # `synthetic`, which the lists leave out, so their "10,000+" count reads the
             # index alone instead of 10,001 rows of the table.
-            models.Index(
+            KeysetIndex(
                 fields=["status", "-started_at", "-id", "synthetic"], name="step_status_started"
             ),
             # "Failed only" inside a run.
@@ -404,12 +448,12 @@ class Step(Outcome, ItemProgress):
                 name="step_critical",
             ),
             # A step's own subject entity: the entity page's subject list, newest first.
-            models.Index(
+            KeysetIndex(
                 fields=["entity_type", "entity_id", "-entity_seen_at", "-id"],
                 name="step_entity_seen",
             ),
             # The failed steps of one cause, newest first.
-            models.Index(
+            KeysetIndex(
                 fields=["error_cause", "-started_at", "-id"],
                 condition=~models.Q(error_cause=""),
                 name="step_cause_started",
@@ -438,8 +482,9 @@ class Step(Outcome, ItemProgress):
 
 
 class Call(models.Model):
-    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="calls")
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="calls")
+    # Indexed by call_step and call_run below, not by a foreign key index of each.
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="calls", db_index=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="calls", db_index=False)
     key = models.CharField(max_length=255)
     position = models.IntegerField()
     tool = models.CharField(max_length=200, blank=True)
@@ -473,8 +518,9 @@ class EntityLink(models.Model):
         OUTPUT = "output", "output"
         AFFECTED = "affected", "affected"
 
-    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="links")
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="links")
+    # Indexed by link_step and link_run below, not by a foreign key index of each.
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="links", db_index=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="links", db_index=False)
     link_type = models.CharField(max_length=50)
     entity_type = models.CharField(max_length=200)
     entity_id = models.CharField(max_length=500)
@@ -488,7 +534,7 @@ class EntityLink(models.Model):
     class Meta:
         indexes = [
             # An entity's page: every step that touched it, newest first.
-            models.Index(
+            KeysetIndex(
                 fields=["entity_type", "entity_id", "-seen_at", "-id"], name="link_entity_seen"
             ),
             # A step's panel: its links.
@@ -504,9 +550,10 @@ class EntityLink(models.Model):
 
 
 class LogEntry(models.Model):
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="logs")
+    # Indexed by log_run_seq and log_step_seq below, which lead with them.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="logs", db_index=False)
     step = models.ForeignKey(
-        Step, null=True, blank=True, on_delete=models.CASCADE, related_name="logs"
+        Step, null=True, blank=True, on_delete=models.CASCADE, related_name="logs", db_index=False
     )
     seq = models.IntegerField()
     time = models.DateTimeField(null=True, blank=True)

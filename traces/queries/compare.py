@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import F, Q
 
 from traces.ingest.step_paths import parts
 from traces.models import Run, Step
@@ -356,7 +356,7 @@ def previous_run(run: Run) -> Run | None:
         runs = runs.filter(started_at__isnull=True, id__lt=run.pk)
         return runs.order_by("-id").first()
     earlier = Q(started_at__lt=run.started_at) | Q(started_at=run.started_at, id__lt=run.pk)
-    return runs.filter(earlier).order_by("-started_at", "-id").first()
+    return runs.filter(earlier).order_by(F("started_at").desc(nulls_last=True), "-id").first()
 
 
 def older_first(first: Run, second: Run) -> tuple[Run, Run]:

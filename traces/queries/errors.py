@@ -402,7 +402,7 @@ def add_examples(groups: list[ErrorGroup]) -> None:
     probe = (
         f"SELECT * FROM (SELECT error_cause, substr(error, 1, {EXAMPLE_CHARS}) FROM {table} "
         "WHERE error_cause = %s AND NOT (error_cause = '') AND synthetic = %s "
-        "ORDER BY started_at DESC, id DESC LIMIT 1) AS example{}"
+        "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 1) AS example{}"
     )
     sql = " UNION ALL ".join(probe.format(index) for index in range(len(groups)))
     params = [value for group in groups for value in (group.text, False)]

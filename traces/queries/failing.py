@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 
 from traces.models import Run, Status, Step
 
@@ -53,7 +53,7 @@ def failing_now(now: datetime) -> FailingNow:
     # cap, the newest are kept, so the last hour's count is exact up to the cap too.
     recent_steps = Step.objects.filter(
         status=Status.FAILED, started_at__gte=day_ago, synthetic=False
-    ).order_by("-started_at")
+    ).order_by(F("started_at").desc(nulls_last=True))
     steps = recent_steps.values("started_at")[: STEP_COUNT_CAP + 1].aggregate(
         day=Count("started_at"), hour=Count("started_at", filter=Q(started_at__gte=hour_ago))
     )

@@ -193,7 +193,7 @@ def _add_last_runs(types: list[TypeRow], format, since, until) -> None:
     sql = (
         f"WITH t(run_type) AS (VALUES {names}) "
         f"SELECT t.run_type, (SELECT r.id FROM {runs} r WHERE {' AND '.join(where)} "
-        "ORDER BY r.started_at DESC, r.id DESC LIMIT 1) FROM t"
+        "ORDER BY r.started_at DESC NULLS LAST, r.id DESC LIMIT 1) FROM t"
     )
     last = dict(_fetch(sql, [*(row.run_type for row in types), *params]))
     fields = ("id", "name", "external_id", "status", "started_at", "source_updated_at",
