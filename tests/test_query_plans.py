@@ -206,7 +206,7 @@ def test_steps_list_count_reads_an_index_alone(tree_run):
     [(sql, plan)] = plans_of(
         lambda: queries.steps.capped_count(steps), dear=(*SORTS, "seqscan", "bitmapscan")
     )
-    # One index on both databases since 0029_index_twins (PostgreSQL's NULLS LAST twin gone).
+    # One index on both databases since 0027_index_twins (PostgreSQL's NULLS LAST twin gone).
     alone = {
         "SEARCH traces_step USING COVERING INDEX step_status_started (status=?)",
         "Index Only Scan step_status_started",
@@ -242,7 +242,7 @@ def test_zoomed_timeline_windows_walk_an_index(tree_run, failed_only):
             assert not sorts(plan), f"{sql[sql.index(' FROM ') :]}\n  plan: {plan}"
 
 
-# --- the other newest-first reads of the NULLS LAST indexes (0029_index_twins) ------------
+# --- the other newest-first reads of the NULLS LAST indexes (0027_index_twins) ------------
 # One index per order on both databases: a KeysetIndex is `DESC NULLS LAST` on
 # PostgreSQL, so every read of it says NULLS LAST (SQLite's DESC already is).
 

@@ -26,7 +26,7 @@ class KeysetIndex(models.Index):
     backwards `ASC NULLS FIRST`). SQLite's DESC already does; PostgreSQL's DESC puts
     NULLs first, so there the column is written `DESC NULLS LAST`: one index serves
     both databases' order, where PostgreSQL used to carry a NULLS LAST twin of it
-    (0004, 0009, 0013, 0020; dropped by 0029_index_twins). Only for an order read
+    (0004, 0009, 0013, 0020; dropped by 0027_index_twins). Only for an order read
     newest first (and its previous pages): a list that is also sorted oldest first
     with NULLs last (ASC NULLS LAST) needs PostgreSQL's plain DESC index for that
     direction, walked backwards (the runs list's listed_at and duration_ms)."""

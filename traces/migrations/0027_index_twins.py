@@ -136,7 +136,7 @@ def backwards(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("traces", "0025_zoom"),
+        ("traces", "0026_logs"),
     ]
 
     operations = [
