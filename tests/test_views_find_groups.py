@@ -47,7 +47,8 @@ def test_found_iterations_are_headed_and_show_their_failed_items(client):
     run = loop_run(30, fail_every=10)
     html = find(client, run, "save")
     # Each found save under its iteration's heading, as the tree shows them.
-    headings = re.findall(r'<li class="tree-group" id="iter-\d+"><span>iteration (\d+)</span>', html)
+    heading = r"<li class=\"tree-group\" id=\"iter-\d+\"><span>iteration (\d+)</span>"
+    headings = re.findall(heading, html)
     assert headings == [str(i) for i in range(30)]
     for failed in Step.objects.filter(run=run, name="save", status="failed"):
         assert "✗ 2 items" in text_of(row_of(html, failed))

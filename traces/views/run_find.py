@@ -17,8 +17,10 @@ from traces import queries
 from traces.models import Run, Step
 from traces.queries.find import FIND_WINDOW, Find
 
-from . import run_tabs  # (which imports this module: names are read at call time)
-from . import tree_groups
+from . import (
+    run_tabs,  # (which imports this module: names are read at call time)
+    tree_groups,
+)
 
 
 def find_keep(form) -> dict:
