@@ -136,7 +136,7 @@ def test_a_finished_run_is_compared_without_so_far(client):
     history()
     done = write("done", started=timezone.now() - timedelta(minutes=5), duration=10_000.0)
     fragment = compare_fragment(client, done)
-    assert "1.0× the p50" in fragment and "so-far" not in fragment
+    assert "1.0× the p50" in fragment and "so-far" not in fragment  # noqa: RUF001
 
 
 def test_a_running_run_says_why_it_has_no_comparison(client):
