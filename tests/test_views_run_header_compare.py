@@ -162,9 +162,9 @@ def test_a_run_failed_by_its_source_alone_says_so_with_the_sources_status(client
     assert '<span class="badge failed">' in text and "(ERROR)" in text
 
 
-def test_a_workflow_run_stopped_by_a_cancelled_context_is_shown_cancelled(
-    client, samples, tmp_path
-):
+def ingest_a_cancelled_workflow_run(samples, tmp_path) -> Run:
+    """The workflow sample with its "invalid credentials" execution stopped by a
+    cancelled context instead, ingested; that run."""
     for name in ("workflow.db", "events.db"):
         shutil.copyfile(samples / "workflow" / name, tmp_path / name)
     conn = sqlite3.connect(tmp_path / "workflow.db")
@@ -176,7 +176,13 @@ def test_a_workflow_run_stopped_by_a_cancelled_context_is_shown_cancelled(
     conn.commit()
     conn.close()
     ingest_paths([tmp_path])
-    run = Run.objects.get(format="workflow", status="cancelled")
+    return Run.objects.get(format="workflow", status="cancelled")
+
+
+def test_a_workflow_run_stopped_by_a_cancelled_context_is_shown_cancelled(
+    client, samples, tmp_path
+):
+    run = ingest_a_cancelled_workflow_run(samples, tmp_path)
     assert run.raw_status == "failed"
     html = header(client, run)
     assert '<span class="badge cancelled">' in html

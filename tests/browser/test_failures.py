@@ -6,16 +6,14 @@ that agree with the lists their filters give."""
 from __future__ import annotations
 
 import re
-import shutil
-import sqlite3
 from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from tests.test_views_run_header_compare import ingest_a_cancelled_workflow_run
 from traces.ingest import store
-from traces.ingest.loader import ingest_paths
 from traces.ingest.records import RunRecord, StepRecord
 from traces.models import Run, Step
 
@@ -97,18 +95,7 @@ def test_a_run_failed_by_its_source_alone_says_so(page, loaded_samples):
 def test_a_workflow_run_stopped_by_a_cancel_is_shown_cancelled(
     page, transactional_db, samples, tmp_path
 ):
-    for name in ("workflow.db", "events.db"):
-        shutil.copyfile(samples / "workflow" / name, tmp_path / name)
-    conn = sqlite3.connect(tmp_path / "workflow.db")
-    conn.execute(
-        'UPDATE workflow_executions SET error_message = \'step "charge" failed: call '
-        "cancelled: context canceled' WHERE status = 'failed' AND error_message LIKE "
-        "'%invalid credentials%'"
-    )
-    conn.commit()
-    conn.close()
-    ingest_paths([tmp_path])
-    run = Run.objects.get(format="workflow", status="cancelled")
+    run = ingest_a_cancelled_workflow_run(samples, tmp_path)
     page.goto("/?format=workflow&status=cancelled")
     names = page.locator("#run-rows td.name > a")
     expect(names).to_have_count(1)
