@@ -1,4 +1,4 @@
-"""The timeline's "next steps ›" says how many steps the next windows hold: counted
+"""The timeline's "next steps" says how many steps the next windows hold: counted
 from an index range and capped, so the count costs the same on a big run."""
 
 from __future__ import annotations
@@ -16,15 +16,20 @@ pytestmark = pytest.mark.django_db
 
 
 def next_count(html: str) -> str | None:
-    found = re.search(r"next steps ›(?: <span class=\"muted\">\(([^)]*)\)</span>)?</a>", html)
+    found = re.search(r"next steps ›(?: <span class=\"muted\">\(([^)]*)\)</span>)?</a>", html)  # noqa: RUF001
     assert found, "no next steps link"
     return found.group(1)
 
 
-def test_the_whole_runs_next_steps_say_how_many_remain(client):
+def timed_run(steps: int = 700):
     run = make_run()
-    add_steps(run, 700)
+    add_steps(run, steps)
     with_finishes(run)
+    return run
+
+
+def test_the_whole_runs_next_steps_say_how_many_remain(client):
+    run = timed_run()
     html = page(client, timeline_url(run))
     assert len(row_keys(html)) == 300
     assert next_count(html) == "400 more"
@@ -34,9 +39,7 @@ def test_the_whole_runs_next_steps_say_how_many_remain(client):
 
 
 def test_a_zoomed_window_counts_what_remains_in_it(client):
-    run = make_run()
-    add_steps(run, 700)
-    with_finishes(run)
+    run = timed_run()
     html = page(client, timeline_url(run), from_ms="1000", to_ms="27000")
     shown = row_keys(html)
     second = row_keys(page(client, next_url(html)))
@@ -46,9 +49,7 @@ def test_a_zoomed_window_counts_what_remains_in_it(client):
 
 
 def test_failed_only_counts_the_failed_subtrees(client):
-    run = make_run()
-    add_steps(run, 700)
-    with_finishes(run)
+    run = timed_run()
     Step.objects.filter(run=run, seq__gt=200).update(failed_subtree=True, status="failed")
     html = page(client, timeline_url(run), failed="1")
     assert len(row_keys(html)) == 300 and next_count(html) == "200 more"
@@ -56,9 +57,7 @@ def test_failed_only_counts_the_failed_subtrees(client):
 
 def test_the_count_stops_at_its_cap(client, monkeypatch, django_assert_max_num_queries):
     monkeypatch.setattr(timeline_count, "REMAINING_CAP", 50)
-    run = make_run()
-    add_steps(run, 700)
-    with_finishes(run)
+    run = timed_run()
     with django_assert_max_num_queries(9):
         html = page(client, timeline_url(run))
     assert next_count(html) == "50+ more"

@@ -1,4 +1,4 @@
-"""How many steps the timeline's "next steps ›" has after the window shown: a count
+"""How many steps the timeline's "next steps" has after the window shown: a count
 read from an index range and capped (REMAINING_CAP + 1 index entries at most), so
 it costs the same on the 100,000-step run as on a small one. Apart from
 queries/timeline.py, whose windows it counts after."""

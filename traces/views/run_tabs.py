@@ -419,7 +419,7 @@ def _untimed_timeline(run: Run, form) -> dict:
 
 
 def _next_count(run: Run, found, from_ms: float, to_ms: float, failed_only: bool):
-    """How many steps "next steps ›" leads to (capped), when there are more."""
+    """How many steps "next steps" leads to (capped), when there are more."""
     if not found.page.next_cursor or not found.page.items:
         return None
     _low, high = queries.timeline.window_bounds(run, from_ms, to_ms)
