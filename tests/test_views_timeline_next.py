@@ -61,3 +61,11 @@ def test_the_count_stops_at_its_cap(client, monkeypatch, django_assert_max_num_q
     with django_assert_max_num_queries(9):
         html = page(client, timeline_url(run))
     assert next_count(html) == "50+ more"
+
+
+def test_a_timeline_without_times_counts_in_run_order(client):
+    run = make_run(started_at=None, finished_at=None)
+    add_steps(run, 650, untimed=True)
+    html = page(client, timeline_url(run))
+    assert "Steps #1–#300 in run order" in html and next_count(html) == "350 more"  # noqa: RUF001
+    assert next_count(page(client, next_url(html))) == "50 more"
