@@ -444,7 +444,8 @@ def test_estimated_times_are_marked_in_the_header_and_on_the_timeline(
     ingest_paths([samples / "greentic"])
     run = Run.objects.filter(name="weather_bot.main").first()
     mark = f'<span class="estimated" title="{escape(ESTIMATED_TITLE)}">≈</span>'
-    with django_assert_num_queries(3):  # the run, one window of roots, their groups
+    # The run, one window of roots, their groups, whether a previous run of its type exists.
+    with django_assert_num_queries(4):
         html = page(client, run_url(run))
     header = html[html.index('id="run-header"') : html.index("</section>")]
     assert header.count(mark) == 3  # started, finished, duration
@@ -796,7 +797,8 @@ def test_run_page_query_count_does_not_depend_on_the_number_of_steps(
 ):
     small, big = big_and_small_runs()
     for run in (small, big):
-        with django_assert_num_queries(3):  # the run, one window of roots, their groups
+        # The run, one window of roots, their groups, whether it has a previous run.
+        with django_assert_num_queries(4):
             client.get(run_url(run))
         with django_assert_num_queries(3):
             client.get(run_url(run), {"failed": "1"}, headers=HX)
@@ -819,7 +821,8 @@ def test_fragment_query_counts_do_not_depend_on_the_number_of_steps(
             client.get(run_url(run, "traces:run-logs"), headers=HX)
         with django_assert_num_queries(2):  # the step with its run, its logs
             client.get(step_url(first), headers=HX)
-        with django_assert_num_queries(4):  # + the roots around it and their groups
+        # + the roots around it and their groups, whether the run has a previous one
+        with django_assert_num_queries(5):
             client.get(step_url(first))
 
 

@@ -282,7 +282,8 @@ def test_a_run_page_compares_its_duration_with_its_types(client):
     assert f"/types/{TYPE}/?format=otlp" in fragment and "above its p95" not in fragment
     running = Run.objects.get(external_id="running")
     html = client.get(running.get_absolute_url()).content.decode()
-    assert "type-compare" not in html  # no duration yet
+    # No duration yet: its duration so far is compared (tests/test_views_run_header_compare.py).
+    assert f'hx-get="{reverse("traces:run-type-compare", args=[running.pk])}"' in html
 
 
 def test_a_list_of_many_types_reads_their_last_runs_in_one_query(client, django_assert_num_queries):

@@ -295,6 +295,13 @@ class Run(Outcome, ItemProgress):
                 condition=models.Q(left_source_at__isnull=False),
                 name="run_left_source_started",
             ),
+            # Runs whose steps' items failed, newest first: the failing-now strip and
+            # the runs list's "with failed items" (few rows: a partial index).
+            models.Index(
+                fields=["-started_at", "-id"],
+                condition=models.Q(steps_items_failed__gt=0),
+                name="run_items_failed_started",
+            ),
             # Retention (prune) and "recently ingested".
             models.Index(fields=["ingested_at"], name="run_ingested"),
             # The runs list newest (or oldest) first, alone or by one filter. Not

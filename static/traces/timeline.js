@@ -111,13 +111,22 @@
   });
 
   // --- folding: a row's toggle hides the rows of the steps inside it (in this window) ---
-  // Kept per run (its timeline and its steps' URLs alike), for this tab's session.
+  // Kept in the URL (`?fold=KEY`, repeated: a reload or a shared link keeps them) and per
+  // run for this tab's session (the step URLs the panel pushes and the zoom's links
+  // carry none: the session's folds are written back into the URL after each swap).
+  const FOLD = "fold";
+
   function foldKey() {
     const run = window.location.pathname.match(/^\/runs\/\d+\//);
     return "tracer-timeline-folds:" + (run ? run[0] : window.location.pathname);
   }
 
-  function savedFolds() {
+  function urlFolds() {
+    const keys = new URL(window.location.href).searchParams.getAll(FOLD).filter(Boolean);
+    return keys.length ? new Set(keys) : null;
+  }
+
+  function sessionFolds() {
     try {
       return new Set(JSON.parse(window.sessionStorage.getItem(foldKey()) || "[]"));
     } catch (error) {
@@ -125,12 +134,28 @@
     }
   }
 
+  function savedFolds() {
+    return urlFolds() || sessionFolds();
+  }
+
   function saveFolds(folds) {
     try {
       window.sessionStorage.setItem(foldKey(), JSON.stringify(Array.from(folds)));
     } catch (error) {
-      // Storage refused (private mode): the fold lasts until the next swap.
+      // Storage refused (private mode): the URL still holds them.
     }
+    writeUrl(folds);
+  }
+
+  // The folds into the address bar, in place (no new history entry for a fold).
+  function writeUrl(folds) {
+    const url = new URL(window.location.href);
+    const now = url.searchParams.getAll(FOLD).filter(Boolean).sort().join("\n");
+    const wanted = Array.from(folds).sort();
+    if (now === wanted.join("\n")) return;
+    url.searchParams.delete(FOLD);
+    wanted.forEach(function (key) { url.searchParams.append(FOLD, key); });
+    window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
   }
 
   function applyFolds(root, folds) {
@@ -178,8 +203,13 @@
 
   function refresh() {
     const list = document.querySelector(".timeline");
-    if (list) applyFolds(list, savedFolds());
+    if (!list) return;
+    const folds = savedFolds();
+    applyFolds(list, folds);
+    saveFolds(folds);
   }
   document.addEventListener("DOMContentLoaded", refresh);
   document.addEventListener("htmx:afterSettle", refresh);
+  // htmx pushes a swap's URL (a zoom, a window) after it settles: the folds go back in.
+  document.addEventListener("htmx:pushedIntoHistory", refresh);
 })();

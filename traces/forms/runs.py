@@ -11,7 +11,14 @@ from traces.queries.find import parse as parse_find
 
 from .common import FORMAT_CHOICES, MAX_ID, DateTimeFilter, FilterForm
 
-STATUS_CHOICES = [("", "any status"), *Status.choices, ("stale", "stale")]
+# Two that are no run status: "stale" (running, but quiet too long) and "items"
+# (runs whose steps' items failed, whatever their status: the failing-now strip's).
+STATUS_CHOICES = [
+    ("", "any status"),
+    *Status.choices,
+    ("stale", "stale"),
+    ("items", "with failed items"),
+]
 # Runs whose source no longer holds them (a file overwritten, rows deleted) are kept.
 IN_SOURCE_CHOICES = [
     ("", "in its source or not"),

@@ -19,6 +19,7 @@ from . import (
     runs,
     steps,
     timeline,
+    timeline_count,
     totals,
     types,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "runs",
     "steps",
     "timeline",
+    "timeline_count",
     "totals",
     "types",
 ]

@@ -1,28 +1,45 @@
 """What is failing now: the runs list's strip of recent failures by run type.
 
-Both questions are index ranges over the recent past (runs by status and start,
-steps by status and start), so they cost what the window holds, not the store's
-size; the step count stops at a cap, so a failure storm reads a bounded range."""
+Failed runs, and runs whose steps' items failed (the runs format's `items_failed`,
+whatever the run's and the steps' own status: a succeeded run that lost 15 items
+is failing too), with their failed items; then failed steps. Each question is an
+index range over the recent past (runs by status and start, runs with failed items
+by start, steps by status and start), so it costs what the window holds, not the
+store's size; the step count stops at a cap, so a failure storm reads a bounded
+range. What a run's steps lost is Run.steps_items_failed, kept at ingest with the
+run's row (ingest.store), so the strip counts no step to know it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, F, Q
+from django.db.models import CharField, Count, F, Func, IntegerField, Q, Sum, Value
+from django.db.models.expressions import RawSQL
 
 from traces.models import Run, Status, Step
 
 # The two windows, as the time filters write them (`since=1h`).
 WINDOWS = (("1h", timedelta(hours=1)), ("24h", timedelta(hours=24)))
 STEP_COUNT_CAP = 10_000
+# Runs whose steps' items failed: the condition of the partial index
+# run_items_failed_started, which the strip's range reads.
+# Its 0 is written in the SQL, not a parameter: SQLite takes a partial index only for
+# a condition it can read in the query's text.
+ITEMS_FAILED = Q(steps_items_failed__gt=RawSQL("0", ()))
 
 
 @dataclass(frozen=True)
 class FailingType:
     run_type: str
+    # Failed runs (their own status).
     last_hour: int
     last_day: int
+    # Runs (of any status) whose steps' items failed, and how many items.
+    item_runs_hour: int = 0
+    item_runs_day: int = 0
+    items_hour: int = 0
+    items_day: int = 0
 
 
 @dataclass(frozen=True)
@@ -37,18 +54,25 @@ class FailingNow:
     def quiet(self) -> bool:
         return not self.types and not self.steps_last_day
 
+    @property
+    def items_last_hour(self) -> int:
+        return sum(row.items_hour for row in self.types)
+
+    @property
+    def items_last_day(self) -> int:
+        return sum(row.items_day for row in self.types)
+
+    @property
+    def has_items(self) -> bool:
+        return any(row.item_runs_day for row in self.types)
+
 
 def failing_now(now: datetime) -> FailingNow:
-    """Failed runs started in the last hour and day, by run type (most failing
-    first), and the failed steps started in the same windows."""
+    """Failed runs started in the last hour and day by run type, with the runs of
+    the same windows whose steps' items failed (most failing first), and the failed
+    steps started in the same windows."""
     hour_ago, day_ago = now - WINDOWS[0][1], now - WINDOWS[1][1]
-    rows = (
-        Run.objects.filter(status=Status.FAILED, started_at__gte=day_ago)
-        .values("type")
-        .annotate(last_day=Count("id"), last_hour=Count("id", filter=Q(started_at__gte=hour_ago)))
-        .order_by("-last_hour", "-last_day", "type")
-    )
-    types = [FailingType(row["type"], row["last_hour"], row["last_day"]) for row in rows]
+    types = failing_types(hour_ago, day_ago)
     # As the failed-steps list counts them (no synthetic grouping steps); past the
     # cap, the newest are kept, so the last hour's count is exact up to the cap too.
     recent_steps = Step.objects.filter(
@@ -60,3 +84,81 @@ def failing_now(now: datetime) -> FailingNow:
     day = min(steps["day"], STEP_COUNT_CAP)
     hour = min(steps["hour"], STEP_COUNT_CAP)
     return FailingNow(types, hour, day, steps["day"] > STEP_COUNT_CAP)
+
+
+class _GroupedType(Func):
+    """A run's type to group by, which SQLite must not read from the run_type_listed
+    index (`+type`): without statistics it would walk every run in type order
+    rather than the window's few in the partial index."""
+
+    template = "%(expressions)s"
+    output_field = CharField()
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return super().as_sql(compiler, connection, template="+%(expressions)s", **extra)
+
+
+_COLUMNS = ("last_day", "last_hour", "item_runs_day", "item_runs_hour", "items_day", "items_hour")
+
+
+def failing_types(hour_ago: datetime, day_ago: datetime) -> list[FailingType]:
+    """By run type: failed runs, and runs with failed items and their items, started
+    since `day_ago` (and `hour_ago`). One query, the union of two index ranges
+    (run_status_started, run_items_failed_started): a run both failed and with
+    failed items counts in both, as what each number links to lists it."""
+    hour = Q(started_at__gte=hour_ago)
+    zero = Value(0, output_field=IntegerField())
+    failed = (
+        Run.objects.filter(status=Status.FAILED, started_at__gte=day_ago)
+        .values(run_type=_GroupedType(F("type")))
+        .annotate(
+            last_day=Count("id"),
+            last_hour=Count("id", filter=hour),
+            item_runs_day=zero,
+            item_runs_hour=zero,
+            items_day=zero,
+            items_hour=zero,
+        )
+        .order_by()
+    )
+    items = (
+        Run.objects.filter(ITEMS_FAILED, started_at__gte=day_ago)
+        .values(run_type=_GroupedType(F("type")))
+        .annotate(
+            last_day=zero,
+            last_hour=zero,
+            item_runs_day=Count("id"),
+            item_runs_hour=Count("id", filter=hour),
+            items_day=Sum("steps_items_failed"),
+            items_hour=Sum("steps_items_failed", filter=hour, default=0),
+        )
+        .order_by()
+    )
+    counts: dict[str, list[int]] = {}
+    for row in failed.union(items, all=True):
+        kept = counts.setdefault(row["run_type"], [0] * len(_COLUMNS))
+        for index, column in enumerate(_COLUMNS):
+            kept[index] += row[column] or 0
+    rows = [
+        FailingType(
+            run_type,
+            last_hour=values[1],
+            last_day=values[0],
+            item_runs_hour=values[3],
+            item_runs_day=values[2],
+            items_hour=values[5],
+            items_day=values[4],
+        )
+        for run_type, values in counts.items()
+    ]
+    # Most failing first: failed runs, then runs with failed items.
+    return sorted(
+        rows,
+        key=lambda row: (
+            -row.last_hour,
+            -row.last_day,
+            -row.item_runs_hour,
+            -row.item_runs_day,
+            row.run_type,
+        ),
+    )

@@ -64,25 +64,40 @@ def groups_of(
     """The groups under the window's rows, by row id (as shown, at most SHOWN_PER_ROW
     each), the window's own level's groups (its siblings) by name, and for the roots
     of a run with more than a window of them, how many there are."""
-    containers = [step.pk for step in rows if step.child_count >= MIN_ITERATIONS]
-    level = "g.parent_id IS NULL" if parent_id is None else "g.parent_id = %s"
-    params: list = [run_id] + ([] if parent_id is None else [parent_id])
-    if containers:
-        level += f" OR g.parent_id IN ({', '.join(['%s'] * len(containers))})"
-        params += containers
+    under, siblings, roots = groups_of_levels(run_id, {parent_id: rows})
+    return under, siblings.get(parent_id, {}), roots
+
+
+def groups_of_levels(
+    run_id: int, levels: dict[int | None, list[Step]]
+) -> tuple[dict[int, list[Group]], dict[int | None, dict[str, Group]], int | None]:
+    """groups_of for several levels at once (find in run shows a few steps of many
+    levels): the groups under their rows by row id, each level's own groups by its
+    parent's id (None: the roots) then name, the roots' count. One query."""
+    rows = [step for level in levels.values() for step in level]
+    containers = {step.pk for step in rows if step.child_count >= MIN_ITERATIONS}
+    parents = {pk for pk in levels if pk is not None}
+    clauses = ["g.parent_id IS NULL"] if None in levels else []
+    params: list = [run_id]
+    wanted = sorted(parents | containers)
+    if wanted:
+        clauses.append(f"g.parent_id IN ({', '.join(['%s'] * len(wanted))})")
+        params += wanted
+    if not clauses:
+        return {}, {}, None
     columns = ", ".join(f"g.{c}" for c in _COLUMNS)
     steps = Step._meta.db_table
     sql = (
         f"SELECT {columns}, s.key, s.name, f.key FROM {StepGroup._meta.db_table} g "
         f"LEFT JOIN {steps} s ON s.id = g.slowest_id "
         f"LEFT JOIN {steps} f ON f.id = g.first_failed_id "
-        f"WHERE g.run_id = %s AND ({level})"
+        f"WHERE g.run_id = %s AND ({' OR '.join(clauses)})"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     under: dict[int, list[Group]] = defaultdict(list)
-    siblings: dict[str, Group] = {}
+    siblings: dict[int | None, dict[str, Group]] = defaultdict(dict)
     roots = None
     for row in found:
         group = Group(*row)
@@ -90,25 +105,33 @@ def groups_of(
             group.bins = json.loads(group.bins)
         if group.kind == StepGroup.ROOT:
             roots = group.count
-        elif group.parent_id == parent_id:
-            if group.kind == StepGroup.NAME:
-                siblings[group.name] = group
-        else:
+            continue
+        # A step can be both a level's parent and a row of the level above.
+        if group.parent_id in levels and group.kind == StepGroup.NAME:
+            siblings[group.parent_id][group.name] = group
+        if group.parent_id in containers:
             under[group.parent_id].append(group)
     for pk, groups in under.items():
         groups.sort(key=lambda g: (g.kind != StepGroup.LOOP, -g.count, g.name))
         under[pk] = groups[:SHOWN_PER_ROW]
-    return dict(under), siblings, roots
+    return dict(under), dict(siblings), roots
 
 
 def differing_values(rows: list[Step], siblings: dict[str, Group]) -> dict[int, tuple]:
     """For the rows of a repeated name whose group has a field that tells its steps
     apart: (field, its value as text) by row id. One query per field."""
+    return differing_values_of_levels([(rows, siblings)])
+
+
+def differing_values_of_levels(levels: list[tuple[list[Step], dict[str, Group]]]) -> dict:
+    """differing_values for several levels (each its rows and its groups by name):
+    still one query per field, whatever the levels."""
     by_field: dict[str, list[int]] = defaultdict(list)
-    for step in rows:
-        group = siblings.get(step.name)
-        if group is not None and group.differs_by and PLAIN_FIELD.fullmatch(group.differs_by):
-            by_field[group.differs_by].append(step.pk)
+    for rows, siblings in levels:
+        for step in rows:
+            group = siblings.get(step.name)
+            if group is not None and group.differs_by and PLAIN_FIELD.fullmatch(group.differs_by):
+                by_field[group.differs_by].append(step.pk)
     values: dict[int, tuple] = {}
     for field in sorted(by_field)[:MAX_FIELDS]:
         ids = by_field[field]

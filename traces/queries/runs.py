@@ -18,6 +18,8 @@ def filter_runs(filters: dict) -> QuerySet:
     status = filters.get("status")
     if status == "stale":
         runs = runs.stale()
+    elif status == "items":
+        runs = runs.filter(steps_items_failed__gt=0)
     elif status:
         runs = runs.filter(status=status)
     if filters.get("format"):
@@ -72,7 +74,7 @@ def run_status_summary(runs: QuerySet, filters: dict) -> dict:
     chosen = {
         name: value for name, value in filters.items() if value and name not in PAGING_FILTERS
     }
-    if chosen.keys() <= COUNTED_FILTERS.keys() and chosen.get("status") != "stale":
+    if chosen.keys() <= COUNTED_FILTERS.keys() and chosen.get("status") not in ("stale", "items"):
         counters = RunCount.objects.filter(
             **{COUNTED_FILTERS[name]: value for name, value in chosen.items()}
         )

@@ -384,10 +384,12 @@ class Comparison:
         return self.duration_ms / self.p50_ms if self.p50_ms else 0.0
 
 
-def duration_comparison(run: Run) -> Comparison | None:
-    """How the run's duration compares with its type's succeeded runs (same format)
-    started in the COMPARE_SPAN up to it; None without a duration, type or start."""
-    if run.duration_ms is None or not run.type or run.started_at is None:
+def duration_comparison(run: Run, so_far_ms: float | None = None) -> Comparison | None:
+    """How the run's duration (or `so_far_ms`, a running run's duration so far)
+    compares with its type's succeeded runs (same format) started in the
+    COMPARE_SPAN up to it; None without a duration, type or start."""
+    duration = run.duration_ms if so_far_ms is None else so_far_ms
+    if duration is None or not run.type or run.started_at is None:
         return None
     end = _floor_hour(run.started_at) + HOUR
     rows = _fetch(
@@ -401,9 +403,11 @@ def duration_comparison(run: Run) -> Comparison | None:
     if not histogram:
         return None
     p95 = percentile(histogram, 95)
+    # A duration so far is binned as if it ended now (a running run's has no bin).
+    status = run.status if so_far_ms is None else "succeeded"
     return Comparison(
-        run.type, run.format, run.duration_ms, percentile(histogram, 50), p95,
-        sum(histogram.values()), duration_bin(run.duration_ms, run.status) > _bin_of(p95),
+        run.type, run.format, duration, percentile(histogram, 50), p95,
+        sum(histogram.values()), duration_bin(duration, status) > _bin_of(p95),
     )  # fmt: skip
 
 

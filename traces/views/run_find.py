@@ -17,7 +17,10 @@ from traces import queries
 from traces.models import Run, Step
 from traces.queries.find import FIND_WINDOW, Find
 
-from . import run_tabs  # (which imports this module: names are read at call time)
+from . import (
+    run_tabs,  # (which imports this module: names are read at call time)
+    tree_groups,
+)
 
 
 def find_keep(form) -> dict:
@@ -78,7 +81,6 @@ def find_tree(run: Run, form, bar: dict) -> dict:
     keep = urlencode(find_keep(form))
     children: dict[int | None, list[Step]] = {}
     for step in rows:
-        step.group_start = False
         step.find_class = " find-match" if step.pk in matched else " find-context"
         step.url = f"{step.url}?{keep}" if step.url else ""
         parent = step.parent_id if step.parent_id in by_id else None
@@ -88,6 +90,10 @@ def find_tree(run: Run, form, bar: dict) -> dict:
         if shown:
             step.children_level = _level(step, shown)
     roots = _level(None, children.get(None, []))
+    # What tells repeated siblings apart, and containers' summaries, as the tree shows them.
+    tree_groups.decorate_levels(
+        run.pk, [roots, *(step.children_level for step in rows if shown_under(step))]
+    )
     first = options.get("find_at") or 0
     return {
         "roots": roots,
@@ -98,10 +104,18 @@ def find_tree(run: Run, form, bar: dict) -> dict:
     }
 
 
+def shown_under(step: Step) -> bool:
+    return step.children_level is not None
+
+
 def _level(parent: Step | None, rows: list[Step]) -> run_tabs.TreeLevel:
     rows.sort(key=lambda step: (step.position, step.pk))
     level = run_tabs.TreeLevel(
-        parent=parent, rows=rows, parallel=bool(parent and parent.type.lower() == "parallel")
+        parent=parent,
+        rows=rows,
+        parallel=bool(parent and parent.type.lower() == "parallel"),
+        # Its loop's iterations headed, as in the whole tree: the shown ones only.
+        grouped=run_tabs._mark_iterations(rows, parent, None),
     )
     if parent is not None and parent.child_count > len(rows) and parent.children_url:
         level.all_url = parent.children_url

@@ -243,6 +243,12 @@ def _header_context(run: Run) -> dict:
         "live": running,
         "elapsed_ms": elapsed,
         "elapsed_note": "so far" if running else "until its last write",
+        # Its duration (or, while it runs, its duration so far) against its type's.
+        "type_compare": bool(run.type) and (run.duration_ms is not None or elapsed is not None),
+        # "compare with previous" only when there is one: the first run of its type
+        # has none. One indexed lookup (the runs of its type or name before it), made
+        # when the header is drawn (the template calls it), not for a tab's swap.
+        "has_previous": lambda: _has_previous(run),
         # Numbers as the source wrote them; anything else is shown as text.
         "counters": [
             {"name": name, "value": value if _is_number(value) else pretty_json(value)}
@@ -250,6 +256,10 @@ def _header_context(run: Run) -> dict:
         ],
         "poll_seconds": HEADER_POLL_SECONDS,
     }
+
+
+def _has_previous(run: Run) -> bool:
+    return bool(run.type or run.name) and queries.compare.previous_run(run) is not None
 
 
 def _header_response(request: HttpRequest, run: Run) -> HttpResponse:

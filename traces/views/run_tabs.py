@@ -250,6 +250,7 @@ def timeline_context(run: Run, form) -> dict:
             for frac in range(5)
         ],
         **_window_urls(base, here, found.page),
+        "next_count": _next_count(run, found, from_ms, to_ms, form.failed_only),
         "controls": _zoom_controls(base, keep, from_ms, to_ms, span_ms),
         "minimap": _minimap_context(minimap, from_ms, to_ms, span_ms),
         "base_url": f"{base}?{urlencode(keep)}" if keep else base,
@@ -407,10 +408,24 @@ def _untimed_timeline(run: Run, form) -> dict:
             {"label": human_duration(span_ms * frac / 4) if frac else "0"} for frac in range(5)
         ],
         **_window_urls(base, keep, page),
+        "next_count": queries.timeline_count.after_in_run_order(
+            run, rows[-1], failed_only=form.failed_only
+        )
+        if page.next_cursor and rows and not form.found
+        else None,
         "first_seq": rows[0].seq if rows else None,
         "last_seq": rows[-1].seq if rows else None,
         "find": run_find.mark_timeline(run, rows, form),
     }
+
+
+def _next_count(run: Run, found, from_ms: float, to_ms: float, failed_only: bool):
+    """How many steps "next steps" leads to (capped), when there are more."""
+    if not found.page.next_cursor or not found.page.items:
+        return None
+    _low, high = queries.timeline.window_bounds(run, from_ms, to_ms)
+    last = found.page.items[-1]
+    return queries.timeline_count.after_in_window(run, last, high, failed_only=failed_only)
 
 
 def _window_urls(base: str, keep: dict, page: Page) -> dict:

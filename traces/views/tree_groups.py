@@ -43,6 +43,24 @@ def decorate(
     return {name: summary(group, url_of) for name, group in siblings.items()}, size
 
 
+def decorate_levels(run_id: int, levels: list) -> None:
+    """decorate for several levels at once (find in run's: a few steps of many
+    levels, each a TreeLevel), in one query and one per differing field: each row
+    gets `groups` and `differs`, each level its repeated names."""
+    shown = {(level.parent.pk if level.parent else None): level.rows for level in levels}
+    under, siblings, _roots = queries.groups.groups_of_levels(run_id, shown)
+    differs = queries.groups.differing_values_of_levels(
+        [(rows, siblings.get(pk, {})) for pk, rows in shown.items()]
+    )
+    url_of = key_urls("traces:step-detail", run_id)
+    for level in levels:
+        own = siblings.get(level.parent.pk if level.parent else None, {})
+        level.groups = {name: summary(group, url_of) for name, group in own.items()}
+        for step in level.rows:
+            step.groups = [summary(group, url_of) for group in under.get(step.pk, ())]
+            step.differs = differs.get(step.pk)
+
+
 def summary(group, url_of) -> GroupSummary:
     top = max(group.bins or [0]) or 1
     bars = [

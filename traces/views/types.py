@@ -84,14 +84,29 @@ def type_detail(request: HttpRequest, run_type: str) -> HttpResponse:
 @require_GET
 def type_compare(request: HttpRequest, run_id: int) -> HttpResponse:
     """The run page's line comparing the run's duration with its type's (loaded lazily,
-    so the run page itself reads nothing more)."""
+    so the run page itself reads nothing more); a running run's duration so far
+    (until its last write once it is stale), labelled so."""
     run = get_object_or_404(
-        Run.objects.only("id", "type", "format", "status", "started_at", "duration_ms"), pk=run_id
+        Run.objects.only(
+            "id", "type", "format", "status", "started_at", "duration_ms", "source_updated_at"
+        ),
+        pk=run_id,
     )
-    comparison = queries.types.duration_comparison(run)
+    so_far_ms = None
+    until = run.live_until
+    if run.duration_ms is None and until is not None and run.started_at is not None:
+        so_far_ms = max((until - run.started_at).total_seconds() * 1000, 0.0)
+    comparison = queries.types.duration_comparison(run, so_far_ms)
     url = type_url(run.type)
     url = f"{url}?{urlencode({'format': run.format})}" if url else ""
-    context = {"comparison": comparison, "type_url": url, "error_percent": _error_percent()}
+    context = {
+        "comparison": comparison,
+        "type_url": url,
+        "error_percent": _error_percent(),
+        "so_far": ""
+        if so_far_ms is None
+        else ("until its last write" if run.is_stale else "so far"),
+    }
     return render(request, "traces/types_compare.html", context)
 
 
