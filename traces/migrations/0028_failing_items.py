@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('traces', '0025_zoom'),
+        ('traces', '0027_index_twins'),
     ]
 
     operations = [
