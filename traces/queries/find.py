@@ -2,7 +2,8 @@
 the run page's tree and timeline and the API's run steps.
 
 A find is words and `status:NAME` terms. A step matches when every word is in its
-name, key, type or error, and its status is one of those named (any, when none
+name, key, type or error or among the values of its attributes or input (as the
+search reads them), and its status is one of those named (any, when none
 is). Words are read as the search reads them: a word is a phrase of its
 letters-and-digits tokens (`fetch_charges` is `fetch charges`), each a whole
 token; a word ending in `*` matches tokens starting with it (`01M3250Z*`).
