@@ -35,7 +35,7 @@ def _holds(texts, word: str) -> bool:
 def _scan(word: str, *, whole: bool) -> set[int]:
     """The steps holding `word` as the index reads them, found by reading every step.
     `whole`: in any of their values; else only in values the index surely holds on
-    both databases (a step whose values are short: past INDEXED_CHARS of text, the
+    both databases (a step whose values are short: past VALUE_CHARS of text, the
     two walk a JSON value's keys in their own orders)."""
     rows = Step.objects.values_list("pk", "key", "name", "type", "error", "attributes", "input")
     found = set()
@@ -44,7 +44,7 @@ def _scan(word: str, *, whole: bool) -> set[int]:
             found.add(pk)
         for value in (attributes, input_):
             words = value_words(value)
-            short = len(" ".join(words)) * 3 < index.INDEXED_CHARS
+            short = len(" ".join(words)) * 3 < index.VALUE_CHARS
             if (whole or short) and _holds(words, word):
                 found.add(pk)
     return found

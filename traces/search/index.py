@@ -25,8 +25,8 @@ Steps are also found by the VALUES (strings and numbers, not the keys) of their
 attributes and input (`values`): a customer id or an actor pasted into the search
 finds the steps that carry it. Both databases index the values' text joined by
 spaces, bounded like the other columns (SQLite's json_tree walks a value in its
-order, PostgreSQL's jsonb in its own, so only a value past the first INDEXED_CHARS
-of text may be indexed on one and not the other).
+order, PostgreSQL's jsonb in its own and spells it as a JSON array, so only a value
+near or past the first VALUE_CHARS of text may be indexed on one and not the other).
 
 Long values are indexed up to INDEXED_CHARS: an id or an error's words sit at its
 start, and a 100 MB message must not be tokenised whole at ingest."""
@@ -37,6 +37,10 @@ import json
 from dataclasses import dataclass
 
 INDEXED_CHARS = 4096
+# A step's attribute or input values: their first VALUE_CHARS of text (ids, names,
+# actors come first; tokenising a 4 KiB JSON text at every insert cost PostgreSQL
+# ~100 µs a step, bench_pg_search_vector.py).
+VALUE_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -85,16 +89,17 @@ _PG_LEAVES = '\'strict $.** ? (@.type() == "string" || @.type() == "number")\''
 def sqlite_json_words(column: str) -> str:
     return (
         f"substr((SELECT group_concat(atom, ' ') FROM json_tree({column}) "
-        f"WHERE type IN ('text', 'integer', 'real')), 1, {INDEXED_CHARS})"
+        f"WHERE type IN ('text', 'integer', 'real')), 1, {VALUE_CHARS})"
     )
 
 
 def pg_json_words(column: str) -> str:
-    """The values as the text of a jsonb array (`["cus_1", 2]`): its quotes and commas
-    are punctuation, and its escapes (`\\n`, `\\u0007`) are made spaces, not letters."""
+    """The values as the text of a jsonb array (`["cus_1", 2]`), cut at VALUE_CHARS
+    before any regular expression reads it: its quotes and commas are punctuation, and
+    its escapes (`\\n`, `\\u0007`) are made spaces, not letters."""
     leaves = f"jsonb_path_query_array(coalesce({column}::jsonb, 'null'::jsonb), {_PG_LEAVES})"
-    unescaped = f"regexp_replace({leaves}::text, '\\\\(u[0-9a-fA-F]{{4}}|.)', ' ', 'g')"
-    return f"left({unescaped}, {INDEXED_CHARS})"
+    cut = f"left({leaves}::text, {VALUE_CHARS})"
+    return f"regexp_replace({cut}, '\\\\(u[0-9a-fA-F]{{4}}|.)', ' ', 'g')"
 
 
 def pg_words(text_sql: str) -> str:

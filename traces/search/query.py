@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F, TextField
 from django.db.models.functions import Cast, Collate, Substr
 from django.urls import reverse
@@ -24,7 +24,7 @@ from traces.queries.entities import EntityRow
 from traces.queries.runs import run_list_columns
 from traces.queries.steps import step_list_columns
 
-from .index import INDEXED_CHARS, RUNS, STEPS, SearchedTable, fts_query, pg_match
+from .index import RUNS, STEPS, VALUE_CHARS, SearchedTable, fts_query, pg_match
 
 COUNT_CAP = 1000
 SHOWN = 20
@@ -156,24 +156,47 @@ def _matching_ids(searched: SearchedTable, words: list[str]) -> tuple[list[int],
         return ids, len(ids)
 
 
+# PostgreSQL: the newest rows a common word's first SHOWN matches are looked for in.
+RECENT = 5_000
+
+
 def _pg_newest(cursor, searched: SearchedTable, words: list[str]) -> tuple[list[int], int]:
-    """PostgreSQL with a stored vector: the newest SHOWN matches (a common word: the
-    newest rows down the primary key, each tested on its vector, until SHOWN match; a
-    rare one: its few matches from the GIN index, sorted), then, only when there are
-    that many, the count: the index's matches read in table order up to the cap."""
+    """PostgreSQL with a stored vector: the newest SHOWN matches and how many match.
+    First the newest RECENT rows, walked down the primary key and each tested on its
+    vector (a word common in recent runs: done after a few hundred); else the word's
+    matches from the GIN index, sorted. The count reads the index's matches up to the
+    cap. The planner cannot know where in id order a word's matches are (a word of
+    last year's runs only, and its walk down the primary key reads the whole table),
+    so these two are given bitmap scans of the GIN index alone."""
     match = pg_match(searched, words)
+    table = searched.table
     cursor.execute(
-        f"SELECT id FROM {searched.table} WHERE {match} ORDER BY id DESC LIMIT {SHOWN}", words
-    )
-    ids = [row[0] for row in cursor.fetchall()]
-    if len(ids) < SHOWN:
-        return ids, len(ids)
-    cursor.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM {searched.table} WHERE {match} "
-        f"LIMIT {COUNT_CAP + 1}) AS hit",
+        f"SELECT id FROM (SELECT id, {searched.pg_column} FROM {table} "
+        f"ORDER BY id DESC LIMIT {RECENT}) AS recent WHERE {match} ORDER BY id DESC LIMIT {SHOWN}",
         words,
     )
-    return ids, cursor.fetchone()[0]
+    ids = [row[0] for row in cursor.fetchall()]
+    outer = connection.in_atomic_block
+    with transaction.atomic():
+        # LOCAL: until this transaction ends; put back at once for an outer one.
+        cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
+        try:
+            if len(ids) < SHOWN:
+                cursor.execute(
+                    f"SELECT id FROM {table} WHERE {match} ORDER BY id DESC LIMIT {SHOWN}", words
+                )
+                ids = [row[0] for row in cursor.fetchall()]
+                if len(ids) < SHOWN:
+                    return ids, len(ids)
+            cursor.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {match} "
+                f"LIMIT {COUNT_CAP + 1}) AS hit",
+                words,
+            )
+            return ids, cursor.fetchone()[0]
+        finally:
+            if outer:
+                cursor.execute("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = on")
 
 
 def _in_id_order(rows, ids: list[int]) -> list:
@@ -198,7 +221,7 @@ def _steps_by_id(ids: list[int]) -> list[Step]:
 
 def _json_head(column: str):
     """The start of a JSON column's text, as much as the index reads of its values and more."""
-    return Substr(Cast(column, TextField()), 1, 4 * INDEXED_CHARS)
+    return Substr(Cast(column, TextField()), 1, 4 * VALUE_CHARS)
 
 
 def json_words(text: str | None) -> list[str]:
