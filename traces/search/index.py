@@ -13,8 +13,9 @@ by other means) is a harmless no-op; the runs' table, which a trigger fills on
 every insert, holds only the index (`content=''`).
 
 PostgreSQL: a GIN index on a `to_tsvector('simple', ...)` expression of the same
-columns, which PostgreSQL keeps itself; for the steps (a million rows, where a word
-can match tens of thousands) a stored `tsvector` column instead (`pg_column`),
+columns, which PostgreSQL keeps itself (the log lines); for runs and steps (a run's
+attributes are long, and a word can match tens of thousands of steps) a stored
+`tsvector` column instead (`pg_column`),
 computed by a BEFORE INSERT/UPDATE trigger in the statement that writes the row
 (COPY included) and GIN-indexed: a phrase's match must be rechecked on the row, and
 the recheck then reads the stored vector instead of tokenising the row's text again
@@ -124,8 +125,9 @@ RUNS = SearchedTable(
     "traces_run",
     ("external_id", "name", "type", "trigger", "actor", "error", "attributes"),
     "traces_run_search",
-    "run_search",
+    "run_search_doc",
     indexed_by_store=False,
+    pg_column="search_doc",
 )
 STEPS = SearchedTable(
     "traces_step",
