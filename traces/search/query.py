@@ -163,40 +163,45 @@ RECENT = 50_000
 
 def _pg_newest(cursor, searched: SearchedTable, words: list[str]) -> tuple[list[int], int]:
     """PostgreSQL with a stored vector: the newest SHOWN matches and how many match.
-    First the newest RECENT rows, walked down the primary key and each tested on its
-    vector, stopping at the SHOWN-th match (a word common in recent runs: after a few
-    hundred); else the word's matches from the GIN index, sorted (all of them read: a
-    word in 200,000 steps of older runs costs PostgreSQL ~1 s under load, see RESULTS
-    §14a). The count reads the index's matches up to the
-    cap. The planner cannot know where in id order a word's matches are (a word of
-    last year's runs only, and its walk down the primary key reads the whole table),
-    so these two are given bitmap scans of the GIN index alone."""
+    The count first, from the GIN index (its matches read up to the cap). A word with
+    fewer: its matches from the index, sorted. A common one: the newest RECENT rows
+    walked down the primary key, each tested on its vector, stopping at the SHOWN-th
+    match (a word common in recent runs: after a few hundred); else all its matches
+    from the index, sorted (a word in 200,000 steps of older runs costs ~1 s under
+    load, RESULTS §14a). The planner cannot know where in id order a word's matches
+    are (a walk down the primary key for a word of last year's runs reads the whole
+    table), so the index reads are given bitmap scans alone."""
     match = pg_match(searched, words)
     table = searched.table
-    cursor.execute(
-        f"SELECT id FROM (SELECT id, {searched.pg_column} FROM {table} "
-        f"ORDER BY id DESC LIMIT {RECENT}) AS recent WHERE {match} ORDER BY id DESC LIMIT {SHOWN}",
-        words,
-    )
-    ids = [row[0] for row in cursor.fetchall()]
     outer = connection.in_atomic_block
     with transaction.atomic():
         # LOCAL: until this transaction ends; put back at once for an outer one.
         cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
         try:
-            if len(ids) < SHOWN:
-                cursor.execute(
-                    f"SELECT id FROM {table} WHERE {match} ORDER BY id DESC LIMIT {SHOWN}", words
-                )
-                ids = [row[0] for row in cursor.fetchall()]
-                if len(ids) < SHOWN:
-                    return ids, len(ids)
             cursor.execute(
                 f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {match} "
                 f"LIMIT {COUNT_CAP + 1}) AS hit",
                 words,
             )
-            return ids, cursor.fetchone()[0]
+            matches = cursor.fetchone()[0]
+            if matches == 0:
+                return [], 0
+            if matches > COUNT_CAP:
+                cursor.execute("SET LOCAL enable_indexscan = on")
+                cursor.execute(
+                    f"SELECT id FROM (SELECT id, {searched.pg_column} FROM {table} "
+                    f"ORDER BY id DESC LIMIT {RECENT}) AS recent WHERE {match} "
+                    f"ORDER BY id DESC LIMIT {SHOWN}",
+                    words,
+                )
+                ids = [row[0] for row in cursor.fetchall()]
+                if len(ids) == SHOWN:
+                    return ids, matches
+                cursor.execute("SET LOCAL enable_indexscan = off")
+            cursor.execute(
+                f"SELECT id FROM {table} WHERE {match} ORDER BY id DESC LIMIT {SHOWN}", words
+            )
+            return [row[0] for row in cursor.fetchall()], matches
         finally:
             if outer:
                 cursor.execute("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = on")
