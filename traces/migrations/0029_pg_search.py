@@ -87,7 +87,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("traces", "0025_zoom"),
+        ("traces", "0028_failing_items"),
     ]
 
     operations = [
