@@ -406,6 +406,7 @@ def test_search_matches_the_stored_vector_through_its_gin_index(worded_run):
 
 @on_postgres
 def test_search_for_a_common_word_reads_its_newest_matches_not_all(worded_run):
+    from traces.search import exact
     from traces.search.query import COUNT_CAP, SHOWN, search
 
     found = None
@@ -419,10 +420,13 @@ def test_search_for_a_common_word_reads_its_newest_matches_not_all(worded_run):
     assert len(found.steps.items) == SHOWN
     steps = [plan for sql, plan in plans if "search_doc" in sql and "traces_step" in sql]
     step_reads = [_steps_read(plan) for plan in steps]
-    assert len(step_reads) == 2  # the capped count, then the newest SHOWN
+    # The capped count, the newest SHOWN, then the exact-id lookup's probe of the steps
+    # whose key the word may be (search.exact: at most KEY_PROBE of its matches).
+    assert len(step_reads) == 3, step_reads
     # Of its 3,000 matches (in 6,000 steps): the index's first COUNT_CAP + 1, then ~2
     # steps a shown match down the primary key.
     assert step_reads[0] <= COUNT_CAP + 1 and step_reads[1] <= 4 * SHOWN, step_reads
+    assert step_reads[2] <= exact.KEY_PROBE, step_reads
 
 
 @on_postgres

@@ -14,6 +14,7 @@ from django.db.models import Max
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.factories import make_runs
 from tests.read_models import end_running_run, runs_gone_from_source
 from tests.test_query_plans import plan_steps
 from tests.test_read_model_causes import change_source
@@ -198,6 +199,19 @@ def test_the_delete_button_takes_a_runs_items_off(client, runs_db):
 
 def test_the_strip_reads_two_index_ranges_of_runs():
     now = timezone.now()
+    # A store of 40 days of runs in 20 types, a few failed or with failed items lately,
+    # planned with statistics as a real one is (PostgreSQL): on an empty table any index
+    # is as cheap as another.
+    runs = make_runs(4000)
+    for index, run in enumerate(runs):
+        run.started_at = now - timedelta(minutes=15 * index)
+        run.type = f"type {index % 20}"
+        run.status = "failed" if index % 100 == 7 else "succeeded"
+        run.steps_items_failed = 3 if index % 100 == 11 else 0
+    Run.objects.bulk_update(runs, ["started_at", "type", "status", "steps_items_failed"])
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE traces_run")
     statements = []
 
     def record(execute, sql, params, many, context):
@@ -210,7 +224,6 @@ def test_the_strip_reads_two_index_ranges_of_runs():
     ((sql, params),) = statements
     steps = plan_steps(sql, params, dear=("sort", "incremental_sort", "seqscan"))
     text = " ".join(steps)
-    # Failed runs by (status, start) (PostgreSQL, on a table this small, may take the
-    # (status, listed_at) index as well); runs with failed items by the partial index.
-    assert "run_status_" in text and "run_items_failed_started" in text, steps
+    # Failed runs by (status, start), runs with failed items by the partial index.
+    assert "run_status_started" in text and "run_items_failed_started" in text, steps
     assert "SCAN traces_run" not in text and "Seq Scan" not in text

@@ -32,7 +32,7 @@ from traces.queries.entities import EntityRow
 from traces.queries.runs import run_list_columns
 from traces.queries.steps import step_list_columns
 
-from .index import STEPS, fts_query, pg_match
+from .index import STEPS, fts_query, pg_match, without_seqscan
 
 # At most this many of each kind are looked up (one more than the page shows).
 LIMIT = 21
@@ -70,7 +70,7 @@ def exact_matches(query: str) -> ExactMatches:
         for kind, sql, _ in parts
     )
     ids: dict[str, list[int]] = {"run": [], "step": [], "entity": []}
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor, without_seqscan(cursor):
         cursor.execute(union, [param for _, _, params in parts for param in params])
         for kind, pk in cursor.fetchall():
             ids[kind].append(pk)

@@ -34,8 +34,11 @@ start, and a 100 MB message must not be tokenised whole at ingest."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
+
+from django.db import connection, transaction
 
 INDEXED_CHARS = 4096
 # A step's attribute or input values: their first VALUE_CHARS of text (ids, names,
@@ -275,3 +278,23 @@ def create_statements(vendor: str) -> list[str]:
 def drop_statements(vendor: str) -> list[str]:
     drop = {"sqlite": sqlite_drop, "postgresql": pg_drop}[vendor]
     return [statement for searched in TABLES for statement in drop(searched)]
+
+
+@contextlib.contextmanager
+def without_seqscan(cursor):
+    """PostgreSQL: the statements run inside it planned without sequential scans, so
+    a full-text match is read from its GIN index (a common word's matches otherwise
+    look quicker to find by reading the table and testing each row's vector, however
+    far into it they are). LOCAL to a transaction of its own, or put back at once in
+    an outer one."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    outer = connection.in_atomic_block
+    with transaction.atomic():
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        try:
+            yield
+        finally:
+            if outer:
+                cursor.execute("SET LOCAL enable_seqscan = on")
