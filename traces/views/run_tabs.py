@@ -256,6 +256,8 @@ def timeline_context(run: Run, form) -> dict:
         "window_ms": window_ms,
         "open_before": len(open_before),
         "unstarted": len(unstarted),
+        # The rows listed are these, the ones that began before it and the unstarted.
+        "overlapping": len(rows) - len(unstarted),
         "ticks": [
             {"label": _tick(from_ms + window_ms * frac / 4) if from_ms or frac else "0"}
             for frac in range(5)
