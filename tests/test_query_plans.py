@@ -336,3 +336,104 @@ def test_previous_run_and_types_last_runs_walk_an_index():
     assert row.last_run == runs[-1]
     [(sql, plan)] = [(sql, plan) for sql, plan in recorded if "WITH t(run_type)" in sql]
     assert not sorts(plan), f"{sql}\n  plan: {plan}"
+
+
+# --- the search and find on PostgreSQL: the stored vector, and a common word's walk --------
+
+on_postgres = pytest.mark.skipif(
+    "connection.vendor != 'postgresql'", reason="PostgreSQL's stored search vector"
+)
+
+
+def _analyzed(read) -> list[tuple[str, dict]]:
+    """Each SELECT that `read()` runs, with its EXPLAIN ANALYZE plan (JSON). A seq scan
+    is made dear, as a big table makes it (on a few thousand rows PostgreSQL reads
+    them all rather than an index)."""
+    recorder = Recorder()
+    with connection.execute_wrapper(recorder):
+        read()
+    plans = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        for sql, params in recorder.queries:
+            cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+            plans.append((sql, _json(cursor.fetchone()[0])[0]["Plan"]))
+    return plans
+
+
+def _all_nodes(node: dict):
+    yield node
+    for child in node.get("Plans", []):
+        yield from _all_nodes(child)
+
+
+def _steps_read(plan: dict) -> int:
+    """Rows of traces_step the plan read: kept and filtered out, by every scan of it."""
+    return sum(
+        node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
+        + node.get("Rows Removed by Filter", 0)
+        + node.get("Rows Removed by Index Recheck", 0)
+        for node in _all_nodes(plan)
+        if node.get("Relation Name") == "traces_step"
+    )
+
+
+@pytest.fixture
+def worded_run():
+    """A run of 6,000 steps, 3,000 of them (every other) named `fetch_charges`, 5
+    `rare_word`; ANALYZEd, as a big database's statistics would be."""
+    run = make_runs(1)[0]
+    steps = make_steps(run, 6_000)
+    common = [step.pk for step in steps[::2]]
+    Step.objects.filter(pk__in=common).update(name="fetch_charges")
+    Step.objects.filter(pk__in=[step.pk for step in steps[1:10:2]]).update(name="rare_word")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE traces_step")
+    return run
+
+
+@on_postgres
+def test_search_matches_the_stored_vector_through_its_gin_index(worded_run):
+    from traces.search.query import search
+
+    plans = _analyzed(lambda: search("rare_word"))
+    steps = [plan for sql, plan in plans if "FROM traces_step WHERE" in sql]
+    text = json.dumps(steps)
+    assert steps and "step_search_doc" in text and "search_doc @@" in text
+    # The step's text is never tokenised again at query time.
+    assert "to_tsvector" not in text
+
+
+@on_postgres
+def test_search_for_a_common_word_reads_its_newest_matches_not_all(worded_run):
+    from traces.search.query import COUNT_CAP, SHOWN, search
+
+    found = None
+
+    def read():
+        nonlocal found
+        found = search("fetch_charges")
+
+    plans = _analyzed(read)
+    assert found.steps.count == COUNT_CAP and found.steps.capped
+    assert len(found.steps.items) == SHOWN
+    steps = [plan for sql, plan in plans if "search_doc" in sql and "traces_step" in sql]
+    step_reads = [_steps_read(plan) for plan in steps]
+    assert len(step_reads) == 2  # the capped count, then the newest SHOWN
+    # Of its 3,000 matches (in 6,000 steps): the index's first COUNT_CAP + 1, then ~2
+    # steps a shown match down the primary key.
+    assert step_reads[0] <= COUNT_CAP + 1 and step_reads[1] <= 4 * SHOWN, step_reads
+
+
+@on_postgres
+def test_find_of_a_common_word_reads_a_window_not_all_matches(worded_run):
+    from traces.queries import find as found
+
+    find = found.parse("fetch_charges")
+    counted = found.count(worded_run.pk, find)
+    assert counted == (3_000, False) and not found.few_matches(worded_run.pk, find)
+    plans = _analyzed(lambda: found.window(worded_run.pk, find, counted=counted))
+    plan = next(plan for sql, plan in plans if "search_doc" in sql)
+    assert "to_tsvector" not in json.dumps(plan)
+    # A window of 50 matches, every other step: ~100 steps read, not 3,000 matches.
+    assert _steps_read(plan) <= 4 * found.FIND_WINDOW, _steps_read(plan)

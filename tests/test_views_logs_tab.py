@@ -63,8 +63,9 @@ def test_the_picker_reads_a_fixed_number_of_queries_however_big_the_run(
     steps = add_steps(run, 600, name="a")
     Step.objects.filter(pk__in=[step.pk for step in steps[::2]]).update(name="b")
     add_logs(run, 20)
-    # the run, the window, its repeats, the levels, the names, their lines
-    with django_assert_num_queries(6):
+    # the run, the window, its repeats, the previous run (the header's compare link),
+    # the levels, the names, their lines
+    with django_assert_num_queries(7):
         page(client, run_url(run, "traces:run-logs"))
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from django.db import connection
-from django.db.models import Q, Sum
+from django.db.models import BooleanField, Q, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -252,7 +252,13 @@ def minimap(run: Run, span_ms: float, *, buckets: int = MINIMAP_BUCKETS) -> Mini
         stride = top / MINIMAP_SAMPLE
         # Through (run, seq, id): a filter on started_at here would have SQLite walk
         # (run, started_at) instead, the whole run.
-        steps = steps.filter(seq__in=sorted({int(i * stride) + 1 for i in range(MINIMAP_SAMPLE)}))
+        sample = sorted({int(i * stride) + 1 for i in range(MINIMAP_SAMPLE)})
+        if connection.vendor == "postgresql":
+            # One array, not 1,000 parameters: the same index probes, without the
+            # statement's 1,000 placeholders to build, bind and plan (~1 ms of planning).
+            steps = steps.filter(seq_in_array(sample))
+        else:
+            steps = steps.filter(seq__in=sample)
     origin = ms_between(_EPOCH, start)
     # No filter on started_at (SQLite would walk (run, started_at), the whole run).
     starts = [ms - origin for ms in _epoch_ms(steps)]
@@ -283,6 +289,11 @@ def minimap(run: Run, span_ms: float, *, buckets: int = MINIMAP_BUCKETS) -> Mini
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def seq_in_array(seqs: list[int]) -> RawSQL:
+    """PostgreSQL: `seq = ANY(%s)`, the list one int[] parameter."""
+    return RawSQL('"traces_step"."seq" = ANY(%s::int[])', [seqs], output_field=BooleanField())
 
 
 def _epoch_ms(steps, limit: int | None = None) -> list[float]:

@@ -13,7 +13,21 @@ by other means) is a harmless no-op; the runs' table, which a trigger fills on
 every insert, holds only the index (`content=''`).
 
 PostgreSQL: a GIN index on a `to_tsvector('simple', ...)` expression of the same
-columns, which PostgreSQL keeps itself.
+columns, which PostgreSQL keeps itself (the log lines); for runs and steps (a run's
+attributes are long, and a word can match tens of thousands of steps) a stored
+`tsvector` column instead (`pg_column`),
+computed by a BEFORE INSERT/UPDATE trigger in the statement that writes the row
+(COPY included) and GIN-indexed: a phrase's match must be rechecked on the row, and
+the recheck then reads the stored vector instead of tokenising the row's text again
+(~25 µs a row: a word matching 40,000 steps took a second), and a plain B-tree walk
+(newest first, a run's steps in order) can test rows for a word as it goes.
+
+Steps are also found by the VALUES (strings and numbers, not the keys) of their
+attributes and input (`values`): a customer id or an actor pasted into the search
+finds the steps that carry it. Both databases index the values' text joined by
+spaces, bounded like the other columns (SQLite's json_tree walks a value in its
+order, PostgreSQL's jsonb in its own and spells it as a JSON array, so only a value
+near or past the first VALUE_CHARS of text may be indexed on one and not the other).
 
 Long values are indexed up to INDEXED_CHARS: an id or an error's words sit at its
 start, and a 100 MB message must not be tokenised whole at ingest."""
@@ -24,6 +38,10 @@ import json
 from dataclasses import dataclass
 
 INDEXED_CHARS = 4096
+# A step's attribute or input values: their first VALUE_CHARS of text (ids, names,
+# actors come first; tokenising a 4 KiB JSON text at every insert cost PostgreSQL
+# ~100 µs a step, bench_pg_search_vector.py).
+VALUE_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -33,18 +51,56 @@ class SearchedTable:
     fts: str  # the SQLite FTS5 table
     gin: str  # the PostgreSQL index
     indexed_by_store: bool  # SQLite: new rows indexed by index_new_rows, not a trigger
+    values: tuple[str, ...] = ()  # JSON columns whose values (not keys) are searched
+    pg_column: str = ""  # PostgreSQL: the stored tsvector column (else an expression index)
+
+    @property
+    def fts_columns(self) -> tuple[str, ...]:
+        return (*self.columns, *self.values)
 
     def sqlite_values(self, row: str) -> str:
-        return ", ".join(f"substr({row}.{column}, 1, {INDEXED_CHARS})" for column in self.columns)
+        plain = [f"substr({row}.{column}, 1, {INDEXED_CHARS})" for column in self.columns]
+        return ", ".join([*plain, *(sqlite_json_words(f"{row}.{name}") for name in self.values)])
+
+    def pg_text(self, row: str = "") -> str:
+        """The indexed text as SQL (`row`: a prefix for the columns, `NEW.` in a trigger)."""
+        parts = [
+            f"left(coalesce({row}{column}::text, ''), {INDEXED_CHARS})" for column in self.columns
+        ]
+        parts += [pg_json_words(f"{row}{name}") for name in self.values]
+        return " || ' ' || ".join(parts)
 
     def pg_document(self) -> str:
-        """The indexed expression; a query must repeat it exactly for the index to serve it.
-        Punctuation is made a space first, so words split as SQLite's FTS5 splits them
-        (PostgreSQL's parser keeps `step.completed` or `a@b.io` whole)."""
-        parts = " || ' ' || ".join(
-            f"left(coalesce({column}::text, ''), {INDEXED_CHARS})" for column in self.columns
-        )
-        return f"to_tsvector('simple'::regconfig, {pg_words(parts)})"
+        """The indexed vector as a query must name it for the index to serve it: the
+        stored column, or the indexed expression."""
+        return self.pg_column or self.pg_expression()
+
+    def pg_expression(self, row: str = "") -> str:
+        """The vector of a row's text. Punctuation is made a space first, so words split
+        as SQLite's FTS5 splits them (PostgreSQL's parser keeps `step.completed` or
+        `a@b.io` whole)."""
+        return f"to_tsvector('simple'::regconfig, {pg_words(self.pg_text(row))})"
+
+
+# A JSON value's strings and numbers: its searched text (booleans and nulls, which
+# the two databases spell differently, are left out).
+_PG_LEAVES = '\'strict $.** ? (@.type() == "string" || @.type() == "number")\''
+
+
+def sqlite_json_words(column: str) -> str:
+    return (
+        f"substr((SELECT group_concat(atom, ' ') FROM json_tree({column}) "
+        f"WHERE type IN ('text', 'integer', 'real')), 1, {VALUE_CHARS})"
+    )
+
+
+def pg_json_words(column: str) -> str:
+    """The values as the text of a jsonb array (`["cus_1", 2]`), cut at VALUE_CHARS
+    before any regular expression reads it: its quotes and commas are punctuation, and
+    its escapes (`\\n`, `\\u0007`) are made spaces, not letters."""
+    leaves = f"jsonb_path_query_array(coalesce({column}::jsonb, 'null'::jsonb), {_PG_LEAVES})"
+    cut = f"left({leaves}::text, {VALUE_CHARS})"
+    return f"regexp_replace({cut}, '\\\\(u[0-9a-fA-F]{{4}}|.)', ' ', 'g')"
 
 
 def pg_words(text_sql: str) -> str:
@@ -69,15 +125,18 @@ RUNS = SearchedTable(
     "traces_run",
     ("external_id", "name", "type", "trigger", "actor", "error", "attributes"),
     "traces_run_search",
-    "run_search",
+    "run_search_doc",
     indexed_by_store=False,
+    pg_column="search_doc",
 )
 STEPS = SearchedTable(
     "traces_step",
     ("key", "name", "type", "error"),
     "traces_step_search",
-    "step_search",
+    "step_search_doc",
     indexed_by_store=True,
+    values=("attributes", "input"),
+    pg_column="search_doc",
 )
 LOGS = SearchedTable(
     "traces_logentry", ("message",), "traces_log_search", "log_search", indexed_by_store=True
@@ -92,7 +151,7 @@ def index_runs(cursor, run_ids: list[int]) -> None:
         return
     for searched in TABLES:
         if searched.indexed_by_store:
-            names = ", ".join(searched.columns)
+            names = ", ".join(searched.fts_columns)
             cursor.execute(
                 f"INSERT INTO {searched.fts}(rowid, {names}) "
                 f"SELECT id, {searched.sqlite_values(searched.table)} FROM {searched.table} "
@@ -103,7 +162,7 @@ def index_runs(cursor, run_ids: list[int]) -> None:
 
 def sqlite_triggers(searched: SearchedTable) -> list[str]:
     """The triggers that keep a table's FTS index (IF NOT EXISTS: see ensure_triggers)."""
-    names = ", ".join(searched.columns)
+    names = ", ".join(searched.fts_columns)
     fts, table = searched.fts, searched.table
     insert = f"INSERT INTO {fts}(rowid, {names}) VALUES (new.id, {searched.sqlite_values('new')});"
     if searched.indexed_by_store:
@@ -138,7 +197,7 @@ def ensure_triggers(connection) -> None:
 
 
 def sqlite_create(searched: SearchedTable) -> list[str]:
-    names = ", ".join(searched.columns)
+    names = ", ".join(searched.fts_columns)
     # The steps' table keeps its text, so a delete needs no values (see above).
     options = "" if searched.indexed_by_store else ", content=''"
     return [
@@ -158,11 +217,54 @@ def sqlite_drop(searched: SearchedTable) -> list[str]:
 
 
 def pg_create(searched: SearchedTable) -> list[str]:
+    if searched.pg_column:
+        return [*pg_column_create(searched), *pg_column_index(searched)]
     return [f"CREATE INDEX {searched.gin} ON {searched.table} USING gin ({searched.pg_document()})"]
 
 
+def pg_column_create(searched: SearchedTable) -> list[str]:
+    """The stored vector column and the trigger that computes it as a row is written
+    (or a searched column updated); rows already there keep a NULL until
+    pg_column_fill. Every statement can be run again."""
+    table, column = searched.table, searched.pg_column
+    function = f"{table}_{column}"
+    names = ", ".join(searched.fts_columns)
+    return [
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} tsvector",
+        f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        f"BEGIN NEW.{column} := {searched.pg_expression('NEW.')}; RETURN NEW; END $$",
+        f"DROP TRIGGER IF EXISTS {function} ON {table}",
+        f"CREATE TRIGGER {function} BEFORE INSERT OR UPDATE OF {names} ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {function}()",
+    ]
+
+
+def pg_column_fill(searched: SearchedTable, first: int, last: int) -> str:
+    """Computes the vector of the rows with ids first .. last that have none yet."""
+    return (
+        f"UPDATE {searched.table} SET {searched.pg_column} = "
+        f"{searched.pg_expression()} WHERE id BETWEEN {int(first)} AND {int(last)} "
+        f"AND {searched.pg_column} IS NULL"
+    )
+
+
+def pg_column_index(searched: SearchedTable) -> list[str]:
+    return [
+        f"CREATE INDEX IF NOT EXISTS {searched.gin} ON {searched.table} "
+        f"USING gin ({searched.pg_column})"
+    ]
+
+
 def pg_drop(searched: SearchedTable) -> list[str]:
-    return [f"DROP INDEX IF EXISTS {searched.gin}"]
+    statements = [f"DROP INDEX IF EXISTS {searched.gin}"]
+    if searched.pg_column:
+        function = f"{searched.table}_{searched.pg_column}"
+        statements += [
+            f"DROP TRIGGER IF EXISTS {function} ON {searched.table}",
+            f"DROP FUNCTION IF EXISTS {function}()",
+            f"ALTER TABLE {searched.table} DROP COLUMN IF EXISTS {searched.pg_column}",
+        ]
+    return statements
 
 
 def create_statements(vendor: str) -> list[str]:

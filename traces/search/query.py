@@ -9,12 +9,13 @@ bounded part of an index and the answer says "1,000+"."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
-from django.db import connection
-from django.db.models import F
-from django.db.models.functions import Collate
+from django.db import connection, transaction
+from django.db.models import F, TextField
+from django.db.models.functions import Cast, Collate, Substr
 from django.urls import reverse
 
 from traces.key_urls import key_url
@@ -24,7 +25,7 @@ from traces.queries.runs import run_list_columns
 from traces.queries.steps import step_list_columns
 
 from .exact import exact_matches, put_first
-from .index import RUNS, STEPS, SearchedTable, fts_query, pg_match
+from .index import RUNS, STEPS, VALUE_CHARS, SearchedTable, fts_query, pg_match
 
 COUNT_CAP = 1000
 SHOWN = 20
@@ -85,26 +86,41 @@ def search(query: str) -> SearchResults:
     return results
 
 
-# What a match was found in, as the page names it; the first fields of each are loaded.
+# What a match was found in, as the page names it: (attribute of the loaded row, label).
 MATCH_LABELS = {
     Run: (("external_id", "id"), ("name", "name"), ("type", "type"), ("trigger", "trigger"),
           ("actor", "actor"), ("error", "error")),
     Step: (("key", "id"), ("name", "name"), ("type", "type"), ("error_head", "error"),
-           ("attributes", "attributes")),
+           ("attribute_words", "attributes"), ("input_words", "input")),
 }  # fmt: skip
+# A word's tokens, as both indexes split text (search/index.py).
+TOKEN = re.compile(r"[^\W_]+")
+
+
+def tokens_of(text: str) -> list[str]:
+    return TOKEN.findall(text.casefold())
+
+
+def _holds(tokens: list[str], phrase: list[str]) -> bool:
+    size = len(phrase)
+    return any(tokens[at : at + size] == phrase for at in range(len(tokens) - size + 1))
 
 
 def matched_in(found, words: list[str]) -> str:
-    """Where the words are: "id", "name, error", ... (else "attributes", which a run
-    row does not load)."""
-    wanted = [word.casefold() for word in words]
+    """Where the words are, as the index matched them (each word a phrase of whole
+    tokens): "id", "name, error", "input", ... A run's attributes are not loaded (their
+    keys are searched too): a run's match in none of its loaded fields is in them."""
+    phrases = [tokens_of(word) for word in words]
     deferred = found.get_deferred_fields()  # never a query per row
-    places = [
-        label
+    fields = [
+        (label, tokens_of(str(getattr(found, name, "") or "")))
         for name, label in MATCH_LABELS[type(found)]
         if name not in deferred
-        and any(word in str(getattr(found, name, "") or "").casefold() for word in wanted)
     ]
+    places = [label for label, tokens in fields if any(_holds(tokens, p) for p in phrases)]
+    if not places and isinstance(found, Step):
+        # A phrase across two fields (`name` then `type`): the fields holding its words.
+        places = [label for label, tokens in fields if any(set(p) & set(tokens) for p in phrases)]
     return ", ".join(places) or "attributes"
 
 
@@ -114,13 +130,16 @@ def matched_in(found, words: list[str]) -> str:
 def _found_rows(searched: SearchedTable, words: list[str], load) -> Found:
     if not words:
         return Found([], 0)
-    ids = _matching_ids(searched, words)
-    return Found.of(load(ids[:SHOWN]), len(ids))
+    ids, matches = _matching_ids(searched, words)
+    return Found.of(load(ids[:SHOWN]), matches)
 
 
-def _matching_ids(searched: SearchedTable, words: list[str]) -> list[int]:
-    """Ids of matching rows, newest (highest id) first, at most COUNT_CAP + 1."""
+def _matching_ids(searched: SearchedTable, words: list[str]) -> tuple[list[int], int]:
+    """Ids of the newest matching rows (highest id first; at least SHOWN of them),
+    and how many rows match, counted up to COUNT_CAP + 1."""
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and searched.pg_column:
+            return _pg_newest(cursor, searched, words)
         if connection.vendor == "postgresql":
             match = pg_match(searched, words)
             # Newest first, as on SQLite: a common word's matches are all read and the
@@ -130,13 +149,65 @@ def _matching_ids(searched: SearchedTable, words: list[str]) -> list[int]:
                 f"ORDER BY id DESC LIMIT {COUNT_CAP + 1}",
                 words,
             )
-            return [row[0] for row in cursor.fetchall()]
-        cursor.execute(
-            f"SELECT rowid FROM {searched.fts} WHERE {searched.fts} MATCH %s "
-            f"ORDER BY rowid DESC LIMIT {COUNT_CAP + 1}",
-            [fts_query(words)],
-        )
-        return [row[0] for row in cursor.fetchall()]
+        else:
+            cursor.execute(
+                f"SELECT rowid FROM {searched.fts} WHERE {searched.fts} MATCH %s "
+                f"ORDER BY rowid DESC LIMIT {COUNT_CAP + 1}",
+                [fts_query(words)],
+            )
+        ids = [row[0] for row in cursor.fetchall()]
+        return ids, len(ids)
+
+
+# PostgreSQL: the newest rows a common word's first SHOWN matches are looked for in
+# (~1 µs a row on its stored vector: a word in 1 row of 2,500 is found in them).
+RECENT = 50_000
+
+
+def _pg_newest(cursor, searched: SearchedTable, words: list[str]) -> tuple[list[int], int]:
+    """PostgreSQL with a stored vector: the newest SHOWN matches and how many match.
+    The count first, from the GIN index (its matches read up to the cap). A word with
+    fewer: its matches from the index, sorted. A common one: the newest RECENT rows
+    walked down the primary key, each tested on its vector, stopping at the SHOWN-th
+    match (a word common in recent runs: after a few hundred); else all its matches
+    from the index, sorted (a word in 200,000 steps of older runs costs ~1 s under
+    load, RESULTS §14a). The planner cannot know where in id order a word's matches
+    are (a walk down the primary key for a word of last year's runs reads the whole
+    table), so the index reads are given bitmap scans alone."""
+    match = pg_match(searched, words)
+    table = searched.table
+    outer = connection.in_atomic_block
+    with transaction.atomic():
+        # LOCAL: until this transaction ends; put back at once for an outer one.
+        cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
+        try:
+            cursor.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {match} "
+                f"LIMIT {COUNT_CAP + 1}) AS hit",
+                words,
+            )
+            matches = cursor.fetchone()[0]
+            if matches == 0:
+                return [], 0
+            if matches > COUNT_CAP:
+                cursor.execute("SET LOCAL enable_indexscan = on")
+                cursor.execute(
+                    f"SELECT id FROM (SELECT id, {searched.pg_column} FROM {table} "
+                    f"ORDER BY id DESC LIMIT {RECENT}) AS recent WHERE {match} "
+                    f"ORDER BY id DESC LIMIT {SHOWN}",
+                    words,
+                )
+                ids = [row[0] for row in cursor.fetchall()]
+                if len(ids) == SHOWN:
+                    return ids, matches
+                cursor.execute("SET LOCAL enable_indexscan = off")
+            cursor.execute(
+                f"SELECT id FROM {table} WHERE {match} ORDER BY id DESC LIMIT {SHOWN}", words
+            )
+            return [row[0] for row in cursor.fetchall()], matches
+        finally:
+            if outer:
+                cursor.execute("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = on")
 
 
 def _in_id_order(rows, ids: list[int]) -> list:
@@ -149,7 +220,50 @@ def _runs_by_id(ids: list[int]) -> list[Run]:
 
 
 def _steps_by_id(ids: list[int]) -> list[Step]:
-    return _in_id_order(step_list_columns(Step.objects.filter(pk__in=ids)), ids)
+    steps = step_list_columns(Step.objects.filter(pk__in=ids)).annotate(
+        attributes_head=_json_head("attributes"), input_head=_json_head("input")
+    )
+    rows = _in_id_order(steps, ids)
+    for step in rows:
+        step.attribute_words = " ".join(json_words(step.attributes_head))
+        step.input_words = " ".join(json_words(step.input_head))
+    return rows
+
+
+def _json_head(column: str):
+    """The start of a JSON column's text, as much as the index reads of its values and more."""
+    return Substr(Cast(column, TextField()), 1, 4 * VALUE_CHARS)
+
+
+def json_words(text: str | None) -> list[str]:
+    """The strings and numbers in a JSON text (not its keys), as the index reads them;
+    a text cut short is read for its string values up to the cut."""
+    if not text:
+        return []
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return [m[1] for m in JSON_STRING_VALUE.finditer(text)]
+    return value_words(value)
+
+
+def value_words(value) -> list[str]:
+    """The strings and numbers in a JSON value, its keys left out."""
+    words: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(reversed(item.values()))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, str | int | float) and not isinstance(item, bool):
+            words.append(str(item))
+    return words
+
+
+# A string that no `:` follows: a value, not a key.
+JSON_STRING_VALUE = re.compile(r'"((?:[^"\\]|\\.)*)"(?!\s*:)')
 
 
 # --- entities: their ids -------------------------------------------------------------------
