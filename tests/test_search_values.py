@@ -93,6 +93,20 @@ def test_an_input_value_finds_its_step_and_says_so(carried):
     assert _searched('"line"') == {carried[2].pk}
 
 
+def test_a_value_at_the_start_of_a_long_input_is_said_to_be_in_the_input(carried):
+    """An input longer than the head the page reads (4 times VALUE_CHARS) is cut, so its
+    words come from the cut text: the workflow sample's 4 KiB inputs said "attributes"
+    for the customer id at their start (the cut text's words were the `:{`, `:[{`
+    between its strings)."""
+    catalog = [{"name": f"Item {n}", "sku": f"SKU-{n}", "stock": n} for n in range(400)]
+    long_input = {"body": {"customer_id": "cus_77long", "currency": "EUR"}, "catalog": catalog}
+    Step.objects.filter(pk=carried[3].pk).update(input=long_input)  # re-indexed on update
+    results = search("cus_77long")
+    assert [(step.pk, step.matched_in) for step in results.steps.items] == [
+        (carried[3].pk, "input")
+    ]
+
+
 def test_keys_booleans_and_nulls_are_not_searched(carried):
     for word in ("customer", "actor", "onlyakeyzz", "true", "flag"):
         assert _searched(word) == set(), word

@@ -227,6 +227,17 @@ def test_the_htmx_swap_is_the_tab_area(client, nested_run):
     assert "data-minimap" in html
 
 
+def test_the_summary_counts_the_overlapping_steps_apart_from_the_unstarted(client, samples):
+    """sync_stripe's failed run: 6 steps with times and reconcile_balances skipped
+    without one. The line said "7 steps overlap this window, ..., then 1 with no
+    start time": 8 for the 7 rows listed."""
+    ingest_paths([samples])
+    run = Run.objects.get(format="runs", status="failed", type="sync_stripe")
+    html = " ".join(client.get(timeline_url(run)).content.decode().split())
+    assert len(re.findall(r'<li class="timeline-row ', html)) == run.step_count == 7
+    assert "6 steps overlap this window, in start order, then 1 with no start time." in html
+
+
 # --- every format's samples -------------------------------------------------------------
 
 

@@ -118,6 +118,22 @@ def test_without_failed_items_the_strip_has_no_items_columns(client):
     assert "Failed runs, last 1 h" in html and "Failed items" not in html
 
 
+def test_failed_runs_without_a_timed_failed_step_say_why_no_step_is_counted(client):
+    """The strip must not read "3 failed runs" over "no step failed" unexplained
+    (greentic's steps have no start time; a source may fail a run on its own)."""
+    from tests.factories import make_runs
+
+    (run,) = make_runs(1, status="failed", type="nightly")
+    Run.objects.filter(pk=run.pk).update(started_at=timezone.now())
+    Step.objects.filter(run=run).update(status="succeeded")
+    html = " ".join(client.get(URL).content.decode().split())
+    assert 'status=failed&amp;since=24h">✗ 1</a>' in html
+    assert (
+        "No step that started in the last 24 h failed: the failed runs above have no "
+        "failed step with a start time" in html
+    )
+
+
 def test_the_runs_list_filter_of_failed_items_counts_its_runs(client, samples):
     ingest_paths([samples])
     response = client.get(URL, {"status": "items"})

@@ -267,6 +267,29 @@ def test_the_timeline_highlights_matches_and_can_show_only_them(client):
     assert marked.count("find-match") == in_window > 200 and "find-other" in marked
 
 
+def test_a_timed_runs_timeline_highlights_matches_keeps_the_find_and_shows_only_them(
+    client, samples
+):
+    """A run with step times has the zoomable timeline: the find must mark its rows,
+    survive a zoom and filter with only=1 there too (not only in run-order windows)."""
+    ingest_paths([samples])
+    run = Run.objects.get(format="runs", status="failed", type="sync_stripe")
+    html = page(client, run, tab="timeline", find="upsert_batch").content.decode()
+    rows = re.findall(r'class="timeline-row ([^"]*)"', html)
+    assert len(rows) == run.step_count == 7
+    assert sum("find-match" in row for row in rows) == 4
+    assert sum("find-other" in row for row in rows) == 3
+    assert "4 of the steps below match; the others are dimmed." in html
+    zoom_in = re.search(r'<a class="button" href="([^"]*)"[^>]*data-zoom="in"', html)[1]
+    assert "find=upsert_batch" in zoom_in and "from_ms=" in zoom_in
+    zoomed = client.get(zoom_in.replace("&amp;", "&")).content.decode()
+    assert "find-match" in zoomed
+    html = page(client, run, tab="timeline", find="upsert_batch", only="1").content.decode()
+    rows = re.findall(r'class="timeline-row ([^"]*)"', html)
+    assert len(rows) == 4 and all("find-match" in row for row in rows)
+    assert "Only the matching steps." in html
+
+
 # --- the samples of every format ----------------------------------------------------------
 
 

@@ -146,6 +146,13 @@ def test_bad_filters_are_a_400_with_a_message(client, query):
     assert "could not be answered" in response.content.decode()
 
 
+@pytest.mark.parametrize("since", ["yesterday", "-1h", "1y"])
+def test_a_time_that_is_not_one_says_which_forms_are_taken(client, since):
+    html = client.get(URL, {"since": since}).content.decode()
+    assert "Give a time back from now (15m, 1h, 24h, 7d, 2w, now-1h)" in html
+    assert "Enter a valid date/time." not in html
+
+
 def test_a_backwards_time_range_or_two_cursors_say_why(client):
     backwards = client.get(URL, {"since": "2026-03-02", "until": "2026-03-01"})
     assert "“From” is after “To”." in backwards.content.decode()

@@ -42,6 +42,11 @@ class DateTimeFilter(forms.DateTimeField):
     or a refresh always shows the last day, not the day it was made."""
 
     input_formats = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
+    # Django's "Enter a valid date/time." hides that a time back from now is taken.
+    default_error_messages = {
+        "invalid": "Give a time back from now (15m, 1h, 24h, 7d, 2w, now-1h) "
+        "or a date and time in UTC (2026-11-01 or 2026-11-01 12:00)."
+    }
     # A text box, not datetime-local: the browser would clear `24h` as invalid.
     widget = forms.TextInput(
         attrs={"placeholder": "24h or 2026-11-01 12:00", "size": 16, "list": "time-presets"}

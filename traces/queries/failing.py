@@ -55,6 +55,10 @@ class FailingNow:
         return not self.types and not self.steps_last_day
 
     @property
+    def runs_last_day(self) -> int:
+        return sum(row.last_day for row in self.types)
+
+    @property
     def items_last_hour(self) -> int:
         return sum(row.items_hour for row in self.types)
 

@@ -243,7 +243,7 @@ def json_words(text: str | None) -> list[str]:
     try:
         value = json.loads(text)
     except ValueError:
-        return [m[1] for m in JSON_STRING_VALUE.finditer(text)]
+        return [m[1] for m in JSON_STRING.finditer(text) if not m[2]]
     return value_words(value)
 
 
@@ -262,8 +262,9 @@ def value_words(value) -> list[str]:
     return words
 
 
-# A string that no `:` follows: a value, not a key.
-JSON_STRING_VALUE = re.compile(r'"((?:[^"\\]|\\.)*)"(?!\s*:)')
+# A JSON string, read from the text's start so each match is a whole string (its
+# closing quote is never taken for an opening one), and the `:` after it when it is a key.
+JSON_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:)?')
 
 
 # --- entities: their ids -------------------------------------------------------------------

@@ -141,13 +141,16 @@ def _window_urls(run: Run, form, page, first: int, shown: int) -> dict:
 # --- the timeline ---------------------------------------------------------------------------
 
 
-def mark_timeline(run: Run, rows: list[Step], form) -> dict | None:
+def mark_timeline(
+    run: Run, rows: list[Step], form, *, rows_are_matches: bool = True
+) -> dict | None:
     """The matches among a timeline window's rows get a highlight, the others are
-    dimmed; None without a find."""
+    dimmed; None without a find. `rows_are_matches`: with "only the matches" the
+    window was read from the matches alone (run order); a time window was not."""
     find = form.found
     if not find:
         return None
-    if form.cleaned_data.get("only") == "1":
+    if rows_are_matches and form.cleaned_data.get("only") == "1":
         matched = {step.pk for step in rows}  # the window holds only matches
     else:
         matched = queries.find.ids_among(run.pk, find, [step.pk for step in rows])

@@ -218,10 +218,21 @@ def timeline_context(run: Run, form) -> dict:
         whole_run=window_ms >= span_ms,
     )
     rows = [*found.open_before, *found.page.items, *found.unstarted]
+    # Find in run: the window's matches highlighted, the others dimmed, or (only=1)
+    # left out: a time window is read by time, so its matches are picked here.
+    marks = run_find.mark_timeline(run, rows, form, rows_are_matches=False)
+    open_before, unstarted = found.open_before, found.unstarted
+    if marks is not None and options.get("only") == "1":
+
+        def matched(steps: list[Step]) -> list[Step]:
+            return [step for step in steps if step.find_class == " find-match"]
+
+        rows, open_before, unstarted = matched(rows), matched(open_before), matched(unstarted)
     layout = queries.timeline.lay_out(run, rows, failed_only=form.failed_only)
     step_url_of = key_urls("traces:step-detail", run.pk)
     base = reverse("traces:run-timeline", args=[run.pk])
     keep = {"failed": "1"} if form.failed_only else {}
+    keep.update(run_find.find_keep(form))
     zoomed = window_ms < span_ms
     here = {**keep, **(_window_query(from_ms, to_ms) if zoomed else {})}
     panel_query = urlencode({"tab": "timeline", **here})
@@ -243,8 +254,10 @@ def timeline_context(run: Run, form) -> dict:
         "from_ms": from_ms,
         "to_ms": to_ms,
         "window_ms": window_ms,
-        "open_before": len(found.open_before),
-        "unstarted": len(found.unstarted),
+        "open_before": len(open_before),
+        "unstarted": len(unstarted),
+        # The rows listed are these, the ones that began before it and the unstarted.
+        "overlapping": len(rows) - len(unstarted),
         "ticks": [
             {"label": _tick(from_ms + window_ms * frac / 4) if from_ms or frac else "0"}
             for frac in range(5)
@@ -255,6 +268,7 @@ def timeline_context(run: Run, form) -> dict:
         "minimap": _minimap_context(minimap, from_ms, to_ms, span_ms),
         "base_url": f"{base}?{urlencode(keep)}" if keep else base,
         "live": run.live_until is not None,
+        "find": marks,
     }
 
 
