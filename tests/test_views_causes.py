@@ -255,3 +255,22 @@ def test_query_counts_do_not_grow_with_a_cause_or_a_preset(client, django_assert
     # groups, examples, rows, count, run types
     with django_assert_num_queries(5):
         body(client.get(URL, {"status": "failed", "since": "1h"}))
+
+
+def test_a_relative_range_from_a_midnight_is_still_read_by_slot():
+    """From 00:00 to 00:10 UTC, "last 24 h" starts at yesterday's midnight: a whole-days
+    range, but drawn by the hour, so read by slot (CI ran at 00:05 and got days)."""
+    midnight = datetime(2026, 12, 4, tzinfo=UTC)
+    assert errors.groups_source({"since": midnight}) == errors.DAYS
+    assert errors.groups_source({"since": midnight, "relative": True}) == errors.SLOTS
+
+
+@pytest.mark.django_db
+def test_the_last_24_hours_just_after_midnight_are_drawn_by_the_hour(client, monkeypatch):
+    from django.utils import timezone
+
+    just_after = datetime.now(UTC).replace(hour=0, minute=4, second=0, microsecond=0)
+    monkeypatch.setattr(timezone, "now", lambda: just_after)
+    response = client.get(URL, {"status": "failed", "since": "24h"})
+    assert response.context["range_since"] == just_after - timedelta(days=1, minutes=4)
+    assert response.context["groups"].source == errors.SLOTS

@@ -49,6 +49,7 @@ class StepListForm(StepFilterForm):
         for name, snap in (("since", slot_start), ("until", slot_end)):
             if data.get(name) and RELATIVE_TIME.match(self.data.get(name) or ""):
                 data[name] = snap(data[name])
+                data["relative"] = True  # read by slot, even from a midnight
         return data
 
     @property

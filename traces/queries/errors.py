@@ -47,7 +47,7 @@ EXAMPLE_CHARS = 500
 # the failed steps themselves. Paging, the chosen cause and the grouping switch
 # change what the page shows, not which failures are grouped.
 _ANSWERED = {"format", "run_type", "since", "until"}
-_NOT_FILTERS = {"status", "error_group", "group", "after", "before", "name_match"}
+_NOT_FILTERS = {"status", "error_group", "group", "after", "before", "name_match", "relative"}
 # Where the groups come from: the read model by day, by slot, or the steps.
 DAYS, SLOTS, STEPS = "days", "slots", "steps"
 # A range up to this long grouped over the steps is bucketed by slot, not by day.
@@ -132,7 +132,9 @@ def groups_source(filters: dict) -> str:
             return STEPS
     since, until = filters.get("since"), filters.get("until")
     whole_days = (since is None or _is_midnight(since)) and (until is None or _is_day_end(until))
-    if whole_days and not by_name:
+    # A relative range ("last 24 h") is drawn by the hour or finer: by slot, also when
+    # its first slot starts at a midnight (from 00:00 to 00:10 UTC).
+    if whole_days and not by_name and not filters.get("relative"):
         return DAYS
     if (since is None or _is_slot_start(since)) and (until is None or _is_slot_end(until)):
         return SLOTS
