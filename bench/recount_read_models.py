@@ -23,6 +23,8 @@ import _setup  # noqa: F401  (Django, migrated)
 from _measure import machine_lines, table
 from django.db import connection
 
+from traces.ingest import step_groups, type_trends
+
 STEP_TIME = "COALESCE(s.started_at, r.started_at)"
 LINK_TIME = "COALESCE(l.created_at, s.started_at, r.started_at)"
 KNOWN = "('input', 'output', 'affected')"
@@ -129,6 +131,62 @@ SELECT r.id, b.first, b.last FROM traces_run r LEFT JOIN (
 """
 BOUNDS_STORED = "SELECT id, steps_started_at, steps_finished_at FROM traces_run"
 
+# The trends: runs by (type, UTC hour of the start, format, status, duration bin), the
+# bin as type_trends.duration_bin computes it; steps by (type, UTC day of the run's
+# start, format, name), their durations as TypeStep sums them.
+_HOUR = "COALESCE(date_trunc('hour', r.started_at AT TIME ZONE 'UTC'), TIMESTAMP '0001-01-01')"
+_BIN = (
+    f"CASE WHEN r.duration_ms IS NULL OR r.status = 'running' OR r.duration_ms = 'NaN' "
+    f"THEN {type_trends.NO_DURATION} ELSE CEIL(LOG(2.0, LEAST(GREATEST(r.duration_ms, "
+    f"{type_trends.MIN_MS!r}), {type_trends.MAX_MS!r})::numeric) "
+    f"* {type_trends.BINS_PER_DOUBLING} - 1e-9)::int END"
+)
+BUCKETS_RECOUNT = f"""
+SELECT r.type, {_HOUR}, r.format, r.status, {_BIN}, COUNT(*) FROM traces_run r
+GROUP BY 1, 2, 3, 4, 5
+"""
+BUCKETS_STORED = """
+SELECT run_type, hour AT TIME ZONE 'UTC', format, status, bin, count FROM traces_typebucket
+"""
+TYPE_STEPS_RECOUNT = f"""
+SELECT r.type, COALESCE((r.started_at AT TIME ZONE 'UTC')::date, DATE '0001-01-01'), r.format,
+       substr(s.name, 1, {type_trends.STEP_NAME_MAX}), COUNT(*),
+       COUNT(*) FILTER (WHERE s.status = 'failed'), COUNT(s.duration_ms),
+       SUM({type_trends._step_us_sql()})
+FROM traces_step s JOIN traces_run r ON r.id = s.run_id
+WHERE NOT s.synthetic GROUP BY 1, 2, 3, 4
+"""
+TYPE_STEPS_STORED = (
+    "SELECT run_type, day, format, name, steps, failed, timed, total_us FROM traces_typestep"
+)
+ITEMS_RECOUNT = """
+SELECT r.id, COALESCE(SUM(s.items_failed) FILTER (WHERE NOT s.synthetic), 0)
+FROM traces_run r LEFT JOIN traces_step s ON s.run_id = r.id GROUP BY r.id
+"""
+ITEMS_STORED = "SELECT id, steps_items_failed FROM traces_run"
+# Repeated steps: the children of one name under one parent (at least MIN_GROUP), with
+# their failures, failed items, timed ones and nearest-rank p50/p95 and max of their
+# durations (negative ones as 0; GREATEST alone would make a missing one 0); and the
+# runs with more than COUNT_ROOTS_ABOVE roots.
+_DURATION = "CASE WHEN s.duration_ms IS NOT NULL THEN GREATEST(s.duration_ms, 0.0) END"
+NAME_GROUPS_RECOUNT = f"""
+SELECT s.run_id, s.parent_id, 'name', s.name, COUNT(*),
+       COUNT(*) FILTER (WHERE s.status = 'failed' OR COALESCE(s.items_failed, 0) > 0),
+       SUM(GREATEST(COALESCE(s.items_failed, 0), 0)), COUNT(s.duration_ms),
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY {_DURATION}),
+       percentile_disc(0.95) WITHIN GROUP (ORDER BY {_DURATION}), MAX({_DURATION})
+FROM traces_step s WHERE NOT s.synthetic
+GROUP BY s.run_id, s.parent_id, s.name HAVING COUNT(*) >= {step_groups.MIN_GROUP}
+UNION ALL
+SELECT run_id, NULL, 'root', '', COUNT(*), 0, 0, 0, NULL, NULL, NULL
+FROM traces_step WHERE parent_id IS NULL
+GROUP BY run_id HAVING COUNT(*) > {step_groups.COUNT_ROOTS_ABOVE}
+"""
+NAME_GROUPS_STORED = """
+SELECT run_id, parent_id, kind, name, count, failed, items_failed, timed, p50_ms, p95_ms, max_ms
+FROM traces_stepgroup WHERE kind IN ('name', 'root')
+"""
+
 # The stored times the lists order by, and each failed step's cause column.
 SINGLE = {
     "link times (EntityLink.seen_at)": f"""
@@ -150,6 +208,14 @@ CHECKS = [
     ("entity types (EntityTypeCounter)", TYPES_RECOUNT, TYPES_STORED),
     ("run counts (RunCount)", RUNS_RECOUNT, RUNS_STORED),
     ("run step bounds (Run.steps_started_at/finished_at)", BOUNDS_RECOUNT, BOUNDS_STORED),
+    ("failed items of runs (Run.steps_items_failed)", ITEMS_RECOUNT, ITEMS_STORED),
+    ("run trends (TypeBucket)", BUCKETS_RECOUNT, BUCKETS_STORED),
+    ("step trends (TypeStep)", TYPE_STEPS_RECOUNT, TYPE_STEPS_STORED),
+    (
+        "repeated steps and root counts (StepGroup, kinds name and root)",
+        NAME_GROUPS_RECOUNT,
+        NAME_GROUPS_STORED,
+    ),
 ]
 
 
