@@ -7,6 +7,7 @@ its source alone, a workflow run stopped by a cancelled context."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from datetime import timedelta
@@ -105,6 +106,17 @@ def compare_fragment(client, run: Run) -> str:
     return client.get(reverse("traces:run-type-compare", args=[run.pk])).content.decode()
 
 
+def duration_as_shown(client, run: Run) -> str:
+    """The header's duration cell as the browser shows it: the comparison fragment swapped
+    in for its placeholder (outerHTML), the tags dropped, the spaces collapsed."""
+    html = header(client, run)
+    cell = html[html.index("<span>Duration</span>") : html.index("</div>", html.index("Duration"))]
+    placeholder = re.search(r'<span hx-get="[^"]*" hx-trigger="load"></span>', cell)
+    if placeholder:
+        cell = cell.replace(placeholder.group(0), compare_fragment(client, run))
+    return " ".join(re.sub(r"<[^>]+>", "", cell).split()).removeprefix("Duration")
+
+
 def test_a_running_run_compares_its_duration_so_far(client):
     history()
     running = write("live", status="running", started=timezone.now() - timedelta(seconds=30))
@@ -113,13 +125,15 @@ def test_a_running_run_compares_its_duration_so_far(client):
     assert f'hx-get="{reverse("traces:run-type-compare", args=[running.pk])}"' in html
     fragment = compare_fragment(client, running)
     # 30 s so far against a p50 of 10 s and a p95 of 19 s (within the bins' error).
-    assert '<span class="so-far">so far:</span> 3.' in fragment
+    shown = duration_as_shown(client, running)
+    assert re.match(r"30\.\ds so far · 3\.\d× the p50 of nightly ", shown)  # noqa: RUF001
     assert "already above its p95" in fragment and "above-p95" in fragment
     # A young run is below both.
     young = write("young", status="running", started=timezone.now() - timedelta(seconds=2))
     Run.objects.filter(pk=young.pk).update(source_updated_at=timezone.now())
     fragment = compare_fragment(client, young)
-    assert "so far:</span> 0.2" in fragment and "above its p95" not in fragment
+    assert "s so far · 0.2× the p50" in duration_as_shown(client, young)  # noqa: RUF001
+    assert "above its p95" not in fragment
 
 
 def test_a_stale_runs_duration_stops_at_its_last_write(client):
@@ -128,8 +142,11 @@ def test_a_stale_runs_duration_stops_at_its_last_write(client):
     Run.objects.filter(pk=stale.pk).update(
         source_updated_at=stale.started_at + timedelta(seconds=5)
     )
-    fragment = compare_fragment(client, stale)
-    assert '<span class="so-far">until its last write:</span> 0.5' in fragment
+    # Said once: the header labels the duration, the comparison follows it (it said
+    # "5.0s until its last write until its last write: 0.5x the p50").
+    shown = duration_as_shown(client, stale)
+    assert shown.startswith("5.0s until its last write · 0.5× the p50 of ")  # noqa: RUF001
+    assert shown.count("until its last write") == 1 and "so far" not in shown
 
 
 def test_a_finished_run_is_compared_without_so_far(client):
