@@ -42,6 +42,16 @@ def test_failing_now_on_a_phone(phone, loaded_samples):
     # The whole table fits: no column hides off the screen's edge.
     table = strip.locator("table.failing-table")
     assert table.evaluate("t => t.scrollWidth <= t.clientWidth + 1")
+    # Each run type on one line: in a column beside four numbers "materialize_view"
+    # broke letter by letter ("materializ" / "e_view").
+    names = table.locator("tbody th[scope=row]")
+    assert names.count() >= 2
+    lines = names.evaluate_all(
+        """ths => ths.map(th => { const range = document.createRange();
+            range.selectNodeContents(th);
+            return [th.textContent, range.getClientRects().length]; })"""
+    )
+    assert all(count == 1 for _, count in lines), lines
     for link in (runs_link, items_link):
         box = link.bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
