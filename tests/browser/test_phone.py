@@ -1,7 +1,10 @@
 """Every page on a phone (390 x 844): nothing wider than the screen, a compact header
 that scrolls away, the filters behind a "Filters (n)" button, the runs as cards."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from tests.browser.conftest import watched_page
 from traces.models import Run
@@ -118,3 +121,28 @@ def test_runs_are_cards(phone, loaded_samples):
     assert row.locator("input[type=checkbox]").is_visible()
     row.locator("td.name > a").click()
     phone.wait_for_url("**/runs/*/")
+
+
+def test_a_cards_start_time_never_runs_under_its_duration(phone, loaded_samples):
+    # A stale run started half an hour ago: "30 min ago" beside "no write 25 min ago"
+    # ran one over the other (the start cell did not wrap).
+    now = timezone.now()
+    stale = Run.objects.filter(status="running", format="runs").order_by("pk").first()
+    Run.objects.filter(pk=stale.pk).update(
+        started_at=now - timedelta(minutes=30), source_updated_at=now - timedelta(minutes=25)
+    )
+    phone.goto("/")
+    card = phone.locator(f"#run-{stale.pk}")
+    assert "no write 25 min ago" in card.text_content()
+    overlapping = phone.evaluate(
+        """() => {
+            const text = cell => { const range = document.createRange();
+                range.selectNodeContents(cell); return [...range.getClientRects()]; };
+            const meet = (a, b) => a.right > b.left + 1 && b.right > a.left + 1
+                && a.bottom > b.top + 1 && b.bottom > a.top + 1;
+            return [...document.querySelectorAll('.runs-table tbody tr')].filter(tr =>
+                text(tr.children[5]).some(a => text(tr.children[6]).some(b => meet(a, b)))
+            ).map(tr => tr.id);
+        }"""
+    )
+    assert overlapping == []
