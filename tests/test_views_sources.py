@@ -526,3 +526,14 @@ def test_files_found_counts_files_on_disk_even_when_read_together(root, samples)
     source.refresh_from_db()
     assert source.files_found == 2  # workflow.db and the events.db read with it
     assert source.files_failed == 0 and Run.objects.filter(format="workflow").exists()
+
+
+def test_the_empty_list_offers_the_form_only_to_who_may_add(client, settings):
+    html = " ".join(client.get(LIST).content.decode().split())
+    assert "Add a directory below" in html and 'id="add-source"' in html
+    # Read-only (the default outside tests): there is no form below to point at.
+    settings.TRACER_OPEN_WRITES = False
+    html = " ".join(Client().get(LIST).content.decode().split())
+    assert 'id="add-source"' not in html and "below" not in html
+    assert "Run <code>python manage.py ingest PATH</code> on the server" in html
+    assert f'href="{reverse("admin:login")}?next=/sources/">sign in</a>' in html
