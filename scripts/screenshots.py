@@ -8,8 +8,9 @@ Ingests the samples into a throwaway database, serves the site on loopback,
 and has Debian's chromium (through Playwright) photograph the main pages into
 docs/screenshots/, in light and dark. The samples' failures are months old: for the
 "failing now" strip, a copy of the runs sample with its times moved to the last
-hour and a half is ingested too (into the throwaway database only; samples/ and
-the demo data are left as they are).
+hour and a half is ingested too, and a copy of the greentic sample written 20 minutes
+ago (its runs' times are the files' times: counted apart in the strip, "+1 ≈"); into
+the throwaway database only (samples/ and the demo data are left as they are).
 """
 
 from __future__ import annotations
@@ -86,6 +87,17 @@ def recent_copy(folder: Path) -> Path:
     return copy
 
 
+def recent_greentic(folder: Path) -> Path:
+    """A copy of the greentic sample whose files were written 20 minutes ago: its
+    runs' estimated times (the files' times) fall in the strip's last hour."""
+    copy = folder / "greentic-recent"
+    shutil.copytree(ROOT / "samples" / "greentic", copy)
+    written = time.time() - 20 * 60
+    for path in copy.rglob("*.json"):
+        os.utime(path, (written, written))
+    return copy
+
+
 def julianday(moment: datetime) -> float:
     """A UTC time as SQLite's julianday() gives it."""
     return moment.timestamp() / 86400 + 2440587.5
@@ -97,6 +109,8 @@ RECENT_CAUSE = "canceling+statement+due+to+statement+timeout"
 PARTS = {"failing-now": ".failing-now"}
 # Taken whole, below the fold too: the search's three groups (runs, steps, entities).
 FULL_PAGE = {"search"}
+# Taken on a phone (390 x 844) too, as `<name>-phone`.
+PHONE_PAGES = ("runs", "run", "search")
 
 
 def pages(page, base: str) -> list[tuple[str, str]]:
@@ -182,14 +196,16 @@ def shoot(base: str, only: set[str], find=pages) -> None:
                 else:
                     page.screenshot(path=path, full_page=name in FULL_PAGE)
                 print(f"docs/screenshots/{name}{suffix}.png  {url}")
-            phone_pages = {f"{name}-phone": url for name, url in pages(page, base)[:2]}
+            phone_pages = {
+                f"{name}-phone": url for name, url in find(page, base) if name in PHONE_PAGES
+            }
             context.close()
             shoot_phone(browser, phone_pages, scheme, only)
         browser.close()
 
 
 def shoot_phone(browser, urls: dict[str, str], scheme: str, only: set[str]) -> None:
-    """The runs list and a run as a phone shows them (390 x 844)."""
+    """The runs list, a run and a search as a phone shows them (390 x 844)."""
     context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme=scheme)
     page = context.new_page()
     for name, url in urls.items():
@@ -210,6 +226,7 @@ def main() -> None:
     manage(env, "migrate", "--noinput", stdout=subprocess.DEVNULL)
     manage(env, "ingest", "samples", stdout=subprocess.DEVNULL)
     manage(env, "ingest", str(recent_copy(Path(data) / "recent")), stdout=subprocess.DEVNULL)
+    manage(env, "ingest", str(recent_greentic(Path(data) / "recent")), stdout=subprocess.DEVNULL)
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],

@@ -35,13 +35,14 @@ def strip_now() -> timezone.datetime:
 
 
 def recount(now) -> dict:
-    """By run type: (failed runs, runs with failed items, failed items) in the last
-    hour and day, counted from the Run statuses and the Step rows themselves."""
-    counted: dict[str, list[int]] = {}
+    """By run type and whether its times are estimated: (failed runs, runs with failed
+    items, failed items) in the last hour and day, counted from the Run statuses and
+    the Step rows themselves."""
+    counted: dict[tuple[str, bool], list[int]] = {}
     for window, since in ((0, now - timedelta(hours=1)), (1, now - timedelta(hours=24))):
         for run in Run.objects.filter(started_at__gte=since):
             items = sum(step.items_failed or 0 for step in run.steps.filter(synthetic=False))
-            row = counted.setdefault(run.type, [0] * 6)
+            row = counted.setdefault((run.type, run.times_estimated), [0] * 6)
             row[window] += run.status == "failed"
             row[2 + window] += items > 0
             row[4 + window] += items
@@ -49,16 +50,19 @@ def recount(now) -> dict:
 
 
 def stored(now) -> dict:
+    """As recount(): the strip's rows, and apart their runs of estimated times."""
     return {
-        row.run_type: (
-            row.last_hour,
-            row.last_day,
-            row.item_runs_hour,
-            row.item_runs_day,
-            row.items_hour,
-            row.items_day,
+        (row.run_type, estimated): (
+            part.last_hour,
+            part.last_day,
+            part.item_runs_hour,
+            part.item_runs_day,
+            part.items_hour,
+            part.items_day,
         )
         for row in failing_now(now).types
+        for estimated, part in ((False, row), (True, row.estimated))
+        if part.any
     }
 
 
@@ -192,7 +196,7 @@ def test_a_running_run_that_ends_failed_moves_to_its_new_type(runs_db):
     running = Run.objects.get(format="runs", status="running")
     end_running_run(runs_db, running, new_type="sync_stripe_v2")
     assert_strip_is_the_recount(now)
-    assert stored(now)["sync_stripe_v2"][1] == 1
+    assert stored(now)[("sync_stripe_v2", False)][1] == 1
 
 
 @pytest.mark.parametrize("mirrored", [True, False])
@@ -205,9 +209,9 @@ def test_the_delete_button_takes_a_runs_items_off(client, runs_db):
     ingest_paths([runs_db])
     now = strip_now()
     run = succeeded_with_failed_items()
-    before = stored(now)["sync_stripe"]
+    before = stored(now)[("sync_stripe", False)]
     client.post(reverse("traces:run-delete", args=[run.pk]))
-    after = stored(now)["sync_stripe"]
+    after = stored(now)[("sync_stripe", False)]
     # Runs with failed items and their items in the last 24 h: one run and 2 items fewer.
     assert (after[3], after[5]) == (before[3] - 1, before[5] - 2)
     assert_strip_is_the_recount(now)

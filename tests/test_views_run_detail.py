@@ -814,8 +814,9 @@ def test_fragment_query_counts_do_not_depend_on_the_number_of_steps(
             client.get(step_url(first, "traces:step-children"), headers=HX)
         # The run, whether its steps have times (runs made here, not by the store), one
         # window of steps, the long and the open-ended ones begun before it, the
-        # minimap's sample and failed steps, the steps with no start (last page).
-        with django_assert_max_num_queries(8):
+        # minimap's sample and failed steps, the steps with no start (last page), the
+        # window's repeated names (what tells siblings apart, as the tree's rows say).
+        with django_assert_max_num_queries(9):
             client.get(run_url(run, "traces:run-timeline"), headers=HX)
         with django_assert_num_queries(3):  # the run, one window of lines, its repeats
             client.get(run_url(run, "traces:run-logs"), headers=HX)

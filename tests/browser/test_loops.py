@@ -53,3 +53,27 @@ def test_repeated_batches_show_their_offsets(page, loaded_samples):
     assert offsets.count() == 4
     assert offsets.first.text_content() == "offset=0"
     _shot(page, "batches")
+
+
+def test_the_timeline_tells_repeated_batches_apart_as_the_tree_does(page, loaded_samples):
+    group = StepGroup.objects.filter(name="upsert_batch").order_by("-count").first()
+    run = Run.objects.get(pk=group.run_id)
+    page.goto(f"{run.get_absolute_url()}?tab=timeline")
+    rows = page.locator("li.timeline-row", has=page.locator(".t-sib .differs"))
+    rows.first.wait_for()
+    offsets = rows.locator(".t-sib .differs").all_text_contents()
+    assert offsets == [f"offset={50 * i}" for i in range(group.count)]
+    # Readable beside the name, not cut off by the label's ellipsis; the whole in its title.
+    first = rows.first
+    label, differs = first.locator(".t-label"), first.locator(".t-sib .differs")
+    box, inside = label.bounding_box(), differs.bounding_box()
+    assert inside["x"] + inside["width"] <= box["x"] + box["width"] + 1
+    assert "upsert_batch · offset=0" in label.get_attribute("title")
+    _shot(page, "timeline-batches")
+
+    # Zoomed in to the first half, the rows still say which batch each is.
+    page.get_by_role("link", name="+ zoom in").click()
+    page.wait_for_url("**from_ms=**")
+    page.wait_for_function("() => !document.querySelector('.htmx-request')")
+    shown = page.locator("li.timeline-row .t-sib .differs").all_text_contents()
+    assert shown and set(shown) <= set(offsets)

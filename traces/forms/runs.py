@@ -26,6 +26,14 @@ IN_SOURCE_CHOICES = [
     ("no", "no longer in its source"),
 ]
 
+# Runs whose start the source recorded, or whose times are estimated (greentic: the
+# file's modified time): the failing-now strip counts them apart and links each.
+TIMES_CHOICES = [
+    ("", "recorded or estimated"),
+    ("recorded", "recorded"),
+    ("estimated", "estimated (≈ the file's time)"),
+]
+
 
 class RunFilterForm(FilterForm):
     # By start: runs whose times are estimated or unknown after the timed ones
@@ -48,6 +56,13 @@ class RunFilterForm(FilterForm):
         required=False,
         label="Source",
         help_text="no: runs kept as history after their source stopped holding them",
+    )
+    times = forms.ChoiceField(
+        choices=TIMES_CHOICES,
+        required=False,
+        label="Times",
+        help_text="recorded: runs whose start the source recorded; estimated: runs whose "
+        "times are the file's modified time (greentic)",
     )
     q = forms.CharField(required=False, max_length=500, label="Text")
     since = DateTimeFilter(required=False, label="From")

@@ -7,7 +7,12 @@ index range over the recent past (runs by status and start, runs with failed ite
 by start, steps by status and start), so it costs what the window holds, not the
 store's size; the step count stops at a cap, so a failure storm reads a bounded
 range. What a run's steps lost is Run.steps_items_failed, kept at ingest with the
-run's row (ingest.store), so the strip counts no step to know it."""
+run's row (ingest.store), so the strip counts no step to know it.
+
+Runs whose times are estimated (Run.times_estimated, greentic: the file's modified
+time) are counted apart: a folder of old files copied an hour ago would otherwise
+read as a burst of failures in the last hour. Each number links to the runs list
+filtered by `times=recorded` or `times=estimated`, which lists what it counts."""
 
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ ITEMS_FAILED = Q(steps_items_failed__gt=RawSQL("0", ()))
 @dataclass(frozen=True)
 class FailingType:
     run_type: str
-    # Failed runs (their own status).
+    # Failed runs (their own status), of recorded times.
     last_hour: int
     last_day: int
     # Runs (of any status) whose steps' items failed, and how many items.
@@ -40,6 +45,13 @@ class FailingType:
     item_runs_day: int = 0
     items_hour: int = 0
     items_day: int = 0
+    # The same of the runs whose times are estimated (the file's time), counted apart
+    # (None in that part itself).
+    estimated: FailingType | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(getattr(self, column) for column in _COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,13 @@ class FailingNow:
 
     @property
     def runs_last_day(self) -> int:
-        return sum(row.last_day for row in self.types)
+        """Failed runs in the last day, of recorded or estimated times."""
+        return sum(row.last_day + row.estimated.last_day for row in self.types)
+
+    @property
+    def has_estimated(self) -> bool:
+        """Some runs counted are of estimated times (counted apart)."""
+        return any(row.estimated.any for row in self.types)
 
     @property
     def items_last_hour(self) -> int:
@@ -67,8 +85,16 @@ class FailingNow:
         return sum(row.items_day for row in self.types)
 
     @property
+    def estimated_items_hour(self) -> int:
+        return sum(row.estimated.items_hour for row in self.types)
+
+    @property
+    def estimated_items_day(self) -> int:
+        return sum(row.estimated.items_day for row in self.types)
+
+    @property
     def has_items(self) -> bool:
-        return any(row.item_runs_day for row in self.types)
+        return any(row.item_runs_day or row.estimated.item_runs_day for row in self.types)
 
 
 def failing_now(now: datetime) -> FailingNow:
@@ -107,14 +133,15 @@ _COLUMNS = ("last_day", "last_hour", "item_runs_day", "item_runs_hour", "items_d
 
 def failing_types(hour_ago: datetime, day_ago: datetime) -> list[FailingType]:
     """By run type: failed runs, and runs with failed items and their items, started
-    since `day_ago` (and `hour_ago`). One query, the union of two index ranges
+    since `day_ago` (and `hour_ago`), those of recorded times and (FailingType.estimated)
+    those of estimated ones apart. One query, the union of two index ranges
     (run_status_started, run_items_failed_started): a run both failed and with
     failed items counts in both, as what each number links to lists it."""
     hour = Q(started_at__gte=hour_ago)
     zero = Value(0, output_field=IntegerField())
     failed = (
         Run.objects.filter(status=Status.FAILED, started_at__gte=day_ago)
-        .values(run_type=_GroupedType(F("type")))
+        .values(run_type=_GroupedType(F("type")), estimated=F("times_estimated"))
         .annotate(
             last_day=Count("id"),
             last_hour=Count("id", filter=hour),
@@ -127,7 +154,7 @@ def failing_types(hour_ago: datetime, day_ago: datetime) -> list[FailingType]:
     )
     items = (
         Run.objects.filter(ITEMS_FAILED, started_at__gte=day_ago)
-        .values(run_type=_GroupedType(F("type")))
+        .values(run_type=_GroupedType(F("type")), estimated=F("times_estimated"))
         .annotate(
             last_day=zero,
             last_hour=zero,
@@ -138,31 +165,26 @@ def failing_types(hour_ago: datetime, day_ago: datetime) -> list[FailingType]:
         )
         .order_by()
     )
-    counts: dict[str, list[int]] = {}
+    counts: dict[tuple[str, bool], dict[str, int]] = {}
     for row in failed.union(items, all=True):
-        kept = counts.setdefault(row["run_type"], [0] * len(_COLUMNS))
-        for index, column in enumerate(_COLUMNS):
-            kept[index] += row[column] or 0
+        part = (row["run_type"], bool(row["estimated"]))
+        kept = counts.setdefault(part, dict.fromkeys(_COLUMNS, 0))
+        for column in _COLUMNS:
+            kept[column] += row[column] or 0
     rows = [
         FailingType(
             run_type,
-            last_hour=values[1],
-            last_day=values[0],
-            item_runs_hour=values[3],
-            item_runs_day=values[2],
-            items_hour=values[5],
-            items_day=values[4],
+            **counts.get((run_type, False), dict.fromkeys(_COLUMNS, 0)),
+            estimated=FailingType(
+                run_type, **counts.get((run_type, True), dict.fromkeys(_COLUMNS, 0))
+            ),
         )
-        for run_type, values in counts.items()
+        for run_type in sorted({run_type for run_type, _ in counts})
     ]
-    # Most failing first: failed runs, then runs with failed items.
-    return sorted(
-        rows,
-        key=lambda row: (
-            -row.last_hour,
-            -row.last_day,
-            -row.item_runs_hour,
-            -row.item_runs_day,
-            row.run_type,
-        ),
-    )
+    # Most failing first: failed runs, then runs with failed items; of recorded
+    # times first, then of estimated ones.
+    return sorted(rows, key=lambda row: (*_most_first(row), *_most_first(row.estimated)))
+
+
+def _most_first(row: FailingType) -> tuple[int, ...]:
+    return (-row.last_hour, -row.last_day, -row.item_runs_hour, -row.item_runs_day)

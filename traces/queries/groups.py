@@ -69,12 +69,14 @@ def groups_of(
 
 
 def groups_of_levels(
-    run_id: int, levels: dict[int | None, list[Step]]
+    run_id: int, levels: dict[int | None, list[Step]], *, under_rows: bool = True
 ) -> tuple[dict[int, list[Group]], dict[int | None, dict[str, Group]], int | None]:
     """groups_of for several levels at once (find in run shows a few steps of many
     levels): the groups under their rows by row id, each level's own groups by its
-    parent's id (None: the roots) then name, the roots' count. One query."""
-    rows = [step for level in levels.values() for step in level]
+    parent's id (None: the roots) then name, the roots' count. One query. Without
+    `under_rows` (the timeline's, which shows no container's summary), only the
+    levels' own groups."""
+    rows = [step for level in levels.values() for step in level] if under_rows else []
     containers = {step.pk for step in rows if step.child_count >= MIN_ITERATIONS}
     parents = {pk for pk in levels if pk is not None}
     clauses = ["g.parent_id IS NULL"] if None in levels else []

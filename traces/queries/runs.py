@@ -28,10 +28,19 @@ def filter_runs(filters: dict) -> QuerySet:
         runs = runs.filter(type=filters["type"])
     if filters.get("in_source"):
         runs = runs.filter(left_source_at__isnull=filters["in_source"] == "yes")
+    # A recorded start is the list's order (Run.listed_at): the time range bounds the
+    # walk of its index rather than filtering every row it passes. Estimated times
+    # are listed by id after the others (listed_at NULL): the same indexes' NULL range.
+    started = "started_at"
+    if filters.get("times") == "recorded":
+        runs = runs.filter(listed_at__isnull=False)
+        started = "listed_at"
+    elif filters.get("times") == "estimated":
+        runs = runs.filter(listed_at__isnull=True, times_estimated=True)
     if filters.get("since"):
-        runs = runs.filter(started_at__gte=filters["since"])
+        runs = runs.filter(**{f"{started}__gte": filters["since"]})
     if filters.get("until"):
-        runs = runs.filter(started_at__lte=filters["until"])
+        runs = runs.filter(**{f"{started}__lte": filters["until"]})
     if filters.get("q"):
         text = filters["q"]
         runs = runs.filter(

@@ -124,6 +124,27 @@ def level_groups(level, limit: int = 3) -> SafeString:
     return mark_safe(f'<p class="level-groups">{lines}</p>' if lines else "")
 
 
+def loop_note(step) -> tuple[str, str]:
+    """A loop iteration's index as a row shows it: (text, explanation)."""
+    return f"↻ {step.loop_index}", "loop iteration"
+
+
+def sibling_label(step) -> tuple[str, str]:
+    """What tells a row apart from its siblings of the same name, as the tree's row
+    shows it (a timeline row's, in a line): its loop index, the input field that
+    differs between them, the items that failed in it. (HTML, the same as text.)"""
+    parts = []
+    if step.loop_index is not None:
+        text, why = loop_note(step)
+        parts.append((f'<span title="{why}">{_e(text)}</span>', text))
+    differs = getattr(step, "differs", None)
+    if differs:
+        parts.append((_differs(step), f"{differs[0]}={differs[1]}"))
+    if step.items_failed:
+        parts.append((_failed_items(step), f"✗ {_items(step.items_failed)}"))
+    return " ".join(html for html, _ in parts), " · ".join(text for _, text in parts)
+
+
 def _differs(step) -> str:
     """What tells a step apart from its siblings of the same name: an input field."""
     differs = getattr(step, "differs", None)
@@ -282,15 +303,26 @@ def _failed_inside(step) -> str:
     if step.status == "failed" and (step.has_progress or not step.items_failed):
         return ""  # its badge says it failed; its progress numbers, its failed items
     if step.items_failed:
-        items = f"{grouped(step.items_failed)} item{'s' if step.items_failed != 1 else ''}"
-        title = "items failed in this step"
-        if step.status != "failed":
-            title += f", though its own status is {_e(step.status)}"
-        return f'<span class="c-fail" title="{title}">✗ {items}</span>'
+        return _failed_items(step)
 
     if not step.failed_subtree:
         return ""
     return '<span class="c-fail" title="a step inside this one failed">✗ inside</span>'
+
+
+def _failed_items(step) -> str:
+    """The items that failed in a step ("✗ 15 items"), whatever its own status."""
+    if not step.items_failed:
+        return ""
+    items = _items(step.items_failed)
+    title = "items failed in this step"
+    if step.status != "failed":
+        title += f", though its own status is {_e(step.status)}"
+    return f'<span class="c-fail" title="{title}">✗ {items}</span>'
+
+
+def _items(n: int) -> str:
+    return f"{grouped(n)} item{'s' if n != 1 else ''}"
 
 
 _CRITICAL_MARK = ' <span class="t-critical" title="on the critical path">◆</span>'
@@ -329,14 +361,21 @@ def _timeline_row(step, selected_key) -> str:
     )
     parent = getattr(step, "parent_key", None)
     parent_attr = f' data-parent="{_e(parent)}"' if parent is not None else ""
+    # Repeated siblings told apart as the tree tells them; the label's title (it may be
+    # cut short) and the bar's tip say it whole.
+    (label, said), title = sibling_label(step), name
+    if label:
+        said = _e(said)
+        title, tip = f"{name} · {said}", f"{tip} · {said}"
+        label = f' <span class="t-sib">{label}</span>'
     return (
         f'\n    <li class="timeline-row {_e(step.depth_class)}{selected}'
         f'{getattr(step, "find_class", "")}" data-row tabindex="-1"'
         f' data-tip="{tip}" data-key="{_e(step.key)}"{parent_attr}>\n'
-        f'      <span class="t-label" title="{name}">{fold}'
+        f'      <span class="t-label" title="{title}">{fold}'
         f'<span class="t-icon s-{status}" aria-label="{status}">{_e(status_icon(step.status))}'
         "</span>\n"
-        f"        {link}{_CRITICAL_MARK if critical else ''}</span>\n"
+        f"        {link}{_CRITICAL_MARK if critical else ''}{label}</span>\n"
         '      <svg class="timeline-track" viewBox="0 0 100 1" preserveAspectRatio="none"'
         f' role="img" aria-label="{tip}">{bar}</svg>\n'
         f'      <span class="num t-dur">{_e(human_duration(step.duration_ms))}</span>\n'

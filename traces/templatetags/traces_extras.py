@@ -91,6 +91,12 @@ ESTIMATED_TITLE = "estimated from the file's modified time; the format records n
 
 
 @register.simple_tag
+def estimated_title() -> str:
+    """Why a time is marked "≈" (ESTIMATED_TITLE), for a title or a note."""
+    return ESTIMATED_TITLE
+
+
+@register.simple_tag
 def estimated_mark(run) -> str:
     """A "≈" with its explanation, put before a run's time or duration that is an
     estimate (Run.times_estimated); nothing for a run whose times are recorded."""

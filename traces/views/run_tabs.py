@@ -17,6 +17,7 @@ from traces.forms.runs import MAX_EXPAND
 from traces.key_urls import key_urls
 from traces.models import Run, Step
 from traces.pagination import Page
+from traces.templatetags.row_html import loop_note
 from traces.templatetags.traces_extras import human_duration
 
 from . import run_find, tree_groups
@@ -147,7 +148,7 @@ def _row_notes(step: Step) -> list[tuple[str, str]]:
     """The small facts on the right of a tree row, as (text, explanation)."""
     notes = []
     if step.loop_index is not None:
-        notes.append((f"↻ {step.loop_index}", "loop iteration"))
+        notes.append(loop_note(step))
     if step.attempt and step.attempt > 1:
         notes.append((f"attempt {step.attempt}", ""))
     if step.retries:
@@ -229,6 +230,8 @@ def timeline_context(run: Run, form) -> dict:
 
         rows, open_before, unstarted = matched(rows), matched(open_before), matched(unstarted)
     layout = queries.timeline.lay_out(run, rows, failed_only=form.failed_only)
+    # What tells repeated siblings apart, as the tree's rows show it.
+    tree_groups.label_rows(run.pk, rows)
     step_url_of = key_urls("traces:step-detail", run.pk)
     base = reverse("traces:run-timeline", args=[run.pk])
     keep = {"failed": "1"} if form.failed_only else {}
@@ -402,6 +405,7 @@ def _untimed_timeline(run: Run, form) -> dict:
     )
     rows = page.items
     layout = queries.timeline.lay_out(run, rows, failed_only=form.failed_only)
+    tree_groups.label_rows(run.pk, rows)
     span_ms = layout.span_ms
     step_url_of = key_urls("traces:step-detail", run.pk)
     for step, offset_ms, duration_ms in layout.items:

@@ -1,7 +1,8 @@
 """What a tree window shows of repeated steps (queries/groups.py reads them): on a
 container row, its loop's iterations and its repeated children, each with p50 / p95
 / max, failures and a link to the slowest; on a row that repeats its siblings' name,
-what tells it apart; below the window, how many steps remain."""
+what tells it apart (the timeline's rows too: label_rows); below the window, how
+many steps remain."""
 
 from __future__ import annotations
 
@@ -48,10 +49,7 @@ def decorate_levels(run_id: int, levels: list) -> None:
     levels, each a TreeLevel), in one query and one per differing field: each row
     gets `groups` and `differs`, each level its repeated names."""
     shown = {(level.parent.pk if level.parent else None): level.rows for level in levels}
-    under, siblings, _roots = queries.groups.groups_of_levels(run_id, shown)
-    differs = queries.groups.differing_values_of_levels(
-        [(rows, siblings.get(pk, {})) for pk, rows in shown.items()]
-    )
+    under, siblings, differs = _read(run_id, shown)
     url_of = key_urls("traces:step-detail", run_id)
     for level in levels:
         own = siblings.get(level.parent.pk if level.parent else None, {})
@@ -59,6 +57,30 @@ def decorate_levels(run_id: int, levels: list) -> None:
         for step in level.rows:
             step.groups = [summary(group, url_of) for group in under.get(step.pk, ())]
             step.differs = differs.get(step.pk)
+
+
+def label_rows(run_id: int, rows: list[Step]) -> None:
+    """What tells repeated siblings apart, on rows of many levels in any order (a
+    timeline window's): each row gets `differs`, as a tree row does, in one query
+    and one per differing field, whatever the window's size."""
+    shown: dict[int | None, list[Step]] = {}
+    for step in rows:
+        shown.setdefault(step.parent_id, []).append(step)
+    if not shown:
+        return
+    _under, _siblings, differs = _read(run_id, shown, under_rows=False)
+    for step in rows:
+        step.differs = differs.get(step.pk)
+
+
+def _read(run_id: int, shown: dict, *, under_rows: bool = True) -> tuple[dict, dict, dict]:
+    """The groups under the rows, each level's own, and what tells each row apart
+    from its siblings of the same name, for rows by their parent's id."""
+    under, siblings, _roots = queries.groups.groups_of_levels(run_id, shown, under_rows=under_rows)
+    differs = queries.groups.differing_values_of_levels(
+        [(rows, siblings.get(pk, {})) for pk, rows in shown.items()]
+    )
+    return under, siblings, differs
 
 
 def summary(group, url_of) -> GroupSummary:
