@@ -345,16 +345,17 @@ on_postgres = pytest.mark.skipif(
 )
 
 
-def _analyzed(read) -> list[tuple[str, dict]]:
+def _analyzed(read, off: tuple[str, ...] = ("seqscan",)) -> list[tuple[str, dict]]:
     """Each SELECT that `read()` runs, with its EXPLAIN ANALYZE plan (JSON). A seq scan
     is made dear, as a big table makes it (on a few thousand rows PostgreSQL reads
-    them all rather than an index)."""
+    them all rather than an index); `off`: the plan nodes made dear."""
     recorder = Recorder()
     with connection.execute_wrapper(recorder):
         read()
     plans = []
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")
+        for node in off:
+            cursor.execute(f"SET LOCAL enable_{node} = off")
         for sql, params in recorder.queries:
             cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
             plans.append((sql, _json(cursor.fetchone()[0])[0]["Plan"]))
@@ -399,7 +400,7 @@ def test_search_matches_the_stored_vector_through_its_gin_index(worded_run):
     plans = _analyzed(lambda: search("rare_word"))
     steps = [plan for sql, plan in plans if "FROM traces_step WHERE" in sql]
     text = json.dumps(steps)
-    assert steps and "step_search_doc" in text and "search_doc @@" in text
+    assert steps and "step_search_bucket" in text and "search_doc @@" in text
     # The step's text is never tokenised again at query time.
     assert "to_tsvector" not in text
 
@@ -407,6 +408,7 @@ def test_search_matches_the_stored_vector_through_its_gin_index(worded_run):
 @on_postgres
 def test_search_for_a_common_word_reads_its_newest_matches_not_all(worded_run):
     from traces.search import exact
+    from traces.search.index import FINE_BITS
     from traces.search.query import COUNT_CAP, SHOWN, search
 
     found = None
@@ -415,18 +417,23 @@ def test_search_for_a_common_word_reads_its_newest_matches_not_all(worded_run):
         nonlocal found
         found = search("fetch_charges")
 
-    plans = _analyzed(read)
+    # As search.newest plans them: bitmap scans alone.
+    plans = _analyzed(read, off=("seqscan", "indexscan"))
     assert found.steps.count == COUNT_CAP and found.steps.capped
     assert len(found.steps.items) == SHOWN
     steps = [plan for sql, plan in plans if "search_doc" in sql and "traces_step" in sql]
     step_reads = [_steps_read(plan) for plan in steps]
-    # The capped count, the newest SHOWN, then the exact-id lookup's probe of the steps
-    # whose key the word may be (search.exact: at most KEY_PROBE of its matches).
-    assert len(step_reads) == 3, step_reads
-    # Of its 3,000 matches (in 6,000 steps): the index's first COUNT_CAP + 1, then ~2
-    # steps a shown match down the primary key.
-    assert step_reads[0] <= COUNT_CAP + 1 and step_reads[1] <= 4 * SHOWN, step_reads
-    assert step_reads[2] <= exact.KEY_PROBE, step_reads
+    # The walk's capped count and the newest SHOWN, a fine bucket of ids at a time; then
+    # the same for the exact-id lookup's probe of the steps whose key the word may be
+    # (search.exact: the newest KEY_PROBE of its matches).
+    assert len(step_reads) == 4, step_reads
+    # Of its 3,000 matches (in 6,000 steps): the count's first COUNT_CAP + 1, then the
+    # matches of the fine buckets (1,024 ids) holding the newest SHOWN (here every other
+    # id), then the same for KEY_PROBE.
+    fine = 1 << FINE_BITS
+    assert step_reads[0] <= COUNT_CAP + 1 and step_reads[1] <= fine, step_reads
+    assert step_reads[2] <= exact.KEY_PROBE + 1, step_reads
+    assert step_reads[3] <= exact.KEY_PROBE + fine, step_reads
 
 
 @on_postgres
@@ -441,3 +448,23 @@ def test_find_of_a_common_word_reads_a_window_not_all_matches(worded_run):
     assert "to_tsvector" not in json.dumps(plan)
     # A window of 50 matches, every other step: ~100 steps read, not 3,000 matches.
     assert _steps_read(plan) <= 4 * found.FIND_WINDOW, _steps_read(plan)
+
+
+@on_postgres
+def test_planner_settings_are_put_back_as_they_were_inside_an_outer_transaction():
+    from traces.search.index import planner_settings
+
+    def shown(cursor, name: str) -> str:
+        cursor.execute(f"SHOW {name}")
+        return cursor.fetchone()[0]
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        jit = shown(cursor, "jit")
+        with planner_settings(cursor, enable_seqscan=True, enable_indexscan=False, jit=False):
+            assert [shown(cursor, name) for name in ("enable_seqscan", "enable_indexscan", "jit")
+                    ] == ["on", "off", "off"]  # fmt: skip
+        # The outer transaction's own setting, not the default; the others as before.
+        assert shown(cursor, "enable_seqscan") == "off"
+        assert shown(cursor, "enable_indexscan") == "on" and shown(cursor, "jit") == jit
+        assert connection.in_atomic_block and not connection.needs_rollback

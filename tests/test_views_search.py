@@ -179,8 +179,9 @@ def test_the_page_lists_each_kind_with_counts_and_links(client, loaded):
 
 def test_the_query_count_is_flat(client, loaded, django_assert_max_num_queries):
     # PostgreSQL: + the planner settings of the run and step searches and of the exact-id
-    # lookup, each in a savepoint.
-    with django_assert_max_num_queries(9 if connection.vendor == "sqlite" else 21):
+    # lookup's key probe, each in a savepoint, and each one's newest id first (the top
+    # of search.newest's walk: 2 more than when the GIN index was read whole).
+    with django_assert_max_num_queries(9 if connection.vendor == "sqlite" else 23):
         client.get(URL, {"q": "sync", "jump": "no"})
 
 
@@ -284,3 +285,76 @@ def _pg_indexes() -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename LIKE 'traces_%%'")
         return [row[0] for row in cursor.fetchall()]
+
+
+# --- newest first, wherever the matches are (PostgreSQL: search.newest's id buckets) ------
+
+# Ids far apart, over several of the PostgreSQL index's coarse buckets (65,536 ids) and
+# fine ones (1,024): the oldest match, a dense block past the count's cap in bucket 0,
+# sparse matches in buckets 2 and 4, and newer steps without the word in bucket 5.
+OLDEST = 7
+DENSE = range(5_000, 6_250)
+SPARSE = (140_000, 140_700, 141_300, 300_000, 300_001)
+NEWER_WITHOUT = (330_000, 330_001)
+
+
+def _spread_steps() -> list[int]:
+    """Steps at those ids, the matching ones holding `zebra_common`, the oldest and
+    the sparse ones also `zebra_rare`; returns the ids holding `zebra_common`."""
+    from tests.factories import make_runs, make_steps
+    from traces.search.index import index_runs
+
+    matching = [OLDEST, *DENSE, *SPARSE]
+    rare = {OLDEST, *SPARSE}
+    targets = [*matching, *NEWER_WITHOUT]
+    (run,) = make_runs(1, name="spread")
+
+    def error(position: int) -> str:
+        if position >= len(matching):
+            return "nothing to see"
+        return "zebra_common zebra_rare" if matching[position] in rare else "zebra_common"
+
+    steps = make_steps(run, len(targets), error=error)
+    with connection.cursor() as cursor:
+        # Out of the way first (the targets may be ids the steps have), then into place.
+        cursor.executemany(
+            "UPDATE traces_step SET id = %s WHERE id = %s",
+            [(-step.pk, step.pk) for step in steps],
+        )
+        cursor.executemany(
+            "UPDATE traces_step SET id = %s WHERE id = %s",
+            [(target, -step.pk) for step, target in zip(steps, targets, strict=True)],
+        )
+        index_runs(cursor, [run.pk])  # SQLite's index of the steps (PostgreSQL's keeps itself)
+    return matching
+
+
+def test_a_common_word_lists_its_newest_matches_over_id_buckets():
+    from traces.search.query import COUNT_CAP, SHOWN, search
+
+    matching = _spread_steps()
+    found = search("zebra_common").steps
+    assert [step.pk for step in found.items] == sorted(matching, reverse=True)[:SHOWN]
+    assert (found.count, found.capped) == (COUNT_CAP, True)
+    rare = search("zebra_rare").steps
+    assert [step.pk for step in rare.items] == sorted([OLDEST, *SPARSE], reverse=True)
+    assert (rare.count, rare.capped) == (len(SPARSE) + 1, False)
+
+
+def test_a_word_s_newest_matches_read_a_bucket_at_a_time_on_postgres():
+    """The newest KEY_PROBE of 1,256 matches: the sparse buckets' together, then the
+    dense bucket's fine buckets newest first, exactly those; the walk's count stops
+    past the cap."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's id buckets")
+    from traces.search.index import STEPS
+    from traces.search.newest import newest_matches
+
+    matching = sorted(_spread_steps(), reverse=True)
+    with connection.cursor() as cursor:
+        for limit in (1, 5, 6, 300, 1000):
+            ids, count = newest_matches(cursor, STEPS, ["zebra_common"], limit, 1000)
+            assert ids == matching[:limit] and count > 1000, limit
+        ids, count = newest_matches(cursor, STEPS, ["zebra_common"], 20, 5_000)
+        assert ids == matching[:20] and count == len(matching)
+        assert newest_matches(cursor, STEPS, ["no_such_zebra"], 20, 1000) == ([], 0)

@@ -32,7 +32,8 @@ from traces.queries.entities import EntityRow
 from traces.queries.runs import run_list_columns
 from traces.queries.steps import step_list_columns
 
-from .index import STEPS, fts_query, pg_match, without_seqscan
+from .index import STEPS, fts_query
+from .newest import newest_matches
 
 # At most this many of each kind are looked up (one more than the page shows).
 LIMIT = 21
@@ -70,7 +71,7 @@ def exact_matches(query: str) -> ExactMatches:
         for kind, sql, _ in parts
     )
     ids: dict[str, list[int]] = {"run": [], "step": [], "entity": []}
-    with connection.cursor() as cursor, without_seqscan(cursor):
+    with connection.cursor() as cursor:
         cursor.execute(union, [param for _, _, params in parts for param in params])
         for kind, pk in cursor.fetchall():
             ids[kind].append(pk)
@@ -176,17 +177,11 @@ def _steps_keyed_sql(key: str) -> tuple[str, list]:
     ask: FTS5 reads every row holding the words to filter by column, ~65 ms at 1 M
     steps for a common step name, where the newest 1,000 take ~1.5 ms."""
     if connection.vendor == "postgresql":
-        # The match is a materialised CTE planned without the LIMIT, so by the GIN index
-        # (with a LIMIT in it, a common word's steps look quicker to find by reading the
-        # table, evaluating the tsvector of each row); PostgreSQL runs a CTE only as far
-        # as its reader fetches, so the heap scan stops at the probe's size.
-        return (
-            f"WITH keyed AS MATERIALIZED (SELECT id, key FROM {STEPS.table} "
-            f"WHERE {pg_match(STEPS, [key])}) "
-            f"SELECT id FROM (SELECT id, key FROM keyed LIMIT {KEY_PROBE}) AS probe "
-            "WHERE key = %s",
-            [key, key],
-        )
+        # The newest KEY_PROBE, as on SQLite, a bucket of ids at a time (newest.py): the
+        # GIN index alone gives all of a common word's matches, unordered.
+        with connection.cursor() as cursor:
+            ids, _ = newest_matches(cursor, STEPS, [key], KEY_PROBE, KEY_PROBE)
+        return f"SELECT id FROM {STEPS.table} WHERE id = ANY(%s) AND key = %s", [ids, key]
     return (
         f"SELECT s.id FROM (SELECT rowid AS id FROM {STEPS.fts} WHERE {STEPS.fts} MATCH %s "
         f"ORDER BY rowid DESC LIMIT {KEY_PROBE}) AS keyed "

@@ -20,7 +20,9 @@ computed by a BEFORE INSERT/UPDATE trigger in the statement that writes the row
 (COPY included) and GIN-indexed: a phrase's match must be rechecked on the row, and
 the recheck then reads the stored vector instead of tokenising the row's text again
 (~25 µs a row: a word matching 40,000 steps took a second), and a plain B-tree walk
-(newest first, a run's steps in order) can test rows for a word as it goes.
+(newest first, a run's steps in order) can test rows for a word as it goes. Their
+GIN index also holds each row's id bucket (pg_column_index), so the search reads a
+common word's newest matches a bucket at a time (newest.py).
 
 Steps are also found by the VALUES (strings and numbers, not the keys) of their
 attributes and input (`values`): a customer id or an actor pasted into the search
@@ -128,7 +130,7 @@ RUNS = SearchedTable(
     "traces_run",
     ("external_id", "name", "type", "trigger", "actor", "error", "attributes"),
     "traces_run_search",
-    "run_search_doc",
+    "run_search_bucket",
     indexed_by_store=False,
     pg_column="search_doc",
 )
@@ -136,7 +138,7 @@ STEPS = SearchedTable(
     "traces_step",
     ("key", "name", "type", "error"),
     "traces_step_search",
-    "step_search_doc",
+    "step_search_bucket",
     indexed_by_store=True,
     values=("attributes", "input"),
     pg_column="search_doc",
@@ -251,10 +253,24 @@ def pg_column_fill(searched: SearchedTable, first: int, last: int) -> str:
     )
 
 
+# PostgreSQL: the stored vector's GIN index also holds each row's id bucket, a coarse
+# one (65,536 ids) and a fine one (1,024 ids), so the newest matches of a word in
+# 200,000 rows are read a bucket at a time, newest first (newest.py), not all of them.
+# A bigint in a GIN index is btree_gin's (a contrib extension, trusted: a database
+# owner may create it).
+COARSE_BITS = 16
+FINE_BITS = 10
+
+
+def pg_bucket(bits: int) -> str:
+    return f"(id >> {bits})"
+
+
 def pg_column_index(searched: SearchedTable) -> list[str]:
+    columns = f"{pg_bucket(COARSE_BITS)}, {pg_bucket(FINE_BITS)}, {searched.pg_column}"
     return [
-        f"CREATE INDEX IF NOT EXISTS {searched.gin} ON {searched.table} "
-        f"USING gin ({searched.pg_column})"
+        "CREATE EXTENSION IF NOT EXISTS btree_gin",
+        f"CREATE INDEX IF NOT EXISTS {searched.gin} ON {searched.table} USING gin ({columns})",
     ]
 
 
@@ -281,20 +297,25 @@ def drop_statements(vendor: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def without_seqscan(cursor):
-    """PostgreSQL: the statements run inside it planned without sequential scans, so
-    a full-text match is read from its GIN index (a common word's matches otherwise
-    look quicker to find by reading the table and testing each row's vector, however
-    far into it they are). LOCAL to a transaction of its own, or put back at once in
-    an outer one."""
+def planner_settings(cursor, **settings: bool):
+    """PostgreSQL: the statements run inside it planned with these settings
+    (`enable_seqscan=False`, `jit=False`: off or on). A full-text match is read from
+    its GIN index only when sequential scans are off: a common word's matches
+    otherwise look quicker to find by reading the table and testing each row's
+    vector, however far into it they are. LOCAL to a transaction of its own; inside
+    an outer one, its savepoint is rolled back on the way out, which puts back the
+    settings as they were (PostgreSQL undoes a SET LOCAL with the savepoint before
+    it), so what runs inside must be reads. Other databases: nothing is set."""
     if connection.vendor != "postgresql":
         yield
         return
-    outer = connection.in_atomic_block
     with transaction.atomic():
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        try:
-            yield
-        finally:
-            if outer:
-                cursor.execute("SET LOCAL enable_seqscan = on")
+        cursor.execute(
+            "; ".join(
+                f"SET LOCAL {name} = {'on' if value else 'off'}" for name, value in settings.items()
+            )
+        )
+        yield
+        # Rolled back, not committed: the settings go with the savepoint (or the
+        # transaction) at once.
+        transaction.set_rollback(True)

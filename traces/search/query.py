@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import F, TextField
 from django.db.models.functions import Cast, Collate, Substr
 from django.urls import reverse
@@ -26,6 +26,7 @@ from traces.queries.steps import step_list_columns
 
 from .exact import exact_matches, put_first
 from .index import RUNS, STEPS, VALUE_CHARS, SearchedTable, fts_query, pg_match
+from .newest import newest_matches
 
 COUNT_CAP = 1000
 SHOWN = 20
@@ -139,7 +140,7 @@ def _matching_ids(searched: SearchedTable, words: list[str]) -> tuple[list[int],
     and how many rows match, counted up to COUNT_CAP + 1."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql" and searched.pg_column:
-            return _pg_newest(cursor, searched, words)
+            return newest_matches(cursor, searched, words, SHOWN, COUNT_CAP)
         if connection.vendor == "postgresql":
             match = pg_match(searched, words)
             # Newest first, as on SQLite: a common word's matches are all read and the
@@ -157,57 +158,6 @@ def _matching_ids(searched: SearchedTable, words: list[str]) -> tuple[list[int],
             )
         ids = [row[0] for row in cursor.fetchall()]
         return ids, len(ids)
-
-
-# PostgreSQL: the newest rows a common word's first SHOWN matches are looked for in
-# (~1 µs a row on its stored vector: a word in 1 row of 2,500 is found in them).
-RECENT = 50_000
-
-
-def _pg_newest(cursor, searched: SearchedTable, words: list[str]) -> tuple[list[int], int]:
-    """PostgreSQL with a stored vector: the newest SHOWN matches and how many match.
-    The count first, from the GIN index (its matches read up to the cap). A word with
-    fewer: its matches from the index, sorted. A common one: the newest RECENT rows
-    walked down the primary key, each tested on its vector, stopping at the SHOWN-th
-    match (a word common in recent runs: after a few hundred); else all its matches
-    from the index, sorted (a word in 200,000 steps of older runs costs ~1 s under
-    load, RESULTS §14a). The planner cannot know where in id order a word's matches
-    are (a walk down the primary key for a word of last year's runs reads the whole
-    table), so the index reads are given bitmap scans alone."""
-    match = pg_match(searched, words)
-    table = searched.table
-    outer = connection.in_atomic_block
-    with transaction.atomic():
-        # LOCAL: until this transaction ends; put back at once for an outer one.
-        cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
-        try:
-            cursor.execute(
-                f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {match} "
-                f"LIMIT {COUNT_CAP + 1}) AS hit",
-                words,
-            )
-            matches = cursor.fetchone()[0]
-            if matches == 0:
-                return [], 0
-            if matches > COUNT_CAP:
-                cursor.execute("SET LOCAL enable_indexscan = on")
-                cursor.execute(
-                    f"SELECT id FROM (SELECT id, {searched.pg_column} FROM {table} "
-                    f"ORDER BY id DESC LIMIT {RECENT}) AS recent WHERE {match} "
-                    f"ORDER BY id DESC LIMIT {SHOWN}",
-                    words,
-                )
-                ids = [row[0] for row in cursor.fetchall()]
-                if len(ids) == SHOWN:
-                    return ids, matches
-                cursor.execute("SET LOCAL enable_indexscan = off")
-            cursor.execute(
-                f"SELECT id FROM {table} WHERE {match} ORDER BY id DESC LIMIT {SHOWN}", words
-            )
-            return [row[0] for row in cursor.fetchall()], matches
-        finally:
-            if outer:
-                cursor.execute("SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = on")
 
 
 def _in_id_order(rows, ids: list[int]) -> list:

@@ -1,0 +1,97 @@
+"""PostgreSQL: the newest rows holding the words, newest first, and how many hold
+them (to a cap), for a table with a stored vector (index.RUNS, index.STEPS).
+
+A GIN index has no order: "the newest 20 of a word's 220,000 matches" read from it
+alone is all 220,000, sorted (~1 s at 1 M steps, 10 s at 10 M). Its index also holds
+each row's id bucket (index.pg_column_index), and a bucket and a word are ANDed
+inside the index, which skips the word's matches in other buckets. So:
+
+1. the walk: coarse buckets (65,536 ids) newest first, each counted up to the cap
+   (`(id >> 16) = b AND vector @@ query`: the rows of that bucket holding the words),
+   until more than the cap are found or the first bucket is passed; one recursive
+   statement, each empty bucket ~0.05-1 ms;
+2. the newest `limit` from the buckets that hold any, newest first: those with few
+   matches together (read and sorted: at most a cap's worth), then a bucket with
+   many a fine bucket (1,024 ids) at a time, newest first, until `limit` are found.
+
+What is read is the walk's buckets and at most about `limit` + COUNT_CAP matching
+rows, wherever in id order the matches are. A word with fewer matches than the cap
+walks every coarse bucket (16 at 1 M steps, 153 at 10 M)."""
+
+from __future__ import annotations
+
+import itertools
+
+from .index import COARSE_BITS, FINE_BITS, SearchedTable, pg_bucket, pg_match, planner_settings
+
+FINE_PER_COARSE = 1 << (COARSE_BITS - FINE_BITS)
+
+
+def newest_matches(
+    cursor, searched: SearchedTable, words: list[str], limit: int, cap: int
+) -> tuple[list[int], int]:
+    """Ids of the newest `limit` rows holding every word (highest id first; `limit` at
+    most `cap` + 1), and how many rows hold them: all of them when at most `cap`, else
+    more than `cap` (the matches of the buckets walked)."""
+    cursor.execute(f"SELECT max(id) FROM {searched.table}")
+    (top,) = cursor.fetchone()
+    if top is None:
+        return [], 0
+    match = pg_match(searched, words)
+    # Bitmap scans only: the buckets are the index's, and a walk down the primary key
+    # (`ORDER BY id DESC LIMIT n`, the planner's guess) may read the whole table.
+    with planner_settings(cursor, enable_seqscan=False, enable_indexscan=False, jit=False):
+        cursor.execute(_walk_sql(searched, match, cap), [top >> COARSE_BITS, *words])
+        walked = cursor.fetchall()
+        buckets = [(bucket, found - before) for (_, before), (bucket, found) in
+                   itertools.pairwise(walked) if found > before]  # fmt: skip
+        matches = walked[-1][1]
+        few, many, covered = [], None, 0
+        for bucket, hits in buckets:
+            if covered >= limit:
+                break
+            if hits > cap:
+                many = bucket
+                break
+            few.append(bucket)
+            covered += hits
+        ids: list[int] = []
+        if few:
+            cursor.execute(
+                f"SELECT id FROM {searched.table} WHERE {pg_bucket(COARSE_BITS)} = ANY(%s) "
+                f"AND {match} ORDER BY id DESC LIMIT {int(limit)}",
+                [few, *words],
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+        if many is not None and len(ids) < limit:
+            first = (many + 1) * FINE_PER_COARSE - 1
+            cursor.execute(_fine_sql(searched, match, limit - len(ids)),
+                           [first, first - FINE_PER_COARSE + 1, *words])  # fmt: skip
+            ids += [row[0] for row in cursor.fetchall()]
+    return ids, matches
+
+
+def _walk_sql(searched: SearchedTable, match: str, cap: int) -> str:
+    """(bucket, matches found from the newest bucket to it), from the one past the
+    newest (0 found) down, until more than `cap` are found or bucket 0 is read."""
+    return (
+        f"WITH RECURSIVE walk(bucket, found) AS ("
+        f"SELECT %s::bigint + 1, 0::bigint UNION ALL "
+        f"SELECT bucket - 1, found + (SELECT count(*) FROM (SELECT 1 FROM {searched.table} "
+        f"WHERE {pg_bucket(COARSE_BITS)} = walk.bucket - 1 AND {match} "
+        f"LIMIT {int(cap) + 1}) AS hit) "
+        f"FROM walk WHERE bucket > 0 AND found <= {int(cap)}) "
+        "SELECT bucket, found FROM walk ORDER BY bucket DESC"
+    )
+
+
+def _fine_sql(searched: SearchedTable, match: str, limit: int) -> str:
+    """The newest `limit` matches of one coarse bucket, a fine bucket at a time from
+    its newest (a nested loop: each fine bucket's matches sorted, the walk stopping at
+    the limit)."""
+    return (
+        f"SELECT hit.id FROM generate_series(%s::bigint, %s::bigint, -1) AS fine(bucket) "
+        f"CROSS JOIN LATERAL (SELECT id FROM {searched.table} "
+        f"WHERE {pg_bucket(FINE_BITS)} = fine.bucket AND {match} ORDER BY id DESC) AS hit "
+        f"LIMIT {int(limit)}"
+    )
