@@ -242,6 +242,33 @@ def test_zoomed_timeline_windows_walk_an_index(tree_run, failed_only):
             assert not sorts(plan), f"{sql[sql.index(' FROM ') :]}\n  plan: {plan}"
 
 
+def test_minimap_failed_ticks_read_the_failed_steps_index_alone(tree_run):
+    """The minimap's failed steps come from the partial index of a run's failed steps
+    (0030: not an index of every step), its entries alone, in their order."""
+    run, _ = tree_run
+    run.refresh_from_db()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE traces_step")
+    plans = [
+        (sql, plan)
+        for sql, plan in plans_of(
+            lambda: queries.timeline.minimap(run, 300_000.0),
+            dear=(*SORTS, "seqscan", "bitmapscan"),
+        )
+        if "status" in sql
+    ]
+    assert len(plans) == 1
+    [(sql, plan)] = plans
+    alone = (
+        "USING COVERING INDEX step_run_failed_started ",
+        "Index Only Scan step_run_failed_started",
+    )
+    assert any(line.startswith(alone) or alone[0] in line for line in plan), (
+        f"{sql}\n  plan: {plan}"
+    )
+
+
 # --- the other newest-first reads of the NULLS LAST indexes (0027_index_twins) ------------
 # One index per order on both databases: a KeysetIndex is `DESC NULLS LAST` on
 # PostgreSQL, so every read of it says NULLS LAST (SQLite's DESC already is).
