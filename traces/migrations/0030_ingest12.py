@@ -2,8 +2,8 @@
 creates only, cheap at 10 M steps.
 
 - step_run_status_started (run, status, started_at) held every step for the minimap's
-  failed ticks alone: step_run_failed_started, the same columns WHERE status = 'failed',
-  holds the failed ones (at 1 M steps on PostgreSQL 48 MB -> 0.8 MB).
+  failed ticks alone: step_run_failed_started, the same columns and `synthetic` WHERE
+  status = 'failed', holds the failed ones (at 1 M steps on PostgreSQL 48 MB -> 0.8 MB).
 - step_run_started loses finished_at (run, started_at, id, finished_at): the window's
   steps are read from the table for the page anyway (SQLite 73 -> ~41 MB at 1 M steps,
   PostgreSQL 51 -> 39 MB).
@@ -36,6 +36,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='step',
-            index=models.Index(condition=models.Q(('status', 'failed')), fields=['run', 'status', 'started_at'], name='step_run_failed_started'),
+            index=models.Index(condition=models.Q(('status', 'failed')), fields=['run', 'status', 'started_at', 'synthetic'], name='step_run_failed_started'),
         ),
     ]
