@@ -170,7 +170,6 @@ def test_the_stored_vector_is_what_the_migration_fills(carried):
         assert cursor.fetchall() == written
 
 
-
 @pytest.mark.skipif("connection.vendor != 'sqlite'")
 def test_the_store_indexes_a_files_steps_in_id_order():
     """SQLite's FTS5 gathers new entries in memory while their rowids ascend and
