@@ -206,10 +206,13 @@ def test_steps_list_count_reads_an_index_alone(tree_run):
     [(sql, plan)] = plans_of(
         lambda: queries.steps.capped_count(steps), dear=(*SORTS, "seqscan", "bitmapscan")
     )
-    # One index on both databases since 0027_index_twins (PostgreSQL's NULLS LAST twin gone).
+    # One index on both databases since 0027_index_twins (PostgreSQL's NULLS LAST twin gone);
+    # PostgreSQL may read the partial index of the failed steps instead (0030), the same
+    # entries, as small: its entries alone too.
     alone = {
         "SEARCH traces_step USING COVERING INDEX step_status_started (status=?)",
         "Index Only Scan step_status_started",
+        "Index Only Scan step_run_failed_started",
     }
     assert alone & set(plan), f"{sql}\n  plan: {plan}"
 
@@ -240,6 +243,33 @@ def test_zoomed_timeline_windows_walk_an_index(tree_run, failed_only):
     ):
         for sql, plan in plans_of(read):
             assert not sorts(plan), f"{sql[sql.index(' FROM ') :]}\n  plan: {plan}"
+
+
+def test_minimap_failed_ticks_read_the_failed_steps_index_alone(tree_run):
+    """The minimap's failed steps come from the partial index of a run's failed steps
+    (0030: not an index of every step), its entries alone, in their order."""
+    run, _ = tree_run
+    run.refresh_from_db()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE traces_step")
+    plans = [
+        (sql, plan)
+        for sql, plan in plans_of(
+            lambda: queries.timeline.minimap(run, 300_000.0),
+            dear=(*SORTS, "seqscan", "bitmapscan"),
+        )
+        if "status" in sql
+    ]
+    assert len(plans) == 1
+    [(sql, plan)] = plans
+    alone = (
+        "USING COVERING INDEX step_run_failed_started ",
+        "Index Only Scan step_run_failed_started",
+    )
+    assert any(line.startswith(alone) or alone[0] in line for line in plan), (
+        f"{sql}\n  plan: {plan}"
+    )
 
 
 # --- the other newest-first reads of the NULLS LAST indexes (0027_index_twins) ------------

@@ -466,16 +466,23 @@ class Step(Outcome, ItemProgress):
                 name="step_cause_started",
             ),
             # The timeline zoomed to a time window (queries/timeline.py `overlapping`): the
-            # steps starting in it, and the long or open-ended ones that began before it.
-            # finished_at in both: whether a step is still open is read from the index.
-            models.Index(
-                fields=["run", "started_at", "id", "finished_at"], name="step_run_started"
-            ),
+            # steps starting in it (their rows are read for the page anyway), and the long
+            # or open-ended ones that began before it, tested for being still open from the
+            # index alone (finished_at in it): they are walked longest first.
+            models.Index(fields=["run", "started_at", "id"], name="step_run_started"),
             models.Index(
                 fields=["run", "duration_ms", "started_at", "finished_at"], name="step_run_duration"
             ),
-            # Its minimap's failed steps (and a run's running steps), read from the index alone.
-            models.Index(fields=["run", "status", "started_at"], name="step_run_status_started"),
+            # Its minimap's failed steps, read from the index alone: only the failed ones
+            # (2.4 % of the steps; 0.8 MB at 1 M steps, not a 50 MB index of every step).
+            # `status` in it too: SQLite 3.40 reads the row to test the condition otherwise;
+            # `synthetic`: PostgreSQL may count the failed steps (the steps list's "10,000+")
+            # from this small index, so it holds what that count reads, as step_status_started.
+            models.Index(
+                fields=["run", "status", "started_at", "synthetic"],
+                condition=models.Q(status="failed"),
+                name="step_run_failed_started",
+            ),
             # The logs tab's step picker: a run's step names with their counts, and the
             # steps of one name, read from the index alone.
             models.Index(fields=["run", "name"], name="step_run_name"),

@@ -178,7 +178,8 @@ def overlapping(
     steps = Step.objects.filter(run_id=run.pk)
     if failed_only:
         steps = only_failed_subtrees(steps)
-    # Maybe open at `low`, from the indexes alone (finished_at is in both); a step with
+    # Maybe open at `low` (the steps before `low` from (run, duration_ms, started_at,
+    # finished_at) alone; those near it are read from the table for the page); a step with
     # no end is then kept if it is running or its duration reaches `low` (is_open).
     maybe_open = Q(finished_at__gte=low) | Q(finished_at__isnull=True)
     near = steps.filter(started_at__gte=low - short, started_at__lte=high).filter(
@@ -240,7 +241,7 @@ def minimap(run: Run, span_ms: float, *, buckets: int = MINIMAP_BUCKETS) -> Mini
     columns, and the failed steps as ticks. Cheap at any size: the density comes from
     at most MINIMAP_SAMPLE steps spread evenly over the run's seq (one IN lookup on
     (run, seq, id)), exact for a run that small; the failed steps from the (run,
-    status, started_at) index, at most MINIMAP_FAILED of them."""
+    status, started_at) index of the failed ones, at most MINIMAP_FAILED of them."""
     start, _ = time_axis(run)
     if start is None or span_ms <= 0:
         return Minimap([], [], False, 0, True)
@@ -273,7 +274,7 @@ def minimap(run: Run, span_ms: float, *, buckets: int = MINIMAP_BUCKETS) -> Mini
         for i, count in enumerate(counts)
         if count
     ]
-    # From (run, status, started_at) alone.
+    # From (run, status, started_at) WHERE status = 'failed' alone (its own condition).
     failed_rows = Step.objects.filter(
         run_id=run.pk, status=Status.FAILED, started_at__isnull=False
     ).order_by("started_at")

@@ -154,13 +154,17 @@ def index_runs(cursor, run_ids: list[int]) -> None:
     (see the module's docstring); PostgreSQL's indexes keep themselves."""
     if not run_ids or cursor.db.vendor != "sqlite":
         return
+    # In id order: FTS5 gathers entries in memory while their rowids ascend and
+    # writes them out at the statement's end, but a lower rowid makes it write out
+    # first; read through a run-led index (by duration, by key), nearly every row
+    # became a segment to merge (6x the CPU).
     for searched in TABLES:
         if searched.indexed_by_store:
             names = ", ".join(searched.fts_columns)
             cursor.execute(
                 f"INSERT INTO {searched.fts}(rowid, {names}) "
                 f"SELECT id, {searched.sqlite_values(searched.table)} FROM {searched.table} "
-                "WHERE run_id IN (SELECT value FROM json_each(%s))",
+                "WHERE run_id IN (SELECT value FROM json_each(%s)) ORDER BY id",
                 [json.dumps(run_ids)],
             )
 
