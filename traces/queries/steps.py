@@ -125,10 +125,6 @@ def filter_steps(filters: dict) -> QuerySet:
     `error_group` is a failure cause (Step.error_cause, see errors.failure_groups),
     read through the (error_cause, failed_at, id) index. Synthetic grouping steps
     are left out: the source never had them.
-
-    Failed steps (or a cause's) are ranged by their failure's time (`sorted_by`),
-    as the causes box counts them: a step without a start of its own is there on
-    its run's time, not left out of every range.
     """
     steps = Step.objects.filter(synthetic=False)
     if filters.get("status"):
@@ -144,6 +140,8 @@ def filter_steps(filters: dict) -> QuerySet:
         steps = steps.filter(**{lookup: filters["name"]})
     if filters.get("error"):
         steps = steps.filter(error__icontains=filters["error"])
+    # Failed steps (or a cause's) are ranged by their failure's time, as the causes
+    # box counts them: a step without a start is there on its run's time.
     time = sorted_by(filters)
     if filters.get("since"):
         steps = steps.filter(**{f"{time}__gte": filters["since"]})
