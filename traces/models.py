@@ -143,6 +143,8 @@ class TraceFile(models.Model):
             models.Index(fields=["-checked_at", "-id"], name="tracefile_checked"),
             models.Index(fields=["status", "-checked_at", "-id"], name="tracefile_status_checked"),
             models.Index(fields=["source", "-checked_at", "-id"], name="tracefile_source_checked"),
+            # An upload's content already ingested at another path (loader._known_content).
+            models.Index(fields=["sha256"], name="tracefile_sha256"),
         ]
 
     def __str__(self) -> str:

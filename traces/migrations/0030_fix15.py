@@ -5,7 +5,10 @@ box counted it in "last 24 h", the list did not list it).
 
 Cheap at 10 M steps: the column is added NULL (no table rewrite on either database),
 only the failed steps are filled (through the status index), before the indexes that
-read it are built; the cause index is rebuilt on the failed steps alone (partial)."""
+read it are built; the cause index is rebuilt on the failed steps alone (partial).
+
+TraceFile.sha256 indexed: an upload whose content an ingested file already has is
+found by it (loader._known_content), a file table of tens of thousands of rows."""
 
 from django.db import migrations, models
 
@@ -48,5 +51,9 @@ class Migration(migrations.Migration):
                 fields=["error_cause", "-failed_at", "-id"],
                 name="step_cause_failed_at",
             ),
+        ),
+        migrations.AddIndex(
+            model_name="tracefile",
+            index=models.Index(fields=["sha256"], name="tracefile_sha256"),
         ),
     ]
