@@ -482,12 +482,12 @@ def cases(t: Targets) -> list[Case]:
     failed_where = "s.synthetic = false AND s.status = 'failed'"
     failed_rows = (
         f"SELECT {STEP_LIST} FROM traces_step s JOIN traces_run r ON r.id = s.run_id "
-        f"WHERE {failed_where} ORDER BY s.started_at DESC NULLS LAST, s.id DESC LIMIT 51"
+        f"WHERE {failed_where} ORDER BY s.failed_at DESC NULLS LAST, s.id DESC LIMIT 51"
     )
     failed_rows_after = (
         f"SELECT {STEP_LIST} FROM traces_step s JOIN traces_run r ON r.id = s.run_id "
-        f"WHERE {failed_where} AND (s.started_at < %s OR (s.started_at = %s AND s.id < %s) "
-        "OR s.started_at IS NULL) ORDER BY s.started_at DESC NULLS LAST, s.id DESC LIMIT 51"
+        f"WHERE {failed_where} AND (s.failed_at < %s OR (s.failed_at = %s AND s.id < %s) "
+        "OR s.failed_at IS NULL) ORDER BY s.failed_at DESC NULLS LAST, s.id DESC LIMIT 51"
     )
     failed_count = (
         f"SELECT COUNT(*) FROM (SELECT 1 FROM traces_step s WHERE {failed_where} LIMIT 10001) t"
@@ -507,12 +507,12 @@ def cases(t: Targets) -> list[Case]:
     examples = " UNION ALL ".join(
         "SELECT * FROM (SELECT error_cause, substr(error, 1, 500) FROM traces_step "
         "WHERE error_cause = %s AND NOT (error_cause = '') AND synthetic = false "
-        f"ORDER BY started_at DESC, id DESC LIMIT 1) AS example{index}"
+        f"ORDER BY failed_at DESC, id DESC LIMIT 1) AS example{index}"
         for index in range(len(top_causes))
     )
     cursor_row = _one(
-        "SELECT started_at, id FROM traces_step s WHERE s.synthetic = false "
-        "AND s.status = 'failed' ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 1 OFFSET 49"
+        "SELECT failed_at, id FROM traces_step s WHERE s.synthetic = false "
+        "AND s.status = 'failed' ORDER BY failed_at DESC NULLS LAST, id DESC LIMIT 1 OFFSET 49"
     )
     after = [cursor_row[0], cursor_row[0], cursor_row[1]]
     # A chosen cause (the most frequent): the table collapsed to it, its breakdown by
@@ -521,7 +521,7 @@ def cases(t: Targets) -> list[Case]:
     cause_rows = (
         f"SELECT {STEP_LIST} FROM traces_step s JOIN traces_run r ON r.id = s.run_id "
         f"WHERE {failed_where} AND s.error_cause = %s "
-        "ORDER BY s.started_at DESC NULLS LAST, s.id DESC LIMIT 51"
+        "ORDER BY s.failed_at DESC NULLS LAST, s.id DESC LIMIT 51"
     )
     breakdown = (
         "SELECT run_type, step_name, SUM(count) FROM traces_failureslice WHERE cause = %s "

@@ -197,6 +197,10 @@ SINGLE = {
         SELECT COUNT(*) FROM traces_step s JOIN traces_run r ON r.id = s.run_id
         WHERE s.entity_seen_at IS DISTINCT FROM
               CASE WHEN s.entity_type > '' THEN {STEP_TIME} END""",
+    "failure times (Step.failed_at)": f"""
+        SELECT COUNT(*) FROM traces_step s JOIN traces_run r ON r.id = s.run_id
+        WHERE s.failed_at IS DISTINCT FROM
+              CASE WHEN s.status = 'failed' THEN {STEP_TIME} END""",
     "a cause on a step that did not fail": """
         SELECT COUNT(*) FROM traces_step WHERE status <> 'failed' AND error_cause <> ''""",
 }

@@ -11,7 +11,7 @@ from django.db.models import Max, Min
 
 from traces.causes import as_utc, error_cause, failure_slot
 from traces.ingest import entity_counts
-from traces.ingest.failure_counts import add_failure_causes, slice_name
+from traces.ingest.failure_counts import add_failure_causes, fill_failed_at, slice_name
 from traces.ingest.run_counts import apply_run_counts, run_key
 from traces.models import FailureCause, FailureSlice, Run, Step
 
@@ -68,6 +68,7 @@ def make_steps(
                 status=status,
                 raw_status=status,
                 started_at=BASE_TIME + timedelta(seconds=index),
+                failed_at=(BASE_TIME + timedelta(seconds=index)) if failed else None,
                 duration_ms=100.0,
                 error=message,
                 error_cause=error_cause(message) if failed else "",
@@ -103,8 +104,9 @@ def failures_by_cause_and_day(run: Run, steps: list[Step]) -> dict[tuple, list]:
 
 
 def recount_failure_causes() -> None:
-    """After a test changed failed steps' errors or times in place: their causes and
-    FailureCause written again from the steps, as the store would have."""
+    """After a test changed failed steps' errors or times in place: their causes, their
+    failed_at and FailureCause written again from the steps, as the store would have."""
+    fill_failed_at()
     FailureCause.objects.all().delete()
     FailureSlice.objects.all().delete()
     for run in Run.objects.all():

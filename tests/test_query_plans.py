@@ -194,6 +194,31 @@ def test_steps_list_walks_an_index(tree_run, status):
     assert_walks_an_index(lambda: queries.steps.steps_page(steps, filters))
 
 
+@pytest.mark.parametrize("cause", [False, True])
+def test_failed_steps_in_a_range_walk_an_index(tree_run, cause):
+    """The failed steps (or a cause's) since a time: a range of their failure's time
+    (failed_at) read newest first from an index, pages after a cursor too."""
+    from traces.pagination import encode_cursor  # (an import line other branches change)
+
+    run, _ = tree_run
+    Step.objects.filter(run=run, status="failed", seq__lte=105).update(started_at=None)
+    since = Step.objects.filter(status="failed").order_by("failed_at").first().failed_at
+    filters = {"status": "failed", "since": since + timedelta(seconds=3), **ALL}
+    if cause:
+        Step.objects.filter(status="failed").update(error_cause="boom")
+        filters["error_group"] = "boom"
+    steps = queries.steps.filter_steps(filters)
+    page = queries.steps.steps_page(steps, filters)
+    assert len(page.items) == 17
+    # A cause alone (only failed steps have one, d1f434d): the partial failed_at index
+    # needs `status = 'failed'`, so SQLite walks the cause's index, not every failure.
+    assert ('"status" =' in str(steps.query)) != cause
+    assert_walks_an_index(lambda: queries.steps.steps_page(steps, filters))
+    middle = page.items[8]
+    after = {**filters, "after": encode_cursor(middle.failed_at, middle.pk)}
+    assert_walks_an_index(lambda: queries.steps.steps_page(steps, after))
+
+
 def test_steps_list_count_reads_an_index_alone(tree_run):
     """The "10,000+" count of the failed steps: 10,001 entries of the status index,
     never a lookup of each row in the table for its `synthetic` flag."""
@@ -207,10 +232,13 @@ def test_steps_list_count_reads_an_index_alone(tree_run):
         lambda: queries.steps.capped_count(steps), dear=(*SORTS, "seqscan", "bitmapscan")
     )
     # One index on both databases since 0027_index_twins (PostgreSQL's NULLS LAST twin gone);
-    # PostgreSQL may read the partial index of the failed steps instead (0030), the same
+    # PostgreSQL may read the partial index of the failed steps instead (0031), the same
     # entries, as small: its entries alone too.
+    # Or the failed steps' own index by their failure's time (0032).
     alone = {
+        "SEARCH traces_step USING COVERING INDEX step_failed_at (status=?)",
         "SEARCH traces_step USING COVERING INDEX step_status_started (status=?)",
+        "Index Only Scan step_failed_at",
         "Index Only Scan step_status_started",
         "Index Only Scan step_run_failed_started",
     }

@@ -12,7 +12,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.urls import reverse
 
 from traces.causes import NO_DAY, NO_MESSAGE, NO_SLOT, as_utc, error_cause, failure_day
-from traces.ingest import store
+from traces.ingest import failure_counts, store
 from traces.ingest.loader import ingest_paths
 from traces.models import FailureCause, FailureSlice, Run, Step, TraceSource
 
@@ -78,10 +78,16 @@ def assert_read_model_is_the_recount():
     assert stored_slices() == recount_slices()
     assert not FailureCause.objects.filter(count__lte=0).exists()
     assert not FailureSlice.objects.filter(count__lte=0).exists()
-    # Every failed step has its cause, and no other step has one.
-    for step in Step.objects.only("status", "error", "error_cause"):
+    # Every failed step has its cause, and no other step has one; and its time, as
+    # the read models date it (its start, else its run's), which the list ranges by.
+    steps = Step.objects.select_related("run").only(
+        "status", "error", "error_cause", "started_at", "failed_at", "run__started_at"
+    )
+    for step in steps:
         expected = error_cause(step.error) if step.status == "failed" else ""
         assert step.error_cause == expected, step.pk
+        failed_at = (step.started_at or step.run.started_at) if step.status == "failed" else None
+        assert step.failed_at == failed_at, step.pk
 
 
 def change_source(path, *statements) -> None:
@@ -113,6 +119,18 @@ def test_ingest_of_the_samples_counts_every_failure(samples):
     assert_read_model_is_the_recount()
     counted = sum(count for count, _first, _last in stored().values())
     assert counted == Step.objects.filter(status="failed", synthetic=False).count() > 10
+
+
+def test_the_failed_at_backfill_gives_what_ingest_stores(samples):
+    """The migration's fill (0032) of a store written before failed_at: failed steps
+    only, each at its start or its run's (greentic steps have no start)."""
+    ingest_paths([samples])
+    stored_at = dict(Step.objects.values_list("pk", "failed_at"))
+    assert Step.objects.filter(status="failed", started_at=None, failed_at__isnull=False).exists()
+    Step.objects.update(failed_at=None)
+    failure_counts.fill_failed_at()
+    assert dict(Step.objects.values_list("pk", "failed_at")) == stored_at
+    assert_read_model_is_the_recount()
 
 
 def test_ingesting_the_same_files_again_changes_nothing(samples):

@@ -3,6 +3,8 @@ its breakdown by run type and step name) and over a relative range (last 1 h / 2
 7 d: the FailureSlice read model, sparklines over the range), on the real samples and
 generated failures."""
 
+import os
+import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -223,6 +225,39 @@ def test_a_causes_steps_link_lists_what_its_count_counted(client):
     assert group["count"] == 3
     listed = client.get(group["steps"]).json()
     assert listed["count"] == 3 and len(listed["items"]) == 3
+
+
+@pytest.mark.django_db
+def test_in_the_last_24_hours_the_box_its_causes_and_the_list_agree(client, samples, tmp_path):
+    """Greentic steps have no start: their failures are dated by their run's (the
+    file's) time. Written a couple of hours ago, they count in "last 24 h", and the
+    list, a chosen cause's rows and its breakdown list exactly what the box counts
+    (the list used to filter on the step's own start: "6 failed steps · 5 causes"
+    above "4 failed steps", a greentic cause "1" above "No steps match")."""
+    copy = tmp_path / "greentic"
+    shutil.copytree(samples / "greentic", copy)
+    written = (datetime.now(UTC) - timedelta(hours=2)).timestamp()
+    for trace in copy.rglob("trace.json"):
+        os.utime(trace, (written, written))
+    ingest_paths([copy, samples / "workflow"])
+    assert Step.objects.filter(status="failed", run__format="greentic", started_at=None).exists()
+    response = client.get(URL, {"status": "failed", "since": "24h"})
+    groups = response.context["groups"]
+    assert groups.steps_read > 0
+    assert response.context["count"] == groups.steps_read == len(response.context["page"].items)
+    greentic = set(
+        Step.objects.filter(status="failed", run__format="greentic").values_list(
+            "error_cause", flat=True
+        )
+    )
+    assert greentic <= {group.text for group in groups.groups}
+    for group in groups.groups:
+        chosen = client.get(URL, {"status": "failed", "since": "24h", "error_group": group.text})
+        rows = chosen.context["page"].items
+        assert chosen.context["count"] == len(rows) == group.count
+        assert sum(n for _, n in chosen.context["breakdown"].run_types) == group.count
+        assert {step.error_cause for step in rows} == {group.text}
+        assert "No steps match" not in body(chosen)
 
 
 # --- query counts -------------------------------------------------------------------------------

@@ -65,6 +65,25 @@ def test_a_page_names_each_line_s_run_and_step_with_links(client, loaded):
     assert f'href="{line.step.get_absolute_url()}"' in html
 
 
+def test_each_line_s_cells_are_named_for_its_phone_card_and_names_are_isolated(client, loaded):
+    """On a phone a line is a card (app.css: time and level on top, run, step, then the
+    message on a line of its own): its cells carry the classes the card places, its
+    run and step cells their labels; names and the message are isolated (<bdi>), so
+    an override in a run's name does not turn its format and type around."""
+    response = client.get(URL, {"q": "parse-request"})
+    html = response.content.decode()
+    assert '<table class="log-table log-search-table">' in html
+    rows = html.count("<tr data-row")
+    assert rows == len(response.context["hits"].items) > 0
+    for cell in ('class="nowrap log-time"', 'class="log-level"', 'class="log-cell"'):
+        assert html.count(cell) == rows, cell
+    assert html.count('class="name log-run" data-label="Run"') == rows
+    assert html.count('class="name log-step" data-label="Step"') == rows
+    assert html.count('<div class="log-message"><bdi>') == rows
+    line = response.context["hits"].items[0]
+    assert f'?tab=logs"><bdi>{line.run.name or line.run.external_id}</bdi></a>' in html
+
+
 def test_deleted_runs_leave_the_log_index(client, loaded):
     runs = list(Run.objects.filter(format="workflow").values_list("pk", flat=True))
     delete_runs(runs)

@@ -138,6 +138,19 @@ def test_a_deep_match_is_shown_under_all_its_ancestors(client):
     assert html.count("find=needle_1") >= 4
 
 
+def test_the_box_and_its_buttons_are_one_group_that_wraps_whole(client):
+    """The box, "↑" and "↓" in one .find-box (find.css keeps it on one line: on a
+    phone "↓" dropped to the next line beside the count), the status after it."""
+    run = deep_run(depth=3, matches=2)
+    html = page(client, run, find="needle").content.decode()
+    group = html[html.index('<span class="find-box">') :]
+    group = group[: group.index("</span>")]
+    assert group.count('id="run-find"') == 1
+    assert 'aria-label="Previous match"' in group and 'aria-label="Next match"' in group
+    assert group.index("Previous match") < group.index("Next match")
+    assert 'id="find-status"' not in group
+
+
 def test_the_find_is_kept_in_the_url_of_each_match_link(client):
     run = deep_run(depth=3, matches=2)
     html = page(client, run, find="needle").content.decode()

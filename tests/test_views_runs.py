@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from tests.factories import make_runs
+from tests.factories import make_runs, recount_failure_causes
 from traces.ingest.loader import ingest_paths
 from traces.models import Run, Step
 from traces.pagination import encode_cursor
@@ -346,10 +346,28 @@ def test_failing_now_counts_failed_steps_and_says_when_all_is_quiet(client):
     Step.objects.filter(pk=steps[0].pk).update(started_at=timezone.now() - timedelta(minutes=5))
     Step.objects.filter(pk=steps[1].pk).update(started_at=timezone.now() - timedelta(hours=5))
     Step.objects.filter(pk=steps[2].pk).update(started_at=timezone.now() - timedelta(days=5))
+    recount_failure_causes()  # and their failed_at, as the store keeps it
     failing = client.get(URL).context["failing"]
     assert (failing.steps_last_hour, failing.steps_last_day) == (1, 2)
     text = " ".join(client.get(URL).content.decode().split())
     assert "1 in the last hour</a>" in text and "2 in the last 24 h</a>, grouped by cause" in text
+
+
+def test_failing_now_counts_a_step_without_a_start_on_its_runs_time_as_the_list(client):
+    """A greentic step has no start: the strip counts it on its run's time, as the
+    causes box and the failed-steps list its number links to do (Step.failed_at)."""
+    from tests.factories import make_steps
+
+    (run,) = make_runs(1, status="failed")
+    [step] = make_steps(run, 1, status="failed", error="boom")
+    Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(minutes=20))
+    Step.objects.filter(pk=step.pk).update(started_at=None)
+    recount_failure_causes()
+    failing = client.get(URL).context["failing"]
+    assert (failing.steps_last_hour, failing.steps_last_day) == (1, 1)
+    listed = client.get(reverse("traces:step-list"), {"status": "failed", "since": "1h"})
+    assert [row.pk for row in listed.context["page"].items] == [step.pk]
+    assert listed.context["groups"].steps_read == listed.context["count"] == 1
 
 
 def test_failing_now_is_escaped_and_left_out_of_row_swaps(client):
@@ -368,7 +386,7 @@ def test_failing_now_counts_steps_as_the_failed_list_does_and_links_only_what_it
     (run,) = make_runs(1, status="failed", type="")
     Run.objects.filter(pk=run.pk).update(started_at=timezone.now())
     steps = make_steps(run, 2, status="failed", error="boom")
-    Step.objects.filter(run=run).update(started_at=timezone.now())
+    Step.objects.filter(run=run).update(started_at=timezone.now(), failed_at=timezone.now())
     Step.objects.filter(pk=steps[0].pk).update(synthetic=True)  # a grouping step
     failing = client.get(URL).context["failing"]
     assert (failing.steps_last_hour, failing.steps_last_day) == (1, 1)

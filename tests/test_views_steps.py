@@ -404,18 +404,34 @@ def test_a_run_id_past_64_bits_is_a_400_not_a_crash(client):
 
 
 @pytest.mark.django_db
-def test_a_chosen_causes_count_under_a_time_range_is_the_rows(client):
+def test_a_failure_without_a_start_is_listed_on_its_runs_time_as_the_box_counts_it(client):
+    """A failed step without a start of its own (greentic's) counts in the box on its
+    run's time: the list ranges and orders it by that time too (Step.failed_at), so a
+    cause's count, its rows and the list's count agree under a time range."""
     run = make_runs(1, status="failed")[0]
     steps = failed_steps(run, 6, error="flaky")
-    # Without a start of its own, a failure counts in the box on its run's time but
-    # is not listed under a time range (the list filters on the step's start).
     Step.objects.filter(pk=steps[0].pk).update(started_at=None)
+    Run.objects.filter(pk=run.pk).update(
+        started_at=BASE_TIME + timedelta(seconds=2, milliseconds=500)
+    )
     recount_failure_causes()
     day = BASE_TIME.replace(hour=0).strftime("%Y-%m-%d")
-    query = {"status": "failed", "error_group": "flaky", "since": day}
-    response = client.get(URL, query)
-    assert response.context["groups"].find("flaky").count == 6
-    assert response.context["count"] == len(response.context["page"].items) == 5
+    for query in (
+        {"status": "failed", "since": day},
+        {"status": "failed", "error_group": "flaky", "since": day},
+        {"status": "failed", "error_group": "flaky"},
+    ):
+        response = client.get(URL, query)
+        assert response.context["groups"].find("flaky").count == 6
+        assert response.context["count"] == len(response.context["page"].items) == 6
+        # Newest first by the failure's time: the timeless step between seconds 2 and 3.
+        listed = [step.pk for step in response.context["page"].items]
+        assert listed == [steps[i].pk for i in (5, 4, 3, 0, 2, 1)]
+        assert client.get("/api/steps", query).json()["count"] == 6
+    # A range that starts after the run's time leaves it out, as the box does.
+    since = (BASE_TIME + timedelta(seconds=3)).isoformat()
+    response = client.get(URL, {"status": "failed", "error_group": "flaky", "since": since})
+    assert response.context["count"] == len(response.context["page"].items) == 3
 
 
 @pytest.mark.django_db

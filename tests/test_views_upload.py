@@ -10,8 +10,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
+from traces.api.sources import upload_result
+from traces.ingest.loader import ingest_paths
+from traces.ingest.store import delete_runs
 from traces.models import Run, TraceFile
-from traces.uploads import safe_basename
+from traces.uploads import ingest_uploads, safe_basename, save_uploads
 from traces.views import upload as upload_view
 
 pytestmark = pytest.mark.django_db
@@ -243,3 +246,91 @@ def test_csrf_token_from_the_page_is_accepted(samples):
 
 def test_other_methods_are_not_allowed(client):
     assert client.put(URL).status_code == 405
+
+
+# --- content already known under another path -------------------------------------------------
+
+
+def copy_of_runs(samples, folder, name="runs-copy.sqlite"):
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / name
+    copy.write_bytes((samples / "runs/runs.sqlite").read_bytes())
+    return copy
+
+
+def test_an_upload_of_what_a_source_ingested_links_its_runs_and_names_its_file(
+    client, samples, tmp_path
+):
+    """A source's copy of runs.sqlite gave its 8 runs; the same bytes uploaded (under
+    any name) say so, name that file and link its runs: not 8 more runs under the
+    upload's path (a runs database's ids are only unique in it)."""
+    copy = copy_of_runs(samples, tmp_path / "watched")
+    ingest_paths([copy.parent])
+    runs = set(Run.objects.values_list("pk", flat=True))
+    assert len(runs) == 8
+    for name in ("runs-copy.sqlite", "another name.sqlite"):
+        response = client.post(URL, {"files": [upload_of(copy, name)]})
+        html = response.content.decode()
+        assert "= unchanged" in html, html
+        assert f'the same content as <bdi class="same-as">{copy}</bdi>, already ingested' in html
+        assert "it holds 8 runs" in html and "<b>0</b> runs added" in html
+        known = TraceFile.objects.get(path=str(copy))
+        assert f'href="{known.get_absolute_url()}"' in html
+        assert all(f'href="/runs/{pk}/"' in html for pk in runs)
+        assert set(Run.objects.values_list("pk", flat=True)) == runs
+    # The API's answer alike (POST /api/uploads: its body).
+    saved = save_uploads([upload_of(copy, "third.sqlite")])
+    [result] = upload_result(ingest_uploads(saved))["results"]
+    assert result["outcome"] == "unchanged" and result["file_id"] == known.pk
+    assert result["same_as"] == str(copy)
+    assert Run.objects.count() == 8
+
+
+def test_the_same_bytes_twice_in_one_upload_are_ingested_once(client, samples, tmp_path):
+    copy = copy_of_runs(samples, tmp_path)
+    files = [upload_of(copy, "a.sqlite"), upload_of(copy, "b.sqlite")]
+    html = client.post(URL, {"files": files}).content.decode()
+    assert Run.objects.count() == 8
+    assert "<b>8</b> runs added" in html and "= unchanged" in html
+    assert 'the same content as <bdi class="same-as">a.sqlite</bdi>' in html
+
+
+def test_an_upload_whose_twin_lost_its_runs_is_ingested_so_nothing_is_lost(
+    client, samples, tmp_path
+):
+    """The known file's runs were deleted: the same bytes uploaded give them again."""
+    copy = copy_of_runs(samples, tmp_path / "watched")
+    ingest_paths([copy])
+    delete_runs(list(Run.objects.values_list("pk", flat=True)))
+    html = client.post(URL, {"files": [upload_of(copy, "again.sqlite")]}).content.decode()
+    assert "<b>8</b> runs added" in html and "same content" not in html
+    assert Run.objects.count() == 8
+
+
+def test_a_newer_version_at_the_same_path_still_updates_its_run(client, samples, tmp_path):
+    """Only a new path is compared with known content: a file written again at its
+    path is read again (its run updated), not taken for its old bytes' twin."""
+    copy = copy_of_runs(samples, tmp_path / "watched")
+    ingest_paths([copy])
+    with sqlite3.connect(copy) as db:
+        (run_id,) = db.execute("SELECT id FROM runs ORDER BY id LIMIT 1").fetchone()
+        db.execute("UPDATE runs SET error = 'written again by its writer' WHERE id = ?", (run_id,))
+    report = ingest_paths([copy])
+    assert [result.outcome for result in report.files] == ["ingested"]
+    assert Run.objects.get(external_id=run_id).error == "written again by its writer"
+    assert Run.objects.count() == 8
+    # The new bytes uploaded are the file's newest version: its runs, as it updated them.
+    html = client.post(URL, {"files": [upload_of(copy, "newer.sqlite")]}).content.decode()
+    assert f'the same content as <bdi class="same-as">{copy}</bdi>' in html
+    assert Run.objects.count() == 8
+
+
+def test_a_copy_in_a_watched_directory_is_its_own_database(samples, tmp_path):
+    """Sources are not compared by content: a watched file is written to (a copy of a
+    runs database is a database its writer may go on with), and a run read from
+    another path must not hang on a file that may be moved or deleted."""
+    one = copy_of_runs(samples, tmp_path / "one")
+    two = copy_of_runs(samples, tmp_path / "two")
+    ingest_paths([one.parent, two.parent])
+    assert Run.objects.count() == 16
+    assert Run.objects.values("external_id").distinct().count() == 8

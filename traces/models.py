@@ -143,6 +143,8 @@ class TraceFile(models.Model):
             models.Index(fields=["-checked_at", "-id"], name="tracefile_checked"),
             models.Index(fields=["status", "-checked_at", "-id"], name="tracefile_status_checked"),
             models.Index(fields=["source", "-checked_at", "-id"], name="tracefile_source_checked"),
+            # An upload's content already ingested at another path (loader._known_content).
+            models.Index(fields=["sha256"], name="tracefile_sha256"),
         ]
 
     def __str__(self) -> str:
@@ -393,6 +395,11 @@ class Step(Outcome, ItemProgress):
     # A step with a subject entity: its time (its start, else its run's), stored so
     # the entity page's subject list is read newest first from an index.
     entity_seen_at = models.DateTimeField(null=True, blank=True)
+    # A failed step's time: its start, else its run's (a greentic step has none), as
+    # the failure causes read models date it; NULL for the other steps. Stored at
+    # ingest so the failed-steps list is ranged and read newest first by the same
+    # time as the causes box counts, from an index.
+    failed_at = models.DateTimeField(null=True, blank=True)
     truncated = models.BooleanField(default=False)
     never_closed = models.BooleanField(default=False)
     # A grouping step the source does not have; not counted among the run's steps.
@@ -440,7 +447,16 @@ class Step(Outcome, ItemProgress):
             ),
             # Children of an expanded step.
             models.Index(fields=["parent", "position"], name="step_children"),
-            # Failed steps across runs, newest first (and other statuses). It ends with
+            # Failed steps across runs, newest first by their failure's time (failed_at),
+            # in a range of it; ends with `synthetic` for the count, as the next one. It
+            # leads with the (constant) status so SQLite, without statistics, prefers
+            # it to the next one's equal `status = ?` prefix and sorts nothing.
+            KeysetIndex(
+                fields=["status", "-failed_at", "-id", "synthetic"],
+                condition=models.Q(status="failed"),
+                name="step_failed_at",
+            ),
+            # Steps of any status across runs, newest first. It ends with
             # `synthetic`, which the lists leave out, so their "10,000+" count reads the
             # index alone instead of 10,001 rows of the table.
             KeysetIndex(
@@ -459,11 +475,11 @@ class Step(Outcome, ItemProgress):
                 fields=["entity_type", "entity_id", "-entity_seen_at", "-id"],
                 name="step_entity_seen",
             ),
-            # The failed steps of one cause, newest first.
+            # The failed steps of one cause, newest first by their failure's time.
             KeysetIndex(
-                fields=["error_cause", "-started_at", "-id"],
+                fields=["error_cause", "-failed_at", "-id"],
                 condition=~models.Q(error_cause=""),
-                name="step_cause_started",
+                name="step_cause_failed_at",
             ),
             # The timeline zoomed to a time window (queries/timeline.py `overlapping`): the
             # steps starting in it (their rows are read for the page anyway), and the long

@@ -85,3 +85,23 @@ def test_the_find_bar_fits_a_phone(page, transactional_db):
     box = page.locator("#run-find").bounding_box()
     assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390
     expect(page.locator(".tree-item.find-match")).to_have_count(3)
+
+
+@pytest.mark.parametrize("width", [390, 320, 1400])
+def test_the_find_box_and_its_buttons_stay_together(page, transactional_db, width):
+    """The box, "↑" and "↓" on one line, in that order, inside the page: at 390 px "↓"
+    used to drop to the next line beside the count, away from "↑"."""
+    run = deep_run(depth=4, siblings=5, matches=3)
+    page.set_viewport_size({"width": width, "height": 844})
+    page.goto(f"{run.get_absolute_url()}?find=needle")
+    expect(page.locator("#find-status")).to_contain_text("3 matches")
+    box = page.locator("#run-find").bounding_box()
+    up = page.get_by_role("button", name="Previous match").bounding_box()
+    down = page.get_by_role("button", name="Next match").bounding_box()
+    middles = [item["y"] + item["height"] / 2 for item in (box, up, down)]
+    assert max(middles) - min(middles) <= 2, (box, up, down)
+    assert box["x"] + box["width"] <= up["x"] < up["x"] + up["width"] <= down["x"]
+    assert down["x"] - (up["x"] + up["width"]) <= 12
+    assert box["x"] >= 0 and down["x"] + down["width"] <= width
+    assert box["width"] >= 120, box  # still a box to type in
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= width

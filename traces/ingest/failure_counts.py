@@ -218,6 +218,19 @@ def failed_steps_recount_sql(model: type) -> str:
     return _failed_steps_sql(parts, "1 = 1")
 
 
+def fill_failed_at() -> None:
+    """Step.failed_at of every failed step, the read models' time of it (the
+    migration's backfill, and a repair): failed steps only, read through the
+    status index, so 10 M steps cost their few percent that failed."""
+    steps, runs = Step._meta.db_table, Run._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {steps} SET failed_at = COALESCE(started_at, "
+            f"(SELECT r.started_at FROM {runs} r WHERE r.id = {steps}.run_id)) "
+            "WHERE status = 'failed'"
+        )
+
+
 def failure_causes_of(run_ids: list[int]) -> list[tuple]:
     """What these runs' failed steps add to the read models: (table, key, count,
     first, last) in the database's own types."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import ModuleType
 
 from django.db import connection
+from django.db.models import Count
 from django.utils import timezone
 
 from traces.models import TraceFile, TraceSource
@@ -142,6 +143,8 @@ class _Context:
     failed: dict[str, str] = field(default_factory=dict)
     # Small files read and parsed, to be written together (`_write_read_ahead`).
     read_ahead: list[_ReadAhead] = field(default_factory=list)
+    # The content hashes of the uploads read in this batch (`_known_content`).
+    digests: set[str] = field(default_factory=set)
 
 
 # Small files are read and parsed up to this many ahead of their writes, so that the
@@ -264,6 +267,12 @@ def _ingest_file(candidate, module, info, known, ctx: _Context, result, head=Non
             _touch(known, info)
         result.outcome, result.file_id = "unchanged", known.pk
         return result
+    if ctx.uploaded and known is None:
+        twin = _known_content(digest, companions, module.NAME, candidate.logical_path, ctx)
+        if twin is not None:
+            result.outcome, result.file_id = "unchanged", twin.pk
+            result.same_as = twin.display_name if twin.uploaded else twin.path
+            return result
     if ahead:
         records, error = _parse_now(module, candidate.real_path)
         hashes = (digest, companions)
@@ -272,6 +281,32 @@ def _ingest_file(candidate, module, info, known, ctx: _Context, result, head=Non
             _write_read_ahead(ctx)
         return result
     return _write_and_report(candidate, module, info, (digest, companions), ctx, result)
+
+
+def _known_content(digest: str, companions: dict, format_name: str, path: str, ctx: _Context):
+    """An upload at a new path whose bytes (and companions') an ingested file already
+    has, read by the current parser and still holding all the runs it gave: that
+    file, whose runs the upload's result links, rather than the same runs ingested
+    again under the upload's path (a runs database's ids are only unique in it, so
+    each copy of one gave its runs again). Uploads only: an upload is a copy, while
+    a watched file is written to (see ingest_paths). None when there is none."""
+    if digest in ctx.digests:
+        _write_read_ahead(ctx)  # the same bytes earlier in this batch: written first
+    ctx.digests.add(digest)
+    same = (
+        TraceFile.objects.filter(sha256=digest, format=format_name, status=TraceFile.FileStatus.OK)
+        .exclude(path=path)
+        .annotate(held=Count("runs"))
+        .order_by("id")
+    )
+    wanted = sorted(companions.values())
+    for twin in same[:20]:
+        produced = twin.produced or {}
+        current = (produced.get("parser_version") or 1) == parser_version(format_name)
+        all_held = twin.held == (produced.get("runs") or 0)
+        if current and all_held and sorted((twin.companions or {}).values()) == wanted:
+            return twin
+    return None
 
 
 def _reads_ahead(module: ModuleType, path: Path, info: os.stat_result, head) -> bool:

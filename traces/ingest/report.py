@@ -31,6 +31,9 @@ class FileResult:
     file_id: int | None = None
     # What the file holds (also the runs it gave unchanged): its `produced`.
     held: Counter = field(default_factory=_counter)
+    # An upload whose content an ingested file at another path has: that file's path
+    # (`file_id` is that file's, whose runs the upload holds).
+    same_as: str = ""
 
     def as_dict(self) -> dict:
         return {
@@ -43,6 +46,7 @@ class FileResult:
             "runs_added": self.runs_added,
             "runs_updated": self.runs_updated,
             "runs_unchanged": self.runs_unchanged,
+            "same_as": self.same_as,
             **{name: self.counts[name] for name in ("runs", "steps", "calls", "links", "logs")},
         }
 
@@ -63,6 +67,7 @@ class FileResult:
             runs_updated=list(data.get("runs_updated", [])),
             runs_unchanged=list(data.get("runs_unchanged", [])),
             file_id=data.get("file_id"),
+            same_as=data.get("same_as", ""),
         )
 
 

@@ -396,7 +396,7 @@ def _most(counts: dict[str, int]) -> list[tuple[str, int]]:
 
 def add_examples(groups: list[ErrorGroup]) -> None:
     """Each group's newest raw message, in one query: per cause, the first entry of
-    the (error_cause, started_at, id) index, whatever the number of failures. The
+    the (error_cause, failed_at, id) index, whatever the number of failures. The
     index's condition is written as the index has it, so SQLite uses that index."""
     if not groups:
         return
@@ -404,7 +404,7 @@ def add_examples(groups: list[ErrorGroup]) -> None:
     probe = (
         f"SELECT * FROM (SELECT error_cause, substr(error, 1, {EXAMPLE_CHARS}) FROM {table} "
         "WHERE error_cause = %s AND NOT (error_cause = '') AND synthetic = %s "
-        "ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 1) AS example{}"
+        "ORDER BY failed_at DESC NULLS LAST, id DESC LIMIT 1) AS example{}"
     )
     sql = " UNION ALL ".join(probe.format(index) for index in range(len(groups)))
     params = [value for group in groups for value in (group.text, False)]

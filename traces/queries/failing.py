@@ -4,8 +4,8 @@ Failed runs, and runs whose steps' items failed (the runs format's `items_failed
 whatever the run's and the steps' own status: a succeeded run that lost 15 items
 is failing too), with their failed items; then failed steps. Each question is an
 index range over the recent past (runs by status and start, runs with failed items
-by start, steps by status and start), so it costs what the window holds, not the
-store's size; the step count stops at a cap, so a failure storm reads a bounded
+by start, failed steps by their failure's time), so it costs what the window holds,
+not the store's size; the step count stops at a cap, so a failure storm reads a bounded
 range. What a run's steps lost is Run.steps_items_failed, kept at ingest with the
 run's row (ingest.store), so the strip counts no step to know it.
 
@@ -103,13 +103,14 @@ def failing_now(now: datetime) -> FailingNow:
     steps started in the same windows."""
     hour_ago, day_ago = now - WINDOWS[0][1], now - WINDOWS[1][1]
     types = failing_types(hour_ago, day_ago)
-    # As the failed-steps list counts them (no synthetic grouping steps); past the
-    # cap, the newest are kept, so the last hour's count is exact up to the cap too.
+    # As the failed-steps list counts them (no synthetic grouping steps; by the
+    # failure's time, its run's for a step without a start); past the cap, the newest
+    # are kept, so the last hour's count is exact up to the cap too.
     recent_steps = Step.objects.filter(
-        status=Status.FAILED, started_at__gte=day_ago, synthetic=False
-    ).order_by(F("started_at").desc(nulls_last=True))
-    steps = recent_steps.values("started_at")[: STEP_COUNT_CAP + 1].aggregate(
-        day=Count("started_at"), hour=Count("started_at", filter=Q(started_at__gte=hour_ago))
+        status=Status.FAILED, failed_at__gte=day_ago, synthetic=False
+    ).order_by(F("failed_at").desc(nulls_last=True))
+    steps = recent_steps.values("failed_at")[: STEP_COUNT_CAP + 1].aggregate(
+        day=Count("failed_at"), hour=Count("failed_at", filter=Q(failed_at__gte=hour_ago))
     )
     day = min(steps["day"], STEP_COUNT_CAP)
     hour = min(steps["hour"], STEP_COUNT_CAP)

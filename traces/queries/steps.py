@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db.models import F, QuerySet
-from django.db.models.functions import Coalesce, Length, Substr
+from django.db.models.functions import Length, Substr
 
 from traces.models import Call, EntityLink, LogEntry, Status, Step
 from traces.pagination import PAGE_SIZE, Page, cursors_of, encode_cursor, keyset_page
@@ -123,12 +123,19 @@ def filter_steps(filters: dict) -> QuerySet:
     """Steps matching the steps-page filters (cleaned data of StepListForm).
 
     `error_group` is a failure cause (Step.error_cause, see errors.failure_groups),
-    read through the (error_cause, started_at, id) index. Synthetic grouping steps
+    read through the (error_cause, failed_at, id) index. Synthetic grouping steps
     are left out: the source never had them.
+
+    Only a failed step has a cause (ingest gives one to those alone), so with a
+    cause chosen `status = 'failed'` is not written: PostgreSQL takes the two for
+    independent, expects a cause's thousands of steps to be a few dozen failed ones,
+    and reads them all through both indexes to sort them (355 ms at 10 M steps,
+    bench/RESULTS.md §15d) instead of walking the cause's index for a page.
     """
     steps = Step.objects.filter(synthetic=False)
-    if filters.get("status"):
-        steps = steps.filter(status=filters["status"])
+    status = filters.get("status")
+    if status and not (status == Status.FAILED and filters.get("error_group")):
+        steps = steps.filter(status=status)
     if filters.get("format"):
         steps = steps.filter(run__format=filters["format"])
     if filters.get("run_type"):
@@ -140,14 +147,24 @@ def filter_steps(filters: dict) -> QuerySet:
         steps = steps.filter(**{lookup: filters["name"]})
     if filters.get("error"):
         steps = steps.filter(error__icontains=filters["error"])
+    # Failed steps (or a cause's) are ranged by their failure's time, as the causes
+    # box counts them: a step without a start is there on its run's time.
+    time = sorted_by(filters)
     if filters.get("since"):
-        steps = steps.filter(started_at__gte=filters["since"])
+        steps = steps.filter(**{f"{time}__gte": filters["since"]})
     if filters.get("until"):
-        steps = steps.filter(started_at__lte=filters["until"])
+        steps = steps.filter(**{f"{time}__lte": filters["until"]})
     if filters.get("error_group"):
         # Written out as the index's condition, so SQLite uses that partial index.
         steps = steps.filter(error_cause=filters["error_group"]).exclude(error_cause="")
     return steps
+
+
+def sorted_by(filters: dict) -> str:
+    """The time the steps list ranges and sorts by: a failure's (Step.failed_at, its
+    start else its run's) for failed steps or a cause's, else the step's start."""
+    failed = filters.get("status") == Status.FAILED or filters.get("error_group")
+    return "failed_at" if failed else "started_at"
 
 
 def step_list_columns(steps: QuerySet) -> QuerySet:
@@ -155,7 +172,7 @@ def step_list_columns(steps: QuerySet) -> QuerySet:
     its error."""
     return (
         steps.select_related("run")
-        .only(*STEP_ROW_FIELDS, *(f"run__{name}" for name in RUN_REF_FIELDS))
+        .only(*STEP_ROW_FIELDS, "failed_at", *(f"run__{name}" for name in RUN_REF_FIELDS))
         .annotate(
             parent_key=F("parent__key"),
             error_head=Substr("error", 1, ERROR_HEAD_CHARS),
@@ -169,25 +186,31 @@ def steps_page(steps: QuerySet, filters: dict) -> Page:
     filters' cursor. Raises BadCursor."""
     return newest_steps_page(
         step_list_columns(steps),
-        status=filters.get("status") or "",
+        # A cause's steps are failed ones (only they have one): one walk of its index.
+        status=filters.get("status") or (Status.FAILED if filters.get("error_group") else ""),
+        time=sorted_by(filters),
         **cursors_of(filters),
         size=PAGE_SIZE,
     )
 
 
 def newest_steps_page(
-    steps: QuerySet, *, status: str = "", after=None, before=None, size: int = 50
+    steps: QuerySet,
+    *,
+    status: str = "",
+    time: str = "started_at",
+    after=None,
+    before=None,
+    size: int = 50,
 ) -> Page:
-    """A page of steps newest first (started_at, then id), read from the
-    (status, -started_at, -id) index.
+    """A page of steps newest first (`time`, then id), read from the
+    (status, -started_at, -id) index, or failed ones by failed_at from theirs.
 
     Without a status filter, one index walk per status, merged: still a few rows
     read per status instead of sorting every step in the database.
     """
     if status:
-        return keyset_page(
-            steps, "started_at", descending=True, after=after, before=before, size=size
-        )
+        return keyset_page(steps, time, descending=True, after=after, before=before, size=size)
     pages = [
         keyset_page(
             steps.filter(status=value), "started_at", descending=True,
@@ -232,5 +255,6 @@ def capped_count(queryset: QuerySet, cap: int | None = None) -> tuple[int, bool]
 
 
 def step_time():
-    """A step's time, or its run's when the source gives the step none."""
-    return Coalesce("started_at", "run__started_at")
+    """A failed step's time, or its run's when the source gives the step none
+    (Step.failed_at, stored at ingest as the read models date it)."""
+    return F("failed_at")
