@@ -59,6 +59,26 @@ def test_a_step_key_past_the_first_20_matches_opens_the_step(client):
     assert response.status_code == 302 and response["Location"] == step.get_absolute_url()
 
 
+def test_a_key_is_probed_among_the_newest_steps_holding_it_read_once(client, monkeypatch):
+    """The key's step is the oldest of 31 holding its words: found while the probe
+    reads 31 of them, not 30. On PostgreSQL the list and the probe share one walk of
+    the steps' id buckets (search.newest): one for the runs, one for the steps."""
+    from traces.search import exact
+
+    step = _buried_step("pay-4711")
+    for probe, found in ((31, True), (30, False)):
+        monkeypatch.setattr(exact, "KEY_PROBE", probe)
+        said = []
+        with connection.execute_wrapper(
+            lambda run, sql, *rest, said=said: said.append(sql) or run(sql, *rest)
+        ):
+            results = client.get(URL, {"q": "pay-4711", "jump": "no"}).context["results"]
+        assert (results.steps.count, results.steps.items[0].pk == step.pk) == (31, found)
+        assert [match.pk for match in results.exact_matches] == ([step.pk] if found else [])
+        walks = sum("WITH RECURSIVE walk" in sql for sql in said)
+        assert walks == (2 if connection.vendor == "postgresql" else 0), said
+
+
 def test_a_run_number_and_a_step_in_its_run(client):
     (run,) = make_runs(1)
     steps = make_steps(run, 3)

@@ -56,13 +56,15 @@ class ExactMatches:
         return [*self.runs, *self.steps, *self.entities]
 
 
-def exact_matches(query: str) -> ExactMatches:
+def exact_matches(query: str, newest_steps: list[int] | None = None) -> ExactMatches:
     """The runs, steps and entities whose id is exactly `query` (each kind newest
-    first, entities by type and id; at most LIMIT of each)."""
+    first, entities by type and id; at most LIMIT of each). `newest_steps`: the ids of
+    the newest KEY_PROBE steps holding the query as one word, when the caller has read
+    them already (PostgreSQL's search: see probes_key)."""
     found = ExactMatches()
     if not query or len(query) > MAX_ID or query != query.strip():
         return found
-    parts = [("run", *_runs_sql(query)), ("step", *_steps_sql(query))]
+    parts = [("run", *_runs_sql(query)), ("step", *_steps_sql(query, newest_steps))]
     parts.append(("entity", *_entities_sql(query)))
     parts = [(kind, sql, params) for kind, sql, params in parts if sql]
     union = " UNION ALL ".join(
@@ -140,12 +142,18 @@ def _runs_sql(run_id: str) -> tuple[str, list]:
     return sql, params
 
 
-def _steps_sql(query: str) -> tuple[str, list]:
+def probes_key(query: str) -> bool:
+    """Whether exact_matches looks for steps keyed `query` among the newest steps
+    holding it as a word (not a key of digits alone)."""
+    return bool(query) and len(query) <= MAX_ID and not _is_number(query) and _has_words(query)
+
+
+def _steps_sql(query: str, newest_steps: list[int] | None = None) -> tuple[str, list]:
     """Steps whose key is the query (not a key of digits alone), and those named
     `RUN/KEY`."""
     parts = []
-    if not _is_number(query) and _has_words(query):
-        parts.append(_steps_keyed_sql(query))
+    if probes_key(query):
+        parts.append(_steps_keyed_sql(query, newest_steps))
     slashes = [at for at, char in enumerate(query) if char == "/"][:MAX_SPLITS]
     for at in slashes:
         run_id, key = query[:at], query[at + 1 :]
@@ -169,19 +177,21 @@ def _has_words(query: str) -> bool:
     return bool(words_of(query))
 
 
-def _steps_keyed_sql(key: str) -> tuple[str, list]:
+def _steps_keyed_sql(key: str, newest: list[int] | None = None) -> tuple[str, list]:
     """Steps whose key is `key`: of the (newest, on SQLite) KEY_PROBE steps holding the
     key's words, those whose key it is. A step's key is among its indexed words, so
     this is every such step while fewer than KEY_PROBE hold them (an id's words are
     rare: a pasted id is held by a step or two). A key's column alone is no cheaper to
     ask: FTS5 reads every row holding the words to filter by column, ~65 ms at 1 M
-    steps for a common step name, where the newest 1,000 take ~1.5 ms."""
+    steps for a common step name, where the newest 1,000 take ~1.5 ms. `newest`:
+    PostgreSQL, those steps' ids when the caller has read them."""
     if connection.vendor == "postgresql":
         # The newest KEY_PROBE, as on SQLite, a bucket of ids at a time (newest.py): the
         # GIN index alone gives all of a common word's matches, unordered.
-        with connection.cursor() as cursor:
-            ids, _ = newest_matches(cursor, STEPS, [key], KEY_PROBE, KEY_PROBE)
-        return f"SELECT id FROM {STEPS.table} WHERE id = ANY(%s) AND key = %s", [ids, key]
+        if newest is None:
+            with connection.cursor() as cursor:
+                newest, _ = newest_matches(cursor, STEPS, [key], KEY_PROBE, KEY_PROBE)
+        return f"SELECT id FROM {STEPS.table} WHERE id = ANY(%s) AND key = %s", [newest, key]
     return (
         f"SELECT s.id FROM (SELECT rowid AS id FROM {STEPS.fts} WHERE {STEPS.fts} MATCH %s "
         f"ORDER BY rowid DESC LIMIT {KEY_PROBE}) AS keyed "

@@ -24,6 +24,7 @@ from traces.queries.entities import EntityRow
 from traces.queries.runs import run_list_columns
 from traces.queries.steps import step_list_columns
 
+from . import exact
 from .exact import exact_matches, put_first
 from .index import RUNS, STEPS, VALUE_CHARS, SearchedTable, fts_query, pg_match
 from .newest import newest_matches
@@ -75,11 +76,14 @@ def words_of(query: str) -> list[str]:
 def search(query: str) -> SearchResults:
     query = query.strip()
     words = words_of(query)
-    runs = _found_rows(RUNS, words, _runs_by_id)
-    steps = _found_rows(STEPS, words, _steps_by_id)
+    runs, _ = _found_rows(RUNS, words, _runs_by_id)
+    # PostgreSQL: a query of one word whose steps the exact key probe reads too (the
+    # newest KEY_PROBE holding it) reads them once, one walk of newest.py for both.
+    shared = connection.vendor == "postgresql" and words == [query] and exact.probes_key(query)
+    steps, newest = _found_rows(STEPS, words, _steps_by_id, exact.KEY_PROBE if shared else SHOWN)
     entities = _entities(query)
     results = SearchResults(query, runs, steps, entities, words=words)
-    put_first(results, exact_matches(query), SHOWN)
+    put_first(results, exact_matches(query, newest if shared else None), SHOWN)
     for found in (*runs.items, *steps.items):
         found.matched_in = matched_in(found, words)
     for step in steps.items:
@@ -128,19 +132,24 @@ def matched_in(found, words: list[str]) -> str:
 # --- runs and steps: the full-text indexes --------------------------------------------------
 
 
-def _found_rows(searched: SearchedTable, words: list[str], load) -> Found:
+def _found_rows(
+    searched: SearchedTable, words: list[str], load, wanted: int = SHOWN
+) -> tuple[Found, list[int]]:
+    """The kind's matches, and the ids of its newest `wanted` (at most COUNT_CAP + 1)."""
     if not words:
-        return Found([], 0)
-    ids, matches = _matching_ids(searched, words)
-    return Found.of(load(ids[:SHOWN]), matches)
+        return Found([], 0), []
+    ids, matches = _matching_ids(searched, words, wanted)
+    return Found.of(load(ids[:SHOWN]), matches), ids[:wanted]
 
 
-def _matching_ids(searched: SearchedTable, words: list[str]) -> tuple[list[int], int]:
-    """Ids of the newest matching rows (highest id first; at least SHOWN of them),
-    and how many rows match, counted up to COUNT_CAP + 1."""
+def _matching_ids(
+    searched: SearchedTable, words: list[str], wanted: int = SHOWN
+) -> tuple[list[int], int]:
+    """Ids of the newest matching rows (highest id first; at least `wanted` of them,
+    at most COUNT_CAP + 1), and how many rows match, counted up to COUNT_CAP + 1."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql" and searched.pg_column:
-            return newest_matches(cursor, searched, words, SHOWN, COUNT_CAP)
+            return newest_matches(cursor, searched, words, wanted, COUNT_CAP)
         if connection.vendor == "postgresql":
             match = pg_match(searched, words)
             # Newest first, as on SQLite: a common word's matches are all read and the
