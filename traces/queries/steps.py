@@ -125,10 +125,17 @@ def filter_steps(filters: dict) -> QuerySet:
     `error_group` is a failure cause (Step.error_cause, see errors.failure_groups),
     read through the (error_cause, started_at, id) index. Synthetic grouping steps
     are left out: the source never had them.
+
+    Only a failed step has a cause (ingest gives one to those alone), so with a
+    cause chosen `status = 'failed'` is not written: PostgreSQL takes the two for
+    independent, expects a cause's thousands of steps to be a few dozen failed ones,
+    and reads them all through both indexes to sort them (355 ms at 10 M steps,
+    bench/RESULTS.md §15d) instead of walking the cause's index for a page.
     """
     steps = Step.objects.filter(synthetic=False)
-    if filters.get("status"):
-        steps = steps.filter(status=filters["status"])
+    status = filters.get("status")
+    if status and not (status == Status.FAILED and filters.get("error_group")):
+        steps = steps.filter(status=status)
     if filters.get("format"):
         steps = steps.filter(run__format=filters["format"])
     if filters.get("run_type"):
