@@ -26,7 +26,7 @@ from tests.factories import make_runs, make_steps
 from traces import queries
 from traces.forms import RunFilterForm
 from traces.ingest.loader import ingest_paths
-from traces.models import EntityLink, LogEntry, Step, TraceFile
+from traces.models import EntityLink, LogEntry, Run, Step, TraceFile
 
 pytestmark = pytest.mark.django_db
 
@@ -367,6 +367,25 @@ def test_previous_run_and_types_last_runs_walk_an_index():
     assert row.last_run == runs[-1]
     [(sql, plan)] = [(sql, plan) for sql, plan in recorded if "WITH t(run_type)" in sql]
     assert not sorts(plan), f"{sql}\n  plan: {plan}"
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's merged summary")
+def test_two_big_runs_summary_merges_both_runs_index_walks(monkeypatch):
+    """Two big runs' summary on PostgreSQL: both runs' steps walked in path order on
+    the (run, path) index and merged, neither sorted (nor hashed: told that hashing
+    is dear, the merge needs no sort), and no step looked up in the other run."""
+    runs = make_runs(2)
+    for run, count in zip(runs, (40, 50), strict=True):
+        make_steps(run, count)
+        Step.objects.filter(run=run).update(path=F("name"))
+        Run.objects.filter(pk=run.pk).update(step_count=count)
+        run.step_count = count
+    monkeypatch.setattr("traces.queries.compare.SUMMARY_INLINE", 10)
+    read = lambda: queries.compare.compare_summary(*runs, queries.compare.Threshold())  # noqa: E731
+    assert read()["matched"] == 40
+    [(sql, plan)] = plans_of(read, dear=(*SORTS, "hashjoin"))
+    assert "Merge Join" in plan and not sorts(plan), f"{sql}\n  plan: {plan}"
+    assert not [step for step in plan if step.startswith("Nested Loop")], plan
 
 
 # --- the search and find on PostgreSQL: the stored vector, and a common word's walk --------
