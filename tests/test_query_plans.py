@@ -20,13 +20,13 @@ from types import SimpleNamespace
 
 import pytest
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from tests.factories import make_runs, make_steps
 from traces import queries
 from traces.forms import RunFilterForm
 from traces.ingest.loader import ingest_paths
-from traces.models import EntityLink, LogEntry, Run, Step, TraceFile
+from traces.models import EntityLink, LogEntry, Run, Step, StepGroup, TraceFile
 
 pytestmark = pytest.mark.django_db
 
@@ -491,3 +491,39 @@ def test_find_of_a_common_word_reads_a_window_not_all_matches(worded_run):
     assert "to_tsvector" not in json.dumps(plan)
     # A window of 50 matches, every other step: ~100 steps read, not 3,000 matches.
     assert _steps_read(plan) <= 4 * found.FIND_WINDOW, _steps_read(plan)
+
+
+def test_a_tree_windows_groups_read_their_index_ranges(samples):
+    """The groups of a tree window's levels (the roots' and some parents'): each kind
+    of parent its own range of the (run, parent) index, as a plain index scan. Joined
+    by OR, PostgreSQL read the whole table when it expected many groups (§15d)."""
+    ingest_paths([samples / "workflow", samples / "runs"])
+    group = StepGroup.objects.exclude(parent=None).order_by("id").first()
+    run_id = group.run_id
+    levels = {
+        None: list(Step.objects.filter(run_id=run_id, parent=None)),
+        group.parent_id: list(Step.objects.filter(parent_id=group.parent_id)),
+    }
+    read = lambda: queries.groups.groups_of_levels(run_id, levels)  # noqa: E731
+    recorder = Recorder()
+    with connection.execute_wrapper(recorder):
+        _, siblings, _ = read()
+    [(sql, params)] = recorder.queries
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        read_parents = sorted((row[0] for row in cursor.fetchall()), key=lambda x: x or 0)
+    rows = [step for level in levels.values() for step in level]
+    wanted = {group.parent_id} | {
+        step.pk for step in rows if step.child_count >= queries.groups.MIN_ITERATIONS
+    }
+    stored = StepGroup.objects.filter(Q(parent=None) | Q(parent_id__in=wanted), run_id=run_id)
+    assert read_parents == sorted(stored.values_list("parent_id", flat=True), key=lambda x: x or 0)
+    assert siblings[group.parent_id]
+    [(_, plan)] = plans_of(read, dear=(*SORTS, "seqscan", "bitmapscan"))
+    group_reads = [
+        step for step in plan if "stepgroup" in step or step.startswith(("SCAN g", "SEARCH g"))
+    ]
+    assert len(group_reads) == 2 and all(
+        step in ("Index Scan stepgroup_parent",) or "USING INDEX stepgroup_parent" in step
+        for step in group_reads
+    ), plan
