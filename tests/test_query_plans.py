@@ -12,19 +12,21 @@ that such an index exists, not the planner's choice for a table this small."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from tests.factories import make_runs, make_steps
 from traces import queries
 from traces.forms import RunFilterForm
-from traces.models import EntityLink, LogEntry, Step, TraceFile
+from traces.ingest.loader import ingest_paths
+from traces.models import EntityLink, LogEntry, Run, Step, StepGroup, TraceFile
 
 pytestmark = pytest.mark.django_db
 
@@ -362,6 +364,35 @@ def test_cause_steps_list_walks_an_index():
     assert_walks_an_index(lambda: queries.steps.steps_page(steps, filters))
 
 
+def test_cause_steps_list_asks_for_the_cause_alone(samples):
+    """Only failed steps have a cause, so a cause's list (its rows, its count under a
+    time range, the API's) does not also ask for `status = 'failed'`: PostgreSQL took
+    the two for independent, expected a few dozen of the cause's thousands of steps
+    and read them all through both indexes (BitmapAnd) to sort them: 355 ms at 10 M
+    steps (bench/RESULTS.md §15d). The rows are the same."""
+    ingest_paths([samples / "workflow", samples / "runs"])
+    assert not Step.objects.exclude(error_cause="").exclude(status="failed").exists()
+    causes = set(Step.objects.exclude(error_cause="").values_list("error_cause", flat=True))
+    assert len(causes) > 1
+    for cause, since in itertools.product(causes, (None, datetime(2000, 1, 1, tzinfo=UTC))):
+        filters = {"status": "failed", "error_group": cause, "since": since, **ALL}
+        steps = queries.steps.filter_steps(filters)
+        recorder = Recorder()
+        with connection.execute_wrapper(recorder):
+            page = queries.steps.steps_page(steps, filters)
+            counted = queries.steps.capped_count(steps)
+        expected = Step.objects.filter(status="failed", synthetic=False, error_cause=cause)
+        if since:
+            expected = expected.filter(started_at__gte=since)
+        newest = expected.order_by(F("started_at").desc(nulls_last=True), "-id")
+        assert [step.pk for step in page.items] == list(newest.values_list("pk", flat=True)[:50])
+        assert counted == (expected.count(), False)
+        assert [sql for sql, _ in recorder.queries if '"status" =' in sql] == []
+    # Another status with a cause still lists nothing.
+    filters = {"status": "succeeded", "error_group": cause, **ALL}
+    assert not queries.steps.steps_page(queries.steps.filter_steps(filters), filters).items
+
+
 def test_cause_examples_walk_an_index():
     run = make_runs(1)[0]
     make_steps(run, 20, status="failed", error=lambda i: f"boom {i % 2}: timeout")
@@ -394,6 +425,25 @@ def test_previous_run_and_types_last_runs_walk_an_index():
     assert row.last_run == runs[-1]
     [(sql, plan)] = [(sql, plan) for sql, plan in recorded if "WITH t(run_type)" in sql]
     assert not sorts(plan), f"{sql}\n  plan: {plan}"
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's merged summary")
+def test_two_big_runs_summary_merges_both_runs_index_walks(monkeypatch):
+    """Two big runs' summary on PostgreSQL: both runs' steps walked in path order on
+    the (run, path) index and merged, neither sorted (nor hashed: told that hashing
+    is dear, the merge needs no sort), and no step looked up in the other run."""
+    runs = make_runs(2)
+    for run, count in zip(runs, (40, 50), strict=True):
+        make_steps(run, count)
+        Step.objects.filter(run=run).update(path=F("name"))
+        Run.objects.filter(pk=run.pk).update(step_count=count)
+        run.step_count = count
+    monkeypatch.setattr("traces.queries.compare.SUMMARY_INLINE", 10)
+    read = lambda: queries.compare.compare_summary(*runs, queries.compare.Threshold())  # noqa: E731
+    assert read()["matched"] == 40
+    [(sql, plan)] = plans_of(read, dear=(*SORTS, "hashjoin"))
+    assert "Merge Join" in plan and not sorts(plan), f"{sql}\n  plan: {plan}"
+    assert not [step for step in plan if step.startswith("Nested Loop")], plan
 
 
 # --- the search and find on PostgreSQL: the stored vector, and a common word's walk --------
@@ -525,3 +575,39 @@ def test_planner_settings_are_put_back_as_they_were_inside_an_outer_transaction(
         assert shown(cursor, "enable_seqscan") == "off"
         assert shown(cursor, "enable_indexscan") == "on" and shown(cursor, "jit") == jit
         assert connection.in_atomic_block and not connection.needs_rollback
+
+
+def test_a_tree_windows_groups_read_their_index_ranges(samples):
+    """The groups of a tree window's levels (the roots' and some parents'): each kind
+    of parent its own range of the (run, parent) index, as a plain index scan. Joined
+    by OR, PostgreSQL read the whole table when it expected many groups (§15d)."""
+    ingest_paths([samples / "workflow", samples / "runs"])
+    group = StepGroup.objects.exclude(parent=None).order_by("id").first()
+    run_id = group.run_id
+    levels = {
+        None: list(Step.objects.filter(run_id=run_id, parent=None)),
+        group.parent_id: list(Step.objects.filter(parent_id=group.parent_id)),
+    }
+    read = lambda: queries.groups.groups_of_levels(run_id, levels)  # noqa: E731
+    recorder = Recorder()
+    with connection.execute_wrapper(recorder):
+        _, siblings, _ = read()
+    [(sql, params)] = recorder.queries
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        read_parents = sorted((row[0] for row in cursor.fetchall()), key=lambda x: x or 0)
+    rows = [step for level in levels.values() for step in level]
+    wanted = {group.parent_id} | {
+        step.pk for step in rows if step.child_count >= queries.groups.MIN_ITERATIONS
+    }
+    stored = StepGroup.objects.filter(Q(parent=None) | Q(parent_id__in=wanted), run_id=run_id)
+    assert read_parents == sorted(stored.values_list("parent_id", flat=True), key=lambda x: x or 0)
+    assert siblings[group.parent_id]
+    [(_, plan)] = plans_of(read, dear=(*SORTS, "seqscan", "bitmapscan"))
+    group_reads = [
+        step for step in plan if "stepgroup" in step or step.startswith(("SCAN g", "SEARCH g"))
+    ]
+    assert len(group_reads) == 2 and all(
+        step in ("Index Scan stepgroup_parent",) or "USING INDEX stepgroup_parent" in step
+        for step in group_reads
+    ), plan

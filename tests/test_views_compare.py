@@ -5,7 +5,9 @@ the API twin, and the query count flat in rows."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.db.models import Count
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from traces.ingest.loader import ingest_paths
@@ -181,6 +183,33 @@ def test_summary_counts_every_change_and_finds_the_first_divergence(pair):
     back = compare_summary(b, a, Threshold())
     assert (back["added"], back["removed"], back["status"]) == (1, 3, 1)
     assert back["duration"] == 1 and readable(back["first_divergence"]) == "audit"
+
+
+@pytest.mark.parametrize("threshold", [Threshold(), Threshold(percent=0, ms=5)])
+def test_two_big_runs_are_counted_alike_by_the_merged_summary(pair, monkeypatch, threshold):
+    """Two big runs on PostgreSQL are merged in path order (one FULL JOIN), not
+    joined step by step: the same counts and first divergence, either way round,
+    for identical runs, for runs without a step in common and for an empty run."""
+    a, b = pair
+    twin = _run("A2", BASE, started=T0 + timedelta(hours=2))
+    apart = _run("C", [(str(i), f"other {i}", None, "failed", 10) for i in range(3)])
+    empty = _run("E", [])
+    pairs = [(a, b), (b, a), (a, twin), (a, apart), (apart, b), (a, empty), (empty, b)]
+    joined = [compare_summary(x, y, threshold) for x, y in pairs]
+    monkeypatch.setattr("traces.queries.compare.SUMMARY_INLINE", 0)  # every run is "big"
+    with CaptureQueriesContext(connection) as merged_queries:
+        merged = [compare_summary(x, y, threshold) for x, y in pairs]
+    assert merged == joined
+    assert joined[2]["first_divergence"] is None and joined[2]["same"] == 7
+    assert (joined[3]["matched"], joined[3]["added"], joined[3]["removed"]) == (0, 3, 7)
+    # On PostgreSQL one query a pair of big runs (an empty run is never big); else
+    # the join, then a probe of the other run when needed.
+    selects = [q["sql"] for q in merged_queries.captured_queries if q["sql"].startswith("SELECT")]
+    merges = [sql for sql in selects if "FULL JOIN" in sql]
+    if connection.vendor == "postgresql":
+        assert len(merges) == 5 and len(selects) - len(merges) <= 2 * 2
+    else:
+        assert not merges and len(pairs) < len(selects) <= 2 * len(pairs)
 
 
 def test_identical_runs_have_no_divergence():

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F, Q
 
 from traces.ingest.step_paths import parts
@@ -283,17 +283,46 @@ def compare_summary(a: Run, b: Run, threshold: Threshold) -> dict:
     path (in path order) where they diverge. The runs' step counts are their read
     model's (Run.step_count), so the summary joins the smaller run to the other by
     path and reads nothing else of the bigger one but its first step the smaller
-    lacks, when it comes before the first divergence found."""
-    table = Step._meta.db_table
-    small, other = (a, b) if a.step_count <= b.step_count else (b, a)
-    x, y = ("s", "o") if small is a else ("o", "s")
-    duration = (
+    lacks, when it comes before the first divergence found. Two big runs on
+    PostgreSQL: one merge of both runs' steps in path order instead (_merged_counts)."""
+    limits = [threshold.ms, threshold.percent]
+    if connection.vendor == "postgresql" and not summary_is_cheap(a, b):
+        matched, status_changed, duration_changed, first = _merged_counts(a, b, limits)
+    else:
+        matched, status_changed, duration_changed, first = _joined_counts(a, b, limits)
+    status_changed, duration_changed = status_changed or 0, duration_changed or 0
+    return {
+        "a_steps": a.step_count,
+        "b_steps": b.step_count,
+        "matched": matched,
+        "added": b.step_count - matched,
+        "removed": a.step_count - matched,
+        "status": status_changed,
+        "duration": duration_changed,
+        "same": matched - status_changed - duration_changed,
+        "first_divergence": first,
+    }
+
+
+def _duration_changed(x: str, y: str) -> str:
+    """SQL: step `y`'s duration moved from A's step `x`'s by the threshold (its
+    parameters: ms, then percent)."""
+    return (
         f"({x}.duration_ms IS NOT NULL AND {y}.duration_ms IS NOT NULL"
         f" AND ABS({y}.duration_ms - {x}.duration_ms) >= %s"
         f" AND ({x}.duration_ms = 0"
         f" OR ABS({y}.duration_ms - {x}.duration_ms) * 100.0 >= %s * {x}.duration_ms))"
     )
-    limits = [threshold.ms, threshold.percent]
+
+
+def _joined_counts(a: Run, b: Run, limits: list) -> tuple:
+    """(matched, status changed, duration changed, first divergence): the smaller
+    run's steps each looked up in the other's by path (index-only), then the other's
+    first step the smaller lacks, if it comes before the first divergence found."""
+    table = Step._meta.db_table
+    small, other = (a, b) if a.step_count <= b.step_count else (b, a)
+    x, y = ("s", "o") if small is a else ("o", "s")
+    duration = _duration_changed(x, y)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT COUNT(o.id),"
@@ -322,18 +351,39 @@ def compare_summary(a: Run, b: Run, threshold: Threshold) -> dict:
             found = cursor.fetchone()
             if found is not None:
                 first = found[0]
-    status_changed, duration_changed = status_changed or 0, duration_changed or 0
-    return {
-        "a_steps": a.step_count,
-        "b_steps": b.step_count,
-        "matched": matched,
-        "added": b.step_count - matched,
-        "removed": a.step_count - matched,
-        "status": status_changed,
-        "duration": duration_changed,
-        "same": matched - status_changed - duration_changed,
-        "first_divergence": first,
-    }
+    return matched, status_changed, duration_changed, first
+
+
+def _merged_counts(a: Run, b: Run, limits: list) -> tuple:
+    """_joined_counts for two big runs on PostgreSQL: both runs' steps read in path
+    order from the (run, path) index and merged (a FULL JOIN: the steps of either
+    run alone are counted in the same pass), so the cost is the two runs' sizes.
+
+    The join's lookups in the other run (an index descent per step, 100,000 of them)
+    were what PostgreSQL chose, and above its JIT threshold (an estimate that grows
+    with the whole table) it compiled the query first: 1.2 s at 1 M steps, 783 ms
+    at 10 M (bench/RESULTS.md §15d). Each side is ordered in a subquery that is not
+    pulled up (OFFSET 0), so the planner merges the two index walks unsorted (else
+    it sorts both, on disk)."""
+    table = Step._meta.db_table
+    side = (
+        f"(SELECT path, status, duration_ms FROM {table} WHERE run_id = %s AND synthetic = %s"
+        " ORDER BY path OFFSET 0)"
+    )
+    duration = _duration_changed("s", "o")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute(
+            "SELECT SUM(CASE WHEN s.path IS NOT NULL AND o.path IS NOT NULL THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN o.status <> s.status THEN 1 ELSE 0 END),"
+            f" SUM(CASE WHEN o.status = s.status AND {duration} THEN 1 ELSE 0 END),"
+            " MIN(CASE WHEN s.path IS NULL OR o.path IS NULL OR o.status <> s.status"
+            f" OR {duration} THEN COALESCE(s.path, o.path) END)"
+            f" FROM {side} s FULL JOIN {side} o ON o.path = s.path",
+            [*limits, *limits, a.pk, False, b.pk, False],
+        )
+        matched, status_changed, duration_changed, first = cursor.fetchone()
+    return matched or 0, status_changed, duration_changed, first
 
 
 # --- the two runs -------------------------------------------------------------------------

@@ -79,22 +79,27 @@ def groups_of_levels(
     rows = [step for level in levels.values() for step in level] if under_rows else []
     containers = {step.pk for step in rows if step.child_count >= MIN_ITERATIONS}
     parents = {pk for pk in levels if pk is not None}
-    clauses = ["g.parent_id IS NULL"] if None in levels else []
-    params: list = [run_id]
     wanted = sorted(parents | containers)
+    clauses = ["g.parent_id IS NULL"] if None in levels else []
     if wanted:
         clauses.append(f"g.parent_id IN ({', '.join(['%s'] * len(wanted))})")
-        params += wanted
     if not clauses:
         return {}, {}, None
     columns = ", ".join(f"g.{c}" for c in _COLUMNS)
     steps = Step._meta.db_table
-    sql = (
+    # One SELECT per kind of parent, glued by UNION ALL: each reads its range of the
+    # (run, parent) index. Joined by OR, PostgreSQL may read the whole table instead
+    # (a parallel seq scan of every run's groups, 76 ms at 1 M steps: §15d).
+    sql = " UNION ALL ".join(
         f"SELECT {columns}, s.key, s.name, f.key FROM {StepGroup._meta.db_table} g "
         f"LEFT JOIN {steps} s ON s.id = g.slowest_id "
         f"LEFT JOIN {steps} f ON f.id = g.first_failed_id "
-        f"WHERE g.run_id = %s AND ({' OR '.join(clauses)})"
+        f"WHERE g.run_id = %s AND {clause}"
+        for clause in clauses
     )
+    params: list = [run_id] if None in levels else []
+    if wanted:
+        params += [run_id, *wanted]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
