@@ -611,3 +611,13 @@ def test_a_tree_windows_groups_read_their_index_ranges(samples):
         step in ("Index Scan stepgroup_parent",) or "USING INDEX stepgroup_parent" in step
         for step in group_reads
     ), plan
+
+
+@on_postgres
+def test_the_site_plans_without_jit():
+    """A page's query is planned without JIT compilation (settings: -c jit=off): a
+    row estimate that grows with the store made PostgreSQL compile a 100 ms query
+    for 1-3 s."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"

@@ -134,6 +134,11 @@ def _database() -> dict:
                 "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; PRAGMA mmap_size=268435456;"
             ),
         }
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        # No JIT: the pages' queries take milliseconds, and compiling one whose row
+        # estimate crosses jit_above_cost took 1-3 s of CPU at 1 M steps (RESULTS §15d).
+        options = config.setdefault("OPTIONS", {})
+        options["options"] = f"{options.get('options', '')} -c jit=off".strip()
     return config
 
 
