@@ -206,10 +206,7 @@ def count(run_id: int, find: Find, *, failed_only: bool = False) -> tuple[int, b
     # Words alone: the index's first COUNT_CAP + 1 matches are all it needs to read.
     words_alone = not (find.statuses or failed_only)
     if words_alone and find.phrases and connection.vendor == "postgresql":
-        with connection.cursor() as cursor, planner_settings(cursor, jit=False):
-            cursor.execute(*_pg_count_sql(run_id, find))
-            (found,) = cursor.fetchone()
-        return min(found, COUNT_CAP), found > COUNT_CAP
+        return _pg_count(run_id, find, COUNT_CAP)
     limit = COUNT_CAP + 1 if words_alone and find.phrases else None
     steps = matching(run_id, find, failed_only=failed_only, limit=limit)
     return capped_count(steps, COUNT_CAP)
@@ -235,8 +232,15 @@ def window(
     return keyset_page(steps, "seq", descending=False, after=after, before=before, size=size)
 
 
-def _pg_count_sql(run_id: int, find: Find) -> tuple[str, list]:
-    """PostgreSQL: the run's steps holding the words, counted to COUNT_CAP + 1, in one
+def _pg_count(run_id: int, find: Find, cap: int) -> tuple[int, bool]:
+    with connection.cursor() as cursor, planner_settings(cursor, jit=False):
+        cursor.execute(*_pg_count_sql(run_id, find, cap))
+        (found,) = cursor.fetchone()
+    return min(found, cap), found > cap
+
+
+def _pg_count_sql(run_id: int, find: Find, cap: int) -> tuple[str, list]:
+    """PostgreSQL: the run's steps holding the words, counted to `cap` + 1, in one
     statement. A run's steps are written together, so their ids are mostly one range:
     the ids of its first and last step (in seq order, two probes of step_run_seq) name
     the coarse buckets of that range, and each is read through the GIN index's bucket
@@ -246,7 +250,7 @@ def _pg_count_sql(run_id: int, find: Find) -> tuple[str, list]:
     ANDed with the run's steps), so a step outside the range is still counted."""
     table, words = STEPS.table, "to_tsquery('simple'::regconfig, %s)"
     match = f"{STEPS.pg_document()} @@ {words}"
-    cap = COUNT_CAP + 1
+    cap += 1
     # The buckets a recursive step at a time, each read by a lateral subquery whose
     # LIMIT keeps it a nested loop: a bucket (a bigint: btree_gin has no cross-type
     # operator) at a time, stopping at the cap. Its caller turns JIT off: however few
@@ -277,6 +281,8 @@ def few_matches(run_id: int, find: Find) -> bool:
     """At most FEW_MATCHES steps match (window() reads them from the matches)."""
     if not find.phrases:
         return False
+    if connection.vendor == "postgresql":
+        return not _pg_count(run_id, find, FEW_MATCHES)[1]
     return not capped_count(matching(run_id, find, limit=FEW_MATCHES + 1), FEW_MATCHES)[1]
 
 
