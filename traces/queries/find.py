@@ -12,8 +12,9 @@ Words are looked up in the search's full-text index (search/index.py: SQLite
 FTS5, PostgreSQL's GIN on the steps' stored tsvector), bounded by the run's step
 ids on SQLite, so a find costs what its matches cost, not what the run's 100,000
 steps would. On PostgreSQL a word with many matches is instead tested on the stored
-vector of each step a window or a count reads (the run's steps in order), which
-stops at the window's end. The matches come a keyset window at a time in run
+vector of each step a window reads (the run's steps in order), which stops at the
+window's end, and a count of words reads the GIN index within the id buckets of the
+run's steps (_pg_count_sql). The matches come a keyset window at a time in run
 order (seq), with their count up to COUNT_CAP, and the ancestors of a window's
 matches in one recursive query, so the tree can show each match under its parents
 however deep it is and however many there are.
