@@ -406,3 +406,28 @@ def test_a_window_of_many_matches_walks_the_runs_order():
     find = found.parse("needle")
     plans = plans_of(lambda: found.window(run.pk, find, counted=(found.COUNT_CAP, True)))
     assert not [sorts(plan) for _, plan in plans if sorts(plan)]
+
+
+@pytest.mark.parametrize("cap", [3, 100])
+def test_a_count_reads_the_runs_id_range_and_counts_a_step_outside_it(monkeypatch, cap):
+    """PostgreSQL counts a word first in the id buckets between the ids of the run's
+    first and last steps (here across a bucket's edge, 65,536), another run's matches
+    in those buckets left out; a step written later (its id past them all) is still
+    counted when the range holds no more than the cap."""
+    run, other = make_runs(2, name="ranged")
+    rows: list[Step] = []
+
+    def add(owner: Run, pk: int, seq: int, name: str) -> None:
+        rows.append(Step(id=pk, run=owner, key=f"k{pk}", seq=seq, position=seq, depth=0,
+                         name=name, type="exec", status="succeeded", child_count=0))  # fmt: skip
+
+    for n in range(8):
+        add(run, 65_532 + 2 * n, 2 * n, "needle here")
+        add(other, 65_520 + n if n < 4 else 65_556 + n, n, "needle there")  # same buckets
+    add(run, 300_000, 5, "needle late")
+    Step.objects.bulk_create(rows)
+    with connection.cursor() as cursor:
+        index_runs(cursor, [run.pk, other.pk])
+    monkeypatch.setattr(found, "COUNT_CAP", cap)
+    assert found.count(run.pk, found.parse("needle")) == (min(9, cap), cap < 9)
+    assert found.count(run.pk, found.parse("late")) == (1, False)

@@ -59,8 +59,9 @@ class ExactMatches:
 def exact_matches(query: str, newest_steps: list[int] | None = None) -> ExactMatches:
     """The runs, steps and entities whose id is exactly `query` (each kind newest
     first, entities by type and id; at most LIMIT of each). `newest_steps`: the ids of
-    the newest KEY_PROBE steps holding the query as one word, when the caller has read
-    them already (PostgreSQL's search: see probes_key)."""
+    the newest KEY_PROBE steps holding the query as one word, or those of them keyed
+    `query`, when the caller has read them already (PostgreSQL's search: see
+    probes_key)."""
     found = ExactMatches()
     if not query or len(query) > MAX_ID or query != query.strip():
         return found

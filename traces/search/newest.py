@@ -33,10 +33,21 @@ def newest_matches(
     """Ids of the newest `limit` rows holding every word (highest id first; `limit` at
     most `cap` + 1), and how many rows hold them: all of them when at most `cap`, else
     more than `cap` (the matches of the buckets walked)."""
+    ids, matches, _ = newest_keyed(cursor, searched, words, limit, cap)
+    return ids, matches
+
+
+def newest_keyed(
+    cursor, searched: SearchedTable, words: list[str], limit: int, cap: int, key: str = ""
+) -> tuple[list[int], int, list[int]]:
+    """newest_matches, and which of those rows are keyed `key` (a step's key: the
+    exact key probe's answer, read with the rows instead of looking them up again)."""
     cursor.execute(f"SELECT max(id) FROM {searched.table}")
     (top,) = cursor.fetchone()
     if top is None:
-        return [], 0
+        return [], 0, []
+    keyed = "key = %s" if key else "false"
+    flag = [key] if key else []
     match = pg_match(searched, words)
     # Bitmap scans only: the buckets are the index's, and a walk down the primary key
     # (`ORDER BY id DESC LIMIT n`, the planner's guess) may read the whole table.
@@ -55,20 +66,21 @@ def newest_matches(
                 break
             few.append(bucket)
             covered += hits
-        ids: list[int] = []
+        rows: list[tuple[int, bool]] = []
         if few:
             cursor.execute(
-                f"SELECT id FROM {searched.table} WHERE {pg_bucket(COARSE_BITS)} = ANY(%s) "
-                f"AND {match} ORDER BY id DESC LIMIT {int(limit)}",
-                [few, *words],
+                f"SELECT id, {keyed} FROM {searched.table} "
+                f"WHERE {pg_bucket(COARSE_BITS)} = ANY(%s) AND {match} "
+                f"ORDER BY id DESC LIMIT {int(limit)}",
+                [*flag, few, *words],
             )
-            ids = [row[0] for row in cursor.fetchall()]
-        if many is not None and len(ids) < limit:
+            rows = cursor.fetchall()
+        if many is not None and len(rows) < limit:
             first = (many + 1) * FINE_PER_COARSE - 1
-            cursor.execute(_fine_sql(searched, match, limit - len(ids)),
-                           [first, first - FINE_PER_COARSE + 1, *words])  # fmt: skip
-            ids += [row[0] for row in cursor.fetchall()]
-    return ids, matches
+            cursor.execute(_fine_sql(searched, match, keyed, limit - len(rows)),
+                           [first, first - FINE_PER_COARSE + 1, *flag, *words])  # fmt: skip
+            rows += cursor.fetchall()
+    return [row[0] for row in rows], matches, [row[0] for row in rows if row[1]]
 
 
 def _walk_sql(searched: SearchedTable, match: str, cap: int) -> str:
@@ -85,13 +97,13 @@ def _walk_sql(searched: SearchedTable, match: str, cap: int) -> str:
     )
 
 
-def _fine_sql(searched: SearchedTable, match: str, limit: int) -> str:
+def _fine_sql(searched: SearchedTable, match: str, keyed: str, limit: int) -> str:
     """The newest `limit` matches of one coarse bucket, a fine bucket at a time from
     its newest (a nested loop: each fine bucket's matches sorted, the walk stopping at
     the limit)."""
     return (
-        f"SELECT hit.id FROM generate_series(%s::bigint, %s::bigint, -1) AS fine(bucket) "
-        f"CROSS JOIN LATERAL (SELECT id FROM {searched.table} "
+        f"SELECT hit.id, hit.keyed FROM generate_series(%s::bigint, %s::bigint, -1) AS "
+        f"fine(bucket) CROSS JOIN LATERAL (SELECT id, {keyed} AS keyed FROM {searched.table} "
         f"WHERE {pg_bucket(FINE_BITS)} = fine.bucket AND {match} ORDER BY id DESC) AS hit "
         f"LIMIT {int(limit)}"
     )

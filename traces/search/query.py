@@ -27,7 +27,7 @@ from traces.queries.steps import step_list_columns
 from . import exact
 from .exact import exact_matches, put_first
 from .index import RUNS, STEPS, VALUE_CHARS, SearchedTable, fts_query, pg_match
-from .newest import newest_matches
+from .newest import newest_keyed, newest_matches
 
 COUNT_CAP = 1000
 SHOWN = 20
@@ -76,14 +76,23 @@ def words_of(query: str) -> list[str]:
 def search(query: str) -> SearchResults:
     query = query.strip()
     words = words_of(query)
-    runs, _ = _found_rows(RUNS, words, _runs_by_id)
+    runs = _found_rows(RUNS, words, _runs_by_id)
     # PostgreSQL: a query of one word whose steps the exact key probe reads too (the
-    # newest KEY_PROBE holding it) reads them once, one walk of newest.py for both.
+    # newest KEY_PROBE holding it) reads them once, one walk of newest.py for both, and
+    # which of them are keyed `query` with them (not 1,000 id lookups after).
     shared = connection.vendor == "postgresql" and words == [query] and exact.probes_key(query)
-    steps, newest = _found_rows(STEPS, words, _steps_by_id, exact.KEY_PROBE if shared else SHOWN)
+    keyed = None
+    if shared:
+        with connection.cursor() as cursor:
+            newest, matches, keyed = newest_keyed(
+                cursor, STEPS, words, exact.KEY_PROBE, COUNT_CAP, key=query
+            )
+        steps = Found.of(_steps_by_id(newest[:SHOWN]), matches)
+    else:
+        steps = _found_rows(STEPS, words, _steps_by_id)
     entities = _entities(query)
     results = SearchResults(query, runs, steps, entities, words=words)
-    put_first(results, exact_matches(query, newest if shared else None), SHOWN)
+    put_first(results, exact_matches(query, keyed), SHOWN)
     for found in (*runs.items, *steps.items):
         found.matched_in = matched_in(found, words)
     for step in steps.items:
@@ -132,14 +141,12 @@ def matched_in(found, words: list[str]) -> str:
 # --- runs and steps: the full-text indexes --------------------------------------------------
 
 
-def _found_rows(
-    searched: SearchedTable, words: list[str], load, wanted: int = SHOWN
-) -> tuple[Found, list[int]]:
-    """The kind's matches, and the ids of its newest `wanted` (at most COUNT_CAP + 1)."""
+def _found_rows(searched: SearchedTable, words: list[str], load) -> Found:
+    """The kind's matches: the newest SHOWN loaded, and how many."""
     if not words:
-        return Found([], 0), []
-    ids, matches = _matching_ids(searched, words, wanted)
-    return Found.of(load(ids[:SHOWN]), matches), ids[:wanted]
+        return Found([], 0)
+    ids, matches = _matching_ids(searched, words)
+    return Found.of(load(ids[:SHOWN]), matches)
 
 
 def _matching_ids(
