@@ -431,3 +431,22 @@ def test_a_count_reads_the_runs_id_range_and_counts_a_step_outside_it(monkeypatc
     monkeypatch.setattr(found, "COUNT_CAP", cap)
     assert found.count(run.pk, found.parse("needle")) == (min(9, cap), cap < 9)
     assert found.count(run.pk, found.parse("late")) == (1, False)
+
+
+@pytest.mark.parametrize("cap", [3, 100])
+def test_a_capped_count_is_taken_among_the_runs_own_steps_when_ids_interleave(monkeypatch, cap):
+    """Another run's steps written between this run's (two writers at once): the
+    count's cap is reached by this run's matches alone, not used up by the other's."""
+    run, other = make_runs(2, name="woven")
+    rows = [
+        Step(id=1_000 + 2 * n + (owner is other), run=owner, key=f"k{n}", seq=n, position=n,
+             depth=0, name="needle", type="exec", status="succeeded", child_count=0)
+        for n in range(9) for owner in (run, other)
+    ]  # fmt: skip
+    Step.objects.bulk_create(rows)
+    with connection.cursor() as cursor:
+        index_runs(cursor, [run.pk, other.pk])
+    monkeypatch.setattr(found, "COUNT_CAP", cap)
+    assert found.count(run.pk, found.parse("needle")) == (min(9, cap), cap < 9)
+    monkeypatch.setattr(found, "FEW_MATCHES", 8)
+    assert not found.few_matches(run.pk, found.parse("needle"))

@@ -134,16 +134,26 @@ def _matching_ids_sql(
         )
     # A run's steps are written together, so their ids are one range (or a few):
     # FTS5 seeks to it in each word's list instead of reading the whole database's.
+    # Another writer's steps may lie in the range too: with a LIMIT, unless the run's
+    # ids are one unbroken range (its steps as many as its ids' span: one count, read
+    # once), each match is checked for its run (by primary key) before it counts.
+    fts, table, run = STEPS.fts, STEPS.table, int(run_id)
+    own = (
+        f" AND ((SELECT max(id) - min(id) + 1 = count(*) FROM {table} WHERE run_id = {run})"
+        f" OR EXISTS (SELECT 1 FROM {table} AS s WHERE s.id = {fts}.rowid AND s.run_id = {run}))"
+        if limit
+        else ""
+    )
     if id_range is not None:
         return (
-            f"SELECT rowid FROM {STEPS.fts} WHERE {STEPS.fts} MATCH %s "
-            f"AND rowid >= %s AND rowid <= %s{cut}",
+            f"SELECT rowid FROM {fts} WHERE {fts} MATCH %s "
+            f"AND rowid >= %s AND rowid <= %s{own}{cut}",
             [fts5_query(find), *id_range],
         )
     bounds = f"(SELECT {{}}(id) FROM {STEPS.table} WHERE run_id = %s)"
     return (
-        f"SELECT rowid FROM {STEPS.fts} WHERE {STEPS.fts} MATCH %s "
-        f"AND rowid >= {bounds.format('min')} AND rowid <= {bounds.format('max')}{cut}",
+        f"SELECT rowid FROM {fts} WHERE {fts} MATCH %s "
+        f"AND rowid >= {bounds.format('min')} AND rowid <= {bounds.format('max')}{own}{cut}",
         [fts5_query(find), run_id, run_id],
     )
 
