@@ -258,31 +258,43 @@ def copy_of_runs(samples, folder, name="runs-copy.sqlite"):
     return copy
 
 
-def test_an_upload_of_what_a_source_ingested_links_its_runs_and_names_its_file(
+def test_an_upload_of_bytes_uploaded_before_links_its_runs_and_names_its_file(
     client, samples, tmp_path
 ):
-    """A source's copy of runs.sqlite gave its 8 runs; the same bytes uploaded (under
-    any name) say so, name that file and link its runs: not 8 more runs under the
+    """runs.sqlite uploaded gave its 8 runs; the same bytes uploaded again under any
+    name say so, name that upload and link its runs: not 8 more runs under the new
     upload's path (a runs database's ids are only unique in it)."""
-    copy = copy_of_runs(samples, tmp_path / "watched")
-    ingest_paths([copy.parent])
+    copy = copy_of_runs(samples, tmp_path / "mine")
+    client.post(URL, {"files": [upload_of(copy, "runs-copy.sqlite")]})
     runs = set(Run.objects.values_list("pk", flat=True))
     assert len(runs) == 8
-    for name in ("runs-copy.sqlite", "another name.sqlite"):
+    known = TraceFile.objects.get(uploaded=True)
+    for name in ("another name.sqlite", "a third.sqlite"):
         response = client.post(URL, {"files": [upload_of(copy, name)]})
         html = response.content.decode()
         assert "= unchanged" in html, html
-        assert f'the same content as <bdi class="same-as">{copy}</bdi>, already ingested' in html
+        assert 'the same content as <bdi class="same-as">runs-copy.sqlite</bdi>' in html
         assert "it holds 8 runs" in html and "<b>0</b> runs added" in html
-        known = TraceFile.objects.get(path=str(copy))
         assert f'href="{known.get_absolute_url()}"' in html
         assert all(f'href="/runs/{pk}/"' in html for pk in runs)
         assert set(Run.objects.values_list("pk", flat=True)) == runs
     # The API's answer alike (POST /api/uploads: its body).
-    saved = save_uploads([upload_of(copy, "third.sqlite")])
+    saved = save_uploads([upload_of(copy, "fourth.sqlite")])
     [result] = upload_result(ingest_uploads(saved))["results"]
     assert result["outcome"] == "unchanged" and result["file_id"] == known.pk
-    assert result["same_as"] == str(copy)
+    assert result["same_as"] == known.display_name == "runs-copy.sqlite"
+    assert Run.objects.count() == 8
+
+
+def test_an_upload_of_a_watched_files_bytes_keeps_runs_of_its_own(client, samples, tmp_path):
+    """The same bytes as a file of a directory or a source are not taken for that
+    file: it may be written again or deleted (a source mirroring deletions takes its
+    runs along), and the upload's runs must not go with it."""
+    copy = copy_of_runs(samples, tmp_path / "watched")
+    ingest_paths([copy.parent])
+    html = client.post(URL, {"files": [upload_of(copy, "mine.sqlite")]}).content.decode()
+    assert "<b>8</b> runs added" in html and "same content" not in html
+    delete_runs(list(Run.objects.filter(source_file__path=str(copy)).values_list("pk", flat=True)))
     assert Run.objects.count() == 8
 
 
@@ -298,9 +310,9 @@ def test_the_same_bytes_twice_in_one_upload_are_ingested_once(client, samples, t
 def test_an_upload_whose_twin_lost_its_runs_is_ingested_so_nothing_is_lost(
     client, samples, tmp_path
 ):
-    """The known file's runs were deleted: the same bytes uploaded give them again."""
-    copy = copy_of_runs(samples, tmp_path / "watched")
-    ingest_paths([copy])
+    """The earlier upload's runs were deleted: the same bytes uploaded give them again."""
+    copy = copy_of_runs(samples, tmp_path / "mine")
+    client.post(URL, {"files": [upload_of(copy, "first.sqlite")]})
     delete_runs(list(Run.objects.values_list("pk", flat=True)))
     html = client.post(URL, {"files": [upload_of(copy, "again.sqlite")]}).content.decode()
     assert "<b>8</b> runs added" in html and "same content" not in html
@@ -319,10 +331,10 @@ def test_a_newer_version_at_the_same_path_still_updates_its_run(client, samples,
     assert [result.outcome for result in report.files] == ["ingested"]
     assert Run.objects.get(external_id=run_id).error == "written again by its writer"
     assert Run.objects.count() == 8
-    # The new bytes uploaded are the file's newest version: its runs, as it updated them.
+    # Uploaded, the new bytes are a database of their own (see the test below).
     html = client.post(URL, {"files": [upload_of(copy, "newer.sqlite")]}).content.decode()
-    assert f'the same content as <bdi class="same-as">{copy}</bdi>' in html
-    assert Run.objects.count() == 8
+    assert "same content" not in html
+    assert Run.objects.filter(error="written again by its writer").count() == 2
 
 
 def test_a_copy_in_a_watched_directory_is_its_own_database(samples, tmp_path):

@@ -284,17 +284,22 @@ def _ingest_file(candidate, module, info, known, ctx: _Context, result, head=Non
 
 
 def _known_content(digest: str, companions: dict, format_name: str, path: str, ctx: _Context):
-    """An upload at a new path whose bytes (and companions') an ingested file already
+    """An upload at a new path whose bytes (and companions') an earlier upload already
     has, read by the current parser and still holding all the runs it gave: that
     file, whose runs the upload's result links, rather than the same runs ingested
     again under the upload's path (a runs database's ids are only unique in it, so
-    each copy of one gave its runs again). Uploads only: an upload is a copy, while
-    a watched file is written to (see ingest_paths). None when there is none."""
+    each copy of one gave its runs again). Uploads only, on both sides: an upload is
+    kept as it came (its path is its content's), while a file read from a directory
+    or a source may be written again, moved or deleted (a source that mirrors
+    deletions takes its runs with it), and the upload's runs must not go with it.
+    None when there is none."""
     if digest in ctx.digests:
         _write_read_ahead(ctx)  # the same bytes earlier in this batch: written first
     ctx.digests.add(digest)
     same = (
-        TraceFile.objects.filter(sha256=digest, format=format_name, status=TraceFile.FileStatus.OK)
+        TraceFile.objects.filter(
+            sha256=digest, format=format_name, status=TraceFile.FileStatus.OK, uploaded=True
+        )
         .exclude(path=path)
         .annotate(held=Count("runs"))
         .order_by("id")
