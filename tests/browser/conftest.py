@@ -48,6 +48,29 @@ def page(browser, live_server):
     yield from watched_page(browser, live_server, {"width": 1400, "height": 900})
 
 
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def phone(browser, live_server):
+    """A fresh page the size of a phone (390 x 844), watched as `page` is."""
+    yield from watched_page(browser, live_server, PHONE)
+
+
+def assert_no_sideways_scroll(page) -> None:
+    """The page is no wider than its window."""
+    width = page.evaluate("document.scrollingElement.scrollWidth")
+    client = page.evaluate("document.scrollingElement.clientWidth")
+    assert width <= client, f"the page scrolls sideways: {width} > {client}"
+
+
+def background_is_dark(page) -> bool:
+    """The body is painted dark (each of its colour's channels below 100)."""
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    channels = [int(c) for c in background[background.index("(") + 1 : -1].split(",")[:3]]
+    return max(channels) < 100
+
+
 def watched_page(browser, live_server, viewport: dict, expected=lambda text: False):
     """A fixture's page at `viewport`; any console error or CSP violation fails the
     test, but those `expected(text)` says the test provokes."""

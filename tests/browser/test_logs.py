@@ -6,7 +6,6 @@ a phone)."""
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import watched_page
 from tests.test_views_run_detail import add_logs, add_steps, make_run
 from traces.models import LogEntry, Run, Step
 
@@ -100,11 +99,6 @@ def test_the_log_search_lists_the_newest_lines_then_words_then_a_filter(page, lo
     page.wait_for_url("**/runs/*/?tab=logs")
     expect(page.locator("h1").first).to_contain_text(run_name)
     expect(page.locator("#log-rows")).to_be_visible()
-
-
-@pytest.fixture
-def phone(browser, live_server):
-    yield from watched_page(browser, live_server, {"width": 390, "height": 844})
 
 
 def test_the_log_search_fits_a_phone(phone, loaded_samples):

@@ -12,20 +12,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import transaction
 
-from tests.browser.conftest import watched_page
+from tests.browser.conftest import PHONE, assert_no_sideways_scroll, background_is_dark
 from traces.ingest import store
 from traces.ingest.records import LogRecord, RunRecord, StepRecord
 
 SHOTS = os.environ.get("TRACER_SHOTS", "")
-PHONE = {"width": 390, "height": 844}
 WORD = "zebrafish"
 LONG = f"{WORD}-" + "x" * 300
 RTL = f"{WORD} תשלום נכשל עבור הלקוח שילוח מחדש \u202egnp.exe"
-
-
-@pytest.fixture
-def phone(browser, live_server):
-    yield from watched_page(browser, live_server, PHONE)
 
 
 @pytest.fixture
@@ -52,9 +46,7 @@ def hostile_logs(transactional_db):
 
 
 def _fits(phone) -> None:
-    width = phone.evaluate("document.scrollingElement.scrollWidth")
-    client = phone.evaluate("document.scrollingElement.clientWidth")
-    assert width <= client, f"the page scrolls sideways: {width} > {client}"
+    assert_no_sideways_scroll(phone)
     wrap = phone.locator(".table-wrap")
     assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth"), "the table scrolls sideways"
 
@@ -64,9 +56,7 @@ def _fits(phone) -> None:
 def test_log_lines_are_cards_the_message_on_a_line_of_its_own(phone, hostile_logs, scheme, query):
     phone.emulate_media(color_scheme=scheme)
     phone.goto(f"/logs/?q={query}" if query else "/logs/")
-    background = phone.evaluate("getComputedStyle(document.body).backgroundColor")
-    channels = [int(c) for c in background[background.index("(") + 1 : -1].split(",")[:3]]
-    assert (max(channels) < 100) == (scheme == "dark"), background
+    assert background_is_dark(phone) == (scheme == "dark")
     rows = phone.locator("table.log-search-table tbody tr[data-row]")
     assert rows.count() == 6
     _fits(phone)

@@ -3,18 +3,10 @@ that scrolls away, the filters behind a "Filters (n)" button, the runs as cards.
 
 from datetime import timedelta
 
-import pytest
 from django.utils import timezone
 
-from tests.browser.conftest import watched_page
+from tests.browser.conftest import PHONE
 from traces.models import Run
-
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def phone(browser, live_server):
-    yield from watched_page(browser, live_server, PHONE)
 
 
 def pages() -> list[str]:

@@ -7,20 +7,12 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from tests.browser.conftest import watched_page
+from tests.browser.conftest import PHONE
 from tests.test_views_causes import recent_failures
 from traces.models import Run
-
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def phone(browser, live_server):
-    yield from watched_page(browser, live_server, PHONE)
 
 
 def assert_fits(phone):

@@ -2,18 +2,9 @@
 readable without sideways scrolling of the page, and an exact id straight to its
 page even when 30 newer runs match its words."""
 
-import pytest
-
-from tests.browser.conftest import watched_page
+from tests.browser.conftest import PHONE
 from tests.factories import make_runs
 from traces.models import Run
-
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def phone(browser, live_server):
-    yield from watched_page(browser, live_server, PHONE)
 
 
 def _search_from_the_header(phone, query: str) -> None:

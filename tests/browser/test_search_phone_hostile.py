@@ -11,21 +11,15 @@ from datetime import UTC, datetime
 import pytest
 from django.db import transaction
 
-from tests.browser.conftest import watched_page
+from tests.browser.conftest import PHONE, assert_no_sideways_scroll, background_is_dark
 from traces.ingest import store
 from traces.ingest.records import LinkRecord, RunRecord, StepRecord
 
 SHOTS = os.environ.get("TRACER_SHOTS", "")
-PHONE = {"width": 390, "height": 844}
 WORD = "zebrafish"
 LONG_ID = f"{WORD}-" + "x" * 200
 RTL = f"{WORD} תשלום נכשל עבור הלקוח שילוח מחדש ‮gnp.exe"
 ARABIC = "فشل الدفع للعميل " * 6
-
-
-@pytest.fixture
-def phone(browser, live_server):
-    yield from watched_page(browser, live_server, PHONE)
 
 
 @pytest.fixture
@@ -56,19 +50,11 @@ def hostile_results(transactional_db):
             store.write_run(record, source_file=None, origin="")
 
 
-def fits(phone) -> None:
-    width = phone.evaluate("document.scrollingElement.scrollWidth")
-    client = phone.evaluate("document.scrollingElement.clientWidth")
-    assert width <= client, f"the page scrolls sideways: {width} > {client}"
-
-
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_hostile_results_fit_a_phone_as_cards(phone, hostile_results, scheme):
     phone.emulate_media(color_scheme=scheme)
     phone.goto(f"/search/?q={WORD}&jump=no")
-    background = phone.evaluate("getComputedStyle(document.body).backgroundColor")
-    channels = [int(c) for c in background[background.index("(") + 1 : -1].split(",")[:3]]
-    assert (max(channels) < 100) == (scheme == "dark"), background
+    assert background_is_dark(phone) == (scheme == "dark")
     for kind in ("Runs", "Steps", "Entities"):
         group = phone.get_by_role("region", name=kind)
         assert group.locator("tbody tr").count() >= 3, kind
@@ -81,7 +67,7 @@ def test_hostile_results_fit_a_phone_as_cards(phone, hostile_results, scheme):
             box = cell.bounding_box()
             if box:
                 assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"] + 0.5, kind
-    fits(phone)
+    assert_no_sideways_scroll(phone)
     if SHOTS:
         phone.screenshot(path=f"{SHOTS}/search-phone-{scheme}.png")
     # Long values are all there: wrapped, or cut short with the whole in a title.
@@ -89,7 +75,7 @@ def test_hostile_results_fit_a_phone_as_cards(phone, hostile_results, scheme):
     assert LONG_ID in page_text.replace("\n", "")
     # The header's query and the summary fit too with the longest query the box takes.
     phone.goto(f"/search/?q={LONG_ID}{'q' * 250}&jump=no")
-    fits(phone)
+    assert_no_sideways_scroll(phone)
 
 
 def test_a_phone_search_from_the_header_with_a_long_id_fits(phone, hostile_results):
@@ -97,4 +83,4 @@ def test_a_phone_search_from_the_header_with_a_long_id_fits(phone, hostile_resul
     phone.locator("#global-search").fill(f"{LONG_ID}-1")
     phone.locator("#global-search").press("Enter")
     phone.wait_for_load_state()
-    fits(phone)
+    assert_no_sideways_scroll(phone)
