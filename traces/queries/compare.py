@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import F, Q
 
 from traces.ingest.step_paths import parts
@@ -371,8 +371,8 @@ def _merged_counts(a: Run, b: Run, limits: list) -> tuple:
         " ORDER BY path OFFSET 0)"
     )
     duration = _duration_changed("s", "o")
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL jit = off")
+    # No JIT: the site's connections have it off (settings).
+    with connection.cursor() as cursor:
         cursor.execute(
             "SELECT SUM(CASE WHEN s.path IS NOT NULL AND o.path IS NOT NULL THEN 1 ELSE 0 END),"
             " SUM(CASE WHEN o.status <> s.status THEN 1 ELSE 0 END),"

@@ -32,7 +32,7 @@ from django.db.models.expressions import RawSQL
 
 from traces.models import Status, Step
 from traces.pagination import Page, keyset_page
-from traces.search.index import COARSE_BITS, STEPS, pg_bucket, planner_settings
+from traces.search.index import COARSE_BITS, STEPS, pg_bucket
 
 from .steps import MAX_ANCESTORS, capped_count, only_failed_subtrees, step_rows
 
@@ -244,7 +244,7 @@ def window(
 
 
 def _pg_count(run_id: int, find: Find, cap: int) -> tuple[int, bool]:
-    with connection.cursor() as cursor, planner_settings(cursor, jit=False):
+    with connection.cursor() as cursor:
         cursor.execute(*_pg_count_sql(run_id, find, cap))
         (found,) = cursor.fetchone()
     return min(found, cap), found > cap
@@ -264,8 +264,9 @@ def _pg_count_sql(run_id: int, find: Find, cap: int) -> tuple[str, list]:
     cap += 1
     # The buckets a recursive step at a time, each read by a lateral subquery whose
     # LIMIT keeps it a nested loop: a bucket (a bigint: btree_gin has no cross-type
-    # operator) at a time, stopping at the cap. Its caller turns JIT off: however few
-    # the buckets, the planner guesses 31 of them, a cost that JIT-compiles (50-500 ms).
+    # operator) at a time, stopping at the cap. However few the buckets, the planner
+    # guesses 31 of them, a cost that JIT would compile (50-500 ms): the site's
+    # connections have JIT off (settings).
     sql = f"""
 WITH RECURSIVE ends(a, b) AS (
     SELECT (SELECT id FROM {table} WHERE run_id = %s ORDER BY seq, id LIMIT 1),

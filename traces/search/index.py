@@ -303,7 +303,7 @@ def drop_statements(vendor: str) -> list[str]:
 @contextlib.contextmanager
 def planner_settings(cursor, **settings: bool):
     """PostgreSQL: the statements run inside it planned with these settings
-    (`enable_seqscan=False`, `jit=False`: off or on). A full-text match is read from
+    (`enable_seqscan=False`: off or on). A full-text match is read from
     its GIN index only when sequential scans are off: a common word's matches
     otherwise look quicker to find by reading the table and testing each row's
     vector, however far into it they are. LOCAL to a transaction of its own; inside

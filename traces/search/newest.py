@@ -51,7 +51,7 @@ def newest_keyed(
     match = pg_match(searched, words)
     # Bitmap scans only: the buckets are the index's, and a walk down the primary key
     # (`ORDER BY id DESC LIMIT n`, the planner's guess) may read the whole table.
-    with planner_settings(cursor, enable_seqscan=False, enable_indexscan=False, jit=False):
+    with planner_settings(cursor, enable_seqscan=False, enable_indexscan=False):
         cursor.execute(_walk_sql(searched, match, cap), [top >> COARSE_BITS, *words])
         walked = cursor.fetchall()
         buckets = [(bucket, found - before) for (_, before), (bucket, found) in

@@ -149,14 +149,12 @@ def _found_rows(searched: SearchedTable, words: list[str], load) -> Found:
     return Found.of(load(ids[:SHOWN]), matches)
 
 
-def _matching_ids(
-    searched: SearchedTable, words: list[str], wanted: int = SHOWN
-) -> tuple[list[int], int]:
-    """Ids of the newest matching rows (highest id first; at least `wanted` of them,
-    at most COUNT_CAP + 1), and how many rows match, counted up to COUNT_CAP + 1."""
+def _matching_ids(searched: SearchedTable, words: list[str]) -> tuple[list[int], int]:
+    """Ids of the newest matching rows (highest id first; at least SHOWN of them), and
+    how many rows match, counted up to COUNT_CAP + 1."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql" and searched.pg_column:
-            return newest_matches(cursor, searched, words, wanted, COUNT_CAP)
+            return newest_matches(cursor, searched, words, SHOWN, COUNT_CAP)
         if connection.vendor == "postgresql":
             match = pg_match(searched, words)
             # Newest first, as on SQLite: a common word's matches are all read and the
