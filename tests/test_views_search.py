@@ -359,3 +359,111 @@ def test_a_word_s_newest_matches_read_a_bucket_at_a_time_on_postgres():
         ids, count = newest_matches(cursor, STEPS, ["zebra_common"], 20, 5_000)
         assert ids == matching[:20] and count == len(matching)
         assert newest_matches(cursor, STEPS, ["no_such_zebra"], 20, 1000) == ([], 0)
+
+
+def test_a_word_s_newest_matches_follow_deletes_and_updates_across_buckets():
+    """The newest matches and their count after the newest bucket holding the word
+    loses its matches and a newer bucket's step takes the word (PostgreSQL: the keys
+    of each id bucket in the GIN index, kept by the database itself)."""
+    from traces.search.query import COUNT_CAP, SHOWN, search
+
+    matching = sorted(_spread_steps(), reverse=True)
+    Step.objects.filter(pk__in=SPARSE[3:]).delete()  # bucket 4's
+    matching = [pk for pk in matching if pk not in SPARSE[3:]]
+    found = search("zebra_common").steps
+    assert [step.pk for step in found.items] == matching[:SHOWN]
+    assert (found.count, found.capped) == (COUNT_CAP, True)
+    rare = search("zebra_rare").steps
+    assert [step.pk for step in rare.items] == [*SPARSE[2::-1], OLDEST]
+    assert (rare.count, rare.capped) == (4, False)
+    # Bucket 5's step, without the word until now.
+    Step.objects.filter(pk=NEWER_WITHOUT[0]).update(error="zebra_rare at last")
+    rare = search("zebra_rare").steps
+    assert [step.pk for step in rare.items] == [NEWER_WITHOUT[0], *SPARSE[2::-1], OLDEST]
+    assert search("zebra_common").steps.items[0].pk == matching[0]
+
+
+def test_a_rewritten_run_is_found_under_its_new_ids_and_a_deleted_one_not_at_all(runs_db):
+    """A re-sync writes a changed run's steps again, under new ids: the search finds
+    the new rows, not the old; then the run deleted, nothing."""
+    import sqlite3
+
+    from traces.search.query import search
+
+    ingest_paths([runs_db])
+    running = Run.objects.get(format="runs", status="running")
+    old = set(Step.objects.filter(run=running).values_list("pk", flat=True))
+    conn = sqlite3.connect(runs_db)
+    conn.execute(
+        "UPDATE steps SET error = 'zebra_marker went wrong', "
+        "updated_at = '2026-03-02T09:00:00.000Z' WHERE run_id = ?",
+        (running.external_id,),
+    )
+    conn.execute(
+        "UPDATE runs SET updated_at = '2026-03-02T09:00:00.000Z' WHERE id = ?",
+        (running.external_id,),
+    )
+    conn.commit()
+    conn.close()
+    assert ingest_paths([runs_db]).run_ids() == [running.pk]
+    new = set(Step.objects.filter(run=running).values_list("pk", flat=True))
+    assert new and not new & old
+    found = search("zebra_marker").steps
+    assert {step.pk for step in found.items} == new and found.count == len(new)
+    delete_runs([running.pk])
+    assert search("zebra_marker").steps.items == []
+
+
+def test_a_long_word_is_found_by_its_key_s_start_and_the_vector():
+    """PostgreSQL keys a word by its first KEY_CHARS characters (a lexeme has 2,047
+    bytes at most): two long words alike in their first KEY_CHARS share a key, and
+    the stored vector tells them apart; a find's prefix of one finds both."""
+    from tests.factories import make_runs, make_steps
+    from traces.queries import find as found
+    from traces.search.index import KEY_CHARS
+    from traces.search.query import search
+
+    start = "q" * KEY_CHARS
+    words = [start + "alpha", start + "beta", "r" * 2_040]
+    (run,) = make_runs(1, name="long words")
+    steps = make_steps(run, 3, error=lambda position: f"held {words[position]} here")
+    index_runs_of(run)
+    for step, word in zip(steps, words, strict=True):
+        assert [s.pk for s in search(word).steps.items] == [step.pk], word[-5:]
+    assert search(start).steps.items == []
+    find = found.parse(start[:50] + "*")
+    assert found.count(run.pk, find) == (2, False)
+    assert found.few_matches(run.pk, find)
+    window = found.window(run.pk, find, counted=(2, False))
+    assert {step.pk for step in window.items} == {steps[0].pk, steps[1].pk}
+
+
+def index_runs_of(run) -> None:
+    """SQLite's index of a run's steps written by hand (PostgreSQL's keeps itself)."""
+    from traces.search.index import index_runs
+
+    with connection.cursor() as cursor:
+        index_runs(cursor, [run.pk])
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_a_row_s_keys_are_its_words_in_its_id_bucket():
+    from traces.search.index import KEY_CHARS, KEYS, KEYS_QUERY
+
+    bucket = 3 * 65_536 + 5  # in coarse bucket 3
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {KEYS}(%s, to_tsvector('simple', %s))::text, "
+            f"{KEYS}(%s, NULL)::text, {KEYS}(%s, ''::tsvector)::text",
+            [bucket, "Fetch charges " + "x" * 300, bucket, bucket],
+        )
+        assert cursor.fetchone() == (f"'3_charges' '3_fetch' '3_{'x' * KEY_CHARS}'", "", "")
+        cursor.execute(
+            f"SELECT {KEYS_QUERY}(7, to_tsquery('simple', %s))::text, "
+            f"{KEYS_QUERY}(7, phraseto_tsquery('simple', %s))::text",
+            ["(fetch <-> charges) & (abc:*)", "cus 000123 " + "y" * 250],
+        )
+        assert cursor.fetchone() == (
+            "'7_fetch' & '7_charges' & '7_abc':*",
+            f"'7_cus' & '7_000123' & '7_{'y' * KEY_CHARS}'",
+        )

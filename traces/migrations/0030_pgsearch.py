@@ -9,6 +9,7 @@ from django.db import migrations
 from traces.search import index
 
 OLD_NAMES = {"traces_run": "run_search_doc", "traces_step": "step_search_doc"}
+NEW_NAMES = {"traces_run": "run_search_bucket", "traces_step": "step_search_bucket"}
 
 
 def forward(apps, schema_editor):
@@ -34,7 +35,9 @@ def backward(apps, schema_editor):
                 f"CREATE INDEX IF NOT EXISTS {OLD_NAMES[searched.table]} ON {searched.table} "
                 f"USING gin ({searched.pg_column})"
             )
-            cursor.execute(f"DROP INDEX IF EXISTS {searched.gin}")
+            # 0030's index (0033 made it again on its way back), or a later one.
+            for name in {NEW_NAMES[searched.table], searched.gin}:
+                cursor.execute(f"DROP INDEX IF EXISTS {name}")
 
 
 class Migration(migrations.Migration):

@@ -32,7 +32,7 @@ from django.db.models.expressions import RawSQL
 
 from traces.models import Status, Step
 from traces.pagination import Page, keyset_page
-from traces.search.index import COARSE_BITS, STEPS, pg_bucket
+from traces.search.index import COARSE_BITS, STEPS, pg_anywhere, pg_in_bucket
 
 from .steps import MAX_ANCESTORS, capped_count, only_failed_subtrees, step_rows
 
@@ -108,6 +108,10 @@ def fts5_query(find: Find) -> str:
     )
 
 
+# The find's tsquery (one `%s`: pg_tsquery's text).
+PG_QUERY = "to_tsquery('simple'::regconfig, %s)"
+
+
 def pg_tsquery(find: Find) -> str:
     """PostgreSQL: to_tsquery text of every phrase (`a <-> b`, or `a <-> b:*`)."""
     return " & ".join(
@@ -126,11 +130,12 @@ def _matching_ids_sql(
         # `run_id + 0`: no B-tree serves it, so the planner starts from the GIN index
         # rather than the run's steps through (run, ...) (~100,000 for a big run: what a
         # small table's statistics can suggest).
-        document = STEPS.pg_document()
+        # The words' keys in every id bucket (search/index.py), the phrase rechecked.
+        anywhere = pg_anywhere(STEPS, PG_QUERY)
         return (
             f"SELECT id FROM {STEPS.table} WHERE run_id + 0 = %s "
-            f"AND {document} @@ to_tsquery('simple'::regconfig, %s){cut}",
-            [run_id, pg_tsquery(find)],
+            f"AND {anywhere} AND {STEPS.pg_document()} @@ {PG_QUERY}{cut}",
+            [run_id, pg_tsquery(find), pg_tsquery(find)],
         )
     # A run's steps are written together, so their ids are one range (or a few):
     # FTS5 seeks to it in each word's list instead of reading the whole database's.
@@ -254,17 +259,18 @@ def _pg_count_sql(run_id: int, find: Find, cap: int) -> tuple[str, list]:
     """PostgreSQL: the run's steps holding the words, counted to `cap` + 1, in one
     statement. A run's steps are written together, so their ids are mostly one range:
     the ids of its first and last step (in seq order, two probes of step_run_seq) name
-    the coarse buckets of that range, and each is read through the GIN index's bucket
-    (bucket AND words: the run's postings, not the word's 220,000 in the whole store,
-    ~45 ms at 1 M steps). More than the cap found there is the answer whatever lies
-    outside it; fewer, and the run's steps are counted as before (the full posting list
-    ANDed with the run's steps), so a step outside the range is still counted."""
-    table, words = STEPS.table, "to_tsquery('simple'::regconfig, %s)"
+    the coarse buckets of that range, and each is read through the GIN index's keys of
+    the words in that bucket (the run's postings, not the word's 220,000 in the whole
+    store, ~45 ms at 1 M steps). More than the cap found there is the answer whatever
+    lies outside it; fewer, and the run's steps are counted as before (the words' keys
+    in every bucket ANDed with the run's steps), so a step outside the range is still
+    counted."""
+    table, words = STEPS.table, PG_QUERY
     match = f"{STEPS.pg_document()} @@ {words}"
     cap += 1
     # The buckets a recursive step at a time, each read by a lateral subquery whose
-    # LIMIT keeps it a nested loop: a bucket (a bigint: btree_gin has no cross-type
-    # operator) at a time, stopping at the cap. However few the buckets, the planner
+    # LIMIT keeps it a nested loop: a bucket at a time, stopping at the cap. However
+    # few the buckets, the planner
     # guesses 31 of them, a cost that JIT would compile (50-500 ms): the site's
     # connections have JIT off (settings).
     sql = f"""
@@ -277,16 +283,17 @@ WITH RECURSIVE ends(a, b) AS (
 ), ranged(n) AS (
     SELECT count(*) FROM (
         SELECT 1 FROM span CROSS JOIN LATERAL (
-            SELECT id FROM {table} WHERE {pg_bucket(COARSE_BITS)} = span.bucket
+            SELECT id FROM {table} WHERE {pg_in_bucket(STEPS, "span.bucket", words)}
             AND run_id + 0 = %s AND {match} LIMIT {cap}
         ) AS hit LIMIT {cap}
     ) AS hits
 )
 SELECT CASE WHEN n >= {cap} THEN n ELSE (SELECT count(*) FROM (
-    SELECT id FROM {table} WHERE run_id = %s AND {match} LIMIT {cap}) AS every) END
+    SELECT id FROM {table} WHERE run_id = %s AND {pg_anywhere(STEPS, words)} AND {match}
+    LIMIT {cap}) AS every) END
 FROM ranged"""
     query = pg_tsquery(find)
-    return sql, [run_id, run_id, run_id, query, run_id, query]
+    return sql, [run_id, run_id, query, run_id, query, run_id, query, query]
 
 
 def few_matches(run_id: int, find: Find) -> bool:

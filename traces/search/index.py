@@ -17,12 +17,12 @@ columns, which PostgreSQL keeps itself (the log lines); for runs and steps (a ru
 attributes are long, and a word can match tens of thousands of steps) a stored
 `tsvector` column instead (`pg_column`),
 computed by a BEFORE INSERT/UPDATE trigger in the statement that writes the row
-(COPY included) and GIN-indexed: a phrase's match must be rechecked on the row, and
-the recheck then reads the stored vector instead of tokenising the row's text again
-(~25 µs a row: a word matching 40,000 steps took a second), and a plain B-tree walk
-(newest first, a run's steps in order) can test rows for a word as it goes. Their
-GIN index also holds each row's id bucket (pg_column_index), so the search reads a
-common word's newest matches a bucket at a time (newest.py).
+(COPY included): a phrase's match must be rechecked on the row, and the recheck then
+reads the stored vector instead of tokenising the row's text again (~25 µs a row: a
+word matching 40,000 steps took a second), and a plain B-tree walk (newest first, a
+run's steps in order) can test rows for a word as it goes. Their GIN index is of
+each word with the row's id bucket, `8_fetch` (pg_column_index), so the search reads
+a common word's newest matches a bucket at a time (newest.py).
 
 Steps are also found by the VALUES (strings and numbers, not the keys) of their
 attributes and input (`values`): a customer id or an actor pasted into the search
@@ -115,9 +115,18 @@ def pg_words(text_sql: str) -> str:
 
 def pg_match(searched: SearchedTable, words: list[str]) -> str:
     """SQL matching rows holding every word (one `%s` a word), each a tsquery phrase
-    split as the documents are; the index serves it."""
-    phrase = f"phraseto_tsquery('simple'::regconfig, {pg_words('%s')})"
-    return " AND ".join(f"{searched.pg_document()} @@ {phrase}" for _ in words)
+    split as the documents are; an expression index serves it (runs' and steps' stored
+    vectors are found through their keys: newest.py)."""
+    return " AND ".join(f"{searched.pg_document()} @@ {PHRASE}" for _ in words)
+
+
+# A word as a tsquery phrase of its tokens, split as the documents are (one `%s`).
+PHRASE = f"phraseto_tsquery('simple'::regconfig, {pg_words('%s')})"
+
+
+def pg_query(words: list[str]) -> str:
+    """SQL of one tsquery holding every word (one `%s` a word), each a phrase."""
+    return f"({' && '.join([PHRASE] * len(words))})"
 
 
 def fts_query(words: list[str]) -> str:
@@ -130,7 +139,7 @@ RUNS = SearchedTable(
     "traces_run",
     ("external_id", "name", "type", "trigger", "actor", "error", "attributes"),
     "traces_run_search",
-    "run_search_bucket",
+    "run_search_keys",
     indexed_by_store=False,
     pg_column="search_doc",
 )
@@ -138,7 +147,7 @@ STEPS = SearchedTable(
     "traces_step",
     ("key", "name", "type", "error"),
     "traces_step_search",
-    "step_search_bucket",
+    "step_search_keys",
     indexed_by_store=True,
     values=("attributes", "input"),
     pg_column="search_doc",
@@ -257,23 +266,97 @@ def pg_column_fill(searched: SearchedTable, first: int, last: int) -> str:
     )
 
 
-# PostgreSQL: the stored vector's GIN index also holds each row's id bucket, a coarse
-# one (65,536 ids) and a fine one (1,024 ids), so the newest matches of a word in
-# 200,000 rows are read a bucket at a time, newest first (newest.py), not all of them.
-# A bigint in a GIN index is btree_gin's (a contrib extension, trusted: a database
-# owner may create it).
+# PostgreSQL: the stored vector's GIN index is of its words each prefixed by the row's
+# coarse id bucket (65,536 ids), `8_fetch` (the row's "keys"), and of its fine bucket
+# (1,024 ids). A word's matches in one coarse bucket are then one key's postings, and
+# a bucket without the word costs the look-up of an absent key (~0.05 ms), where an
+# index of (bucket, word) intersected the bucket's postings with the word's, whose
+# interleaving in the heap made a bucket without the word cost up to 10-25 ms at 1 M
+# steps (RESULTS §16a). So the newest matches of a word in 200,000 rows are read a
+# bucket at a time, newest first (newest.py), not all of them. A bigint in a GIN
+# index is btree_gin's (a contrib extension, trusted: a database owner may create it).
 COARSE_BITS = 16
 FINE_BITS = 10
+# A key holds this many characters of its word at most (a tsvector's lexeme has at
+# most 2,047 bytes): a longer word's key is its start, the match rechecked on the vector.
+KEY_CHARS = 200
+KEYS = "tracer_search_keys"
+KEYS_QUERY = "tracer_search_keys_query"
 
 
 def pg_bucket(bits: int) -> str:
     return f"(id >> {bits})"
 
 
+def pg_keys_functions() -> list[str]:
+    """`tracer_search_keys(id, vector)`: a row's keys (its words prefixed by its coarse
+    bucket, cut at KEY_CHARS). `tracer_search_keys_query(bucket, query)`: a query of
+    words, phrases and prefixes (`'a' <-> 'b':* & 'c'`) as the keys in that bucket of
+    the rows matching it (`'8_a' & '8_b':* & '8_c'`: the phrase and a long word's cut
+    are rechecked on the vector). Its words are the 'simple' parser's, of text whose
+    punctuation was made spaces (pg_words; find's letters-and-digits tokens): none
+    holds a quote, a space or an operator's `<`, and in a tsquery's text each opens
+    with a quote after a space, `(`, `!` or the start. The bucket is written in by
+    replace() (~1 µs); only a query as long as a key is cut by a regular expression,
+    whose bounded repetition costs ~70 µs a call (the walk calls it once a bucket).
+
+    The keys are PARALLEL RESTRICTED (they are safe): a scan that reads them runs in
+    the leader alone. The planner cannot estimate a query of buckets known only at run
+    time (the walk's bucket, a set of buckets), guesses ~50,000 rows where a few
+    hundred are read, and planned two workers whose start cost ~10 ms of a 1-ms read."""
+    text = "regexp_replace(query::text, '<(-|[0-9]+)>', '&', 'g')"  # a phrase: its words
+    prefixed = f"' ' || {text}"
+    for before in " (!":  # a word's opening quote, then the bucket
+        prefixed = f"replace({prefixed}, '{before}''', '{before}''' || bucket || '_')"
+    char = "(?:[^'']|'''')"  # a character of a quoted word in a tsquery's text
+    cut = (
+        f"regexp_replace({text}, '''({char}{{1,{KEY_CHARS}}}){char}*''', "
+        "'''' || bucket || '_\\1''', 'g')"
+    )
+    return [
+        f"CREATE OR REPLACE FUNCTION {KEYS}(id bigint, vector tsvector) RETURNS tsvector "
+        "LANGUAGE sql IMMUTABLE PARALLEL RESTRICTED AS $$ SELECT array_to_tsvector(ARRAY("
+        f"SELECT (id >> {COARSE_BITS})::text || '_' || left(word, {KEY_CHARS}) "
+        "FROM unnest(tsvector_to_array(vector)) AS word)) $$",
+        f"CREATE OR REPLACE FUNCTION {KEYS_QUERY}(bucket bigint, query tsquery) "
+        "RETURNS tsquery LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT (CASE WHEN "
+        f"length(query::text) > {KEY_CHARS} THEN {cut} ELSE {prefixed} END)::tsquery $$",
+    ]
+
+
+def pg_keys(searched: SearchedTable) -> str:
+    """A row's indexed keys, as a query must name them for the index to serve it."""
+    return f"{KEYS}(id, {searched.pg_column})"
+
+
+def pg_in_bucket(searched: SearchedTable, bucket: str, query: str) -> str:
+    """SQL: the row is in coarse bucket `bucket` (SQL of a bigint) and holds there the
+    keys of `query` (SQL of a tsquery); the index serves it. A match is to be
+    rechecked on the vector (`search_doc @@ query`)."""
+    return f"{pg_keys(searched)} @@ {KEYS_QUERY}({bucket}, {query})"
+
+
+def pg_in_buckets(searched: SearchedTable, buckets: str, query: str) -> str:
+    """pg_in_bucket in any of `buckets` (SQL of a set of bigints: `unnest(%s::bigint[])`,
+    `generate_series(a, b)`): one bitmap index scan reading each bucket's keys in turn."""
+    return (
+        f"{pg_keys(searched)} @@ ANY(ARRAY(SELECT {KEYS_QUERY}(bucket, {query}) "
+        f"FROM {buckets} AS bucket))"
+    )
+
+
+def pg_anywhere(searched: SearchedTable, query: str) -> str:
+    """pg_in_buckets over every bucket of the table (its lowest id's to its highest)."""
+    low, high = (f"(SELECT {end}(id) FROM {searched.table})" for end in ("min", "max"))
+    buckets = f"generate_series({low} >> {COARSE_BITS}, {high} >> {COARSE_BITS})"
+    return pg_in_buckets(searched, buckets, query)
+
+
 def pg_column_index(searched: SearchedTable) -> list[str]:
-    columns = f"{pg_bucket(COARSE_BITS)}, {pg_bucket(FINE_BITS)}, {searched.pg_column}"
+    columns = f"{pg_bucket(FINE_BITS)}, {pg_keys(searched)}"
     return [
         "CREATE EXTENSION IF NOT EXISTS btree_gin",
+        *pg_keys_functions(),
         f"CREATE INDEX IF NOT EXISTS {searched.gin} ON {searched.table} USING gin ({columns})",
     ]
 

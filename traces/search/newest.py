@@ -2,27 +2,37 @@
 them (to a cap), for a table with a stored vector (index.RUNS, index.STEPS).
 
 A GIN index has no order: "the newest 20 of a word's 220,000 matches" read from it
-alone is all 220,000, sorted (~1 s at 1 M steps, 10 s at 10 M). Its index also holds
-each row's id bucket (index.pg_column_index), and a bucket and a word are ANDed
-inside the index, which skips the word's matches in other buckets. So:
+alone is all 220,000, sorted (~1 s at 1 M steps, 10 s at 10 M). Its keys are each
+word with the row's id bucket (index.pg_column_index), so a word's matches in one
+bucket are the postings of its keys there, and a bucket without the word is an
+absent key. So:
 
 1. the walk: coarse buckets (65,536 ids) newest first, each counted up to the cap
-   (`(id >> 16) = b AND vector @@ query`: the rows of that bucket holding the words),
-   until more than the cap are found or the first bucket is passed; one recursive
-   statement, each empty bucket ~0.05-1 ms;
+   (the rows holding the words' keys in that bucket, the phrase rechecked on the
+   vector), until more than the cap are found or the first bucket is passed; one
+   recursive statement, each bucket without the words ~0.05 ms;
 2. the newest `limit` from the buckets that hold any, newest first: those with few
    matches together (read and sorted: at most a cap's worth), then a bucket with
    many a fine bucket (1,024 ids) at a time, newest first, until `limit` are found.
 
-What is read is the walk's buckets and at most about `limit` + COUNT_CAP matching
-rows, wherever in id order the matches are. A word with fewer matches than the cap
-walks every coarse bucket (16 at 1 M steps, 153 at 10 M)."""
+What is read is the walk's buckets' keys and at most about `limit` + COUNT_CAP
+matching rows, wherever in id order the matches are. A word with fewer matches
+than the cap walks every coarse bucket (16 at 1 M steps, 157 at 10 M)."""
 
 from __future__ import annotations
 
 import itertools
 
-from .index import COARSE_BITS, FINE_BITS, SearchedTable, pg_bucket, pg_match, planner_settings
+from .index import (
+    COARSE_BITS,
+    FINE_BITS,
+    SearchedTable,
+    pg_bucket,
+    pg_in_bucket,
+    pg_in_buckets,
+    pg_query,
+    planner_settings,
+)
 
 FINE_PER_COARSE = 1 << (COARSE_BITS - FINE_BITS)
 
@@ -48,11 +58,15 @@ def newest_keyed(
         return [], 0, []
     keyed = "key = %s" if key else "false"
     flag = [key] if key else []
-    match = pg_match(searched, words)
+    query = pg_query(words)
+    # The words in a bucket's keys, the phrase rechecked on the vector: one `%s` a word
+    # in each.
+    match = f"{{}} AND {searched.pg_document()} @@ {query}"
     # Bitmap scans only: the buckets are the index's, and a walk down the primary key
     # (`ORDER BY id DESC LIMIT n`, the planner's guess) may read the whole table.
     with planner_settings(cursor, enable_seqscan=False, enable_indexscan=False):
-        cursor.execute(_walk_sql(searched, match, cap), [top >> COARSE_BITS, *words])
+        walk = match.format(pg_in_bucket(searched, "walk.bucket - 1", query))
+        cursor.execute(_walk_sql(searched, walk, cap), [top >> COARSE_BITS, *words, *words])
         walked = cursor.fetchall()
         buckets = [(bucket, found - before) for (_, before), (bucket, found) in
                    itertools.pairwise(walked) if found > before]  # fmt: skip
@@ -68,17 +82,19 @@ def newest_keyed(
             covered += hits
         rows: list[tuple[int, bool]] = []
         if few:
+            in_few = match.format(pg_in_buckets(searched, "unnest(%s::bigint[])", query))
             cursor.execute(
-                f"SELECT id, {keyed} FROM {searched.table} "
-                f"WHERE {pg_bucket(COARSE_BITS)} = ANY(%s) AND {match} "
+                f"SELECT id, {keyed} FROM {searched.table} WHERE {in_few} "
                 f"ORDER BY id DESC LIMIT {int(limit)}",
-                [*flag, few, *words],
+                [*flag, *words, few, *words],
             )
             rows = cursor.fetchall()
         if many is not None and len(rows) < limit:
             first = (many + 1) * FINE_PER_COARSE - 1
-            cursor.execute(_fine_sql(searched, match, keyed, limit - len(rows)),
-                           [first, first - FINE_PER_COARSE + 1, *flag, *words])  # fmt: skip
+            in_many = match.format(pg_in_bucket(searched, "%s::bigint", query))
+            cursor.execute(_fine_sql(searched, in_many, keyed, limit - len(rows)),
+                           [first, first - FINE_PER_COARSE + 1, *flag, many, *words,
+                            *words])  # fmt: skip
             rows += cursor.fetchall()
     return [row[0] for row in rows], matches, [row[0] for row in rows if row[1]]
 
@@ -90,8 +106,7 @@ def _walk_sql(searched: SearchedTable, match: str, cap: int) -> str:
         f"WITH RECURSIVE walk(bucket, found) AS ("
         f"SELECT %s::bigint + 1, 0::bigint UNION ALL "
         f"SELECT bucket - 1, found + (SELECT count(*) FROM (SELECT 1 FROM {searched.table} "
-        f"WHERE {pg_bucket(COARSE_BITS)} = walk.bucket - 1 AND {match} "
-        f"LIMIT {int(cap) + 1}) AS hit) "
+        f"WHERE {match} LIMIT {int(cap) + 1}) AS hit) "
         f"FROM walk WHERE bucket > 0 AND found <= {int(cap)}) "
         "SELECT bucket, found FROM walk ORDER BY bucket DESC"
     )
