@@ -430,7 +430,8 @@ def test_a_long_word_is_found_by_its_key_s_start_and_the_vector():
     index_runs_of(run)
     for step, word in zip(steps, words, strict=True):
         assert [s.pk for s in search(word).steps.items] == [step.pk], word[-5:]
-    assert search(start).steps.items == []
+    # Words as long as a key (or its start) are not the long words: their vectors say so.
+    assert search(start).steps.items == [] and search(start[:-2]).steps.items == []
     find = found.parse(start[:50] + "*")
     assert found.count(run.pk, find) == (2, False)
     assert found.few_matches(run.pk, find)
@@ -448,7 +449,7 @@ def index_runs_of(run) -> None:
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")
 def test_a_row_s_keys_are_its_words_in_its_id_bucket():
-    from traces.search.index import KEY_CHARS, KEYS, KEYS_QUERY
+    from traces.search.index import KEY_CHARS, KEYS, KEYS_EXACT, KEYS_QUERY
 
     bucket = 3 * 65_536 + 5  # in coarse bucket 3
     with connection.cursor() as cursor:
@@ -467,3 +468,10 @@ def test_a_row_s_keys_are_its_words_in_its_id_bucket():
             "'7_fetch' & '7_charges' & '7_abc':*",
             f"'7_cus' & '7_000123' & '7_{'y' * KEY_CHARS}'",
         )
+        # The keys are the answer to words and prefixes shorter than a key, not to a
+        # phrase (the words' order) nor a word as long as a key (a longer one's start).
+        cursor.execute(
+            f"SELECT {KEYS_EXACT}(to_tsquery('simple', q)) FROM unnest(%s::text[]) AS q",
+            [["a & b:*", "a <-> b", "a" * (KEY_CHARS - 2), "a" * (KEY_CHARS - 1), "!a"]],
+        )
+        assert [row[0] for row in cursor.fetchall()] == [True, False, True, False, False]

@@ -32,7 +32,7 @@ from django.db.models.expressions import RawSQL
 
 from traces.models import Status, Step
 from traces.pagination import Page, keyset_page
-from traces.search.index import COARSE_BITS, STEPS, pg_anywhere, pg_in_bucket
+from traces.search.index import COARSE_BITS, STEPS, pg_anywhere, pg_in_bucket, pg_rechecked
 
 from .steps import MAX_ANCESTORS, capped_count, only_failed_subtrees, step_rows
 
@@ -134,8 +134,8 @@ def _matching_ids_sql(
         anywhere = pg_anywhere(STEPS, PG_QUERY)
         return (
             f"SELECT id FROM {STEPS.table} WHERE run_id + 0 = %s "
-            f"AND {anywhere} AND {STEPS.pg_document()} @@ {PG_QUERY}{cut}",
-            [run_id, pg_tsquery(find), pg_tsquery(find)],
+            f"AND {anywhere} AND {pg_rechecked(STEPS, PG_QUERY)}{cut}",
+            [run_id, *[pg_tsquery(find)] * 3],
         )
     # A run's steps are written together, so their ids are one range (or a few):
     # FTS5 seeks to it in each word's list instead of reading the whole database's.
@@ -266,7 +266,7 @@ def _pg_count_sql(run_id: int, find: Find, cap: int) -> tuple[str, list]:
     in every bucket ANDed with the run's steps), so a step outside the range is still
     counted."""
     table, words = STEPS.table, PG_QUERY
-    match = f"{STEPS.pg_document()} @@ {words}"
+    match = pg_rechecked(STEPS, words)
     cap += 1
     # The buckets a recursive step at a time, each read by a lateral subquery whose
     # LIMIT keeps it a nested loop: a bucket at a time, stopping at the cap. However
@@ -293,7 +293,7 @@ SELECT CASE WHEN n >= {cap} THEN n ELSE (SELECT count(*) FROM (
     LIMIT {cap}) AS every) END
 FROM ranged"""
     query = pg_tsquery(find)
-    return sql, [run_id, run_id, query, run_id, query, run_id, query, query]
+    return sql, [run_id, run_id, query, run_id, query, query, run_id, query, query, query]
 
 
 def few_matches(run_id: int, find: Find) -> bool:

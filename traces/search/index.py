@@ -282,6 +282,7 @@ FINE_BITS = 10
 KEY_CHARS = 200
 KEYS = "tracer_search_keys"
 KEYS_QUERY = "tracer_search_keys_query"
+KEYS_EXACT = "tracer_search_keys_exact"
 
 
 def pg_bucket(bits: int) -> str:
@@ -321,6 +322,12 @@ def pg_keys_functions() -> list[str]:
         f"CREATE OR REPLACE FUNCTION {KEYS_QUERY}(bucket bigint, query tsquery) "
         "RETURNS tsquery LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT (CASE WHEN "
         f"length(query::text) > {KEY_CHARS} THEN {cut} ELSE {prefixed} END)::tsquery $$",
+        # Whether a query's keys are its answer: words and prefixes, no phrase (its
+        # words' order is the vector's), none cut.
+        f"CREATE OR REPLACE FUNCTION {KEYS_EXACT}(query tsquery) RETURNS boolean "
+        "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT "
+        f"length(query::text) <= {KEY_CHARS} AND strpos(query::text, '<') = 0 "
+        "AND strpos(query::text, '!') = 0 $$",
     ]
 
 
@@ -334,6 +341,13 @@ def pg_in_bucket(searched: SearchedTable, bucket: str, query: str) -> str:
     keys of `query` (SQL of a tsquery); the index serves it. A match is to be
     rechecked on the vector (`search_doc @@ query`)."""
     return f"{pg_keys(searched)} @@ {KEYS_QUERY}({bucket}, {query})"
+
+
+def pg_rechecked(searched: SearchedTable, query: str) -> str:
+    """SQL: a row whose keys hold `query` (SQL of a tsquery) matches it: always, when
+    the keys answer it (words alone, none cut: the planner folds the test of a query
+    it knows), else as its vector says (a phrase's order, a long word's end)."""
+    return f"({KEYS_EXACT}({query}) OR {searched.pg_column} @@ {query})"
 
 
 def pg_in_buckets(searched: SearchedTable, buckets: str, query: str) -> str:

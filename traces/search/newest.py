@@ -31,6 +31,7 @@ from .index import (
     pg_in_bucket,
     pg_in_buckets,
     pg_query,
+    pg_rechecked,
     planner_settings,
 )
 
@@ -59,14 +60,15 @@ def newest_keyed(
     keyed = "key = %s" if key else "false"
     flag = [key] if key else []
     query = pg_query(words)
-    # The words in a bucket's keys, the phrase rechecked on the vector: one `%s` a word
-    # in each.
-    match = f"{{}} AND {searched.pg_document()} @@ {query}"
+    # The words' keys in a bucket, and where the keys are not the answer (a phrase, a
+    # long word) the vector's: one `%s` a word in the keys, two in the recheck.
+    match = f"{{}} AND {pg_rechecked(searched, query)}"
+    rechecked = [*words, *words]
     # Bitmap scans only: the buckets are the index's, and a walk down the primary key
     # (`ORDER BY id DESC LIMIT n`, the planner's guess) may read the whole table.
     with planner_settings(cursor, enable_seqscan=False, enable_indexscan=False):
         walk = match.format(pg_in_bucket(searched, "walk.bucket - 1", query))
-        cursor.execute(_walk_sql(searched, walk, cap), [top >> COARSE_BITS, *words, *words])
+        cursor.execute(_walk_sql(searched, walk, cap), [top >> COARSE_BITS, *words, *rechecked])
         walked = cursor.fetchall()
         buckets = [(bucket, found - before) for (_, before), (bucket, found) in
                    itertools.pairwise(walked) if found > before]  # fmt: skip
@@ -86,7 +88,7 @@ def newest_keyed(
             cursor.execute(
                 f"SELECT id, {keyed} FROM {searched.table} WHERE {in_few} "
                 f"ORDER BY id DESC LIMIT {int(limit)}",
-                [*flag, *words, few, *words],
+                [*flag, *words, few, *rechecked],
             )
             rows = cursor.fetchall()
         if many is not None and len(rows) < limit:
@@ -94,7 +96,7 @@ def newest_keyed(
             in_many = match.format(pg_in_bucket(searched, "%s::bigint", query))
             cursor.execute(_fine_sql(searched, in_many, keyed, limit - len(rows)),
                            [first, first - FINE_PER_COARSE + 1, *flag, many, *words,
-                            *words])  # fmt: skip
+                            *rechecked])  # fmt: skip
             rows += cursor.fetchall()
     return [row[0] for row in rows], matches, [row[0] for row in rows if row[1]]
 
