@@ -452,21 +452,37 @@ def test_a_row_s_keys_are_its_words_in_its_id_bucket():
     from traces.search.index import KEY_CHARS, KEYS, KEYS_EXACT, KEYS_QUERY
 
     bucket = 3 * 65_536 + 5  # in coarse bucket 3
+    long = "x" * (KEY_CHARS + 100)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {KEYS}(%s, to_tsvector('simple', %s))::text, "
             f"{KEYS}(%s, NULL)::text, {KEYS}(%s, ''::tsvector)::text",
-            [bucket, "Fetch charges " + "x" * 300, bucket, bucket],
+            [bucket, "Fetch charges " + long, bucket, bucket],
         )
-        assert cursor.fetchone() == (f"'3_charges' '3_fetch' '3_{'x' * KEY_CHARS}'", "", "")
+        assert cursor.fetchone() == (f"'3_charges' '3_fetch' '3_{'x' * KEY_CHARS}'", None, "")
+        # Rewritten from the vector's text, or word by word when its words are long:
+        # the same keys, quotes and backslashes too.
+        vectors = ["'a' 'b'", "'it''s' 'a\\\\b' 'c'", "'a':1 'b':2,3",
+                   f"'{'z' * 300}' '{'y' * 300}'"]  # fmt: skip
+        cursor.execute(
+            f"SELECT {KEYS}(-70000, v::tsvector)::text, {KEYS}_cut(-70000, v::tsvector)::text "
+            "FROM unnest(%s::text[]) AS v",
+            [vectors],
+        )
+        rows = cursor.fetchall()
+        assert all(fast == cut for fast, cut in rows)
+        assert rows[1][0] == "'-2_a\\\\b' '-2_c' '-2_it''s'"
         cursor.execute(
             f"SELECT {KEYS_QUERY}(7, to_tsquery('simple', %s))::text, "
-            f"{KEYS_QUERY}(7, phraseto_tsquery('simple', %s))::text",
-            ["(fetch <-> charges) & (abc:*)", "cus 000123 " + "y" * 250],
-        )
+            f"{KEYS_QUERY}(7, phraseto_tsquery('simple', %s))::text, "
+            f"{KEYS_QUERY}_cut(7, to_tsquery('simple', %s))::text",
+            ["(fetch <-> charges) & (abc:*)", "cus 000123 " + "y" * (KEY_CHARS + 50),
+             "(fetch <-> charges) & (abc:*)"],
+        )  # fmt: skip
         assert cursor.fetchone() == (
             "'7_fetch' & '7_charges' & '7_abc':*",
             f"'7_cus' & '7_000123' & '7_{'y' * KEY_CHARS}'",
+            "'7_fetch' & '7_charges' & '7_abc':*",
         )
         # The keys are the answer to words and prefixes shorter than a key, not to a
         # phrase (the words' order) nor a word as long as a key (a longer one's start).

@@ -279,7 +279,7 @@ COARSE_BITS = 16
 FINE_BITS = 10
 # A key holds this many characters of its word at most (a tsvector's lexeme has at
 # most 2,047 bytes): a longer word's key is its start, the match rechecked on the vector.
-KEY_CHARS = 200
+KEY_CHARS = 500
 KEYS = "tracer_search_keys"
 KEYS_QUERY = "tracer_search_keys_query"
 KEYS_EXACT = "tracer_search_keys_exact"
@@ -290,40 +290,57 @@ def pg_bucket(bits: int) -> str:
 
 
 def pg_keys_functions() -> list[str]:
-    """`tracer_search_keys(id, vector)`: a row's keys (its words prefixed by its coarse
-    bucket, cut at KEY_CHARS). `tracer_search_keys_query(bucket, query)`: a query of
-    words, phrases and prefixes (`'a' <-> 'b':* & 'c'`) as the keys in that bucket of
-    the rows matching it (`'8_a' & '8_b':* & '8_c'`: the phrase and a long word's cut
-    are rechecked on the vector). Its words are the 'simple' parser's, of text whose
-    punctuation was made spaces (pg_words; find's letters-and-digits tokens): none
-    holds a quote, a space or an operator's `<`, and in a tsquery's text each opens
-    with a quote after a space, `(`, `!` or the start. The bucket is written in by
-    replace() (~1 µs); only a query as long as a key is cut by a regular expression,
-    whose bounded repetition costs ~70 µs a call (the walk calls it once a bucket).
+    """The keys' SQL functions (each IMMUTABLE; the short cases inlined by the planner):
 
-    The keys are PARALLEL RESTRICTED (they are safe): a scan that reads them runs in
-    the leader alone. The planner cannot estimate a query of buckets known only at run
-    time (the walk's bucket, a set of buckets), guesses ~50,000 rows where a few
-    hundred are read, and planned two workers whose start cost ~10 ms of a 1-ms read."""
-    text = "regexp_replace(query::text, '<(-|[0-9]+)>', '&', 'g')"  # a phrase: its words
-    prefixed = f"' ' || {text}"
+    - `tracer_search_keys(id, vector)`: a row's keys, its words each prefixed by its
+      coarse bucket (`'8_fetch' '8_charges'`), cut at KEY_CHARS characters. Made by
+      rewriting the stripped vector's text (~4 µs a row at ingest), or, when its words
+      are longer than a key together, one by one (`..._cut`, ~7 µs).
+    - `tracer_search_keys_query(bucket, query)`: a query of words, phrases and prefixes
+      (`'a' <-> 'b':* & 'c'`) as the keys in that bucket of the rows matching it
+      (`'8_a' & '8_b':* & '8_c'`): by replace() (~1 µs), or, for a query longer than a
+      key, word by word (`..._query_cut`).
+    - `tracer_search_keys_exact(query)`: whether the keys are the query's answer (words
+      and prefixes shorter than a key, no phrase); else a match is rechecked on the
+      vector (a phrase's order, a long word's end).
+
+    The words are the 'simple' parser's, of text whose punctuation was made spaces
+    (pg_words; find's letters-and-digits tokens): none holds a space, a quote or an
+    operator's `<`, and in a vector's or a query's text each is quoted, opening after a
+    space, `(`, `!` or the start.
+
+    The keys' one function the planner does not inline, `..._cut`, is PARALLEL
+    RESTRICTED (it is safe), so a scan that reads the keys runs in the leader alone:
+    the planner cannot estimate a query of buckets known only at run time (the walk's
+    bucket, a set of buckets), guessed ~50,000 rows where a few hundred are read, and
+    planned two workers whose start cost ~10 ms of a 1-ms read."""
+    bucket = "(id >> 16)::text || '_'"
+    words = "strip(vector)::text"  # 'a' 'b'
+    keys = f"('''' || {bucket} || substr(replace({words}, ''' ''', ''' ''' || {bucket}), 2))"
+    operators = "regexp_replace(query::text, '<(-|[0-9]+)>', '&', 'g')"  # a phrase: its words
+    query = f"' ' || {operators}"
     for before in " (!":  # a word's opening quote, then the bucket
-        prefixed = f"replace({prefixed}, '{before}''', '{before}''' || bucket || '_')"
-    char = "(?:[^'']|'''')"  # a character of a quoted word in a tsquery's text
-    cut = (
-        f"regexp_replace({text}, '''({char}{{1,{KEY_CHARS}}}){char}*''', "
-        "'''' || bucket || '_\\1''', 'g')"
-    )
+        query = f"replace({query}, '{before}''', '{before}''' || bucket || '_')"
+    # A query's text split at its quotes: its words are the even parts.
+    parts = "unnest(string_to_array(query::text, '''')) WITH ORDINALITY AS part(text, n)"
     return [
-        f"CREATE OR REPLACE FUNCTION {KEYS}(id bigint, vector tsvector) RETURNS tsvector "
+        f"CREATE OR REPLACE FUNCTION {KEYS}_cut(id bigint, vector tsvector) RETURNS tsvector "
         "LANGUAGE sql IMMUTABLE PARALLEL RESTRICTED AS $$ SELECT array_to_tsvector(ARRAY("
-        f"SELECT (id >> {COARSE_BITS})::text || '_' || left(word, {KEY_CHARS}) "
+        f"SELECT {bucket} || left(word, {KEY_CHARS}) "
         "FROM unnest(tsvector_to_array(vector)) AS word)) $$",
+        f"CREATE OR REPLACE FUNCTION {KEYS}(id bigint, vector tsvector) RETURNS tsvector "
+        "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT CASE WHEN length(vector) = 0 "
+        f"THEN vector WHEN octet_length({words}) > {KEY_CHARS} THEN {KEYS}_cut(id, vector) "
+        f"ELSE {keys}::tsvector END $$",
+        f"CREATE OR REPLACE FUNCTION {KEYS_QUERY}_cut(bucket bigint, query tsquery) "
+        "RETURNS tsquery LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT string_agg("
+        "CASE WHEN mod(n, 2) = 0 THEN bucket || '_' || left(text, "
+        f"{KEY_CHARS}) ELSE regexp_replace(text, '<(-|[0-9]+)>', '&', 'g') END, '''' "
+        f"ORDER BY n)::tsquery FROM {parts} $$",
         f"CREATE OR REPLACE FUNCTION {KEYS_QUERY}(bucket bigint, query tsquery) "
-        "RETURNS tsquery LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT (CASE WHEN "
-        f"length(query::text) > {KEY_CHARS} THEN {cut} ELSE {prefixed} END)::tsquery $$",
-        # Whether a query's keys are its answer: words and prefixes, no phrase (its
-        # words' order is the vector's), none cut.
+        "RETURNS tsquery LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT CASE WHEN "
+        f"length(query::text) > {KEY_CHARS} THEN {KEYS_QUERY}_cut(bucket, query) "
+        f"ELSE ({query})::tsquery END $$",
         f"CREATE OR REPLACE FUNCTION {KEYS_EXACT}(query tsquery) RETURNS boolean "
         "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT "
         f"length(query::text) <= {KEY_CHARS} AND strpos(query::text, '<') = 0 "
