@@ -39,6 +39,8 @@ def backward(apps, schema_editor):
                 f"USING gin ((id >> 16), (id >> 10), {searched.pg_column})"
             )
             cursor.execute(f"DROP INDEX IF EXISTS {searched.gin}")
+        for statement in index.pg_keys_drop():
+            cursor.execute(statement)
 
 
 class Migration(migrations.Migration):

@@ -411,7 +411,16 @@ def create_statements(vendor: str) -> list[str]:
 
 def drop_statements(vendor: str) -> list[str]:
     drop = {"sqlite": sqlite_drop, "postgresql": pg_drop}[vendor]
-    return [statement for searched in TABLES for statement in drop(searched)]
+    statements = [statement for searched in TABLES for statement in drop(searched)]
+    return statements + (pg_keys_drop() if vendor == "postgresql" else [])
+
+
+def pg_keys_drop() -> list[str]:
+    """The keys' functions dropped (after the indexes that use them)."""
+    signatures = (f"{KEYS}(bigint, tsvector)", f"{KEYS}_cut(bigint, tsvector)",
+                  f"{KEYS_QUERY}(bigint, tsquery)", f"{KEYS_QUERY}_cut(bigint, tsquery)",
+                  f"{KEYS_EXACT}(tsquery)")  # fmt: skip
+    return [f"DROP FUNCTION IF EXISTS {signature}" for signature in signatures]
 
 
 @contextlib.contextmanager
