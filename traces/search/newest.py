@@ -84,11 +84,11 @@ def newest_keyed(
             covered += hits
         rows: list[tuple[int, bool]] = []
         if few:
-            in_few = match.format(pg_in_buckets(searched, "unnest(%s::bigint[])", query))
+            in_few = match.format(pg_in_buckets(searched, len(few), query))
             cursor.execute(
                 f"SELECT id, {keyed} FROM {searched.table} WHERE {in_few} "
                 f"ORDER BY id DESC LIMIT {int(limit)}",
-                [*flag, *words, few, *rechecked],
+                [*flag, *(p for bucket in few for p in (bucket, *words)), *rechecked],
             )
             rows = cursor.fetchall()
         if many is not None and len(rows) < limit:
