@@ -13,31 +13,22 @@ NEW_NAMES = {"traces_run": "run_search_bucket", "traces_step": "step_search_buck
 
 
 def forward(apps, schema_editor):
-    connection = schema_editor.connection
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        for searched in (index.RUNS, index.STEPS):
-            for statement in index.pg_column_index(searched):
-                cursor.execute(statement)
-            cursor.execute(f"DROP INDEX IF EXISTS {OLD_NAMES[searched.table]}")
-            # The planner's statistics of the bucket expressions.
-            cursor.execute(f"ANALYZE {searched.table}")
+    # The index as search/index.py makes it now (0033 rebuilds 0030's the same way).
+    index.pg_swap_indexes(
+        schema_editor, index.pg_column_index, lambda searched: [OLD_NAMES[searched.table]],
+        analyze=True,
+    )  # fmt: skip
 
 
 def backward(apps, schema_editor):
-    connection = schema_editor.connection
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        for searched in (index.RUNS, index.STEPS):
-            cursor.execute(
-                f"CREATE INDEX IF NOT EXISTS {OLD_NAMES[searched.table]} ON {searched.table} "
-                f"USING gin ({searched.pg_column})"
-            )
-            # 0030's index (0033 made it again on its way back), or a later one.
-            for name in {NEW_NAMES[searched.table], searched.gin}:
-                cursor.execute(f"DROP INDEX IF EXISTS {name}")
+    def old(searched):
+        name, table = OLD_NAMES[searched.table], searched.table
+        return [f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING gin ({searched.pg_column})"]
+
+    # 0030's index (0033 made it again on its way back), or a later one.
+    index.pg_swap_indexes(
+        schema_editor, old, lambda searched: [NEW_NAMES[searched.table], searched.gin]
+    )
 
 
 class Migration(migrations.Migration):

@@ -16,31 +16,23 @@ OLD = {"traces_run": "run_search_bucket", "traces_step": "step_search_bucket"}
 
 
 def forward(apps, schema_editor):
-    connection = schema_editor.connection
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        for searched in (index.RUNS, index.STEPS):
-            for statement in index.pg_column_index(searched):
-                cursor.execute(statement)
-            cursor.execute(f"DROP INDEX IF EXISTS {OLD[searched.table]}")
-            # The planner's statistics of the keys' expression.
-            cursor.execute(f"ANALYZE {searched.table}")
+    index.pg_swap_indexes(
+        schema_editor, index.pg_column_index, lambda searched: [OLD[searched.table]],
+        analyze=True,
+    )  # fmt: skip
 
 
 def backward(apps, schema_editor):
-    connection = schema_editor.connection
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        for searched in (index.RUNS, index.STEPS):
-            cursor.execute(
-                f"CREATE INDEX IF NOT EXISTS {OLD[searched.table]} ON {searched.table} "
-                f"USING gin ((id >> 16), (id >> 10), {searched.pg_column})"
-            )
-            cursor.execute(f"DROP INDEX IF EXISTS {searched.gin}")
-        for statement in index.pg_keys_drop():
-            cursor.execute(statement)
+    def old(searched):
+        name, table = OLD[searched.table], searched.table
+        return [
+            f"CREATE INDEX IF NOT EXISTS {name} ON {table} "
+            f"USING gin ((id >> 16), (id >> 10), {searched.pg_column})"
+        ]
+
+    index.pg_swap_indexes(
+        schema_editor, old, lambda searched: [searched.gin], then=index.pg_keys_drop()
+    )
 
 
 class Migration(migrations.Migration):

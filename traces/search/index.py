@@ -430,6 +430,27 @@ def pg_keys_drop() -> list[str]:
     return [f"DROP FUNCTION IF EXISTS {signature}" for signature in signatures]
 
 
+def pg_swap_indexes(schema_editor, made, dropped, analyze: bool = False, then=()) -> None:
+    """A migration's change of the runs' and steps' search indexes on PostgreSQL
+    (elsewhere nothing): for each table the statements `made(searched)` (the new index
+    built first, so the search keeps one meanwhile), then the indexes `dropped(searched)`
+    names dropped, and ANALYZE when `analyze` (the planner's statistics of a new
+    expression); last the statements `then`."""
+    connection = schema_editor.connection
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for searched in (RUNS, STEPS):
+            for statement in made(searched):
+                cursor.execute(statement)
+            for name in dropped(searched):
+                cursor.execute(f"DROP INDEX IF EXISTS {name}")
+            if analyze:
+                cursor.execute(f"ANALYZE {searched.table}")
+        for statement in then:
+            cursor.execute(statement)
+
+
 @contextlib.contextmanager
 def planner_settings(cursor, **settings: bool):
     """PostgreSQL: the statements run inside it planned with these settings
