@@ -292,3 +292,93 @@ def test_rescan_sources_loop_max_rounds(roots, monkeypatch):
     monkeypatch.setattr(scans, "_sleep", lambda seconds: None)
     out, _ = run("rescan_sources", "--loop", "--max-rounds", "3", "--interval", "0")
     assert len(out.strip().splitlines()) == 1  # due once; then not again for ten minutes
+
+
+# --- fill_failed_at -------------------------------------------------------------------------
+
+
+def old_code_ingest(samples) -> dict[int, object]:
+    """The samples ingested, then their failed steps' failure times emptied as an ingest
+    by code older than 0032 leaves them (it writes no failed_at), plus a failed step
+    with no time at all (neither it nor its run has a start). Returns the times the
+    store gave them."""
+    from tests.factories import make_runs, make_steps
+    from traces.models import Step
+
+    ingest_paths_of(samples)
+    (untimed_run,) = make_runs(1, status="failed", type="untimed")
+    make_steps(untimed_run, 1, status="failed", error="no clock")
+    Run.objects.filter(pk=untimed_run.pk).update(started_at=None)
+    Step.objects.filter(run=untimed_run).update(started_at=None, failed_at=None)
+    failed = Step.objects.filter(status="failed")
+    stored = dict(failed.values_list("pk", "failed_at"))
+    assert failed.filter(started_at=None, failed_at__isnull=False).exists()  # greentic's
+    failed.update(failed_at=None)
+    return stored
+
+
+def ingest_paths_of(samples):
+    from traces.ingest.loader import ingest_paths
+
+    assert ingest_paths([samples]).failed == []
+
+
+def test_fill_failed_at_gives_failed_steps_written_by_old_code_their_time(samples, client):
+    from django.urls import reverse
+
+    from traces.models import Step
+
+    stored = old_code_ingest(samples)
+    greentic = Step.objects.filter(status="failed", run__format="greentic").first()
+    steps_url = reverse("traces:step-list")
+    since = {"status": "failed", "since": "2000-01-01T00:00:00Z"}
+    assert greentic.pk not in {s.pk for s in client.get(steps_url, since).context["page"].items}
+    out, _ = run("fill_failed_at", "--dry-run")
+    assert out == f"{len(stored)} failed steps without a failure time\n"
+    out, _ = run("fill_failed_at", "--batch-size", "7")
+    assert dict(Step.objects.filter(status="failed").values_list("pk", "failed_at")) == stored
+    greentic.refresh_from_db()
+    assert greentic.started_at is None and greentic.failed_at == greentic.run.started_at
+    timed = len(stored) - 1
+    lines = out.splitlines()
+    # Batches of 7 failed steps, newest first: the untimed one (the newest) is in the
+    # first, which fills 6.
+    batches = [line for line in lines if line.startswith("batch ")]
+    assert batches[0] == "batch 1: filled 6 failed steps"
+    assert batches[1] == "batch 2: filled 7 failed steps"
+    assert len(batches) == -(-len(stored) // 7)
+    assert sum(int(line.split()[3]) for line in batches) == timed
+    assert lines[-2:] == [
+        f"filled the failure time of {timed} failed steps",
+        "1 failed step left without one: neither they nor their run have a start",
+    ]
+    # The failed-steps list has them back (it ranges failures by that time).
+    named = {**since, "name": greentic.name, "name_match": "exact"}
+    assert greentic.pk in {s.pk for s in client.get(steps_url, named).context["page"].items}
+    # Running it again changes nothing.
+    out, _ = run("fill_failed_at")
+    assert dict(Step.objects.filter(status="failed").values_list("pk", "failed_at")) == stored
+    assert out.splitlines()[0] == "filled the failure time of 0 failed steps"
+    assert not [line for line in out.splitlines() if line.startswith("batch ")]
+
+
+def test_fill_failed_at_leaves_other_steps_and_times_it_did_not_miss_alone(samples):
+    from traces.models import Step
+
+    ingest_paths_of(samples)
+    before = dict(Step.objects.values_list("pk", "failed_at"))
+    # A wrong time it did not miss is not its business (the migration's fill is).
+    some = Step.objects.filter(status="failed").first()
+    Step.objects.filter(pk=some.pk).update(failed_at=timezone.now())
+    out, _ = run("fill_failed_at")
+    assert out == "filled the failure time of 0 failed steps\n"
+    after = dict(Step.objects.values_list("pk", "failed_at"))
+    assert {pk: at for pk, at in after.items() if pk != some.pk} == {
+        pk: at for pk, at in before.items() if pk != some.pk
+    }
+    assert not Step.objects.exclude(status="failed").exclude(failed_at=None).exists()
+
+
+def test_fill_failed_at_refuses_a_batch_of_nothing():
+    with pytest.raises(CommandError):
+        run("fill_failed_at", "--batch-size", "0")

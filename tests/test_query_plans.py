@@ -416,6 +416,24 @@ def test_failing_now_steps_walk_an_index():
     assert_reads_walk_an_index(lambda: queries.failing.failing_now(now), "traces_step")
 
 
+def test_the_failed_at_repair_reads_the_failed_steps_without_one_from_their_index():
+    """manage.py fill_failed_at: the failed steps whose time is NULL, a batch at a
+    time, from the end of their own index (not every step, nor every failed one)."""
+    from traces.ingest.failure_counts import fill_missing_failed_at
+
+    run = make_runs(1, status="failed")[0]
+    make_steps(run, 30, status="failed", error="boom")
+    make_steps(run, 60, start=30)
+    Step.objects.filter(status="failed").update(failed_at=None)
+    batches = fill_missing_failed_at(10)
+    next(batches)
+    plans = plans_from(lambda: next(batches), "traces_step")
+    for sql, plan in plans:
+        assert not sorts(plan), f"{sql}\n  plan: {plan}"
+        assert any("step_failed_at" in step for step in plan), f"{sql}\n  plan: {plan}"
+    assert Step.objects.filter(status="failed", failed_at=None).count() == 10
+
+
 def test_previous_run_and_types_last_runs_walk_an_index():
     runs = make_runs(30)
     assert queries.compare.previous_run(runs[-1]) == runs[-2]

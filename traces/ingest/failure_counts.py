@@ -6,9 +6,13 @@ gathered dict holds FailureCause's keys (4-tuples) and FailureSlice's (5-tuples)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.db import connection
+from django.db.models import OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
 from traces.causes import NO_SLOT, SLOT_MINUTES, as_utc
 from traces.models import SLICE_NAME_MAX, FailureCause, FailureSlice, Run, Step
@@ -229,6 +233,46 @@ def fill_failed_at() -> None:
             f"(SELECT r.started_at FROM {runs} r WHERE r.id = {steps}.run_id)) "
             "WHERE status = 'failed'"
         )
+
+
+# Failed steps a batch of fill_missing_failed_at reads and updates.
+FILL_BATCH = 5000
+
+
+@dataclass
+class FillBatch:
+    """One batch of fill_missing_failed_at: failed steps found without a time."""
+
+    filled: int  # given their time (their start, else their run's)
+    untimed: int  # left NULL: neither they nor their run have a start
+
+
+def fill_missing_failed_at(batch_size: int = FILL_BATCH) -> Iterator[FillBatch]:
+    """Step.failed_at of the failed steps that have none: those an ingest of code
+    older than 0032 wrote after `migrate` (it knows no such column), which the
+    failed-steps list, the failing-now strip and the causes' examples, all read by
+    it, leave out. A repair (`manage.py fill_failed_at`): it reads the failed steps
+    whose time is NULL from the end of their index (step_failed_at), newest id
+    first, `batch_size` at a time, each batch one UPDATE of those that have a time
+    to get (commits between batches under autocommit); a step with none (neither it
+    nor its run has a start, so the read models count it on no day either) is passed
+    over, so a second run finds nothing to fill."""
+    steps = Step.objects.filter(status="failed", failed_at__isnull=True).order_by("-id")
+    below = None
+    while True:
+        batch = steps if below is None else steps.filter(id__lt=below)
+        rows = list(batch.values_list("id", "started_at", "run__started_at")[:batch_size])
+        if not rows:
+            return
+        below = rows[-1][0]
+        timed = [pk for pk, started, run_started in rows if (started or run_started) is not None]
+        filled = 0
+        if timed:
+            run_start = Run.objects.filter(pk=OuterRef("run_id")).values("started_at")
+            filled = Step.objects.filter(pk__in=timed, failed_at__isnull=True).update(
+                failed_at=Coalesce("started_at", Subquery(run_start))
+            )
+        yield FillBatch(filled=filled, untimed=len(rows) - len(timed))
 
 
 def failure_causes_of(run_ids: list[int]) -> list[tuple]:
