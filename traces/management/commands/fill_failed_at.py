@@ -24,13 +24,12 @@ class Command(BaseCommand):
             missing = Step.objects.filter(status="failed", failed_at__isnull=True).count()
             self.stdout.write(f"{_steps(missing)} without a failure time")
             return
-        filled = untimed = batches = 0
-        for batch in fill_missing_failed_at(batch_size):
-            batches += 1
+        filled = untimed = 0
+        for number, batch in enumerate(fill_missing_failed_at(batch_size), start=1):
             filled += batch.filled
             untimed += batch.untimed
             if batch.filled:
-                self.stdout.write(f"batch {batches}: filled {_steps(batch.filled)}")
+                self.stdout.write(f"batch {number}: filled {_steps(batch.filled)}")
         self.stdout.write(f"filled the failure time of {_steps(filled)}")
         if untimed:
             self.stdout.write(
