@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.db import connection
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
 from traces.causes import NO_SLOT, SLOT_MINUTES, as_utc
@@ -235,44 +235,74 @@ def fill_failed_at() -> None:
         )
 
 
+def fill_failed_at_estimated() -> None:
+    """Step.failed_at_estimated of every failed step: whether its run's times are
+    estimated (0033's backfill, and a repair), as fill_failed_at does failed_at."""
+    steps = Step._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {steps} SET failed_at_estimated = {_RUN_ESTIMATED} WHERE status = 'failed'"
+        )
+
+
+# A step's run's Run.times_estimated, in an UPDATE of the steps.
+_RUN_ESTIMATED = (
+    f"(SELECT r.times_estimated FROM {Run._meta.db_table} r "
+    f"WHERE r.id = {Step._meta.db_table}.run_id)"
+)
+
+
 # Failed steps a batch of fill_missing_failed_at reads and updates.
 FILL_BATCH = 5000
 
 
 @dataclass
 class FillBatch:
-    """One batch of fill_missing_failed_at: failed steps found without a time."""
+    """One batch of fill_missing_failed_at: failed steps found without their time, or
+    without whether it is estimated."""
 
-    filled: int  # given their time (their start, else their run's)
-    untimed: int  # left NULL: neither they nor their run have a start
+    filled: int  # given what they missed
+    untimed: int  # still without a time: neither they nor their run have a start
 
 
 def fill_missing_failed_at(batch_size: int = FILL_BATCH) -> Iterator[FillBatch]:
-    """Step.failed_at of the failed steps that have none: those an ingest of code
-    older than 0032 wrote after `migrate` (it knows no such column), which the
-    failed-steps list, the failing-now strip and the causes' examples, all read by
-    it, leave out. A repair (`manage.py fill_failed_at`): it reads the failed steps
-    whose time is NULL from the end of their index (step_failed_at), newest id
-    first, `batch_size` at a time, each batch one UPDATE of those that have a time
-    to get (commits between batches under autocommit); a step with none (neither it
-    nor its run has a start, so the read models count it on no day either) is passed
-    over, so a second run finds nothing to fill."""
-    steps = Step.objects.filter(status="failed", failed_at__isnull=True).order_by("-id")
+    """Step.failed_at and failed_at_estimated of the failed steps that have none:
+    those an ingest by older code wrote after `migrate` (it knows no such column), which
+    the failed-steps list, the failing-now strip and the causes' examples, all read by
+    them, leave out or count as timed. A repair (`manage.py fill_failed_at`): it finds
+    the failed steps missing either in their index alone (step_failed_at holds both),
+    newest id first, `batch_size` at a time, and gives each batch in one UPDATE only
+    what it misses (commits between batches under autocommit). A step with no time to
+    get (neither it nor its run has a start: the read models count it on no day
+    either) keeps a NULL failed_at and is passed over, so a second run changes nothing."""
+    missing = Q(failed_at__isnull=True) | Q(failed_at_estimated__isnull=True)
+    steps = Step.objects.filter(missing, status="failed").order_by("-id")
+    run = Run.objects.filter(pk=OuterRef("run_id"))
     below = None
     while True:
         batch = steps if below is None else steps.filter(id__lt=below)
-        rows = list(batch.values_list("id", "started_at", "run__started_at")[:batch_size])
-        if not rows:
+        ids = list(batch.values_list("id", flat=True)[:batch_size])
+        if not ids:
             return
-        below = rows[-1][0]
-        timed = [pk for pk, started, run_started in rows if (started or run_started) is not None]
+        below = ids[-1]
+        rows = Step.objects.filter(pk__in=ids).values_list(
+            "pk", "failed_at", "failed_at_estimated", "started_at", "run__started_at"
+        )
+        wanting, untimed = [], 0
+        for pk, at, estimated, started, run_started in rows:
+            timeless = at is None and started is None and run_started is None
+            untimed += timeless
+            if estimated is None or (at is None and not timeless):
+                wanting.append(pk)
         filled = 0
-        if timed:
-            run_start = Run.objects.filter(pk=OuterRef("run_id")).values("started_at")
-            filled = Step.objects.filter(pk__in=timed, failed_at__isnull=True).update(
-                failed_at=Coalesce("started_at", Subquery(run_start))
+        if wanting:
+            filled = Step.objects.filter(pk__in=wanting).update(
+                failed_at=Coalesce("failed_at", "started_at", Subquery(run.values("started_at"))),
+                failed_at_estimated=Coalesce(
+                    "failed_at_estimated", Subquery(run.values("times_estimated"))
+                ),
             )
-        yield FillBatch(filled=filled, untimed=len(rows) - len(timed))
+        yield FillBatch(filled=filled, untimed=untimed)
 
 
 def failure_causes_of(run_ids: list[int]) -> list[tuple]:

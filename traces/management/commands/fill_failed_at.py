@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
 
 from traces.ingest.failure_counts import FILL_BATCH, fill_missing_failed_at
 from traces.models import Step
@@ -6,11 +7,13 @@ from traces.models import Step
 
 class Command(BaseCommand):
     help = (
-        "Give the failed steps that have no failure time (Step.failed_at) theirs: their "
-        "start, else their run's. An ingest by code older than migration 0032 leaves it "
-        "empty (run it after such an ingest, e.g. by a worker not stopped before "
-        "`migrate`); such steps are missing from the failed-steps list and the failing-now "
-        "strip. In batches, newest first; running it again changes nothing."
+        "Give the failed steps that miss their failure time (Step.failed_at: their start, "
+        "else their run's) or whether it is estimated (Step.failed_at_estimated: their "
+        "run's times are) what they miss. An ingest by code older than the migrations "
+        "that added them (0032, 0033) leaves them empty: run this after such an ingest "
+        "(a worker not stopped before `migrate`), or those steps are missing from the "
+        "failed-steps list and the failing-now strip, or counted there as timed. In "
+        "batches, newest first; running it again changes nothing."
     )
 
     def add_arguments(self, parser):
@@ -21,8 +24,9 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be 1 or more")
         if dry_run:
-            missing = Step.objects.filter(status="failed", failed_at__isnull=True).count()
-            self.stdout.write(f"{_steps(missing)} without a failure time")
+            missing = Q(failed_at__isnull=True) | Q(failed_at_estimated__isnull=True)
+            count = Step.objects.filter(missing, status="failed").count()
+            self.stdout.write(f"{_steps(count)} without a failure time or its kind")
             return
         filled = untimed = 0
         for number, batch in enumerate(fill_missing_failed_at(batch_size), start=1):
@@ -30,10 +34,10 @@ class Command(BaseCommand):
             untimed += batch.untimed
             if batch.filled:
                 self.stdout.write(f"batch {number}: filled {_steps(batch.filled)}")
-        self.stdout.write(f"filled the failure time of {_steps(filled)}")
+        self.stdout.write(f"filled what {_steps(filled)} missed")
         if untimed:
             self.stdout.write(
-                f"{_steps(untimed)} left without one: neither they nor their run have a start"
+                f"{_steps(untimed)} left without a time: neither they nor their run have a start"
             )
 
 
