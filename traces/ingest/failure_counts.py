@@ -16,6 +16,7 @@ from django.db.models.functions import Coalesce
 
 from traces.causes import NO_SLOT, SLOT_MINUTES, as_utc
 from traces.models import SLICE_NAME_MAX, FailureCause, FailureSlice, Run, Step
+from traces.pagination import keyset_page
 
 from .upserts import earliest, latest
 
@@ -269,23 +270,22 @@ def fill_missing_failed_at(batch_size: int = FILL_BATCH) -> Iterator[FillBatch]:
     """Step.failed_at and failed_at_estimated of the failed steps that have none:
     those an ingest by older code wrote after `migrate` (it knows no such column), which
     the failed-steps list, the failing-now strip and the causes' examples, all read by
-    them, leave out or count as timed. A repair (`manage.py fill_failed_at`): it finds
-    the failed steps missing either in their index alone (step_failed_at holds both),
-    newest id first, `batch_size` at a time, and gives each batch in one UPDATE only
-    what it misses (commits between batches under autocommit). A step with no time to
-    get (neither it nor its run has a start: the read models count it on no day
-    either) keeps a NULL failed_at and is passed over, so a second run changes nothing."""
+    them, leave out or count as timed. A repair (`manage.py fill_failed_at`): it walks
+    the failed steps' own index (step_failed_at, which holds both) for those missing
+    either, `batch_size` at a time in its order (a filled time moves a step behind the
+    walk), and gives each batch in one UPDATE only what it misses (commits between
+    batches under autocommit). A step with no time to get (neither it nor its run has a
+    start: the read models count it on no day either) keeps a NULL failed_at, so a
+    second run finds it again and changes nothing."""
     missing = Q(failed_at__isnull=True) | Q(failed_at_estimated__isnull=True)
-    steps = Step.objects.filter(missing, status="failed").order_by("-id")
+    steps = Step.objects.filter(missing, status="failed").only("failed_at", "failed_at_estimated")
     run = Run.objects.filter(pk=OuterRef("run_id"))
-    below = None
+    after = None
     while True:
-        batch = steps if below is None else steps.filter(id__lt=below)
-        ids = list(batch.values_list("id", flat=True)[:batch_size])
-        if not ids:
+        page = keyset_page(steps, "failed_at", descending=True, after=after, size=batch_size)
+        if not page.items:
             return
-        below = ids[-1]
-        rows = Step.objects.filter(pk__in=ids).values_list(
+        rows = Step.objects.filter(pk__in=[step.pk for step in page.items]).values_list(
             "pk", "failed_at", "failed_at_estimated", "started_at", "run__started_at"
         )
         wanting, untimed = [], 0
@@ -303,6 +303,9 @@ def fill_missing_failed_at(batch_size: int = FILL_BATCH) -> Iterator[FillBatch]:
                 ),
             )
         yield FillBatch(filled=filled, untimed=untimed)
+        if page.next_cursor is None:
+            return
+        after = page.next_cursor
 
 
 def failure_causes_of(run_ids: list[int]) -> list[tuple]:
