@@ -21,6 +21,7 @@ from traces import queries
 from traces.forms import RunFilterForm
 from traces.ingest.loader import ingest_paths
 from traces.models import Run, Step
+from traces.queries import failing
 from traces.queries.failing import failing_now
 
 pytestmark = pytest.mark.django_db
@@ -237,6 +238,29 @@ def test_the_api_lists_and_groups_failed_steps_by_their_runs_times(client, green
         assert all("times=" + times in group["steps"] for group in groups["groups"])
     assert client.get("/api/steps", {"times": "guessed"}).status_code == 400
     assert client.get(STEPS_URL, {"times": "guessed"}).status_code == 400
+
+
+def test_past_the_cap_the_newest_failures_are_counted_and_marked_more(
+    client, greentic_now, monkeypatch
+):
+    """A storm of failures: the strip reads the newest up to its cap, each count a
+    lower bound marked "+", the two summing to the cap."""
+    monkeypatch.setattr(failing, "STEP_COUNT_CAP", 3)
+    timed_failed_steps([1, 2, 3, 4])  # newer than the greentic files
+    now = failing_now(timezone.now())
+    assert (now.steps_last_hour, now.estimated_steps_hour) == (3, 0)
+    assert (now.steps_last_day, now.estimated_steps_day) == (3, 0)
+    assert now.steps_capped and now.steps_hour_capped
+    html = " ".join(client.get(URL).content.decode().split())
+    assert ">3+ in the last hour</a>" in html and ">3+ in the last 24 h</a>" in html
+    # Both kinds in the newest: each at most what there is, summing to the cap.
+    monkeypatch.setattr(failing, "STEP_COUNT_CAP", 5)
+    now = failing_now(timezone.now())
+    assert now.steps_capped and now.steps_last_day + now.estimated_steps_day == 5
+    assert now.steps_last_day <= 4 and 0 < now.estimated_steps_day <= 2
+    html = " ".join(client.get(URL).content.decode().split())
+    estimated = f"+{now.estimated_steps_day}+ <span"  # a lower bound too
+    assert f">{now.steps_last_day}+ in the last 24 h</a> <a" in html and estimated in html
 
 
 def test_the_strip_query_count_stays_flat(client, greentic_now, django_assert_num_queries):

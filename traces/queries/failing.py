@@ -149,15 +149,21 @@ def failed_steps(hour_ago: datetime, day_ago: datetime) -> dict:
         estimated_day=Count("failed_at", filter=estimated),
         estimated_hour=Count("failed_at", filter=estimated & hour),
     )
-    read_day = counts["day"] + counts["estimated_day"]
-    read_hour = counts["hour"] + counts["estimated_hour"]
+    capped = {
+        window: counts[window] + counts[f"estimated_{window}"] > STEP_COUNT_CAP
+        for window in ("day", "hour")
+    }
+    for window, over in capped.items():
+        if over:  # the cap's one more row, read to know there are more: not shown
+            kind = window if counts[window] else f"estimated_{window}"
+            counts[kind] -= 1
     return {
         "steps_last_hour": counts["hour"],
         "steps_last_day": counts["day"],
         "estimated_steps_hour": counts["estimated_hour"],
         "estimated_steps_day": counts["estimated_day"],
-        "steps_capped": read_day > STEP_COUNT_CAP,
-        "steps_hour_capped": read_hour > STEP_COUNT_CAP,
+        "steps_capped": capped["day"],
+        "steps_hour_capped": capped["hour"],
     }
 
 
