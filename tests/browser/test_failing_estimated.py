@@ -73,6 +73,15 @@ def test_estimated_failed_steps_on_a_phone(phone, copied_failures):
     for link in steps.get_by_role("link").all():
         box = link.bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+        # Each count on one line ("1 in the last 24" / "h" broke it).
+        lines = link.evaluate(
+            "a => new Set([...a.getClientRects()].map(r => Math.round(r.bottom))).size"
+        )
+        assert lines == 1, f"{link.text_content()!r} on {lines} lines"
+    # Muted as the runs' "+n ≈" beside it, not a link's blue.
+    color = "a => getComputedStyle(a).color"
+    table_count = phone.locator("table.failing-table a.estimated-count").first
+    assert steps.locator("a.estimated-count").first.evaluate(color) == table_count.evaluate(color)
     steps.locator("a.estimated-count").first.click()
     phone.wait_for_url(re.compile(r"times=estimated"))
     assert_no_sideways_scroll(phone)
