@@ -307,11 +307,11 @@ def test_minimap_failed_ticks_read_the_failed_steps_index_alone(tree_run):
 # PostgreSQL, so every read of it says NULLS LAST (SQLite's DESC already is).
 
 
-def plans_from(read, table: str) -> list[tuple[str, list[str]]]:
+def plans_from(read, table: str, dear: tuple[str, ...] = SORTS) -> list[tuple[str, list[str]]]:
     """The plans of `read()`'s SELECTs that read `table`."""
     return [
         (sql, plan)
-        for sql, plan in plans_of(read)
+        for sql, plan in plans_of(read, dear=dear)
         if f'FROM "{table}"' in sql or f"FROM {table}" in sql
     ]
 
@@ -414,6 +414,34 @@ def test_failing_now_steps_walk_an_index():
     make_steps(run, 30, status="failed", error="boom")
     now = Step.objects.order_by("-started_at").first().started_at + timedelta(minutes=30)
     assert_reads_walk_an_index(lambda: queries.failing.failing_now(now), "traces_step")
+
+
+def test_the_failed_at_repair_walks_the_failed_steps_index_for_what_they_miss():
+    """manage.py fill_failed_at: the failed steps missing their time or whether it is
+    estimated, a batch at a time, walked in their own index's order (it holds both: not
+    every step's row, nor every failed one's, nor a sort); then the batch's rows by an
+    index."""
+    from traces.ingest.failure_counts import fill_missing_failed_at
+
+    run = make_runs(1, status="failed")[0]
+    make_steps(run, 30, status="failed", error="boom")
+    make_steps(run, 60, start=30)
+    Step.objects.filter(status="failed", seq__gt=5).update(failed_at=None)
+    Step.objects.filter(status="failed", seq__lte=20).update(failed_at_estimated=None)
+    batches = fill_missing_failed_at(10)
+    next(batches)
+    # (PostgreSQL told sorts and sequential scans are dear: on a table this small any
+    # plan is as cheap as another.)
+    plans = plans_from(lambda: next(batches), "traces_step", dear=(*SORTS, "seqscan"))
+    (find, plan), (by_id, rows_plan) = plans
+    assert not sorts(plan), f"{find}\n  plan: {plan}"
+    assert any("step_failed_at" in step for step in plan), f"{find}\n  plan: {plan}"
+    text = " ".join(rows_plan)
+    assert "SCAN traces_step" not in text and "Seq Scan" not in text, f"{by_id}\n  {rows_plan}"
+    # Every failed step filled after the batches, in as many as they took.
+    assert sum(1 for _ in batches) == 1
+    assert not Step.objects.filter(status="failed", failed_at_estimated=None).exists()
+    assert not Step.objects.filter(status="failed", failed_at=None).exists()
 
 
 def test_previous_run_and_types_last_runs_walk_an_index():

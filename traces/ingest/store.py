@@ -445,7 +445,8 @@ def _json_as_stored(run: Run) -> None:
 
 STEP_FIXED = (
     "id", "run_id", "parent_id", "seq", "position", "depth", "error_cause", "entity_seen_at",
-    "failed_at", "child_count", "call_count", "link_count", "failed_subtree", "path", "critical_ms",
+    "failed_at", "failed_at_estimated", "child_count", "call_count", "link_count",
+    "failed_subtree", "path", "critical_ms",
 )  # fmt: skip
 CALL_FIXED = ("run_id", "step_id", "position")
 LINK_FIXED = ("run_id", "step_id", "seen_at")
@@ -604,12 +605,16 @@ class _RunWriter:
         )  # fmt: skip
         moment = self.step_times[step_id] = step.started_at or self.run.started_at
         seen_at = _db_time(moment) if step.entity_type else None
-        # As the causes read model dates the failure (_count_failure).
-        failed_at = _db_time(moment) if step.status == "failed" else None
+        # As the causes read model dates the failure (_count_failure); an estimate when
+        # the run's times are (the failing-now strip counts those apart).
+        failed = step.status == "failed"
+        failed_at = _db_time(moment) if failed else None
+        estimated = self.run.times_estimated if failed else None
         path = self.paths.add(step_id, parent_id, step.name or step.type, step.loop_index)
         # The four summaries are filled in by _write_held_steps.
         return attributes, (step_id, self.run.pk, parent_id, self.seq, position, depth, cause,
-                            seen_at, failed_at, 0, 0, 0, False, path, None)  # fmt: skip
+                            seen_at, failed_at, estimated, 0, 0, 0, False, path,
+                            None)  # fmt: skip
 
     def _count_failure(self, step: StepRecord) -> str:
         """The step's cause, counted for the read model unless the step is synthetic
