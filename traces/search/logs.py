@@ -1,7 +1,13 @@
 """Log lines across runs, newest first: those holding every word of a query,
 through the full-text index of log messages (index.LOGS), or without words the
 newest lines; narrowed by level, step name, format, run type and time; counted up
-to COUNT_CAP."""
+to COUNT_CAP.
+
+With words, on PostgreSQL, the lines are read a bucket of ids at a time, newest
+first (newest.py), the filters tested in each bucket (the level inside the index);
+a filter that keeps at most SPARSE lines (a time range, the runs of a format or
+type: `_sparse_driver`) reads those lines instead and tests the words on each.
+SQLite reads FTS5's matches newest first (its rowid order)."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from traces.models import LogEntry
 from traces.queries.logs import LOG_ROW_FIELDS
 
 from .index import LOGS, fts_query, pg_match
+from .newest import Among, newest_matches
 from .query import COUNT_CAP, words_of
 
 PAGE = 50
@@ -30,46 +37,60 @@ def search_logs(query: str, filters: dict, *, size: int = PAGE) -> LogHits:
     """`filters`: cleaned data of LogSearchForm (level, step, format, type, since,
     until, before); a query without words lists the newest lines."""
     words = words_of(query)
-    # Without words only a page is read: a count would walk 20 times as far.
-    cap = COUNT_CAP if words else size
-    ids = _matching_log_ids(words, filters) if words else _newest_log_ids(filters, size + 1)
+    if words:
+        ids, matches = _matching_log_ids(words, filters, size + 1)
+        count, capped = min(matches, COUNT_CAP), matches > COUNT_CAP
+    else:
+        # Without words only a page is read: a count would walk 20 times as far.
+        ids = _newest_log_ids(filters, size + 1)
+        count, capped = min(len(ids), size), len(ids) > size
     shown = ids[:size]
     rows = LogEntry.objects.filter(pk__in=shown).select_related("step", "run")
     by_id = {row.pk: row for row in rows.only(*LOG_ROW_FIELDS, *_RUN_FIELDS)}
     items = [by_id[pk] for pk in shown if pk in by_id]
     more = len(ids) > size
-    return LogHits(items, min(len(ids), cap), len(ids) > cap, shown[-1] if more else None)
+    return LogHits(items, count, capped, shown[-1] if more else None)
 
 
 _RUN_FIELDS = ("run__id", "run__name", "run__external_id", "run__format", "run__type")
 
 
-def _matching_log_ids(words: list[str], filters: dict) -> list[int]:
-    where, params = _filters_sql(filters)
-    table, run_table = LogEntry._meta.db_table, "traces_run"
+def _matching_log_ids(words: list[str], filters: dict, limit: int) -> tuple[list[int], int]:
+    """Ids of the newest `limit` lines holding the words that pass the filters, and
+    how many do: all of them when at most COUNT_CAP, else more."""
     of_runs = filters.get("type") or filters.get("format")
-    join = f"JOIN {run_table} AS run ON run.id = line.run_id" if of_runs else ""
+    join = "JOIN traces_run AS run ON run.id = line.run_id" if of_runs else ""
     step_join = "JOIN traces_step AS step ON step.id = line.step_id" if filters.get("step") else ""
-    limit = f"LIMIT {COUNT_CAP + 1}"
-    if connection.vendor == "postgresql":
-        match = pg_match(LOGS, words)
-        sql = (
-            f"SELECT line.id FROM {table} AS line {join} {step_join} "
-            f"WHERE {match}{where} ORDER BY line.id DESC {limit}"
-        )
-        params = [*words, *params]
-    else:
-        # FTS5 takes its table's own name, not an alias, left of MATCH.
-        sql = (
-            f"SELECT line.id FROM {LOGS.fts} "
-            f"JOIN {table} AS line ON line.id = {LOGS.fts}.rowid {join} {step_join} "
-            f"WHERE {LOGS.fts} MATCH %s{where} "
-            f"ORDER BY {LOGS.fts}.rowid DESC {limit}"
-        )
-        params = [fts_query(words), *params]
+    joins, table = f"{join} {step_join}", LogEntry._meta.db_table
+    postgres = connection.vendor == "postgresql"
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [row[0] for row in cursor.fetchall()]
+        if postgres and not _sparse_driver(filters, *_runs_filter(filters)):
+            where, params = _filters_sql({**filters, "before": None})
+            among = Among("line", joins, where, tuple(params), filters.get("before"))
+            return newest_matches(cursor, LOGS, words, limit, COUNT_CAP, among)
+        where, params = _filters_sql(filters)
+        if postgres:
+            # At most SPARSE lines pass the filters: read through their index (log_time,
+            # the runs' log_run_seq), each is tested for the words (its vector computed,
+            # ~5 µs). Materialized, so the planner cannot read the words' whole posting
+            # list from the GIN index instead (a phrase, it guesses, matches one row).
+            cursor.execute(
+                f"WITH passed AS MATERIALIZED (SELECT line.id, line.message FROM {table} AS "
+                f"line {joins} WHERE true{where}) SELECT id FROM passed "
+                f"WHERE {pg_match(LOGS, words, 'passed.')} ORDER BY id DESC LIMIT {COUNT_CAP + 1}",
+                [*params, *words],
+            )
+        else:
+            # FTS5 takes its table's own name, not an alias, left of MATCH.
+            cursor.execute(
+                f"SELECT line.id FROM {LOGS.fts} "
+                f"JOIN {table} AS line ON line.id = {LOGS.fts}.rowid {joins} "
+                f"WHERE {LOGS.fts} MATCH %s{where} "
+                f"ORDER BY {LOGS.fts}.rowid DESC LIMIT {COUNT_CAP + 1}",
+                [fts_query(words), *params],
+            )
+        ids = [row[0] for row in cursor.fetchall()]
+        return ids[:limit], len(ids)
 
 
 def _filters_sql(filters: dict) -> tuple[str, list]:
@@ -153,7 +174,8 @@ def _runs_filter(filters: dict) -> tuple[str, list]:
 
 def _sparse_driver(filters: dict, runs_where: str, runs_params: list) -> str:
     """The index to read the lines through when a filter keeps at most SPARSE of
-    them (SQLite), else "" (the newest-first walk)."""
+    them, else "" (the newest-first walk). SQLite is told to take it; PostgreSQL's
+    search for words reads those lines instead of walking its buckets."""
     with connection.cursor() as cursor:
         if runs_where:
             cursor.execute(
@@ -171,7 +193,7 @@ def _sparse_driver(filters: dict, runs_where: str, runs_params: list) -> str:
             )
             cursor.execute(
                 f"SELECT COUNT(*) FROM (SELECT 1 FROM {LogEntry._meta.db_table} "
-                f"WHERE {where} LIMIT {SPARSE + 1})",
+                f"WHERE {where} LIMIT {SPARSE + 1}) AS sparse",
                 [_adapted(name, value) for name, value in times],
             )
             if cursor.fetchone()[0] <= SPARSE:
