@@ -6,8 +6,9 @@ to COUNT_CAP.
 With words, on PostgreSQL, the lines are read a bucket of ids at a time, newest
 first (newest.py), the filters tested in each bucket (the level inside the index);
 a filter that keeps at most SPARSE lines (a time range, the runs of a format or
-type: `_sparse_driver`) reads those lines instead and tests the words on each.
-SQLite reads FTS5's matches newest first (its rowid order)."""
+type) reads those lines instead and tests the words on each, and a time range of
+at most SPAN lines bounds the buckets to its lines' ids. SQLite reads FTS5's
+matches newest first (its rowid order)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from django.db import connection
 from traces.models import LogEntry
 from traces.queries.logs import LOG_ROW_FIELDS
 
-from .index import LOGS, fts_query, pg_match
+from .index import LOGS, fts_query, pg_phrase_match
 from .newest import Among, newest_matches
 from .query import COUNT_CAP, words_of
 
@@ -62,35 +63,54 @@ def _matching_log_ids(words: list[str], filters: dict, limit: int) -> tuple[list
     join = "JOIN traces_run AS run ON run.id = line.run_id" if of_runs else ""
     step_join = "JOIN traces_step AS step ON step.id = line.step_id" if filters.get("step") else ""
     joins, table = f"{join} {step_join}", LogEntry._meta.db_table
-    postgres = connection.vendor == "postgresql"
     with connection.cursor() as cursor:
-        if postgres and not _sparse_driver(filters, *_runs_filter(filters)):
-            where, params = _filters_sql({**filters, "before": None})
-            among = Among("line", joins, where, tuple(params), filters.get("before"))
-            return newest_matches(cursor, LOGS, words, limit, COUNT_CAP, among)
+        if connection.vendor == "postgresql":
+            return _pg_matching_log_ids(cursor, words, filters, joins, limit)
         where, params = _filters_sql(filters)
-        if postgres:
-            # At most SPARSE lines pass the filters: read through their index (log_time,
-            # the runs' log_run_seq), each is tested for the words (its vector computed,
-            # ~5 µs). Materialized, so the planner cannot read the words' whole posting
-            # list from the GIN index instead (a phrase, it guesses, matches one row).
-            cursor.execute(
-                f"WITH passed AS MATERIALIZED (SELECT line.id, line.message FROM {table} AS "
-                f"line {joins} WHERE true{where}) SELECT id FROM passed "
-                f"WHERE {pg_match(LOGS, words, 'passed.')} ORDER BY id DESC LIMIT {COUNT_CAP + 1}",
-                [*params, *words],
-            )
-        else:
-            # FTS5 takes its table's own name, not an alias, left of MATCH.
-            cursor.execute(
-                f"SELECT line.id FROM {LOGS.fts} "
-                f"JOIN {table} AS line ON line.id = {LOGS.fts}.rowid {joins} "
-                f"WHERE {LOGS.fts} MATCH %s{where} "
-                f"ORDER BY {LOGS.fts}.rowid DESC LIMIT {COUNT_CAP + 1}",
-                [fts_query(words), *params],
-            )
+        # FTS5 takes its table's own name, not an alias, left of MATCH.
+        cursor.execute(
+            f"SELECT line.id FROM {LOGS.fts} "
+            f"JOIN {table} AS line ON line.id = {LOGS.fts}.rowid {joins} "
+            f"WHERE {LOGS.fts} MATCH %s{where} "
+            f"ORDER BY {LOGS.fts}.rowid DESC LIMIT {COUNT_CAP + 1}",
+            [fts_query(words), *params],
+        )
         ids = [row[0] for row in cursor.fetchall()]
         return ids[:limit], len(ids)
+
+
+def _pg_matching_log_ids(
+    cursor, words: list[str], filters: dict, joins: str, limit: int
+) -> tuple[list[int], int]:
+    runs_where, runs_params = _runs_filter(filters)
+    few_runs = bool(runs_where) and _few_runs_lines(runs_where, runs_params)
+    timed = None if few_runs else _time_lines(filters, SPAN)
+    if few_runs or (timed is not None and timed[0] <= SPARSE):
+        # At most SPARSE lines pass the filters: read through their index (log_time,
+        # the runs' log_run_seq), each is tested for the words (its vector computed
+        # once, ~5 µs). Materialized, so the planner cannot read the words' whole
+        # posting list from the GIN index instead (a phrase, it guesses, matches one
+        # row).
+        where, params = _filters_sql(filters)
+        match, matched = pg_phrase_match("passed.document", words)
+        cursor.execute(
+            f"WITH passed AS MATERIALIZED (SELECT line.id, {LOGS.pg_document('line.')} "
+            f"AS document FROM {LogEntry._meta.db_table} AS line {joins} WHERE true{where}) "
+            f"SELECT id FROM passed WHERE {match} ORDER BY id DESC LIMIT {COUNT_CAP + 1}",
+            [*params, *matched],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        return ids[:limit], len(ids)
+    before, after = filters.get("before"), None
+    if timed is not None and timed[0] <= SPAN:
+        # The time range's lines lie between these ids: the buckets outside hold none.
+        lines, lowest, highest = timed
+        if not lines:
+            return [], 0
+        before, after = min(before or highest + 1, highest + 1), lowest
+    where, params = _filters_sql({**filters, "before": None})
+    among = Among("line", joins, where, tuple(params), before, after)
+    return newest_matches(cursor, LOGS, words, limit, COUNT_CAP, among)
 
 
 def _filters_sql(filters: dict) -> tuple[str, list]:
@@ -127,6 +147,10 @@ def _adapted(name: str, value):
 # index to take.
 SPARSE = 5000
 SPARSE_RUNS = 100
+# PostgreSQL, words and a time range of more lines than SPARSE: when it holds at most
+# SPAN lines (their ids read from log_time, ~5 ms), the id buckets walked are those
+# between its lowest and highest id.
+SPAN = 100_000
 
 
 def _newest_log_ids(filters: dict, limit: int) -> list[int]:
@@ -173,29 +197,40 @@ def _runs_filter(filters: dict) -> tuple[str, list]:
 
 
 def _sparse_driver(filters: dict, runs_where: str, runs_params: list) -> str:
-    """The index to read the lines through when a filter keeps at most SPARSE of
-    them, else "" (the newest-first walk). SQLite is told to take it; PostgreSQL's
-    search for words reads those lines instead of walking its buckets."""
-    with connection.cursor() as cursor:
-        if runs_where:
-            cursor.execute(
-                f"SELECT log_count FROM traces_run AS run {runs_where} AND log_count > 0 "
-                f"LIMIT {SPARSE_RUNS + 1}",
-                runs_params,
-            )
-            counts = [row[0] for row in cursor.fetchall()]
-            if len(counts) <= SPARSE_RUNS and sum(counts) <= SPARSE:
-                return "log_run_seq"
-        times = [(name, filters.get(name)) for name in ("since", "until") if filters.get(name)]
-        if times:
-            where = " AND ".join(
-                f"time {'>=' if name == 'since' else '<='} %s" for name, _ in times
-            )
-            cursor.execute(
-                f"SELECT COUNT(*) FROM (SELECT 1 FROM {LogEntry._meta.db_table} "
-                f"WHERE {where} LIMIT {SPARSE + 1}) AS sparse",
-                [_adapted(name, value) for name, value in times],
-            )
-            if cursor.fetchone()[0] <= SPARSE:
-                return "log_time"
+    """SQLite: the index to read the lines through when a filter keeps at most
+    SPARSE of them, else "" (the newest-first walk)."""
+    if runs_where and _few_runs_lines(runs_where, runs_params):
+        return "log_run_seq"
+    timed = _time_lines(filters, SPARSE)
+    if timed is not None and timed[0] <= SPARSE:
+        return "log_time"
     return ""
+
+
+def _few_runs_lines(runs_where: str, runs_params: list) -> bool:
+    """The runs of the format and type are at most SPARSE_RUNS, with at most SPARSE
+    lines (summed from their log_count)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT log_count FROM traces_run AS run {runs_where} AND log_count > 0 "
+            f"LIMIT {SPARSE_RUNS + 1}",
+            runs_params,
+        )
+        counts = [row[0] for row in cursor.fetchall()]
+    return len(counts) <= SPARSE_RUNS and sum(counts) <= SPARSE
+
+
+def _time_lines(filters: dict, limit: int) -> tuple[int, int | None, int | None] | None:
+    """The lines of the time range (since, until), read from log_time up to `limit`
+    + 1 of them: how many, their lowest and highest id; None without a time filter."""
+    times = [(name, filters.get(name)) for name in ("since", "until") if filters.get(name)]
+    if not times:
+        return None
+    where = " AND ".join(f"time {'>=' if name == 'since' else '<='} %s" for name, _ in times)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*), MIN(id), MAX(id) FROM (SELECT id FROM "
+            f"{LogEntry._meta.db_table} WHERE {where} LIMIT {int(limit) + 1}) AS timed",
+            [_adapted(name, value) for name, value in times],
+        )
+        return cursor.fetchone()

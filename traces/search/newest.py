@@ -23,7 +23,8 @@ walks every coarse bucket (16 at 1 M steps, 153 at 10 M).
 A filter is ANDed to every read: inside the index when its column is in it (a log
 line's level, index.SearchedTable.pg_keys), else tested on the bucket's matches
 (a join, a time), which then reads every match of the buckets walked; a page's
-cursor (`before`) starts the walk at its bucket."""
+cursor (`before`) starts the walk at its bucket, and the ids a filter's rows lie
+between (a time range's lines, mostly written in time order) bound it."""
 
 from __future__ import annotations
 
@@ -39,21 +40,25 @@ FINE_PER_COARSE = 1 << (COARSE_BITS - FINE_BITS)
 class Among:
     """The rows searched: the table as `alias` with `joins`; `where`, SQL ANDed to
     every read (" AND ..." over the alias and the joins, one `%s` per `params`); and
-    ids below `before` (a page's cursor; None: all)."""
+    ids below `before` (a page's cursor) and from `after` on (None: no bound), which
+    also bound the buckets walked."""
 
     alias: str = "searched"
     joins: str = ""
     where: str = ""
     params: tuple = ()
     before: int | None = None
+    after: int | None = None
 
     def clauses(self) -> tuple[str, list]:
-        """`where` and the cursor's clause, and their parameters."""
-        if self.before is None:
-            return self.where, list(self.params)
+        """`where` and the id bounds' clauses, and their parameters."""
+        where, params = self.where, list(self.params)
         # `+ 0`: tested on the bucket's rows, not read as a range of the primary key
         # for a bitmap of every older row, in every bucket.
-        return f"{self.where} AND {self.alias}.id + 0 < %s", [*self.params, self.before]
+        for bound, value in (("<", self.before), (">=", self.after)):
+            if value is not None:
+                where, params = f"{where} AND {self.alias}.id + 0 {bound} %s", [*params, value]
+        return where, params
 
 
 EVERY_ROW = Among()
@@ -96,13 +101,15 @@ def newest_keyed(
     keyed = f"{row}key = %s" if key else "false"
     flag = [key] if key else []
     where, params = among.clauses()
-    match = pg_match(searched, words, row) + where
-    matched = [*words, *params]
+    match, matched = pg_match(searched, words, row)
+    match, matched = match + where, [*matched, *params]
     source = f"{searched.table} AS {among.alias} {among.joins}"
     # Bitmap scans only: the buckets are the index's, and a walk down the primary key
     # (`ORDER BY id DESC LIMIT n`, the planner's guess) may read the whole table.
+    after = among.after or 0
     with planner_settings(cursor, enable_seqscan=False, enable_indexscan=False):
-        cursor.execute(_walk_sql(source, row, match, cap), [top >> COARSE_BITS, *matched])
+        cursor.execute(_walk_sql(source, row, match, cap, after >> COARSE_BITS),
+                       [top >> COARSE_BITS, *matched])  # fmt: skip
         walked = cursor.fetchall()
         buckets = [(bucket, found - before) for (_, before), (bucket, found) in
                    itertools.pairwise(walked) if found > before]  # fmt: skip
@@ -123,23 +130,24 @@ def newest_keyed(
             rows = cursor.fetchall()
         if many is not None and len(rows) < limit:
             first = min((many + 1) * FINE_PER_COARSE, (top >> FINE_BITS) + 1)
-            fine = list(range(first - 1, many * FINE_PER_COARSE - 1, -1))
+            last = max(many * FINE_PER_COARSE, after >> FINE_BITS)
+            fine = list(range(first - 1, last - 1, -1))
             cursor.execute(_buckets_sql(source, row, FINE_BITS, match, keyed, limit - len(rows)),
                            [fine, *flag, *matched])  # fmt: skip
             rows += cursor.fetchall()
     return [row[0] for row in rows], matches, [row[0] for row in rows if row[1]]
 
 
-def _walk_sql(source: str, row: str, match: str, cap: int) -> str:
+def _walk_sql(source: str, row: str, match: str, cap: int, lowest: int) -> str:
     """(bucket, matches found from the newest bucket to it), from the one past the
-    newest (0 found) down, until more than `cap` are found or bucket 0 is read."""
+    newest (0 found) down, until more than `cap` are found or bucket `lowest` is read."""
     return (
         f"WITH RECURSIVE walk(bucket, found) AS ("
         f"SELECT %s::bigint + 1, 0::bigint UNION ALL "
         f"SELECT bucket - 1, found + (SELECT count(*) FROM (SELECT 1 FROM {source} "
         f"WHERE {pg_bucket(COARSE_BITS, row)} = walk.bucket - 1 AND {match} "
         f"LIMIT {int(cap) + 1}) AS counted) "
-        f"FROM walk WHERE bucket > 0 AND found <= {int(cap)}) "
+        f"FROM walk WHERE bucket > {int(lowest)} AND found <= {int(cap)}) "
         "SELECT bucket, found FROM walk ORDER BY bucket DESC"
     )
 
