@@ -97,18 +97,18 @@ def newest_keyed(
     (top,) = cursor.fetchone()
     if top is None:
         return [], 0, []
-    row = f"{among.alias}."
-    keyed = f"{row}key = %s" if key else "false"
+    prefix = f"{among.alias}."
+    keyed = f"{prefix}key = %s" if key else "false"
     flag = [key] if key else []
     where, params = among.clauses()
-    match, matched = pg_match(searched, words, row)
+    match, matched = pg_match(searched, words, prefix)
     match, matched = match + where, [*matched, *params]
     source = f"{searched.table} AS {among.alias} {among.joins}"
     # Bitmap scans only: the buckets are the index's, and a walk down the primary key
     # (`ORDER BY id DESC LIMIT n`, the planner's guess) may read the whole table.
     after = among.after or 0
     with planner_settings(cursor, enable_seqscan=False, enable_indexscan=False):
-        cursor.execute(_walk_sql(source, row, match, cap, after >> COARSE_BITS),
+        cursor.execute(_walk_sql(source, prefix, match, cap, after >> COARSE_BITS),
                        [top >> COARSE_BITS, *matched])  # fmt: skip
         walked = cursor.fetchall()
         buckets = [(bucket, found - before) for (_, before), (bucket, found) in
@@ -125,14 +125,14 @@ def newest_keyed(
             covered += hits
         rows: list[tuple[int, bool]] = []
         if few:
-            cursor.execute(_buckets_sql(source, row, COARSE_BITS, match, keyed, limit),
+            cursor.execute(_buckets_sql(source, prefix, COARSE_BITS, match, keyed, limit),
                            [few, *flag, *matched])  # fmt: skip
             rows = cursor.fetchall()
         if many is not None and len(rows) < limit:
             first = min((many + 1) * FINE_PER_COARSE, (top >> FINE_BITS) + 1)
             last = max(many * FINE_PER_COARSE, after >> FINE_BITS)
             fine = list(range(first - 1, last - 1, -1))
-            cursor.execute(_buckets_sql(source, row, FINE_BITS, match, keyed, limit - len(rows)),
+            cursor.execute(_buckets_sql(source, prefix, FINE_BITS, match, keyed, limit - len(rows)),
                            [fine, *flag, *matched])  # fmt: skip
             rows += cursor.fetchall()
     return [row[0] for row in rows], matches, [row[0] for row in rows if row[1]]
