@@ -838,8 +838,27 @@ def log_cases(t: Targets) -> list[Case]:
                  "/logs/", [], params={"q": word, "level": "error"}),
             Case("logs_word_type", f"log search: a common word ({word!r}), run type",
                  "/logs/", [], params={"q": word, "type": wf_type}),
+            # §16b: the filters PostgreSQL tests in each id bucket of the word's lines.
+            Case("logs_word_step", f"log search: a common word ({word!r}), a step name",
+                 "/logs/", [], params={"q": word, "step": _wf_step_name(t.wf_run)}),
+            Case("logs_word_old_hour", f"log search: a common word ({word!r}), the oldest "
+                 "hour of lines", "/logs/", [], params={"q": word, "until": _oldest_hour()}),
+            Case("logs_word_page", f"log search: a common word ({word!r}), a page from the "
+                 "middle line on", "/logs/", [], params={"q": word, "before": _middle_line()}),
         ]  # fmt: skip
     return cases
+
+
+def _oldest_hour() -> str:
+    """An hour after the oldest line's time (the `until` of the lines' oldest hour)."""
+    oldest = LogEntry.objects.exclude(time=None).order_by("time").values_list("time").first()
+    end = (oldest[0] if oldest else datetime.now(UTC)) + timedelta(hours=1)
+    return end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def _middle_line() -> int:
+    last = LogEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 2
+    return last // 2
 
 
 def _wf_step_name(run_id: int) -> str:

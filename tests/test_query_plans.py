@@ -534,7 +534,7 @@ def test_search_matches_the_stored_vector_through_its_gin_index(worded_run):
     from traces.search.query import search
 
     plans = _analyzed(lambda: search("rare_word"))
-    steps = [plan for sql, plan in plans if "FROM traces_step WHERE" in sql]
+    steps = [plan for sql, plan in plans if "traces_step" in sql and "search_doc @@" in sql]
     text = json.dumps(steps)
     assert steps and "step_search_bucket" in text and "search_doc @@" in text
     # The step's text is never tokenised again at query time.
@@ -583,6 +583,114 @@ def test_find_of_a_common_word_reads_a_window_not_all_matches(worded_run):
     assert "to_tsvector" not in json.dumps(plan)
     # A window of 50 matches, every other step: ~100 steps read, not 3,000 matches.
     assert _steps_read(plan) <= 4 * found.FIND_WINDOW, _steps_read(plan)
+
+
+@pytest.fixture
+def worded_lines():
+    """6,000 log lines of one run, 64 ids apart (6 buckets of 65,536 ids), every other
+    one (3,000) `fetch_charges` at level info, the others at level error; ANALYZEd,
+    and the GIN index's pending list (fastupdate: rows written since its last
+    cleanup, here by earlier tests too) merged, as autovacuum keeps it: the planner
+    prices a long pending list, which every scan of the index reads whole, and then
+    may prefer the level's B-tree (log_level), filtering all of that level's lines in
+    every bucket."""
+    run = make_runs(1)[0]
+    LogEntry.objects.bulk_create(
+        LogEntry(
+            id=1 + index * 64,
+            run=run,
+            seq=index,
+            time=datetime(2026, 11, 1, tzinfo=UTC) + timedelta(seconds=index),
+            level="error" if index % 2 else "info",
+            message="something else" if index % 2 else "fetch_charges done",
+        )
+        for index in range(6_000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE traces_logentry")
+        cursor.execute("SELECT gin_clean_pending_list('log_search_bucket')")
+    return run
+
+
+def _log_reads(plan: dict) -> tuple[int, int]:
+    """(ids the plan's bitmap index scans of the log lines' indexes gave, log lines
+    it read from the table: kept and filtered out), over every loop."""
+    nodes = list(_all_nodes(plan))
+    given = sum(
+        node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
+        for node in nodes
+        if node["Node Type"] == "Bitmap Index Scan" and node["Index Name"].startswith("log_")
+    )
+    read = sum(
+        node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
+        + node.get("Rows Removed by Filter", 0)
+        + node.get("Rows Removed by Index Recheck", 0)
+        for node in nodes
+        if node.get("Relation Name") == "traces_logentry"
+    )
+    return given, read
+
+
+@on_postgres
+def test_log_search_for_a_common_word_reads_its_newest_lines_not_all(worded_lines):
+    """Through the GIN index of (id bucket, level, the message's words), a bucket at a
+    time, newest first (search/newest.py): never the word's 3,000 lines, nor a sort of
+    them all (the expression index alone gives all of them to every read)."""
+    from traces.search.logs import PAGE, search_logs
+    from traces.search.query import COUNT_CAP
+
+    found = None
+
+    def read():
+        nonlocal found
+        found = search_logs("fetch_charges", {})
+
+    plans = _analyzed(read, off=("seqscan", "indexscan"))  # as newest.py plans them
+    assert (found.count, found.capped, len(found.items)) == (COUNT_CAP, True, PAGE)
+    worded = [plan for sql, plan in plans if "to_tsvector" in sql]
+    text = json.dumps(worded)
+    assert "log_search_bucket" in text and "(id >> 16)" in text
+    reads = [_log_reads(plan) for plan in worded]
+    # The walk: the newest buckets' 512 matches each, to past the cap; the page: the
+    # newest bucket's.
+    assert len(reads) == 2 and all(given <= COUNT_CAP + 1024 for given, _ in reads), reads
+    assert reads[1][0] < 1024, reads
+    sorted_rows = [
+        node["Plans"][0]["Actual Rows"]
+        for plan in worded
+        for node in _all_nodes(plan)
+        if node["Node Type"] == "Sort"
+    ]
+    assert all(rows < 1024 for rows in sorted_rows), sorted_rows
+
+
+@on_postgres
+def test_log_search_filters_a_common_word_inside_the_index_or_reads_the_few_lines(
+    worded_lines,
+):
+    """A level is ANDed inside the GIN index: `fetch_charges` at level error (no such
+    line) gives no id, not its 3,000 lines to test. A time range that keeps few lines
+    reads those and tests the words on them, not the word's lines."""
+    from traces.search.logs import search_logs
+
+    found = None
+
+    def read(filters):
+        def run():
+            nonlocal found
+            found = search_logs("fetch_charges", filters)
+
+        return run
+
+    plans = _analyzed(read({"level": "error"}), off=("seqscan", "indexscan"))
+    assert (found.count, found.items) == (0, [])
+    reads = [_log_reads(plan) for sql, plan in plans if "to_tsvector" in sql]
+    assert reads and all(read == (0, 0) for read in reads), reads
+    until = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(seconds=99)
+    plans = _analyzed(read({"until": until}))
+    assert found.count == 50 and not found.capped
+    reads = [_log_reads(plan) for sql, plan in plans if "to_tsvector" in sql]
+    assert len(reads) == 1 and reads[0][1] <= 100, reads
 
 
 @on_postgres

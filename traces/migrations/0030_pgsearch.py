@@ -17,11 +17,7 @@ def forward(apps, schema_editor):
         return
     with connection.cursor() as cursor:
         for searched in (index.RUNS, index.STEPS):
-            for statement in index.pg_column_index(searched):
-                cursor.execute(statement)
-            cursor.execute(f"DROP INDEX IF EXISTS {OLD_NAMES[searched.table]}")
-            # The planner's statistics of the bucket expressions.
-            cursor.execute(f"ANALYZE {searched.table}")
+            index.pg_bucket_index_swap(cursor, searched, OLD_NAMES[searched.table])
 
 
 def backward(apps, schema_editor):
@@ -30,11 +26,7 @@ def backward(apps, schema_editor):
         return
     with connection.cursor() as cursor:
         for searched in (index.RUNS, index.STEPS):
-            cursor.execute(
-                f"CREATE INDEX IF NOT EXISTS {OLD_NAMES[searched.table]} ON {searched.table} "
-                f"USING gin ({searched.pg_column})"
-            )
-            cursor.execute(f"DROP INDEX IF EXISTS {searched.gin}")
+            index.pg_bucket_index_unswap(cursor, searched, OLD_NAMES[searched.table])
 
 
 class Migration(migrations.Migration):

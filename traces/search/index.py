@@ -20,9 +20,10 @@ computed by a BEFORE INSERT/UPDATE trigger in the statement that writes the row
 (COPY included) and GIN-indexed: a phrase's match must be rechecked on the row, and
 the recheck then reads the stored vector instead of tokenising the row's text again
 (~25 µs a row: a word matching 40,000 steps took a second), and a plain B-tree walk
-(newest first, a run's steps in order) can test rows for a word as it goes. Their
-GIN index also holds each row's id bucket (pg_column_index), so the search reads a
-common word's newest matches a bucket at a time (newest.py).
+(newest first, a run's steps in order) can test rows for a word as it goes. Every
+GIN index also holds each row's id bucket (pg_bucket_index), so a search reads a
+common word's newest matches a bucket at a time (newest.py); the log lines' also
+holds their level (`pg_keys`), a filter of the log search ANDed inside the index.
 
 Steps are also found by the VALUES (strings and numbers, not the keys) of their
 attributes and input (`values`): a customer id or an actor pasted into the search
@@ -58,6 +59,9 @@ class SearchedTable:
     indexed_by_store: bool  # SQLite: new rows indexed by index_new_rows, not a trigger
     values: tuple[str, ...] = ()  # JSON columns whose values (not keys) are searched
     pg_column: str = ""  # PostgreSQL: the stored tsvector column (else an expression index)
+    # PostgreSQL: columns of the row in the GIN index too (btree_gin), between the id
+    # buckets and the words, so a filter on them is ANDed inside the index.
+    pg_keys: tuple[str, ...] = ()
 
     @property
     def fts_columns(self) -> tuple[str, ...]:
@@ -75,10 +79,11 @@ class SearchedTable:
         parts += [pg_json_words(f"{row}{name}") for name in self.values]
         return " || ' ' || ".join(parts)
 
-    def pg_document(self) -> str:
+    def pg_document(self, row: str = "") -> str:
         """The indexed vector as a query must name it for the index to serve it: the
-        stored column, or the indexed expression."""
-        return self.pg_column or self.pg_expression()
+        stored column, or the indexed expression (`row`: a prefix for the columns,
+        an alias and a dot)."""
+        return f"{row}{self.pg_column}" if self.pg_column else self.pg_expression(row)
 
     def pg_expression(self, row: str = "") -> str:
         """The vector of a row's text. Punctuation is made a space first, so words split
@@ -113,11 +118,32 @@ def pg_words(text_sql: str) -> str:
     return f"regexp_replace({text_sql}, '[^[:alnum:]]+', ' ', 'g')"
 
 
-def pg_match(searched: SearchedTable, words: list[str]) -> str:
-    """SQL matching rows holding every word (one `%s` a word), each a tsquery phrase
-    split as the documents are; the index serves it."""
+def pg_match(searched: SearchedTable, words: list[str], row: str = "") -> tuple[str, list]:
+    """SQL matching rows holding every word, each a tsquery phrase split as the
+    documents are, and its parameters; the index serves it.
+
+    An expression's index (the log lines) is matched by each word's lexemes, which
+    it answers alone, and the phrase (their order) is then tested on the row only
+    for a word of several: a phrase from the index must be rechecked on every row it
+    gives, its vector computed again (~5 µs), before the statement's other filters;
+    as a plain test the planner orders it after them (a costlier one). A word of one
+    lexeme has nothing to test (its `phrase = lexemes` is folded to true)."""
+    if searched.pg_column:
+        return pg_phrase_match(searched.pg_document(row), words)
+    document = searched.pg_document(row)
     phrase = f"phraseto_tsquery('simple'::regconfig, {pg_words('%s')})"
-    return " AND ".join(f"{searched.pg_document()} @@ {phrase}" for _ in words)
+    lexemes = f"plainto_tsquery('simple'::regconfig, {pg_words('%s')})"
+    each = (
+        f"{document} @@ {lexemes} AND ({phrase} = {lexemes} OR ts_match_vq({document}, {phrase}))"
+    )
+    return " AND ".join(each for _ in words), [word for word in words for _ in range(4)]
+
+
+def pg_phrase_match(document: str, words: list[str]) -> tuple[str, list]:
+    """SQL matching a vector (`document`) holding every word as a phrase, and its
+    parameters."""
+    phrase = f"phraseto_tsquery('simple'::regconfig, {pg_words('%s')})"
+    return " AND ".join(f"{document} @@ {phrase}" for _ in words), list(words)
 
 
 def fts_query(words: list[str]) -> str:
@@ -144,7 +170,12 @@ STEPS = SearchedTable(
     pg_column="search_doc",
 )
 LOGS = SearchedTable(
-    "traces_logentry", ("message",), "traces_log_search", "log_search", indexed_by_store=True
+    "traces_logentry",
+    ("message",),
+    "traces_log_search",
+    "log_search_bucket",
+    indexed_by_store=True,
+    pg_keys=("level",),
 )
 TABLES = (RUNS, STEPS, LOGS)
 
@@ -226,9 +257,8 @@ def sqlite_drop(searched: SearchedTable) -> list[str]:
 
 
 def pg_create(searched: SearchedTable) -> list[str]:
-    if searched.pg_column:
-        return [*pg_column_create(searched), *pg_column_index(searched)]
-    return [f"CREATE INDEX {searched.gin} ON {searched.table} USING gin ({searched.pg_document()})"]
+    column = pg_column_create(searched) if searched.pg_column else []
+    return [*column, *pg_bucket_index(searched)]
 
 
 def pg_column_create(searched: SearchedTable) -> list[str]:
@@ -257,25 +287,46 @@ def pg_column_fill(searched: SearchedTable, first: int, last: int) -> str:
     )
 
 
-# PostgreSQL: the stored vector's GIN index also holds each row's id bucket, a coarse
-# one (65,536 ids) and a fine one (1,024 ids), so the newest matches of a word in
-# 200,000 rows are read a bucket at a time, newest first (newest.py), not all of them.
-# A bigint in a GIN index is btree_gin's (a contrib extension, trusted: a database
-# owner may create it).
+# PostgreSQL: the GIN index also holds each row's id bucket, a coarse one (65,536
+# ids) and a fine one (1,024 ids), so the newest matches of a word in 200,000 rows
+# are read a bucket at a time, newest first (newest.py), not all of them. A bigint
+# (or a varchar of pg_keys) in a GIN index is btree_gin's (a contrib extension,
+# trusted: a database owner may create it).
 COARSE_BITS = 16
 FINE_BITS = 10
 
 
-def pg_bucket(bits: int) -> str:
-    return f"(id >> {bits})"
+def pg_bucket(bits: int, row: str = "") -> str:
+    return f"({row}id >> {bits})"
 
 
-def pg_column_index(searched: SearchedTable) -> list[str]:
-    columns = f"{pg_bucket(COARSE_BITS)}, {pg_bucket(FINE_BITS)}, {searched.pg_column}"
+def pg_bucket_index(searched: SearchedTable) -> list[str]:
+    columns = ", ".join(
+        (pg_bucket(COARSE_BITS), pg_bucket(FINE_BITS), *searched.pg_keys, searched.pg_document())
+    )
     return [
         "CREATE EXTENSION IF NOT EXISTS btree_gin",
         f"CREATE INDEX IF NOT EXISTS {searched.gin} ON {searched.table} USING gin ({columns})",
     ]
+
+
+def pg_bucket_index_swap(cursor, searched: SearchedTable, old: str) -> None:
+    """Migrations: the bucket index built, then `old` (the words' GIN index it replaces)
+    dropped, so the search keeps an index meanwhile; then ANALYZE, the planner's
+    statistics of the bucket expressions."""
+    for statement in pg_bucket_index(searched):
+        cursor.execute(statement)
+    cursor.execute(f"DROP INDEX IF EXISTS {old}")
+    cursor.execute(f"ANALYZE {searched.table}")
+
+
+def pg_bucket_index_unswap(cursor, searched: SearchedTable, old: str) -> None:
+    """The way back: `old`, a GIN index of the words alone, built again, then the
+    bucket index dropped."""
+    cursor.execute(
+        f"CREATE INDEX IF NOT EXISTS {old} ON {searched.table} USING gin ({searched.pg_document()})"
+    )
+    cursor.execute(f"DROP INDEX IF EXISTS {searched.gin}")
 
 
 def pg_drop(searched: SearchedTable) -> list[str]:

@@ -1,9 +1,10 @@
 """PostgreSQL: the newest rows holding the words, newest first, and how many hold
-them (to a cap), for a table with a stored vector (index.RUNS, index.STEPS).
+them (to a cap), for a searched table (index.RUNS, index.STEPS, index.LOGS), among
+the rows a filter keeps (`Among`: the log search's level, run, step, time, page).
 
 A GIN index has no order: "the newest 20 of a word's 220,000 matches" read from it
 alone is all 220,000, sorted (~1 s at 1 M steps, 10 s at 10 M). Its index also holds
-each row's id bucket (index.pg_column_index), and a bucket and a word are ANDed
+each row's id bucket (index.pg_bucket_index), and a bucket and a word are ANDed
 inside the index, which skips the word's matches in other buckets. So:
 
 1. the walk: coarse buckets (65,536 ids) newest first, each counted up to the cap
@@ -11,48 +12,104 @@ inside the index, which skips the word's matches in other buckets. So:
    until more than the cap are found or the first bucket is passed; one recursive
    statement, each empty bucket ~0.05-1 ms;
 2. the newest `limit` from the buckets that hold any, newest first: those with few
-   matches together (read and sorted: at most a cap's worth), then a bucket with
-   many a fine bucket (1,024 ids) at a time, newest first, until `limit` are found.
+   matches a bucket at a time (each read and sorted: at most a cap's worth), then a
+   bucket with many a fine bucket (1,024 ids) at a time, newest first from the
+   newest id, until `limit` are found.
 
 What is read is the walk's buckets and at most about `limit` + COUNT_CAP matching
 rows, wherever in id order the matches are. A word with fewer matches than the cap
-walks every coarse bucket (16 at 1 M steps, 153 at 10 M)."""
+walks every coarse bucket (16 at 1 M steps, 153 at 10 M).
+
+A filter is ANDed to every read: inside the index when its column is in it (a log
+line's level, index.SearchedTable.pg_keys), else tested on the bucket's matches
+(a join, a time), which then reads every match of the buckets walked; a page's
+cursor (`before`) starts the walk at its bucket, and the ids a filter's rows lie
+between (a time range's lines, mostly written in time order) bound it."""
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 from .index import COARSE_BITS, FINE_BITS, SearchedTable, pg_bucket, pg_match, planner_settings
 
 FINE_PER_COARSE = 1 << (COARSE_BITS - FINE_BITS)
 
 
+@dataclass(frozen=True)
+class Among:
+    """The rows searched: the table as `alias` with `joins`; `where`, SQL ANDed to
+    every read (" AND ..." over the alias and the joins, one `%s` per `params`); and
+    ids below `before` (a page's cursor) and from `after` on (None: no bound), which
+    also bound the buckets walked."""
+
+    alias: str = "searched"
+    joins: str = ""
+    where: str = ""
+    params: tuple = ()
+    before: int | None = None
+    after: int | None = None
+
+    def clauses(self) -> tuple[str, list]:
+        """`where` and the id bounds' clauses, and their parameters."""
+        where, params = self.where, list(self.params)
+        # `+ 0`: tested on the bucket's rows, not read as a range of the primary key
+        # for a bitmap of every older row, in every bucket.
+        for bound, value in (("<", self.before), (">=", self.after)):
+            if value is not None:
+                where, params = f"{where} AND {self.alias}.id + 0 {bound} %s", [*params, value]
+        return where, params
+
+
+EVERY_ROW = Among()
+
+
 def newest_matches(
-    cursor, searched: SearchedTable, words: list[str], limit: int, cap: int
+    cursor,
+    searched: SearchedTable,
+    words: list[str],
+    limit: int,
+    cap: int,
+    among: Among = EVERY_ROW,
 ) -> tuple[list[int], int]:
     """Ids of the newest `limit` rows holding every word (highest id first; `limit` at
     most `cap` + 1), and how many rows hold them: all of them when at most `cap`, else
     more than `cap` (the matches of the buckets walked)."""
-    ids, matches, _ = newest_keyed(cursor, searched, words, limit, cap)
+    ids, matches, _ = newest_keyed(cursor, searched, words, limit, cap, among=among)
     return ids, matches
 
 
 def newest_keyed(
-    cursor, searched: SearchedTable, words: list[str], limit: int, cap: int, key: str = ""
+    cursor,
+    searched: SearchedTable,
+    words: list[str],
+    limit: int,
+    cap: int,
+    key: str = "",
+    among: Among = EVERY_ROW,
 ) -> tuple[list[int], int, list[int]]:
     """newest_matches, and which of those rows are keyed `key` (a step's key: the
     exact key probe's answer, read with the rows instead of looking them up again)."""
-    cursor.execute(f"SELECT max(id) FROM {searched.table}")
+    if among.before is None:
+        cursor.execute(f"SELECT max(id) FROM {searched.table}")
+    else:
+        cursor.execute(f"SELECT max(id) FROM {searched.table} WHERE id < %s", [among.before])
     (top,) = cursor.fetchone()
     if top is None:
         return [], 0, []
-    keyed = "key = %s" if key else "false"
+    prefix = f"{among.alias}."
+    keyed = f"{prefix}key = %s" if key else "false"
     flag = [key] if key else []
-    match = pg_match(searched, words)
+    where, params = among.clauses()
+    match, matched = pg_match(searched, words, prefix)
+    match, matched = match + where, [*matched, *params]
+    source = f"{searched.table} AS {among.alias} {among.joins}"
     # Bitmap scans only: the buckets are the index's, and a walk down the primary key
     # (`ORDER BY id DESC LIMIT n`, the planner's guess) may read the whole table.
+    after = among.after or 0
     with planner_settings(cursor, enable_seqscan=False, enable_indexscan=False):
-        cursor.execute(_walk_sql(searched, match, cap), [top >> COARSE_BITS, *words])
+        cursor.execute(_walk_sql(source, prefix, match, cap, after >> COARSE_BITS),
+                       [top >> COARSE_BITS, *matched])  # fmt: skip
         walked = cursor.fetchall()
         buckets = [(bucket, found - before) for (_, before), (bucket, found) in
                    itertools.pairwise(walked) if found > before]  # fmt: skip
@@ -68,42 +125,43 @@ def newest_keyed(
             covered += hits
         rows: list[tuple[int, bool]] = []
         if few:
-            cursor.execute(
-                f"SELECT id, {keyed} FROM {searched.table} "
-                f"WHERE {pg_bucket(COARSE_BITS)} = ANY(%s) AND {match} "
-                f"ORDER BY id DESC LIMIT {int(limit)}",
-                [*flag, few, *words],
-            )
+            cursor.execute(_buckets_sql(source, prefix, COARSE_BITS, match, keyed, limit),
+                           [few, *flag, *matched])  # fmt: skip
             rows = cursor.fetchall()
         if many is not None and len(rows) < limit:
-            first = (many + 1) * FINE_PER_COARSE - 1
-            cursor.execute(_fine_sql(searched, match, keyed, limit - len(rows)),
-                           [first, first - FINE_PER_COARSE + 1, *flag, *words])  # fmt: skip
+            first = min((many + 1) * FINE_PER_COARSE, (top >> FINE_BITS) + 1)
+            last = max(many * FINE_PER_COARSE, after >> FINE_BITS)
+            fine = list(range(first - 1, last - 1, -1))
+            cursor.execute(_buckets_sql(source, prefix, FINE_BITS, match, keyed, limit - len(rows)),
+                           [fine, *flag, *matched])  # fmt: skip
             rows += cursor.fetchall()
     return [row[0] for row in rows], matches, [row[0] for row in rows if row[1]]
 
 
-def _walk_sql(searched: SearchedTable, match: str, cap: int) -> str:
+def _walk_sql(source: str, row: str, match: str, cap: int, lowest: int) -> str:
     """(bucket, matches found from the newest bucket to it), from the one past the
-    newest (0 found) down, until more than `cap` are found or bucket 0 is read."""
+    newest (0 found) down, until more than `cap` are found or bucket `lowest` is read."""
     return (
         f"WITH RECURSIVE walk(bucket, found) AS ("
         f"SELECT %s::bigint + 1, 0::bigint UNION ALL "
-        f"SELECT bucket - 1, found + (SELECT count(*) FROM (SELECT 1 FROM {searched.table} "
-        f"WHERE {pg_bucket(COARSE_BITS)} = walk.bucket - 1 AND {match} "
-        f"LIMIT {int(cap) + 1}) AS hit) "
-        f"FROM walk WHERE bucket > 0 AND found <= {int(cap)}) "
+        f"SELECT bucket - 1, found + (SELECT count(*) FROM (SELECT 1 FROM {source} "
+        f"WHERE {pg_bucket(COARSE_BITS, row)} = walk.bucket - 1 AND {match} "
+        f"LIMIT {int(cap) + 1}) AS counted) "
+        f"FROM walk WHERE bucket > {int(lowest)} AND found <= {int(cap)}) "
         "SELECT bucket, found FROM walk ORDER BY bucket DESC"
     )
 
 
-def _fine_sql(searched: SearchedTable, match: str, keyed: str, limit: int) -> str:
-    """The newest `limit` matches of one coarse bucket, a fine bucket at a time from
-    its newest (a nested loop: each fine bucket's matches sorted, the walk stopping at
-    the limit)."""
+def _buckets_sql(source: str, row: str, bits: int, match: str, keyed: str, limit: int) -> str:
+    """The newest `limit` matches of the buckets (`bits`: coarse or fine) listed in
+    the first parameter, newest first, a bucket at a time (a nested loop: each
+    bucket's matches sorted, the walk stopping at the limit). Each bucket is an
+    equality to the loop's value, so the index reads bucket and words together: as
+    `= ANY(array)`, the planner may read a phrase's whole posting list instead (it
+    guesses a phrase matches one row)."""
     return (
-        f"SELECT hit.id, hit.keyed FROM generate_series(%s::bigint, %s::bigint, -1) AS "
-        f"fine(bucket) CROSS JOIN LATERAL (SELECT id, {keyed} AS keyed FROM {searched.table} "
-        f"WHERE {pg_bucket(FINE_BITS)} = fine.bucket AND {match} ORDER BY id DESC) AS hit "
-        f"LIMIT {int(limit)}"
+        f"SELECT hit.id, hit.keyed FROM unnest(%s::bigint[]) AS bucket(number) "
+        f"CROSS JOIN LATERAL (SELECT {row}id, {keyed} AS keyed FROM {source} "
+        f"WHERE {pg_bucket(bits, row)} = bucket.number AND {match} "
+        f"ORDER BY {row}id DESC) AS hit LIMIT {int(limit)}"
     )
