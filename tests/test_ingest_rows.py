@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from traces.ingest.common import _parse_iso_text, parse_iso
-from traces.ingest.inserters import _sqlite_utc_text, dump_json, row_plan
+from traces.ingest.inserters import _sqlite_utc_text, dump_json, row_plan, time_adapter
 from traces.ingest.records import ParseError, StepRecord
 from traces.ingest.sqlite_layout import _status_of, lenient_time, normalise_status, to_time
 from traces.ingest.store import _new_run
@@ -149,6 +149,15 @@ def _stored_time(moment):
 @given(st.datetimes(timezones=st.just(UTC)) | st.datetimes(timezones=st.timezones()))
 def test_utc_text_by_orjson_is_isoformat(moment):
     assert _sqlite_utc_text(moment) == moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+
+
+@pytest.mark.django_db
+@settings(deadline=None)
+@given(_MOMENTS)
+def test_the_stores_times_are_djangos_parameters(moment):
+    """A link's or a subject step's time, adapted without Django's per-value look-ups
+    (store._RunWriter.db_time), is what Django's adapter makes of it."""
+    assert time_adapter()(moment) == connection.ops.adapt_datetimefield_value(moment)
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,7 @@ from .inserters import (
     fit_key,
     insert_instances,
     row_plan,
+    time_adapter,
 )
 from .read_models import ReadModelDeltas
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
@@ -463,7 +464,9 @@ class _RunWriter:
 
     def __init__(self, run: Run, step_ids: IdAllocator, rows: RowBuffers):
         self.run = run
+        self.run_id = run.pk
         self.rows = rows
+        self.db_time = time_adapter()
         self.counts: Counter = Counter()
         self.step_ids: dict[str, int] = {}
         self.parent_of: dict[int, int | None] = {}
@@ -603,12 +606,12 @@ class _RunWriter:
             )
         )  # fmt: skip
         moment = self.step_times[step_id] = step.started_at or self.run.started_at
-        seen_at = _db_time(moment) if step.entity_type else None
+        seen_at = self.db_time(moment) if step.entity_type else None
         # As the causes read model dates the failure (_count_failure).
-        failed_at = _db_time(moment) if step.status == "failed" else None
+        failed_at = self.db_time(moment) if step.status == "failed" else None
         path = self.paths.add(step_id, parent_id, step.name or step.type, step.loop_index)
         # The four summaries are filled in by _write_held_steps.
-        return attributes, (step_id, self.run.pk, parent_id, self.seq, position, depth, cause,
+        return attributes, (step_id, self.run_id, parent_id, self.seq, position, depth, cause,
                             seen_at, failed_at, 0, 0, 0, False, path, None)  # fmt: skip
 
     def _count_failure(self, step: StepRecord) -> str:
@@ -649,7 +652,7 @@ class _RunWriter:
         position = self.calls_of[step_id]
         self.calls_of[step_id] += 1
         self.counts["calls"] += 1
-        return dict(call.attributes), (self.run.pk, step_id, position)
+        return dict(call.attributes), (self.run_id, step_id, position)
 
     def _link_row(self, link: LinkRecord) -> tuple[dict, tuple] | None:
         step_id = self.step_ids.get(link.step_key)
@@ -658,8 +661,8 @@ class _RunWriter:
             return None
         self.links_of[step_id] += 1
         self.counts["links"] += 1
-        seen_at = _db_time(link.created_at or self.step_times[step_id])
-        return dict(link.attributes), (self.run.pk, step_id, seen_at)
+        seen_at = self.db_time(link.created_at or self.step_times[step_id])
+        return dict(link.attributes), (self.run_id, step_id, seen_at)
 
     def _log_row(self, log: LogRecord) -> tuple[dict, tuple]:
         attributes = dict(log.attributes)
@@ -667,7 +670,7 @@ class _RunWriter:
         if log.step_key is not None and step_id is None:
             attributes["unknown_step"] = log.step_key
         self.counts["logs"] += 1
-        return attributes, (self.run.pk, step_id)
+        return attributes, (self.run_id, step_id)
 
     def _find_critical_path(self) -> None:
         """The run's critical path, now that all its steps are known: each step's self
@@ -747,10 +750,6 @@ def _failed_items(value) -> int:
     if type(value) is not int or value <= 0:
         return 0
     return min(value, MAX_INT32)
-
-
-def _db_time(moment):
-    return None if moment is None else connection.ops.adapt_datetimefield_value(moment)
 
 
 _STEP_STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "cancelled")
