@@ -10,6 +10,7 @@ import json
 import math
 import operator
 import re
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
@@ -378,9 +379,13 @@ class InstancePlan:
             if self.postgres:
                 copy_rows(cursor, self.copy_sql, rows)
                 return
+            # No more variables in a statement than this SQLite allows (32,766 by
+            # default; a build may allow as few as 999).
+            limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            most = min(self.MAX_ROWS, max(limit // len(self.attnames), 1))
             start = 0
             while start < len(rows):
-                size = min(self.MAX_ROWS, 1 << ((len(rows) - start).bit_length() - 1))
+                size = 1 << (min(most, len(rows) - start).bit_length() - 1)
                 chunk = rows[start : start + size]
                 cursor.execute(self._sql(size), [value for row in chunk for value in row])
                 start += size
