@@ -73,6 +73,27 @@ def clean_value(column: models.Field, value: Any, attributes: dict) -> Any:
     return value
 
 
+def kept_as_is(column: models.Field):
+    """A test of the values `clean_value` gives back unchanged, nothing noted: text
+    that fits, no NUL; a flag; a number inside its column's range; no value where
+    the column takes none; any value of another column (times, JSON). The writer
+    calls `clean_value` only when it fails."""
+    null = column.null
+    if isinstance(column, models.CharField | models.TextField):
+        limit = column.max_length or math.inf
+        return lambda v: (
+            (type(v) is str and len(v) <= limit and "\x00" not in v) or (v is None and null)
+        )
+    if isinstance(column, models.BooleanField):
+        return lambda v: type(v) is bool
+    if isinstance(column, models.IntegerField):
+        low, high = INT64 if isinstance(column, models.BigIntegerField) else INT32
+        return lambda v: (type(v) is int and low <= v <= high) or (v is None and null)
+    if isinstance(column, models.FloatField):
+        return lambda v: (type(v) is float and math.isfinite(v)) or (v is None and null)
+    return lambda v: v is not None or null
+
+
 def _empty(column: models.Field) -> Any:
     if column.has_default():
         return column.get_default()
@@ -313,6 +334,19 @@ class RowBuffers:
 
     def __init__(self):
         self.rows: dict[RowPlan, list[list]] = {}
+        # The plans of this database, and its datetime parameters: found once, not
+        # for each run (`connection.vendor` is a look-up through the connection
+        # handler's thread-local, µs each).
+        self._plans: dict[tuple, RowPlan] = {}
+        self.db_time = time_adapter()
+
+    def plan(self, model, record_type, fixed: tuple[str, ...]) -> RowPlan:
+        """`row_plan(...)` for this buffer's database."""
+        key = (model, record_type, fixed)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = row_plan(model, record_type, fixed)
+        return plan
 
     def add(self, plan: RowPlan, row: list) -> None:
         rows = self.rows.get(plan)

@@ -36,8 +36,7 @@ from .inserters import (
     dump_json,
     fit_key,
     insert_instances,
-    row_plan,
-    time_adapter,
+    kept_as_is,
 )
 from .read_models import ReadModelDeltas
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
@@ -391,6 +390,8 @@ RUN_FIELDS = (
 
 
 _RUN_COLUMNS = {name: Run._meta.get_field(name) for name in RUN_FIELDS}
+# The values clean_value keeps as they are, by field: most, tested cheaply.
+_RUN_KEPT = {name: kept_as_is(column) for name, column in _RUN_COLUMNS.items()}
 # A new Run's field values before any is set: Model.__init__ works them out for
 # each of ~60 fields every time, which costs more than writing a small run.
 _RUN_CALLABLE_DEFAULTS = [
@@ -427,7 +428,9 @@ def _run_row(
     if external_id != record.external_id:
         values["attributes"].setdefault("full_values", {})["external_id"] = record.external_id
     for name, value in values.items():
-        setattr(run, name, clean_value(_RUN_COLUMNS[name], value, values["attributes"]))
+        if not _RUN_KEPT[name](value):
+            value = clean_value(_RUN_COLUMNS[name], value, values["attributes"])
+        setattr(run, name, value)
     run.completeness = list(record.completeness) if record.completeness is not None else None
     run.source_file = source_file
     run.left_source_at = None  # written again by its source: back in it
@@ -466,7 +469,7 @@ class _RunWriter:
         self.run = run
         self.run_id = run.pk
         self.rows = rows
-        self.db_time = time_adapter()
+        self.db_time = rows.db_time
         self.counts: Counter = Counter()
         self.step_ids: dict[str, int] = {}
         self.parent_of: dict[int, int | None] = {}
@@ -479,7 +482,7 @@ class _RunWriter:
         self.orphans: Counter = Counter()
         self.seq = 0
         self.new_step_id = step_ids.next
-        self.step_plan = row_plan(Step, StepRecord, STEP_FIXED)
+        self.step_plan = rows.plan(Step, StepRecord, STEP_FIXED)
         at = self.step_plan.at
         self.subject_at = (at["entity_type"], at["entity_id"], at["entity_seen_at"])
         self.entities = RunEntities()
@@ -515,7 +518,7 @@ class _RunWriter:
         for item in records:
             values = to_row(item)
             if values is not None:
-                plan = plan or row_plan(model, record_type, fixed)
+                plan = plan or self.rows.plan(model, record_type, fixed)
                 add(plan, plan.row(item, *values))
 
     def _write_links(self, links) -> None:
@@ -526,7 +529,7 @@ class _RunWriter:
             if values is None:
                 continue
             if plan is None:
-                plan = row_plan(EntityLink, LinkRecord, LINK_FIXED)
+                plan = self.rows.plan(EntityLink, LinkRecord, LINK_FIXED)
                 at = plan.at
                 fields = operator.itemgetter(
                     at["entity_type"], at["entity_id"], at["link_type"], at["step_id"],
