@@ -621,9 +621,9 @@ def _write_file_rows(rows: list[tuple[TraceFile, bool]]) -> None:
     if plan is None:
         plan = _FILE_ROW_PLANS[connection.vendor] = InstancePlan(TraceFile)
     pairs = list(zip(plan.adapters, plan.attnames, strict=True))
-    values = [[adapt(getattr(trace_file, name)) for adapt, name in pairs] for trace_file in new]
-    with connection.cursor() as cursor:
-        cursor.executemany(plan.sql, values)
+    plan.insert_rows(
+        [[adapt(getattr(trace_file, name)) for adapt, name in pairs] for trace_file in new]
+    )
 
 
 _FILE_ROW_PLANS: dict[str, InstancePlan] = {}
