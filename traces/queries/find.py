@@ -218,9 +218,11 @@ def matching(
     (a window), not counted."""
     where = scope(run)
     steps = Step.objects.all()
-    if from_matches and find.phrases and connection.vendor == "sqlite":
-        # `run_id + 0` is no index's column: SQLite looks the matches up by id instead
-        # of walking the run's 100,000 steps to test each.
+    by_id = from_matches or id_range is not None
+    if by_id and find.phrases and connection.vendor == "sqlite":
+        # `run_id + 0` is no index's column: SQLite looks the matches (or a window's
+        # ids) up by id instead of walking the run's 100,000 steps to test each, which
+        # without statistics it takes for a few rows.
         steps = steps.alias(run_plus=F("run_id") + 0).filter(run_plus=where.run_id)
     else:
         steps = steps.filter(run_id=where.run_id)
