@@ -308,12 +308,14 @@ def _pg_bucket_walk(span: str, cut: str = "") -> str:
     """PostgreSQL: the ids of the run's steps holding the words (parameters: the run,
     the tsquery), a coarse bucket of ids at a time from `span` (a FROM item with a
     `bucket` column): each bucket read through the GIN index as bucket AND words (the
-    run's postings, not the words' in the whole store) by a lateral subquery, whose
-    LIMIT `cut` keeps it a nested loop that stops at the cap."""
+    run's postings, not the words' in the whole store) by a lateral subquery, kept a
+    nested loop by its LIMIT `cut` (which stops it at the cap) or OFFSET 0: pulled up
+    into a join, it was read by the words alone, the bucket a join filter."""
     return (
         f"SELECT hit.id FROM {span} CROSS JOIN LATERAL (SELECT id FROM {STEPS.table} "
         f"WHERE {pg_bucket(COARSE_BITS)} = span.bucket AND run_id + 0 = %s "
-        f"AND {STEPS.pg_document()} @@ to_tsquery('simple'::regconfig, %s){cut}) AS hit{cut}"
+        f"AND {STEPS.pg_document()} @@ to_tsquery('simple'::regconfig, %s)"
+        f"{cut or ' OFFSET 0'}) AS hit{cut}"
     )
 
 
