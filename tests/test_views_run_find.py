@@ -175,6 +175,9 @@ def test_words_match_whole_words_and_a_star_their_start(client, noted):
     assert found.count(run, found.parse("status:failed")) == (5, False)
     assert found.count(run, found.parse("level status:failed")) == (0, False)
     assert found.count(run, found.parse("level")) == (4, False)
+    if noted:  # a Run read without its noted ids is looked in as by its id, no query more
+        partial = Run.objects.only("id").get(pk=deep.pk)
+        assert found.scope(partial) == found.Scope(deep.pk)
 
 
 def test_a_find_stays_in_its_run(client):

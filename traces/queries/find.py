@@ -117,6 +117,8 @@ def scope(run: Run | int | Scope) -> Scope:
         return run
     if not isinstance(run, Run):
         return Scope(int(run))
+    if {"step_id_min", "step_id_max", "step_count"} & run.get_deferred_fields():
+        return Scope(run.pk)  # a Run read without them: not a query more for them
     low, high = run.step_id_min, run.step_id_max
     if low is None or high is None:
         return Scope(run.pk)
