@@ -872,21 +872,17 @@ def run_find_cases(t: Targets, run_row: str) -> list[Case]:
     order, and their ancestors. The bare SQL: the same questions written by hand."""
     big = t.big_run
     if ON_POSTGRES:
-        document = (
-            "to_tsvector('simple'::regconfig, regexp_replace(left(coalesce(key::text, ''), 4096)"
-            " || ' ' || left(coalesce(name::text, ''), 4096) || ' ' || "
-            "left(coalesce(type::text, ''), 4096) || ' ' || left(coalesce(error::text, ''), "
-            "4096), '[^[:alnum:]]+', ' ', 'g'))"
-        )
+        # The steps' stored vector (search/index.py), which the GIN index serves.
         ids = (
-            f"SELECT id FROM traces_step WHERE run_id + 0 = %s AND {document} @@ "
+            "SELECT id FROM traces_step WHERE run_id + 0 = %s AND search_doc @@ "
             "to_tsquery('simple'::regconfig, %s)"
         )
 
         def words(query: str) -> list:
             return [big, " <-> ".join(query.split())]
     else:
-        bound = "(SELECT {}(id) FROM traces_step WHERE run_id = %s)"
+        # The range of the run's step ids, as the store notes it (Run.step_id_min/max).
+        bound = "(SELECT step_id_{} FROM traces_run WHERE id = %s)"
         ids = (
             "SELECT rowid FROM traces_step_search WHERE traces_step_search MATCH %s "
             f"AND rowid >= {bound.format('min')} AND rowid <= {bound.format('max')}"

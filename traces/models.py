@@ -249,6 +249,13 @@ class Run(Outcome, ItemProgress):
     # The length of the run's critical path (traces/critical_path.py), kept at ingest
     # with its steps' Step.critical_ms; null: none (no step has a start time).
     critical_path_ms = models.FloatField(null=True, blank=True)
+    # The smallest and largest id of its steps, noted at ingest: the store writes a
+    # run's steps together, so every one of them lies between the two (and, when they
+    # are as many ids apart as it has steps, no other run's step does). Find in run
+    # bounds its full-text lookups by them (queries/find.py) without reading the ids
+    # of the run's 100,000 steps; null: not noted (no steps, or written otherwise).
+    step_id_min = models.BigIntegerField(null=True, blank=True)
+    step_id_max = models.BigIntegerField(null=True, blank=True)
 
     # Bookkeeping for idempotent re-ingest.
     source_file = models.ForeignKey(

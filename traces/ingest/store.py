@@ -733,6 +733,8 @@ class _RunWriter:
             max_depth=max(self.depth_of.values(), default=0),
             steps_started_at=self.first_start,
             steps_finished_at=self.last_finish,
+            step_id_min=min(self.step_ids.values(), default=None),
+            step_id_max=max(self.step_ids.values(), default=None),
             attributes=attributes,
             **summary,
         )
