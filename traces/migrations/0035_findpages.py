@@ -30,7 +30,7 @@ def backfill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("traces", "0032_fix15"),
+        ("traces", "0034_pglogs"),
     ]
 
     operations = [
