@@ -6,9 +6,11 @@ as for the site (default: a new SQLite file in the temp dir)."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -19,6 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 WORKDIR = Path(tempfile.mkdtemp(prefix="tracer-bench-"))
+# A run's scratch store goes with it (hundreds of runs filled the disk); the data sets
+# in $TRACER_BENCH_DATA are kept. TRACER_BENCH_KEEP_WORKDIR=1 keeps it to look into.
+if os.environ.get("TRACER_BENCH_KEEP_WORKDIR") != "1":
+    atexit.register(shutil.rmtree, WORKDIR, ignore_errors=True)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracer_site.settings")
 os.environ.setdefault("TRACER_DATA_DIR", str(WORKDIR / "data"))
 # Production settings, as a deployed site and its workers run (TRACER_DEBUG=1 to

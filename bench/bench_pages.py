@@ -269,6 +269,10 @@ class Targets:
     # thousandth of its axis in the middle, and of its last hundredth.
     zoom_middle: tuple = ()
     zoom_end: tuple = ()
+    # "now" a minute after the newest failure of a run whose times are estimated
+    # (greentic: the file's time, the day the store was built): the strip's and the
+    # failed-steps lists' windows full of failures dated by the file's time.
+    newest_estimated_failure: datetime | None = None
 
 
 def find_targets(client: Client) -> Targets:
@@ -317,7 +321,7 @@ def find_targets(client: Client) -> Targets:
         big_run, big_steps, typical_run, wf_run, expand_key, expand_id, panel_key, panel_id,
         hot, one, first["next"], busy_type, compare_run, other_big[0] if other_big else 0,
         search_targets(typical_run, expand_id, panel_key, hot, wf_run), newest_failure(),
-        *_zoom_windows(big_run),
+        *_zoom_windows(big_run), newest_failure(estimated=True),
     )  # fmt: skip
 
 
@@ -340,10 +344,18 @@ def search_targets(typical_run, expand_id, panel_key, hot, wf_run) -> dict:
     return found
 
 
-def newest_failure() -> datetime | None:
+def newest_failure(*, estimated: bool = False) -> datetime | None:
     """A minute after the newest failed step: the failing-now strip's "now" that
-    shows what a store under load holds (the generated failures are not recent)."""
-    newest = _one("SELECT MAX(started_at) FROM traces_step WHERE status = 'failed'")[0]
+    shows what a store under load holds (the generated failures are not recent).
+    `estimated`: of the failed steps of runs whose times are estimated (greentic's,
+    which have no start: their failure is their run's time, the file's)."""
+    if estimated:
+        newest = _one(
+            "SELECT MAX(s.failed_at) FROM traces_step s JOIN traces_run r ON r.id = s.run_id "
+            "WHERE s.status = 'failed' AND r.times_estimated"
+        )[0]
+    else:
+        newest = _one("SELECT MAX(started_at) FROM traces_step WHERE status = 'failed'")[0]
     if newest is None:
         return None
     newest = newest if isinstance(newest, datetime) else datetime.fromisoformat(str(newest))
@@ -826,8 +838,27 @@ def log_cases(t: Targets) -> list[Case]:
                  "/logs/", [], params={"q": word, "level": "error"}),
             Case("logs_word_type", f"log search: a common word ({word!r}), run type",
                  "/logs/", [], params={"q": word, "type": wf_type}),
+            # §16b: the filters PostgreSQL tests in each id bucket of the word's lines.
+            Case("logs_word_step", f"log search: a common word ({word!r}), a step name",
+                 "/logs/", [], params={"q": word, "step": _wf_step_name(t.wf_run)}),
+            Case("logs_word_old_hour", f"log search: a common word ({word!r}), the oldest "
+                 "hour of lines", "/logs/", [], params={"q": word, "until": _oldest_hour()}),
+            Case("logs_word_page", f"log search: a common word ({word!r}), a page from the "
+                 "middle line on", "/logs/", [], params={"q": word, "before": _middle_line()}),
         ]  # fmt: skip
     return cases
+
+
+def _oldest_hour() -> str:
+    """An hour after the oldest line's time (the `until` of the lines' oldest hour)."""
+    oldest = LogEntry.objects.exclude(time=None).order_by("time").values_list("time").first()
+    end = (oldest[0] if oldest else datetime.now(UTC)) + timedelta(hours=1)
+    return end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def _middle_line() -> int:
+    last = LogEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 2
+    return last // 2
 
 
 def _wf_step_name(run_id: int) -> str:
@@ -841,21 +872,17 @@ def run_find_cases(t: Targets, run_row: str) -> list[Case]:
     order, and their ancestors. The bare SQL: the same questions written by hand."""
     big = t.big_run
     if ON_POSTGRES:
-        document = (
-            "to_tsvector('simple'::regconfig, regexp_replace(left(coalesce(key::text, ''), 4096)"
-            " || ' ' || left(coalesce(name::text, ''), 4096) || ' ' || "
-            "left(coalesce(type::text, ''), 4096) || ' ' || left(coalesce(error::text, ''), "
-            "4096), '[^[:alnum:]]+', ' ', 'g'))"
-        )
+        # The steps' stored vector (search/index.py), which the GIN index serves.
         ids = (
-            f"SELECT id FROM traces_step WHERE run_id + 0 = %s AND {document} @@ "
+            "SELECT id FROM traces_step WHERE run_id + 0 = %s AND search_doc @@ "
             "to_tsquery('simple'::regconfig, %s)"
         )
 
         def words(query: str) -> list:
             return [big, " <-> ".join(query.split())]
     else:
-        bound = "(SELECT {}(id) FROM traces_step WHERE run_id = %s)"
+        # The range of the run's step ids, as the store notes it (Run.step_id_min/max).
+        bound = "(SELECT step_id_{} FROM traces_run WHERE id = %s)"
         ids = (
             "SELECT rowid FROM traces_step_search WHERE traces_step_search MATCH %s "
             f"AND rowid >= {bound.format('min')} AND rowid <= {bound.format('max')}"
@@ -970,6 +997,47 @@ def search_cases(t: Targets) -> list[Case]:
                 now=t.newest_failure,
             )
         )
+    found += failing_lists(t)
+    return found
+
+
+def failing_lists(t: Targets) -> list[Case]:
+    """The failing-now strip in a day of failures of runs whose times are estimated,
+    and the failed-steps lists its step counts link (`since=24h`, `times=recorded` or
+    `estimated`) beside the same list of both: at the newest timed failure and at the
+    newest estimated one, each window full of the one kind and empty of the other."""
+    found = []
+    if t.newest_estimated_failure:
+        found.append(
+            Case(
+                "runs_failing_now_estimated",
+                "runs list with the failing-now strip (now = a minute after the newest "
+                "failure of estimated times)",
+                "/",
+                [],
+                now=t.newest_estimated_failure,
+            )
+        )
+    moments = (("", t.newest_failure), ("_at_estimated", t.newest_estimated_failure))
+    for suffix, now in moments:
+        if now is None:
+            continue
+        for times in ("", "recorded", "estimated"):
+            found.append(
+                Case(
+                    f"failed_24h_{times or 'any'}_times{suffix}",
+                    f"failed steps, last 24 h, {times or 'any'} times (now = a minute after the "
+                    f"newest failure{' of estimated times' if suffix else ''})",
+                    "/steps/",
+                    [],
+                    params={
+                        "status": "failed",
+                        "since": "24h",
+                        **({"times": times} if times else {}),
+                    },
+                    now=now,
+                )
+            )
     return found
 
 

@@ -201,6 +201,10 @@ SINGLE = {
         SELECT COUNT(*) FROM traces_step s JOIN traces_run r ON r.id = s.run_id
         WHERE s.failed_at IS DISTINCT FROM
               CASE WHEN s.status = 'failed' THEN {STEP_TIME} END""",
+    "failure time estimates (Step.failed_at_estimated)": """
+        SELECT COUNT(*) FROM traces_step s JOIN traces_run r ON r.id = s.run_id
+        WHERE s.failed_at_estimated IS DISTINCT FROM
+              CASE WHEN s.status = 'failed' THEN r.times_estimated END""",
     "a cause on a step that did not fail": """
         SELECT COUNT(*) FROM traces_step WHERE status <> 'failed' AND error_cause <> ''""",
 }

@@ -11,7 +11,12 @@ from django.db.models import Max, Min
 
 from traces.causes import as_utc, error_cause, failure_slot
 from traces.ingest import entity_counts
-from traces.ingest.failure_counts import add_failure_causes, fill_failed_at, slice_name
+from traces.ingest.failure_counts import (
+    add_failure_causes,
+    fill_failed_at,
+    fill_failed_at_estimated,
+    slice_name,
+)
 from traces.ingest.run_counts import apply_run_counts, run_key
 from traces.models import FailureCause, FailureSlice, Run, Step
 
@@ -69,6 +74,7 @@ def make_steps(
                 raw_status=status,
                 started_at=BASE_TIME + timedelta(seconds=index),
                 failed_at=(BASE_TIME + timedelta(seconds=index)) if failed else None,
+                failed_at_estimated=run.times_estimated if failed else None,
                 duration_ms=100.0,
                 error=message,
                 error_cause=error_cause(message) if failed else "",
@@ -104,9 +110,11 @@ def failures_by_cause_and_day(run: Run, steps: list[Step]) -> dict[tuple, list]:
 
 
 def recount_failure_causes() -> None:
-    """After a test changed failed steps' errors or times in place: their causes, their
-    failed_at and FailureCause written again from the steps, as the store would have."""
+    """After a test changed failed steps' errors or times in place (or their runs'):
+    their causes, their failed_at (and whether it is estimated) and FailureCause
+    written again from the steps, as the store would have."""
     fill_failed_at()
+    fill_failed_at_estimated()
     FailureCause.objects.all().delete()
     FailureSlice.objects.all().delete()
     for run in Run.objects.all():

@@ -3,7 +3,7 @@
 import io
 import json
 import shutil
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -292,3 +292,125 @@ def test_rescan_sources_loop_max_rounds(roots, monkeypatch):
     monkeypatch.setattr(scans, "_sleep", lambda seconds: None)
     out, _ = run("rescan_sources", "--loop", "--max-rounds", "3", "--interval", "0")
     assert len(out.strip().splitlines()) == 1  # due once; then not again for ten minutes
+
+
+# --- fill_failed_at -------------------------------------------------------------------------
+
+
+def stored_failures() -> dict[int, tuple]:
+    from traces.models import Step
+
+    failed = Step.objects.filter(status="failed")
+    return {
+        pk: (at, estimated)
+        for pk, at, estimated in failed.values_list("pk", "failed_at", "failed_at_estimated")
+    }
+
+
+def old_code_ingest(samples, *, emptied=("failed_at", "failed_at_estimated")) -> dict[int, tuple]:
+    """The samples ingested, plus a failed step with no time at all (neither it nor its
+    run has a start), then their failed steps' `emptied` columns NULL, as an ingest by
+    code older than the migration that added them leaves them (0032: failed_at, 0033:
+    failed_at_estimated). Returns what the store gave them."""
+    from tests.factories import make_runs, make_steps
+    from traces.ingest.loader import ingest_paths
+    from traces.models import Step
+
+    assert ingest_paths([samples]).failed == []
+    (untimed_run,) = make_runs(1, status="failed", type="untimed")
+    make_steps(untimed_run, 1, status="failed", error="no clock")
+    Run.objects.filter(pk=untimed_run.pk).update(started_at=None)
+    Step.objects.filter(run=untimed_run).update(started_at=None, failed_at=None)
+    stored = stored_failures()
+    failed = Step.objects.filter(status="failed")
+    # greentic's: no start, their run's time, an estimate.
+    assert failed.filter(started_at=None, failed_at__isnull=False, failed_at_estimated=True)
+    assert failed.filter(failed_at_estimated=False).exists()
+    failed.update(**dict.fromkeys(emptied))
+    return stored
+
+
+def test_fill_failed_at_gives_failed_steps_written_by_old_code_what_they_miss(samples, client):
+    from django.urls import reverse
+
+    from traces.models import Step
+
+    stored = old_code_ingest(samples)
+    greentic = Step.objects.filter(status="failed", run__format="greentic").first()
+    steps_url = reverse("traces:step-list")
+    since = {"status": "failed", "since": "2000-01-01T00:00:00Z"}
+    assert greentic.pk not in {s.pk for s in client.get(steps_url, since).context["page"].items}
+    out, _ = run("fill_failed_at", "--dry-run")
+    assert out == f"{len(stored)} failed steps without a failure time or its kind\n"
+    out, _ = run("fill_failed_at", "--batch-size", "7")
+    assert stored_failures() == stored
+    greentic.refresh_from_db()
+    assert greentic.started_at is None and greentic.failed_at == greentic.run.started_at
+    assert greentic.failed_at_estimated is True
+    lines = out.splitlines()
+    # Batches of 7 failed steps, newest first; the untimed one (the newest) gets only
+    # whether its (missing) time is estimated.
+    batches = [line for line in lines if line.startswith("batch ")]
+    assert batches[:2] == ["batch 1: filled 7 failed steps", "batch 2: filled 7 failed steps"]
+    assert len(batches) == -(-len(stored) // 7)
+    assert sum(int(line.split()[3]) for line in batches) == len(stored)
+    assert lines[-2:] == [
+        f"filled what {len(stored)} failed steps missed",
+        "1 failed step left without a time: neither they nor their run have a start",
+    ]
+    # The failed-steps list has them back (it ranges failures by that time).
+    named = {**since, "name": greentic.name, "name_match": "exact"}
+    assert greentic.pk in {s.pk for s in client.get(steps_url, named).context["page"].items}
+    # Running it again changes nothing.
+    out, _ = run("fill_failed_at")
+    assert stored_failures() == stored
+    assert out.splitlines() == [
+        "filled what 0 failed steps missed",
+        "1 failed step left without a time: neither they nor their run have a start",
+    ]
+
+
+def test_fill_failed_at_gives_steps_written_by_0032_code_whether_their_time_is_estimated(
+    samples, client
+):
+    """Code that writes failed_at but not failed_at_estimated: the failing-now strip
+    counted greentic's failed steps as timed until the repair."""
+    from traces.models import Step
+    from traces.queries.failing import failed_steps
+
+    stored = old_code_ingest(samples, emptied=("failed_at_estimated",))
+    everything = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 1, tzinfo=UTC))
+    before = failed_steps(*everything)
+    assert before["estimated_steps_day"] == 0
+    out, _ = run("fill_failed_at")
+    assert f"filled what {len(stored)} failed steps missed" in out.splitlines()
+    assert stored_failures() == stored
+    after = failed_steps(*everything)
+    estimated = Step.objects.filter(status="failed", run__times_estimated=True, synthetic=False)
+    assert after["estimated_steps_day"] == estimated.count() > 0
+    assert after["steps_last_day"] == before["steps_last_day"] - estimated.count()
+
+
+def test_fill_failed_at_leaves_other_steps_and_what_they_did_not_miss_alone(samples):
+    from traces.ingest.loader import ingest_paths
+    from traces.models import Step
+
+    assert ingest_paths([samples]).failed == []
+    columns = ("pk", "failed_at", "failed_at_estimated")
+    before = set(Step.objects.values_list(*columns))
+    # A wrong time it did not miss is not its business (a recount's is).
+    some = Step.objects.filter(status="failed").first()
+    Step.objects.filter(pk=some.pk).update(failed_at=timezone.now(), failed_at_estimated=True)
+    out, _ = run("fill_failed_at")
+    assert out == "filled what 0 failed steps missed\n"
+    after = set(Step.objects.values_list(*columns))
+    assert {row for row in after if row[0] != some.pk} == {
+        row for row in before if row[0] != some.pk
+    }
+    assert not Step.objects.exclude(status="failed").exclude(failed_at=None).exists()
+    assert not Step.objects.exclude(status="failed").exclude(failed_at_estimated=None).exists()
+
+
+def test_fill_failed_at_refuses_a_batch_of_nothing():
+    with pytest.raises(CommandError):
+        run("fill_failed_at", "--batch-size", "0")

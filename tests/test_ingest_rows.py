@@ -9,10 +9,17 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from traces.ingest.common import _parse_iso_text, parse_iso
-from traces.ingest.inserters import _sqlite_utc_text, dump_json, row_plan
+from traces.ingest.inserters import (
+    _sqlite_utc_text,
+    clean_value,
+    dump_json,
+    kept_as_is,
+    row_plan,
+    time_adapter,
+)
 from traces.ingest.records import ParseError, StepRecord
 from traces.ingest.sqlite_layout import _status_of, lenient_time, normalise_status, to_time
-from traces.ingest.store import _new_run
+from traces.ingest.store import RUN_FIELDS, _new_run
 from traces.ingest.workflow.steps import _GO_DURATION, _GO_UNIT_MS, go_duration_ms
 from traces.models import Run, Step
 
@@ -149,6 +156,39 @@ def _stored_time(moment):
 @given(st.datetimes(timezones=st.just(UTC)) | st.datetimes(timezones=st.timezones()))
 def test_utc_text_by_orjson_is_isoformat(moment):
     assert _sqlite_utc_text(moment) == moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+
+
+_ANY_VALUE = (
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | _MOMENTS
+    | st.text(alphabet="ab\x00", max_size=3) | st.text(min_size=190, max_size=260)
+    | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+)  # fmt: skip
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(RUN_FIELDS), value=_ANY_VALUE)
+@example(name="duration_ms", value=math.nan)
+@example(name="items_total", value=2**31)
+@example(name="name", value="x" * 500)
+@example(name="started_at", value=None)
+def test_a_runs_values_kept_as_they_are_are_what_clean_value_gives(name, value):
+    """store._run_row calls clean_value only for values `kept_as_is` refuses: what
+    it accepts, clean_value gives back unchanged (same type) and notes nothing."""
+    column = Run._meta.get_field(name)
+    if kept_as_is(column)(value):
+        attributes = {}
+        cleaned = clean_value(column, value, attributes)
+        assert type(cleaned) is type(value) and attributes == {}
+        assert cleaned == value or (cleaned != cleaned and value != value)
+
+
+@pytest.mark.django_db
+@settings(deadline=None)
+@given(_MOMENTS)
+def test_the_stores_times_are_djangos_parameters(moment):
+    """A link's or a subject step's time, adapted without Django's per-value look-ups
+    (store._RunWriter.db_time), is what Django's adapter makes of it."""
+    assert time_adapter()(moment) == connection.ops.adapt_datetimefield_value(moment)
 
 
 @pytest.mark.parametrize(

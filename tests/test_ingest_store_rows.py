@@ -126,7 +126,13 @@ def test_a_files_new_runs_go_in_with_one_statement_and_a_repeated_run_is_updated
     inserts = [sql for sql in statements if sql.startswith(table)]
     assert outcome.action == "updated"
     assert Run.objects.count() == 20 and Run.objects.get(external_id="r3").step_count == 4
-    assert len(inserts) == 1  # all 20, written when r3 came again (to be updated)
+    # All 20, written when r3 came again (to be updated): on SQLite several rows a
+    # statement, 16 + 4 (InstancePlan.insert_rows; executemany was one execution a
+    # row), on PostgreSQL by COPY (which the wrapper does not see).
+    if connection.vendor == "sqlite":
+        assert len(inserts) == 2 and [sql.count("), (") for sql in inserts] == [15, 3]
+    else:
+        assert inserts == []
 
 
 def test_runs_with_global_ids_are_looked_up_together_and_found_again():

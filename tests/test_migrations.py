@@ -90,3 +90,31 @@ def test_steps_stored_before_paths_get_theirs():
         "s2": "loop / [1] item / save #2",
     }
     migrate(max(MigrationExecutor(connection).loader.graph.leaf_nodes("traces")))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failed_steps_stored_before_0033_know_whether_their_time_is_estimated():
+    apps = migrate(("traces", "0032_fix15"))
+    Run, Step = apps.get_model("traces", "Run"), apps.get_model("traces", "Step")
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    for format, estimated in (("greentic", True), ("runs", False)):
+        run = Run.objects.create(
+            format=format, external_id=f"old-{format}", status="failed", started_at=at,
+            times_estimated=estimated,
+        )  # fmt: skip
+        for seq, status in enumerate(("failed", "succeeded")):
+            Step.objects.create(
+                run=run, key=f"{seq}", seq=seq, position=seq, status=status,
+                failed_at=at if status == "failed" else None,
+            )  # fmt: skip
+    apps = migrate(("traces", "0033_edges2"))
+    steps = apps.get_model("traces", "Step").objects.values_list(
+        "run__format", "status", "failed_at_estimated"
+    )
+    assert sorted(steps) == [
+        ("greentic", "failed", True),
+        ("greentic", "succeeded", None),
+        ("runs", "failed", False),
+        ("runs", "succeeded", None),
+    ]
+    migrate(max(MigrationExecutor(connection).loader.graph.leaf_nodes("traces")))

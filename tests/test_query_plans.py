@@ -307,11 +307,11 @@ def test_minimap_failed_ticks_read_the_failed_steps_index_alone(tree_run):
 # PostgreSQL, so every read of it says NULLS LAST (SQLite's DESC already is).
 
 
-def plans_from(read, table: str) -> list[tuple[str, list[str]]]:
+def plans_from(read, table: str, dear: tuple[str, ...] = SORTS) -> list[tuple[str, list[str]]]:
     """The plans of `read()`'s SELECTs that read `table`."""
     return [
         (sql, plan)
-        for sql, plan in plans_of(read)
+        for sql, plan in plans_of(read, dear=dear)
         if f'FROM "{table}"' in sql or f"FROM {table}" in sql
     ]
 
@@ -416,6 +416,34 @@ def test_failing_now_steps_walk_an_index():
     assert_reads_walk_an_index(lambda: queries.failing.failing_now(now), "traces_step")
 
 
+def test_the_failed_at_repair_walks_the_failed_steps_index_for_what_they_miss():
+    """manage.py fill_failed_at: the failed steps missing their time or whether it is
+    estimated, a batch at a time, walked in their own index's order (it holds both: not
+    every step's row, nor every failed one's, nor a sort); then the batch's rows by an
+    index."""
+    from traces.ingest.failure_counts import fill_missing_failed_at
+
+    run = make_runs(1, status="failed")[0]
+    make_steps(run, 30, status="failed", error="boom")
+    make_steps(run, 60, start=30)
+    Step.objects.filter(status="failed", seq__gt=5).update(failed_at=None)
+    Step.objects.filter(status="failed", seq__lte=20).update(failed_at_estimated=None)
+    batches = fill_missing_failed_at(10)
+    next(batches)
+    # (PostgreSQL told sorts and sequential scans are dear: on a table this small any
+    # plan is as cheap as another.)
+    plans = plans_from(lambda: next(batches), "traces_step", dear=(*SORTS, "seqscan"))
+    (find, plan), (by_id, rows_plan) = plans
+    assert not sorts(plan), f"{find}\n  plan: {plan}"
+    assert any("step_failed_at" in step for step in plan), f"{find}\n  plan: {plan}"
+    text = " ".join(rows_plan)
+    assert "SCAN traces_step" not in text and "Seq Scan" not in text, f"{by_id}\n  {rows_plan}"
+    # Every failed step filled after the batches, in as many as they took.
+    assert sum(1 for _ in batches) == 1
+    assert not Step.objects.filter(status="failed", failed_at_estimated=None).exists()
+    assert not Step.objects.filter(status="failed", failed_at=None).exists()
+
+
 def test_previous_run_and_types_last_runs_walk_an_index():
     runs = make_runs(30)
     assert queries.compare.previous_run(runs[-1]) == runs[-2]
@@ -511,18 +539,19 @@ def test_search_matches_the_stored_vector_through_its_gin_index(worded_run):
     from traces.search.query import search
 
     plans = _analyzed(lambda: search("rare_word"))
-    steps = [plan for sql, plan in plans if "FROM traces_step WHERE" in sql]
+    steps = [plan for sql, plan in plans if "traces_step" in sql and "search_doc @@" in sql]
     text = json.dumps(steps)
-    assert steps and "step_search_keys" in text and "search_doc @@" in text
+    assert steps and "step_search_bucketed" in text and "search_doc @@" in text
     # The step's text is never tokenised again at query time.
     assert "to_tsvector" not in text
 
 
 @on_postgres
-def test_the_walk_reads_each_bucket_s_keys_of_the_word(worded_run):
-    """Each bucket the walk counts is one look-up of the words' keys there (an absent
-    key where the bucket has none), not the bucket's postings ANDed with the word's."""
-    from traces.search.index import KEYS_QUERY, STEPS
+def test_the_walk_reads_each_bucket_s_entries_of_the_word(worded_run):
+    """Each bucket the walk counts is one look-up of the words' entries there (an
+    absent entry where the bucket has none), not the bucket's postings ANDed with the
+    word's."""
+    from traces.search.index import BUCKETED_QUERY, STEPS
     from traces.search.newest import newest_matches
 
     def read():
@@ -532,16 +561,16 @@ def test_the_walk_reads_each_bucket_s_keys_of_the_word(worded_run):
     plans = _analyzed(read, off=("seqscan", "indexscan"))
     [walk] = [plan for sql, plan in plans if sql.startswith("WITH RECURSIVE walk")]
     probes = [node for node in _all_nodes(walk) if node["Node Type"] == "Bitmap Index Scan"]
-    assert probes and all(node["Index Name"] == "step_search_keys" for node in probes)
-    assert all(f"{KEYS_QUERY}((walk_1.bucket - 1)" in node["Index Cond"] for node in probes)
+    assert probes and all(node["Index Name"] == "step_search_bucketed" for node in probes)
+    assert all(f"{BUCKETED_QUERY}((walk_1.bucket - 1)" in node["Index Cond"] for node in probes)
 
 
 @on_postgres
-def test_reads_of_the_keys_are_never_parallel(worded_run):
+def test_reads_of_the_bucketed_words_are_never_parallel(worded_run):
     """Workers made free and every table worth them, the search and a find still read
-    the keys in one process: the keys are parallel-restricted (index.pg_keys_functions),
-    because a query of buckets known only at run time is guessed at ~50,000 rows and
-    two workers' start cost ~10 ms of a 1 ms read."""
+    the bucketed words in one process: they are parallel-restricted
+    (index.pg_bucketed_functions), because a query of buckets known only at run time
+    is guessed at ~50,000 rows and two workers' start cost ~10 ms of a 1 ms read."""
     from traces.queries import find as found
     from traces.search.query import search
 
@@ -554,14 +583,14 @@ def test_reads_of_the_keys_are_never_parallel(worded_run):
     free = ("parallel_setup_cost = 0", "parallel_tuple_cost = 0",
             "min_parallel_table_scan_size = 0", "min_parallel_index_scan_size = 0")  # fmt: skip
     plans = _analyzed(read, off=("seqscan", "indexscan"), settings=free)
-    keyed = [plan for sql, plan in plans if "tracer_search_keys" in sql]
+    keyed = [plan for sql, plan in plans if "tracer_bucketed_words" in sql]
     assert len(keyed) >= 4
-    # No scan of the keys in a worker (other scans of the same statements may be).
+    # No scan of the bucketed words in a worker (other scans of the same statements may be).
     in_workers = [node for plan in keyed for node in _in_workers(plan)]
     assert in_workers  # workers were worth it elsewhere: the test would see them
     conditions = [node.get(name, "") for node in in_workers
                   for name in ("Index Cond", "Recheck Cond", "Filter")]  # fmt: skip
-    assert not [condition for condition in conditions if "tracer_search_keys" in condition]
+    assert not [condition for condition in conditions if "tracer_bucketed" in condition]
 
 
 def _in_workers(node: dict, gathered: bool = False):
@@ -620,6 +649,114 @@ def test_find_of_a_common_word_reads_a_window_not_all_matches(worded_run):
     assert _steps_read(plan) <= 4 * found.FIND_WINDOW, _steps_read(plan)
 
 
+@pytest.fixture
+def worded_lines():
+    """6,000 log lines of one run, 64 ids apart (6 buckets of 65,536 ids), every other
+    one (3,000) `fetch_charges` at level info, the others at level error; ANALYZEd,
+    and the GIN index's pending list (fastupdate: rows written since its last
+    cleanup, here by earlier tests too) merged, as autovacuum keeps it: the planner
+    prices a long pending list, which every scan of the index reads whole, and then
+    may prefer the level's B-tree (log_level), filtering all of that level's lines in
+    every bucket."""
+    run = make_runs(1)[0]
+    LogEntry.objects.bulk_create(
+        LogEntry(
+            id=1 + index * 64,
+            run=run,
+            seq=index,
+            time=datetime(2026, 11, 1, tzinfo=UTC) + timedelta(seconds=index),
+            level="error" if index % 2 else "info",
+            message="something else" if index % 2 else "fetch_charges done",
+        )
+        for index in range(6_000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE traces_logentry")
+        cursor.execute("SELECT gin_clean_pending_list('log_search_bucket')")
+    return run
+
+
+def _log_reads(plan: dict) -> tuple[int, int]:
+    """(ids the plan's bitmap index scans of the log lines' indexes gave, log lines
+    it read from the table: kept and filtered out), over every loop."""
+    nodes = list(_all_nodes(plan))
+    given = sum(
+        node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
+        for node in nodes
+        if node["Node Type"] == "Bitmap Index Scan" and node["Index Name"].startswith("log_")
+    )
+    read = sum(
+        node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
+        + node.get("Rows Removed by Filter", 0)
+        + node.get("Rows Removed by Index Recheck", 0)
+        for node in nodes
+        if node.get("Relation Name") == "traces_logentry"
+    )
+    return given, read
+
+
+@on_postgres
+def test_log_search_for_a_common_word_reads_its_newest_lines_not_all(worded_lines):
+    """Through the GIN index of (id bucket, level, the message's words), a bucket at a
+    time, newest first (search/newest.py): never the word's 3,000 lines, nor a sort of
+    them all (the expression index alone gives all of them to every read)."""
+    from traces.search.logs import PAGE, search_logs
+    from traces.search.query import COUNT_CAP
+
+    found = None
+
+    def read():
+        nonlocal found
+        found = search_logs("fetch_charges", {})
+
+    plans = _analyzed(read, off=("seqscan", "indexscan"))  # as newest.py plans them
+    assert (found.count, found.capped, len(found.items)) == (COUNT_CAP, True, PAGE)
+    worded = [plan for sql, plan in plans if "to_tsvector" in sql]
+    text = json.dumps(worded)
+    assert "log_search_bucket" in text and "(id >> 16)" in text
+    reads = [_log_reads(plan) for plan in worded]
+    # The walk: the newest buckets' 512 matches each, to past the cap; the page: the
+    # newest bucket's.
+    assert len(reads) == 2 and all(given <= COUNT_CAP + 1024 for given, _ in reads), reads
+    assert reads[1][0] < 1024, reads
+    sorted_rows = [
+        node["Plans"][0]["Actual Rows"]
+        for plan in worded
+        for node in _all_nodes(plan)
+        if node["Node Type"] == "Sort"
+    ]
+    assert all(rows < 1024 for rows in sorted_rows), sorted_rows
+
+
+@on_postgres
+def test_log_search_filters_a_common_word_inside_the_index_or_reads_the_few_lines(
+    worded_lines,
+):
+    """A level is ANDed inside the GIN index: `fetch_charges` at level error (no such
+    line) gives no id, not its 3,000 lines to test. A time range that keeps few lines
+    reads those and tests the words on them, not the word's lines."""
+    from traces.search.logs import search_logs
+
+    found = None
+
+    def read(filters):
+        def run():
+            nonlocal found
+            found = search_logs("fetch_charges", filters)
+
+        return run
+
+    plans = _analyzed(read({"level": "error"}), off=("seqscan", "indexscan"))
+    assert (found.count, found.items) == (0, [])
+    reads = [_log_reads(plan) for sql, plan in plans if "to_tsvector" in sql]
+    assert reads and all(read == (0, 0) for read in reads), reads
+    until = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(seconds=99)
+    plans = _analyzed(read({"until": until}))
+    assert found.count == 50 and not found.capped
+    reads = [_log_reads(plan) for sql, plan in plans if "to_tsvector" in sql]
+    assert len(reads) == 1 and reads[0][1] <= 100, reads
+
+
 @on_postgres
 def test_planner_settings_are_put_back_as_they_were_inside_an_outer_transaction():
     from traces.search.index import planner_settings
@@ -667,6 +804,36 @@ def test_a_tree_windows_groups_read_their_index_ranges(samples):
     assert read_parents == sorted(stored.values_list("parent_id", flat=True), key=lambda x: x or 0)
     assert siblings[group.parent_id]
     [(_, plan)] = plans_of(read, dear=(*SORTS, "seqscan", "bitmapscan"))
+    assert_two_index_ranges_of_groups(plan)
+
+
+def test_a_big_runs_root_groups_are_read_from_their_index_range():
+    """A big run holds most of the groups, nearly all under parents; most runs' groups
+    are their roots'. With the run's id in the query, PostgreSQL multiplied the two
+    shares (the run's rows, the roots' rows) and expected hundreds of the run's root
+    groups, so it read the whole table (at 1 M steps a parallel seq scan, 15-35 ms of
+    every find-in-run page, §16c): the roots' range is read from the index, as the
+    parents' ranges are, with the statistics a big store has (ANALYZEd, no plan node
+    made dear)."""
+    big, *small = make_runs(301)
+    root = {"kind": StepGroup.NAME, "count": 3, "bins": []}
+    groups = [StepGroup(run=big, parent_id=None, name=f"root {n}", **root) for n in (0, 1)]
+    groups += [StepGroup(run=big, parent_id=10_000 + n, name="child", **root) for n in range(4_000)]
+    groups += [StepGroup(run=run, parent_id=None, name="root", **root) for run in small]
+    StepGroup.objects.bulk_create(groups)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE traces_stepgroup")
+    parent = make_steps(big, 1)[0]
+    levels = {None: [parent], 10_007: []}
+    read = lambda: queries.groups.groups_of_levels(big.pk, levels)  # noqa: E731
+    _, siblings, _ = read()
+    assert sorted(siblings[None]) == ["root 0", "root 1"] and siblings[10_007]["child"].count == 3
+    [(_, plan)] = plans_of(read, dear=())
+    assert_two_index_ranges_of_groups(plan)
+
+
+def assert_two_index_ranges_of_groups(plan: list[str]) -> None:
+    """The groups read as two ranges of the (run, parent) index, nothing else of them."""
     group_reads = [
         step for step in plan if "stepgroup" in step or step.startswith(("SCAN g", "SEARCH g"))
     ]

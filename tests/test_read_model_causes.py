@@ -80,14 +80,19 @@ def assert_read_model_is_the_recount():
     assert not FailureSlice.objects.filter(count__lte=0).exists()
     # Every failed step has its cause, and no other step has one; and its time, as
     # the read models date it (its start, else its run's), which the list ranges by.
+    # Whether that time is an estimate: its run's times are (the failing-now strip
+    # counts those apart).
     steps = Step.objects.select_related("run").only(
-        "status", "error", "error_cause", "started_at", "failed_at", "run__started_at"
-    )
+        "status", "error", "error_cause", "started_at", "failed_at", "failed_at_estimated",
+        "run__started_at", "run__times_estimated",
+    )  # fmt: skip
     for step in steps:
-        expected = error_cause(step.error) if step.status == "failed" else ""
+        failed = step.status == "failed"
+        expected = error_cause(step.error) if failed else ""
         assert step.error_cause == expected, step.pk
-        failed_at = (step.started_at or step.run.started_at) if step.status == "failed" else None
+        failed_at = (step.started_at or step.run.started_at) if failed else None
         assert step.failed_at == failed_at, step.pk
+        assert step.failed_at_estimated == (step.run.times_estimated if failed else None), step.pk
 
 
 def change_source(path, *statements) -> None:
@@ -130,6 +135,18 @@ def test_the_failed_at_backfill_gives_what_ingest_stores(samples):
     Step.objects.update(failed_at=None)
     failure_counts.fill_failed_at()
     assert dict(Step.objects.values_list("pk", "failed_at")) == stored_at
+    assert_read_model_is_the_recount()
+
+
+def test_the_failed_at_estimated_backfill_gives_what_ingest_stores(samples):
+    """The migration's fill (0033) of a store written before failed_at_estimated: the
+    failed steps only, each with its run's Run.times_estimated (greentic's True)."""
+    ingest_paths([samples])
+    stored = dict(Step.objects.values_list("pk", "failed_at_estimated"))
+    assert set(stored.values()) == {None, False, True}
+    Step.objects.update(failed_at_estimated=None)
+    failure_counts.fill_failed_at_estimated()
+    assert dict(Step.objects.values_list("pk", "failed_at_estimated")) == stored
     assert_read_model_is_the_recount()
 
 

@@ -1,7 +1,8 @@
 """The runs read models against a recount of the Run and Step tables, after every way
 the store writes or deletes runs: RunCount (runs by format, type and status: the runs
-list's summary and type choices) and each run's step time bounds (the time axis of
-its timeline)."""
+list's summary and type choices), each run's step time bounds (the time axis of
+its timeline) and the range of its step ids (what find in run's lookups are bounded
+by)."""
 
 import re
 from datetime import timedelta
@@ -50,6 +51,16 @@ def stored_bounds() -> dict:
     }
 
 
+def recounted_step_ids() -> dict:
+    runs = Run.objects.annotate(low=Min("steps__id"), high=Max("steps__id"))
+    return {pk: (low, high) for pk, low, high in runs.values_list("pk", "low", "high")}
+
+
+def stored_step_ids() -> dict:
+    rows = Run.objects.values_list("pk", "step_id_min", "step_id_max")
+    return {pk: (low, high) for pk, low, high in rows}
+
+
 def recounted_failed_items() -> dict:
     real = Q(steps__synthetic=False)
     runs = Run.objects.annotate(items=Coalesce(Sum("steps__items_failed", filter=real), 0))
@@ -60,6 +71,7 @@ def assert_read_models_are_the_recount():
     assert stored() == recount()
     assert not RunCount.objects.filter(count__lte=0).exists()
     assert stored_bounds() == recounted_bounds()
+    assert stored_step_ids() == recounted_step_ids()
     assert dict(Run.objects.values_list("pk", "steps_items_failed")) == recounted_failed_items()
 
 
@@ -273,3 +285,7 @@ def test_the_migration_fills_the_read_models_from_the_stored_runs():
         BASE_TIME + timedelta(seconds=30),
     )
     assert stored_bounds()[runs[2].pk] == (None, None)
+    # The step ids' range (0033) from the stored steps, NULL for a run without any.
+    assert stored_step_ids() == recounted_step_ids()
+    assert stored_step_ids()[runs[0].pk][0] is not None
+    assert stored_step_ids()[runs[2].pk] == (None, None)

@@ -105,7 +105,7 @@ def test_a_type_whose_runs_only_lost_items_is_listed_and_links_its_runs(client, 
     assert link in html and "in 1 run</span>" in html
     # Failed runs and failed steps are said apart: none of either.
     assert '<td class="num"><span class="muted">0</span></td>' in html
-    assert "No step that started in the last 24 h failed." in html
+    assert "No step failed in the last 24 h." in html
     assert "Failed items, inside steps whatever their own status:" in html
     # The link lists exactly the run it counts.
     listed = client.get(URL, {"type": "sync_stripe", "status": "items", "since": "1h"})
@@ -123,8 +123,8 @@ def test_without_failed_items_the_strip_has_no_items_columns(client):
 
 
 def test_failed_runs_without_a_timed_failed_step_say_why_no_step_is_counted(client):
-    """The strip must not read "3 failed runs" over "no step failed" unexplained
-    (greentic's steps have no start time; a source may fail a run on its own)."""
+    """The strip must not read "3 failed runs" over "no step failed" unexplained (a
+    source may fail a run on its own; a step without a start fails on its run's time)."""
     from tests.factories import make_runs
 
     (run,) = make_runs(1, status="failed", type="nightly")
@@ -133,8 +133,8 @@ def test_failed_runs_without_a_timed_failed_step_say_why_no_step_is_counted(clie
     html = " ".join(client.get(URL).content.decode().split())
     assert 'status=failed&amp;since=24h">✗ 1</a>' in html
     assert (
-        "No step that started in the last 24 h failed: the failed runs above have no "
-        "failed step with a start time" in html
+        "No step failed in the last 24 h: the failed runs above have no failed step (the "
+        "source marked them failed)." in html
     )
 
 

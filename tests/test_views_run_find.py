@@ -30,7 +30,7 @@ def deep_run(depth: int = 30, siblings: int = 200, matches: int = 3, hostile: st
     """A chain `depth` steps deep, `siblings` plain steps beside each of its first
     levels, and `matches` steps named `needle_<i>` at the bottom: what a find must
     reach inside collapsed subtrees. Written in one batch and indexed as the store
-    indexes a run (ids in seq order)."""
+    indexes a run (ids in seq order), its range of ids noted as the store notes it."""
     run = make_runs(1, name="deep")[0]
     seq = 0
     rows: list[Step] = []
@@ -71,8 +71,9 @@ def deep_run(depth: int = 30, siblings: int = 200, matches: int = 3, hostile: st
                 up = by_id.get(up.parent_id)
     Step.objects.bulk_create(rows)
     Run.objects.filter(pk=run.pk).update(
-        step_count=len(rows), steps_failed=matches, max_depth=depth
-    )
+        step_count=len(rows), steps_failed=matches, max_depth=depth,
+        step_id_min=rows[0].pk, step_id_max=rows[-1].pk,
+    )  # fmt: skip
     with connection.cursor() as cursor:
         index_runs(cursor, [run.pk])
     return Run.objects.get(pk=run.pk)
@@ -157,19 +158,26 @@ def test_the_find_is_kept_in_the_url_of_each_match_link(client):
     assert re.search(r'href="/runs/\d+/steps/k\d+/\?find=needle"', html)
 
 
-def test_words_match_whole_words_and_a_star_their_start(client):
-    run = deep_run(depth=4, matches=5)
-    assert found.count(run.pk, found.parse("needle")) == (5, False)
-    assert found.count(run.pk, found.parse("needl")) == (0, False)
-    assert found.count(run.pk, found.parse("needl*")) == (5, False)
-    assert found.count(run.pk, found.parse("needle 3")) == (1, False)
-    assert found.count(run.pk, found.parse('"rate limit"')) == (5, False)
-    assert found.count(run.pk, found.parse("limit rate")) == (5, False)
-    assert found.count(run.pk, found.parse('"limit rate"')) == (0, False)
-    assert found.count(run.pk, found.parse("k3")) == (1, False)  # a key
-    assert found.count(run.pk, found.parse("status:failed")) == (5, False)
-    assert found.count(run.pk, found.parse("level status:failed")) == (0, False)
-    assert found.count(run.pk, found.parse("level")) == (4, False)
+@pytest.mark.parametrize("noted", [True, False], ids=["noted ids", "ids read"])
+def test_words_match_whole_words_and_a_star_their_start(client, noted):
+    """The same, whether the run's noted range of step ids bounds the lookups (a Run
+    given) or its ids are read from its steps (its id given)."""
+    deep = deep_run(depth=4, matches=5)
+    run = deep if noted else deep.pk
+    assert found.count(run, found.parse("needle")) == (5, False)
+    assert found.count(run, found.parse("needl")) == (0, False)
+    assert found.count(run, found.parse("needl*")) == (5, False)
+    assert found.count(run, found.parse("needle 3")) == (1, False)
+    assert found.count(run, found.parse('"rate limit"')) == (5, False)
+    assert found.count(run, found.parse("limit rate")) == (5, False)
+    assert found.count(run, found.parse('"limit rate"')) == (0, False)
+    assert found.count(run, found.parse("k3")) == (1, False)  # a key
+    assert found.count(run, found.parse("status:failed")) == (5, False)
+    assert found.count(run, found.parse("level status:failed")) == (0, False)
+    assert found.count(run, found.parse("level")) == (4, False)
+    if noted:  # a Run read without its noted ids is looked in as by its id, no query more
+        partial = Run.objects.only("id").get(pk=deep.pk)
+        assert found.scope(partial) == found.Scope(deep.pk)
 
 
 def test_a_find_stays_in_its_run(client):
@@ -399,6 +407,92 @@ def test_the_words_are_looked_up_in_the_full_text_index():
         assert not any(re.match(r"SCAN traces_step( |$)", step) for step in steps), steps
 
 
+@pytest.mark.parametrize("text", ["needle", "status:failed"])
+def test_a_count_in_a_noted_range_reads_no_index_of_the_runs_steps(text):
+    """Counted in a Run whose range of step ids is noted: the words from the full-text
+    index within it alone (SQLite read min(id), max(id) and count(*) of the run's steps
+    for the range, 20-35 ms for the big run at 1 M steps; PostgreSQL probed its first
+    and last steps, then counted again through all of them under the cap); a failed
+    status from the run's failed steps' own index (its failed subtrees' steps, 36,698,
+    were each read for their status)."""
+    from tests.test_query_plans import plans_of
+
+    run = deep_run(depth=4, siblings=10, matches=5)
+    assert found.scope(run).alone
+    counted = lambda: found.count(run, found.parse(text))  # noqa: E731
+    assert counted() == (5, False)
+    dear = ("seqscan",) if connection.vendor == "postgresql" else ()
+    [(sql, plan)] = plans_of(counted, dear=dear)
+    if connection.vendor == "postgresql":
+        indexes = {step.split()[-1] for step in plan if " Scan " in step and "step" in step}
+        indexes -= {"traces_step"}  # a bitmap's heap: the rows its index gave
+    else:
+        indexes = {re.search(r"INDEX (\w+)", step)[1] for step in plan if " INDEX " in step}
+        indexes -= {"0"}  # FTS5's
+    # The failed steps' partial indexes (on a table this small PostgreSQL may take the
+    # store's, step_failed_at; the big store's plan reads the run's).
+    failed = {"step_run_failed_started", "step_failed_at"}
+    assert indexes <= ({"step_search_bucketed"} if text == "needle" else failed), f"{sql}\n{plan}"
+    if connection.vendor == "sqlite" and text == "needle":
+        assert not [step for step in plan if "traces_step " in step], plan
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's GIN buckets")
+def test_a_window_of_few_matches_reads_the_noted_ranges_postings_alone():
+    """A few matches' window on PostgreSQL, the run's range of ids noted: the words'
+    postings in its id buckets, not in every run's (the whole posting list was read:
+    3,686 steps for `429` at 1 M steps, 454 of them the big run's)."""
+    from tests.test_query_plans import _analyzed, _steps_read
+
+    run = deep_run(depth=3, siblings=0, matches=5)
+    far = make_runs(1, name="far")[0]
+    base = ((run.step_id_max >> 16) + 2) << 16
+    Step.objects.bulk_create(
+        Step(id=base + n, run=far, key=f"f{n}", seq=n, position=n, depth=0, name="needle far",
+             type="exec", status="succeeded", child_count=0)
+        for n in range(300)
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        index_runs(cursor, [far.pk])
+        cursor.execute("ANALYZE traces_step")
+    find = found.parse("needle")
+    counted = found.count(run, find)
+    assert counted == (5, False) and found.few_matches(run, find)
+    window = found.window(run, find, counted=counted)
+    assert [step.name for step in window.items] == [f"needle_{n}" for n in range(5)]
+    # The window's matches (its subquery alone: how the tiny table's rows are joined to
+    # them is the planner's whim): the run's 5, not the far run's 300 too.
+    sql, params = found._matching_ids_sql(found.scope(run), find)
+
+    def matches():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return {pk for (pk,) in cursor.fetchall()}
+
+    assert matches() == {step.pk for step in window.items}
+    [(_, plan)] = _analyzed(matches)
+    assert _steps_read(plan) <= 2 * 5, _steps_read(plan)
+
+
+def test_a_timeline_windows_matches_are_its_rows_looked_up_by_id():
+    """The matches among a timeline window's rows: its ids, each looked up by id and
+    tested against the index within their range. SQLite, which without statistics
+    takes an equality on the run for a few rows, walked the run's steps instead (the
+    big run's 100,000 through (run, started_at): 16 ms at 1 M steps)."""
+    from tests.test_query_plans import plans_of
+
+    run = deep_run(depth=4, siblings=50, matches=5)
+    rows = list(Step.objects.filter(run=run).order_by("seq").values_list("pk", "name")[100:])
+    find = found.parse("needle")
+    among = lambda: found.ids_among(run, find, [pk for pk, _ in rows])  # noqa: E731
+    assert among() == {pk for pk, name in rows if name.startswith("needle")} and among()
+    if connection.vendor == "postgresql":
+        return  # each row's stored vector tested (PostgreSQL plans by its statistics)
+    [(sql, plan)] = plans_of(among)
+    reads = [step for step in plan if "traces_step " in step]
+    assert reads and all("INTEGER PRIMARY KEY" in step for step in reads), f"{sql}\n{plan}"
+
+
 def test_a_window_of_many_matches_walks_the_runs_order():
     from tests.test_query_plans import plans_of, sorts
 
@@ -433,10 +527,14 @@ def test_a_count_reads_the_runs_id_range_and_counts_a_step_outside_it(monkeypatc
     assert found.count(run.pk, found.parse("late")) == (1, False)
 
 
+@pytest.mark.parametrize("noted", [True, False], ids=["noted ids", "ids read"])
 @pytest.mark.parametrize("cap", [3, 100])
-def test_a_capped_count_is_taken_among_the_runs_own_steps_when_ids_interleave(monkeypatch, cap):
+def test_a_capped_count_is_taken_among_the_runs_own_steps_when_ids_interleave(
+    monkeypatch, cap, noted
+):
     """Another run's steps written between this run's (two writers at once): the
-    count's cap is reached by this run's matches alone, not used up by the other's."""
+    count's cap is reached by this run's matches alone, not used up by the other's;
+    also when the run's range of ids is noted (it holds the other's steps too)."""
     run, other = make_runs(2, name="woven")
     rows = [
         Step(id=1_000 + 2 * n + (owner is other), run=owner, key=f"k{n}", seq=n, position=n,
@@ -446,7 +544,12 @@ def test_a_capped_count_is_taken_among_the_runs_own_steps_when_ids_interleave(mo
     Step.objects.bulk_create(rows)
     with connection.cursor() as cursor:
         index_runs(cursor, [run.pk, other.pk])
+    Run.objects.filter(pk=run.pk).update(step_count=9, step_id_min=1_000, step_id_max=1_016)
+    scope = Run.objects.get(pk=run.pk) if noted else run.pk
+    assert found.scope(scope).alone is False
     monkeypatch.setattr(found, "COUNT_CAP", cap)
-    assert found.count(run.pk, found.parse("needle")) == (min(9, cap), cap < 9)
+    assert found.count(scope, found.parse("needle")) == (min(9, cap), cap < 9)
     monkeypatch.setattr(found, "FEW_MATCHES", 8)
-    assert not found.few_matches(run.pk, found.parse("needle"))
+    assert not found.few_matches(scope, found.parse("needle"))
+    window = found.window(scope, found.parse("needle"), counted=(9, False))
+    assert [step.key for step in window.items] == [f"k{n}" for n in range(9)]

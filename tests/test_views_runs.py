@@ -340,7 +340,10 @@ def test_failing_now_counts_failed_steps_and_says_when_all_is_quiet(client):
     from tests.factories import make_steps
 
     quiet = client.get(URL).content.decode()
-    assert "No run or step that started in the last 24 h failed." in quiet
+    assert (
+        "Nothing failed in the last 24 h: no run that started in it failed, and no step "
+        "failed in it." in quiet
+    )
     (run,) = make_runs(1)
     steps = make_steps(run, 3, status="failed", error="boom")
     Step.objects.filter(pk=steps[0].pk).update(started_at=timezone.now() - timedelta(minutes=5))

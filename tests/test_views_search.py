@@ -415,15 +415,15 @@ def test_a_rewritten_run_is_found_under_its_new_ids_and_a_deleted_one_not_at_all
 
 
 def test_a_long_word_is_found_by_its_key_s_start_and_the_vector():
-    """PostgreSQL keys a word by its first KEY_CHARS characters (a lexeme has 2,047
-    bytes at most): two long words alike in their first KEY_CHARS share a key, and
+    """PostgreSQL's index holds a word's first WORD_CHARS characters (a lexeme has 2,047
+    bytes at most): two long words alike in their first WORD_CHARS share an entry, and
     the stored vector tells them apart; a find's prefix of one finds both."""
     from tests.factories import make_runs, make_steps
     from traces.queries import find as found
-    from traces.search.index import KEY_CHARS
+    from traces.search.index import WORD_CHARS
     from traces.search.query import search
 
-    start = "q" * KEY_CHARS
+    start = "q" * WORD_CHARS
     words = [start + "alpha", start + "beta", "r" * 2_040]
     (run,) = make_runs(1, name="long words")
     steps = make_steps(run, 3, error=lambda position: f"held {words[position]} here")
@@ -448,46 +448,46 @@ def index_runs_of(run) -> None:
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")
-def test_a_row_s_keys_are_its_words_in_its_id_bucket():
-    from traces.search.index import KEY_CHARS, KEYS, KEYS_EXACT, KEYS_QUERY
+def test_a_row_s_bucketed_words_are_its_words_in_its_id_bucket():
+    from traces.search.index import BUCKETED, BUCKETED_EXACT, BUCKETED_QUERY, WORD_CHARS
 
     bucket = 3 * 65_536 + 5  # in coarse bucket 3
-    long = "x" * (KEY_CHARS + 100)
+    long = "x" * (WORD_CHARS + 100)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {KEYS}(%s, to_tsvector('simple', %s))::text, "
-            f"{KEYS}(%s, NULL)::text, {KEYS}(%s, ''::tsvector)::text",
+            f"SELECT {BUCKETED}(%s, to_tsvector('simple', %s))::text, "
+            f"{BUCKETED}(%s, NULL)::text, {BUCKETED}(%s, ''::tsvector)::text",
             [bucket, "Fetch charges " + long, bucket, bucket],
         )
-        assert cursor.fetchone() == (f"'3_charges' '3_fetch' '3_{'x' * KEY_CHARS}'", None, "")
+        assert cursor.fetchone() == (f"'3_charges' '3_fetch' '3_{'x' * WORD_CHARS}'", None, "")
         # Rewritten from the vector's text, or word by word when its words are long:
         # the same keys, quotes and backslashes too.
         vectors = ["'a' 'b'", "'it''s' 'a\\\\b' 'c'", "'a':1 'b':2,3",
                    f"'{'z' * 300}' '{'y' * 300}'"]  # fmt: skip
         cursor.execute(
-            f"SELECT {KEYS}(-70000, v::tsvector)::text, {KEYS}_cut(-70000, v::tsvector)::text "
-            "FROM unnest(%s::text[]) AS v",
+            f"SELECT {BUCKETED}(-70000, v::tsvector)::text, "
+            f"{BUCKETED}_cut(-70000, v::tsvector)::text FROM unnest(%s::text[]) AS v",
             [vectors],
         )
         rows = cursor.fetchall()
         assert all(fast == cut for fast, cut in rows)
         assert rows[1][0] == "'-2_a\\\\b' '-2_c' '-2_it''s'"
         cursor.execute(
-            f"SELECT {KEYS_QUERY}(7, to_tsquery('simple', %s))::text, "
-            f"{KEYS_QUERY}(7, phraseto_tsquery('simple', %s))::text, "
-            f"{KEYS_QUERY}_cut(7, to_tsquery('simple', %s))::text",
-            ["(fetch <-> charges) & (abc:*)", "cus 000123 " + "y" * (KEY_CHARS + 50),
+            f"SELECT {BUCKETED_QUERY}(7, to_tsquery('simple', %s))::text, "
+            f"{BUCKETED_QUERY}(7, phraseto_tsquery('simple', %s))::text, "
+            f"{BUCKETED_QUERY}_cut(7, to_tsquery('simple', %s))::text",
+            ["(fetch <-> charges) & (abc:*)", "cus 000123 " + "y" * (WORD_CHARS + 50),
              "(fetch <-> charges) & (abc:*)"],
         )  # fmt: skip
         assert cursor.fetchone() == (
             "'7_fetch' & '7_charges' & '7_abc':*",
-            f"'7_cus' & '7_000123' & '7_{'y' * KEY_CHARS}'",
+            f"'7_cus' & '7_000123' & '7_{'y' * WORD_CHARS}'",
             "'7_fetch' & '7_charges' & '7_abc':*",
         )
         # The keys are the answer to words and prefixes shorter than a key, not to a
         # phrase (the words' order) nor a word as long as a key (a longer one's start).
         cursor.execute(
-            f"SELECT {KEYS_EXACT}(to_tsquery('simple', q)) FROM unnest(%s::text[]) AS q",
-            [["a & b:*", "a <-> b", "a" * (KEY_CHARS - 2), "a" * (KEY_CHARS - 1), "!a"]],
+            f"SELECT {BUCKETED_EXACT}(to_tsquery('simple', q)) FROM unnest(%s::text[]) AS q",
+            [["a & b:*", "a <-> b", "a" * (WORD_CHARS - 2), "a" * (WORD_CHARS - 1), "!a"]],
         )
         assert [row[0] for row in cursor.fetchall()] == [True, False, True, False, False]

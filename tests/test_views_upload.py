@@ -1,15 +1,18 @@
 """/upload/: several files or a zip at once, saved by content hash and ingested."""
 
+import hashlib
 import io
 import sqlite3
 import zipfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
+from tests.test_read_model_causes import change_source, delete_source_runs
 from traces.api.sources import upload_result
 from traces.ingest.loader import ingest_paths
 from traces.ingest.store import delete_runs
@@ -29,6 +32,10 @@ def upload_dir(settings, tmp_path):
 
 def upload_of(path, name=None):
     return SimpleUploadedFile(name or path.name, path.read_bytes())
+
+
+def sha256_of(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def greentic_files(samples):
@@ -305,6 +312,102 @@ def test_the_same_bytes_twice_in_one_upload_are_ingested_once(client, samples, t
     assert Run.objects.count() == 8
     assert "<b>8</b> runs added" in html and "= unchanged" in html
     assert 'the same content as <bdi class="same-as">a.sqlite</bdi>' in html
+
+
+# --- one batch: a known path read again with new bytes, and the same bytes at a new path ----
+
+
+def newer_runs(samples, folder) -> Path:
+    """runs.sqlite as its writer goes on with it: a run's error written again, another
+    run deleted (7 runs)."""
+    newer = copy_of_runs(samples, folder, "newer.sqlite")
+    change_source(
+        newer,
+        ("UPDATE runs SET error = 'written again' WHERE id = (SELECT MIN(id) FROM runs)", ()),
+    )
+    (gone,) = sqlite3.connect(newer).execute("SELECT MAX(id) FROM runs").fetchone()
+    delete_source_runs(newer, [gone])
+    return newer
+
+
+def known_path_with_new_bytes(client, samples, tmp_path) -> tuple[Path, Path]:
+    """runs.sqlite uploaded as a.sqlite (8 runs), then its saved file holding newer bytes
+    (the upload directory's file written again: uploaded again as it was, it is read
+    again, at its known path). Returns (the original, the newer bytes)."""
+    original = copy_of_runs(samples, tmp_path / "mine", "a.sqlite")
+    client.post(URL, {"files": [upload_of(original)]})
+    known = TraceFile.objects.get(uploaded=True)
+    newer = newer_runs(samples, tmp_path / "newer")
+    Path(known.path).write_bytes(newer.read_bytes())
+    return original, newer
+
+
+@pytest.mark.parametrize("known_first", [True, False])
+def test_a_known_path_read_again_and_a_new_path_of_the_same_bytes_ingest_them_once(
+    client, samples, tmp_path, known_first
+):
+    """One upload holds the newer bytes twice: at the known path read again (a.sqlite)
+    and at a new one (b.sqlite). The second of the two in the batch, whichever is new,
+    is the first's twin: it links the first's runs, not 7 more runs of the same bytes."""
+    original, newer = known_path_with_new_bytes(client, samples, tmp_path)
+    files = [upload_of(original, "a.sqlite"), upload_of(newer, "b.sqlite")]
+    if not known_first:
+        files.reverse()
+    html = " ".join(client.post(URL, {"files": files}).content.decode().split())
+    assert Run.objects.filter(error="written again").count() == 1, html
+    first, second = ("a.sqlite", "b.sqlite") if known_first else ("b.sqlite", "a.sqlite")
+    # The second says it is the first's twin and links the 7 runs the first holds.
+    assert html.count('class="same-as"') == 1
+    _, second_row = html.split(f'">{second}</a>')
+    assert f'the same content as <bdi class="same-as">{first}</bdi>' in second_row
+    assert "it holds 7 runs" in second_row
+    read = Run.objects.get(error="written again").source_file
+    assert read.display_name == first and read.sha256 == sha256_of(newer)
+    held = read.runs.filter(left_source_at=None).values_list("pk", flat=True)
+    assert len(held) == 7 and all(f'href="/runs/{pk}/"' in second_row for pk in held)
+    if known_first:
+        # Read again in place: its 7 runs updated, the deleted one kept as history,
+        # which the twin does not hold.
+        assert Run.objects.count() == 8 and "<b>0</b> runs added" in html
+        history = Run.objects.get(left_source_at__isnull=False)
+        assert history.source_file == read and f'href="/runs/{history.pk}/"' not in second_row
+    else:
+        # b.sqlite's 7 runs are new; a.sqlite's 8 from before are left as they were.
+        assert Run.objects.count() == 15 and "<b>7</b> runs added" in html
+
+
+@pytest.mark.parametrize("known_first", [True, False])
+def test_the_api_takes_the_second_copy_of_one_batch_for_the_first(
+    client, samples, tmp_path, django_user_model, known_first
+):
+    from tests.test_api import bearer, user_with
+
+    original, newer = known_path_with_new_bytes(client, samples, tmp_path)
+    files = [upload_of(original, "a.sqlite"), upload_of(newer, "b.sqlite")]
+    if not known_first:
+        files.reverse()
+    uploader = bearer(user_with(django_user_model, "add_tracefile"))
+    body = client.post("/api/uploads", {"files": files}, headers=uploader).json()
+    first, second = body["results"]
+    assert first["outcome"] == "ingested" and first["same_as"] == ""
+    assert second["outcome"] == "unchanged" and second["same_as"] == first["path"]
+    assert second["file_id"] == first["file_id"]
+    assert Run.objects.filter(error="written again").count() == 1
+    assert len(first["runs_added"]) == (0 if known_first else 7)
+    assert len(first["runs_updated"]) == (1 if known_first else 0)
+    assert second["runs_added"] == second["runs_updated"] == []
+
+
+def test_a_known_upload_path_with_new_bytes_is_its_earlier_twins_in_a_later_batch(
+    client, samples, tmp_path
+):
+    """Uploaded again alone after b.sqlite, the known path holding b.sqlite's bytes is
+    b.sqlite's twin: not those runs a second time."""
+    original, newer = known_path_with_new_bytes(client, samples, tmp_path)
+    client.post(URL, {"files": [upload_of(newer, "b.sqlite")]})
+    html = client.post(URL, {"files": [upload_of(original, "a.sqlite")]}).content.decode()
+    assert 'the same content as <bdi class="same-as">b.sqlite</bdi>' in html
+    assert Run.objects.filter(error="written again").count() == 1
 
 
 def test_an_upload_whose_twin_lost_its_runs_is_ingested_so_nothing_is_lost(

@@ -249,6 +249,13 @@ class Run(Outcome, ItemProgress):
     # The length of the run's critical path (traces/critical_path.py), kept at ingest
     # with its steps' Step.critical_ms; null: none (no step has a start time).
     critical_path_ms = models.FloatField(null=True, blank=True)
+    # The smallest and largest id of its steps, noted at ingest: the store writes a
+    # run's steps together, so every one of them lies between the two (and, when they
+    # are as many ids apart as it has steps, no other run's step does). Find in run
+    # bounds its full-text lookups by them (queries/find.py) without reading the ids
+    # of the run's 100,000 steps; null: not noted (no steps, or written otherwise).
+    step_id_min = models.BigIntegerField(null=True, blank=True)
+    step_id_max = models.BigIntegerField(null=True, blank=True)
 
     # Bookkeeping for idempotent re-ingest.
     source_file = models.ForeignKey(
@@ -400,6 +407,11 @@ class Step(Outcome, ItemProgress):
     # ingest so the failed-steps list is ranged and read newest first by the same
     # time as the causes box counts, from an index.
     failed_at = models.DateTimeField(null=True, blank=True)
+    # A failed step of a run whose times are estimated (Run.times_estimated, greentic:
+    # the file's time), so its failed_at is that estimate; NULL for the other steps.
+    # Kept with failed_at, in its index, so the failing-now strip counts these failures
+    # apart from the timed ones without reading each one's run.
+    failed_at_estimated = models.BooleanField(null=True, blank=True)
     truncated = models.BooleanField(default=False)
     never_closed = models.BooleanField(default=False)
     # A grouping step the source does not have; not counted among the run's steps.
@@ -448,11 +460,13 @@ class Step(Outcome, ItemProgress):
             # Children of an expanded step.
             models.Index(fields=["parent", "position"], name="step_children"),
             # Failed steps across runs, newest first by their failure's time (failed_at),
-            # in a range of it; ends with `synthetic` for the count, as the next one. It
-            # leads with the (constant) status so SQLite, without statistics, prefers
-            # it to the next one's equal `status = ?` prefix and sorts nothing.
+            # in a range of it; ends with `synthetic` for the count, as the next one, and
+            # `failed_at_estimated`, which the failing-now strip counts apart and the
+            # list's `times=` filter keeps, both from the index alone. It leads with the
+            # (constant) status so SQLite, without statistics, prefers it to the next
+            # one's equal `status = ?` prefix and sorts nothing.
             KeysetIndex(
-                fields=["status", "-failed_at", "-id", "synthetic"],
+                fields=["status", "-failed_at", "-id", "synthetic", "failed_at_estimated"],
                 condition=models.Q(status="failed"),
                 name="step_failed_at",
             ),

@@ -114,9 +114,9 @@ def _found(request, run: Run, form):
         message = "give `find` or `parent`, not both"
         raise ApiBadRequest(f"parent: {message}", {"parent": [message]})
     data, find = form.cleaned_data, form.found
-    counted = queries.find.count(run.pk, find, failed_only=form.failed_only)
+    counted = queries.find.count(run, find, failed_only=form.failed_only)
     page = queries.find.window(
-        run.pk,
+        run,
         find,
         counted=counted,
         failed_only=form.failed_only,

@@ -21,11 +21,13 @@ from .common import MAX_ID, READ, READ_ONE, valid
 router = Router()
 
 STEP_PARAMS = (
-    "status", "format", "run", "run_type", "name", "name_match", "error", "error_group",
-    "since", "until", "after", "before",
+    "status", "format", "run", "run_type", "times", "name", "name_match", "error",
+    "error_group", "since", "until", "after", "before",
 )  # fmt: skip
 StepQuery = form_query("StepQuery", StepListForm, only=STEP_PARAMS)
-ERROR_PARAMS = ("format", "run", "run_type", "name", "name_match", "error", "since", "until")
+ERROR_PARAMS = (
+    "format", "run", "run_type", "times", "name", "name_match", "error", "since", "until",
+)  # fmt: skip
 ErrorsQuery = form_query("ErrorsQuery", StepListForm, only=ERROR_PARAMS)
 
 StepId = Path[int, {"ge": 1, "le": MAX_ID, "description": "The step's id."}]

@@ -11,6 +11,14 @@ from django.utils import timezone
 from traces.models import Format
 
 FORMAT_CHOICES = [("", "any format"), *Format.choices]
+# Runs whose start the source recorded, or whose times are estimated (greentic: the
+# file's modified time), and the steps of either: the failing-now strip counts them
+# apart and links each to the runs list or the failed-steps list with `times=`.
+TIMES_CHOICES = [
+    ("", "recorded or estimated"),
+    ("recorded", "recorded"),
+    ("estimated", "estimated (≈ the file's time)"),
+]
 
 
 # A time back from now, as Grafana writes it: `15m`, `1h`, `24h`, `7d`, `2w`, or `now-1h`.

@@ -9,7 +9,7 @@ from traces.models import Status
 from traces.queries.find import MAX_FIND, BadFind
 from traces.queries.find import parse as parse_find
 
-from .common import FORMAT_CHOICES, MAX_ID, DateTimeFilter, FilterForm
+from .common import FORMAT_CHOICES, MAX_ID, TIMES_CHOICES, DateTimeFilter, FilterForm
 
 # Two that are no run status: "stale" (running, but quiet too long) and "items"
 # (runs whose steps' items failed, whatever their status: the failing-now strip's).
@@ -24,14 +24,6 @@ IN_SOURCE_CHOICES = [
     ("", "in its source or not"),
     ("yes", "still in its source"),
     ("no", "no longer in its source"),
-]
-
-# Runs whose start the source recorded, or whose times are estimated (greentic: the
-# file's modified time): the failing-now strip counts them apart and links each.
-TIMES_CHOICES = [
-    ("", "recorded or estimated"),
-    ("recorded", "recorded"),
-    ("estimated", "estimated (≈ the file's time)"),
 ]
 
 

@@ -7,13 +7,27 @@ from django import forms
 from traces.causes import NORMALISED_MAX, slot_end, slot_start
 from traces.models import Status
 
-from .common import FORMAT_CHOICES, MAX_ID, RELATIVE_TIME, DateTimeFilter, FilterForm
+from .common import (
+    FORMAT_CHOICES,
+    MAX_ID,
+    RELATIVE_TIME,
+    TIMES_CHOICES,
+    DateTimeFilter,
+    FilterForm,
+)
 
 
 class StepFilterForm(FilterForm):
     status = forms.ChoiceField(choices=[("", "any status"), *Status.choices], required=False)
     format = forms.ChoiceField(choices=FORMAT_CHOICES, required=False)
     run_type = forms.CharField(required=False, max_length=200, label="Run type")
+    times = forms.ChoiceField(
+        choices=TIMES_CHOICES,
+        required=False,
+        label="Times",
+        help_text="recorded: steps of runs whose times the source recorded; estimated: of "
+        "runs whose times are the file's modified time (greentic), a failure dated by it",
+    )
     name = forms.CharField(required=False, max_length=500, label="Step name")
     error = forms.CharField(required=False, max_length=500, label="Error text")
     since = DateTimeFilter(required=False, label="From")

@@ -6,12 +6,17 @@ gathered dict holds FailureCause's keys (4-tuples) and FailureSlice's (5-tuples)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.db import connection
+from django.db.models import OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 
 from traces.causes import NO_SLOT, SLOT_MINUTES, as_utc
 from traces.models import SLICE_NAME_MAX, FailureCause, FailureSlice, Run, Step
+from traces.pagination import keyset_page
 
 from .upserts import earliest, latest
 
@@ -229,6 +234,78 @@ def fill_failed_at() -> None:
             f"(SELECT r.started_at FROM {runs} r WHERE r.id = {steps}.run_id)) "
             "WHERE status = 'failed'"
         )
+
+
+def fill_failed_at_estimated() -> None:
+    """Step.failed_at_estimated of every failed step: whether its run's times are
+    estimated (0033's backfill, and a repair), as fill_failed_at does failed_at."""
+    steps = Step._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {steps} SET failed_at_estimated = {_RUN_ESTIMATED} WHERE status = 'failed'"
+        )
+
+
+# A step's run's Run.times_estimated, in an UPDATE of the steps.
+_RUN_ESTIMATED = (
+    f"(SELECT r.times_estimated FROM {Run._meta.db_table} r "
+    f"WHERE r.id = {Step._meta.db_table}.run_id)"
+)
+
+
+# Failed steps a batch of fill_missing_failed_at reads and updates.
+FILL_BATCH = 5000
+
+
+@dataclass
+class FillBatch:
+    """One batch of fill_missing_failed_at: failed steps found without their time, or
+    without whether it is estimated."""
+
+    filled: int  # given what they missed
+    untimed: int  # still without a time: neither they nor their run have a start
+
+
+def fill_missing_failed_at(batch_size: int = FILL_BATCH) -> Iterator[FillBatch]:
+    """Step.failed_at and failed_at_estimated of the failed steps that have none:
+    those an ingest by older code wrote after `migrate` (it knows no such column), which
+    the failed-steps list, the failing-now strip and the causes' examples, all read by
+    them, leave out or count as timed. A repair (`manage.py fill_failed_at`): it walks
+    the failed steps' own index (step_failed_at, which holds both) for those missing
+    either, `batch_size` at a time in its order (a filled time moves a step behind the
+    walk), and gives each batch in one UPDATE only what it misses (commits between
+    batches under autocommit). A step with no time to get (neither it nor its run has a
+    start: the read models count it on no day either) keeps a NULL failed_at, so a
+    second run finds it again and changes nothing."""
+    missing = Q(failed_at__isnull=True) | Q(failed_at_estimated__isnull=True)
+    steps = Step.objects.filter(missing, status="failed").only("failed_at", "failed_at_estimated")
+    run = Run.objects.filter(pk=OuterRef("run_id"))
+    after = None
+    while True:
+        page = keyset_page(steps, "failed_at", descending=True, after=after, size=batch_size)
+        if not page.items:
+            return
+        rows = Step.objects.filter(pk__in=[step.pk for step in page.items]).values_list(
+            "pk", "failed_at", "failed_at_estimated", "started_at", "run__started_at"
+        )
+        wanting, untimed = [], 0
+        for pk, at, estimated, started, run_started in rows:
+            timeless = at is None and started is None and run_started is None
+            untimed += timeless
+            if estimated is None or (at is None and not timeless):
+                wanting.append(pk)
+        filled = 0
+        if wanting:
+            filled = Step.objects.filter(pk__in=wanting).update(
+                failed_at=Coalesce("failed_at", "started_at", Subquery(run.values("started_at"))),
+                failed_at_estimated=Coalesce(
+                    "failed_at_estimated", Subquery(run.values("times_estimated"))
+                ),
+            )
+        yield FillBatch(filled=filled, untimed=untimed)
+        if page.next_cursor is None:
+            return
+        after = page.next_cursor
 
 
 def failure_causes_of(run_ids: list[int]) -> list[tuple]:

@@ -10,6 +10,7 @@ import json
 import math
 import operator
 import re
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +71,27 @@ def clean_value(column: models.Field, value: Any, attributes: dict) -> Any:
     if isinstance(column, models.FloatField):
         return _fit_float(column, value, attributes)
     return value
+
+
+def kept_as_is(column: models.Field):
+    """A test of the values `clean_value` gives back unchanged, nothing noted: text
+    that fits, no NUL; a flag; a number inside its column's range; no value where
+    the column takes none; any value of another column (times, JSON). The writer
+    calls `clean_value` only when it fails."""
+    null = column.null
+    if isinstance(column, models.CharField | models.TextField):
+        limit = column.max_length or math.inf
+        return lambda v: (
+            (type(v) is str and len(v) <= limit and "\x00" not in v) or (v is None and null)
+        )
+    if isinstance(column, models.BooleanField):
+        return lambda v: type(v) is bool
+    if isinstance(column, models.IntegerField):
+        low, high = INT64 if isinstance(column, models.BigIntegerField) else INT32
+        return lambda v: (type(v) is int and low <= v <= high) or (v is None and null)
+    if isinstance(column, models.FloatField):
+        return lambda v: (type(v) is float and math.isfinite(v)) or (v is None and null)
+    return lambda v: v is not None or null
 
 
 def _empty(column: models.Field) -> Any:
@@ -280,12 +302,18 @@ class RowPlan:
             return
         with connection.cursor() as cursor:
             if self.postgres:
-                # COPY: ~1 µs a row against 20-35 µs for executemany (bench_pg_insert.py).
-                with cursor.cursor.copy(self.copy_sql) as copy:
-                    for row in rows:
-                        copy.write_row(row)
+                copy_rows(cursor, self.copy_sql, rows)
             else:
                 cursor.executemany(self.sql, rows)
+
+
+def copy_rows(cursor, sql: str, rows) -> None:
+    """PostgreSQL: rows in by COPY (`sql`: `COPY table (columns) FROM STDIN`), ~1 µs a
+    row against 20-35 µs for executemany (bench_pg_insert.py). JSON columns take
+    their text; row triggers fire as for an INSERT."""
+    with cursor.cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 _PLANS: dict[tuple, RowPlan] = {}
@@ -306,6 +334,19 @@ class RowBuffers:
 
     def __init__(self):
         self.rows: dict[RowPlan, list[list]] = {}
+        # The plans of this database, and its datetime parameters: found once, not
+        # for each run (`connection.vendor` is a look-up through the connection
+        # handler's thread-local, µs each).
+        self._plans: dict[tuple, RowPlan] = {}
+        self.db_time = time_adapter()
+
+    def plan(self, model, record_type, fixed: tuple[str, ...]) -> RowPlan:
+        """`row_plan(...)` for this buffer's database."""
+        key = (model, record_type, fixed)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = row_plan(model, record_type, fixed)
+        return plan
 
     def add(self, plan: RowPlan, row: list) -> None:
         rows = self.rows.get(plan)
@@ -327,12 +368,22 @@ class RowBuffers:
 
 
 class InstancePlan:
-    """One model instance as one plain INSERT, its SQL and adapters built once per
+    """Model instances as plain INSERTs, their SQL and adapters built once per
     process: the ORM's save() compiles its INSERT anew each time, which costs
-    more than the run's rows when a run has ten steps."""
+    more than the run's rows when a run has ten steps.
+
+    Rows go in together, not one execution each by executemany: on SQLite several
+    to a statement (`INSERT ... VALUES (...), (...)`), so a run's FTS5 insert
+    trigger writes its pending index entries out once a statement instead of once
+    a run (75 → 23 µs a run); on PostgreSQL by COPY, as the children's rows
+    (bench/RESULTS.md §16e)."""
+
+    # Rows in one statement: a power of two, and a shorter remainder split into
+    # powers of two, so a model has at most 8 statements' texts to prepare.
+    MAX_ROWS = 128
 
     def __init__(self, model):
-        postgres = connection.vendor == "postgresql"
+        self.postgres = postgres = connection.vendor == "postgresql"
         columns = _columns(model)
         self.attnames = [c.attname for c in columns]
         self.adapters = [_instance_adapter(c, postgres) for c in columns]
@@ -340,24 +391,51 @@ class InstancePlan:
             "%s::jsonb" if postgres and isinstance(c, models.JSONField) else "%s" for c in columns
         ]
         quoted = ", ".join(connection.ops.quote_name(c.column) for c in columns)
-        self.sql = f"INSERT INTO {model._meta.db_table} ({quoted}) VALUES ({', '.join(marks)})"
+        self.one_row = f"({', '.join(marks)})"
+        self.sql = f"INSERT INTO {model._meta.db_table} ({quoted}) VALUES {self.one_row}"
+        self._sql_of: dict[int, str] = {}
+        # COPY reads a JSON column's text as jsonb itself (the adapters give text).
+        self.copy_sql = f"COPY {model._meta.db_table} ({quoted}) FROM STDIN"
 
     def insert(self, instances: list) -> None:
-        """Insert `instances` (one statement), their primary keys already set."""
+        """Insert `instances` (in order), their primary keys already set."""
         pairs = list(zip(self.adapters, self.attnames, strict=True))
-        rows = [[adapt(getattr(instance, name)) for adapt, name in pairs] for instance in instances]
-        with connection.cursor() as cursor:
-            cursor.executemany(self.sql, rows)
+        self.insert_rows(
+            [[adapt(getattr(instance, name)) for adapt, name in pairs] for instance in instances]
+        )
         for instance in instances:
             instance._state.adding = False
             instance._state.db = connection.alias
+
+    def insert_rows(self, rows: list[list]) -> None:
+        """Insert rows of adapted values (`adapters` applied), in order."""
+        with connection.cursor() as cursor:
+            if self.postgres:
+                copy_rows(cursor, self.copy_sql, rows)
+                return
+            # No more variables in a statement than this SQLite allows (32,766 by
+            # default; a build may allow as few as 999).
+            limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            most = min(self.MAX_ROWS, max(limit // len(self.attnames), 1))
+            start = 0
+            while start < len(rows):
+                size = 1 << (min(most, len(rows) - start).bit_length() - 1)
+                chunk = rows[start : start + size]
+                cursor.execute(self._sql(size), [value for row in chunk for value in row])
+                start += size
+
+    def _sql(self, rows: int) -> str:
+        sql = self._sql_of.get(rows)
+        if sql is None:
+            sql = self._sql_of[rows] = ", ".join([self.sql, *[self.one_row] * (rows - 1)])
+        return sql
 
 
 _INSTANCE_PLANS: dict[tuple, InstancePlan] = {}
 
 
 def insert_instances(instances: list) -> None:
-    """Insert model instances of one model (their primary keys set) in one statement."""
+    """Insert model instances of one model (their primary keys set), several a statement."""
     if not instances:
         return
     key = (type(instances[0]), connection.vendor)
@@ -379,6 +457,13 @@ def _instance_adapter(column: models.Field, postgres: bool):
 
 def _identity(value):
     return value
+
+
+def time_adapter():
+    """A datetime as a parameter of this database, Django's
+    `adapt_datetimefield_value` (SQLite: naive UTC text; PostgreSQL: the value)
+    without its connection look-up and settings read for every value."""
+    return _sqlite_datetime_value if connection.vendor == "sqlite" else _identity
 
 
 def _sqlite_datetime_value(value):

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from traces.models import TraceFile, TraceSource
@@ -267,7 +267,7 @@ def _ingest_file(candidate, module, info, known, ctx: _Context, result, head=Non
             _touch(known, info)
         result.outcome, result.file_id = "unchanged", known.pk
         return result
-    if ctx.uploaded and known is None:
+    if ctx.uploaded:
         twin = _known_content(digest, companions, module.NAME, candidate.logical_path, ctx)
         if twin is not None:
             result.outcome, result.file_id = "unchanged", twin.pk
@@ -284,7 +284,7 @@ def _ingest_file(candidate, module, info, known, ctx: _Context, result, head=Non
 
 
 def _known_content(digest: str, companions: dict, format_name: str, path: str, ctx: _Context):
-    """An upload at a new path whose bytes (and companions') an earlier upload already
+    """An upload whose bytes (and companions') an earlier upload at another path already
     has, read by the current parser and still holding all the runs it gave: that
     file, whose runs the upload's result links, rather than the same runs ingested
     again under the upload's path (a runs database's ids are only unique in it, so
@@ -292,16 +292,23 @@ def _known_content(digest: str, companions: dict, format_name: str, path: str, c
     kept as it came (its path is its content's), while a file read from a directory
     or a source may be written again, moved or deleted (a source that mirrors
     deletions takes its runs with it), and the upload's runs must not go with it.
-    None when there is none."""
+
+    Asked of every upload that is not unchanged at its own path, a known one too (its
+    saved file read again with other bytes): within one batch the second copy of some
+    bytes is the first's twin whichever of the two paths is new, the first being
+    written before the second looks (`ctx.digests`). The runs it holds are those still
+    in their source (`left_source_at` NULL): a file read again keeps the runs its
+    earlier bytes gave as history. None when there is none."""
     if digest in ctx.digests:
         _write_read_ahead(ctx)  # the same bytes earlier in this batch: written first
     ctx.digests.add(digest)
+    in_source = Q(runs__left_source_at__isnull=True)
     same = (
         TraceFile.objects.filter(
             sha256=digest, format=format_name, status=TraceFile.FileStatus.OK, uploaded=True
         )
         .exclude(path=path)
-        .annotate(held=Count("runs"))
+        .annotate(held=Count("runs", filter=in_source))
         .order_by("id")
     )
     wanted = sorted(companions.values())
@@ -614,9 +621,9 @@ def _write_file_rows(rows: list[tuple[TraceFile, bool]]) -> None:
     if plan is None:
         plan = _FILE_ROW_PLANS[connection.vendor] = InstancePlan(TraceFile)
     pairs = list(zip(plan.adapters, plan.attnames, strict=True))
-    values = [[adapt(getattr(trace_file, name)) for adapt, name in pairs] for trace_file in new]
-    with connection.cursor() as cursor:
-        cursor.executemany(plan.sql, values)
+    plan.insert_rows(
+        [[adapt(getattr(trace_file, name)) for adapt, name in pairs] for trace_file in new]
+    )
 
 
 _FILE_ROW_PLANS: dict[str, InstancePlan] = {}

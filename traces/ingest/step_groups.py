@@ -28,6 +28,7 @@ from django.db import connection
 
 from traces.models import Step, StepGroup
 
+from .inserters import copy_rows
 from .type_trends import _chunk_size
 
 MIN_GROUP = 3
@@ -80,9 +81,16 @@ class StepGroups:
             with connection.cursor() as cursor:
                 cursor.execute(f"DELETE FROM {_GROUPS} WHERE run_id IN ({placeholders})", chunk)
                 if rows:
-                    columns = ", ".join(_COLUMNS)
-                    values = ", ".join(["%s"] * len(_COLUMNS))
-                    cursor.executemany(f"INSERT INTO {_GROUPS} ({columns}) VALUES ({values})", rows)
+                    _insert(cursor, rows)
+
+
+def _insert(cursor, rows: list[tuple]) -> None:
+    columns = ", ".join(_COLUMNS)
+    if connection.vendor == "postgresql":
+        copy_rows(cursor, f"COPY {_GROUPS} ({columns}) FROM STDIN", rows)
+        return
+    values = ", ".join(["%s"] * len(_COLUMNS))
+    cursor.executemany(f"INSERT INTO {_GROUPS} ({columns}) VALUES ({values})", rows)
 
 
 def _times_sql() -> str:

@@ -36,7 +36,7 @@ from .inserters import (
     dump_json,
     fit_key,
     insert_instances,
-    row_plan,
+    kept_as_is,
 )
 from .read_models import ReadModelDeltas
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
@@ -390,6 +390,8 @@ RUN_FIELDS = (
 
 
 _RUN_COLUMNS = {name: Run._meta.get_field(name) for name in RUN_FIELDS}
+# The values clean_value keeps as they are, by field: most, tested cheaply.
+_RUN_KEPT = {name: kept_as_is(column) for name, column in _RUN_COLUMNS.items()}
 # A new Run's field values before any is set: Model.__init__ works them out for
 # each of ~60 fields every time, which costs more than writing a small run.
 _RUN_CALLABLE_DEFAULTS = [
@@ -426,7 +428,9 @@ def _run_row(
     if external_id != record.external_id:
         values["attributes"].setdefault("full_values", {})["external_id"] = record.external_id
     for name, value in values.items():
-        setattr(run, name, clean_value(_RUN_COLUMNS[name], value, values["attributes"]))
+        if not _RUN_KEPT[name](value):
+            value = clean_value(_RUN_COLUMNS[name], value, values["attributes"])
+        setattr(run, name, value)
     run.completeness = list(record.completeness) if record.completeness is not None else None
     run.source_file = source_file
     run.left_source_at = None  # written again by its source: back in it
@@ -445,7 +449,8 @@ def _json_as_stored(run: Run) -> None:
 
 STEP_FIXED = (
     "id", "run_id", "parent_id", "seq", "position", "depth", "error_cause", "entity_seen_at",
-    "failed_at", "child_count", "call_count", "link_count", "failed_subtree", "path", "critical_ms",
+    "failed_at", "failed_at_estimated", "child_count", "call_count", "link_count",
+    "failed_subtree", "path", "critical_ms",
 )  # fmt: skip
 CALL_FIXED = ("run_id", "step_id", "position")
 LINK_FIXED = ("run_id", "step_id", "seen_at")
@@ -463,7 +468,9 @@ class _RunWriter:
 
     def __init__(self, run: Run, step_ids: IdAllocator, rows: RowBuffers):
         self.run = run
+        self.run_id = run.pk
         self.rows = rows
+        self.db_time = rows.db_time
         self.counts: Counter = Counter()
         self.step_ids: dict[str, int] = {}
         self.parent_of: dict[int, int | None] = {}
@@ -476,7 +483,7 @@ class _RunWriter:
         self.orphans: Counter = Counter()
         self.seq = 0
         self.new_step_id = step_ids.next
-        self.step_plan = row_plan(Step, StepRecord, STEP_FIXED)
+        self.step_plan = rows.plan(Step, StepRecord, STEP_FIXED)
         at = self.step_plan.at
         self.subject_at = (at["entity_type"], at["entity_id"], at["entity_seen_at"])
         self.entities = RunEntities()
@@ -512,7 +519,7 @@ class _RunWriter:
         for item in records:
             values = to_row(item)
             if values is not None:
-                plan = plan or row_plan(model, record_type, fixed)
+                plan = plan or self.rows.plan(model, record_type, fixed)
                 add(plan, plan.row(item, *values))
 
     def _write_links(self, links) -> None:
@@ -523,7 +530,7 @@ class _RunWriter:
             if values is None:
                 continue
             if plan is None:
-                plan = row_plan(EntityLink, LinkRecord, LINK_FIXED)
+                plan = self.rows.plan(EntityLink, LinkRecord, LINK_FIXED)
                 at = plan.at
                 fields = operator.itemgetter(
                     at["entity_type"], at["entity_id"], at["link_type"], at["step_id"],
@@ -603,13 +610,17 @@ class _RunWriter:
             )
         )  # fmt: skip
         moment = self.step_times[step_id] = step.started_at or self.run.started_at
-        seen_at = _db_time(moment) if step.entity_type else None
-        # As the causes read model dates the failure (_count_failure).
-        failed_at = _db_time(moment) if step.status == "failed" else None
+        seen_at = self.db_time(moment) if step.entity_type else None
+        # As the causes read model dates the failure (_count_failure); an estimate when
+        # the run's times are (the failing-now strip counts those apart).
+        failed = step.status == "failed"
+        failed_at = self.db_time(moment) if failed else None
+        estimated = self.run.times_estimated if failed else None
         path = self.paths.add(step_id, parent_id, step.name or step.type, step.loop_index)
         # The four summaries are filled in by _write_held_steps.
-        return attributes, (step_id, self.run.pk, parent_id, self.seq, position, depth, cause,
-                            seen_at, failed_at, 0, 0, 0, False, path, None)  # fmt: skip
+        return attributes, (step_id, self.run_id, parent_id, self.seq, position, depth, cause,
+                            seen_at, failed_at, estimated, 0, 0, 0, False, path,
+                            None)  # fmt: skip
 
     def _count_failure(self, step: StepRecord) -> str:
         """The step's cause, counted for the read model unless the step is synthetic
@@ -649,7 +660,7 @@ class _RunWriter:
         position = self.calls_of[step_id]
         self.calls_of[step_id] += 1
         self.counts["calls"] += 1
-        return dict(call.attributes), (self.run.pk, step_id, position)
+        return dict(call.attributes), (self.run_id, step_id, position)
 
     def _link_row(self, link: LinkRecord) -> tuple[dict, tuple] | None:
         step_id = self.step_ids.get(link.step_key)
@@ -658,8 +669,8 @@ class _RunWriter:
             return None
         self.links_of[step_id] += 1
         self.counts["links"] += 1
-        seen_at = _db_time(link.created_at or self.step_times[step_id])
-        return dict(link.attributes), (self.run.pk, step_id, seen_at)
+        seen_at = self.db_time(link.created_at or self.step_times[step_id])
+        return dict(link.attributes), (self.run_id, step_id, seen_at)
 
     def _log_row(self, log: LogRecord) -> tuple[dict, tuple]:
         attributes = dict(log.attributes)
@@ -667,7 +678,7 @@ class _RunWriter:
         if log.step_key is not None and step_id is None:
             attributes["unknown_step"] = log.step_key
         self.counts["logs"] += 1
-        return attributes, (self.run.pk, step_id)
+        return attributes, (self.run_id, step_id)
 
     def _find_critical_path(self) -> None:
         """The run's critical path, now that all its steps are known: each step's self
@@ -722,6 +733,8 @@ class _RunWriter:
             max_depth=max(self.depth_of.values(), default=0),
             steps_started_at=self.first_start,
             steps_finished_at=self.last_finish,
+            step_id_min=min(self.step_ids.values(), default=None),
+            step_id_max=max(self.step_ids.values(), default=None),
             attributes=attributes,
             **summary,
         )
@@ -747,10 +760,6 @@ def _failed_items(value) -> int:
     if type(value) is not int or value <= 0:
         return 0
     return min(value, MAX_INT32)
-
-
-def _db_time(moment):
-    return None if moment is None else connection.ops.adapt_datetimefield_value(moment)
 
 
 _STEP_STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "cancelled")

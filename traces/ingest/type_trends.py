@@ -45,9 +45,6 @@ MAX_STEP_MS = 1e11
 STEP_NAME_MAX = TypeStep._meta.get_field("name").max_length
 CHUNK = 500
 
-_BUCKETS = TypeBucket._meta.db_table
-_STEPS = TypeStep._meta.db_table
-
 
 def duration_bin(duration_ms: float | None, status: str) -> int:
     """The bin of a run's duration; NO_DURATION without one or while it runs."""
@@ -181,13 +178,13 @@ class TypeTrendDeltas:
                     (run_type, ops.adapt_datetimefield_value(hour), format, status, bin, n)
                     for (run_type, hour, format, status, bin), n in buckets
                 ]
-                _add_counts(cursor, _BUCKETS, BUCKET_KEY, ("count",), rows)
+                _add_counts(cursor, TypeBucket, BUCKET_KEY, ("count",), rows)
             if steps:
                 rows = [
                     (run_type, ops.adapt_datefield_value(day), format, name, *values)
                     for (run_type, day, format, name), values in steps
                 ]
-                _add_counts(cursor, _STEPS, STEP_KEY, STEP_COUNTS, rows)
+                _add_counts(cursor, TypeStep, STEP_KEY, STEP_COUNTS, rows)
 
 
 BUCKET_KEY = ("run_type", "hour", "format", "status", "bin")
@@ -195,17 +192,34 @@ STEP_KEY = ("run_type", "day", "format", "name")
 STEP_COUNTS = ("steps", "failed", "timed", "total_us")
 
 
-def _add_counts(cursor, table: str, key: tuple, counts: tuple, rows: list[tuple]) -> None:
-    """Add each row's counts (`key` columns, then `counts`) to the table's; rows whose
-    first count a negative delta took to zero or below go."""
-    columns = (*key, *counts)
+def _add_counts(cursor, model, key: tuple, counts: tuple, rows: list[tuple]) -> None:
+    """Add each row's counts (`key` columns, then `counts`; one row a key, in key
+    order) to the model's table; rows whose first count a negative delta took to
+    zero or below go."""
+    table, columns = model._meta.db_table, (*key, *counts)
     added = ", ".join(f"{name} = t.{name} + excluded.{name}" for name in counts)
-    cursor.executemany(
-        f"INSERT INTO {table} AS t ({', '.join(columns)}) "
-        f"VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {added}",
-        rows,
-    )
+    conflict = f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {added}"
+    if connection.vendor == "postgresql":
+        # One statement, one array a column, the rows taken in their order (the
+        # locks' order): executemany is one execution a row (bench/RESULTS.md §16e).
+        arrays = ", ".join(
+            f"%s::{model._meta.get_field(name).db_type(connection)}[]" for name in columns
+        )
+        values = [list(column) for column in zip(*rows, strict=True)]
+        for index in range(len(key), len(columns)):  # a SUM read back is a Decimal
+            values[index] = [int(value) for value in values[index]]
+        cursor.execute(
+            f"INSERT INTO {table} AS t ({', '.join(columns)}) "
+            f"SELECT {', '.join(columns)} FROM unnest({arrays}) WITH ORDINALITY "
+            f"AS u({', '.join(columns)}, n) ORDER BY n {conflict}",
+            values,
+        )
+    else:
+        cursor.executemany(
+            f"INSERT INTO {table} AS t ({', '.join(columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))}) {conflict}",
+            rows,
+        )
     gone = [row[: len(key)] for row in rows if row[len(key)] < 0]
     if gone:
         where = " AND ".join(f"{name} = %s" for name in key)

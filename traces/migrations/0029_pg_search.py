@@ -57,7 +57,7 @@ def forward(apps, schema_editor):
                     cursor.execute(statement)
                 for first, last in _batches(cursor, searched.table):
                     cursor.execute(index.pg_column_fill(searched, first, last))
-                for statement in index.pg_column_index(searched):
+                for statement in index.pg_bucket_index(searched):
                     cursor.execute(statement)
                 # The planner's word statistics for the new column (its common words).
                 cursor.execute(f"ANALYZE {searched.table}")

@@ -9,26 +9,27 @@ from django.db import migrations
 from traces.search import index
 
 OLD_NAMES = {"traces_run": "run_search_doc", "traces_step": "step_search_doc"}
+# 0030's own index, made again by 0036 on its way back (a later one is searched.gin).
 NEW_NAMES = {"traces_run": "run_search_bucket", "traces_step": "step_search_bucket"}
 
 
 def forward(apps, schema_editor):
-    # The index as search/index.py makes it now (0033 rebuilds 0030's the same way).
-    index.pg_swap_indexes(
-        schema_editor, index.pg_column_index, lambda searched: [OLD_NAMES[searched.table]],
-        analyze=True,
-    )  # fmt: skip
+    connection = schema_editor.connection
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for searched in (index.RUNS, index.STEPS):
+            index.pg_bucket_index_swap(cursor, searched, OLD_NAMES[searched.table])
 
 
 def backward(apps, schema_editor):
-    def old(searched):
-        name, table = OLD_NAMES[searched.table], searched.table
-        return [f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING gin ({searched.pg_column})"]
-
-    # 0030's index (0033 made it again on its way back), or a later one.
-    index.pg_swap_indexes(
-        schema_editor, old, lambda searched: [NEW_NAMES[searched.table], searched.gin]
-    )
+    connection = schema_editor.connection
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for searched in (index.RUNS, index.STEPS):
+            index.pg_bucket_index_unswap(cursor, searched, OLD_NAMES[searched.table])
+            cursor.execute(f"DROP INDEX IF EXISTS {NEW_NAMES[searched.table]}")
 
 
 class Migration(migrations.Migration):

@@ -12,7 +12,16 @@ run's row (ingest.store), so the strip counts no step to know it.
 Runs whose times are estimated (Run.times_estimated, greentic: the file's modified
 time) are counted apart: a folder of old files copied an hour ago would otherwise
 read as a burst of failures in the last hour. Each number links to the runs list
-filtered by `times=recorded` or `times=estimated`, which lists what it counts."""
+filtered by `times=recorded` or `times=estimated`, which lists what it counts. Their
+failed steps likewise: a greentic step has no start, so its failure is dated by its
+run's time, the file's; they are counted apart by the flag each keeps of its run's
+(Step.failed_at_estimated, in the failed steps' index) and linked to the failed-steps
+list's own `times=` filter.
+
+The failed steps' windows start where the failed-steps list starts `since=1h` and
+`since=24h`: at the first 10-minute slot they reach into (StepListForm.filters, so
+that the causes box is read from its read model by slot), so a step count is what its
+link lists. The runs list takes its `since` as it is, and so do the runs' numbers."""
 
 from __future__ import annotations
 
@@ -22,6 +31,7 @@ from datetime import datetime, timedelta
 from django.db.models import CharField, Count, F, Func, IntegerField, Q, Sum, Value
 from django.db.models.expressions import RawSQL
 
+from traces.causes import slot_start
 from traces.models import Run, Status, Step
 
 # The two windows, as the time filters write them (`since=1h`).
@@ -57,14 +67,27 @@ class FailingType:
 @dataclass(frozen=True)
 class FailingNow:
     types: list[FailingType]
+    # Failed steps of runs whose times are recorded, in the last hour and day.
     steps_last_hour: int
     steps_last_day: int
+    # More failed steps in the last day than the cap (the numbers are of the newest),
+    # and in the last hour too.
     steps_capped: bool
+    # Failed steps of runs whose times are estimated (dated by the file's time),
+    # counted apart.
+    estimated_steps_hour: int = 0
+    estimated_steps_day: int = 0
+    steps_hour_capped: bool = False
     cap: int = STEP_COUNT_CAP
 
     @property
     def quiet(self) -> bool:
-        return not self.types and not self.steps_last_day
+        return not self.types and not self.any_steps
+
+    @property
+    def any_steps(self) -> bool:
+        """A failed step in the last day, of recorded or estimated times."""
+        return bool(self.steps_last_day or self.estimated_steps_day)
 
     @property
     def runs_last_day(self) -> int:
@@ -100,21 +123,48 @@ class FailingNow:
 def failing_now(now: datetime) -> FailingNow:
     """Failed runs started in the last hour and day by run type, with the runs of
     the same windows whose steps' items failed (most failing first), and the failed
-    steps started in the same windows."""
+    steps of the same windows (from their first slot) by their failure's time; those
+    of runs whose times are estimated apart."""
     hour_ago, day_ago = now - WINDOWS[0][1], now - WINDOWS[1][1]
     types = failing_types(hour_ago, day_ago)
-    # As the failed-steps list counts them (no synthetic grouping steps; by the
-    # failure's time, its run's for a step without a start); past the cap, the newest
-    # are kept, so the last hour's count is exact up to the cap too.
+    return FailingNow(types, **failed_steps(slot_start(hour_ago), slot_start(day_ago)))
+
+
+def failed_steps(hour_ago: datetime, day_ago: datetime) -> dict:
+    """Failed steps since `day_ago` (and `hour_ago`) as the failed-steps list counts
+    them (no synthetic grouping steps; by the failure's time, its run's for a step
+    without a start), those of runs whose times are recorded and of runs whose times
+    are estimated (Step.failed_at_estimated) apart. One walk of the step_failed_at
+    index over the window, which holds all it reads; past the cap, the newest are
+    kept, so the last hour's counts are exact up to the cap too, and each count is a
+    true lower bound past it."""
     recent_steps = Step.objects.filter(
         status=Status.FAILED, failed_at__gte=day_ago, synthetic=False
     ).order_by(F("failed_at").desc(nulls_last=True))
-    steps = recent_steps.values("failed_at")[: STEP_COUNT_CAP + 1].aggregate(
-        day=Count("failed_at"), hour=Count("failed_at", filter=Q(failed_at__gte=hour_ago))
+    newest = recent_steps.values("failed_at", "failed_at_estimated")
+    hour, estimated = Q(failed_at__gte=hour_ago), Q(failed_at_estimated=True)
+    counts = newest[: STEP_COUNT_CAP + 1].aggregate(
+        day=Count("failed_at", filter=~estimated),
+        hour=Count("failed_at", filter=~estimated & hour),
+        estimated_day=Count("failed_at", filter=estimated),
+        estimated_hour=Count("failed_at", filter=estimated & hour),
     )
-    day = min(steps["day"], STEP_COUNT_CAP)
-    hour = min(steps["hour"], STEP_COUNT_CAP)
-    return FailingNow(types, hour, day, steps["day"] > STEP_COUNT_CAP)
+    capped = {
+        window: counts[window] + counts[f"estimated_{window}"] > STEP_COUNT_CAP
+        for window in ("day", "hour")
+    }
+    for window, over in capped.items():
+        if over:  # the cap's one more row, read to know there are more: not shown
+            kind = window if counts[window] else f"estimated_{window}"
+            counts[kind] -= 1
+    return {
+        "steps_last_hour": counts["hour"],
+        "steps_last_day": counts["day"],
+        "estimated_steps_hour": counts["estimated_hour"],
+        "estimated_steps_day": counts["estimated_day"],
+        "steps_capped": capped["day"],
+        "steps_hour_capped": capped["hour"],
+    }
 
 
 class _GroupedType(Func):

@@ -9,13 +9,13 @@ letters-and-digits tokens (`fetch_charges` is `fetch charges`), each a whole
 token; a word ending in `*` matches tokens starting with it (`01M3250Z*`).
 
 Words are looked up in the search's full-text index (search/index.py: SQLite
-FTS5, PostgreSQL's GIN on the steps' stored tsvector), bounded by the run's step
-ids on SQLite, so a find costs what its matches cost, not what the run's 100,000
-steps would. On PostgreSQL a word with many matches is instead tested on the stored
-vector of each step a window reads (the run's steps in order), which stops at the
-window's end, and a count of words reads the GIN index within the id buckets of the
-run's steps (_pg_count_sql). The matches come a keyset window at a time in run
-order (seq), with their count up to COUNT_CAP, and the ancestors of a window's
+FTS5, PostgreSQL's GIN on the steps' stored tsvector), bounded by the range of the
+run's step ids (noted on the Run at ingest: `scope`; SQLite FTS5 seeks to it in each
+word's list, PostgreSQL reads its id buckets), so a find costs what its matches cost,
+not what the run's 100,000 steps would. On PostgreSQL a word with many matches is
+instead tested on the stored vector of each step a window reads (the run's steps in
+order), which stops at the window's end. The matches come a keyset window at a time
+in run order (seq), with their count up to COUNT_CAP, and the ancestors of a window's
 matches in one recursive query, so the tree can show each match under its parents
 however deep it is and however many there are.
 """
@@ -30,7 +30,7 @@ from django.db import connection
 from django.db.models import BooleanField, F, QuerySet
 from django.db.models.expressions import RawSQL
 
-from traces.models import Status, Step
+from traces.models import Run, Status, Step
 from traces.pagination import Page, keyset_page
 from traces.search.index import COARSE_BITS, STEPS, pg_anywhere, pg_in_bucket, pg_rechecked
 
@@ -96,6 +96,37 @@ def parse(text: str) -> Find:
     return Find(text, tuple(phrases), tuple(phrases.values()), tuple(dict.fromkeys(statuses)))
 
 
+# --- where a find looks -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The run a find looks in, and the range of its steps' ids when the store noted it
+    (Run.step_id_min / step_id_max): the index lookups are bounded by it as they are
+    written. Not noted (a run given by its id, or stored before 0033), the run's ids
+    are read from its steps."""
+
+    run_id: int
+    ids: tuple[int, int] | None = None  # every step of the run lies in it
+    alone: bool = False  # and no other run's step does: as many ids as the run's steps
+
+
+def scope(run: Run | int | Scope) -> Scope:
+    """A Run's scope (its noted range of step ids used), or a run id's (read)."""
+    if isinstance(run, Scope):
+        return run
+    if not isinstance(run, Run):
+        return Scope(int(run))
+    if {"step_id_min", "step_id_max", "step_count"} & run.get_deferred_fields():
+        return Scope(run.pk)  # a Run read without them: not a query more for them
+    low, high = run.step_id_min, run.step_id_max
+    if low is None or high is None:
+        return Scope(run.pk)
+    # Every step lies in the range, and the steps are at least step_count (synthetic
+    # ones are not counted there): as many ids as that, they are the range's all.
+    return Scope(run.pk, (low, high), high - low + 1 == run.step_count)
+
+
 # --- the full-text part ---------------------------------------------------------------------
 
 
@@ -121,45 +152,56 @@ def pg_tsquery(find: Find) -> str:
 
 
 def _matching_ids_sql(
-    run_id: int, find: Find, limit: int | None = None, id_range: tuple[int, int] | None = None
+    where: Scope, find: Find, limit: int | None = None, id_range: tuple[int, int] | None = None
 ) -> tuple[str, list]:
     """SQL of the ids of the run's steps holding every word of the find (at most
     `limit` of them; within `id_range` when given), served by the full-text index."""
     cut = f" LIMIT {int(limit)}" if limit else ""
+    table, run = STEPS.table, int(where.run_id)
     if connection.vendor == "postgresql":
         # `run_id + 0`: no B-tree serves it, so the planner starts from the GIN index
         # rather than the run's steps through (run, ...) (~100,000 for a big run: what a
         # small table's statistics can suggest).
-        # The words' keys in every id bucket (search/index.py), the phrase rechecked.
-        anywhere = pg_anywhere(STEPS, PG_QUERY)
-        return (
-            f"SELECT id FROM {STEPS.table} WHERE run_id + 0 = %s "
-            f"AND {anywhere} AND {pg_rechecked(STEPS, PG_QUERY)}{cut}",
-            [run_id, *[pg_tsquery(find)] * 3],
-        )
+        query = pg_tsquery(find)
+        if where.ids is None:
+            # The words in every id bucket (search/index.py), rechecked where need be.
+            anywhere = pg_anywhere(STEPS, PG_QUERY)
+            return (
+                f"SELECT id FROM {table} WHERE run_id + 0 = %s "
+                f"AND {anywhere} AND {pg_rechecked(STEPS, PG_QUERY)}{cut}",
+                [run, query, query, query],
+            )
+        # The noted range's coarse buckets, each read through the GIN index as the
+        # words in that bucket (a nested loop), as _pg_count_sql does: the run's
+        # postings, not the words' in the whole store (3,686 for `429`, 454 of them the
+        # big run's).
+        return _pg_bucket_walk(_pg_buckets(where.ids), cut), _walk_params(run, query)
     # A run's steps are written together, so their ids are one range (or a few):
     # FTS5 seeks to it in each word's list instead of reading the whole database's.
     # Another writer's steps may lie in the range too: with a LIMIT, unless the run's
-    # ids are one unbroken range (its steps as many as its ids' span: one count, read
-    # once), each match is checked for its run (by primary key) before it counts.
-    fts, table, run = STEPS.fts, STEPS.table, int(run_id)
-    own = (
-        f" AND ((SELECT max(id) - min(id) + 1 = count(*) FROM {table} WHERE run_id = {run})"
-        f" OR EXISTS (SELECT 1 FROM {table} AS s WHERE s.id = {fts}.rowid AND s.run_id = {run}))"
-        if limit
-        else ""
-    )
-    if id_range is not None:
+    # ids are the range's alone (the noted range as many ids as the run's steps; not
+    # noted, its steps as many as its ids' span: one count, read once), each match is
+    # checked for its run (by primary key) before it counts.
+    fts = STEPS.fts
+    probe = f"EXISTS (SELECT 1 FROM {table} AS s WHERE s.id = {fts}.rowid AND s.run_id = {run})"
+    if not limit or where.alone:
+        own = ""
+    elif where.ids is not None:
+        own = f" AND {probe}"
+    else:
+        alone = f"(SELECT max(id) - min(id) + 1 = count(*) FROM {table} WHERE run_id = {run})"
+        own = f" AND ({alone} OR {probe})"
+    if id_range is not None or where.ids is not None:
         return (
             f"SELECT rowid FROM {fts} WHERE {fts} MATCH %s "
             f"AND rowid >= %s AND rowid <= %s{own}{cut}",
-            [fts5_query(find), *id_range],
+            [fts5_query(find), *(id_range or where.ids)],
         )
-    bounds = f"(SELECT {{}}(id) FROM {STEPS.table} WHERE run_id = %s)"
+    bounds = f"(SELECT {{}}(id) FROM {table} WHERE run_id = %s)"
     return (
         f"SELECT rowid FROM {fts} WHERE {fts} MATCH %s "
         f"AND rowid >= {bounds.format('min')} AND rowid <= {bounds.format('max')}{own}{cut}",
-        [fts5_query(find), run_id, run_id],
+        [fts5_query(find), run, run],
     )
 
 
@@ -172,24 +214,28 @@ FEW_MATCHES = 2_000
 
 
 def matching(
-    run_id: int,
+    run: Run | int | Scope,
     find: Find,
     *,
     failed_only: bool = False,
-    limit: int | None = None,
     from_matches: bool = False,
     id_range: tuple[int, int] | None = None,
+    in_order: bool = True,
 ) -> QuerySet:
-    """The run's steps the find names (all of the run's without a find). `limit`:
-    look at most that many word matches up; `from_matches`: have the database start
-    from the word matches, not from the run's steps (a few matches among many steps)."""
+    """The run's steps the find names (all of the run's without a find).
+    `from_matches`: have the database start from the word matches, not from the run's
+    steps (a few matches among many steps); `in_order`: they are read in run order
+    (a window), not counted."""
+    where = scope(run)
     steps = Step.objects.all()
-    if from_matches and find.phrases and connection.vendor == "sqlite":
-        # `run_id + 0` is no index's column: SQLite looks the matches up by id instead
-        # of walking the run's 100,000 steps to test each.
-        steps = steps.alias(run_plus=F("run_id") + 0).filter(run_plus=run_id)
+    by_id = from_matches or id_range is not None
+    if by_id and find.phrases and connection.vendor == "sqlite":
+        # `run_id + 0` is no index's column: SQLite looks the matches (or a window's
+        # ids) up by id instead of walking the run's 100,000 steps to test each, which
+        # without statistics it takes for a few rows.
+        steps = steps.alias(run_plus=F("run_id") + 0).filter(run_plus=where.run_id)
     else:
-        steps = steps.filter(run_id=run_id)
+        steps = steps.filter(run_id=where.run_id)
     if find.phrases and connection.vendor == "postgresql" and not from_matches:
         # Each step the query reads anyway (the run's in seq order, a window's ids, a
         # count's first matches) is tested on its stored vector (~1 µs): a word in 40 %
@@ -198,12 +244,20 @@ def matching(
         # the database, `fetch_charges` in 220,000 steps, makes 190,000 rows to read).
         steps = steps.filter(_pg_vector_matches(find))
     elif find.phrases:
-        sql, params = _matching_ids_sql(run_id, find, limit, id_range)
+        sql, params = _matching_ids_sql(where, find, id_range=id_range)
         steps = steps.filter(id__in=RawSQL(sql, params))
-    if find.statuses:
+    if len(find.statuses) == 1:
+        # `=`: SQLite reads a partial index (status = 'failed') for it, not for `IN (...)`.
+        steps = steps.filter(status=find.statuses[0])
+    elif find.statuses:
         steps = steps.filter(status__in=find.statuses)
-        if set(find.statuses) == {Status.FAILED} and not from_matches:
-            failed_only = True  # failed steps are among these: their index serves it
+    if find.statuses == (Status.FAILED,):
+        # A failed step is in a failed subtree (the store marks it and its ancestors):
+        # read in order, the (run, failed_subtree, seq) index serves the window;
+        # counted, the run's failed steps' own index (step_run_failed_started) holds
+        # them alone, where the subtrees' steps (36,698 in the big run) are each read
+        # for its status (35 ms on SQLite at 1 M steps).
+        failed_only = in_order and not from_matches
     if failed_only:
         steps = only_failed_subtrees(steps)
     return steps
@@ -217,19 +271,17 @@ def _pg_vector_matches(find: Find) -> RawSQL:
     )
 
 
-def count(run_id: int, find: Find, *, failed_only: bool = False) -> tuple[int, bool]:
-    """How many steps match, up to COUNT_CAP (and whether there are more)."""
-    # Words alone: the index's first COUNT_CAP + 1 matches are all it needs to read.
-    words_alone = not (find.statuses or failed_only)
-    if words_alone and find.phrases and connection.vendor == "postgresql":
-        return _pg_count(run_id, find, COUNT_CAP)
-    limit = COUNT_CAP + 1 if words_alone and find.phrases else None
-    steps = matching(run_id, find, failed_only=failed_only, limit=limit)
+def count(run: Run | int, find: Find, *, failed_only: bool = False) -> tuple[int, bool]:
+    """How many steps match, up to COUNT_CAP (and whether there are more). Given the
+    Run, its noted range of step ids bounds the index lookups (`scope`)."""
+    if find.phrases and not (find.statuses or failed_only):
+        return _count_words(scope(run), find, COUNT_CAP)
+    steps = matching(run, find, failed_only=failed_only, in_order=False)
     return capped_count(steps, COUNT_CAP)
 
 
 def window(
-    run_id: int,
+    run: Run | int,
     find: Find,
     *,
     counted: tuple[int, bool],
@@ -244,35 +296,69 @@ def window(
     if matches == 0:
         return Page([], None, None)
     few = matches <= FEW_MATCHES and not capped
-    steps = step_rows(matching(run_id, find, failed_only=failed_only, from_matches=few))
+    steps = step_rows(matching(run, find, failed_only=failed_only, from_matches=few))
     return keyset_page(steps, "seq", descending=False, after=after, before=before, size=size)
 
 
-def _pg_count(run_id: int, find: Find, cap: int) -> tuple[int, bool]:
+def _count_words(where: Scope, find: Find, cap: int) -> tuple[int, bool]:
+    """The run's steps holding the words, counted to `cap` + 1 from the index alone:
+    its first matches are all a count needs to read (no step of the run is walked)."""
+    if connection.vendor == "postgresql":
+        sql, params = _pg_count_sql(where, find, cap)
+    else:
+        sql, params = _matching_ids_sql(where, find, cap + 1)
+        sql = f"SELECT count(*) FROM ({sql}) AS hits"
     with connection.cursor() as cursor:
-        cursor.execute(*_pg_count_sql(run_id, find, cap))
+        cursor.execute(sql, params)
         (found,) = cursor.fetchone()
     return min(found, cap), found > cap
 
 
-def _pg_count_sql(run_id: int, find: Find, cap: int) -> tuple[str, list]:
+def _pg_bucket_walk(span: str, cut: str = "") -> str:
+    """PostgreSQL: the ids of the run's steps holding the words (parameters:
+    _walk_params), a coarse bucket of ids at a time from `span` (a FROM item with a
+    `bucket` column): each bucket read through the GIN index as the words in that
+    bucket (the run's postings, not the words' in the whole store) by a lateral
+    subquery, kept a nested loop by its LIMIT `cut` (which stops it at the cap) or
+    OFFSET 0: pulled up into a join, it was read by the words alone, the bucket a join
+    filter."""
+    return (
+        f"SELECT hit.id FROM {span} CROSS JOIN LATERAL (SELECT id FROM {STEPS.table} "
+        f"WHERE {pg_in_bucket(STEPS, 'span.bucket', PG_QUERY)} AND run_id + 0 = %s "
+        f"AND {pg_rechecked(STEPS, PG_QUERY)}{cut or ' OFFSET 0'}) AS hit{cut}"
+    )
+
+
+def _walk_params(run: int, query: str) -> list:
+    return [query, run, query, query]
+
+
+def _pg_buckets(ids: tuple[int, int]) -> str:
+    """The coarse buckets of a range of ids."""
+    low, high = (bound >> COARSE_BITS for bound in ids)
+    return f"generate_series({int(low)}::bigint, {int(high)}::bigint) AS span(bucket)"
+
+
+def _pg_count_sql(where: Scope, find: Find, cap: int) -> tuple[str, list]:
     """PostgreSQL: the run's steps holding the words, counted to `cap` + 1, in one
-    statement. A run's steps are written together, so their ids are mostly one range:
-    the ids of its first and last step (in seq order, two probes of step_run_seq) name
-    the coarse buckets of that range, and each is read through the GIN index's keys of
-    the words in that bucket (the run's postings, not the word's 220,000 in the whole
-    store, ~45 ms at 1 M steps). More than the cap found there is the answer whatever
-    lies outside it; fewer, and the run's steps are counted as before (the words' keys
-    in every bucket ANDed with the run's steps), so a step outside the range is still
-    counted."""
-    table, words = STEPS.table, PG_QUERY
-    match = pg_rechecked(STEPS, words)
+    statement, the buckets of the run's ids read through the GIN index
+    (_pg_bucket_walk: ~45 ms at 1 M steps for the whole store's postings of a common
+    word). The run's noted range (Run.step_id_min/max) holds all its steps, so its
+    buckets' count is the answer. Not noted, the ids of its first and last step (in seq
+    order, two probes of step_run_seq) name the buckets: more than the cap found there
+    is the answer whatever lies outside them; fewer, and the run's steps are counted as
+    before (the words in every bucket ANDed with the run's steps), so a step outside
+    the range is still counted."""
+    table, run, query = STEPS.table, int(where.run_id), pg_tsquery(find)
     cap += 1
-    # The buckets a recursive step at a time, each read by a lateral subquery whose
-    # LIMIT keeps it a nested loop: a bucket at a time, stopping at the cap. However
-    # few the buckets, the planner
-    # guesses 31 of them, a cost that JIT would compile (50-500 ms): the site's
-    # connections have JIT off (settings).
+    cut = f" LIMIT {cap}"
+    if where.ids is not None:
+        walk = _pg_bucket_walk(_pg_buckets(where.ids), cut)
+        return f"SELECT count(*) FROM ({walk}) AS hits", _walk_params(run, query)
+    match = f"{pg_anywhere(STEPS, PG_QUERY)} AND {pg_rechecked(STEPS, PG_QUERY)}"
+    # The buckets a recursive step at a time. However few they are, the planner guesses
+    # 31 of them, a cost that JIT would compile (50-500 ms): the site's connections have
+    # JIT off (settings).
     sql = f"""
 WITH RECURSIVE ends(a, b) AS (
     SELECT (SELECT id FROM {table} WHERE run_id = %s ORDER BY seq, id LIMIT 1),
@@ -281,36 +367,25 @@ WITH RECURSIVE ends(a, b) AS (
     SELECT least(a, b) >> {COARSE_BITS}, greatest(a, b) >> {COARSE_BITS} FROM ends
     UNION ALL SELECT bucket + 1, last FROM span WHERE bucket < last
 ), ranged(n) AS (
-    SELECT count(*) FROM (
-        SELECT 1 FROM span CROSS JOIN LATERAL (
-            SELECT id FROM {table} WHERE {pg_in_bucket(STEPS, "span.bucket", words)}
-            AND run_id + 0 = %s AND {match} LIMIT {cap}
-        ) AS hit LIMIT {cap}
-    ) AS hits
+    SELECT count(*) FROM ({_pg_bucket_walk("span", cut)}) AS hits
 )
 SELECT CASE WHEN n >= {cap} THEN n ELSE (SELECT count(*) FROM (
-    SELECT id FROM {table} WHERE run_id = %s AND {pg_anywhere(STEPS, words)} AND {match}
-    LIMIT {cap}) AS every) END
+    SELECT id FROM {table} WHERE run_id = %s AND {match}{cut}) AS every) END
 FROM ranged"""
-    query = pg_tsquery(find)
-    return sql, [run_id, run_id, query, run_id, query, query, run_id, query, query, query]
+    return sql, [run, run, *_walk_params(run, query), run, query, query, query]
 
 
-def few_matches(run_id: int, find: Find) -> bool:
+def few_matches(run: Run | int, find: Find) -> bool:
     """At most FEW_MATCHES steps match (window() reads them from the matches)."""
-    if not find.phrases:
-        return False
-    if connection.vendor == "postgresql":
-        return not _pg_count(run_id, find, FEW_MATCHES)[1]
-    return not capped_count(matching(run_id, find, limit=FEW_MATCHES + 1), FEW_MATCHES)[1]
+    return bool(find.phrases) and not _count_words(scope(run), find, FEW_MATCHES)[1]
 
 
-def ids_among(run_id: int, find: Find, ids: list[int]) -> set[int]:
+def ids_among(run: Run | int, find: Find, ids: list[int]) -> set[int]:
     """Which of these steps of the run match (a timeline window's highlights)."""
     if not ids or not find:
         return set()
     # Only the window's ids are looked for in the index.
-    steps = matching(run_id, find, id_range=(min(ids), max(ids))).filter(id__in=ids)
+    steps = matching(run, find, id_range=(min(ids), max(ids))).filter(id__in=ids)
     return set(steps.values_list("id", flat=True))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Length, Substr
 
 from traces.models import Call, EntityLink, LogEntry, Status, Step
@@ -140,6 +140,16 @@ def filter_steps(filters: dict) -> QuerySet:
         steps = steps.filter(run__format=filters["format"])
     if filters.get("run_type"):
         steps = steps.filter(run__type=filters["run_type"])
+    # Steps of runs whose times are estimated (the file's time), or of the others: the
+    # failing-now strip counts failed ones apart, by the flag each keeps of its run's,
+    # in their index; steps of any status by their run's.
+    if filters.get("times"):
+        estimated = filters["times"] == "estimated"
+        if sorted_by(filters) == "failed_at":
+            kept = Q(failed_at_estimated=True)
+            steps = steps.filter(kept) if estimated else steps.exclude(kept)
+        else:
+            steps = steps.filter(run__times_estimated=estimated)
     if filters.get("run"):
         steps = steps.filter(run_id=filters["run"])
     if filters.get("name"):

@@ -78,6 +78,11 @@ class FileResultOut(Schema):
     logs: int
     file_id: int | None
     file_url: str | None
+    same_as: str = Field(
+        "",
+        description="Unchanged because an earlier upload (or an earlier file of this one) has "
+        "the same bytes: its name; file_id and file_url are that file's, whose runs it holds.",
+    )
 
 
 class UploadResult(Schema):

@@ -20,9 +20,12 @@ computed by a BEFORE INSERT/UPDATE trigger in the statement that writes the row
 (COPY included): a phrase's match must be rechecked on the row, and the recheck then
 reads the stored vector instead of tokenising the row's text again (~25 µs a row: a
 word matching 40,000 steps took a second), and a plain B-tree walk (newest first, a
-run's steps in order) can test rows for a word as it goes. Their GIN index is of
-each word with the row's id bucket, `8_fetch` (pg_column_index), so the search reads
-a common word's newest matches a bucket at a time (newest.py).
+run's steps in order) can test rows for a word as it goes. Every GIN index also
+holds each row's id bucket (pg_bucket_index), so a search reads a common word's
+newest matches a bucket at a time (newest.py): the runs' and steps' index is of each
+word with the row's bucket, `8_fetch` (their "bucketed words"); the log lines' holds
+the bucket beside the words, and their level (`pg_keys`), a filter of the log search
+ANDed inside the index.
 
 Steps are also found by the VALUES (strings and numbers, not the keys) of their
 attributes and input (`values`): a customer id or an actor pasted into the search
@@ -58,6 +61,9 @@ class SearchedTable:
     indexed_by_store: bool  # SQLite: new rows indexed by index_new_rows, not a trigger
     values: tuple[str, ...] = ()  # JSON columns whose values (not keys) are searched
     pg_column: str = ""  # PostgreSQL: the stored tsvector column (else an expression index)
+    # PostgreSQL: columns of the row in the GIN index too (btree_gin), between the id
+    # buckets and the words, so a filter on them is ANDed inside the index.
+    pg_keys: tuple[str, ...] = ()
 
     @property
     def fts_columns(self) -> tuple[str, ...]:
@@ -75,10 +81,11 @@ class SearchedTable:
         parts += [pg_json_words(f"{row}{name}") for name in self.values]
         return " || ' ' || ".join(parts)
 
-    def pg_document(self) -> str:
+    def pg_document(self, row: str = "") -> str:
         """The indexed vector as a query must name it for the index to serve it: the
-        stored column, or the indexed expression."""
-        return self.pg_column or self.pg_expression()
+        stored column, or the indexed expression (`row`: a prefix for the columns,
+        an alias and a dot)."""
+        return f"{row}{self.pg_column}" if self.pg_column else self.pg_expression(row)
 
     def pg_expression(self, row: str = "") -> str:
         """The vector of a row's text. Punctuation is made a space first, so words split
@@ -113,11 +120,30 @@ def pg_words(text_sql: str) -> str:
     return f"regexp_replace({text_sql}, '[^[:alnum:]]+', ' ', 'g')"
 
 
-def pg_match(searched: SearchedTable, words: list[str]) -> str:
-    """SQL matching rows holding every word (one `%s` a word), each a tsquery phrase
-    split as the documents are; an expression index serves it (runs' and steps' stored
-    vectors are found through their keys: newest.py)."""
-    return " AND ".join(f"{searched.pg_document()} @@ {PHRASE}" for _ in words)
+def pg_match(searched: SearchedTable, words: list[str], row: str = "") -> tuple[str, list]:
+    """SQL matching rows holding every word, each a tsquery phrase split as the
+    documents are, and its parameters; the index serves it.
+
+    An expression's index (the log lines) is matched by each word's lexemes, which
+    it answers alone, and the phrase (their order) is then tested on the row only
+    for a word of several: a phrase from the index must be rechecked on every row it
+    gives, its vector computed again (~5 µs), before the statement's other filters;
+    as a plain test the planner orders it after them (a costlier one). A word of one
+    lexeme has nothing to test (its `phrase = lexemes` is folded to true)."""
+    if searched.pg_column:
+        return pg_phrase_match(searched.pg_document(row), words)
+    document, phrase = searched.pg_document(row), PHRASE
+    lexemes = f"plainto_tsquery('simple'::regconfig, {pg_words('%s')})"
+    each = (
+        f"{document} @@ {lexemes} AND ({phrase} = {lexemes} OR ts_match_vq({document}, {phrase}))"
+    )
+    return " AND ".join(each for _ in words), [word for word in words for _ in range(4)]
+
+
+def pg_phrase_match(document: str, words: list[str]) -> tuple[str, list]:
+    """SQL matching a vector (`document`) holding every word as a phrase, and its
+    parameters."""
+    return " AND ".join(f"{document} @@ {PHRASE}" for _ in words), list(words)
 
 
 # A word as a tsquery phrase of its tokens, split as the documents are (one `%s`).
@@ -139,7 +165,7 @@ RUNS = SearchedTable(
     "traces_run",
     ("external_id", "name", "type", "trigger", "actor", "error", "attributes"),
     "traces_run_search",
-    "run_search_keys",
+    "run_search_bucketed",
     indexed_by_store=False,
     pg_column="search_doc",
 )
@@ -147,13 +173,18 @@ STEPS = SearchedTable(
     "traces_step",
     ("key", "name", "type", "error"),
     "traces_step_search",
-    "step_search_keys",
+    "step_search_bucketed",
     indexed_by_store=True,
     values=("attributes", "input"),
     pg_column="search_doc",
 )
 LOGS = SearchedTable(
-    "traces_logentry", ("message",), "traces_log_search", "log_search", indexed_by_store=True
+    "traces_logentry",
+    ("message",),
+    "traces_log_search",
+    "log_search_bucket",
+    indexed_by_store=True,
+    pg_keys=("level",),
 )
 TABLES = (RUNS, STEPS, LOGS)
 
@@ -235,9 +266,8 @@ def sqlite_drop(searched: SearchedTable) -> list[str]:
 
 
 def pg_create(searched: SearchedTable) -> list[str]:
-    if searched.pg_column:
-        return [*pg_column_create(searched), *pg_column_index(searched)]
-    return [f"CREATE INDEX {searched.gin} ON {searched.table} USING gin ({searched.pg_document()})"]
+    column = pg_column_create(searched) if searched.pg_column else []
+    return [*column, *pg_bucket_index(searched)]
 
 
 def pg_column_create(searched: SearchedTable) -> list[str]:
@@ -266,60 +296,65 @@ def pg_column_fill(searched: SearchedTable, first: int, last: int) -> str:
     )
 
 
-# PostgreSQL: the stored vector's GIN index is of its words each prefixed by the row's
-# coarse id bucket (65,536 ids), `8_fetch` (the row's "keys"), and of its fine bucket
-# (1,024 ids). A word's matches in one coarse bucket are then one key's postings, and
-# a bucket without the word costs the look-up of an absent key (~0.05 ms), where an
-# index of (bucket, word) intersected the bucket's postings with the word's, whose
-# interleaving in the heap made a bucket without the word cost up to 10-25 ms at 1 M
-# steps (RESULTS §16a). So the newest matches of a word in 200,000 rows are read a
-# bucket at a time, newest first (newest.py), not all of them. A bigint in a GIN
-# index is btree_gin's (a contrib extension, trusted: a database owner may create it).
+# PostgreSQL: the GIN index also holds each row's id bucket, a coarse one (65,536
+# ids) and a fine one (1,024 ids), so the newest matches of a word in 200,000 rows
+# are read a bucket at a time, newest first (newest.py), not all of them. A bigint
+# (or a varchar of pg_keys) in a GIN index is btree_gin's (a contrib extension,
+# trusted: a database owner may create it). The runs' and steps' index holds each
+# word with the coarse bucket, `8_fetch` (the row's "bucketed words"), and the fine
+# bucket: a word's matches in a coarse bucket are one entry's postings, and a bucket
+# without the word is the look-up of an absent entry (~0.01 ms). An index of the
+# bucket beside the words (0030's, the log lines') intersects the bucket's postings
+# with the word's, and where their rows interleave in the heap a bucket without a
+# common word cost 1-25 ms at 1 M steps (RESULTS §16a).
 COARSE_BITS = 16
 FINE_BITS = 10
-# A key holds this many characters of its word at most (a tsvector's lexeme has at
-# most 2,047 bytes): a longer word's key is its start, the match rechecked on the vector.
-KEY_CHARS = 500
-KEYS = "tracer_search_keys"
-KEYS_QUERY = "tracer_search_keys_query"
-KEYS_EXACT = "tracer_search_keys_exact"
+# A bucketed word holds this many characters of its word at most (a tsvector's lexeme
+# has at most 2,047 bytes): a longer word's is its start, the match rechecked on the
+# vector.
+WORD_CHARS = 500
+BUCKETED = "tracer_bucketed_words"
+BUCKETED_QUERY = "tracer_bucketed_query"
+BUCKETED_EXACT = "tracer_bucketed_exact"
 
 
-def pg_bucket(bits: int) -> str:
-    return f"(id >> {bits})"
+def pg_bucket(bits: int, row: str = "") -> str:
+    return f"({row}id >> {bits})"
 
 
-def pg_keys_functions() -> list[str]:
-    """The keys' SQL functions (each IMMUTABLE; the short cases inlined by the planner):
+def pg_bucketed_functions() -> list[str]:
+    """The bucketed words' SQL functions (IMMUTABLE; the usual cases inlined by the
+    planner):
 
-    - `tracer_search_keys(id, vector)`: a row's keys, its words each prefixed by its
-      coarse bucket (`'8_fetch' '8_charges'`), cut at KEY_CHARS characters. Made by
-      rewriting the stripped vector's text (~4 µs a row at ingest), or, when its words
-      are longer than a key together, one by one (`..._cut`, ~7 µs).
-    - `tracer_search_keys_query(bucket, query)`: a query of words, phrases and prefixes
-      (`'a' <-> 'b':* & 'c'`) as the keys in that bucket of the rows matching it
-      (`'8_a' & '8_b':* & '8_c'`): by replace() (~1 µs), or, for a query longer than a
-      key, word by word (`..._query_cut`).
-    - `tracer_search_keys_exact(query)`: whether the keys are the query's answer (words
-      and prefixes shorter than a key, no phrase); else a match is rechecked on the
-      vector (a phrase's order, a long word's end).
+    - `tracer_bucketed_words(id, vector)`: a row's words each prefixed by its coarse
+      bucket (`'8_fetch' '8_charges'`), cut at WORD_CHARS characters: the stripped
+      vector's text rewritten (~4 µs a row at ingest), or, when its words are longer
+      than that together, word by word (`..._cut`, ~7 µs).
+    - `tracer_bucketed_query(bucket, query)`: a query of words, phrases and prefixes
+      (`'a' <-> 'b':* & 'c'`) as the bucketed words in that bucket of the rows matching
+      it (`'8_a' & '8_b':* & '8_c'`): by replace() (~1 µs), or, for a query longer than
+      WORD_CHARS, word by word (`..._cut`; a regular expression's bounded repetition
+      cost ~70 µs a call, and the walk calls it a bucket).
+    - `tracer_bucketed_exact(query)`: whether the bucketed words are the query's answer
+      (words and prefixes shorter than WORD_CHARS, no phrase); else a match is
+      rechecked on the vector (a phrase's order, a long word's end).
 
     The words are the 'simple' parser's, of text whose punctuation was made spaces
     (pg_words; find's letters-and-digits tokens): none holds a space, a quote or an
     operator's `<`, and in a vector's or a query's text each is quoted, opening after a
     space, `(`, `!` or the start.
 
-    The keys are PARALLEL RESTRICTED (they are safe), so a scan that reads them runs
-    in the leader alone: the planner cannot estimate a query of buckets known only at
-    run time (the walk's bucket, every bucket), guessed ~50,000 rows where a few
-    hundred are read, and planned two workers whose start cost ~10 ms of a 1-ms read.
-    Both functions are marked: the query names the one (the planner, finding nothing
-    restricted in a query, would not look again once it is inlined) and its inlined
-    body keeps the other. Changing what these functions give needs the keys' indexes
-    built again."""
+    The bucketed words are PARALLEL RESTRICTED (they are safe), so a scan that reads
+    them runs in the leader alone: the planner cannot estimate a query of buckets
+    known only at run time (the walk's bucket, every bucket), guessed ~50,000 rows
+    where a few hundred are read, and planned two workers whose start cost ~10 ms of a
+    1-ms read. Both functions are marked: a query names the one (the planner, finding
+    nothing restricted in a query, does not look again once it is inlined) and its
+    inlined body keeps the other. Changing what these functions give needs the
+    indexes built again."""
     bucket = "(id >> 16)::text || '_'"
     words = "strip(vector)::text"  # 'a' 'b'
-    keys = f"('''' || {bucket} || substr(replace({words}, ''' ''', ''' ''' || {bucket}), 2))"
+    each = f"('''' || {bucket} || substr(replace({words}, ''' ''', ''' ''' || {bucket}), 2))"
     operators = "regexp_replace(query::text, '<(-|[0-9]+)>', '&', 'g')"  # a phrase: its words
     query = f"' ' || {operators}"
     for before in " (!":  # a word's opening quote, then the bucket
@@ -327,76 +362,107 @@ def pg_keys_functions() -> list[str]:
     # A query's text split at its quotes: its words are the even parts.
     parts = "unnest(string_to_array(query::text, '''')) WITH ORDINALITY AS part(text, n)"
     return [
-        f"CREATE OR REPLACE FUNCTION {KEYS}_cut(id bigint, vector tsvector) RETURNS tsvector "
-        "LANGUAGE sql IMMUTABLE PARALLEL RESTRICTED AS $$ SELECT array_to_tsvector(ARRAY("
-        f"SELECT {bucket} || left(word, {KEY_CHARS}) "
+        f"CREATE OR REPLACE FUNCTION {BUCKETED}_cut(id bigint, vector tsvector) "
+        "RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL RESTRICTED AS $$ SELECT "
+        f"array_to_tsvector(ARRAY(SELECT {bucket} || left(word, {WORD_CHARS}) "
         "FROM unnest(tsvector_to_array(vector)) AS word)) $$",
-        f"CREATE OR REPLACE FUNCTION {KEYS}(id bigint, vector tsvector) RETURNS tsvector "
+        f"CREATE OR REPLACE FUNCTION {BUCKETED}(id bigint, vector tsvector) RETURNS tsvector "
         "LANGUAGE sql IMMUTABLE PARALLEL RESTRICTED AS $$ SELECT CASE WHEN length(vector) = 0 "
-        f"THEN vector WHEN octet_length({words}) > {KEY_CHARS} THEN {KEYS}_cut(id, vector) "
-        f"ELSE {keys}::tsvector END $$",
-        f"CREATE OR REPLACE FUNCTION {KEYS_QUERY}_cut(bucket bigint, query tsquery) "
+        f"THEN vector WHEN octet_length({words}) > {WORD_CHARS} THEN {BUCKETED}_cut(id, vector) "
+        f"ELSE {each}::tsvector END $$",
+        f"CREATE OR REPLACE FUNCTION {BUCKETED_QUERY}_cut(bucket bigint, query tsquery) "
         "RETURNS tsquery LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT string_agg("
         "CASE WHEN mod(n, 2) = 0 THEN bucket || '_' || left(text, "
-        f"{KEY_CHARS}) ELSE regexp_replace(text, '<(-|[0-9]+)>', '&', 'g') END, '''' "
+        f"{WORD_CHARS}) ELSE regexp_replace(text, '<(-|[0-9]+)>', '&', 'g') END, '''' "
         f"ORDER BY n)::tsquery FROM {parts} $$",
-        f"CREATE OR REPLACE FUNCTION {KEYS_QUERY}(bucket bigint, query tsquery) "
+        f"CREATE OR REPLACE FUNCTION {BUCKETED_QUERY}(bucket bigint, query tsquery) "
         "RETURNS tsquery LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT CASE WHEN "
-        f"length(query::text) > {KEY_CHARS} THEN {KEYS_QUERY}_cut(bucket, query) "
+        f"length(query::text) > {WORD_CHARS} THEN {BUCKETED_QUERY}_cut(bucket, query) "
         f"ELSE ({query})::tsquery END $$",
-        f"CREATE OR REPLACE FUNCTION {KEYS_EXACT}(query tsquery) RETURNS boolean "
+        f"CREATE OR REPLACE FUNCTION {BUCKETED_EXACT}(query tsquery) RETURNS boolean "
         "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT "
-        f"length(query::text) <= {KEY_CHARS} AND strpos(query::text, '<') = 0 "
+        f"length(query::text) <= {WORD_CHARS} AND strpos(query::text, '<') = 0 "
         "AND strpos(query::text, '!') = 0 $$",
     ]
 
 
-def pg_keys(searched: SearchedTable) -> str:
-    """A row's indexed keys, as a query must name them for the index to serve it."""
-    return f"{KEYS}(id, {searched.pg_column})"
+def pg_bucketed(searched: SearchedTable, row: str = "") -> str:
+    """A row's bucketed words, as a query must name them for the index to serve it
+    (`row`: a prefix for the columns, an alias and a dot)."""
+    return f"{BUCKETED}({row}id, {row}{searched.pg_column})"
 
 
-def pg_in_bucket(searched: SearchedTable, bucket: str, query: str) -> str:
-    """SQL: the row is in coarse bucket `bucket` (SQL of a bigint) and holds there the
-    keys of `query` (SQL of a tsquery); the index serves it. A match is to be
-    rechecked on the vector (`search_doc @@ query`)."""
-    return f"{pg_keys(searched)} @@ {KEYS_QUERY}({bucket}, {query})"
+def pg_in_bucket(searched: SearchedTable, bucket: str, query: str, row: str = "") -> str:
+    """SQL: the row is in coarse bucket `bucket` (SQL of a bigint) and holds the words
+    of `query` (SQL of a tsquery) there; the index serves it. A match is then to be
+    rechecked (pg_rechecked)."""
+    return f"{pg_bucketed(searched, row)} @@ {BUCKETED_QUERY}({bucket}, {query})"
 
 
-def pg_rechecked(searched: SearchedTable, query: str) -> str:
-    """SQL: a row whose keys hold `query` (SQL of a tsquery) matches it: always, when
-    the keys answer it (words alone, none cut: the planner folds the test of a query
-    it knows), else as its vector says (a phrase's order, a long word's end)."""
-    return f"({KEYS_EXACT}({query}) OR {searched.pg_column} @@ {query})"
+def pg_rechecked(searched: SearchedTable, query: str, row: str = "") -> str:
+    """SQL: a row whose bucketed words hold `query` (SQL of a tsquery) matches it:
+    always, when they answer it (words alone, none cut: the planner folds the test of
+    a query it knows), else as its vector says (a phrase's order, a long word's end)."""
+    return f"({BUCKETED_EXACT}({query}) OR {searched.pg_document(row)} @@ {query})"
 
 
-def pg_in_buckets(searched: SearchedTable, buckets: int, query: str) -> str:
+def pg_in_buckets(searched: SearchedTable, buckets: int, query: str, row: str = "") -> str:
     """pg_in_bucket in any of `buckets` buckets, each a `%s` (a bigint) followed by the
-    query's own: one bitmap index scan reading each bucket's keys in turn. The buckets
-    given, the planner works the keys out and estimates each from the index's
+    query's own: one bitmap index scan reading each bucket's words in turn. The
+    buckets given, the planner works the query out and estimates it from the index's
     statistics (of a set known only at run time it guesses ~50,000 rows)."""
-    each = ", ".join([f"{KEYS_QUERY}(%s::bigint, {query})"] * buckets)
-    return f"{pg_keys(searched)} @@ ANY(ARRAY[{each}])"
+    each = ", ".join([f"{BUCKETED_QUERY}(%s::bigint, {query})"] * buckets)
+    return f"{pg_bucketed(searched, row)} @@ ANY(ARRAY[{each}])"
 
 
-def pg_anywhere(searched: SearchedTable, query: str) -> str:
-    """The words' keys in every bucket of the table, its lowest id's to its highest
-    (a set known at run time: see pg_in_buckets)."""
+def pg_anywhere(searched: SearchedTable, query: str, row: str = "") -> str:
+    """The words in every bucket of the table, its lowest id's to its highest (a set
+    known at run time: see pg_in_buckets)."""
     low, high = (f"(SELECT {end}(id) FROM {searched.table})" for end in ("min", "max"))
     buckets = f"generate_series({low} >> {COARSE_BITS}, {high} >> {COARSE_BITS})"
     return (
-        f"{pg_keys(searched)} @@ ANY(ARRAY(SELECT {KEYS_QUERY}(bucket, {query}) "
+        f"{pg_bucketed(searched, row)} @@ ANY(ARRAY(SELECT {BUCKETED_QUERY}(bucket, {query}) "
         f"FROM {buckets} AS bucket))"
     )
 
 
-def pg_column_index(searched: SearchedTable) -> list[str]:
-    columns = f"{pg_bucket(FINE_BITS)}, {pg_keys(searched)}"
+def pg_bucket_index(searched: SearchedTable) -> list[str]:
+    """The GIN index of a searched table: its rows' bucketed words and fine buckets
+    (a stored vector: runs, steps), else the coarse and fine buckets, the pg_keys
+    columns and the words (the log lines)."""
+    if searched.pg_column:
+        columns = f"{pg_bucket(FINE_BITS)}, {pg_bucketed(searched)}"
+        functions = pg_bucketed_functions()
+    else:
+        columns = ", ".join(
+            (pg_bucket(COARSE_BITS), pg_bucket(FINE_BITS), *searched.pg_keys,
+             searched.pg_document())
+        )  # fmt: skip
+        functions = []
     return [
         "CREATE EXTENSION IF NOT EXISTS btree_gin",
-        *pg_keys_functions(),
+        *functions,
         f"CREATE INDEX IF NOT EXISTS {searched.gin} ON {searched.table} USING gin ({columns})",
     ]
+
+
+def pg_bucket_index_swap(cursor, searched: SearchedTable, old: str) -> None:
+    """Migrations: the bucket index built, then `old` (the words' GIN index it replaces)
+    dropped, so the search keeps an index meanwhile; then ANALYZE, the planner's
+    statistics of the bucket expressions."""
+    for statement in pg_bucket_index(searched):
+        cursor.execute(statement)
+    cursor.execute(f"DROP INDEX IF EXISTS {old}")
+    cursor.execute(f"ANALYZE {searched.table}")
+
+
+def pg_bucket_index_unswap(cursor, searched: SearchedTable, old: str) -> None:
+    """The way back: `old`, a GIN index of the words alone, built again, then the
+    bucket index dropped."""
+    cursor.execute(
+        f"CREATE INDEX IF NOT EXISTS {old} ON {searched.table} USING gin ({searched.pg_document()})"
+    )
+    cursor.execute(f"DROP INDEX IF EXISTS {searched.gin}")
 
 
 def pg_drop(searched: SearchedTable) -> list[str]:
@@ -419,36 +485,15 @@ def create_statements(vendor: str) -> list[str]:
 def drop_statements(vendor: str) -> list[str]:
     drop = {"sqlite": sqlite_drop, "postgresql": pg_drop}[vendor]
     statements = [statement for searched in TABLES for statement in drop(searched)]
-    return statements + (pg_keys_drop() if vendor == "postgresql" else [])
+    return statements + (pg_bucketed_drop() if vendor == "postgresql" else [])
 
 
-def pg_keys_drop() -> list[str]:
-    """The keys' functions dropped (after the indexes that use them)."""
-    signatures = (f"{KEYS}(bigint, tsvector)", f"{KEYS}_cut(bigint, tsvector)",
-                  f"{KEYS_QUERY}(bigint, tsquery)", f"{KEYS_QUERY}_cut(bigint, tsquery)",
-                  f"{KEYS_EXACT}(tsquery)")  # fmt: skip
+def pg_bucketed_drop() -> list[str]:
+    """The bucketed words' functions dropped (after the indexes that use them)."""
+    signatures = (f"{BUCKETED}(bigint, tsvector)", f"{BUCKETED}_cut(bigint, tsvector)",
+                  f"{BUCKETED_QUERY}(bigint, tsquery)", f"{BUCKETED_QUERY}_cut(bigint, tsquery)",
+                  f"{BUCKETED_EXACT}(tsquery)")  # fmt: skip
     return [f"DROP FUNCTION IF EXISTS {signature}" for signature in signatures]
-
-
-def pg_swap_indexes(schema_editor, made, dropped, analyze: bool = False, then=()) -> None:
-    """A migration's change of the runs' and steps' search indexes on PostgreSQL
-    (elsewhere nothing): for each table the statements `made(searched)` (the new index
-    built first, so the search keeps one meanwhile), then the indexes `dropped(searched)`
-    names dropped, and ANALYZE when `analyze` (the planner's statistics of a new
-    expression); last the statements `then`."""
-    connection = schema_editor.connection
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        for searched in (RUNS, STEPS):
-            for statement in made(searched):
-                cursor.execute(statement)
-            for name in dropped(searched):
-                cursor.execute(f"DROP INDEX IF EXISTS {name}")
-            if analyze:
-                cursor.execute(f"ANALYZE {searched.table}")
-        for statement in then:
-            cursor.execute(statement)
 
 
 @contextlib.contextmanager

@@ -1,27 +1,39 @@
 """PostgreSQL: the newest rows holding the words, newest first, and how many hold
-them (to a cap), for a table with a stored vector (index.RUNS, index.STEPS).
+them (to a cap), for a searched table (index.RUNS, index.STEPS, index.LOGS), among
+the rows a filter keeps (`Among`: the log search's level, run, step, time, page).
 
 A GIN index has no order: "the newest 20 of a word's 220,000 matches" read from it
-alone is all 220,000, sorted (~1 s at 1 M steps, 10 s at 10 M). Its keys are each
-word with the row's id bucket (index.pg_column_index), so a word's matches in one
-bucket are the postings of its keys there, and a bucket without the word is an
-absent key. So:
+alone is all 220,000, sorted (~1 s at 1 M steps, 10 s at 10 M). Its index also holds
+each row's id bucket (index.pg_bucket_index): the runs' and steps' each word with the
+bucket (a bucket's matches are its words' entries there, a bucket without them an
+absent entry), the log lines' the bucket beside the words (ANDed inside the index,
+which skips the word's matches in other buckets). So:
 
 1. the walk: coarse buckets (65,536 ids) newest first, each counted up to the cap
-   (the rows holding the words' keys in that bucket, the phrase rechecked on the
-   vector), until more than the cap are found or the first bucket is passed; one
-   recursive statement, each bucket without the words ~0.05 ms;
+   (the rows of that bucket holding the words), until more than the cap are found or
+   the first bucket is passed; one recursive statement, each bucket without the
+   words ~0.01 ms (runs, steps) or 0.05-25 ms (log lines: the bucket's postings and
+   the word's, as their rows interleave in the heap);
 2. the newest `limit` from the buckets that hold any, newest first: those with few
-   matches together (read and sorted: at most a cap's worth), then a bucket with
-   many a fine bucket (1,024 ids) at a time, newest first, until `limit` are found.
+   matches together (runs, steps: their words known, each estimated by the planner)
+   or a bucket at a time (each read and sorted: at most a cap's worth), then a
+   bucket with many a fine bucket (1,024 ids) at a time, newest first from the
+   newest id, until `limit` are found.
 
-What is read is the walk's buckets' keys and at most about `limit` + COUNT_CAP
-matching rows, wherever in id order the matches are. A word with fewer matches
-than the cap walks every coarse bucket (16 at 1 M steps, 157 at 10 M)."""
+What is read is the walk's buckets and at most about `limit` + COUNT_CAP matching
+rows, wherever in id order the matches are. A word with fewer matches than the cap
+walks every coarse bucket (16 at 1 M steps, 153 at 10 M).
+
+A filter is ANDed to every read: inside the index when its column is in it (a log
+line's level, index.SearchedTable.pg_keys), else tested on the bucket's matches
+(a join, a time), which then reads every match of the buckets walked; a page's
+cursor (`before`) starts the walk at its bucket, and the ids a filter's rows lie
+between (a time range's lines, mostly written in time order) bound it."""
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 from .index import (
     COARSE_BITS,
@@ -30,6 +42,7 @@ from .index import (
     pg_bucket,
     pg_in_bucket,
     pg_in_buckets,
+    pg_match,
     pg_query,
     pg_rechecked,
     planner_settings,
@@ -38,37 +51,79 @@ from .index import (
 FINE_PER_COARSE = 1 << (COARSE_BITS - FINE_BITS)
 
 
+@dataclass(frozen=True)
+class Among:
+    """The rows searched: the table as `alias` with `joins`; `where`, SQL ANDed to
+    every read (" AND ..." over the alias and the joins, one `%s` per `params`); and
+    ids below `before` (a page's cursor) and from `after` on (None: no bound), which
+    also bound the buckets walked."""
+
+    alias: str = "searched"
+    joins: str = ""
+    where: str = ""
+    params: tuple = ()
+    before: int | None = None
+    after: int | None = None
+
+    def clauses(self) -> tuple[str, list]:
+        """`where` and the id bounds' clauses, and their parameters."""
+        where, params = self.where, list(self.params)
+        # `+ 0`: tested on the bucket's rows, not read as a range of the primary key
+        # for a bitmap of every older row, in every bucket.
+        for bound, value in (("<", self.before), (">=", self.after)):
+            if value is not None:
+                where, params = f"{where} AND {self.alias}.id + 0 {bound} %s", [*params, value]
+        return where, params
+
+
+EVERY_ROW = Among()
+
+
 def newest_matches(
-    cursor, searched: SearchedTable, words: list[str], limit: int, cap: int
+    cursor,
+    searched: SearchedTable,
+    words: list[str],
+    limit: int,
+    cap: int,
+    among: Among = EVERY_ROW,
 ) -> tuple[list[int], int]:
     """Ids of the newest `limit` rows holding every word (highest id first; `limit` at
     most `cap` + 1), and how many rows hold them: all of them when at most `cap`, else
     more than `cap` (the matches of the buckets walked)."""
-    ids, matches, _ = newest_keyed(cursor, searched, words, limit, cap)
+    ids, matches, _ = newest_keyed(cursor, searched, words, limit, cap, among=among)
     return ids, matches
 
 
 def newest_keyed(
-    cursor, searched: SearchedTable, words: list[str], limit: int, cap: int, key: str = ""
+    cursor,
+    searched: SearchedTable,
+    words: list[str],
+    limit: int,
+    cap: int,
+    key: str = "",
+    among: Among = EVERY_ROW,
 ) -> tuple[list[int], int, list[int]]:
     """newest_matches, and which of those rows are keyed `key` (a step's key: the
     exact key probe's answer, read with the rows instead of looking them up again)."""
-    cursor.execute(f"SELECT max(id) FROM {searched.table}")
+    if among.before is None:
+        cursor.execute(f"SELECT max(id) FROM {searched.table}")
+    else:
+        cursor.execute(f"SELECT max(id) FROM {searched.table} WHERE id < %s", [among.before])
     (top,) = cursor.fetchone()
     if top is None:
         return [], 0, []
-    keyed = "key = %s" if key else "false"
+    prefix = f"{among.alias}."
+    keyed = f"{prefix}key = %s" if key else "false"
     flag = [key] if key else []
-    query = pg_query(words)
-    # The words' keys in a bucket, and where the keys are not the answer (a phrase, a
-    # long word) the vector's: one `%s` a word in the keys, two in the recheck.
-    match = f"{{}} AND {pg_rechecked(searched, query)}"
-    rechecked = [*words, *words]
+    where, params = among.clauses()
+    source = f"{searched.table} AS {among.alias} {among.joins}"
     # Bitmap scans only: the buckets are the index's, and a walk down the primary key
     # (`ORDER BY id DESC LIMIT n`, the planner's guess) may read the whole table.
+    after = among.after or 0
     with planner_settings(cursor, enable_seqscan=False, enable_indexscan=False):
-        walk = match.format(pg_in_bucket(searched, "walk.bucket - 1", query))
-        cursor.execute(_walk_sql(searched, walk, cap), [top >> COARSE_BITS, *words, *rechecked])
+        walk, walked = _in_bucket(searched, COARSE_BITS, "walk.bucket - 1", words, prefix)
+        cursor.execute(_walk_sql(source, walk + where, cap, after >> COARSE_BITS),
+                       [top >> COARSE_BITS, *walked, *params])  # fmt: skip
         walked = cursor.fetchall()
         buckets = [(bucket, found - before) for (_, before), (bucket, found) in
                    itertools.pairwise(walked) if found > before]  # fmt: skip
@@ -83,44 +138,77 @@ def newest_keyed(
             few.append(bucket)
             covered += hits
         rows: list[tuple[int, bool]] = []
-        if few:
-            in_few = match.format(pg_in_buckets(searched, len(few), query))
+        if few and searched.pg_column:
+            # Their words known, in one read: each estimated by the planner (of a
+            # bucket known only at run time it guesses ~50,000 rows).
+            query = pg_query(words)
+            in_few = pg_in_buckets(searched, len(few), query, prefix)
             cursor.execute(
-                f"SELECT id, {keyed} FROM {searched.table} WHERE {in_few} "
-                f"ORDER BY id DESC LIMIT {int(limit)}",
-                [*flag, *(p for bucket in few for p in (bucket, *words)), *rechecked],
-            )
+                f"SELECT {prefix}id, {keyed} FROM {source} WHERE {in_few} AND "
+                f"{pg_rechecked(searched, query, prefix)}{where} "
+                f"ORDER BY {prefix}id DESC LIMIT {int(limit)}",
+                [*flag, *(p for bucket in few for p in (bucket, *words)), *words, *words,
+                 *params],
+            )  # fmt: skip
+            rows = cursor.fetchall()
+        elif few:
+            in_few, matched = _in_bucket(searched, COARSE_BITS, "bucket.number", words, prefix)
+            cursor.execute(_buckets_sql(source, prefix, in_few + where, keyed, limit),
+                           [few, *flag, *matched, *params])  # fmt: skip
             rows = cursor.fetchall()
         if many is not None and len(rows) < limit:
-            first = (many + 1) * FINE_PER_COARSE - 1
-            in_many = match.format(pg_in_bucket(searched, "%s::bigint", query))
-            cursor.execute(_fine_sql(searched, in_many, keyed, limit - len(rows)),
-                           [first, first - FINE_PER_COARSE + 1, *flag, many, *words,
-                            *rechecked])  # fmt: skip
+            first = min((many + 1) * FINE_PER_COARSE, (top >> FINE_BITS) + 1)
+            last = max(many * FINE_PER_COARSE, after >> FINE_BITS)
+            fine = list(range(first - 1, last - 1, -1))
+            in_fine, matched = _in_bucket(searched, FINE_BITS, "bucket.number", words, prefix)
+            cursor.execute(_buckets_sql(source, prefix, in_fine + where, keyed, limit - len(rows)),
+                           [fine, *flag, *matched, *params])  # fmt: skip
             rows += cursor.fetchall()
     return [row[0] for row in rows], matches, [row[0] for row in rows if row[1]]
 
 
-def _walk_sql(searched: SearchedTable, match: str, cap: int) -> str:
+def _in_bucket(
+    searched: SearchedTable, bits: int, bucket: str, words: list[str], row: str
+) -> tuple[str, list]:
+    """SQL of the rows of a bucket (`bucket`: SQL of a bigint; `bits`: coarse or fine)
+    holding every word, read together from the index, and its parameters: the words
+    in the coarse bucket (and the fine bucket's entry) for runs and steps, the bucket
+    AND the words for the log lines."""
+    if not searched.pg_column:
+        match, matched = pg_match(searched, words, row)
+        return f"{pg_bucket(bits, row)} = {bucket} AND {match}", matched
+    query = pg_query(words)
+    coarse, fine = bucket, ""
+    if bits == FINE_BITS:
+        coarse = f"({bucket}) >> {COARSE_BITS - FINE_BITS}"
+        fine = f"{pg_bucket(FINE_BITS, row)} = {bucket} AND "
+    words_in = pg_in_bucket(searched, coarse, query, row)
+    return f"{fine}{words_in} AND {pg_rechecked(searched, query, row)}", [*words] * 3
+
+
+def _walk_sql(source: str, match: str, cap: int, lowest: int) -> str:
     """(bucket, matches found from the newest bucket to it), from the one past the
-    newest (0 found) down, until more than `cap` are found or bucket 0 is read."""
+    newest (0 found) down, until more than `cap` are found or bucket `lowest` is read
+    (`match`: the rows of bucket `walk.bucket - 1`)."""
     return (
         f"WITH RECURSIVE walk(bucket, found) AS ("
         f"SELECT %s::bigint + 1, 0::bigint UNION ALL "
-        f"SELECT bucket - 1, found + (SELECT count(*) FROM (SELECT 1 FROM {searched.table} "
-        f"WHERE {match} LIMIT {int(cap) + 1}) AS hit) "
-        f"FROM walk WHERE bucket > 0 AND found <= {int(cap)}) "
+        f"SELECT bucket - 1, found + (SELECT count(*) FROM (SELECT 1 FROM {source} "
+        f"WHERE {match} LIMIT {int(cap) + 1}) AS counted) "
+        f"FROM walk WHERE bucket > {int(lowest)} AND found <= {int(cap)}) "
         "SELECT bucket, found FROM walk ORDER BY bucket DESC"
     )
 
 
-def _fine_sql(searched: SearchedTable, match: str, keyed: str, limit: int) -> str:
-    """The newest `limit` matches of one coarse bucket, a fine bucket at a time from
-    its newest (a nested loop: each fine bucket's matches sorted, the walk stopping at
-    the limit)."""
+def _buckets_sql(source: str, row: str, match: str, keyed: str, limit: int) -> str:
+    """The newest `limit` matches of the buckets listed in the first parameter
+    (`match`: the rows of bucket `bucket.number`, coarse or fine), newest first, a
+    bucket at a time (a nested loop: each bucket's matches sorted, the walk stopping at
+    the limit). Each bucket is an equality to the loop's value, so the index reads
+    bucket and words together: as `= ANY(array)`, the planner may read a phrase's whole
+    posting list instead (it guesses a phrase matches one row)."""
     return (
-        f"SELECT hit.id, hit.keyed FROM generate_series(%s::bigint, %s::bigint, -1) AS "
-        f"fine(bucket) CROSS JOIN LATERAL (SELECT id, {keyed} AS keyed FROM {searched.table} "
-        f"WHERE {pg_bucket(FINE_BITS)} = fine.bucket AND {match} ORDER BY id DESC) AS hit "
-        f"LIMIT {int(limit)}"
+        f"SELECT hit.id, hit.keyed FROM unnest(%s::bigint[]) AS bucket(number) "
+        f"CROSS JOIN LATERAL (SELECT {row}id, {keyed} AS keyed FROM {source} "
+        f"WHERE {match} ORDER BY {row}id DESC) AS hit LIMIT {int(limit)}"
     )

@@ -26,7 +26,7 @@ from traces.queries.steps import step_list_columns
 
 from . import exact
 from .exact import exact_matches, put_first
-from .index import RUNS, STEPS, VALUE_CHARS, SearchedTable, fts_query, pg_match
+from .index import RUNS, STEPS, VALUE_CHARS, SearchedTable, fts_query
 from .newest import newest_keyed, newest_matches
 
 COUNT_CAP = 1000
@@ -153,23 +153,13 @@ def _matching_ids(searched: SearchedTable, words: list[str]) -> tuple[list[int],
     """Ids of the newest matching rows (highest id first; at least SHOWN of them), and
     how many rows match, counted up to COUNT_CAP + 1."""
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and searched.pg_column:
-            return newest_matches(cursor, searched, words, SHOWN, COUNT_CAP)
         if connection.vendor == "postgresql":
-            match = pg_match(searched, words)
-            # Newest first, as on SQLite: a common word's matches are all read and the
-            # top ones kept (a top-N sort), the price of showing the newest.
-            cursor.execute(
-                f"SELECT id FROM {searched.table} WHERE {match} "
-                f"ORDER BY id DESC LIMIT {COUNT_CAP + 1}",
-                words,
-            )
-        else:
-            cursor.execute(
-                f"SELECT rowid FROM {searched.fts} WHERE {searched.fts} MATCH %s "
-                f"ORDER BY rowid DESC LIMIT {COUNT_CAP + 1}",
-                [fts_query(words)],
-            )
+            return newest_matches(cursor, searched, words, SHOWN, COUNT_CAP)
+        cursor.execute(
+            f"SELECT rowid FROM {searched.fts} WHERE {searched.fts} MATCH %s "
+            f"ORDER BY rowid DESC LIMIT {COUNT_CAP + 1}",
+            [fts_query(words)],
+        )
         ids = [row[0] for row in cursor.fetchall()]
         return ids, len(ids)
 

@@ -46,7 +46,7 @@ def find_bar(run: Run, form, tab: str) -> dict:
         "capped": False,
     }
     if find:
-        bar["count"], bar["capped"] = queries.find.count(run.pk, find, failed_only=form.failed_only)
+        bar["count"], bar["capped"] = queries.find.count(run, find, failed_only=form.failed_only)
         keep = {"tab": tab, **({"failed": "1"} if form.failed_only else {})}
         action, text = bar["action"], bar["text"]
         bar["clear_url"] = f"{action}?{urlencode(keep)}"
@@ -64,7 +64,7 @@ def find_tree(run: Run, form, bar: dict) -> dict:
     options = form.cleaned_data
     find = form.found
     page = queries.find.window(
-        run.pk,
+        run,
         find,
         counted=(bar["count"], bar["capped"]),
         failed_only=form.failed_only,
@@ -153,7 +153,7 @@ def mark_timeline(
     if rows_are_matches and form.cleaned_data.get("only") == "1":
         matched = {step.pk for step in rows}  # the window holds only matches
     else:
-        matched = queries.find.ids_among(run.pk, find, [step.pk for step in rows])
+        matched = queries.find.ids_among(run, find, [step.pk for step in rows])
     for step in rows:
         step.find_class = " find-match" if step.pk in matched else " find-other"
     return {"in_window": len(matched)}

@@ -160,12 +160,13 @@ def _results(report: IngestReport) -> Results:
 
 def _runs_held(file_ids: set[int]) -> dict[int, list[Run]]:
     """The first runs each known file holds (a file uploaded again is not read, so its
-    result names none): one query however many files, RUN_LINKS_PER_FILE each."""
+    result names none), not those its earlier bytes gave that it no longer holds (kept
+    as history): one query however many files, RUN_LINKS_PER_FILE each."""
     if not file_ids:
         return {}
     by_file = {"partition_by": F("source_file_id")}
     runs = (
-        Run.objects.filter(source_file_id__in=file_ids)
+        Run.objects.filter(source_file_id__in=file_ids, left_source_at__isnull=True)
         .only(*RUN_COLUMNS, "source_file_id")
         .annotate(
             rank=Window(RowNumber(), order_by=F("id").asc(), **by_file),
