@@ -5,7 +5,9 @@ common word was an intersection of the bucket's postings with the word's (1-25 m
 bucket at 1 M steps, as their rows interleave in the heap), now the look-up of an
 absent entry (search/index.py, RESULTS §16a). The new index is built before the old
 one is dropped, so the search keeps an index meanwhile; not atomic, so a 10 M-step
-build is not one transaction with the drop. SQLite: nothing changes."""
+build is not one transaction with the drop. Every search index's pending list is kept
+to 256 kB (index.PENDING: each scan reads it whole; the log lines' index is altered
+in place). SQLite: nothing changes."""
 
 from django.db import migrations
 
@@ -21,6 +23,7 @@ def forward(apps, schema_editor):
         with connection.cursor() as cursor:
             for searched in (index.RUNS, index.STEPS):
                 index.pg_bucket_index_swap(cursor, searched, OLD[searched.table])
+            cursor.execute(f"ALTER INDEX IF EXISTS {index.LOGS.gin} SET ({index.PENDING})")
 
 
 def backward(apps, schema_editor):
@@ -36,6 +39,8 @@ def backward(apps, schema_editor):
                 cursor.execute(f"DROP INDEX IF EXISTS {searched.gin}")
             for statement in index.pg_bucketed_drop():
                 cursor.execute(statement)
+            setting = index.PENDING.split(" = ")[0]
+            cursor.execute(f"ALTER INDEX IF EXISTS {index.LOGS.gin} RESET ({setting})")
 
 
 class Migration(migrations.Migration):
