@@ -414,7 +414,7 @@ def test_a_rewritten_run_is_found_under_its_new_ids_and_a_deleted_one_not_at_all
     assert search("zebra_marker").steps.items == []
 
 
-def test_a_long_word_is_found_by_its_key_s_start_and_the_vector():
+def test_a_long_word_is_found_by_its_entry_s_start_and_the_vector():
     """PostgreSQL's index holds a word's first WORD_CHARS characters (a lexeme has 2,047
     bytes at most): two long words alike in their first WORD_CHARS share an entry, and
     the stored vector tells them apart; a find's prefix of one finds both."""
