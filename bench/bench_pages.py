@@ -872,14 +872,21 @@ def run_find_cases(t: Targets, run_row: str) -> list[Case]:
     order, and their ancestors. The bare SQL: the same questions written by hand."""
     big = t.big_run
     if ON_POSTGRES:
-        # The steps' stored vector (search/index.py), which the GIN index serves.
+        # The words in each id bucket of the run's noted range (the GIN index's
+        # bucketed words, search/index.py), the phrase checked on the stored vector.
+        query = "to_tsquery('simple'::regconfig, %s)"
+        bound = "(SELECT step_id_{} FROM traces_run WHERE id = %s) >> 16"
         ids = (
-            "SELECT id FROM traces_step WHERE run_id + 0 = %s AND search_doc @@ "
-            "to_tsquery('simple'::regconfig, %s)"
+            "SELECT id FROM traces_step WHERE run_id + 0 = %s "
+            "AND tracer_bucketed_words(id, search_doc) @@ ANY(ARRAY("
+            f"SELECT tracer_bucketed_query(bucket, {query}) FROM generate_series("
+            f"{bound.format('min')}, {bound.format('max')}) AS bucket)) "
+            f"AND search_doc @@ {query}"
         )
 
         def words(query: str) -> list:
-            return [big, " <-> ".join(query.split())]
+            phrase = " <-> ".join(query.split())
+            return [big, phrase, big, big, phrase]
     else:
         # The range of the run's step ids, as the store notes it (Run.step_id_min/max).
         bound = "(SELECT step_id_{} FROM traces_run WHERE id = %s)"

@@ -18,6 +18,7 @@ from traces.schemas import (
     ErrorGroupOut,
     ErrorGroupsOut,
     RunSteps,
+    SearchOut,
     StepList,
     Timeline,
     TimelineRow,
@@ -152,3 +153,33 @@ def test_a_timeline_is_what_the_schema_answers(client, runs):
             untimed += not answer["timed"] and bool(answer["items"])
             assert all(list(row) == list(TimelineRow.model_fields) for row in answer["items"])
     assert untimed  # greentic's steps have no times: laid end to end
+
+
+def test_a_search_is_what_the_schema_answers(client, runs):
+    """The search's steps as plain dicts, its runs and entities through their Schemas:
+    the answer the whole SearchOut gave."""
+    from traces.search.query import kind_of, search, url_of
+
+    odd = runs[-1]
+    queries_ = ["sync_stripe", "account:acc_main", "img", "failed", odd.external_id, "zzqqxxy"]
+    seen = {"runs": 0, "steps": 0, "entities": 0}
+    for query in queries_:
+        body = client.get("/api/search", {"q": query}).content
+        results = search(query)
+        kinds = ("runs", "steps", "entities")
+        exact = results.exact
+        data = {
+            "query": query,
+            **{kind: getattr(results, kind).items for kind in kinds},
+            "counts": {kind: getattr(results, kind).count for kind in kinds},
+            "capped": {kind: int(getattr(results, kind).capped) for kind in kinds},
+            "exact": {"kind": kind_of(exact), "url": url_of(exact)} if exact else None,
+            "exact_matches": [
+                {"kind": kind_of(found), "url": url_of(found)} for found in results.exact_matches
+            ],
+        }
+        assert body == through_schema(SearchOut, data), query
+        assert conforms(SearchOut, body)
+        for kind in kinds:
+            seen[kind] += len(data[kind])
+    assert all(seen.values()), seen

@@ -481,10 +481,13 @@ on_postgres = pytest.mark.skipif(
 )
 
 
-def _analyzed(read, off: tuple[str, ...] = ("seqscan",)) -> list[tuple[str, dict]]:
+def _analyzed(
+    read, off: tuple[str, ...] = ("seqscan",), settings: tuple[str, ...] = ()
+) -> list[tuple[str, dict]]:
     """Each SELECT that `read()` runs, with its EXPLAIN ANALYZE plan (JSON). A seq scan
     is made dear, as a big table makes it (on a few thousand rows PostgreSQL reads
-    them all rather than an index); `off`: the plan nodes made dear."""
+    them all rather than an index); `off`: the plan nodes made dear; `settings`: more
+    planner settings (`name = value`)."""
     recorder = Recorder()
     with connection.execute_wrapper(recorder):
         read()
@@ -492,6 +495,8 @@ def _analyzed(read, off: tuple[str, ...] = ("seqscan",)) -> list[tuple[str, dict
     with transaction.atomic(), connection.cursor() as cursor:
         for node in off:
             cursor.execute(f"SET LOCAL enable_{node} = off")
+        for setting in settings:
+            cursor.execute(f"SET LOCAL {setting}")
         for sql, params in recorder.queries:
             cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
             plans.append((sql, _json(cursor.fetchone()[0])[0]["Plan"]))
@@ -536,9 +541,68 @@ def test_search_matches_the_stored_vector_through_its_gin_index(worded_run):
     plans = _analyzed(lambda: search("rare_word"))
     steps = [plan for sql, plan in plans if "traces_step" in sql and "search_doc @@" in sql]
     text = json.dumps(steps)
-    assert steps and "step_search_bucket" in text and "search_doc @@" in text
+    assert steps and "step_search_bucketed" in text and "search_doc @@" in text
     # The step's text is never tokenised again at query time.
     assert "to_tsvector" not in text
+
+
+@on_postgres
+def test_the_walk_reads_each_bucket_s_entries_of_the_word(worded_run):
+    """Each bucket the walk counts is one look-up of the words' entries there (an
+    absent entry where the bucket has none), not the bucket's postings ANDed with the
+    word's."""
+    from traces.search.index import BUCKETED_QUERY, STEPS
+    from traces.search.newest import newest_matches
+
+    def read():
+        with connection.cursor() as cursor:
+            newest_matches(cursor, STEPS, ["rare_word"], 20, 1000)
+
+    plans = _analyzed(read, off=("seqscan", "indexscan"))
+    [walk] = [plan for sql, plan in plans if sql.startswith("WITH RECURSIVE walk")]
+    probes = [node for node in _all_nodes(walk) if node["Node Type"] == "Bitmap Index Scan"]
+    assert probes and all(node["Index Name"] == "step_search_bucketed" for node in probes)
+    assert all(f"{BUCKETED_QUERY}((walk_1.bucket - 1)" in node["Index Cond"] for node in probes)
+
+
+@on_postgres
+def test_reads_of_the_bucketed_words_are_never_parallel(worded_run):
+    """Workers made free and every table worth them, the search and a find still read
+    the bucketed words in one process: they are parallel-restricted
+    (index.pg_bucketed_functions), because a query of buckets known only at run time
+    is guessed at ~50,000 rows and two workers' start cost ~10 ms of a 1 ms read."""
+    from traces.queries import find as found
+    from traces.search.query import search
+
+    find = found.parse("rare_word")
+
+    def read():
+        search("rare_word")
+        found.window(worded_run.pk, find, counted=found.count(worded_run.pk, find))
+
+    free = ("parallel_setup_cost = 0", "parallel_tuple_cost = 0",
+            "min_parallel_table_scan_size = 0", "min_parallel_index_scan_size = 0")  # fmt: skip
+    plans = _analyzed(read, off=("seqscan", "indexscan"), settings=free)
+    keyed = [plan for sql, plan in plans if "tracer_bucketed_words" in sql]
+    assert len(keyed) >= 4
+    # No scan of the bucketed words in a worker (other scans of the same statements may be).
+    in_workers = [node for plan in keyed for node in _in_workers(plan)]
+    assert in_workers  # workers were worth it elsewhere: the test would see them
+    conditions = [node.get(name, "") for node in in_workers
+                  for name in ("Index Cond", "Recheck Cond", "Filter")]  # fmt: skip
+    assert not [condition for condition in conditions if "tracer_bucketed" in condition]
+
+
+def _in_workers(node: dict, gathered: bool = False):
+    """The nodes of a plan that workers run: below a Gather, but not its init plans
+    (the leader's)."""
+    if gathered:
+        yield node
+    for child in node.get("Plans", []):
+        if child.get("Parent Relationship") != "InitPlan":
+            yield from _in_workers(child, gathered or node["Node Type"].startswith("Gather"))
+        else:
+            yield from _in_workers(child, False)
 
 
 @on_postgres

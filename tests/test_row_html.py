@@ -252,3 +252,55 @@ def test_entity_subject_rows_are_the_markup_the_template_gave():
     assert same_markup(entity_subject_rows([])) == same_markup(
         Template(SUBJECT_ROWS_TEMPLATE).render(Context({"steps": []}))
     )
+
+
+# The search page's rows as search.html rendered them before row_html's.
+SEARCH_ROWS_TEMPLATE = """{% load traces_extras %}
+{% for run in runs %}
+      <tr data-row tabindex="-1">
+        <td class="status-cell">{% include "traces/_status.html" with status=run.status stale=run.is_stale %}</td>
+        <td class="name lead">{% if run.exact %}<span class="badge flag">exact</span> {% endif %}<a data-row-link href="{{ run.get_absolute_url }}"><bdi>{{ run.name|default:run.external_id }}</bdi></a><div class="muted mono" title="{{ run.external_id }}"><bdi>{{ run.external_id|truncatechars:60 }}</bdi></div></td>
+        <td data-label="Format">{{ run.format }}</td>
+        <td class="name" data-label="Type">{% if run.type %}<bdi>{{ run.type }}</bdi>{% else %}—{% endif %}{% if run.actor %}<div class="muted"><bdi>{{ run.actor }}</bdi></div>{% endif %}</td>
+        <td class="nowrap" data-label="Started" title="{{ run.started_at|date:'Y-m-d H:i:s.u e' }}">{% if run.started_at %}{% estimated_mark run %}{{ run.started_at|date:"Y-m-d H:i:s" }}{% else %}—{% endif %}</td>
+        <td class="muted" data-label="Matched in">{{ run.matched_in }}</td>
+      </tr>{% endfor %}
+|{% for step in steps %}{% with step_href=step.url %}
+      <tr data-row tabindex="-1">
+        <td class="status-cell">{% include "traces/_status.html" with status=step.status %}</td>
+        <td class="name lead">{% if step.exact %}<span class="badge flag">exact</span> {% endif %}{% if step_href %}<a data-row-link href="{{ step_href }}"><bdi>{{ step.name|default:step.key }}</bdi></a>{% else %}<bdi>{{ step.name|default:step.key }}</bdi>{% endif %}<div class="muted mono" title="{{ step.key }}"><bdi>{{ step.key|truncatechars:60 }}</bdi></div>
+          {% if step.error_head %}<div class="muted error-cell"><bdi>{{ step.error_head|truncatechars:140 }}</bdi></div>{% endif %}</td>
+        <td class="name" data-label="Run"><a href="{{ step.run.get_absolute_url }}"><bdi>{{ step.run.name|default:step.run.external_id }}</bdi></a><div class="muted">{{ step.run.format }}{% if step.run.type %} · <bdi>{{ step.run.type }}</bdi>{% endif %}</div></td>
+        <td class="nowrap" data-label="Started" title="{{ step.started_at|date:'Y-m-d H:i:s.u e' }}">{% if step.started_at %}{{ step.started_at|date:"Y-m-d H:i:s" }}{% else %}—{% endif %}</td>
+        <td class="muted" data-label="Matched in">{{ step.matched_in }}</td>
+      </tr>{% endwith %}{% endfor %}"""  # noqa: E501
+
+
+def test_search_rows_are_the_markup_the_template_gave():
+    from traces.search.query import _runs_by_id, _steps_by_id, url_of
+    from traces.templatetags.row_html import search_run_rows, search_step_rows
+
+    hostile = '<img src=x onerror="1">'
+    runs = make_runs(3, name=hostile, format="greentic")
+    Run.objects.filter(pk=runs[0].pk).update(
+        actor="<b>erin</b>", type="", external_id="x" * 70 + "<i>", times_estimated=True,
+        status="running", source_updated_at=BASE_TIME,
+    )  # fmt: skip
+    Run.objects.filter(pk=runs[1].pk).update(started_at=None, name="", type="<t>")
+    steps = make_steps(runs[0], 4, status="failed", error=lambda i: f"<b>boom</b> {'x' * 99 * i}")
+    for step, key in zip(steps, [HOSTILE_KEY, "a\nb", "plain", "k" * 80], strict=True):
+        Step.objects.filter(pk=step.pk).update(key=key, name="" if key == "plain" else "<i>n</i>")
+    Step.objects.filter(pk=steps[2].pk).update(started_at=None, error="")
+    found_runs = _runs_by_id([run.pk for run in runs])
+    found_steps = _steps_by_id([step.pk for step in steps])
+    for n, found in enumerate([*found_runs, *found_steps]):
+        found.matched_in = "name, <error>"
+        found.exact = n % 2 == 0
+        found.url = url_of(found)
+    old = Template(SEARCH_ROWS_TEMPLATE).render(Context({"runs": found_runs, "steps": found_steps}))
+    new = f"{search_run_rows(found_runs)}\n|{search_step_rows(found_steps)}"
+    assert same_markup(new) == same_markup(old)
+    assert hostile not in new and "<b>" not in new and "<i>" not in new and "<t>" not in new
+    assert "stale</span>" in new and 'class="estimated"' in new and new.count("exact</span>") == 4
+    assert escape(reverse("traces:step-detail", args=[runs[0].pk, HOSTILE_KEY])) in new
+    assert "a\nb" in new and 'href="' not in new.split("a\nb")[0].rsplit("<tr", 1)[-1]

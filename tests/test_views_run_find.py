@@ -432,7 +432,7 @@ def test_a_count_in_a_noted_range_reads_no_index_of_the_runs_steps(text):
     # The failed steps' partial indexes (on a table this small PostgreSQL may take the
     # store's, step_failed_at; the big store's plan reads the run's).
     failed = {"step_run_failed_started", "step_failed_at"}
-    assert indexes <= ({"step_search_bucket"} if text == "needle" else failed), f"{sql}\n{plan}"
+    assert indexes <= ({"step_search_bucketed"} if text == "needle" else failed), f"{sql}\n{plan}"
     if connection.vendor == "sqlite" and text == "needle":
         assert not [step for step in plan if "traces_step " in step], plan
 

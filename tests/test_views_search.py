@@ -359,3 +359,150 @@ def test_a_word_s_newest_matches_read_a_bucket_at_a_time_on_postgres():
         ids, count = newest_matches(cursor, STEPS, ["zebra_common"], 20, 5_000)
         assert ids == matching[:20] and count == len(matching)
         assert newest_matches(cursor, STEPS, ["no_such_zebra"], 20, 1000) == ([], 0)
+
+
+def test_a_word_s_newest_matches_follow_deletes_and_updates_across_buckets():
+    """The newest matches and their count after the newest bucket holding the word
+    loses its matches and a newer bucket's step takes the word (PostgreSQL: the keys
+    of each id bucket in the GIN index, kept by the database itself)."""
+    from traces.search.query import COUNT_CAP, SHOWN, search
+
+    matching = sorted(_spread_steps(), reverse=True)
+    Step.objects.filter(pk__in=SPARSE[3:]).delete()  # bucket 4's
+    matching = [pk for pk in matching if pk not in SPARSE[3:]]
+    found = search("zebra_common").steps
+    assert [step.pk for step in found.items] == matching[:SHOWN]
+    assert (found.count, found.capped) == (COUNT_CAP, True)
+    rare = search("zebra_rare").steps
+    assert [step.pk for step in rare.items] == [*SPARSE[2::-1], OLDEST]
+    assert (rare.count, rare.capped) == (4, False)
+    # Bucket 5's step, without the word until now.
+    Step.objects.filter(pk=NEWER_WITHOUT[0]).update(error="zebra_rare at last")
+    rare = search("zebra_rare").steps
+    assert [step.pk for step in rare.items] == [NEWER_WITHOUT[0], *SPARSE[2::-1], OLDEST]
+    assert search("zebra_common").steps.items[0].pk == matching[0]
+
+
+def test_a_rewritten_run_is_found_under_its_new_ids_and_a_deleted_one_not_at_all(runs_db):
+    """A re-sync writes a changed run's steps again, under new ids: the search finds
+    the new rows, not the old; then the run deleted, nothing."""
+    import sqlite3
+
+    from traces.search.query import search
+
+    ingest_paths([runs_db])
+    running = Run.objects.get(format="runs", status="running")
+    old = set(Step.objects.filter(run=running).values_list("pk", flat=True))
+    conn = sqlite3.connect(runs_db)
+    conn.execute(
+        "UPDATE steps SET error = 'zebra_marker went wrong', "
+        "updated_at = '2026-03-02T09:00:00.000Z' WHERE run_id = ?",
+        (running.external_id,),
+    )
+    conn.execute(
+        "UPDATE runs SET updated_at = '2026-03-02T09:00:00.000Z' WHERE id = ?",
+        (running.external_id,),
+    )
+    conn.commit()
+    conn.close()
+    assert ingest_paths([runs_db]).run_ids() == [running.pk]
+    new = set(Step.objects.filter(run=running).values_list("pk", flat=True))
+    assert new and not new & old
+    found = search("zebra_marker").steps
+    assert {step.pk for step in found.items} == new and found.count == len(new)
+    delete_runs([running.pk])
+    assert search("zebra_marker").steps.items == []
+
+
+def test_a_long_word_is_found_by_its_entry_s_start_and_the_vector():
+    """PostgreSQL's index holds a word's first WORD_CHARS characters (a lexeme has 2,047
+    bytes at most): two long words alike in their first WORD_CHARS share an entry, and
+    the stored vector tells them apart; a find's prefix of one finds both."""
+    from tests.factories import make_runs, make_steps
+    from traces.queries import find as found
+    from traces.search.index import WORD_CHARS
+    from traces.search.query import search
+
+    start = "q" * WORD_CHARS
+    words = [start + "alpha", start + "beta", "r" * 2_040]
+    (run,) = make_runs(1, name="long words")
+    steps = make_steps(run, 3, error=lambda position: f"held {words[position]} here")
+    index_runs_of(run)
+    for step, word in zip(steps, words, strict=True):
+        assert [s.pk for s in search(word).steps.items] == [step.pk], word[-5:]
+    # Words as long as a key (or its start) are not the long words: their vectors say so.
+    assert search(start).steps.items == [] and search(start[:-2]).steps.items == []
+    find = found.parse(start[:50] + "*")
+    assert found.count(run.pk, find) == (2, False)
+    assert found.few_matches(run.pk, find)
+    window = found.window(run.pk, find, counted=(2, False))
+    assert {step.pk for step in window.items} == {steps[0].pk, steps[1].pk}
+
+
+def index_runs_of(run) -> None:
+    """SQLite's index of a run's steps written by hand (PostgreSQL's keeps itself)."""
+    from traces.search.index import index_runs
+
+    with connection.cursor() as cursor:
+        index_runs(cursor, [run.pk])
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_a_row_s_bucketed_words_are_its_words_in_its_id_bucket():
+    from traces.search.index import BUCKETED, BUCKETED_EXACT, BUCKETED_QUERY, WORD_CHARS
+
+    bucket = 3 * 65_536 + 5  # in coarse bucket 3
+    long = "x" * (WORD_CHARS + 100)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {BUCKETED}(%s, to_tsvector('simple', %s))::text, "
+            f"{BUCKETED}(%s, NULL)::text, {BUCKETED}(%s, ''::tsvector)::text",
+            [bucket, "Fetch charges " + long, bucket, bucket],
+        )
+        assert cursor.fetchone() == (f"'3_charges' '3_fetch' '3_{'x' * WORD_CHARS}'", None, "")
+        # Rewritten from the vector's text, or word by word when its words are long:
+        # the same keys, quotes and backslashes too.
+        vectors = ["'a' 'b'", "'it''s' 'a\\\\b' 'c'", "'a':1 'b':2,3",
+                   f"'{'z' * 300}' '{'y' * 300}'"]  # fmt: skip
+        cursor.execute(
+            f"SELECT {BUCKETED}(-70000, v::tsvector)::text, "
+            f"{BUCKETED}_cut(-70000, v::tsvector)::text FROM unnest(%s::text[]) AS v",
+            [vectors],
+        )
+        rows = cursor.fetchall()
+        assert all(fast == cut for fast, cut in rows)
+        assert rows[1][0] == "'-2_a\\\\b' '-2_c' '-2_it''s'"
+        cursor.execute(
+            f"SELECT {BUCKETED_QUERY}(7, to_tsquery('simple', %s))::text, "
+            f"{BUCKETED_QUERY}(7, phraseto_tsquery('simple', %s))::text, "
+            f"{BUCKETED_QUERY}_cut(7, to_tsquery('simple', %s))::text",
+            ["(fetch <-> charges) & (abc:*)", "cus 000123 " + "y" * (WORD_CHARS + 50),
+             "(fetch <-> charges) & (abc:*)"],
+        )  # fmt: skip
+        assert cursor.fetchone() == (
+            "'7_fetch' & '7_charges' & '7_abc':*",
+            f"'7_cus' & '7_000123' & '7_{'y' * WORD_CHARS}'",
+            "'7_fetch' & '7_charges' & '7_abc':*",
+        )
+        # The keys are the answer to words and prefixes shorter than a key, not to a
+        # phrase (the words' order) nor a word as long as a key (a longer one's start).
+        cursor.execute(
+            f"SELECT {BUCKETED_EXACT}(to_tsquery('simple', q)) FROM unnest(%s::text[]) AS q",
+            [["a & b:*", "a <-> b", "a" * (WORD_CHARS - 2), "a" * (WORD_CHARS - 1), "!a"]],
+        )
+        assert [row[0] for row in cursor.fetchall()] == [True, False, True, False, False]
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_every_search_index_keeps_its_pending_list_short():
+    """Each scan of a GIN index reads its pending list whole: 4 MB of new entries not
+    merged yet cost a common word's search ~40 ms at 1 M steps (index.PENDING)."""
+    from traces.search.index import PENDING, TABLES
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname = ANY(%s)",
+            [[searched.gin for searched in TABLES]],
+        )
+        options = dict(cursor.fetchall())
+    assert options == {searched.gin: [PENDING.replace(" ", "")] for searched in TABLES}

@@ -5,10 +5,11 @@ from __future__ import annotations
 from ninja import Query, Router
 
 from traces.forms import LogSearchForm, SearchForm
-from traces.schemas import LogSearch, SearchOut, form_query
+from traces.schemas import EntityItem, LogSearch, RunItem, SearchOut, form_query
 from traces.search.logs import search_logs
 from traces.search.query import kind_of, search, url_of
 
+from . import items as items_of
 from .common import READ, valid
 
 router = Router()
@@ -26,11 +27,13 @@ def search_everything(request, filters: Query[SearchQuery]):
     results = search(query)
     kinds = ("runs", "steps", "entities")
     exact = results.exact
-    return {
+    # The steps as plain dicts (api.items: through StepItem, 20 steps cost ~4 ms of
+    # attribute reads and validation); runs and entities through their Schemas.
+    body = {
         "query": query,
-        "runs": results.runs.items,
-        "steps": results.steps.items,
-        "entities": results.entities.items,
+        "runs": [_dumped(RunItem, run) for run in results.runs.items],
+        "steps": items_of.step_items(results.steps.items),
+        "entities": [_dumped(EntityItem, entity) for entity in results.entities.items],
         "counts": {kind: getattr(results, kind).count for kind in kinds},
         "capped": {kind: int(getattr(results, kind).capped) for kind in kinds},
         "exact": {"kind": kind_of(exact), "url": url_of(exact)} if exact else None,
@@ -38,6 +41,11 @@ def search_everything(request, filters: Query[SearchQuery]):
             {"kind": kind_of(found), "url": url_of(found)} for found in results.exact_matches
         ],
     }
+    return items_of.answer(request, body)
+
+
+def _dumped(schema, row) -> dict:
+    return schema.model_validate(row).model_dump()
 
 
 LogSearchQuery = form_query("LogSearchQuery", LogSearchForm)

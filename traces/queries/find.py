@@ -32,7 +32,7 @@ from django.db.models.expressions import RawSQL
 
 from traces.models import Run, Status, Step
 from traces.pagination import Page, keyset_page
-from traces.search.index import COARSE_BITS, STEPS, pg_bucket
+from traces.search.index import COARSE_BITS, STEPS, pg_anywhere, pg_in_bucket, pg_rechecked
 
 from .steps import MAX_ANCESTORS, capped_count, only_failed_subtrees, step_rows
 
@@ -139,6 +139,10 @@ def fts5_query(find: Find) -> str:
     )
 
 
+# The find's tsquery (one `%s`: pg_tsquery's text).
+PG_QUERY = "to_tsquery('simple'::regconfig, %s)"
+
+
 def pg_tsquery(find: Find) -> str:
     """PostgreSQL: to_tsquery text of every phrase (`a <-> b`, or `a <-> b:*`)."""
     return " & ".join(
@@ -158,16 +162,20 @@ def _matching_ids_sql(
         # `run_id + 0`: no B-tree serves it, so the planner starts from the GIN index
         # rather than the run's steps through (run, ...) (~100,000 for a big run: what a
         # small table's statistics can suggest).
-        match = f"{STEPS.pg_document()} @@ to_tsquery('simple'::regconfig, %s)"
+        query = pg_tsquery(find)
         if where.ids is None:
+            # The words in every id bucket (search/index.py), rechecked where need be.
+            anywhere = pg_anywhere(STEPS, PG_QUERY)
             return (
-                f"SELECT id FROM {table} WHERE run_id + 0 = %s AND {match}{cut}",
-                [run, pg_tsquery(find)],
+                f"SELECT id FROM {table} WHERE run_id + 0 = %s "
+                f"AND {anywhere} AND {pg_rechecked(STEPS, PG_QUERY)}{cut}",
+                [run, query, query, query],
             )
-        # The noted range's coarse buckets, each read through the GIN index as bucket
-        # AND words (a nested loop), as _pg_count_sql does: the run's postings, not the
-        # words' in the whole store (3,686 for `429`, 454 of them the big run's).
-        return _pg_bucket_walk(_pg_buckets(where.ids), cut), [run, pg_tsquery(find)]
+        # The noted range's coarse buckets, each read through the GIN index as the
+        # words in that bucket (a nested loop), as _pg_count_sql does: the run's
+        # postings, not the words' in the whole store (3,686 for `429`, 454 of them the
+        # big run's).
+        return _pg_bucket_walk(_pg_buckets(where.ids), cut), _walk_params(run, query)
     # A run's steps are written together, so their ids are one range (or a few):
     # FTS5 seeks to it in each word's list instead of reading the whole database's.
     # Another writer's steps may lie in the range too: with a LIMIT, unless the run's
@@ -307,23 +315,26 @@ def _count_words(where: Scope, find: Find, cap: int) -> tuple[int, bool]:
 
 
 def _pg_bucket_walk(span: str, cut: str = "") -> str:
-    """PostgreSQL: the ids of the run's steps holding the words (parameters: the run,
-    the tsquery), a coarse bucket of ids at a time from `span` (a FROM item with a
-    `bucket` column): each bucket read through the GIN index as bucket AND words (the
-    run's postings, not the words' in the whole store) by a lateral subquery, kept a
-    nested loop by its LIMIT `cut` (which stops it at the cap) or OFFSET 0: pulled up
-    into a join, it was read by the words alone, the bucket a join filter."""
+    """PostgreSQL: the ids of the run's steps holding the words (parameters:
+    _walk_params), a coarse bucket of ids at a time from `span` (a FROM item with a
+    `bucket` column): each bucket read through the GIN index as the words in that
+    bucket (the run's postings, not the words' in the whole store) by a lateral
+    subquery, kept a nested loop by its LIMIT `cut` (which stops it at the cap) or
+    OFFSET 0: pulled up into a join, it was read by the words alone, the bucket a join
+    filter."""
     return (
         f"SELECT hit.id FROM {span} CROSS JOIN LATERAL (SELECT id FROM {STEPS.table} "
-        f"WHERE {pg_bucket(COARSE_BITS)} = span.bucket AND run_id + 0 = %s "
-        f"AND {STEPS.pg_document()} @@ to_tsquery('simple'::regconfig, %s)"
-        f"{cut or ' OFFSET 0'}) AS hit{cut}"
+        f"WHERE {pg_in_bucket(STEPS, 'span.bucket', PG_QUERY)} AND run_id + 0 = %s "
+        f"AND {pg_rechecked(STEPS, PG_QUERY)}{cut or ' OFFSET 0'}) AS hit{cut}"
     )
 
 
+def _walk_params(run: int, query: str) -> list:
+    return [query, run, query, query]
+
+
 def _pg_buckets(ids: tuple[int, int]) -> str:
-    """The coarse buckets of a range of ids (bigints: btree_gin has no cross-type
-    operator)."""
+    """The coarse buckets of a range of ids."""
     low, high = (bound >> COARSE_BITS for bound in ids)
     return f"generate_series({int(low)}::bigint, {int(high)}::bigint) AS span(bucket)"
 
@@ -336,15 +347,15 @@ def _pg_count_sql(where: Scope, find: Find, cap: int) -> tuple[str, list]:
     buckets' count is the answer. Not noted, the ids of its first and last step (in seq
     order, two probes of step_run_seq) name the buckets: more than the cap found there
     is the answer whatever lies outside them; fewer, and the run's steps are counted as
-    before (the full posting list ANDed with the run's steps), so a step outside the
-    range is still counted."""
+    before (the words in every bucket ANDed with the run's steps), so a step outside
+    the range is still counted."""
     table, run, query = STEPS.table, int(where.run_id), pg_tsquery(find)
     cap += 1
     cut = f" LIMIT {cap}"
     if where.ids is not None:
         walk = _pg_bucket_walk(_pg_buckets(where.ids), cut)
-        return f"SELECT count(*) FROM ({walk}) AS hits", [run, query]
-    match = f"{STEPS.pg_document()} @@ to_tsquery('simple'::regconfig, %s)"
+        return f"SELECT count(*) FROM ({walk}) AS hits", _walk_params(run, query)
+    match = f"{pg_anywhere(STEPS, PG_QUERY)} AND {pg_rechecked(STEPS, PG_QUERY)}"
     # The buckets a recursive step at a time. However few they are, the planner guesses
     # 31 of them, a cost that JIT would compile (50-500 ms): the site's connections have
     # JIT off (settings).
@@ -361,7 +372,7 @@ WITH RECURSIVE ends(a, b) AS (
 SELECT CASE WHEN n >= {cap} THEN n ELSE (SELECT count(*) FROM (
     SELECT id FROM {table} WHERE run_id = %s AND {match}{cut}) AS every) END
 FROM ranged"""
-    return sql, [run, run, run, query, run, query]
+    return sql, [run, run, *_walk_params(run, query), run, query, query, query]
 
 
 def few_matches(run: Run | int, find: Find) -> bool:

@@ -133,8 +133,13 @@ def _runs_sql(run_id: str) -> tuple[str, list]:
         "SELECT run_origin.format, (SELECT r.origin FROM traces_run r "
         "WHERE r.format = run_origin.format AND r.origin > run_origin.origin "
         "ORDER BY r.origin LIMIT 1) FROM run_origin WHERE run_origin.origin IS NOT NULL) "
-        "SELECT r.id FROM run_origin JOIN traces_run r ON r.format = run_origin.format "
-        "AND r.origin = run_origin.origin AND r.external_id = %s"
+        # A probe of each origin (unique: at most one run), a subquery the planner keeps:
+        # as a join, PostgreSQL read the whole index for the external id instead (its
+        # leading columns unbound: 691 pages, 1-14 ms at 47,000 runs; ten times that at
+        # 10 M steps), never running the loose scan.
+        "SELECT id FROM (SELECT (SELECT r.id FROM traces_run r "
+        "WHERE r.format = run_origin.format AND r.origin = run_origin.origin "
+        "AND r.external_id = %s) AS id FROM run_origin) AS probed WHERE id IS NOT NULL"
     )
     params = [*formats, run_id]
     if _is_number(run_id) and len(run_id) < 19:

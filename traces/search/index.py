@@ -17,13 +17,15 @@ columns, which PostgreSQL keeps itself (the log lines); for runs and steps (a ru
 attributes are long, and a word can match tens of thousands of steps) a stored
 `tsvector` column instead (`pg_column`),
 computed by a BEFORE INSERT/UPDATE trigger in the statement that writes the row
-(COPY included) and GIN-indexed: a phrase's match must be rechecked on the row, and
-the recheck then reads the stored vector instead of tokenising the row's text again
-(~25 µs a row: a word matching 40,000 steps took a second), and a plain B-tree walk
-(newest first, a run's steps in order) can test rows for a word as it goes. Every
-GIN index also holds each row's id bucket (pg_bucket_index), so a search reads a
-common word's newest matches a bucket at a time (newest.py); the log lines' also
-holds their level (`pg_keys`), a filter of the log search ANDed inside the index.
+(COPY included): a phrase's match must be rechecked on the row, and the recheck then
+reads the stored vector instead of tokenising the row's text again (~25 µs a row: a
+word matching 40,000 steps took a second), and a plain B-tree walk (newest first, a
+run's steps in order) can test rows for a word as it goes. Every GIN index also
+holds each row's id bucket (pg_bucket_index), so a search reads a common word's
+newest matches a bucket at a time (newest.py): the runs' and steps' index is of each
+word with the row's bucket, `8_fetch` (their "bucketed words"); the log lines' holds
+the bucket beside the words, and their level (`pg_keys`), a filter of the log search
+ANDed inside the index.
 
 Steps are also found by the VALUES (strings and numbers, not the keys) of their
 attributes and input (`values`): a customer id or an actor pasted into the search
@@ -130,8 +132,7 @@ def pg_match(searched: SearchedTable, words: list[str], row: str = "") -> tuple[
     lexeme has nothing to test (its `phrase = lexemes` is folded to true)."""
     if searched.pg_column:
         return pg_phrase_match(searched.pg_document(row), words)
-    document = searched.pg_document(row)
-    phrase = f"phraseto_tsquery('simple'::regconfig, {pg_words('%s')})"
+    document, phrase = searched.pg_document(row), PHRASE
     lexemes = f"plainto_tsquery('simple'::regconfig, {pg_words('%s')})"
     each = (
         f"{document} @@ {lexemes} AND ({phrase} = {lexemes} OR ts_match_vq({document}, {phrase}))"
@@ -142,8 +143,16 @@ def pg_match(searched: SearchedTable, words: list[str], row: str = "") -> tuple[
 def pg_phrase_match(document: str, words: list[str]) -> tuple[str, list]:
     """SQL matching a vector (`document`) holding every word as a phrase, and its
     parameters."""
-    phrase = f"phraseto_tsquery('simple'::regconfig, {pg_words('%s')})"
-    return " AND ".join(f"{document} @@ {phrase}" for _ in words), list(words)
+    return " AND ".join(f"{document} @@ {PHRASE}" for _ in words), list(words)
+
+
+# A word as a tsquery phrase of its tokens, split as the documents are (one `%s`).
+PHRASE = f"phraseto_tsquery('simple'::regconfig, {pg_words('%s')})"
+
+
+def pg_query(words: list[str]) -> str:
+    """SQL of one tsquery holding every word (one `%s` a word), each a phrase."""
+    return f"({' && '.join([PHRASE] * len(words))})"
 
 
 def fts_query(words: list[str]) -> str:
@@ -156,7 +165,7 @@ RUNS = SearchedTable(
     "traces_run",
     ("external_id", "name", "type", "trigger", "actor", "error", "attributes"),
     "traces_run_search",
-    "run_search_bucket",
+    "run_search_bucketed",
     indexed_by_store=False,
     pg_column="search_doc",
 )
@@ -164,7 +173,7 @@ STEPS = SearchedTable(
     "traces_step",
     ("key", "name", "type", "error"),
     "traces_step_search",
-    "step_search_bucket",
+    "step_search_bucketed",
     indexed_by_store=True,
     values=("attributes", "input"),
     pg_column="search_doc",
@@ -291,23 +300,160 @@ def pg_column_fill(searched: SearchedTable, first: int, last: int) -> str:
 # ids) and a fine one (1,024 ids), so the newest matches of a word in 200,000 rows
 # are read a bucket at a time, newest first (newest.py), not all of them. A bigint
 # (or a varchar of pg_keys) in a GIN index is btree_gin's (a contrib extension,
-# trusted: a database owner may create it).
+# trusted: a database owner may create it). The runs' and steps' index holds each
+# word with the coarse bucket, `8_fetch` (the row's "bucketed words"), and the fine
+# bucket: a word's matches in a coarse bucket are one entry's postings, and a bucket
+# without the word is the look-up of an absent entry (~0.01 ms). An index of the
+# bucket beside the words (0030's, the log lines') intersects the bucket's postings
+# with the word's, and where their rows interleave in the heap a bucket without a
+# common word cost 1-25 ms at 1 M steps (RESULTS §16a).
 COARSE_BITS = 16
 FINE_BITS = 10
+# A bucketed word holds this many characters of its word at most (a tsvector's lexeme
+# has at most 2,047 bytes): a longer word's is its start, the match rechecked on the
+# vector.
+WORD_CHARS = 500
+BUCKETED = "tracer_bucketed_words"
+BUCKETED_QUERY = "tracer_bucketed_query"
+BUCKETED_EXACT = "tracer_bucketed_exact"
 
 
 def pg_bucket(bits: int, row: str = "") -> str:
     return f"({row}id >> {bits})"
 
 
-def pg_bucket_index(searched: SearchedTable) -> list[str]:
-    columns = ", ".join(
-        (pg_bucket(COARSE_BITS), pg_bucket(FINE_BITS), *searched.pg_keys, searched.pg_document())
+def pg_bucketed_functions() -> list[str]:
+    """The bucketed words' SQL functions (IMMUTABLE; the usual cases inlined by the
+    planner):
+
+    - `tracer_bucketed_words(id, vector)`: a row's words each prefixed by its coarse
+      bucket (`'8_fetch' '8_charges'`), cut at WORD_CHARS characters: the stripped
+      vector's text rewritten (~4 µs a row at ingest), or, when its words are longer
+      than that together, word by word (`..._cut`, ~7 µs).
+    - `tracer_bucketed_query(bucket, query)`: a query of words, phrases and prefixes
+      (`'a' <-> 'b':* & 'c'`) as the bucketed words in that bucket of the rows matching
+      it (`'8_a' & '8_b':* & '8_c'`): by replace() (~1 µs), or, for a query longer than
+      WORD_CHARS, word by word (`..._cut`; a regular expression's bounded repetition
+      cost ~70 µs a call, and the walk calls it a bucket).
+    - `tracer_bucketed_exact(query)`: whether the bucketed words are the query's answer
+      (words and prefixes shorter than WORD_CHARS, no phrase); else a match is
+      rechecked on the vector (a phrase's order, a long word's end).
+
+    The words are the 'simple' parser's, of text whose punctuation was made spaces
+    (pg_words; find's letters-and-digits tokens): none holds a space, a quote or an
+    operator's `<`, and in a vector's or a query's text each is quoted, opening after a
+    space, `(`, `!` or the start.
+
+    The bucketed words are PARALLEL RESTRICTED (they are safe), so a scan that reads
+    them runs in the leader alone: the planner cannot estimate a query of buckets
+    known only at run time (the walk's bucket, every bucket), guessed ~50,000 rows
+    where a few hundred are read, and planned two workers whose start cost ~10 ms of a
+    1-ms read. Both functions are marked: a query names the one (the planner, finding
+    nothing restricted in a query, does not look again once it is inlined) and its
+    inlined body keeps the other. Changing what these functions give needs the
+    indexes built again."""
+    bucket = "(id >> 16)::text || '_'"
+    words = "strip(vector)::text"  # 'a' 'b'
+    each = f"('''' || {bucket} || substr(replace({words}, ''' ''', ''' ''' || {bucket}), 2))"
+    operators = "regexp_replace(query::text, '<(-|[0-9]+)>', '&', 'g')"  # a phrase: its words
+    query = f"' ' || {operators}"
+    for before in " (!":  # a word's opening quote, then the bucket
+        query = f"replace({query}, '{before}''', '{before}''' || bucket || '_')"
+    # A query's text split at its quotes: its words are the even parts.
+    parts = "unnest(string_to_array(query::text, '''')) WITH ORDINALITY AS part(text, n)"
+    return [
+        f"CREATE OR REPLACE FUNCTION {BUCKETED}_cut(id bigint, vector tsvector) "
+        "RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL RESTRICTED AS $$ SELECT "
+        f"array_to_tsvector(ARRAY(SELECT {bucket} || left(word, {WORD_CHARS}) "
+        "FROM unnest(tsvector_to_array(vector)) AS word)) $$",
+        f"CREATE OR REPLACE FUNCTION {BUCKETED}(id bigint, vector tsvector) RETURNS tsvector "
+        "LANGUAGE sql IMMUTABLE PARALLEL RESTRICTED AS $$ SELECT CASE WHEN length(vector) = 0 "
+        f"THEN vector WHEN octet_length({words}) > {WORD_CHARS} THEN {BUCKETED}_cut(id, vector) "
+        f"ELSE {each}::tsvector END $$",
+        f"CREATE OR REPLACE FUNCTION {BUCKETED_QUERY}_cut(bucket bigint, query tsquery) "
+        "RETURNS tsquery LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT string_agg("
+        "CASE WHEN mod(n, 2) = 0 THEN bucket || '_' || left(text, "
+        f"{WORD_CHARS}) ELSE regexp_replace(text, '<(-|[0-9]+)>', '&', 'g') END, '''' "
+        f"ORDER BY n)::tsquery FROM {parts} $$",
+        f"CREATE OR REPLACE FUNCTION {BUCKETED_QUERY}(bucket bigint, query tsquery) "
+        "RETURNS tsquery LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT CASE WHEN "
+        f"length(query::text) > {WORD_CHARS} THEN {BUCKETED_QUERY}_cut(bucket, query) "
+        f"ELSE ({query})::tsquery END $$",
+        f"CREATE OR REPLACE FUNCTION {BUCKETED_EXACT}(query tsquery) RETURNS boolean "
+        "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT "
+        f"length(query::text) <= {WORD_CHARS} AND strpos(query::text, '<') = 0 "
+        "AND strpos(query::text, '!') = 0 $$",
+    ]
+
+
+def pg_bucketed(searched: SearchedTable, row: str = "") -> str:
+    """A row's bucketed words, as a query must name them for the index to serve it
+    (`row`: a prefix for the columns, an alias and a dot)."""
+    return f"{BUCKETED}({row}id, {row}{searched.pg_column})"
+
+
+def pg_in_bucket(searched: SearchedTable, bucket: str, query: str, row: str = "") -> str:
+    """SQL: the row is in coarse bucket `bucket` (SQL of a bigint) and holds the words
+    of `query` (SQL of a tsquery) there; the index serves it. A match is then to be
+    rechecked (pg_rechecked)."""
+    return f"{pg_bucketed(searched, row)} @@ {BUCKETED_QUERY}({bucket}, {query})"
+
+
+def pg_rechecked(searched: SearchedTable, query: str, row: str = "") -> str:
+    """SQL: a row whose bucketed words hold `query` (SQL of a tsquery) matches it:
+    always, when they answer it (words alone, none cut: the planner folds the test of
+    a query it knows), else as its vector says (a phrase's order, a long word's end)."""
+    return f"({BUCKETED_EXACT}({query}) OR {searched.pg_document(row)} @@ {query})"
+
+
+def pg_in_buckets(searched: SearchedTable, buckets: int, query: str, row: str = "") -> str:
+    """pg_in_bucket in any of `buckets` buckets, each a `%s` (a bigint) followed by the
+    query's own: one bitmap index scan reading each bucket's words in turn. The
+    buckets given, the planner works the query out and estimates it from the index's
+    statistics (of a set known only at run time it guesses ~50,000 rows)."""
+    each = ", ".join([f"{BUCKETED_QUERY}(%s::bigint, {query})"] * buckets)
+    return f"{pg_bucketed(searched, row)} @@ ANY(ARRAY[{each}])"
+
+
+def pg_anywhere(searched: SearchedTable, query: str, row: str = "") -> str:
+    """The words in every bucket of the table, its lowest id's to its highest (a set
+    known at run time: see pg_in_buckets)."""
+    low, high = (f"(SELECT {end}(id) FROM {searched.table})" for end in ("min", "max"))
+    buckets = f"generate_series({low} >> {COARSE_BITS}, {high} >> {COARSE_BITS})"
+    return (
+        f"{pg_bucketed(searched, row)} @@ ANY(ARRAY(SELECT {BUCKETED_QUERY}(bucket, {query}) "
+        f"FROM {buckets} AS bucket))"
     )
+
+
+def pg_bucket_index(searched: SearchedTable) -> list[str]:
+    """The GIN index of a searched table: its rows' bucketed words and fine buckets
+    (a stored vector: runs, steps), else the coarse and fine buckets, the pg_keys
+    columns and the words (the log lines)."""
+    if searched.pg_column:
+        columns = f"{pg_bucket(FINE_BITS)}, {pg_bucketed(searched)}"
+        functions = pg_bucketed_functions()
+    else:
+        columns = ", ".join(
+            (pg_bucket(COARSE_BITS), pg_bucket(FINE_BITS), *searched.pg_keys,
+             searched.pg_document())
+        )  # fmt: skip
+        functions = []
     return [
         "CREATE EXTENSION IF NOT EXISTS btree_gin",
-        f"CREATE INDEX IF NOT EXISTS {searched.gin} ON {searched.table} USING gin ({columns})",
+        *functions,
+        f"CREATE INDEX IF NOT EXISTS {searched.gin} ON {searched.table} USING gin ({columns}) "
+        f"WITH ({PENDING})",
     ]
+
+
+# A GIN index's new entries wait in a pending list (up to gin_pending_list_limit, 4 MB
+# by default) until a flush merges them, and every scan of the index reads the whole
+# list: at 1 M steps, the 5,000 steps of an ingest not flushed yet added ~40 ms to a
+# common word's search (~36 scans: the walk, the newest fine buckets), with either
+# index. Kept to 256 kB, at most ~5 ms; an insert costs ~1.5 µs more (flushed more
+# often), and without a list (fastupdate off) ~34 µs more (RESULTS §16a).
+PENDING = "gin_pending_list_limit = 256"
 
 
 def pg_bucket_index_swap(cursor, searched: SearchedTable, old: str) -> None:
@@ -348,7 +494,16 @@ def create_statements(vendor: str) -> list[str]:
 
 def drop_statements(vendor: str) -> list[str]:
     drop = {"sqlite": sqlite_drop, "postgresql": pg_drop}[vendor]
-    return [statement for searched in TABLES for statement in drop(searched)]
+    statements = [statement for searched in TABLES for statement in drop(searched)]
+    return statements + (pg_bucketed_drop() if vendor == "postgresql" else [])
+
+
+def pg_bucketed_drop() -> list[str]:
+    """The bucketed words' functions dropped (after the indexes that use them)."""
+    signatures = (f"{BUCKETED}(bigint, tsvector)", f"{BUCKETED}_cut(bigint, tsvector)",
+                  f"{BUCKETED_QUERY}(bigint, tsquery)", f"{BUCKETED_QUERY}_cut(bigint, tsquery)",
+                  f"{BUCKETED_EXACT}(tsquery)")  # fmt: skip
+    return [f"DROP FUNCTION IF EXISTS {signature}" for signature in signatures]
 
 
 @contextlib.contextmanager

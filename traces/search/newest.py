@@ -4,15 +4,19 @@ the rows a filter keeps (`Among`: the log search's level, run, step, time, page)
 
 A GIN index has no order: "the newest 20 of a word's 220,000 matches" read from it
 alone is all 220,000, sorted (~1 s at 1 M steps, 10 s at 10 M). Its index also holds
-each row's id bucket (index.pg_bucket_index), and a bucket and a word are ANDed
-inside the index, which skips the word's matches in other buckets. So:
+each row's id bucket (index.pg_bucket_index): the runs' and steps' each word with the
+bucket (a bucket's matches are its words' entries there, a bucket without them an
+absent entry), the log lines' the bucket beside the words (ANDed inside the index,
+which skips the word's matches in other buckets). So:
 
 1. the walk: coarse buckets (65,536 ids) newest first, each counted up to the cap
-   (`(id >> 16) = b AND vector @@ query`: the rows of that bucket holding the words),
-   until more than the cap are found or the first bucket is passed; one recursive
-   statement, each empty bucket ~0.05-1 ms;
+   (the rows of that bucket holding the words), until more than the cap are found or
+   the first bucket is passed; one recursive statement, each bucket without the
+   words ~0.01 ms (runs, steps) or 0.05-25 ms (log lines: the bucket's postings and
+   the word's, as their rows interleave in the heap);
 2. the newest `limit` from the buckets that hold any, newest first: those with few
-   matches a bucket at a time (each read and sorted: at most a cap's worth), then a
+   matches together (runs, steps: their words known, each estimated by the planner)
+   or a bucket at a time (each read and sorted: at most a cap's worth), then a
    bucket with many a fine bucket (1,024 ids) at a time, newest first from the
    newest id, until `limit` are found.
 
@@ -31,7 +35,18 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from .index import COARSE_BITS, FINE_BITS, SearchedTable, pg_bucket, pg_match, planner_settings
+from .index import (
+    COARSE_BITS,
+    FINE_BITS,
+    SearchedTable,
+    pg_bucket,
+    pg_in_bucket,
+    pg_in_buckets,
+    pg_match,
+    pg_query,
+    pg_rechecked,
+    planner_settings,
+)
 
 FINE_PER_COARSE = 1 << (COARSE_BITS - FINE_BITS)
 
@@ -101,15 +116,14 @@ def newest_keyed(
     keyed = f"{prefix}key = %s" if key else "false"
     flag = [key] if key else []
     where, params = among.clauses()
-    match, matched = pg_match(searched, words, prefix)
-    match, matched = match + where, [*matched, *params]
     source = f"{searched.table} AS {among.alias} {among.joins}"
     # Bitmap scans only: the buckets are the index's, and a walk down the primary key
     # (`ORDER BY id DESC LIMIT n`, the planner's guess) may read the whole table.
     after = among.after or 0
     with planner_settings(cursor, enable_seqscan=False, enable_indexscan=False):
-        cursor.execute(_walk_sql(source, prefix, match, cap, after >> COARSE_BITS),
-                       [top >> COARSE_BITS, *matched])  # fmt: skip
+        walk, walked = _in_bucket(searched, COARSE_BITS, "walk.bucket - 1", words, prefix)
+        cursor.execute(_walk_sql(source, walk + where, cap, after >> COARSE_BITS),
+                       [top >> COARSE_BITS, *walked, *params])  # fmt: skip
         walked = cursor.fetchall()
         buckets = [(bucket, found - before) for (_, before), (bucket, found) in
                    itertools.pairwise(walked) if found > before]  # fmt: skip
@@ -124,44 +138,77 @@ def newest_keyed(
             few.append(bucket)
             covered += hits
         rows: list[tuple[int, bool]] = []
-        if few:
-            cursor.execute(_buckets_sql(source, prefix, COARSE_BITS, match, keyed, limit),
-                           [few, *flag, *matched])  # fmt: skip
+        if few and searched.pg_column:
+            # Their words known, in one read: each estimated by the planner (of a
+            # bucket known only at run time it guesses ~50,000 rows).
+            query = pg_query(words)
+            in_few = pg_in_buckets(searched, len(few), query, prefix)
+            cursor.execute(
+                f"SELECT {prefix}id, {keyed} FROM {source} WHERE {in_few} AND "
+                f"{pg_rechecked(searched, query, prefix)}{where} "
+                f"ORDER BY {prefix}id DESC LIMIT {int(limit)}",
+                [*flag, *(p for bucket in few for p in (bucket, *words)), *words, *words,
+                 *params],
+            )  # fmt: skip
+            rows = cursor.fetchall()
+        elif few:
+            in_few, matched = _in_bucket(searched, COARSE_BITS, "bucket.number", words, prefix)
+            cursor.execute(_buckets_sql(source, prefix, in_few + where, keyed, limit),
+                           [few, *flag, *matched, *params])  # fmt: skip
             rows = cursor.fetchall()
         if many is not None and len(rows) < limit:
             first = min((many + 1) * FINE_PER_COARSE, (top >> FINE_BITS) + 1)
             last = max(many * FINE_PER_COARSE, after >> FINE_BITS)
             fine = list(range(first - 1, last - 1, -1))
-            cursor.execute(_buckets_sql(source, prefix, FINE_BITS, match, keyed, limit - len(rows)),
-                           [fine, *flag, *matched])  # fmt: skip
+            in_fine, matched = _in_bucket(searched, FINE_BITS, "bucket.number", words, prefix)
+            cursor.execute(_buckets_sql(source, prefix, in_fine + where, keyed, limit - len(rows)),
+                           [fine, *flag, *matched, *params])  # fmt: skip
             rows += cursor.fetchall()
     return [row[0] for row in rows], matches, [row[0] for row in rows if row[1]]
 
 
-def _walk_sql(source: str, row: str, match: str, cap: int, lowest: int) -> str:
+def _in_bucket(
+    searched: SearchedTable, bits: int, bucket: str, words: list[str], row: str
+) -> tuple[str, list]:
+    """SQL of the rows of a bucket (`bucket`: SQL of a bigint; `bits`: coarse or fine)
+    holding every word, read together from the index, and its parameters: the words
+    in the coarse bucket (and the fine bucket's entry) for runs and steps, the bucket
+    AND the words for the log lines."""
+    if not searched.pg_column:
+        match, matched = pg_match(searched, words, row)
+        return f"{pg_bucket(bits, row)} = {bucket} AND {match}", matched
+    query = pg_query(words)
+    coarse, fine = bucket, ""
+    if bits == FINE_BITS:
+        coarse = f"({bucket}) >> {COARSE_BITS - FINE_BITS}"
+        fine = f"{pg_bucket(FINE_BITS, row)} = {bucket} AND "
+    words_in = pg_in_bucket(searched, coarse, query, row)
+    return f"{fine}{words_in} AND {pg_rechecked(searched, query, row)}", [*words] * 3
+
+
+def _walk_sql(source: str, match: str, cap: int, lowest: int) -> str:
     """(bucket, matches found from the newest bucket to it), from the one past the
-    newest (0 found) down, until more than `cap` are found or bucket `lowest` is read."""
+    newest (0 found) down, until more than `cap` are found or bucket `lowest` is read
+    (`match`: the rows of bucket `walk.bucket - 1`)."""
     return (
         f"WITH RECURSIVE walk(bucket, found) AS ("
         f"SELECT %s::bigint + 1, 0::bigint UNION ALL "
         f"SELECT bucket - 1, found + (SELECT count(*) FROM (SELECT 1 FROM {source} "
-        f"WHERE {pg_bucket(COARSE_BITS, row)} = walk.bucket - 1 AND {match} "
-        f"LIMIT {int(cap) + 1}) AS counted) "
+        f"WHERE {match} LIMIT {int(cap) + 1}) AS counted) "
         f"FROM walk WHERE bucket > {int(lowest)} AND found <= {int(cap)}) "
         "SELECT bucket, found FROM walk ORDER BY bucket DESC"
     )
 
 
-def _buckets_sql(source: str, row: str, bits: int, match: str, keyed: str, limit: int) -> str:
-    """The newest `limit` matches of the buckets (`bits`: coarse or fine) listed in
-    the first parameter, newest first, a bucket at a time (a nested loop: each
-    bucket's matches sorted, the walk stopping at the limit). Each bucket is an
-    equality to the loop's value, so the index reads bucket and words together: as
-    `= ANY(array)`, the planner may read a phrase's whole posting list instead (it
-    guesses a phrase matches one row)."""
+def _buckets_sql(source: str, row: str, match: str, keyed: str, limit: int) -> str:
+    """The newest `limit` matches of the buckets listed in the first parameter
+    (`match`: the rows of bucket `bucket.number`, coarse or fine), newest first, a
+    bucket at a time (a nested loop: each bucket's matches sorted, the walk stopping at
+    the limit). Each bucket is an equality to the loop's value, so the index reads
+    bucket and words together: as `= ANY(array)`, the planner may read a phrase's whole
+    posting list instead (it guesses a phrase matches one row)."""
     return (
         f"SELECT hit.id, hit.keyed FROM unnest(%s::bigint[]) AS bucket(number) "
         f"CROSS JOIN LATERAL (SELECT {row}id, {keyed} AS keyed FROM {source} "
-        f"WHERE {pg_bucket(bits, row)} = bucket.number AND {match} "
-        f"ORDER BY {row}id DESC) AS hit LIMIT {int(limit)}"
+        f"WHERE {match} ORDER BY {row}id DESC) AS hit LIMIT {int(limit)}"
     )

@@ -25,7 +25,14 @@ from django.utils.timezone import get_current_timezone
 
 from traces.key_urls import key_url
 
-from .traces_extras import grouped, human_duration, progress_html, since, status_icon
+from .traces_extras import (
+    estimated_mark,
+    grouped,
+    human_duration,
+    progress_html,
+    since,
+    status_icon,
+)
 
 register = template.Library()
 
@@ -464,6 +471,86 @@ def _entity_subject_row(step) -> str:
         f"{_when_cell(step.when)}"
         f'<td class="num">{human_duration(step.duration_ms)}</td></tr>'
     )
+
+
+# --- the search page (search.html): the newest 20 runs and 20 steps -----------------------
+
+
+@register.simple_tag
+def search_run_rows(runs) -> SafeString:
+    """The search's run rows: the template's markup, each value escaped."""
+    return mark_safe("".join(_search_run_row(run) for run in runs))
+
+
+def _search_run_row(run) -> str:
+    ids = _e(run.external_id)
+    kind = f"<bdi>{_e(run.type)}</bdi>" if run.type else "—"
+    actor = f'<div class="muted"><bdi>{_e(run.actor)}</bdi></div>' if run.actor else ""
+    started = "—"
+    if run.started_at:
+        started = f"{estimated_mark(run)}{_date(run.started_at, SECOND)}"
+    return (
+        '\n      <tr data-row tabindex="-1">\n'
+        f'        <td class="status-cell">{_status(run.status, run.is_stale)}</td>\n'
+        f'        <td class="name lead">{_exact(run)}<a data-row-link '
+        f'href="{_e(run.get_absolute_url())}"><bdi>{_e(run.name or run.external_id)}</bdi></a>'
+        f'<div class="muted mono" title="{ids}"><bdi>{_e(Truncator(run.external_id).chars(60))}'
+        "</bdi></div></td>\n"
+        f'        <td data-label="Format">{_e(run.format)}</td>\n'
+        f'        <td class="name" data-label="Type">{kind}{actor}</td>\n'
+        f'        <td class="nowrap" data-label="Started" title="{_date(run.started_at, EXACT)}">'
+        f"{started}</td>\n"
+        f'        <td class="muted" data-label="Matched in">{_e(run.matched_in)}</td>\n'
+        "      </tr>"
+    )
+
+
+@register.simple_tag
+def search_step_rows(steps) -> SafeString:
+    """The search's step rows (each with its `url`, "" for none): the template's markup,
+    each value escaped (through the template engine ~0.25 ms a row)."""
+    return mark_safe("".join(_search_step_row(step) for step in steps))
+
+
+def _search_step_row(step) -> str:
+    name = f"<bdi>{_e(step.name or step.key)}</bdi>"
+    if step.url:
+        name = f'<a data-row-link href="{_e(step.url)}">{name}</a>'
+    error = ""
+    if step.error_head:
+        head = _e(Truncator(step.error_head).chars(140))
+        error = f'<div class="muted error-cell"><bdi>{head}</bdi></div>'
+    run = step.run
+    kind = f" · <bdi>{_e(run.type)}</bdi>" if run.type else ""
+    started = _date(step.started_at, SECOND) if step.started_at else "—"
+    return (
+        '\n      <tr data-row tabindex="-1">\n'
+        f'        <td class="status-cell">{_status(step.status)}</td>\n'
+        f'        <td class="name lead">{_exact(step)}{name}<div class="muted mono" '
+        f'title="{_e(step.key)}"><bdi>{_e(Truncator(step.key).chars(60))}</bdi></div>\n'
+        f"          {error}</td>\n"
+        f'        <td class="name" data-label="Run"><a href="{_e(run.get_absolute_url())}">'
+        f"<bdi>{_e(run.name or run.external_id)}</bdi></a>"
+        f'<div class="muted">{_e(run.format)}{kind}</div></td>\n'
+        f'        <td class="nowrap" data-label="Started" title="{_date(step.started_at, EXACT)}">'
+        f"{started}</td>\n"
+        f'        <td class="muted" data-label="Matched in">{_e(step.matched_in)}</td>\n'
+        "      </tr>"
+    )
+
+
+def _exact(found) -> str:
+    return '<span class="badge flag">exact</span> ' if getattr(found, "exact", False) else ""
+
+
+def _status(status: str, stale: bool = False) -> str:
+    """traces/_status.html."""
+    if stale:
+        return (
+            '<span class="badge stale" title="says running, but its source has not changed '
+            f'for a while">{status_icon("stale")} stale</span>'
+        )
+    return _badge(status)
 
 
 # --- the steps list (step_list.html): 50 rows over many runs ------------------------------
