@@ -3,6 +3,8 @@ through their Schemas: the JSON must be the very answer the Schemas give for the
 rows (the bytes), and valid against them (the OpenAPI document says so)."""
 
 import json
+import os
+import shutil
 from urllib.parse import urlencode
 
 import jsonschema_rs
@@ -25,6 +27,8 @@ from traces.schemas import (
 )
 
 pytestmark = pytest.mark.django_db
+
+FILE_TIME_NS = 1_764_000_000_123_000_000
 
 
 def through_schema(schema, data) -> bytes:
@@ -68,8 +72,14 @@ def odd_run() -> Run:
 
 
 @pytest.fixture
-def runs(samples):
-    report = ingest_paths([samples])
+def runs(samples, tmp_path):
+    """The samples, dated in whole milliseconds: a greentic run's times come from its file's
+    mtime (a checkout's, to the µs), and a failure at 12:00:00.000500 answers
+    "12:00:00.000Z", which reads back as 12:00:00 and renders "12:00:00Z"."""
+    copy = shutil.copytree(samples, tmp_path / "samples")
+    for path in copy.rglob("*"):
+        os.utime(path, ns=(FILE_TIME_NS, FILE_TIME_NS))
+    report = ingest_paths([copy])
     assert report.failed == []
     return [*Run.objects.order_by("pk"), odd_run()]
 
