@@ -223,34 +223,28 @@ def failed_steps_recount_sql(model: type) -> str:
     return _failed_steps_sql(parts, "1 = 1")
 
 
+def _of_run(field: str) -> Subquery:
+    """A step's run's `field`, in an UPDATE of the steps."""
+    return Subquery(Run.objects.filter(pk=OuterRef("run_id")).values(field))
+
+
+def _failure_time(*kept: str) -> Coalesce:
+    """When a failed step failed, as the ingest dates it (store._RunWriter): its start,
+    else its run's; `kept` columns first, for a repair that keeps what is stored."""
+    return Coalesce(*kept, "started_at", _of_run("started_at"))
+
+
 def fill_failed_at() -> None:
     """Step.failed_at of every failed step, the read models' time of it (the
     migration's backfill, and a repair): failed steps only, read through the
     status index, so 10 M steps cost their few percent that failed."""
-    steps, runs = Step._meta.db_table, Run._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {steps} SET failed_at = COALESCE(started_at, "
-            f"(SELECT r.started_at FROM {runs} r WHERE r.id = {steps}.run_id)) "
-            "WHERE status = 'failed'"
-        )
+    Step.objects.filter(status="failed").update(failed_at=_failure_time())
 
 
 def fill_failed_at_estimated() -> None:
     """Step.failed_at_estimated of every failed step: whether its run's times are
     estimated (0033's backfill, and a repair), as fill_failed_at does failed_at."""
-    steps = Step._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {steps} SET failed_at_estimated = {_RUN_ESTIMATED} WHERE status = 'failed'"
-        )
-
-
-# A step's run's Run.times_estimated, in an UPDATE of the steps.
-_RUN_ESTIMATED = (
-    f"(SELECT r.times_estimated FROM {Run._meta.db_table} r "
-    f"WHERE r.id = {Step._meta.db_table}.run_id)"
-)
+    Step.objects.filter(status="failed").update(failed_at_estimated=_of_run("times_estimated"))
 
 
 # Failed steps a batch of fill_missing_failed_at reads and updates.
@@ -279,7 +273,6 @@ def fill_missing_failed_at(batch_size: int = FILL_BATCH) -> Iterator[FillBatch]:
     second run finds it again and changes nothing."""
     missing = Q(failed_at__isnull=True) | Q(failed_at_estimated__isnull=True)
     steps = Step.objects.filter(missing, status="failed").only("failed_at", "failed_at_estimated")
-    run = Run.objects.filter(pk=OuterRef("run_id"))
     after = None
     while True:
         page = keyset_page(steps, "failed_at", descending=True, after=after, size=batch_size)
@@ -297,10 +290,8 @@ def fill_missing_failed_at(batch_size: int = FILL_BATCH) -> Iterator[FillBatch]:
         filled = 0
         if wanting:
             filled = Step.objects.filter(pk__in=wanting).update(
-                failed_at=Coalesce("failed_at", "started_at", Subquery(run.values("started_at"))),
-                failed_at_estimated=Coalesce(
-                    "failed_at_estimated", Subquery(run.values("times_estimated"))
-                ),
+                failed_at=_failure_time("failed_at"),
+                failed_at_estimated=Coalesce("failed_at_estimated", _of_run("times_estimated")),
             )
         yield FillBatch(filled=filled, untimed=untimed)
         if page.next_cursor is None:

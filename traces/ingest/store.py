@@ -611,8 +611,9 @@ class _RunWriter:
         )  # fmt: skip
         moment = self.step_times[step_id] = step.started_at or self.run.started_at
         seen_at = self.db_time(moment) if step.entity_type else None
-        # As the causes read model dates the failure (_count_failure); an estimate when
-        # the run's times are (the failing-now strip counts those apart).
+        # As the causes read model dates the failure (_count_failure), and as
+        # failure_counts._failure_time repairs it; an estimate when the run's times are
+        # (the failing-now strip counts those apart).
         failed = step.status == "failed"
         failed_at = self.db_time(moment) if failed else None
         estimated = self.run.times_estimated if failed else None
