@@ -422,6 +422,11 @@ def test_a_count_in_a_noted_range_reads_no_index_of_the_runs_steps(text):
     counted = lambda: found.count(run, found.parse(text))  # noqa: E731
     assert counted() == (5, False)
     dear = ("seqscan",) if connection.vendor == "postgresql" else ()
+    if connection.vendor == "postgresql":
+        # This run's statistics, not what an earlier test left in the table's: on a
+        # few thousand rows of unknown make-up any index of the run's looks as cheap.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE traces_step")
     [(sql, plan)] = plans_of(counted, dear=dear)
     if connection.vendor == "postgresql":
         indexes = {step.split()[-1] for step in plan if " Scan " in step and "step" in step}
