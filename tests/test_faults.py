@@ -102,6 +102,19 @@ def test_pages_answer_under_read_load_while_a_large_ingest_runs(
 # --- duckflux rewritten while watched -------------------------------------------------------
 
 
+def _interrupted(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """Its output after a Ctrl-C. One that outlives `timeout` is killed before the test
+    fails: left running, it would go on writing into the next tests' database."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as late:
+        process.kill()
+        _out, errors = process.communicate()
+        message = f"still running {timeout} s after Ctrl-C; stderr: {errors[-2000:]}"
+        raise AssertionError(message) from late
+
+
 def test_a_duckflux_file_rewritten_hundreds_of_times_while_watched_ends_as_one_final_run(
     tmp_path, samples, reliability_rows
 ):
@@ -129,8 +142,7 @@ def test_a_duckflux_file_rewritten_hundreds_of_times_while_watched_ends_as_one_f
         assert wait_for(settled, 20), "the final state was never ingested"
         time.sleep(0.3)  # a few more scans: nothing may change any more
     finally:
-        watcher.send_signal(signal.SIGINT)
-        out, errors = watcher.communicate(timeout=20)
+        out, errors = _interrupted(watcher, timeout=30)
     scans = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     half_written = sum(1 for scan in scans if scan["files"]["failed"])
     runs = Run.objects.all()
