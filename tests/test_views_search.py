@@ -5,9 +5,12 @@ from django.db import connection
 from django.db.models import Q
 from django.urls import reverse
 
+from tests.factories import make_runs, make_steps
 from traces.ingest.loader import ingest_paths
 from traces.ingest.store import delete_runs
 from traces.models import EntityCounter, Run, Step
+from traces.search.index import RUNS, STEPS, index_runs
+from traces.search.query import search
 
 pytestmark = pytest.mark.django_db
 URL = reverse("traces:search")
@@ -506,3 +509,35 @@ def test_every_search_index_keeps_its_pending_list_short():
         )
         options = dict(cursor.fetchall())
     assert options == {searched.gin: [PENDING.replace(" ", "")] for searched in TABLES}
+
+
+def test_a_word_with_no_lexeme_to_postgresql_still_has_to_match():
+    """`½` is a word to the search (a digit to Python, a token to FTS5) and is in no
+    step: "zebra_review ½" matches nothing, as each word is required. PostgreSQL makes
+    it no lexeme at all, and `&&` of an empty query is the other side: every
+    zebra_review step was found."""
+    (run,) = make_runs(1, name="lexemes")
+    make_steps(run, 3, error=lambda position: "zebra_review went wrong")
+    with connection.cursor() as cursor:
+        index_runs(cursor, [run.pk])
+    assert len(search("zebra_review").steps.items) == 3
+    found = search("zebra_review ½").steps
+    assert (found.items, found.count) == ([], 0)
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's functions")
+def test_the_search_indexes_are_read_by_a_session_with_the_maintenance_search_path():
+    """pg_restore builds indexes with an empty search_path, and PostgreSQL 17 runs
+    ANALYZE, VACUUM and REINDEX with pg_catalog's alone: the bucketed words' functions
+    must not name each other through it. A new session, where no index expression is
+    cached yet."""
+    import psycopg
+
+    params = connection.get_connection_params()
+    for key in ("cursor_factory", "context"):
+        params.pop(key, None)
+    with psycopg.connect(**params, autocommit=True) as fresh:
+        fresh.execute("SET search_path = pg_catalog, pg_temp")
+        for searched in (RUNS, STEPS):
+            fresh.execute(f"REINDEX INDEX public.{searched.gin}")
+            fresh.execute(f"ANALYZE public.{searched.table}")

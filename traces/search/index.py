@@ -151,8 +151,11 @@ PHRASE = f"phraseto_tsquery('simple'::regconfig, {pg_words('%s')})"
 
 
 def pg_query(words: list[str]) -> str:
-    """SQL of one tsquery holding every word (one `%s` a word), each a phrase."""
-    return f"({' && '.join([PHRASE] * len(words))})"
+    """SQL of one tsquery holding every word (one `%s` a word), each a phrase. A word
+    with no lexeme (`½`: all punctuation to PostgreSQL) makes it NULL, which matches
+    nothing, as the word matches nothing alone; `&&` would drop its empty query."""
+    phrase = f"nullif({PHRASE}, ''::tsquery)"
+    return f"({' && '.join([phrase] * len(words))})"
 
 
 def fts_query(words: list[str]) -> str:
@@ -351,7 +354,12 @@ def pg_bucketed_functions() -> list[str]:
     1-ms read. Both functions are marked: a query names the one (the planner, finding
     nothing restricted in a query, does not look again once it is inlined) and its
     inlined body keeps the other. Changing what these functions give needs the
-    indexes built again."""
+    indexes built again.
+
+    Their bodies are SQL-standard (`RETURN`), parsed once when created: a body in a
+    string is parsed again each time it is inlined, with the session's search_path,
+    which pg_restore empties and PostgreSQL 17's maintenance (ANALYZE, VACUUM,
+    REINDEX) narrows to pg_catalog, so an index of them could not be built there."""
     bucket = "(id >> 16)::text || '_'"
     words = "strip(vector)::text"  # 'a' 'b'
     each = f"('''' || {bucket} || substr(replace({words}, ''' ''', ''' ''' || {bucket}), 2))"
@@ -363,26 +371,26 @@ def pg_bucketed_functions() -> list[str]:
     parts = "unnest(string_to_array(query::text, '''')) WITH ORDINALITY AS part(text, n)"
     return [
         f"CREATE OR REPLACE FUNCTION {BUCKETED}_cut(id bigint, vector tsvector) "
-        "RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL RESTRICTED AS $$ SELECT "
+        "RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL RESTRICTED RETURN "
         f"array_to_tsvector(ARRAY(SELECT {bucket} || left(word, {WORD_CHARS}) "
-        "FROM unnest(tsvector_to_array(vector)) AS word)) $$",
+        "FROM unnest(tsvector_to_array(vector)) AS word))",
         f"CREATE OR REPLACE FUNCTION {BUCKETED}(id bigint, vector tsvector) RETURNS tsvector "
-        "LANGUAGE sql IMMUTABLE PARALLEL RESTRICTED AS $$ SELECT CASE WHEN length(vector) = 0 "
+        "LANGUAGE sql IMMUTABLE PARALLEL RESTRICTED RETURN CASE WHEN length(vector) = 0 "
         f"THEN vector WHEN octet_length({words}) > {WORD_CHARS} THEN {BUCKETED}_cut(id, vector) "
-        f"ELSE {each}::tsvector END $$",
+        f"ELSE {each}::tsvector END",
         f"CREATE OR REPLACE FUNCTION {BUCKETED_QUERY}_cut(bucket bigint, query tsquery) "
-        "RETURNS tsquery LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT string_agg("
+        "RETURNS tsquery LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN (SELECT string_agg("
         "CASE WHEN mod(n, 2) = 0 THEN bucket || '_' || left(text, "
         f"{WORD_CHARS}) ELSE regexp_replace(text, '<(-|[0-9]+)>', '&', 'g') END, '''' "
-        f"ORDER BY n)::tsquery FROM {parts} $$",
+        f"ORDER BY n)::tsquery FROM {parts})",
         f"CREATE OR REPLACE FUNCTION {BUCKETED_QUERY}(bucket bigint, query tsquery) "
-        "RETURNS tsquery LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT CASE WHEN "
+        "RETURNS tsquery LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN CASE WHEN "
         f"length(query::text) > {WORD_CHARS} THEN {BUCKETED_QUERY}_cut(bucket, query) "
-        f"ELSE ({query})::tsquery END $$",
+        f"ELSE ({query})::tsquery END",
         f"CREATE OR REPLACE FUNCTION {BUCKETED_EXACT}(query tsquery) RETURNS boolean "
-        "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT "
+        "LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN "
         f"length(query::text) <= {WORD_CHARS} AND strpos(query::text, '<') = 0 "
-        "AND strpos(query::text, '!') = 0 $$",
+        "AND strpos(query::text, '!') = 0",
     ]
 
 
