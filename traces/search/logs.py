@@ -117,10 +117,10 @@ def _pg_matching_log_ids(
 
 
 def _filters_sql(filters: dict, tested: bool = False) -> tuple[str, list]:
-    """ " AND ..." of the filters, and their parameters. `tested`: the time range is
-    tested on each line read (`IS TRUE`: as a plain range, PostgreSQL reads the log_time
-    index's bitmap of every line of the range, 200,000 at 1 M steps, ANDed to each id
-    bucket's lines holding the words: ~15 ms a bucket)."""
+    """The filters as SQL ANDed to a WHERE, and their parameters. `tested`: the time
+    range is tested on each line read (`IS TRUE`: as a plain range, PostgreSQL reads
+    the log_time index's bitmap of every line of the range, 200,000 at 1 M steps,
+    ANDed to each id bucket's lines holding the words: ~15 ms a bucket)."""
     clauses, params = [], []
     test = "({}) IS TRUE" if tested else "{}"
     for name, sql in (
