@@ -845,6 +845,12 @@ def log_cases(t: Targets) -> list[Case]:
                  "hour of lines", "/logs/", [], params={"q": word, "until": _oldest_hour()}),
             Case("logs_word_page", f"log search: a common word ({word!r}), a page from the "
                  "middle line on", "/logs/", [], params={"q": word, "before": _middle_line()}),
+            # §17c: time ranges of more lines than SPAN (100,000) had: their id bounds.
+            Case("logs_word_old_half", f"log search: a common word ({word!r}), until the "
+                 "middle line's time", "/logs/", [], params={"q": word, "until": _line_time(2)}),
+            Case("logs_word_mid_range", f"log search: a common word ({word!r}), the middle "
+                 "half of the lines' times", "/logs/", [],
+                 params={"q": word, "since": _line_time(4), "until": _line_time(4 / 3)}),
         ]  # fmt: skip
     return cases
 
@@ -854,6 +860,13 @@ def _oldest_hour() -> str:
     oldest = LogEntry.objects.exclude(time=None).order_by("time").values_list("time").first()
     end = (oldest[0] if oldest else datetime.now(UTC)) + timedelta(hours=1)
     return end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def _line_time(part: float) -> str:
+    """The time of the line 1/`part` of the way through the lines in time order."""
+    lines = LogEntry.objects.exclude(time=None)
+    at = lines.order_by("time").values_list("time", flat=True)[int(lines.count() / part)]
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
 def _middle_line() -> int:

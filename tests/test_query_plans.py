@@ -27,6 +27,7 @@ from traces import queries
 from traces.forms import RunFilterForm
 from traces.ingest.loader import ingest_paths
 from traces.models import EntityLink, LogEntry, Run, Step, StepGroup, TraceFile
+from traces.search.index import index_runs
 
 pytestmark = pytest.mark.django_db
 
@@ -671,6 +672,9 @@ def worded_lines():
         for index in range(6_000)
     )
     with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            index_runs(cursor, [run.pk])  # SQLite's FTS5 index
+            return run
         cursor.execute("ANALYZE traces_logentry")
         cursor.execute("SELECT gin_clean_pending_list('log_search_bucket')")
     return run
@@ -755,6 +759,102 @@ def test_log_search_filters_a_common_word_inside_the_index_or_reads_the_few_line
     assert found.count == 50 and not found.capped
     reads = [_log_reads(plan) for sql, plan in plans if "to_tsvector" in sql]
     assert len(reads) == 1 and reads[0][1] <= 100, reads
+
+
+@on_postgres
+def test_log_search_tests_a_phrase_on_the_lines_a_step_name_keeps(worded_lines):
+    """`fetch_charges` is a phrase of two words: the index gives its lines by the
+    words, then the phrase is tested on each line the step's name keeps (none here:
+    its 3,000 lines are of steps named `send`), not on all of them before the join
+    drops them (~5 µs each, its vector computed again)."""
+    from traces.search.logs import search_logs
+
+    steps = make_steps(worded_lines, 40)
+    for name, kept in (("send", steps[::2]), ("fetch", steps[1::2])):
+        Step.objects.filter(pk__in=[step.pk for step in kept]).update(name=name)
+        level = "info" if name == "send" else "error"
+        ids = list(LogEntry.objects.filter(level=level).order_by("pk").values_list("pk", flat=True))
+        for offset, step in enumerate(kept):
+            LogEntry.objects.filter(pk__in=ids[offset :: len(kept)]).update(step=step)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE traces_step")
+        cursor.execute("ANALYZE traces_logentry")
+    found = None
+
+    def read():
+        nonlocal found
+        found = search_logs("fetch_charges", {"step": "fetch"})
+
+    plans = _analyzed(read, off=("seqscan", "indexscan"))
+    assert (found.count, found.items) == (0, [])
+    worded = [plan for sql, plan in plans if "to_tsvector" in sql]
+    tested = [
+        node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
+        + node.get("Rows Removed by Filter", 0)
+        for plan in worded
+        for node in _all_nodes(plan)
+        if "ts_match_vq" in node.get("Filter", "")
+    ]
+    assert worded and sum(tested) == 0, tested
+    assert sum(_log_reads(plan)[1] for plan in worded) >= 3_000  # the walk read them
+
+
+@on_postgres
+def test_log_search_in_a_wide_time_range_reads_its_id_bounds_from_a_few_probes(
+    worded_lines, monkeypatch
+):
+    """A time range of more lines than SPARSE (3,000 of the 6,000, ids 96,001 to
+    288,001: coarse buckets 1 to 4): the ids its lines lie between are read from each
+    bucket's first and last time (log_bucket_time, log_fine_time), not from the range's
+    lines; the walk reads the word in the buckets between only."""
+    from traces.search import logs
+    from traces.search.logs import search_logs
+
+    monkeypatch.setattr(logs, "SPARSE", 100)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    since, until = start + timedelta(seconds=1_500), start + timedelta(seconds=4_499)
+    found = None
+
+    def read():
+        nonlocal found
+        found = search_logs("fetch_charges", {"since": since, "until": until})
+
+    plans = _analyzed(read, off=("seqscan", "indexscan"))
+    wanted = list(
+        LogEntry.objects.filter(time__gte=since, time__lte=until, level="info")
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+    )
+    assert [line.pk for line in found.items] == wanted[:50] and found.capped
+    [bounds] = [plan for sql, plan in plans if "WITH RECURSIVE bucket" in sql]
+    read_from_indexes = sum(
+        node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
+        for node in _all_nodes(bounds)
+        if node["Node Type"].startswith("Index") and node.get("Relation Name") == "traces_logentry"
+    )
+    # SPARSE + 1 counted, a probe a bucket (6 coarse, 64 fine at each end), the end
+    # fine buckets' lines (16 each): not the range's 3,000.
+    assert read_from_indexes <= 101 + 2 * (6 + 64 + 16) + 4, read_from_indexes
+    walked = [plan for sql, plan in plans if "WITH RECURSIVE walk" in sql]
+    _, read_lines = _log_reads(walked[0])
+    # Buckets 4 (202 of its lines in the range), 3 and 2: past the cap, not bucket 5.
+    assert 1_001 <= read_lines <= 3 * 512, read_lines
+
+
+def test_log_search_in_a_time_range_reads_fts5_between_its_id_bounds(worded_lines):
+    """SQLite: the word's matches are read from FTS5 between the ids the range's lines
+    lie between (its rowid bounded both ways), not newest first from the newest."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's FTS5")
+    from traces.search.logs import search_logs
+
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    filters = {"since": start + timedelta(seconds=1_500), "until": start + timedelta(seconds=2_000)}
+    read = lambda: search_logs("fetch_charges", filters)  # noqa: E731
+    assert read().count == 251
+    [plan] = [plan for sql, plan in plans_of(read) if "MATCH" in sql]
+    [scan] = [step for step in plan if "VIRTUAL TABLE" in step]
+    assert ">" in scan.split(":")[-1] and "<" in scan.split(":")[-1], scan
 
 
 @on_postgres

@@ -617,6 +617,12 @@ class LogEntry(models.Model):
             # /logs/ without words, newest first: one level's lines, or a time range's.
             models.Index(fields=["level", "id"], name="log_level"),
             models.Index(fields=["time", "id"], name="log_time"),
+            # A word's lines in a time range (search/logs.py): the first and last time
+            # of each coarse id bucket (65,536 ids), then of each fine bucket (1,024)
+            # of the range's end buckets, then the range's lowest and highest id in
+            # its end fine buckets; the id buckets searched are those between.
+            models.Index(models.F("id").bitrightshift(16), "time", "id", name="log_bucket_time"),
+            models.Index(models.F("id").bitrightshift(10), "time", "id", name="log_fine_time"),
         ]
 
     def __str__(self) -> str:

@@ -120,24 +120,30 @@ def pg_words(text_sql: str) -> str:
     return f"regexp_replace({text_sql}, '[^[:alnum:]]+', ' ', 'g')"
 
 
-def pg_match(searched: SearchedTable, words: list[str], row: str = "") -> tuple[str, list]:
+def pg_match(
+    searched: SearchedTable, words: list[str], row: str = ""
+) -> tuple[str, list, str, list]:
     """SQL matching rows holding every word, each a tsquery phrase split as the
-    documents are, and its parameters; the index serves it.
+    documents are, in two parts: what the index answers, and what is then tested on
+    each row it gives; each with its parameters.
 
     An expression's index (the log lines) is matched by each word's lexemes, which
     it answers alone, and the phrase (their order) is then tested on the row only
     for a word of several: a phrase from the index must be rechecked on every row it
-    gives, its vector computed again (~5 µs), before the statement's other filters;
-    as a plain test the planner orders it after them (a costlier one). A word of one
-    lexeme has nothing to test (its `phrase = lexemes` is folded to true)."""
+    gives, its vector computed again (~5 µs), before the statement's other filters.
+    As a plain test the planner orders it after a cheaper test of the same row (a
+    time), but not after a join's (a step's name, a run's type): a caller tests it
+    on the rows those keep (a subquery). A word of one lexeme has nothing to test
+    (its `phrase = lexemes` is folded to true). A stored vector's rows: "true"."""
     if searched.pg_column:
-        return pg_phrase_match(searched.pg_document(row), words)
+        match, matched = pg_phrase_match(searched.pg_document(row), words)
+        return match, matched, "true", []
     document, phrase = searched.pg_document(row), PHRASE
     lexemes = f"plainto_tsquery('simple'::regconfig, {pg_words('%s')})"
-    each = (
-        f"{document} @@ {lexemes} AND ({phrase} = {lexemes} OR ts_match_vq({document}, {phrase}))"
-    )
-    return " AND ".join(each for _ in words), [word for word in words for _ in range(4)]
+    indexed = " AND ".join(f"{document} @@ {lexemes}" for _ in words)
+    each = f"({phrase} = {lexemes} OR ts_match_vq({document}, {phrase}))"
+    tested = " AND ".join(each for _ in words)
+    return indexed, list(words), tested, [word for word in words for _ in range(3)]
 
 
 def pg_phrase_match(document: str, words: list[str]) -> tuple[str, list]:

@@ -6,9 +6,9 @@ to COUNT_CAP.
 With words, on PostgreSQL, the lines are read a bucket of ids at a time, newest
 first (newest.py), the filters tested in each bucket (the level inside the index);
 a filter that keeps at most SPARSE lines (a time range, the runs of a format or
-type) reads those lines instead and tests the words on each, and a time range of
-at most SPAN lines bounds the buckets to its lines' ids. SQLite reads FTS5's
-matches newest first (its rowid order)."""
+type) reads those lines instead and tests the words on each, and a wider time range
+bounds the buckets to the ids its lines lie between (_id_bounds). SQLite reads FTS5's
+matches newest first (its rowid order), between those ids too."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from django.db import connection
 from traces.models import LogEntry
 from traces.queries.logs import LOG_ROW_FIELDS
 
-from .index import LOGS, fts_query, pg_phrase_match
+from .index import COARSE_BITS, FINE_BITS, LOGS, fts_query, pg_phrase_match
 from .newest import Among, newest_matches
 from .query import COUNT_CAP, words_of
 
@@ -67,13 +67,16 @@ def _matching_log_ids(words: list[str], filters: dict, limit: int) -> tuple[list
         if connection.vendor == "postgresql":
             return _pg_matching_log_ids(cursor, words, filters, joins, limit)
         where, params = _filters_sql(filters)
+        # The ids the page's cursor and the time range bound read from FTS5 as its
+        # rowids (its matches are read newest first, as far as the filters need).
+        ids, bounds = _id_bounds_sql(f"{LOGS.fts}.rowid", filters)
         # FTS5 takes its table's own name, not an alias, left of MATCH.
         cursor.execute(
             f"SELECT line.id FROM {LOGS.fts} "
             f"JOIN {table} AS line ON line.id = {LOGS.fts}.rowid {joins} "
-            f"WHERE {LOGS.fts} MATCH %s{where} "
+            f"WHERE {LOGS.fts} MATCH %s{ids}{where} "
             f"ORDER BY {LOGS.fts}.rowid DESC LIMIT {COUNT_CAP + 1}",
-            [fts_query(words), *params],
+            [fts_query(words), *bounds, *params],
         )
         ids = [row[0] for row in cursor.fetchall()]
         return ids[:limit], len(ids)
@@ -84,7 +87,7 @@ def _pg_matching_log_ids(
 ) -> tuple[list[int], int]:
     runs_where, runs_params = _runs_filter(filters)
     few_runs = bool(runs_where) and _few_runs_lines(runs_where, runs_params)
-    timed = None if few_runs else _time_lines(filters, SPAN)
+    timed = None if few_runs else _time_span(filters)
     if few_runs or (timed is not None and timed[0] <= SPARSE):
         # At most SPARSE lines pass the filters: read through their index (log_time,
         # the runs' log_run_seq), each is tested for the words (its vector computed
@@ -102,26 +105,31 @@ def _pg_matching_log_ids(
         ids = [row[0] for row in cursor.fetchall()]
         return ids[:limit], len(ids)
     before, after = filters.get("before"), None
-    if timed is not None and timed[0] <= SPAN:
+    if timed is not None:
         # The time range's lines lie between these ids: the buckets outside hold none.
-        lines, lowest, highest = timed
-        if not lines:
+        _, lowest, highest = timed
+        if highest is None or lowest is None:
             return [], 0
         before, after = min(before or highest + 1, highest + 1), lowest
-    where, params = _filters_sql({**filters, "before": None})
+    where, params = _filters_sql({**filters, "before": None}, tested=True)
     among = Among("line", joins, where, tuple(params), before, after)
     return newest_matches(cursor, LOGS, words, limit, COUNT_CAP, among)
 
 
-def _filters_sql(filters: dict) -> tuple[str, list]:
+def _filters_sql(filters: dict, tested: bool = False) -> tuple[str, list]:
+    """The filters as SQL ANDed to a WHERE, and their parameters. `tested`: the time
+    range is tested on each line read (`IS TRUE`: as a plain range, PostgreSQL reads
+    the log_time index's bitmap of every line of the range, 200,000 at 1 M steps,
+    ANDed to each id bucket's lines holding the words: ~15 ms a bucket)."""
     clauses, params = [], []
+    test = "({}) IS TRUE" if tested else "{}"
     for name, sql in (
         ("level", "line.level = %s"),
         ("step", "step.name = %s"),
         ("type", "run.type = %s"),
         ("format", "run.format = %s"),
-        ("since", "line.time >= %s"),
-        ("until", "line.time <= %s"),
+        ("since", test.format("line.time >= %s")),
+        ("until", test.format("line.time <= %s")),
         ("before", "line.id < %s"),
     ):
         value = filters.get(name)
@@ -147,10 +155,6 @@ def _adapted(name: str, value):
 # index to take.
 SPARSE = 5000
 SPARSE_RUNS = 100
-# PostgreSQL, words and a time range of more lines than SPARSE: when it holds at most
-# SPAN lines (their ids read from log_time, ~5 ms), the id buckets walked are those
-# between its lowest and highest id.
-SPAN = 100_000
 
 
 def _newest_log_ids(filters: dict, limit: int) -> list[int]:
@@ -202,7 +206,7 @@ def _sparse_driver(filters: dict, runs_where: str, runs_params: list) -> str:
     if runs_where and _few_runs_lines(runs_where, runs_params):
         return "log_run_seq"
     timed = _time_lines(filters, SPARSE)
-    if timed is not None and timed[0] <= SPARSE:
+    if timed is not None and timed <= SPARSE:
         return "log_time"
     return ""
 
@@ -220,17 +224,105 @@ def _few_runs_lines(runs_where: str, runs_params: list) -> bool:
     return len(counts) <= SPARSE_RUNS and sum(counts) <= SPARSE
 
 
-def _time_lines(filters: dict, limit: int) -> tuple[int, int | None, int | None] | None:
-    """The lines of the time range (since, until), read from log_time up to `limit`
-    + 1 of them: how many, their lowest and highest id; None without a time filter."""
-    times = [(name, filters.get(name)) for name in ("since", "until") if filters.get(name)]
-    if not times:
+def _time_span(filters: dict) -> tuple[int, int | None, int | None] | None:
+    """PostgreSQL, words: the lines of the time range (since, until), read from
+    log_time up to SPARSE + 1 of them, how many; and ids all its lines lie between (see
+    _id_bounds); None without a time filter."""
+    if not (filters.get("since") or filters.get("until")):
         return None
-    where = " AND ".join(f"time {'>=' if name == 'since' else '<='} %s" for name, _ in times)
+    where, params = _time_sql(filters)
+    (lowest, highest), bounds = _id_bounds(filters)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT COUNT(*), MIN(id), MAX(id) FROM (SELECT id FROM "
-            f"{LogEntry._meta.db_table} WHERE {where} LIMIT {int(limit) + 1}) AS timed",
-            [_adapted(name, value) for name, value in times],
+            f"SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM {LogEntry._meta.db_table} "
+            f"WHERE {where} LIMIT {SPARSE + 1}) AS timed), {lowest}, {highest}",
+            [*params, *bounds],
         )
         return cursor.fetchone()
+
+
+def _id_bounds_sql(rowid: str, filters: dict) -> tuple[str, list]:
+    """SQLite: " AND ..." bounding `rowid` (SQL of a line's id) to the lines below
+    the page's cursor and, in a time range, between its lines' bounds (_id_bounds)."""
+    clauses, params = [], []
+    if filters.get("before"):
+        clauses, params = [f"{rowid} < %s"], [filters["before"]]
+    if filters.get("since") or filters.get("until"):
+        (lowest, highest), bounds = _id_bounds(filters)
+        clauses += [f"{rowid} >= {lowest}", f"{rowid} <= {highest}"]
+        params += bounds
+    return "".join(f" AND {clause}" for clause in clauses), params
+
+
+def _id_bounds(filters: dict) -> tuple[tuple[str, str], list]:
+    """SQL of two ids the lines of the time range (since, until) lie between, and
+    their parameters: the lowest id of the lines from `since` on, the highest of the
+    lines up to `until` (NULL: no such line; 0 or the newest id without that end).
+
+    Log lines are written in about time order, not exactly (a run's lines together, an
+    old file ingested late), so each is found from the buckets' times: the highest
+    coarse id bucket (65,536 ids) whose first time is at most `until`, then its highest
+    fine bucket (1,024 ids) whose first time is, then the highest id of that fine
+    bucket's lines up to `until` (the lowest from `since`, by last times). Each bucket's
+    time is one probe of log_bucket_time or log_fine_time: ~70 probes at 1 M steps,
+    ~130 at 10 M, and at most 1,024 index entries read."""
+    table, bounds, params = LogEntry._meta.db_table, [], []
+    fine = COARSE_BITS - FINE_BITS
+    for name, side, default in (
+        ("since", ("min", "max", ">="), "0"),
+        ("until", ("max", "min", "<="), f"(SELECT max(id) FROM {table})"),
+    ):
+        value = filters.get(name)
+        if not value:
+            bounds.append(default)
+            continue
+        pick, _, compare = side
+        every = (
+            f"(SELECT min(id) FROM {table}) >> {COARSE_BITS}",
+            f"number < (SELECT max(id) FROM {table}) >> {COARSE_BITS}",
+        )
+        coarse = _edge_bucket(side, COARSE_BITS, *every)
+        within = (f"{coarse} << {fine}", f"(number + 1) >> {fine} = number >> {fine}")
+        # `+ 0`: the fine bucket's lines in the range read from its index, not the
+        # table's ids walked from the newest down until one is in the range.
+        bounds.append(
+            f"(SELECT {pick}(line.id + 0) FROM {table} AS line WHERE (line.id >> "
+            f"{FINE_BITS}) = {_edge_bucket(side, FINE_BITS, *within)} "
+            f"AND line.time {compare} %s)"
+        )
+        params += [_adapted(name, value)] * 3
+    return (bounds[0], bounds[1]), params
+
+
+def _edge_bucket(side: tuple[str, str, str], bits: int, start: str, more: str) -> str:
+    """SQL: the highest (lowest) bucket of `bits` from `start` up while `more` holding
+    a line up to (from) the time of the `%s` after it: `side` is (max, min, <=) or
+    (min, max, >=), each bucket's first (last) time read from its index."""
+    pick, first, compare = side
+    return (
+        f"(WITH RECURSIVE bucket(number) AS (SELECT {start} UNION ALL SELECT number + 1 "
+        f"FROM bucket WHERE {more}) SELECT {pick}(number) FROM bucket WHERE (SELECT "
+        f"{first}(edge.time) FROM {LogEntry._meta.db_table} AS edge WHERE (edge.id >> {bits}) "
+        f"= bucket.number) {compare} %s)"
+    )
+
+
+def _time_sql(filters: dict) -> tuple[str, list]:
+    times = [(name, filters.get(name)) for name in ("since", "until") if filters.get(name)]
+    where = " AND ".join(f"time {'>=' if name == 'since' else '<='} %s" for name, _ in times)
+    return where, [_adapted(name, value) for name, value in times]
+
+
+def _time_lines(filters: dict, limit: int) -> int | None:
+    """How many lines the time range (since, until) holds, read from log_time up to
+    `limit` + 1 of them; None without a time filter."""
+    if not (filters.get("since") or filters.get("until")):
+        return None
+    where, params = _time_sql(filters)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM (SELECT id FROM {LogEntry._meta.db_table} "
+            f"WHERE {where} LIMIT {int(limit) + 1}) AS timed",
+            params,
+        )
+        return cursor.fetchone()[0]

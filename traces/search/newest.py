@@ -117,13 +117,17 @@ def newest_keyed(
     flag = [key] if key else []
     where, params = among.clauses()
     source = f"{searched.table} AS {among.alias} {among.joins}"
+    rows_of = _rows_of(searched, among.alias, source)
     # Bitmap scans only: the buckets are the index's, and a walk down the primary key
     # (`ORDER BY id DESC LIMIT n`, the planner's guess) may read the whole table.
     after = among.after or 0
     with planner_settings(cursor, enable_seqscan=False, enable_indexscan=False):
-        walk, walked = _in_bucket(searched, COARSE_BITS, "walk.bucket - 1", words, prefix)
-        cursor.execute(_walk_sql(source, walk + where, cap, after >> COARSE_BITS),
-                       [top >> COARSE_BITS, *walked, *params])  # fmt: skip
+        walk, walked, tested, phrases = _in_bucket(
+            searched, COARSE_BITS, "walk.bucket - 1", words, prefix
+        )
+        counted = rows_of("1", walk + where, tested)
+        cursor.execute(_walk_sql(counted, cap, after >> COARSE_BITS),
+                       [top >> COARSE_BITS, *walked, *params, *phrases])  # fmt: skip
         walked = cursor.fetchall()
         buckets = [(bucket, found - before) for (_, before), (bucket, found) in
                    itertools.pairwise(walked) if found > before]  # fmt: skip
@@ -152,63 +156,90 @@ def newest_keyed(
             )  # fmt: skip
             rows = cursor.fetchall()
         elif few:
-            in_few, matched = _in_bucket(searched, COARSE_BITS, "bucket.number", words, prefix)
-            cursor.execute(_buckets_sql(source, prefix, in_few + where, keyed, limit),
-                           [few, *flag, *matched, *params])  # fmt: skip
+            in_few, matched, tested, phrases = _in_bucket(
+                searched, COARSE_BITS, "bucket.number", words, prefix
+            )
+            hits = rows_of(f"{prefix}id, {keyed} AS keyed", in_few + where, tested)
+            cursor.execute(_buckets_sql(hits, prefix, limit),
+                           [few, *flag, *matched, *params, *phrases])  # fmt: skip
             rows = cursor.fetchall()
         if many is not None and len(rows) < limit:
             first = min((many + 1) * FINE_PER_COARSE, (top >> FINE_BITS) + 1)
             last = max(many * FINE_PER_COARSE, after >> FINE_BITS)
             fine = list(range(first - 1, last - 1, -1))
-            in_fine, matched = _in_bucket(searched, FINE_BITS, "bucket.number", words, prefix)
-            cursor.execute(_buckets_sql(source, prefix, in_fine + where, keyed, limit - len(rows)),
-                           [fine, *flag, *matched, *params])  # fmt: skip
+            in_fine, matched, tested, phrases = _in_bucket(
+                searched, FINE_BITS, "bucket.number", words, prefix
+            )
+            hits = rows_of(f"{prefix}id, {keyed} AS keyed", in_fine + where, tested)
+            cursor.execute(_buckets_sql(hits, prefix, limit - len(rows)),
+                           [fine, *flag, *matched, *params, *phrases])  # fmt: skip
             rows += cursor.fetchall()
     return [row[0] for row in rows], matches, [row[0] for row in rows if row[1]]
 
 
 def _in_bucket(
     searched: SearchedTable, bits: int, bucket: str, words: list[str], row: str
-) -> tuple[str, list]:
+) -> tuple[str, list, str, list]:
     """SQL of the rows of a bucket (`bucket`: SQL of a bigint; `bits`: coarse or fine)
     holding every word, read together from the index, and its parameters: the words
     in the coarse bucket (and the fine bucket's entry) for runs and steps, the bucket
-    AND the words for the log lines."""
+    AND the words' lexemes for the log lines; then what is tested on each row the
+    filters keep (a log line's phrase; "" for runs and steps), and its parameters."""
     if not searched.pg_column:
-        match, matched = pg_match(searched, words, row)
-        return f"{pg_bucket(bits, row)} = {bucket} AND {match}", matched
+        indexed, matched, tested, phrases = pg_match(searched, words, row)
+        return f"{pg_bucket(bits, row)} = {bucket} AND {indexed}", matched, tested, phrases
     query = pg_query(words)
     coarse, fine = bucket, ""
     if bits == FINE_BITS:
         coarse = f"({bucket}) >> {COARSE_BITS - FINE_BITS}"
         fine = f"{pg_bucket(FINE_BITS, row)} = {bucket} AND "
     words_in = pg_in_bucket(searched, coarse, query, row)
-    return f"{fine}{words_in} AND {pg_rechecked(searched, query, row)}", [*words] * 3
+    return f"{fine}{words_in} AND {pg_rechecked(searched, query, row)}", [*words] * 3, "", []
 
 
-def _walk_sql(source: str, match: str, cap: int, lowest: int) -> str:
+def _rows_of(searched: SearchedTable, alias: str, source: str):
+    """A function of (the columns, the rows' SQL over the source, what is then tested
+    on each of them): SQL selecting those columns of the rows (`source`: the table as
+    `alias` and its joins). A test is made on the rows the filters kept (a subquery
+    the planner keeps whole, OFFSET 0): as one WHERE, a log line's phrase is tested
+    (its vector computed again, ~5 µs) on every line the index gives before a join
+    (a step's name) drops it."""
+
+    def rows(columns: str, match: str, tested: str) -> str:
+        if not tested:
+            return f"SELECT {columns} FROM {source} WHERE {match}"
+        kept = ", ".join(f"{alias}.{column}" for column in ("id", *searched.columns))
+        return (
+            f"SELECT {columns} FROM (SELECT {kept} FROM {source} WHERE {match} OFFSET 0) "
+            f"AS {alias} WHERE {tested}"
+        )
+
+    return rows
+
+
+def _walk_sql(counted: str, cap: int, lowest: int) -> str:
     """(bucket, matches found from the newest bucket to it), from the one past the
     newest (0 found) down, until more than `cap` are found or bucket `lowest` is read
-    (`match`: the rows of bucket `walk.bucket - 1`)."""
+    (`counted`: the rows of bucket `walk.bucket - 1`)."""
     return (
         f"WITH RECURSIVE walk(bucket, found) AS ("
         f"SELECT %s::bigint + 1, 0::bigint UNION ALL "
-        f"SELECT bucket - 1, found + (SELECT count(*) FROM (SELECT 1 FROM {source} "
-        f"WHERE {match} LIMIT {int(cap) + 1}) AS counted) "
+        f"SELECT bucket - 1, found + (SELECT count(*) FROM ({counted} "
+        f"LIMIT {int(cap) + 1}) AS counted) "
         f"FROM walk WHERE bucket > {int(lowest)} AND found <= {int(cap)}) "
         "SELECT bucket, found FROM walk ORDER BY bucket DESC"
     )
 
 
-def _buckets_sql(source: str, row: str, match: str, keyed: str, limit: int) -> str:
+def _buckets_sql(hits: str, row: str, limit: int) -> str:
     """The newest `limit` matches of the buckets listed in the first parameter
-    (`match`: the rows of bucket `bucket.number`, coarse or fine), newest first, a
-    bucket at a time (a nested loop: each bucket's matches sorted, the walk stopping at
-    the limit). Each bucket is an equality to the loop's value, so the index reads
-    bucket and words together: as `= ANY(array)`, the planner may read a phrase's whole
-    posting list instead (it guesses a phrase matches one row)."""
+    (`hits`: the id and keyed flag of the rows of bucket `bucket.number`, coarse or
+    fine), newest first, a bucket at a time (a nested loop: each bucket's matches
+    sorted, the walk stopping at the limit). Each bucket is an equality to the loop's
+    value, so the index reads bucket and words together: as `= ANY(array)`, the
+    planner may read a phrase's whole posting list instead (it guesses a phrase
+    matches one row)."""
     return (
         f"SELECT hit.id, hit.keyed FROM unnest(%s::bigint[]) AS bucket(number) "
-        f"CROSS JOIN LATERAL (SELECT {row}id, {keyed} AS keyed FROM {source} "
-        f"WHERE {match} ORDER BY {row}id DESC) AS hit LIMIT {int(limit)}"
+        f"CROSS JOIN LATERAL ({hits} ORDER BY {row}id DESC) AS hit LIMIT {int(limit)}"
     )
