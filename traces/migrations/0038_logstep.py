@@ -17,7 +17,7 @@ def bucket(bits: int) -> CombinedExpression:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("traces", "0036_pgsearch4"),
+        ("traces", "0037_sqlbody"),
     ]
 
     operations = [
