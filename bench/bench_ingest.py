@@ -27,8 +27,8 @@ least half the raw copy's speed"); the CPU ratio divides the two processes' own
 CPU times (`time.process_time()`), which a machine shared with other work
 inflates far less than wall time (on PostgreSQL it leaves out the server's CPU:
 the "server CPU" column is our connection's backend's, read from /proc, and the last
-ratio adds it to ours); rows/s are given each with its own count (the workflow copy writes events.db rows
-that we merge into log rows).
+ratio adds it to ours); rows/s are given each with its own count (the workflow copy
+writes events.db rows that we merge into log rows).
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ their columns ANALYZE samples (migration 0037_pgcopy; RESULTS §17d). SQLite: no
 
 from __future__ import annotations
 
+from django.db import DatabaseError
+
 # The tables an ingest writes rows to (read models' counters excepted: short rows).
 WRITTEN_TABLES = (
     "traces_run", "traces_step", "traces_call", "traces_entitylink", "traces_logentry",
@@ -60,7 +62,7 @@ def lz4_supported(cursor) -> bool:
     cursor.execute("SAVEPOINT tracer_lz4")
     try:
         cursor.execute("SET LOCAL default_toast_compression = lz4")
-    except Exception:  # noqa: BLE001 - the server's own refusal, whatever its class
+    except DatabaseError:  # an invalid value for the setting
         supported = False
     else:
         supported = True
