@@ -8,7 +8,7 @@ from django.db import connection
 
 from traces.ingest import statistics
 from traces.ingest.loader import ingest_paths
-from traces.models import Step
+from traces.models import LogEntry, Run, Step
 
 pytestmark = pytest.mark.django_db
 
@@ -48,6 +48,8 @@ def analyze_statements(read) -> list[str]:
 
 def test_a_large_ingest_refreshes_the_statistics_on_postgresql_only(samples, monkeypatch):
     monkeypatch.setattr(statistics, "ANALYZE_AFTER_ROWS", 100)
+    # Whatever an earlier test's ANALYZE counted (pg_class is not rolled back).
+    monkeypatch.setattr(statistics, "GROWTH", 0.0)
     reports = []
     statements = analyze_statements(lambda: reports.append(ingest_paths([samples / "runs"])))
     assert statistics.rows_written(reports[0]) >= 100
@@ -75,3 +77,52 @@ def test_the_statistics_are_refreshed_once_per_ingest_not_per_file(samples, monk
     report = ingest_paths([samples])
     assert len([r for r in report.files if r.outcome == "ingested"]) > 1
     assert analyzed == [connection.vendor == "postgresql"]
+
+
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="PostgreSQL's statistics (SQLite keeps none)"
+)
+
+
+@postgresql_only
+def test_only_the_tables_an_ingest_grew_by_a_share_are_analyzed(samples, monkeypatch):
+    """A store of many steps given a few more keeps its steps' statistics (and the
+    failures' read models', which follow the steps); its runs, a new share of their
+    table, are analyzed; a table the ingest did not write (log lines) is left alone."""
+    monkeypatch.setattr(statistics, "ANALYZE_AFTER_ROWS", 1)
+    monkeypatch.setattr(
+        statistics,
+        "counted_rows",
+        lambda tables: {t: 10**9 if t == "traces_step" else 0 for t in tables},
+    )
+    reports = []
+    statements = analyze_statements(lambda: reports.append(ingest_paths([samples / "runs"])))
+    written = statistics.written_by_table(reports[0])
+    assert written["traces_step"] > 0 and written["traces_run"] > 0
+    assert written["traces_logentry"] == 0 and not LogEntry.objects.exists()
+    assert len(statements) == 1
+    analyzed = statements[0].removeprefix("ANALYZE ").split(", ")
+    assert "traces_run" in analyzed
+    assert not {"traces_step", "traces_failurecause", "traces_logentry"} & set(analyzed)
+
+
+@postgresql_only
+def test_an_ingest_into_a_store_too_large_for_it_to_move_runs_no_analyze(samples, monkeypatch):
+    monkeypatch.setattr(statistics, "ANALYZE_AFTER_ROWS", 1)
+    monkeypatch.setattr(statistics, "counted_rows", lambda tables: dict.fromkeys(tables, 10**9))
+    assert analyze_statements(lambda: ingest_paths([samples / "runs"])) == []
+    assert Run.objects.exists()
+
+
+@postgresql_only
+def test_the_json_columns_are_left_out_of_the_statistics(samples, monkeypatch):
+    """pg_storage: no query filters on a JSON value, and they are the dearest to sample;
+    the steps' other columns keep theirs."""
+    monkeypatch.setattr(statistics, "ANALYZE_AFTER_ROWS", 1)
+    monkeypatch.setattr(statistics, "GROWTH", 0.0)
+    ingest_paths([samples / "runs"])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT attname FROM pg_stats WHERE tablename = 'traces_step'")
+        sampled = {name for (name,) in cursor.fetchall()}
+    assert {"run_id", "status", "name", "search_doc"} <= sampled
+    assert not {"input", "output", "attributes"} & sampled

@@ -350,6 +350,26 @@ def test_entity_links_and_subjects_walk_an_index(entity_run):
     assert_walks_an_index(lambda: queries.entities.subjects_page("order", "o-1", {}))
 
 
+def index_sql(name: str) -> str:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_get_indexdef(%s::regclass)", [name])
+        else:
+            cursor.execute("SELECT sql FROM sqlite_master WHERE name = %s", [name])
+        return cursor.fetchone()[0]
+
+
+def test_the_subject_index_holds_only_the_steps_with_a_subject_and_serves_the_list(entity_run):
+    """step_entity_seen is partial (most steps have no subject entity, and each entry
+    cost PostgreSQL's COPY ~3 µs a step); the subject list says its condition, so both
+    databases read it, newest first."""
+    assert "WHERE" in index_sql("step_entity_seen").upper()
+    assert "entity_type" in index_sql("step_entity_seen").upper().split("WHERE")[1].lower()
+    plans = plans_from(lambda: queries.entities.subjects_page("order", "o-1", {}), "traces_step")
+    assert plans and all(any("step_entity_seen" in node for node in plan) for _, plan in plans)
+    assert len(queries.entities.subjects_page("order", "o-1", {}).items) > 0
+
+
 def test_entity_recent_external_ids_walk_an_index(entity_run):
     read = lambda: queries.entities._recent_external_ids("order", "o-1")  # noqa: E731
     assert read() == ["x-0", "x-1", "x-2", "x-3"]

@@ -61,7 +61,7 @@ def _subjects_by_run(where: str) -> str:
     return (
         f"SELECT entity_type, entity_id, run_id, {zeros}, COUNT(*), "
         f"MIN(entity_seen_at), MAX(entity_seen_at), '' "
-        f"FROM {_STEPS} WHERE entity_type <> '' AND {where} "
+        f"FROM {_STEPS} WHERE entity_type > '' AND {where} "
         f"GROUP BY entity_type, entity_id, run_id"
     )
 

@@ -230,8 +230,9 @@ def entity_links(entity_type: str, entity_id: str) -> QuerySet:
 
 
 def subject_steps(entity_type: str, entity_id: str) -> QuerySet:
-    """Steps whose own subject is the entity (Step.entity_type/entity_id)."""
-    return Step.objects.filter(entity_type=entity_type, entity_id=entity_id)
+    """Steps whose own subject is the entity (Step.entity_type/entity_id), read from
+    the steps-with-a-subject index (its condition said, for SQLite)."""
+    return Step.objects.filter(entity_type__gt="", entity_type=entity_type, entity_id=entity_id)
 
 
 def subject_step_rows(entity_type: str, entity_id: str) -> QuerySet:
