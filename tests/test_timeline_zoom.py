@@ -330,3 +330,24 @@ def test_100000_steps_cost_the_queries_10_steps_do(client):
     assert f"estimated from {MINIMAP_SAMPLE:,} steps" in html
     failed = Step.objects.filter(run=big, status="failed").count()
     assert 0 < shapes(html, "mm-failed") <= failed
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="SQLite's julianday is a float")
+def test_the_minimap_s_start_times_are_the_exact_times_rounded_once():
+    """The database gives each start as ms since the epoch, rounded to a float once:
+    on PostgreSQL cast from the exact numeric, as float() of its Decimal would be."""
+    from decimal import Decimal
+
+    from traces.queries.timeline import _EPOCH, _epoch_ms
+
+    run = make_run(step_count=7)
+    steps = add_steps(run, 7)
+    for index, step in enumerate(steps):
+        step.started_at = T0 + timedelta(microseconds=123_457 * index + 999_999 * index**3)
+        step.save(update_fields=["started_at"])
+    got = _epoch_ms(Step.objects.filter(run=run).order_by("seq"))
+    exact = [
+        float(Decimal((step.started_at - _EPOCH) // timedelta(microseconds=1)) / 1000)
+        for step in steps
+    ]
+    assert got == exact

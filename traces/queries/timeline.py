@@ -301,7 +301,10 @@ def _epoch_ms(steps, limit: int | None = None) -> list[float]:
     """The steps' start times as ms since the epoch, computed by the database: a
     time made a datetime by Django costs ~5 µs a row, thousands per minimap."""
     if connection.vendor == "postgresql":
-        epoch = "extract(epoch FROM started_at) * 1000.0"
+        # As float8, cast from the exact numeric (correctly rounded, as float() of the
+        # Decimal was): a numeric column costs its text and a Decimal per row (~1 µs
+        # each, and 3 ms more of the server's time for 3,000 failed steps).
+        epoch = "(extract(epoch FROM started_at) * 1000.0)::float8"
     else:
         epoch = "(julianday(started_at) - 2440587.5) * 86400000.0"
     query = steps.annotate(ms=RawSQL(epoch, [])).values_list("ms", flat=True)[:limit]
