@@ -351,3 +351,33 @@ def test_the_minimap_s_start_times_are_the_exact_times_rounded_once():
         for step in steps
     ]
     assert got == exact
+
+
+def test_the_whole_run_reads_no_step_begun_before_its_first_start(client):
+    """The whole run's first page: with the run's first step start noted, no step can
+    have begun before the window, so the two reads of those that did are not made; a
+    step that began before the run's own start is still listed."""
+    run = big_run(3, 20)
+    add_steps(run, 1, name="warm-up")
+    early = Step.objects.get(run=run, name="warm-up")
+    Step.objects.filter(pk=early.pk).update(
+        started_at=T0 - timedelta(seconds=30),
+        finished_at=T0 + timedelta(seconds=5),
+        duration_ms=35_000.0,
+    )
+    url = timeline_url(run)
+    Run.objects.filter(pk=run.pk).update(steps_started_at=T0 - timedelta(seconds=30))
+    assert "warm-up" in timeline_section(queries_of(client, url)[0])
+    Step.objects.filter(pk=early.pk).delete()
+    # A bound below the first start (the reads made), then the first start itself.
+    Run.objects.filter(pk=run.pk).update(steps_started_at=T0 - timedelta(hours=1))
+    read, read_count = queries_of(client, url)
+    Run.objects.filter(pk=run.pk).update(steps_started_at=T0)
+    skipped, skipped_count = queries_of(client, url)
+    assert timeline_section(skipped) == timeline_section(read)
+    assert len(row_keys(skipped)) == 63
+    assert skipped_count == read_count - 2
+
+
+def timeline_section(html: str) -> str:
+    return re.search(r'<section class="timeline-wrap".*?</section>', html, re.S).group(0)

@@ -191,7 +191,11 @@ def overlapping(
     until = run.live_until or timezone.now()
     page.items = [step for step in page.items if _is_open(step, low, until)]
     open_before: list[Step] = []
-    if page.prev_cursor is None:
+    # None can have begun before `low - short` when the run's first step start (kept
+    # with the run at ingest) is not before it: the whole run's first page, two
+    # queries fewer.
+    first = run.steps_started_at
+    if page.prev_cursor is None and (first is None or first < low - short):
         earlier = steps.filter(started_at__lt=low - short).filter(maybe_open)
         # The longest first: ordered by (run, duration_ms) itself, not by start (SQLite
         # would walk (run, started_at) from the run's start to keep that order).
