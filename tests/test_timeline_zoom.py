@@ -381,3 +381,31 @@ def test_the_whole_run_reads_no_step_begun_before_its_first_start(client):
 
 def timeline_section(html: str) -> str:
     return re.search(r'<section class="timeline-wrap".*?</section>', html, re.S).group(0)
+
+
+def test_the_minimap_s_tick_places_are_the_clamped_rounded_fractions():
+    import math
+    import random
+
+    from traces.queries.timeline import tick_places
+
+    def reference(starts, origin, span):
+        return sorted({round(min(max((ms - origin) / span, 0.0), 1.0) * 1000, 1) for ms in starts})
+
+    pick = random.Random(13)
+    origin, span = 1_789_000_000_123.456, 86_400_000.0
+    starts = [origin + pick.uniform(-0.1, 1.1) * span for _ in range(5_000)]
+    starts += [
+        origin,
+        origin + span,
+        origin - 0.0,
+        origin + span * 0.00005,
+        origin + span * 0.99995,
+    ]
+    got = tick_places(starts, origin, span)
+    assert got == reference(starts, origin, span)
+    assert got[0] == 0.0 and got[-1] == 1000.0 and len(got) == len(set(got))
+    # A start at the axis's origin in a negative zero's sign, as min() and max() kept it.
+    assert [math.copysign(1, x) for x in tick_places([-0.0], 0.0, 1.0)] == [
+        math.copysign(1, x) for x in reference([-0.0], 0.0, 1.0)
+    ]

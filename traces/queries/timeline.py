@@ -268,9 +268,10 @@ def minimap(run: Run, span_ms: float, *, buckets: int = MINIMAP_BUCKETS) -> Mini
     # No filter on started_at (SQLite would walk (run, started_at), the whole run).
     starts = [ms - origin for ms in _epoch_ms(steps)]
     counts = [0] * buckets
+    last = buckets - 1
     for offset in starts:
         at = int(offset / span_ms * buckets)
-        counts[min(max(at, 0), buckets - 1)] += 1
+        counts[0 if at < 0 else last if at > last else at] += 1
     peak = max(counts) or 1
     width = 1000 / buckets
     bars = [
@@ -284,13 +285,21 @@ def minimap(run: Run, span_ms: float, *, buckets: int = MINIMAP_BUCKETS) -> Mini
     ).order_by("started_at")
     failed_starts = _epoch_ms(failed_rows, MINIMAP_FAILED + 1)
     capped = len(failed_starts) > MINIMAP_FAILED
-    ticks = sorted(
-        {
-            round(min(max((ms - origin) / span_ms, 0.0), 1.0) * 1000, 1)
-            for ms in failed_starts[:MINIMAP_FAILED]
-        }
-    )
+    ticks = tick_places(failed_starts[:MINIMAP_FAILED], origin, span_ms)
     return Minimap(bars, ticks, capped, 0 if exact else len(starts), exact)
+
+
+def tick_places(starts: list[float], origin: float, span_ms: float) -> list[float]:
+    """Where starts (ms since the epoch) fall on the minimap's 0..1000, to a tenth,
+    each place once, in order: round(min(max((ms - origin) / span_ms, 0.0), 1.0) *
+    1000, 1), the clamps written inline (min() and max() were half of ~2 ms for
+    3,000 failed steps)."""
+    places = set()
+    add = places.add
+    for ms in starts:
+        at = (ms - origin) / span_ms
+        add(round((0.0 if at < 0.0 else 1.0 if at > 1.0 else at) * 1000, 1))
+    return sorted(places)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
