@@ -263,7 +263,9 @@ def minimap(run: Run, span_ms: float, *, buckets: int = MINIMAP_BUCKETS) -> Mini
             # statement's 1,000 placeholders to build, bind and plan (~1 ms of planning).
             steps = steps.filter(seq_in_array(sample))
         else:
-            steps = steps.filter(seq__in=sample)
+            # The list written out at once: `seq__in` had the ORM prepare each of the
+            # 1,000 values (~2 ms).
+            steps = steps.filter(seq_in_list(sample))
     origin = ms_between(_EPOCH, start)
     # No filter on started_at (SQLite would walk (run, started_at), the whole run).
     starts = [ms - origin for ms in _epoch_ms(steps)]
@@ -308,6 +310,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def seq_in_array(seqs: list[int]) -> RawSQL:
     """PostgreSQL: `seq = ANY(%s)`, the list one int[] parameter."""
     return RawSQL('"traces_step"."seq" = ANY(%s::int[])', [seqs], output_field=BooleanField())
+
+
+def seq_in_list(seqs: list[int]) -> RawSQL:
+    """SQLite: `seq IN (%s, ...)`, a placeholder per seq."""
+    marks = ", ".join(["%s"] * len(seqs))
+    return RawSQL(f'"traces_step"."seq" IN ({marks})', seqs, output_field=BooleanField())
 
 
 def _epoch_ms(steps, limit: int | None = None) -> list[float]:
