@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from django.db import connection
-from django.db.models import BooleanField, Q, Sum
+from django.db.models import BooleanField, F, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -21,6 +21,7 @@ from traces.pagination import Page, keyset_page
 
 from .find import few_matches
 from .find import matching as find_matching
+from .rows import fast_rows
 from .steps import only_failed_subtrees, step_rows
 
 TIMELINE_WINDOW = 300
@@ -186,7 +187,7 @@ def overlapping(
         Q(started_at__gte=low) | maybe_open
     )
     page = keyset_page(
-        step_rows(near), "started_at", descending=False, after=after, before=before, size=size
+        window_rows(near), "started_at", descending=False, after=after, before=before, size=size
     )
     until = run.live_until or timezone.now()
     page.items = [step for step in page.items if _is_open(step, low, until)]
@@ -210,16 +211,30 @@ def overlapping(
         )
         found = {}
         for queryset in (long_ones, unknown):
-            for step in step_rows(queryset)[:size]:
+            for step in window_rows(queryset)[:size]:
                 if _is_open(step, low, until):
                     found[step.pk] = step
         open_before = sorted(found.values(), key=lambda s: (s.started_at, s.pk))[:size]
     unstarted: list[Step] = []
     if whole_run and page.next_cursor is None:
         unstarted = list(
-            step_rows(steps.filter(started_at__isnull=True)).order_by("seq", "id")[:size]
+            window_rows(steps.filter(started_at__isnull=True)).order_by("seq", "id")[:size]
         )
     return TimeWindow(open_before, page, unstarted)
+
+
+# What a time window's row shows (row_html.timeline_rows, the sibling labels, the bar and
+# its tip): not the tree row's every column (step_rows), nor its error's head and length.
+WINDOW_ROW_FIELDS = (
+    "id", "run_id", "parent_id", "key", "seq", "depth", "name", "status", "started_at",
+    "finished_at", "duration_ms", "loop_index", "items_failed", "child_count", "critical_ms",
+)  # fmt: skip
+
+
+def window_rows(queryset: QuerySet) -> QuerySet:
+    """A time window's rows: WINDOW_ROW_FIELDS and the parent's key (~40 % of the CPU
+    time of step_rows' 301 rows to read)."""
+    return fast_rows(queryset.only(*WINDOW_ROW_FIELDS).annotate(parent_key=F("parent__key")))
 
 
 def _is_open(step: Step, low: datetime, until: datetime) -> bool:
