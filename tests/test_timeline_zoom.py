@@ -330,3 +330,82 @@ def test_100000_steps_cost_the_queries_10_steps_do(client):
     assert f"estimated from {MINIMAP_SAMPLE:,} steps" in html
     failed = Step.objects.filter(run=big, status="failed").count()
     assert 0 < shapes(html, "mm-failed") <= failed
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="SQLite's julianday is a float")
+def test_the_minimap_s_start_times_are_the_exact_times_rounded_once():
+    """The database gives each start as ms since the epoch, rounded to a float once:
+    on PostgreSQL cast from the exact numeric, as float() of its Decimal would be."""
+    from decimal import Decimal
+
+    from traces.queries.timeline import _EPOCH, _epoch_ms
+
+    run = make_run(step_count=7)
+    steps = add_steps(run, 7)
+    for index, step in enumerate(steps):
+        step.started_at = T0 + timedelta(microseconds=123_457 * index + 999_999 * index**3)
+        step.save(update_fields=["started_at"])
+    got = _epoch_ms(Step.objects.filter(run=run).order_by("seq"))
+    exact = [
+        float(Decimal((step.started_at - _EPOCH) // timedelta(microseconds=1)) / 1000)
+        for step in steps
+    ]
+    assert got == exact
+
+
+def test_the_whole_run_reads_no_step_begun_before_its_first_start(client):
+    """The whole run's first page: with the run's first step start noted, no step can
+    have begun before the window, so the two reads of those that did are not made; a
+    step that began before the run's own start is still listed."""
+    run = big_run(3, 20)
+    add_steps(run, 1, name="warm-up")
+    early = Step.objects.get(run=run, name="warm-up")
+    Step.objects.filter(pk=early.pk).update(
+        started_at=T0 - timedelta(seconds=30),
+        finished_at=T0 + timedelta(seconds=5),
+        duration_ms=35_000.0,
+    )
+    url = timeline_url(run)
+    Run.objects.filter(pk=run.pk).update(steps_started_at=T0 - timedelta(seconds=30))
+    assert "warm-up" in timeline_section(queries_of(client, url)[0])
+    Step.objects.filter(pk=early.pk).delete()
+    # A bound below the first start (the reads made), then the first start itself.
+    Run.objects.filter(pk=run.pk).update(steps_started_at=T0 - timedelta(hours=1))
+    read, read_count = queries_of(client, url)
+    Run.objects.filter(pk=run.pk).update(steps_started_at=T0)
+    skipped, skipped_count = queries_of(client, url)
+    assert timeline_section(skipped) == timeline_section(read)
+    assert len(row_keys(skipped)) == 63
+    assert skipped_count == read_count - 2
+
+
+def timeline_section(html: str) -> str:
+    return re.search(r'<section class="timeline-wrap".*?</section>', html, re.S).group(0)
+
+
+def test_the_minimap_s_tick_places_are_the_clamped_rounded_fractions():
+    import math
+    import random
+
+    from traces.queries.timeline import tick_places
+
+    def reference(starts, origin, span):
+        return sorted({round(min(max((ms - origin) / span, 0.0), 1.0) * 1000, 1) for ms in starts})
+
+    pick = random.Random(13)
+    origin, span = 1_789_000_000_123.456, 86_400_000.0
+    starts = [origin + pick.uniform(-0.1, 1.1) * span for _ in range(5_000)]
+    starts += [
+        origin,
+        origin + span,
+        origin - 0.0,
+        origin + span * 0.00005,
+        origin + span * 0.99995,
+    ]
+    got = tick_places(starts, origin, span)
+    assert got == reference(starts, origin, span)
+    assert got[0] == 0.0 and got[-1] == 1000.0 and len(got) == len(set(got))
+    # A start at the axis's origin in a negative zero's sign, as min() and max() kept it.
+    assert [math.copysign(1, x) for x in tick_places([-0.0], 0.0, 1.0)] == [
+        math.copysign(1, x) for x in reference([-0.0], 0.0, 1.0)
+    ]

@@ -15,6 +15,7 @@ from django.db.models.functions import Length, Substr
 from traces.models import Call, EntityLink, LogEntry, Status, Step
 from traces.pagination import PAGE_SIZE, Page, cursors_of, encode_cursor, keyset_page
 
+from .rows import fast_rows
 from .runs import RUN_REF_FIELDS, RUN_VALUE_FIELDS
 
 TREE_WINDOW = 200
@@ -45,10 +46,12 @@ STEP_ROW_FIELDS = (
 def step_rows(queryset: QuerySet) -> QuerySet:
     """Row columns, the parent's key, and the head of the error (never the whole of a
     long one) with its length."""
-    return queryset.only(*STEP_ROW_FIELDS).annotate(
-        parent_key=F("parent__key"),
-        error_head=Substr("error", 1, ERROR_HEAD),
-        error_length=Length("error"),
+    return fast_rows(
+        queryset.only(*STEP_ROW_FIELDS).annotate(
+            parent_key=F("parent__key"),
+            error_head=Substr("error", 1, ERROR_HEAD),
+            error_length=Length("error"),
+        )
     )
 
 

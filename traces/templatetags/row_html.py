@@ -345,8 +345,11 @@ def _timeline_row(step, selected_key) -> str:
     status, tip = _e(step.status), _e(step.tip)
     bar = ""
     if step.bar:
-        x, width = _e(step.bar["x"]), _e(step.bar["width"])
-        bar = f'<rect class="{status}" x="{x}" y="0" width="{width}" height="1"/>'
+        # Numbers formatted by the view (run_tabs._bar): nothing in them to escape.
+        bar = (
+            f'<rect class="{status}" x="{step.bar["x"]}" y="0"'
+            f' width="{step.bar["width"]}" height="1"/>'
+        )
     url = getattr(step, "panel_url", None)
     if url is None:
         url = f"{step.url}?tab=timeline" if step.url else ""
@@ -376,16 +379,16 @@ def _timeline_row(step, selected_key) -> str:
         title, tip = f"{name} · {said}", f"{tip} · {said}"
         label = f' <span class="t-sib">{label}</span>'
     return (
-        f'\n    <li class="timeline-row {_e(step.depth_class)}{selected}'
+        f'\n    <li class="timeline-row {step.depth_class}{selected}'
         f'{getattr(step, "find_class", "")}" data-row tabindex="-1"'
         f' data-tip="{tip}" data-key="{_e(step.key)}"{parent_attr}>\n'
         f'      <span class="t-label" title="{title}">{fold}'
-        f'<span class="t-icon s-{status}" aria-label="{status}">{_e(status_icon(step.status))}'
+        f'<span class="t-icon s-{status}" aria-label="{status}">{status_icon(step.status)}'
         "</span>\n"
         f"        {link}{_CRITICAL_MARK if critical else ''}{label}</span>\n"
         '      <svg class="timeline-track" viewBox="0 0 100 1" preserveAspectRatio="none"'
         f' role="img" aria-label="{tip}">{bar}</svg>\n'
-        f'      <span class="num t-dur">{_e(human_duration(step.duration_ms))}</span>\n'
+        f'      <span class="num t-dur">{human_duration(step.duration_ms)}</span>\n'
         "    </li>\n    "
     )
 

@@ -285,8 +285,14 @@ def _has_step_times(run: Run) -> bool:
     return Step.objects.filter(run_id=run.pk, started_at__isnull=False).exists()
 
 
-# The zoom controls and their keys (timeline.js); their labels are in the template.
-ZOOM_KEYS = (("in", "w"), ("out", "s"), ("left", "a"), ("right", "d"), ("reset", "0"))
+# The zoom controls: their keys (timeline.js), labels and titles.
+ZOOM_CONTROLS = (
+    ("in", "w", "+ zoom in", "Zoom in ×2 (w or +)"),  # noqa: RUF001
+    ("out", "s", "− zoom out", "Zoom out ×2 (s or −)"),  # noqa: RUF001
+    ("left", "a", "‹ earlier", "Earlier: pan left by half a window (a)"),  # noqa: RUF001
+    ("right", "d", "later ›", "Later: pan right by half a window (d)"),  # noqa: RUF001
+    ("reset", "0", "whole run", "Show the whole run (0)"),
+)
 # The narrowest window the zoom goes to, in ms.
 MIN_WINDOW_MS = 1.0
 MINIMAP_HEIGHT = 40
@@ -348,7 +354,10 @@ def _zoom_controls(base: str, keep: dict, from_ms: float, to_ms: float, span_ms:
         "right": url(right_hi - width, right_hi) if to_ms < span_ms else "",
         "reset": url(0.0, span_ms) if width < span_ms else "",
     }
-    return [{"name": name, "key": key, "url": urls[name]} for name, key in ZOOM_KEYS]
+    return [
+        {"name": name, "key": key, "url": urls[name], "label": label, "title": title}
+        for name, key, label, title in ZOOM_CONTROLS
+    ]
 
 
 def _minimap_context(minimap, from_ms: float, to_ms: float, span_ms: float) -> dict:
