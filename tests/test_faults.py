@@ -109,9 +109,13 @@ def _interrupted(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
     try:
         return process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as late:
-        process.kill()
-        _out, errors = process.communicate()
-        message = f"still running {timeout} s after Ctrl-C; stderr: {errors[-2000:]}"
+        process.send_signal(signal.SIGABRT)  # its threads' stacks, by faulthandler
+        try:
+            _out, errors = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _out, errors = process.communicate()
+        message = f"still running {timeout} s after Ctrl-C; stderr: {errors[-6000:]}"
         raise AssertionError(message) from late
 
 
@@ -124,7 +128,7 @@ def test_a_duckflux_file_rewritten_hundreds_of_times_while_watched_ends_as_one_f
     trace = watched / Path(DUCKFLUX_SAMPLE).name
     opening = {"execution": dict(final["execution"], status="running"), "steps": []}
     trace.write_text(json.dumps(opening))
-    env = site_env(tmp_path / "site")
+    env = site_env(tmp_path / "site", PYTHONFAULTHANDLER="1")
     (tmp_path / "site").mkdir()
     watcher = manage(env, "ingest", str(watched), "--watch", "--interval", "0.05", "--json")
     try:
