@@ -130,7 +130,12 @@ def test_a_duckflux_file_rewritten_hundreds_of_times_while_watched_ends_as_one_f
     trace.write_text(json.dumps(opening))
     env = site_env(tmp_path / "site", PYTHONFAULTHANDLER="1")
     (tmp_path / "site").mkdir()
-    watcher = manage(env, "ingest", str(watched), "--watch", "--interval", "0.05", "--json")
+    # Its Ctrl-C heard even when the tests run as a shell's background job, which
+    # ignores SIGINT for all its children.
+    watcher = manage(
+        env, "ingest", str(watched), "--watch", "--interval", "0.05", "--json",
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     try:
         assert wait_for(lambda: Run.objects.exists(), 20), "the watcher never ingested the file"
         writes = rewrite_duckflux(
