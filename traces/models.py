@@ -462,11 +462,21 @@ class Step(Outcome, ItemProgress):
             # Failed steps across runs, newest first by their failure's time (failed_at),
             # in a range of it; ends with `synthetic` for the count, as the next one, and
             # `failed_at_estimated`, which the failing-now strip counts apart and the
-            # list's `times=` filter keeps, both from the index alone. It leads with the
-            # (constant) status so SQLite, without statistics, prefers it to the next
-            # one's equal `status = ?` prefix and sorts nothing.
+            # list's `times=` filter keeps, both from the index alone, and the cause, which
+            # that filter's causes box then groups from the index alone too (the read
+            # model does not split by estimate: 33 ms of heap blocks for a day's 17,000
+            # failures at 10 M steps). It leads with the (constant) status so SQLite,
+            # without statistics, prefers it to the next one's equal `status = ?` prefix
+            # and sorts nothing.
             KeysetIndex(
-                fields=["status", "-failed_at", "-id", "synthetic", "failed_at_estimated"],
+                fields=[
+                    "status",
+                    "-failed_at",
+                    "-id",
+                    "synthetic",
+                    "failed_at_estimated",
+                    "error_cause",
+                ],
                 condition=models.Q(status="failed"),
                 name="step_failed_at",
             ),

