@@ -3,10 +3,12 @@ message, so the log search matches a level inside FTS5 (search/logs.py; a common
 word at a level none of its lines has read its 200,000 matches, each joined to its
 line). The words are matched in the message column alone. The table is built again
 (every message tokenised: ~N s at 1 M steps, RESULTS §17e), in batches of FILL_BATCH
-ids, each its own transaction (not atomic). PostgreSQL: nothing (its GIN index holds
-the level already, 0034)."""
+ids, each its own transaction (not atomic); PostgreSQL's GIN index holds the level
+already (0034). Both: the steps' index `step_name (name, id)`, from which the log
+search reads a step name's steps (PostgreSQL: hashed, ~10,000 for a common name, not
+found by reading all of step_run_name; SQLite: whether any step has the name)."""
 
-from django.db import migrations
+from django.db import migrations, models
 
 from traces.search import index
 
@@ -52,4 +54,8 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunPython(forward, backward),
+        migrations.AddIndex(
+            model_name="step",
+            index=models.Index(fields=["name", "id"], name="step_name"),
+        ),
     ]
