@@ -1063,3 +1063,21 @@ def test_log_search_for_a_step_name_no_step_has_reads_no_line(named_steps):
     assert (found.count, found.items) == (0, [])
     assert instructions < 3_000, instructions
     assert search_logs("fetch_charges", {"step": "fetch"}).count == 3_000 // 20
+
+
+def test_the_newest_lines_of_a_step_name_are_walked_newest_first(named_steps):
+    """SQLite, without words: the newest lines of a step name are read newest first
+    through the primary key, each joined to its step, until a page passes; not the
+    name's steps from step_name, all their lines read and sorted."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's planner (PostgreSQL weighs it with its statistics)")
+    from traces.search.logs import search_logs
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    read = lambda: search_logs("", {"step": "fetch"})  # noqa: E731
+    assert [line.pk for line in read().items] == list(
+        LogEntry.objects.filter(step__name="fetch").order_by("-pk").values_list("pk", flat=True)
+    )[:50]
+    [plan] = [plan for sql, plan in plans_of(read) if "ORDER BY line.id DESC" in sql]
+    assert not any("TEMP B-TREE" in step or "step_name" in step for step in plan), plan

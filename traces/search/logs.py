@@ -188,7 +188,8 @@ def _newest_log_ids(filters: dict, limit: int) -> list[int]:
         params += runs_params
     for name, sql in (
         ("level", "line.level = %s"),
-        ("step", "step.name = %s"),
+        # SQLite: not from step_name, the name's steps' lines all read and sorted.
+        ("step", f"{walk}step.name = %s"),
         ("since", f"{walk}line.time >= %s"),
         ("until", f"{walk}line.time <= %s"),
         ("before", "line.id < %s"),
