@@ -2,7 +2,7 @@
 message, so the log search matches a level inside FTS5 (search/logs.py; a common
 word at a level none of its lines has read its 200,000 matches, each joined to its
 line). The words are matched in the message column alone. The table is built again
-(every message tokenised: ~N s at 1 M steps, RESULTS §17e), in batches of FILL_BATCH
+(every message tokenised: ~3 s at 1 M steps, RESULTS §17e), in batches of FILL_BATCH
 ids, each its own transaction (not atomic); PostgreSQL's GIN index holds the level
 already (0034). Both: the steps' index `step_name (name, id)`, from which the log
 search reads a step name's steps (PostgreSQL: hashed, ~10,000 for a common name, not
