@@ -51,6 +51,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -852,7 +853,25 @@ def log_cases(t: Targets) -> list[Case]:
                  "half of the lines' times", "/logs/", [],
                  params={"q": word, "since": _line_time(4), "until": _line_time(4 / 3)}),
         ]  # fmt: skip
+    # §17e: a word of one lexeme in about half the lines (the workflow data's), with a
+    # level none of its lines has, the step name of most lines, a step name no step has.
+    common, named = "completed", _most_logged_step_name()
+    cases += [
+        Case("logs_word_level_none", f"log search: {common!r} (~half the lines), level error "
+             "(none of them)", "/logs/", [], params={"q": common, "level": "error"}),
+        Case("logs_word_step_common", f"log search: {common!r}, step name {named!r} (the most "
+             "lines')", "/logs/", [], params={"q": common, "step": named}),
+        Case("logs_word_step_none", f"log search: {common!r}, a step name no step has",
+             "/logs/", [], params={"q": common, "step": "no-such-step"}),
+    ]  # fmt: skip
     return cases
+
+
+def _most_logged_step_name() -> str:
+    """The step name of the most log lines among the newest 20,000's."""
+    newest = LogEntry.objects.exclude(step=None).order_by("-id")[:20_000]
+    names = Counter(newest.values_list("step__name", flat=True))
+    return names.most_common(1)[0][0] if names else "none"
 
 
 def _oldest_hour() -> str:

@@ -971,3 +971,113 @@ def test_the_site_plans_without_jit():
     with connection.cursor() as cursor:
         cursor.execute("SHOW jit")
         assert cursor.fetchone()[0] == "off"
+
+
+def _vm_instructions(read):
+    """SQLite: what `read()` gives, and about how many VM instructions it ran (to 100)."""
+    connection.ensure_connection()
+    instructions = 0
+
+    def count():
+        nonlocal instructions
+        instructions += 100
+        return 0
+
+    connection.connection.set_progress_handler(count, 100)
+    try:
+        return read(), instructions
+    finally:
+        connection.connection.set_progress_handler(None, 0)
+
+
+def test_log_search_matches_a_level_inside_fts5(worded_lines):
+    """SQLite: a line's level is a column of the log lines' FTS5 table (migration
+    0040), matched there with the words: `fetch_charges` at level error (none of its
+    3,000 lines) runs fewer VM instructions than one a line of the word; before, each
+    was joined to its row for its level (~5 each, 15,000 in all)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's FTS5")
+    from traces.search.logs import search_logs
+
+    found, instructions = _vm_instructions(lambda: search_logs("fetch_charges", {"level": "error"}))
+    assert (found.count, found.items) == (0, [])
+    assert instructions < 3_000, instructions
+    assert search_logs("fetch_charges", {"level": "info"}).count == 1_000
+
+
+@pytest.fixture
+def named_steps(worded_lines):
+    """2,000 steps of worded_lines' run, one in 20 named `fetch` (100), the others
+    `send`; the 3,000 `fetch_charges` lines spread over them in turn; ANALYZEd."""
+    steps = make_steps(worded_lines, 2_000)
+    fetch = [step.pk for step in steps[::20]]
+    Step.objects.filter(run=worded_lines).update(name="send")
+    Step.objects.filter(pk__in=fetch).update(name="fetch")
+    ids = list(LogEntry.objects.filter(level="info").order_by("pk").values_list("pk", flat=True))
+    for offset, step in enumerate(steps):
+        LogEntry.objects.filter(pk__in=ids[offset :: len(steps)]).update(step=step)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE traces_step")
+            cursor.execute("ANALYZE traces_logentry")
+    return fetch
+
+
+@on_postgres
+def test_log_search_reads_a_step_name_s_steps_from_their_index(named_steps):
+    """A common word with a step name: each bucket's lines of the word are joined to
+    the name's steps, read from step_name (name, id): those 100 steps, not every
+    run's steps of every name in step_run_name (run, name) nor the 2,000 steps."""
+    from traces.search.logs import search_logs
+
+    found = None
+
+    def read():
+        nonlocal found
+        found = search_logs("fetch_charges", {"step": "fetch"})
+
+    plans = _analyzed(read, off=("seqscan", "indexscan"))
+    wanted = list(
+        LogEntry.objects.filter(step__name="fetch", message__contains="fetch_charges")
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+    )
+    assert [line.pk for line in found.items] == wanted[:50] and found.count == len(wanted)
+    [walk] = [plan for sql, plan in plans if "WITH RECURSIVE walk" in sql]
+    indexes = {node.get("Index Name") for node in _all_nodes(walk)}
+    assert "step_name" in indexes and "step_run_name" not in indexes, indexes
+    assert _steps_read(walk) <= len(named_steps) * 2, _steps_read(walk)
+
+
+def test_log_search_for_a_step_name_no_step_has_reads_no_line(named_steps):
+    """SQLite: a step name that no step has (one test of step_name, before the
+    word's matches are joined) joins none of the word's 3,000 lines to its step:
+    fewer VM instructions than one a line (before, ~5 a line)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's FTS5")
+    from traces.search.logs import search_logs
+
+    found, instructions = _vm_instructions(
+        lambda: search_logs("fetch_charges", {"step": "nosuchstep"})
+    )
+    assert (found.count, found.items) == (0, [])
+    assert instructions < 3_000, instructions
+    assert search_logs("fetch_charges", {"step": "fetch"}).count == 3_000 // 20
+
+
+def test_the_newest_lines_of_a_step_name_are_walked_newest_first(named_steps):
+    """SQLite, without words: the newest lines of a step name are read newest first
+    through the primary key, each joined to its step, until a page passes; not the
+    name's steps from step_name, all their lines read and sorted."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's planner (PostgreSQL weighs it with its statistics)")
+    from traces.search.logs import search_logs
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    read = lambda: search_logs("", {"step": "fetch"})  # noqa: E731
+    assert [line.pk for line in read().items] == list(
+        LogEntry.objects.filter(step__name="fetch").order_by("-pk").values_list("pk", flat=True)
+    )[:50]
+    [plan] = [plan for sql, plan in plans_of(read) if "ORDER BY line.id DESC" in sql]
+    assert not any("TEMP B-TREE" in step or "step_name" in step for step in plan), plan

@@ -315,3 +315,57 @@ def test_a_time_range_finds_its_lines_wherever_their_ids_lie(spread_lines, monke
             hits = search_logs("zebra", {**filters, "before": before}, size=20)
             assert [line.pk for line in hits.items] == wanted[:20], (filters, before)
             assert hits.count == min(len(wanted), 1000), (filters, before)
+
+
+LEVELS = ("error", "Error", "ERROR", "-", "", "warn-ing", "info")
+
+
+@pytest.fixture
+def levelled_lines() -> list[LogEntry]:
+    """Two lines a level of LEVELS, of one run: `a zebra line` and `zebra error here`;
+    levels written as they come (case, punctuation, none). Newest first."""
+    run = make_runs(1)[0]
+    messages = ("a zebra line", "zebra error here")
+    pairs = [(level, message) for level in LEVELS for message in messages]
+    LogEntry.objects.bulk_create(
+        LogEntry(run=run, seq=seq, level=level, message=message)
+        for seq, (level, message) in enumerate(pairs)
+    )
+    with connection.cursor() as cursor:
+        index_runs(cursor, [run.pk])  # SQLite's index (PostgreSQL's keeps itself)
+    return list(LogEntry.objects.order_by("-pk"))
+
+
+def test_a_line_s_level_is_filtered_exactly_and_never_matched_by_a_word(levelled_lines):
+    """SQLite matches the level inside FTS5 (its own column, migration 0040): a word
+    is matched in the message alone (`error` never finds a line by its level, nor
+    `warn`, `ing` or a level's token spelled as a word), a level filter keeps the lines
+    of exactly that level (not those FTS5's tokens fold it with: `Error`, `ERROR`), a
+    level without a letter or digit (`-`, no token) keeps its own, and a level changed
+    after ingest is found at its new level."""
+    for words, filters in (
+        ("error", {}),
+        ("zebra", {}),
+        ("warn", {}),
+        ("warn ing", {}),
+        ("ing", {}),
+        ("lvl_error", {}),
+        ("level error", {}),
+        *(("zebra", {"level": level}) for level in LEVELS if level),
+        *(("error", {"level": level}) for level in LEVELS if level),
+        ("zebra", {"level": "warn"}),
+        ("zebra", {"level": "err"}),
+    ):
+        wanted = [
+            line.pk
+            for line in levelled_lines
+            if all(word in line.message.split() for word in words.split())
+            and _passes(line, filters)
+        ]
+        hits = search_logs(words, filters)
+        assert [line.pk for line in hits.items] == wanted, (words, filters)
+    assert len(search_logs("error", {"level": "Error"}).items) == 1
+    moved = levelled_lines[0]
+    LogEntry.objects.filter(pk=moved.pk).update(level="fatal")
+    assert [line.pk for line in search_logs("zebra", {"level": "fatal"}).items] == [moved.pk]
+    assert moved.pk not in [line.pk for line in search_logs("zebra", {"level": "info"}).items]

@@ -530,6 +530,9 @@ class Step(Outcome, ItemProgress):
             # The logs tab's step picker: a run's step names with their counts, and the
             # steps of one name, read from the index alone.
             models.Index(fields=["run", "name"], name="step_run_name"),
+            # The log search's step name (search/logs.py): the name's steps read from
+            # the index (not every run's in step_run_name), their ids from it alone.
+            models.Index(fields=["name", "id"], name="step_name"),
         ]
 
     def __str__(self) -> str:

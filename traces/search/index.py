@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -64,14 +65,20 @@ class SearchedTable:
     # PostgreSQL: columns of the row in the GIN index too (btree_gin), between the id
     # buckets and the words, so a filter on them is ANDed inside the index.
     pg_keys: tuple[str, ...] = ()
+    # SQLite: columns of the row in the FTS5 table too, after the searched ones, so
+    # a filter on them is matched inside FTS5 (fts_key_match); the words are then
+    # matched in the searched columns alone (fts_query's `columns`).
+    fts_keys: tuple[str, ...] = ()
 
     @property
     def fts_columns(self) -> tuple[str, ...]:
-        return (*self.columns, *self.values)
+        return (*self.columns, *self.values, *self.fts_keys)
 
     def sqlite_values(self, row: str) -> str:
         plain = [f"substr({row}.{column}, 1, {INDEXED_CHARS})" for column in self.columns]
-        return ", ".join([*plain, *(sqlite_json_words(f"{row}.{name}") for name in self.values)])
+        keys = [f"{row}.{key}" for key in self.fts_keys]
+        values = [sqlite_json_words(f"{row}.{name}") for name in self.values]
+        return ", ".join([*plain, *values, *keys])
 
     def pg_text(self, row: str = "") -> str:
         """The indexed text as SQL (`row`: a prefix for the columns, `NEW.` in a trigger)."""
@@ -164,10 +171,30 @@ def pg_query(words: list[str]) -> str:
     return f"({' && '.join([phrase] * len(words))})"
 
 
-def fts_query(words: list[str]) -> str:
+def fts_query(words: list[str], columns: tuple[str, ...] = ()) -> str:
     """An FTS5 query of every word, each a phrase tokenised as the index was (quotes
-    doubled: no word is read as FTS5 syntax)."""
-    return " AND ".join('"' + word.replace('"', '""') + '"' for word in words)
+    doubled: no word is read as FTS5 syntax); in `columns` alone when given (a table
+    with fts_keys: a word must not match a key's column)."""
+    within = f"{{{' '.join(columns)}}} : " if columns else ""
+    return " AND ".join(f"{within}{fts_phrase(word)}" for word in words)
+
+
+def fts_phrase(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+# A key's value FTS5 surely makes a token of (one ASCII letter or digit is one).
+_TOKEN = re.compile(r"[A-Za-z0-9]")
+
+
+def fts_key_match(searched: SearchedTable, key: str, value: str) -> str:
+    """An FTS5 query ANDed to the words': the rows whose `key` column holds `value`'s
+    tokens as a phrase (FTS5 folds case: a superset of the rows whose key equals it,
+    the filter's exact test is kept), or "" when `value` may have none (a phrase of
+    no token matches no row)."""
+    if key not in searched.fts_keys or not _TOKEN.search(value or ""):
+        return ""
+    return f" AND {{{key}}} : {fts_phrase(value)}"
 
 
 RUNS = SearchedTable(
@@ -194,6 +221,7 @@ LOGS = SearchedTable(
     "log_search_bucket",
     indexed_by_store=True,
     pg_keys=("level",),
+    fts_keys=("level",),
 )
 TABLES = (RUNS, STEPS, LOGS)
 
