@@ -49,7 +49,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("traces", "0039_pgcopy"),
+        ("traces", "0040_failedcause"),
     ]
 
     operations = [
