@@ -992,7 +992,7 @@ def _vm_instructions(read):
 
 def test_log_search_matches_a_level_inside_fts5(worded_lines):
     """SQLite: a line's level is a column of the log lines' FTS5 table (migration
-    0040), matched there with the words: `fetch_charges` at level error (none of its
+    0041), matched there with the words: `fetch_charges` at level error (none of its
     3,000 lines) runs fewer VM instructions than one a line of the word; before, each
     was joined to its row for its level (~5 each, 15,000 in all)."""
     if connection.vendor != "sqlite":

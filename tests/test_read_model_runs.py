@@ -285,7 +285,7 @@ def test_the_migration_fills_the_read_models_from_the_stored_runs():
         BASE_TIME + timedelta(seconds=30),
     )
     assert stored_bounds()[runs[2].pk] == (None, None)
-    # The step ids' range (0033) from the stored steps, NULL for a run without any.
+    # The step ids' range (0035) from the stored steps, NULL for a run without any.
     assert stored_step_ids() == recounted_step_ids()
     assert stored_step_ids()[runs[0].pk][0] is not None
     assert stored_step_ids()[runs[2].pk] == (None, None)

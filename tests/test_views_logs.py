@@ -337,7 +337,7 @@ def levelled_lines() -> list[LogEntry]:
 
 
 def test_a_line_s_level_is_filtered_exactly_and_never_matched_by_a_word(levelled_lines):
-    """SQLite matches the level inside FTS5 (its own column, migration 0040): a word
+    """SQLite matches the level inside FTS5 (its own column, migration 0041): a word
     is matched in the message alone (`error` never finds a line by its level, nor
     `warn`, `ing` or a level's token spelled as a word), a level filter keeps the lines
     of exactly that level (not those FTS5's tokens fold it with: `Error`, `ERROR`), a

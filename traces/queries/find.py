@@ -103,7 +103,7 @@ def parse(text: str) -> Find:
 class Scope:
     """The run a find looks in, and the range of its steps' ids when the store noted it
     (Run.step_id_min / step_id_max): the index lookups are bounded by it as they are
-    written. Not noted (a run given by its id, or stored before 0033), the run's ids
+    written. Not noted (a run given by its id, or stored before 0035), the run's ids
     are read from its steps."""
 
     run_id: int

@@ -71,7 +71,7 @@ def _matching_log_ids(words: list[str], filters: dict, limit: int) -> tuple[list
         # The ids the page's cursor and the time range bound read from FTS5 as its
         # rowids (its matches are read newest first, as far as the filters need).
         ids, bounds = _id_bounds_sql(f"{LOGS.fts}.rowid", filters)
-        # The level matched inside FTS5 too (its column, migration 0040): FTS5 then
+        # The level matched inside FTS5 too (its column, migration 0041): FTS5 then
         # reads the word's matches among the level's lines, not each of a common
         # word's 200,000 matches joined to its line for its level (~300 ms at 1 M
         # steps when none has it). Its exact test stays in `where`.
