@@ -4,12 +4,13 @@ failures; links and subjects gone on re-sync; prune by age; a run deleted by ano
 writer while an ingest that read it earlier rewrites it."""
 
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from tests.factories import BASE_TIME
 from tests.test_read_model_causes import assert_read_model_is_the_recount as causes_exact
 from tests.test_read_model_causes import change_source
 from tests.test_read_model_entities import assert_read_model_is_the_recount as entities_exact
@@ -18,6 +19,7 @@ from tests.test_read_model_runs import assert_read_models_are_the_recount as run
 from tests.test_read_model_trends import assert_read_models_are_the_recount as trends_exact
 from traces.ingest import store
 from traces.ingest.loader import ingest_paths
+from traces.ingest.records import LinkRecord, RunRecord, StepRecord
 from traces.models import EntityCounter, FailureCause, Run, Step
 
 pytestmark = pytest.mark.django_db
@@ -165,3 +167,62 @@ def test_the_moved_failure_is_dated_as_the_source_says(runs_db):
     ingest_paths([runs_db])
     day = datetime(2026, 2, 27).date()
     assert FailureCause.objects.filter(day=day, count=1).exists()
+
+
+# --- odd values, written, rewritten and deleted ------------------------------------------------
+
+HOSTILE_NAMES = [None, "", "a\x00b", "名" * 150, "x" * 5000, "\U0001f600" * 120, "a\u202eb", " "]
+HOSTILE_ERRORS = ["", "\x00", "boom\x00 42 at 0x7ff", "名" * 3000, None, "E" * 10]
+HOSTILE_TIMES = [
+    None,
+    datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2026, 3, 2, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2026, 3, 3, 0, 9, 59, 999999, tzinfo=timezone.get_fixed_timezone(-720)),
+]
+
+
+def _hostile_record(external_id: str, seed: int, *, run_start=BASE_TIME) -> RunRecord:
+    record = RunRecord(
+        format="otlp", external_id=external_id, status="failed", type="t\x00" * 80,
+        started_at=run_start,
+    )  # fmt: skip
+    record.steps = [
+        StepRecord(
+            key=str(i),
+            name=HOSTILE_NAMES[(i + seed) % len(HOSTILE_NAMES)],
+            status="failed" if (i + seed) % 3 else "succeeded",
+            error=HOSTILE_ERRORS[(i + seed) % len(HOSTILE_ERRORS)],
+            started_at=HOSTILE_TIMES[(i * 7 + seed) % len(HOSTILE_TIMES)],
+            entity_type=["", "acc\x00t", "a" * 300][i % 3],
+            entity_id=["x", "名" * 400, ""][(i + seed) % 3],
+        )
+        for i in range(24)
+    ]
+    record.links = [
+        LinkRecord(
+            step_key=str(i),
+            link_type=["input", "output", "weird", ""][i % 4],
+            entity_type=["customer", "c\x00", "t" * 300][i % 3],
+            entity_id=["cus_1", "", "名" * 400, "cus_1"][(i + seed) % 4],
+            created_at=HOSTILE_TIMES[(i + seed) % len(HOSTILE_TIMES)],
+        )
+        for i in range(0, 24, 2)
+    ]
+    return record
+
+
+def test_hostile_failures_and_links_are_taken_off_as_they_were_counted():
+    """Names, messages, times and entity keys the store cleans (NUL, over-long, in
+    other offsets, at the ends of the calendar): what a run is counted under at
+    ingest is what its deletion and its rewrite take off."""
+    for index in range(4):
+        store.write_run(_hostile_record(f"h{index}", index), source_file=None, origin="")
+    store.write_run(_hostile_record("h-none", 5, run_start=None), source_file=None, origin="")
+    all_exact()
+    store.write_run(_hostile_record("h0", 2), source_file=None, origin="")  # rewritten
+    all_exact()
+    store.delete_runs(list(Run.objects.order_by("pk").values_list("pk", flat=True))[::2])
+    all_exact()
+    store.delete_runs(list(Run.objects.values_list("pk", flat=True)))
+    assert not FailureCause.objects.exists() and not EntityCounter.objects.exists()
