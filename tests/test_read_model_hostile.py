@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 from django.utils import timezone
 
 from tests.factories import BASE_TIME
@@ -20,7 +21,7 @@ from tests.test_read_model_trends import assert_read_models_are_the_recount as t
 from traces.ingest import store
 from traces.ingest.loader import ingest_paths
 from traces.ingest.records import LinkRecord, RunRecord, StepRecord
-from traces.models import EntityCounter, FailureCause, Run, Step
+from traces.models import Call, EntityCounter, EntityLink, FailureCause, LogEntry, Run, Step
 
 pytestmark = pytest.mark.django_db
 
@@ -226,3 +227,57 @@ def test_hostile_failures_and_links_are_taken_off_as_they_were_counted():
     all_exact()
     store.delete_runs(list(Run.objects.values_list("pk", flat=True)))
     assert not FailureCause.objects.exists() and not EntityCounter.objects.exists()
+
+
+# --- the admin ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["step", "call", "entitylink", "logentry"])
+def test_the_admin_cannot_change_or_delete_what_the_read_models_count(admin_client, samples, model):
+    """Steps, calls, links and log lines are written by the store alone, which keeps the
+    read models (causes, entity counters, the runs' summaries, the search index) with
+    them, as runs are (RunAdmin): the admin shows them and changes or deletes none."""
+    ingest_paths([samples])
+    rows = {
+        "step": Step.objects.filter(status="failed", entity_type__gt=""),
+        "call": Call.objects.all(),
+        "entitylink": EntityLink.objects.all(),
+        "logentry": LogEntry.objects.all(),
+    }[model]
+    row = rows.order_by("pk").first()
+    assert admin_client.get(reverse(f"admin:traces_{model}_changelist")).status_code == 200
+    assert admin_client.get(reverse(f"admin:traces_{model}_add")).status_code == 403
+    change = reverse(f"admin:traces_{model}_change", args=[row.pk])
+    assert admin_client.get(change).status_code == 200  # seen
+    assert admin_client.post(change, {"status": "succeeded"}).status_code == 403
+    delete = admin_client.post(
+        reverse(f"admin:traces_{model}_delete", args=[row.pk]), {"post": "yes"}
+    )
+    assert delete.status_code == 403
+    selected = admin_client.post(
+        reverse(f"admin:traces_{model}_changelist"),
+        {"action": "delete_selected", "_selected_action": [row.pk], "post": "yes"},
+    )
+    assert selected.status_code in (200, 302, 403)
+    assert rows.model.objects.filter(pk=row.pk).exists()
+    all_exact()
+
+
+def test_the_admins_run_delete_pages_say_the_rows_in_counts_without_reading_them(
+    admin_client, samples, django_assert_max_num_queries
+):
+    """The confirmation pages (one run, the changelist's action) count a run's rows from
+    its own summary, not by loading each row as Django's collector would."""
+    ingest_paths([samples])
+    run = Run.objects.order_by("-step_count").first()
+    assert run.step_count > 10
+    with django_assert_max_num_queries(8):
+        page = admin_client.get(reverse("admin:traces_run_delete", args=[run.pk]))
+    assert page.status_code == 200
+    assert f"Steps: {run.step_count}" in page.content.decode()
+    action = admin_client.post(
+        reverse("admin:traces_run_changelist"),
+        {"action": "delete_selected", "_selected_action": [run.pk]},
+    )
+    assert action.status_code == 200 and b"Are you sure" in action.content
+    assert Run.objects.filter(pk=run.pk).exists()
