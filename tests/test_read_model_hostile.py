@@ -170,6 +170,40 @@ def test_the_moved_failure_is_dated_as_the_source_says(runs_db):
     assert FailureCause.objects.filter(day=day, count=1).exists()
 
 
+def test_a_resync_that_moves_a_failed_runs_type_and_start_moves_its_failures(runs_db):
+    """The run's type is in FailureCause's key, and a step without a start of its own is
+    dated by its run's (failures, links and subjects alike)."""
+    ingest_paths([runs_db])
+    change_source(
+        runs_db,
+        ("UPDATE steps SET started_at = NULL WHERE run_id = ?", (TWO_FAILURES,)),
+        (
+            "UPDATE runs SET run_type = 'renamed', started_at = '2026-02-01T00:00:00.000Z' "
+            "WHERE id = ?",
+            (TWO_FAILURES,),
+        ),
+        _touch_run(TWO_FAILURES),
+    )
+    assert len(ingest_paths([runs_db]).run_ids()) == 1
+    all_exact()
+    assert set(FailureCause.objects.filter(run_type="renamed").values_list("day", flat=True)) == {
+        datetime(2026, 2, 1).date()
+    }
+
+
+def test_a_run_given_twice_in_one_transaction_is_counted_once_as_last_written():
+    """A file that repeats a run (duplicate rows), the second copy with fewer failures,
+    another cause and other links: counted as the second."""
+    index = store.RunIndex()
+    first, second = _hostile_record("twice", 1), _hostile_record("twice", 2)
+    second.steps = second.steps[:9]
+    for record in (first, second):
+        store.write_run(record, source_file=None, origin="", index=index)
+    index.settle()
+    all_exact()
+    assert Run.objects.get(external_id="twice").step_count == 9
+
+
 # --- odd values, written, rewritten and deleted ------------------------------------------------
 
 HOSTILE_NAMES = [None, "", "a\x00b", "名" * 150, "x" * 5000, "\U0001f600" * 120, "a\u202eb", " "]
