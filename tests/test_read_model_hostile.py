@@ -52,43 +52,34 @@ def _touch_run(run_id: str):
     return ("UPDATE runs SET updated_at = ? WHERE id = ?", (UPDATED, run_id))
 
 
-def test_a_resync_that_changes_a_failures_cause_moves_it(runs_db):
+def _resync_one_failure(runs_db, which: int, change: str) -> str:
+    """The runs sample in, then one of TWO_FAILURES' failed steps changed by `change`
+    (SQL of the step, by id) and the run read again; every read model checked."""
     ingest_paths([runs_db])
-    first, _second = _failed_steps(runs_db, TWO_FAILURES)
-    change_source(
-        runs_db,
-        ("UPDATE steps SET error = 'disk full on volume 7' WHERE id = ?", (first,)),
-        _touch_run(TWO_FAILURES),
-    )
+    step = _failed_steps(runs_db, TWO_FAILURES)[which]
+    change_source(runs_db, (change, (step,)), _touch_run(TWO_FAILURES))
     assert len(ingest_paths([runs_db]).run_ids()) == 1
     all_exact()
-    assert Step.objects.get(key=first).error_cause == "disk full on volume <n>"
+    return step
+
+
+def test_a_resync_that_changes_a_failures_cause_moves_it(runs_db):
+    changed = "UPDATE steps SET error = 'disk full on volume 7' WHERE id = ?"
+    step = _resync_one_failure(runs_db, 0, changed)
+    assert Step.objects.get(key=step).error_cause == "disk full on volume <n>"
     assert not FailureCause.objects.filter(cause__startswith="batch upsert failed").exists()
 
 
 def test_a_resync_with_fewer_failures_keeps_the_others_and_their_bounds(runs_db):
-    ingest_paths([runs_db])
-    _first, second = _failed_steps(runs_db, TWO_FAILURES)
-    change_source(
-        runs_db,
-        ("UPDATE steps SET status = 'completed', error = NULL WHERE id = ?", (second,)),
-        _touch_run(TWO_FAILURES),
-    )
-    assert len(ingest_paths([runs_db]).run_ids()) == 1
-    all_exact()
+    cleared = "UPDATE steps SET status = 'completed', error = NULL WHERE id = ?"
+    _resync_one_failure(runs_db, 1, cleared)
     assert Run.objects.get(external_id=TWO_FAILURES).steps_failed == 1
 
 
 def test_a_resync_that_moves_a_failure_to_another_day_moves_its_day(runs_db):
-    ingest_paths([runs_db])
-    first, _second = _failed_steps(runs_db, TWO_FAILURES)
-    change_source(
-        runs_db,
-        ("UPDATE steps SET started_at = '2026-02-27T23:59:59.999Z' WHERE id = ?", (first,)),
-        _touch_run(TWO_FAILURES),
-    )
-    assert len(ingest_paths([runs_db]).run_ids()) == 1
-    all_exact()
+    moved = "UPDATE steps SET started_at = '2026-02-27T23:59:59.999Z' WHERE id = ?"
+    _resync_one_failure(runs_db, 0, moved)
+    assert FailureCause.objects.filter(day=datetime(2026, 2, 27).date(), count=1).exists()
 
 
 def test_a_resync_that_removes_an_entitys_only_link_and_a_subject_drops_it(runs_db):
@@ -154,20 +145,6 @@ def test_a_run_deleted_by_another_writer_after_an_ingest_read_it(runs_db, monkey
     ingest_paths([runs_db])
     assert deleted == [target.pk]
     all_exact()
-
-
-def test_the_moved_failure_is_dated_as_the_source_says(runs_db):
-    """Sanity of the day test above: the moved failure's read-model day is its new one."""
-    ingest_paths([runs_db])
-    first, _second = _failed_steps(runs_db, TWO_FAILURES)
-    change_source(
-        runs_db,
-        ("UPDATE steps SET started_at = '2026-02-27T23:59:59.999Z' WHERE id = ?", (first,)),
-        _touch_run(TWO_FAILURES),
-    )
-    ingest_paths([runs_db])
-    day = datetime(2026, 2, 27).date()
-    assert FailureCause.objects.filter(day=day, count=1).exists()
 
 
 def test_a_resync_that_moves_a_failed_runs_type_and_start_moves_its_failures(runs_db):
