@@ -4,6 +4,7 @@ before it reads what the run adds to the read models, so what the run counted is
 off once, by whoever locked it first."""
 
 import threading
+import time
 
 import pytest
 from django.db import connection, transaction
@@ -52,16 +53,35 @@ def test_a_delete_whose_children_are_gone_when_a_resync_reads_the_run(runs_db, m
         finally:
             connection.close()
 
+    waited = []
+
+    def release_once_the_resync_waits():
+        """The deleter goes on once the re-sync waits on a lock it holds (or after 10 s)."""
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not waited:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                    if cursor.fetchone()[0]:
+                        waited.append(True)
+                time.sleep(0.02)
+        finally:
+            go.set()
+            connection.close()
+
     deleter = threading.Thread(target=delete)
     deleter.start()
     assert children_gone.wait(10)
-    # The re-sync waits for the deleter (on its row lock); the deleter goes on in a moment.
-    timer = threading.Timer(1.0, go.set)
-    timer.start()
+    releaser = threading.Thread(target=release_once_the_resync_waits)
+    releaser.start()
     report = ingest_paths([runs_db])
     deleter.join(20)
-    timer.cancel()
+    releaser.join(20)
     assert errors == [] and not deleter.is_alive()
+    assert waited, "the re-sync never waited for the deleter"
     assert report.failed == []
     all_exact()
     assert not Run.objects.filter(pk=target.pk).exists()

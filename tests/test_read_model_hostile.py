@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -30,8 +31,36 @@ UPDATED = "2026-03-04T09:00:00.000Z"
 TWO_FAILURES = "01KJPSJ1XKGDYK4D7957SSQ9FR"
 
 
+STEP_STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "cancelled")
+
+
+def run_summaries_exact():
+    """Each run's own counts of its rows (steps by status, not the synthetic ones, as
+    the source has them; calls, links, log lines), as its rows stand."""
+    real = Q(steps__synthetic=False)
+    figures = {f"steps_{status}": Count("steps", filter=real & Q(steps__status=status))
+               for status in STEP_STATUSES}  # fmt: skip
+    counted = {
+        run.pk: run
+        for run in Run.objects.annotate(
+            steps_=Count("steps", filter=real),
+            **{f"{name}_": count for name, count in figures.items()},
+        )
+    }
+    for name, model in (("call_count", Call), ("link_count", EntityLink), ("log_count", LogEntry)):
+        rows = dict(model.objects.values_list("run").annotate(n=Count("id")).order_by())
+        assert {pk: getattr(run, name) for pk, run in counted.items()} == {
+            pk: rows.get(pk, 0) for pk in counted
+        }, name
+    for run in counted.values():
+        assert run.step_count == run.steps_, run.pk
+        for name in figures:
+            assert getattr(run, name) == getattr(run, f"{name}_"), (run.pk, name)
+
+
 def all_exact():
     runs_exact()
+    run_summaries_exact()
     causes_exact()
     entities_exact()
     trends_exact()
