@@ -321,3 +321,23 @@ def test_the_admins_run_delete_pages_say_the_rows_in_counts_without_reading_them
     )
     assert action.status_code == 200 and b"Are you sure" in action.content
     assert Run.objects.filter(pk=run.pk).exists()
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(9999, 12, 31, 12, 0, tzinfo=UTC),
+        datetime(1, 1, 1, 0, 0, 1, tzinfo=UTC),
+    ],
+    ids=["last instant", "last day", "first day"],
+)
+def test_failures_at_the_calendars_ends_are_shown_with_their_sparklines(client, when):
+    """The causes box draws a failure on the calendar's last day (a "no end" sentinel):
+    its axis has no bucket after it, which ended the failed-steps page in a 500."""
+    record = RunRecord(format="otlp", external_id="ends", status="failed", started_at=BASE_TIME)
+    record.steps = [StepRecord(key="1", name="n", status="failed", error="boom", started_at=when)]
+    store.write_run(record, source_file=None, origin="")
+    for url in ("/steps/?status=failed", "/steps/?status=failed&q=boom", "/api/steps/errors"):
+        assert client.get(url).status_code == 200, url
+    all_exact()
