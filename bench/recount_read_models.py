@@ -42,10 +42,11 @@ CAUSES_STORED = """
 SELECT cause, day, format, run_type, count, first_seen, last_seen FROM traces_failurecause
 """
 # The same by 10-minute UTC slot and step name (its first 100 characters); no time:
-# 0001-01-01 00:00 UTC (traces.causes.NO_SLOT).
+# 0001-01-01 00:00 UTC (traces.causes.NO_SLOT). Whole seconds divided, as
+# failure_counts.slot_sql does (exact to 9999-12-31 23:59:59.999999).
 SLICES_RECOUNT = f"""
 SELECT s.error_cause,
-       COALESCE(to_timestamp(floor(extract(epoch FROM {STEP_TIME}) / 600) * 600),
+       COALESCE(to_timestamp(floor(floor(extract(epoch FROM {STEP_TIME})) / 600) * 600),
                 TIMESTAMPTZ '0001-01-01 00:00:00+00'),
        r.format, r.type, substr(s.name, 1, 100), COUNT(*), MIN({STEP_TIME}), MAX({STEP_TIME})
 FROM traces_step s JOIN traces_run r ON r.id = s.run_id

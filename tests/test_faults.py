@@ -26,11 +26,14 @@ from pathlib import Path
 import pytest
 from django.db.models import Count
 
+from tests.test_read_model_causes import assert_read_model_is_the_recount as causes_exact
 from tests.test_read_model_entities import recount as recount_entities
 from tests.test_read_model_entities import stored as entity_counters
+from tests.test_read_model_loops import assert_read_model_is_the_recount as loops_exact
 from tests.test_read_model_runs import assert_read_models_are_the_recount
+from tests.test_read_model_trends import assert_read_models_are_the_recount as trends_exact
 from traces.ingest.loader import ingest_paths
-from traces.models import Call, EntityLink, Run, Step, TraceFile
+from traces.models import Call, EntityLink, FailureCause, Run, Step, TraceFile, TypeBucket
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -264,7 +267,7 @@ def test_an_ingest_killed_midway_then_run_again_has_exact_counts(tmp_path, relia
     assert first.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
     runs_before = Run.objects.count()
     # Batches of whole runs committed: each with its counts, none half-written.
-    assert_read_models_are_the_recount()
+    assert_every_read_model_is_the_recount()
     killed_entities_exact = entity_counters() == recount_entities()
     per_run = {}
     for database in sorted(big.glob("*.sqlite")):
@@ -304,7 +307,17 @@ def test_an_ingest_killed_midway_then_run_again_has_exact_counts(tmp_path, relia
     assert stored == counts
     assert mismatched == []
     assert entities_exact
+    assert_every_read_model_is_the_recount()
+    assert FailureCause.objects.exists() and TypeBucket.objects.exists()
+
+
+def assert_every_read_model_is_the_recount():
+    """The runs' counts and bounds, the failure causes and slices, the type trends and
+    the repeated steps' groups (the entities' counters are compared by the test)."""
     assert_read_models_are_the_recount()
+    causes_exact()
+    trends_exact()
+    loops_exact()
 
 
 def _runs_not_whole(steps_in_source: dict[str, int]) -> list[str]:

@@ -28,14 +28,17 @@ def recount() -> dict:
         .values("error_cause", "run__format", "run__type", day=TruncDate(time, tzinfo=UTC))
         .annotate(n=Count("id"), first=Min(time), last=Max(time))
     )
-    return {
-        (r["error_cause"], r["day"] or NO_DAY, r["run__format"], r["run__type"]): (
-            r["n"],
-            r["first"],
-            r["last"],
-        )
-        for r in rows
-    }
+    # A failure without a time is counted on NO_DAY, which is also the day of one at
+    # 0001-01-01: their rows add up.
+    counted: dict = {}
+    for r in rows:
+        key = (r["error_cause"], r["day"] or NO_DAY, r["run__format"], r["run__type"])
+        count, first, last = counted.get(key, (0, None, None))
+        times = [t for t in (first, r["first"]) if t is not None]
+        first = min(times, default=None)
+        last = max((t for t in (last, r["last"]) if t is not None), default=None)
+        counted[key] = (count + r["n"], first, last)
+    return counted
 
 
 def stored() -> dict:

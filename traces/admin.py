@@ -36,13 +36,43 @@ class RunAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj):
         self.delete_queryset(request, Run.objects.filter(pk=obj.pk))
 
+    def get_deleted_objects(self, objs, request):
+        """What deleting runs deletes, their rows said by the runs' own counts: the store
+        deletes them (the rows' admins change nothing, so Django's collector would find
+        no permission to), and listing them would load every step of a big run."""
+        runs = list(objs)
+        counts = {
+            Run._meta.verbose_name_plural: len(runs),
+            Step._meta.verbose_name_plural: sum(run.step_count for run in runs),
+            Call._meta.verbose_name_plural: sum(run.call_count for run in runs),
+            EntityLink._meta.verbose_name_plural: sum(run.link_count for run in runs),
+            LogEntry._meta.verbose_name_plural: sum(run.log_count for run in runs),
+        }
+        return [str(run) for run in runs], counts, set(), []
+
     def delete_queryset(self, request, queryset):
         with transaction.atomic():
             delete_runs(list(queryset.values_list("pk", flat=True)))
 
 
+class StoreWrittenAdmin(admin.ModelAdmin):
+    """A run's rows (steps, calls, links, log lines) are written by the store alone,
+    which keeps the read models (FailureCause, EntityCounter, the runs' summaries, the
+    search index) in their transaction: here they are only seen. A run is deleted
+    whole, through the store (RunAdmin)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Step)
-class StepAdmin(admin.ModelAdmin):
+class StepAdmin(StoreWrittenAdmin):
     list_display = ["name", "type", "status", "run", "started_at"]
     list_filter = ["status"]
     search_fields = ["key", "name", "error"]
@@ -51,14 +81,14 @@ class StepAdmin(admin.ModelAdmin):
 
 
 @admin.register(Call)
-class CallAdmin(admin.ModelAdmin):
+class CallAdmin(StoreWrittenAdmin):
     list_display = ["tool", "operation", "status", "step"]
     raw_id_fields = ["run", "step"]
     show_full_result_count = False
 
 
 @admin.register(EntityLink)
-class EntityLinkAdmin(admin.ModelAdmin):
+class EntityLinkAdmin(StoreWrittenAdmin):
     list_display = ["link_type", "entity_type", "entity_id", "external_id", "step"]
     search_fields = ["entity_id", "external_id"]
     raw_id_fields = ["run", "step"]
@@ -66,7 +96,7 @@ class EntityLinkAdmin(admin.ModelAdmin):
 
 
 @admin.register(LogEntry)
-class LogEntryAdmin(admin.ModelAdmin):
+class LogEntryAdmin(StoreWrittenAdmin):
     list_display = ["run", "seq", "level", "message"]
     list_filter = ["level"]
     raw_id_fields = ["run", "step"]

@@ -160,25 +160,31 @@ _TIME = "COALESCE(s.started_at, r.started_at)"
 
 
 def _cause_day_sql(time: str) -> str:
-    """The SQL of causes.failure_day: the UTC day of a time, NO_DAY without one."""
+    """The SQL of causes.failure_day: the UTC day of a time, NO_DAY without one. On
+    SQLite the text's first ten characters, as Django writes a time: date() rounds the
+    seconds to milliseconds first, and gives NULL for 9999-12-31 23:59:59.9995 and
+    later (a "no end" sentinel), which the ingest counts on that day."""
     if connection.vendor == "postgresql":
         return f"COALESCE(({time} AT TIME ZONE 'UTC')::date, DATE '0001-01-01')"
-    return f"COALESCE(date({time}), '0001-01-01')"
+    return f"COALESCE(substr({time}, 1, 10), '0001-01-01')"
 
 
 def slot_sql(time: str) -> str:
     """The SQL of causes.failure_slot: the start of a time's slot, NO_SLOT without one
     (on SQLite as text, as Django writes a time). Its % are doubled, as SQL given
-    with parameters has them."""
+    with parameters has them. Exact to the end of the calendar, as failure_slot is:
+    PostgreSQL divides whole seconds (its numeric quotient of 253402300799.999999 / 600
+    is rounded up to a whole number, whose slot is in the year 10000, an error), and
+    SQLite reads the text (strftime rounds to milliseconds, NULL past 9999)."""
     seconds = SLOT_MINUTES * 60
     if connection.vendor == "postgresql":
         return (
-            f"COALESCE(to_timestamp(floor(extract(epoch FROM {time}) / {seconds}) * {seconds}), "
-            "TIMESTAMPTZ '0001-01-01 00:00:00+00')"
+            f"COALESCE(to_timestamp(floor(floor(extract(epoch FROM {time})) / {seconds}) "
+            f"* {seconds}), TIMESTAMPTZ '0001-01-01 00:00:00+00')"
         )
     return (
-        f"COALESCE(strftime('%%Y-%%m-%%d %%H:', {time}) || "
-        f"printf('%%02d', CAST(strftime('%%M', {time}) AS INTEGER) / {SLOT_MINUTES} * "
+        f"COALESCE(substr({time}, 1, 14) || "
+        f"printf('%%02d', CAST(substr({time}, 15, 2) AS INTEGER) / {SLOT_MINUTES} * "
         f"{SLOT_MINUTES}) || ':00', '0001-01-01 00:00:00')"
     )
 

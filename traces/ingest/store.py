@@ -295,6 +295,8 @@ def write_run(
         if _less_complete(record.completeness, existing.completeness):
             return RunOutcome("kept", existing.pk, record.external_id, _stored(existing))
         index.settle_before_deleting(existing.pk)
+        existing = _still_stored(existing)
+    if existing is not None:
         index.type_trends.remove([existing.pk])
         delete_run_children([existing.pk], index.deltas)
     counted_as = run_key(existing) if existing is not None else None
@@ -335,6 +337,34 @@ def _stored(run: Run) -> Counter:
     )
 
 
+def stored_runs(run_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """Those of these runs still stored, by id: (status, type) as they stand now, their
+    rows locked until the transaction ends (PostgreSQL; SQLite's writer holds the whole
+    database from BEGIN IMMEDIATE). Read before what a run adds to the read models is
+    read and taken off: a run looked up earlier (RunIndex keeps a database's runs across
+    its commits) may have been deleted or rewritten by another writer since; whoever
+    locks its row first takes it off, once, and the other sees it as it is then."""
+    lock = " ORDER BY id FOR UPDATE" if connection.vendor == "postgresql" else ""
+    placeholders = ", ".join(["%s"] * len(run_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, status, type FROM {Run._meta.db_table} WHERE id IN ({placeholders})"
+            + lock,
+            run_ids,
+        )
+        return {pk: (status, run_type) for pk, status, run_type in cursor.fetchall()}
+
+
+def _still_stored(run: Run) -> Run | None:
+    """The stored run a record rewrites, as it stands now (see stored_runs), or None:
+    deleted since it was looked up, so the record is written as a new run."""
+    now = stored_runs([run.pk]).get(run.pk)
+    if now is None:
+        return None
+    run.status, run.type = now
+    return run
+
+
 def delete_run_children(run_ids: list[int], deltas: ReadModelDeltas | None = None) -> None:
     """Delete everything under these runs with plain SQL (Django's cascade
     would load every row into Python first). What they took off the read models
@@ -359,6 +389,9 @@ def delete_runs(run_ids: list[int], deltas: ReadModelDeltas | None = None) -> No
     """Delete these runs and their rows; what they took off the read models is
     gathered into `deltas` (applied by the caller's transaction before it commits),
     or, without one, applied now (in the read models' one order)."""
+    if not run_ids:
+        return
+    run_ids = sorted(stored_runs(run_ids))  # those another writer has not deleted
     if not run_ids:
         return
     now = deltas is None

@@ -473,12 +473,16 @@ def _midnight(day: date) -> datetime:
 
 
 def _bucket_axis(start: datetime, end: datetime, unit: str) -> list[datetime]:
-    """Every bucket start from start to end."""
+    """Every bucket start from start to end (the calendar's last bucket ends it: a
+    failure dated 9999-12-31, a "no end" sentinel, has no next one)."""
     axis = []
     current = _truncate(start, unit)
     while current <= end and len(axis) <= SPARK_MAX * 2:
         axis.append(current)
-        current = _next_bucket(current, unit)
+        try:
+            current = _next_bucket(current, unit)
+        except (OverflowError, ValueError):
+            break
     return axis
 
 
