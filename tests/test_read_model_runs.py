@@ -20,6 +20,8 @@ from tests.read_models import end_running_run, migrated_from, runs_gone_from_sou
 from tests.test_read_model_causes import (
     assert_read_model_is_the_recount as assert_causes_are_the_recount,
 )
+from tests.test_read_model_minimap import recount as recount_minimaps
+from tests.test_read_model_minimap import stored as minimap_rows
 from traces import queries
 from traces.ingest import store
 from traces.ingest.loader import ingest_paths
@@ -73,6 +75,8 @@ def assert_read_models_are_the_recount():
     assert stored_bounds() == recounted_bounds()
     assert stored_step_ids() == recounted_step_ids()
     assert dict(Run.objects.values_list("pk", "steps_items_failed")) == recounted_failed_items()
+    # The big runs' minimap starts (RunMinimap), read again from their steps.
+    assert minimap_rows() == recount_minimaps()
 
 
 def running_run() -> Run:

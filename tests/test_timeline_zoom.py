@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.test_views_run_detail import HX, T0, add_steps, fragment, make_run, page
+from traces.ingest import minimaps
 from traces.ingest.loader import ingest_paths
 from traces.models import Run, Step
 from traces.queries.timeline import MINIMAP_SAMPLE, time_axis
@@ -302,6 +303,8 @@ def big_run(roots: int, children: int) -> Run:
     Run.objects.filter(pk=run.pk).update(
         step_count=seq, steps_started_at=T0, steps_finished_at=T0 + timedelta(seconds=100 * roots)
     )
+    # The minimap's read model, as the store keeps it for a run this big.
+    minimaps.store([(run.pk, seq)])
     run.refresh_from_db()
     return run
 

@@ -14,6 +14,7 @@ from django.utils.html import escape
 from tests.factories import make_runs
 from tests.workflow_pair import PAIR_ID, write_pair
 from traces.causes import error_cause
+from traces.ingest import minimaps
 from traces.ingest.loader import ingest_paths
 from traces.models import Call, EntityLink, LogEntry, Run, Step
 from traces.templatetags.traces_extras import ESTIMATED_TITLE
@@ -789,6 +790,9 @@ def big_and_small_runs():
         roots = add_steps(run, count)
         add_steps(run, count, parent=roots[0])
         add_logs(run, count)
+    # The minimap's read model, as the store keeps it for a run this big.
+    big.refresh_from_db()
+    minimaps.store([(big.pk, big.step_count)])
     return small, big
 
 

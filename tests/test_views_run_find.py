@@ -582,3 +582,34 @@ def test_a_count_in_a_run_given_by_id_reads_the_words_not_the_runs_steps():
     by_run = [node for node in _all_nodes(plan) if node.get("Index Name") == "step_run_seq"]
     reads = [node["Actual Rows"] * node.get("Actual Loops", 1) for node in by_run]
     assert reads and max(reads) == 1, reads  # probes of one step each
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's GIN buckets")
+def test_a_run_given_by_id_is_looked_up_in_the_buckets_the_store_holds():
+    """PostgreSQL, the run's range of ids unknown (a run given by its id): its words are
+    looked up in the coarse buckets that hold a step (pg_present_buckets, a skip over
+    the primary key), not in each bucket from the store's lowest id to its highest:
+    ids that jump by 2**32 are three buckets here, not 65,537 (~1 s); ids from one
+    sequence are each bucket from the lowest to the highest, looked up in none."""
+    from traces.search.index import STEPS, pg_present_buckets
+
+    run, other = make_runs(2, name="jump")
+    rows = [
+        Step(id=pk, run=owner, key=f"k{pk}", seq=seq, position=seq, depth=0, name=name,
+             type="exec", status="succeeded", child_count=0)
+        for owner, pk, seq, name in (
+            (other, 5, 1, "needle there"), (other, 65_540, 2, "needle there"),
+            (run, 2**32 + 7, 1, "needle here"), (run, 2**32 + 9, 2, "plain"),
+            (run, 2**32 + 11, 3, "needle again"),
+        )
+    ]  # fmt: skip
+    Step.objects.bulk_create(rows)
+    with connection.cursor() as cursor:
+        index_runs(cursor, [run.pk, other.pk])
+        cursor.execute(f"{pg_present_buckets(STEPS)} SELECT bucket FROM present")
+        assert [bucket for (bucket,) in cursor.fetchall()] == [0, 1, 2**16]
+    needle = found.parse("needle")
+    assert found.count(run.pk, needle) == (2, False)
+    window = found.window(run.pk, needle, counted=(2, False))
+    assert [step.key for step in window.items] == [f"k{2**32 + 7}", f"k{2**32 + 11}"]
+    assert found.count(other.pk, needle) == (2, False)

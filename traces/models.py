@@ -1028,3 +1028,25 @@ class StepGroup(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} parent {self.parent_id} {self.kind} {self.name}: {self.count}"
+
+
+class RunMinimap(models.Model):
+    """A read model of what the timeline's minimap reads of a run of more than
+    queries.timeline.MINIMAP_SAMPLE steps: the start times of the steps it samples
+    (MINIMAP_SAMPLE of them, spread over the run's seq for its step count) and of its
+    failed steps (the first MINIMAP_FAILED + 1 in start order), each as ms since the
+    epoch, computed by the database as the page would (queries.timeline). Kept by
+    the store with the Step rows, in the same transaction (ingest.minimaps): a run
+    written again is read again, a deleted run's row goes with its steps. The page
+    reads one row instead of a thousand index probes and the failed steps' range."""
+
+    run = models.OneToOneField(Run, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    # The run's step count the sample was drawn for (the page uses the row only then).
+    step_count = models.IntegerField()
+    # The sampled steps' starts (the steps with a start), in seq order.
+    starts = models.JSONField(default=list)
+    # The failed steps' starts, in start order.
+    failed = models.JSONField(default=list)
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}: {len(self.starts)} starts, {len(self.failed)} failed"

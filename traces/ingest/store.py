@@ -23,7 +23,16 @@ from django.utils import timezone
 
 from traces import critical_path
 from traces.causes import as_utc, error_cause, failure_slot
-from traces.models import Call, EntityLink, LogEntry, Run, Step, StepGroup, TraceFile
+from traces.models import (
+    Call,
+    EntityLink,
+    LogEntry,
+    Run,
+    RunMinimap,
+    Step,
+    StepGroup,
+    TraceFile,
+)
 from traces.search import index as search_index
 
 from .entity_counts import RunEntities, entities_of, remove_entities
@@ -38,6 +47,7 @@ from .inserters import (
     insert_instances,
     kept_as_is,
 )
+from .minimaps import RunMinimaps
 from .read_models import ReadModelDeltas
 from .records import CallRecord, LinkRecord, LogRecord, RunRecord, Status, StepRecord
 from .run_counts import move_run_count, run_counts_of, run_key
@@ -91,6 +101,8 @@ class RunIndex:
         # The written runs' StepGroup rows: per run, not shared counters, so written
         # with the rows rather than gathered into the transaction's deltas.
         self.step_groups = StepGroups()
+        # The written runs' minimap starts (RunMinimap), read as they stand at the end.
+        self.minimaps = RunMinimaps()
 
     def get(self, format: str, origin: str, external_id: str) -> Run | None:
         if not origin:
@@ -195,6 +207,7 @@ class RunIndex:
         """The held rows in, and (SQLite) the written runs' search index entries."""
         self.write_runs()
         self.step_groups.apply()
+        self.minimaps.apply()
         with connection.cursor() as cursor:
             search_index.index_runs(cursor, self.written)
         self._gathered.clear()
@@ -315,6 +328,7 @@ def write_run(
     index.gather(run, writer, counted_as)
     index.type_trends.add([run.pk])
     index.step_groups.add([run.pk])
+    index.minimaps.add(run.pk, run.step_count)
     index.remember(run)
     action = "updated" if existing is not None else "added"
     return RunOutcome(action, run.pk, record.external_id, writer.counts)
@@ -377,7 +391,7 @@ def delete_run_children(run_ids: list[int], deltas: ReadModelDeltas | None = Non
     remove_causes(deltas.causes_removed, failure_causes_of(run_ids))
     remove_entities(deltas.entities_removed, entities_of(run_ids))
     with connection.cursor() as cursor:
-        for model in (StepGroup, LogEntry, EntityLink, Call, Step):
+        for model in (RunMinimap, StepGroup, LogEntry, EntityLink, Call, Step):
             cursor.execute(
                 f"DELETE FROM {model._meta.db_table} WHERE run_id IN ({placeholders})", run_ids
             )

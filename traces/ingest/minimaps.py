@@ -1,0 +1,71 @@
+"""The minimap read model (RunMinimap), kept by the store in the same transaction
+as the Step rows it samples.
+
+The timeline's minimap of a run of more than MINIMAP_SAMPLE steps reads the starts
+of MINIMAP_SAMPLE steps spread over the run's seq (a thousand index probes) and of
+its failed steps. A run's steps do not change once written, so the store reads them
+once, when the transaction that wrote the run ends (`RunMinimaps.add`, then `apply`
+in RunIndex.settle), with the page's own queries (queries.timeline.sampled_starts,
+failed_starts: the same floats), and keeps them in one row; a run rewritten or
+deleted loses its row with its steps (store.delete_run_children).
+"""
+
+from __future__ import annotations
+
+from django.db import connection
+
+from traces.models import RunMinimap
+from traces.queries import timeline
+from traces.queries.timeline import failed_starts, sampled_starts
+
+_TABLE = RunMinimap._meta.db_table
+
+
+class RunMinimaps:
+    """The runs a transaction wrote whose minimap is read when it ends."""
+
+    def __init__(self):
+        self.written: dict[int, int] = {}
+
+    def add(self, run_id: int, step_count: int) -> None:
+        """A run written with this many steps: kept when it has more than a sample."""
+        if step_count > timeline.MINIMAP_SAMPLE:
+            self.written[run_id] = step_count
+        else:
+            self.written.pop(run_id, None)
+
+    def apply(self) -> None:
+        """Read the written runs' starts and store them (their old rows go first)."""
+        written = sorted(self.written.items())
+        self.written.clear()
+        store(written)
+
+
+def store(runs: list[tuple[int, int]]) -> None:
+    """The RunMinimap rows of these (run id, step count), read from their steps."""
+    if not runs:
+        return
+    rows = [
+        RunMinimap(
+            run_id=run_id,
+            step_count=step_count,
+            starts=sampled_starts(run_id, step_count),
+            failed=failed_starts(run_id),
+        )
+        for run_id, step_count in runs
+    ]
+    run_ids = [run_id for run_id, _ in runs]
+    placeholders = ", ".join(["%s"] * len(run_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {_TABLE} WHERE run_id IN ({placeholders})", run_ids)
+    RunMinimap.objects.bulk_create(rows)
+
+
+def rebuild() -> None:
+    """Every stored run's row, read again from its steps (the migration that adds the
+    read model; a recount)."""
+    from traces.models import Run
+
+    RunMinimap.objects.all().delete()
+    runs = Run.objects.filter(step_count__gt=timeline.MINIMAP_SAMPLE).order_by("pk")
+    store(list(runs.values_list("pk", "step_count")))
