@@ -864,7 +864,25 @@ def log_cases(t: Targets) -> list[Case]:
         Case("logs_word_step_none", f"log search: {common!r}, a step name no step has",
              "/logs/", [], params={"q": common, "step": "no-such-step"}),
     ]  # fmt: skip
+    # §18a: a step name of few steps, whose lines are among the oldest: the walk read
+    # the word's lines of every id bucket down to them (§17f's 10 M miss, that shape);
+    # now its lines are read through their steps (search/logs.py, _few_named_lines).
+    few, steps = _fewest_steps_logged_name()
+    cases += [
+        Case("logs_word_step_few", f"log search: {common!r}, step name {few!r} ({steps:,} "
+             "steps, the oldest lines')", "/logs/", [], params={"q": common, "step": few}),
+    ]  # fmt: skip
     return cases
+
+
+def _fewest_steps_logged_name(cap: int = 100_000) -> tuple[str, int]:
+    """Of the step names of the oldest 20,000 lines, the one of fewest steps, and how
+    many (counted to `cap`). The generated stores name 17 steps of every workflow run
+    (~5,000 steps each at 1 M); §18a's copies renamed 39 of the oldest `audit-legacy`."""
+    oldest = LogEntry.objects.exclude(step=None).order_by("id")[:20_000]
+    names = set(oldest.values_list("step__name", flat=True))
+    counted = {name: Step.objects.filter(name=name)[:cap].count() for name in names}
+    return min(counted.items(), key=lambda item: (item[1], item[0]), default=("none", 0))
 
 
 def _most_logged_step_name() -> str:
