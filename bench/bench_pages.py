@@ -868,9 +868,16 @@ def log_cases(t: Targets) -> list[Case]:
     # the word's lines of every id bucket down to them (§17f's 10 M miss, that shape);
     # now its lines are read through their steps (search/logs.py, _few_named_lines).
     few, steps = _fewest_steps_logged_name()
+    # And a name of many steps none or few of which have lines (the big run's first
+    # step's, a format without logs): the walk read every line of the word.
+    unlogged = Step.objects.filter(run_id=t.big_run).order_by("id").values_list("name", flat=True)
+    unlogged_name = unlogged.first() or "none"
     cases += [
         Case("logs_word_step_few", f"log search: {common!r}, step name {few!r} ({steps:,} "
              "steps, the oldest lines')", "/logs/", [], params={"q": common, "step": few}),
+        Case("logs_word_step_unlogged", f"log search: {common!r}, step name {unlogged_name!r} "
+             "(the big run's first step's)", "/logs/", [],
+             params={"q": common, "step": unlogged_name}),
     ]  # fmt: skip
     return cases
 

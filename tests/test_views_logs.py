@@ -129,7 +129,7 @@ def test_without_words_the_newest_lines_are_listed_and_the_query_count_is_flat(
     # page's read (newest.py), in a savepoint with their planner settings.
     with django_assert_max_num_queries(2 if connection.vendor == "sqlite" else 8):
         client.get(URL, {"q": "completed"})
-    # A step name: first whether its steps and their lines are few (_few_named_lines);
+    # A step name: first whether its steps with lines are few (_named_steps_with_lines);
     # few, one read of them; else as above.
     named = LogEntry.objects.filter(step__isnull=False).first().step.name
     with django_assert_max_num_queries(3):
@@ -308,29 +308,35 @@ def test_a_word_s_lines_over_id_buckets_pass_every_filter_from_every_cursor(
 def test_a_step_name_s_lines_are_read_apart_only_when_its_steps_and_lines_are_few(
     spread_lines, monkeypatch
 ):
-    """_few_named_lines at its bounds: fetch is 2 steps of 704 lines, idle 1 step of 1
-    line, unlogged 1 step of none, nosuchstep none; one more step or line than the
-    caps and the name's lines are walked as any filter's. Either way, the same
-    answer."""
-    named = {"fetch": (2, 704), "idle": (1, 1), "unlogged": (1, 0), "nosuchstep": (0, 0)}
-    for name, (steps, lines) in named.items():
-        for cap_steps, cap_lines, few in (
-            (steps, lines, True),
-            (max(steps - 1, 0), lines, steps == 0),
-            (steps, max(lines - 1, 0), lines == 0),
+    """_named_steps_with_lines at its bounds: fetch is 2 steps of 704 lines (2 hops of
+    the leapfrog), idle 1 step of 1 line and 50 steps without lines after every step
+    with lines (2 hops: the 50 skipped in one), unlogged 1 step of none (1 hop),
+    nosuchstep none (no hop); one hop or line more than the caps and the name's lines
+    are walked as any filter's. Either way, the same answer."""
+    later = make_steps(Run.objects.get(type="beta"), 50, start=3)
+    Step.objects.filter(pk__in=[step.pk for step in later]).update(name="idle")
+    named = {"fetch": (2, 704), "idle": (2, 1), "unlogged": (1, 0), "nosuchstep": (0, 0)}
+    for name, (hops, lines) in named.items():
+        with_lines = [pk for pk in Step.objects.filter(name=name).values_list("pk", flat=True)
+                      if LogEntry.objects.filter(step=pk).exists()]  # fmt: skip
+        for cap_hops, cap_lines, few in (
+            (hops, lines, True),
+            (max(hops - 1, 0), lines, hops == 0),
+            (hops, max(lines - 1, 0), lines == 0),
         ):
-            monkeypatch.setattr(search_logs_module, "NAMED_STEPS", cap_steps)
+            monkeypatch.setattr(search_logs_module, "NAMED_STEPS", cap_hops)
             monkeypatch.setattr(search_logs_module, "NAMED_LINES", cap_lines)
             with connection.cursor() as cursor:
-                assert search_logs_module._few_named_lines(cursor, name) is few, (name, cap_steps)
+                found = search_logs_module._named_steps_with_lines(cursor, name)
+            assert found == (sorted(with_lines) if few else None), (name, cap_hops, cap_lines)
             wanted = [
                 line.pk
                 for line in spread_lines
                 if "zebra" in line.message and line.step.name == name and line.pk < 300_001
             ]
             hits = search_logs("zebra", {"step": name, "before": 300_001}, size=20)
-            assert [line.pk for line in hits.items] == wanted[:20], (name, cap_steps, cap_lines)
-            assert hits.count == min(len(wanted), 1000), (name, cap_steps, cap_lines)
+            assert [line.pk for line in hits.items] == wanted[:20], (name, cap_hops, cap_lines)
+            assert hits.count == min(len(wanted), 1000), (name, cap_hops, cap_lines)
 
 
 @pytest.mark.parametrize("sparse", [0, 100_000])
