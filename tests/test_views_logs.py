@@ -308,15 +308,19 @@ def test_a_word_s_lines_over_id_buckets_pass_every_filter_from_every_cursor(
 def test_a_step_name_s_lines_are_read_apart_only_when_its_steps_and_lines_are_few(
     spread_lines, monkeypatch
 ):
-    """_named_steps_with_lines at its bounds: fetch is 2 steps of 704 lines (2 hops of
-    the leapfrog), idle 1 step of 1 line and 50 steps without lines after every step
-    with lines (2 hops: the 50 skipped in one), unlogged 1 step of none (1 hop),
-    nosuchstep none (no hop); one hop or line more than the caps and the name's lines
-    are walked as any filter's. Either way, the same answer."""
+    """_named_steps_with_lines at its bounds: fetch is 3 steps with lines, two of them
+    neighbours in id (3 hops of the leapfrog), send 1, idle 1 step of 1 line and 50
+    steps without lines after every step with lines (2 hops: the 50 skipped in one),
+    unlogged 1 step of none (1 hop), nosuchstep none (no hop); one hop or line more
+    than the caps and the name's lines are walked as any filter's. Either way, the same
+    answer."""
+    Step.objects.filter(run__type="alpha", position=1).update(name="fetch")
+    spread_lines = list(LogEntry.objects.select_related("run", "step").order_by("-pk"))
     later = make_steps(Run.objects.get(type="beta"), 50, start=3)
     Step.objects.filter(pk__in=[step.pk for step in later]).update(name="idle")
-    named = {"fetch": (2, 704), "idle": (2, 1), "unlogged": (1, 0), "nosuchstep": (0, 0)}
-    for name, (hops, lines) in named.items():
+    named = {"fetch": 3, "send": 1, "idle": 2, "unlogged": 1, "nosuchstep": 0}
+    for name, hops in named.items():
+        lines = LogEntry.objects.filter(step__name=name).count()
         with_lines = [pk for pk in Step.objects.filter(name=name).values_list("pk", flat=True)
                       if LogEntry.objects.filter(step=pk).exists()]  # fmt: skip
         for cap_hops, cap_lines, few in (

@@ -114,10 +114,12 @@ def _matching_log_ids(words: list[str], filters: dict, limit: int) -> tuple[list
 # steps on SQLite; ~1 s on PostgreSQL for `completed` and a name of 221,000 steps
 # without lines). The name's steps with lines are found by a leapfrog of two indexes,
 # step_name's ids of the name and log_step_seq's ids of steps with lines, each hop a
-# probe of each (~1 µs): a hop finds a step of both, or skips a stretch of the name's
-# steps without lines; at most NAMED_STEPS hops. Else (many of them, or their steps
-# interleaved with others' at more than NAMED_STEPS places) the walk, as any filter's.
-NAMED_STEPS = 2000
+# few probes: a hop finds a step of both, or skips a stretch of the name's steps
+# without lines; at most NAMED_STEPS hops (a hop ~40 µs on PostgreSQL, a recursive
+# CTE's subplans; ~5 µs on SQLite: ≤ ~20 ms). Else (many of them, or interleaved with
+# the name's steps without lines at more than NAMED_STEPS places) the walk, as any
+# filter's.
+NAMED_STEPS = 500
 NAMED_LINES = 1000
 
 
