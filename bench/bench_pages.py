@@ -864,7 +864,32 @@ def log_cases(t: Targets) -> list[Case]:
         Case("logs_word_step_none", f"log search: {common!r}, a step name no step has",
              "/logs/", [], params={"q": common, "step": "no-such-step"}),
     ]  # fmt: skip
+    # §18a: a step name of few steps, whose lines are among the oldest: the walk read
+    # the word's lines of every id bucket down to them (§17f's 10 M miss, that shape);
+    # now its lines are read through their steps (search/logs.py, _few_named_lines).
+    few, steps = _fewest_steps_logged_name()
+    # And a name of many steps none or few of which have lines (the big run's first
+    # step's, a format without logs): the walk read every line of the word.
+    unlogged = Step.objects.filter(run_id=t.big_run).order_by("id").values_list("name", flat=True)
+    unlogged_name = unlogged.first() or "none"
+    cases += [
+        Case("logs_word_step_few", f"log search: {common!r}, step name {few!r} ({steps:,} "
+             "steps, the oldest lines')", "/logs/", [], params={"q": common, "step": few}),
+        Case("logs_word_step_unlogged", f"log search: {common!r}, step name {unlogged_name!r} "
+             "(the big run's first step's)", "/logs/", [],
+             params={"q": common, "step": unlogged_name}),
+    ]  # fmt: skip
     return cases
+
+
+def _fewest_steps_logged_name(cap: int = 100_000) -> tuple[str, int]:
+    """Of the step names of the oldest 20,000 lines, the one of fewest steps, and how
+    many (counted to `cap`). The generated stores name 17 steps of every workflow run
+    (~5,000 steps each at 1 M); §18a's copies renamed 39 of the oldest `audit-legacy`."""
+    oldest = LogEntry.objects.exclude(step=None).order_by("id")[:20_000]
+    names = set(oldest.values_list("step__name", flat=True))
+    counted = {name: Step.objects.filter(name=name)[:cap].count() for name in names}
+    return min(counted.items(), key=lambda item: (item[1], item[0]), default=("none", 0))
 
 
 def _most_logged_step_name() -> str:

@@ -1039,12 +1039,15 @@ def named_steps(worded_lines):
 
 
 @on_postgres
-def test_log_search_reads_a_step_name_s_steps_from_their_index(named_steps):
+def test_log_search_reads_a_step_name_s_steps_from_their_index(named_steps, monkeypatch):
     """A common word with a step name: each bucket's lines of the word are joined to
     the name's steps, read from step_name (name, id): those 100 steps, not every
-    run's steps of every name in step_run_name (run, name) nor the 2,000 steps."""
+    run's steps of every name in step_run_name (run, name) nor the 2,000 steps. (Its
+    150 lines are few: walked here as a name of more lines would be.)"""
+    import traces.search.logs as search_logs_module
     from traces.search.logs import search_logs
 
+    monkeypatch.setattr(search_logs_module, "NAMED_LINES", 0)
     found = None
 
     def read():
@@ -1078,6 +1081,65 @@ def test_log_search_for_a_step_name_no_step_has_reads_no_line(named_steps):
     assert (found.count, found.items) == (0, [])
     assert instructions < 3_000, instructions
     assert search_logs("fetch_charges", {"step": "fetch"}).count == 3_000 // 20
+
+
+@pytest.fixture
+def idle_steps(named_steps, worded_lines):
+    """named_steps, and 5 more steps named `idle` with 2 lines each, none holding
+    `fetch_charges` (the run's error lines); ANALYZEd."""
+    steps = make_steps(worded_lines, 5, start=2_000)
+    Step.objects.filter(pk__in=[step.pk for step in steps]).update(name="idle")
+    ids = LogEntry.objects.filter(level="error").order_by("pk").values_list("pk", flat=True)
+    for offset, step in enumerate(steps):
+        LogEntry.objects.filter(pk__in=ids[offset * 2 : offset * 2 + 2]).update(step=step)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE traces_step")
+            cursor.execute("ANALYZE traces_logentry")
+    return steps
+
+
+@on_postgres
+def test_log_search_reads_a_few_named_steps_lines_not_the_word_s(idle_steps, monkeypatch):
+    """A common word with a step name of few steps and lines (`idle`: 5 steps, 10 lines,
+    none holding the word): those lines are read through their steps and the words
+    tested on each; no walk of the word's 3,000 lines, each joined to its step (what
+    a name of more lines is still read by: the walk, below)."""
+    import traces.search.logs as search_logs_module
+    from traces.search.logs import search_logs
+
+    found = None
+
+    def read():
+        nonlocal found
+        found = search_logs("fetch_charges", {"step": "idle"})
+
+    plans = _analyzed(read)
+    assert (found.count, found.items) == (0, [])
+    assert not [sql for sql, _ in plans if "WITH RECURSIVE walk" in sql]
+    # The leapfrog, a few entries a hop (6 hops); the read, the 10 idle lines.
+    [hops] = [plan for sql, plan in plans if "WITH RECURSIVE hop" in sql]
+    [lines] = [plan for sql, plan in plans if "to_tsvector" in sql]
+    assert _log_reads(hops)[1] <= 60 and _log_reads(lines)[1] <= 2 * 10
+    monkeypatch.setattr(search_logs_module, "NAMED_LINES", 9)
+    plans = _analyzed(read, off=("seqscan", "indexscan"))
+    assert (found.count, found.items) == (0, [])
+    assert sum(_log_reads(plan)[1] for _, plan in plans) >= 3_000
+
+
+def test_log_search_for_a_step_name_of_few_lines_reads_no_match_of_the_word(idle_steps):
+    """SQLite: a step name of few steps and lines (`idle`: 10 lines, none holding
+    `fetch_charges`) tests each of its lines in FTS5 by rowid: fewer VM instructions
+    than one for each of the word's 3,000 matches, which FTS5 gave newest first to be
+    joined to their step (~5 each)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's FTS5")
+    from traces.search.logs import search_logs
+
+    found, instructions = _vm_instructions(lambda: search_logs("fetch_charges", {"step": "idle"}))
+    assert (found.count, found.items) == (0, [])
+    assert instructions < 3_000, instructions
+    assert search_logs("something", {"step": "idle"}).count == 10
 
 
 def test_the_newest_lines_of_a_step_name_are_walked_newest_first(named_steps):

@@ -117,7 +117,7 @@ def test_hostile_text_is_escaped_and_queries_never_fail(client, loaded):
 
 
 def test_without_words_the_newest_lines_are_listed_and_the_query_count_is_flat(
-    client, loaded, django_assert_max_num_queries
+    client, loaded, django_assert_max_num_queries, monkeypatch
 ):
     assert found(client) == scan()[:50]
     html = client.get(URL).content.decode()
@@ -129,6 +129,14 @@ def test_without_words_the_newest_lines_are_listed_and_the_query_count_is_flat(
     # page's read (newest.py), in a savepoint with their planner settings.
     with django_assert_max_num_queries(2 if connection.vendor == "sqlite" else 8):
         client.get(URL, {"q": "completed"})
+    # A step name: first whether its steps with lines are few (_named_steps_with_lines);
+    # few, one read of them; else as above.
+    named = LogEntry.objects.filter(step__isnull=False).first().step.name
+    with django_assert_max_num_queries(3):
+        client.get(URL, {"q": "completed", "step": named})
+    monkeypatch.setattr(search_logs_module, "NAMED_LINES", 0)
+    with django_assert_max_num_queries(3 if connection.vendor == "sqlite" else 9):
+        client.get(URL, {"q": "completed", "step": named})
     with django_assert_max_num_queries(3):  # the lines, their rows, the sparse check
         client.get(URL, {"type": "nosuchtype", "since": "7d"})
 
@@ -205,10 +213,12 @@ NEWER_LINES = (330_000, 330_001)
 def spread_lines() -> list[LogEntry]:
     """Lines holding `zebra` at those ids, of two runs (type alpha / format workflow,
     type beta / format runs) and two step names, fetch and send; levels info and
-    event, error for the oldest and the sparse ones; a second apart. Newest first."""
+    event, error for the oldest and the sparse ones; a second apart. Newest first.
+    Also a step named idle (alpha's) of one line without the word, the newest, and a
+    step named unlogged (beta's) of none."""
     alpha = make_runs(1, format="workflow", type="alpha")[0]
     beta = make_runs(1, format="runs", type="beta")[0]
-    steps = {run.pk: make_steps(run, 2) for run in (alpha, beta)}
+    steps = {run.pk: make_steps(run, 3) for run in (alpha, beta)}
     ids = [OLDEST_LINE, *DENSE_LINES, *SPARSE_LINES, *NEWER_LINES]
     lines = []
     for index, pk in enumerate(ids):
@@ -225,11 +235,15 @@ def spread_lines() -> list[LogEntry]:
                 message="nothing here" if pk in NEWER_LINES else "a zebra line",
             )
         )
-    LogEntry.objects.bulk_create(lines)
+    idle = LogEntry(id=NEWER_LINES[-1] + 1, run=alpha, step=steps[alpha.pk][2], seq=len(ids),
+                    time=BASE_TIME, level="info", message="nothing here")  # fmt: skip
+    LogEntry.objects.bulk_create([*lines, idle])
     for run in (alpha, beta):
         Run.objects.filter(pk=run.pk).update(log_count=LogEntry.objects.filter(run=run).count())
     with connection.cursor() as cursor:
         index_runs(cursor, [alpha.pk, beta.pk])  # SQLite's index (PostgreSQL's keeps itself)
+    Step.objects.filter(run=alpha, position=2).update(name="idle")
+    Step.objects.filter(run=beta, position=2).update(name="unlogged")
     for position, name in enumerate(("fetch", "send")):
         Step.objects.filter(run__in=(alpha, beta), position=position).update(name=name)
     return list(LogEntry.objects.select_related("run", "step").order_by("-pk"))
@@ -248,17 +262,20 @@ def _passes(line: LogEntry, filters: dict) -> bool:
     return all(checks[name](value) for name, value in filters.items() if value is not None)
 
 
+@pytest.mark.parametrize("named", [0, 1000])
 @pytest.mark.parametrize("sparse", [0, 100_000])
 @pytest.mark.parametrize(("cap", "size"), [(1000, 200), (30, 20)])
 def test_a_word_s_lines_over_id_buckets_pass_every_filter_from_every_cursor(
-    spread_lines, monkeypatch, sparse, cap, size
+    spread_lines, monkeypatch, sparse, named, cap, size
 ):
     """Each page: the newest `size` lines holding the word that pass the filters, below
     the cursor; counted up to the cap (capped past it); the next cursor its last line
     when more follow. The same whichever way the lines are read: the id buckets
     (PostgreSQL, the filters tested in each; a time range's buckets alone), the lines
-    of a filter that keeps few (SPARSE), FTS5's rowid order (SQLite)."""
+    of a filter that keeps few (SPARSE), a step name's few lines (NAMED_LINES: each
+    step name's are at most 704 here), FTS5's rowid order (SQLite)."""
     monkeypatch.setattr(search_logs_module, "SPARSE", sparse)
+    monkeypatch.setattr(search_logs_module, "NAMED_LINES", named)
     monkeypatch.setattr(search_logs_module, "COUNT_CAP", cap)
     middle = next(line.time for line in spread_lines if line.pk == 70_700)
     worded = [line for line in spread_lines if "zebra" in line.message]
@@ -273,6 +290,11 @@ def test_a_word_s_lines_over_id_buckets_pass_every_filter_from_every_cursor(
         {"until": middle},
         {"type": "beta", "level": "event", "step": "send", "since": middle},
         {"level": "nosuchlevel"},
+        {"step": "fetch", "level": "error"},
+        {"step": "send", "until": middle, "format": "runs"},
+        {"step": "idle"},
+        {"step": "unlogged"},
+        {"step": "nosuchstep"},
     ):
         for before in (None, 300_001, 140_001, 70_701, 70_000, OLDEST_LINE + 1, OLDEST_LINE):
             wanted = [line.pk for line in worded if _passes(line, {**filters, "before": before})]
@@ -281,6 +303,44 @@ def test_a_word_s_lines_over_id_buckets_pass_every_filter_from_every_cursor(
             assert [line.pk for line in hits.items] == shown, (filters, before)
             assert (hits.count, hits.capped) == (min(len(wanted), cap), len(wanted) > cap)
             assert hits.older == (shown[-1] if len(wanted) > size else None), (filters, before)
+
+
+def test_a_step_name_s_lines_are_read_apart_only_when_its_steps_and_lines_are_few(
+    spread_lines, monkeypatch
+):
+    """_named_steps_with_lines at its bounds: fetch is 3 steps with lines, two of them
+    neighbours in id (3 hops of the leapfrog), send 1, idle 1 step of 1 line and 50
+    steps without lines after every step with lines (2 hops: the 50 skipped in one),
+    unlogged 1 step of none (1 hop), nosuchstep none (no hop); one hop or line more
+    than the caps and the name's lines are walked as any filter's. Either way, the same
+    answer."""
+    Step.objects.filter(run__type="alpha", position=1).update(name="fetch")
+    spread_lines = list(LogEntry.objects.select_related("run", "step").order_by("-pk"))
+    later = make_steps(Run.objects.get(type="beta"), 50, start=3)
+    Step.objects.filter(pk__in=[step.pk for step in later]).update(name="idle")
+    named = {"fetch": 3, "send": 1, "idle": 2, "unlogged": 1, "nosuchstep": 0}
+    for name, hops in named.items():
+        lines = LogEntry.objects.filter(step__name=name).count()
+        with_lines = [pk for pk in Step.objects.filter(name=name).values_list("pk", flat=True)
+                      if LogEntry.objects.filter(step=pk).exists()]  # fmt: skip
+        for cap_hops, cap_lines, few in (
+            (hops, lines, True),
+            (max(hops - 1, 0), lines, hops == 0),
+            (hops, max(lines - 1, 0), lines == 0),
+        ):
+            monkeypatch.setattr(search_logs_module, "NAMED_STEPS", cap_hops)
+            monkeypatch.setattr(search_logs_module, "NAMED_LINES", cap_lines)
+            with connection.cursor() as cursor:
+                found = search_logs_module._named_steps_with_lines(cursor, name)
+            assert found == (sorted(with_lines) if few else None), (name, cap_hops, cap_lines)
+            wanted = [
+                line.pk
+                for line in spread_lines
+                if "zebra" in line.message and line.step.name == name and line.pk < 300_001
+            ]
+            hits = search_logs("zebra", {"step": name, "before": 300_001}, size=20)
+            assert [line.pk for line in hits.items] == wanted[:20], (name, cap_hops, cap_lines)
+            assert hits.count == min(len(wanted), 1000), (name, cap_hops, cap_lines)
 
 
 @pytest.mark.parametrize("sparse", [0, 100_000])
