@@ -6,7 +6,7 @@ HTMX_VERSION := 2.0.11
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-postgres lint browser-deps demo-data bench vendor-htmx screenshots clean
+.PHONY: run test test-sqlite test-postgres reliability lint browser-deps demo-data bench vendor-htmx screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ run: $(VENV)/.installed
 
 ## Every test: lint and format check, the suite on SQLite, then again on PostgreSQL.
 test: $(VENV)/.installed browser-deps lint test-sqlite test-postgres
+
+## docs/RELIABILITY.md's tables regenerated (the fault tests, the hostile pages, the
+## bad-input corpus, on SQLite); a plain test run writes them to var/ instead.
+reliability: $(VENV)/.installed browser-deps
+	TRACER_UPDATE_DOCS=1 $(VENV)/bin/pytest -p no:cacheprovider tests/test_faults.py \
+		tests/browser/test_hostile.py tests/test_hardening_corpus.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -6,8 +6,8 @@ whole; the bad one either fails with a message naming it and a reason (not an
 exception's class name or "internal error": those are parser bugs) or is
 ingested with a self-consistent result; a failed file leaves no rows; nothing
 hangs (each case runs under an alarm). A run of the whole corpus (under xdist
-too) sums the results up per family in its section of docs/RELIABILITY.md (on
-SQLite; var/RELIABILITY-<vendor>.md otherwise), and leaves every case's result
+too) sums the results up per family in its section of var/RELIABILITY-<vendor>.md
+(docs/RELIABILITY.md with `make reliability`), and leaves every case's result
 and time in var/corpus-results-<vendor>.json.
 """
 
@@ -34,6 +34,7 @@ import pytest
 from django.db import connection
 from django.db.models import F
 
+from tests.conftest import reliability_target
 from tests.corpus import ERROR, PARTIAL, Case, build_corpus, huge_string_case
 from traces.ingest import FORMATS, archives
 from traces.ingest.loader import ingest_paths
@@ -396,7 +397,7 @@ def _write_summary(results: dict[str, dict]) -> None:
         "by `tests/corpus.py`, ingested in one batch with a known-good file: the good file",
         "must be ingested whole; the bad one must fail with an error naming the file and",
         "the reason, or be ingested with a self-consistent partial result. Regenerate",
-        "with `.venv/bin/pytest tests/test_hardening_corpus.py -p no:cacheprovider -n 2`.",
+        "with `make reliability` (a plain test run writes var/RELIABILITY-<database>.md).",
         "",
         "| case family | cases | failed with a named error | partial | crashed (must be 0) "
         "| lost/duplicated runs (must be 0) |",
@@ -416,11 +417,7 @@ def _write_summary(results: dict[str, dict]) -> None:
         "  stored or counted twice.",
         "",
     ]
-    target = (
-        REPO / "docs" / "RELIABILITY.md"
-        if vendor == "sqlite"
-        else REPO / "var" / f"RELIABILITY-{vendor}.md"
-    )
+    target = reliability_target(vendor)
     target.parent.mkdir(exist_ok=True)
     (REPO / "var").mkdir(exist_ok=True)
     details = REPO / "var" / f"corpus-results-{vendor}.json"
