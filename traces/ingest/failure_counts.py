@@ -159,7 +159,7 @@ def add_failure_causes(run: Run, causes: dict[tuple, list]) -> None:
 _TIME = "COALESCE(s.started_at, r.started_at)"
 
 
-def _cause_day_sql(time: str) -> str:
+def day_sql(time: str) -> str:
     """The SQL of causes.failure_day: the UTC day of a time, NO_DAY without one. On
     SQLite the text's first ten characters, as Django writes a time: date() rounds the
     seconds to milliseconds first, and gives NULL for 9999-12-31 23:59:59.9995 and
@@ -192,7 +192,7 @@ def slot_sql(time: str) -> str:
 # Per read model: its table, key columns and the SQL of each key column over the
 # failed steps (s) and their runs (r).
 _MODELS = (
-    (_CAUSES, _CAUSE_COLUMNS, (None, _cause_day_sql, "r.format", "r.type")),
+    (_CAUSES, _CAUSE_COLUMNS, (None, day_sql, "r.format", "r.type")),
     (
         _SLICES,
         _SLICE_COLUMNS,
