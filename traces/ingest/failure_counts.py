@@ -78,8 +78,9 @@ def apply_failure_causes(pending: dict[tuple, list], removed: dict | None = None
     """Apply gathered causes (and those `removed`) to FailureCause and FailureSlice:
     per table, one upsert of each key's net change, rows in key order (two writers
     meet on the unique index in one order, so they cannot deadlock); then a key
-    that counts nothing more loses its row, and one that lost rows gets its bounds
-    again from the steps left."""
+    that counts nothing more (exactly 0: one below 0, counted off twice, stays for a
+    recount to see) loses its row, and one that lost rows gets its bounds again from
+    the steps left."""
     removed = removed or {}
     if not pending and not removed:
         return
@@ -106,7 +107,7 @@ def _apply_table(cursor, model: tuple, keys: list, pending: dict, removed: dict)
     cursor.executemany(_upsert_sql(table, columns), rows)
     where = " AND ".join(f"{column} = %s" for column in columns)
     if gone:
-        cursor.executemany(f"DELETE FROM {table} WHERE count <= 0 AND {where}", gone)
+        cursor.executemany(f"DELETE FROM {table} WHERE count = 0 AND {where}", gone)
     for key in keys:
         if key in removed:
             _rebound(cursor, model, _stored_key(table, key), removed[key])
