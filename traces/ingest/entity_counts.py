@@ -69,6 +69,12 @@ def _subjects_by_run(where: str) -> str:
     )
 
 
+def recount_sql() -> str:
+    """EntityCounter's rows recounted from every link and subject step, as the store
+    counts a run's (recount.py)."""
+    return _contributions_sql("1 = 1")
+
+
 def _contributions_sql(where: str) -> str:
     """Per entity, what the rows matching `where` (over run_id) add to EntityCounter:
     (type, id, *FIGURES, first seen, last seen, greatest external id)."""

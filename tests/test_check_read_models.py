@@ -1,0 +1,122 @@
+"""`manage.py check_read_models`: every read model against its recount (one source of
+truth, traces/ingest/recount.py), the rows that differ reported (exit status 1), and
+`--repair` rewriting them from the recount."""
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from tests.test_read_model_hostile import _hostile_record, all_exact
+from tests.test_read_model_negative import _record, delete_subtracting_twice
+from traces.ingest import recount, store
+from traces.ingest.loader import ingest_paths
+from traces.models import (
+    EntityCounter,
+    EntityTypeCounter,
+    FailureCause,
+    FailureSlice,
+    Run,
+    RunCount,
+    StepGroup,
+    TypeBucket,
+    TypeStep,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def check(*args) -> str:
+    out = io.StringIO()
+    call_command("check_read_models", *args, stdout=out)
+    return out.getvalue()
+
+
+def failing_check(*args) -> str:
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="differ from their recount") as raised:
+        call_command("check_read_models", *args, stdout=out)
+    assert raised.value.returncode == 1
+    return out.getvalue() + str(raised.value)
+
+
+@pytest.fixture
+def stored(samples, runs_db):
+    ingest_paths([samples])
+    for index in range(3):
+        store.write_run(_hostile_record(f"h{index}", index), source_file=None, origin="")
+    for model in (RunCount, FailureCause, FailureSlice, EntityCounter, EntityTypeCounter,
+                  TypeBucket, TypeStep, StepGroup):  # fmt: skip
+        assert model.objects.exists(), model
+
+
+def test_a_store_written_by_the_ingest_equals_its_recount(stored):
+    out = check()
+    assert "every read model equals its recount" in out
+    assert out.count(", 0 wrong, 0 missing") == len(recount.READ_MODELS)
+
+
+def _drift() -> dict[str, str]:
+    """One row of each read model made wrong, as a bug or a hand would."""
+    cause = FailureCause.objects.order_by("pk").first()
+    FailureCause.objects.filter(pk=cause.pk).update(count=cause.count + 1)
+    FailureSlice.objects.filter(pk=FailureSlice.objects.order_by("pk").first().pk).delete()
+    entity = EntityCounter.objects.order_by("pk").first()
+    EntityCounter.objects.filter(pk=entity.pk).update(
+        last_seen=entity.last_seen - timedelta(days=1)
+    )
+    EntityTypeCounter.objects.create(entity_type="ghost", links=0, subjects=-1)
+    RunCount.objects.filter(pk=RunCount.objects.order_by("pk").first().pk).update(count=-1)
+    run = Run.objects.filter(step_count__gt=0).order_by("pk").first()
+    Run.objects.filter(pk=run.pk).update(steps_failed=run.steps_failed + 2, log_count=99)
+    TypeBucket.objects.filter(pk=TypeBucket.objects.order_by("pk").first().pk).update(bin=3)
+    TypeStep.objects.filter(pk=TypeStep.objects.order_by("pk").first().pk).update(total_us=1)
+    group = StepGroup.objects.order_by("pk").first()
+    StepGroup.objects.filter(pk=group.pk).update(p95_ms=(group.p95_ms or 0) + 1)
+    return {"RunCount": 1, "Run": 1, "FailureCause": 1, "FailureSlice": 0,
+            "EntityCounter": 1, "EntityTypeCounter": 1, "TypeBucket": 1, "TypeStep": 1,
+            "StepGroup": 1}  # fmt: skip
+
+
+def test_each_drift_is_reported_then_repaired(stored):
+    wrong = _drift()
+    out = failing_check()
+    differences = {d.read_model.model.__name__: d for d in recount.check()}
+    assert {name for name, d in differences.items() if d} == set(wrong)
+    for name, n in wrong.items():
+        assert len(differences[name].wrong) == n, name
+    assert len(differences["FailureSlice"].missing) == 1
+    assert "9 read model(s) differ" in out and "- stored (id" in out and "+ recount:" in out
+    repaired = check("--repair")
+    assert "repaired failure slices (FailureSlice): deleted 0 rows, wrote 1" in repaired
+    assert "repaired entity types (EntityTypeCounter): deleted 1 rows, wrote 0" in repaired
+    assert "every read model equals its recount" in check()
+    all_exact()  # the tests' own recounts agree
+
+
+def test_only_checks_the_models_named(stored):
+    RunCount.objects.update(count=7)
+    assert "every read model equals its recount" in check("--only", "FailureCause", "StepGroup")
+    out = failing_check("--only", "RunCount")
+    assert out.count(" rows, ") == 1
+
+
+def test_a_double_subtraction_is_found_and_repaired(stored, monkeypatch):
+    """What the applies keep visible (a count below 0) the check finds; the repair
+    deletes it."""
+    store.write_run(_record("lone", "lone-type"), source_file=None, origin="")
+    delete_subtracting_twice(monkeypatch, "lone")
+    assert RunCount.objects.filter(count__lt=0).exists()
+    out = failing_check()
+    assert "runs by status (RunCount)" in out
+    check("--repair")
+    assert not RunCount.objects.filter(count__lt=0).exists()
+    assert not FailureCause.objects.filter(count__lt=0).exists()
+    assert "every read model equals its recount" in check()
+    all_exact()
+
+
+def test_an_empty_store_equals_its_recount():
+    assert "every read model equals its recount" in check()
