@@ -3,7 +3,7 @@ truth, traces/ingest/recount.py), the rows that differ reported (exit status 1),
 `--repair` rewriting them from the recount."""
 
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -26,6 +26,8 @@ from traces.models import (
 )
 
 pytestmark = pytest.mark.django_db
+
+BASE = datetime(2001, 2, 3, 4, 5, 6, tzinfo=UTC)
 
 
 def check(*args) -> str:
@@ -120,3 +122,28 @@ def test_a_double_subtraction_is_found_and_repaired(stored, monkeypatch):
 
 def test_an_empty_store_equals_its_recount():
     assert "every read model equals its recount" in check()
+
+
+def test_stored_times_that_drifted_are_reported_then_set_again(stored):
+    from traces.models import EntityLink, Step
+
+    failed = Step.objects.filter(status="failed").order_by("pk").first()
+    Step.objects.filter(pk=failed.pk).update(failed_at=None, failed_at_estimated=None)
+    succeeded = Step.objects.filter(status="succeeded").order_by("pk").first()
+    Step.objects.filter(pk=succeeded.pk).update(error_cause="stale cause", failed_at=BASE)
+    link = EntityLink.objects.order_by("pk").first()
+    EntityLink.objects.filter(pk=link.pk).update(seen_at=BASE)
+    subject = Step.objects.exclude(entity_type="").order_by("pk").first()
+    Step.objects.filter(pk=subject.pk).update(entity_seen_at=None)
+    columns = ("Step.failed_at", "Step.failed_at_estimated", "Step.error_cause",
+               "EntityLink.seen_at", "Step.entity_seen_at")  # fmt: skip
+    out = failing_check("--only", *columns)
+    assert "failure times (Step.failed_at): 2 wrong" in out
+    assert "link times (EntityLink.seen_at): 1 wrong" in out
+    assert f"- stored (id {succeeded.pk})" in out
+    repaired = check("--repair")
+    assert "repaired failure times (Step.failed_at): set 2 rows" in repaired
+    assert "every read model equals its recount" in check()
+    failed.refresh_from_db()
+    assert failed.failed_at == (failed.started_at or failed.run.started_at)
+    all_exact()

@@ -77,7 +77,7 @@ class Difference:
     """A read model against its recount: its stored rows the recount lacks (by id)
     and the recount's rows it lacks."""
 
-    read_model: ReadModel
+    read_model: ReadModel | StoredColumn
     rows: int = 0
     wrong: list[tuple[int, tuple]] = field(default_factory=list)
     missing: list[tuple] = field(default_factory=list)
@@ -217,6 +217,64 @@ READ_MODELS = (
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class StoredColumn:
+    """A column the ingest derives from a row's neighbours (the time a list orders
+    by): `expected`, SQL over the row's table (its run and step looked up), is what
+    it holds. Compared and repaired in SQL, row by row, without reading the rows."""
+
+    name: str
+    model: type[models.Model]
+    column: str
+    expected: str
+
+    @property
+    def table(self) -> str:
+        return self.model._meta.db_table
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.column,)
+
+    def differs(self) -> str:
+        distinct = "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
+        return f"{self.column} {distinct} {self.expected}"
+
+
+def _of_run(table: str, column: str) -> str:
+    return f"(SELECT r.{column} FROM {_RUNS} r WHERE r.id = {table}.run_id)"
+
+
+def _step_time(table: str = _STEPS) -> str:
+    return f"COALESCE({table}.started_at, {_of_run(table, 'started_at')})"
+
+
+STORED_COLUMNS = (
+    StoredColumn(
+        "link times (EntityLink.seen_at)", EntityLink, "seen_at",
+        f"COALESCE({_LINKS}.created_at, (SELECT s.started_at FROM {_STEPS} s "
+        f"WHERE s.id = {_LINKS}.step_id), {_of_run(_LINKS, 'started_at')})",
+    ),
+    StoredColumn(
+        "subject times (Step.entity_seen_at)", Step, "entity_seen_at",
+        f"CASE WHEN {_STEPS}.entity_type > '' THEN {_step_time()} END",
+    ),
+    StoredColumn(
+        "failure times (Step.failed_at)", Step, "failed_at",
+        f"CASE WHEN {_STEPS}.status = 'failed' THEN {_step_time()} END",
+    ),
+    StoredColumn(
+        "failure time estimates (Step.failed_at_estimated)", Step, "failed_at_estimated",
+        f"CASE WHEN {_STEPS}.status = 'failed' THEN {_of_run(_STEPS, 'times_estimated')} END",
+    ),
+    StoredColumn(
+        "causes of steps that did not fail (Step.error_cause)", Step, "error_cause",
+        f"CASE WHEN {_STEPS}.status = 'failed' THEN {_STEPS}.error_cause ELSE '' END",
+    ),
+)  # fmt: skip
+CHECKED = (*STORED_COLUMNS, *READ_MODELS)
+
+
 def _value_of(model: type[models.Model], column: str) -> Callable:
     """How a column's value is compared: as Python has it, whatever the database gave."""
     kind = model._meta.get_field(column)
@@ -245,11 +303,24 @@ def _date(value) -> date:
     return date.fromisoformat(value) if isinstance(value, str) else value
 
 
-def compare(read_model: ReadModel, recount: Recount | None = None) -> Difference:
+def compare(read_model: ReadModel | StoredColumn, recount: Recount | None = None) -> Difference:
     """The read model against its recount (in the caller's transaction: run both in
     one snapshot, see `snapshot`)."""
     start = time.perf_counter()
     recount = recount or Recount()
+    if isinstance(read_model, StoredColumn):
+        value = _value_of(read_model.model, read_model.column)
+        difference = Difference(read_model)
+        difference.wrong = [
+            (pk, (value(stored),))
+            for pk, stored in recount.sql(
+                f"SELECT id, {read_model.column} FROM {read_model.table} "
+                f"WHERE {read_model.differs()} ORDER BY id"
+            )
+        ]
+        difference.rows = len(difference.wrong)
+        difference.seconds = time.perf_counter() - start
+        return difference
     values = [_value_of(read_model.model, column) for column in read_model.columns]
 
     def row_of(raw) -> tuple:
@@ -291,8 +362,8 @@ def _sortable(entry: tuple) -> tuple:
 
 
 def check(names: Iterable[str] | None = None) -> Iterator[Difference]:
-    """Each read model (those named, else all) against its recount, in one snapshot
-    of the database (no lock: writers go on, and are not seen)."""
+    """Each read model (those named, else all: see `_chosen`) against its recount, in
+    one snapshot of the database (no lock: writers go on, and are not seen)."""
     chosen = _chosen(names)
     with snapshot():
         recount = Recount()
@@ -301,24 +372,38 @@ def check(names: Iterable[str] | None = None) -> Iterator[Difference]:
 
 
 def repair(names: Iterable[str] | None = None) -> list[Difference]:
-    """Recount the read models and rewrite the rows that differ, in one transaction
-    that keeps writers out from before the recount until it commits (`locked`)."""
-    chosen = _chosen(names)
-    with transaction.atomic():
-        locked()
-        recount = Recount()
-        found = [compare(read_model, recount) for read_model in chosen]
-        for difference in found:
-            if difference:
-                rewrite(difference)
-    return found
+    """Recount the read models and rewrite the rows that differ: each in a transaction
+    of its own (they are independent: a writer waits for one model's recount, not
+    all), that keeps writers out from before its recount until it commits (`locked`),
+    tried again if it met one (batches.retried: a deadlock, SQLite locked)."""
+    from .batches import retried
+
+    return [retried(lambda model=model: _repair(model)) for model in _chosen(names)]
 
 
-def _chosen(names: Iterable[str] | None) -> list[ReadModel]:
+def _repair(read_model: ReadModel | StoredColumn) -> Difference:
+    locked()
+    difference = compare(read_model)
+    if difference:
+        rewrite(difference)
+    return difference
+
+
+def _chosen(names: Iterable[str] | None) -> list[ReadModel | StoredColumn]:
+    """The read models of these names (READ_MODELS' model names, STORED_COLUMNS'
+    Model.column), in CHECKED's order (the stored columns first: the entity counters
+    are counted from the link times); all without names."""
     if not names:
-        return list(READ_MODELS)
+        return list(CHECKED)
     wanted = {name.lower() for name in names}
-    return [m for m in READ_MODELS if m.model.__name__.lower() in wanted]
+    return [m for m in CHECKED if label(m).lower() in wanted]
+
+
+def label(read_model: ReadModel | StoredColumn) -> str:
+    """How the command names it: its model (a stored column: Model.column)."""
+    if isinstance(read_model, StoredColumn):
+        return f"{read_model.model.__name__}.{read_model.column}"
+    return read_model.model.__name__
 
 
 class snapshot:
@@ -327,14 +412,14 @@ class snapshot:
     snapshot, taken at its first read, and no write lock)."""
 
     def __enter__(self):
+        self._atomic, self._began = None, False
+        if connection.in_atomic_block:  # already in a transaction: the caller's view
+            return self
         if connection.vendor == "postgresql":
             self._atomic = transaction.atomic()
             self._atomic.__enter__()
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            return self
-        self._atomic = None
-        if connection.in_atomic_block:  # already in a transaction: its own view
             return self
         connection.ensure_connection()
         with connection.cursor() as cursor:
@@ -345,7 +430,7 @@ class snapshot:
     def __exit__(self, *exc_info):
         if self._atomic is not None:
             return self._atomic.__exit__(*exc_info)
-        if getattr(self, "_began", False):
+        if self._began:
             with connection.cursor() as cursor:
                 cursor.execute("COMMIT")
         return False
@@ -376,6 +461,13 @@ def rewrite(difference: Difference) -> None:
     """Delete a read model's wrong rows and write its missing ones (a run's summaries:
     update its row). In the caller's transaction."""
     read_model = difference.read_model
+    if isinstance(read_model, StoredColumn):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {read_model.table} SET {read_model.column} = {read_model.expected} "
+                f"WHERE {read_model.differs()}"
+            )
+        return
     columns = (*read_model.columns, *read_model.written)
     fields = [read_model.model._meta.get_field(column) for column in columns]
 

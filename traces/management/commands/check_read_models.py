@@ -3,7 +3,6 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from traces.ingest import recount
-from traces.ingest.batches import retried
 
 
 class Command(BaseCommand):
@@ -26,8 +25,8 @@ class Command(BaseCommand):
             "--only",
             nargs="+",
             metavar="MODEL",
-            choices=[m.model.__name__ for m in recount.READ_MODELS],
-            help="only these read models (by model name: RunCount, FailureCause, ...)",
+            choices=[recount.label(m) for m in recount.CHECKED],
+            help="only these read models (RunCount, FailureCause, ..., Step.failed_at, ...)",
         )
         parser.add_argument(
             "--show", type=int, default=5, metavar="N", help="differing rows shown a model"
@@ -39,7 +38,7 @@ class Command(BaseCommand):
         for difference in recount.check(only):
             self._report(difference, show)
             if difference:
-                differing.append(difference.read_model.model.__name__)
+                differing.append(recount.label(difference.read_model))
         seconds = time.perf_counter() - start
         if not differing:
             self.stdout.write(f"every read model equals its recount ({seconds:.1f} s)")
@@ -52,21 +51,29 @@ class Command(BaseCommand):
             )
         start = time.perf_counter()
         # Recounted again under the locks: what differed may have changed meanwhile.
-        repaired = retried(lambda: recount.repair(differing))
-        for difference in repaired:
-            if difference:
+        for difference in recount.repair(differing):
+            name = difference.read_model.name
+            if isinstance(difference.read_model, recount.StoredColumn):
+                self.stdout.write(f"repaired {name}: set {len(difference.wrong):,} rows")
+            elif difference:
                 self.stdout.write(
-                    f"repaired {difference.read_model.name}: deleted {len(difference.wrong):,} "
-                    f"rows, wrote {len(difference.missing):,}"
+                    f"repaired {name}: deleted {len(difference.wrong):,} rows, "
+                    f"wrote {len(difference.missing):,}"
                 )
-        self.stdout.write(f"repaired in {time.perf_counter() - start:.1f} s (writers waited)")
+        self.stdout.write(
+            f"repaired in {time.perf_counter() - start:.1f} s (writers waited for each "
+            "read model's recount and rewrite)"
+        )
 
     def _report(self, difference: recount.Difference, show: int) -> None:
         model = difference.read_model
-        line = (
-            f"{model.name}: {difference.rows:,} rows, {len(difference.wrong):,} wrong, "
-            f"{len(difference.missing):,} missing ({difference.seconds:.1f} s)"
-        )
+        if isinstance(model, recount.StoredColumn):
+            line = f"{model.name}: {len(difference.wrong):,} wrong ({difference.seconds:.1f} s)"
+        else:
+            line = (
+                f"{model.name}: {difference.rows:,} rows, {len(difference.wrong):,} wrong, "
+                f"{len(difference.missing):,} missing ({difference.seconds:.1f} s)"
+            )
         self.stdout.write(line)
         columns = ", ".join(model.columns)
         if difference and show:
