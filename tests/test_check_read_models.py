@@ -3,15 +3,19 @@ truth, traces/ingest/recount.py), the rows that differ reported (exit status 1),
 `--repair` rewriting them from the recount."""
 
 import io
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
+from django.db.models import F
 
 from tests.test_read_model_hostile import _hostile_record, all_exact
 from tests.test_read_model_negative import _record, delete_subtracting_twice
-from traces.ingest import recount, store
+from traces.ingest import batches, recount, store
 from traces.ingest.loader import ingest_paths
 from traces.models import (
     EntityCounter,
@@ -146,4 +150,61 @@ def test_stored_times_that_drifted_are_reported_then_set_again(stored):
     assert "every read model equals its recount" in check()
     failed.refresh_from_db()
     assert failed.failed_at == (failed.started_at or failed.run.started_at)
+    all_exact()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_repair_keeps_a_deleter_waiting_until_it_has_written(samples, monkeypatch):
+    """PostgreSQL: a run deleted while a repair recounts waits for the repair to commit
+    (its locks), then takes the run off the repaired counts. Without them, the delete
+    committed in between and the repair wrote counts that still had the run."""
+    if connection.vendor != "postgresql":
+        pytest.skip("two writers at once: PostgreSQL (SQLite's repair holds its write lock)")
+    ingest_paths([samples])
+    RunCount.objects.update(count=F("count") + 1)  # drifted
+    run = Run.objects.order_by("pk").first()
+    recounting, go, errors, waited = threading.Event(), threading.Event(), [], []
+    compare = recount.compare
+    repairer = None
+
+    def paused(read_model, *args):
+        if threading.current_thread() is repairer and not recounting.is_set():
+            recounting.set()  # its locks taken
+            go.wait(10)
+        return compare(read_model, *args)
+
+    monkeypatch.setattr(recount, "compare", paused)
+
+    def in_thread(work):
+        def run_it():
+            try:
+                work()
+            except Exception as exc:  # reported by the test
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        return threading.Thread(target=run_it)
+
+    repairer = in_thread(lambda: recount.repair(["RunCount"]))
+    repairer.start()
+    assert recounting.wait(10)
+    deleter = in_thread(lambda: batches.retried(lambda: store.delete_runs([run.pk])))
+    deleter.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not waited:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            )
+            if cursor.fetchone()[0]:
+                waited.append(True)
+        time.sleep(0.02)
+    assert Run.objects.filter(pk=run.pk).exists()  # the deleter waits
+    go.set()
+    repairer.join(20)
+    deleter.join(20)
+    assert errors == [] and waited
+    assert not Run.objects.filter(pk=run.pk).exists()
     all_exact()

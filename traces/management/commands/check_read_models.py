@@ -55,6 +55,8 @@ class Command(BaseCommand):
             name = difference.read_model.name
             if isinstance(difference.read_model, recount.StoredColumn):
                 self.stdout.write(f"repaired {name}: set {len(difference.wrong):,} rows")
+            elif difference and difference.read_model.by_id:
+                self.stdout.write(f"repaired {name}: updated {len(difference.missing):,} rows")
             elif difference:
                 self.stdout.write(
                     f"repaired {name}: deleted {len(difference.wrong):,} rows, "
