@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
 
 from tests.test_read_model_hostile import _hostile_record, all_exact
@@ -208,3 +208,62 @@ def test_a_repair_keeps_a_deleter_waiting_until_it_has_written(samples, monkeypa
     assert errors == [] and waited
     assert not Run.objects.filter(pk=run.pk).exists()
     all_exact()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_repair_lets_a_writer_that_holds_the_steps_go_first(samples):
+    """PostgreSQL: an ingest writes a new run's steps before its run row. A repair that
+    took the runs, then waited for the steps, deadlocked with it; it waits LOCK_WAIT at
+    most (less than the deadlock timeout), lets go, and takes them again after the
+    writer has committed: the writer is never the victim."""
+    if connection.vendor != "postgresql":
+        pytest.skip("two writers at once: PostgreSQL (SQLite's repair holds its write lock)")
+    ingest_paths([samples])
+    RunCount.objects.update(count=F("count") + 1)  # drifted
+    run = Run.objects.order_by("pk").first()
+    holding, errors, repaired = threading.Event(), [], []
+
+    def writer():
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("LOCK TABLE traces_step IN ROW EXCLUSIVE MODE")  # steps written
+                holding.set()
+                _until_one_waits_on_a_lock(cursor)  # the repair, for the steps
+                cursor.execute("UPDATE traces_run SET name = 'renamed' WHERE id = %s", [run.pk])
+        except Exception as exc:  # reported by the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def repair():
+        try:
+            repaired.extend(recount.repair(["RunCount"]))
+        except Exception as exc:  # reported by the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=repair)]
+    threads[0].start()
+    assert holding.wait(10)
+    threads[1].start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert [len(d.wrong) for d in repaired] == [RunCount.objects.count()]
+    assert Run.objects.get(pk=run.pk).name == "renamed"
+    all_exact()
+
+
+def _until_one_waits_on_a_lock(cursor) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else one view a transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        )
+        if cursor.fetchone()[0]:
+            return
+        time.sleep(0.02)
+    raise AssertionError("nobody waited")

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from django.db import connection, models, transaction
+from django.db import OperationalError, connection, models, transaction
 
 from traces.causes import as_utc
 from traces.models import (
@@ -436,15 +436,19 @@ class snapshot:
         return False
 
 
-# PostgreSQL: the tables a repair reads, locked before it reads them. Every writer
-# of runs takes a run's row first (store.stored_runs: SELECT ... FOR UPDATE, or the
-# INSERT of a new run): EXCLUSIVE on the runs, which those wait for, comes first; then
-# SHARE (readers go on, writers wait) on the rows the read models count, in the order
-# store.delete_run_children deletes them. A writer that holds one of these already
-# (it took it before its run: none does today) would deadlock with the repair, and
-# PostgreSQL fails one of the two, which is tried again (batches.retried).
+# PostgreSQL: the tables a repair reads, locked before it reads them: the runs
+# EXCLUSIVE (a delete or re-sync locks its runs' rows first, store.stored_runs, and
+# waits), then the rows counted SHARE (readers go on, writers wait). Writers take
+# these in no one order (an ingest writes a new run's steps before its run row, a
+# delete deletes them first too), so a writer may hold one the repair waits for and
+# then want the runs: the repair waits for a lock LOCK_WAIT at most, shorter than
+# PostgreSQL's deadlock_timeout (1 s), lets everything go and takes them again
+# later (LOCK_ATTEMPTS times, backing off): the writer goes on, never the victim.
 LOCKED_FIRST = (_RUNS,)
-LOCKED_THEN = tuple(model._meta.db_table for model in (StepGroup, LogEntry, EntityLink, Call, Step))
+LOCKED_THEN = tuple(model._meta.db_table for model in (Step, Call, EntityLink, LogEntry, StepGroup))
+LOCK_WAIT_MS = 500
+LOCK_ATTEMPTS = 40
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 def locked() -> None:
@@ -452,9 +456,22 @@ def locked() -> None:
     transaction already holds the database's write lock (BEGIN IMMEDIATE: settings)."""
     if connection.vendor != "postgresql":
         return
+    from .batches import backoff
+
+    for attempt in range(LOCK_ATTEMPTS):
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = {LOCK_WAIT_MS}")
+                cursor.execute(f"LOCK TABLE {', '.join(LOCKED_FIRST)} IN EXCLUSIVE MODE")
+                cursor.execute(f"LOCK TABLE {', '.join(LOCKED_THEN)} IN SHARE MODE")
+            break
+        except OperationalError as exc:
+            sqlstate = getattr(exc.__cause__, "sqlstate", None)
+            if sqlstate != LOCK_NOT_AVAILABLE or attempt + 1 == LOCK_ATTEMPTS:
+                raise
+            time.sleep(backoff(min(attempt, 5)))
     with connection.cursor() as cursor:
-        cursor.execute(f"LOCK TABLE {', '.join(LOCKED_FIRST)} IN EXCLUSIVE MODE")
-        cursor.execute(f"LOCK TABLE {', '.join(LOCKED_THEN)} IN SHARE MODE")
+        cursor.execute("SET LOCAL lock_timeout = DEFAULT")
 
 
 def rewrite(difference: Difference) -> None:
