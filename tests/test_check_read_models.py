@@ -4,7 +4,6 @@ truth, traces/ingest/recount.py), the rows that differ reported (exit status 1),
 
 import io
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +12,7 @@ from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.db.models import F
 
+from tests.read_models import until_one_waits_on_a_lock
 from tests.test_read_model_hostile import _hostile_record, all_exact
 from tests.test_read_model_negative import _record, delete_subtracting_twice
 from traces.ingest import batches, recount, store
@@ -163,7 +163,7 @@ def test_a_repair_keeps_a_deleter_waiting_until_it_has_written(samples, monkeypa
     ingest_paths([samples])
     RunCount.objects.update(count=F("count") + 1)  # drifted
     run = Run.objects.order_by("pk").first()
-    recounting, go, errors, waited = threading.Event(), threading.Event(), [], []
+    recounting, go, errors = threading.Event(), threading.Event(), []
     compare = recount.compare
     repairer = None
 
@@ -191,16 +191,8 @@ def test_a_repair_keeps_a_deleter_waiting_until_it_has_written(samples, monkeypa
     assert recounting.wait(10)
     deleter = in_thread(lambda: batches.retried(lambda: store.delete_runs([run.pk])))
     deleter.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not waited:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND datname = current_database()"
-            )
-            if cursor.fetchone()[0]:
-                waited.append(True)
-        time.sleep(0.02)
+    with connection.cursor() as cursor:
+        waited = until_one_waits_on_a_lock(cursor)
     assert Run.objects.filter(pk=run.pk).exists()  # the deleter waits
     go.set()
     repairer.join(20)
@@ -228,7 +220,7 @@ def test_a_repair_lets_a_writer_that_holds_the_steps_go_first(samples):
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute("LOCK TABLE traces_step IN ROW EXCLUSIVE MODE")  # steps written
                 holding.set()
-                _until_one_waits_on_a_lock(cursor)  # the repair, for the steps
+                assert until_one_waits_on_a_lock(cursor)  # the repair, for the steps
                 cursor.execute("UPDATE traces_run SET name = 'renamed' WHERE id = %s", [run.pk])
         except Exception as exc:  # reported by the test
             errors.append(exc)
@@ -253,17 +245,3 @@ def test_a_repair_lets_a_writer_that_holds_the_steps_go_first(samples):
     assert [len(d.wrong) for d in repaired] == [RunCount.objects.count()]
     assert Run.objects.get(pk=run.pk).name == "renamed"
     all_exact()
-
-
-def _until_one_waits_on_a_lock(cursor) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else one view a transaction
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database()"
-        )
-        if cursor.fetchone()[0]:
-            return
-        time.sleep(0.02)
-    raise AssertionError("nobody waited")

@@ -4,7 +4,6 @@ their transaction again when it met another writer, as the ingest tries a file a
 file's order, so on PostgreSQL the two can deadlock and one is failed (40P01)."""
 
 import threading
-import time
 
 import pytest
 from django.core.management import call_command
@@ -12,6 +11,7 @@ from django.db import OperationalError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.read_models import until_one_waits_on_a_lock
 from tests.test_read_model_hostile import all_exact
 from traces.ingest import batches, store
 from traces.ingest.loader import ingest_paths
@@ -148,7 +148,7 @@ def test_prune_and_a_writer_locking_runs_in_the_other_order_both_finish(runs_db)
                 cursor.execute("SET LOCAL deadlock_timeout = '10s'")  # prune detects it
                 cursor.execute("SELECT id FROM traces_run WHERE id = %s FOR UPDATE", [last])
                 holding.set()
-                _until_another_waits_on_a_lock(cursor)
+                assert until_one_waits_on_a_lock(cursor)
                 cursor.execute("SELECT id FROM traces_run WHERE id = %s FOR UPDATE", [first])
                 cursor.execute("UPDATE traces_run SET name = 'touched' WHERE id = %s", [first])
         except Exception as exc:  # reported by the test
@@ -165,18 +165,6 @@ def test_prune_and_a_writer_locking_runs_in_the_other_order_both_finish(runs_db)
     assert "met another writer" in out  # prune was the victim, and tried again
     assert not Run.objects.exists()
     all_exact()
-
-
-def _until_another_waits_on_a_lock(cursor) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database()"
-        )
-        if cursor.fetchone()[0]:
-            return
-        time.sleep(0.02)
 
 
 def _prune_logging() -> str:
