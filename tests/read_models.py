@@ -5,6 +5,7 @@ source, and a migration run over rows written in an older schema."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 
 from django.core.management import call_command
@@ -69,3 +70,20 @@ def migrated_from(migration: str) -> Iterator:
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes("traces"))
+
+
+def until_one_waits_on_a_lock(cursor, seconds: float = 10) -> bool:
+    """PostgreSQL: poll until a session of this database waits on a lock (True), or
+    `seconds` pass (False). Clears the statistics snapshot each time, so it also sees
+    them from inside a transaction (one view a transaction otherwise)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        )
+        if cursor.fetchone()[0]:
+            return True
+        time.sleep(0.02)
+    return False

@@ -19,7 +19,7 @@ from tests.test_read_model_entities import assert_read_model_is_the_recount as e
 from tests.test_read_model_loops import assert_read_model_is_the_recount as loops_exact
 from tests.test_read_model_runs import assert_read_models_are_the_recount as runs_exact
 from tests.test_read_model_trends import assert_read_models_are_the_recount as trends_exact
-from traces.ingest import store
+from traces.ingest import recount, store
 from traces.ingest.loader import ingest_paths
 from traces.ingest.records import LinkRecord, RunRecord, StepRecord
 from traces.models import Call, EntityCounter, EntityLink, FailureCause, LogEntry, Run, Step
@@ -65,6 +65,8 @@ def all_exact():
     entities_exact()
     trends_exact()
     loops_exact()
+    # The app's recount (manage.py check_read_models) finds nothing either.
+    assert [d.read_model.name for d in recount.check() if d] == []
 
 
 def _failed_steps(runs_db, run_id: str) -> list[str]:
@@ -341,3 +343,31 @@ def test_failures_at_the_calendars_ends_are_shown_with_their_sparklines(client, 
     for url in ("/steps/?status=failed", "/steps/?status=failed&q=boom", "/api/steps/errors"):
         assert client.get(url).status_code == 200, url
     all_exact()
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999500, tzinfo=UTC),
+        datetime(9999, 12, 31, 12, 0, tzinfo=UTC),
+    ],
+    ids=["last instant", "last millisecond rounded up", "last day"],
+)
+def test_the_causes_box_grouping_the_steps_dates_a_failure_as_the_read_model(when):
+    """A filter the read models cannot answer (a message) groups the failed steps
+    themselves, by the read model's day: exact to the calendar's last instant (SQLite's
+    date() rounds to milliseconds, and past 9999-12-31 23:59:59.9995 gives NULL: the
+    failure had no day, so no sparkline)."""
+    from traces.queries import errors
+
+    record = RunRecord(format="otlp", external_id="ends", status="failed", started_at=BASE_TIME)
+    record.steps = [StepRecord(key="1", name="n", status="failed", error="boom", started_at=when)]
+    store.write_run(record, source_file=None, origin="")
+    assert errors.groups_source({"error": "boom"}) == errors.STEPS
+    assert errors.groups_source({}) == errors.DAYS
+    from_steps = errors.failure_groups({"error": "boom"}, details=False).groups
+    from_read_model = errors.failure_groups({}, details=False).groups
+    assert [group.days for group in from_steps] == [{when.date(): 1}]
+    assert [group.days for group in from_steps] == [group.days for group in from_read_model]
+    assert from_steps[0].first_seen == from_steps[0].last_seen == when

@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
-from django.db import transaction
 
+from .ingest.batches import retried
 from .ingest.store import delete_runs
 from .models import ApiToken, Call, EntityLink, LogEntry, Run, Step, TraceFile, TraceSource
 
@@ -51,8 +51,8 @@ class RunAdmin(admin.ModelAdmin):
         return [str(run) for run in runs], counts, set(), []
 
     def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            delete_runs(list(queryset.values_list("pk", flat=True)))
+        run_ids = list(queryset.values_list("pk", flat=True))
+        retried(lambda: delete_runs(run_ids))  # met an ingest (a deadlock): again
 
 
 class StoreWrittenAdmin(admin.ModelAdmin):

@@ -24,7 +24,8 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from django.db import DatabaseError, connection, transaction
 
@@ -32,6 +33,7 @@ from .inserters import IdAllocator
 from .read_models import ReadModelDeltas
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Time bounds a batch (how long a write from the site may wait); the file count only
 # bounds what a crash makes the next ingest read again.
@@ -180,6 +182,25 @@ def retryable(exc: BaseException) -> bool:
     """Whether a statement failed only because another writer held what it needed:
     the same writes tried again (after `backoff`) can succeed."""
     return writers_met(exc) or sqlite_locked(exc)
+
+
+def retried(write: Callable[[], T]) -> T:
+    """`write()` in a transaction (a savepoint inside one) of its own, rolled back and
+    tried again (after `backoff`, up to ATTEMPTS times) when it met another writer, as
+    the ingest tries a file again: prune and the delete buttons lock runs in id order
+    while an ingest locks them in its file's order, so on PostgreSQL the two can
+    deadlock and one is failed (40P01); on SQLite the write lock may not come within
+    the busy timeout."""
+    for attempt in range(ATTEMPTS):
+        try:
+            with transaction.atomic():
+                return write()
+        except DatabaseError as exc:
+            if attempt + 1 == ATTEMPTS or not retryable(exc):
+                raise
+            log.info("a delete met another writer (%s); again", exc)
+            time.sleep(backoff(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def writers_met(exc: BaseException) -> bool:

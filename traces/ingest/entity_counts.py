@@ -35,6 +35,9 @@ FIGURES = (
     "steps_read", "steps_written", "steps_affected", "steps_other", "subjects", "runs",
 )  # fmt: skip
 _KNOWN_TYPES = "('input', 'output', 'affected')"
+# A row that counts nothing (every figure exactly 0) goes; one a bug took below 0 (a
+# run subtracted twice) stays, for a recount to see (`manage.py check_read_models`).
+_NOTHING = " AND ".join(f"{name} = 0" for name in FIGURES)
 
 
 def _links_by_run(where: str) -> str:
@@ -64,6 +67,12 @@ def _subjects_by_run(where: str) -> str:
         f"FROM {_STEPS} WHERE entity_type > '' AND {where} "
         f"GROUP BY entity_type, entity_id, run_id"
     )
+
+
+def recount_sql() -> str:
+    """EntityCounter's rows recounted from every link and subject step, as the store
+    counts a run's (recount.py)."""
+    return _contributions_sql("1 = 1")
 
 
 def _contributions_sql(where: str) -> str:
@@ -198,9 +207,10 @@ def apply_entities(pending: dict[tuple, list], removed: dict | None = None) -> N
     EntityTypeCounter: one upsert of each key's net change, rows in key order (two
     writers meet on the unique indexes in one order). The greatest external id is
     the database's to choose (its collation orders text): an entity with several
-    gets one row more for each other one. Then an entity left with no link and no
-    subject step loses its row, and one whose first or last time or external id may
-    have come from the deleted rows gets them again from the rows left."""
+    gets one row more for each other one. Then an entity left counting nothing
+    (every figure exactly 0; one below 0 stays, for a recount to see) loses its
+    row, and one whose first or last time or external id may have come from the
+    deleted rows gets them again from the rows left."""
     removed = removed or {}
     if not pending and not removed:
         return
@@ -234,7 +244,7 @@ def apply_entities(pending: dict[tuple, list], removed: dict | None = None) -> N
             cursor.executemany(sql, rows)
         if removed:
             cursor.executemany(
-                f"DELETE FROM {_COUNTERS} WHERE links <= 0 AND subjects <= 0 AND {_KEY}",
+                f"DELETE FROM {_COUNTERS} WHERE {_NOTHING} AND {_KEY}",
                 sorted(removed),
             )
         for key in sorted(removed):
@@ -281,7 +291,7 @@ def _add_to_types(rows: list[tuple], *, emptied: bool) -> None:
         )
         if emptied:
             cursor.executemany(
-                f"DELETE FROM {_TYPES} WHERE entity_type = %s AND links <= 0 AND subjects <= 0",
+                f"DELETE FROM {_TYPES} WHERE entity_type = %s AND links = 0 AND subjects = 0",
                 [(t,) for t in sorted(totals)],
             )
 

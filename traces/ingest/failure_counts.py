@@ -78,8 +78,9 @@ def apply_failure_causes(pending: dict[tuple, list], removed: dict | None = None
     """Apply gathered causes (and those `removed`) to FailureCause and FailureSlice:
     per table, one upsert of each key's net change, rows in key order (two writers
     meet on the unique index in one order, so they cannot deadlock); then a key
-    that counts nothing more loses its row, and one that lost rows gets its bounds
-    again from the steps left."""
+    that counts nothing more (exactly 0: one below 0, counted off twice, stays for a
+    recount to see) loses its row, and one that lost rows gets its bounds again from
+    the steps left."""
     removed = removed or {}
     if not pending and not removed:
         return
@@ -106,7 +107,7 @@ def _apply_table(cursor, model: tuple, keys: list, pending: dict, removed: dict)
     cursor.executemany(_upsert_sql(table, columns), rows)
     where = " AND ".join(f"{column} = %s" for column in columns)
     if gone:
-        cursor.executemany(f"DELETE FROM {table} WHERE count <= 0 AND {where}", gone)
+        cursor.executemany(f"DELETE FROM {table} WHERE count = 0 AND {where}", gone)
     for key in keys:
         if key in removed:
             _rebound(cursor, model, _stored_key(table, key), removed[key])
@@ -159,7 +160,7 @@ def add_failure_causes(run: Run, causes: dict[tuple, list]) -> None:
 _TIME = "COALESCE(s.started_at, r.started_at)"
 
 
-def _cause_day_sql(time: str) -> str:
+def day_sql(time: str) -> str:
     """The SQL of causes.failure_day: the UTC day of a time, NO_DAY without one. On
     SQLite the text's first ten characters, as Django writes a time: date() rounds the
     seconds to milliseconds first, and gives NULL for 9999-12-31 23:59:59.9995 and
@@ -192,7 +193,7 @@ def slot_sql(time: str) -> str:
 # Per read model: its table, key columns and the SQL of each key column over the
 # failed steps (s) and their runs (r).
 _MODELS = (
-    (_CAUSES, _CAUSE_COLUMNS, (None, _cause_day_sql, "r.format", "r.type")),
+    (_CAUSES, _CAUSE_COLUMNS, (None, day_sql, "r.format", "r.type")),
     (
         _SLICES,
         _SLICE_COLUMNS,

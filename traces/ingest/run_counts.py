@@ -34,7 +34,9 @@ def move_run_count(counts: Counter, old: tuple | None, new: tuple) -> None:
 
 def apply_run_counts(counts: Counter) -> None:
     """Add signed counts by (format, run_type, status) to RunCount, in key order;
-    a count that reaches 0 removes its row (the type choices list the rows left)."""
+    a count that reaches 0 removes its row (the type choices list the rows left). One
+    taken below 0 (a run subtracted twice: a bug) keeps its row, for a recount to see
+    (`manage.py check_read_models`)."""
     rows = sorted((*key, n) for key, n in counts.items() if n)
     if not rows:
         return
@@ -47,7 +49,7 @@ def apply_run_counts(counts: Counter) -> None:
         )
         gone = [row[:3] for row in rows if row[3] < 0]
         if gone:
-            cursor.executemany(f"DELETE FROM {_COUNTS} WHERE count <= 0 AND {_COUNT_KEY}", gone)
+            cursor.executemany(f"DELETE FROM {_COUNTS} WHERE count = 0 AND {_COUNT_KEY}", gone)
 
 
 def run_counts_of(run_ids: list[int]) -> Counter:

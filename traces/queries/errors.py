@@ -32,7 +32,7 @@ from django.db.models import (
     QuerySet,
     Sum,
 )
-from django.db.models.functions import Substr, TruncDate
+from django.db.models.functions import Substr
 
 from traces.causes import NO_DAY, NO_SLOT, SLOT, slot_end, slot_start
 from traces.models import SLICE_NAME_MAX, FailureCause, FailureSlice, Status, Step
@@ -249,19 +249,24 @@ def _day_range(filters: dict, column: str, *, as_days: bool = True) -> Q:
 
 
 def _utc_day(expression):
-    """The UTC day of a time. SQLite keeps times as UTC text, so date() reads it in C
-    (Django's TruncDate would call back into Python for every row)."""
-    if connection.vendor == "sqlite":
-        return Func(expression, function="date", output_field=DateField())
-    return TruncDate(expression, tzinfo=UTC)
+    """The UTC day of a time, NO_DAY without one (failure_counts' SQL, so the steps
+    grouped here fall on the read model's days: on SQLite the text's first ten
+    characters, read in C with no callback into Python, and exact to the calendar's
+    last instant, where date() rounds to milliseconds and gives NULL)."""
+    return _failure_counts_sql("day_sql", expression, DateField())
 
 
 def _utc_slot(expression):
     """The start of a time's slot (failure_counts' SQL; on SQLite as text)."""
-    from traces.ingest.failure_counts import slot_sql
+    return _failure_counts_sql("slot_sql", expression, DateTimeField())
 
-    template = slot_sql("{time}").replace("%", "%%").replace("{time}", "%(expressions)s")
-    return Func(expression, template=template, output_field=DateTimeField())
+
+def _failure_counts_sql(name: str, expression, output_field):
+    from traces.ingest import failure_counts
+
+    sql = getattr(failure_counts, name)("{time}")
+    template = sql.replace("%", "%%").replace("{time}", "%(expressions)s")
+    return Func(expression, template=template, output_field=output_field)
 
 
 def _groups_of(rows: QuerySet) -> list[ErrorGroup]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -10,6 +9,7 @@ from django.views.decorators.http import require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
 from traces.access import DELETE_RUN, permission_required
+from traces.ingest.batches import retried
 from traces.ingest.store import delete_runs
 from traces.models import Run
 
@@ -23,8 +23,7 @@ def run_delete(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("source_file"), pk=run_id)
     if request.method == "GET":
         return render(request, "traces/run_delete.html", {"section": "runs", "run": run})
-    with transaction.atomic():
-        delete_runs([run.pk])
+    retried(lambda: delete_runs([run.pk]))  # met an ingest (a deadlock): again
     if request.htmx:
         return HttpResponseClientRedirect(reverse("traces:run-list"))
     return redirect("traces:run-list")

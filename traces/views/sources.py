@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -15,6 +14,7 @@ from traces import queries
 from traces import sources as scans
 from traces.access import ADD_SOURCE, CHANGE_SOURCE, DELETE_SOURCE, permission_required, refusal
 from traces.forms import FileFilterForm, SourceDeleteForm, SourceForm, SourceSettingsForm
+from traces.ingest.batches import retried
 from traces.ingest.store import delete_runs
 from traces.models import IngestJob, Run, TraceFile, TraceSource
 from traces.pagination import BadCursor
@@ -116,10 +116,7 @@ def source_delete(request: HttpRequest, source_id: int) -> HttpResponse:
     source = get_object_or_404(TraceSource, pk=source_id)
     form = SourceDeleteForm(request.POST if request.method == "POST" else None)
     if form.is_bound and form.is_valid():
-        with transaction.atomic():
-            if form.cleaned_data["delete_runs"]:
-                _delete_runs_and_files(source)
-            source.delete()
+        retried(lambda: _delete_source(source, with_runs=form.cleaned_data["delete_runs"]))
         return redirect("traces:source-list")
     context = {
         "section": "sources",
@@ -129,6 +126,13 @@ def source_delete(request: HttpRequest, source_id: int) -> HttpResponse:
         "file_count": source.files.count(),
     }
     return render(request, "traces/source_delete.html", context)
+
+
+def _delete_source(source: TraceSource, *, with_runs: bool) -> None:
+    """In one transaction (retried: it may meet an ingest, see batches.retried)."""
+    if with_runs:
+        _delete_runs_and_files(source)
+    source.delete()
 
 
 def _delete_runs_and_files(source: TraceSource, batch: int = 500) -> None:

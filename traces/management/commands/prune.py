@@ -2,10 +2,10 @@ import re
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from traces.ingest.batches import retried
 from traces.ingest.parallel import prune_abandoned
 from traces.ingest.store import delete_runs
 from traces.models import Run
@@ -68,8 +68,7 @@ class Command(BaseCommand):
             batch = list(old.order_by("pk").values_list("pk", flat=True)[:batch_size])
             if not batch:
                 break
-            with transaction.atomic():
-                delete_runs(batch)
+            retried(lambda batch=batch: delete_runs(batch))  # a deadlock: again
             deleted += len(batch)
         self.stdout.write(f"deleted {_runs(deleted)} ({what})")
 
