@@ -128,6 +128,66 @@ def test_an_error_that_is_not_another_writer_is_not_tried_again(runs_db, monkeyp
     assert len(calls) == 1
 
 
+def _locked_once(monkeypatch) -> list:
+    """The first delete's lock of its runs fails as SQLite fails a write that waited the
+    busy timeout for the write lock; the calls, counted."""
+    calls = []
+    lock = store.stored_runs
+
+    def stored_runs(run_ids):
+        calls.append(sorted(run_ids))
+        if len(calls) == 1:
+            raise OperationalError("database is locked")
+        return lock(run_ids)
+
+    monkeypatch.setattr(store, "stored_runs", stored_runs)
+    monkeypatch.setattr(batches, "backoff", lambda attempt: 0)
+    return calls
+
+
+@pytest.fixture
+def as_sqlite(monkeypatch):
+    """The error read as SQLite's (on PostgreSQL too: only its text is looked at)."""
+    monkeypatch.setattr(batches, "sqlite_locked", lambda exc: "database is locked" in str(exc))
+
+
+@pytest.mark.django_db
+def test_prune_waits_again_for_sqlites_write_lock(runs_db, monkeypatch, as_sqlite):
+    ingest_paths([runs_db])
+    old = list(Run.objects.order_by("pk").values_list("pk", flat=True)[:2])
+    Run.objects.filter(pk__in=old).update(left_source_at=timezone.now())
+    calls = _locked_once(monkeypatch)
+    call_command("prune", "--left-source")
+    assert calls == [old, old]
+    _gone(old)
+
+
+@pytest.mark.django_db
+def test_the_delete_button_does_not_wait_for_sqlites_lock_again(
+    admin_client, samples, monkeypatch, as_sqlite
+):
+    """A request has already waited the busy timeout (30 s): waiting five times more
+    would outlast the web server's timeout, so the lock not had is answered at once,
+    as a page saying so (503), not a server error."""
+    ingest_paths([samples])
+    run = Run.objects.order_by("pk").first()
+    calls = _locked_once(monkeypatch)
+    url = reverse("traces:run-delete", args=[run.pk])
+    response = admin_client.post(url)
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert b"The database is busy" in response.content
+    assert f'href="{url}">Try again'.encode() in response.content
+    assert calls == [[run.pk]]
+    assert Run.objects.filter(pk=run.pk).exists()
+    _locked_once(monkeypatch)
+    htmx = admin_client.post(url, headers={"HX-Request": "true"})
+    assert htmx.status_code == 503
+    assert htmx["HX-Retarget"] == "#flash"
+    assert b"The database is busy" in htmx.content
+    assert Run.objects.filter(pk=run.pk).exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_prune_and_a_writer_locking_runs_in_the_other_order_both_finish(runs_db):
     """A real deadlock, on PostgreSQL: another transaction holds the last run's row and

@@ -92,6 +92,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "traces.middleware.DatabaseBusyMiddleware",
 ]
 
 ROOT_URLCONF = "tracer_site.urls"

@@ -184,19 +184,21 @@ def retryable(exc: BaseException) -> bool:
     return writers_met(exc) or sqlite_locked(exc)
 
 
-def retried(write: Callable[[], T]) -> T:
+def retried(write: Callable[[], T], *, locked_too: bool = False) -> T:
     """`write()` in a transaction (a savepoint inside one) of its own, rolled back and
     tried again (after `backoff`, up to ATTEMPTS times) when it met another writer, as
     the ingest tries a file again: prune and the delete buttons lock runs in id order
     while an ingest locks them in its file's order, so on PostgreSQL the two can
-    deadlock and one is failed (40P01); on SQLite the write lock may not come within
-    the busy timeout."""
+    deadlock and one is failed (40P01). SQLite's write lock not had within the busy
+    timeout is tried again only when `locked_too` (a command): a request has already
+    waited that long (30 s), and five more waits would outlast the web server's."""
     for attempt in range(ATTEMPTS):
         try:
             with transaction.atomic():
                 return write()
         except DatabaseError as exc:
-            if attempt + 1 == ATTEMPTS or not retryable(exc):
+            again = writers_met(exc) or (locked_too and sqlite_locked(exc))
+            if attempt + 1 == ATTEMPTS or not again:
                 raise
             log.info("a delete met another writer (%s); again", exc)
             time.sleep(backoff(attempt))

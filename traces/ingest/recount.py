@@ -378,7 +378,9 @@ def repair(names: Iterable[str] | None = None) -> list[Difference]:
     tried again if it met one (batches.retried: a deadlock, SQLite locked)."""
     from .batches import retried
 
-    return [retried(lambda model=model: _repair(model)) for model in _chosen(names)]
+    return [
+        retried(lambda model=model: _repair(model), locked_too=True) for model in _chosen(names)
+    ]
 
 
 def _repair(read_model: ReadModel | StoredColumn) -> Difference:

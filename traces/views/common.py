@@ -26,14 +26,14 @@ def fragment(request: HttpRequest, template: str, *parts: str) -> str:
     return f"{template}#{part}" if part else template
 
 
-def bad_request(request: HttpRequest, message: str, form=None) -> HttpResponse:
-    """A 400 page; for an htmx request, the message alone, shown in the page's
-    flash area (whatever the request meant to swap stays as it was)."""
-    context = {"message": message, "form": form}
+def bad_request(request: HttpRequest, message: str, form=None, status: int = 400) -> HttpResponse:
+    """A 400 page (or `status`); for an htmx request, the message alone, shown in the
+    page's flash area (whatever the request meant to swap stays as it was)."""
+    context = {"message": message, "form": form, "status": status}
     if request.htmx:
-        response = render(request, "traces/bad_request.html#message", context, status=400)
+        response = render(request, "traces/bad_request.html#message", context, status=status)
         return reswap(retarget(response, "#flash"), "innerHTML")
-    return render(request, "traces/bad_request.html", context, status=400)
+    return render(request, "traces/bad_request.html", context, status=status)
 
 
 # A log line's level, as the status colour its badge takes.

@@ -68,7 +68,7 @@ class Command(BaseCommand):
             batch = list(old.order_by("pk").values_list("pk", flat=True)[:batch_size])
             if not batch:
                 break
-            retried(lambda batch=batch: delete_runs(batch))  # a deadlock: again
+            retried(lambda batch=batch: delete_runs(batch), locked_too=True)  # a deadlock: again
             deleted += len(batch)
         self.stdout.write(f"deleted {_runs(deleted)} ({what})")
 
