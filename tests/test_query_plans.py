@@ -22,7 +22,7 @@ import pytest
 from django.db import connection, transaction
 from django.db.models import F, Q
 
-from tests.factories import make_runs, make_steps
+from tests.factories import make_runs, make_steps, refresh_step_names
 from traces import queries
 from traces.forms import RunFilterForm
 from traces.ingest.loader import ingest_paths
@@ -811,6 +811,7 @@ def test_log_search_tests_a_phrase_on_the_lines_a_step_name_keeps(worded_lines):
         ids = list(LogEntry.objects.filter(level=level).order_by("pk").values_list("pk", flat=True))
         for offset, step in enumerate(kept):
             LogEntry.objects.filter(pk__in=ids[offset :: len(kept)]).update(step=step)
+    refresh_step_names()
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE traces_step")
         cursor.execute("ANALYZE traces_logentry")
@@ -1031,6 +1032,7 @@ def named_steps(worded_lines):
     ids = list(LogEntry.objects.filter(level="info").order_by("pk").values_list("pk", flat=True))
     for offset, step in enumerate(steps):
         LogEntry.objects.filter(pk__in=ids[offset :: len(steps)]).update(step=step)
+    refresh_step_names()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE traces_step")
@@ -1092,6 +1094,7 @@ def idle_steps(named_steps, worded_lines):
     ids = LogEntry.objects.filter(level="error").order_by("pk").values_list("pk", flat=True)
     for offset, step in enumerate(steps):
         LogEntry.objects.filter(pk__in=ids[offset * 2 : offset * 2 + 2]).update(step=step)
+    refresh_step_names()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE traces_step")

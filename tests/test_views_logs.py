@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import traces.search.logs as search_logs_module
-from tests.factories import BASE_TIME, make_runs, make_steps
+from tests.factories import BASE_TIME, make_runs, make_steps, refresh_step_names
 from traces.ingest.loader import ingest_paths
 from traces.ingest.store import delete_runs
 from traces.models import LogEntry, Run, Step
@@ -246,6 +246,7 @@ def spread_lines() -> list[LogEntry]:
     Step.objects.filter(run=beta, position=2).update(name="unlogged")
     for position, name in enumerate(("fetch", "send")):
         Step.objects.filter(run__in=(alpha, beta), position=position).update(name=name)
+    refresh_step_names()
     return list(LogEntry.objects.select_related("run", "step").order_by("-pk"))
 
 
@@ -318,6 +319,7 @@ def test_a_step_name_s_lines_are_read_apart_only_when_its_steps_and_lines_are_fe
     spread_lines = list(LogEntry.objects.select_related("run", "step").order_by("-pk"))
     later = make_steps(Run.objects.get(type="beta"), 50, start=3)
     Step.objects.filter(pk__in=[step.pk for step in later]).update(name="idle")
+    refresh_step_names()
     named = {"fetch": 3, "send": 1, "idle": 2, "unlogged": 1, "nosuchstep": 0}
     for name, hops in named.items():
         lines = LogEntry.objects.filter(step__name=name).count()
