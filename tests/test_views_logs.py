@@ -37,6 +37,15 @@ def scan(*words, **filters) -> list[int]:
     return list(lines.order_by("-pk").values_list("pk", flat=True))
 
 
+def test_the_ingest_writes_each_line_s_step_name_on_it(loaded):
+    """LogEntry.step_name, the key the search matches a step name by: its step's name
+    as stored, '' for a line without a step (or of a step its run does not have)."""
+    lines = LogEntry.objects.values_list("step_name", "step__name", "step_id")
+    assert [(name, step) for name, step, _ in lines if name != (step or "")] == []
+    assert {bool(name) for name, _, step_id in lines if step_id} == {True}
+    assert {name for name, _, step_id in lines if step_id is None} == {""}
+
+
 def test_every_word_must_be_in_the_line_newest_first(client, loaded):
     expected = scan("step", "completed")
     assert expected and found(client, q="step completed") == expected[:50]

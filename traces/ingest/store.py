@@ -592,7 +592,7 @@ class _RunWriter:
     def _write_steps(self, steps) -> None:
         plan, held = self.step_plan, self.held_steps
         type_at, id_at, seen_at = self.subject_at
-        name_at, names = plan.at["name"], self.step_names
+        step_at, name_at, names = plan.at["id"], plan.at["name"], self.step_names
         subject = self.entities.subject
         for step in steps:
             values = self._step_row(step)
@@ -604,7 +604,7 @@ class _RunWriter:
                 self.first_held_id = values[1][0]
             row = plan.row(step, *values)
             held.append(row)
-            names[row[id_at]] = row[name_at]
+            names[row[step_at]] = row[name_at]
             if row[type_at] != "":
                 subject(row[type_at], row[id_at], row[seen_at])
 
