@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Max, Min
+from django.db.models import Max, Min, OuterRef, Subquery
 
 from traces.causes import as_utc, error_cause, failure_slot
 from traces.ingest import entity_counts
@@ -18,7 +18,7 @@ from traces.ingest.failure_counts import (
     slice_name,
 )
 from traces.ingest.run_counts import apply_run_counts, run_key
-from traces.models import FailureCause, FailureSlice, Run, Step
+from traces.models import FailureCause, FailureSlice, LogEntry, Run, Step
 
 BASE_TIME = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 _ids = itertools.count()
@@ -130,3 +130,11 @@ def count_entities() -> None:
     """The entities read model (and the times it orders by) for links and subject
     steps made here; the store keeps it on ingest."""
     entity_counts.rebuild()
+
+
+def refresh_step_names() -> None:
+    """Every log line's step_name its step's (LogEntry.step_name), after a test renamed
+    steps or moved lines by update(), which the ORM's save does not see: as the ingest
+    would have written them."""
+    name = Step.objects.filter(pk=OuterRef("step_id")).values("name")
+    LogEntry.objects.filter(step__isnull=False).update(step_name=Subquery(name))

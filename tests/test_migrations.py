@@ -118,3 +118,41 @@ def test_failed_steps_stored_before_0033_know_whether_their_time_is_estimated():
         ("runs", "succeeded", None),
     ]
     migrate(max(MigrationExecutor(connection).loader.graph.leaf_nodes("traces")))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_log_lines_stored_before_0043_get_their_step_s_name_and_are_found_by_it(monkeypatch):
+    """The lines' step_name filled from their steps (in batches: two lines a batch
+    here) and the search index built again with it: the search by a step name finds
+    them, on both databases."""
+    import importlib
+
+    from traces.search.logs import search_logs
+
+    monkeypatch.setattr(importlib.import_module("traces.migrations.0043_logname"), "FILL_BATCH", 2)
+    apps = migrate(("traces", "0042_findmini"))
+    Run, Step = apps.get_model("traces", "Run"), apps.get_model("traces", "Step")
+    LogEntry = apps.get_model("traces", "LogEntry")
+    run = Run.objects.create(format="runs", external_id="old", status="succeeded")
+    fetch, send = (
+        Step.objects.create(run=run, key=name, name=name, seq=seq, position=seq)
+        for seq, name in enumerate(("fetch", "send-it"))
+    )
+    for seq, step in enumerate((fetch, send, None, fetch, send)):
+        LogEntry.objects.create(run=run, step=step, seq=seq, message=f"a zebra line {seq}")
+    migrate(("traces", "0043_logname"))
+    migrate(max(MigrationExecutor(connection).loader.graph.leaf_nodes("traces")))
+    from traces.models import LogEntry as Line
+
+    named = list(Line.objects.order_by("seq").values_list("step_name", flat=True))
+    assert named == ["fetch", "send-it", "", "fetch", "send-it"]
+    for name, seqs in (("fetch", [3, 0]), ("send-it", [4, 1]), ("send", []), ("", [4, 3, 2, 1, 0])):
+        hits = search_logs("zebra", {"step": name})
+        assert [line.seq for line in hits.items] == seqs, name
+    # Back (the column and its key gone) and forward again.
+    migrate(("traces", "0042_findmini"))
+    with connection.cursor() as cursor:
+        columns = connection.introspection.get_table_description(cursor, "traces_logentry")
+    assert "step_name" not in {column.name for column in columns}
+    migrate(max(MigrationExecutor(connection).loader.graph.leaf_nodes("traces")))
+    assert [line.seq for line in search_logs("zebra", {"step": "fetch"}).items] == [3, 0]

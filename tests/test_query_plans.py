@@ -22,7 +22,7 @@ import pytest
 from django.db import connection, transaction
 from django.db.models import F, Q
 
-from tests.factories import make_runs, make_steps
+from tests.factories import make_runs, make_steps, refresh_step_names
 from traces import queries
 from traces.forms import RunFilterForm
 from traces.ingest.loader import ingest_paths
@@ -799,9 +799,10 @@ def test_log_search_filters_a_common_word_inside_the_index_or_reads_the_few_line
 @on_postgres
 def test_log_search_tests_a_phrase_on_the_lines_a_step_name_keeps(worded_lines):
     """`fetch_charges` is a phrase of two words: the index gives its lines by the
-    words, then the phrase is tested on each line the step's name keeps (none here:
-    its 3,000 lines are of steps named `send`), not on all of them before the join
-    drops them (~5 µs each, its vector computed again)."""
+    words and the step's name (a key of the index, migration 0043), then the phrase
+    is tested on each line it gives (none here: its 3,000 lines are of steps named
+    `send`): none of the word's lines is read, nor its phrase tested (~5 µs each, its
+    vector computed again)."""
     from traces.search.logs import search_logs
 
     steps = make_steps(worded_lines, 40)
@@ -811,6 +812,7 @@ def test_log_search_tests_a_phrase_on_the_lines_a_step_name_keeps(worded_lines):
         ids = list(LogEntry.objects.filter(level=level).order_by("pk").values_list("pk", flat=True))
         for offset, step in enumerate(kept):
             LogEntry.objects.filter(pk__in=ids[offset :: len(kept)]).update(step=step)
+    refresh_step_names()
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE traces_step")
         cursor.execute("ANALYZE traces_logentry")
@@ -831,7 +833,9 @@ def test_log_search_tests_a_phrase_on_the_lines_a_step_name_keeps(worded_lines):
         if "ts_match_vq" in node.get("Filter", "")
     ]
     assert worded and sum(tested) == 0, tested
-    assert sum(_log_reads(plan)[1] for plan in worded) >= 3_000  # the walk read them
+    # Before the name was a key, the walk read the 3,000 lines and joined their step.
+    assert [_log_reads(plan)[1] for plan in worded] == [0] * len(worded)
+    assert sum(_steps_read(plan) for plan in worded) == 0
 
 
 @on_postgres
@@ -1031,6 +1035,7 @@ def named_steps(worded_lines):
     ids = list(LogEntry.objects.filter(level="info").order_by("pk").values_list("pk", flat=True))
     for offset, step in enumerate(steps):
         LogEntry.objects.filter(pk__in=ids[offset :: len(steps)]).update(step=step)
+    refresh_step_names()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE traces_step")
@@ -1039,11 +1044,12 @@ def named_steps(worded_lines):
 
 
 @on_postgres
-def test_log_search_reads_a_step_name_s_steps_from_their_index(named_steps, monkeypatch):
-    """A common word with a step name: each bucket's lines of the word are joined to
-    the name's steps, read from step_name (name, id): those 100 steps, not every
-    run's steps of every name in step_run_name (run, name) nor the 2,000 steps. (Its
-    150 lines are few: walked here as a name of more lines would be.)"""
+def test_log_search_matches_a_step_name_inside_the_index(named_steps, monkeypatch):
+    """A common word with a step name: each bucket's lines of the word and the name
+    are read from the GIN index, the name a key in it beside the level (migration
+    0043): the name's 150 lines of the word, no step and no other line of the word
+    (before, each bucket's lines were joined to the name's 100 steps). (Its 150 lines
+    are few: walked here as a name of more lines would be.)"""
     import traces.search.logs as search_logs_module
     from traces.search.logs import search_logs
 
@@ -1063,8 +1069,8 @@ def test_log_search_reads_a_step_name_s_steps_from_their_index(named_steps, monk
     assert [line.pk for line in found.items] == wanted[:50] and found.count == len(wanted)
     [walk] = [plan for sql, plan in plans if "WITH RECURSIVE walk" in sql]
     indexes = {node.get("Index Name") for node in _all_nodes(walk)}
-    assert "step_name" in indexes and "step_run_name" not in indexes, indexes
-    assert _steps_read(walk) <= len(named_steps) * 2, _steps_read(walk)
+    assert indexes & {"step_name", "step_run_name"} == set(), indexes
+    assert _steps_read(walk) == 0 and _log_reads(walk) == (len(wanted), len(wanted))
 
 
 def test_log_search_for_a_step_name_no_step_has_reads_no_line(named_steps):
@@ -1092,6 +1098,7 @@ def idle_steps(named_steps, worded_lines):
     ids = LogEntry.objects.filter(level="error").order_by("pk").values_list("pk", flat=True)
     for offset, step in enumerate(steps):
         LogEntry.objects.filter(pk__in=ids[offset * 2 : offset * 2 + 2]).update(step=step)
+    refresh_step_names()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE traces_step")
@@ -1121,10 +1128,14 @@ def test_log_search_reads_a_few_named_steps_lines_not_the_word_s(idle_steps, mon
     [hops] = [plan for sql, plan in plans if "WITH RECURSIVE hop" in sql]
     [lines] = [plan for sql, plan in plans if "to_tsvector" in sql]
     assert _log_reads(hops)[1] <= 60 and _log_reads(lines)[1] <= 2 * 10
+    # More lines than NAMED_LINES: the walk, the name ANDed inside the GIN index
+    # (migration 0043): none of the word's 3,000 lines read (before, all of them,
+    # each joined to its step).
     monkeypatch.setattr(search_logs_module, "NAMED_LINES", 9)
     plans = _analyzed(read, off=("seqscan", "indexscan"))
     assert (found.count, found.items) == (0, [])
-    assert sum(_log_reads(plan)[1] for _, plan in plans) >= 3_000
+    worded = [plan for sql, plan in plans if "to_tsvector" in sql]
+    assert worded and [_log_reads(plan) for plan in worded] == [(0, 0)] * len(worded)
 
 
 def test_log_search_for_a_step_name_of_few_lines_reads_no_match_of_the_word(idle_steps):
@@ -1140,6 +1151,23 @@ def test_log_search_for_a_step_name_of_few_lines_reads_no_match_of_the_word(idle
     assert (found.count, found.items) == (0, [])
     assert instructions < 3_000, instructions
     assert search_logs("something", {"step": "idle"}).count == 10
+
+
+def test_log_search_matches_a_step_name_inside_fts5(idle_steps, monkeypatch):
+    """SQLite: a line's step name is a column of the log lines' FTS5 table (migration
+    0043), matched there with the words: `fetch_charges` of steps named `idle` (none
+    of its 3,000 lines), read as a name of many lines would be, runs fewer VM
+    instructions than one a line of the word; before, each was joined to its step."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's FTS5")
+    import traces.search.logs as search_logs_module
+    from traces.search.logs import search_logs
+
+    monkeypatch.setattr(search_logs_module, "NAMED_LINES", 0)
+    found, instructions = _vm_instructions(lambda: search_logs("fetch_charges", {"step": "idle"}))
+    assert (found.count, found.items) == (0, [])
+    assert instructions < 3_000, instructions
+    assert search_logs("fetch_charges", {"step": "fetch"}).count == 3_000 // 20
 
 
 def test_the_newest_lines_of_a_step_name_are_walked_newest_first(named_steps):

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import traces.search.logs as search_logs_module
-from tests.factories import BASE_TIME, make_runs, make_steps
+from tests.factories import BASE_TIME, make_runs, make_steps, refresh_step_names
 from traces.ingest.loader import ingest_paths
 from traces.ingest.store import delete_runs
 from traces.models import LogEntry, Run, Step
@@ -35,6 +35,15 @@ def scan(*words, **filters) -> list[int]:
     for word in words:
         lines = lines.filter(message__icontains=word)
     return list(lines.order_by("-pk").values_list("pk", flat=True))
+
+
+def test_the_ingest_writes_each_line_s_step_name_on_it(loaded):
+    """LogEntry.step_name, the key the search matches a step name by: its step's name
+    as stored, '' for a line without a step (or of a step its run does not have)."""
+    lines = LogEntry.objects.values_list("step_name", "step__name", "step_id")
+    assert [(name, step) for name, step, _ in lines if name != (step or "")] == []
+    assert {bool(name) for name, _, step_id in lines if step_id} == {True}
+    assert {name for name, _, step_id in lines if step_id is None} == {""}
 
 
 def test_every_word_must_be_in_the_line_newest_first(client, loaded):
@@ -246,6 +255,7 @@ def spread_lines() -> list[LogEntry]:
     Step.objects.filter(run=beta, position=2).update(name="unlogged")
     for position, name in enumerate(("fetch", "send")):
         Step.objects.filter(run__in=(alpha, beta), position=position).update(name=name)
+    refresh_step_names()
     return list(LogEntry.objects.select_related("run", "step").order_by("-pk"))
 
 
@@ -318,6 +328,7 @@ def test_a_step_name_s_lines_are_read_apart_only_when_its_steps_and_lines_are_fe
     spread_lines = list(LogEntry.objects.select_related("run", "step").order_by("-pk"))
     later = make_steps(Run.objects.get(type="beta"), 50, start=3)
     Step.objects.filter(pk__in=[step.pk for step in later]).update(name="idle")
+    refresh_step_names()
     named = {"fetch": 3, "send": 1, "idle": 2, "unlogged": 1, "nosuchstep": 0}
     for name, hops in named.items():
         lines = LogEntry.objects.filter(step__name=name).count()

@@ -187,6 +187,21 @@ class PathField(models.TextField):
         return parameters
 
 
+class StepNameField(models.CharField):
+    """A log line's step's name, kept on the line for the log search (a key of its
+    index, search/index.py LOGS; migration 0043): the ingest writes it with the line;
+    a line the ORM writes with a step and no name takes its step's as it is saved
+    (bulk_create too). '' for a line without a step. A step is never renamed (a
+    re-sync writes its lines again)."""
+
+    def pre_save(self, model_instance, add):
+        value = getattr(model_instance, self.attname)
+        if not value and model_instance.step_id is not None:
+            value = model_instance.step.name
+            setattr(model_instance, self.attname, value)
+        return value
+
+
 class ItemProgress(models.Model):
     """Progress counters over items (the runs format's items_*), on a run or a step."""
 
@@ -620,6 +635,8 @@ class LogEntry(models.Model):
     time = models.DateTimeField(null=True, blank=True)
     level = models.CharField(max_length=20, blank=True)
     message = models.TextField(blank=True)
+    # Its step's name (StepNameField).
+    step_name = StepNameField(max_length=500, blank=True, default="")
     fields = models.JSONField(null=True, blank=True)
     duplicate = models.BooleanField(default=False)
     attributes = models.JSONField(default=dict, blank=True)

@@ -501,7 +501,7 @@ STEP_FIXED = (
 )  # fmt: skip
 CALL_FIXED = ("run_id", "step_id", "position")
 LINK_FIXED = ("run_id", "step_id", "seen_at")
-LOG_FIXED = ("run_id", "step_id")
+LOG_FIXED = ("run_id", "step_id", "step_name")
 # Step rows a run keeps back until its calls and links are counted, so their
 # summaries go in with the INSERT; a longer run's earlier steps get an UPDATE.
 # One batch: no more memory than before, whatever the size of the payloads.
@@ -520,6 +520,8 @@ class _RunWriter:
         self.db_time = rows.db_time
         self.counts: Counter = Counter()
         self.step_ids: dict[str, int] = {}
+        # Each step's name as stored, written on its log lines (LogEntry.step_name).
+        self.step_names: dict[int, str] = {}
         self.parent_of: dict[int, int | None] = {}
         self.depth_of: dict[int, int] = {}
         self.children: Counter = Counter()
@@ -590,6 +592,7 @@ class _RunWriter:
     def _write_steps(self, steps) -> None:
         plan, held = self.step_plan, self.held_steps
         type_at, id_at, seen_at = self.subject_at
+        step_at, name_at, names = plan.at["id"], plan.at["name"], self.step_names
         subject = self.entities.subject
         for step in steps:
             values = self._step_row(step)
@@ -601,6 +604,7 @@ class _RunWriter:
                 self.first_held_id = values[1][0]
             row = plan.row(step, *values)
             held.append(row)
+            names[row[step_at]] = row[name_at]
             if row[type_at] != "":
                 subject(row[type_at], row[id_at], row[seen_at])
 
@@ -726,7 +730,7 @@ class _RunWriter:
         if log.step_key is not None and step_id is None:
             attributes["unknown_step"] = log.step_key
         self.counts["logs"] += 1
-        return attributes, (self.run_id, step_id)
+        return attributes, (self.run_id, step_id, self.step_names.get(step_id, ""))
 
     def _find_critical_path(self) -> None:
         """The run's critical path, now that all its steps are known: each step's self

@@ -17,14 +17,14 @@ def forward(apps, schema_editor):
     connection = schema_editor.connection
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            index.pg_bucket_index_swap(cursor, index.LOGS, OLD_NAME)
+            index.pg_bucket_index_swap(cursor, index.LOGS_0041, OLD_NAME)
 
 
 def backward(apps, schema_editor):
     connection = schema_editor.connection
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            index.pg_bucket_index_unswap(cursor, index.LOGS, OLD_NAME)
+            index.pg_bucket_index_unswap(cursor, index.LOGS_0041, OLD_NAME)
 
 
 class Migration(migrations.Migration):

@@ -37,7 +37,7 @@ def _rebuild(connection, searched: index.SearchedTable) -> None:
 
 def forward(apps, schema_editor):
     if schema_editor.connection.vendor == "sqlite":
-        _rebuild(schema_editor.connection, index.LOGS)
+        _rebuild(schema_editor.connection, index.LOGS_0041)
 
 
 def backward(apps, schema_editor):

@@ -24,8 +24,8 @@ run's steps in order) can test rows for a word as it goes. Every GIN index also
 holds each row's id bucket (pg_bucket_index), so a search reads a common word's
 newest matches a bucket at a time (newest.py): the runs' and steps' index is of each
 word with the row's bucket, `8_fetch` (their "bucketed words"); the log lines' holds
-the bucket beside the words, and their level (`pg_keys`), a filter of the log search
-ANDed inside the index.
+the bucket beside the words, and their level and step name (`pg_keys`), filters of
+the log search ANDed inside the index.
 
 Steps are also found by the VALUES (strings and numbers, not the keys) of their
 attributes and input (`values`): a customer id or an actor pasted into the search
@@ -40,6 +40,7 @@ start, and a 100 MB message must not be tokenised whole at ingest."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -220,10 +221,14 @@ LOGS = SearchedTable(
     "traces_log_search",
     "log_search_bucket",
     indexed_by_store=True,
-    pg_keys=("level",),
-    fts_keys=("level",),
+    # The level (0034; SQLite 0041) and the step's name (0043): filters ANDed inside.
+    pg_keys=("level", "step_name"),
+    fts_keys=("level", "step_name"),
 )
 TABLES = (RUNS, STEPS, LOGS)
+# The log lines' index before migration 0043 (the level its one key), which the
+# migrations before it build: the lines have no step_name yet.
+LOGS_0041 = dataclasses.replace(LOGS, pg_keys=("level",), fts_keys=("level",))
 
 
 def index_runs(cursor, run_ids: list[int]) -> None:
@@ -552,9 +557,9 @@ def pg_drop(searched: SearchedTable) -> list[str]:
     return statements
 
 
-def create_statements(vendor: str) -> list[str]:
+def create_statements(vendor: str, tables: tuple[SearchedTable, ...] = TABLES) -> list[str]:
     make = {"sqlite": sqlite_create, "postgresql": pg_create}[vendor]
-    return [statement for searched in TABLES for statement in make(searched)]
+    return [statement for searched in tables for statement in make(searched)]
 
 
 def drop_statements(vendor: str) -> list[str]:

@@ -63,32 +63,31 @@ def _matching_log_ids(words: list[str], filters: dict, limit: int) -> tuple[list
     """Ids of the newest `limit` lines holding the words that pass the filters, and
     how many do: all of them when at most COUNT_CAP, else more."""
     of_runs = filters.get("type") or filters.get("format")
-    join = "JOIN traces_run AS run ON run.id = line.run_id" if of_runs else ""
-    step_join = "JOIN traces_step AS step ON step.id = line.step_id" if filters.get("step") else ""
-    joins, table = f"{join} {step_join}", LogEntry._meta.db_table
+    joins = "JOIN traces_run AS run ON run.id = line.run_id" if of_runs else ""
+    table = LogEntry._meta.db_table
     with connection.cursor() as cursor:
         named = _named_steps_with_lines(cursor, filters["step"]) if filters.get("step") else None
         if named is not None:
-            return _named_matching_log_ids(cursor, words, filters, join, limit, named)
+            return _named_matching_log_ids(cursor, words, filters, joins, limit, named)
         if connection.vendor == "postgresql":
             return _pg_matching_log_ids(cursor, words, filters, joins, limit)
         where, params = _filters_sql(filters)
         # The ids the page's cursor and the time range bound read from FTS5 as its
         # rowids (its matches are read newest first, as far as the filters need).
         ids, bounds = _id_bounds_sql(f"{LOGS.fts}.rowid", filters)
-        # The level matched inside FTS5 too (its column, migration 0041): FTS5 then
-        # reads the word's matches among the level's lines, not each of a common
-        # word's 200,000 matches joined to its line for its level (~300 ms at 1 M
-        # steps when none has it). Its exact test stays in `where`.
+        # The level and the step's name matched inside FTS5 too (their columns,
+        # migrations 0041 and 0043): FTS5 then reads the word's matches among the
+        # level's (the name's) lines, not each of a common word's 200,000 matches
+        # joined to its line for its level (~300 ms at 1 M steps when none has it).
+        # Their exact tests stay in `where`.
+        named_match = fts_key_match(LOGS, "step_name", filters.get("step"))
         match = fts_query(words, LOGS.columns) + fts_key_match(LOGS, "level", filters.get("level"))
-        matched, match_params = "%s", [match]
-        if filters.get("step"):
-            # No step of that name (one probe of step_name, before FTS5 reads): the
-            # words ANDed to a phrase of no token, which FTS5 matches to no line, so
-            # none of a common word's 200,000 matches is read and joined to its line
-            # and step (~130-380 ms at 1 M steps). As a WHERE, SQLite tested it on
-            # each match. (A name of few lines is read apart, _named_steps_with_lines; this
-            # keeps the plan SQLite chose with it, a run's format without lines.)
+        matched, match_params = "%s", [match + named_match]
+        if filters.get("step") and not named_match:
+            # A name FTS5 may make no token of (no ASCII letter or digit): no step of
+            # that name (one probe of step_name, before FTS5 reads), and the words
+            # are ANDed to a phrase of no token, which FTS5 matches to no line, so
+            # none of a common word's 200,000 matches is read and tested.
             matched = (
                 "%s || (CASE WHEN EXISTS (SELECT 1 FROM traces_step AS named "
                 "WHERE named.name = %s) THEN '' ELSE ' AND \"\"' END)"
@@ -249,7 +248,7 @@ def _filters_sql(filters: dict, tested: bool = False) -> tuple[str, list]:
     test = "({}) IS TRUE" if tested else "{}"
     for name, sql in (
         ("level", "line.level = %s"),
-        ("step", "step.name = %s"),
+        ("step", "line.step_name = %s"),
         ("type", "run.type = %s"),
         ("format", "run.format = %s"),
         ("since", test.format("line.time >= %s")),
