@@ -156,3 +156,17 @@ def test_log_lines_stored_before_0043_get_their_step_s_name_and_are_found_by_it(
     assert "step_name" not in {column.name for column in columns}
     migrate(max(MigrationExecutor(connection).loader.graph.leaf_nodes("traces")))
     assert [line.seq for line in search_logs("zebra", {"step": "fetch"}).items] == [3, 0]
+    # Stopped midway (not atomic: the column added, the index dropped, no fill yet),
+    # then run again from the start: it finishes.
+    migrate(("traces", "0042_findmini"))
+    logname = importlib.import_module("traces.migrations.0043_logname")
+    monkeypatch.setattr(logname, "_fill_names", _stopped)
+    with pytest.raises(KeyboardInterrupt):
+        migrate(("traces", "0043_logname"))
+    monkeypatch.undo()
+    migrate(max(MigrationExecutor(connection).loader.graph.leaf_nodes("traces")))
+    assert [line.seq for line in search_logs("zebra", {"step": "send-it"}).items] == [4, 1]
+
+
+def _stopped(cursor, vendor):
+    raise KeyboardInterrupt

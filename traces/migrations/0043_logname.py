@@ -71,9 +71,13 @@ def _drop(cursor, vendor: str, searched: index.SearchedTable) -> None:
 def forward(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     with schema_editor.connection.cursor() as cursor:
-        cursor.execute(
-            f"ALTER TABLE {index.LOGS.table} ADD COLUMN step_name varchar(500) NOT NULL DEFAULT ''"
-        )
+        # Not atomic: a migration stopped midway (its fill is long at 10 M) is run
+        # again from the start, so the column may be there already.
+        if not _has_step_name(cursor, schema_editor.connection):
+            cursor.execute(
+                f"ALTER TABLE {index.LOGS.table} "
+                "ADD COLUMN step_name varchar(500) NOT NULL DEFAULT ''"
+            )
         if vendor == "postgresql":
             # As Django adds a column with a default: the default only fills the rows
             # there (PostgreSQL 11+: no rewrite); the model gives every new row's.
@@ -83,6 +87,11 @@ def forward(apps, schema_editor):
         _drop(cursor, vendor, OLD_LOGS)
         _fill_names(cursor, vendor)
         _build(cursor, vendor, index.LOGS)
+
+
+def _has_step_name(cursor, connection) -> bool:
+    columns = connection.introspection.get_table_description(cursor, index.LOGS.table)
+    return any(column.name == "step_name" for column in columns)
 
 
 def backward(apps, schema_editor):
