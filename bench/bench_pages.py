@@ -1275,14 +1275,24 @@ def explain(sql: str, params: list) -> str:
     return "\n".join(lines + [f"{'':>26}plan: {line}" for line in plan])
 
 
+def in_time(result: Result) -> str:
+    """Issue 13's target: the page's server time within its case's (50 ms; 100 ms at 10 M)."""
+    target = result.case.target_s
+    if result.page <= target:
+        return "yes"
+    return f"no: {result.page / target:.1f}x the {target * 1000:.0f} ms"
+
+
+def near_bare(result: Result) -> str:
+    """The older, stricter rule (the first benchmark's): within RATIO_TARGET of its bare SQL."""
+    if result.page <= RATIO_TARGET * result.bare:
+        return "yes"
+    return f"no: {result.page / result.bare:.1f}x"
+
+
 def verdict(result: Result) -> str:
-    case = result.case
-    misses = []
-    if result.page > case.target_s:
-        misses.append(f"{result.page / case.target_s:.1f}x the {case.target_s * 1000:.0f} ms")
-    if result.page > RATIO_TARGET * result.bare:
-        misses.append(f"{result.page / result.bare:.1f}x bare SQL")
-    return "yes" if not misses else "no: " + ", ".join(misses)
+    misses = [check(result) for check in (in_time, near_bare) if check(result) != "yes"]
+    return "yes" if not misses else "; ".join(misses)
 
 
 def main() -> None:
@@ -1339,13 +1349,14 @@ def main() -> None:
         + "\n"
     )  # fmt: skip
     headers = ["page / endpoint", "server time", "its queries alone", "queries", "bare SQL",
-               "ratio", "target met"]  # fmt: skip
+               "ratio", "within its time target", f"also ≤ {RATIO_TARGET:g}x bare SQL"]  # fmt: skip
     rows = [
         [r.case.label, f"{r.page * 1000:.1f} ms", f"{r.page_sql * 1000:.1f} ms",
-         str(r.queries), f"{r.bare * 1000:.2f} ms", f"{r.page / r.bare:.1f}x", verdict(r)]
+         str(r.queries), f"{r.bare * 1000:.2f} ms", f"{r.page / r.bare:.1f}x", in_time(r),
+         near_bare(r)]
         for r in results
     ]  # fmt: skip
-    print(table(headers, rows, "lrrrrrl"))
+    print(table(headers, rows, "lrrrrrll"))
     sizes = built.get("sizes") or database_sizes()
     if sizes:
         print(f"\npg_database_size(): {_size(sizes['database'])}; the biggest tables:\n")
@@ -1355,9 +1366,9 @@ def main() -> None:
             for t in sizes["tables"]
         ], "lrrrr"))  # fmt: skip
     met = sum(1 for r in results if verdict(r) == "yes")
-    in_time = sum(1 for r in results if r.page <= r.case.target_s)
+    timely = sum(1 for r in results if in_time(r) == "yes")
     print(
-        f"\n{in_time} of {len(results)} within their time target (issue 13's; slowest "
+        f"\n{timely} of {len(results)} within their time target (issue 13's; slowest "
         f"{max(r.page for r in results) * 1000:.1f} ms); {met} of {len(results)} also within "
         f"{RATIO_TARGET:g}x their bare SQL; took {time.perf_counter() - started:.0f} s"
     )
