@@ -153,6 +153,40 @@ def test_stored_times_that_drifted_are_reported_then_set_again(stored):
     all_exact()
 
 
+def test_a_log_line_s_step_name_that_drifted_is_reported_then_set_again(stored, monkeypatch):
+    """LogEntry.step_name, the key the log search matches a step name by: a line whose
+    name is not its step's (a writer that left it empty) is found, and the repair
+    sets it, index and all: the search by that name finds the line again (through
+    the index's key: a name's few lines are read by their step_id instead)."""
+    from traces.models import LogEntry
+    from traces.search import logs
+    from traces.search.logs import search_logs
+
+    monkeypatch.setattr(logs, "NAMED_LINES", 0)
+
+    line = LogEntry.objects.filter(step__isnull=False).select_related("step").order_by("pk")[0]
+    word = next(w for w in line.message.split() if w.isalnum())
+    name = line.step.name
+    unstepped = LogEntry.objects.filter(step__isnull=True).order_by("pk").first()
+    LogEntry.objects.filter(pk=line.pk).update(step_name="")
+    if unstepped is not None:
+        LogEntry.objects.filter(pk=unstepped.pk).update(step_name="ghost")
+    assert line.pk not in [hit.pk for hit in search_logs(word, {"step": name}).items]
+    out = failing_check("--only", "LogEntry.step_name")
+    wrong = 1 + (unstepped is not None)
+    assert f"log lines' step names (LogEntry.step_name): {wrong} wrong" in out
+    assert f"- stored (id {line.pk}): ('',)" in out
+    repaired = check("--repair")
+    assert f"repaired log lines' step names (LogEntry.step_name): set {wrong} rows" in repaired
+    assert "every read model equals its recount" in check()
+    line.refresh_from_db()
+    assert line.step_name == name
+    assert line.pk in [hit.pk for hit in search_logs(word, {"step": name}).items]
+    if unstepped is not None:
+        unstepped.refresh_from_db()
+        assert unstepped.step_name == ""
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_repair_keeps_a_deleter_waiting_until_it_has_written(samples, monkeypatch):
     """PostgreSQL: a run deleted while a repair recounts waits for the repair to commit

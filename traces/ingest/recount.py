@@ -48,6 +48,7 @@ from traces.models import (
 from . import entity_counts, failure_counts, step_groups, type_trends
 
 _RUNS, _STEPS, _LINKS = Run._meta.db_table, Step._meta.db_table, EntityLink._meta.db_table
+_LOGS = LogEntry._meta.db_table
 STEP_STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "cancelled")
 # Runs whose steps one query of the Python recounts reads (the trends, the groups).
 RUNS_A_QUERY = 50
@@ -270,6 +271,13 @@ STORED_COLUMNS = (
     StoredColumn(
         "causes of steps that did not fail (Step.error_cause)", Step, "error_cause",
         f"CASE WHEN {_STEPS}.status = 'failed' THEN {_STEPS}.error_cause ELSE '' END",
+    ),
+    # The key the log search matches a step name by (migration 0043): its step's name,
+    # '' without a step. A repair's UPDATE re-indexes the line (SQLite's FTS5 trigger
+    # on step_name; PostgreSQL's GIN index).
+    StoredColumn(
+        "log lines' step names (LogEntry.step_name)", LogEntry, "step_name",
+        f"COALESCE((SELECT s.name FROM {_STEPS} s WHERE s.id = {_LOGS}.step_id), '')",
     ),
 )  # fmt: skip
 CHECKED = (*STORED_COLUMNS, *READ_MODELS)
