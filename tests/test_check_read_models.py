@@ -187,6 +187,31 @@ def test_a_log_line_s_step_name_that_drifted_is_reported_then_set_again(stored, 
         assert unstepped.step_name == ""
 
 
+def test_timeline_minimaps_that_drifted_are_reported_then_rewritten(samples, monkeypatch):
+    """RunMinimap (a big run's sampled and failed starts, keyed by its run): a row
+    whose starts lost one, one gone, one left for a run too small to have one; the
+    check reports them and the repair writes each again from the run's steps."""
+    from tests import test_read_model_minimap as minimap_test
+    from traces.models import RunMinimap
+    from traces.queries import timeline
+
+    monkeypatch.setattr(timeline, "MINIMAP_SAMPLE", minimap_test.SAMPLE)
+    ingest_paths([samples])
+    assert "every read model equals its recount" in check("--only", "RunMinimap")
+    first, second = RunMinimap.objects.order_by("run_id")[:2]
+    RunMinimap.objects.filter(run_id=first.run_id).update(starts=first.starts[1:])
+    second.delete()
+    small = Run.objects.filter(step_count__lte=minimap_test.SAMPLE).order_by("pk")[0]
+    RunMinimap.objects.create(run_id=small.pk, step_count=small.step_count, starts=[1.5])
+    out = failing_check("--only", "RunMinimap")
+    assert "timeline minimaps (RunMinimap): " in out and ", 2 wrong, 2 missing" in out
+    assert f"- stored (id {small.pk}): ({small.pk}, " in out
+    repaired = check("--repair", "--only", "RunMinimap")
+    assert "repaired timeline minimaps (RunMinimap): deleted 2 rows, wrote 2" in repaired
+    assert "every read model equals its recount" in check()
+    assert minimap_test.stored() == minimap_test.recount()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_repair_keeps_a_deleter_waiting_until_it_has_written(samples, monkeypatch):
     """PostgreSQL: a run deleted while a repair recounts waits for the repair to commit
