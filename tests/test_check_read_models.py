@@ -153,6 +153,67 @@ def test_stored_times_that_drifted_are_reported_then_set_again(stored):
     all_exact()
 
 
+def test_a_log_line_s_step_name_that_drifted_is_reported_then_set_again(stored, monkeypatch):
+    """LogEntry.step_name, the key the log search matches a step name by: a line whose
+    name is not its step's (a writer that left it empty) is found, and the repair
+    sets it, index and all: the search by that name finds the line again (through
+    the index's key: a name's few lines are read by their step_id instead)."""
+    from traces.models import LogEntry
+    from traces.search import logs
+    from traces.search.logs import search_logs
+
+    monkeypatch.setattr(logs, "NAMED_LINES", 0)
+
+    line = LogEntry.objects.filter(step__isnull=False).select_related("step").order_by("pk")[0]
+    word = next(w for w in line.message.split() if w.isalnum())
+    name = line.step.name
+    unstepped = LogEntry.objects.filter(step__isnull=True).order_by("pk").first()
+    LogEntry.objects.filter(pk=line.pk).update(step_name="")
+    if unstepped is not None:
+        LogEntry.objects.filter(pk=unstepped.pk).update(step_name="ghost")
+    assert line.pk not in [hit.pk for hit in search_logs(word, {"step": name}).items]
+    out = failing_check("--only", "LogEntry.step_name")
+    wrong = 1 + (unstepped is not None)
+    assert f"log lines' step names (LogEntry.step_name): {wrong} wrong" in out
+    assert f"- stored (id {line.pk}): ('',)" in out
+    repaired = check("--repair")
+    assert f"repaired log lines' step names (LogEntry.step_name): set {wrong} rows" in repaired
+    assert "every read model equals its recount" in check()
+    line.refresh_from_db()
+    assert line.step_name == name
+    assert line.pk in [hit.pk for hit in search_logs(word, {"step": name}).items]
+    if unstepped is not None:
+        unstepped.refresh_from_db()
+        assert unstepped.step_name == ""
+
+
+def test_timeline_minimaps_that_drifted_are_reported_then_rewritten(samples, monkeypatch):
+    """RunMinimap (a big run's sampled and failed starts, keyed by its run): a row
+    whose starts lost one, one gone, one left for a run too small to have one; the
+    check reports them and the repair writes each again from the run's steps."""
+    from tests import test_read_model_minimap as minimap_test
+    from traces.models import RunMinimap
+    from traces.queries import timeline
+
+    monkeypatch.setattr(timeline, "MINIMAP_SAMPLE", minimap_test.SAMPLE)
+    ingest_paths([samples])
+    assert "every read model equals its recount" in check("--only", "RunMinimap")
+    first, second = RunMinimap.objects.order_by("run_id")[:2]
+    RunMinimap.objects.filter(run_id=first.run_id).update(starts=first.starts[1:])
+    second.delete()
+    small = Run.objects.filter(step_count__lte=minimap_test.SAMPLE).order_by("pk")[0]
+    RunMinimap.objects.create(run_id=small.pk, step_count=small.step_count, starts=[1.5])
+    out = failing_check("--only", "RunMinimap")
+    assert "timeline minimaps (RunMinimap): " in out and ", 2 wrong, 2 missing" in out
+    assert f"- stored (id {small.pk}): ({small.pk}, " in out
+    # A row's long values cut when shown (a big run's starts: thousands of floats).
+    assert max(len(line) for line in out.splitlines()) < 400 and " characters)" in out
+    repaired = check("--repair", "--only", "RunMinimap")
+    assert "repaired timeline minimaps (RunMinimap): deleted 2 rows, wrote 2" in repaired
+    assert "every read model equals its recount" in check()
+    assert minimap_test.stored() == minimap_test.recount()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_repair_keeps_a_deleter_waiting_until_it_has_written(samples, monkeypatch):
     """PostgreSQL: a run deleted while a repair recounts waits for the repair to commit

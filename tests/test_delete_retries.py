@@ -181,10 +181,15 @@ def test_the_delete_button_does_not_wait_for_sqlites_lock_again(
     assert calls == [[run.pk]]
     assert Run.objects.filter(pk=run.pk).exists()
     _locked_once(monkeypatch)
-    htmx = admin_client.post(url, headers={"HX-Request": "true"})
+    page = run.get_absolute_url()
+    htmx = admin_client.post(
+        url, headers={"HX-Request": "true", "HX-Current-URL": f"http://testserver{page}"}
+    )
     assert htmx.status_code == 503
     assert htmx["HX-Retarget"] == "#flash"
     assert b"The database is busy" in htmx.content
+    # Try again: the page the button was on, not a GET of the delete's URL.
+    assert f'href="{page}">Try again'.encode() in htmx.content
     assert Run.objects.filter(pk=run.pk).exists()
 
 

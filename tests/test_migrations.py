@@ -166,7 +166,30 @@ def test_log_lines_stored_before_0043_get_their_step_s_name_and_are_found_by_it(
     monkeypatch.undo()
     migrate(max(MigrationExecutor(connection).loader.graph.leaf_nodes("traces")))
     assert [line.seq for line in search_logs("zebra", {"step": "send-it"}).items] == [4, 1]
+    # Stopped after its fill (building the index): run again, the lines filled keep
+    # their row version (PostgreSQL: no new version of each, no dead row).
+    migrate(("traces", "0042_findmini"))
+    monkeypatch.setattr(logname, "_build", _stopped_building)
+    with pytest.raises(KeyboardInterrupt):
+        migrate(("traces", "0043_logname"))
+    monkeypatch.undo()
+    versions = _row_versions()
+    migrate(max(MigrationExecutor(connection).loader.graph.leaf_nodes("traces")))
+    assert _row_versions() == versions
+    assert [line.seq for line in search_logs("zebra", {"step": "fetch"}).items] == [3, 0]
 
 
 def _stopped(cursor, vendor):
     raise KeyboardInterrupt
+
+
+def _stopped_building(cursor, vendor, searched):
+    raise KeyboardInterrupt
+
+
+def _row_versions() -> list:
+    """The log lines' names and, on PostgreSQL, their row versions (xmin)."""
+    version = "xmin::text" if connection.vendor == "postgresql" else "''"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT seq, step_name, {version} FROM traces_logentry ORDER BY seq")
+        return cursor.fetchall()

@@ -122,3 +122,22 @@ def test_pages_that_read_a_negative_row_answer(client, subtracted_twice):
     TypeBucket.objects.filter(run_type="other-type").update(count=-3, status="succeeded")
     for url in urls:
         assert client.get(url).status_code == 200, url
+
+
+def test_pages_that_read_a_negative_entity_answer(client, monkeypatch):
+    """The entity counters a double subtraction left below 0 (customer: -1 link, -1
+    run; invoice: -1 subject step): the entities list (its type filter too), each
+    entity's page and the API still answer."""
+    store.write_run(_record("lone", "lone-type"), source_file=None, origin="")
+    delete_subtracting_twice(monkeypatch, "lone")
+    assert EntityCounter.objects.filter(runs__lt=0).count() == 2
+    urls = [
+        reverse("traces:entity-list"),
+        reverse("traces:entity-list") + "?type=customer",
+        reverse("traces:entity-detail", args=["customer", "cus_1"]),
+        reverse("traces:entity-detail", args=["invoice", "inv_1"]),
+        "/api/entities",
+        "/api/entities?type=customer",
+    ]
+    for url in urls:
+        assert client.get(url).status_code == 200, url

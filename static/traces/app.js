@@ -37,6 +37,17 @@
   document.addEventListener("change", recountFilters);
   document.addEventListener("input", recountFilters);
 
+  // A request the server could not answer because the database was busy (503, its
+  // message retargeted to the flash area: traces/middleware.py) shows that message
+  // there, as a 400's is; any other 5xx is still not swapped (htmx-config in base.html).
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const xhr = event.detail.xhr;
+    if (xhr && xhr.status === 503 && xhr.getResponseHeader("HX-Retarget") === "#flash") {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
   // A successful swap clears an earlier error shown in the flash area.
   document.addEventListener("htmx:afterSwap", function (event) {
     const flash = document.getElementById("flash");

@@ -3,10 +3,12 @@ parents), Enter and the buttons step through the matches into the next window, a
 the URL keeps the find for a reload."""
 
 import pytest
+from django.db import OperationalError
 from playwright.sync_api import expect
 
 from tests.browser.conftest import watched_page
 from tests.test_views_run_find import deep_run
+from traces import queries
 
 
 def test_typing_finds_and_enter_steps_through_the_matches(page, transactional_db):
@@ -105,3 +107,35 @@ def test_the_find_box_and_its_buttons_stay_together(page, transactional_db, widt
     assert box["x"] >= 0 and down["x"] + down["width"] <= width
     assert box["width"] >= 120, box  # still a box to type in
     assert page.evaluate("document.scrollingElement.scrollWidth") <= width
+
+
+@pytest.fixture
+def page_busy(browser, live_server):
+    """A watched page where the browser's line for a 503 load is expected."""
+    yield from watched_page(
+        browser, live_server, {"width": 1400, "height": 900}, expected=lambda text: "503" in text
+    )
+
+
+def test_a_find_the_busy_database_refused_says_so_and_keeps_the_page(
+    page_busy, transactional_db, monkeypatch
+):
+    """The middleware's 503 for an htmx request (retargeted to #flash) is swapped into
+    the flash area, as a 400's is (htmx swaps no 5xx by itself: the request would end
+    with nothing shown); its Try again link is the page's, not the fragment's."""
+    page = page_busy
+    run = deep_run(depth=3, siblings=5, matches=2)
+    page.goto(run.get_absolute_url())
+    items = page.locator(".tree-item").count()
+
+    def busy(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(queries.find, "count", busy)
+    page.fill("#run-find", "needle")
+    flash = page.locator("#flash")
+    expect(flash).to_contain_text("The database is busy")
+    expect(flash.get_by_role("link", name="Try again")).to_have_attribute(
+        "href", run.get_absolute_url()
+    )
+    expect(page.locator(".tree-item")).to_have_count(items)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from django.db import connection
 
-from traces.models import RunMinimap
+from traces.models import Run, RunMinimap
 from traces.queries import timeline
 from traces.queries.timeline import failed_starts, sampled_starts
 
@@ -41,18 +41,28 @@ class RunMinimaps:
         store(written)
 
 
+def big() -> int:
+    """A run of more steps than this has a row."""
+    return timeline.MINIMAP_SAMPLE
+
+
+# The runs that have a row (one %s: big()), with their step counts, in id order.
+BIG_RUNS_SQL = f"SELECT id, step_count FROM {Run._meta.db_table} WHERE step_count > %s ORDER BY id"
+
+
+def starts_of(run_id: int, step_count: int) -> tuple[list[float], list[float]]:
+    """A run's row's sampled and failed starts, read from its steps."""
+    return sampled_starts(run_id, step_count), failed_starts(run_id)
+
+
 def store(runs: list[tuple[int, int]]) -> None:
     """The RunMinimap rows of these (run id, step count), read from their steps."""
     if not runs:
         return
     rows = [
-        RunMinimap(
-            run_id=run_id,
-            step_count=step_count,
-            starts=sampled_starts(run_id, step_count),
-            failed=failed_starts(run_id),
-        )
+        RunMinimap(run_id=run_id, step_count=step_count, starts=starts, failed=failed)
         for run_id, step_count in runs
+        for starts, failed in [starts_of(run_id, step_count)]
     ]
     run_ids = [run_id for run_id, _ in runs]
     placeholders = ", ".join(["%s"] * len(run_ids))
@@ -64,8 +74,6 @@ def store(runs: list[tuple[int, int]]) -> None:
 def rebuild() -> None:
     """Every stored run's row, read again from its steps (the migration that adds the
     read model; a recount)."""
-    from traces.models import Run
-
     RunMinimap.objects.all().delete()
     runs = Run.objects.filter(step_count__gt=timeline.MINIMAP_SAMPLE).order_by("pk")
     store(list(runs.values_list("pk", "step_count")))

@@ -39,15 +39,17 @@ from traces.models import (
     LogEntry,
     Run,
     RunCount,
+    RunMinimap,
     Step,
     StepGroup,
     TypeBucket,
     TypeStep,
 )
 
-from . import entity_counts, failure_counts, step_groups, type_trends
+from . import entity_counts, failure_counts, minimaps, step_groups, type_trends
 
 _RUNS, _STEPS, _LINKS = Run._meta.db_table, Step._meta.db_table, EntityLink._meta.db_table
+_LOGS = LogEntry._meta.db_table
 STEP_STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "cancelled")
 # Runs whose steps one query of the Python recounts reads (the trends, the groups).
 RUNS_A_QUERY = 50
@@ -66,10 +68,17 @@ class ReadModel:
     by_id: bool = False
     # Columns the recount gives after `columns`, written by a repair, not compared.
     written: tuple[str, ...] = ()
+    # A compared row (stored or recounted, its values as _value_of makes them) in the
+    # form they are compared in, when two forms mean the same.
+    normal: Callable[[tuple], tuple] | None = None
 
     @property
     def table(self) -> str:
         return self.model._meta.db_table
+
+    @property
+    def pk(self) -> str:
+        return self.model._meta.pk.column
 
 
 @dataclass
@@ -173,6 +182,20 @@ def _step_groups(recount: Recount) -> Iterator[tuple]:
         yield from step_groups.gather(run_ids[start : start + RUNS_A_QUERY])
 
 
+def _minimaps(recount: Recount) -> Iterator[tuple]:
+    """Each big run's row, read from its steps with the store's own queries."""
+    for run_id, step_count in recount.sql(minimaps.BIG_RUNS_SQL, [minimaps.big()]):
+        starts, failed = minimaps.starts_of(run_id, step_count)
+        yield run_id, step_count, json.dumps(starts), json.dumps(failed)
+
+
+def _minimap_normal(row: tuple) -> tuple:
+    """The sampled starts as a set (in the order the database read them: a minimap
+    counts them into columns), sorted."""
+    run_id, step_count, starts, failed = row
+    return run_id, step_count, json.dumps(sorted(json.loads(starts))), failed
+
+
 READ_MODELS = (
     ReadModel(
         "runs by status (RunCount)", RunCount, ("format", "run_type", "status", "count"),
@@ -213,6 +236,10 @@ READ_MODELS = (
     ReadModel(
         "repeated steps (StepGroup)", StepGroup, GROUP_COLUMNS, _step_groups,
         written=("differs_by",),
+    ),
+    ReadModel(
+        "timeline minimaps (RunMinimap)", RunMinimap, ("run_id", "step_count", "starts", "failed"),
+        _minimaps, normal=_minimap_normal,
     ),
 )  # fmt: skip
 
@@ -271,6 +298,13 @@ STORED_COLUMNS = (
         "causes of steps that did not fail (Step.error_cause)", Step, "error_cause",
         f"CASE WHEN {_STEPS}.status = 'failed' THEN {_STEPS}.error_cause ELSE '' END",
     ),
+    # The key the log search matches a step name by (migration 0043): its step's name,
+    # '' without a step. A repair's UPDATE re-indexes the line (SQLite's FTS5 trigger
+    # on step_name; PostgreSQL's GIN index).
+    StoredColumn(
+        "log lines' step names (LogEntry.step_name)", LogEntry, "step_name",
+        f"COALESCE((SELECT s.name FROM {_STEPS} s WHERE s.id = {_LOGS}.step_id), '')",
+    ),
 )  # fmt: skip
 CHECKED = (*STORED_COLUMNS, *READ_MODELS)
 
@@ -324,12 +358,13 @@ def compare(read_model: ReadModel | StoredColumn, recount: Recount | None = None
     values = [_value_of(read_model.model, column) for column in read_model.columns]
 
     def row_of(raw) -> tuple:
-        return tuple(value(v) for value, v in zip(values, raw, strict=True))
+        row = tuple(value(v) for value, v in zip(values, raw, strict=True))
+        return read_model.normal(row) if read_model.normal else row
 
     stored: Counter = Counter()
     ids: dict[tuple, list[int]] = defaultdict(list)
     for pk, *raw in recount.sql(
-        f"SELECT id, {', '.join(read_model.columns)} FROM {read_model.table}"
+        f"SELECT {read_model.pk}, {', '.join(read_model.columns)} FROM {read_model.table}"
     ):
         row = row_of(raw)
         stored[row] += 1
@@ -505,7 +540,9 @@ def rewrite(difference: Difference) -> None:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(f"DELETE FROM {read_model.table} WHERE id IN ({marks})", chunk)
+            cursor.execute(
+                f"DELETE FROM {read_model.table} WHERE {read_model.pk} IN ({marks})", chunk
+            )
         if difference.missing:
             marks = ", ".join(["%s"] * len(columns))
             cursor.executemany(

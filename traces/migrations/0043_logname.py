@@ -36,9 +36,13 @@ def _fill_names(cursor, vendor: str) -> None:
     table = index.LOGS.table
     for start, end in _id_ranges(cursor):
         if vendor == "postgresql":
+            # Only the lines whose name differs: a run again after it stopped midway
+            # does not write a new version of each line filled before (each a dead
+            # row until vacuum), nor does any run a line of a step named ''.
             cursor.execute(
                 f"UPDATE {table} AS line SET step_name = step.name FROM traces_step AS step "
-                "WHERE step.id = line.step_id AND line.id BETWEEN %s AND %s",
+                "WHERE step.id = line.step_id AND line.id BETWEEN %s AND %s "
+                "AND line.step_name <> step.name",
                 [start, end],
             )
         else:

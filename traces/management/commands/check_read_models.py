@@ -81,6 +81,21 @@ class Command(BaseCommand):
         if difference and show:
             self.stdout.write(f"  ({columns})")
         for pk, row in difference.wrong[:show]:
-            self.stdout.write(f"  - stored (id {pk}): {row}")
+            self.stdout.write(f"  - stored (id {pk}): {_shown(row)}")
         for row in difference.missing[:show]:
-            self.stdout.write(f"  + recount: {row}")
+            self.stdout.write(f"  + recount: {_shown(row)}")
+
+
+# A value shown of a differing row, at most: a minimap's starts are ~80,000 characters.
+SHOWN_CHARS = 80
+
+
+def _shown(row: tuple) -> str:
+    """A differing row as printed: each long value cut, with its length."""
+    values = []
+    for value in row:
+        text = repr(value)
+        if len(text) > SHOWN_CHARS:
+            text = f"{text[:SHOWN_CHARS]}… ({len(text):,} characters)"
+        values.append(text)
+    return f"({', '.join(values)}{',' if len(values) == 1 else ''})"
