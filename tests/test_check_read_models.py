@@ -40,6 +40,14 @@ def check(*args) -> str:
     return out.getvalue()
 
 
+def repair(*args) -> str:
+    """--repair's output: it exits 1 when it repaired something (fsck's 'corrected')."""
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="differed from their recount and were repaired"):
+        call_command("check_read_models", "--repair", *args, stdout=out)
+    return out.getvalue()
+
+
 def failing_check(*args) -> str:
     out = io.StringIO()
     with pytest.raises(CommandError, match="differ from their recount") as raised:
@@ -95,10 +103,11 @@ def test_each_drift_is_reported_then_repaired(stored):
         assert len(differences[name].wrong) == n, name
     assert len(differences["FailureSlice"].missing) == 1
     assert "9 read model(s) differ" in out and "- stored (id" in out and "+ recount:" in out
-    repaired = check("--repair")
+    repaired = repair()
     assert "repaired failure slices (FailureSlice): deleted 0 rows, wrote 1" in repaired
     assert "repaired entity types (EntityTypeCounter): deleted 1 rows, wrote 0" in repaired
     assert "every read model equals its recount" in check()
+    assert "every read model equals its recount" in check("--repair")  # exit 0: nothing to do
     all_exact()  # the tests' own recounts agree
 
 
@@ -117,7 +126,7 @@ def test_a_double_subtraction_is_found_and_repaired(stored, monkeypatch):
     assert RunCount.objects.filter(count__lt=0).exists()
     out = failing_check()
     assert "runs by status (RunCount)" in out
-    check("--repair")
+    repair()
     assert not RunCount.objects.filter(count__lt=0).exists()
     assert not FailureCause.objects.filter(count__lt=0).exists()
     assert "every read model equals its recount" in check()
@@ -145,7 +154,7 @@ def test_stored_times_that_drifted_are_reported_then_set_again(stored):
     assert "failure times (Step.failed_at): 2 wrong" in out
     assert "link times (EntityLink.seen_at): 1 wrong" in out
     assert f"- stored (id {succeeded.pk})" in out
-    repaired = check("--repair")
+    repaired = repair()
     assert "repaired failure times (Step.failed_at): set 2 rows" in repaired
     assert "every read model equals its recount" in check()
     failed.refresh_from_db()
@@ -176,7 +185,7 @@ def test_a_log_line_s_step_name_that_drifted_is_reported_then_set_again(stored, 
     wrong = 1 + (unstepped is not None)
     assert f"log lines' step names (LogEntry.step_name): {wrong} wrong" in out
     assert f"- stored (id {line.pk}): ('',)" in out
-    repaired = check("--repair")
+    repaired = repair()
     assert f"repaired log lines' step names (LogEntry.step_name): set {wrong} rows" in repaired
     assert "every read model equals its recount" in check()
     line.refresh_from_db()
@@ -208,7 +217,7 @@ def test_timeline_minimaps_that_drifted_are_reported_then_rewritten(samples, mon
     assert f"- stored (id {small.pk}): ({small.pk}, " in out
     # A row's long values cut when shown (a big run's starts: thousands of floats).
     assert max(len(line) for line in out.splitlines()) < 400 and " characters)" in out
-    repaired = check("--repair", "--only", "RunMinimap")
+    repaired = repair("--only", "RunMinimap")
     assert "repaired timeline minimaps (RunMinimap): deleted 2 rows, wrote 2" in repaired
     assert "every read model equals its recount" in check()
     assert minimap_test.stored() == minimap_test.recount()

@@ -10,7 +10,8 @@ class Command(BaseCommand):
         "Recount every read model (runs by status, each run's summaries, failure causes "
         "and slices, entity counters, trends, repeated steps) from the rows it summarises "
         "and report the rows that differ: exit status 1 if any does. With --repair, "
-        "rewrite the differing rows from the recount, in one transaction that keeps "
+        "rewrite the differing rows from the recount (exit status 1 too, as fsck's "
+        "'corrected'; 0 when nothing differed), in one transaction that keeps "
         "writers (ingests, deletes) waiting while it recounts and writes; pages go on "
         "reading. Safe while the site serves."
     )
@@ -65,6 +66,13 @@ class Command(BaseCommand):
         self.stdout.write(
             f"repaired in {time.perf_counter() - start:.1f} s (writers waited for each "
             "read model's recount and rewrite)"
+        )
+        # As fsck: 1 for "found and corrected", so a cron job running --repair still
+        # tells that something had written around the ingest.
+        raise CommandError(
+            f"{len(differing)} read model(s) differed from their recount and were repaired: "
+            f"{', '.join(differing)}",
+            returncode=1,
         )
 
     def _report(self, difference: recount.Difference, show: int) -> None:
