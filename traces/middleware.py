@@ -37,5 +37,8 @@ class DatabaseBusyMiddleware:
 
 
 def _busy(exc: OperationalError) -> bool:
-    codes = {getattr(error, "sqlstate", None) for error in (exc, exc.__cause__)}
-    return batches.sqlite_locked(exc) or batches.writers_met(exc) or LOCK_NOT_AVAILABLE in codes
+    return (
+        batches.sqlite_locked(exc)
+        or batches.writers_met(exc)
+        or LOCK_NOT_AVAILABLE in batches.sqlstates(exc)
+    )

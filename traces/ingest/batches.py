@@ -140,18 +140,8 @@ class WriteBatch:
         """The transaction's read model changes, in their savepoint: one that meets
         another writer's (which cannot happen between ingests, that take the rows in
         one order, but can with any other writer) is rolled back alone and tried again."""
-        if not self.pending:
-            return
-        for attempt in range(ATTEMPTS):
-            try:
-                with transaction.atomic():
-                    self.pending.apply()
-                return
-            except DatabaseError as exc:
-                if attempt + 1 == ATTEMPTS or not retryable(exc):
-                    raise
-                log.info("read models' apply met another writer (%s); again", exc)
-                time.sleep(backoff(attempt))
+        if self.pending:
+            retried(self.pending.apply, locked_too=True, what="read models' apply")
 
 
 class Allocators(dict):
@@ -184,7 +174,7 @@ def retryable(exc: BaseException) -> bool:
     return writers_met(exc) or sqlite_locked(exc)
 
 
-def retried(write: Callable[[], T], *, locked_too: bool = False) -> T:
+def retried(write: Callable[[], T], *, locked_too: bool = False, what: str = "a delete") -> T:
     """`write()` in a transaction (a savepoint inside one) of its own, rolled back and
     tried again (after `backoff`, up to ATTEMPTS times) when it met another writer, as
     the ingest tries a file again: prune and the delete buttons lock runs in id order
@@ -200,7 +190,7 @@ def retried(write: Callable[[], T], *, locked_too: bool = False) -> T:
             again = writers_met(exc) or (locked_too and sqlite_locked(exc))
             if attempt + 1 == ATTEMPTS or not again:
                 raise
-            log.info("a delete met another writer (%s); again", exc)
+            log.info("%s met another writer (%s); again", what, exc)
             time.sleep(backoff(attempt))
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -208,9 +198,12 @@ def retried(write: Callable[[], T], *, locked_too: bool = False) -> T:
 def writers_met(exc: BaseException) -> bool:
     """PostgreSQL broke a deadlock or a serialization conflict by failing this
     statement: its transaction (or the savepoint it ran in) is to be tried again."""
-    return any(
-        getattr(error, "sqlstate", None) in RETRY_SQLSTATES for error in (exc, exc.__cause__)
-    )
+    return not sqlstates(exc).isdisjoint(RETRY_SQLSTATES)
+
+
+def sqlstates(exc: BaseException) -> set[str | None]:
+    """PostgreSQL's SQLSTATE of the error and of the driver's error it wraps."""
+    return {getattr(error, "sqlstate", None) for error in (exc, exc.__cause__)}
 
 
 def sqlite_locked(exc: BaseException) -> bool:
