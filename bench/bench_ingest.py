@@ -22,6 +22,13 @@ For each format, every repeat runs (in alternation, so both see the same load):
     field to field, JSON values dumped with `orjson.dumps`; traceos enter/exit
     records paired into one step row per enter, as we do.
 
+- **floor** (`--floor`, SQLite): our own rows, read back after our ingest, written
+  again with `executemany` (batches of 2,000, one transaction) into an empty copy of
+  the store's schema: its tables with every index, CHECK and foreign key, but no
+  trigger (no full-text entries) and no read model. What the SQL of a row costs in the
+  schema the pages need, before anything is parsed or computed: the part of the 2x
+  budget no Python can win back.
+
 The ratio is time ours / time baseline on the same input (target: ≤ 2, "at
 least half the raw copy's speed"); the CPU ratio divides the two processes' own
 CPU times (`time.process_time()`), which a machine shared with other work
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -326,6 +334,64 @@ def baseline(name: str, path: Path, scratch: Path) -> tuple[float, float, int]:
     return took, cpu, rows
 
 
+# --- the floor: our rows into our schema ---------------------------------------------------
+
+# The tables an ingest writes rows to, parents first (the read models are left out).
+FLOOR_TABLES = (TraceFile, Run, Step, Call, EntityLink, LogEntry)
+
+
+def empty_schema_copy(scratch: Path) -> Path:
+    """The emptied store's schema in a file of its own, its triggers dropped."""
+    template = scratch / "floor-template.sqlite"
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM INTO %s", [str(template)])
+    conn = sqlite3.connect(template)
+    triggers = conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    for (name,) in triggers:
+        conn.execute(f'DROP TRIGGER "{name}"')
+    conn.commit()
+    conn.close()
+    return template
+
+
+def stored_rows() -> list[tuple[str, list[tuple]]]:
+    """Every row our ingest stored in FLOOR_TABLES, in id order, each table named
+    with its stored columns."""
+    tables = []
+    with connection.cursor() as cursor:
+        for model in FLOOR_TABLES:
+            table_name = model._meta.db_table
+            # Stored columns only: table_info leaves out the generated ones.
+            cursor.execute(f"PRAGMA table_info({table_name})")
+            columns = ", ".join(f'"{row[1]}"' for row in cursor.fetchall())
+            cursor.execute(f"SELECT {columns} FROM {table_name} ORDER BY id")
+            tables.append((f"{table_name} ({columns})", cursor.fetchall()))
+    return tables
+
+
+def floor(template: Path, tables: list[tuple[str, list[tuple]]], scratch: Path):
+    """Write `tables` into a fresh copy of `template`: (wall, CPU) seconds."""
+    target = scratch / f"floor-{time.monotonic_ns()}.sqlite"
+    shutil.copyfile(template, target)
+    start, cpu = time.perf_counter(), time.process_time()
+    conn = sqlite3.connect(target, isolation_level=None)
+    conn.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("BEGIN IMMEDIATE")
+    for table_name, rows in tables:
+        if rows:
+            marks = ", ".join("?" * len(rows[0]))
+            sql = f"INSERT INTO {table_name} VALUES ({marks})"
+            for at in range(0, len(rows), 2000):
+                conn.executemany(sql, rows[at : at + 2000])
+    conn.execute("COMMIT")
+    conn.close()
+    took, cpu = time.perf_counter() - start, time.process_time() - cpu
+    for leftover in scratch.glob(f"{target.name}*"):
+        leftover.unlink()
+    return took, cpu
+
+
 # --- the run --------------------------------------------------------------------------------
 
 
@@ -336,7 +402,12 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated: " + ", ".join(FORMATS))
     parser.add_argument("--profile", action="store_true", help="also profile one ingest each")
     parser.add_argument("--profile-sort", default="cumulative", help="cumulative or tottime")
+    parser.add_argument(
+        "--floor", action="store_true", help="SQLite: also our rows into our schema (see above)"
+    )
     args = parser.parse_args()
+    if args.floor and connection.vendor != "sqlite":
+        parser.error("--floor measures SQLite")
     chosen = [f for f in FORMATS if not args.only or f in args.only.split(",")]
     scratch = Path(tempfile.mkdtemp(prefix="tracer-bench-baseline-", dir=_setup.WORKDIR))
     results = []
@@ -344,10 +415,14 @@ def main() -> None:
     for name in chosen:
         path, made = dataset(name, args.quick, log=lambda m: print(m, file=sys.stderr))
         our_times, base_times, sql_times, our_rows, base_rows = [], [], [], 0, 0
-        our_cpu, base_cpu, server_times = [], [], []
+        our_cpu, base_cpu, server_times, floor_cpu = [], [], [], []
         for attempt in range(args.repeat):
             clear_store()
+            template = empty_schema_copy(scratch) if args.floor else None
             took, cpu, summary, timer, server = ours(path)
+            if template is not None:
+                floor_cpu.append(floor(template, stored_rows(), scratch)[1])
+                template.unlink()
             our_times.append(took)
             our_cpu.append(cpu)
             server_times.append(server)
@@ -386,12 +461,14 @@ def main() -> None:
                 f"{(median(our_cpu) + median(server_times)) / median(base_cpu):.2f}x",
                 "yes" if ours_s <= 2 * base_s else f"no ({ours_s / base_s / 2:.1f}x over)",
             ]
+            + ([f"{median(floor_cpu) / median(base_cpu):.2f}x"] if args.floor else [])
         )
     print(f"\n## Ingest per format vs a raw sqlite3 executemany copy ({connection.vendor})\n")
     print("\n".join(machine_lines(connection.vendor)))
     print(
         f"- command: `nice .venv/bin/python bench/bench_ingest.py"
-        f"{' --quick' if args.quick else ''} --repeat {args.repeat}`; medians of {args.repeat}\n"
+        f"{' --quick' if args.quick else ''}{' --floor' if args.floor else ''} --repeat "
+        f"{args.repeat}`; medians of {args.repeat}\n"
     )
     headers = [
         "format",
@@ -407,7 +484,9 @@ def main() -> None:
         "CPU ratio with the server's",
         "≥ ½ raw speed",
     ]
-    print(table(headers, results, "llrrrrrrrrrl"))
+    if args.floor:
+        headers.append("floor: our rows into our schema, CPU ratio")
+    print(table(headers, results, "llrrrrrrrrrl" + "r" * args.floor))
     for name, text in profiles.items():
         print(f"\n### profile: {name} (by {args.profile_sort})\n\n```\n{text}\n```")
 
