@@ -189,17 +189,32 @@ class PathField(models.TextField):
 
 class StepNameField(models.CharField):
     """A log line's step's name, kept on the line for the log search (a key of its
-    index, search/index.py LOGS; migration 0043): the ingest writes it with the line;
-    a line the ORM writes with a step and no name takes its step's as it is saved
-    (bulk_create too). '' for a line without a step. A step is never renamed (a
-    re-sync writes its lines again)."""
+    index, search/index.py LOGS; migration 0043): the ingest writes it with the line.
+    A line the ORM writes (bulk_create too) takes its step's name as stored, whatever
+    it held: '' without a step; the name of the step loaded on it, or of the step the
+    line was read from the database with (LogEntry.from_db), without a query; else
+    one query for the step. A step is never renamed (a re-sync writes its lines again)."""
 
     def pre_save(self, model_instance, add):
-        value = getattr(model_instance, self.attname)
-        if not value and model_instance.step_id is not None:
-            value = model_instance.step.name
-            setattr(model_instance, self.attname, value)
+        value = self._name_of(model_instance)
+        setattr(model_instance, self.attname, value)
+        model_instance._stored_step_name = (model_instance.step_id, value)
         return value
+
+    @staticmethod
+    def _name_of(line) -> str:
+        step_id = line.step_id
+        if step_id is None:
+            return ""
+        step_id_named, name = getattr(line, "_stored_step_name", (None, None))
+        if step_id_named == step_id and name is not None:
+            return name
+        step = line._meta.get_field("step")
+        if step.is_cached(line):  # the step loaded on it (assigning step_id drops it)
+            return line.step.name
+        # Its name alone, not its input and output.
+        steps = step.related_model._base_manager.filter(pk=step_id)
+        return steps.values_list("name", flat=True).get()
 
 
 class ItemProgress(models.Model):
@@ -661,6 +676,14 @@ class LogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.message[:80]}"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        line = super().from_db(db, field_names, values)
+        # Its step_name as stored with its step (StepNameField: saved again, no query).
+        loaded = line.__dict__
+        line._stored_step_name = (loaded.get("step_id"), loaded.get("step_name"))
+        return line
 
 
 class ApiToken(models.Model):
