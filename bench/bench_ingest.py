@@ -58,7 +58,16 @@ from django.db import connection
 from generate import EVENTS_DDL, WORKFLOW_DDL
 
 from traces.ingest.loader import ingest_paths
-from traces.models import Call, EntityLink, LogEntry, Run, Step, StepGroup, TraceFile
+from traces.models import (
+    Call,
+    EntityLink,
+    LogEntry,
+    Run,
+    RunMinimap,
+    Step,
+    StepGroup,
+    TraceFile,
+)  # fmt: skip
 
 FORMATS = ("duckflux-files", "duckflux-big", "greentic", "traceos", "runs", "workflow")
 LABELS = {
@@ -77,7 +86,7 @@ LABELS = {
 def clear_store() -> None:
     """Empty every table an ingest writes (plain DELETEs, children first)."""
     with connection.cursor() as cursor:
-        for model in (StepGroup, LogEntry, EntityLink, Call, Step, Run, TraceFile):
+        for model in (RunMinimap, StepGroup, LogEntry, EntityLink, Call, Step, Run, TraceFile):
             cursor.execute(f"DELETE FROM {model._meta.db_table}")
 
 
