@@ -136,6 +136,27 @@ def test_a_batch_lists_each_file_once_and_keeps_a_directory_together(samples, tm
     )
 
 
+def test_a_file_named_twice_is_in_one_share_and_reported_once(samples, tmp_path):
+    """A directory and a file in it, a sub-directory, a link: each file listed once,
+    as the loader reads it once (its first name kept), not read by two workers."""
+    shutil.copytree(samples / "greentic", tmp_path / "g")
+    (tmp_path / "g/link.json").symlink_to(tmp_path / "g/01-success-always/trace.json")
+    named = [tmp_path / "g", tmp_path / "g/02-node-error", tmp_path / "g/02-node-error/trace.json"]
+    batch, _kept, files = parallel.plan_batch(named, workers=2)
+    paths = [path for share in IngestClaim.objects.filter(batch=batch) for path in share.paths]
+    assert files == len(paths) == 4 and str(tmp_path / "g/link.json") in paths
+    IngestClaim.objects.all().delete()
+
+    one, _ = ingest(*map(str, named), "--json")
+    expected = stored()
+    forget_everything()
+    two, _ = ingest(*map(str, named), "--json", "--jobs", "2")
+
+    assert json.loads(one)["files"] == {"ingested": 4, "unchanged": 0, "failed": 0, "skipped": 0}
+    assert json.loads(two) == json.loads(one)
+    assert stored() == expected
+
+
 def test_two_workers_taking_shares_at_once_never_take_the_same(tmp_path):
     files_in(tmp_path / "d", 40)
     batch, *_ = parallel.plan_batch([tmp_path], workers=40)
