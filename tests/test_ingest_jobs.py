@@ -5,6 +5,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from tests.test_faults import manage, site_env, wait_for
 from tests.test_tasks import ROOT, database_url
 from traces import sources as scans
 from traces.ingest import parallel
@@ -136,6 +138,27 @@ def test_a_batch_lists_each_file_once_and_keeps_a_directory_together(samples, tm
     )
 
 
+def test_a_file_named_twice_is_in_one_share_and_reported_once(samples, tmp_path):
+    """A directory and a file in it, a sub-directory, a link: each file listed once,
+    as the loader reads it once (its first name kept), not read by two workers."""
+    shutil.copytree(samples / "greentic", tmp_path / "g")
+    (tmp_path / "g/link.json").symlink_to(tmp_path / "g/01-success-always/trace.json")
+    named = [tmp_path / "g", tmp_path / "g/02-node-error", tmp_path / "g/02-node-error/trace.json"]
+    batch, _kept, files = parallel.plan_batch(named, workers=2)
+    paths = [path for share in IngestClaim.objects.filter(batch=batch) for path in share.paths]
+    assert files == len(paths) == 4 and str(tmp_path / "g/link.json") in paths
+    IngestClaim.objects.all().delete()
+
+    one, _ = ingest(*map(str, named), "--json")
+    expected = stored()
+    forget_everything()
+    two, _ = ingest(*map(str, named), "--json", "--jobs", "2")
+
+    assert json.loads(one)["files"] == {"ingested": 4, "unchanged": 0, "failed": 0, "skipped": 0}
+    assert json.loads(two) == json.loads(one)
+    assert stored() == expected
+
+
 def test_two_workers_taking_shares_at_once_never_take_the_same(tmp_path):
     files_in(tmp_path / "d", 40)
     batch, *_ = parallel.plan_batch([tmp_path], workers=40)
@@ -223,6 +246,37 @@ def test_a_worker_that_lost_its_share_does_not_overwrite_it(samples, monkeypatch
         ("faster", "taken")
     }
     assert Run.objects.count() == 4  # read all the same: the other worker finds them unchanged
+
+
+def test_killing_a_parallel_ingest_stops_its_worker_processes(samples, tmp_path):
+    """SIGKILL of `ingest --jobs 2`: its worker (a daemon process, which outlives a
+    kill) stops at once, leaving shares unread, rather than reading them all alone."""
+    distinct_greentic_files(samples, tmp_path / "traces", 1000)  # 2 s a worker, at least
+    (tmp_path / "site").mkdir()
+    planner = manage(site_env(tmp_path / "site"), "ingest", str(tmp_path / "traces"), "--jobs", "2")
+    try:
+        helper_took = IngestClaim.objects.exclude(worker__contains=f":{planner.pid}:")
+        helper_took = helper_took.exclude(worker="")
+        assert wait_for(lambda: helper_took.exists() or planner.poll() is not None, 120)
+        helper = int(helper_took.first().worker.split(":")[1])
+    finally:
+        planner.kill()
+        planner.wait(timeout=30)  # not communicate(): the worker holds its pipes too
+    assert planner.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
+
+    assert wait_for(lambda: not running(helper), 5), "the worker goes on without its ingest"
+    assert IngestClaim.objects.filter(state="todo").exists(), "the worker read them all alone"
+    _out, errors = planner.communicate(timeout=30)
+    assert f"ingest worker {helper}: its ingest is gone; stopping" in errors
+
+
+def running(pid: int) -> bool:
+    """Whether the process is alive (a zombie is not: it only waits to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 # --- shares left behind -------------------------------------------------------------------

@@ -6,6 +6,7 @@ import os
 import shutil
 import sqlite3
 import struct
+import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -121,6 +122,35 @@ def test_reingesting_a_touched_but_identical_file_changes_nothing(samples, tmp_p
     report = ingest_paths([copy])
     assert report.files[0].outcome == "unchanged"
     assert Run.objects.get().ingested_at == run.ingested_at
+
+
+def test_a_rewrite_in_the_clock_tick_of_the_read_is_read_again(samples, tmp_path):
+    """A filesystem's clock is coarse (a few ms on ext4, up to 2 s elsewhere): a file
+    rewritten just after an ingest read it can keep the mtime it had, and at the same
+    size it passed as unchanged, its last state never read. A file modified that
+    shortly before its ingest began is hashed the next time; one modified long before
+    is still taken by its stat, unread (its mtime put back by hand is not noticed)."""
+    trace = tmp_path / "42462fed-a9ef-4b4a-89d5-3755b1f42178.json"
+    failed = (samples / "duckflux/json" / trace.name).read_text()
+    succeeded = failed.replace('"status": "failure"', '"status": "success"', 1)
+    assert len(succeeded) == len(failed) and succeeded != failed
+
+    def write(text: str, mtime_ns: int) -> str:
+        trace.write_text(text)
+        os.utime(trace, ns=(mtime_ns, mtime_ns))
+        (result,) = ingest_paths([trace]).files
+        return result.outcome
+
+    just_now = time.time_ns()
+    assert write(failed, just_now) == "ingested" and Run.objects.get().status == "failed"
+    assert write(succeeded, just_now) == "ingested", "the rewrite passed as unchanged"
+    assert Run.objects.get().status == "succeeded"
+    assert write(succeeded, just_now) == "unchanged"
+
+    long_ago = just_now - 60 * 10**9
+    assert write(failed, long_ago) == "ingested" and Run.objects.get().status == "failed"
+    assert TraceFile.objects.get().mtime_ns == long_ago
+    assert write(succeeded, long_ago) == "unchanged" and Run.objects.get().status == "failed"
 
 
 def test_a_running_run_is_updated_in_place_when_its_file_finishes(samples, tmp_path):

@@ -58,6 +58,12 @@ log = logging.getLogger(__name__)
 MAX_ERROR = 4000
 # What format detection reads of a file (a small file: all of it, also hashed).
 HEAD_BYTES = 65536
+# A file modified less than this before the ingest that reads it began can be written
+# again after it was read within the same tick of its filesystem's clock (a few ms on
+# ext4, 1 s on HFS+ or some NFS servers, 2 s on FAT), at the same size: its size and
+# mtime would not tell. Its stat is not claimed as read, so the next ingest hashes it
+# (once: by then the mtime is old enough to stand for the bytes).
+RACY_NS = 2_000_000_000
 
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -145,6 +151,8 @@ class _Context:
     read_ahead: list[_ReadAhead] = field(default_factory=list)
     # The content hashes of the uploads read in this batch (`_known_content`).
     digests: set[str] = field(default_factory=set)
+    # When the batch began (time.time_ns()), before any of its files was read.
+    started_ns: int = field(default_factory=time.time_ns)
 
 
 # Small files are read and parsed up to this many ahead of their writes, so that the
@@ -264,7 +272,7 @@ def _ingest_file(candidate, module, info, known, ctx: _Context, result, head=Non
         return _fail(result, candidate, ctx, f"cannot read: {exc}")
     if _unchanged_by_hash(known, digest, companions):
         with ctx.batch.savepoint():
-            _touch(known, info)
+            _touch(known, info, ctx)
         result.outcome, result.file_id = "unchanged", known.pk
         return result
     if ctx.uploaded:
@@ -377,7 +385,8 @@ def _write_together(reads: list[_ReadAhead], ctx: _Context) -> bool:
                 runs.write(iter(read.records), trace_file, None)
                 runs.settle(trace_file, new=known is None, deltas=part)
                 produced = {name: result.held[name] for name in _PRODUCED}
-                _claim_read(trace_file, read.info, read.hashes[0], produced, read.module.NAME)
+                mtime_ns = _settled_mtime_ns(read.info, ctx)
+                _claim_read(trace_file, mtime_ns, read.hashes[0], produced, read.module.NAME)
                 rows.append((trace_file, known is not None))
             index.settle(part)  # the read models' changes, applied by the transaction
             _write_file_rows(rows)
@@ -472,7 +481,8 @@ def _write_file(candidate, module, info, hashes, ctx: _Context, result, records=
             if finished:
                 runs.settle(trace_file, new=known is None, deltas=part)
                 produced = {name: result.held[name] for name in _PRODUCED}
-                _claim_read(trace_file, info, digest, produced, module.NAME)
+                mtime_ns = _settled_mtime_ns(info, ctx)
+                _claim_read(trace_file, mtime_ns, digest, produced, module.NAME)
                 if in_parts:
                     _write_file_row(trace_file, True, _CLAIMS)
                 else:
@@ -639,8 +649,12 @@ def _write_file_row(trace_file: TraceFile, stored: bool, columns: tuple[str, ...
     insert_instances([trace_file])
 
 
-def _claim_read(trace_file: TraceFile, info, digest: str, produced: dict, format_name) -> None:
-    trace_file.mtime_ns = info.st_mtime_ns
+def _claim_read(
+    trace_file: TraceFile, mtime_ns: int | None, digest: str, produced: dict, format_name
+) -> None:
+    """The file's row says it was read: its bytes' hash and what they gave, and the
+    mtime that stands for them (None: none does yet, `_settled_mtime_ns`)."""
+    trace_file.mtime_ns = mtime_ns
     trace_file.sha256 = digest
     trace_file.produced = {**produced, "parser_version": parser_version(format_name)}
 
@@ -686,7 +700,9 @@ def _ingest_companion(candidate, module, main: Path, ctx: _Context, result) -> F
             known = ctx.known.get(candidate.logical_path)
             trace_file = _file_row(known, candidate, module.NAME, info, {}, ctx)
             produced = {"companion_of": main_candidate.display_name}
-            _claim_read(trace_file, info, digest, produced, module.NAME)
+            # Its bytes are hashed with its main file's each time that is read (the
+            # main's row has them): its own mtime need not stand for them.
+            _claim_read(trace_file, info.st_mtime_ns, digest, produced, module.NAME)
             _write_file_row(trace_file, known is not None, _columns(trace_file))
     except Exception as exc:  # a database error (a lock timeout) must not stop the batch
         log.exception("recording %s failed", candidate.display_name)
@@ -711,12 +727,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _touch(known: KnownFile, info: os.stat_result) -> None:
+def _settled_mtime_ns(info: os.stat_result, ctx: _Context) -> int | None:
+    """The mtime the fast path may take the file's bytes by, or None: modified too
+    shortly before it was read (RACY_NS) to tell a later write of the same size."""
+    if ctx.started_ns - info.st_mtime_ns < RACY_NS:
+        return None
+    return info.st_mtime_ns
+
+
+def _touch(known: KnownFile, info: os.stat_result, ctx: _Context) -> None:
     """Unchanged, though its mtime moved: the new stat is what the fast path compares."""
     TraceFile.objects.filter(pk=known.pk).update(
         size=info.st_size,
         mtime=datetime.fromtimestamp(info.st_mtime, tz=UTC),
-        mtime_ns=info.st_mtime_ns,
+        mtime_ns=_settled_mtime_ns(info, ctx),
         checked_at=timezone.now(),
     )
 

@@ -33,7 +33,7 @@ from django.utils import timezone
 from traces.models import IngestClaim, TraceSource
 
 from . import parallel_worker
-from .candidates import _walk, storable
+from .candidates import _logical, _resolved, _walk, storable
 from .loader import ingest_paths
 from .report import FileResult, IngestReport
 
@@ -122,14 +122,25 @@ def share_size(files: int, workers: int) -> int:
 
 def _listed(paths: Iterable[str | Path]) -> Iterator[tuple[str, bool]]:
     """Each file a directory walk finds (walked), and each other path as given (a
-    file or a zip archive, read whole by one worker)."""
+    file or a zip archive, read whole by one worker); a file found again (named
+    twice, in a directory named too, or through a link) left out as the loader
+    leaves it, or two workers would read it at once and the report count it twice."""
+    seen: set[str] = set()
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
             for candidate in _walk(path):
-                yield str(candidate.real_path), True
-        else:
+                if _first_time(candidate.logical_path, seen):
+                    yield str(candidate.real_path), True
+        elif _first_time(_logical(_resolved(path)), seen):
             yield str(raw), False
+
+
+def _first_time(logical_path: str, seen: set[str]) -> bool:
+    if logical_path in seen:
+        return False
+    seen.add(logical_path)
+    return True
 
 
 def _groups(listed: list[tuple[str, bool]], size: int) -> Iterator[tuple[bool, list[str]]]:
