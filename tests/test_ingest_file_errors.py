@@ -1,7 +1,8 @@
 """A database error met by one file fails that file alone, wherever the file meets
 it (recording an unchanged file's new stat, looking up an upload's twin, recording a
 failure), or is tried again when it only met another writer: never an exception out
-of `ingest_paths`.
+of `ingest_paths`. A database written in parts and tried again after a deadlock
+reports the runs its first attempt committed as that attempt wrote them.
 
 The errors are the drivers' own: PostgreSQL fails the statement itself (its
 transaction aborted unless a savepoint is rolled back), SQLite's BEGIN waits for the
@@ -12,12 +13,16 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 from django.db import OperationalError, connection
+from django.db.models import Sum
 
-from tests.test_ingest_deadlocks import assert_every_read_model_is_the_recount
+from tests.test_ingest_batches import every_run_commits  # noqa: F401 (a fixture used)
+from tests.test_ingest_deadlocks import assert_every_read_model_is_the_recount, deadlock
+from tests.test_read_model_causes import change_source
 from traces.ingest import batches, loader
 from traces.ingest.loader import ingest_paths
 from traces.models import Run, TraceFile
@@ -286,4 +291,93 @@ def test_an_uploads_twin_lookup_that_fails_fails_that_upload_alone(uploads, monk
     assert failed.file_id == row.pk and row.status == "error" and row.error == failed.error
     assert not Run.objects.filter(source_file=row).exists()
     assert Run.objects.count() == 2
+    assert_every_read_model_is_the_recount()
+
+
+# --- a database tried again after some of its parts committed -------------------------------
+
+
+def committed_runs(**lookups) -> int:
+    """The runs another connection sees (whose rows match `lookups`)."""
+    seen = []
+
+    def look():
+        try:
+            seen.append(Run.objects.filter(**lookups).count())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=look)
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+def deadlock_at_the_fourth_run(monkeypatch, **committed) -> list:
+    """The first attempt at the database meets a deadlock at its fourth run, three
+    (whose rows match `committed`) committed by then, one at a time
+    (`every_run_commits`); the attempts, counted."""
+    write_run, written, attempts = loader.write_run, [], []
+
+    def deadlocking(record, *, source_file, **kwargs):
+        outcome = write_run(record, source_file=source_file, **kwargs)
+        written.append(record)
+        if len(written) == 4:
+            assert committed_runs(**committed) == 3
+            raise deadlock()
+        return outcome
+
+    write_file = loader._write_file
+
+    def counted(*args, **kwargs):
+        attempts.append(1)
+        return write_file(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "write_run", deadlocking)
+    monkeypatch.setattr(loader, "_write_file", counted)
+    return attempts
+
+
+def assert_counts_are_those_stored(result, runs) -> None:
+    stored = runs.aggregate(
+        steps=Sum("step_count"), calls=Sum("call_count"), links=Sum("link_count")
+    )
+    assert result.counts["runs"] == runs.count()
+    assert {name: result.counts[name] for name in stored} == stored
+
+
+@pytest.mark.usefixtures("every_run_commits")
+def test_a_database_written_again_after_a_deadlock_reports_the_runs_it_added(runs_db, monkeypatch):
+    attempts = deadlock_at_the_fourth_run(monkeypatch)
+    report = ingest_paths([runs_db])
+
+    assert len(attempts) == 2
+    (result,) = report.files
+    assert result.outcome == "ingested" and result.runs_unchanged == []
+    assert sorted(result.runs_added) == sorted(Run.objects.values_list("pk", flat=True))
+    assert len(result.runs_added) == 8 and report.summary()["runs"] == 8
+    assert_counts_are_those_stored(result, Run.objects.all())
+    assert_every_read_model_is_the_recount()
+
+
+@pytest.mark.usefixtures("every_run_commits")
+def test_a_database_written_again_after_a_deadlock_reports_the_runs_it_updated(
+    runs_db, monkeypatch
+):
+    """Its seven runs changed (the eighth, a step without a run row, did not)."""
+    assert ingest_paths([runs_db]).failed == []
+    change_source(runs_db, ("UPDATE runs SET run_type = run_type || '-v2'", ()))
+    attempts = deadlock_at_the_fourth_run(monkeypatch, type__endswith="-v2")
+    report = ingest_paths([runs_db])
+
+    assert len(attempts) == 2
+    (result,) = report.files
+    changed = Run.objects.filter(type__endswith="-v2")
+    assert result.outcome == "ingested" and result.runs_added == []
+    assert sorted(result.runs_updated) == sorted(changed.values_list("pk", flat=True))
+    assert result.runs_unchanged == list(
+        Run.objects.exclude(type__endswith="-v2").values_list("pk", flat=True)
+    )
+    assert len(result.runs_updated) == 7 and report.summary()["runs"] == 7
+    assert_counts_are_those_stored(result, changed)
     assert_every_read_model_is_the_recount()

@@ -435,15 +435,17 @@ def _write_and_report(
 ) -> FileResult:
     """Write the file; one that met another writer (a deadlock, a serialization
     failure, SQLite locked) is rolled back and written again, a few times."""
+    earlier: dict[int, str] = {}  # what the attempts before wrote (_FileRuns.before)
 
     def again() -> None:
+        _kept(result, earlier)
         _clear(result)
         # A database's runs may have committed in part: its row with them.
         ctx.known.update(known_files([candidate.logical_path]))
 
     try:
         trace_file = _attempted(
-            lambda: _write_file(candidate, module, info, hashes, ctx, result, records),
+            lambda: _write_file(candidate, module, info, hashes, ctx, result, records, earlier),
             candidate,
             ctx,
             again=again,
@@ -456,6 +458,14 @@ def _write_and_report(
         return _fail(result, candidate, ctx, failed.reason)
     result.outcome, result.file_id = "ingested", trace_file.pk
     return result
+
+
+def _kept(result: FileResult, earlier: dict[int, str]) -> None:
+    """Note in `earlier` (run id: "added" or "updated") the runs an attempt at the
+    file wrote: the next attempt reports them so, also those it finds unchanged
+    (their part of a database was committed before the attempt failed)."""
+    earlier.update(dict.fromkeys(result.runs_updated, "updated"))
+    earlier.update(dict.fromkeys(result.runs_added, "added"))
 
 
 class _Failed(Exception):
@@ -501,13 +511,15 @@ def _may_write_again(exc: Exception, ctx: _Context) -> bool:
     return batches.writers_met(exc) or (batches.sqlite_locked(exc) and not ctx.batch.open)
 
 
-def _write_file(candidate, module, info, hashes, ctx: _Context, result, records=None) -> TraceFile:
+def _write_file(
+    candidate, module, info, hashes, ctx: _Context, result, records=None, earlier=None
+) -> TraceFile:
     """Write the file's runs in one savepoint or, for a format whose runs stand whole
     on their own (read from a snapshot: a big database), in several, committed as the
     batch falls due. The file's row claims it was read (its hash and mtime, what it
     holds) only with the last run: a file cut short (a crash) is read again. A file
     written in one savepoint has its row written once, after its runs (foreign keys
-    are checked at commit)."""
+    are checked at commit). `earlier`: what the attempts before it wrote (`_kept`)."""
     digest, companions = hashes
     read_ahead = records is not None
     records = iter(records if read_ahead else module.parse(candidate.real_path))
@@ -515,7 +527,7 @@ def _write_file(candidate, module, info, hashes, ctx: _Context, result, records=
     in_parts = _snapshot_read(module)
     if in_parts:
         records, until = _first_run_read(records), ctx.batch.due
-    runs = _FileRuns(candidate.logical_path, result, ctx.batch)
+    runs = _FileRuns(candidate.logical_path, result, ctx.batch, before=earlier)
     records = runs.index.ahead(records)  # stored runs looked up many at a time
     known = ctx.known.get(candidate.logical_path)
     trace_file = None
@@ -564,8 +576,13 @@ class _FileRuns:
         result: FileResult,
         batch: WriteBatch,
         index: RunIndex | None = None,
+        before: dict[int, str] | None = None,
     ):
         self.logical_path = logical_path
+        # The runs earlier attempts at the file wrote ("added" or "updated"), reported
+        # so: those of a database's parts committed before it met another writer and
+        # was written again are unchanged now.
+        self.before = before or {}
         self.result = result
         self.index = index or RunIndex()
         # The batch's id allocators, valid as long as its transaction (RunIndex's
@@ -590,13 +607,16 @@ class _FileRuns:
         result = self.result
         origin = self.logical_path if record.origin else ""
         outcome = write_run(record, source_file=trace_file, origin=origin, index=self.index)
+        action, earlier = outcome.action, self.before.get(outcome.run_id)
+        if earlier == "added" or (earlier and action == "unchanged"):
+            action = earlier  # as the attempt that wrote it (and was kept) said
         again = outcome.run_id in self.seen
         self.seen.add(outcome.run_id)
-        if outcome.action in ("added", "updated") or not again:
+        if action in ("added", "updated") or not again:
             self.held[outcome.run_id] = outcome.counts  # a repeat left as written keeps its counts
-        if outcome.action == "added":
+        if action == "added":
             result.runs_added.append(outcome.run_id)
-        elif outcome.action == "updated":
+        elif action == "updated":
             if not again:
                 result.runs_updated.append(outcome.run_id)
             elif outcome.run_id in result.runs_unchanged:  # rare: only for a repeated run
