@@ -24,8 +24,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -53,6 +54,7 @@ from .statistics import refresh_after
 from .store import RunIndex, write_run
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # An error message is cut at MAX_ERROR characters.
 MAX_ERROR = 4000
@@ -271,12 +273,23 @@ def _ingest_file(candidate, module, info, known, ctx: _Context, result, head=Non
     except OSError as exc:
         return _fail(result, candidate, ctx, f"cannot read: {exc}")
     if _unchanged_by_hash(known, digest, companions):
-        with ctx.batch.savepoint():
-            _touch(known, info, ctx)
+        try:
+            _attempted(lambda: _touch(known, info, ctx), candidate, ctx)
+        except _Failed as failed:
+            return _fail(result, candidate, ctx, failed.reason)
         result.outcome, result.file_id = "unchanged", known.pk
         return result
     if ctx.uploaded:
-        twin = _known_content(digest, companions, module.NAME, candidate.logical_path, ctx)
+        if digest in ctx.digests:
+            _write_read_ahead(ctx)  # the same bytes earlier in this batch: written first
+        ctx.digests.add(digest)
+        path = candidate.logical_path
+        try:
+            twin = _attempted(
+                lambda: _known_content(digest, companions, module.NAME, path, ctx), candidate, ctx
+            )
+        except _Failed as failed:
+            return _fail(result, candidate, ctx, failed.reason)
         if twin is not None:
             result.outcome, result.file_id = "unchanged", twin.pk
             result.same_as = twin.display_name if twin.uploaded else twin.path
@@ -304,12 +317,13 @@ def _known_content(digest: str, companions: dict, format_name: str, path: str, c
     Asked of every upload that is not unchanged at its own path, a known one too (its
     saved file read again with other bytes): within one batch the second copy of some
     bytes is the first's twin whichever of the two paths is new, the first being
-    written before the second looks (`ctx.digests`). The runs it holds are those still
-    in their source (`left_source_at` NULL): a file read again keeps the runs its
-    earlier bytes gave as history. None when there is none."""
-    if digest in ctx.digests:
-        _write_read_ahead(ctx)  # the same bytes earlier in this batch: written first
-    ctx.digests.add(digest)
+    written before the second looks (`ctx.digests`, by the caller). The runs it holds
+    are those still in their source (`left_source_at` NULL): a file read again keeps
+    the runs its earlier bytes gave as history. None when there is none.
+
+    Read in a savepoint when the batch's transaction is open on PostgreSQL: a failed
+    statement (a lock timeout) would abort the transaction, the batch's other files
+    with it (SQLite's goes on)."""
     in_source = Q(runs__left_source_at__isnull=True)
     same = (
         TraceFile.objects.filter(
@@ -320,7 +334,10 @@ def _known_content(digest: str, companions: dict, format_name: str, path: str, c
         .order_by("id")
     )
     wanted = sorted(companions.values())
-    for twin in same[:20]:
+    aside = ctx.batch.open and connection.vendor == "postgresql"
+    with transaction.atomic() if aside else contextlib.nullcontext():
+        twins = list(same[:20])
+    for twin in twins:
         produced = twin.produced or {}
         current = (produced.get("parser_version") or 1) == parser_version(format_name)
         all_held = twin.held == (produced.get("runs") or 0)
@@ -418,31 +435,73 @@ def _write_and_report(
 ) -> FileResult:
     """Write the file; one that met another writer (a deadlock, a serialization
     failure, SQLite locked) is rolled back and written again, a few times."""
+    earlier: dict[int, str] = {}  # what the attempts before wrote (_FileRuns.before)
+
+    def again() -> None:
+        _kept(result, earlier)
+        _clear(result)
+        # A database's runs may have committed in part: its row with them.
+        ctx.known.update(known_files([candidate.logical_path]))
+
+    try:
+        trace_file = _attempted(
+            lambda: _write_file(candidate, module, info, hashes, ctx, result, records, earlier),
+            candidate,
+            ctx,
+            again=again,
+        )
+    except ParseError as exc:
+        result.counts.clear()
+        return _fail(result, candidate, ctx, _retry_hint(str(exc), info))
+    except _Failed as failed:
+        result.counts.clear()
+        return _fail(result, candidate, ctx, failed.reason)
+    result.outcome, result.file_id = "ingested", trace_file.pk
+    return result
+
+
+def _kept(result: FileResult, earlier: dict[int, str]) -> None:
+    """Note in `earlier` (run id: "added" or "updated") the runs an attempt at the
+    file wrote: the next attempt reports them so, also those it finds unchanged
+    (their part of a database was committed before the attempt failed)."""
+    earlier.update(dict.fromkeys(result.runs_updated, "updated"))
+    earlier.update(dict.fromkeys(result.runs_added, "added"))
+
+
+class _Failed(Exception):
+    """A file's write that failed for good; `reason` says why, for its result."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _attempted(
+    write: Callable[[], T], candidate, ctx: _Context, *, again: Callable[[], None] | None = None
+) -> T:
+    """`write()` (of this file's), tried again while it only met another writer and may
+    succeed now (`_may_write_again`: after `again()`, and `batches.backoff`), up to
+    `batches.ATTEMPTS` times. Otherwise raises _Failed, logged with its traceback: a
+    bug or a database error fails the file, never the batch. A ParseError passes."""
     attempt = 0
     while True:
         try:
-            trace_file = _write_file(candidate, module, info, hashes, ctx, result, records)
-            break
-        except ParseError as exc:
-            result.counts.clear()
-            return _fail(result, candidate, ctx, _retry_hint(str(exc), info))
-        except Exception as exc:  # a bug or a database error must not stop the batch
+            return write()
+        except ParseError:
+            raise
+        except Exception as exc:
             attempt += 1
             if _may_write_again(exc, ctx) and attempt < batches.ATTEMPTS:
                 log.info("ingest of %s met another writer (%s); again", candidate.display_name, exc)
-                _clear(result)
-                # A database's runs may have committed in part: its row with them.
-                ctx.known.update(known_files([candidate.logical_path]))
+                if again is not None:
+                    again()
                 time.sleep(batches.backoff(attempt - 1))
                 continue
             log.exception("ingest of %s failed", candidate.display_name)
-            result.counts.clear()
             message = f"internal error while ingesting ({type(exc).__name__}: {exc})"
             if attempt > 1:
                 message += f" (tried {attempt} times)"
-            return _fail(result, candidate, ctx, message)
-    result.outcome, result.file_id = "ingested", trace_file.pk
-    return result
+            raise _Failed(message) from exc
 
 
 def _may_write_again(exc: Exception, ctx: _Context) -> bool:
@@ -452,13 +511,15 @@ def _may_write_again(exc: Exception, ctx: _Context) -> bool:
     return batches.writers_met(exc) or (batches.sqlite_locked(exc) and not ctx.batch.open)
 
 
-def _write_file(candidate, module, info, hashes, ctx: _Context, result, records=None) -> TraceFile:
+def _write_file(
+    candidate, module, info, hashes, ctx: _Context, result, records=None, earlier=None
+) -> TraceFile:
     """Write the file's runs in one savepoint or, for a format whose runs stand whole
     on their own (read from a snapshot: a big database), in several, committed as the
     batch falls due. The file's row claims it was read (its hash and mtime, what it
     holds) only with the last run: a file cut short (a crash) is read again. A file
     written in one savepoint has its row written once, after its runs (foreign keys
-    are checked at commit)."""
+    are checked at commit). `earlier`: what the attempts before it wrote (`_kept`)."""
     digest, companions = hashes
     read_ahead = records is not None
     records = iter(records if read_ahead else module.parse(candidate.real_path))
@@ -466,7 +527,7 @@ def _write_file(candidate, module, info, hashes, ctx: _Context, result, records=
     in_parts = _snapshot_read(module)
     if in_parts:
         records, until = _first_run_read(records), ctx.batch.due
-    runs = _FileRuns(candidate.logical_path, result, ctx.batch)
+    runs = _FileRuns(candidate.logical_path, result, ctx.batch, before=earlier)
     records = runs.index.ahead(records)  # stored runs looked up many at a time
     known = ctx.known.get(candidate.logical_path)
     trace_file = None
@@ -515,8 +576,13 @@ class _FileRuns:
         result: FileResult,
         batch: WriteBatch,
         index: RunIndex | None = None,
+        before: dict[int, str] | None = None,
     ):
         self.logical_path = logical_path
+        # The runs earlier attempts at the file wrote ("added" or "updated"), reported
+        # so: those of a database's parts committed before it met another writer and
+        # was written again are unchanged now.
+        self.before = before or {}
         self.result = result
         self.index = index or RunIndex()
         # The batch's id allocators, valid as long as its transaction (RunIndex's
@@ -541,13 +607,16 @@ class _FileRuns:
         result = self.result
         origin = self.logical_path if record.origin else ""
         outcome = write_run(record, source_file=trace_file, origin=origin, index=self.index)
+        action, earlier = outcome.action, self.before.get(outcome.run_id)
+        if earlier == "added" or (earlier and action == "unchanged"):
+            action = earlier  # as the attempt that wrote it (and was kept) said
         again = outcome.run_id in self.seen
         self.seen.add(outcome.run_id)
-        if outcome.action in ("added", "updated") or not again:
+        if action in ("added", "updated") or not again:
             self.held[outcome.run_id] = outcome.counts  # a repeat left as written keeps its counts
-        if outcome.action == "added":
+        if action == "added":
             result.runs_added.append(outcome.run_id)
-        elif outcome.action == "updated":
+        elif action == "updated":
             if not again:
                 result.runs_updated.append(outcome.run_id)
             elif outcome.run_id in result.runs_unchanged:  # rare: only for a repeated run
@@ -737,12 +806,13 @@ def _settled_mtime_ns(info: os.stat_result, ctx: _Context) -> int | None:
 
 def _touch(known: KnownFile, info: os.stat_result, ctx: _Context) -> None:
     """Unchanged, though its mtime moved: the new stat is what the fast path compares."""
-    TraceFile.objects.filter(pk=known.pk).update(
-        size=info.st_size,
-        mtime=datetime.fromtimestamp(info.st_mtime, tz=UTC),
-        mtime_ns=_settled_mtime_ns(info, ctx),
-        checked_at=timezone.now(),
-    )
+    with ctx.batch.savepoint():
+        TraceFile.objects.filter(pk=known.pk).update(
+            size=info.st_size,
+            mtime=datetime.fromtimestamp(info.st_mtime, tz=UTC),
+            mtime_ns=_settled_mtime_ns(info, ctx),
+            checked_at=timezone.now(),
+        )
 
 
 def _retry_hint(message: str, info: os.stat_result) -> str:
@@ -764,11 +834,30 @@ def _skip_or_fail(result, candidate, ctx: _Context, reason: str) -> FileResult:
 
 def _fail(result, candidate, ctx: _Context, reason: str) -> FileResult:
     """Record a failed file; the runs it gave before, if any, stay as they were
-    (those of a database that committed some of its runs before failing too)."""
+    (those of a database that committed some of its runs before failing too). One
+    whose failure cannot be recorded either (the database as locked as for its
+    write) is reported failed all the same, with both reasons, and no row."""
     ctx.failed[candidate.logical_path] = reason
-    message = storable(f"{candidate.display_name}: {reason}").replace("\x00", "\\x00")
+    message = _cut(storable(f"{candidate.display_name}: {reason}").replace("\x00", "\\x00"))
+    try:
+        file_id = _attempted(
+            lambda: _record_failure(result, candidate, ctx, message), candidate, ctx
+        )
+    except _Failed as failed:
+        file_id = None
+        message = _cut(f"{message}; the failure could not be recorded: {failed.reason}")
+    result.outcome, result.error, result.file_id = "failed", message, file_id
+    return result
+
+
+def _cut(message: str) -> str:
     if len(message) > MAX_ERROR:
-        message = message[: MAX_ERROR - 1] + "…"
+        return message[: MAX_ERROR - 1] + "…"
+    return message
+
+
+def _record_failure(result, candidate, ctx: _Context, message: str) -> int:
+    """The failed file's row, with the message: its id."""
     with ctx.batch.savepoint():
         # Read again: the row may be new since the batch began, or rolled back.
         trace_file = TraceFile.objects.filter(path=candidate.logical_path).first()
@@ -788,5 +877,4 @@ def _fail(result, candidate, ctx: _Context, reason: str) -> FileResult:
         with contextlib.suppress(OSError):
             _set_stat(trace_file, candidate.real_path.stat())
         trace_file.save(force_insert=new)
-    result.outcome, result.error, result.file_id = "failed", message, trace_file.pk
-    return result
+    return trace_file.pk
