@@ -31,6 +31,7 @@ from django.db import DatabaseError, connection, transaction
 
 from .inserters import IdAllocator
 from .read_models import ReadModelDeltas
+from .statistics import BetweenBatches
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,6 +72,7 @@ class WriteBatch:
         self.ids = Allocators()
         # The read models' changes of the savepoints released in the open transaction.
         self.pending = ReadModelDeltas()
+        self.statistics = BetweenBatches()
 
     def __enter__(self) -> WriteBatch:
         return self
@@ -123,6 +125,7 @@ class WriteBatch:
             self.commit()
             if connection.vendor == "sqlite" and not connection.in_atomic_block:
                 time.sleep(pause_after(held))
+            self.statistics.refresh()
 
     def commit(self) -> None:
         """Apply the read models' changes, then commit the open transaction (there is
