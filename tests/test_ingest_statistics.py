@@ -73,7 +73,8 @@ def test_the_statistics_are_refreshed_once_per_ingest_not_per_file(samples, monk
     analyzed = []
     refresh = statistics.refresh_after
     monkeypatch.setattr(
-        "traces.ingest.loader.refresh_after", lambda report: analyzed.append(refresh(report))
+        "traces.ingest.loader.refresh_after",
+        lambda report, fresh: analyzed.append(refresh(report, fresh)),
     )
     report = ingest_paths([samples])
     assert len([r for r in report.files if r.outcome == "ingested"]) > 1
@@ -155,7 +156,7 @@ def _analyzed_between_batches(monkeypatch, samples) -> tuple[list[int], int]:
     """Ingest the samples a file a transaction, without the end's ANALYZE: how many
     files each ANALYZE found written, and how many the ingest wrote."""
     monkeypatch.setattr(batches, "MAX_FILES", 1)
-    monkeypatch.setattr("traces.ingest.loader.refresh_after", lambda report: False)
+    monkeypatch.setattr("traces.ingest.loader.refresh_after", lambda report, fresh: False)
     files_then: list[int] = []
 
     def record(execute, sql, params, many, context):
@@ -215,3 +216,24 @@ def test_sqlite_keeps_no_statistics_between_transactions(samples, monkeypatch):
     monkeypatch.setattr(statistics, "REFRESH_EVERY", 0.0)
     assert statistics.BetweenBatches().refresh() is False
     assert rows_counted_by_statistics("traces_step") is None
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_the_ends_analyze_skips_the_tables_analyzed_since_the_last_commit(samples, monkeypatch):
+    """A refresh between transactions after the last one (a big file's) leaves the
+    end's ANALYZE only the tables it did not take: none analyzed twice in a row."""
+    monkeypatch.setattr(statistics, "ANALYZE_AFTER_ROWS", 1)
+    monkeypatch.setattr(statistics, "GROWTH", 0.0)
+    steps = ["traces_step", "traces_failurecause", "traces_failureslice"]
+    monkeypatch.setattr(statistics, "changed_tables", lambda: steps)
+    between = statistics.BetweenBatches()
+    assert analyze_statements(between.refresh) == [f"ANALYZE {', '.join(steps)}"]
+    assert between.fresh == frozenset(steps)
+    report = ingest_paths([samples / "runs"])
+    statements = analyze_statements(lambda: statistics.refresh_after(report, between.fresh))
+    assert len(statements) == 1
+    analyzed = set(statements[0].removeprefix("ANALYZE ").split(", "))
+    assert analyzed == {"traces_run", "traces_call", "traces_entitylink"}
+    between.committed()
+    assert between.fresh == frozenset()

@@ -138,6 +138,7 @@ class WriteBatch:
         current, self._transaction = self._transaction, None
         current.__exit__(None, None, None)
         self.ids.transaction_ended()
+        self.statistics.committed()
 
     def _apply_pending(self) -> None:
         """The transaction's read model changes, in their savepoint: one that meets

@@ -124,7 +124,7 @@ def ingest_found(
         _write_read_ahead(context)
     if progress:
         progress(len(candidates), len(candidates), "")
-    refresh_after(report)
+    refresh_after(report, context.batch.statistics.fresh)
     return report
 
 

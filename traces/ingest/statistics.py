@@ -95,6 +95,11 @@ class BetweenBatches:
 
     def __init__(self):
         self._analyzed_at: float | None = None
+        # The tables analyzed since the ingest's last commit (refresh_after skips them).
+        self.fresh: frozenset[str] = frozenset()
+
+    def committed(self) -> None:
+        self.fresh = frozenset()
 
     def refresh(self) -> bool:
         """Call when no transaction is open; whether it analyzed."""
@@ -109,6 +114,7 @@ class BetweenBatches:
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {', '.join(tables)}")
         self._analyzed_at = time.monotonic()
+        self.fresh = frozenset(tables)
         return True
 
 
@@ -133,12 +139,13 @@ def changed_tables() -> list[str]:
     return chosen
 
 
-def refresh_after(report: IngestReport) -> bool:
+def refresh_after(report: IngestReport, fresh: frozenset[str] = frozenset()) -> bool:
     """On PostgreSQL, ANALYZE the trace tables the ingest of `report` grew enough
-    (tables_to_analyze); whether it did."""
+    (tables_to_analyze), but those `fresh` (analyzed since its last write); whether
+    it did."""
     if connection.vendor != "postgresql":
         return False
-    tables = tables_to_analyze(report)
+    tables = [table for table in tables_to_analyze(report) if table not in fresh]
     if not tables:
         return False
     with connection.cursor() as cursor:

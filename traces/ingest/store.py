@@ -761,14 +761,11 @@ class _RunWriter:
             for step_id in sorted(touched)
             if step_id < first_held
         ]
-        table = Step._meta.db_table
-        sql = (
-            f"UPDATE {table} SET child_count = %s, call_count = %s, link_count = %s, "
-            f"failed_subtree = %s WHERE id = %s"
-        )
-        with connection.cursor() as cursor:
-            for start in range(0, len(rows), BATCH_SIZE):
-                cursor.executemany(sql, rows[start : start + BATCH_SIZE])
+        columns = (
+            ("child_count", "integer"), ("call_count", "integer"), ("link_count", "integer"),
+            ("failed_subtree", "boolean"),
+        )  # fmt: skip
+        _update_steps(columns, rows)
 
     def _write_run_summary(self) -> None:
         """The run's summary, set on its row before the one write of it."""
@@ -797,10 +794,31 @@ class _RunWriter:
         rows = [
             (self_ms, step_id) for step_id, self_ms in self.critical.items() if step_id < first_held
         ]
-        sql = f"UPDATE {Step._meta.db_table} SET critical_ms = %s WHERE id = %s"
-        with connection.cursor() as cursor:
-            for start in range(0, len(rows), BATCH_SIZE):
-                cursor.executemany(sql, rows[start : start + BATCH_SIZE])
+        _update_steps((("critical_ms", "double precision"),), rows)
+
+
+def _update_steps(columns: tuple[tuple[str, str], ...], rows: list[tuple]) -> None:
+    """Set `columns` (name, PostgreSQL type) of steps: `rows` are their values, then
+    the step's id. PostgreSQL: one statement a batch, the values as arrays (an UPDATE
+    a row cost ~160 µs of a step of a 50,000-step run: 6-10 s for the 504 MB file);
+    SQLite: executemany (no round trips)."""
+    table = Step._meta.db_table
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), BATCH_SIZE):
+            batch = rows[start : start + BATCH_SIZE]
+            if connection.vendor != "postgresql":
+                assignments = ", ".join(f"{name} = %s" for name, _ in columns)
+                cursor.executemany(f"UPDATE {table} SET {assignments} WHERE id = %s", batch)
+                continue
+            names = [name for name, _ in columns]
+            arrays = ", ".join(f"%s::{kind}[]" for _, kind in columns)
+            cursor.execute(
+                f"UPDATE {table} AS step SET "
+                + ", ".join(f"{name} = v.{name}" for name in names)
+                + f" FROM unnest({arrays}, %s::bigint[]) AS v({', '.join(names)}, id) "
+                f"WHERE step.id = v.id",
+                [list(values) for values in zip(*batch, strict=True)],
+            )
 
 
 MAX_INT32 = 2**31 - 1
