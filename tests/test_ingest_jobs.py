@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from datetime import timedelta
 
 import pytest
@@ -155,6 +156,26 @@ def test_a_file_named_twice_is_in_one_share_and_reported_once(samples, tmp_path)
     two, _ = ingest(*map(str, named), "--json", "--jobs", "2")
 
     assert json.loads(one)["files"] == {"ingested": 4, "unchanged": 0, "failed": 0, "skipped": 0}
+    assert json.loads(two) == json.loads(one)
+    assert stored() == expected
+
+
+@pytest.mark.parametrize("named", [["d"], ["d", "d/a.zip"], ["d/a.zip", "d"]])
+def test_a_zip_in_a_directory_is_read_only_when_named_as_jobs_1_reads_it(samples, tmp_path, named):
+    """A walk leaves an archive out (`ingest dir`), in a worker too; the archive named
+    on its own is read (its members), also inside a directory named: not left out as
+    a file named twice."""
+    shutil.copytree(samples / "greentic/01-success-always", tmp_path / "d/one")
+    with zipfile.ZipFile(tmp_path / "d/a.zip", "w") as archive:
+        archive.write(samples / "greentic/02-node-error/trace.json", "two/trace.json")
+    named = [str(tmp_path / path) for path in named]
+
+    one, _ = ingest(*named, "--json")
+    expected = stored()
+    forget_everything()
+    two, _ = ingest(*named, "--json", "--jobs", "2")
+
+    assert json.loads(one)["files"]["ingested"] == len(named)  # d/one, and the zip's member
     assert json.loads(two) == json.loads(one)
     assert stored() == expected
 

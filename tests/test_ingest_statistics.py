@@ -4,7 +4,7 @@ pay for an ANALYZE, and SQLite is left without statistics (its plans are better
 without them)."""
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from tests.factories import make_runs, make_steps
 from traces.ingest import batches, statistics
@@ -228,7 +228,7 @@ def test_the_ends_analyze_skips_the_tables_analyzed_since_the_last_commit(sample
     steps = ["traces_step", "traces_failurecause", "traces_failureslice"]
     monkeypatch.setattr(statistics, "changed_tables", lambda: steps)
     between = statistics.BetweenBatches()
-    assert analyze_statements(between.refresh) == [f"ANALYZE {', '.join(steps)}"]
+    assert analyze_statements(between.refresh) == [f"ANALYZE (SKIP_LOCKED) {', '.join(steps)}"]
     assert between.fresh == frozenset(steps)
     report = ingest_paths([samples / "runs"])
     statements = analyze_statements(lambda: statistics.refresh_after(report, between.fresh))
@@ -237,3 +237,30 @@ def test_the_ends_analyze_skips_the_tables_analyzed_since_the_last_commit(sample
     assert analyzed == {"traces_run", "traces_call", "traces_entitylink"}
     between.committed()
     assert between.fresh == frozenset()
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_refresh_between_transactions_never_waits_for_another_sessions_analyze(monkeypatch):
+    """A table another session holds against ANALYZE (its own ANALYZE: another worker
+    of `ingest --jobs` refreshing at the same moment; a VACUUM; an index built
+    concurrently) is skipped, not waited for: the ingest goes on, its other tables
+    analyzed (only they skipped by the end's ANALYZE)."""
+    monkeypatch.setattr(statistics, "changed_tables", lambda: ["traces_step", "traces_run"])
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("LOCK TABLE traces_step IN SHARE UPDATE EXCLUSIVE MODE")
+            with connection.cursor() as ours:
+                ours.execute("SET lock_timeout = 3000")  # a wait fails the test, not hangs
+            between = statistics.BetweenBatches()
+            try:
+                assert between.refresh()
+            finally:
+                with connection.cursor() as ours:
+                    ours.execute("SET lock_timeout = DEFAULT")
+    finally:
+        other.close()
+    assert rows_counted_by_statistics("traces_run") is not None
+    assert between.fresh == {"traces_run"}  # the steps' left to the end's ANALYZE

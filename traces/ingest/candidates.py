@@ -57,8 +57,14 @@ class Candidate:
 
 
 def _collect(
-    paths: Iterable[str | Path], stack: contextlib.ExitStack, display_names: dict[str, str]
+    paths: Iterable[str | Path],
+    stack: contextlib.ExitStack,
+    display_names: dict[str, str],
+    *,
+    archives: bool = True,
 ) -> Iterator[Candidate]:
+    """The candidates of `paths`: a directory's files, a zip archive's members (with
+    `archives`; else the archive itself, which the loader leaves out as a walk's)."""
     for raw in paths:
         path = Path(raw).expanduser()
         name = storable(display_names.get(str(raw), str(raw)))
@@ -66,7 +72,7 @@ def _collect(
             yield Candidate(path, _logical(path), name, True, error="no such file or directory")
         elif path.is_dir():
             yield from _walk(path)
-        elif is_zip(path):
+        elif archives and is_zip(path):
             yield from _expand_zip(path, name, stack)
         else:
             resolved = _resolved(path)

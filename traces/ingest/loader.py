@@ -86,7 +86,7 @@ def ingest_paths(
     so one in no known format is skipped, as in the walk, not failed, and an
     archive among them is left out as a walk leaves it."""
     with contextlib.ExitStack() as stack:
-        candidates = list(_collect(paths, stack, display_names or {}))
+        candidates = list(_collect(paths, stack, display_names or {}, archives=not walked))
         if walked:
             candidates = [replace(c, explicit=False, walked=True) for c in candidates]
         known = known_files(candidate.logical_path for candidate in candidates)

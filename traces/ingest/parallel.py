@@ -33,7 +33,7 @@ from django.utils import timezone
 from traces.models import IngestClaim, TraceSource
 
 from . import parallel_worker
-from .candidates import _logical, _resolved, _walk, storable
+from .candidates import _logical, _resolved, _walk, is_zip, storable
 from .loader import ingest_paths
 from .report import FileResult, IngestReport
 
@@ -124,15 +124,18 @@ def _listed(paths: Iterable[str | Path]) -> Iterator[tuple[str, bool]]:
     """Each file a directory walk finds (walked), and each other path as given (a
     file or a zip archive, read whole by one worker); a file found again (named
     twice, in a directory named too, or through a link) left out as the loader
-    leaves it, or two workers would read it at once and the report count it twice."""
+    leaves it, or two workers would read it at once and the report count it twice.
+    A zip archive named is read (its members) even if a walk found it too (which
+    leaves it out): its names are apart."""
     seen: set[str] = set()
+    archives: set[str] = set()
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
             for candidate in _walk(path):
                 if _first_time(candidate.logical_path, seen):
                     yield str(candidate.real_path), True
-        elif _first_time(_logical(_resolved(path)), seen):
+        elif _first_time(_logical(_resolved(path)), archives if is_zip(path) else seen):
             yield str(raw), False
 
 

@@ -102,7 +102,11 @@ class BetweenBatches:
         self.fresh = frozenset()
 
     def refresh(self) -> bool:
-        """Call when no transaction is open; whether it analyzed."""
+        """Call when no transaction is open; whether it analyzed a table.
+
+        A table another session holds against ANALYZE is skipped, not waited for: its
+        own ANALYZE (another worker of `ingest --jobs` refreshing at the same moment),
+        a VACUUM, an index built concurrently. Only the tables analyzed are `fresh`."""
         if connection.vendor != "postgresql" or connection.in_atomic_block:
             return False
         now = time.monotonic()
@@ -112,10 +116,20 @@ class BetweenBatches:
         if not tables:
             return False
         with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {', '.join(tables)}")
+            cursor.execute("SELECT clock_timestamp()")
+            began = cursor.fetchone()[0]
+            cursor.execute(f"ANALYZE (SKIP_LOCKED) {', '.join(tables)}")
+            # Those skipped keep their last_analyze (on PostgreSQL < 15 one analyzed may
+            # not show yet: left to the end's ANALYZE).
+            cursor.execute(
+                "SELECT relname FROM pg_stat_user_tables "
+                "WHERE relname = ANY(%s) AND last_analyze >= %s",
+                [tables, began],
+            )
+            analyzed = frozenset(name for (name,) in cursor.fetchall())
         self._analyzed_at = time.monotonic()
-        self.fresh = frozenset(tables)
-        return True
+        self.fresh = analyzed
+        return bool(analyzed)
 
 
 def changed_tables() -> list[str]:
