@@ -264,3 +264,23 @@ def test_a_refresh_between_transactions_never_waits_for_another_sessions_analyze
         other.close()
     assert rows_counted_by_statistics("traces_run") is not None
     assert between.fresh == {"traces_run"}  # the steps' left to the end's ANALYZE
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_refresh_between_transactions_that_fails_never_fails_the_ingest(
+    samples, monkeypatch, caplog
+):
+    """A deployment's statement_timeout, a permission: the statistics are a help, the
+    ingest goes on and the error is logged."""
+    monkeypatch.setattr(batches, "MAX_FILES", 1)
+    monkeypatch.setattr(statistics, "REFRESH_EVERY", 0.0)
+
+    def failing():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")
+
+    monkeypatch.setattr(statistics, "changed_tables", failing)
+    report = ingest_paths([samples])
+    assert report.files and not report.failed
+    assert "statistics not refreshed between transactions" in caplog.text

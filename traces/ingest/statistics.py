@@ -28,13 +28,16 @@ ruins, and counts an entity's subject steps by scanning every run (0.3 ms -> 260
 
 from __future__ import annotations
 
+import logging
 import time
 
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from traces.models import Call, EntityLink, FailureCause, FailureSlice, LogEntry, Run, Step
 
 from .report import IngestReport
+
+log = logging.getLogger(__name__)
 
 # Rows written by one ingest (runs, steps, calls, links, log rows) from which its
 # end refreshes the statistics: a small rescan costs no ANALYZE.
@@ -112,6 +115,14 @@ class BetweenBatches:
         now = time.monotonic()
         if self._analyzed_at is not None and now - self._analyzed_at < REFRESH_EVERY:
             return False
+        try:
+            return self._analyze_changed()
+        except DatabaseError as exc:  # statistics are a help: never the ingest's failure
+            log.warning("statistics not refreshed between transactions: %s", exc)
+            self._analyzed_at = time.monotonic()
+            return False
+
+    def _analyze_changed(self) -> bool:
         tables = changed_tables()
         if not tables:
             return False
