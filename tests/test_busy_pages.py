@@ -225,3 +225,16 @@ def _raised_while_handling(error: Exception, cause=False) -> Exception:
             raise ValueError("raised from it") from (error if cause else None)
     except ValueError as wrapper:
         return wrapper
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fail", [_failing_session_row, _failing_middleware])
+def test_the_apis_busy_answer_outside_the_view_is_its_json_error(logged_in, monkeypatch, fail):
+    """The JSON API answers a busy database as api_errors does in a view, not with the
+    HTML page."""
+    fail(monkeypatch, driver_error(BUSY_ERRORS[0]))
+    response = logged_in.get("/api/runs")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "The database is busy or unavailable; try again."}

@@ -26,6 +26,9 @@ from .uploads import UploadTooLarge
 
 log = logging.getLogger(__name__)
 
+# The JSON API's answer when the database is busy (here, or outside the view: middleware.py).
+DATABASE_BUSY = "The database is busy or unavailable; try again."
+
 
 def error_response(
     api: NinjaAPI, request, status: int, detail: str, errors=None, headers: dict | None = None
@@ -104,12 +107,7 @@ def _unexpected(respond, request, exc: Exception):
 
 def _database_busy(respond, request, exc: OperationalError):
     log.warning("API %s %s: database unavailable: %s", request.method, request.path, exc)
-    return respond(
-        request,
-        503,
-        "The database is busy or unavailable; try again.",
-        headers={"Retry-After": "5"},
-    )
+    return respond(request, 503, DATABASE_BUSY, headers={"Retry-After": "5"})
 
 
 def _too_large(respond, request, exc=None):

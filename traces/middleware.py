@@ -14,9 +14,10 @@ import logging
 import sys
 
 from django.db import OperationalError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
+from traces.api_errors import DATABASE_BUSY
 from traces.ingest import batches
 from traces.views.common import bad_request
 
@@ -57,9 +58,13 @@ def busy_error(exception: BaseException) -> OperationalError | None:
 
 
 def busy_page(request: HttpRequest, exception: OperationalError) -> HttpResponse:
+    """The page (or, for the JSON API, the JSON error api_errors gives) saying so."""
     log.warning("%s %s: database busy: %s", request.method, request.path, exception)
-    message = "The database is busy: another write held it too long. Try again in a moment."
-    response = bad_request(request, message, status=503)
+    if request.path_info.startswith("/api/"):
+        response = JsonResponse({"detail": DATABASE_BUSY}, status=503)
+    else:
+        message = "The database is busy: another write held it too long. Try again in a moment."
+        response = bad_request(request, message, status=503)
     response["Retry-After"] = "5"
     return response
 
