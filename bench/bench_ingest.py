@@ -58,16 +58,7 @@ from django.db import connection
 from generate import EVENTS_DDL, WORKFLOW_DDL
 
 from traces.ingest.loader import ingest_paths
-from traces.models import (
-    Call,
-    EntityLink,
-    LogEntry,
-    Run,
-    RunMinimap,
-    Step,
-    StepGroup,
-    TraceFile,
-)  # fmt: skip
+from traces.models import Call, EntityLink, LogEntry, Run, RunMinimap, Step, StepGroup, TraceFile
 
 FORMATS = ("duckflux-files", "duckflux-big", "greentic", "traceos", "runs", "workflow")
 LABELS = {
