@@ -90,6 +90,16 @@ def assert_walks_an_index(read):
         assert not sorts(plan), f"{sql[sql.index(' FROM ') :]}\n  plan: {plan}"
 
 
+def _step_names_settled() -> None:
+    """After a test renamed steps or moved lines by update(): each line's step_name as
+    the ingest would write it, and on PostgreSQL both tables' statistics taken again."""
+    refresh_step_names()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE traces_step")
+            cursor.execute("ANALYZE traces_logentry")
+
+
 # --- data ---------------------------------------------------------------------------------
 
 
@@ -829,10 +839,7 @@ def test_log_search_tests_a_phrase_on_the_lines_a_step_name_keeps(worded_lines):
         ids = list(LogEntry.objects.filter(level=level).order_by("pk").values_list("pk", flat=True))
         for offset, step in enumerate(kept):
             LogEntry.objects.filter(pk__in=ids[offset :: len(kept)]).update(step=step)
-    refresh_step_names()
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE traces_step")
-        cursor.execute("ANALYZE traces_logentry")
+    _step_names_settled()
     found = None
 
     def read():
@@ -1052,11 +1059,7 @@ def named_steps(worded_lines):
     ids = list(LogEntry.objects.filter(level="info").order_by("pk").values_list("pk", flat=True))
     for offset, step in enumerate(steps):
         LogEntry.objects.filter(pk__in=ids[offset :: len(steps)]).update(step=step)
-    refresh_step_names()
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE traces_step")
-            cursor.execute("ANALYZE traces_logentry")
+    _step_names_settled()
     return fetch
 
 
@@ -1115,11 +1118,7 @@ def idle_steps(named_steps, worded_lines):
     ids = LogEntry.objects.filter(level="error").order_by("pk").values_list("pk", flat=True)
     for offset, step in enumerate(steps):
         LogEntry.objects.filter(pk__in=ids[offset * 2 : offset * 2 + 2]).update(step=step)
-    refresh_step_names()
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE traces_step")
-            cursor.execute("ANALYZE traces_logentry")
+    _step_names_settled()
     return steps
 
 
